@@ -1,0 +1,104 @@
+"""Build the Cython kernels; probe for OpenMP. All metadata lives in pyproject.toml."""
+
+import os
+import sys
+import tempfile
+import textwrap
+import warnings
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_TEST = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        return omp_get_max_threads() > 0 && n > 0 ? 0 : 1;
+    }
+    """
+)
+
+
+def openmp_flags(compiler):
+    """(compile_args, link_args) that make OpenMP work with this compiler, or None."""
+    if os.environ.get("EMFAST_NO_OPENMP", "") not in ("", "0"):
+        return None
+    if sys.platform == "win32":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":
+        # Apple clang needs -Xpreprocessor and Homebrew's libomp (the wheel workflow
+        # installs it and exports CPPFLAGS/LDFLAGS pointing at it).
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    extra_cflags = os.environ.get("CPPFLAGS", "").split() + os.environ.get("CFLAGS", "").split()
+    extra_ldflags = os.environ.get("LDFLAGS", "").split()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp_probe.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_TEST)
+        for cflags, ldflags in candidates:
+            try:
+                objs = compiler.compile([src], output_dir=tmp, extra_preargs=cflags + extra_cflags)
+                compiler.link_executable(objs, "omp_probe", output_dir=tmp,
+                                         extra_preargs=ldflags + extra_ldflags)
+                return cflags, ldflags
+            except Exception:  # noqa: BLE001 - any compile/link failure means "not this one"
+                continue
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        flags = openmp_flags(self.compiler)
+        if flags is None:
+            reason = ("EMFAST_NO_OPENMP is set" if os.environ.get("EMFAST_NO_OPENMP", "") not in ("", "0")
+                      else "the compiler cannot build an OpenMP program")
+            warnings.warn(
+                f"emfast: building the Cython kernels WITHOUT OpenMP ({reason}); "
+                "they will run on one thread. Install an OpenMP runtime (libgomp/libomp) "
+                "and rebuild for multi-core kernels.",
+                stacklevel=1,
+            )
+            print(f"*** emfast: OpenMP disabled: {reason}", file=sys.stderr)
+        for ext in self.extensions:
+            if flags is not None:
+                ext.extra_compile_args += flags[0]
+                ext.extra_link_args += flags[1]
+            ext.define_macros.append(("EMFAST_OPENMP", "1" if flags else "0"))
+        super().build_extensions()
+
+
+def extensions():
+    opt = [] if sys.platform == "win32" else ["-O3"]
+    exts = []
+    for pyx in sorted(glob("src/emfast/_cython/*.pyx")):
+        name = pyx[len("src/"):-len(".pyx")].replace("/", ".")
+        exts.append(
+            Extension(
+                name,
+                [pyx],
+                include_dirs=[np.get_include(), "src/emfast/_cython"],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                extra_compile_args=list(opt),
+            )
+        )
+    return cythonize(
+        exts,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,3 @@
+"""emfast: fast Expectation-Maximization."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,100 @@
+"""Backend selection and thread counts, resolved in one place."""
+
+import os
+import threading
+
+BACKENDS = ("auto", "cython", "numba")
+
+_lock = threading.Lock()
+_cache = {}
+
+
+def _load(name):
+    with _lock:
+        if name not in _cache:
+            try:
+                if name == "cython":
+                    from emfast._cython import _gaussian as mod
+                else:
+                    from emfast._numba import _gaussian as mod
+                _cache[name] = (mod, None)
+            except ImportError as exc:  # extension not built, or numba missing
+                _cache[name] = (None, exc)
+        return _cache[name]
+
+
+def available_backends():
+    """Names of the kernel backends that import in this process."""
+    return [name for name in ("cython", "numba") if _load(name)[0] is not None]
+
+
+def get_backend(backend="auto"):
+    """Return the kernel module for ``backend`` ("auto", "cython" or "numba").
+
+    "auto" is Cython when the extension is built, else Numba.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        for name in ("cython", "numba"):
+            mod, _ = _load(name)
+            if mod is not None:
+                return mod
+        raise ImportError(
+            "no emfast kernel backend is usable: the Cython extension is not built "
+            "and numba does not import"
+        )
+    mod, exc = _load(backend)
+    if mod is None:
+        raise ImportError(f"emfast backend {backend!r} is not available: {exc}")
+    return mod
+
+
+def _cgroup_cpu_limit():
+    """CPUs allowed by a cgroup v2/v1 quota, or None when unlimited."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            return max(1, int(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period = int(f.read())
+        if quota > 0:
+            return max(1, quota // period)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def cpu_count():
+    """CPUs this process may use: affinity mask, cgroup quota and OMP_NUM_THREADS."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        n = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, limit)
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
+    return max(1, n)
+
+
+def resolve_n_threads(n_threads):
+    """None -> all usable CPUs; a positive int is taken as is; 0 or negative is an error."""
+    if n_threads is None:
+        return cpu_count()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int,)) and not hasattr(
+        n_threads, "__index__"
+    ):
+        raise TypeError(f"n_threads must be None or a positive integer, got {n_threads!r}")
+    n = int(n_threads)
+    if n < 1:
+        raise ValueError(f"n_threads must be None or a positive integer, got {n_threads!r}")
+    return n

@@ -1,0 +1,226 @@
+"""Public low-level kernels: Gaussian log-densities and the fused E-step statistics pass.
+
+These functions take plain NumPy arrays and are what emfast's own estimators use. Another
+library can build its own EM on them: compute ``log_const`` for its parameters, call
+:func:`gaussian_estep_stats` once per iteration, and turn the returned statistics into new
+parameters.
+
+Conventions (the same as scikit-learn's ``GaussianMixture``):
+
+* ``X`` has shape (N, D), float32 or float64. Accumulation is always float64.
+* ``means`` has shape (K, D).
+* ``prec_chol`` is the Cholesky factor of the precision matrices, shaped by
+  ``covariance_type``: "full" (K, D, D), "tied" (D, D), "diag" (K, D), "spherical" (K,).
+  For full/tied it is upper triangular ``U`` with ``precision = U @ U.T``; the squared
+  Mahalanobis distance of ``x`` to component ``k`` is ``||(x - means[k]) @ U_k||**2``.
+  For diag/spherical it is ``1 / sqrt(variance)``.
+* ``log_const`` (K,) holds everything that does not depend on ``x``:
+  ``log(weight_k) + log|det U_k| - D/2 log(2 pi)`` (see :func:`log_normalizer`).
+  The weighted log-probability of row n under component k is
+  ``log_const[k] - 0.5 * mahalanobis_sq[n, k]``.
+
+All functions release the GIL while they compute and use ``n_threads`` threads (None: all
+CPUs this process may use). Results do not depend on the thread count: rows are processed in
+fixed blocks whose partial sums are added in a fixed order.
+"""
+
+import math
+
+import numpy as np
+
+from emfast._config import get_backend, resolve_n_threads
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "log_normalizer",
+    "gaussian_log_prob",
+    "gaussian_estep_stats",
+]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_COV_CODE = {name: code for code, name in enumerate(COVARIANCE_TYPES)}
+
+
+def _cov_code(covariance_type):
+    try:
+        return _COV_CODE[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+        ) from None
+
+
+def prec_chol_shape(covariance_type, n_components, n_features):
+    """Shape of ``prec_chol`` (and of covariances) for a covariance type."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+def s2_shape(covariance_type, n_components, n_features):
+    """Shape of the second-moment statistic ``s2`` for a covariance type."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+def log_normalizer(prec_chol, covariance_type, n_features, log_weights=None):
+    """``log_const`` for the kernels: log|det U_k| - D/2 log(2 pi) (+ log weights), shape (K,)."""
+    _cov_code(covariance_type)
+    prec_chol = np.asarray(prec_chol, dtype=np.float64)
+    if covariance_type == "full":
+        log_det = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    elif covariance_type == "tied":
+        log_det = np.log(np.diagonal(prec_chol)).sum()
+    elif covariance_type == "diag":
+        log_det = np.log(prec_chol).sum(axis=1)
+    else:
+        log_det = n_features * np.log(prec_chol)
+    out = log_det - 0.5 * n_features * math.log(2.0 * math.pi)
+    if log_weights is not None:
+        out = out + np.asarray(log_weights, dtype=np.float64)
+    return np.ascontiguousarray(np.broadcast_to(out, np.shape(out)), dtype=np.float64)
+
+
+def _as_input(X):
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        raise TypeError(f"X must be float32 or float64, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    return np.ascontiguousarray(X)
+
+
+def _as_param(name, a, shape):
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+def _check_out(name, out, shape):
+    if out is None:
+        return np.empty(shape, dtype=np.float64)
+    if not isinstance(out, np.ndarray) or out.dtype != np.float64 or out.shape != tuple(shape):
+        raise ValueError(f"{name} must be a float64 array of shape {tuple(shape)}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return out
+
+
+def _params(X, means, prec_chol, covariance_type, log_const):
+    code = _cov_code(covariance_type)
+    if not isinstance(means, np.ndarray) or means.ndim != 2:
+        means = np.asarray(means, dtype=np.float64)
+        if means.ndim != 2:
+            raise ValueError(f"means must be 2-D (n_components, n_features), got {means.shape}")
+    K, D = means.shape
+    if X.shape[1] != D:
+        raise ValueError(f"X has {X.shape[1]} features but means have {D}")
+    means = _as_param("means", means, (K, D))
+    prec_chol = _as_param("prec_chol", prec_chol, prec_chol_shape(covariance_type, K, D))
+    log_const = _as_param("log_const", log_const, (K,))
+    return code, K, D, means, prec_chol, log_const
+
+
+def gaussian_log_prob(
+    X,
+    means,
+    prec_chol,
+    covariance_type,
+    log_const,
+    *,
+    responsibilities=False,
+    out=None,
+    out_norm=None,
+    backend="auto",
+    n_threads=None,
+):
+    """Per-row, per-component weighted log-probabilities or responsibilities.
+
+    Parameters
+    ----------
+    X : (N, D) float32 or float64
+    means, prec_chol, covariance_type, log_const : see the module docstring.
+    responsibilities : bool
+        False: ``out[n, k] = log_const[k] - 0.5 * maha[n, k]``.
+        True: ``out[n, k]`` is the posterior probability of component k for row n.
+    out : (N, K) float64, optional
+        Written in place when given.
+    out_norm : (N,) float64, optional
+        Written in place when given: ``logsumexp_k`` of the weighted log-probabilities,
+        i.e. the log-likelihood of each row.
+
+    Returns
+    -------
+    out, norm : the (N, K) array and the (N,) log-likelihoods (``out_norm`` if given).
+    """
+    X = _as_input(X)
+    code, K, D, means, prec_chol, log_const = _params(X, means, prec_chol, covariance_type, log_const)
+    N = X.shape[0]
+    out = _check_out("out", out, (N, K))
+    out_norm = _check_out("out_norm", out_norm, (N,))
+    mod = get_backend(backend)
+    mod.log_prob(X, log_const, means, prec_chol, code, out, out_norm,
+                 bool(responsibilities), resolve_n_threads(n_threads))
+    return out, out_norm
+
+
+def gaussian_estep_stats(
+    X,
+    means,
+    prec_chol,
+    covariance_type,
+    log_const,
+    sample_weight=None,
+    *,
+    out=None,
+    backend="auto",
+    n_threads=None,
+):
+    """The fused E-step: responsibilities and weighted, centred sufficient statistics.
+
+    One pass over X; no (N, K) array is formed. With ``r[n, k]`` the responsibilities
+    and ``w[n]`` the sample weights (1 when ``sample_weight`` is None):
+
+    * ``nk[k] = sum_n w[n] r[n, k]``, shape (K,)
+    * ``s1[k] = sum_n w[n] r[n, k] (x_n - means[k])``, shape (K, D)
+    * ``s2``: second moments about the current means, by covariance type:
+      full (K, D, D) ``sum_n w r (x - mu_k)(x - mu_k)^T``; tied (D, D) the sum over k of
+      those; diag (K, D) ``sum_n w r (x - mu_k)**2``; spherical (K,) ``sum_n w r ||x - mu_k||**2``
+    * ``loglik = sum_n w[n] logsumexp_k(log_const[k] - 0.5 maha[n, k])``
+
+    Parameters
+    ----------
+    out : tuple (nk, s1, s2) of float64 arrays, optional
+        Overwritten in place when given.
+
+    Returns
+    -------
+    loglik, nk, s1, s2
+    """
+    X = _as_input(X)
+    code, K, D, means, prec_chol, log_const = _params(X, means, prec_chol, covariance_type, log_const)
+    N = X.shape[0]
+    if sample_weight is None:
+        sw = np.empty(0, dtype=np.float64)
+    else:
+        sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        if sw.shape != (N,):
+            raise ValueError(f"sample_weight must have shape ({N},), got {sw.shape}")
+    if out is None:
+        out = (None, None, None)
+    nk = _check_out("nk", out[0], (K,))
+    s1 = _check_out("s1", out[1], (K, D))
+    s2 = _check_out("s2", out[2], s2_shape(covariance_type, K, D))
+    mod = get_backend(backend)
+    loglik = mod.estep_stats(X, sw, log_const, means, prec_chol, code, nk, s1, s2,
+                             resolve_n_threads(n_threads))
+    return float(loglik), nk, s1, s2
+

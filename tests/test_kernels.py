@@ -1,0 +1,117 @@
+"""Every kernel backend against the NumPy reference, and thread-count independence."""
+
+import numpy as np
+import pytest
+
+import reference
+from conftest import random_params
+from emfast.kernels import gaussian_estep_stats, gaussian_log_prob
+
+COV_TYPES = reference.COV_TYPES
+# Sizes straddle the row-block size (256) and the small/large-D code paths.
+SHAPES = [(1, 1, 1), (7, 3, 2), (300, 2, 5), (1000, 10, 4), (2049, 24, 3), (513, 5, 1)]
+
+
+def _data(shape, covariance_type, dtype, seed=0):
+    N, D, K = shape
+    rng = np.random.default_rng(seed)
+    means, pc, lc = random_params(rng, K, D, covariance_type)
+    X = (means[rng.integers(K, size=N)] + rng.normal(size=(N, D))).astype(dtype)
+    return X, means, pc, lc, rng
+
+
+def _rtol(dtype):
+    return 1e-10 if dtype == np.float64 else 1e-4
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_estep_stats_matches_reference(backend, covariance_type, shape, dtype, weighted):
+    X, means, pc, lc, rng = _data(shape, covariance_type, dtype)
+    sw = rng.uniform(0, 3, size=len(X)) if weighted else None
+    X_before = X.copy()
+    got = gaussian_estep_stats(X, means, pc, covariance_type, lc, sw, backend=backend, n_threads=2)
+    # The reference sees exactly the values the kernel saw (float32 rounded to float64).
+    want = reference.estep_stats(X.astype(np.float64), sw, lc, means, pc, covariance_type)
+    rtol = 1e-10 if dtype == np.float64 else 1e-6
+    scale_nk = np.sum(sw) if weighted else len(X)
+    assert np.isclose(got[0], want[0], rtol=rtol, atol=rtol * abs(want[0]))
+    np.testing.assert_allclose(got[1], want[1], rtol=rtol, atol=rtol * scale_nk)
+    for g, w in zip(got[2:], want[2:]):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max() + 1e-300)
+    np.testing.assert_array_equal(X, X_before)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_prob_matches_reference(backend, covariance_type, shape, dtype):
+    X, means, pc, lc, _ = _data(shape, covariance_type, dtype, seed=1)
+    lp, resp, norm = reference.log_prob_resp(X.astype(np.float64), lc, means, pc, covariance_type)
+    out, out_norm = gaussian_log_prob(X, means, pc, covariance_type, lc, backend=backend)
+    rtol = 1e-10 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(out, lp, rtol=rtol, atol=rtol * np.abs(lp).max())
+    np.testing.assert_allclose(out_norm, norm, rtol=rtol, atol=rtol * np.abs(norm).max())
+    r, n2 = gaussian_log_prob(X, means, pc, covariance_type, lc, responsibilities=True,
+                              backend=backend)
+    np.testing.assert_allclose(r, resp, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(r.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(n2, out_norm)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_float32_input_matches_float64_reference(backend, covariance_type):
+    """float32 data against the float64 reference on float64 data: 1e-4 relative."""
+    X, means, pc, lc, _ = _data((1500, 6, 4), covariance_type, np.float64, seed=4)
+    want = reference.estep_stats(X, None, lc, means, pc, covariance_type)
+    got = gaussian_estep_stats(X.astype(np.float32), means, pc, covariance_type, lc,
+                               backend=backend)
+    assert np.isclose(got[0], want[0], rtol=1e-4)
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_thread_count_does_not_change_results(backend, covariance_type):
+    X, means, pc, lc, rng = _data((5000, 7, 6), covariance_type, np.float64, seed=2)
+    sw = rng.uniform(0, 2, size=len(X))
+    one = gaussian_estep_stats(X, means, pc, covariance_type, lc, sw, backend=backend, n_threads=1)
+    for n in (2, 3):
+        other = gaussian_estep_stats(X, means, pc, covariance_type, lc, sw, backend=backend,
+                                     n_threads=n)
+        assert one[0] == other[0]
+        for a, b in zip(one[1:], other[1:]):
+            np.testing.assert_array_equal(a, b)
+    lp1 = gaussian_log_prob(X, means, pc, covariance_type, lc, backend=backend, n_threads=1)
+    lp2 = gaussian_log_prob(X, means, pc, covariance_type, lc, backend=backend, n_threads=2)
+    np.testing.assert_array_equal(lp1[0], lp2[0])
+    np.testing.assert_array_equal(lp1[1], lp2[1])
+
+
+def test_backends_agree():
+    from emfast._config import available_backends
+
+    if len(available_backends()) < 2:
+        pytest.skip("only one backend is built")  # the CI build has both; see test_build.py
+    X, means, pc, lc, _ = _data((3000, 5, 4), "full", np.float64, seed=3)
+    a = gaussian_estep_stats(X, means, pc, "full", lc, backend="cython")
+    b = gaussian_estep_stats(X, means, pc, "full", lc, backend="numba")
+    assert np.isclose(a[0], b[0], rtol=1e-12)
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-10 * np.abs(y).max())
+
+
+def test_far_apart_components_do_not_underflow(backend):
+    """log-sum-exp with the row max: rows far from every mean still get finite values."""
+    X = np.array([[1e3, -1e3], [0.0, 0.0]])
+    means = np.array([[0.0, 0.0], [1.0, 1.0]])
+    pc = np.ones((2, 2))
+    from emfast.kernels import log_normalizer
+
+    lc = log_normalizer(pc, "diag", 2, np.log([0.5, 0.5]))
+    ll, nk, s1, s2 = gaussian_estep_stats(X, means, pc, "diag", lc, backend=backend)
+    assert np.isfinite(ll) and np.all(np.isfinite(nk)) and np.isclose(nk.sum(), 2.0)
+    r, norm = gaussian_log_prob(X, means, pc, "diag", lc, responsibilities=True, backend=backend)
+    assert np.all(np.isfinite(r)) and np.allclose(r.sum(axis=1), 1.0)
