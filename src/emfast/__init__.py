@@ -1,3 +1,15 @@
-"""emfast: fast Expectation-Maximization."""
+"""emfast: fast Expectation-Maximization for latent-variable models.
+
+``from emfast import GaussianMixture`` is a drop-in for scikit-learn's. The compiled
+kernels are in two backends (Cython+OpenMP, Numba) behind one contract; the low-level
+functions are public in :mod:`emfast.kernels`.
+"""
 
 __version__ = "0.1.0"
+
+from emfast._info import show_config
+from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
+from emfast.mixture import GaussianMixture
+
+__all__ = ["GaussianMixture", "show_config", "ConvergenceWarning",
+           "DegenerateComponentWarning", "NotFittedError", "__version__"]

@@ -1,0 +1,132 @@
+"""EM drivers, written once for every model family.
+
+A family provides ``e_step(X, sample_weight, params, n_threads) -> stats`` (statistics with
+``loglik`` and ``weight_sum``) and ``m_step(X, sample_weight, stats, rng) -> params``. The
+drivers own everything else: the loop, the convergence rule, verbose output, restarts.
+"""
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
+
+import numpy as np
+
+
+class EMRun:
+    """Result of one EM run from one starting point."""
+
+    __slots__ = ("params", "lower_bound", "lower_bounds", "n_iter", "converged")
+
+    def __init__(self, params, lower_bound, lower_bounds, n_iter, converged):
+        self.params = params
+        self.lower_bound = lower_bound
+        self.lower_bounds = lower_bounds
+        self.n_iter = n_iter
+        self.converged = converged
+
+
+class VerboseMonitor:
+    """scikit-learn's verbose messages (verbose=1: iterations; verbose>=2: timings too)."""
+
+    def __init__(self, verbose, interval):
+        self.verbose = verbose
+        self.interval = interval
+
+    def init_begin(self, index):
+        if self.verbose:
+            print(f"Initialization {index}")
+        self._t_init = self._t_iter = perf_counter()
+
+    def iteration(self, n_iter, change):
+        if self.verbose and n_iter % self.interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            else:
+                now = perf_counter()
+                print(f"  Iteration {n_iter}\t time lapse {now - self._t_iter:.5f}s\t "
+                      f"ll change {change:.5f}")
+                self._t_iter = now
+
+    def init_end(self, lower_bound, converged):
+        msg = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {msg}.")
+        elif self.verbose >= 2:
+            print(f"Initialization {msg}. time lapse {perf_counter() - self._t_init:.5f}s\t "
+                  f"lower bound {lower_bound:.5f}.")
+
+
+def em_loop(family, X, sample_weight, params, *, max_iter, tol, n_threads, rng,
+            lower_bound=-math.inf, monitor=None):
+    """Batch EM from ``params``: scikit-learn's loop and stopping rule.
+
+    Each iteration is one fused E-step pass (statistics at the current parameters, whose
+    mean log-likelihood is the lower bound) followed by the M-step. It stops when the lower
+    bound changes by less than ``tol``.
+    """
+    lower_bounds = []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        prev = lower_bound
+        stats = family.e_step(X, sample_weight, params, n_threads)
+        params = family.m_step(X, sample_weight, stats, rng)
+        lower_bound = stats.loglik / stats.weight_sum
+        lower_bounds.append(lower_bound)
+        change = lower_bound - prev
+        if monitor is not None:
+            monitor.iteration(n_iter, change)
+        if abs(change) < tol:
+            converged = True
+            break
+    if monitor is not None and max_iter > 0:
+        monitor.init_end(lower_bound, converged)
+    return EMRun(params, lower_bound, lower_bounds, n_iter, converged)
+
+
+def _child_rngs(rng, n):
+    """Independent RandomStates for n restarts, drawn in order from ``rng``."""
+    if n == 1:
+        return [rng]
+    seeds = rng.randint(np.iinfo(np.int32).max, size=n)
+    return [np.random.RandomState(int(s)) for s in seeds]
+
+
+def fit_restarts(family, X, sample_weight, init_params, *, n_init, rng, max_iter, tol,
+                 n_threads, verbose=0, verbose_interval=10):
+    """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
+
+    ``init_params(X, sample_weight, rng) -> params``. Restarts run concurrently on Python
+    threads (the kernels release the GIL), splitting ``n_threads`` between them; each
+    restart has its own random stream, so the result does not depend on the scheduling.
+    With verbose output they run one after another so that messages stay in order.
+    """
+    rngs = _child_rngs(rng, n_init)
+    workers = 1 if verbose else max(1, min(n_init, n_threads))
+    per_run = max(1, n_threads // workers)
+
+    def one(index):
+        monitor = VerboseMonitor(verbose, verbose_interval) if verbose else None
+        if monitor is not None:
+            monitor.init_begin(index)
+        params = init_params(X, sample_weight, rngs[index])
+        if max_iter == 0:
+            return EMRun(params, -math.inf, [], 0, False)
+        return em_loop(family, X, sample_weight, params, max_iter=max_iter, tol=tol,
+                       n_threads=per_run, rng=rngs[index], monitor=monitor)
+
+    if workers == 1:
+        runs = [one(i) for i in range(n_init)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            runs = list(pool.map(one, range(n_init)))
+    return best_run(runs)
+
+
+def best_run(runs):
+    """The run with the highest final lower bound; the first one on ties (as scikit-learn)."""
+    best = runs[0]
+    for run in runs[1:]:
+        if run.lower_bound > best.lower_bound:
+            best = run
+    return best

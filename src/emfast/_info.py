@@ -1,0 +1,71 @@
+"""emfast.show_config(): what this installation can do."""
+
+import platform
+import sys
+
+
+def config_info():
+    """Version, backends, OpenMP, threads and BLAS, as a dict."""
+    import numpy as np
+
+    import emfast
+    from emfast import _config
+
+    info = {
+        "emfast": emfast.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "backends": _config.available_backends(),
+        "default_backend": None,
+        "openmp": False,
+        "openmp_max_threads": None,
+        "numba": None,
+        "numba_threads": None,
+        "numba_threading_layer": None,
+        "n_threads_default": _config.cpu_count(),
+        "blas": [],
+    }
+    try:
+        info["default_backend"] = _config.get_backend("auto").__name__.split(".")[-2].lstrip("_")
+    except ImportError:
+        pass
+    if "cython" in info["backends"]:
+        mod = _config.get_backend("cython")
+        info["openmp"] = bool(mod.openmp_enabled())
+        info["openmp_max_threads"] = int(mod.openmp_max_threads())
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+        info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    except ImportError:
+        pass
+    try:
+        import scipy.linalg  # noqa: F401 - loads scipy's BLAS so threadpoolctl sees it
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [
+            {k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
+                                   "filepath")}
+            for d in threadpool_info() if d.get("user_api") == "blas"
+        ]
+    except ImportError:
+        pass
+    return info
+
+
+def show_config(file=None):
+    """Print the emfast version, kernel backends, OpenMP, thread counts and BLAS."""
+    info = config_info()
+    out = file or sys.stdout
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if key == "blas":
+            continue
+        print(f"{key:<{width}} : {value}", file=out)
+    for lib in info["blas"]:
+        print(f"{'blas':<{width}} : {lib['internal_api']} {lib['version']} "
+              f"({lib['architecture']}, {lib['num_threads']} threads) {lib['filepath']}",
+              file=out)

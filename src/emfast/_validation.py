@@ -1,0 +1,151 @@
+"""Input checks shared by the estimators: every bad input becomes a clear ValueError/TypeError.
+
+Messages follow scikit-learn's wording where a scikit-learn user would grep for it.
+Nothing here modifies what the caller passed in.
+"""
+
+import numbers
+
+import numpy as np
+
+
+def _is_sparse(X):
+    return hasattr(X, "tocsr") or hasattr(X, "toarray") and hasattr(X, "nnz")
+
+
+def feature_names(X):
+    """Column names of a DataFrame-like X when they are all strings, else None."""
+    cols = getattr(X, "columns", None)
+    if cols is None or not hasattr(X, "iloc"):
+        return None
+    names = np.asarray(list(cols), dtype=object)
+    if len(names) and all(isinstance(c, str) for c in names):
+        return names
+    return None
+
+
+def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
+                allow_nan=False, estimator=None):
+    """Return X as a 2-D C-contiguous float array (float32 kept), or raise.
+
+    Lists, DataFrames and integer/bool/object-of-number arrays are converted to float64.
+    """
+    where = f" by {estimator}" if estimator else ""
+    if X is None:
+        raise ValueError(f"{name} is None; expected a 2-D array of shape (n_samples, n_features)")
+    if _is_sparse(X):
+        raise TypeError(
+            f"Sparse data was passed for {name}, but dense data is required{where}. "
+            "Use X.toarray() to convert to a dense numpy array."
+        )
+    if hasattr(X, "iloc") and hasattr(X, "dtypes"):  # pandas DataFrame
+        try:
+            X = X.to_numpy()
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to a 2-D numeric array: {exc}") from exc
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported in {name}")
+    if arr.dtype not in dtypes:
+        if arr.dtype.kind in "biuf":
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind == "O" or arr.dtype.kind in "US":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{name} must be numeric; could not convert it to float: {exc}"
+                ) from exc
+        else:
+            raise TypeError(f"{name} has unsupported dtype {arr.dtype}; expected numbers")
+    if arr.ndim != 2:
+        if arr.ndim == 1:
+            raise ValueError(
+                f"Expected 2D array, got 1D array instead: {name}.shape={arr.shape}. "
+                "Reshape your data either using array.reshape(-1, 1) if your data has a "
+                "single feature or array.reshape(1, -1) if it contains a single sample."
+            )
+        if arr.ndim == 0:
+            raise ValueError(f"Expected 2D array, got scalar array instead: {name}={arr!r}.")
+        raise ValueError(f"Found array with dim {arr.ndim}. Expected 2D array for {name}.")
+    n, d = arr.shape
+    if n < min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
+            f"{min_samples} is required{where}."
+        )
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            f"required{where}."
+        )
+    if not allow_nan:
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            what = "NaN" if np.isnan(arr).any() else "infinity"
+            raise ValueError(
+                f"Input {name} contains {what}. emfast does not handle missing or infinite "
+                "values yet; remove or impute them first."
+            )
+    return np.ascontiguousarray(arr)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """None -> None; otherwise a float64 (n_samples,) array, finite, >= 0, not all zero."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        sw = np.full(n_samples, float(sample_weight))
+    else:
+        try:
+            sw = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample_weight must be numeric: {exc}") from exc
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {sw.shape}, expected ({n_samples},)!"
+        )
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if np.any(sw < 0):
+        raise ValueError("Negative values in sample_weight are not allowed")
+    if not np.any(sw > 0):
+        raise ValueError("sample_weight is all zero: at least one sample needs a positive weight")
+    return np.ascontiguousarray(sw)
+
+
+def check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"The '{name}' parameter must be an int, got {value!r}")
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"The '{name}' parameter must be an int {rng}, got {value!r}")
+    return int(value)
+
+
+def check_real(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"The '{name}' parameter must be a float, got {value!r}")
+    if not np.isfinite(value) or value < low:
+        raise ValueError(f"The '{name}' parameter must be a finite float >= {low}, got {value!r}")
+    return float(value)
+
+
+def check_option(name, value, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"The '{name}' parameter must be one of {sorted(options)}, got {value!r}")
+    return value
+
+
+def check_random_state(seed):
+    """None, an int or a RandomState -> a numpy RandomState (as scikit-learn)."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")

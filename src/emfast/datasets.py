@@ -1,0 +1,15 @@
+"""Small data sets bundled with emfast."""
+
+from importlib import resources
+
+import numpy as np
+
+
+def load_blobs():
+    """1500 rows of 3-D data from 4 correlated Gaussian clusters.
+
+    Returns (X (1500, 3) float64, y (1500,) int64 true cluster labels).
+    """
+    with resources.files("emfast").joinpath("data/blobs.csv").open() as f:
+        data = np.loadtxt(f, delimiter=",", comments="#", skiprows=2)
+    return data[:, :3].copy(), data[:, 3].astype(np.int64)

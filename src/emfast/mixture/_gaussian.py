@@ -1,0 +1,263 @@
+"""Gaussian mixture model layer: parameters, M-step from statistics, initial statistics,
+precision factors, sampling. Pure NumPy on K x D x D arrays; no loops over rows."""
+
+import warnings
+
+import numpy as np
+
+from emfast import kernels
+from emfast._stats import GaussianStats
+from emfast.exceptions import DegenerateComponentWarning
+
+# scikit-learn adds this to every component's responsibility sum; keeping it makes the
+# two libraries' iterates agree to rounding error from the same start.
+NK_EPS = 10 * np.finfo(np.float64).eps
+# A component whose weighted count falls below this fraction of the total is empty.
+EMPTY_FRACTION = 1e-8
+_MAX_JITTER_TRIES = 12
+
+
+class GaussianParams:
+    """weights (K,), means (K, D), covariances and prec_chol shaped by covariance type."""
+
+    __slots__ = ("covariance_type", "weights", "means", "covariances", "prec_chol")
+
+    def __init__(self, covariance_type, weights, means, covariances, prec_chol):
+        self.covariance_type = covariance_type
+        self.weights = weights
+        self.means = means
+        self.covariances = covariances
+        self.prec_chol = prec_chol
+
+    def log_const(self):
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights)
+        return kernels.log_normalizer(self.prec_chol, self.covariance_type,
+                                      self.means.shape[1], log_w)
+
+
+def estep(X, sample_weight, params, backend, n_threads, weight_sum):
+    """One fused pass over X: the statistics about the current means."""
+    loglik, nk, s1, s2 = kernels.gaussian_estep_stats(
+        X, params.means, params.prec_chol, params.covariance_type, params.log_const(),
+        sample_weight, backend=backend, n_threads=n_threads)
+    return GaussianStats(params.covariance_type, params.means, nk, s1, s2, loglik, weight_sum)
+
+
+def mstep_moments(stats, reg_covar):
+    """New (weights, means, covariances) from statistics; scikit-learn's estimates exactly.
+
+    With d_k = s1_k / nk_k the shift from the old to the new mean, the scatter about the new
+    mean is s2_k - d s1^T - s1 d^T + nk d d^T, computed without forming E[x x^T].
+    """
+    ct = stats.covariance_type
+    nk = stats.nk + NK_EPS
+    d = stats.s1 / nk[:, None]
+    means = stats.centre + d
+    if ct in ("full", "tied"):
+        outer_ds = np.einsum("ki,kj->kij", d, stats.s1)
+        shift = outer_ds + outer_ds.transpose(0, 2, 1) - stats.nk[:, None, None] * np.einsum(
+            "ki,kj->kij", d, d)
+        if ct == "full":
+            cov = (stats.s2 - shift) / nk[:, None, None]
+            _add_diag(cov, reg_covar)
+        else:
+            cov = (stats.s2 - shift.sum(axis=0)) / nk.sum()
+            cov = (cov + cov.T) * 0.5
+            _add_diag(cov, reg_covar)
+    else:
+        sq = 2.0 * d * stats.s1 - stats.nk[:, None] * d * d
+        if ct == "diag":
+            cov = (stats.s2 - sq) / nk[:, None] + reg_covar
+        else:
+            cov = (stats.s2 - sq.sum(axis=1)) / (nk * means.shape[1]) + reg_covar
+    return nk / nk.sum(), means, cov
+
+
+def _add_diag(a, value):
+    idx = np.arange(a.shape[-1])
+    a[..., idx, idx] += value
+
+
+def empty_components(stats):
+    """Indices of components whose weighted count is (numerically) zero."""
+    return np.flatnonzero(stats.nk <= EMPTY_FRACTION * stats.weight_sum)
+
+
+def precision_cholesky(covariances, covariance_type, reg_covar):
+    """Upper-triangular precision factors; regularise (with a warning) where needed.
+
+    Returns (prec_chol, covariances); covariances is a new array when something was
+    regularised, so the returned pair always agrees.
+    """
+    if covariance_type in ("diag", "spherical"):
+        bad = ~(covariances > 0)
+        if bad.any():
+            floor = max(reg_covar, 1e-12 * float(np.max(covariances, initial=1.0)))
+            covariances = np.where(bad, floor, covariances)
+            warnings.warn(
+                f"{int(bad.sum())} variance(s) were not positive; set to {floor:.3g}. "
+                "Increase reg_covar, or check for duplicated or constant data.",
+                DegenerateComponentWarning, stacklevel=3)
+        return 1.0 / np.sqrt(covariances), covariances
+    stack = covariances if covariance_type == "full" else covariances[None]
+    try:
+        chol = np.linalg.cholesky(stack)
+    except np.linalg.LinAlgError:
+        stack = stack.copy()
+        chol = np.empty_like(stack)
+        for k in range(stack.shape[0]):
+            chol[k] = _regularised_cholesky(stack[k], reg_covar, k)
+        covariances = stack if covariance_type == "full" else stack[0]
+    D = stack.shape[-1]
+    # inv(L)^T is upper triangular with U U^T = inv(L L^T), scikit-learn's convention.
+    prec = np.linalg.solve(chol, np.broadcast_to(np.eye(D), chol.shape)).transpose(0, 2, 1)
+    prec = np.triu(prec)
+    return (prec if covariance_type == "full" else prec[0]), covariances
+
+
+def _regularised_cholesky(cov, reg_covar, k):
+    """Cholesky of ``cov`` (modified in place), adding a growing diagonal floor on failure."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        pass
+    scale = float(np.mean(np.abs(np.diag(cov)))) or 1.0
+    jitter = max(reg_covar, 1e-10 * scale)
+    added = 0.0
+    for _ in range(_MAX_JITTER_TRIES):
+        _add_diag(cov, jitter)
+        added += jitter
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            jitter *= 10.0
+            continue
+        warnings.warn(
+            f"component {k}: covariance was not positive definite; added {added:.3g} to its "
+            "diagonal. Increase reg_covar, use fewer components, or scale the data.",
+            DegenerateComponentWarning, stacklevel=4)
+        return chol
+    raise ValueError(
+        f"component {k}: covariance is not positive definite even after adding {added:.3g} "
+        "to its diagonal; the data may contain huge or non-finite values.")
+
+
+def prec_chol_from_precisions(precisions, covariance_type):
+    """scikit-learn's upper-triangular factor U (U U^T = precision) via a flipped Cholesky."""
+    if covariance_type in ("diag", "spherical"):
+        return np.sqrt(precisions)
+    stack = precisions if covariance_type == "full" else precisions[None]
+    flipped = stack[:, ::-1, ::-1]
+    u = np.linalg.cholesky(flipped)[:, ::-1, ::-1]
+    u = np.ascontiguousarray(u)
+    return u if covariance_type == "full" else u[0]
+
+
+def precisions_from_chol(prec_chol, covariance_type):
+    if covariance_type == "full":
+        return prec_chol @ prec_chol.transpose(0, 2, 1)
+    if covariance_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol ** 2
+
+
+def covariances_from_chol(prec_chol, covariance_type):
+    """Covariances implied by precision factors (used when only precisions_init is given)."""
+    if covariance_type in ("diag", "spherical"):
+        return 1.0 / prec_chol ** 2
+    prec = precisions_from_chol(prec_chol, covariance_type)
+    return np.linalg.inv(prec)
+
+
+def n_parameters(covariance_type, n_components, n_features):
+    K, D = n_components, n_features
+    cov = {"full": K * D * (D + 1) / 2.0, "diag": K * D,
+           "tied": D * (D + 1) / 2.0, "spherical": K}[covariance_type]
+    return int(cov + D * K + K - 1)
+
+
+_CHUNK_ROWS = 65536
+
+
+def _accumulate(stats_s2, covariance_type, k, xc, rw):
+    """Add the weighted scatter of centred rows ``xc`` (weights ``rw``) to component k."""
+    if covariance_type == "full":
+        stats_s2[k] += (xc * rw[:, None]).T @ xc
+    elif covariance_type == "tied":
+        stats_s2 += (xc * rw[:, None]).T @ xc
+    elif covariance_type == "diag":
+        stats_s2[k] += rw @ (xc * xc)
+    else:
+        stats_s2[k] += rw @ np.einsum("ni,ni->n", xc, xc)
+
+
+def _empty_stats(covariance_type, K, D, weight_sum, centre):
+    return GaussianStats(covariance_type, centre, np.zeros(K), np.zeros((K, D)),
+                         np.zeros(kernels.s2_shape(covariance_type, K, D)), 0.0, weight_sum)
+
+
+def stats_from_labels(X, sample_weight, covariance_type, n_components, labels):
+    """Statistics of a hard assignment (label -1: the row belongs to no component).
+
+    Each component's moments are taken about its own weighted mean (s1 = 0), reading its
+    rows in chunks, so no (N, K) one-hot array is formed. Used for initialisation.
+    """
+    N, D = X.shape
+    sw = np.ones(N) if sample_weight is None else sample_weight
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
+    st = _empty_stats(covariance_type, n_components, D, float(sw.sum()),
+                      np.zeros((n_components, D)))
+    for k in range(n_components):
+        rows = order[bounds[k]:bounds[k + 1]]
+        chunks = [rows[i:i + _CHUNK_ROWS] for i in range(0, len(rows), _CHUNK_ROWS)]
+        total = np.zeros(D)
+        for idx in chunks:
+            st.nk[k] += sw[idx].sum()
+            total += sw[idx] @ X[idx]
+        if st.nk[k] > 0:
+            st.centre[k] = total / st.nk[k]
+        for idx in chunks:
+            _accumulate(st.s2, covariance_type, k, X[idx] - st.centre[k], sw[idx])
+    return st
+
+
+def stats_from_resp(X, sample_weight, covariance_type, n_components, resp_chunks):
+    """Statistics of soft responsibilities given as (start_row, (rows, K) array) chunks.
+
+    Moments are taken about the weighted column mean of X, a common reference for every
+    component (soft initial assignments put every mean near it). Used for initialisation.
+    """
+    N, D = X.shape
+    sw = np.ones(N) if sample_weight is None else sample_weight
+    centre_row = np.average(X, axis=0, weights=sw).astype(np.float64)
+    st = _empty_stats(covariance_type, n_components, D, float(sw.sum()),
+                      np.broadcast_to(centre_row, (n_components, D)).copy())
+    for start, resp in resp_chunks:
+        stop = start + resp.shape[0]
+        xc = X[start:stop] - centre_row
+        r = resp * sw[start:stop, None]
+        st.nk += r.sum(axis=0)
+        st.s1 += r.T @ xc
+        for k in range(n_components):
+            _accumulate(st.s2, covariance_type, k, xc, r[:, k])
+    return st
+
+
+def sample(params, n_samples, rng):
+    """(X, y) drawn from the mixture, scikit-learn's order: component by component."""
+    ct = params.covariance_type
+    counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
+    D = params.means.shape[1]
+    parts = []
+    for k, (mean, n) in enumerate(zip(params.means, counts)):
+        if ct == "full":
+            parts.append(rng.multivariate_normal(mean, params.covariances[k], int(n)))
+        elif ct == "tied":
+            parts.append(rng.multivariate_normal(mean, params.covariances, int(n)))
+        else:
+            parts.append(mean + rng.standard_normal(size=(n, D)) * np.sqrt(params.covariances[k]))
+    y = np.concatenate([np.full(int(n), k, dtype=np.int64) for k, n in enumerate(counts)])
+    return np.vstack(parts), y
+

@@ -1,0 +1,357 @@
+"""emfast.GaussianMixture: a drop-in for sklearn.mixture.GaussianMixture."""
+
+import math
+import warnings
+
+import numpy as np
+
+from emfast import _validation as V
+from emfast import kernels
+from emfast._config import BACKENDS, get_backend, resolve_n_threads
+from emfast._em import fit_restarts
+from emfast._estimator import ParamsMixin
+from emfast._threads import single_threaded_blas
+from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning
+from emfast.mixture import _gaussian as G
+from emfast.mixture._kmeans import kmeans, kmeans_plusplus
+
+_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+class _GaussianFamily:
+    """E-step and M-step of a Gaussian mixture, as the EM drivers want them."""
+
+    def __init__(self, covariance_type, reg_covar, backend):
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.backend = backend
+
+    def e_step(self, X, sample_weight, params, n_threads):
+        weight_sum = X.shape[0] if sample_weight is None else self._weight_sum
+        return G.estep(X, sample_weight, params, self.backend, n_threads, weight_sum)
+
+    def bind_weights(self, sample_weight):
+        self._weight_sum = None if sample_weight is None else float(sample_weight.sum())
+
+    def m_step(self, X, sample_weight, stats, rng):
+        weights, means, cov = G.mstep_moments(stats, self.reg_covar)
+        empty = G.empty_components(stats)
+        if len(empty):
+            weights, means, cov = self._reseed(X, sample_weight, empty, weights, means, cov, rng)
+        prec_chol, cov = G.precision_cholesky(cov, self.covariance_type, self.reg_covar)
+        return G.GaussianParams(self.covariance_type, weights, means, cov, prec_chol)
+
+    def _reseed(self, X, sample_weight, empty, weights, means, cov, rng):
+        """Give each empty component a random data row as its mean, the average covariance
+        of the others, and an equal share of the weight; warn."""
+        K = len(weights)
+        keep = np.setdiff1d(np.arange(K), empty)
+        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        rows = rng.choice(X.shape[0], size=len(empty), p=p)
+        means = means.copy()
+        means[empty] = X[rows]
+        if self.covariance_type != "tied" and len(keep):
+            cov = cov.copy()
+            cov[empty] = np.average(cov[keep], axis=0, weights=weights[keep])
+        weights = weights.copy()
+        weights[empty] = 1.0 / K
+        weights /= weights.sum()
+        warnings.warn(
+            f"{len(empty)} component(s) lost all their samples and were re-seeded at random "
+            f"data points: {empty.tolist()}. Consider fewer components.",
+            DegenerateComponentWarning, stacklevel=5)
+        return weights, means, cov
+
+
+class GaussianMixture(ParamsMixin):
+    """Gaussian mixture fitted by EM; the API of ``sklearn.mixture.GaussianMixture``.
+
+    Change ``from sklearn.mixture import GaussianMixture`` to ``from emfast import
+    GaussianMixture``: the constructor parameters, fitted attributes and methods are the
+    same, with the same meanings and convergence rule. Beyond scikit-learn:
+
+    * ``fit(X, sample_weight=...)`` weights the samples (integer weights act like repeats);
+    * ``n_init`` restarts run concurrently;
+    * ``backend`` ("auto", "cython", "numba") and ``n_threads`` (None: all usable CPUs) pick
+      the compiled kernels; results do not depend on ``n_threads``;
+    * a covariance that is not positive definite is regularised and a component that lost
+      all its samples is re-seeded, each with a ``DegenerateComponentWarning``, where
+      scikit-learn raises ``ValueError``;
+    * k-means and k-means++ initialisation are emfast's own (no scikit-learn needed).
+
+    Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
+    accumulated in float64).
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, backend="auto", n_threads=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.backend = backend
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self):
+        V.check_int("n_components", self.n_components, 1)
+        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
+        V.check_real("tol", self.tol, 0.0)
+        V.check_real("reg_covar", self.reg_covar, 0.0)
+        V.check_int("max_iter", self.max_iter, 0)
+        V.check_int("n_init", self.n_init, 1)
+        V.check_option("init_params", self.init_params, _INIT_PARAMS)
+        V.check_option("backend", self.backend, BACKENDS)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise TypeError(f"The 'warm_start' parameter must be a bool, got {self.warm_start!r}")
+        V.check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
+                    else self.verbose, 0)
+        V.check_int("verbose_interval", self.verbose_interval, 1)
+        get_backend(self.backend)
+        return resolve_n_threads(self.n_threads)
+
+    def _check_inits(self, n_features):
+        """Validated float64 copies of weights_init, means_init, precisions_init (or None)."""
+        K, D, ct = self.n_components, n_features, self.covariance_type
+        weights = means = prec = None
+        if self.weights_init is not None:
+            weights = _as_float("weights_init", self.weights_init, (K,))
+            if np.any(weights < 0) or np.any(weights > 1):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1], but got max value "
+                    f"{weights.max():.5f}, min value {weights.min():.5f}")
+            if abs(1.0 - weights.sum()) > 1e-8:
+                raise ValueError("The parameter 'weights' should be normalized, but got "
+                                 f"sum(weights) = {weights.sum():.5f}")
+        if self.means_init is not None:
+            means = _as_float("means_init", self.means_init, (K, D))
+        if self.precisions_init is not None:
+            prec = _as_float("precisions_init", self.precisions_init,
+                             kernels.prec_chol_shape(ct, K, D))
+            if ct in ("diag", "spherical"):
+                if np.any(prec <= 0):
+                    raise ValueError(f"'{ct} precision' should be positive")
+            else:
+                for p in (prec if ct == "full" else prec[None]):
+                    if not (np.allclose(p, p.T) and np.all(np.linalg.eigvalsh(p) > 0)):
+                        raise ValueError(f"'{ct} precision' should be symmetric, "
+                                         "positive-definite")
+        return weights, means, prec
+
+    def _validate_fit_data(self, X, sample_weight):
+        names = V.feature_names(X)
+        X = V.check_array(X, min_samples=2, estimator=type(self).__name__)
+        N, D = X.shape
+        if N < self.n_components:
+            raise ValueError("Expected n_samples >= n_components but got n_components = "
+                             f"{self.n_components}, n_samples = {N}")
+        sw = V.check_sample_weight(sample_weight, N)
+        if sw is not None and np.count_nonzero(sw) < self.n_components:
+            raise ValueError(
+                f"Expected at least n_components = {self.n_components} samples with a "
+                f"positive sample_weight, got {np.count_nonzero(sw)}")
+        return X, sw, names
+
+    def _validate_data(self, X):
+        """X for predict/score: fitted, same number (and names) of features."""
+        self._check_is_fitted("means_")
+        names = V.feature_names(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and not np.array_equal(
+                names, fitted_names):
+            raise ValueError("The feature names should match those that were passed during "
+                             "fit.")
+        X = V.check_array(X, estimator=type(self).__name__)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        return X
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters by EM (``n_init`` starts, the best kept). Returns self."""
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each row of X."""
+        X = self._fit(X, sample_weight)
+        return self._weighted_log_prob(X).argmax(axis=1)
+
+    def _fit(self, X, sample_weight):
+        n_threads = self._check_parameters()
+        X, sw, names = self._validate_fit_data(X, sample_weight)
+        inits = self._check_inits(X.shape[1])
+        family = _GaussianFamily(self.covariance_type, float(self.reg_covar), self.backend)
+        family.bind_weights(sw)
+        rng = V.check_random_state(self.random_state)
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        with single_threaded_blas():
+            if warm:
+                from emfast._em import VerboseMonitor, em_loop
+
+                monitor = VerboseMonitor(self.verbose, self.verbose_interval)
+                monitor.init_begin(0)
+                run = em_loop(family, X, sw, self._params(), max_iter=self.max_iter,
+                              tol=self.tol, n_threads=n_threads, rng=rng,
+                              lower_bound=self.lower_bound_,
+                              monitor=monitor if self.verbose else None)
+            else:
+                run = fit_restarts(
+                    family, X, sw,
+                    lambda X_, sw_, rng_: self._initial_params(X_, sw_, rng_, inits),
+                    n_init=self.n_init, rng=rng, max_iter=self.max_iter, tol=self.tol,
+                    n_threads=n_threads, verbose=self.verbose,
+                    verbose_interval=self.verbose_interval)
+        if not run.converged and self.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. Try different "
+                          "init parameters, or increase max_iter, tol, or check for "
+                          "degenerate data.", ConvergenceWarning, stacklevel=3)
+        self._set_params(run.params)
+        self.converged_ = run.converged
+        self.n_iter_ = run.n_iter
+        self.lower_bound_ = run.lower_bound
+        self.lower_bounds_ = run.lower_bounds
+        self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return X
+
+    def _initial_params(self, X, sw, rng, inits):
+        weights_init, means_init, prec_init = inits
+        ct = self.covariance_type
+        weights = means = cov = None
+        if weights_init is None or means_init is None or prec_init is None:
+            stats = self._initial_stats(X, sw, rng)
+            _, means, cov = G.mstep_moments(stats, self.reg_covar)
+            # scikit-learn starts from unnormalised weights nk / n_samples.
+            weights = (stats.nk + G.NK_EPS) / stats.weight_sum
+        if weights_init is not None:
+            weights = weights_init
+        if means_init is not None:
+            means = means_init
+        if prec_init is None:
+            prec_chol, cov = G.precision_cholesky(cov, ct, self.reg_covar)
+        else:
+            prec_chol = G.prec_chol_from_precisions(prec_init, ct)
+            cov = G.covariances_from_chol(prec_chol, ct)
+        return G.GaussianParams(ct, weights, means, cov, prec_chol)
+
+    def _initial_stats(self, X, sw, rng):
+        ct, K = self.covariance_type, self.n_components
+        N = X.shape[0]
+        labels = np.full(N, -1, dtype=np.int64)
+        if self.init_params == "kmeans":
+            _, labels = kmeans(X, K, rng, sw)
+        elif self.init_params == "k-means++":
+            _, idx = kmeans_plusplus(X, K, rng, sw)
+            labels[idx] = np.arange(K)
+        elif self.init_params == "random_from_data":
+            p = None if sw is None else sw / sw.sum()
+            idx = rng.choice(N, size=K, replace=False, p=p)
+            labels[idx] = np.arange(K)
+        else:
+            return G.stats_from_resp(X, sw, ct, K, _random_resp_chunks(N, K, rng))
+        return G.stats_from_labels(X, sw, ct, K, labels)
+
+    # ------------------------------------------------------------------ parameters
+    def _params(self):
+        return G.GaussianParams(self.covariance_type, self.weights_, self.means_,
+                                self.covariances_, self.precisions_cholesky_)
+
+    def _set_params(self, params):
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.prec_chol
+        self.precisions_ = G.precisions_from_chol(params.prec_chol, self.covariance_type)
+
+    # ------------------------------------------------------------------ inference
+    def _weighted_log_prob(self, X, responsibilities=False):
+        out, norm = kernels.gaussian_log_prob(
+            X, self.means_, self.precisions_cholesky_, self.covariance_type,
+            self._params().log_const(), responsibilities=responsibilities,
+            backend=self.backend, n_threads=resolve_n_threads(self.n_threads))
+        return out if not responsibilities else (out, norm)
+
+    def _log_prob_norm(self, X):
+        norm = np.empty(X.shape[0])
+        kernels.gaussian_log_prob(
+            X, self.means_, self.precisions_cholesky_, self.covariance_type,
+            self._params().log_const(), out_norm=norm, backend=self.backend,
+            n_threads=resolve_n_threads(self.n_threads))
+        return norm
+
+    def predict(self, X):
+        """Most probable component of each row."""
+        return self._weighted_log_prob(self._validate_data(X)).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row, shape (n_samples, K)."""
+        resp, _ = self._weighted_log_prob(self._validate_data(X), responsibilities=True)
+        return resp
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under the model."""
+        return self._log_prob_norm(self._validate_data(X))
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row."""
+        return float(np.mean(self.score_samples(X)))
+
+    def _n_parameters(self):
+        return G.n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better)."""
+        return (-2 * self.score(X) * np.shape(X)[0]
+                + self._n_parameters() * math.log(np.shape(X)[0]))
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better)."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
+
+    def sample(self, n_samples=1):
+        """Draw (X, y) from the fitted mixture; components in order, as scikit-learn."""
+        self._check_is_fitted("means_")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
+                             "requires at least one sample.")
+        return G.sample(self._params(), int(n_samples), V.check_random_state(self.random_state))
+
+
+def _as_float(name, value, shape):
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
+    if arr.shape != tuple(shape):
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, "
+                         f"but got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"The parameter '{name}' contains NaN or infinity")
+    return arr
+
+
+def _random_resp_chunks(n_samples, n_components, rng, chunk=65536):
+    """scikit-learn's uniform random responsibilities, drawn in row chunks (the same stream)."""
+    for start in range(0, n_samples, chunk):
+        rows = min(chunk, n_samples - start)
+        resp = rng.uniform(size=(rows, n_components))
+        resp /= resp.sum(axis=1)[:, None]
+        yield start, resp
