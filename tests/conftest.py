@@ -29,3 +29,75 @@ def random_params(rng, K, D, covariance_type, spread=3.0):
         pc = rng.uniform(0.5, 1.5, size=K)
     w = rng.dirichlet(np.ones(K))
     return means, pc, log_normalizer(pc, covariance_type, D, np.log(w))
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for the estimator-level tests (test_gaussian_mixture.py, test_api.py, ...).
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def make_blobs(n_samples=300, n_features=3, n_components=3, separation=6.0, seed=0,
+               dtype=np.float64):
+    """Well-separated Gaussian blobs: (X (N, D), y (N,) true labels, centres (K, D))."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=separation, size=(n_components, n_features))
+    # Push centres apart along a diagonal so that no two blobs overlap.
+    centres += separation * np.arange(n_components)[:, None]
+    y = np.repeat(np.arange(n_components), -(-n_samples // n_components))[:n_samples]
+    scales = rng.uniform(0.5, 1.5, size=(n_components, n_features))
+    X = centres[y] + rng.normal(size=(n_samples, n_features)) * scales[y]
+    return X.astype(dtype), y, centres
+
+
+def start_params(X, n_components, covariance_type, seed=1):
+    """weights_init, means_init, precisions_init: a poor, deterministic starting point,
+    so that EM takes many iterations from it."""
+    rng = np.random.default_rng(seed)
+    N, D = X.shape
+    K = n_components
+    means = np.asarray(X[rng.choice(N, size=K, replace=False)], dtype=np.float64)
+    weights = np.full(K, 1.0 / K)
+    scale = 1.0 / np.var(np.asarray(X, dtype=np.float64), axis=0).mean()
+    precisions = {
+        "full": np.broadcast_to(np.eye(D) * scale, (K, D, D)).copy(),
+        "tied": np.eye(D) * scale,
+        "diag": np.full((K, D), scale),
+        "spherical": np.full(K, scale),
+    }[covariance_type]
+    return dict(weights_init=weights, means_init=means, precisions_init=precisions)
+
+
+def label_agreement(pred, true):
+    """Fraction of rows whose predicted cluster maps to their true one (greedy matching)."""
+    pred = np.asarray(pred)
+    true = np.asarray(true)
+    table = np.zeros((pred.max() + 1, true.max() + 1), dtype=np.int64)
+    np.add.at(table, (pred, true), 1)
+    hits = 0
+    while table.size and table.max() > 0:
+        i, j = np.unravel_index(np.argmax(table), table.shape)
+        hits += table[i, j]
+        table[i, :] = 0
+        table[:, j] = 0
+    return hits / len(true)
+
+
+FITTED_ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+
+
+def assert_same_fit(a, b, exact=True, rtol=1e-10):
+    """Two fitted mixtures have the same parameters (bit-identical when ``exact``)."""
+    for name in FITTED_ATTRS:
+        x, y = getattr(a, name), getattr(b, name)
+        if exact:
+            assert np.array_equal(x, y), name
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol, err_msg=name)
+    assert a.n_iter_ == b.n_iter_
+    assert a.converged_ == b.converged_
+    if exact:
+        assert a.lower_bound_ == b.lower_bound_
+        assert list(a.lower_bounds_) == list(b.lower_bounds_)
+    else:
+        np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=rtol)

@@ -8,8 +8,10 @@ from conftest import random_params
 from emfast.kernels import gaussian_estep_stats, gaussian_log_prob
 
 COV_TYPES = reference.COV_TYPES
-# Sizes straddle the row-block size (256) and the small/large-D code paths.
-SHAPES = [(1, 1, 1), (7, 3, 2), (300, 2, 5), (1000, 10, 4), (2049, 24, 3), (513, 5, 1)]
+# Sizes straddle the row-block size (256) and the code paths: small/large D, and many
+# components with few features (the "dense" statistics path).
+SHAPES = [(1, 1, 1), (7, 3, 2), (300, 2, 5), (1000, 10, 4), (2049, 24, 3), (513, 5, 1),
+          (600, 3, 12), (700, 12, 9)]
 
 
 def _data(shape, covariance_type, dtype, seed=0):

@@ -2,7 +2,7 @@
 
 import inspect
 
-from emfast.exceptions import NotFittedError
+from emfast.exceptions import NotFittedError, compatible
 
 
 class ParamsMixin:
@@ -57,6 +57,6 @@ class ParamsMixin:
 
     def _check_is_fitted(self, attribute):
         if not hasattr(self, attribute):
-            raise NotFittedError(
+            raise compatible(NotFittedError)(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator.")

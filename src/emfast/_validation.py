@@ -55,8 +55,8 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
         elif arr.dtype.kind == "O" or arr.dtype.kind in "US":
             try:
                 arr = arr.astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
+            except (TypeError, ValueError) as exc:  # keep the kind: TypeError for non-numbers
+                raise type(exc)(
                     f"{name} must be numeric; could not convert it to float: {exc}"
                 ) from exc
         else:

@@ -88,6 +88,15 @@ def log_normalizer(prec_chol, covariance_type, n_features, log_weights=None):
     return np.ascontiguousarray(np.broadcast_to(out, np.shape(out)), dtype=np.float64)
 
 
+# Rows per thread below which another thread costs more in start-up and waiting than it
+# saves (four 256-row blocks). Capping cannot change results: they never depend on it.
+_MIN_ROWS_PER_THREAD = 1024
+
+
+def _threads_for(n_rows, n_threads):
+    return max(1, min(resolve_n_threads(n_threads), -(-n_rows // _MIN_ROWS_PER_THREAD)))
+
+
 def _as_input(X):
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
@@ -168,7 +177,7 @@ def gaussian_log_prob(
     out_norm = _check_out("out_norm", out_norm, (N,))
     mod = get_backend(backend)
     mod.log_prob(X, log_const, means, prec_chol, code, out, out_norm,
-                 bool(responsibilities), resolve_n_threads(n_threads))
+                 bool(responsibilities), _threads_for(N, n_threads))
     return out, out_norm
 
 
@@ -221,6 +230,6 @@ def gaussian_estep_stats(
     s2 = _check_out("s2", out[2], s2_shape(covariance_type, K, D))
     mod = get_backend(backend)
     loglik = mod.estep_stats(X, sw, log_const, means, prec_chol, code, nk, s1, s2,
-                             resolve_n_threads(n_threads))
+                             _threads_for(N, n_threads))
     return float(loglik), nk, s1, s2
 

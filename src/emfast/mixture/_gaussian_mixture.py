@@ -11,7 +11,7 @@ from emfast._config import BACKENDS, get_backend, resolve_n_threads
 from emfast._em import fit_restarts
 from emfast._estimator import ParamsMixin
 from emfast._threads import single_threaded_blas
-from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning
+from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
 from emfast.mixture import _gaussian as G
 from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 
@@ -218,7 +218,7 @@ class GaussianMixture(ParamsMixin):
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "
-                          "degenerate data.", ConvergenceWarning, stacklevel=3)
+                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=3)
         self._set_params(run.params)
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter

@@ -1,0 +1,1 @@
+"""asv benchmark suite for emfast (see benchmarks/asv.conf.json)."""

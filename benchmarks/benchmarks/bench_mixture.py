@@ -1,0 +1,85 @@
+"""GaussianMixture.fit (a fixed number of EM iterations from fixed starting parameters) and
+predict_proba, for each covariance type and kernel backend."""
+
+import warnings
+
+from .common import BACKENDS, COVARIANCE_TYPES, make_data, make_start, require_backend
+
+N_SAMPLES, N_FEATURES, N_COMPONENTS = 100_000, 10, 8
+N_ITER = 5
+
+
+def _quiet():
+    # tol=0 makes every fit "not converge": that warning is expected here.
+    warnings.filterwarnings("ignore", message=r"(?s).*did not converge")
+
+
+class GaussianMixtureFit:
+    """``fit`` running exactly N_ITER EM iterations (tol=0), same start every time."""
+
+    params = (COVARIANCE_TYPES, BACKENDS)
+    param_names = ["covariance_type", "backend"]
+    timeout = 300
+
+    def setup(self, covariance_type, backend):
+        require_backend(backend)
+        from emfast import GaussianMixture
+
+        _quiet()
+        self.X = make_data(N_SAMPLES, N_FEATURES, N_COMPONENTS)
+        self.gm = GaussianMixture(
+            n_components=N_COMPONENTS,
+            covariance_type=covariance_type,
+            tol=0.0,
+            max_iter=N_ITER,
+            init_params="random_from_data",
+            random_state=0,
+            backend=backend,
+            **make_start(self.X, N_COMPONENTS, covariance_type),
+        )
+        # Warm-up: JIT compilation (numba) and thread-pool start-up are not what we time.
+        self.gm.fit(self.X[:2048])
+
+    def time_fit(self, covariance_type, backend):
+        self.gm.fit(self.X)
+
+    def peakmem_fit(self, covariance_type, backend):
+        self.gm.fit(self.X)
+
+    def track_n_iter(self, covariance_type, backend):
+        self.gm.fit(self.X)
+        return self.gm.n_iter_
+
+    track_n_iter.unit = "iterations"
+
+
+class GaussianMixturePredictProba:
+    """``predict_proba`` on a fitted model (writes the N x K responsibilities)."""
+
+    params = (COVARIANCE_TYPES, BACKENDS)
+    param_names = ["covariance_type", "backend"]
+    timeout = 300
+
+    def setup(self, covariance_type, backend):
+        require_backend(backend)
+        from emfast import GaussianMixture
+
+        _quiet()
+        self.X = make_data(N_SAMPLES, N_FEATURES, N_COMPONENTS)
+        self.gm = GaussianMixture(
+            n_components=N_COMPONENTS,
+            covariance_type=covariance_type,
+            tol=0.0,
+            max_iter=3,
+            init_params="random_from_data",
+            random_state=0,
+            backend=backend,
+            **make_start(self.X, N_COMPONENTS, covariance_type),
+        ).fit(self.X)
+        self.gm.predict_proba(self.X[:2048])
+
+    def time_predict_proba(self, covariance_type, backend):
+        self.gm.predict_proba(self.X)
+
+    def peakmem_predict_proba(self, covariance_type, backend):
+        self.gm.predict_proba(self.X)

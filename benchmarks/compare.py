@@ -1,0 +1,429 @@
+#!/usr/bin/env python
+"""emfast vs scikit-learn, side by side: per-iteration EM time and peak memory of ``fit``.
+
+Both libraries run in this one process on the same data and from the same starting
+parameters. For each library, ``fit`` is timed with ``max_iter=a`` and with ``max_iter=b``
+(``tol=0``, so exactly that many iterations run) and the per-iteration time is
+
+    (T_b - T_a) / (b - a)
+
+so that the fixed costs of a fit (validation, initialisation, the final E-step) cancel.
+Each (a, b) pair is repeated r times and the median is reported.
+
+Peak extra memory of ``fit`` (case G2) is measured in a fresh subprocess per library: the
+RSS high-water mark (VmHWM) after X is created and the library warmed up, subtracted from
+the high-water mark after ``fit``; reported as a multiple of X's size.
+
+Usage:
+    python benchmarks/compare.py                 # all cases, ~10 min on 2 cores
+    python benchmarks/compare.py --quick --cases G1,G5
+    python benchmarks/compare.py --threads 4
+    python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+SEED = 12345
+
+# name: (N, D, K, covariance_type, (a, b, repeats), (a, b, repeats) with --quick)
+CASES = {
+    "G1": (100_000, 10, 10, "full", (2, 12, 5), (1, 3, 1)),
+    "G2": (1_000_000, 10, 16, "diag", (2, 8, 5), (1, 3, 1)),
+    "G3": (200_000, 50, 20, "full", (1, 4, 3), (1, 3, 1)),
+    "G4": (100_000, 2, 100, "full", (2, 12, 5), (1, 3, 1)),
+    "G5": (10_000, 2, 3, "full", (10, 110, 7), (2, 12, 1)),
+    "G1t": (100_000, 10, 10, "tied", (2, 12, 5), (1, 3, 1)),
+    "G1s": (100_000, 10, 10, "spherical", (5, 45, 5), (1, 5, 1)),
+}
+SCALING_CASES = ("G1", "G2")
+MEMORY_CASE = "G2"
+MEMORY_ITERS = 3
+EMFAST_BACKENDS = ("cython", "numba")
+
+
+# ---------------------------------------------------------------------------- data, start
+def make_data(N, D, K, seed=SEED, chunk=65_536):
+    """A mixture of K Gaussians (random full covariances), float64, generated in chunks.
+
+    Chunked so that the process's memory high-water mark after this is about X's size.
+    """
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.full(K, 5.0))
+    means = rng.normal(scale=4.0, size=(K, D))
+    A = rng.normal(size=(K, D, D)) / np.sqrt(D)
+    covs = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(D)
+    chols = np.linalg.cholesky(covs)
+    X = np.empty((N, D), dtype=np.float64)
+    for start in range(0, N, chunk):
+        stop = min(N, start + chunk)
+        z = rng.choice(K, size=stop - start, p=weights)
+        noise = rng.standard_normal((stop - start, D))
+        block = X[start:stop]
+        for k in np.unique(z):
+            rows = z == k
+            block[rows] = noise[rows] @ chols[k].T + means[k]
+    return X
+
+
+def make_start(X, K, covariance_type, seed=SEED + 1):
+    """Common starting parameters: K random rows as means, the data covariance for all."""
+    rng = np.random.default_rng(seed)
+    N, D = X.shape
+    idx = np.sort(rng.choice(N, size=K, replace=False))
+    means = np.array(X[idx], dtype=np.float64)
+    sub = X[np.sort(rng.choice(N, size=min(N, 20_000), replace=False))]
+    cov = np.atleast_2d(np.cov(sub, rowvar=False)) + 1e-6 * np.eye(D)
+    prec = np.linalg.inv(cov)
+    prec = 0.5 * (prec + prec.T)
+    if covariance_type == "full":
+        precisions = np.repeat(prec[None], K, axis=0)
+    elif covariance_type == "tied":
+        precisions = prec
+    elif covariance_type == "diag":
+        precisions = np.repeat((1.0 / np.diag(cov))[None], K, axis=0)
+    elif covariance_type == "spherical":
+        precisions = np.full(K, 1.0 / np.mean(np.diag(cov)))
+    else:
+        raise ValueError(covariance_type)
+    return {
+        "weights_init": np.full(K, 1.0 / K),
+        "means_init": means,
+        "precisions_init": np.ascontiguousarray(precisions),
+    }
+
+
+# ------------------------------------------------------------------------------ libraries
+def emfast_backends():
+    """The emfast backends usable here, or [] when emfast (or its estimator) is missing."""
+    try:
+        import emfast
+        from emfast import GaussianMixture  # noqa: F401
+    except ImportError as exc:
+        print(f"# emfast.GaussianMixture unavailable ({exc}); timing scikit-learn only",
+              file=sys.stderr)
+        return []
+    try:
+        from emfast._config import available_backends
+        names = available_backends()
+    except ImportError:
+        names = list(EMFAST_BACKENDS)
+    del emfast
+    return [b for b in EMFAST_BACKENDS if b in names]
+
+
+def make_estimator(lib, K, covariance_type, start, max_iter, threads):
+    """``lib`` is "sklearn" or "emfast-<backend>"."""
+    kw = dict(n_components=K, covariance_type=covariance_type, tol=0.0, max_iter=max_iter,
+              init_params="random_from_data", random_state=0, **start)
+    if lib == "sklearn":
+        from sklearn.mixture import GaussianMixture
+        return GaussianMixture(**kw)
+    from emfast import GaussianMixture
+    return GaussianMixture(**kw, backend=lib.split("-", 1)[1], n_threads=threads)
+
+
+def quiet_convergence():
+    """Ignore the 'did not converge' warnings that tol=0 provokes, and only those."""
+    warnings.filterwarnings("ignore", message=r"(?s).*did not converge")
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    except ImportError:
+        pass
+    try:
+        import emfast
+        cw = getattr(emfast, "ConvergenceWarning", None)
+        if isinstance(cw, type) and issubclass(cw, Warning):
+            warnings.filterwarnings("ignore", category=cw)
+    except ImportError:
+        pass
+
+
+def timed_fit(lib, X, K, cov, start, max_iter, threads):
+    est = make_estimator(lib, K, cov, start, max_iter, threads)
+    t0 = time.perf_counter()
+    est.fit(X)
+    dt = time.perf_counter() - t0
+    n_iter = getattr(est, "n_iter_", max_iter)
+    if n_iter != max_iter:
+        raise RuntimeError(f"{lib}: ran {n_iter} iterations, expected {max_iter} (tol=0)")
+    return dt, float(est.lower_bound_)
+
+
+def per_iteration(lib, X, K, cov, start, a, b, repeats, threads):
+    """Median over repeats of (T_b - T_a) / (b - a), in seconds; and lower_bound_ after b."""
+    # Warm-up on a slice: imports, JIT compilation (numba), first-touch page faults.
+    timed_fit(lib, X[: min(len(X), 4096)], K, cov, start, 1, threads)
+    samples, lb = [], float("nan")
+    for _ in range(repeats):
+        ta, _ = timed_fit(lib, X, K, cov, start, a, threads)
+        tb, lb = timed_fit(lib, X, K, cov, start, b, threads)
+        samples.append((tb - ta) / (b - a))
+    return statistics.median(samples), lb
+
+
+# ---------------------------------------------------------------------------- environment
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cpus():
+    try:
+        from emfast._config import cpu_count
+        return cpu_count()
+    except ImportError:
+        pass
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def version(mod):
+    try:
+        m = __import__(mod)
+        return getattr(m, "__version__", "?")
+    except ImportError:
+        return "not installed"
+
+
+def print_header(threads):
+    from threadpoolctl import threadpool_info
+    print(f"# machine: {cpu_model()}; {os.cpu_count()} logical CPUs, {usable_cpus()} usable; "
+          f"{platform.system()} {platform.release()} {platform.machine()}")
+    if threads is None:
+        print("# threads: varied (emfast n_threads = BLAS threads = the count in each row)")
+    else:
+        print(f"# threads used: {threads} (emfast n_threads={threads}; BLAS limited to {threads} "
+              f"via threadpoolctl for both libraries)")
+    try:
+        load = os.getloadavg()[0]
+        busy = " -- the machine is busy: timings will be noisy" if load > 0.5 else ""
+        print(f"# load average (1 min) at start: {load:.2f}{busy}")
+    except (AttributeError, OSError):
+        pass
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')}, "
+            f"{i.get('threading_layer', '?')})"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    print(f"# numpy BLAS: {'; '.join(sorted(set(blas))) or 'unknown'}")
+    print(f"# python {platform.python_version()}, numpy {version('numpy')}, scipy {version('scipy')}, "
+          f"scikit-learn {version('sklearn')}, emfast {version('emfast')}, numba {version('numba')}")
+
+
+# ---------------------------------------------------------------------------------- memory
+def _vm_hwm_bytes():
+    """Peak resident set size of this process so far, in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def memory_child(lib, case, threads):
+    """Runs in a fresh interpreter: print JSON with X's size and fit's extra peak RSS."""
+    from threadpoolctl import threadpool_limits
+    quiet_convergence()
+    N, D, K, cov = CASES[case][:4]
+    with threadpool_limits(limits=threads):
+        X = make_data(N, D, K)
+        start = make_start(X, K, cov)
+        # Imports, JIT compilation, thread pools: all before the baseline.
+        timed_fit(lib, X[:4096], K, cov, start, 1, threads)
+        X.sum()  # touch every page of X
+        before = _vm_hwm_bytes()
+        timed_fit(lib, X, K, cov, start, MEMORY_ITERS, threads)
+        after = _vm_hwm_bytes()
+    print(json.dumps({"lib": lib, "x_bytes": X.nbytes, "before": before, "after": after}))
+
+
+def measure_memory(lib, case, threads):
+    cmd = [sys.executable, os.path.abspath(__file__), "--_memory-child", lib,
+           "--cases", case, "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"# memory measurement for {lib} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    return (res["after"] - res["before"]) / res["x_bytes"]
+
+
+# ----------------------------------------------------------------------------------- modes
+def fmt_ms(t):
+    if t is None:
+        return "n/a"
+    if t <= 0:  # T_b <= T_a: the noise is larger than (b - a) iterations
+        return "noise"
+    return f"{t * 1e3:.3g}" if t < 0.1 else f"{t * 1e3:.0f}"
+
+
+def fmt_ratio(base, t):
+    if base is None or t is None or base <= 0 or t <= 0:
+        return "n/a"
+    return f"{base / t:.1f}×"
+
+
+def run_compare(cases, threads, quick, repeats, libs_emfast, memory):
+    from threadpoolctl import threadpool_limits
+    libs = ["sklearn"] + [f"emfast-{b}" for b in libs_emfast]
+    rows, notes = [], []
+    t_start = time.perf_counter()
+    with threadpool_limits(limits=threads):
+        for name in cases:
+            N, D, K, cov, full_plan, quick_plan = CASES[name]
+            a, b, r = quick_plan if quick else full_plan
+            if repeats is not None:
+                r = repeats
+            t0 = time.perf_counter()
+            X = make_data(N, D, K)
+            start = make_start(X, K, cov)
+            res = {}
+            for lib in libs:
+                try:
+                    res[lib] = per_iteration(lib, X, K, cov, start, a, b, r, threads)
+                except Exception as exc:  # noqa: BLE001 - report and keep going
+                    print(f"# {name} {lib}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    res[lib] = (None, float("nan"))
+            base = res["sklearn"][0]
+            row = [name, f"{N:,}", str(D), str(K), cov, fmt_ms(base)]
+            for backend in EMFAST_BACKENDS:
+                t = res.get(f"emfast-{backend}", (None,))[0]
+                row += [fmt_ms(t), fmt_ratio(base, t)]
+            rows.append(row)
+            lbs = ", ".join(f"{lib} {res[lib][1]:.6f}" for lib in libs)
+            notes.append(f"{name}: a={a}, b={b}, r={r}; lower_bound_ after {b} iterations: {lbs}")
+            print(f"# {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            del X
+
+    print()
+    header = ["case", "N", "D", "K", "cov", "sklearn ms/iter", "emfast-cython ms/iter", "ratio",
+              "emfast-numba ms/iter", "ratio"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] * 5 + ["---:"] * 5) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("ratio = sklearn time / emfast time (higher is faster); per-iteration time = "
+          "median over r of (T(max_iter=b) - T(max_iter=a)) / (b - a), tol=0, same start.")
+    for note in notes:
+        print(f"# {note}")
+
+    if memory and MEMORY_CASE in cases:
+        N, D, K, cov = CASES[MEMORY_CASE][:4]
+        print()
+        print(f"Peak extra memory of fit on {MEMORY_CASE} (N={N:,}, D={D}, K={K}, {cov}; "
+              f"X = {N * D * 8 / 2**20:.0f} MiB), as a multiple of X's size:")
+        print()
+        print("| library | peak extra RSS / size of X |")
+        print("|---|---:|")
+        for lib in libs:
+            m = measure_memory(lib, MEMORY_CASE, threads)
+            print(f"| {lib} | {'n/a' if m is None else f'{m:.2f}×'} |", flush=True)
+    print(f"\n# total {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
+
+
+def run_scaling(cases, quick, repeats, libs_emfast):
+    from threadpoolctl import threadpool_limits
+    if not libs_emfast:
+        print("--scaling needs emfast.GaussianMixture", file=sys.stderr)
+        return 1
+    ncpu = usable_cpus()
+    counts = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= ncpu] or [1]
+    if counts[-1] != ncpu and ncpu <= 64:
+        counts.append(ncpu)
+    print("| case | backend | threads | ms/iter | speed-up | parallel efficiency |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name in cases:
+        N, D, K, cov, full_plan, quick_plan = CASES[name]
+        a, b, r = quick_plan if quick else full_plan
+        if repeats is not None:
+            r = repeats
+        X = make_data(N, D, K)
+        start = make_start(X, K, cov)
+        for backend in libs_emfast:
+            t1 = None
+            for t in counts:
+                with threadpool_limits(limits=t):
+                    s, _ = per_iteration(f"emfast-{backend}", X, K, cov, start, a, b, r, t)
+                t1 = s if t1 is None else t1
+                if s > 0 and t1 > 0:
+                    speedup, eff = f"{t1 / s:.2f}×", f"{t1 / (t * s):.0%}"
+                else:
+                    speedup = eff = "n/a"
+                print(f"| {name} | {backend} | {t} | {fmt_ms(s)} | {speedup} | {eff} |",
+                      flush=True)
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default=None,
+                   help=f"comma-separated subset of {','.join(CASES)} (default: all; "
+                        f"--scaling: {','.join(SCALING_CASES)})")
+    p.add_argument("--repeat", type=int, default=None, help="repeats per case (default: per case)")
+    p.add_argument("--quick", action="store_true", help="few iterations, one repeat: a smoke test")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all usable CPUs)")
+    p.add_argument("--scaling", action="store_true",
+                   help="emfast only: time at 1, 2, 4, ... threads and print parallel efficiency")
+    p.add_argument("--backends", default=",".join(EMFAST_BACKENDS),
+                   help="emfast backends to time (default: cython,numba; those available)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    cases = (args.cases.split(",") if args.cases
+             else list(SCALING_CASES if args.scaling else CASES))
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    if args.repeat is not None and args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    threads = args.threads or usable_cpus()
+    if threads < 1:
+        p.error("--threads must be >= 1")
+
+    if args.memory_child:
+        memory_child(args.memory_child, cases[0], threads)
+        return 0
+
+    quiet_convergence()
+    wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+    libs_emfast = [b for b in emfast_backends() if b in wanted]
+    print_header(None if args.scaling else threads)
+    if args.scaling:
+        return run_scaling(cases, args.quick, args.repeat, libs_emfast)
+    run_compare(cases, threads, args.quick, args.repeat, libs_emfast, not args.no_memory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
