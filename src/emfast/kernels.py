@@ -85,7 +85,7 @@ def log_normalizer(prec_chol, covariance_type, n_features, log_weights=None):
     out = log_det - 0.5 * n_features * math.log(2.0 * math.pi)
     if log_weights is not None:
         out = out + np.asarray(log_weights, dtype=np.float64)
-    return np.ascontiguousarray(np.broadcast_to(out, np.shape(out)), dtype=np.float64)
+    return np.array(out, dtype=np.float64, ndmin=1)
 
 
 # Rows per thread below which another thread costs more in start-up and waiting than it
@@ -134,7 +134,11 @@ def _params(X, means, prec_chol, covariance_type, log_const):
         raise ValueError(f"X has {X.shape[1]} features but means have {D}")
     means = _as_param("means", means, (K, D))
     prec_chol = _as_param("prec_chol", prec_chol, prec_chol_shape(covariance_type, K, D))
-    log_const = _as_param("log_const", log_const, (K,))
+    try:  # a scalar (e.g. tied without weights) applies to every component
+        log_const = np.broadcast_to(np.asarray(log_const, dtype=np.float64), (K,))
+    except ValueError:
+        raise ValueError(f"log_const must have shape ({K},), got {np.shape(log_const)}") from None
+    log_const = np.ascontiguousarray(log_const)
     return code, K, D, means, prec_chol, log_const
 
 

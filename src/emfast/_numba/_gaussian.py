@@ -355,11 +355,11 @@ def _moments_tri(diff, r, nb, rd, s1k, s2, off):
     """
     D = diff.shape[0]
     for i in range(D):
-        acc = 0.0
         for b in range(nb):
-            t = r[b] * diff[i, b]
-            rd[i, b] = t
-            acc += t
+            rd[i, b] = r[b] * diff[i, b]
+        acc = 0.0
+        for b in range(nb):  # a pure reduction: see _estep_group on why sums store nothing
+            acc += rd[i, b]
         s1k[i] += acc
     # 4x4 tiles of s2 on and below the diagonal: 16 dot products over the rows share 8 loads
     # (register blocking; 16 vector accumulators).
@@ -480,17 +480,23 @@ def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
         _load_block(X, r0, nb, Xt)
         _log_prob_block(Xt, nb, log_const, means, pc, code, lp, diff, y)
         _exp_normalise_block(lp, nb, mx, ssum)
-        # Per row: log-likelihood, and w / sum that turns exp(lp - max) into w * resp.
+        # Every sum below is a loop that writes no memory. A loop that also stores would be
+        # vectorised behind a run-time aliasing check on the arrays' addresses, and its
+        # scalar fallback adds in another order: results would depend on where the arrays
+        # happen to lie.
+        # Per row: w / sum turns exp(lp - max) into w * resp; then the log-likelihood.
         for b in range(nb):
             w = sw[r0 + b] if has_w else 1.0
-            loglik += w * (mx[b] + _log_pos(ssum[b]))
             scale[b] = w / ssum[b]
+            mx[b] = w * (mx[b] + _log_pos(ssum[b]))
+        for b in range(nb):
+            loglik += mx[b]
         for k in range(K):
+            for b in range(nb):
+                r[b] = lp[k, b] * scale[b]
             acc = 0.0
             for b in range(nb):
-                t = lp[k, b] * scale[b]
-                r[b] = t
-                acc += t
+                acc += r[b]
             nk[k] += acc
             if code == FULL or code == TIED:
                 _centre(Xt, nb, means[k], diff)
