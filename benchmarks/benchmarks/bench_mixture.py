@@ -9,9 +9,26 @@ N_SAMPLES, N_FEATURES, N_COMPONENTS = 100_000, 10, 8
 N_ITER = 5
 
 
-def _quiet():
+def _model(covariance_type, backend, max_iter):
+    """(X, an unfitted GaussianMixture running exactly max_iter iterations from the fixed
+    start)."""
+    require_backend(backend)
+    from emfast import GaussianMixture
+
     # tol=0 makes every fit "not converge": that warning is expected here.
     warnings.filterwarnings("ignore", message=r"(?s).*did not converge")
+    X = make_data(N_SAMPLES, N_FEATURES, N_COMPONENTS)
+    gm = GaussianMixture(
+        n_components=N_COMPONENTS,
+        covariance_type=covariance_type,
+        tol=0.0,
+        max_iter=max_iter,
+        init_params="random_from_data",
+        random_state=0,
+        backend=backend,
+        **make_start(X, N_COMPONENTS, covariance_type),
+    )
+    return X, gm
 
 
 class GaussianMixtureFit:
@@ -22,21 +39,7 @@ class GaussianMixtureFit:
     timeout = 300
 
     def setup(self, covariance_type, backend):
-        require_backend(backend)
-        from emfast import GaussianMixture
-
-        _quiet()
-        self.X = make_data(N_SAMPLES, N_FEATURES, N_COMPONENTS)
-        self.gm = GaussianMixture(
-            n_components=N_COMPONENTS,
-            covariance_type=covariance_type,
-            tol=0.0,
-            max_iter=N_ITER,
-            init_params="random_from_data",
-            random_state=0,
-            backend=backend,
-            **make_start(self.X, N_COMPONENTS, covariance_type),
-        )
+        self.X, self.gm = _model(covariance_type, backend, N_ITER)
         # Warm-up: JIT compilation (numba) and thread-pool start-up are not what we time.
         self.gm.fit(self.X[:2048])
 
@@ -61,21 +64,8 @@ class GaussianMixturePredictProba:
     timeout = 300
 
     def setup(self, covariance_type, backend):
-        require_backend(backend)
-        from emfast import GaussianMixture
-
-        _quiet()
-        self.X = make_data(N_SAMPLES, N_FEATURES, N_COMPONENTS)
-        self.gm = GaussianMixture(
-            n_components=N_COMPONENTS,
-            covariance_type=covariance_type,
-            tol=0.0,
-            max_iter=3,
-            init_params="random_from_data",
-            random_state=0,
-            backend=backend,
-            **make_start(self.X, N_COMPONENTS, covariance_type),
-        ).fit(self.X)
+        self.X, self.gm = _model(covariance_type, backend, 3)
+        self.gm.fit(self.X)
         self.gm.predict_proba(self.X[:2048])
 
     def time_predict_proba(self, covariance_type, backend):

@@ -51,17 +51,8 @@ def _cov_code(covariance_type):
 
 
 def prec_chol_shape(covariance_type, n_components, n_features):
-    """Shape of ``prec_chol`` (and of covariances) for a covariance type."""
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
-
-
-def s2_shape(covariance_type, n_components, n_features):
-    """Shape of the second-moment statistic ``s2`` for a covariance type."""
+    """Shape of ``prec_chol`` for a covariance type; covariances, precisions and the
+    second-moment statistic ``s2`` have the same shape."""
     return {
         "full": (n_components, n_features, n_features),
         "tied": (n_features, n_features),
@@ -231,7 +222,7 @@ def gaussian_estep_stats(
         out = (None, None, None)
     nk = _check_out("nk", out[0], (K,))
     s1 = _check_out("s1", out[1], (K, D))
-    s2 = _check_out("s2", out[2], s2_shape(covariance_type, K, D))
+    s2 = _check_out("s2", out[2], prec_chol_shape(covariance_type, K, D))
     mod = get_backend(backend)
     loglik = mod.estep_stats(X, sw, log_const, means, prec_chol, code, nk, s1, s2,
                              _threads_for(N, n_threads))

@@ -25,6 +25,7 @@ Layout of the work (DESIGN.md "Numerics", "Threads"):
 """
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -614,8 +615,43 @@ def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
 # Python entry points (called positionally by emfast.kernels)
 # --------------------------------------------------------------------------------------------
 _MAX_THREADS = numba.config.NUMBA_NUM_THREADS
-_get_num_threads = numba.get_num_threads
-_set_num_threads = numba.set_num_threads
+_launch_lock = threading.Lock()
+_layer_threadsafe = None
+
+
+def _threadsafe_layer():
+    """Whether parallel kernels may be launched from several Python threads at once.
+
+    Numba's "workqueue" layer (its fallback when neither OpenMP nor TBB is available) cannot;
+    the layer is only known after the first parallel launch, which is serialised.
+    """
+    global _layer_threadsafe
+    if _layer_threadsafe is None:
+        try:
+            _layer_threadsafe = numba.threading_layer() != "workqueue"
+        except ValueError:  # nothing launched yet
+            return False
+    return _layer_threadsafe
+
+
+def _run(kernel, n_threads, *args):
+    """Call a parallel kernel on min(n_threads, NUMBA_NUM_THREADS) threads.
+
+    numba.set_num_threads is per calling thread, so concurrent fits (parallel n_init, user
+    threads) each keep their own count; the caller's previous count is restored.
+    """
+    n = min(n_threads, _MAX_THREADS)
+    prev = numba.get_num_threads()
+    if n != prev:
+        numba.set_num_threads(n)
+    try:
+        if _threadsafe_layer():
+            return kernel(*args)
+        with _launch_lock:
+            return kernel(*args)
+    finally:
+        if n != prev:
+            numba.set_num_threads(prev)
 
 
 def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads):
@@ -625,16 +661,8 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS).
     OUT (overwritten): nk (K,), s1 (K, D), s2 by type. Returns loglik (float).
     """
-    n = min(n_threads, _MAX_THREADS)
-    prev = _get_num_threads()
-    if n != prev:
-        _set_num_threads(n)
-    try:
-        return _estep_kernel(X, sample_weight, log_const, means, prec_chol.reshape(-1),
-                             cov_code, nk, s1, s2.reshape(-1))
-    finally:
-        if n != prev:
-            _set_num_threads(prev)
+    return _run(_estep_kernel, n_threads, X, sample_weight, log_const, means,
+                prec_chol.reshape(-1), cov_code, nk, s1, s2.reshape(-1))
 
 
 def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads):
@@ -642,13 +670,5 @@ def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_th
 
     IN: as :func:`estep_stats`; resp bool. OUT (overwritten): out (N, K), out_norm (N,).
     """
-    n = min(n_threads, _MAX_THREADS)
-    prev = _get_num_threads()
-    if n != prev:
-        _set_num_threads(n)
-    try:
-        _log_prob_kernel(X, log_const, means, prec_chol.reshape(-1), cov_code, out, out_norm,
-                         bool(resp))
-    finally:
-        if n != prev:
-            _set_num_threads(prev)
+    _run(_log_prob_kernel, n_threads, X, log_const, means, prec_chol.reshape(-1), cov_code,
+         out, out_norm, bool(resp))

@@ -8,7 +8,10 @@ flags here changes the whole backend at once (stumpy's habit).
 # Fastmath flags, chosen to keep IEEE NaN/inf semantics:
 #   reassoc  lets LLVM reorder the float reductions (dot products over the rows of a block) so
 #            that they vectorise into several SIMD accumulators. The order is still fixed by the
-#            compiled code, so results stay bit-identical for any thread count.
+#            compiled code, so results stay bit-identical for any thread count -- provided a
+#            sum is a loop that stores nothing: a loop that also writes memory is vectorised
+#            behind a run-time check that its arrays do not overlap, and the scalar fallback
+#            adds in another order, so the result would depend on where arrays lie in memory.
 #   contract lets a*b+c become one fused multiply-add (faster, and one rounding instead of two).
 #   arcp     lets x/y become x*(1/y) where LLVM finds that cheaper (one divide per row, many uses).
 #   nsz      lets LLVM ignore the sign of zero (no kernel output depends on -0.0 vs +0.0).

@@ -194,7 +194,7 @@ def _accumulate(stats_s2, covariance_type, k, xc, rw):
 
 def _empty_stats(covariance_type, K, D, weight_sum, centre):
     return GaussianStats(covariance_type, centre, np.zeros(K), np.zeros((K, D)),
-                         np.zeros(kernels.s2_shape(covariance_type, K, D)), 0.0, weight_sum)
+                         np.zeros(kernels.prec_chol_shape(covariance_type, K, D)), 0.0, weight_sum)
 
 
 def stats_from_labels(X, sample_weight, covariance_type, n_components, labels):
