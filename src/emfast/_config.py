@@ -14,13 +14,41 @@ def _load(name):
         if name not in _cache:
             try:
                 if name == "cython":
-                    from emfast._cython import _gaussian as mod
+                    mod = _load_cython()
                 else:
                     from emfast._numba import _gaussian as mod
                 _cache[name] = (mod, None)
             except ImportError as exc:  # extension not built, or numba missing
                 _cache[name] = (None, exc)
         return _cache[name]
+
+
+def _cpu_has_avx2_fma():
+    """Whether this CPU runs AVX2 and FMA code (NumPy's own run-time detection)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        try:  # NumPy < 2
+            from numpy.core._multiarray_umath import __cpu_features__
+        except ImportError:
+            return False
+    return bool(__cpu_features__.get("AVX2") and __cpu_features__.get("FMA3"))
+
+
+def _load_cython():
+    """The Cython kernel module this CPU should run: the AVX2+FMA build of the kernels when
+    it is built (x86-64 only) and the CPU has both, else the baseline build.
+    EMFAST_CYTHON_BASELINE=1 forces the baseline build."""
+    if os.environ.get("EMFAST_CYTHON_BASELINE", "") in ("", "0") and _cpu_has_avx2_fma():
+        try:
+            from emfast._cython import _gaussian_avx2 as mod
+
+            return mod
+        except ImportError:  # not built on this platform
+            pass
+    from emfast._cython import _gaussian as mod
+
+    return mod
 
 
 def available_backends():

@@ -8,7 +8,7 @@ import numpy as np
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import fit_restarts
+from emfast._em import VerboseMonitor, em_loop, fit_restarts
 from emfast._estimator import ParamsMixin
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
@@ -21,17 +21,14 @@ _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 class _GaussianFamily:
     """E-step and M-step of a Gaussian mixture, as the EM drivers want them."""
 
-    def __init__(self, covariance_type, reg_covar, backend):
+    def __init__(self, covariance_type, reg_covar, backend, weight_sum):
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
         self.backend = backend
+        self.weight_sum = weight_sum
 
     def e_step(self, X, sample_weight, params, n_threads):
-        weight_sum = X.shape[0] if sample_weight is None else self._weight_sum
-        return G.estep(X, sample_weight, params, self.backend, n_threads, weight_sum)
-
-    def bind_weights(self, sample_weight):
-        self._weight_sum = None if sample_weight is None else float(sample_weight.sum())
+        return G.estep(X, sample_weight, params, self.backend, n_threads, self.weight_sum)
 
     def m_step(self, X, sample_weight, stats, rng):
         weights, means, cov = G.mstep_moments(stats, self.reg_covar)
@@ -194,14 +191,13 @@ class GaussianMixture(ParamsMixin):
         n_threads = self._check_parameters()
         X, sw, names = self._validate_fit_data(X, sample_weight)
         inits = self._check_inits(X.shape[1])
-        family = _GaussianFamily(self.covariance_type, float(self.reg_covar), self.backend)
-        family.bind_weights(sw)
+        weight_sum = float(X.shape[0] if sw is None else sw.sum())
+        family = _GaussianFamily(self.covariance_type, float(self.reg_covar), self.backend,
+                                 weight_sum)
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         with single_threaded_blas():
             if warm:
-                from emfast._em import VerboseMonitor, em_loop
-
                 monitor = VerboseMonitor(self.verbose, self.verbose_interval)
                 monitor.init_begin(0)
                 run = em_loop(family, X, sw, self._params(), max_iter=self.max_iter,

@@ -1,0 +1,98 @@
+"""The Cython kernels are built twice (baseline, and AVX2+FMA on x86-64) and picked at run
+time; both builds must meet the contract. See emfast._config._load_cython and setup.py."""
+
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import reference
+from conftest import random_params
+from emfast.kernels import _COV_CODE, prec_chol_shape
+
+
+def _cython_modules():
+    """The Cython kernel builds that import and can run on this CPU."""
+    from emfast._config import _cpu_has_avx2_fma
+
+    names = ["emfast._cython._gaussian"]
+    if _cpu_has_avx2_fma():
+        names.append("emfast._cython._gaussian_avx2")
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return mods
+
+
+MODULES = _cython_modules()
+pytestmark = pytest.mark.skipif(not MODULES, reason="the Cython extension is not built")
+
+
+@pytest.fixture(params=MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def module(request):
+    return request.param
+
+
+@pytest.mark.parametrize("covariance_type", reference.COV_TYPES)
+@pytest.mark.parametrize("shape", [(700, 12, 9), (600, 2, 12), (513, 5, 3)])
+def test_each_build_matches_reference(module, covariance_type, shape):
+    N, D, K = shape
+    rng = np.random.default_rng(7)
+    means, pc, lc = random_params(rng, K, D, covariance_type)
+    X = means[rng.integers(K, size=N)] + rng.normal(size=(N, D))
+    sw = rng.uniform(0, 2, size=N)
+    nk, s1 = np.empty(K), np.empty((K, D))
+    s2 = np.empty(prec_chol_shape(covariance_type, K, D))
+    ll = module.estep_stats(X, sw, lc, means, pc, _COV_CODE[covariance_type], nk, s1, s2, 2)
+    want = reference.estep_stats(X, sw, lc, means, pc, covariance_type)
+    assert np.isclose(ll, want[0], rtol=1e-10)
+    for g, w in zip((nk, s1, s2), want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * np.abs(w).max())
+    out, norm = np.empty((N, K)), np.empty(N)
+    module.log_prob(X, lc, means, pc, _COV_CODE[covariance_type], out, norm, True, 2)
+    _, resp, want_norm = reference.log_prob_resp(X, lc, means, pc, covariance_type)
+    np.testing.assert_allclose(out, resp, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(norm, want_norm, rtol=1e-10, atol=1e-10 * np.abs(want_norm).max())
+
+
+def test_each_build_reports_openmp(module):
+    assert isinstance(module.openmp_enabled(), bool)
+    assert module.openmp_max_threads() >= 1
+
+
+def test_fast_exp_matches_numpy(module):
+    """The kernels' own exp (no libm call, so it vectorises) on the range it is used on."""
+    x = np.concatenate([np.linspace(-40.0, 0.0, 400_001), -np.logspace(-300, 1.6, 10_000),
+                        [-0.0, -708.0, -707.9]])
+    got = np.empty_like(x)
+    module._exp_nonpos(x, got)
+    np.testing.assert_allclose(got, np.exp(x), rtol=1e-15, atol=0)
+    special = np.array([-np.inf, -709.0, -1e300, np.nan])
+    out = np.empty_like(special)
+    module._exp_nonpos(special, out)
+    assert out[0] == 0.0 and out[1] == 0.0 and out[2] == 0.0 and np.isnan(out[3])
+
+
+def test_env_var_forces_baseline_build():
+    code = ("from emfast._config import get_backend; "
+            "print(get_backend('cython').__name__)")
+    env = {"EMFAST_CYTHON_BASELINE": "1", "PYTHONPATH": ":".join(sys.path)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.strip() == "emfast._cython._gaussian"
+
+
+def test_cpu_with_avx2_gets_avx2_build(monkeypatch):
+    from emfast import _config
+
+    if len(MODULES) < 2:
+        pytest.skip("no AVX2+FMA build usable here")
+    monkeypatch.delenv("EMFAST_CYTHON_BASELINE", raising=False)
+    assert _config._load_cython().__name__ == "emfast._cython._gaussian_avx2"
+    monkeypatch.setenv("EMFAST_CYTHON_BASELINE", "1")
+    assert _config._load_cython().__name__ == "emfast._cython._gaussian"
