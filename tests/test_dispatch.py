@@ -93,6 +93,6 @@ def test_cpu_with_avx2_gets_avx2_build(monkeypatch):
     if len(MODULES) < 2:
         pytest.skip("no AVX2+FMA build usable here")
     monkeypatch.delenv("EMFAST_CYTHON_BASELINE", raising=False)
-    assert _config._load_cython().__name__ == "emfast._cython._gaussian_avx2"
+    assert _config._load_cython("gaussian").__name__ == "emfast._cython._gaussian_avx2"
     monkeypatch.setenv("EMFAST_CYTHON_BASELINE", "1")
-    assert _config._load_cython().__name__ == "emfast._cython._gaussian"
+    assert _config._load_cython("gaussian").__name__ == "emfast._cython._gaussian"

@@ -1,5 +1,6 @@
 """Backend selection and thread counts, resolved in one place."""
 
+import importlib
 import os
 import threading
 
@@ -9,18 +10,21 @@ _lock = threading.Lock()
 _cache = {}
 
 
-def _load(name):
+def _load(name, kind):
+    """(module, None) or (None, ImportError) for backend ``name``'s kernels of ``kind``
+    ("gaussian", "hmm")."""
+    key = (name, kind)
     with _lock:
-        if name not in _cache:
+        if key not in _cache:
             try:
                 if name == "cython":
-                    mod = _load_cython()
+                    mod = _load_cython(kind)
                 else:
-                    from emfast._numba import _gaussian as mod
-                _cache[name] = (mod, None)
+                    mod = importlib.import_module(f"emfast._numba._{kind}")
+                _cache[key] = (mod, None)
             except ImportError as exc:  # extension not built, or numba missing
-                _cache[name] = (None, exc)
-        return _cache[name]
+                _cache[key] = (None, exc)
+        return _cache[key]
 
 
 def _cpu_has_avx2_fma():
@@ -35,29 +39,26 @@ def _cpu_has_avx2_fma():
     return bool(__cpu_features__.get("AVX2") and __cpu_features__.get("FMA3"))
 
 
-def _load_cython():
+def _load_cython(kind):
     """The Cython kernel module this CPU should run: the AVX2+FMA build of the kernels when
     it is built (x86-64 only) and the CPU has both, else the baseline build.
     EMFAST_CYTHON_BASELINE=1 forces the baseline build."""
     if os.environ.get("EMFAST_CYTHON_BASELINE", "") in ("", "0") and _cpu_has_avx2_fma():
         try:
-            from emfast._cython import _gaussian_avx2 as mod
-
-            return mod
+            return importlib.import_module(f"emfast._cython._{kind}_avx2")
         except ImportError:  # not built on this platform
             pass
-    from emfast._cython import _gaussian as mod
-
-    return mod
+    return importlib.import_module(f"emfast._cython._{kind}")
 
 
-def available_backends():
-    """Names of the kernel backends that import in this process."""
-    return [name for name in ("cython", "numba") if _load(name)[0] is not None]
+def available_backends(kind="gaussian"):
+    """Names of the kernel backends whose ``kind`` kernels import in this process."""
+    return [name for name in ("cython", "numba") if _load(name, kind)[0] is not None]
 
 
-def get_backend(backend="auto"):
-    """Return the kernel module for ``backend`` ("auto", "cython" or "numba").
+def get_backend(backend="auto", kind="gaussian"):
+    """Return the ``kind`` kernel module ("gaussian", "hmm") of ``backend`` ("auto",
+    "cython" or "numba").
 
     "auto" is Cython when the extension is built, else Numba.
     """
@@ -65,14 +66,14 @@ def get_backend(backend="auto"):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         for name in ("cython", "numba"):
-            mod, _ = _load(name)
+            mod, _ = _load(name, kind)
             if mod is not None:
                 return mod
         raise ImportError(
             "no emfast kernel backend is usable: the Cython extension is not built "
             "and numba does not import"
         )
-    mod, exc = _load(backend)
+    mod, exc = _load(backend, kind)
     if mod is None:
         raise ImportError(f"emfast backend {backend!r} is not available: {exc}")
     return mod
