@@ -228,3 +228,109 @@ def gaussian_estep_stats(
                              _threads_for(N, n_threads))
     return float(loglik), nk, s1, s2
 
+
+
+# ------------------------------------------------------------------------------------------
+# Hidden Markov models: forward-backward, Viterbi and causal filtering over many sequences.
+#
+# All sequences travel as one concatenated array: ``log_emission`` (T, K) holds
+# log p(x_t | z_t = k) for every frame of every sequence, and ``lengths`` (S,) the sequence
+# lengths (sum = T). Threads split the sequences; per-sequence statistics are added in a
+# fixed order (contiguous groups of sequences whose number depends only on S), so results do
+# not depend on the thread count.
+#
+# Probabilities are scaled, never exponentiated raw: each frame's emission likelihoods are
+# shifted by that frame's max before exp, alphas are normalised per frame, and the
+# log-likelihood is accumulated from the scale factors and shifts. A sequence that is
+# impossible under the model (every path has probability 0) gets log-likelihood -inf,
+# posteriors of 0 and adds nothing to the counts.
+
+__all__ += ["hmm_forward_backward", "hmm_viterbi", "hmm_filter"]
+
+
+def _hmm_inputs(log_emission, lengths, startprob, transmat):
+    le = np.asarray(log_emission)
+    if le.ndim != 2 or le.dtype != np.float64:
+        le = np.asarray(le, dtype=np.float64)
+        if le.ndim != 2:
+            raise ValueError(f"log_emission must be 2-D (n_frames, n_states), got shape {le.shape}")
+    le = np.ascontiguousarray(le)
+    T, K = le.shape
+    lengths = np.asarray([T] if lengths is None else lengths)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise ValueError("lengths must be a 1-D array of integers")
+    if np.any(lengths <= 0):
+        raise ValueError(f"lengths must be positive, got {lengths[lengths <= 0][:5].tolist()}")
+    if int(lengths.sum()) != T:
+        raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {T} frames")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    startprob = _as_param("startprob", startprob, (K,))
+    transmat = _as_param("transmat", transmat, (K, K))
+    return le, offsets, startprob, transmat
+
+
+def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posteriors=True,
+                         backend="auto", n_threads=None):
+    """Scaled forward-backward over all sequences at once.
+
+    Parameters
+    ----------
+    log_emission : (T, K) float64, log p(x_t | state k) for every frame.
+    lengths : (S,) ints summing to T, or None for one sequence.
+    startprob : (K,) initial state distribution; transmat : (K, K) rows sum to 1.
+    posteriors : bool, whether to return the (T, K) state posteriors.
+
+    Returns
+    -------
+    loglik : float, total log-likelihood of all sequences.
+    seq_loglik : (S,) per-sequence log-likelihoods.
+    post : (T, K) posteriors p(z_t = k | x of its sequence), or None.
+    start_counts : (K,) sum over sequences of the first frame's posteriors.
+    trans_counts : (K, K) expected transition counts, sum_t p(z_t = i, z_t+1 = j | x).
+    """
+    le, offsets, sp, tm = _hmm_inputs(log_emission, lengths, startprob, transmat)
+    T, K = le.shape
+    S = len(offsets) - 1
+    post = np.empty((T if posteriors else 0, K))
+    seq_ll = np.empty(S)
+    start_counts = np.empty(K)
+    trans_counts = np.empty((K, K))
+    mod = get_backend(backend, "hmm")
+    ll = mod.forward_backward(le, offsets, sp, tm, post, start_counts, trans_counts, seq_ll,
+                              resolve_n_threads(n_threads))
+    return float(ll), seq_ll, (post if posteriors else None), start_counts, trans_counts
+
+
+def hmm_viterbi(log_emission, lengths, startprob, transmat, *, backend="auto", n_threads=None):
+    """Most probable state path of every sequence, in log space.
+
+    Returns (total log-probability of the best paths, path (T,) int64, (S,) per-sequence
+    log-probabilities). Ties go to the lowest state index.
+    """
+    le, offsets, sp, tm = _hmm_inputs(log_emission, lengths, startprob, transmat)
+    T, K = le.shape
+    path = np.empty(T, dtype=np.int64)
+    seq_lp = np.empty(len(offsets) - 1)
+    mod = get_backend(backend, "hmm")
+    with np.errstate(divide="ignore"):
+        lsp, ltm = np.log(sp), np.log(tm)
+    lp = mod.viterbi(le, offsets, lsp, np.ascontiguousarray(ltm), path, seq_lp,
+                     resolve_n_threads(n_threads))
+    return float(lp), path, seq_lp
+
+
+def hmm_filter(log_emission, lengths, startprob, transmat, *, filtered=True, backend="auto",
+               n_threads=None):
+    """Causal (online) state probabilities p(z_t | x_1..t) by the scaled forward pass.
+
+    Returns (total log-likelihood, (T, K) filtered probabilities or None, (S,) per-sequence
+    log-likelihoods). With ``filtered=False`` only the log-likelihoods are computed (scoring).
+    """
+    le, offsets, sp, tm = _hmm_inputs(log_emission, lengths, startprob, transmat)
+    T, K = le.shape
+    out = np.empty((T if filtered else 0, K))
+    seq_ll = np.empty(len(offsets) - 1)
+    mod = get_backend(backend, "hmm")
+    ll = mod.forward_filter(le, offsets, sp, tm, out, seq_ll, resolve_n_threads(n_threads))
+    return float(ll), (out if filtered else None), seq_ll
