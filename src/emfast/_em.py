@@ -3,6 +3,12 @@
 A family provides ``e_step(X, sample_weight, params, n_threads) -> stats`` (statistics with
 ``loglik`` and ``weight_sum``) and ``m_step(X, sample_weight, stats, rng) -> params``. The
 drivers own everything else: the loop, the convergence rule, verbose output, restarts.
+
+The convergence rule is pluggable: by default it is scikit-learn's (mean log-likelihood,
+``|change| < tol``); a family that follows another library's rule (hmmlearn's monitor for the
+HMMs) passes a *rule* object with ``lower_bound(stats) -> float`` and
+``update(n_iter, lower_bound, params) -> bool`` (record the value, report it, say whether
+EM has converged). The rule object travels back in ``EMRun.rule`` with its history.
 """
 
 import math
@@ -15,14 +21,15 @@ import numpy as np
 class EMRun:
     """Result of one EM run from one starting point."""
 
-    __slots__ = ("params", "lower_bound", "lower_bounds", "n_iter", "converged")
+    __slots__ = ("params", "lower_bound", "lower_bounds", "n_iter", "converged", "rule")
 
-    def __init__(self, params, lower_bound, lower_bounds, n_iter, converged):
+    def __init__(self, params, lower_bound, lower_bounds, n_iter, converged, rule=None):
         self.params = params
         self.lower_bound = lower_bound
         self.lower_bounds = lower_bounds
         self.n_iter = n_iter
         self.converged = converged
+        self.rule = rule
 
 
 class VerboseMonitor:
@@ -57,13 +64,19 @@ class VerboseMonitor:
 
 
 def em_loop(family, X, sample_weight, params, *, max_iter, tol, n_threads, rng,
-            lower_bound=-math.inf, monitor=None):
+            lower_bound=-math.inf, monitor=None, rule=None):
     """Batch EM from ``params``: scikit-learn's loop and stopping rule.
 
     Each iteration is one fused E-step pass (statistics at the current parameters, whose
     mean log-likelihood is the lower bound) followed by the M-step. It stops when the lower
     bound changes by less than ``tol``.
+
+    With ``rule`` (see the module docstring) the lower bound and the stopping decision are
+    the rule's instead; ``tol`` and ``monitor`` are then not used.
     """
+    if rule is not None:
+        return _em_loop_rule(family, X, sample_weight, params, max_iter=max_iter,
+                             n_threads=n_threads, rng=rng, rule=rule)
     lower_bounds = []
     converged = False
     n_iter = 0
@@ -84,6 +97,23 @@ def em_loop(family, X, sample_weight, params, *, max_iter, tol, n_threads, rng,
     return EMRun(params, lower_bound, lower_bounds, n_iter, converged)
 
 
+def _em_loop_rule(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
+    lower_bounds = []
+    lower_bound = -math.inf
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        stats = family.e_step(X, sample_weight, params, n_threads)
+        # The M-step comes before the convergence check, so that even n_iter=1 updates.
+        params = family.m_step(X, sample_weight, stats, rng)
+        lower_bound = rule.lower_bound(stats)
+        lower_bounds.append(lower_bound)
+        if rule.update(n_iter, lower_bound, params):
+            converged = True
+            break
+    return EMRun(params, lower_bound, lower_bounds, n_iter, converged, rule)
+
+
 def _child_rngs(rng, n):
     """Independent RandomStates for n restarts, drawn in order from ``rng``."""
     if n == 1:
@@ -93,19 +123,29 @@ def _child_rngs(rng, n):
 
 
 def fit_restarts(family, X, sample_weight, init_params, *, n_init, rng, max_iter, tol,
-                 n_threads, verbose=0, verbose_interval=10):
+                 n_threads, verbose=0, verbose_interval=10, make_rule=None):
     """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
 
     ``init_params(X, sample_weight, rng) -> params``. Restarts run concurrently on Python
     threads (the kernels release the GIL), splitting ``n_threads`` between them; each
     restart has its own random stream, so the result does not depend on the scheduling.
     With verbose output they run one after another so that messages stay in order.
+
+    ``make_rule(index) -> rule`` gives each restart its own convergence rule (see
+    :func:`em_loop`); the rule then does any verbose reporting itself.
     """
     rngs = _child_rngs(rng, n_init)
     workers = 1 if verbose else max(1, min(n_init, n_threads))
     per_run = max(1, n_threads // workers)
 
     def one(index):
+        if make_rule is not None:
+            rule = make_rule(index)
+            params = init_params(X, sample_weight, rngs[index])
+            if max_iter == 0:
+                return EMRun(params, -math.inf, [], 0, False, rule)
+            return em_loop(family, X, sample_weight, params, max_iter=max_iter, tol=tol,
+                           n_threads=per_run, rng=rngs[index], rule=rule)
         monitor = VerboseMonitor(verbose, verbose_interval) if verbose else None
         if monitor is not None:
             monitor.init_begin(index)

@@ -1,0 +1,43 @@
+"""Cython + OpenMP kernels for hidden Markov models: scaled forward-backward (posteriors,
+start and transition counts), log-space Viterbi, and the causal forward filter.
+
+The contract (shapes, conventions, meaning of every output) is ``emfast.kernels``
+(hmm_forward_backward, hmm_viterbi, hmm_filter); ``tests/reference_hmm.py`` is the judge.
+This file is only about *how*.
+
+Forward pass, per frame t of a sequence (K small: 4..32):
+
+1. m_t = max_k le[t, k]; b_t = exp(le[t] - m_t) with the vectorisable exp of _fastexp.h
+   (the best state has b = 1, so the frame never underflows as a whole);
+2. pred = alpha_{t-1} A (alpha_{-1} A := startprob) as K row-axpys of the row-major A,
+   four rows at a time; alpha_t = b_t * pred / c_t with c_t = sum(b_t * pred);
+3. loglik += log c_t + m_t. c_t == 0 (or a frame whose emissions are all -inf): the
+   sequence is impossible: loglik -inf, posteriors 0, nothing added to the counts.
+
+Backward pass with the same scales, beta_{T-1} = 1; per frame t = T-1 .. 1:
+w_t = b_t * beta_t / c_t (0 where alpha_t == 0, see _backward), gamma_t = alpha_t * beta_t,
+beta_{t-1} = A w_t as row-axpys of the stored A^T. The expected transition counts are
+xi_t(i, j) = alpha_{t-1}[i] A[i, j] w_t[j]; A is the same for every frame, so only
+R = sum_t alpha_{t-1} w_t^T is accumulated (rank-4 updates from a 4-frame ring, one pass
+over R per four frames, never a T x K x K array), and trans_counts = A * R at the very
+end: exact zeros of A stay exact zeros.
+
+Alphas are written straight into the posterior output (and overwritten by gamma on the
+way back); when posteriors are not wanted they go to per-thread scratch. b_t is kept for
+the backward pass when it fits (CACHE_B_MAX) and recomputed from the stored shift when
+not (same bits either way). All scratch is allocated once per thread, sized by the longest
+sequence.
+
+Viterbi: log space; per frame a K x K max-plus product as row sweeps with branch-free
+selects (strict >, increasing i: ties go to the lowest state), int32 back-pointers in
+per-thread (Tmax, K) scratch.
+
+Determinism: the S sequences are split into G = min(S, 64) contiguous groups (a function
+of S only); each group adds its sequences' log-likelihoods, start counts and R in
+sequence order into its own slot; groups run in parallel (dynamic schedule), and the
+slots are summed in group order afterwards. Results are bit-identical for every thread
+count.
+"""
+
+# Everything is in _hmm_impl.pxi, which _hmm_avx2.pyx includes too.
+include "_hmm_impl.pxi"

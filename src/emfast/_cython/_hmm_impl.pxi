@@ -1,0 +1,644 @@
+# The body of the Cython + OpenMP HMM kernels, shared by two extension modules built from
+# it (see setup.py and emfast._config): _hmm.pyx (baseline instruction set, always built)
+# and _hmm_avx2.pyx (compiled with -mavx2 -mfma on x86-64, imported at run time when the
+# CPU has both). One source, so the two can never drift apart. The design notes are the
+# docstring of _hmm.pyx.
+
+
+from cython.parallel cimport parallel, prange
+from libc.math cimport log, INFINITY
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* x > 0 finite and normal: return its mantissa as a double in [1, 2) and add its
+     * binary exponent to *e (x == mantissa * 2**exponent exactly). */
+    static inline double emfast_split_exponent(double x, int64_t* e) {
+        uint64_t b;
+        memcpy(&b, &x, sizeof b);
+        *e += (int64_t) ((b >> 52) & 0x7ff) - 1023;
+        b = (b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+        memcpy(&x, &b, sizeof x);
+        return x;
+    }
+    """
+    double emfast_split_exponent(double x, int64_t* e) noexcept nogil
+
+cdef double LN2 = 0.6931471805599453094
+
+cdef extern from "_fastexp.h":
+    # exp(x) for x <= 0 as branch-free arithmetic, so loops calling it vectorise (see there)
+    double emfast_exp_nonpos(double x) noexcept nogil
+
+cdef enum:
+    MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
+    RANK = 4              # frames per rank-RANK update of the transition counts
+
+# Per thread, the emission likelihoods b_t of the forward pass are kept for the backward
+# pass when the longest sequence needs at most this many doubles (16 MiB); above it, the
+# backward pass recomputes them from log_emission and the stored shifts (same function,
+# same bits: the results do not depend on this choice).
+cdef Py_ssize_t CACHE_B_MAX = 2 * 1024 * 1024
+
+
+ctypedef struct Hmm:
+    int K
+    const double* le            # (T, K) log-emissions, all sequences concatenated
+    const int64_t* off          # (S + 1,) sequence offsets into the frames
+    const double* sp            # (K,) start probabilities (Viterbi: their logs)
+    const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
+    const double* AT            # (K, K) its transpose (forward-backward only)
+    bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
+
+
+ctypedef struct Work:           # per-thread scratch, allocated once per thread
+    double* alpha               # (Tmax, K) alphas, when the caller gives no (T, K) output
+    double* b                   # (Tmax, K) b_t per frame if cache_b, else (K,) one frame
+    double* m                   # (Tmax,) per-frame shift max_k le[t, k]
+    double* ic                  # (Tmax,) per-frame 1 / c_t
+    double* pred                # (K,) scratch (gamma_0 when posteriors are not wanted)
+    double* ab                  # (2, K) unnormalised alphas of frames t and t-1
+    double* beta                # (K,) beta_t
+    double* beta2               # (K,) beta_{t-1}
+    double* ra                  # (RANK, K) alpha_{t-1} of the pending xi frames
+    double* rw                  # (RANK, K) w_t = b_t * beta_t / c_t of the same frames
+    double* vd                  # (K,) Viterbi: best score of each state at t ...
+    double* vn                  # (K,) ... and at t + 1
+    double* vb                  # (K,) the argmax as a double (a vector select)
+    int32_t* back               # (Tmax, K) Viterbi back-pointers
+    Py_ssize_t fail             # frame at which the last forward pass became impossible
+
+
+# ---------------------------------------------------------------------------------------
+# Scratch space
+
+
+cdef Work* _work_alloc(int K, Py_ssize_t Tmax, bint alpha, bint cache_b,
+                       bint viterbi) noexcept nogil:
+    """Scratch for one thread; NULL if out of memory. alpha: a (Tmax, K) alpha buffer."""
+    cdef Work* W = <Work*> malloc(sizeof(Work))
+    if W == NULL:
+        return NULL
+    memset(W, 0, sizeof(Work))
+    cdef Py_ssize_t nb = Tmax * K if cache_b else K
+    cdef Py_ssize_t na = Tmax * K if alpha else 0
+    cdef double* mem = <double*> malloc((na + nb + 2 * Tmax + (8 + 2 * RANK) * K)
+                                        * sizeof(double))
+    if mem == NULL:
+        free(W)
+        return NULL
+    W.alpha = mem
+    W.b = W.alpha + na
+    W.m = W.b + nb
+    W.ic = W.m + Tmax
+    W.pred = W.ic + Tmax
+    W.ab = W.pred + K
+    W.beta = W.ab + 2 * K
+    W.beta2 = W.beta + K
+    W.ra = W.beta2 + K
+    W.rw = W.ra + RANK * K
+    W.vd = W.rw + RANK * K
+    W.vn = W.vd + K
+    W.vb = W.vn + K
+    if viterbi:
+        W.back = <int32_t*> malloc(Tmax * K * sizeof(int32_t))
+        if W.back == NULL:
+            free(mem)
+            free(W)
+            return NULL
+    return W
+
+
+cdef void _work_free(Work* W) noexcept nogil:
+    if W != NULL:
+        free(W.alpha)
+        free(W.back)
+        free(W)
+
+
+# ---------------------------------------------------------------------------------------
+# Small vector helpers. K is small (4..32), so every loop is short: the matrix loops take
+# four rows at a time (one load and store of the output row per four), and sums use four
+# accumulators (a plain C sum is one serial chain that no compiler may reorder).
+
+
+cdef inline double _sum(const double* x, int K) noexcept nogil:
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef int k = 0
+    while k + 3 < K:
+        s0 += x[k]
+        s1 += x[k + 1]
+        s2 += x[k + 2]
+        s3 += x[k + 3]
+        k += 4
+    while k < K:
+        s0 += x[k]
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef void _vecmat(const double* x, const double* M, int K, double* out) noexcept nogil:
+    """out[j] = sum_i x[i] M[i, j], M (K, K) row-major: rows scaled and added, so the inner
+    loop runs along contiguous j; eight rows per pass over out, then four, then one."""
+    cdef int i = 0, j
+    cdef double x0, x1, x2, x3, x4, x5, x6, x7
+    cdef const double* m0
+    cdef const double* m1
+    cdef const double* m2
+    cdef const double* m3
+    cdef const double* m4
+    cdef const double* m5
+    cdef const double* m6
+    cdef const double* m7
+    for j in range(K):
+        out[j] = 0.0
+    while i + 7 < K:
+        x0 = x[i]
+        x1 = x[i + 1]
+        x2 = x[i + 2]
+        x3 = x[i + 3]
+        x4 = x[i + 4]
+        x5 = x[i + 5]
+        x6 = x[i + 6]
+        x7 = x[i + 7]
+        m0 = M + i * K
+        m1 = m0 + K
+        m2 = m1 + K
+        m3 = m2 + K
+        m4 = m3 + K
+        m5 = m4 + K
+        m6 = m5 + K
+        m7 = m6 + K
+        for j in range(K):
+            out[j] += (((x0 * m0[j] + x1 * m1[j]) + (x2 * m2[j] + x3 * m3[j]))
+                       + ((x4 * m4[j] + x5 * m5[j]) + (x6 * m6[j] + x7 * m7[j])))
+        i += 8
+    while i + 3 < K:
+        x0 = x[i]
+        x1 = x[i + 1]
+        x2 = x[i + 2]
+        x3 = x[i + 3]
+        m0 = M + i * K
+        m1 = m0 + K
+        m2 = m1 + K
+        m3 = m2 + K
+        for j in range(K):
+            out[j] += (x0 * m0[j] + x1 * m1[j]) + (x2 * m2[j] + x3 * m3[j])
+        i += 4
+    while i < K:
+        x0 = x[i]
+        m0 = M + i * K
+        for j in range(K):
+            out[j] += x0 * m0[j]
+        i += 1
+
+
+cdef void _rank_update(double* R, const double* ra, const double* rw, int n,
+                       int K) noexcept nogil:
+    """R[i, j] += sum_u ra[u, i] * rw[u, j] for u < n (n <= RANK)."""
+    cdef int i, j, u
+    cdef double a0, a1, a2, a3
+    cdef double* r
+    cdef const double* w0 = rw
+    cdef const double* w1 = rw + K
+    cdef const double* w2 = rw + 2 * K
+    cdef const double* w3 = rw + 3 * K
+    if n == 4:
+        for i in range(K):
+            a0 = ra[i]
+            a1 = ra[K + i]
+            a2 = ra[2 * K + i]
+            a3 = ra[3 * K + i]
+            r = R + i * K
+            for j in range(K):
+                r[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j])
+        return
+    for u in range(n):
+        w0 = rw + u * K
+        for i in range(K):
+            a0 = ra[u * K + i]
+            r = R + i * K
+            for j in range(K):
+                r[j] += a0 * w0[j]
+
+
+cdef double _frame_b(const double* le, int K, double* b) noexcept nogil:
+    """b[k] = exp(le[k] - m) with m = max_k le[k]; return m (0 when every le[k] is -inf:
+    then b is all 0 and the frame is impossible)."""
+    cdef int k
+    cdef double m0 = -INFINITY, m1 = -INFINITY, mx
+    for k in range(0, K - 1, 2):          # two running maxima: max is exact in any order
+        m0 = le[k] if le[k] > m0 else m0
+        m1 = le[k + 1] if le[k + 1] > m1 else m1
+    if K % 2:
+        m0 = le[K - 1] if le[K - 1] > m0 else m0
+    mx = m0 if m0 > m1 else m1
+    if mx == -INFINITY:
+        mx = 0.0
+    for k in range(K):
+        b[k] = emfast_exp_nonpos(le[k] - mx)
+    return mx
+
+
+# ---------------------------------------------------------------------------------------
+# One sequence
+
+
+cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double* al,
+                     bint keep) noexcept nogil:
+    """Scaled forward pass over frames [t0, t0 + T) of log_emission.
+
+    al: (T, K) normalised alphas out, or NULL (not stored).
+    keep: store per frame what the backward pass needs (W.m, W.ic; W.b rows if cache_b).
+    Returns the sequence's log-likelihood sum_t (log c_t + m_t); -inf when it is impossible
+    (some c_t == 0), NaN when a NaN came in. Then W.fail is the first such frame and no
+    alpha from it on has been written.
+    """
+    cdef int K = H.K, k
+    cdef bint cache = keep and H.cache_b
+    cdef const double* le = H.le + t0 * K
+    cdef const double* A = H.A
+    cdef const double* sp = H.sp
+    cdef double* u = W.ab                  # unnormalised alpha_t = (alpha_{t-1} A) * b_t ...
+    cdef double* up = W.ab + K             # ... and alpha_{t-1} * c_{t-1}
+    cdef double* tmp
+    cdef double* b
+    cdef double* a
+    cdef double m, c, ic = 1.0, icp = 1.0, msum = 0.0, lsmall = 0.0, pr = 1.0
+    cdef int64_t ex = 0
+    cdef Py_ssize_t t
+    for t in range(T):
+        b = W.b + t * K if cache else W.b
+        m = _frame_b(le + t * K, K, b)
+        if t == 0:
+            for k in range(K):
+                u[k] = sp[k] * b[k]
+        else:
+            # (c_{t-1} alpha_{t-1}) A, then times 1 / c_{t-1}: the division of the previous
+            # frame is not on the chain from one frame's matrix-vector product to the next.
+            _vecmat(up, A, K, u)
+            for k in range(K):
+                u[k] = u[k] * (b[k] * icp)
+        c = _sum(u, K)
+        if not c > 0.0:                  # 0: impossible; NaN: propagate
+            W.fail = t
+            return c - INFINITY if c == c else c
+        ic = 1.0 / c
+        if al != NULL:
+            a = al + t * K
+            for k in range(K):
+                a[k] = u[k] * ic
+        if keep:
+            W.m[t] = m
+            W.ic[t] = ic
+        msum += m
+        # sum_t log c_t as the log of a running product kept in [1, 2) by moving its
+        # binary exponent into ex (exact); a c_t too small for that is logged on its own.
+        if c >= 1e-300:
+            pr = emfast_split_exponent(pr * c, &ex)
+        else:
+            lsmall += log(c)
+        icp = ic
+        tmp = up
+        up = u
+        u = tmp
+    return msum + ((log(pr) + <double> ex * LN2) + lsmall)
+cdef void _backward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, const double* al,
+                    double* post, double* start, double* R) noexcept nogil:
+    """Backward pass after a possible _forward(keep=True) of the same frames.
+
+    al: (T, K) alphas; post: (T, K) posteriors out, or NULL; post may be al (each alpha
+    row is read before it is overwritten). Adds gamma_0 to start (K,) and
+    sum_t alpha_{t-1}[i] * w_t[j] to R (K, K), w_t = b_t * beta_t / c_t; the caller
+    multiplies R by A elementwise once at the end (xi = A * R).
+    """
+    cdef int K = H.K, k, n = 0
+    cdef bint cache = H.cache_b
+    cdef const double* le = H.le + t0 * K
+    cdef const double* AT = H.AT
+    cdef double* beta = W.beta
+    cdef double* nb = W.beta2
+    cdef double* tmp
+    cdef double* ra = W.ra
+    cdef double* rw = W.rw
+    cdef double* w
+    cdef const double* b
+    cdef const double* a
+    cdef double* g
+    cdef double ic, m
+    cdef Py_ssize_t t
+    for k in range(K):
+        beta[k] = 1.0
+    for t in range(T - 1, 0, -1):
+        if cache:
+            b = W.b + t * K
+        else:                              # the forward pass's b_t again, same bits
+            m = W.m[t]
+            for k in range(K):
+                W.b[k] = emfast_exp_nonpos(le[t * K + k] - m)
+            b = W.b
+        ic = W.ic[t]
+        a = al + t * K
+        w = rw + n * K
+        # States with alpha_t = 0 get w = 0: in exact arithmetic they add nothing (their
+        # gamma and every xi into them are 0), and it keeps the betas of unreachable
+        # states from growing without bound (then 0 * inf = NaN) on long sequences.
+        for k in range(K):
+            w[k] = b[k] * beta[k] * ic if a[k] != 0.0 else 0.0
+        memcpy(ra + n * K, a - K, K * sizeof(double))
+        if post != NULL:
+            g = post + t * K
+            for k in range(K):
+                g[k] = a[k] * beta[k]
+        _vecmat(w, AT, K, nb)          # beta_{t-1}[i] = sum_j A[i, j] w_t[j]
+        tmp = beta
+        beta = nb
+        nb = tmp
+        n += 1
+        if n == RANK:
+            _rank_update(R, ra, rw, n, K)
+            n = 0
+    if n:
+        _rank_update(R, ra, rw, n, K)
+    g = post if post != NULL else W.pred
+    for k in range(K):
+        g[k] = al[k] * beta[k]
+        start[k] += g[k]
+
+
+cdef double _viterbi_seq(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T,
+                         int64_t* path) noexcept nogil:
+    """Log-space Viterbi over frames [t0, t0 + T): path[t0:t0+T] and the best log-prob.
+    H.sp, H.A hold log startprob, log transmat. Ties go to the lowest state index (strict >
+    over increasing i, and the first maximum at the end)."""
+    cdef int K = H.K, i, j, best
+    cdef const double* le = H.le + t0 * K
+    cdef const double* lA = H.A
+    cdef const double* row
+    cdef double* d = W.vd
+    cdef double* nd = W.vn
+    cdef double* bd = W.vb
+    cdef double* tmp
+    cdef int32_t* back
+    cdef double di, v
+    cdef Py_ssize_t t
+    for j in range(K):
+        d[j] = H.sp[j] + le[j]
+    for t in range(1, T):
+        back = W.back + t * K
+        di = d[0]
+        for j in range(K):
+            nd[j] = di + lA[j]
+            bd[j] = 0.0
+        for i in range(1, K):
+            di = d[i]
+            row = lA + i * K
+            for j in range(K):
+                v = di + row[j]
+                bd[j] = <double> i if v > nd[j] else bd[j]
+                nd[j] = v if v > nd[j] else nd[j]
+        for j in range(K):
+            nd[j] = nd[j] + le[t * K + j]
+            back[j] = <int32_t> bd[j]
+        tmp = d
+        d = nd
+        nd = tmp
+    best = 0
+    for j in range(1, K):
+        if d[j] > d[best]:
+            best = j
+    path += t0
+    path[T - 1] = best
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = W.back[t * K + path[t]]
+    return d[best]
+
+
+# ---------------------------------------------------------------------------------------
+# One group of sequences (one task of the parallel loop)
+
+
+cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, double* post,
+                    double* seq_ll, double* acc) noexcept nogil:
+    """Sequences [s0, s1): seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]."""
+    cdef int K = H.K
+    cdef Py_ssize_t s, t0, T
+    cdef double ll
+    cdef double* al
+    for s in range(s0, s1):
+        t0 = H.off[s]
+        T = H.off[s + 1] - t0
+        al = post + t0 * K if post != NULL else W.alpha
+        ll = _forward(H, W, t0, T, al, True)
+        seq_ll[s] = ll
+        acc[0] += ll
+        if ll == ll and ll != -INFINITY:
+            _backward(H, W, t0, T, al, post + t0 * K if post != NULL else NULL,
+                      acc + 1, acc + 1 + K)
+        elif post != NULL:
+            memset(post + t0 * K, 0, T * K * sizeof(double))
+
+
+cdef void _filter_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, double* out,
+                        double* seq_ll, double* acc) noexcept nogil:
+    """Sequences [s0, s1): filtered probabilities (if out) and log-likelihoods. Frames from
+    the one at which a sequence becomes impossible on get 0 (the earlier ones are still
+    the causal p(z_t | x_1..t))."""
+    cdef int K = H.K
+    cdef Py_ssize_t s, t0, T
+    cdef double ll
+    for s in range(s0, s1):
+        t0 = H.off[s]
+        T = H.off[s + 1] - t0
+        ll = _forward(H, W, t0, T, out + t0 * K if out != NULL else NULL, False)
+        seq_ll[s] = ll
+        acc[0] += ll
+        if not (ll == ll and ll != -INFINITY) and out != NULL:
+            memset(out + (t0 + W.fail) * K, 0, (T - W.fail) * K * sizeof(double))
+
+
+cdef void _viterbi_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, int64_t* path,
+                         double* seq_lp, double* acc) noexcept nogil:
+    cdef Py_ssize_t s, t0
+    cdef double lp
+    for s in range(s0, s1):
+        t0 = H.off[s]
+        lp = _viterbi_seq(H, W, t0, H.off[s + 1] - t0, path)
+        seq_lp[s] = lp
+        acc[0] += lp
+
+
+# ---------------------------------------------------------------------------------------
+# Driver: sequences in G = min(S, MAX_GROUPS) contiguous groups (a function of S only),
+# each summed in order into its own slot; the slots are summed in group order afterwards.
+
+
+cdef enum Kernel:
+    FB = 0
+    FILTER = 1
+    VITERBI = 2
+
+
+cdef int _run(int kind, Hmm* H, Py_ssize_t S, double* post, int64_t* path,
+              double* seq_out, double* slots, Py_ssize_t width, int n_threads) except -1:
+    """Run kernel ``kind`` over all sequences; slots: (G, width) zeroed group buffers."""
+    cdef Py_ssize_t G = min(S, <Py_ssize_t> MAX_GROUPS), g, s, Tmax = 0
+    cdef int K = H.K
+    cdef bint need_alpha = kind == FB and post == NULL
+    cdef int oom[1]
+    cdef int* oomp = oom                 # shared: a plain local would be thread-private
+    cdef Work* W = NULL
+    oom[0] = 0
+    for s in range(S):
+        Tmax = max(Tmax, H.off[s + 1] - H.off[s])
+    H.cache_b = kind == FB and Tmax * K <= CACHE_B_MAX
+    with nogil, parallel(num_threads=max(1, min(<Py_ssize_t> n_threads, G))):
+        W = _work_alloc(K, Tmax, need_alpha, H.cache_b, kind == VITERBI)
+        # Every thread enters the loop (a work-sharing loop must be met by all of them).
+        for g in prange(G, schedule="dynamic"):
+            if W == NULL:
+                oomp[0] = 1              # reported after the region
+            elif kind == FB:
+                _fb_group(H, W, g * S // G, (g + 1) * S // G, post, seq_out,
+                          slots + g * width)
+            elif kind == FILTER:
+                _filter_group(H, W, g * S // G, (g + 1) * S // G, post, seq_out,
+                              slots + g * width)
+            else:
+                _viterbi_group(H, W, g * S // G, (g + 1) * S // G, path, seq_out,
+                               slots + g * width)
+        _work_free(W)
+    if oom[0]:
+        raise MemoryError("emfast: out of memory for the HMM kernels' per-thread scratch")
+    return 0
+
+
+cdef Hmm _hmm(const double[:, ::1] le, const int64_t[::1] offsets, const double[::1] sp,
+              const double[:, ::1] A, const double[:, ::1] AT):
+    cdef Hmm H
+    H.K = le.shape[1]
+    H.le = &le[0, 0] if le.shape[0] > 0 else NULL
+    H.off = &offsets[0]
+    H.sp = &sp[0]
+    H.A = &A[0, 0]
+    H.AT = &AT[0, 0] if AT is not None else NULL
+    H.cache_b = False
+    return H
+
+
+# ---------------------------------------------------------------------------------------
+# Public kernels (called positionally by emfast.kernels; arrays already validated)
+
+
+def forward_backward(
+    const double[:, ::1] le,            # IN  (T, K) log p(x_t | z_t = k), all sequences
+    const int64_t[::1] offsets,         # IN  (S + 1,) sequence s is frames [off[s], off[s+1])
+    const double[::1] startprob,        # IN  (K,)
+    const double[:, ::1] transmat,      # IN  (K, K) rows sum to 1
+    double[:, ::1] post,                # OUT (T, K) posteriors, or (0, K): not wanted
+    double[::1] start_counts,           # OUT (K,) sum over sequences of gamma_0
+    double[:, ::1] trans_counts,        # OUT (K, K) sum_t xi_t
+    double[::1] seq_ll,                 # OUT (S,) per-sequence log-likelihoods
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Scaled forward-backward: overwrite the outputs; return the total log-likelihood."""
+    cdef Py_ssize_t S = offsets.shape[0] - 1
+    cdef int K = le.shape[1]
+    A = np.asarray(transmat)
+    cdef const double[:, ::1] AT = np.ascontiguousarray(A.T)
+    cdef Hmm H = _hmm(le, offsets, startprob, transmat, AT)
+    cdef Py_ssize_t width = 1 + K + K * K
+    slots = np.zeros((max(1, min(S, <Py_ssize_t> MAX_GROUPS)), width))
+    cdef double[:, ::1] sl = slots
+    cdef double* postp = &post[0, 0] if post.shape[0] > 0 else NULL
+    if S > 0:
+        _run(FB, &H, S, postp, NULL, &seq_ll[0], &sl[0, 0], width, n_threads)
+    tot = np.zeros(width)
+    for g in range(slots.shape[0]):      # group order: independent of the thread count
+        tot += slots[g]
+    np.asarray(start_counts)[...] = tot[1:1 + K]
+    np.multiply(A, tot[1 + K:].reshape(K, K), out=np.asarray(trans_counts))
+    return float(tot[0])
+
+
+def viterbi(
+    const double[:, ::1] le,            # IN  (T, K) log-emissions
+    const int64_t[::1] offsets,         # IN  (S + 1,)
+    const double[::1] log_startprob,    # IN  (K,) (-inf allowed)
+    const double[:, ::1] log_transmat,  # IN  (K, K) (-inf allowed)
+    int64_t[::1] path,                  # OUT (T,) best state path of every sequence
+    double[::1] seq_lp,                 # OUT (S,) log-prob of each best path
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Log-space Viterbi; return the total log-probability of the best paths."""
+    cdef Py_ssize_t S = offsets.shape[0] - 1
+    cdef Hmm H = _hmm(le, offsets, log_startprob, log_transmat, None)
+    slots = np.zeros((max(1, min(S, <Py_ssize_t> MAX_GROUPS)), 1))
+    cdef double[:, ::1] sl = slots
+    if S > 0:
+        _run(VITERBI, &H, S, NULL, &path[0], &seq_lp[0], &sl[0, 0], 1, n_threads)
+    tot = 0.0
+    for g in range(slots.shape[0]):
+        tot += slots[g, 0]
+    return float(tot)
+
+
+def forward_filter(
+    const double[:, ::1] le,            # IN  (T, K) log-emissions
+    const int64_t[::1] offsets,         # IN  (S + 1,)
+    const double[::1] startprob,        # IN  (K,)
+    const double[:, ::1] transmat,      # IN  (K, K)
+    double[:, ::1] out,                 # OUT (T, K) p(z_t | x_1..t), or (0, K): loglik only
+    double[::1] seq_ll,                 # OUT (S,) per-sequence log-likelihoods
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Scaled forward pass; return the total log-likelihood."""
+    cdef Py_ssize_t S = offsets.shape[0] - 1
+    cdef Hmm H = _hmm(le, offsets, startprob, transmat, None)
+    slots = np.zeros((max(1, min(S, <Py_ssize_t> MAX_GROUPS)), 1))
+    cdef double[:, ::1] sl = slots
+    cdef double* outp = &out[0, 0] if out.shape[0] > 0 else NULL
+    if S > 0:
+        _run(FILTER, &H, S, outp, NULL, &seq_ll[0], &sl[0, 0], 1, n_threads)
+    tot = 0.0
+    for g in range(slots.shape[0]):
+        tot += slots[g, 0]
+    return float(tot)
+
+
+def _set_cache_b_max(Py_ssize_t n):
+    """Tuning/test hook: per-thread doubles up to which b_t is cached for the backward pass
+    (0: always recompute). Returns the old value. Not part of the kernel contract."""
+    global CACHE_B_MAX
+    old = CACHE_B_MAX
+    CACHE_B_MAX = n
+    return old
+
+
+cdef extern from *:
+    """
+    #if EMFAST_OPENMP
+    #include <omp.h>
+    static int emfast_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int emfast_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    int emfast_omp_max_threads() nogil
+    int EMFAST_OPENMP
+
+
+def openmp_enabled():
+    """Whether this extension was compiled with OpenMP (False: the kernels run serially)."""
+    return bool(EMFAST_OPENMP)
+
+
+def openmp_max_threads():
+    """OpenMP's default thread count in this process (1 without OpenMP)."""
+    return emfast_omp_max_threads()

@@ -1,0 +1,509 @@
+"""The HMM estimator base: validation, the EM loop on the shared driver, inference.
+
+One EM iteration (``_HMMFamily``):
+
+    E-step: log-emissions (T, K) from the emission model
+            -> emfast.kernels.hmm_forward_backward (all sequences in one call)
+            -> start counts, transition counts, posteriors
+            -> emission statistics from the posteriors (the emission model's)
+    M-step: startprob/transmat from the counts (Dirichlet priors), then the emission
+            model's M-step.
+
+The driver (``emfast._em.fit_restarts``) runs it with hmmlearn's convergence monitor as its
+rule, and ``n_init`` restarts concurrently.
+"""
+
+import copy
+import logging
+import math
+import numbers
+import sys
+from collections import deque
+
+import numpy as np
+
+from emfast import _validation as V
+from emfast import kernels
+from emfast._config import BACKENDS, get_backend, resolve_n_threads
+from emfast._em import fit_restarts
+from emfast._estimator import ParamsMixin
+from emfast._threads import single_threaded_blas
+from emfast.hmm._stats import HMMStats
+
+_log = logging.getLogger("emfast.hmm")
+
+DECODER_ALGORITHMS = ("viterbi", "map")
+IMPLEMENTATIONS = ("log", "scaling")
+
+
+class ConvergenceMonitor:
+    """hmmlearn's convergence monitor: the log-likelihood history of a fit.
+
+    Attributes
+    ----------
+    history : deque of the total log-likelihood of the data at the parameters each
+        iteration started from.
+    iter : int, iterations done.
+    tol, n_iter, verbose : as the estimator's (set from it at the start of ``fit``).
+
+    ``converged`` is true once ``iter == n_iter`` or the last gain is below ``tol``. A
+    subclass may redefine it; assign an instance to ``model.monitor_`` before ``fit``.
+    """
+
+    _template = "{iter:>10d} {log_prob:>16.8f} {delta:>+16.8f}"
+
+    def __init__(self, tol, n_iter, verbose):
+        self.tol = tol
+        self.n_iter = n_iter
+        self.verbose = verbose
+        self.history = deque()
+        self.iter = 0
+
+    def __repr__(self):
+        items = sorted(dict(vars(self), history=list(self.history)).items())
+        body = "".join(f"    {k}={v},\n" for k, v in items)
+        return f"{type(self).__name__}(\n{body})"
+
+    def _reset(self):
+        self.iter = 0
+        self.history.clear()
+
+    def report(self, log_prob):
+        """Record ``log_prob``; print it when verbose; warn (logging) when it decreased by
+        more than sqrt(machine epsilon)."""
+        if self.verbose:
+            delta = log_prob - self.history[-1] if self.history else np.nan
+            print(self._template.format(iter=self.iter + 1, log_prob=log_prob, delta=delta),
+                  file=sys.stderr)
+        slack = np.finfo(float).eps ** 0.5
+        if self.history and (log_prob - self.history[-1]) < -slack:
+            _log.warning("Model is not converging.  Current: %s is not greater than %s. "
+                         "Delta is %s", log_prob, self.history[-1],
+                         log_prob - self.history[-1])
+        self.history.append(log_prob)
+        self.iter += 1
+
+    @property
+    def converged(self):
+        return (self.iter == self.n_iter
+                or (len(self.history) >= 2 and self.history[-1] - self.history[-2] < self.tol))
+
+
+class _MonitorRule:
+    """The driver's convergence rule for HMMs: total log-likelihood into the monitor."""
+
+    def __init__(self, monitor):
+        self.monitor = monitor
+
+    def lower_bound(self, stats):
+        return stats.loglik
+
+    def update(self, n_iter, lower_bound, params):
+        self.monitor.report(lower_bound)
+        if self.monitor.converged:
+            return True
+        if (params.transmat.sum(axis=1) == 0).any():
+            _log.warning("Some rows of transmat_ have zero sum because no transition from "
+                         "the state was ever observed.")
+        return False
+
+
+class HMMParams:
+    """startprob (K,), transmat (K, K) and the emission model's parameter dict."""
+
+    __slots__ = ("startprob", "transmat", "emission")
+
+    def __init__(self, startprob, transmat, emission):
+        self.startprob = startprob
+        self.transmat = transmat
+        self.emission = emission
+
+
+def _normalize_rows(a):
+    s = a.sum(axis=-1, keepdims=True)
+    s[s == 0] = 1.0
+    return a / s
+
+
+class _HMMFamily:
+    """E-step and M-step of one HMM, as the EM drivers want them."""
+
+    def __init__(self, emission, lengths, params_letters, startprob_prior, transmat_prior,
+                 backend):
+        self.emission = emission
+        self.lengths = lengths
+        self.letters = params_letters
+        self.fit_emission = any(c in params_letters for c in emission.letters)
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.backend = backend
+
+    def e_step(self, X, sample_weight, params, n_threads):
+        le = self.emission.log_likelihood(X, params.emission, self.backend, n_threads)
+        ll, _, post, start, trans = kernels.hmm_forward_backward(
+            le, self.lengths, params.startprob, params.transmat,
+            posteriors=self.fit_emission, backend=self.backend, n_threads=n_threads)
+        em = None
+        if self.fit_emission:
+            em = self.emission.stats(X, post, params.emission, self.backend, n_threads)
+        return HMMStats(params, start, trans, em, ll, len(self.lengths))
+
+    def m_step(self, X, sample_weight, stats, rng):
+        old = stats.params
+        startprob, transmat = old.startprob, old.transmat
+        # A prior below 1 can make prior - 1 + counts negative: those entries are 0 at the
+        # constrained maximum. Entries that are 0 (forbidden states or transitions) stay 0.
+        if "s" in self.letters:
+            sp = np.maximum(self.startprob_prior - 1.0 + stats.start, 0.0)
+            sp = np.where(startprob == 0, 0.0, sp)
+            startprob = sp / sp.sum()
+        if "t" in self.letters:
+            tm = np.maximum(self.transmat_prior - 1.0 + stats.trans, 0.0)
+            tm = np.where(transmat == 0, 0.0, tm)
+            transmat = _normalize_rows(tm)
+        emission = old.emission
+        if self.fit_emission:
+            emission = self.emission.m_step(stats.emission, old.emission, self.letters)
+        return HMMParams(startprob, transmat, emission)
+
+
+def check_lengths(lengths, n_samples):
+    """lengths as an int64 array of positive integers summing to n_samples (None: one
+    sequence); ValueError naming the problem otherwise."""
+    if lengths is None:
+        return np.array([n_samples], dtype=np.int64)
+    try:
+        arr = np.asarray(lengths)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"lengths must be a 1-D sequence of integers: {exc}") from exc
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"lengths must be a non-empty 1-D sequence of integers, got shape "
+                         f"{arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"lengths must be integers, got {arr[:10].tolist()}")
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = np.flatnonzero(arr <= 0)
+    if len(bad):
+        raise ValueError(f"lengths must be positive: lengths[{int(bad[0])}] = {int(arr[bad[0]])}"
+                         f" ({len(bad)} zero or negative length(s))")
+    total = int(arr.sum())
+    if total != n_samples:
+        raise ValueError(f"lengths array doesn't sum to {n_samples} samples: the "
+                         f"{len(arr)} lengths sum to {total}")
+    return arr
+
+
+def _check_distribution(name, value, shape):
+    arr = np.array(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative (it holds probabilities)")
+    s = arr.sum(axis=-1)
+    if not np.allclose(s, 1):
+        if arr.ndim == 1:
+            raise ValueError(f"{name} must sum to 1 (got {float(s):.4f})")
+        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
+    return arr
+
+
+class BaseHMM(ParamsMixin):
+    """Shared machinery of the HMM estimators (see ``emfast.hmm``).
+
+    Subclasses define the constructor, ``_emission_model(n_features)``, ``_emission_attrs``
+    (letter -> attribute name), ``_check_X``, ``_emission_from_attrs`` and
+    ``_set_emission_attrs``.
+    """
+
+    _emission_attrs = {}
+
+    def _base_init(self, n_components, startprob_prior, transmat_prior, algorithm,
+                   random_state, n_iter, tol, verbose, params, init_params, implementation,
+                   n_init, n_threads, backend):
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.n_init = n_init
+        self.n_threads = n_threads
+        self.backend = backend
+        self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self):
+        K = V.check_int("n_components", self.n_components, 1)
+        V.check_int("n_iter", self.n_iter, 0)
+        if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) \
+                or math.isnan(self.tol):
+            raise TypeError(f"The 'tol' parameter must be a real number (-inf: never stop "
+                            f"early), got {self.tol!r}")
+        V.check_int("n_init", self.n_init, 1)
+        V.check_option("algorithm", self.algorithm, DECODER_ALGORITHMS)
+        V.check_option("implementation", self.implementation, IMPLEMENTATIONS)
+        V.check_option("backend", self.backend, BACKENDS)
+        for name in ("params", "init_params"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"The '{name}' parameter must be a string of letters, got "
+                                f"{getattr(self, name)!r}")
+        get_backend(self.backend, "hmm")
+        self._priors(K)
+        return resolve_n_threads(self.n_threads)
+
+    def _priors(self, K):
+        sp = np.asarray(self.startprob_prior, dtype=np.float64)
+        tp = np.asarray(self.transmat_prior, dtype=np.float64)
+        try:
+            sp = np.broadcast_to(sp, (K,))
+        except ValueError:
+            raise ValueError(f"startprob_prior must be a scalar or have shape ({K},), got "
+                             f"{sp.shape}") from None
+        try:
+            tp = np.broadcast_to(tp, (K, K))
+        except ValueError:
+            raise ValueError(f"transmat_prior must be a scalar or have shape ({K}, {K}), got "
+                             f"{tp.shape}") from None
+        if not (np.all(np.isfinite(sp)) and np.all(np.isfinite(tp))):
+            raise ValueError("startprob_prior and transmat_prior must be finite")
+        return sp, tp
+
+    def _needs_init(self, code, name):
+        if code in self.init_params:
+            if hasattr(self, name):
+                _log.warning("Even though the %r attribute is set, it will be overwritten "
+                             "during initialization because 'init_params' contains %r",
+                             name, code)
+            return True
+        return not hasattr(self, name)
+
+    def _check_is_fitted_hmm(self):
+        self._check_is_fitted("startprob_")
+        self._check_is_fitted("transmat_")
+
+    def _params_from_attrs(self, todo=None):
+        """Validated HMMParams from the fitted attributes; with ``todo`` (letter -> will be
+        initialised), only the attributes that are kept are read (the rest are None)."""
+        K = self.n_components
+        todo = todo or {}
+        sp = tm = None
+        if not todo.get("s"):
+            sp = _check_distribution("startprob_", self.startprob_, (K,))
+        if not todo.get("t"):
+            tm = _check_distribution("transmat_", self.transmat_, (K, K))
+        em = self._emission_from_attrs({c: not todo.get(c) for c in self._emission_attrs})
+        return HMMParams(sp, tm, em)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, lengths=None):
+        """Estimate the parameters by EM (Baum-Welch). Returns self.
+
+        Parameters whose letter is in ``init_params`` (or that are not set yet) are
+        initialised first; those whose letter is in ``params`` are then updated.
+        """
+        n_threads = self._check_parameters()
+        X = self._check_X(X, fitting=True)
+        lengths = check_lengths(lengths, X.shape[0])
+        K = self.n_components
+        todo = {"s": self._needs_init("s", "startprob_"),
+                "t": self._needs_init("t", "transmat_")}
+        for code, name in self._emission_attrs.items():
+            todo[code] = self._needs_init(code, name)
+        emission = self._emission_model(self.n_features)
+        fixed = self._params_from_attrs(todo)
+        self._warn_few_data(X, emission)
+        sp_prior, tp_prior = self._priors(K)
+        family = _HMMFamily(emission, lengths, self.params, sp_prior, tp_prior, self.backend)
+        rng = V.check_random_state(self.random_state)
+        n_init = self.n_init
+
+        def init(X_, sw_, rng_):
+            # hmmlearn draws startprob and transmat from check_random_state(random_state),
+            # then the emission parameters from a second check_random_state(random_state).
+            em_rng = V.check_random_state(self.random_state) if n_init == 1 else rng_
+            sp = fixed.startprob
+            tm = fixed.transmat
+            alpha = np.full(K, 1.0 / K)
+            if todo["s"]:
+                sp = rng_.dirichlet(alpha)
+            if todo["t"]:
+                tm = rng_.dirichlet(alpha, size=K)
+            em = emission.init(X_, em_rng, todo, fixed.emission)
+            return HMMParams(sp, tm, emission.prepare(em))
+
+        monitor = self.monitor_
+        monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
+
+        def make_rule(index):
+            mon = monitor if n_init == 1 else copy.deepcopy(monitor)
+            mon._reset()
+            return _MonitorRule(mon)
+
+        with single_threaded_blas():
+            run = fit_restarts(family, X, None, init, n_init=n_init, rng=rng,
+                               max_iter=self.n_iter, tol=self.tol, n_threads=n_threads,
+                               verbose=int(bool(self.verbose)), make_rule=make_rule)
+        self.startprob_ = run.params.startprob
+        self.transmat_ = run.params.transmat
+        self._set_emission_attrs(run.params.emission)
+        self.monitor_ = run.rule.monitor
+        return self
+
+    def _warn_few_data(self, X, emission):
+        counts = self._get_n_fit_scalars_per_param()
+        n_fit = sum(counts.get(c, 0) for c in set(self.params))
+        if X.size < n_fit:
+            _log.warning("Fitting a model with %d free scalar parameters with only %d data "
+                         "points will result in a degenerate solution.", n_fit, X.size)
+
+    def _get_n_fit_scalars_per_param(self):
+        K = self.n_components
+        out = {"s": K - 1, "t": K * (K - 1)}
+        out.update(self._emission_model(self.n_features).n_fit_scalars(self.n_features))
+        return out
+
+    # ------------------------------------------------------------------ inference
+    def _prepare_inference(self, X, lengths):
+        self._check_is_fitted_hmm()
+        self._infer_n_features()
+        V.check_option("implementation", self.implementation, IMPLEMENTATIONS)
+        V.check_option("backend", self.backend, BACKENDS)
+        params = self._params_from_attrs()
+        emission = self._emission_model(self.n_features)
+        params.emission = emission.prepare(params.emission)
+        X = self._check_X(X, fitting=False)
+        lengths = check_lengths(lengths, X.shape[0])
+        n_threads = resolve_n_threads(self.n_threads)
+        le = emission.log_likelihood(X, params.emission, self.backend, n_threads)
+        return params, le, lengths, n_threads
+
+    def score_samples(self, X, lengths=None):
+        """(log-likelihood of X, (n_samples, n_components) state posteriors)."""
+        params, le, lengths, n_threads = self._prepare_inference(X, lengths)
+        ll, _, post, _, _ = kernels.hmm_forward_backward(
+            le, lengths, params.startprob, params.transmat, posteriors=True,
+            backend=self.backend, n_threads=n_threads)
+        return ll, post
+
+    def score(self, X, lengths=None):
+        """Log-likelihood of X (summed over sequences)."""
+        params, le, lengths, n_threads = self._prepare_inference(X, lengths)
+        ll, _, _ = kernels.hmm_filter(le, lengths, params.startprob, params.transmat,
+                                      filtered=False, backend=self.backend,
+                                      n_threads=n_threads)
+        return ll
+
+    def filter(self, X, lengths=None):
+        """Causal state probabilities p(z_t | x_1..x_t) of each frame, (n_samples, K)
+        (emfast only: the forward pass without the backward one)."""
+        params, le, lengths, n_threads = self._prepare_inference(X, lengths)
+        _, out, _ = kernels.hmm_filter(le, lengths, params.startprob, params.transmat,
+                                       backend=self.backend, n_threads=n_threads)
+        return out
+
+    def decode(self, X, lengths=None, algorithm=None):
+        """(log-probability, most likely state sequence) by ``algorithm`` ("viterbi": the
+        best path and its log-probability; "map": the most probable state of each frame,
+        with hmmlearn's score, the sum of those probabilities)."""
+        algorithm = algorithm or self.algorithm
+        if algorithm not in DECODER_ALGORITHMS:
+            raise ValueError(f"Unknown decoder {algorithm!r}")
+        params, le, lengths, n_threads = self._prepare_inference(X, lengths)
+        if algorithm == "viterbi":
+            lp, path, _ = kernels.hmm_viterbi(le, lengths, params.startprob, params.transmat,
+                                              backend=self.backend, n_threads=n_threads)
+            return lp, path
+        _, _, post, _, _ = kernels.hmm_forward_backward(
+            le, lengths, params.startprob, params.transmat, posteriors=True,
+            backend=self.backend, n_threads=n_threads)
+        return float(post.max(axis=1).sum()), post.argmax(axis=1)
+
+    def predict(self, X, lengths=None):
+        """Most likely state of each sample (by ``algorithm``)."""
+        return self.decode(X, lengths)[1]
+
+    def predict_proba(self, X, lengths=None):
+        """State posteriors, (n_samples, n_components)."""
+        return self.score_samples(X, lengths)[1]
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw (X, state_sequence) from the model; ``currstate`` fixes the first state."""
+        self._check_is_fitted_hmm()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) \
+                or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        self._infer_n_features()
+        params = self._params_from_attrs()
+        K = self.n_components
+        rng = V.check_random_state(self.random_state if random_state is None
+                                   else random_state)
+        u = rng.rand(int(n_samples))
+        states = np.empty(int(n_samples), dtype=int)
+        tm_cdf = np.cumsum(params.transmat, axis=1)
+        if currstate is None:
+            state = int((np.cumsum(params.startprob) > u[0]).argmax())
+        else:
+            state = int(currstate)
+            if not 0 <= state < K:
+                raise ValueError(f"currstate must be in [0, {K}), got {currstate!r}")
+        states[0] = state
+        for t in range(1, int(n_samples)):  # the Markov chain itself is sequential
+            state = int((tm_cdf[state] > u[t]).argmax())
+            states[t] = state
+        emission = self._emission_model(self.n_features)
+        return self._sample_emissions(emission, params.emission, states, rng), states
+
+    def _infer_n_features(self):
+        """Set ``n_features`` from the emission parameters when the user set those by hand
+        (as hmmlearn does before scoring or sampling)."""
+        if getattr(self, "n_features", None) is None:
+            self.n_features = self._n_features_from_attrs()
+
+    def _sample_emissions(self, emission, p, states, rng):
+        return emission.sample(p, states, rng)
+
+    def get_stationary_distribution(self):
+        """The stationary distribution of the states (left eigenvector of transmat_ for
+        its largest eigenvalue, normalised to sum to 1)."""
+        self._check_is_fitted("transmat_")
+        vals, vecs = np.linalg.eig(np.asarray(self.transmat_, dtype=np.float64).T)
+        v = vecs[:, np.argmax(vals.real)]
+        v = np.real_if_close(v)
+        if np.iscomplexobj(v):
+            v = v.real
+        return v / v.sum()
+
+    def _n_parameters(self):
+        return sum(self._get_n_fit_scalars_per_param().values())
+
+    def aic(self, X, lengths=None):
+        """Akaike information criterion: -2 log L + 2 (number of free parameters)."""
+        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+
+    def bic(self, X, lengths=None):
+        """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
+        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
+
+
+def check_counts(X, estimator, what="counts"):
+    """X as a 2-D int64 array of non-negative integers (float arrays with integral values
+    are accepted); NaN/inf, fractions and negative values are ValueErrors."""
+    arr = V.check_array(X, estimator=estimator)
+    if np.any(arr != np.floor(arr)):
+        raise ValueError(f"{estimator}: {what} should be integers; X has non-integral values")
+    if np.any(arr < 0):
+        raise ValueError(f"{estimator}: {what} should be nonnegative; X has negative values "
+                         f"(min {arr.min():g})")
+    return arr.astype(np.int64)

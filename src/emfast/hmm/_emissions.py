@@ -1,0 +1,668 @@
+"""Emission models of the HMMs: log-likelihoods, statistics from posteriors, M-step,
+initialisation, sampling and parameter counts. Nothing here knows about transitions.
+
+Every model holds its priors and works on a plain dict of parameter arrays (float64):
+
+* ``GaussianEmission``: ``means`` (K, D), ``covars`` in the compact form of the
+  covariance type (spherical (K,), diag (K, D), full (K, D, D), tied (D, D)); ``prepare``
+  adds ``prec_chol`` and ``log_const`` for the kernels.
+* ``GMMEmission``: ``weights`` (K, M), ``means`` (K, M, D), ``covars`` (spherical (K, M),
+  diag (K, M, D), full (K, M, D, D), tied (K, D, D): one matrix per state).
+* ``CategoricalEmission`` / ``MultinomialEmission``: ``emissionprob`` (K, F).
+* ``PoissonEmission``: ``lambdas`` (K, D).
+
+M-step formulas (MAP estimates under hmmlearn's priors, with hmmlearn's default values) are
+written on statistics centred on the current means, so they never form E[x x^T] - mu mu^T.
+Loops run over states or mixture components, never over rows.
+"""
+
+import numpy as np
+from scipy.special import gammaln
+
+from emfast import kernels
+from emfast._stats import GaussianStats
+from emfast.mixture import _gaussian as G
+from emfast.mixture._kmeans import kmeans
+from emfast.hmm._stats import ArrayStats
+
+# hmmlearn's retry floor when a covariance is not positive definite.
+_CHOL_FLOOR = 1e-7
+_TINY = np.finfo(np.float64).tiny
+
+
+def _prior(value, shape, name):
+    """A prior as a float64 array broadcast to ``shape``; a 1-D array of length K
+    (n_components, the documented per-state form) applies per state."""
+    arr = np.asarray(value, dtype=np.float64)
+    K = shape[0]
+    if arr.ndim == 1 and arr.shape[0] == K and len(shape) > 1:
+        arr = arr.reshape((K,) + (1,) * (len(shape) - 1))
+    try:
+        return np.broadcast_to(arr, shape)
+    except ValueError:
+        raise ValueError(f"{name} has shape {np.shape(value)}, which does not broadcast to "
+                         f"{shape} (or ({K},), one value per state)") from None
+
+
+def _normalize_rows(a):
+    """Rows divided by their sums; a row summing to 0 stays 0 (hmmlearn's guard)."""
+    s = a.sum(axis=-1, keepdims=True)
+    s[s == 0] = 1.0
+    return a / s
+
+
+def _log0(a):
+    with np.errstate(divide="ignore"):
+        return np.log(a)
+
+
+def _xlogp(X, P):
+    """sum_j x_nj log p_kj as an (N, K) array, with 0 log 0 = 0 (no NaN from 0 * -inf)."""
+    zero = P <= 0
+    logP = np.where(zero, 0.0, _log0(np.where(zero, 1.0, P)))
+    out = X @ logP.T
+    if zero.any():
+        hit = (np.asarray(X > 0, dtype=np.float64) @ zero.T.astype(np.float64)) > 0
+        out[hit] = -np.inf
+    return np.ascontiguousarray(out)
+
+
+# ----------------------------------------------------------------------------------------
+# Gaussian
+
+
+def gaussian_posterior_stats(X, post, centre, covariance_type):
+    """Mixture statistics weighted by the posteriors, centred on ``centre`` (float64).
+
+    ``post`` (T, K) weights row t for state k; returns a GaussianStats with one component
+    per state. Spherical models get per-feature ("diag") second moments, which their
+    M-step averages. One centred (T, D) BLAS product per state; no loops over rows.
+    """
+    T, D = X.shape
+    K = centre.shape[0]
+    ct = "diag" if covariance_type == "spherical" else covariance_type
+    nk = post.sum(axis=0)
+    s1 = np.empty((K, D))
+    s2 = np.zeros(kernels.prec_chol_shape(ct, K, D))
+    for k in range(K):
+        w = post[:, k]
+        xc = X - centre[k]  # float64 even for float32 X
+        s1[k] = w @ xc
+        if ct == "full":
+            s2[k] = (xc * w[:, None]).T @ xc
+        elif ct == "tied":
+            s2 += (xc * w[:, None]).T @ xc
+        else:
+            s2[k] = w @ (xc * xc)
+    return GaussianStats(ct, centre, nk, s1, s2, 0.0, float(T))
+
+
+def _spd_factor(covars, covariance_type):
+    """(prec_chol, log_const) of the covariances; a non-positive-definite one is
+    regularised with a warning (hmmlearn retries with 1e-7 on the diagonal)."""
+    if covariance_type in ("diag", "spherical"):
+        prec_chol = 1.0 / np.sqrt(np.maximum(covars, _TINY))
+    else:
+        prec_chol, _ = G.precision_cholesky(np.array(covars, dtype=np.float64),
+                                            covariance_type, _CHOL_FLOOR)
+    return prec_chol
+
+
+class GaussianEmission:
+    letters = "mc"
+
+    def __init__(self, n_components, covariance_type, min_covar=1e-3, means_prior=0,
+                 means_weight=0, covars_prior=1e-2, covars_weight=1):
+        self.K = n_components
+        self.covariance_type = covariance_type
+        self.min_covar = float(min_covar)
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+
+    # parameters ---------------------------------------------------------------------
+    def prepare(self, p):
+        """Add the kernels' ``prec_chol`` and ``log_const`` to ``p``."""
+        ct = self.covariance_type
+        p = dict(p)
+        p["prec_chol"] = _spd_factor(p["covars"], ct)
+        D = p["means"].shape[1]
+        p["log_const"] = kernels.log_normalizer(p["prec_chol"], ct, D) * np.ones(self.K)
+        return p
+
+    def init(self, X, rng, todo, p):
+        K, D = self.K, X.shape[1]
+        p = dict(p)
+        if todo.get("m"):
+            if X.shape[0] < K:
+                raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
+                                 f"means by k-means, got n_samples = {X.shape[0]}")
+            p["means"], _ = kmeans(X, K, rng)
+        if todo.get("c"):
+            Xd = np.asarray(X, dtype=np.float64)
+            cv = np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
+            ct = self.covariance_type
+            if ct == "spherical":
+                p["covars"] = np.full(K, cv.mean())
+            elif ct == "diag":
+                p["covars"] = np.tile(np.diag(cv), (K, 1))
+            elif ct == "full":
+                p["covars"] = np.tile(cv, (K, 1, 1))
+            else:
+                p["covars"] = cv
+        return p
+
+    # E-step pieces ------------------------------------------------------------------
+    def log_likelihood(self, X, p, backend, n_threads):
+        out, _ = kernels.gaussian_log_prob(X, p["means"], p["prec_chol"],
+                                           self.covariance_type, p["log_const"],
+                                           backend=backend, n_threads=n_threads)
+        return out
+
+    def stats(self, X, post, p, backend, n_threads):
+        return gaussian_posterior_stats(X, post, p["means"], self.covariance_type)
+
+    # M-step -------------------------------------------------------------------------
+    def m_step(self, st, p, letters):
+        ct = self.covariance_type
+        c, N, s1, s2 = st.centre, st.nk, st.s1, st.s2
+        K, D = c.shape
+        m0 = _prior(self.means_prior, (K, D), "means_prior")
+        mw = _prior(self.means_weight, (K, D), "means_weight")
+        means = c
+        if "m" in letters:
+            denom = mw + N[:, None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(denom > 0, c + (mw * (m0 - c) + s1) / denom, c)
+        out = dict(p)
+        out["means"] = means
+        if "c" in letters:
+            d = means - c
+            md = means - m0
+            if ct in ("diag", "spherical"):
+                scatter = s2 - 2.0 * d * s1 + N[:, None] * d * d
+                c_n = mw * md * md + scatter
+                cw = _prior(self.covars_weight, (K, D), "covars_weight")
+                c_d = np.maximum(cw - 1.0, 0.0) + N[:, None]
+                cov = (_prior(self.covars_prior, (K, D), "covars_prior") + c_n) \
+                    / np.maximum(c_d, 1e-5)
+                if ct == "spherical":
+                    cov = cov.mean(axis=1)
+            else:
+                mwk = np.asarray(self.means_weight, dtype=np.float64)
+                if mwk.ndim > 1 or (mwk.ndim == 1 and mwk.shape != (K,)):
+                    raise ValueError("means_weight must be a scalar or have shape "
+                                     f"({K},) for covariance_type={ct!r}")
+                mwk = np.broadcast_to(mwk, (K,))
+                ds = np.einsum("ki,kj->kij", d, s1)
+                shift = ds + ds.transpose(0, 2, 1) - N[:, None, None] * np.einsum(
+                    "ki,kj->kij", d, d)
+                prior_term = mwk[:, None, None] * np.einsum("ki,kj->kij", md, md)
+                cw = np.asarray(self.covars_weight, dtype=np.float64)
+                if ct == "full":
+                    c_n = prior_term + s2 - shift
+                    cvw = np.maximum(_prior(cw, (K, 1, 1), "covars_weight") - D, 0.0)
+                    cov = (_prior(self.covars_prior, (K, D, D), "covars_prior") + c_n) \
+                        / (cvw + N[:, None, None])
+                else:
+                    c_n = (prior_term - shift).sum(axis=0) + s2
+                    cvw = np.maximum(cw - D, 0.0)
+                    cov = (np.broadcast_to(np.asarray(self.covars_prior, dtype=np.float64),
+                                           (D, D)) + c_n) / (cvw + N.sum())
+            out["covars"] = cov
+        return self.prepare(out)
+
+    # the rest -----------------------------------------------------------------------
+    def sample(self, p, states, rng):
+        ct = self.covariance_type
+        means, cov = p["means"], p["covars"]
+        D = means.shape[1]
+        X = np.empty((len(states), D))
+        for k in np.unique(states):
+            idx = np.flatnonzero(states == k)
+            if ct in ("full", "tied"):
+                X[idx] = rng.multivariate_normal(means[k], cov[k] if ct == "full" else cov,
+                                                 size=len(idx))
+            else:
+                X[idx] = means[k] + rng.standard_normal((len(idx), D)) * np.sqrt(cov[k])
+        return X
+
+    def n_fit_scalars(self, n_features):
+        K, D = self.K, n_features
+        return {"m": K * D,
+                "c": {"spherical": K, "diag": K * D, "full": K * D * (D + 1) // 2,
+                      "tied": D * (D + 1) // 2}[self.covariance_type]}
+
+
+def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
+    """A validated float64 copy of covariances in compact form; ValueError when the shape
+    or positive definiteness is wrong. Spherical also accepts hmmlearn's fitted (K, D)
+    form with equal entries in each row."""
+    cv = np.array(covars, dtype=np.float64)
+    if not np.all(np.isfinite(cv)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    ct = covariance_type
+    if ct == "spherical":
+        if cv.ndim == 2 and cv.shape[0] == K and np.allclose(cv, cv[:, :1]):
+            cv = cv[:, 0].copy()
+        if cv.shape != (K,):
+            raise ValueError(f"'spherical' {name} must have shape (n_components,) = ({K},), "
+                             f"got {cv.shape}")
+        if np.any(cv <= 0):
+            raise ValueError(f"'spherical' {name} must be positive")
+    elif ct == "diag":
+        if cv.ndim != 2 or cv.shape[0] != K:
+            raise ValueError(f"'diag' {name} must have shape (n_components, n_features), "
+                             f"got {cv.shape}")
+        if np.any(cv <= 0):
+            raise ValueError(f"'diag' {name} must be positive")
+    elif ct == "tied":
+        if cv.ndim != 2 or cv.shape[0] != cv.shape[1]:
+            raise ValueError(f"'tied' {name} must have shape (n_features, n_features), "
+                             f"got {cv.shape}")
+        _check_spd(cv, f"'tied' {name}")
+    else:
+        if cv.ndim != 3 or cv.shape[0] != K or cv.shape[1] != cv.shape[2]:
+            raise ValueError(f"'full' {name} must have shape (n_components, n_features, "
+                             f"n_features), got {cv.shape}")
+        for k, m in enumerate(cv):
+            _check_spd(m, f"component {k} of 'full' {name}")
+    return cv
+
+
+def _check_spd(m, what):
+    if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0):
+        raise ValueError(f"{what} must be symmetric, positive-definite")
+
+
+def full_covars(covars, covariance_type, K, D):
+    """Covariances as (K, D, D) matrices whatever the type (hmmlearn's ``covars_``)."""
+    cv = np.asarray(covars)
+    if covariance_type == "full":
+        return cv
+    if covariance_type == "tied":
+        return np.tile(cv, (K, 1, 1))
+    if covariance_type == "diag":
+        return cv[:, :, None] * np.eye(cv.shape[1])
+    return cv.reshape(-1)[:, None, None] * np.eye(D)
+
+
+# ----------------------------------------------------------------------------------------
+# Gaussian mixtures per state
+
+
+class GMMEmission:
+    letters = "wmc"
+
+    def __init__(self, n_components, n_mix, covariance_type, min_covar, weights_prior,
+                 means_prior, means_weight, covars_prior, covars_weight):
+        self.K = n_components
+        self.M = n_mix
+        self.covariance_type = covariance_type
+        self.min_covar = float(min_covar)
+        self.weights_prior = weights_prior
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+
+    def priors(self, D):
+        """hmmlearn's defaults, broadcast to their full shapes."""
+        K, M, ct = self.K, self.M, self.covariance_type
+        cp, cw = self.covars_prior, self.covars_weight
+        defaults = {"full": (0.0, -(1.0 + D + 1.0)), "tied": (0.0, -(M + D + 1.0)),
+                    "diag": (-1.5, 0.0), "spherical": (-(M + 2.0) / 2.0, 0.0)}[ct]
+        cp = defaults[0] if cp is None else cp
+        cw = defaults[1] if cw is None else cw
+        shapes = {"full": ((K, M, D, D), (K, M)), "tied": ((K, D, D), (K,)),
+                  "diag": ((K, M, D), (K, M, D)), "spherical": ((K, M), (K, M))}[ct]
+        return {
+            "weights_prior": _prior(self.weights_prior, (K, M), "weights_prior"),
+            "means_prior": _prior(self.means_prior, (K, M, D), "means_prior"),
+            "means_weight": _prior(self.means_weight, (K, M), "means_weight"),
+            "covars_prior": _prior(cp, shapes[0], "covars_prior"),
+            "covars_weight": _prior(cw, shapes[1], "covars_weight"),
+        }
+
+    def _kernel_type(self):
+        return "diag" if self.covariance_type == "spherical" else self.covariance_type
+
+    def prepare(self, p):
+        ct = self.covariance_type
+        p = dict(p)
+        K, M, D = p["means"].shape
+        if ct == "spherical":  # the kernels get per-feature variances (K, M, D)
+            cov = np.repeat(p["covars"][:, :, None], D, axis=2)
+        else:
+            cov = p["covars"]
+        kt = self._kernel_type()
+        pcs, consts = [], []
+        for k in range(K):
+            pc = _spd_factor(cov[k], kt)
+            pcs.append(pc)
+            consts.append(kernels.log_normalizer(pc, kt, D, _log0(p["weights"][k]))
+                          * np.ones(M))
+        p["prec_chol"] = np.stack(pcs)
+        p["log_const"] = np.stack(consts)
+        return p
+
+    def init(self, X, rng, todo, p):
+        K, M = self.K, self.M
+        N, D = X.shape
+        Xd = np.asarray(X, dtype=np.float64)
+        p = dict(p)
+
+        def compute_cv():
+            return np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
+
+        cv = None
+        if todo.get("m"):
+            if N < K:
+                raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
+                                 f"means by k-means, got n_samples = {N}")
+            centres, labels = kmeans(X, K, rng)
+            centroid = centres.mean(axis=0)
+            means = np.empty((K, M, D))
+            for k in range(K):
+                rows = Xd[labels == k]
+                if rows.shape[0] >= M:
+                    means[k], _ = kmeans(rows, M, rng)
+                else:
+                    if cv is None:
+                        cv = compute_cv()
+                    means[k] = rng.multivariate_normal(centroid, cv, size=M)
+            p["means"] = means
+        if todo.get("w"):
+            p["weights"] = np.full((K, M), 1.0 / M)
+        if todo.get("c"):
+            if cv is None:
+                cv = compute_cv()
+            ct = self.covariance_type
+            if ct == "tied":
+                p["covars"] = np.tile(cv, (K, 1, 1))
+            elif ct == "full":
+                p["covars"] = np.tile(cv, (K, M, 1, 1))
+            elif ct == "diag":
+                p["covars"] = np.tile(np.diag(cv), (K, M, 1))
+            else:
+                p["covars"] = np.full((K, M), cv.mean())
+        return p
+
+    def log_likelihood(self, X, p, backend, n_threads):
+        K = self.K
+        norms = np.empty((K, X.shape[0]))
+        kt = self._kernel_type()
+        for k in range(K):  # log sum_m w_km N(x | m): the kernel's per-row normaliser
+            kernels.gaussian_log_prob(X, p["means"][k], p["prec_chol"][k], kt,
+                                      p["log_const"][k], out_norm=norms[k],
+                                      backend=backend, n_threads=n_threads)
+        return np.ascontiguousarray(norms.T)
+
+    def stats(self, X, post, p, backend, n_threads):
+        """Per state, the fused mixture statistics with the posteriors as sample weights."""
+        K, M, D = p["means"].shape
+        kt = self._kernel_type()
+        nk = np.empty((K, M))
+        s1 = np.empty((K, M, D))
+        s2 = np.empty((K,) + kernels.prec_chol_shape(kt, M, D))
+        for k in range(K):
+            w = np.ascontiguousarray(post[:, k])
+            kernels.gaussian_estep_stats(X, p["means"][k], p["prec_chol"][k], kt,
+                                         p["log_const"][k], w, out=(nk[k], s1[k], s2[k]),
+                                         backend=backend, n_threads=n_threads)
+        return ArrayStats(post_sum=post.sum(axis=0), nk=nk, s1=s1, s2=s2)
+
+    def m_step(self, st, p, letters):
+        """hmmlearn's GMMHMM M-step (its priors and denominators), from centred moments."""
+        ct = self.covariance_type
+        K, M, D = p["means"].shape
+        pr = self.priors(D)
+        nk, s1, s2, post_sum = st["nk"], st["s1"], st["s2"], st["post_sum"]
+        out = dict(p)
+        if "w" in letters:
+            a1 = pr["weights_prior"] - 1.0
+            out["weights"] = (nk + a1) / (post_sum + a1.sum(axis=1))[:, None]
+        c = p["means"]
+        lam, mu = pr["means_weight"], pr["means_prior"]
+        means = c
+        if "m" in letters:
+            m_d = nk + lam
+            # sum_t g x = s1 + nk c; with the prior: lam mu + s1 + nk c.
+            m_n = lam[:, :, None] * mu + s1 + nk[:, :, None] * c
+            m_d = np.where((out["weights"] == 0) & (m_n == 0).all(axis=-1), 1.0, m_d)
+            means = m_n / m_d[:, :, None]
+        out["means"] = means
+        if "c" in letters:
+            # hmmlearn's GMMHMM takes the scatter about the means of the E-step (the
+            # centre of s2), not about the new means; kept so that trajectories agree.
+            cm = means - mu
+            if ct in ("full", "tied"):
+                outer_cm = np.einsum("kmi,kmj->kmij", cm, cm)
+                psis_t = np.swapaxes(pr["covars_prior"], -1, -2)
+                if ct == "full":
+                    c_n = psis_t + lam[:, :, None, None] * outer_cm + s2
+                    c_d = (nk + 1.0 + pr["covars_weight"] + D + 1.0)[:, :, None, None]
+                else:
+                    c_n = np.einsum("km,kmij->kij", lam, outer_cm) + psis_t + s2
+                    c_d = (post_sum + M + pr["covars_weight"] + D + 1.0)[:, None, None]
+            elif ct == "diag":  # s2: per-feature moments (K, M, D)
+                c_n = lam[:, :, None] * cm ** 2 + 2.0 * pr["covars_weight"] + s2
+                c_d = nk[:, :, None] + 1.0 + 2.0 * (pr["covars_prior"] + 1.0)
+            else:
+                c_n = (lam * np.einsum("kmi,kmi->km", cm, cm)
+                       + 2.0 * pr["covars_weight"] + s2.sum(axis=-1))
+                c_d = D * (nk + 1.0) + 2.0 * (pr["covars_prior"] + 1.0)
+            out["covars"] = c_n / c_d
+        return self.prepare(out)
+
+    def sample(self, p, states, rng):
+        ct = self.covariance_type
+        K, M, D = p["means"].shape
+        X = np.empty((len(states), D))
+        for k in np.unique(states):
+            idx = np.flatnonzero(states == k)
+            mix = rng.choice(M, size=len(idx), p=p["weights"][k])
+            for m in np.unique(mix):
+                rows = idx[mix == m]
+                mean = p["means"][k, m]
+                if ct == "full":
+                    X[rows] = rng.multivariate_normal(mean, p["covars"][k, m], size=len(rows))
+                elif ct == "tied":
+                    X[rows] = rng.multivariate_normal(mean, p["covars"][k], size=len(rows))
+                else:
+                    var = p["covars"][k, m]
+                    X[rows] = mean + rng.standard_normal((len(rows), D)) * np.sqrt(var)
+        return X
+
+    def n_fit_scalars(self, n_features):
+        K, D, M = self.K, n_features, self.M
+        return {"m": K * M * D,
+                "c": {"spherical": K * M, "diag": K * M * D,
+                      "full": K * M * D * (D + 1) // 2,
+                      "tied": K * D * (D + 1) // 2}[self.covariance_type],
+                "w": M - 1}
+
+
+def check_gmm_covars(covars, covariance_type, K, M, D):
+    cv = np.array(covars, dtype=np.float64)
+    need = {"spherical": (K, M), "tied": (K, D, D), "diag": (K, M, D),
+            "full": (K, M, D, D)}[covariance_type]
+    if cv.shape != need:
+        raise ValueError(f"{covariance_type!r} mixture covars must have shape {need}, "
+                         f"actual shape: {cv.shape}")
+    if not np.all(np.isfinite(cv)):
+        raise ValueError("covars_ contains NaN or infinity")
+    if covariance_type in ("spherical", "diag"):
+        if np.any(cv <= 0):
+            raise ValueError(f"{covariance_type!r} mixture covars must be positive")
+    else:
+        mats = cv.reshape(-1, D, D)
+        for i, m in enumerate(mats):
+            _check_spd(m, f"covariance matrix {i} of covars_")
+    return cv
+
+
+# ----------------------------------------------------------------------------------------
+# Categorical, multinomial, Poisson
+
+
+class CategoricalEmission:
+    letters = "e"
+
+    def __init__(self, n_components, n_features, emissionprob_prior=1.0):
+        self.K = n_components
+        self.F = n_features
+        self.emissionprob_prior = emissionprob_prior
+
+    def prepare(self, p):
+        p = dict(p)
+        p["log_emissionprob_T"] = np.ascontiguousarray(_log0(p["emissionprob"]).T)
+        return p
+
+    def init(self, X, rng, todo, p):
+        p = dict(p)
+        if todo.get("e"):
+            e = rng.rand(self.K, self.F)
+            p["emissionprob"] = e / e.sum(axis=1, keepdims=True)
+        return p
+
+    def log_likelihood(self, X, p, backend, n_threads):
+        return np.ascontiguousarray(p["log_emissionprob_T"][X[:, 0]])
+
+    def stats(self, X, post, p, backend, n_threads):
+        x = X[:, 0]
+        obs = np.empty((self.K, self.F))
+        for k in range(self.K):
+            obs[k] = np.bincount(x, weights=post[:, k], minlength=self.F)
+        return ArrayStats(obs=obs)
+
+    def m_step(self, st, p, letters):
+        out = dict(p)
+        if "e" in letters:
+            prior = _prior(self.emissionprob_prior, (self.K, self.F), "emissionprob_prior")
+            out["emissionprob"] = _normalize_rows(np.maximum(prior - 1.0 + st["obs"], 0.0))
+        return self.prepare(out)
+
+    def sample(self, p, states, rng):
+        X = np.empty((len(states), 1), dtype=np.int64)
+        for k in np.unique(states):
+            idx = np.flatnonzero(states == k)
+            X[idx, 0] = rng.choice(self.F, size=len(idx), p=p["emissionprob"][k])
+        return X
+
+    def n_fit_scalars(self, n_features):
+        return {"e": self.K * (n_features - 1)}
+
+
+class MultinomialEmission:
+    letters = "e"
+
+    def __init__(self, n_components, n_features):
+        self.K = n_components
+        self.F = n_features
+
+    def prepare(self, p):
+        return dict(p)
+
+    def init(self, X, rng, todo, p):
+        p = dict(p)
+        if todo.get("e"):
+            e = rng.rand(self.K, self.F)
+            p["emissionprob"] = e / e.sum(axis=1, keepdims=True)
+        return p
+
+    def log_likelihood(self, X, p, backend, n_threads):
+        Xf = np.asarray(X, dtype=np.float64)
+        n = Xf.sum(axis=1)
+        const = gammaln(n + 1.0) - gammaln(Xf + 1.0).sum(axis=1)
+        out = _xlogp(Xf, p["emissionprob"])
+        out += const[:, None]
+        return out
+
+    def stats(self, X, post, p, backend, n_threads):
+        return ArrayStats(obs=post.T @ np.asarray(X, dtype=np.float64))
+
+    def m_step(self, st, p, letters):
+        out = dict(p)
+        if "e" in letters:
+            obs = st["obs"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["emissionprob"] = obs / obs.sum(axis=1, keepdims=True)
+        return out
+
+    def sample(self, p, states, rng, n_trials):
+        X = np.empty((len(states), self.F), dtype=np.int64)
+        for k in np.unique(states):
+            idx = np.flatnonzero(states == k)
+            X[idx] = rng.multinomial(n_trials, p["emissionprob"][k], size=len(idx))
+        return X
+
+    def n_fit_scalars(self, n_features):
+        return {"e": self.K * (n_features - 1)}
+
+
+class PoissonEmission:
+    letters = "l"
+
+    def __init__(self, n_components, lambdas_prior=0.0, lambdas_weight=0.0):
+        self.K = n_components
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+
+    def prepare(self, p):
+        return dict(p)
+
+    def init(self, X, rng, todo, p):
+        p = dict(p)
+        if todo.get("l"):
+            Xf = np.asarray(X, dtype=np.float64)
+            mean, var = Xf.mean(), Xf.var()
+            if not (mean > 0 and var > 0):
+                raise ValueError("cannot initialise lambdas_ by the method of moments: X has "
+                                 f"mean {mean:g} and variance {var:g}; both must be positive "
+                                 "(set lambdas_ and leave 'l' out of init_params)")
+            p["lambdas"] = rng.gamma(shape=mean ** 2 / var, scale=var / mean,
+                                     size=(self.K, X.shape[1]))
+        return p
+
+    def log_likelihood(self, X, p, backend, n_threads):
+        Xf = np.asarray(X, dtype=np.float64)
+        lam = p["lambdas"]
+        out = _xlogp(Xf, lam)
+        out -= lam.sum(axis=1)[None, :]
+        out -= gammaln(Xf + 1.0).sum(axis=1)[:, None]
+        return out
+
+    def stats(self, X, post, p, backend, n_threads):
+        return ArrayStats(post=post.sum(axis=0), obs=post.T @ np.asarray(X, dtype=np.float64))
+
+    def m_step(self, st, p, letters):
+        out = dict(p)
+        if "l" in letters:
+            K, D = p["lambdas"].shape
+            alphas = _prior(self.lambdas_prior, (K, D), "lambdas_prior")
+            betas = _prior(self.lambdas_weight, (K, D), "lambdas_weight")
+            post, obs = st["post"], st["obs"]
+            n = post.sum()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y_bar = obs / post[:, None]
+                lam = (alphas + n * y_bar) / (betas + n)
+            out["lambdas"] = np.where(np.isfinite(lam), lam, p["lambdas"])
+        return out
+
+    def sample(self, p, states, rng):
+        lam = p["lambdas"]
+        X = np.empty((len(states), lam.shape[1]), dtype=np.int64)
+        for k in np.unique(states):
+            idx = np.flatnonzero(states == k)
+            X[idx] = rng.poisson(lam[k], size=(len(idx), lam.shape[1]))
+        return X
+
+    def n_fit_scalars(self, n_features):
+        return {"l": self.K * n_features}
+
+
+__all__ = ["GaussianEmission", "GMMEmission", "CategoricalEmission", "MultinomialEmission",
+           "PoissonEmission", "gaussian_posterior_stats", "full_covars",
+           "check_gaussian_covars", "check_gmm_covars"]
