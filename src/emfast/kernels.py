@@ -243,7 +243,12 @@ def gaussian_estep_stats(
 # shifted by that frame's max before exp, alphas are normalised per frame, and the
 # log-likelihood is accumulated from the scale factors and shifts. A sequence that is
 # impossible under the model (every path has probability 0) gets log-likelihood -inf,
-# posteriors of 0 and adds nothing to the counts.
+# posteriors of 0 and adds nothing to the counts; its filtered probabilities are kept up to
+# the frame where it becomes impossible and are 0 from there on (the filter never looks
+# ahead). "Impossible" is judged in scaled probability space: within a frame, a state whose
+# emission log-likelihood is more than about 708 below the frame's best has likelihood 0
+# there, so a sequence whose only allowed path runs through such states counts as
+# impossible although its exact log-likelihood is finite.
 
 __all__ += ["hmm_forward_backward", "hmm_viterbi", "hmm_filter"]
 

@@ -507,24 +507,35 @@ def check_gmm_covars(covars, covariance_type, K, M, D):
 # Categorical, multinomial, Poisson
 
 
-class CategoricalEmission:
+class _EmissionProbEmission:
+    """Shared by the categorical and multinomial emissions: a (K, n_features) table of
+    symbol probabilities, initialised at random as hmmlearn does."""
+
     letters = "e"
 
-    def __init__(self, n_components, n_features, emissionprob_prior=1.0):
+    def __init__(self, n_components, n_features):
         self.K = n_components
         self.F = n_features
-        self.emissionprob_prior = emissionprob_prior
-
-    def prepare(self, p):
-        p = dict(p)
-        p["log_emissionprob_T"] = np.ascontiguousarray(_log0(p["emissionprob"]).T)
-        return p
 
     def init(self, X, rng, todo, p):
         p = dict(p)
         if todo.get("e"):
             e = rng.rand(self.K, self.F)
             p["emissionprob"] = e / e.sum(axis=1, keepdims=True)
+        return p
+
+    def n_fit_scalars(self, n_features):
+        return {"e": self.K * (n_features - 1)}
+
+
+class CategoricalEmission(_EmissionProbEmission):
+    def __init__(self, n_components, n_features, emissionprob_prior=1.0):
+        super().__init__(n_components, n_features)
+        self.emissionprob_prior = emissionprob_prior
+
+    def prepare(self, p):
+        p = dict(p)
+        p["log_emissionprob_T"] = np.ascontiguousarray(_log0(p["emissionprob"]).T)
         return p
 
     def log_likelihood(self, X, p, backend, n_threads):
@@ -551,26 +562,10 @@ class CategoricalEmission:
             X[idx, 0] = rng.choice(self.F, size=len(idx), p=p["emissionprob"][k])
         return X
 
-    def n_fit_scalars(self, n_features):
-        return {"e": self.K * (n_features - 1)}
 
-
-class MultinomialEmission:
-    letters = "e"
-
-    def __init__(self, n_components, n_features):
-        self.K = n_components
-        self.F = n_features
-
+class MultinomialEmission(_EmissionProbEmission):
     def prepare(self, p):
         return dict(p)
-
-    def init(self, X, rng, todo, p):
-        p = dict(p)
-        if todo.get("e"):
-            e = rng.rand(self.K, self.F)
-            p["emissionprob"] = e / e.sum(axis=1, keepdims=True)
-        return p
 
     def log_likelihood(self, X, p, backend, n_threads):
         Xf = np.asarray(X, dtype=np.float64)
@@ -597,9 +592,6 @@ class MultinomialEmission:
             idx = np.flatnonzero(states == k)
             X[idx] = rng.multinomial(n_trials, p["emissionprob"][k], size=len(idx))
         return X
-
-    def n_fit_scalars(self, n_features):
-        return {"e": self.K * (n_features - 1)}
 
 
 class PoissonEmission:

@@ -191,7 +191,27 @@ class GMMHMM(_FeatureCountMixin, BaseHMM):
         self.covars_ = p["covars"]
 
 
-class CategoricalHMM(BaseHMM):
+class _EmissionProbAttrs:
+    """emissionprob_ (K, n_features) as the fitted emission attribute (categorical and
+    multinomial emissions)."""
+
+    _emission_attrs = {"e": "emissionprob_"}
+
+    def _n_features_from_attrs(self):
+        return int(np.shape(self.emissionprob_)[1])
+
+    def _emission_from_attrs(self, keep):
+        p = {}
+        if keep["e"]:
+            p["emissionprob"] = _check_probabilities(
+                "emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
+        return p
+
+    def _set_emission_attrs(self, p):
+        self.emissionprob_ = p["emissionprob"]
+
+
+class CategoricalHMM(_EmissionProbAttrs, BaseHMM):
     """Hidden Markov model with categorical emissions; the API of
     ``hmmlearn.hmm.CategoricalHMM``. X has shape (n_samples, 1) and holds symbols
     0 .. n_features - 1 (integers; floats with integral values are accepted).
@@ -199,8 +219,6 @@ class CategoricalHMM(BaseHMM):
     Fitted attributes: ``startprob_``, ``transmat_``, ``emissionprob_`` (K, n_features),
     ``n_features`` (inferred from X when None, as hmmlearn) and ``monitor_``.
     """
-
-    _emission_attrs = {"e": "emissionprob_"}
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, n_features=None, algorithm="viterbi",
@@ -238,18 +256,6 @@ class CategoricalHMM(BaseHMM):
                              f"{self.n_features - 1} (n_features = {self.n_features})")
         return X
 
-    def _n_features_from_attrs(self):
-        return int(np.shape(self.emissionprob_)[1])
-
-    def _emission_from_attrs(self, keep):
-        p = {}
-        if keep["e"]:
-            p["emissionprob"] = _check_probabilities(
-                "emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
-        return p
-
-    def _set_emission_attrs(self, p):
-        self.emissionprob_ = p["emissionprob"]
 
 
 def _check_probabilities(name, value, shape):
@@ -262,7 +268,7 @@ def _check_probabilities(name, value, shape):
     return arr
 
 
-class MultinomialHMM(_FeatureCountMixin, BaseHMM):
+class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
     """Hidden Markov model with multinomial emissions; the API of
     ``hmmlearn.hmm.MultinomialHMM``. Each row of X holds non-negative integer counts; with
     ``n_trials`` given, every row must sum to it.
@@ -271,8 +277,6 @@ class MultinomialHMM(_FeatureCountMixin, BaseHMM):
     ``n_features``, ``n_trials_`` (``n_trials``, or the row sums of the training X when it
     is None; hmmlearn writes those into ``n_trials`` itself) and ``monitor_``.
     """
-
-    _emission_attrs = {"e": "emissionprob_"}
 
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0,
                  transmat_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10,
@@ -301,18 +305,6 @@ class MultinomialHMM(_FeatureCountMixin, BaseHMM):
                 self.n_trials_ = self.n_trials
         return X
 
-    def _n_features_from_attrs(self):
-        return int(np.shape(self.emissionprob_)[1])
-
-    def _emission_from_attrs(self, keep):
-        p = {}
-        if keep["e"]:
-            p["emissionprob"] = _check_probabilities(
-                "emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
-        return p
-
-    def _set_emission_attrs(self, p):
-        self.emissionprob_ = p["emissionprob"]
 
     def _sample_emissions(self, emission, p, states, rng):
         n_trials = self.n_trials if self.n_trials is not None else getattr(
