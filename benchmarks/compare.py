@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""emfast vs scikit-learn, side by side: per-iteration EM time and peak memory of ``fit``.
+"""emfast vs scikit-learn (mixtures) and hmmlearn (HMMs), side by side: per-iteration EM
+time and peak memory of ``fit``.
 
 Both libraries run in this one process on the same data and from the same starting
 parameters. For each library, ``fit`` is timed with ``max_iter=a`` and with ``max_iter=b``
@@ -14,9 +15,15 @@ Peak extra memory of ``fit`` (case G2) is measured in a fresh subprocess per lib
 RSS high-water mark (VmHWM) after X is created and the library warmed up, subtracted from
 the high-water mark after ``fit``; reported as a multiple of X's size.
 
+The HMM cases H1..H5 (emfast.hmm vs hmmlearn 0.3.3, "log" and "scaling") are in
+compare_hmm.py, by the same method; their table follows the mixture one.
+
 Usage:
-    python benchmarks/compare.py                 # all cases, ~10 min on 2 cores
+    python benchmarks/compare.py                 # all cases: mixtures (~10 min on 2 cores),
+                                                 # then HMMs (~4 min)
     python benchmarks/compare.py --quick --cases G1,G5
+    python benchmarks/compare.py --hmm           # the HMM cases only (= --cases H1,...,H5)
+    python benchmarks/compare.py --quick --cases H1,H4,H5
     python benchmarks/compare.py --threads 4
     python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2
 """
@@ -32,6 +39,9 @@ import time
 import warnings
 
 import numpy as np
+
+# Run as a script, this module is __main__: let compare_hmm's "import compare" find it.
+sys.modules.setdefault("compare", sys.modules[__name__])
 
 SEED = 12345
 
@@ -384,11 +394,16 @@ def run_scaling(cases, quick, repeats, libs_emfast):
 
 
 def main(argv=None):
+    from compare_hmm import HMM_CASES, emfast_hmm_backends, run_hmm
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default=None,
-                   help=f"comma-separated subset of {','.join(CASES)} (default: all; "
+                   help=f"comma-separated subset of {','.join(list(CASES) + list(HMM_CASES))}"
+                        f" (default: all; --hmm: {','.join(HMM_CASES)}; "
                         f"--scaling: {','.join(SCALING_CASES)})")
+    p.add_argument("--hmm", action="store_true",
+                   help="only the HMM cases (emfast.hmm vs hmmlearn); see compare_hmm.py")
     p.add_argument("--repeat", type=int, default=None, help="repeats per case (default: per case)")
     p.add_argument("--quick", action="store_true", help="few iterations, one repeat: a smoke test")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all usable CPUs)")
@@ -400,11 +415,22 @@ def main(argv=None):
     p.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
-    cases = (args.cases.split(",") if args.cases
-             else list(SCALING_CASES if args.scaling else CASES))
-    unknown = [c for c in cases if c not in CASES]
+    if args.cases:
+        cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    elif args.scaling:
+        cases = list(SCALING_CASES)
+    else:
+        cases = ([] if args.hmm else list(CASES)) + list(HMM_CASES)
+    unknown = [c for c in cases if c not in CASES and c not in HMM_CASES]
     if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+        p.error(f"unknown case(s) {unknown}; choose from {list(CASES) + list(HMM_CASES)}")
+    hmm_cases = [c for c in cases if c in HMM_CASES]
+    cases = [c for c in cases if c in CASES]
+    if args.hmm and cases:
+        p.error(f"--hmm runs the HMM cases only, but mixture case(s) {cases} were given")
+    if args.scaling and hmm_cases:
+        p.error(f"--scaling is for the mixture cases; the HMM table has its own thread line "
+                f"(on {hmm_cases})")
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
     threads = args.threads or usable_cpus()
@@ -417,11 +443,16 @@ def main(argv=None):
 
     quiet_convergence()
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
-    libs_emfast = [b for b in emfast_backends() if b in wanted]
     print_header(None if args.scaling else threads)
     if args.scaling:
+        libs_emfast = [b for b in emfast_backends() if b in wanted]
         return run_scaling(cases, args.quick, args.repeat, libs_emfast)
-    run_compare(cases, threads, args.quick, args.repeat, libs_emfast, not args.no_memory)
+    if cases:
+        libs_emfast = [b for b in emfast_backends() if b in wanted]
+        run_compare(cases, threads, args.quick, args.repeat, libs_emfast, not args.no_memory)
+    if hmm_cases:
+        libs_emfast = [b for b in emfast_hmm_backends() if b in wanted]
+        run_hmm(hmm_cases, threads, args.quick, args.repeat, libs_emfast)
     return 0
 
 

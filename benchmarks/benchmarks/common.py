@@ -1,4 +1,5 @@
-"""Data and starting parameters shared by the asv suites: fixed seeds, sized for ~2 cores."""
+"""Data and starting parameters shared by the asv suites (and, for the HMMs, by
+benchmarks/compare_hmm.py): fixed seeds, sized for ~2 cores."""
 
 import numpy as np
 
@@ -41,9 +42,100 @@ def make_start(X, n_components, covariance_type, seed=1):
     }
 
 
-def require_backend(backend):
-    """Skip (asv: NotImplementedError in setup) when ``backend`` is not usable here."""
+def require_backend(backend, kind="gaussian"):
+    """Skip (asv: NotImplementedError in setup) when ``backend``'s ``kind`` kernels
+    ("gaussian", "hmm") are not usable here."""
     from emfast._config import available_backends
 
-    if backend not in available_backends():
-        raise NotImplementedError(f"emfast backend {backend!r} is not available")
+    if backend not in available_backends(kind):
+        raise NotImplementedError(f"emfast backend {backend!r} is not available ({kind})")
+
+
+# ------------------------------------------------------------------------------------ HMMs
+# Parameters are dicts keyed by the estimator attribute names shared by hmmlearn and
+# emfast.hmm ("startprob_", "transmat_", "means_", "covars_", "emissionprob_"); covars_ is
+# in the covariance type's compact form ("diag": (K, D), "full": (K, D, D)).
+
+def make_hmm(n_components, n_features, emission="gaussian", covariance_type="diag", seed=0):
+    """The true parameters of a well-posed random HMM: sticky transitions (self-transition
+    probability >= 0.9), spread-out means with covariances of order 1 (Gaussian), or peaked,
+    distinct symbol distributions over ``n_features`` symbols (categorical)."""
+    rng = np.random.default_rng(seed)
+    K, D = n_components, n_features
+    p = {
+        "startprob_": rng.dirichlet(np.full(K, 2.0)),
+        "transmat_": 0.9 * np.eye(K) + 0.1 * rng.dirichlet(np.ones(K), size=K),
+    }
+    if emission == "categorical":
+        p["emissionprob_"] = rng.dirichlet(np.full(D, 0.3), size=K)
+    elif covariance_type == "diag":
+        p["means_"] = rng.normal(scale=4.0, size=(K, D))
+        p["covars_"] = rng.uniform(0.5, 1.5, size=(K, D))
+    elif covariance_type == "full":
+        p["means_"] = rng.normal(scale=4.0, size=(K, D))
+        A = rng.normal(size=(K, D, D)) / np.sqrt(D)
+        p["covars_"] = A @ np.swapaxes(A, 1, 2) + 0.3 * np.eye(D)
+    else:
+        raise ValueError(f"unsupported emission/covariance_type {emission}/{covariance_type}")
+    return p
+
+
+def sample_hmm(params, n_sequences, length, seed=0):
+    """(X, lengths): ``n_sequences`` sequences of ``length`` frames drawn from ``params``
+    (a :func:`make_hmm` dict), concatenated. Categorical X is (T, 1) int64 symbols."""
+    rng = np.random.default_rng(seed)
+    S, L = n_sequences, length
+    K = len(params["startprob_"])
+    # The state chains, all sequences at once: one step of inverse-CDF sampling per frame.
+    z = np.empty((S, L), dtype=np.int64)
+    u = rng.random((S, L))
+    z[:, 0] = np.searchsorted(np.cumsum(params["startprob_"]), u[:, 0], side="right")
+    np.minimum(z[:, 0], K - 1, out=z[:, 0])
+    cdf = np.cumsum(params["transmat_"], axis=1)
+    for t in range(1, L):
+        z[:, t] = (u[:, t, None] >= cdf[z[:, t - 1]]).sum(axis=1)
+        np.minimum(z[:, t], K - 1, out=z[:, t])
+    z = z.ravel()
+    if "emissionprob_" in params:
+        ecdf = np.cumsum(params["emissionprob_"], axis=1)
+        x = (rng.random(z.size)[:, None] >= ecdf[z]).sum(axis=1)
+        X = np.minimum(x, ecdf.shape[1] - 1).reshape(-1, 1).astype(np.int64)
+    else:
+        means, covars = params["means_"], params["covars_"]
+        X = rng.standard_normal((z.size, means.shape[1]))
+        if covars.ndim == 2:  # diag
+            X = X * np.sqrt(covars[z]) + means[z]
+        else:  # full
+            chols = np.linalg.cholesky(covars)
+            for k in range(len(means)):
+                rows = z == k
+                X[rows] = X[rows] @ chols[k].T + means[k]
+    return X, np.full(S, L, dtype=np.int64)
+
+
+def perturb_hmm(params, seed=1):
+    """A common EM start: the true parameters, perturbed (mixed towards uniform
+    probabilities, means shifted, covariances rescaled)."""
+    rng = np.random.default_rng(seed)
+    p = {}
+    K = len(params["startprob_"])
+    p["startprob_"] = 0.5 * params["startprob_"] + 0.5 / K
+    tm = 0.6 * params["transmat_"] + 0.4 * rng.dirichlet(np.ones(K), size=K)
+    p["transmat_"] = tm / tm.sum(axis=1, keepdims=True)
+    if "emissionprob_" in params:
+        ep = params["emissionprob_"]
+        ep = 0.6 * ep + 0.4 * rng.dirichlet(np.ones(ep.shape[1]), size=K)
+        p["emissionprob_"] = ep / ep.sum(axis=1, keepdims=True)
+    else:
+        means, covars = params["means_"], params["covars_"]
+        p["means_"] = means + rng.normal(scale=0.75, size=means.shape)
+        scale = rng.uniform(0.7, 1.6, size=(K,) + (1,) * (covars.ndim - 1))
+        p["covars_"] = covars * scale
+    return p
+
+
+def set_hmm_params(model, params):
+    """Set ``params`` (copies) on an hmmlearn or emfast HMM; returns the model."""
+    for name, value in params.items():
+        setattr(model, name, np.array(value, dtype=np.float64))
+    return model

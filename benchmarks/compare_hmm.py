@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""emfast.hmm vs hmmlearn 0.3.3, side by side: per-iteration Baum-Welch time of ``fit``.
+
+Imported by benchmarks/compare.py, which runs these cases (H1..H5) after the mixture ones;
+``python benchmarks/compare.py --hmm`` (or ``--cases H1,H3``) runs only these, and
+``python benchmarks/compare_hmm.py [options]`` is the same as ``compare.py --hmm [options]``.
+
+Method (as compare.py's for the mixtures): every library runs in this one process on the
+same data (sampled from a random HMM with a fixed seed), from the same starting parameters
+(a perturbed copy of the true ones, set as attributes on each model, ``init_params=""``),
+with ``tol=-inf`` so that exactly ``n_iter`` iterations run (checked on ``monitor_.iter``).
+``fit`` is timed with ``n_iter=a`` and ``n_iter=b`` and the per-iteration time is the median
+over r repeats of (T_b - T_a) / (b - a). hmmlearn is timed with both of its
+implementations, "log" (its default) and "scaling"; the ratio is the faster of the two
+divided by emfast's time. The log-likelihood after b iterations (``monitor_.history[-1]``)
+is printed for every library as a check that they did the same work.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+if os.path.dirname(os.path.abspath(__file__)) not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import compare as C  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    make_hmm, perturb_hmm, sample_hmm, set_hmm_params)
+
+SEED = 2024
+
+# name: (description, emission, covariance_type, n_sequences, length, n_features,
+#        n_components, (a, b, repeats), (a, b, repeats) with --quick)
+# n_features is D for the Gaussian cases and the number of symbols for the categorical one.
+# The plans keep the whole HMM table at ~3-4 min on 2 cores: hmmlearn ("log" + "scaling")
+# takes ~0.2 s/iter on H1, ~0.3 s on H2 and H4, ~2 s on H3 and ~0.9 s on H5 there.
+HMM_CASES = {
+    "H1": ("GaussianHMM diag, 100 seq × 1,000 frames, D=4, K=8",
+           "gaussian", "diag", 100, 1_000, 4, 8, (2, 12, 5), (1, 3, 1)),
+    "H2": ("GaussianHMM full, 100 seq × 1,000 frames, D=4, K=8",
+           "gaussian", "full", 100, 1_000, 4, 8, (2, 12, 5), (1, 3, 1)),
+    "H3": ("GaussianHMM diag, 10 seq × 10,000 frames, D=4, K=32",
+           "gaussian", "diag", 10, 10_000, 4, 32, (1, 5, 5), (1, 2, 1)),
+    "H4": ("CategoricalHMM, 1,000 seq × 100 frames, 50 symbols, K=10",
+           "categorical", None, 1_000, 100, 50, 10, (2, 12, 5), (1, 3, 1)),
+    "H5": ("GaussianHMM diag, 10,000 seq × 10 frames, D=2, K=4",
+           "gaussian", "diag", 10_000, 10, 2, 4, (2, 8, 5), (1, 3, 1)),
+}
+THREADS_CASE = "H1"
+HMMLEARN_IMPLS = ("log", "scaling")
+LL_RTOL = 1e-8  # the libraries' log-likelihoods after b iterations should agree to this
+
+
+def hmmlearn_available():
+    try:
+        import hmmlearn.hmm  # noqa: F401
+    except ImportError as exc:
+        print(f"# hmmlearn unavailable ({exc}); timing emfast.hmm only", file=sys.stderr)
+        return False
+    return True
+
+
+def emfast_hmm_backends():
+    """The emfast backends whose HMM kernels are usable here ([] without emfast.hmm)."""
+    try:
+        import emfast.hmm  # noqa: F401
+        from emfast._config import available_backends
+    except ImportError as exc:
+        print(f"# emfast.hmm unavailable ({exc}); timing hmmlearn only", file=sys.stderr)
+        return []
+    names = available_backends("hmm")
+    return [b for b in C.EMFAST_BACKENDS if b in names]
+
+
+def make_case(name):
+    """(X, lengths, the common start, n_features) of an HMM case."""
+    _, emission, cov, S, L, D, K = HMM_CASES[name][:7]
+    truth = make_hmm(K, D, emission, cov, seed=SEED)
+    X, lengths = sample_hmm(truth, S, L, seed=SEED + 1)
+    return X, lengths, perturb_hmm(truth, seed=SEED + 2), D
+
+
+def make_hmm_estimator(lib, name, start, n_features, n_iter, threads):
+    """An unfitted model of case ``name`` at ``start``; ``lib`` is "hmmlearn-<log|scaling>"
+    or "emfast-<backend>"."""
+    _, emission, cov, _, _, _, K = HMM_CASES[name][:7]
+    family, variant = lib.split("-", 1)
+    kw = dict(n_components=K, n_iter=n_iter, tol=-np.inf, init_params="")
+    if family == "hmmlearn":
+        from hmmlearn import hmm
+        kw["implementation"] = variant
+    else:
+        from emfast import hmm
+        kw.update(backend=variant, n_threads=threads)
+    if emission == "categorical":
+        model = hmm.CategoricalHMM(n_features=n_features, **kw)
+    else:
+        model = hmm.GaussianHMM(covariance_type=cov, **kw)
+    return set_hmm_params(model, start)
+
+
+def timed_fit(lib, name, X, lengths, start, n_features, n_iter, threads):
+    model = make_hmm_estimator(lib, name, start, n_features, n_iter, threads)
+    t0 = time.perf_counter()
+    model.fit(X, lengths)
+    dt = time.perf_counter() - t0
+    if model.monitor_.iter != n_iter:
+        raise RuntimeError(f"{lib}: ran {model.monitor_.iter} iterations, expected {n_iter}")
+    return dt, float(model.monitor_.history[-1])
+
+
+def per_iteration(lib, name, X, lengths, start, n_features, a, b, repeats, threads):
+    """Median over repeats of (T_b - T_a) / (b - a), in seconds; log-likelihood after b."""
+    # Warm-up on the first few sequences: imports, JIT compilation (numba), thread pools.
+    n_seq = max(1, min(len(lengths), 4096 // int(lengths[0])))
+    timed_fit(lib, name, X[: int(lengths[:n_seq].sum())], lengths[:n_seq], start, n_features,
+              1, threads)
+    samples, ll = [], float("nan")
+    for _ in range(repeats):
+        ta, _ = timed_fit(lib, name, X, lengths, start, n_features, a, threads)
+        tb, ll = timed_fit(lib, name, X, lengths, start, n_features, b, threads)
+        samples.append((tb - ta) / (b - a))
+    return statistics.median(samples), ll
+
+
+def _plan(name, quick, repeats):
+    a, b, r = HMM_CASES[name][8 if quick else 7]
+    return a, b, (r if repeats is None else repeats)
+
+
+def _rel(x, ref):
+    if not (np.isfinite(x) and np.isfinite(ref)):
+        return "n/a"
+    return f"{abs(x - ref) / max(abs(ref), 1e-300):.1e}"
+
+
+def run_hmm(cases, threads, quick, repeats, libs_emfast):
+    """Time the HMM cases and print their table; returns 0."""
+    from threadpoolctl import threadpool_limits
+
+    libs = ([f"hmmlearn-{impl}" for impl in HMMLEARN_IMPLS] if hmmlearn_available() else [])
+    libs += [f"emfast-{b}" for b in libs_emfast]
+    print(f"\n# HMMs: hmmlearn {C.version('hmmlearn')} (its forward-backward is "
+          f"single-threaded; BLAS limited to {threads} thread(s)), emfast.hmm n_threads={threads}",
+          flush=True)
+    rows, notes = [], []
+    t_start = time.perf_counter()
+    with threadpool_limits(limits=threads):
+        for name in cases:
+            desc = HMM_CASES[name][0]
+            a, b, r = _plan(name, quick, repeats)
+            t0 = time.perf_counter()
+            X, lengths, start, D = make_case(name)
+            res = {}
+            for lib in libs:
+                try:
+                    res[lib] = per_iteration(lib, name, X, lengths, start, D, a, b, r, threads)
+                except Exception as exc:  # noqa: BLE001 - report and keep going
+                    print(f"# {name} {lib}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    res[lib] = (None, float("nan"))
+            ref = [res[f"hmmlearn-{i}"][0] for i in HMMLEARN_IMPLS if f"hmmlearn-{i}" in res]
+            ref = [t for t in ref if t is not None and t > 0]
+            base = min(ref) if ref else None
+            row = [name, desc]
+            row += [C.fmt_ms(res.get(f"hmmlearn-{i}", (None,))[0]) for i in HMMLEARN_IMPLS]
+            for backend in C.EMFAST_BACKENDS:
+                t = res.get(f"emfast-{backend}", (None,))[0]
+                row += [C.fmt_ms(t), C.fmt_ratio(base, t)]
+            rows.append(row)
+            ll_ref = res.get("hmmlearn-log", (None, float("nan")))[1]
+            lls = ", ".join(f"{lib} {res[lib][1]:.10g}"
+                            + (f" (rel. diff. {_rel(res[lib][1], ll_ref)})"
+                               if lib != "hmmlearn-log" and "hmmlearn-log" in res else "")
+                            for lib in libs)
+            vals = [res[lib][1] for lib in libs]
+            spread = ((max(vals) - min(vals)) / max(abs(min(vals)), 1e-300)
+                      if len(vals) > 1 and all(np.isfinite(vals)) else float("nan"))
+            verdict = ("agree" if spread <= LL_RTOL else
+                       "n/a" if not np.isfinite(spread) else "DISAGREE")
+            notes.append(f"{name}: a={a}, b={b}, r={r}; {len(X):,} frames; log-likelihood at "
+                         f"iteration {b}: {lls}; {verdict} (max rel. spread {spread:.1e}, "
+                         f"tolerance {LL_RTOL:g})")
+            print(f"# {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                  flush=True)
+
+        threads_line = None
+        if THREADS_CASE in cases and libs_emfast:
+            threads_line = _threads_vs_one(threads, quick, repeats, libs_emfast)
+
+    print()
+    header = ["case", "description", "hmmlearn log ms/iter", "hmmlearn scaling ms/iter",
+              "emfast-cython ms/iter", "ratio", "emfast-numba ms/iter", "ratio"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] * 2 + ["---:"] * 6) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("ratio = the faster of hmmlearn's two implementations / emfast (higher is faster); "
+          "per-iteration time = median over r of (T(n_iter=b) - T(n_iter=a)) / (b - a), "
+          "tol=-inf, init_params=\"\", same start.")
+    for note in notes:
+        print(f"# {note}")
+    if threads_line:
+        print()
+        print(threads_line)
+    print(f"\n# HMM total {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _threads_vs_one(threads, quick, repeats, libs_emfast):
+    """emfast on THREADS_CASE with n threads (``threads``, at least 2) vs one thread."""
+    from threadpoolctl import threadpool_limits
+
+    n = max(2, threads)
+    a, b, r = _plan(THREADS_CASE, quick, repeats)
+    X, lengths, start, D = make_case(THREADS_CASE)
+    parts = []
+    for backend in libs_emfast:
+        t = {}
+        for k in (1, n):
+            with threadpool_limits(limits=k):
+                t[k] = per_iteration(f"emfast-{backend}", THREADS_CASE, X, lengths, start, D,
+                                     a, b, r, k)[0]
+        speedup = f"{t[1] / t[n]:.2f}×" if t[1] > 0 and t[n] > 0 else "n/a"
+        parts.append(f"{backend} {C.fmt_ms(t[1])} → {C.fmt_ms(t[n])} ms/iter, {speedup}")
+    return (f"emfast {n} threads vs 1 thread on {THREADS_CASE} (speed-up = T(1) / T({n})): "
+            + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(C.main(["--hmm"] + sys.argv[1:]))
