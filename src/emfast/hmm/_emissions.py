@@ -71,29 +71,33 @@ def _xlogp(X, P):
 # Gaussian
 
 
-def gaussian_posterior_stats(X, post, centre, covariance_type):
+def gaussian_posterior_stats(X, post, centre, covariance_type, backend, n_threads):
     """Mixture statistics weighted by the posteriors, centred on ``centre`` (float64).
 
     ``post`` (T, K) weights row t for state k; returns a GaussianStats with one component
     per state. Spherical models get per-feature ("diag") second moments, which their
-    M-step averages. One centred (T, D) BLAS product per state; no loops over rows.
+    M-step averages. Each state is one call of the fused mixture kernel with a single
+    component (so every responsibility is 1) and the state's posteriors as sample weights:
+    one compiled pass over X per state, no (T, D) temporaries.
     """
     T, D = X.shape
     K = centre.shape[0]
     ct = "diag" if covariance_type == "spherical" else covariance_type
-    nk = post.sum(axis=0)
+    unit = np.ones(kernels.prec_chol_shape(ct, 1, D)) if ct == "diag" else np.eye(D)[None]
+    if ct == "tied":
+        unit = unit[0]
+    weights = np.ascontiguousarray(post.T)
+    nk = np.empty(K)
     s1 = np.empty((K, D))
     s2 = np.zeros(kernels.prec_chol_shape(ct, K, D))
+    s2_k = np.empty(kernels.prec_chol_shape(ct, 1, D))
+    zero = np.zeros(1)
     for k in range(K):
-        w = post[:, k]
-        xc = X - centre[k]  # float64 even for float32 X
-        s1[k] = w @ xc
-        if ct == "full":
-            s2[k] = (xc * w[:, None]).T @ xc
-        elif ct == "tied":
-            s2 += (xc * w[:, None]).T @ xc
-        else:
-            s2[k] = w @ (xc * xc)
+        out = (nk[k:k + 1], s1[k:k + 1], s2_k if ct == "tied" else s2[k:k + 1])
+        kernels.gaussian_estep_stats(X, centre[k:k + 1], unit, ct, zero, weights[k],
+                                     out=out, backend=backend, n_threads=n_threads)
+        if ct == "tied":
+            s2 += s2_k
     return GaussianStats(ct, centre, nk, s1, s2, 0.0, float(T))
 
 
@@ -161,7 +165,8 @@ class GaussianEmission:
         return out
 
     def stats(self, X, post, p, backend, n_threads):
-        return gaussian_posterior_stats(X, post, p["means"], self.covariance_type)
+        return gaussian_posterior_stats(X, post, p["means"], self.covariance_type, backend,
+                                        n_threads)
 
     # M-step -------------------------------------------------------------------------
     def m_step(self, st, p, letters):
