@@ -35,6 +35,28 @@ def weighted_log_prob(X, log_const, means, prec_chol, covariance_type):
     return log_const[None, :] - 0.5 * mahalanobis_sq(X, means, prec_chol, covariance_type)
 
 
+def weighted_stats(X, resp, means, covariance_type):
+    """Reference of ``gaussian_weighted_stats``: statistics for given responsibilities."""
+    X = np.asarray(X, dtype=np.float64)
+    K, D = means.shape
+    nk = resp.sum(axis=0)
+    s1 = np.empty((K, D))
+    s2 = np.zeros({"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[
+        covariance_type])
+    for k in range(K):
+        diff = X - means[k]
+        s1[k] = resp[:, k] @ diff
+        if covariance_type == "full":
+            s2[k] = (resp[:, k, None] * diff).T @ diff
+        elif covariance_type == "tied":
+            s2 += (resp[:, k, None] * diff).T @ diff
+        elif covariance_type == "diag":
+            s2[k] = resp[:, k] @ (diff * diff)
+        else:
+            s2[k] = resp[:, k] @ np.sum(diff * diff, axis=1)
+    return nk, s1, s2
+
+
 def estep_stats(X, sample_weight, log_const, means, prec_chol, covariance_type):
     """Reference of the fused E-step + statistics pass.
 

@@ -35,6 +35,7 @@ __all__ = [
     "log_normalizer",
     "gaussian_log_prob",
     "gaussian_estep_stats",
+    "gaussian_weighted_stats",
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -228,6 +229,36 @@ def gaussian_estep_stats(
                              _threads_for(N, n_threads))
     return float(loglik), nk, s1, s2
 
+
+
+
+def gaussian_weighted_stats(X, resp, means, covariance_type, *, out=None, backend="auto",
+                            n_threads=None):
+    """Weighted, centred sufficient statistics for GIVEN responsibilities (no E-step).
+
+    The statistics of :func:`gaussian_estep_stats` with ``w[n] r[n, k]`` replaced by
+    ``resp[n, k]`` (any non-negative weights, e.g. HMM state posteriors): ``nk`` (K,),
+    ``s1`` (K, D) and ``s2`` shaped by ``covariance_type``, all about ``means``. One pass
+    over X; results do not depend on the thread count.
+
+    Returns (nk, s1, s2).
+    """
+    X = _as_input(X)
+    code = _cov_code(covariance_type)
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim != 2 or means.shape[1] != X.shape[1]:
+        raise ValueError(f"means must have shape (K, {X.shape[1]}), got {means.shape}")
+    K, D = means.shape
+    means = np.ascontiguousarray(means)
+    resp = _as_param("resp", resp, (X.shape[0], K))
+    if out is None:
+        out = (None, None, None)
+    nk = _check_out("nk", out[0], (K,))
+    s1 = _check_out("s1", out[1], (K, D))
+    s2 = _check_out("s2", out[2], prec_chol_shape(covariance_type, K, D))
+    get_backend(backend).weighted_stats(X, resp, means, code, nk, s1, s2,
+                                        _threads_for(X.shape[0], n_threads))
+    return nk, s1, s2
 
 
 # ------------------------------------------------------------------------------------------
