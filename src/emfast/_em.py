@@ -2,13 +2,13 @@
 
 A family provides ``e_step(X, sample_weight, params, n_threads) -> stats`` (statistics with
 ``loglik`` and ``weight_sum``) and ``m_step(X, sample_weight, stats, rng) -> params``. The
-drivers own everything else: the loop, the convergence rule, verbose output, restarts.
+drivers own everything else: the loop, restarts, and the convergence rule.
 
-The convergence rule is pluggable: by default it is scikit-learn's (mean log-likelihood,
-``|change| < tol``); a family that follows another library's rule (hmmlearn's monitor for the
-HMMs) passes a *rule* object with ``lower_bound(stats) -> float`` and
-``update(n_iter, lower_bound, params) -> bool`` (record the value, report it, say whether
-EM has converged). The rule object travels back in ``EMRun.rule`` with its history.
+A convergence rule is an object with ``lower_bound(stats) -> float``,
+``update(n_iter, lower_bound, params) -> bool`` (record the value, report it, say whether EM
+has converged) and ``finish(lower_bound, converged)``. :class:`ToleranceRule` is
+scikit-learn's (mean log-likelihood, ``|change| < tol``); the HMMs pass hmmlearn's monitor
+as a rule. The rule travels back in ``EMRun.rule`` with its history.
 """
 
 import math
@@ -63,54 +63,51 @@ class VerboseMonitor:
                   f"lower bound {lower_bound:.5f}.")
 
 
-def em_loop(family, X, sample_weight, params, *, max_iter, tol, n_threads, rng,
-            lower_bound=-math.inf, monitor=None, rule=None):
-    """Batch EM from ``params``: scikit-learn's loop and stopping rule.
+class ToleranceRule:
+    """scikit-learn's rule: the lower bound is the mean log-likelihood at the current
+    parameters; EM has converged when it changes by less than ``tol``."""
 
-    Each iteration is one fused E-step pass (statistics at the current parameters, whose
-    mean log-likelihood is the lower bound) followed by the M-step. It stops when the lower
-    bound changes by less than ``tol``.
+    def __init__(self, tol, lower_bound=-math.inf, monitor=None):
+        self.tol = tol
+        self._prev = lower_bound
+        self.monitor = monitor
 
-    With ``rule`` (see the module docstring) the lower bound and the stopping decision are
-    the rule's instead; ``tol`` and ``monitor`` are then not used.
+    def lower_bound(self, stats):
+        return stats.loglik / stats.weight_sum
+
+    def update(self, n_iter, lower_bound, params):
+        change = lower_bound - self._prev
+        self._prev = lower_bound
+        if self.monitor is not None:
+            self.monitor.iteration(n_iter, change)
+        return abs(change) < self.tol
+
+    def finish(self, lower_bound, converged):
+        if self.monitor is not None:
+            self.monitor.init_end(lower_bound, converged)
+
+
+def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
+    """Batch EM from ``params`` for at most ``max_iter`` iterations.
+
+    Each iteration is one E-step pass (statistics at the current parameters, whose
+    log-likelihood gives the lower bound) followed by the M-step, which comes before the
+    convergence check so that even one iteration updates the parameters.
     """
-    if rule is not None:
-        return _em_loop_rule(family, X, sample_weight, params, max_iter=max_iter,
-                             n_threads=n_threads, rng=rng, rule=rule)
-    lower_bounds = []
-    converged = False
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        prev = lower_bound
-        stats = family.e_step(X, sample_weight, params, n_threads)
-        params = family.m_step(X, sample_weight, stats, rng)
-        lower_bound = stats.loglik / stats.weight_sum
-        lower_bounds.append(lower_bound)
-        change = lower_bound - prev
-        if monitor is not None:
-            monitor.iteration(n_iter, change)
-        if abs(change) < tol:
-            converged = True
-            break
-    if monitor is not None and max_iter > 0:
-        monitor.init_end(lower_bound, converged)
-    return EMRun(params, lower_bound, lower_bounds, n_iter, converged)
-
-
-def _em_loop_rule(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
     lower_bounds = []
     lower_bound = -math.inf
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         stats = family.e_step(X, sample_weight, params, n_threads)
-        # The M-step comes before the convergence check, so that even n_iter=1 updates.
         params = family.m_step(X, sample_weight, stats, rng)
         lower_bound = rule.lower_bound(stats)
         lower_bounds.append(lower_bound)
         if rule.update(n_iter, lower_bound, params):
             converged = True
             break
+    if max_iter > 0:
+        rule.finish(lower_bound, converged)
     return EMRun(params, lower_bound, lower_bounds, n_iter, converged, rule)
 
 
@@ -122,38 +119,27 @@ def _child_rngs(rng, n):
     return [np.random.RandomState(int(s)) for s in seeds]
 
 
-def fit_restarts(family, X, sample_weight, init_params, *, n_init, rng, max_iter, tol,
-                 n_threads, verbose=0, verbose_interval=10, make_rule=None):
+def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rng, max_iter,
+                 n_threads, sequential=False):
     """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
 
-    ``init_params(X, sample_weight, rng) -> params``. Restarts run concurrently on Python
-    threads (the kernels release the GIL), splitting ``n_threads`` between them; each
-    restart has its own random stream, so the result does not depend on the scheduling.
-    With verbose output they run one after another so that messages stay in order.
-
-    ``make_rule(index) -> rule`` gives each restart its own convergence rule (see
-    :func:`em_loop`); the rule then does any verbose reporting itself.
+    ``init_params(X, sample_weight, rng) -> params``; ``make_rule(index) -> rule`` gives each
+    restart its own convergence rule. Restarts run concurrently on Python threads (the
+    kernels release the GIL), splitting ``n_threads`` between them; each restart has its own
+    random stream, so the result does not depend on the scheduling. ``sequential`` runs them
+    one after another (verbose output stays in order).
     """
     rngs = _child_rngs(rng, n_init)
-    workers = 1 if verbose else max(1, min(n_init, n_threads))
+    workers = 1 if sequential else max(1, min(n_init, n_threads))
     per_run = max(1, n_threads // workers)
 
     def one(index):
-        if make_rule is not None:
-            rule = make_rule(index)
-            params = init_params(X, sample_weight, rngs[index])
-            if max_iter == 0:
-                return EMRun(params, -math.inf, [], 0, False, rule)
-            return em_loop(family, X, sample_weight, params, max_iter=max_iter, tol=tol,
-                           n_threads=per_run, rng=rngs[index], rule=rule)
-        monitor = VerboseMonitor(verbose, verbose_interval) if verbose else None
-        if monitor is not None:
-            monitor.init_begin(index)
+        rule = make_rule(index)
         params = init_params(X, sample_weight, rngs[index])
         if max_iter == 0:
-            return EMRun(params, -math.inf, [], 0, False)
-        return em_loop(family, X, sample_weight, params, max_iter=max_iter, tol=tol,
-                       n_threads=per_run, rng=rngs[index], monitor=monitor)
+            return EMRun(params, -math.inf, [], 0, False, rule)
+        return em_loop(family, X, sample_weight, params, max_iter=max_iter,
+                       n_threads=per_run, rng=rngs[index], rule=rule)
 
     if workers == 1:
         runs = [one(i) for i in range(n_init)]

@@ -107,6 +107,9 @@ class _MonitorRule:
                          "the state was ever observed.")
         return False
 
+    def finish(self, lower_bound, converged):
+        """The monitor has reported every iteration already."""
+
 
 class HMMParams:
     """startprob (K,), transmat (K, K) and the emission model's parameter dict."""
@@ -352,9 +355,9 @@ class BaseHMM(ParamsMixin):
             return _MonitorRule(mon)
 
         with single_threaded_blas():
-            run = fit_restarts(family, X, None, init, n_init=n_init, rng=rng,
-                               max_iter=self.n_iter, tol=self.tol, n_threads=n_threads,
-                               verbose=int(bool(self.verbose)), make_rule=make_rule)
+            run = fit_restarts(family, X, None, init, make_rule, n_init=n_init, rng=rng,
+                               max_iter=self.n_iter, n_threads=n_threads,
+                               sequential=bool(self.verbose))
         self.startprob_ = run.params.startprob
         self.transmat_ = run.params.transmat
         self._set_emission_attrs(run.params.emission)

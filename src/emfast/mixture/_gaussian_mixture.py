@@ -8,7 +8,7 @@ import numpy as np
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import VerboseMonitor, em_loop, fit_restarts
+from emfast._em import ToleranceRule, VerboseMonitor, em_loop, fit_restarts
 from emfast._estimator import ParamsMixin
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
@@ -196,21 +196,24 @@ class GaussianMixture(ParamsMixin):
                                  weight_sum)
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
+        def make_rule(index, lower_bound=-math.inf):
+            if not self.verbose:
+                return ToleranceRule(self.tol, lower_bound)
+            monitor = VerboseMonitor(self.verbose, self.verbose_interval)
+            monitor.init_begin(index)
+            return ToleranceRule(self.tol, lower_bound, monitor)
+
         with single_threaded_blas():
             if warm:
-                monitor = VerboseMonitor(self.verbose, self.verbose_interval)
-                monitor.init_begin(0)
                 run = em_loop(family, X, sw, self._params(), max_iter=self.max_iter,
-                              tol=self.tol, n_threads=n_threads, rng=rng,
-                              lower_bound=self.lower_bound_,
-                              monitor=monitor if self.verbose else None)
+                              n_threads=n_threads, rng=rng,
+                              rule=make_rule(0, self.lower_bound_))
             else:
                 run = fit_restarts(
                     family, X, sw,
                     lambda X_, sw_, rng_: self._initial_params(X_, sw_, rng_, inits),
-                    n_init=self.n_init, rng=rng, max_iter=self.max_iter, tol=self.tol,
-                    n_threads=n_threads, verbose=self.verbose,
-                    verbose_interval=self.verbose_interval)
+                    make_rule, n_init=self.n_init, rng=rng, max_iter=self.max_iter,
+                    n_threads=n_threads, sequential=bool(self.verbose))
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "
