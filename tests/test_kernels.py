@@ -5,7 +5,7 @@ import pytest
 
 import reference
 from conftest import random_params
-from emfast.kernels import gaussian_estep_stats, gaussian_log_prob
+from emfast.kernels import gaussian_estep_stats, gaussian_log_prob, gaussian_weighted_stats
 
 COV_TYPES = reference.COV_TYPES
 # Sizes straddle the row-block size (256) and the code paths: small/large D, and many
@@ -117,3 +117,75 @@ def test_far_apart_components_do_not_underflow(backend):
     assert np.isfinite(ll) and np.all(np.isfinite(nk)) and np.isclose(nk.sum(), 2.0)
     r, norm = gaussian_log_prob(X, means, pc, "diag", lc, responsibilities=True, backend=backend)
     assert np.all(np.isfinite(r)) and np.allclose(r.sum(axis=1), 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# gaussian_weighted_stats: the statistics for given responsibilities (HMM emissions)
+
+
+def _resp(rng, N, K):
+    """Arbitrary non-negative weights (rows need not sum to 1), a few exact zeros."""
+    resp = rng.uniform(0, 2, size=(N, K))
+    resp[rng.uniform(size=(N, K)) < 0.1] = 0.0
+    return resp
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_stats_matches_reference(backend, covariance_type, shape, dtype):
+    X, means, _, _, rng = _data(shape, covariance_type, dtype, seed=5)
+    resp = _resp(rng, len(X), means.shape[0])
+    X_before, resp_before = X.copy(), resp.copy()
+    got = gaussian_weighted_stats(X, resp, means, covariance_type, backend=backend, n_threads=2)
+    want = reference.weighted_stats(X.astype(np.float64), resp, means, covariance_type)
+    rtol = 1e-10 if dtype == np.float64 else 1e-6
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == np.float64
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max() + 1e-300)
+    if covariance_type in ("full", "tied"):  # both triangles, exactly symmetric
+        np.testing.assert_array_equal(got[2], np.swapaxes(got[2], -1, -2))
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(resp, resp_before)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_weighted_stats_out_is_overwritten(backend, covariance_type):
+    X, means, pc, _, rng = _data((700, 5, 3), covariance_type, np.float64, seed=6)
+    resp = _resp(rng, len(X), 3)
+    out = tuple(np.full(a.shape, np.nan) for a in
+                (np.empty(3), np.empty((3, 5)), np.empty(pc.shape)))
+    got = gaussian_weighted_stats(X, resp, means, covariance_type, out=out, backend=backend)
+    assert all(g is o for g, o in zip(got, out))
+    want = gaussian_weighted_stats(X, resp, means, covariance_type, backend=backend)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_weighted_stats_thread_count_does_not_change_results(backend, covariance_type):
+    X, means, _, _, rng = _data((5000, 7, 6), covariance_type, np.float64, seed=7)
+    resp = _resp(rng, len(X), 6)
+    one = gaussian_weighted_stats(X, resp, means, covariance_type, backend=backend, n_threads=1)
+    for n in (2, 3):
+        other = gaussian_weighted_stats(X, resp, means, covariance_type, backend=backend,
+                                        n_threads=n)
+        for a, b in zip(one, other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_stats_of_estep_responsibilities_equal_estep_stats(backend, covariance_type,
+                                                                    dtype):
+    """Fed the E-step's own responsibilities times the sample weights, the statistics are
+    those of gaussian_estep_stats (to rounding: the kernels sum in their own orders)."""
+    X, means, pc, lc, rng = _data((3000, 6, 4), covariance_type, dtype, seed=8)
+    sw = rng.uniform(0, 3, size=len(X))
+    resp, _ = gaussian_log_prob(X, means, pc, covariance_type, lc, responsibilities=True,
+                                backend=backend)
+    _, *want = gaussian_estep_stats(X, means, pc, covariance_type, lc, sw, backend=backend)
+    got = gaussian_weighted_stats(X, resp * sw[:, None], means, covariance_type,
+                                  backend=backend)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * np.abs(w).max())

@@ -28,6 +28,12 @@ Statistics (step 4), three ways chosen once per call:
   log-sum-exp cut-off most are exactly 0 when components are separated).
 * "blas" (full/tied, D >= BLAS_MIN_D): per component, the rows with a non-zero
   responsibility are gathered as sqrt(w r) (x - mu_k) and added with one dsyrk.
+* "cols" (``weighted_stats`` below BLAS_MIN_D or diag/spherical): per component, every
+  statistic is a sum down the block's feature-major columns, as explicit vector code
+  with a fixed order (``_colstats.h``).
+
+``weighted_stats`` is the same pass with the caller's responsibilities (e.g. HMM state
+posteriors) in place of steps 2-3: same blocks, groups, scratch and final unpacking.
 
 Determinism: the blocks are split into contiguous groups whose number depends only on
 the shapes; each group adds its blocks in order into its own buffer, groups run in

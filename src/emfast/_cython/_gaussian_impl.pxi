@@ -32,6 +32,7 @@ cdef enum Mode:           # how statistics are accumulated, see the module docst
     DENSE = 0
     SPARSE = 1
     BLAS = 2
+    COLS = 3              # feature-major dot products, same buffer layout as SPARSE
 
 # exp(-40) ~ 4e-18: a component this far below the row's best one cannot change any
 # float64 sum at the reference tolerance, so its responsibility is set to exactly 0
@@ -335,7 +336,7 @@ cdef void _block_log_prob(const Model* M, Work* W, Py_ssize_t m, double* lp) noe
 #
 # Group buffer after the loglik slot: nk (K), then s1 and s2 by mode
 #   dense:  s1 (D, K); s2 full/tied packed upper triangle (P, K), diag/spherical (D, K)
-#   sparse: s1 (K, D); s2 full packed (K, P), tied packed (P,), diag/spherical (K, D)
+#   sparse, cols: s1 (K, D); s2 full packed (K, P), tied packed (P,), diag/spherical (K, D)
 #   blas:   s1 (K, D); s2 full (K, D, D), tied (D, D), lower triangle filled
 # Spherical accumulates per feature like diag and sums over D at the end; tied in the
 # dense layout keeps one triangle per component and sums over k at the end.
@@ -420,6 +421,65 @@ cdef void _block_stats_sparse(const Model* M, Work* W, Py_ssize_t m, const doubl
                     s2k[i] += r * xr[i] * xr[i]
 
 
+# Feature-major ("columns") statistics, the path for given responsibilities: per component,
+# the block's centred features are columns of BLOCK rows and every statistic is a sum down
+# columns, accumulated in registers (nothing is stored per row and statistic, unlike
+# DENSE). The sums are explicit vector code with a fixed order, see _colstats.h.
+cdef extern from "_colstats.h":
+    # r[b] = resp[b * K] for b < m; return sum_b r[b]
+    double emfast_gather_sum(const double* resp, Py_ssize_t K, Py_ssize_t m,
+                             double* r) noexcept nogil
+    # s1 += sum r (x - mu), s2 += sum r (x - mu)^2; d != NULL: d = x - mu, rd = r d
+    void emfast_moments_col(const double* x, double mu, const double* r, Py_ssize_t m,
+                            double* d, double* rd, double* s1, double* s2) noexcept nogil
+    # s0 += sum a c0, s1 += sum a c1
+    void emfast_dot2_col(const double* a, const double* c0, const double* c1, Py_ssize_t m,
+                         double* s0, double* s1) noexcept nogil
+
+
+cdef void _block_stats_cols(const Model* M, Work* W, Py_ssize_t m, const double* resp,
+                            double* st) noexcept nogil:
+    """Statistics in the sparse layout, per component from feature-major columns.
+
+    Scratch: W.xT (D, BLOCK) the block; W.t (BLOCK,) r[:, k]; full/tied also W.xc
+    (D, BLOCK) the block centred on mu_k and W.maha (BLOCK,) r (x_i - mu_k,i), one
+    feature at a time.
+    """
+    cdef int D = M.D, K = M.K, P = M.P, i, j, k
+    cdef bint triangle = M.cov == FULL or M.cov == TIED
+    cdef double* nk = st
+    cdef double* s1 = st + K
+    cdef double* s2 = s1 + K * D
+    cdef double* row                 # start of packed row i of the upper triangle
+    cdef double* r = W.t
+    cdef double* rd = W.maha
+    cdef double* dT = W.xc
+    cdef const double* mu
+    cdef double dummy
+    _transpose(W.xb, m, D, W.xT)
+    for k in range(K):
+        nk[k] += emfast_gather_sum(resp + k, K, m, r)
+        mu = M.means + k * D
+        if not triangle:              # diag/spherical: per-feature diagonal (K, D)
+            for i in range(D):
+                emfast_moments_col(W.xT + i * BLOCK, mu[i], r, m, NULL, NULL,
+                                   s1 + k * D + i, s2 + k * D + i)
+            continue
+        # Packed upper triangle, row i holds (i, i..D-1) and starts at i*D - i*(i-1)/2.
+        # Features from last to first, so the columns d_j (j > i) exist when row i needs them.
+        for i in range(D - 1, -1, -1):
+            row = s2 + (k * P if M.cov == FULL else 0) + i * D - i * (i - 1) // 2
+            emfast_moments_col(W.xT + i * BLOCK, mu[i], r, m, dT + i * BLOCK, rd,
+                               s1 + k * D + i, row)
+            j = i + 1
+            while j + 1 < D:
+                emfast_dot2_col(rd, dT + j * BLOCK, dT + (j + 1) * BLOCK, m,
+                                row + (j - i), row + (j + 1 - i))
+                j += 2
+            if j < D:                 # an odd column left: pair it with itself, drop one
+                emfast_dot2_col(rd, dT + j * BLOCK, dT + j * BLOCK, m, row + (j - i), &dummy)
+
+
 cdef void _syrk_add(const double* z, int nz, int D, double* S) noexcept nogil:
     """S += z^T z for z row-major (nz, D); fills S's lower triangle (row-major)."""
     cdef double one = 1.0
@@ -470,36 +530,88 @@ cdef void _block_stats_blas(const Model* M, Work* W, Py_ssize_t m, const double*
 
 
 # ---------------------------------------------------------------------------------------
-# One block / one group
+# One block / one group / all groups.
+#
+# The statistics pass (estep_stats and weighted_stats) is one loop; only where a block's
+# responsibilities come from differs: the E-step computes them from the log-densities
+# (into W.lp), weighted_stats reads the caller's resp rows in place.
 
 
-cdef double _estep_block(const Model* M, Work* W, const floating* X, const double* sw,
-                         Py_ssize_t n0, Py_ssize_t m, double* st) noexcept nogil:
-    """Add block [n0, n0 + m)'s statistics to st[1:]; return its weighted log-likelihood."""
+cdef void _block_stats(const Model* M, Work* W, Py_ssize_t m, const double* resp,
+                       double* st) noexcept nogil:
+    """Add the statistics of the m rows in W.xb with responsibilities resp (m, K) to st."""
+    if M.mode == DENSE:
+        _block_stats_dense(M, W, m, resp, st)
+    elif M.mode == COLS:
+        _block_stats_cols(M, W, m, resp, st)
+    elif M.mode == SPARSE:
+        _block_stats_sparse(M, W, m, resp, st)
+    else:
+        _block_stats_blas(M, W, m, resp, st)
+
+
+cdef double _block_resp_estep(const Model* M, Work* W, const double* sw, Py_ssize_t n0,
+                              Py_ssize_t m) noexcept nogil:
+    """W.lp = w * responsibilities of the m rows in W.xb (rows n0...); return their
+    weighted log-likelihood. Also lists each row's active components (W.act, W.n_act)."""
     cdef Py_ssize_t b
     cdef double w = 1.0, ll = 0.0
-    _load_rows(X + n0 * M.D, m * M.D, W.xb)
     _block_log_prob(M, W, m, W.lp)
     for b in range(m):
         if sw != NULL:
             w = sw[n0 + b]
         ll += w * _lse_resp(W.lp + b * M.K, M.K, w, True, W.act + b * M.K, W.n_act + b, W.e)
-    if M.mode == DENSE:
-        _block_stats_dense(M, W, m, W.lp, st + 1)
-    elif M.mode == SPARSE:
-        _block_stats_sparse(M, W, m, W.lp, st + 1)
-    else:
-        _block_stats_blas(M, W, m, W.lp, st + 1)
     return ll
 
 
-cdef void _estep_group(const Model* M, Work* W, const floating* X, const double* sw,
-                       Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1, double* st) noexcept nogil:
+cdef double _stats_block(const Model* M, Work* W, const floating* X, const double* sw,
+                         const double* resp, Py_ssize_t n0, Py_ssize_t m,
+                         double* st) noexcept nogil:
+    """Add block [n0, n0 + m)'s statistics to st[1:]; return its weighted log-likelihood.
+
+    resp == NULL: E-step (responsibilities from the model, sample weights sw or NULL);
+    otherwise the given responsibilities resp (N, K) and a log-likelihood of 0. Given
+    responsibilities come with a COLS or BLAS model (see _Params), never SPARSE, which
+    needs the active-component lists that only the E-step's _lse_resp builds.
+    """
+    cdef double ll = 0.0
+    cdef const double* r
+    _load_rows(X + n0 * M.D, m * M.D, W.xb)
+    if resp == NULL:
+        ll = _block_resp_estep(M, W, sw, n0, m)
+        r = W.lp
+    else:
+        r = resp + n0 * M.K
+    _block_stats(M, W, m, r, st + 1)
+    return ll
+
+
+cdef void _stats_group(const Model* M, Work* W, const floating* X, const double* sw,
+                       const double* resp, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
+                       double* st) noexcept nogil:
     """Blocks [b0, b1) in order into st (st[0]: loglik)."""
     cdef Py_ssize_t blk, n0
     for blk in range(b0, b1):
         n0 = blk * BLOCK
-        st[0] += _estep_block(M, W, X, sw, n0, min(<Py_ssize_t> BLOCK, N - n0), st)
+        st[0] += _stats_block(M, W, X, sw, resp, n0, min(<Py_ssize_t> BLOCK, N - n0), st)
+
+
+cdef void _stats_groups(const Model* M, const floating* X, const double* sw,
+                        const double* resp, Py_ssize_t N, Py_ssize_t G, double* st,
+                        Py_ssize_t size, int n_threads) noexcept nogil:
+    """All N rows into G group buffers st (G, size): group g takes the g-th contiguous run
+    of blocks. Groups run in parallel, each thread allocating its scratch once."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t g
+    cdef Work* W = NULL
+    if N == 0:
+        return
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(M)
+        for g in prange(G, schedule="dynamic"):
+            _stats_group(M, W, X, sw, resp, N, g * n_blocks // G, (g + 1) * n_blocks // G,
+                         st + g * size)
+        _work_free(W)
 
 
 cdef void _log_prob_block(const Model* M, Work* W, const floating* X, Py_ssize_t n0,
@@ -529,11 +641,14 @@ cdef class _Params:
     cdef list keep
 
     def __init__(self, log_const, means, prec_chol, int cov, int D, int K):
-        prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
+        # prec_chol (and log_const) None: a statistics-only model (weighted_stats), which
+        # never computes log-densities and needs only the means and the statistics layout.
         means = np.ascontiguousarray(means, dtype=np.float64)
         lp_means = means
         scale = prec = ucat = center = None
-        gemm = cov == TIED or (cov == FULL and D >= BLAS_MIN_D)
+        gemm = prec_chol is not None and (cov == TIED or (cov == FULL and D >= BLAS_MIN_D))
+        if prec_chol is not None:
+            prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
         kc = K if cov == TIED else max(1, min(K, Y_COLS // D))
         if gemm:
             center = means.mean(axis=0)
@@ -545,13 +660,20 @@ cdef class _Params:
                 lp_means = np.einsum("ki,kij->kj", means - center, prec_chol)
             ucat = np.ascontiguousarray(ucat)
             lp_means = np.ascontiguousarray(lp_means)
+        elif prec_chol is None:
+            pass
         elif cov == FULL:
             prec = prec_chol
         elif cov == DIAG:
             scale = prec_chol
         elif cov == SPHERICAL:
             scale = np.ascontiguousarray(np.repeat(prec_chol[:, None], D, axis=1))
-        if D <= DENSE_MAX_D and K >= DENSE_MIN_K:
+        if prec_chol is None:
+            # Given responsibilities: rarely exactly 0, so skipping pairs (SPARSE) buys
+            # nothing (and SPARSE needs _lse_resp's lists); the column sums beat DENSE's
+            # per-row updates (D=4, K=8: 2-4x).
+            mode = BLAS if (cov == FULL or cov == TIED) and D >= BLAS_MIN_D else COLS
+        elif D <= DENSE_MAX_D and K >= DENSE_MIN_K:
             mode = DENSE
         elif (cov == FULL or cov == TIED) and D >= BLAS_MIN_D:
             mode = BLAS
@@ -620,6 +742,23 @@ cdef class _Params:
         return float(tot[0])
 
 
+cdef object _stats_pass(_Params params, const floating[:, ::1] X, const double* sw,
+                        const double* resp, int n_threads):
+    """The statistics pass over X (see _stats_block for sw / resp): return the group
+    buffers summed in group order, for _Params.finish."""
+    cdef Py_ssize_t N = X.shape[0]
+    cdef Py_ssize_t size = params.stats_size()
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
+    # The number of groups is a function of the shapes only, never of n_threads.
+    cdef Py_ssize_t G = max(1, min(n_blocks, MAX_GROUPS, MAX_GROUP_BYTES // (8 * size)))
+    groups = np.zeros((G, size))
+    cdef double[:, ::1] st = groups
+    cdef const floating* Xp = &X[0, 0] if N > 0 else NULL
+    with nogil:
+        _stats_groups(&params.m, Xp, sw, resp, N, G, &st[0, 0], size, n_threads)
+    return groups.sum(axis=0)
+
+
 # ---------------------------------------------------------------------------------------
 # Public kernels (called positionally by emfast.kernels; arrays already validated)
 
@@ -637,30 +776,34 @@ def estep_stats(
     int n_threads,                      # IN  OpenMP threads
 ):
     """Fused E-step over X: overwrite nk, s1, s2; return sum_n w_n logsumexp_k(log p)."""
-    cdef Py_ssize_t N = X.shape[0]
     cdef int D = X.shape[1], K = means.shape[0]
     cdef _Params params = _Params(np.asarray(log_const), np.asarray(means), prec_chol,
                                   cov_code, D, K)
-    cdef Model M = params.m
-    cdef Py_ssize_t size = params.stats_size()
-    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
-    # The number of groups is a function of the shapes only, never of n_threads.
-    cdef Py_ssize_t G = max(1, min(n_blocks, MAX_GROUPS, MAX_GROUP_BYTES // (8 * size)))
-    groups = np.zeros((G, size))
-    cdef double[:, ::1] st = groups
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef const floating* Xp = &X[0, 0] if N > 0 else NULL
-    cdef Py_ssize_t g
-    cdef Work* W = NULL
+    tot = _stats_pass(params, X, sw, NULL, n_threads)
+    return params.finish(tot, np.asarray(nk), np.asarray(s1), s2)
 
-    if N > 0:
-        with nogil, parallel(num_threads=n_threads):
-            W = _work_alloc(&M)
-            for g in prange(G, schedule="dynamic"):
-                _estep_group(&M, W, Xp, sw, N, g * n_blocks // G, (g + 1) * n_blocks // G,
-                             &st[g, 0])
-            _work_free(W)
-    return params.finish(groups.sum(axis=0), np.asarray(nk), np.asarray(s1), s2)
+
+def weighted_stats(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    const double[:, ::1] resp,          # IN  (N, K) non-negative weights (e.g. posteriors)
+    const double[:, ::1] means,         # IN  (K, D) statistics are centred on these
+    int cov_code,                       # IN  0 full, 1 tied, 2 diag, 3 spherical
+    double[::1] nk,                     # OUT (K,)
+    double[:, ::1] s1,                  # OUT (K, D)
+    s2,                                 # OUT full (K,D,D) | tied (D,D) | diag (K,D) | spherical (K,)
+    int n_threads,                      # IN  OpenMP threads
+):
+    """The statistics of estep_stats for given responsibilities: overwrite nk, s1, s2."""
+    cdef int D = X.shape[1], K = means.shape[0]
+    cdef _Params params = _Params(None, np.asarray(means), None, cov_code, D, K)
+    cdef bint empty = X.shape[0] == 0 or K == 0
+    # resp == NULL would mean "E-step" to _stats_pass: no pass at all when empty
+    if empty:
+        tot = np.zeros(params.stats_size())
+    else:
+        tot = _stats_pass(params, X, NULL, &resp[0, 0], n_threads)
+    params.finish(tot, np.asarray(nk), np.asarray(s1), s2)
 
 
 def log_prob(

@@ -1,9 +1,10 @@
 """Numba backend of the Gaussian kernels (contract: :mod:`emfast.kernels`).
 
-Exports exactly two plain Python functions, called positionally by ``emfast.kernels`` with
+Exports exactly three plain Python functions, called positionally by ``emfast.kernels`` with
 validated, C-contiguous arrays:
 
     estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads)
+    weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads)
     log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads)
 
 Layout of the work (DESIGN.md "Numerics", "Threads"):
@@ -14,6 +15,9 @@ Layout of the work (DESIGN.md "Numerics", "Threads"):
   and float32 input is widened to float64 once per element.
 * Per block: log-densities into a (K, B) scratch, log-sum-exp with the row max subtracted, and
   the responsibilities folded straight into centred float64 statistics. No (N, K) array.
+  ``weighted_stats`` (given responsibilities, e.g. HMM posteriors) loads its (N, K) weights
+  transposed into the same (K, B) scratch and shares the statistics code (:func:`_stats_block`)
+  and the grouping with the E-step.
 * Determinism: the blocks are split into ``G`` contiguous groups by a rule that does not look at
   the thread count (:func:`_n_groups`); ``prange`` runs over groups, each group sums its blocks
   in order into its own slot, and the slots are summed serially in group order. The result is
@@ -36,7 +40,7 @@ from numba.extending import intrinsic
 
 from emfast._numba._settings import JIT
 
-__all__ = ["estep_stats", "log_prob"]
+__all__ = ["estep_stats", "weighted_stats", "log_prob"]
 
 BLOCK = 256  # rows per block; the unit of the fixed summation order
 MAX_GROUPS = 64  # upper bound on the number of per-group statistics slots
@@ -45,7 +49,7 @@ GROUP_STATS_BYTES = 64 << 20  # upper bound on the memory of all slots together
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 
-# Explicit signatures for the two parallel drivers. Without them Numba compiles a new version
+# Explicit signatures for the parallel drivers. Without them Numba compiles a new version
 # (~5 s each) for every combination of read-only / writeable inputs: e.g. log_normalizer()
 # returns a read-only log_const, X may be a read-only memmap. Inputs are declared read-only
 # (a writeable array converts to that for free) and unaligned (accepts any array; x86 SIMD
@@ -60,6 +64,10 @@ _OUT1, _OUT2 = _arr(types.float64, 1, False), _arr(types.float64, 2, False)
 _X_TYPES = [_arr(types.float64, 2, True), _arr(types.float32, 2, True)]
 _ESTEP_SIGS = [
     types.float64(x, _IN1, _IN1, _IN2, _IN1, types.int64, _OUT1, _OUT2, _OUT1)
+    for x in _X_TYPES
+]
+_WEIGHTED_SIGS = [
+    types.void(x, _IN2, _IN2, types.int64, _OUT1, _OUT2, _OUT1)
     for x in _X_TYPES
 ]
 _LOG_PROB_SIGS = [
@@ -451,6 +459,60 @@ def _moments_diag(Xt, nb, mu, r, s1k, s2, off, stride):
         s2[off + i * stride] += a2
 
 
+@njit(**JIT)
+def _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd):
+    """Weighted centred statistics of one block, all components (E-step and given weights).
+
+    IN: Xt (D, B) the block; means (K, D); code cov type; W (K, B) the weight of row b for
+    component k (w * resp in the E-step, the given responsibilities otherwise); diff, rd
+    (D, B) scratch. OUT (added to, a group's slot): nk (K,), s1 (K, D), s2 flat (lower
+    triangles for full/tied, see :func:`_moments_tri`).
+    """
+    D = Xt.shape[0]
+    for k in range(means.shape[0]):
+        r = W[k]
+        acc = 0.0
+        for b in range(nb):  # a pure reduction (_settings.py: sums store nothing)
+            acc += r[b]
+        nk[k] += acc
+        if code == FULL or code == TIED:
+            _centre(Xt, nb, means[k], diff)
+            _moments_tri(diff, r, nb, rd, s1[k], s2, k * D * D if code == FULL else 0)
+        else:
+            _moments_diag(Xt, nb, means[k], r, s1[k], s2,
+                          k * D if code == DIAG else k, 1 if code == DIAG else 0)
+
+
+@njit(**JIT)
+def _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, mirror):
+    """Serial sum of the group slots in group order: the fixed order behind thread-independence.
+
+    IN: ll_g (G,) per-group log-likelihoods or (0,) (none); nk_g (G, K), s1_g (G, K, D),
+    s2_g (G, S). OUT (overwritten): nk, s1, s2 (flat; the lower triangles mirrored onto the
+    upper ones when ``mirror``, i.e. full/tied). Returns the sum of ll_g (0.0 if empty).
+    """
+    G, K, D = s1_g.shape
+    has_ll = ll_g.shape[0] > 0
+    loglik = 0.0
+    nk[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    for g in range(G):
+        # Added inside this loop, which also stores, so it stays one serial chain (a loop
+        # of its own would be a reassociated, vectorised reduction: other bits).
+        if has_ll:
+            loglik += ll_g[g]
+        for k in range(K):
+            nk[k] += nk_g[g, k]
+            for i in range(D):
+                s1[k, i] += s1_g[g, k, i]
+        for t in range(s2.shape[0]):
+            s2[t] += s2_g[g, t]
+    if mirror:
+        _mirror_lower(s2, D)
+    return loglik
+
+
 # --------------------------------------------------------------------------------------------
 # E-step with statistics
 # --------------------------------------------------------------------------------------------
@@ -473,7 +535,6 @@ def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
     mx = np.empty(BLOCK)
     ssum = np.empty(BLOCK)
     scale = np.empty(BLOCK)
-    r = np.empty(BLOCK)
     loglik = 0.0
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
@@ -481,10 +542,10 @@ def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
         _load_block(X, r0, nb, Xt)
         _log_prob_block(Xt, nb, log_const, means, pc, code, lp, diff, y)
         _exp_normalise_block(lp, nb, mx, ssum)
-        # Every sum below is a loop that writes no memory. A loop that also stores would be
-        # vectorised behind a run-time aliasing check on the arrays' addresses, and its
-        # scalar fallback adds in another order: results would depend on where the arrays
-        # happen to lie.
+        # Every sum below (and in _stats_block) is a loop that writes no memory. A loop that
+        # also stores would be vectorised behind a run-time aliasing check on the arrays'
+        # addresses, and its scalar fallback adds in another order: results would depend on
+        # where the arrays happen to lie.
         # Per row: w / sum turns exp(lp - max) into w * resp; then the log-likelihood.
         for b in range(nb):
             w = sw[r0 + b] if has_w else 1.0
@@ -492,19 +553,10 @@ def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
             mx[b] = w * (mx[b] + _log_pos(ssum[b]))
         for b in range(nb):
             loglik += mx[b]
-        for k in range(K):
+        for k in range(K):  # exp(lp - max) -> w * resp, in place
             for b in range(nb):
-                r[b] = lp[k, b] * scale[b]
-            acc = 0.0
-            for b in range(nb):
-                acc += r[b]
-            nk[k] += acc
-            if code == FULL or code == TIED:
-                _centre(Xt, nb, means[k], diff)
-                _moments_tri(diff, r, nb, rd, s1[k], s2, k * D * D if code == FULL else 0)
-            else:
-                _moments_diag(Xt, nb, means[k], r, s1[k], s2,
-                              k * D if code == DIAG else k, 1 if code == DIAG else 0)
+                lp[k, b] *= scale[b]
+        _stats_block(Xt, nb, means, code, lp, nk, s1, s2, diff, rd)
     return loglik
 
 
@@ -539,22 +591,53 @@ def _estep_kernel(X, sw, log_const, means, pc, code, nk, s1, s2):
         ll_g[g] = _estep_group(X, sw, log_const, means, pc, code,
                                g * n_blocks // G, (g + 1) * n_blocks // G,
                                nk_g[g], s1_g[g], s2_g[g])
-    # Serial sum of the group slots in group order: the fixed order behind thread-independence.
-    loglik = 0.0
-    nk[:] = 0.0
-    s1[:] = 0.0
-    s2[:] = 0.0
-    for g in range(G):
-        loglik += ll_g[g]
-        for k in range(K):
-            nk[k] += nk_g[g, k]
-            for i in range(D):
-                s1[k, i] += s1_g[g, k, i]
-        for t in range(S):
-            s2[t] += s2_g[g, t]
-    if code == FULL or code == TIED:
-        _mirror_lower(s2, D)
-    return loglik
+    return _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, code == FULL or code == TIED)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics for given responsibilities
+# --------------------------------------------------------------------------------------------
+@njit(**JIT)
+def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
+    """Statistics of blocks [blk_lo, blk_hi) for given weights, serially in block order.
+
+    IN: as :func:`_weighted_kernel`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
+    s2 flat (lower triangles for full/tied). Scratch is allocated once per group.
+    """
+    N, D = X.shape
+    K = means.shape[0]
+    Xt = np.empty((D, BLOCK))
+    W = np.empty((K, BLOCK))
+    diff = np.empty((D, BLOCK))
+    rd = np.empty((D, BLOCK))
+    for blk in range(blk_lo, blk_hi):
+        r0 = blk * BLOCK
+        nb = min(BLOCK, N - r0)
+        _load_block(X, r0, nb, Xt)
+        _load_block(resp, r0, nb, W)  # (B, K) -> (K, B): one contiguous row per component
+        _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd)
+
+
+@njit(_WEIGHTED_SIGS, parallel=True, **JIT)
+def _weighted_kernel(X, resp, means, code, nk, s1, s2):
+    """Centred sufficient statistics for given responsibilities over all rows.
+
+    IN: X (N, D) f32/f64; resp (N, K) weights; means (K, D); code 0 full, 1 tied, 2 diag,
+    3 spherical. OUT (overwritten): nk (K,) = sum_n resp; s1 (K, D); s2 flattened (both
+    triangles for full/tied). Same blocks, groups and group-order sum as the E-step.
+    """
+    N, D = X.shape
+    K = means.shape[0]
+    S = s2.shape[0]
+    n_blocks = (N + BLOCK - 1) // BLOCK
+    G = _n_groups(n_blocks, K + K * D + S)
+    nk_g = np.zeros((G, K))
+    s1_g = np.zeros((G, K, D))
+    s2_g = np.zeros((G, S))
+    for g in prange(G):
+        _weighted_group(X, resp, means, code, g * n_blocks // G, (g + 1) * n_blocks // G,
+                        nk_g[g], s1_g[g], s2_g[g])
+    _sum_groups(np.empty(0), nk_g, s1_g, s2_g, nk, s1, s2, code == FULL or code == TIED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -663,6 +746,15 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     """
     return _run(_estep_kernel, n_threads, X, sample_weight, log_const, means,
                 prec_chol.reshape(-1), cov_code, nk, s1, s2.reshape(-1))
+
+
+def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
+    """Statistics for given responsibilities; see :func:`emfast.kernels.gaussian_weighted_stats`.
+
+    IN: X (N, D) f32/f64; resp (N, K) float64; means (K, D); cov_code 0..3; n_threads >= 1
+    (clamped to NUMBA_NUM_THREADS). OUT (overwritten): nk (K,), s1 (K, D), s2 by type.
+    """
+    _run(_weighted_kernel, n_threads, X, resp, means, cov_code, nk, s1, s2.reshape(-1))
 
 
 def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads):

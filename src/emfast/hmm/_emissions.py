@@ -76,28 +76,14 @@ def gaussian_posterior_stats(X, post, centre, covariance_type, backend, n_thread
 
     ``post`` (T, K) weights row t for state k; returns a GaussianStats with one component
     per state. Spherical models get per-feature ("diag") second moments, which their
-    M-step averages. Each state is one call of the fused mixture kernel with a single
-    component (so every responsibility is 1) and the state's posteriors as sample weights:
-    one compiled pass over X per state, no (T, D) temporaries.
+    M-step averages. One call of :func:`emfast.kernels.gaussian_weighted_stats` with the
+    posteriors as the given responsibilities: one compiled pass over X for all states,
+    no (T, D) temporaries.
     """
-    T, D = X.shape
-    K = centre.shape[0]
+    T = X.shape[0]
     ct = "diag" if covariance_type == "spherical" else covariance_type
-    unit = np.ones(kernels.prec_chol_shape(ct, 1, D)) if ct == "diag" else np.eye(D)[None]
-    if ct == "tied":
-        unit = unit[0]
-    weights = np.ascontiguousarray(post.T)
-    nk = np.empty(K)
-    s1 = np.empty((K, D))
-    s2 = np.zeros(kernels.prec_chol_shape(ct, K, D))
-    s2_k = np.empty(kernels.prec_chol_shape(ct, 1, D))
-    zero = np.zeros(1)
-    for k in range(K):
-        out = (nk[k:k + 1], s1[k:k + 1], s2_k if ct == "tied" else s2[k:k + 1])
-        kernels.gaussian_estep_stats(X, centre[k:k + 1], unit, ct, zero, weights[k],
-                                     out=out, backend=backend, n_threads=n_threads)
-        if ct == "tied":
-            s2 += s2_k
+    nk, s1, s2 = kernels.gaussian_weighted_stats(X, post, centre, ct, backend=backend,
+                                                 n_threads=n_threads)
     return GaussianStats(ct, centre, nk, s1, s2, 0.0, float(T))
 
 
