@@ -64,34 +64,11 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, covariance_type):
     ``emfast.kernels.gaussian_estep_stats``.
     """
     X = np.asarray(X, dtype=np.float64)
-    N, D = X.shape
-    K = means.shape[0]
-    w = np.ones(N) if sample_weight is None or len(sample_weight) == 0 else sample_weight
+    w = np.ones(len(X)) if sample_weight is None or len(sample_weight) == 0 else sample_weight
     lp = weighted_log_prob(X, log_const, means, prec_chol, covariance_type)
     norm = logsumexp(lp, axis=1)
     resp = np.exp(lp - norm[:, None]) * w[:, None]
-    nk = resp.sum(axis=0)
-    s1 = np.empty((K, D))
-    if covariance_type == "full":
-        s2 = np.empty((K, D, D))
-    elif covariance_type == "tied":
-        s2 = np.zeros((D, D))
-    elif covariance_type == "diag":
-        s2 = np.empty((K, D))
-    else:
-        s2 = np.empty(K)
-    for k in range(K):
-        diff = X - means[k]
-        s1[k] = resp[:, k] @ diff
-        if covariance_type == "full":
-            s2[k] = (resp[:, k, None] * diff).T @ diff
-        elif covariance_type == "tied":
-            s2 += (resp[:, k, None] * diff).T @ diff
-        elif covariance_type == "diag":
-            s2[k] = resp[:, k] @ (diff * diff)
-        else:
-            s2[k] = resp[:, k] @ np.sum(diff * diff, axis=1)
-    return float(w @ norm), nk, s1, s2
+    return (float(w @ norm),) + weighted_stats(X, resp, means, covariance_type)
 
 
 def log_prob_resp(X, log_const, means, prec_chol, covariance_type):
