@@ -63,6 +63,56 @@ def test_log_prob_matches_reference(backend, covariance_type, shape, dtype):
     np.testing.assert_array_equal(n2, out_norm)
 
 
+# Shapes for norm=False: one block and a partial one, many components (K >= 8), and the
+# dgemm path for full (D >= 10).
+NORM_SHAPES = [(7, 3, 2), (600, 3, 12), (2049, 24, 3)]
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("shape", NORM_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_prob_without_norm_is_bit_identical(backend, covariance_type, shape, dtype):
+    """norm=False skips the log-sum-exp; the log-densities are exactly those of norm=True."""
+    X, means, pc, lc, _ = _data(shape, covariance_type, dtype, seed=9)
+    want, want_norm = gaussian_log_prob(X, means, pc, covariance_type, lc, backend=backend,
+                                        n_threads=2)
+    assert want_norm is not None
+    got, got_norm = gaussian_log_prob(X, means, pc, covariance_type, lc, norm=False,
+                                      backend=backend, n_threads=2)
+    assert got_norm is None
+    np.testing.assert_array_equal(got, want)
+    # in place too
+    out = np.full(want.shape, np.nan)
+    got2, got2_norm = gaussian_log_prob(X, means, pc, covariance_type, lc, norm=False, out=out,
+                                        backend=backend, n_threads=2)
+    assert got2 is out and got2_norm is None
+    np.testing.assert_array_equal(out, want)
+
+
+def test_log_prob_without_norm_empty_input(backend):
+    X, means, pc, lc, _ = _data((5, 3, 2), "diag", np.float64)
+    out, norm = gaussian_log_prob(X[:0], means, pc, "diag", lc, norm=False, backend=backend)
+    assert out.shape == (0, 2) and norm is None
+
+
+def test_log_prob_without_norm_rejects_responsibilities(backend):
+    X, means, pc, lc, _ = _data((300, 3, 4), "full", np.float64)
+    with pytest.raises(ValueError, match="responsibilities"):
+        gaussian_log_prob(X, means, pc, "full", lc, responsibilities=True, norm=False,
+                          backend=backend)
+    with pytest.raises(ValueError, match="out_norm"):
+        gaussian_log_prob(X, means, pc, "full", lc, norm=False, out_norm=np.empty(len(X)),
+                          backend=backend)
+    # the backend contract: out_norm of shape (0,) means "not wanted", never with resp
+    from emfast._config import get_backend
+    from emfast.kernels import _params
+
+    code, K, _, m, p, c = _params(X, means, pc, "full", lc)
+    with pytest.raises(ValueError, match="responsibilities"):
+        get_backend(backend).log_prob(X, c, m, p, code, np.empty((len(X), K)), np.empty(0),
+                                      True, 1)
+
+
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_float32_input_matches_float64_reference(backend, covariance_type):
     """float32 data against the float64 reference on float64 data: 1e-4 relative."""

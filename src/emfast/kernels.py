@@ -144,6 +144,7 @@ def gaussian_log_prob(
     responsibilities=False,
     out=None,
     out_norm=None,
+    norm=True,
     backend="auto",
     n_threads=None,
 ):
@@ -161,20 +162,33 @@ def gaussian_log_prob(
     out_norm : (N,) float64, optional
         Written in place when given: ``logsumexp_k`` of the weighted log-probabilities,
         i.e. the log-likelihood of each row.
+    norm : bool, default True
+        False: skip the per-row log-sum-exp (K exps and a log per row) and return None in
+        its place, for callers that only need the log-probabilities (e.g. HMM emission
+        log-likelihoods, or an argmax). ``out`` is bit-identical to ``norm=True``'s. Not
+        allowed with ``responsibilities=True`` (they need the norm) or with ``out_norm``.
 
     Returns
     -------
-    out, norm : the (N, K) array and the (N,) log-likelihoods (``out_norm`` if given).
+    out, norm : the (N, K) array and the (N,) log-likelihoods (``out_norm`` if given;
+    None when ``norm=False``).
     """
+    if not norm:
+        if responsibilities:
+            raise ValueError("norm=False cannot be combined with responsibilities=True: "
+                             "responsibilities need the per-row log-sum-exp")
+        if out_norm is not None:
+            raise ValueError("out_norm was given but norm=False: the norm is not computed")
     X = _as_input(X)
     code, K, D, means, prec_chol, log_const = _params(X, means, prec_chol, covariance_type, log_const)
     N = X.shape[0]
     out = _check_out("out", out, (N, K))
-    out_norm = _check_out("out_norm", out_norm, (N,))
+    # backend contract: out_norm of shape (0,) means "not wanted" (skips the log-sum-exp)
+    norm_buf = _check_out("out_norm", out_norm, (N,)) if norm else np.empty(0)
     mod = get_backend(backend)
-    mod.log_prob(X, log_const, means, prec_chol, code, out, out_norm,
+    mod.log_prob(X, log_const, means, prec_chol, code, out, norm_buf,
                  bool(responsibilities), _threads_for(N, n_threads))
-    return out, out_norm
+    return out, (norm_buf if norm else None)
 
 
 def gaussian_estep_stats(

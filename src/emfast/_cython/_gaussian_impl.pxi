@@ -616,9 +616,13 @@ cdef void _stats_groups(const Model* M, const floating* X, const double* sw,
 
 cdef void _log_prob_block(const Model* M, Work* W, const floating* X, Py_ssize_t n0,
                           Py_ssize_t m, double* out, double* out_norm, bint resp) noexcept nogil:
+    """Rows [n0, n0 + m): log-densities (or responsibilities) into out; with out_norm ==
+    NULL (log-densities only, never with resp) no exp / log is computed at all."""
     cdef Py_ssize_t b
     _load_rows(X + n0 * M.D, m * M.D, W.xb)
     _block_log_prob(M, W, m, out + n0 * M.K)
+    if out_norm == NULL:
+        return
     for b in range(m):
         out_norm[n0 + b] = _lse_resp(out + (n0 + b) * M.K, M.K, 1.0, resp, W.act, W.n_act, W.e)
 
@@ -813,20 +817,27 @@ def log_prob(
     prec_chol,                          # IN  see estep_stats
     int cov_code,                       # IN  0 full, 1 tied, 2 diag, 3 spherical
     double[:, ::1] out,                 # OUT (N, K) weighted log-probs, or responsibilities
-    double[::1] out_norm,               # OUT (N,) logsumexp_k of the weighted log-probs
+    double[::1] out_norm,               # OUT (N,) logsumexp_k of the weighted log-probs,
+                                        #     or (0,): not wanted (only with resp False)
     bint resp,                          # IN  True: write responsibilities into out
     int n_threads,                      # IN  OpenMP threads
 ):
-    """Per-row weighted log-densities (or responsibilities) and their log-sum-exp."""
+    """Per-row weighted log-densities (or responsibilities) and their log-sum-exp.
+
+    out_norm of shape (0,) skips the log-sum-exp: only the log-densities are written.
+    """
     cdef Py_ssize_t N = X.shape[0]
     cdef int D = X.shape[1], K = means.shape[0]
+    cdef bint want_norm = out_norm.shape[0] > 0
+    if not want_norm and resp and N > 0:
+        raise ValueError("responsibilities need the log-sum-exp: out_norm must have shape (N,)")
     cdef _Params params = _Params(np.asarray(log_const), np.asarray(means), prec_chol,
                                   cov_code, D, K)
     cdef Model M = params.m
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
     cdef const floating* Xp = &X[0, 0] if N > 0 else NULL
     cdef double* outp = &out[0, 0] if N > 0 else NULL
-    cdef double* normp = &out_norm[0] if N > 0 else NULL
+    cdef double* normp = &out_norm[0] if N > 0 and want_norm else NULL
     cdef Py_ssize_t blk
     cdef Work* W = NULL
 

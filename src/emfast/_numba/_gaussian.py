@@ -648,10 +648,12 @@ def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, 
     """Log-probabilities or responsibilities of blocks [blk_lo, blk_hi).
 
     IN: as :func:`_log_prob_kernel`. OUT: the rows of those blocks in out (N, K) and
-    out_norm (N,). Scratch is allocated once per group.
+    out_norm (N,) (not touched, and no exp / log computed, when out_norm has shape (0,)).
+    Scratch is allocated once per group.
     """
     N, D = X.shape
     K = means.shape[0]
+    want_norm = out_norm.shape[0] > 0
     Xt = np.empty((D, BLOCK))
     lp = np.empty((K, BLOCK))
     diff = np.empty((D, BLOCK))
@@ -667,6 +669,8 @@ def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, 
             for b in range(nb):
                 for k in range(K):
                     out[r0 + b, k] = lp[k, b]
+        if not want_norm:
+            continue
         _exp_normalise_block(lp, nb, mx, ssum)
         for b in range(nb):
             out_norm[r0 + b] = mx[b] + _log_pos(ssum[b])
@@ -683,7 +687,8 @@ def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
 
     IN: X (N, D) f32/f64; log_const (K,); means (K, D); pc prec_chol flattened; code cov type;
     resp bool. OUT (overwritten): out (N, K) log_const[k] - 0.5 maha (resp False) or the
-    responsibilities (resp True); out_norm (N,) the per-row logsumexp. Rows are independent,
+    responsibilities (resp True); out_norm (N,) the per-row logsumexp, or (0,): not wanted
+    (resp False only; the log-sum-exp is then skipped). Rows are independent,
     so any split gives the same bits; the grouping only bounds the scratch allocations.
     """
     N = X.shape[0]
@@ -760,7 +765,10 @@ def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
 def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads):
     """Log-probabilities or responsibilities; see :func:`emfast.kernels.gaussian_log_prob`.
 
-    IN: as :func:`estep_stats`; resp bool. OUT (overwritten): out (N, K), out_norm (N,).
+    IN: as :func:`estep_stats`; resp bool. OUT (overwritten): out (N, K), out_norm (N,), or
+    out_norm (0,) when the log-sum-exp is not wanted (resp False only: it is skipped).
     """
+    if resp and out_norm.shape[0] == 0 and X.shape[0] > 0:
+        raise ValueError("responsibilities need the log-sum-exp: out_norm must have shape (N,)")
     _run(_log_prob_kernel, n_threads, X, log_const, means, prec_chol.reshape(-1), cov_code,
          out, out_norm, bool(resp))

@@ -145,8 +145,9 @@ class GaussianEmission:
 
     # E-step pieces ------------------------------------------------------------------
     def log_likelihood(self, X, p, backend, n_threads):
+        # only the log-densities: forward-backward does its own per-frame shift
         out, _ = kernels.gaussian_log_prob(X, p["means"], p["prec_chol"],
-                                           self.covariance_type, p["log_const"],
+                                           self.covariance_type, p["log_const"], norm=False,
                                            backend=backend, n_threads=n_threads)
         return out
 

@@ -185,7 +185,7 @@ class GaussianMixture(ParamsMixin):
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of each row of X."""
         X = self._fit(X, sample_weight)
-        return self._weighted_log_prob(X).argmax(axis=1)
+        return self._log_prob(X, norm=False)[0].argmax(axis=1)
 
     def _fit(self, X, sample_weight):
         n_threads = self._check_parameters()
@@ -280,33 +280,25 @@ class GaussianMixture(ParamsMixin):
         self.precisions_ = G.precisions_from_chol(params.prec_chol, self.covariance_type)
 
     # ------------------------------------------------------------------ inference
-    def _weighted_log_prob(self, X, responsibilities=False):
-        out, norm = kernels.gaussian_log_prob(
+    def _log_prob(self, X, responsibilities=False, norm=True):
+        """(weighted log-probabilities or responsibilities (N, K), per-row log-likelihood
+        or None when ``norm`` is False)."""
+        return kernels.gaussian_log_prob(
             X, self.means_, self.precisions_cholesky_, self.covariance_type,
-            self._params().log_const(), responsibilities=responsibilities,
+            self._params().log_const(), responsibilities=responsibilities, norm=norm,
             backend=self.backend, n_threads=resolve_n_threads(self.n_threads))
-        return out if not responsibilities else (out, norm)
-
-    def _log_prob_norm(self, X):
-        norm = np.empty(X.shape[0])
-        kernels.gaussian_log_prob(
-            X, self.means_, self.precisions_cholesky_, self.covariance_type,
-            self._params().log_const(), out_norm=norm, backend=self.backend,
-            n_threads=resolve_n_threads(self.n_threads))
-        return norm
 
     def predict(self, X):
         """Most probable component of each row."""
-        return self._weighted_log_prob(self._validate_data(X)).argmax(axis=1)
+        return self._log_prob(self._validate_data(X), norm=False)[0].argmax(axis=1)
 
     def predict_proba(self, X):
         """Posterior probability of each component for each row, shape (n_samples, K)."""
-        resp, _ = self._weighted_log_prob(self._validate_data(X), responsibilities=True)
-        return resp
+        return self._log_prob(self._validate_data(X), responsibilities=True)[0]
 
     def score_samples(self, X):
         """Log-likelihood of each row under the model."""
-        return self._log_prob_norm(self._validate_data(X))
+        return self._log_prob(self._validate_data(X))[1]
 
     def score(self, X, y=None):
         """Mean log-likelihood per row."""
