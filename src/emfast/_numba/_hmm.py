@@ -39,7 +39,7 @@ from numba import njit, prange
 from numba.core import types
 
 from emfast._numba._gaussian import _exp_nonpos, _run
-from emfast._numba._settings import JIT
+from emfast._numba._settings import JIT, JIT_ORDERED
 
 __all__ = ["forward_backward", "viterbi", "forward_filter"]
 
@@ -220,7 +220,7 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
 # --------------------------------------------------------------------------------------------
 # Forward-backward
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@njit(**JIT_ORDERED)
 def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, beta, start,
             acc):
     """Forward-backward of the sequence le[s0 : s0 + L].

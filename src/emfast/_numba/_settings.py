@@ -35,3 +35,10 @@ JIT = dict(
     error_model="numpy",
     boundscheck=False,
 )
+
+# The same without reassoc, for functions whose storing loops multiply three or more factors
+# (the HMM backward pass: v = b * beta / c). reassoc lets LLVM group such a product one way
+# in the vectorised loop and another in its scalar fallback, which runs when a run-time
+# check finds the arrays may overlap -- so the last bit would depend on where the arrays
+# lie, and on which thread allocated them.
+JIT_ORDERED = dict(JIT, fastmath=FASTMATH - {"reassoc"})
