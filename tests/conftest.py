@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from emfast._config import available_backends
+from emfast.metrics import label_agreement  # noqa: F401 - the tests import it from here
 
 BACKENDS = available_backends()
 
@@ -66,21 +67,6 @@ def start_params(X, n_components, covariance_type, seed=1):
         "spherical": np.full(K, scale),
     }[covariance_type]
     return dict(weights_init=weights, means_init=means, precisions_init=precisions)
-
-
-def label_agreement(pred, true):
-    """Fraction of rows whose predicted cluster maps to their true one (greedy matching)."""
-    pred = np.asarray(pred)
-    true = np.asarray(true)
-    table = np.zeros((pred.max() + 1, true.max() + 1), dtype=np.int64)
-    np.add.at(table, (pred, true), 1)
-    hits = 0
-    while table.size and table.max() > 0:
-        i, j = np.unravel_index(np.argmax(table), table.shape)
-        hits += table[i, j]
-        table[i, :] = 0
-        table[:, j] = 0
-    return hits / len(true)
 
 
 FITTED_ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")

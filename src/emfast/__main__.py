@@ -11,6 +11,7 @@ def _demo(args):
     import emfast
     from emfast._config import available_backends
     from emfast.datasets import load_blobs
+    from emfast.metrics import label_agreement
 
     X, y = load_blobs()
     print(f"emfast {emfast.__version__} demo: bundled data, {X.shape[0]} rows x "
@@ -34,7 +35,7 @@ def _demo(args):
     for k in order:
         print(f"  weight {gm.weights_[k]:.3f}  mean {gm.means_[k]}")
     labels = gm.predict(X)
-    agree = _best_label_agreement(labels, y, gm.n_components)
+    agree = label_agreement(labels, y)
     print(f"\nAgreement of predicted clusters with the true ones: {agree:.1%}")
     print(f"Mean log-likelihood: {gm.score(X):.4f}")
     print("\nTime per fit (full covariance, n_init=1) by backend:")
@@ -44,19 +45,6 @@ def _demo(args):
         emfast.GaussianMixture(4, backend=backend, random_state=0).fit(X)
         print(f"  {backend:<7} {(time.perf_counter() - t0) * 1e3:7.2f} ms")
     return 0
-
-
-def _best_label_agreement(pred, true, k):
-    """Fraction of rows whose predicted cluster maps to their true one (greedy matching)."""
-    table = np.zeros((k, int(true.max()) + 1), dtype=np.int64)
-    np.add.at(table, (pred, true), 1)
-    hits = 0
-    while table.size and table.max() > 0:
-        i, j = np.unravel_index(np.argmax(table), table.shape)
-        hits += table[i, j]
-        table[i, :] = 0
-        table[:, j] = 0
-    return hits / len(true)
 
 
 def main(argv=None):
