@@ -96,3 +96,64 @@ def test_cpu_with_avx2_gets_avx2_build(monkeypatch):
     assert _config._load_cython("gaussian").__name__ == "emfast._cython._gaussian_avx2"
     monkeypatch.setenv("EMFAST_CYTHON_BASELINE", "1")
     assert _config._load_cython("gaussian").__name__ == "emfast._cython._gaussian"
+
+
+# The statistics take one of three paths (dense, sparse, BLAS) chosen by thresholds on D
+# and K; force each one on shapes the defaults would send elsewhere.
+_PATHS = {"blas": (1, 0, 10**6), "dense": (10**6, 10**6, 1), "sparse": (10**6, 0, 10**6)}
+
+
+@pytest.mark.parametrize("path", sorted(_PATHS))
+@pytest.mark.parametrize("covariance_type", reference.COV_TYPES)
+def test_every_statistics_path_matches_reference(module, path, covariance_type):
+    rng = np.random.default_rng(11)
+    N, D, K = 700, 6, 9
+    means, pc, lc = random_params(rng, K, D, covariance_type)
+    X = means[rng.integers(K, size=N)] + rng.normal(size=(N, D))
+    sw = rng.uniform(0.5, 2.0, size=N)
+    want = reference.estep_stats(X, sw, lc, means, pc, covariance_type)
+    old = module._set_thresholds(*_PATHS[path])
+    try:
+        outs = []
+        for n_threads in (1, 2):
+            nk, s1 = np.empty(K), np.empty((K, D))
+            s2 = np.empty(prec_chol_shape(covariance_type, K, D))
+            ll = module.estep_stats(X, sw, lc, means, pc, _COV_CODE[covariance_type], nk, s1,
+                                    s2, n_threads)
+            outs.append((ll, nk, s1, s2))
+    finally:
+        module._set_thresholds(*old)
+    for got in outs:
+        assert np.isclose(got[0], want[0], rtol=1e-10)
+        for g, w in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * np.abs(w).max())
+    for a, b in zip(outs[0][1:], outs[1][1:]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hmm_emission_cache_does_not_change_bits():
+    """The Cython forward-backward keeps b_t for the backward pass when it fits, else
+    recomputes it from the stored shift: both must give the same bits."""
+    from emfast._config import get_backend
+
+    mod = get_backend("cython", "hmm")
+    rng = np.random.default_rng(5)
+    S, L, K = 7, 300, 6
+    le = rng.normal(scale=3.0, size=(S * L, K))
+    offsets = np.arange(0, S * L + 1, L, dtype=np.int64)
+    sp, A = rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K)
+
+    def run():
+        post, start, trans, seq_ll = (np.empty((S * L, K)), np.empty(K), np.empty((K, K)),
+                                      np.empty(S))
+        total = mod.forward_backward(le, offsets, sp, A, post, start, trans, seq_ll, 2)
+        return post, start, trans, seq_ll, np.array([total])
+
+    cached = run()
+    old = mod._set_cache_b_max(0)
+    try:
+        recomputed = run()
+    finally:
+        mod._set_cache_b_max(old)
+    for a, b in zip(cached, recomputed):
+        np.testing.assert_array_equal(a, b)

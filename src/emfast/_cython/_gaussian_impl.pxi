@@ -852,11 +852,14 @@ def log_prob(
 
 def _set_thresholds(int blas_min_d, int dense_max_d, int dense_min_k):
     """Tuning hook for benchmarks and tests: D from which full/tied use BLAS; D up to which
-    and K from which the statistics are dense. Not part of the kernel contract."""
+    and K from which the statistics are dense. Returns the old values. Not part of the
+    kernel contract."""
     global BLAS_MIN_D, DENSE_MAX_D, DENSE_MIN_K
+    old = (BLAS_MIN_D, DENSE_MAX_D, DENSE_MIN_K)
     BLAS_MIN_D = blas_min_d
     DENSE_MAX_D = dense_max_d
     DENSE_MIN_K = dense_min_k
+    return old
 
 
 def _exp_nonpos(const double[::1] x, double[::1] out):
