@@ -287,6 +287,14 @@ def measure_memory(lib, case, threads):
 
 
 # ----------------------------------------------------------------------------------- modes
+def print_table(header, n_text, rows):
+    """A Markdown table: the first ``n_text`` columns left-aligned, the rest (numbers) right."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] * n_text + ["---:"] * (len(header) - n_text)) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def fmt_ms(t):
     if t is None:
         return "n/a"
@@ -334,12 +342,8 @@ def run_compare(cases, threads, quick, repeats, libs_emfast, memory):
             del X
 
     print()
-    header = ["case", "N", "D", "K", "cov", "sklearn ms/iter", "emfast-cython ms/iter", "ratio",
-              "emfast-numba ms/iter", "ratio"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(["---"] * 5 + ["---:"] * 5) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(["case", "N", "D", "K", "cov", "sklearn ms/iter", "emfast-cython ms/iter",
+                 "ratio", "emfast-numba ms/iter", "ratio"], 5, rows)
     print()
     print("ratio = sklearn time / emfast time (higher is faster); per-iteration time = "
           "median over r of (T(max_iter=b) - T(max_iter=a)) / (b - a), tol=0, same start.")

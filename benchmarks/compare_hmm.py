@@ -191,12 +191,8 @@ def run_hmm(cases, threads, quick, repeats, libs_emfast):
             threads_line = _threads_vs_one(threads, quick, repeats, libs_emfast)
 
     print()
-    header = ["case", "description", "hmmlearn log ms/iter", "hmmlearn scaling ms/iter",
-              "emfast-cython ms/iter", "ratio", "emfast-numba ms/iter", "ratio"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(["---"] * 2 + ["---:"] * 6) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    C.print_table(["case", "description", "hmmlearn log ms/iter", "hmmlearn scaling ms/iter",
+                   "emfast-cython ms/iter", "ratio", "emfast-numba ms/iter", "ratio"], 2, rows)
     print()
     print("ratio = the faster of hmmlearn's two implementations / emfast (higher is faster); "
           "per-iteration time = median over r of (T(n_iter=b) - T(n_iter=a)) / (b - a), "

@@ -57,12 +57,6 @@ class GaussianStats:
 
     __rmul__ = __mul__
 
-    def __getstate__(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state):
-        for name, value in state.items():
-            setattr(self, name, value)
 
     def __repr__(self):
         K, D = self.centre.shape

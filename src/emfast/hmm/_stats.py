@@ -79,9 +79,3 @@ class HMMStats:
                         emission, self.loglik + other.loglik,
                         self.n_sequences + other.n_sequences)
 
-    def __getstate__(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state):
-        for name, value in state.items():
-            setattr(self, name, value)
