@@ -376,6 +376,54 @@ def test_impossible_sequences(backend):
         assert np.all(filt[off[s] + first_bad:off[s + 1]] == 0.0)
 
 
+# Sequences of similar length are advanced several at a time, one per SIMD lane (the
+# Cython backend, K <= 16): lanes that end early, turn impossible or meet NaN must not
+# change any other sequence's numbers.
+LANE_CASES = [  # (K, lengths)
+    (3, [6] * 8),
+    (8, [40, 38, 40, 33, 40, 40, 37, 40, 3, 40, 40, 40, 40, 39, 36, 40, 40, 1]),
+    (16, [25] * 9),
+]
+
+
+@pytest.mark.parametrize("K,lengths", LANE_CASES)
+def test_lanes_ragged_and_impossible(backend, K, lengths):
+    le, lengths, sp, A = _data(K + 40, K, lengths, "random")
+    off = np.r_[0, np.cumsum(lengths)]
+    bad = [1, len(lengths) - 3]
+    for s in bad:
+        le[off[s] + lengths[s] // 2] = -np.inf
+    good = [s for s in range(len(lengths)) if s not in bad]
+    rows_good = np.concatenate([np.arange(off[s], off[s + 1]) for s in good])
+    rows_bad = np.concatenate([np.arange(off[s], off[s + 1]) for s in bad])
+    for posteriors in (True, False):
+        ll, seq_ll, post, start, trans = hmm_forward_backward(
+            le, lengths, sp, A, posteriors=posteriors, backend=backend, n_threads=2)
+        wll, wseq, wpost, wstart, wtrans = ref.forward_backward(le[rows_good], lengths[good],
+                                                                 sp, A)
+        assert ll == -np.inf
+        assert np.all(seq_ll[bad] == -np.inf)
+        _close(seq_ll[good], wseq)
+        _close(start, wstart)
+        _close(trans, wtrans)
+        if posteriors:
+            _close(post[rows_good], wpost)
+            assert np.all(post[rows_bad] == 0.0)
+
+
+def test_nan_sequence_leaves_the_others_alone(backend):
+    le, lengths, sp, A = _data(5, 6, [30] * 12, "none")
+    off = np.r_[0, np.cumsum(lengths)]
+    le[off[2] + 7, 3] = np.nan
+    good = [s for s in range(len(lengths)) if s != 2]
+    rows_good = np.concatenate([np.arange(off[s], off[s + 1]) for s in good])
+    _, seq_ll, post, _, _ = hmm_forward_backward(le, lengths, sp, A, backend=backend)
+    _, wseq, wpost, _, _ = ref.forward_backward(le[rows_good], lengths[good], sp, A)
+    assert np.isnan(seq_ll[2])
+    _close(seq_ll[good], wseq)
+    _close(post[rows_good], wpost)
+
+
 def test_impossible_start(backend):
     """The first frame can only come from a state that startprob rules out."""
     sp = np.array([1.0, 0.0])

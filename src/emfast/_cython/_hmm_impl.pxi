@@ -36,9 +36,24 @@ cdef extern from "_fastexp.h":
     # exp(x) for x <= 0 as branch-free arithmetic, so loops calling it vectorise (see there)
     double emfast_exp_nonpos(double x) noexcept nogil
 
+cdef extern from "_hmm_lanes.h":
+    # forward-backward of EMFAST_LANES sequences at once, one per SIMD lane (see there)
+    int EMFAST_LANES
+    int64_t emfast_lanes_scratch(int K, int64_t Tb) noexcept nogil
+    void emfast_lanes_fb(int K, const double* le, const int64_t* base, const int64_t* Tl,
+                         const double* sp, const double* A, const double* AT, double* post,
+                         double* scratch, double* ll) noexcept nogil
+    void emfast_lanes_add(int K, const double* scratch, int64_t Tb, int l, double* start,
+                          double* acc) noexcept nogil
+
 cdef enum:
     MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
     RANK = 4              # frames per rank-RANK update of the transition counts
+    LANE_MAX_K = 16       # above this many states one sequence's own loops are wide enough
+
+# Lane batches are used when their alpha and b caches take at most this many doubles each
+# per thread (8 MiB); longer sequences run one at a time.
+cdef Py_ssize_t LANE_BUDGET = 1024 * 1024
 
 # Per thread, the emission likelihoods b_t of the forward pass are kept for the backward
 # pass when the longest sequence needs at most this many doubles (16 MiB); above it, the
@@ -55,6 +70,8 @@ ctypedef struct Hmm:
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
     const double* AT            # (K, K) its transpose (forward-backward only)
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
+    const int64_t* ustart       # (U + 1,) first sequence of each unit of work (FB only) ...
+    const char* ubatch          # (U,) ... and whether it is a lane batch (see _plan_units)
 
 
 ctypedef struct Work:           # per-thread scratch, allocated once per thread
@@ -72,6 +89,7 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* vn                  # (K,) ... and at t + 1
     double* vb                  # (K,) the argmax as a double (a vector select)
     int32_t* back               # (Tmax, K) Viterbi back-pointers
+    double* lanes               # lane-batch scratch (emfast_lanes_scratch), or NULL
     Py_ssize_t fail             # frame at which the last forward pass became impossible
 
 
@@ -80,8 +98,9 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
 
 
 cdef Work* _work_alloc(int K, Py_ssize_t Tmax, bint alpha, bint cache_b,
-                       bint viterbi) noexcept nogil:
-    """Scratch for one thread; NULL if out of memory. alpha: a (Tmax, K) alpha buffer."""
+                       bint viterbi, Py_ssize_t Bmax) noexcept nogil:
+    """Scratch for one thread; NULL if out of memory. alpha: a (Tmax, K) alpha buffer;
+    Bmax: the longest sequence of a lane batch (0: none)."""
     cdef Work* W = <Work*> malloc(sizeof(Work))
     if W == NULL:
         return NULL
@@ -112,6 +131,11 @@ cdef Work* _work_alloc(int K, Py_ssize_t Tmax, bint alpha, bint cache_b,
             free(mem)
             free(W)
             return NULL
+    if Bmax > 0:
+        W.lanes = <double*> malloc(emfast_lanes_scratch(K, Bmax) * sizeof(double))
+        if W.lanes == NULL:
+            _work_free(W)
+            return NULL
     return W
 
 
@@ -119,6 +143,7 @@ cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
         free(W.alpha)
         free(W.back)
+        free(W.lanes)
         free(W)
 
 
@@ -424,14 +449,36 @@ cdef double _viterbi_seq(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T,
 # One group of sequences (one task of the parallel loop)
 
 
-cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, double* post,
+cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double* post,
                     double* seq_ll, double* acc) noexcept nogil:
-    """Sequences [s0, s1): seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]."""
-    cdef int K = H.K
-    cdef Py_ssize_t s, t0, T
+    """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)].
+    A lane batch's sequences are added to acc one by one in sequence order, as the single
+    sequences are."""
+    cdef int K = H.K, l, L = EMFAST_LANES
+    cdef Py_ssize_t u, s, t0, T, Tb
     cdef double ll
     cdef double* al
-    for s in range(s0, s1):
+    cdef int64_t base[64]
+    cdef int64_t Tl[64]
+    cdef double lll[64]
+    for u in range(u0, u1):
+        s = H.ustart[u]
+        if H.ubatch[u]:
+            Tb = 0
+            for l in range(L):
+                base[l] = H.off[s + l]
+                Tl[l] = H.off[s + l + 1] - base[l]
+                Tb = max(Tb, Tl[l])
+            emfast_lanes_fb(K, H.le, base, Tl, H.sp, H.A, H.AT, post, W.lanes, lll)
+            for l in range(L):
+                ll = lll[l]
+                seq_ll[s + l] = ll
+                acc[0] += ll
+                if ll == ll and ll != -INFINITY:
+                    emfast_lanes_add(K, W.lanes, Tb, l, acc + 1, acc + 1 + K)
+                elif post != NULL:
+                    memset(post + base[l] * K, 0, Tl[l] * K * sizeof(double))
+            continue
         t0 = H.off[s]
         T = H.off[s + 1] - t0
         al = post + t0 * K if post != NULL else W.alpha
@@ -479,6 +526,40 @@ cdef void _viterbi_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, in
 # each summed in order into its own slot; the slots are summed in group order afterwards.
 
 
+cdef Py_ssize_t _plan_units(int K, const int64_t* off, Py_ssize_t S, int64_t* ustart,
+                            char* ubatch) noexcept nogil:
+    """Split the sequences, in order, into units of work: a batch of EMFAST_LANES sequences
+    or one sequence; return the number U of units (ustart (U + 1,), ubatch (U,)). A batch is
+    used when K is small, its longest sequence is at most 1.25x its mean length (padding
+    wastes < 20%) and its caches fit LANE_BUDGET. The rule reads the lengths only."""
+    cdef Py_ssize_t s = 0, q, n = 0, T, longest, total
+    cdef int L = EMFAST_LANES
+    cdef bint use
+    while s < S:
+        use = False
+        if K <= LANE_MAX_K and s + L <= S:
+            longest = 0
+            total = 0
+            for q in range(s, s + L):
+                T = off[q + 1] - off[q]
+                longest = max(longest, T)
+                total += T
+            use = longest * L * 4 <= total * 5 and longest * K * L <= LANE_BUDGET
+        ustart[n] = s
+        ubatch[n] = use
+        n += 1
+        s += L if use else 1
+    ustart[n] = S
+    return n
+
+
+cdef Py_ssize_t _n_units(const Hmm* H, Py_ssize_t S) noexcept nogil:
+    cdef Py_ssize_t U = 0
+    while H.ustart[U] < S:
+        U += 1
+    return U
+
+
 cdef enum Kernel:
     FB = 0
     FILTER = 1
@@ -487,25 +568,35 @@ cdef enum Kernel:
 
 cdef int _run(int kind, Hmm* H, Py_ssize_t S, double* post, int64_t* path,
               double* seq_out, double* slots, Py_ssize_t width, int n_threads) except -1:
-    """Run kernel ``kind`` over all sequences; slots: (G, width) zeroed group buffers."""
-    cdef Py_ssize_t G = min(S, <Py_ssize_t> MAX_GROUPS), g, s, Tmax = 0
+    """Run kernel ``kind`` over all sequences; slots: (G, width) zeroed group buffers, G =
+    min(U, MAX_GROUPS) for U units of work (FB: see _plan_units; else one per sequence)."""
+    cdef Py_ssize_t U = S if kind != FB else _n_units(H, S)
+    cdef Py_ssize_t G = min(U, <Py_ssize_t> MAX_GROUPS), g, s, Tmax = 0, Bmax = 0
     cdef int K = H.K
     cdef bint need_alpha = kind == FB and post == NULL
     cdef int oom[1]
     cdef int* oomp = oom                 # shared: a plain local would be thread-private
     cdef Work* W = NULL
     oom[0] = 0
-    for s in range(S):
-        Tmax = max(Tmax, H.off[s + 1] - H.off[s])
+    if kind == FB:
+        for g in range(U):
+            for s in range(H.ustart[g], H.ustart[g + 1]):
+                if H.ubatch[g]:
+                    Bmax = max(Bmax, H.off[s + 1] - H.off[s])
+                else:
+                    Tmax = max(Tmax, H.off[s + 1] - H.off[s])
+    else:
+        for s in range(S):
+            Tmax = max(Tmax, H.off[s + 1] - H.off[s])
     H.cache_b = kind == FB and Tmax * K <= CACHE_B_MAX
     with nogil, parallel(num_threads=max(1, min(<Py_ssize_t> n_threads, G))):
-        W = _work_alloc(K, Tmax, need_alpha, H.cache_b, kind == VITERBI)
+        W = _work_alloc(K, Tmax, need_alpha, H.cache_b, kind == VITERBI, Bmax)
         # Every thread enters the loop (a work-sharing loop must be met by all of them).
         for g in prange(G, schedule="dynamic"):
             if W == NULL:
                 oomp[0] = 1              # reported after the region
             elif kind == FB:
-                _fb_group(H, W, g * S // G, (g + 1) * S // G, post, seq_out,
+                _fb_group(H, W, g * U // G, (g + 1) * U // G, post, seq_out,
                           slots + g * width)
             elif kind == FILTER:
                 _filter_group(H, W, g * S // G, (g + 1) * S // G, post, seq_out,
@@ -529,6 +620,8 @@ cdef Hmm _hmm(const double[:, ::1] le, const int64_t[::1] offsets, const double[
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
     H.cache_b = False
+    H.ustart = NULL
+    H.ubatch = NULL
     return H
 
 
@@ -554,7 +647,12 @@ def forward_backward(
     cdef const double[:, ::1] AT = np.ascontiguousarray(A.T)
     cdef Hmm H = _hmm(le, offsets, startprob, transmat, AT)
     cdef Py_ssize_t width = 1 + K + K * K
-    slots = np.zeros((max(1, min(S, <Py_ssize_t> MAX_GROUPS)), width))
+    cdef int64_t[::1] ustart = np.empty(S + 1, dtype=np.int64)
+    cdef char[::1] ubatch = np.empty(max(S, 1), dtype=np.int8)
+    cdef Py_ssize_t U = _plan_units(K, &offsets[0], S, &ustart[0], &ubatch[0])
+    H.ustart = &ustart[0]
+    H.ubatch = &ubatch[0]
+    slots = np.zeros((max(1, min(U, <Py_ssize_t> MAX_GROUPS)), width))
     cdef double[:, ::1] sl = slots
     cdef double* postp = &post[0, 0] if post.shape[0] > 0 else NULL
     if S > 0:

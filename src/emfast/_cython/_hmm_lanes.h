@@ -1,0 +1,287 @@
+/* emfast: scaled forward-backward of EMFAST_LANES sequences at once, one per SIMD lane.
+ *
+ * Why: one sequence's recursion is a chain (frame t needs frame t-1), so its K-long loops
+ * run at the latency of that chain; with K = 4..16 most of the machine idles. Advancing
+ * EMFAST_LANES sequences together gives every operation that many independent values. The
+ * state vectors are stored [frame][state] of lane vectors (GCC/Clang vector extensions:
+ * the compiler emits whatever SIMD width the build targets, SSE2 or AVX2).
+ *
+ * Per lane the arithmetic is that of one sequence (see _hmm.pyx): b_t = exp(le_t - m_t),
+ * u_t = (u_{t-1} A) * (b_t / c_{t-1}) unnormalised (the division of the previous frame is not
+ * on the chain), c_t = sum u_t, alpha_t = u_t / c_t; backward w_t = b_t beta_t / c_t (0 where
+ * alpha_t = 0), beta_{t-1} = A w_t, gamma_t = alpha_t beta_t, and R += alpha_{t-1} w_t^T in
+ * rank-EMFAST_RANK updates. Lanes whose sequence is shorter than the batch's longest run on
+ * their last frame again and are masked out of every sum; a lane whose sequence becomes
+ * impossible (c_t == 0) or meets NaN is finished with garbage that the caller discards.
+ *
+ * The caller (_hmm_impl.pxi) adds each lane's results to its group slot in sequence order,
+ * so the results depend on the lengths only, never on the thread count.
+ */
+#ifndef EMFAST_HMM_LANES_H
+#define EMFAST_HMM_LANES_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* One lane vector is one SIMD register of the build (wider vectors are lowered through
+ * memory by GCC, measured 2x slower than one sequence at a time). */
+#if defined(__AVX__)
+#define EMFAST_LANES 4
+#else
+#define EMFAST_LANES 2
+#endif
+#define EMFAST_LRANK 4
+
+/* aligned(8): scratch comes from malloc; unaligned vector loads cost nothing extra here */
+typedef double emfast_lv __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
+typedef int64_t emfast_li __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
+
+static inline emfast_lv emfast_lv_splat(double x)
+{
+    emfast_lv v;
+    for (int l = 0; l < EMFAST_LANES; l++) v[l] = x;
+    return v;
+}
+
+/* m ? a : b, m a comparison result (all bits set or clear per lane) */
+static inline emfast_lv emfast_lv_sel(emfast_li m, emfast_lv a, emfast_lv b)
+{
+    return (emfast_lv) (((emfast_li) a & m) | ((emfast_li) b & ~m));
+}
+
+/* (rows[0][k], rows[1][k], ...) built in registers: scalar stores into a vector in memory
+ * followed by a vector load would stall on store-to-load forwarding */
+static inline emfast_lv emfast_lv_gather(const double* const* rows, int k)
+{
+#if EMFAST_LANES == 4
+    return (emfast_lv) {rows[0][k], rows[1][k], rows[2][k], rows[3][k]};
+#else
+    return (emfast_lv) {rows[0][k], rows[1][k]};
+#endif
+}
+
+static inline int emfast_li_any(emfast_li m)
+{
+    int64_t r = 0;
+    for (int l = 0; l < EMFAST_LANES; l++) r |= m[l];
+    return r != 0;
+}
+
+/* emfast_exp_nonpos (_fastexp.h) on a lane vector: the same math, branch-free */
+static inline emfast_lv emfast_lv_exp_nonpos(emfast_lv x)
+{
+    const double shifter = 6755399441055744.0;          /* 1.5 * 2**52 */
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    emfast_li tiny = (emfast_li) (x < -708.0);
+    emfast_lv xc = emfast_lv_sel(tiny, emfast_lv_splat(-708.0), x);
+    emfast_lv kd = xc * 1.4426950408889634 + shifter;
+    emfast_lv nf = kd - shifter;
+    emfast_lv r = (xc - nf * ln2_hi) - nf * ln2_lo;
+    emfast_lv p = emfast_lv_splat(1.0 / 6227020800.0);
+    p = 1.0 / 479001600.0 + r * p;
+    p = 1.0 / 39916800.0 + r * p;
+    p = 1.0 / 3628800.0 + r * p;
+    p = 1.0 / 362880.0 + r * p;
+    p = 1.0 / 40320.0 + r * p;
+    p = 1.0 / 5040.0 + r * p;
+    p = 1.0 / 720.0 + r * p;
+    p = 1.0 / 120.0 + r * p;
+    p = 1.0 / 24.0 + r * p;
+    p = 1.0 / 6.0 + r * p;
+    p = 0.5 + r * p;
+    p = 1.0 + r * p;
+    p = 1.0 + r * p;
+    emfast_li bits = ((emfast_li) kd << 52) + ((int64_t) 1023 << 52);
+    return (emfast_lv) ((emfast_li) (p * (emfast_lv) bits) & ~tiny);
+}
+
+/* out[k] = sum_i x[i] M[i*K + k], i in order; four outputs per pass over x */
+static inline void emfast_lv_vecmat(const emfast_lv* x, const double* M, int K,
+                                    emfast_lv* out)
+{
+    int k = 0;
+    for (; k + 3 < K; k += 4) {
+        emfast_lv s0 = x[0] * M[k], s1 = x[0] * M[k + 1];
+        emfast_lv s2 = x[0] * M[k + 2], s3 = x[0] * M[k + 3];
+        for (int i = 1; i < K; i++) {
+            const double* m = M + (int64_t) i * K + k;
+            emfast_lv xi = x[i];
+            s0 += xi * m[0];
+            s1 += xi * m[1];
+            s2 += xi * m[2];
+            s3 += xi * m[3];
+        }
+        out[k] = s0;
+        out[k + 1] = s1;
+        out[k + 2] = s2;
+        out[k + 3] = s3;
+    }
+    for (; k < K; k++) {
+        emfast_lv s = x[0] * M[k];
+        for (int i = 1; i < K; i++) s += x[i] * M[(int64_t) i * K + k];
+        out[k] = s;
+    }
+}
+
+/* Doubles of scratch emfast_lanes_fb needs for K states and batches up to Tb frames. */
+static inline int64_t emfast_lanes_scratch(int K, int64_t Tb)
+{
+    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + K * K + (5 + 2 * EMFAST_LRANK) * K);
+}
+
+/* Forward-backward of one batch.
+ *
+ * IN  K; le (T, K) log-emissions of all sequences; base[l], Tl[l] first frame and length of
+ *     lane l's sequence (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose;
+ *     scratch of emfast_lanes_scratch(K, max Tl) doubles.
+ * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
+ *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible) or NaN; and in scratch
+ *     (see emfast_lanes_add) gamma_0 and R of every lane.
+ */
+static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const int64_t* Tl,
+                            const double* sp, const double* A, const double* AT,
+                            double* post, double* scratch, double* ll)
+{
+    int64_t Tb = 0;
+    for (int l = 0; l < EMFAST_LANES; l++) Tb = Tl[l] > Tb ? Tl[l] : Tb;
+    emfast_lv* al = (emfast_lv*) scratch;     /* (Tb, K) normalised alphas */
+    emfast_lv* bc = al + Tb * K;              /* (Tb, K) b_t */
+    emfast_lv* ics = bc + Tb * K;             /* (Tb,) 1 / c_t */
+    emfast_lv* R = ics + Tb;                  /* (K, K) sum_t alpha_{t-1} w_t^T */
+    emfast_lv* g0 = R + K * K;                /* (K,) gamma_0 */
+    emfast_lv* u = g0 + K;                    /* (K,) unnormalised alpha_t ... */
+    emfast_lv* up = u + K;                    /* (K,) ... and alpha_{t-1} c_{t-1} */
+    emfast_lv* beta = up + K;                 /* (K,) */
+    emfast_lv* gam = beta + K;                /* (K,) gamma_t before it is scattered */
+    emfast_lv* rw = gam + K;                  /* (RANK, K) pending w_t */
+    const emfast_lv* ra[EMFAST_LRANK];        /* their alpha_{t-1} (rows of al) */
+    emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
+    emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
+    emfast_lv failv = emfast_lv_splat(0.0);
+    emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0};
+    for (int l = 0; l < EMFAST_LANES; l++) Tv[l] = (double) Tl[l];
+
+    /* forward */
+    for (int64_t t = 0; t < Tb; t++) {
+        emfast_lv* b = bc + t * K;
+        const double* rows[EMFAST_LANES];
+        for (int l = 0; l < EMFAST_LANES; l++) {
+            rows[l] = le + (base[l] + (t < Tl[l] ? t : Tl[l] - 1)) * K;
+            __builtin_prefetch(rows[l] + 8 * K);   /* EMFAST_LANES streams, a row a frame */
+        }
+        /* shift by the per-lane max (a NaN is never selected; all -inf: b = 0, c = 0) */
+        emfast_lv m = emfast_lv_gather(rows, 0);
+        b[0] = m;
+        for (int k = 1; k < K; k++) {
+            b[k] = emfast_lv_gather(rows, k);
+            m = emfast_lv_sel((emfast_li) (b[k] > m), b[k], m);
+        }
+        m = emfast_lv_sel((emfast_li) (m == -INFINITY), emfast_lv_splat(0.0), m);
+        for (int k = 0; k < K; k++) b[k] = emfast_lv_exp_nonpos(b[k] - m);
+        if (t == 0) {
+            for (int k = 0; k < K; k++) u[k] = sp[k] * b[k];
+        } else {
+            emfast_lv_vecmat(up, A, K, u);
+            for (int k = 0; k < K; k++) u[k] = u[k] * (b[k] * icp);
+        }
+        emfast_lv c = u[0];
+        for (int k = 1; k < K; k++) c += u[k];
+        emfast_lv ic = 1.0 / c;
+        emfast_lv* a = al + t * K;
+        for (int k = 0; k < K; k++) a[k] = u[k] * ic;
+        ics[t] = ic;
+        emfast_li on = (emfast_li) ((double) t < Tv);
+        emfast_li bad = on & ~(emfast_li) (c > 0.0) & ~failed;   /* first failure: 0 or NaN */
+        failv = emfast_lv_sel(bad, c, failv);
+        failed |= bad;
+        msum += emfast_lv_sel(on, m, emfast_lv_splat(0.0));
+        /* sum_t log c_t as the log of a running product kept in [1, 2) by moving its binary
+         * exponent into ex (exact); a c_t too small for that is logged on its own */
+        emfast_li big = on & (emfast_li) (c >= 1e-300);
+        pr *= emfast_lv_sel(big, c, emfast_lv_splat(1.0));
+        emfast_li pb = (emfast_li) pr;
+        ex += ((pb >> 52) & 0x7ff) - 1023;
+        pr = (emfast_lv) ((pb & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+        emfast_li sm = on & (emfast_li) (c < 1e-300) & (emfast_li) (c > 0.0);
+        if (emfast_li_any(sm))
+            for (int l = 0; l < EMFAST_LANES; l++)
+                if (sm[l]) lsmall[l] += log(c[l]);
+        icp = ic;
+        emfast_lv* tmp = up;
+        up = u;
+        u = tmp;
+    }
+    for (int l = 0; l < EMFAST_LANES; l++)
+        ll[l] = failed[l] ? failv[l] - INFINITY
+                          : msum[l] + ((log(pr[l]) + (double) ex[l] * 0.6931471805599453094)
+                                       + lsmall[l]);
+
+    /* backward */
+    for (int64_t e = 0; e < (int64_t) K * K; e++) R[e] = emfast_lv_splat(0.0);
+    for (int k = 0; k < K; k++) beta[k] = emfast_lv_splat(1.0);
+    int n = 0;
+    for (int64_t t = Tb - 1; t > 0; t--) {
+        const emfast_lv* a = al + t * K;
+        const emfast_lv* b = bc + t * K;
+        emfast_lv ic = ics[t];
+        emfast_li on = (emfast_li) ((double) t < Tv);
+        emfast_lv* w = rw + n * K;
+        /* States with alpha_t = 0 get w = 0 (they add nothing in exact arithmetic): keeps
+         * unreachable states' betas from growing without bound (then 0 * inf = NaN). */
+        for (int k = 0; k < K; k++)
+            w[k] = emfast_lv_sel(on & (emfast_li) (a[k] != 0.0), (b[k] * beta[k]) * ic,
+                                 emfast_lv_splat(0.0));
+        ra[n] = a - K;
+        if (post != NULL) {
+            for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
+            for (int l = 0; l < EMFAST_LANES; l++) {
+                if (t < Tl[l]) {
+                    double* g = post + (base[l] + t) * K;
+                    for (int k = 0; k < K; k++) g[k] = gam[k][l];
+                }
+            }
+        }
+        emfast_lv_vecmat(w, AT, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
+        for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
+            beta[k] = emfast_lv_sel(on, beta[k], emfast_lv_splat(1.0));
+        if (++n == EMFAST_LRANK || t == 1) {
+            for (int i = 0; i < K; i++) {
+                emfast_lv* r = R + i * K;
+                if (n == EMFAST_LRANK) {
+                    emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
+                    const emfast_lv* w0 = rw;
+                    const emfast_lv* w1 = rw + K;
+                    const emfast_lv* w2 = rw + 2 * K;
+                    const emfast_lv* w3 = rw + 3 * K;
+                    for (int j = 0; j < K; j++)
+                        r[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j]);
+                } else {
+                    for (int q = 0; q < n; q++) {
+                        emfast_lv aq = ra[q][i];
+                        const emfast_lv* wq = rw + q * K;
+                        for (int j = 0; j < K; j++) r[j] += aq * wq[j];
+                    }
+                }
+            }
+            n = 0;
+        }
+    }
+    for (int k = 0; k < K; k++) g0[k] = al[k] * beta[k];
+    if (post != NULL)
+        for (int l = 0; l < EMFAST_LANES; l++)
+            for (int k = 0; k < K; k++) post[base[l] * K + k] = g0[k][l];
+}
+
+/* Lane l's gamma_0 added to start (K,) and its R to acc (K, K), after emfast_lanes_fb. */
+static inline void emfast_lanes_add(int K, const double* scratch, int64_t Tb, int l,
+                                    double* start, double* acc)
+{
+    const emfast_lv* R = (const emfast_lv*) scratch + (2 * Tb * K + Tb);
+    const emfast_lv* g0 = R + K * K;
+    for (int k = 0; k < K; k++) start[k] += g0[k][l];
+    for (int64_t e = 0; e < (int64_t) K * K; e++) acc[e] += R[e][l];
+}
+
+#endif
