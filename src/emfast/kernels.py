@@ -321,7 +321,7 @@ def _hmm_inputs(log_emission, lengths, startprob, transmat):
 
 
 def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posteriors=True,
-                         backend="auto", n_threads=None):
+                         out=None, backend="auto", n_threads=None):
     """Scaled forward-backward over all sequences at once.
 
     Parameters
@@ -330,6 +330,8 @@ def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posterio
     lengths : (S,) ints summing to T, or None for one sequence.
     startprob : (K,) initial state distribution; transmat : (K, K) rows sum to 1.
     posteriors : bool, whether to return the (T, K) state posteriors.
+    out : (T, K) float64 C-contiguous array, optional; the posteriors are written into it
+        (an EM loop reuses one array instead of a fresh one per iteration).
 
     Returns
     -------
@@ -342,7 +344,7 @@ def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posterio
     le, offsets, sp, tm = _hmm_inputs(log_emission, lengths, startprob, transmat)
     T, K = le.shape
     S = len(offsets) - 1
-    post = np.empty((T if posteriors else 0, K))
+    post = _check_out("out", out, (T, K)) if posteriors else np.empty((0, K))
     seq_ll = np.empty(S)
     start_counts = np.empty(K)
     trans_counts = np.empty((K, K))
