@@ -281,7 +281,7 @@ def gaussian_weighted_stats(X, resp, means, covariance_type, *, out=None, backen
 # All sequences travel as one concatenated array: ``log_emission`` (T, K) holds
 # log p(x_t | z_t = k) for every frame of every sequence, and ``lengths`` (S,) the sequence
 # lengths (sum = T). Threads split the sequences; per-sequence statistics are added in a
-# fixed order (contiguous groups of sequences whose number depends only on S), so results do
+# fixed order (contiguous groups of sequences chosen from the lengths alone), so results do
 # not depend on the thread count.
 #
 # Probabilities are scaled, never exponentiated raw: each frame's emission likelihoods are

@@ -32,8 +32,16 @@ Viterbi: log space; per frame a K x K max-plus product as row sweeps with branch
 selects (strict >, increasing i: ties go to the lowest state), int32 back-pointers in
 per-thread (Tmax, K) scratch.
 
-Determinism: the S sequences are split into G = min(S, 64) contiguous groups (a function
-of S only); each group adds its sequences' log-likelihoods, start counts and R in
+Lane batches (_hmm_lanes.h): one sequence's recursion is a chain, so with K = 4..16 its
+K-long loops run at the chain's latency. When K <= 16, sequences are taken EMFAST_LANES at a
+time (4 in the AVX2 build, 2 in the baseline one: one SIMD register of doubles) if their
+lengths are within 1.25x of each other; the batch's state vectors are [frame][state] of
+lane vectors, shorter lanes are masked, and each lane does one sequence's arithmetic.
+Everything else (long or unevenly long sequences, K > 16) runs one sequence at a time.
+
+Determinism: the sequences are cut, in order, into units (a lane batch or one sequence, by
+a rule that reads the lengths and K only, _plan_units), and the units into G = min(U, 64)
+contiguous groups; each group adds its sequences' log-likelihoods, start counts and R in
 sequence order into its own slot; groups run in parallel (dynamic schedule), and the
 slots are summed in group order afterwards. Results are bit-identical for every thread
 count.

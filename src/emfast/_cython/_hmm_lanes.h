@@ -61,6 +61,62 @@ static inline emfast_lv emfast_lv_gather(const double* const* rows, int k)
 #endif
 }
 
+#if EMFAST_LANES == 4
+#include <immintrin.h>
+/* 4 x 4 transpose: rows p[l][0..3] of four lanes <-> out[k] = (p[0][k], .., p[3][k]) (its own
+ * inverse); 8 shuffles instead of 16 scalar moves each way */
+static inline void emfast_lv_transpose4(emfast_lv a, emfast_lv b, emfast_lv c, emfast_lv d,
+                                        emfast_lv* out)
+{
+    __m256d t0 = _mm256_unpacklo_pd((__m256d) a, (__m256d) b);   /* a0 b0 a2 b2 */
+    __m256d t1 = _mm256_unpackhi_pd((__m256d) a, (__m256d) b);   /* a1 b1 a3 b3 */
+    __m256d t2 = _mm256_unpacklo_pd((__m256d) c, (__m256d) d);   /* c0 d0 c2 d2 */
+    __m256d t3 = _mm256_unpackhi_pd((__m256d) c, (__m256d) d);   /* c1 d1 c3 d3 */
+    out[0] = (emfast_lv) _mm256_permute2f128_pd(t0, t2, 0x20);
+    out[1] = (emfast_lv) _mm256_permute2f128_pd(t1, t3, 0x20);
+    out[2] = (emfast_lv) _mm256_permute2f128_pd(t0, t2, 0x31);
+    out[3] = (emfast_lv) _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+static inline emfast_lv emfast_lv_loadu(const double* p)
+{
+    emfast_lv v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#endif
+
+/* x[k] (lane vectors, k < K) stored as the rows of the lanes with on[l]: row(l)[k] */
+static inline void emfast_lv_scatter(const emfast_lv* x, int K, double* const* row,
+                                     const int* on)
+{
+    int k = 0;
+#if EMFAST_LANES == 4
+    for (; k + 3 < K; k += 4) {
+        emfast_lv r[4];
+        emfast_lv_transpose4(x[k], x[k + 1], x[k + 2], x[k + 3], r);
+        for (int l = 0; l < 4; l++)
+            if (on[l]) memcpy(row[l] + k, &r[l], sizeof r[l]);
+    }
+#endif
+    for (; k < K; k++)
+        for (int l = 0; l < EMFAST_LANES; l++)
+            if (on[l]) row[l][k] = x[k][l];
+}
+
+/* b[k] = (rows[0][k], rows[1][k], ..) for k < K */
+static inline void emfast_lv_load_rows(const double* const* rows, int K, emfast_lv* b)
+{
+    int k = 0;
+#if EMFAST_LANES == 4
+    for (; k + 3 < K; k += 4)
+        emfast_lv_transpose4(emfast_lv_loadu(rows[0] + k), emfast_lv_loadu(rows[1] + k),
+                             emfast_lv_loadu(rows[2] + k), emfast_lv_loadu(rows[3] + k),
+                             b + k);
+#endif
+    for (; k < K; k++) b[k] = emfast_lv_gather(rows, k);
+}
+
 static inline int emfast_li_any(emfast_li m)
 {
     int64_t r = 0;
@@ -172,12 +228,9 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
             __builtin_prefetch(rows[l] + 8 * K);   /* EMFAST_LANES streams, a row a frame */
         }
         /* shift by the per-lane max (a NaN is never selected; all -inf: b = 0, c = 0) */
-        emfast_lv m = emfast_lv_gather(rows, 0);
-        b[0] = m;
-        for (int k = 1; k < K; k++) {
-            b[k] = emfast_lv_gather(rows, k);
-            m = emfast_lv_sel((emfast_li) (b[k] > m), b[k], m);
-        }
+        emfast_lv_load_rows(rows, K, b);
+        emfast_lv m = b[0];
+        for (int k = 1; k < K; k++) m = emfast_lv_sel((emfast_li) (b[k] > m), b[k], m);
         m = emfast_lv_sel((emfast_li) (m == -INFINITY), emfast_lv_splat(0.0), m);
         for (int k = 0; k < K; k++) b[k] = emfast_lv_exp_nonpos(b[k] - m);
         if (t == 0) {
@@ -235,13 +288,14 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
                                  emfast_lv_splat(0.0));
         ra[n] = a - K;
         if (post != NULL) {
-            for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
+            double* prow[EMFAST_LANES];
+            int on_l[EMFAST_LANES];
             for (int l = 0; l < EMFAST_LANES; l++) {
-                if (t < Tl[l]) {
-                    double* g = post + (base[l] + t) * K;
-                    for (int k = 0; k < K; k++) g[k] = gam[k][l];
-                }
+                on_l[l] = t < Tl[l];
+                prow[l] = post + (base[l] + (on_l[l] ? t : 0)) * K;
             }
+            for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
+            emfast_lv_scatter(gam, K, prow, on_l);
         }
         emfast_lv_vecmat(w, AT, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
@@ -269,9 +323,15 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
         }
     }
     for (int k = 0; k < K; k++) g0[k] = al[k] * beta[k];
-    if (post != NULL)
-        for (int l = 0; l < EMFAST_LANES; l++)
-            for (int k = 0; k < K; k++) post[base[l] * K + k] = g0[k][l];
+    if (post != NULL) {
+        double* prow[EMFAST_LANES];
+        int on_l[EMFAST_LANES];
+        for (int l = 0; l < EMFAST_LANES; l++) {
+            prow[l] = post + base[l] * K;
+            on_l[l] = 1;
+        }
+        emfast_lv_scatter(g0, K, prow, on_l);
+    }
 }
 
 /* Lane l's gamma_0 added to start (K,) and its R to acc (K, K), after emfast_lanes_fb. */
