@@ -89,6 +89,23 @@ def avx2_flags():
     return ["/arch:AVX2"] if sys.platform == "win32" else ["-mavx2", "-mfma"]
 
 
+# Modules named *_avx512 are a third build, of the HMM kernels only, for x86-64 CPUs with
+# AVX-512 (F, DQ, VL): their forward-backward advances 8 sequences per vector instead of 4.
+AVX512_SUFFIX = "_avx512"
+
+
+def avx512_flags():
+    """Compile flags for the AVX-512 build, or None where it is not built (not x86-64)."""
+    if avx2_flags() is None:
+        return None
+    if sys.platform == "win32":
+        return ["/arch:AVX512"]
+    return ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"]
+
+
+ISA_FLAGS = {AVX2_SUFFIX: avx2_flags, AVX512_SUFFIX: avx512_flags}
+
+
 def extensions():
     # -fno-trapping-math: without it GCC keeps every branch-free select (a ? b : c on
     # doubles) out of vector loops, to preserve floating-point exception flags nobody reads.
@@ -98,10 +115,12 @@ def extensions():
     for pyx in sorted(glob("src/emfast/_cython/*.pyx")):
         name = pyx[len("src/"):-len(".pyx")].replace("/", ".")
         args = list(opt)
-        if name.endswith(AVX2_SUFFIX):
-            if avx2_flags() is None:
+        suffix = next((x for x in ISA_FLAGS if name.endswith(x)), None)
+        if suffix is not None:
+            flags = ISA_FLAGS[suffix]()
+            if flags is None:  # an instruction set this platform does not have
                 continue
-            args += avx2_flags()
+            args += flags
         exts.append(
             Extension(
                 name,

@@ -1,5 +1,5 @@
-"""The Cython kernels are built twice (baseline, and AVX2+FMA on x86-64) and picked at run
-time; both builds must meet the contract. See emfast._config._load_cython and setup.py."""
+"""The Cython kernels are built twice (baseline, and AVX2+FMA on x86-64; the HMM kernels
+also for AVX-512) and picked at run time; every build must meet the contract. See emfast._config._load_cython and setup.py."""
 
 import importlib
 import subprocess
@@ -98,6 +98,26 @@ def test_cpu_with_avx2_gets_avx2_build(monkeypatch):
     assert _config._load_cython("gaussian").__name__ == "emfast._cython._gaussian"
 
 
+def test_hmm_kernels_pick_the_widest_build(monkeypatch):
+    """AVX-512 (HMM kernels only) before AVX2 before the baseline; the environment can stop
+    at AVX2 or force the baseline. Where the CPU lacks a build's instructions it is skipped."""
+    from emfast import _config
+
+    monkeypatch.delenv("EMFAST_CYTHON_BASELINE", raising=False)
+    monkeypatch.delenv("EMFAST_CYTHON_NO_AVX512", raising=False)
+    widest = ("_hmm_avx512" if _config._cpu_has_avx512() else
+              "_hmm_avx2" if _config._cpu_has_avx2_fma() else "_hmm")
+    assert _config._load_cython("hmm").__name__ == f"emfast._cython.{widest}"
+    monkeypatch.setenv("EMFAST_CYTHON_NO_AVX512", "1")
+    assert _config._load_cython("hmm").__name__ != "emfast._cython._hmm_avx512"
+    monkeypatch.setenv("EMFAST_CYTHON_BASELINE", "1")
+    assert _config._load_cython("hmm").__name__ == "emfast._cython._hmm"
+    monkeypatch.setattr(_config, "_cpu_features", lambda: {})
+    monkeypatch.delenv("EMFAST_CYTHON_BASELINE")
+    monkeypatch.delenv("EMFAST_CYTHON_NO_AVX512")
+    assert _config._load_cython("hmm").__name__ == "emfast._cython._hmm"
+
+
 # The statistics take one of three paths (dense, sparse, BLAS) chosen by thresholds on D
 # and K; force each one on shapes the defaults would send elsewhere.
 _PATHS = {"blas": (1, 0, 10**6), "dense": (10**6, 10**6, 1), "sparse": (10**6, 0, 10**6)}
@@ -160,10 +180,12 @@ def test_hmm_emission_cache_does_not_change_bits():
 
 
 def _hmm_modules():
-    from emfast._config import _cpu_has_avx2_fma
+    """The HMM builds this CPU runs (the AVX builds exist on x86-64 only)."""
+    from emfast._config import _cpu_has_avx2_fma, _cpu_has_avx512
 
-    names = ["emfast._cython._hmm"] + (["emfast._cython._hmm_avx2"] if _cpu_has_avx2_fma()
-                                       else [])
+    names = ["emfast._cython._hmm"]
+    names += ["emfast._cython._hmm_avx2"] if _cpu_has_avx2_fma() else []
+    names += ["emfast._cython._hmm_avx512"] if _cpu_has_avx512() else []
     return [importlib.import_module(n) for n in names]
 
 
@@ -171,9 +193,9 @@ def _hmm_modules():
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 @pytest.mark.parametrize("K", [3, 8, 10])
 def test_each_hmm_build_matches_reference(hmm_module, K):
-    """Both builds' forward-backward, whose lane batches differ in width (2 sequences per
-    SSE2 vector, 4 per AVX2 vector), on ragged lengths, single sequences between batches
-    and an impossible sequence inside a batch."""
+    """Every build's forward-backward, whose lane batches differ in width (2 sequences per
+    SSE2 vector, 4 per AVX2 vector, 8 per AVX-512 vector), on ragged lengths, single
+    sequences between batches and an impossible sequence inside a batch."""
     import reference_hmm
 
     rng = np.random.default_rng(K)

@@ -27,27 +27,51 @@ def _load(name, kind):
         return _cache[key]
 
 
-def _cpu_has_avx2_fma():
-    """Whether this CPU runs AVX2 and FMA code (NumPy's own run-time detection)."""
+def _cpu_features():
+    """NumPy's run-time CPU feature detection ({} when it is not available)."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:
         try:  # NumPy < 2
             from numpy.core._multiarray_umath import __cpu_features__
         except ImportError:
-            return False
-    return bool(__cpu_features__.get("AVX2") and __cpu_features__.get("FMA3"))
+            return {}
+    return __cpu_features__
+
+
+def _cpu_has_avx2_fma():
+    """Whether this CPU runs AVX2 and FMA code."""
+    f = _cpu_features()
+    return bool(f.get("AVX2") and f.get("FMA3"))
+
+
+def _cpu_has_avx512():
+    """Whether this CPU runs the AVX-512 build (F, DQ and VL, besides AVX2 and FMA)."""
+    f = _cpu_features()
+    return _cpu_has_avx2_fma() and all(f.get(n) for n in ("AVX512F", "AVX512DQ", "AVX512VL"))
+
+
+# Kernel kinds that also have an AVX-512 build (see setup.py).
+_AVX512_KINDS = ("hmm",)
 
 
 def _load_cython(kind):
-    """The Cython kernel module this CPU should run: the AVX2+FMA build of the kernels when
-    it is built (x86-64 only) and the CPU has both, else the baseline build.
-    EMFAST_CYTHON_BASELINE=1 forces the baseline build."""
-    if os.environ.get("EMFAST_CYTHON_BASELINE", "") in ("", "0") and _cpu_has_avx2_fma():
-        try:
-            return importlib.import_module(f"emfast._cython._{kind}_avx2")
-        except ImportError:  # not built on this platform
-            pass
+    """The Cython kernel module this CPU should run: the widest build of the kernels that is
+    built (x86-64 only) and that the CPU runs -- AVX-512 (HMM kernels only), AVX2+FMA, else
+    the baseline build. EMFAST_CYTHON_BASELINE=1 forces the baseline build;
+    EMFAST_CYTHON_NO_AVX512=1 stops at AVX2."""
+    if os.environ.get("EMFAST_CYTHON_BASELINE", "") in ("", "0"):
+        candidates = []
+        if (kind in _AVX512_KINDS and _cpu_has_avx512()
+                and os.environ.get("EMFAST_CYTHON_NO_AVX512", "") in ("", "0")):
+            candidates.append(f"emfast._cython._{kind}_avx512")
+        if _cpu_has_avx2_fma():
+            candidates.append(f"emfast._cython._{kind}_avx2")
+        for name in candidates:
+            try:
+                return importlib.import_module(name)
+            except ImportError:  # not built on this platform
+                pass
     return importlib.import_module(f"emfast._cython._{kind}")
 
 

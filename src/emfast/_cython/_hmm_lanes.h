@@ -24,9 +24,12 @@
 #include <stdint.h>
 #include <string.h>
 
-/* One lane vector is one SIMD register of the build (wider vectors are lowered through
- * memory by GCC, measured 2x slower than one sequence at a time). */
-#if defined(__AVX__)
+/* One lane vector is one SIMD register of the build: 8 doubles with AVX-512, 4 with AVX2, 2
+ * with SSE2 or NEON (vectors wider than the build's registers are lowered through memory by
+ * GCC, measured 2x slower than one sequence at a time). */
+#if defined(__AVX512F__)
+#define EMFAST_LANES 8
+#elif defined(__AVX__)
 #define EMFAST_LANES 4
 #else
 #define EMFAST_LANES 2
@@ -54,35 +57,72 @@ static inline emfast_lv emfast_lv_sel(emfast_li m, emfast_lv a, emfast_lv b)
  * followed by a vector load would stall on store-to-load forwarding */
 static inline emfast_lv emfast_lv_gather(const double* const* rows, int k)
 {
-#if EMFAST_LANES == 4
+#if EMFAST_LANES == 8
+    return (emfast_lv) {rows[0][k], rows[1][k], rows[2][k], rows[3][k],
+                        rows[4][k], rows[5][k], rows[6][k], rows[7][k]};
+#elif EMFAST_LANES == 4
     return (emfast_lv) {rows[0][k], rows[1][k], rows[2][k], rows[3][k]};
 #else
     return (emfast_lv) {rows[0][k], rows[1][k]};
 #endif
 }
 
-#if EMFAST_LANES == 4
+#if EMFAST_LANES >= 4
 #include <immintrin.h>
 /* 4 x 4 transpose: rows p[l][0..3] of four lanes <-> out[k] = (p[0][k], .., p[3][k]) (its own
  * inverse); 8 shuffles instead of 16 scalar moves each way */
-static inline void emfast_lv_transpose4(emfast_lv a, emfast_lv b, emfast_lv c, emfast_lv d,
-                                        emfast_lv* out)
+static inline void emfast_transpose4(__m256d a, __m256d b, __m256d c, __m256d d, __m256d* out)
 {
-    __m256d t0 = _mm256_unpacklo_pd((__m256d) a, (__m256d) b);   /* a0 b0 a2 b2 */
-    __m256d t1 = _mm256_unpackhi_pd((__m256d) a, (__m256d) b);   /* a1 b1 a3 b3 */
-    __m256d t2 = _mm256_unpacklo_pd((__m256d) c, (__m256d) d);   /* c0 d0 c2 d2 */
-    __m256d t3 = _mm256_unpackhi_pd((__m256d) c, (__m256d) d);   /* c1 d1 c3 d3 */
-    out[0] = (emfast_lv) _mm256_permute2f128_pd(t0, t2, 0x20);
-    out[1] = (emfast_lv) _mm256_permute2f128_pd(t1, t3, 0x20);
-    out[2] = (emfast_lv) _mm256_permute2f128_pd(t0, t2, 0x31);
-    out[3] = (emfast_lv) _mm256_permute2f128_pd(t1, t3, 0x31);
+    __m256d t0 = _mm256_unpacklo_pd(a, b);   /* a0 b0 a2 b2 */
+    __m256d t1 = _mm256_unpackhi_pd(a, b);   /* a1 b1 a3 b3 */
+    __m256d t2 = _mm256_unpacklo_pd(c, d);   /* c0 d0 c2 d2 */
+    __m256d t3 = _mm256_unpackhi_pd(c, d);   /* c1 d1 c3 d3 */
+    out[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    out[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    out[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    out[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
-static inline emfast_lv emfast_lv_loadu(const double* p)
+/* b[k..k+3] = the states k..k+3 of every lane's row (4 lanes per 4 x 4 block) */
+static inline void emfast_lv_load4(const double* const* rows, int k, emfast_lv* b)
 {
-    emfast_lv v;
-    memcpy(&v, p, sizeof v);
-    return v;
+#if EMFAST_LANES == 8
+    __m256d lo[4], hi[4];
+    emfast_transpose4(_mm256_loadu_pd(rows[0] + k), _mm256_loadu_pd(rows[1] + k),
+                      _mm256_loadu_pd(rows[2] + k), _mm256_loadu_pd(rows[3] + k), lo);
+    emfast_transpose4(_mm256_loadu_pd(rows[4] + k), _mm256_loadu_pd(rows[5] + k),
+                      _mm256_loadu_pd(rows[6] + k), _mm256_loadu_pd(rows[7] + k), hi);
+    for (int q = 0; q < 4; q++)
+        b[q] = (emfast_lv) _mm512_insertf64x4(_mm512_castpd256_pd512(lo[q]), hi[q], 1);
+#else
+    __m256d o[4];
+    emfast_transpose4(_mm256_loadu_pd(rows[0] + k), _mm256_loadu_pd(rows[1] + k),
+                      _mm256_loadu_pd(rows[2] + k), _mm256_loadu_pd(rows[3] + k), o);
+    for (int q = 0; q < 4; q++) b[q] = (emfast_lv) o[q];
+#endif
+}
+
+/* the inverse: x[k..k+3] written to the states k..k+3 of the rows of the lanes with on[l] */
+static inline void emfast_lv_store4(const emfast_lv* x, int k, double* const* row,
+                                    const int* on)
+{
+    __m256d r[4];
+#if EMFAST_LANES == 8
+    for (int half = 0; half < 2; half++) {
+        __m256d h[4];
+        for (int q = 0; q < 4; q++)
+            h[q] = half ? _mm512_extractf64x4_pd((__m512d) x[k + q], 1)
+                        : _mm512_castpd512_pd256((__m512d) x[k + q]);
+        emfast_transpose4(h[0], h[1], h[2], h[3], r);
+        for (int l = 0; l < 4; l++)
+            if (on[4 * half + l]) _mm256_storeu_pd(row[4 * half + l] + k, r[l]);
+    }
+#else
+    emfast_transpose4((__m256d) x[k], (__m256d) x[k + 1], (__m256d) x[k + 2],
+                      (__m256d) x[k + 3], r);
+    for (int l = 0; l < 4; l++)
+        if (on[l]) _mm256_storeu_pd(row[l] + k, r[l]);
+#endif
 }
 #endif
 
@@ -91,13 +131,8 @@ static inline void emfast_lv_scatter(const emfast_lv* x, int K, double* const* r
                                      const int* on)
 {
     int k = 0;
-#if EMFAST_LANES == 4
-    for (; k + 3 < K; k += 4) {
-        emfast_lv r[4];
-        emfast_lv_transpose4(x[k], x[k + 1], x[k + 2], x[k + 3], r);
-        for (int l = 0; l < 4; l++)
-            if (on[l]) memcpy(row[l] + k, &r[l], sizeof r[l]);
-    }
+#if EMFAST_LANES >= 4
+    for (; k + 3 < K; k += 4) emfast_lv_store4(x, k, row, on);
 #endif
     for (; k < K; k++)
         for (int l = 0; l < EMFAST_LANES; l++)
@@ -108,11 +143,8 @@ static inline void emfast_lv_scatter(const emfast_lv* x, int K, double* const* r
 static inline void emfast_lv_load_rows(const double* const* rows, int K, emfast_lv* b)
 {
     int k = 0;
-#if EMFAST_LANES == 4
-    for (; k + 3 < K; k += 4)
-        emfast_lv_transpose4(emfast_lv_loadu(rows[0] + k), emfast_lv_loadu(rows[1] + k),
-                             emfast_lv_loadu(rows[2] + k), emfast_lv_loadu(rows[3] + k),
-                             b + k);
+#if EMFAST_LANES >= 4
+    for (; k + 3 < K; k += 4) emfast_lv_load4(rows, k, b + k);
 #endif
     for (; k < K; k++) b[k] = emfast_lv_gather(rows, k);
 }
@@ -153,52 +185,80 @@ static inline emfast_lv emfast_lv_exp_nonpos(emfast_lv x)
     return (emfast_lv) ((emfast_li) (p * (emfast_lv) bits) & ~tiny);
 }
 
-/* out[k] = sum_i x[i] M[i*K + k], i in order; four outputs per pass over x */
-static inline void emfast_lv_vecmat(const emfast_lv* x, const double* M, int K,
+/* out[k] = sum_i x[i] M[i*K + k]: even and odd i in two running sums added at the end,
+ * which halves the chain of dependent multiply-adds (the recursions wait on it every
+ * frame); four outputs per pass over x. M holds each matrix entry splat across the lanes
+ * (once per batch), so every product is one multiply-add with a memory operand. */
+static inline void emfast_lv_vecmat(const emfast_lv* x, const emfast_lv* M, int K,
                                     emfast_lv* out)
 {
     int k = 0;
     for (; k + 3 < K; k += 4) {
-        emfast_lv s0 = x[0] * M[k], s1 = x[0] * M[k + 1];
-        emfast_lv s2 = x[0] * M[k + 2], s3 = x[0] * M[k + 3];
-        for (int i = 1; i < K; i++) {
-            const double* m = M + (int64_t) i * K + k;
-            emfast_lv xi = x[i];
-            s0 += xi * m[0];
-            s1 += xi * m[1];
-            s2 += xi * m[2];
-            s3 += xi * m[3];
+        emfast_lv e0 = x[0] * M[k], e1 = x[0] * M[k + 1];
+        emfast_lv e2 = x[0] * M[k + 2], e3 = x[0] * M[k + 3];
+        emfast_lv o0 = emfast_lv_splat(0.0), o1 = o0, o2 = o0, o3 = o0;
+        int i = 1;
+        for (; i + 1 < K; i += 2) {
+            const emfast_lv* m = M + (int64_t) i * K + k;
+            emfast_lv xi = x[i], xj = x[i + 1];
+            o0 += xi * m[0];
+            o1 += xi * m[1];
+            o2 += xi * m[2];
+            o3 += xi * m[3];
+            e0 += xj * m[K];
+            e1 += xj * m[K + 1];
+            e2 += xj * m[K + 2];
+            e3 += xj * m[K + 3];
         }
-        out[k] = s0;
-        out[k + 1] = s1;
-        out[k + 2] = s2;
-        out[k + 3] = s3;
+        if (i < K) {
+            const emfast_lv* m = M + (int64_t) i * K + k;
+            o0 += x[i] * m[0];
+            o1 += x[i] * m[1];
+            o2 += x[i] * m[2];
+            o3 += x[i] * m[3];
+        }
+        out[k] = e0 + o0;
+        out[k + 1] = e1 + o1;
+        out[k + 2] = e2 + o2;
+        out[k + 3] = e3 + o3;
     }
     for (; k < K; k++) {
-        emfast_lv s = x[0] * M[k];
-        for (int i = 1; i < K; i++) s += x[i] * M[(int64_t) i * K + k];
-        out[k] = s;
+        emfast_lv e = x[0] * M[k], o = emfast_lv_splat(0.0);
+        int i = 1;
+        for (; i + 1 < K; i += 2) {
+            o += x[i] * M[(int64_t) i * K + k];
+            e += x[i + 1] * M[(int64_t) (i + 1) * K + k];
+        }
+        if (i < K) o += x[i] * M[(int64_t) i * K + k];
+        out[k] = e + o;
     }
+}
+
+/* sum_k u[k] in four running sums (a short chain: the forward recursion waits on it) */
+static inline emfast_lv emfast_lv_sum(const emfast_lv* u, int K)
+{
+    emfast_lv s0 = u[0], s1 = emfast_lv_splat(0.0), s2 = s1, s3 = s1;
+    int k = 1;
+    for (; k + 2 < K; k += 3) {
+        s1 += u[k];
+        s2 += u[k + 1];
+        s3 += u[k + 2];
+    }
+    for (; k < K; k++) s1 += u[k];
+    return (s0 + s1) + (s2 + s3);
 }
 
 /* Doubles of scratch emfast_lanes_fb needs for K states and batches up to Tb frames. */
 static inline int64_t emfast_lanes_scratch(int K, int64_t Tb)
 {
-    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + K * K + (5 + 2 * EMFAST_LRANK) * K);
+    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (5 + 2 * EMFAST_LRANK) * K);
 }
 
-/* Forward-backward of one batch.
- *
- * IN  K; le (T, K) log-emissions of all sequences; base[l], Tl[l] first frame and length of
- *     lane l's sequence (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose;
- *     scratch of emfast_lanes_scratch(K, max Tl) doubles.
- * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
- *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible) or NaN; and in scratch
- *     (see emfast_lanes_add) gamma_0 and R of every lane.
- */
-static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const int64_t* Tl,
-                            const double* sp, const double* A, const double* AT,
-                            double* post, double* scratch, double* ll)
+/* The body of emfast_lanes_fb (below), for any K. */
+static inline __attribute__((always_inline)) void
+emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t* Tl,
+                     const double* sp, const double* A, const double* AT, double* post,
+                     double* scratch, double* ll)
 {
     int64_t Tb = 0;
     for (int l = 0; l < EMFAST_LANES; l++) Tb = Tl[l] > Tb ? Tl[l] : Tb;
@@ -212,14 +272,21 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
     emfast_lv* beta = up + K;                 /* (K,) */
     emfast_lv* gam = beta + K;                /* (K,) gamma_t before it is scattered */
     emfast_lv* rw = gam + K;                  /* (RANK, K) pending w_t */
+    emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes */
+    emfast_lv* ATv = Av + K * K;
     const emfast_lv* ra[EMFAST_LRANK];        /* their alpha_{t-1} (rows of al) */
     emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
     emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
     emfast_lv failv = emfast_lv_splat(0.0);
     emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0};
     for (int l = 0; l < EMFAST_LANES; l++) Tv[l] = (double) Tl[l];
+    for (int64_t e = 0; e < (int64_t) K * K; e++) {
+        Av[e] = emfast_lv_splat(A[e]);
+        ATv[e] = emfast_lv_splat(AT[e]);
+    }
 
-    /* forward */
+    /* forward, emissions first: the exps of every frame are independent work; kept out of
+     * the recursion's loop, they do not wait behind its chain from frame to frame */
     for (int64_t t = 0; t < Tb; t++) {
         emfast_lv* b = bc + t * K;
         const double* rows[EMFAST_LANES];
@@ -233,14 +300,18 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
         for (int k = 1; k < K; k++) m = emfast_lv_sel((emfast_li) (b[k] > m), b[k], m);
         m = emfast_lv_sel((emfast_li) (m == -INFINITY), emfast_lv_splat(0.0), m);
         for (int k = 0; k < K; k++) b[k] = emfast_lv_exp_nonpos(b[k] - m);
+        msum += emfast_lv_sel((emfast_li) ((double) t < Tv), m, emfast_lv_splat(0.0));
+    }
+    /* the recursion */
+    for (int64_t t = 0; t < Tb; t++) {
+        const emfast_lv* b = bc + t * K;
         if (t == 0) {
             for (int k = 0; k < K; k++) u[k] = sp[k] * b[k];
         } else {
-            emfast_lv_vecmat(up, A, K, u);
-            for (int k = 0; k < K; k++) u[k] = u[k] * (b[k] * icp);
+            emfast_lv_vecmat(up, Av, K, u);
+            for (int k = 0; k < K; k++) u[k] = (u[k] * b[k]) * icp;   /* icp comes last */
         }
-        emfast_lv c = u[0];
-        for (int k = 1; k < K; k++) c += u[k];
+        emfast_lv c = emfast_lv_sum(u, K);
         emfast_lv ic = 1.0 / c;
         emfast_lv* a = al + t * K;
         for (int k = 0; k < K; k++) a[k] = u[k] * ic;
@@ -249,7 +320,6 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
         emfast_li bad = on & ~(emfast_li) (c > 0.0) & ~failed;   /* first failure: 0 or NaN */
         failv = emfast_lv_sel(bad, c, failv);
         failed |= bad;
-        msum += emfast_lv_sel(on, m, emfast_lv_splat(0.0));
         /* sum_t log c_t as the log of a running product kept in [1, 2) by moving its binary
          * exponent into ex (exact); a c_t too small for that is logged on its own */
         emfast_li big = on & (emfast_li) (c >= 1e-300);
@@ -297,7 +367,7 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
             for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
             emfast_lv_scatter(gam, K, prow, on_l);
         }
-        emfast_lv_vecmat(w, AT, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
+        emfast_lv_vecmat(w, ATv, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
             beta[k] = emfast_lv_sel(on, beta[k], emfast_lv_splat(1.0));
         if (++n == EMFAST_LRANK || t == 1) {
@@ -331,6 +401,57 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
             on_l[l] = 1;
         }
         emfast_lv_scatter(g0, K, prow, on_l);
+    }
+}
+
+/* One copy of the body per small K, where the compiler unrolls every K-long loop and
+ * keeps the state vectors in registers (a run-time K cost half the instructions in loop
+ * control and reloads); any other K takes the generic copy. */
+#define EMFAST_LANES_FB_K(KK)                                                                 \
+    static void emfast_lanes_fb_##KK(const double* le, const int64_t* base,                  \
+                                     const int64_t* Tl, const double* sp, const double* A,    \
+                                     const double* AT, double* post, double* scratch,         \
+                                     double* ll)                                              \
+    {                                                                                         \
+        emfast_lanes_fb_body(KK, le, base, Tl, sp, A, AT, post, scratch, ll);                 \
+    }
+EMFAST_LANES_FB_K(2)
+EMFAST_LANES_FB_K(3)
+EMFAST_LANES_FB_K(4)
+EMFAST_LANES_FB_K(5)
+EMFAST_LANES_FB_K(6)
+EMFAST_LANES_FB_K(7)
+EMFAST_LANES_FB_K(8)
+EMFAST_LANES_FB_K(9)
+EMFAST_LANES_FB_K(10)
+EMFAST_LANES_FB_K(11)
+EMFAST_LANES_FB_K(12)
+EMFAST_LANES_FB_K(16)
+
+/* Forward-backward of one batch.
+ *
+ * IN  K; le (T, K) log-emissions of all sequences; base[l], Tl[l] first frame and length of
+ *     lane l's sequence (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose;
+ *     scratch of emfast_lanes_scratch(K, max Tl) doubles.
+ * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
+ *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible) or NaN; and in scratch
+ *     (see emfast_lanes_add) gamma_0 and R of every lane.
+ */
+static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const int64_t* Tl,
+                            const double* sp, const double* A, const double* AT,
+                            double* post, double* scratch, double* ll)
+{
+    switch (K) {
+#define EMFAST_CASE(KK)                                                                       \
+    case KK:                                                                                  \
+        emfast_lanes_fb_##KK(le, base, Tl, sp, A, AT, post, scratch, ll);                     \
+        return;
+    EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
+    EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
+    EMFAST_CASE(12) EMFAST_CASE(16)
+#undef EMFAST_CASE
+    default:
+        emfast_lanes_fb_body(K, le, base, Tl, sp, A, AT, post, scratch, ll);
     }
 }
 
