@@ -7,7 +7,7 @@ import pytest
 
 import reference_hmm as ref
 from emfast._config import available_backends
-from emfast.kernels import hmm_filter, hmm_forward_backward, hmm_viterbi
+from emfast.kernels import hmm_filter, hmm_forward_backward, hmm_viterbi, symbol_counts
 
 HMM_BACKENDS = available_backends("hmm")
 RTOL = 1e-10
@@ -483,3 +483,38 @@ def test_bad_input_raises_value_error(func, change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         func(args["log_emission"], args["lengths"], args["startprob"], args["transmat"])
+
+
+# ------------------------------------------------------------------------------------------
+# Weighted symbol counts (the categorical emission statistics).
+@pytest.mark.parametrize("T,F,K", [(0, 3, 2), (1, 1, 1), (5000, 50, 10), (70_000, 7, 3)])
+def test_symbol_counts_match_add_at(backend, T, F, K):
+    rng = np.random.default_rng(T + F)
+    sym = rng.integers(F, size=T)
+    w = rng.random((T, K))
+    want = np.zeros((F, K))
+    np.add.at(want, sym, w)
+    before = sym.copy(), w.copy()
+    runs = [symbol_counts(sym, w, F, backend=backend, n_threads=n) for n in (1, 2, 3)]
+    _close(runs[0], want, rtol=1e-12)
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other, runs[0])
+    np.testing.assert_array_equal(sym, before[0])
+    np.testing.assert_array_equal(w, before[1])
+    out = np.empty((F, K))
+    assert symbol_counts(sym.astype(np.int32), w, F, out=out, backend=backend) is out
+    np.testing.assert_array_equal(out, runs[0])
+
+
+@pytest.mark.parametrize("sym,w,F,match", [
+    ([0, 3], np.ones((2, 1)), 3, r"symbols\[1\] = 3"),
+    ([0, -1], np.ones((2, 1)), 3, r"symbols\[1\] = -1"),
+    ([0.0, 1.0], np.ones((2, 1)), 3, "integer"),
+    ([[0, 1]], np.ones((2, 1)), 3, "1-D"),
+    ([0, 1], np.ones((3, 1)), 3, "shape"),
+    ([0, 1], np.ones(2), 3, "2-D"),
+    ([0, 1], np.ones((2, 1)), 0, "at least 1"),
+])
+def test_symbol_counts_bad_input(sym, w, F, match):
+    with pytest.raises(ValueError, match=match):
+        symbol_counts(np.asarray(sym), w, F)

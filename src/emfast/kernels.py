@@ -295,7 +295,7 @@ def gaussian_weighted_stats(X, resp, means, covariance_type, *, out=None, backen
 # there, so a sequence whose only allowed path runs through such states counts as
 # impossible although its exact log-likelihood is finite.
 
-__all__ += ["hmm_forward_backward", "hmm_viterbi", "hmm_filter"]
+__all__ += ["hmm_forward_backward", "hmm_viterbi", "hmm_filter", "symbol_counts"]
 
 
 def _hmm_inputs(log_emission, lengths, startprob, transmat):
@@ -386,3 +386,37 @@ def hmm_filter(log_emission, lengths, startprob, transmat, *, filtered=True, bac
     mod = get_backend(backend, "hmm")
     ll = mod.forward_filter(le, offsets, sp, tm, out, seq_ll, resolve_n_threads(n_threads))
     return float(ll), (out if filtered else None), seq_ll
+
+
+def symbol_counts(symbols, weights, n_symbols, *, out=None, backend="auto", n_threads=None):
+    """Weighted counts of discrete symbols: ``out[f, k] = sum of weights[t, k] over the t
+    with symbols[t] == f`` (the categorical emission statistics, weighted by the state
+    posteriors). One pass over the rows; results do not depend on the thread count.
+
+    Parameters
+    ----------
+    symbols : (T,) integers in [0, n_symbols).
+    weights : (T, K) float64.
+    n_symbols : int, F.
+    out : (F, K) float64 C-contiguous array, optional.
+
+    Returns the (F, K) counts.
+    """
+    sym = np.asarray(symbols)
+    if sym.ndim != 1 or sym.dtype.kind not in "iu":
+        raise ValueError(f"symbols must be a 1-D integer array, got dtype {sym.dtype} and "
+                         f"shape {sym.shape}")
+    n_symbols = int(n_symbols)
+    if n_symbols < 1:
+        raise ValueError(f"n_symbols must be at least 1, got {n_symbols}")
+    if sym.size and (sym.min() < 0 or sym.max() >= n_symbols):
+        bad = int(np.flatnonzero((sym < 0) | (sym >= n_symbols))[0])
+        raise ValueError(f"symbols must lie in [0, {n_symbols}): symbols[{bad}] = {sym[bad]}")
+    sym = np.ascontiguousarray(sym, dtype=np.int64)
+    weights = np.asarray(weights)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be 2-D (T, K), got shape {weights.shape}")
+    w = _as_param("weights", weights, (len(sym), weights.shape[1]))
+    res = _check_out("out", out, (n_symbols, w.shape[1]))
+    get_backend(backend, "hmm").symbol_counts(sym, w, res, _threads_for(len(sym), n_threads))
+    return res

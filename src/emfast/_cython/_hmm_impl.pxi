@@ -710,6 +710,42 @@ def forward_filter(
     return float(tot)
 
 
+cdef void _count_rows(const int64_t* sym, const double* w, Py_ssize_t t0, Py_ssize_t t1,
+                      Py_ssize_t K, double* slot) noexcept nogil:
+    """slot[sym[t], :] += w[t, :] for rows t0 <= t < t1, in row order."""
+    cdef Py_ssize_t t, k
+    cdef double* row
+    cdef const double* wt
+    for t in range(t0, t1):
+        row = slot + sym[t] * K
+        wt = w + t * K
+        for k in range(K):
+            row[k] += wt[k]
+
+
+def symbol_counts(
+    const int64_t[::1] sym,             # IN  (T,) symbols, validated to lie in [0, F)
+    const double[:, ::1] w,             # IN  (T, K) weights (e.g. state posteriors)
+    double[:, ::1] out,                 # OUT (F, K) out[f, k] = sum of w[t, k] where sym[t] = f
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Weighted symbol counts. Rows are cut into G contiguous groups (a function of T only),
+    each summed in order into its own (F, K) slot; the slots are added in group order."""
+    cdef Py_ssize_t T = w.shape[0], K = w.shape[1], F = out.shape[0], g
+    cdef Py_ssize_t G = max(1, min((T + 4095) // 4096, <Py_ssize_t> MAX_GROUPS))
+    slots = np.zeros((G, F, K))
+    cdef double[:, :, ::1] sl = slots
+    if T > 0 and K > 0:
+        with nogil, parallel(num_threads=max(1, min(<Py_ssize_t> n_threads, G))):
+            for g in prange(G, schedule="static"):
+                _count_rows(&sym[0], &w[0, 0], g * T // G, (g + 1) * T // G, K,
+                            &sl[g, 0, 0])
+    res = np.asarray(out)
+    res[...] = slots[0]
+    for g in range(1, G):
+        res += slots[g]
+
+
 def _set_cache_b_max(Py_ssize_t n):
     """Tuning/test hook: per-thread doubles up to which b_t is cached for the backward pass
     (0: always recompute). Returns the old value. Not part of the kernel contract."""

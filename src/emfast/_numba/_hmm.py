@@ -456,6 +456,32 @@ def _viterbi_kernel(le, offsets, lsp, lA, path, seq_lp):
 
 
 # --------------------------------------------------------------------------------------------
+# Weighted symbol counts (categorical emission statistics)
+# --------------------------------------------------------------------------------------------
+@njit(parallel=True, **JIT)
+def _symbol_counts_kernel(sym, w, out):
+    """IN: sym (T,) int64 in [0, F); w (T, K). OUT: out (F, K) = per-symbol sums of the rows
+    of w. Rows in G contiguous groups (a function of T only), each summed in order into its
+    own slot; the slots are added serially in group order."""
+    T, K = w.shape
+    F = out.shape[0]
+    G = max(1, min((T + 4095) // 4096, MAX_GROUPS))
+    slots = np.zeros((G, F, K))
+    for g in prange(G):
+        sl = slots[g]
+        for t in range(g * T // G, (g + 1) * T // G):
+            row = sl[sym[t]]
+            wt = w[t]
+            for k in range(K):
+                row[k] += wt[k]
+    out[:] = slots[0]
+    for g in range(1, G):
+        for f in range(F):
+            for k in range(K):
+                out[f, k] += slots[g, f, k]
+
+
+# --------------------------------------------------------------------------------------------
 # Python entry points (called positionally by emfast.kernels)
 # --------------------------------------------------------------------------------------------
 def forward_backward(le, offsets, startprob, transmat, post, start_counts, trans_counts,
@@ -481,3 +507,8 @@ def forward_filter(le, offsets, startprob, transmat, out, seq_ll, n_threads):
     """Causal filter; see :func:`emfast.kernels.hmm_filter`. OUT (overwritten): out (T, K) or
     (0, K) = log-likelihoods only, seq_ll (S,). Returns the total log-likelihood."""
     return _run(_filter_kernel, n_threads, le, offsets, startprob, transmat, out, seq_ll)
+
+
+def symbol_counts(sym, w, out, n_threads):
+    """Weighted symbol counts; see :func:`emfast.kernels.symbol_counts`. OUT: out (F, K)."""
+    _run(_symbol_counts_kernel, n_threads, sym, w, out)

@@ -21,7 +21,6 @@ Loops run over states or mixture components, never over rows.
 """
 
 import numpy as np
-from scipy import sparse as _sparse
 from scipy.special import gammaln
 
 from emfast import kernels
@@ -529,7 +528,6 @@ class CategoricalEmission(_EmissionProbEmission):
     def __init__(self, n_components, n_features, emissionprob_prior=1.0):
         super().__init__(n_components, n_features)
         self.emissionprob_prior = emissionprob_prior
-        self._indicator = None  # (X, its symbol-indicator matrix) of the last stats call
 
     def prepare(self, p):
         p = dict(p)
@@ -541,16 +539,9 @@ class CategoricalEmission(_EmissionProbEmission):
         return np.take(p["log_emissionprob_T"], X[:, 0], axis=0, out=out, mode="clip")
 
     def stats(self, X, post, p, backend, n_threads):
-        # obs[k, f] = sum of post[t, k] over the frames with symbol f: the (F, T) indicator
-        # matrix of the symbols times the posteriors, one sparse pass (K bincounts took 4x
-        # as long). X is the same array every iteration, so the indicator is built once.
-        cached = self._indicator
-        if cached is None or cached[0] is not X:
-            x = X[:, 0]
-            ind = _sparse.csr_matrix((np.ones(len(x)), (x, np.arange(len(x)))),
-                                     shape=(self.F, len(x)))
-            cached = self._indicator = (X, ind)
-        return ArrayStats(obs=np.ascontiguousarray((cached[1] @ post).T))
+        counts = kernels.symbol_counts(X[:, 0], post, self.F, backend=backend,
+                                       n_threads=n_threads)
+        return ArrayStats(obs=np.ascontiguousarray(counts.T))
 
     def m_step(self, st, p, letters):
         out = dict(p)
