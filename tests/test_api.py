@@ -211,6 +211,10 @@ def test_show_config_prints_version_backends_openmp_threads_blas():
 
     for b in available_backends():
         assert b in out
+    if "cython" in available_backends("hmm"):
+        from emfast._config import get_backend
+
+        assert get_backend("cython", "hmm").__name__.rsplit(".", 1)[1] in out
 
 
 def test_show_config_prints_to_stdout(capsys):

@@ -18,6 +18,7 @@ def config_info():
         "numpy": np.__version__,
         "backends": _config.available_backends(),
         "default_backend": None,
+        "cython_builds": None,
         "openmp": False,
         "openmp_max_threads": None,
         "numba": None,
@@ -32,6 +33,10 @@ def config_info():
         pass
     if "cython" in info["backends"]:
         mod = _config.get_backend("cython")
+        # which instruction-set build of each kernel module this CPU runs
+        info["cython_builds"] = {
+            kind: _config.get_backend("cython", kind).__name__.rsplit(".", 1)[1]
+            for kind in ("gaussian", "hmm") if "cython" in _config.available_backends(kind)}
         info["openmp"] = bool(mod.openmp_enabled())
         info["openmp_max_threads"] = int(mod.openmp_max_threads())
     try:
