@@ -112,3 +112,24 @@ class ForwardBackward:
     def peakmem_forward_backward(self, posteriors, backend):
         self.fb(self.log_emission, self.lengths, self.startprob, self.transmat,
                 posteriors=posteriors, backend=backend)
+
+
+class SymbolCounts:
+    """One call of ``emfast.kernels.symbol_counts`` (the categorical emission statistics):
+    100,000 symbols out of 50, weighted by 10 states' posteriors."""
+
+    params = (BACKENDS,)
+    param_names = ["backend"]
+
+    def setup(self, backend):
+        require_backend(backend, "hmm")
+        from emfast.kernels import symbol_counts
+
+        self.counts = symbol_counts
+        rng = np.random.default_rng(5)
+        self.symbols = rng.integers(50, size=100_000)
+        self.weights = rng.random((100_000, 10))
+        self.counts(self.symbols[:10], self.weights[:10], 50, backend=backend)
+
+    def time_symbol_counts(self, backend):
+        self.counts(self.symbols, self.weights, 50, backend=backend)
