@@ -19,30 +19,27 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The constants and the polynomial, shared with the lane-vector version (_hmm_lanes.h):
+ * the macro works on a double or on a GCC/Clang vector of doubles alike. */
+#define EMFAST_EXP_SHIFTER 6755399441055744.0                 /* 1.5 * 2**52 */
+#define EMFAST_EXP_LOG2E 1.4426950408889634
+#define EMFAST_EXP_LN2_HI 6.93147180369123816490e-01
+#define EMFAST_EXP_LN2_LO 1.90821492927058770002e-10
+/* exp(r) by Horner from 1/13! down to 1 */
+#define EMFAST_EXP_TAYLOR(r)                                                                \
+    (1.0 + (r) * (1.0 + (r) * (0.5 + (r) * (1.0 / 6.0 + (r) * (1.0 / 24.0 +                 \
+     (r) * (1.0 / 120.0 + (r) * (1.0 / 720.0 + (r) * (1.0 / 5040.0 +                        \
+     (r) * (1.0 / 40320.0 + (r) * (1.0 / 362880.0 + (r) * (1.0 / 3628800.0 +                \
+     (r) * (1.0 / 39916800.0 + (r) * (1.0 / 479001600.0 +                                   \
+     (r) * (1.0 / 6227020800.0))))))))))))))
+
 static inline double emfast_exp_nonpos(double x)
 {
-    const double shifter = 6755399441055744.0;          /* 1.5 * 2**52 */
-    const double log2e = 1.4426950408889634;
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
     double xc = x < -708.0 ? -708.0 : x;                 /* -inf -> finite; zeroed below */
-    double kd = xc * log2e + shifter;                    /* n in the low mantissa bits */
-    double nf = kd - shifter;                            /* n as a double, exactly */
-    double r = (xc - nf * ln2_hi) - nf * ln2_lo;
-    double p = 1.0 / 6227020800.0;                       /* 1/13! ... Horner down to 1 */
-    p = 1.0 / 479001600.0 + r * p;
-    p = 1.0 / 39916800.0 + r * p;
-    p = 1.0 / 3628800.0 + r * p;
-    p = 1.0 / 362880.0 + r * p;
-    p = 1.0 / 40320.0 + r * p;
-    p = 1.0 / 5040.0 + r * p;
-    p = 1.0 / 720.0 + r * p;
-    p = 1.0 / 120.0 + r * p;
-    p = 1.0 / 24.0 + r * p;
-    p = 1.0 / 6.0 + r * p;
-    p = 0.5 + r * p;
-    p = 1.0 + r * p;
-    p = 1.0 + r * p;
+    double kd = xc * EMFAST_EXP_LOG2E + EMFAST_EXP_SHIFTER;   /* n in the low mantissa bits */
+    double nf = kd - EMFAST_EXP_SHIFTER;                 /* n as a double, exactly */
+    double r = (xc - nf * EMFAST_EXP_LN2_HI) - nf * EMFAST_EXP_LN2_LO;
+    double p = EMFAST_EXP_TAYLOR(r);
     uint64_t bits;
     memcpy(&bits, &kd, sizeof bits);
     /* (bits << 52) keeps exactly n's bits (the shifter's own bits fall off the top); adding

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_fastexp.h"
+
 /* One lane vector is one SIMD register of the build: 8 doubles with AVX-512, 4 with AVX2, 2
  * with SSE2 or NEON (vectors wider than the build's registers are lowered through memory by
  * GCC, measured 2x slower than one sequence at a time). */
@@ -159,28 +161,12 @@ static inline int emfast_li_any(emfast_li m)
 /* emfast_exp_nonpos (_fastexp.h) on a lane vector: the same math, branch-free */
 static inline emfast_lv emfast_lv_exp_nonpos(emfast_lv x)
 {
-    const double shifter = 6755399441055744.0;          /* 1.5 * 2**52 */
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
     emfast_li tiny = (emfast_li) (x < -708.0);
     emfast_lv xc = emfast_lv_sel(tiny, emfast_lv_splat(-708.0), x);
-    emfast_lv kd = xc * 1.4426950408889634 + shifter;
-    emfast_lv nf = kd - shifter;
-    emfast_lv r = (xc - nf * ln2_hi) - nf * ln2_lo;
-    emfast_lv p = emfast_lv_splat(1.0 / 6227020800.0);
-    p = 1.0 / 479001600.0 + r * p;
-    p = 1.0 / 39916800.0 + r * p;
-    p = 1.0 / 3628800.0 + r * p;
-    p = 1.0 / 362880.0 + r * p;
-    p = 1.0 / 40320.0 + r * p;
-    p = 1.0 / 5040.0 + r * p;
-    p = 1.0 / 720.0 + r * p;
-    p = 1.0 / 120.0 + r * p;
-    p = 1.0 / 24.0 + r * p;
-    p = 1.0 / 6.0 + r * p;
-    p = 0.5 + r * p;
-    p = 1.0 + r * p;
-    p = 1.0 + r * p;
+    emfast_lv kd = xc * EMFAST_EXP_LOG2E + EMFAST_EXP_SHIFTER;
+    emfast_lv nf = kd - EMFAST_EXP_SHIFTER;
+    emfast_lv r = (xc - nf * EMFAST_EXP_LN2_HI) - nf * EMFAST_EXP_LN2_LO;
+    emfast_lv p = EMFAST_EXP_TAYLOR(r);
     emfast_li bits = ((emfast_li) kd << 52) + ((int64_t) 1023 << 52);
     return (emfast_lv) ((emfast_li) (p * (emfast_lv) bits) & ~tiny);
 }
