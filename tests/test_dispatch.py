@@ -191,7 +191,7 @@ def _hmm_modules():
 
 @pytest.mark.parametrize("hmm_module", _hmm_modules(),
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-@pytest.mark.parametrize("K", [3, 8, 10])
+@pytest.mark.parametrize("K", [3, 8, 10, 13])
 def test_each_hmm_build_matches_reference(hmm_module, K):
     """Every build's forward-backward, whose lane batches differ in width (2 sequences per
     SSE2 vector, 4 per AVX2 vector, 8 per AVX-512 vector), on ragged lengths, single

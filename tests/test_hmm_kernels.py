@@ -4,6 +4,8 @@ determinism and validation promises of the public ``emfast.kernels.hmm_*`` funct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import reference_hmm as ref
 from emfast._config import available_backends
@@ -382,6 +384,7 @@ def test_impossible_sequences(backend):
 LANE_CASES = [  # (K, lengths)
     (3, [6] * 8),
     (8, [40, 38, 40, 33, 40, 40, 37, 40, 3, 40, 40, 40, 40, 39, 36, 40, 40, 1]),
+    (13, [20] * 8),  # a K without its own compiled copy of the lane kernel
     (16, [25] * 9),
 ]
 
@@ -518,3 +521,32 @@ def test_symbol_counts_match_add_at(backend, T, F, K):
 def test_symbol_counts_bad_input(sym, w, F, match):
     with pytest.raises(ValueError, match=match):
         symbol_counts(np.asarray(sym), w, F)
+
+
+# ------------------------------------------------------------------------------------------
+# Property-based: any lengths (lane batches, single sequences and their mixtures) and any
+# symbols give the reference's numbers.
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(K=st.integers(1, 17),
+       lengths=st.lists(st.integers(1, 40), min_size=1, max_size=40),
+       seed=st.integers(0, 2**31 - 1))
+def test_forward_backward_any_lengths(K, lengths, seed):
+    le, lengths, sp, A = _data(seed, K, lengths, "random")
+    want = ref.forward_backward(le, lengths, sp, A)
+    for backend in HMM_BACKENDS:
+        got = hmm_forward_backward(le, lengths, sp, A, backend=backend, n_threads=2)
+        for g, w, what in zip(got, want, ("loglik", "seq_ll", "post", "start", "trans")):
+            _close(g, w, rtol=1e-9, err_msg=f"{backend} {what}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(0, 9000), F=st.integers(1, 60), K=st.integers(1, 12),
+       seed=st.integers(0, 2**31 - 1))
+def test_symbol_counts_any_shape(T, F, K, seed):
+    rng = np.random.default_rng(seed)
+    sym = rng.integers(F, size=T)
+    w = rng.random((T, K))
+    want = np.zeros((F, K))
+    np.add.at(want, sym, w)
+    for backend in HMM_BACKENDS:
+        _close(symbol_counts(sym, w, F, backend=backend, n_threads=2), want, rtol=1e-12)
