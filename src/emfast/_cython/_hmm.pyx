@@ -34,9 +34,10 @@ per-thread (Tmax, K) scratch.
 
 Lane batches (_hmm_lanes.h): one sequence's recursion is a chain, so with K = 4..16 its
 K-long loops run at the chain's latency. When K <= 16, sequences are taken EMFAST_LANES at a
-time (4 in the AVX2 build, 2 in the baseline one: one SIMD register of doubles) if their
-lengths are within 1.25x of each other; the batch's state vectors are [frame][state] of
-lane vectors, shorter lanes are masked, and each lane does one sequence's arithmetic.
+time (8 in the AVX-512 build, 4 in the AVX2 one, 2 in the baseline one: one SIMD register
+of doubles) if their lengths are within 1.25x of each other; the batch's state vectors are
+[frame][state] of lane vectors, shorter lanes are masked, and each lane does one
+sequence's arithmetic.
 Everything else (long or unevenly long sequences, K > 16) runs one sequence at a time.
 
 Determinism: the sequences are cut, in order, into units (a lane batch or one sequence, by

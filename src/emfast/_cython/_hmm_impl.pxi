@@ -70,8 +70,9 @@ ctypedef struct Hmm:
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
     const double* AT            # (K, K) its transpose (forward-backward only)
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
-    const int64_t* ustart       # (U + 1,) first sequence of each unit of work (FB only) ...
-    const char* ubatch          # (U,) ... and whether it is a lane batch (see _plan_units)
+    Py_ssize_t n_units          # U units of work: one per sequence, or (FB) _plan_units's
+    const int64_t* ustart       # (U + 1,) FB: first sequence of each unit ...
+    const char* ubatch          # (U,) ... and whether it is a lane batch
 
 
 ctypedef struct Work:           # per-thread scratch, allocated once per thread
@@ -458,9 +459,9 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
     cdef Py_ssize_t u, s, t0, T, Tb
     cdef double ll
     cdef double* al
-    cdef int64_t base[64]
-    cdef int64_t Tl[64]
-    cdef double lll[64]
+    cdef int64_t base[8]                 # EMFAST_LANES <= 8
+    cdef int64_t Tl[8]
+    cdef double lll[8]
     for u in range(u0, u1):
         s = H.ustart[u]
         if H.ubatch[u]:
@@ -553,13 +554,6 @@ cdef Py_ssize_t _plan_units(int K, const int64_t* off, Py_ssize_t S, int64_t* us
     return n
 
 
-cdef Py_ssize_t _n_units(const Hmm* H, Py_ssize_t S) noexcept nogil:
-    cdef Py_ssize_t U = 0
-    while H.ustart[U] < S:
-        U += 1
-    return U
-
-
 cdef enum Kernel:
     FB = 0
     FILTER = 1
@@ -570,7 +564,7 @@ cdef int _run(int kind, Hmm* H, Py_ssize_t S, double* post, int64_t* path,
               double* seq_out, double* slots, Py_ssize_t width, int n_threads) except -1:
     """Run kernel ``kind`` over all sequences; slots: (G, width) zeroed group buffers, G =
     min(U, MAX_GROUPS) for U units of work (FB: see _plan_units; else one per sequence)."""
-    cdef Py_ssize_t U = S if kind != FB else _n_units(H, S)
+    cdef Py_ssize_t U = H.n_units
     cdef Py_ssize_t G = min(U, <Py_ssize_t> MAX_GROUPS), g, s, Tmax = 0, Bmax = 0
     cdef int K = H.K
     cdef bint need_alpha = kind == FB and post == NULL
@@ -620,6 +614,7 @@ cdef Hmm _hmm(const double[:, ::1] le, const int64_t[::1] offsets, const double[
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
     H.cache_b = False
+    H.n_units = offsets.shape[0] - 1
     H.ustart = NULL
     H.ubatch = NULL
     return H
@@ -649,10 +644,10 @@ def forward_backward(
     cdef Py_ssize_t width = 1 + K + K * K
     cdef int64_t[::1] ustart = np.empty(S + 1, dtype=np.int64)
     cdef char[::1] ubatch = np.empty(max(S, 1), dtype=np.int8)
-    cdef Py_ssize_t U = _plan_units(K, &offsets[0], S, &ustart[0], &ubatch[0])
+    H.n_units = _plan_units(K, &offsets[0], S, &ustart[0], &ubatch[0])
     H.ustart = &ustart[0]
     H.ubatch = &ubatch[0]
-    slots = np.zeros((max(1, min(U, <Py_ssize_t> MAX_GROUPS)), width))
+    slots = np.zeros((max(1, min(H.n_units, <Py_ssize_t> MAX_GROUPS)), width))
     cdef double[:, ::1] sl = slots
     cdef double* postp = &post[0, 0] if post.shape[0] > 0 else NULL
     if S > 0:

@@ -4,13 +4,13 @@
  * run at the latency of that chain; with K = 4..16 most of the machine idles. Advancing
  * EMFAST_LANES sequences together gives every operation that many independent values. The
  * state vectors are stored [frame][state] of lane vectors (GCC/Clang vector extensions:
- * the compiler emits whatever SIMD width the build targets, SSE2 or AVX2).
+ * the compiler emits whatever SIMD width the build targets: SSE2/NEON, AVX2 or AVX-512).
  *
  * Per lane the arithmetic is that of one sequence (see _hmm.pyx): b_t = exp(le_t - m_t),
  * u_t = (u_{t-1} A) * (b_t / c_{t-1}) unnormalised (the division of the previous frame is not
  * on the chain), c_t = sum u_t, alpha_t = u_t / c_t; backward w_t = b_t beta_t / c_t (0 where
  * alpha_t = 0), beta_{t-1} = A w_t, gamma_t = alpha_t beta_t, and R += alpha_{t-1} w_t^T in
- * rank-EMFAST_RANK updates. Lanes whose sequence is shorter than the batch's longest run on
+ * rank-EMFAST_LRANK updates. Lanes whose sequence is shorter than the batch's longest run on
  * their last frame again and are masked out of every sum; a lane whose sequence becomes
  * impossible (c_t == 0) or meets NaN is finished with garbage that the caller discards.
  *
@@ -234,10 +234,33 @@ static inline emfast_lv emfast_lv_sum(const emfast_lv* u, int K)
     return (s0 + s1) + (s2 + s3);
 }
 
+/* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K) and
+ * g0 (K,) -- read back by emfast_lanes_add --, then u, up, beta, gam (K,) each, rw
+ * (EMFAST_LRANK, K), Av and ATv (K, K). */
+static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
+{
+    return (emfast_lv*) scratch + (2 * Tb * K + Tb);
+}
+
 /* Doubles of scratch emfast_lanes_fb needs for K states and batches up to Tb frames. */
 static inline int64_t emfast_lanes_scratch(int K, int64_t Tb)
 {
-    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (5 + 2 * EMFAST_LRANK) * K);
+    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (5 + EMFAST_LRANK) * K);
+}
+
+/* x[k] (k < K) written to row t of the posteriors of every lane whose sequence has a frame
+ * t (all of them at t = 0) */
+static inline void emfast_lanes_store_frame(const emfast_lv* x, int K, int64_t t,
+                                            const int64_t* base, const int64_t* Tl,
+                                            double* post)
+{
+    double* prow[EMFAST_LANES];
+    int on[EMFAST_LANES];
+    for (int l = 0; l < EMFAST_LANES; l++) {
+        on[l] = t < Tl[l];
+        prow[l] = post + (base[l] + (on[l] ? t : 0)) * K;
+    }
+    emfast_lv_scatter(x, K, prow, on);
 }
 
 /* The body of emfast_lanes_fb (below), for any K. */
@@ -251,7 +274,7 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
     emfast_lv* al = (emfast_lv*) scratch;     /* (Tb, K) normalised alphas */
     emfast_lv* bc = al + Tb * K;              /* (Tb, K) b_t */
     emfast_lv* ics = bc + Tb * K;             /* (Tb,) 1 / c_t */
-    emfast_lv* R = ics + Tb;                  /* (K, K) sum_t alpha_{t-1} w_t^T */
+    emfast_lv* R = emfast_lanes_R(scratch, K, Tb);   /* (K, K) sum_t alpha_{t-1} w_t^T */
     emfast_lv* g0 = R + K * K;                /* (K,) gamma_0 */
     emfast_lv* u = g0 + K;                    /* (K,) unnormalised alpha_t ... */
     emfast_lv* up = u + K;                    /* (K,) ... and alpha_{t-1} c_{t-1} */
@@ -344,14 +367,8 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
                                  emfast_lv_splat(0.0));
         ra[n] = a - K;
         if (post != NULL) {
-            double* prow[EMFAST_LANES];
-            int on_l[EMFAST_LANES];
-            for (int l = 0; l < EMFAST_LANES; l++) {
-                on_l[l] = t < Tl[l];
-                prow[l] = post + (base[l] + (on_l[l] ? t : 0)) * K;
-            }
             for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
-            emfast_lv_scatter(gam, K, prow, on_l);
+            emfast_lanes_store_frame(gam, K, t, base, Tl, post);
         }
         emfast_lv_vecmat(w, ATv, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
@@ -379,15 +396,7 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
         }
     }
     for (int k = 0; k < K; k++) g0[k] = al[k] * beta[k];
-    if (post != NULL) {
-        double* prow[EMFAST_LANES];
-        int on_l[EMFAST_LANES];
-        for (int l = 0; l < EMFAST_LANES; l++) {
-            prow[l] = post + base[l] * K;
-            on_l[l] = 1;
-        }
-        emfast_lv_scatter(g0, K, prow, on_l);
-    }
+    if (post != NULL) emfast_lanes_store_frame(g0, K, 0, base, Tl, post);
 }
 
 /* One copy of the body per small K, where the compiler unrolls every K-long loop and
@@ -445,7 +454,7 @@ static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const 
 static inline void emfast_lanes_add(int K, const double* scratch, int64_t Tb, int l,
                                     double* start, double* acc)
 {
-    const emfast_lv* R = (const emfast_lv*) scratch + (2 * Tb * K + Tb);
+    const emfast_lv* R = emfast_lanes_R(scratch, K, Tb);
     const emfast_lv* g0 = R + K * K;
     for (int k = 0; k < K; k++) start[k] += g0[k][l];
     for (int64_t e = 0; e < (int64_t) K * K; e++) acc[e] += R[e][l];
