@@ -295,7 +295,22 @@ def gaussian_weighted_stats(X, resp, means, covariance_type, *, out=None, backen
 # there, so a sequence whose only allowed path runs through such states counts as
 # impossible although its exact log-likelihood is finite.
 
-__all__ += ["hmm_forward_backward", "hmm_viterbi", "hmm_filter", "symbol_counts"]
+__all__ += ["hmm_forward_backward", "hmm_gaussian_forward_backward", "hmm_viterbi",
+            "hmm_filter", "symbol_counts"]
+
+
+def _hmm_offsets(lengths, T):
+    """(S + 1,) int64 sequence offsets from lengths (None: one sequence of T frames)."""
+    lengths = np.asarray([T] if lengths is None else lengths)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise ValueError("lengths must be a 1-D array of integers")
+    if np.any(lengths <= 0):
+        raise ValueError(f"lengths must be positive, got {lengths[lengths <= 0][:5].tolist()}")
+    if int(lengths.sum()) != T:
+        raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {T} frames")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
 
 
 def _hmm_inputs(log_emission, lengths, startprob, transmat):
@@ -306,15 +321,7 @@ def _hmm_inputs(log_emission, lengths, startprob, transmat):
             raise ValueError(f"log_emission must be 2-D (n_frames, n_states), got shape {le.shape}")
     le = np.ascontiguousarray(le)
     T, K = le.shape
-    lengths = np.asarray([T] if lengths is None else lengths)
-    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
-        raise ValueError("lengths must be a 1-D array of integers")
-    if np.any(lengths <= 0):
-        raise ValueError(f"lengths must be positive, got {lengths[lengths <= 0][:5].tolist()}")
-    if int(lengths.sum()) != T:
-        raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {T} frames")
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = _hmm_offsets(lengths, T)
     startprob = _as_param("startprob", startprob, (K,))
     transmat = _as_param("transmat", transmat, (K, K))
     return le, offsets, startprob, transmat
@@ -352,6 +359,57 @@ def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posterio
     ll = mod.forward_backward(le, offsets, sp, tm, post, start_counts, trans_counts, seq_ll,
                               resolve_n_threads(n_threads))
     return float(ll), seq_ll, (post if posteriors else None), start_counts, trans_counts
+
+
+def hmm_gaussian_forward_backward(X, lengths, startprob, transmat, means, prec_chol,
+                                  covariance_type, log_const, *, backend="auto",
+                                  n_threads=None):
+    """Forward-backward of a Gaussian HMM and its emission statistics, in one call.
+
+    The same numbers as :func:`gaussian_log_prob` (``norm=False``, the log-densities are
+    the log-emissions) followed by :func:`hmm_forward_backward` and
+    :func:`gaussian_weighted_stats` with the posteriors as weights, up to rounding. For
+    "diag" and "spherical" the densities are computed inside the forward-backward and the
+    statistics summed in its backward pass, so no (T, K) array is made and X is read
+    while it is in cache; "full" and "tied" run the three kernels in turn.
+
+    Parameters
+    ----------
+    X : (T, D) float32 or float64, the frames of all sequences.
+    lengths, startprob, transmat : as :func:`hmm_forward_backward`.
+    means, prec_chol, covariance_type, log_const : the emission densities, as
+        :func:`gaussian_log_prob`; ``means`` is also the centre of the statistics.
+
+    Returns
+    -------
+    loglik, seq_loglik, start_counts, trans_counts : as :func:`hmm_forward_backward`.
+    nk, s1, s2 : as :func:`gaussian_weighted_stats` (``s2`` shaped by ``covariance_type``).
+    """
+    X = _as_input(X)
+    code, K, D, means, prec_chol, log_const = _params(X, means, prec_chol, covariance_type,
+                                                      log_const)
+    offsets = _hmm_offsets(lengths, X.shape[0])
+    sp = _as_param("startprob", startprob, (K,))
+    tm = _as_param("transmat", transmat, (K, K))
+    if covariance_type in ("full", "tied"):
+        le, _ = gaussian_log_prob(X, means, prec_chol, covariance_type, log_const, norm=False,
+                                  backend=backend, n_threads=n_threads)
+        ll, seq_ll, post, start, trans = hmm_forward_backward(
+            le, np.diff(offsets), sp, tm, backend=backend, n_threads=n_threads)
+        nk, s1, s2 = gaussian_weighted_stats(X, post, means, covariance_type, backend=backend,
+                                             n_threads=n_threads)
+        return ll, seq_ll, start, trans, nk, s1, s2
+    prec = prec_chol if covariance_type == "diag" else np.repeat(prec_chol[:, None], D, axis=1)
+    S = len(offsets) - 1
+    seq_ll, start, trans = np.empty(S), np.empty(K), np.empty((K, K))
+    nk, s1, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D))
+    ll = get_backend(backend, "hmm").gaussian_forward_backward(
+        np.ascontiguousarray(X, dtype=np.float64), offsets, sp, tm, means,
+        np.ascontiguousarray(prec), log_const, start, trans, seq_ll, nk, s1, s2,
+        resolve_n_threads(n_threads))
+    if covariance_type == "spherical":
+        s2 = s2.sum(axis=1)
+    return float(ll), seq_ll, start, trans, nk, s1, s2
 
 
 def hmm_viterbi(log_emission, lengths, startprob, transmat, *, backend="auto", n_threads=None):

@@ -1,8 +1,10 @@
 """Cython + OpenMP kernels for hidden Markov models: scaled forward-backward (posteriors,
-start and transition counts), log-space Viterbi, and the causal forward filter.
+start and transition counts; or, for diagonal Gaussians, with the emissions and their
+statistics fused in), log-space Viterbi, and the causal forward filter.
 
 The contract (shapes, conventions, meaning of every output) is ``emfast.kernels``
-(hmm_forward_backward, hmm_viterbi, hmm_filter); ``tests/reference_hmm.py`` is the judge.
+(hmm_forward_backward, hmm_gaussian_forward_backward,
+hmm_viterbi, hmm_filter); ``tests/reference_hmm.py`` is the judge.
 This file is only about *how*.
 
 Forward pass, per frame t of a sequence (K small: 4..32):
@@ -39,6 +41,13 @@ of doubles) if their lengths are within 1.25x of each other; the batch's state v
 [frame][state] of lane vectors, shorter lanes are masked, and each lane does one
 sequence's arithmetic.
 Everything else (long or unevenly long sequences, K > 16) runs one sequence at a time.
+
+Gaussian HMMs with diagonal (or spherical) covariances (gaussian_forward_backward): the
+kernel computes the log-emissions itself from the rows of X -- a lane batch frame by frame
+from its lanes' rows, a single sequence into per-thread (T, K) scratch -- and sums the
+posterior-weighted statistics nk, s1, s2 about the means in the backward pass (a lane
+batch in rank-4 blocks of frames, per lane), so no (T, K) array is written or read and the
+rows of X are read while in cache. Those sums travel in the same group slots as the counts.
 
 Determinism: the sequences are cut, in order, into units (a lane batch or one sequence, by
 a rule that reads the lengths and K only, _plan_units), and the units into G = min(U, 64)

@@ -39,12 +39,19 @@ cdef extern from "_fastexp.h":
 cdef extern from "_hmm_lanes.h":
     # forward-backward of EMFAST_LANES sequences at once, one per SIMD lane (see there)
     int EMFAST_LANES
-    int64_t emfast_lanes_scratch(int K, int64_t Tb) noexcept nogil
-    void emfast_lanes_fb(int K, const double* le, const int64_t* base, const int64_t* Tl,
-                         const double* sp, const double* A, const double* AT, double* post,
-                         double* scratch, double* ll) noexcept nogil
-    void emfast_lanes_add(int K, const double* scratch, int64_t Tb, int l, double* start,
-                          double* acc) noexcept nogil
+    ctypedef struct emfast_lanes_gauss:  # diagonal-Gaussian emissions computed in the kernel
+        const double* X                  # (T, D)
+        int D
+        const double* mu                 # (K, D) means, the centre of the statistics
+        const double* p                  # (K, D) 1 / sigma
+        const double* lc                 # (K,) log-normalisers
+    int64_t emfast_lanes_scratch(int K, int D, int64_t Tb) noexcept nogil
+    void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
+                         const int64_t* base, const int64_t* Tl, const double* sp,
+                         const double* A, const double* AT, double* post, double* scratch,
+                         double* ll) noexcept nogil
+    void emfast_lanes_add(int K, int D, const double* scratch, int64_t Tb, int l,
+                          double* start, double* acc, double* gst) noexcept nogil
 
 cdef enum:
     MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
@@ -64,7 +71,9 @@ cdef Py_ssize_t CACHE_B_MAX = 2 * 1024 * 1024
 
 ctypedef struct Hmm:
     int K
-    const double* le            # (T, K) log-emissions, all sequences concatenated
+    const double* le            # (T, K) log-emissions, all sequences concatenated ...
+    const emfast_lanes_gauss* gauss  # ... or FB: Gaussian emissions computed in the kernel,
+                                # posterior-weighted statistics instead of posteriors
     const int64_t* off          # (S + 1,) sequence offsets into the frames
     const double* sp            # (K,) start probabilities (Viterbi: their logs)
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
@@ -91,6 +100,7 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* vb                  # (K,) the argmax as a double (a vector select)
     int32_t* back               # (Tmax, K) Viterbi back-pointers
     double* lanes               # lane-batch scratch (emfast_lanes_scratch), or NULL
+    double* le                  # (Tmax, K) Gaussian FB: one sequence's log-emissions
     Py_ssize_t fail             # frame at which the last forward pass became impossible
 
 
@@ -99,9 +109,10 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
 
 
 cdef Work* _work_alloc(int K, Py_ssize_t Tmax, bint alpha, bint cache_b,
-                       bint viterbi, Py_ssize_t Bmax) noexcept nogil:
+                       bint viterbi, Py_ssize_t Bmax, int D) noexcept nogil:
     """Scratch for one thread; NULL if out of memory. alpha: a (Tmax, K) alpha buffer;
-    Bmax: the longest sequence of a lane batch (0: none)."""
+    Bmax: the longest sequence of a lane batch (0: none); D > 0: Gaussian emissions with D
+    features (a (Tmax, K) log-emission buffer)."""
     cdef Work* W = <Work*> malloc(sizeof(Work))
     if W == NULL:
         return NULL
@@ -133,8 +144,13 @@ cdef Work* _work_alloc(int K, Py_ssize_t Tmax, bint alpha, bint cache_b,
             free(W)
             return NULL
     if Bmax > 0:
-        W.lanes = <double*> malloc(emfast_lanes_scratch(K, Bmax) * sizeof(double))
+        W.lanes = <double*> malloc(emfast_lanes_scratch(K, D, Bmax) * sizeof(double))
         if W.lanes == NULL:
+            _work_free(W)
+            return NULL
+    if D > 0 and Tmax > 0:
+        W.le = <double*> malloc(Tmax * K * sizeof(double))
+        if W.le == NULL:
             _work_free(W)
             return NULL
     return W
@@ -145,6 +161,7 @@ cdef void _work_free(Work* W) noexcept nogil:
         free(W.alpha)
         free(W.back)
         free(W.lanes)
+        free(W.le)
         free(W)
 
 
@@ -447,21 +464,74 @@ cdef double _viterbi_seq(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T,
 
 
 # ---------------------------------------------------------------------------------------
+# Diagonal-Gaussian emissions of one sequence (the lane batches do their own)
+
+
+cdef void _gauss_log_emission(const emfast_lanes_gauss* g, int K, Py_ssize_t t0,
+                              Py_ssize_t T, double* le) noexcept nogil:
+    """le (T, K) = log p(x_t | k) for frames [t0, t0 + T) of g.X."""
+    cdef int D = g.D, k, d
+    cdef Py_ssize_t t
+    cdef const double* x
+    cdef const double* mu
+    cdef const double* p
+    cdef double acc, y
+    for t in range(T):
+        x = g.X + (t0 + t) * D
+        for k in range(K):
+            mu = g.mu + k * D
+            p = g.p + k * D
+            acc = 0.0
+            for d in range(D):
+                y = (x[d] - mu[d]) * p[d]
+                acc = acc + y * y
+            le[t * K + k] = g.lc[k] - 0.5 * acc
+
+
+cdef void _gauss_stats(const emfast_lanes_gauss* g, int K, Py_ssize_t t0, Py_ssize_t T,
+                       const double* post, double* gst) noexcept nogil:
+    """gst = [nk (K,), s1 (K, D), s2 (K, D)] += the statistics of frames [t0, t0 + T)
+    weighted by post (T, K), about the means: gamma, gamma (x - mu), gamma (x - mu)^2."""
+    cdef int D = g.D, k, d
+    cdef Py_ssize_t t
+    cdef const double* x
+    cdef const double* mu
+    cdef double* s1 = gst + K
+    cdef double* s2 = s1 + K * D
+    cdef double gk, df, gd
+    for t in range(T):
+        x = g.X + (t0 + t) * D
+        for k in range(K):
+            gk = post[t * K + k]
+            gst[k] += gk
+            mu = g.mu + k * D
+            for d in range(D):
+                df = x[d] - mu[d]
+                gd = gk * df
+                s1[k * D + d] += gd
+                s2[k * D + d] += gd * df
+
+
+# ---------------------------------------------------------------------------------------
 # One group of sequences (one task of the parallel loop)
 
 
 cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double* post,
                     double* seq_ll, double* acc) noexcept nogil:
-    """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)].
-    A lane batch's sequences are added to acc one by one in sequence order, as the single
-    sequences are."""
+    """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]
+    and with Gaussian emissions [nk (K,), s1 (K, D), s2 (K, D)]. A lane batch's sequences
+    are added to acc one by one in sequence order, as the single sequences are."""
     cdef int K = H.K, l, L = EMFAST_LANES
+    cdef int D = H.gauss.D if H.gauss != NULL else 0
     cdef Py_ssize_t u, s, t0, T, Tb
     cdef double ll
     cdef double* al
+    cdef double* gst = acc + 1 + K + K * K
     cdef int64_t base[8]                 # EMFAST_LANES <= 8
     cdef int64_t Tl[8]
     cdef double lll[8]
+    cdef Hmm Hs = H[0]                   # Gaussian: single sequences read W.le from frame 0
+    Hs.le = W.le
     for u in range(u0, u1):
         s = H.ustart[u]
         if H.ubatch[u]:
@@ -470,18 +540,27 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
                 base[l] = H.off[s + l]
                 Tl[l] = H.off[s + l + 1] - base[l]
                 Tb = max(Tb, Tl[l])
-            emfast_lanes_fb(K, H.le, base, Tl, H.sp, H.A, H.AT, post, W.lanes, lll)
+            emfast_lanes_fb(K, H.le, H.gauss, base, Tl, H.sp, H.A, H.AT, post, W.lanes, lll)
             for l in range(L):
                 ll = lll[l]
                 seq_ll[s + l] = ll
                 acc[0] += ll
                 if ll == ll and ll != -INFINITY:
-                    emfast_lanes_add(K, W.lanes, Tb, l, acc + 1, acc + 1 + K)
+                    emfast_lanes_add(K, D, W.lanes, Tb, l, acc + 1, acc + 1 + K, gst)
                 elif post != NULL:
                     memset(post + base[l] * K, 0, Tl[l] * K * sizeof(double))
             continue
         t0 = H.off[s]
         T = H.off[s + 1] - t0
+        if H.gauss != NULL:              # posteriors into W.alpha, then the statistics
+            _gauss_log_emission(H.gauss, K, t0, T, W.le)
+            ll = _forward(&Hs, W, 0, T, W.alpha, True)
+            seq_ll[s] = ll
+            acc[0] += ll
+            if ll == ll and ll != -INFINITY:
+                _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
+                _gauss_stats(H.gauss, K, t0, T, W.alpha, gst)
+            continue
         al = post + t0 * K if post != NULL else W.alpha
         ll = _forward(H, W, t0, T, al, True)
         seq_ll[s] = ll
@@ -584,7 +663,8 @@ cdef int _run(int kind, Hmm* H, Py_ssize_t S, double* post, int64_t* path,
             Tmax = max(Tmax, H.off[s + 1] - H.off[s])
     H.cache_b = kind == FB and Tmax * K <= CACHE_B_MAX
     with nogil, parallel(num_threads=max(1, min(<Py_ssize_t> n_threads, G))):
-        W = _work_alloc(K, Tmax, need_alpha, H.cache_b, kind == VITERBI, Bmax)
+        W = _work_alloc(K, Tmax, need_alpha, H.cache_b, kind == VITERBI, Bmax,
+                        H.gauss.D if H.gauss != NULL else 0)
         # Every thread enters the loop (a work-sharing loop must be met by all of them).
         for g in prange(G, schedule="dynamic"):
             if W == NULL:
@@ -604,15 +684,21 @@ cdef int _run(int kind, Hmm* H, Py_ssize_t S, double* post, int64_t* path,
     return 0
 
 
-cdef Hmm _hmm(const double[:, ::1] le, const int64_t[::1] offsets, const double[::1] sp,
+cdef inline const double* _rows(const double[:, ::1] a):
+    """The first element of a, or NULL when a has no rows (nothing to read or write)."""
+    return &a[0, 0] if a.shape[0] > 0 else NULL
+
+
+cdef Hmm _hmm(int K, const double* le, const int64_t[::1] offsets, const double[::1] sp,
               const double[:, ::1] A, const double[:, ::1] AT):
     cdef Hmm H
-    H.K = le.shape[1]
-    H.le = &le[0, 0] if le.shape[0] > 0 else NULL
+    H.K = K
+    H.le = le
     H.off = &offsets[0]
     H.sp = &sp[0]
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
+    H.gauss = NULL
     H.cache_b = False
     H.n_units = offsets.shape[0] - 1
     H.ustart = NULL
@@ -636,12 +722,60 @@ def forward_backward(
     int n_threads,                      # IN  OpenMP threads
 ):
     """Scaled forward-backward: overwrite the outputs; return the total log-likelihood."""
+    cdef const double[:, ::1] AT = np.ascontiguousarray(np.asarray(transmat).T)  # kept alive
+    cdef Hmm H = _hmm(le.shape[1], _rows(le), offsets, startprob, transmat, AT)
+    tot = _fb_sums(&H, offsets, &post[0, 0] if post.shape[0] > 0 else NULL, 0, seq_ll,
+                   n_threads)
+    _fb_counts(tot, transmat, start_counts, trans_counts)
+    return float(tot[0])
+
+
+def gaussian_forward_backward(
+    const double[:, ::1] X,             # IN  (T, D) frames of all sequences, concatenated
+    const int64_t[::1] offsets,         # IN  (S + 1,) sequence s is frames [off[s], off[s+1])
+    const double[::1] startprob,        # IN  (K,)
+    const double[:, ::1] transmat,      # IN  (K, K) rows sum to 1
+    const double[:, ::1] means,         # IN  (K, D), also the centre of the statistics
+    const double[:, ::1] prec,          # IN  (K, D) 1 / sigma per feature
+    const double[::1] log_const,        # IN  (K,) log p(x | k) = log_const[k] - 0.5 |(x - mu_k) prec_k|^2
+    double[::1] start_counts,           # OUT (K,) sum over sequences of gamma_0
+    double[:, ::1] trans_counts,        # OUT (K, K) sum_t xi_t
+    double[::1] seq_ll,                 # OUT (S,) per-sequence log-likelihoods
+    double[::1] nk,                     # OUT (K,) sum_t gamma_t
+    double[:, ::1] s1,                  # OUT (K, D) sum_t gamma_t (x_t - mu)
+    double[:, ::1] s2,                  # OUT (K, D) sum_t gamma_t (x_t - mu)^2
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Forward-backward with diagonal-Gaussian emissions computed inside it and the
+    posterior-weighted statistics accumulated in its backward pass (no (T, K) array);
+    overwrite the outputs; return the total log-likelihood."""
+    cdef int K = means.shape[0], D = means.shape[1]
+    cdef emfast_lanes_gauss g
+    g.X = _rows(X)
+    g.D = D
+    g.mu = &means[0, 0]
+    g.p = &prec[0, 0]
+    g.lc = &log_const[0]
+    cdef const double[:, ::1] AT = np.ascontiguousarray(np.asarray(transmat).T)  # kept alive
+    cdef Hmm H = _hmm(K, NULL, offsets, startprob, transmat, AT)
+    H.gauss = &g
+    tot = _fb_sums(&H, offsets, NULL, K + 2 * K * D, seq_ll, n_threads)
+    _fb_counts(tot, transmat, start_counts, trans_counts)
+    cdef Py_ssize_t o = 1 + K + K * K
+    np.asarray(nk)[...] = tot[o:o + K]
+    np.asarray(s1)[...] = tot[o + K:o + K + K * D].reshape(K, D)
+    np.asarray(s2)[...] = tot[o + K + K * D:].reshape(K, D)
+    return float(tot[0])
+
+
+cdef _fb_sums(Hmm* H, const int64_t[::1] offsets, double* post, Py_ssize_t extra,
+              double[::1] seq_ll, int n_threads):
+    """Run the forward-backward over the units of _plan_units; return the group slots
+    [loglik, start (K,), R (K, K), extra more] summed in group order (independent of the
+    thread count)."""
     cdef Py_ssize_t S = offsets.shape[0] - 1
-    cdef int K = le.shape[1]
-    A = np.asarray(transmat)
-    cdef const double[:, ::1] AT = np.ascontiguousarray(A.T)
-    cdef Hmm H = _hmm(le, offsets, startprob, transmat, AT)
-    cdef Py_ssize_t width = 1 + K + K * K
+    cdef int K = H.K
+    cdef Py_ssize_t width = 1 + K + K * K + extra
     cdef int64_t[::1] ustart = np.empty(S + 1, dtype=np.int64)
     cdef char[::1] ubatch = np.empty(max(S, 1), dtype=np.int8)
     H.n_units = _plan_units(K, &offsets[0], S, &ustart[0], &ubatch[0])
@@ -649,15 +783,21 @@ def forward_backward(
     H.ubatch = &ubatch[0]
     slots = np.zeros((max(1, min(H.n_units, <Py_ssize_t> MAX_GROUPS)), width))
     cdef double[:, ::1] sl = slots
-    cdef double* postp = &post[0, 0] if post.shape[0] > 0 else NULL
     if S > 0:
-        _run(FB, &H, S, postp, NULL, &seq_ll[0], &sl[0, 0], width, n_threads)
+        _run(FB, H, S, post, NULL, &seq_ll[0], &sl[0, 0], width, n_threads)
     tot = np.zeros(width)
-    for g in range(slots.shape[0]):      # group order: independent of the thread count
+    for g in range(slots.shape[0]):
         tot += slots[g]
+    return tot
+
+
+cdef _fb_counts(tot, const double[:, ::1] transmat, double[::1] start_counts,
+                double[:, ::1] trans_counts):
+    """start and transition counts out of the summed slots: xi = A * R."""
+    cdef int K = start_counts.shape[0]
     np.asarray(start_counts)[...] = tot[1:1 + K]
-    np.multiply(A, tot[1 + K:].reshape(K, K), out=np.asarray(trans_counts))
-    return float(tot[0])
+    np.multiply(np.asarray(transmat), tot[1 + K:1 + K + K * K].reshape(K, K),
+                out=np.asarray(trans_counts))
 
 
 def viterbi(
@@ -671,7 +811,7 @@ def viterbi(
 ):
     """Log-space Viterbi; return the total log-probability of the best paths."""
     cdef Py_ssize_t S = offsets.shape[0] - 1
-    cdef Hmm H = _hmm(le, offsets, log_startprob, log_transmat, None)
+    cdef Hmm H = _hmm(le.shape[1], _rows(le), offsets, log_startprob, log_transmat, None)
     slots = np.zeros((max(1, min(S, <Py_ssize_t> MAX_GROUPS)), 1))
     cdef double[:, ::1] sl = slots
     if S > 0:
@@ -693,7 +833,7 @@ def forward_filter(
 ):
     """Scaled forward pass; return the total log-likelihood."""
     cdef Py_ssize_t S = offsets.shape[0] - 1
-    cdef Hmm H = _hmm(le, offsets, startprob, transmat, None)
+    cdef Hmm H = _hmm(le.shape[1], _rows(le), offsets, startprob, transmat, None)
     slots = np.zeros((max(1, min(S, <Py_ssize_t> MAX_GROUPS)), 1))
     cdef double[:, ::1] sl = slots
     cdef double* outp = &out[0, 0] if out.shape[0] > 0 else NULL

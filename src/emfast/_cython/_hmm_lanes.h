@@ -14,6 +14,11 @@
  * their last frame again and are masked out of every sum; a lane whose sequence becomes
  * impossible (c_t == 0) or meets NaN is finished with garbage that the caller discards.
  *
+ * With diagonal-Gaussian emissions (emfast_lanes_gauss) the batch computes its own
+ * log-emissions from the rows of X and, instead of writing posteriors, adds each frame's
+ * posterior-weighted statistics about the means to per-lane sums: no (T, K) array is read
+ * or written, and X is read twice (forward and backward) while it is in cache.
+ *
  * The caller (_hmm_impl.pxi) adds each lane's results to its group slot in sequence order,
  * so the results depend on the lengths only, never on the thread count.
  */
@@ -234,18 +239,71 @@ static inline emfast_lv emfast_lv_sum(const emfast_lv* u, int K)
     return (s0 + s1) + (s2 + s3);
 }
 
-/* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K) and
- * g0 (K,) -- read back by emfast_lanes_add --, then u, up, beta, gam (K,) each, rw
- * (EMFAST_LRANK, K), Av and ATv (K, K). */
+/* Diagonal-Gaussian emissions: log p(x_t | k) = lc[k] - 0.5 sum_d ((x_td - mu_kd) p_kd)^2,
+ * p = 1 / sigma (spherical models pass their precision repeated over the features). */
+typedef struct {
+    const double* X;      /* (T, D) rows of all sequences, concatenated */
+    int D;
+    const double* mu;     /* (K, D) means, also the centre of the statistics */
+    const double* p;      /* (K, D) */
+    const double* lc;     /* (K,) */
+} emfast_lanes_gauss;
+
+/* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K), g0
+ * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (K, D) -- read back by
+ * emfast_lanes_add --, then u, up, beta, gam (K,) each, rw (EMFAST_LRANK, K), Av and ATv
+ * (K, K), and for Gaussians muv and pv (K, D) and the frame rings gq (EMFAST_LRANK, K) and
+ * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. */
 static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
 {
     return (emfast_lv*) scratch + (2 * Tb * K + Tb);
 }
 
-/* Doubles of scratch emfast_lanes_fb needs for K states and batches up to Tb frames. */
-static inline int64_t emfast_lanes_scratch(int K, int64_t Tb)
+/* Doubles of scratch emfast_lanes_fb needs for K states, D features (0: log-emissions
+ * given) and batches up to Tb frames. */
+static inline int64_t emfast_lanes_scratch(int K, int D, int64_t Tb)
 {
-    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (5 + EMFAST_LRANK) * K);
+    int64_t KD = (int64_t) K * D, G = D ? K + 4 * KD + EMFAST_LRANK * (K + D) : 0;
+    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (5 + EMFAST_LRANK) * K + G);
+}
+
+/* The n <= EMFAST_LRANK frames in the rings gq (posteriors) and xq (rows of X) added to
+ * the statistics about the means muv: nk += gamma, s1 += gamma (x - mu),
+ * s2 += gamma (x - mu)^2, each sum read and written once per n frames. */
+static inline __attribute__((always_inline)) void
+emfast_lanes_gauss_flush(int K, int D, int n, const emfast_lv* gq, const emfast_lv* xq,
+                         const emfast_lv* muv, emfast_lv* nk)
+{
+    emfast_lv* s1 = nk + K;
+    emfast_lv* s2 = s1 + (int64_t) K * D;
+    for (int k = 0; k < K; k++) {
+        emfast_lv n0 = nk[k];
+        for (int q = 0; q < n; q++) n0 += gq[q * K + k];
+        nk[k] = n0;
+        for (int d = 0; d < D; d++) {
+            int64_t e = (int64_t) k * D + d;
+            emfast_lv m = muv[e], a1 = s1[e], a2 = s2[e];
+            for (int q = 0; q < n; q++) {
+                emfast_lv df = xq[q * D + d] - m;
+                emfast_lv gd = gq[q * K + k] * df;
+                a1 += gd;
+                a2 += gd * df;
+            }
+            s1[e] = a1;
+            s2[e] = a2;
+        }
+    }
+}
+
+/* xv[d] = x_t of every lane (its last row where its sequence is shorter than t) */
+static inline void emfast_lanes_gauss_rows(const emfast_lanes_gauss* g, int64_t t,
+                                           const int64_t* base, const int64_t* Tl,
+                                           emfast_lv* xv)
+{
+    const double* rows[EMFAST_LANES];
+    for (int l = 0; l < EMFAST_LANES; l++)
+        rows[l] = g->X + (base[l] + (t < Tl[l] ? t : Tl[l] - 1)) * g->D;
+    emfast_lv_load_rows(rows, g->D, xv);
 }
 
 /* x[k] (k < K) written to row t of the posteriors of every lane whose sequence has a frame
@@ -265,10 +323,12 @@ static inline void emfast_lanes_store_frame(const emfast_lv* x, int K, int64_t t
 
 /* The body of emfast_lanes_fb (below), for any K. */
 static inline __attribute__((always_inline)) void
-emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t* Tl,
-                     const double* sp, const double* A, const double* AT, double* post,
-                     double* scratch, double* ll)
+emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
+                     const int64_t* base, const int64_t* Tl, const double* sp,
+                     const double* A, const double* AT, double* post, double* scratch,
+                     double* ll)
 {
+    int D = g ? g->D : 0;
     int64_t Tb = 0;
     for (int l = 0; l < EMFAST_LANES; l++) Tb = Tl[l] > Tb ? Tl[l] : Tb;
     emfast_lv* al = (emfast_lv*) scratch;     /* (Tb, K) normalised alphas */
@@ -276,13 +336,18 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
     emfast_lv* ics = bc + Tb * K;             /* (Tb,) 1 / c_t */
     emfast_lv* R = emfast_lanes_R(scratch, K, Tb);   /* (K, K) sum_t alpha_{t-1} w_t^T */
     emfast_lv* g0 = R + K * K;                /* (K,) gamma_0 */
-    emfast_lv* u = g0 + K;                    /* (K,) unnormalised alpha_t ... */
+    emfast_lv* gst = g0 + K;                  /* Gaussians: nk (K,), s1, s2 (K, D) */
+    emfast_lv* u = gst + (D ? K + 2 * K * D : 0);   /* (K,) unnormalised alpha_t ... */
     emfast_lv* up = u + K;                    /* (K,) ... and alpha_{t-1} c_{t-1} */
     emfast_lv* beta = up + K;                 /* (K,) */
     emfast_lv* gam = beta + K;                /* (K,) gamma_t before it is scattered */
     emfast_lv* rw = gam + K;                  /* (RANK, K) pending w_t */
     emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes */
     emfast_lv* ATv = Av + K * K;
+    emfast_lv* muv = ATv + K * K;             /* Gaussians: (K, D) mu and p splat ... */
+    emfast_lv* pv = muv + K * D;
+    emfast_lv* gq = pv + K * D;               /* ... (RANK, K) pending gamma_t ... */
+    emfast_lv* xq = gq + EMFAST_LRANK * K;    /* ... and (RANK, D) their x_t */
     const emfast_lv* ra[EMFAST_LRANK];        /* their alpha_{t-1} (rows of al) */
     emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
     emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
@@ -293,18 +358,35 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
         Av[e] = emfast_lv_splat(A[e]);
         ATv[e] = emfast_lv_splat(AT[e]);
     }
+    for (int64_t e = 0; e < (int64_t) K * D; e++) {
+        muv[e] = emfast_lv_splat(g->mu[e]);
+        pv[e] = emfast_lv_splat(g->p[e]);
+    }
 
     /* forward, emissions first: the exps of every frame are independent work; kept out of
      * the recursion's loop, they do not wait behind its chain from frame to frame */
     for (int64_t t = 0; t < Tb; t++) {
         emfast_lv* b = bc + t * K;
-        const double* rows[EMFAST_LANES];
-        for (int l = 0; l < EMFAST_LANES; l++) {
-            rows[l] = le + (base[l] + (t < Tl[l] ? t : Tl[l] - 1)) * K;
-            __builtin_prefetch(rows[l] + 8 * K);   /* EMFAST_LANES streams, a row a frame */
+        if (g) {
+            emfast_lv* xv = xq;
+            emfast_lanes_gauss_rows(g, t, base, Tl, xv);
+            for (int k = 0; k < K; k++) {
+                emfast_lv acc = emfast_lv_splat(0.0);
+                for (int d = 0; d < D; d++) {
+                    emfast_lv y = (xv[d] - muv[k * D + d]) * pv[k * D + d];
+                    acc += y * y;
+                }
+                b[k] = g->lc[k] - 0.5 * acc;
+            }
+        } else {
+            const double* rows[EMFAST_LANES];
+            for (int l = 0; l < EMFAST_LANES; l++) {
+                rows[l] = le + (base[l] + (t < Tl[l] ? t : Tl[l] - 1)) * K;
+                __builtin_prefetch(rows[l] + 8 * K);   /* EMFAST_LANES streams, a row a frame */
+            }
+            emfast_lv_load_rows(rows, K, b);
         }
         /* shift by the per-lane max (a NaN is never selected; all -inf: b = 0, c = 0) */
-        emfast_lv_load_rows(rows, K, b);
         emfast_lv m = b[0];
         for (int k = 1; k < K; k++) m = emfast_lv_sel((emfast_li) (b[k] > m), b[k], m);
         m = emfast_lv_sel((emfast_li) (m == -INFINITY), emfast_lv_splat(0.0), m);
@@ -352,8 +434,9 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
 
     /* backward */
     for (int64_t e = 0; e < (int64_t) K * K; e++) R[e] = emfast_lv_splat(0.0);
+    for (int64_t e = 0; e < (D ? K + 2 * K * D : 0); e++) gst[e] = emfast_lv_splat(0.0);
     for (int k = 0; k < K; k++) beta[k] = emfast_lv_splat(1.0);
-    int n = 0;
+    int n = 0, ng = 0;
     for (int64_t t = Tb - 1; t > 0; t--) {
         const emfast_lv* a = al + t * K;
         const emfast_lv* b = bc + t * K;
@@ -369,6 +452,15 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
         if (post != NULL) {
             for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
             emfast_lanes_store_frame(gam, K, t, base, Tl, post);
+        }
+        if (g) {                               /* masked frames weigh 0 */
+            for (int k = 0; k < K; k++)
+                gq[ng * K + k] = emfast_lv_sel(on, a[k] * beta[k], emfast_lv_splat(0.0));
+            emfast_lanes_gauss_rows(g, t, base, Tl, xq + ng * D);
+            if (++ng == EMFAST_LRANK) {
+                emfast_lanes_gauss_flush(K, D, EMFAST_LRANK, gq, xq, muv, gst);
+                ng = 0;
+            }
         }
         emfast_lv_vecmat(w, ATv, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
@@ -397,18 +489,26 @@ emfast_lanes_fb_body(int K, const double* le, const int64_t* base, const int64_t
     }
     for (int k = 0; k < K; k++) g0[k] = al[k] * beta[k];
     if (post != NULL) emfast_lanes_store_frame(g0, K, 0, base, Tl, post);
+    if (g) {
+        for (int k = 0; k < K; k++) gq[ng * K + k] = g0[k];
+        emfast_lanes_gauss_rows(g, 0, base, Tl, xq + ng * D);
+        emfast_lanes_gauss_flush(K, D, ng + 1, gq, xq, muv, gst);
+    }
 }
 
 /* One copy of the body per small K, where the compiler unrolls every K-long loop and
  * keeps the state vectors in registers (a run-time K cost half the instructions in loop
  * control and reloads); any other K takes the generic copy. */
 #define EMFAST_LANES_FB_K(KK)                                                                 \
-    static void emfast_lanes_fb_##KK(const double* le, const int64_t* base,                  \
-                                     const int64_t* Tl, const double* sp, const double* A,    \
-                                     const double* AT, double* post, double* scratch,         \
-                                     double* ll)                                              \
+    static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
+                                     const int64_t* base, const int64_t* Tl,                  \
+                                     const double* sp, const double* A, const double* AT,     \
+                                     double* post, double* scratch, double* ll)               \
     {                                                                                         \
-        emfast_lanes_fb_body(KK, le, base, Tl, sp, A, AT, post, scratch, ll);                 \
+        if (g)                                                                                \
+            emfast_lanes_fb_body(KK, NULL, g, base, Tl, sp, A, AT, post, scratch, ll);        \
+        else                                                                                  \
+            emfast_lanes_fb_body(KK, le, NULL, base, Tl, sp, A, AT, post, scratch, ll);       \
     }
 EMFAST_LANES_FB_K(2)
 EMFAST_LANES_FB_K(3)
@@ -425,39 +525,43 @@ EMFAST_LANES_FB_K(16)
 
 /* Forward-backward of one batch.
  *
- * IN  K; le (T, K) log-emissions of all sequences; base[l], Tl[l] first frame and length of
- *     lane l's sequence (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose;
- *     scratch of emfast_lanes_scratch(K, max Tl) doubles.
+ * IN  K; le (T, K) log-emissions of all sequences, or g: Gaussian emissions computed here
+ *     (then le is not read); base[l], Tl[l] first frame and length of lane l's sequence
+ *     (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose; scratch of
+ *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles.
  * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
  *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible) or NaN; and in scratch
- *     (see emfast_lanes_add) gamma_0 and R of every lane.
+ *     (see emfast_lanes_add) gamma_0, R and (g) the Gaussian statistics of every lane.
  */
-static void emfast_lanes_fb(int K, const double* le, const int64_t* base, const int64_t* Tl,
-                            const double* sp, const double* A, const double* AT,
-                            double* post, double* scratch, double* ll)
+static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
+                            const int64_t* base, const int64_t* Tl, const double* sp,
+                            const double* A, const double* AT, double* post, double* scratch,
+                            double* ll)
 {
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
-        emfast_lanes_fb_##KK(le, base, Tl, sp, A, AT, post, scratch, ll);                     \
+        emfast_lanes_fb_##KK(le, g, base, Tl, sp, A, AT, post, scratch, ll);                  \
         return;
     EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
     default:
-        emfast_lanes_fb_body(K, le, base, Tl, sp, A, AT, post, scratch, ll);
+        emfast_lanes_fb_body(K, le, g, base, Tl, sp, A, AT, post, scratch, ll);
     }
 }
 
-/* Lane l's gamma_0 added to start (K,) and its R to acc (K, K), after emfast_lanes_fb. */
-static inline void emfast_lanes_add(int K, const double* scratch, int64_t Tb, int l,
-                                    double* start, double* acc)
+/* After emfast_lanes_fb: lane l's gamma_0 added to start (K,), its R to acc (K, K) and,
+ * with D > 0 Gaussian features, its nk, s1, s2 to gst (K + 2 K D,). */
+static inline void emfast_lanes_add(int K, int D, const double* scratch, int64_t Tb, int l,
+                                    double* start, double* acc, double* gst)
 {
     const emfast_lv* R = emfast_lanes_R(scratch, K, Tb);
     const emfast_lv* g0 = R + K * K;
     for (int k = 0; k < K; k++) start[k] += g0[k][l];
     for (int64_t e = 0; e < (int64_t) K * K; e++) acc[e] += R[e][l];
+    for (int64_t e = 0; e < (D ? K + 2 * (int64_t) K * D : 0); e++) gst[e] += g0[K + e][l];
 }
 
 #endif

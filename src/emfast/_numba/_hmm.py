@@ -1,12 +1,17 @@
 """Numba backend of the HMM kernels (contract: the ``hmm_*`` functions of :mod:`emfast.kernels`).
 
-Exports three plain Python functions, called positionally by ``emfast.kernels`` with
+Exports plain Python functions, called positionally by ``emfast.kernels`` with
 validated, C-contiguous float64 arrays (``offsets`` int64, ``path`` int64):
 
     forward_backward(le, offsets, startprob, transmat, post, start_counts, trans_counts,
                      seq_ll, n_threads) -> total loglik
+    gaussian_forward_backward(X, offsets, startprob, transmat, means, prec, log_const,
+                              start_counts, trans_counts, seq_ll, nk, s1, s2, n_threads)
+        -> total loglik (diagonal-Gaussian emissions computed per sequence into scratch,
+           posterior-weighted statistics summed from it: no (T, K) array)
     viterbi(le, offsets, log_startprob, log_transmat, path, seq_lp, n_threads) -> total log-prob
     forward_filter(le, offsets, startprob, transmat, out, seq_ll, n_threads) -> total loglik
+    symbol_counts(sym, w, out, n_threads)
 
 Layout of the work (DESIGN.md "Numerics", "Threads"):
 
@@ -41,7 +46,8 @@ from numba.core import types
 from emfast._numba._gaussian import _exp_nonpos, _run
 from emfast._numba._settings import JIT, JIT_ORDERED
 
-__all__ = ["forward_backward", "viterbi", "forward_filter"]
+__all__ = ["forward_backward", "gaussian_forward_backward", "viterbi", "forward_filter",
+           "symbol_counts"]
 
 MAX_GROUPS = 64  # sequences are split into min(S, MAX_GROUPS) contiguous groups
 CHUNK = 64  # frames whose emission likelihoods are computed together (one flat exp loop)
@@ -61,6 +67,8 @@ _PATH = _arr(types.int64, 1, False)
 _FB_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _OUT2, _OUT1, _OUT2, _OUT1)
 _VIT_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _PATH, _OUT1)
 _FILT_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _OUT2, _OUT1)
+_GFB_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _IN2, _IN2, _IN1, _OUT1, _OUT2, _OUT1, _OUT1,
+                         _OUT2, _OUT2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +352,110 @@ def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll):
 
 
 # --------------------------------------------------------------------------------------------
+# Forward-backward with diagonal-Gaussian emissions and their statistics
+# --------------------------------------------------------------------------------------------
+@njit(**JIT_ORDERED)
+def _gauss_log_emission(X, s0, L, means, prec, lc, le):
+    """le[t, k] = lc[k] - 0.5 sum_d ((X[s0 + t, d] - means[k, d]) prec[k, d])^2, t < L."""
+    K, D = means.shape
+    for t in range(L):
+        x = X[s0 + t]
+        for k in range(K):
+            acc = 0.0
+            for d in range(D):
+                y = (x[d] - means[k, d]) * prec[k, d]
+                acc += y * y
+            le[t, k] = lc[k] - 0.5 * acc
+
+
+@njit(**JIT_ORDERED)
+def _gauss_stats(X, s0, L, means, post, nk, s1, s2):
+    """Add the statistics of X[s0 : s0 + L] weighted by post[:L] about the means: nk (K,)
+    += gamma, s1 (K, D) += gamma (x - mu), s2 (K, D) += gamma (x - mu)^2."""
+    K, D = means.shape
+    for t in range(L):
+        x = X[s0 + t]
+        for k in range(K):
+            g = post[t, k]
+            nk[k] += g
+            for d in range(D):
+                df = x[d] - means[k, d]
+                gd = g * df
+                s1[k, d] += gd
+                s2[k, d] += gd * df
+
+
+@njit(**JIT)
+def _gfb_group(X, offsets, sp, A, At, means, prec, lc, s_lo, s_hi, seq_ll, start, acc, nk,
+               s1, s2):
+    """Sequences [s_lo, s_hi) in order: each one's log-emissions and posteriors in scratch
+    sized by the group's longest sequence, its statistics added to this group's slots.
+    Returns the sum of their log-likelihoods in order."""
+    K = sp.shape[0]
+    Lmax = 0
+    for s in range(s_lo, s_hi):
+        Lmax = max(Lmax, offsets[s + 1] - offsets[s])
+    le = np.empty((Lmax, K))
+    post = np.empty((Lmax, K))
+    cs = np.empty(Lmax)
+    pred = np.empty(K)
+    mch = np.empty(CHUNK)
+    bch = np.empty(CHUNK * K)
+    v = np.empty(K)
+    beta = np.empty(K)
+    total = 0.0
+    for s in range(s_lo, s_hi):
+        s0 = offsets[s]
+        L = offsets[s + 1] - s0
+        _gauss_log_emission(X, s0, L, means, prec, lc, le)
+        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta, start,
+                     acc)
+        if ll == ll and ll != _NEG_INF:
+            _gauss_stats(X, s0, L, means, post, nk, s1, s2)
+        seq_ll[s] = ll
+        total += ll
+    return total
+
+
+@njit(_GFB_SIG, parallel=True, **JIT)
+def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, seq_ll, nk,
+                s1, s2):
+    """Forward-backward with diagonal-Gaussian emissions: the outputs of _fb_kernel
+    without posteriors, plus nk, s1, s2 (see gaussian_forward_backward)."""
+    K, D = means.shape
+    S = offsets.shape[0] - 1
+    At = np.ascontiguousarray(A.T)
+    G = min(S, MAX_GROUPS)
+    ll_g = np.zeros(G)
+    start_g = np.zeros((G, K))
+    acc_g = np.zeros((G, K, K))
+    nk_g = np.zeros((G, K))
+    s1_g = np.zeros((G, K, D))
+    s2_g = np.zeros((G, K, D))
+    for g in prange(G):
+        ll_g[g] = _gfb_group(X, offsets, sp, A, At, means, prec, lc, g * S // G,
+                             (g + 1) * S // G, seq_ll, start_g[g], acc_g[g], nk_g[g],
+                             s1_g[g], s2_g[g])
+    total = 0.0
+    start_counts[:] = 0.0
+    trans_counts[:] = 0.0
+    nk[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    for g in range(G):               # group order: independent of the thread count
+        total += ll_g[g]
+        start_counts += start_g[g]
+        trans_counts += acc_g[g]
+        nk += nk_g[g]
+        s1 += s1_g[g]
+        s2 += s2_g[g]
+    for i in range(K):
+        for j in range(K):
+            trans_counts[i, j] *= A[i, j]
+    return total
+
+
+# --------------------------------------------------------------------------------------------
 # Causal filter
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
@@ -494,6 +606,17 @@ def forward_backward(le, offsets, startprob, transmat, post, start_counts, trans
     """
     return _run(_fb_kernel, n_threads, le, offsets, startprob, transmat, post, start_counts,
                 trans_counts, seq_ll)
+
+
+def gaussian_forward_backward(X, offsets, startprob, transmat, means, prec, log_const,
+                              start_counts, trans_counts, seq_ll, nk, s1, s2, n_threads):
+    """Forward-backward with diagonal-Gaussian emissions; see
+    :func:`emfast.kernels.hmm_gaussian_forward_backward`. IN: X (T, D); offsets; startprob;
+    transmat; means, prec (K, D) (prec = 1 / sigma); log_const (K,). OUT (overwritten):
+    start_counts, trans_counts, seq_ll, nk (K,), s1, s2 (K, D). Returns the total
+    log-likelihood."""
+    return _run(_gfb_kernel, n_threads, X, offsets, startprob, transmat, means, prec,
+                log_const, start_counts, trans_counts, seq_ll, nk, s1, s2)
 
 
 def viterbi(le, offsets, log_startprob, log_transmat, path, seq_lp, n_threads):

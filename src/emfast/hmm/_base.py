@@ -5,7 +5,9 @@ One EM iteration (``_HMMFamily``):
     E-step: log-emissions (T, K) from the emission model
             -> emfast.kernels.hmm_forward_backward (all sequences in one call)
             -> start counts, transition counts, posteriors
-            -> emission statistics from the posteriors (the emission model's)
+            -> emission statistics from the posteriors (the emission model's);
+            or, where the emission model is ``fused`` (diagonal and spherical Gaussians),
+            all of it in one kernel call that makes no (T, K) array.
     M-step: startprob/transmat from the counts (Dirichlet priors), then the emission
             model's M-step.
 
@@ -154,6 +156,11 @@ class _HMMFamily:
         return buf
 
     def e_step(self, X, sample_weight, params, n_threads):
+        if self.fit_emission and getattr(self.emission, "fused", False):
+            ll, start, trans, em = self.emission.forward_backward_stats(
+                X, self.lengths, params.startprob, params.transmat, params.emission,
+                self.backend, n_threads)
+            return HMMStats(params, start, trans, em, ll, len(self.lengths))
         shape = (X.shape[0], len(params.startprob))
         le = self.emission.log_likelihood(X, params.emission, self.backend, n_threads,
                                           out=self._buffer("le", shape))

@@ -159,6 +159,28 @@ class GaussianEmission:
         return gaussian_posterior_stats(X, post, p["means"], self.covariance_type, backend,
                                         n_threads)
 
+    @property
+    def fused(self):
+        """Whether :meth:`forward_backward_stats` does the E-step in one kernel that makes
+        no (T, K) array (diagonal and spherical covariances)."""
+        return self.covariance_type in ("diag", "spherical")
+
+    def forward_backward_stats(self, X, lengths, startprob, transmat, p, backend, n_threads):
+        """The whole E-step in one kernel call: (loglik, start counts, transition counts,
+        emission statistics). Spherical models go in as diagonal ones with the precision
+        repeated over the features, for the per-feature second moments their M-step
+        averages."""
+        D = p["means"].shape[1]
+        prec = p["prec_chol"]
+        if self.covariance_type == "spherical":
+            prec = np.repeat(prec[:, None], D, axis=1)
+        ll, _, start, trans, nk, s1, s2 = kernels.hmm_gaussian_forward_backward(
+            X, lengths, startprob, transmat, p["means"], prec, "diag", p["log_const"],
+            backend=backend, n_threads=n_threads)
+        ct = "diag" if self.covariance_type == "spherical" else self.covariance_type
+        return ll, start, trans, GaussianStats(ct, p["means"], nk, s1, s2, 0.0,
+                                               float(X.shape[0]))
+
     # M-step -------------------------------------------------------------------------
     def m_step(self, st, p, letters):
         ct = self.covariance_type
