@@ -39,6 +39,7 @@ cdef extern from "_fastexp.h":
 cdef extern from "_hmm_lanes.h":
     # forward-backward of EMFAST_LANES sequences at once, one per SIMD lane (see there)
     int EMFAST_LANES
+    int EMFAST_LANES_MAX_K              # above this many states one sequence's own loops are wide enough
     ctypedef struct emfast_lanes_gauss:  # diagonal-Gaussian emissions computed in the kernel
         const double* X                  # (T, D)
         int D
@@ -56,7 +57,6 @@ cdef extern from "_hmm_lanes.h":
 cdef enum:
     MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
     RANK = 4              # frames per rank-RANK update of the transition counts
-    LANE_MAX_K = 16       # above this many states one sequence's own loops are wide enough
 
 # Lane batches are used when their alpha and b caches take at most this many doubles each
 # per thread (8 MiB); longer sequences run one at a time.
@@ -81,7 +81,7 @@ ctypedef struct Hmm:
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
     Py_ssize_t n_units          # U units of work: one per sequence, or (FB) _plan_units's
     const int64_t* ustart       # (U + 1,) FB: first sequence of each unit ...
-    const char* ubatch          # (U,) ... and whether it is a lane batch
+    const char* ubatch          # (U,) ... and its sequences if a lane batch (0: one sequence)
 
 
 ctypedef struct Work:           # per-thread scratch, allocated once per thread
@@ -523,7 +523,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
     are added to acc one by one in sequence order, as the single sequences are."""
     cdef int K = H.K, l, L = EMFAST_LANES
     cdef int D = H.gauss.D if H.gauss != NULL else 0
-    cdef Py_ssize_t u, s, t0, T, Tb
+    cdef Py_ssize_t u, s, t0, T, Tb, nl
     cdef double ll
     cdef double* al
     cdef double* gst = acc + 1 + K + K * K
@@ -534,14 +534,17 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
     Hs.le = W.le
     for u in range(u0, u1):
         s = H.ustart[u]
-        if H.ubatch[u]:
+        nl = H.ubatch[u]
+        if nl:
             Tb = 0
+            # Lanes past a short batch's last sequence repeat its first: the same numbers
+            # (the same posteriors written twice), never added.
             for l in range(L):
-                base[l] = H.off[s + l]
-                Tl[l] = H.off[s + l + 1] - base[l]
+                base[l] = H.off[s + l] if l < nl else base[0]
+                Tl[l] = H.off[s + l + 1] - base[l] if l < nl else Tl[0]
                 Tb = max(Tb, Tl[l])
             emfast_lanes_fb(K, H.le, H.gauss, base, Tl, H.sp, H.A, H.AT, post, W.lanes, lll)
-            for l in range(L):
+            for l in range(nl):
                 ll = lll[l]
                 seq_ll[s + l] = ll
                 acc[0] += ll
@@ -608,27 +611,31 @@ cdef void _viterbi_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, in
 
 cdef Py_ssize_t _plan_units(int K, const int64_t* off, Py_ssize_t S, int64_t* ustart,
                             char* ubatch) noexcept nogil:
-    """Split the sequences, in order, into units of work: a batch of EMFAST_LANES sequences
-    or one sequence; return the number U of units (ustart (U + 1,), ubatch (U,)). A batch is
-    used when K is small, its longest sequence is at most 1.25x its mean length (padding
-    wastes < 20%) and its caches fit LANE_BUDGET. The rule reads the lengths only."""
-    cdef Py_ssize_t s = 0, q, n = 0, T, longest, total
+    """Split the sequences, in order, into units of work: a batch of up to EMFAST_LANES
+    sequences or one sequence; return the number U of units (ustart (U + 1,), ubatch (U,)
+    the batch's sequence count, 0 for one sequence). A batch is used when K is small, its
+    longest sequence is at most 1.25x its mean length (padding wastes < 20%) and its caches
+    fit LANE_BUDGET; it has EMFAST_LANES sequences except at the end, where the last 2 or
+    more sequences make a short batch (its lanes cost the same as a full one's, and less
+    than those sequences one by one). The rule reads the lengths only."""
+    cdef Py_ssize_t s = 0, q, n = 0, T, longest, total, nb
     cdef int L = EMFAST_LANES
     cdef bint use
     while s < S:
+        nb = min(<Py_ssize_t> L, S - s)
         use = False
-        if K <= LANE_MAX_K and s + L <= S:
+        if K <= EMFAST_LANES_MAX_K and nb >= 2:
             longest = 0
             total = 0
-            for q in range(s, s + L):
+            for q in range(s, s + nb):
                 T = off[q + 1] - off[q]
                 longest = max(longest, T)
                 total += T
-            use = longest * L * 4 <= total * 5 and longest * K * L <= LANE_BUDGET
+            use = longest * nb * 4 <= total * 5 and longest * K * L <= LANE_BUDGET
         ustart[n] = s
-        ubatch[n] = use
+        ubatch[n] = nb if use else 0
         n += 1
-        s += L if use else 1
+        s += nb if use else 1
     ustart[n] = S
     return n
 

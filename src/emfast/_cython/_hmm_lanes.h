@@ -42,12 +42,18 @@
 #define EMFAST_LANES 2
 #endif
 #define EMFAST_LRANK 4
+#define EMFAST_LANES_MAX_K 16   /* the caller batches sequences only up to this many states */
+
+/* Every helper of the batch is inlined into it: lane vectors passed to an out-of-line
+ * function go through memory, and GCC's heuristics leave some out of line (measured: the
+ * exp and the sum in a standalone build, 20% of the time). */
+#define EMFAST_LV_INLINE static inline __attribute__((always_inline))
 
 /* aligned(8): scratch comes from malloc; unaligned vector loads cost nothing extra here */
 typedef double emfast_lv __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
 typedef int64_t emfast_li __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
 
-static inline emfast_lv emfast_lv_splat(double x)
+EMFAST_LV_INLINE emfast_lv emfast_lv_splat(double x)
 {
     emfast_lv v;
     for (int l = 0; l < EMFAST_LANES; l++) v[l] = x;
@@ -55,14 +61,14 @@ static inline emfast_lv emfast_lv_splat(double x)
 }
 
 /* m ? a : b, m a comparison result (all bits set or clear per lane) */
-static inline emfast_lv emfast_lv_sel(emfast_li m, emfast_lv a, emfast_lv b)
+EMFAST_LV_INLINE emfast_lv emfast_lv_sel(emfast_li m, emfast_lv a, emfast_lv b)
 {
     return (emfast_lv) (((emfast_li) a & m) | ((emfast_li) b & ~m));
 }
 
 /* (rows[0][k], rows[1][k], ...) built in registers: scalar stores into a vector in memory
  * followed by a vector load would stall on store-to-load forwarding */
-static inline emfast_lv emfast_lv_gather(const double* const* rows, int k)
+EMFAST_LV_INLINE emfast_lv emfast_lv_gather(const double* const* rows, int k)
 {
 #if EMFAST_LANES == 8
     return (emfast_lv) {rows[0][k], rows[1][k], rows[2][k], rows[3][k],
@@ -78,7 +84,7 @@ static inline emfast_lv emfast_lv_gather(const double* const* rows, int k)
 #include <immintrin.h>
 /* 4 x 4 transpose: rows p[l][0..3] of four lanes <-> out[k] = (p[0][k], .., p[3][k]) (its own
  * inverse); 8 shuffles instead of 16 scalar moves each way */
-static inline void emfast_transpose4(__m256d a, __m256d b, __m256d c, __m256d d, __m256d* out)
+EMFAST_LV_INLINE void emfast_transpose4(__m256d a, __m256d b, __m256d c, __m256d d, __m256d* out)
 {
     __m256d t0 = _mm256_unpacklo_pd(a, b);   /* a0 b0 a2 b2 */
     __m256d t1 = _mm256_unpackhi_pd(a, b);   /* a1 b1 a3 b3 */
@@ -91,7 +97,7 @@ static inline void emfast_transpose4(__m256d a, __m256d b, __m256d c, __m256d d,
 }
 
 /* b[k..k+3] = the states k..k+3 of every lane's row (4 lanes per 4 x 4 block) */
-static inline void emfast_lv_load4(const double* const* rows, int k, emfast_lv* b)
+EMFAST_LV_INLINE void emfast_lv_load4(const double* const* rows, int k, emfast_lv* b)
 {
 #if EMFAST_LANES == 8
     __m256d lo[4], hi[4];
@@ -110,7 +116,7 @@ static inline void emfast_lv_load4(const double* const* rows, int k, emfast_lv* 
 }
 
 /* the inverse: x[k..k+3] written to the states k..k+3 of the rows of the lanes with on[l] */
-static inline void emfast_lv_store4(const emfast_lv* x, int k, double* const* row,
+EMFAST_LV_INLINE void emfast_lv_store4(const emfast_lv* x, int k, double* const* row,
                                     const int* on)
 {
     __m256d r[4];
@@ -134,7 +140,7 @@ static inline void emfast_lv_store4(const emfast_lv* x, int k, double* const* ro
 #endif
 
 /* x[k] (lane vectors, k < K) stored as the rows of the lanes with on[l]: row(l)[k] */
-static inline void emfast_lv_scatter(const emfast_lv* x, int K, double* const* row,
+EMFAST_LV_INLINE void emfast_lv_scatter(const emfast_lv* x, int K, double* const* row,
                                      const int* on)
 {
     int k = 0;
@@ -147,7 +153,7 @@ static inline void emfast_lv_scatter(const emfast_lv* x, int K, double* const* r
 }
 
 /* b[k] = (rows[0][k], rows[1][k], ..) for k < K */
-static inline void emfast_lv_load_rows(const double* const* rows, int K, emfast_lv* b)
+EMFAST_LV_INLINE void emfast_lv_load_rows(const double* const* rows, int K, emfast_lv* b)
 {
     int k = 0;
 #if EMFAST_LANES >= 4
@@ -156,7 +162,7 @@ static inline void emfast_lv_load_rows(const double* const* rows, int K, emfast_
     for (; k < K; k++) b[k] = emfast_lv_gather(rows, k);
 }
 
-static inline int emfast_li_any(emfast_li m)
+EMFAST_LV_INLINE int emfast_li_any(emfast_li m)
 {
     int64_t r = 0;
     for (int l = 0; l < EMFAST_LANES; l++) r |= m[l];
@@ -164,7 +170,7 @@ static inline int emfast_li_any(emfast_li m)
 }
 
 /* emfast_exp_nonpos (_fastexp.h) on a lane vector: the same math, branch-free */
-static inline emfast_lv emfast_lv_exp_nonpos(emfast_lv x)
+EMFAST_LV_INLINE emfast_lv emfast_lv_exp_nonpos(emfast_lv x)
 {
     emfast_li tiny = (emfast_li) (x < -708.0);
     emfast_lv xc = emfast_lv_sel(tiny, emfast_lv_splat(-708.0), x);
@@ -180,7 +186,7 @@ static inline emfast_lv emfast_lv_exp_nonpos(emfast_lv x)
  * which halves the chain of dependent multiply-adds (the recursions wait on it every
  * frame); four outputs per pass over x. M holds each matrix entry splat across the lanes
  * (once per batch), so every product is one multiply-add with a memory operand. */
-static inline void emfast_lv_vecmat(const emfast_lv* x, const emfast_lv* M, int K,
+EMFAST_LV_INLINE void emfast_lv_vecmat(const emfast_lv* x, const emfast_lv* M, int K,
                                     emfast_lv* out)
 {
     int k = 0;
@@ -226,7 +232,7 @@ static inline void emfast_lv_vecmat(const emfast_lv* x, const emfast_lv* M, int 
 }
 
 /* sum_k u[k] in four running sums (a short chain: the forward recursion waits on it) */
-static inline emfast_lv emfast_lv_sum(const emfast_lv* u, int K)
+EMFAST_LV_INLINE emfast_lv emfast_lv_sum(const emfast_lv* u, int K)
 {
     emfast_lv s0 = u[0], s1 = emfast_lv_splat(0.0), s2 = s1, s3 = s1;
     int k = 1;
@@ -250,10 +256,12 @@ typedef struct {
 } emfast_lanes_gauss;
 
 /* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K), g0
- * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (K, D) -- read back by
+ * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (D, K) -- read back by
  * emfast_lanes_add --, then u, up, beta, gam (K,) each, rw (EMFAST_LRANK, K), Av and ATv
- * (K, K), and for Gaussians muv and pv (K, D) and the frame rings gq (EMFAST_LRANK, K) and
- * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. */
+ * (K, K), and for Gaussians muv and pv (D, K) and the frame rings gq (EMFAST_LRANK, K) and
+ * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. The Gaussian arrays are (D, K):
+ * their loops run over d outside and over k inside, which the K-specialised copies unroll
+ * (a run-time D inside costs more in loop control than in arithmetic). */
 static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
 {
     return (emfast_lv*) scratch + (2 * Tb * K + Tb);
@@ -270,7 +278,7 @@ static inline int64_t emfast_lanes_scratch(int K, int D, int64_t Tb)
 /* The n <= EMFAST_LRANK frames in the rings gq (posteriors) and xq (rows of X) added to
  * the statistics about the means muv: nk += gamma, s1 += gamma (x - mu),
  * s2 += gamma (x - mu)^2, each sum read and written once per n frames. */
-static inline __attribute__((always_inline)) void
+EMFAST_LV_INLINE void
 emfast_lanes_gauss_flush(int K, int D, int n, const emfast_lv* gq, const emfast_lv* xq,
                          const emfast_lv* muv, emfast_lv* nk)
 {
@@ -280,11 +288,15 @@ emfast_lanes_gauss_flush(int K, int D, int n, const emfast_lv* gq, const emfast_
         emfast_lv n0 = nk[k];
         for (int q = 0; q < n; q++) n0 += gq[q * K + k];
         nk[k] = n0;
-        for (int d = 0; d < D; d++) {
-            int64_t e = (int64_t) k * D + d;
+    }
+    for (int d = 0; d < D; d++) {
+        emfast_lv x[EMFAST_LRANK];
+        for (int q = 0; q < n; q++) x[q] = xq[q * D + d];
+        for (int k = 0; k < K; k++) {
+            int64_t e = (int64_t) d * K + k;
             emfast_lv m = muv[e], a1 = s1[e], a2 = s2[e];
             for (int q = 0; q < n; q++) {
-                emfast_lv df = xq[q * D + d] - m;
+                emfast_lv df = x[q] - m;
                 emfast_lv gd = gq[q * K + k] * df;
                 a1 += gd;
                 a2 += gd * df;
@@ -296,9 +308,9 @@ emfast_lanes_gauss_flush(int K, int D, int n, const emfast_lv* gq, const emfast_
 }
 
 /* xv[d] = x_t of every lane (its last row where its sequence is shorter than t) */
-static inline void emfast_lanes_gauss_rows(const emfast_lanes_gauss* g, int64_t t,
-                                           const int64_t* base, const int64_t* Tl,
-                                           emfast_lv* xv)
+EMFAST_LV_INLINE void emfast_lanes_gauss_rows(const emfast_lanes_gauss* g, int64_t t,
+                                             const int64_t* base, const int64_t* Tl,
+                                             emfast_lv* xv)
 {
     const double* rows[EMFAST_LANES];
     for (int l = 0; l < EMFAST_LANES; l++)
@@ -308,7 +320,7 @@ static inline void emfast_lanes_gauss_rows(const emfast_lanes_gauss* g, int64_t 
 
 /* x[k] (k < K) written to row t of the posteriors of every lane whose sequence has a frame
  * t (all of them at t = 0) */
-static inline void emfast_lanes_store_frame(const emfast_lv* x, int K, int64_t t,
+EMFAST_LV_INLINE void emfast_lanes_store_frame(const emfast_lv* x, int K, int64_t t,
                                             const int64_t* base, const int64_t* Tl,
                                             double* post)
 {
@@ -322,7 +334,7 @@ static inline void emfast_lanes_store_frame(const emfast_lv* x, int K, int64_t t
 }
 
 /* The body of emfast_lanes_fb (below), for any K. */
-static inline __attribute__((always_inline)) void
+EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                      const int64_t* base, const int64_t* Tl, const double* sp,
                      const double* A, const double* AT, double* post, double* scratch,
@@ -344,7 +356,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv* rw = gam + K;                  /* (RANK, K) pending w_t */
     emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes */
     emfast_lv* ATv = Av + K * K;
-    emfast_lv* muv = ATv + K * K;             /* Gaussians: (K, D) mu and p splat ... */
+    emfast_lv* muv = ATv + K * K;             /* Gaussians: (D, K) mu and p splat ... */
     emfast_lv* pv = muv + K * D;
     emfast_lv* gq = pv + K * D;               /* ... (RANK, K) pending gamma_t ... */
     emfast_lv* xq = gq + EMFAST_LRANK * K;    /* ... and (RANK, D) their x_t */
@@ -358,10 +370,11 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         Av[e] = emfast_lv_splat(A[e]);
         ATv[e] = emfast_lv_splat(AT[e]);
     }
-    for (int64_t e = 0; e < (int64_t) K * D; e++) {
-        muv[e] = emfast_lv_splat(g->mu[e]);
-        pv[e] = emfast_lv_splat(g->p[e]);
-    }
+    for (int k = 0; k < K; k++)
+        for (int d = 0; d < D; d++) {
+            muv[d * K + k] = emfast_lv_splat(g->mu[k * D + d]);
+            pv[d * K + k] = emfast_lv_splat(g->p[k * D + d]);
+        }
 
     /* forward, emissions first: the exps of every frame are independent work; kept out of
      * the recursion's loop, they do not wait behind its chain from frame to frame */
@@ -369,15 +382,17 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         emfast_lv* b = bc + t * K;
         if (g) {
             emfast_lv* xv = xq;
+            emfast_lv acc[EMFAST_LANES_MAX_K];
             emfast_lanes_gauss_rows(g, t, base, Tl, xv);
-            for (int k = 0; k < K; k++) {
-                emfast_lv acc = emfast_lv_splat(0.0);
-                for (int d = 0; d < D; d++) {
-                    emfast_lv y = (xv[d] - muv[k * D + d]) * pv[k * D + d];
-                    acc += y * y;
+            for (int k = 0; k < K; k++) acc[k] = emfast_lv_splat(0.0);
+            for (int d = 0; d < D; d++) {
+                emfast_lv xd = xv[d];
+                for (int k = 0; k < K; k++) {
+                    emfast_lv y = (xd - muv[d * K + k]) * pv[d * K + k];
+                    acc[k] += y * y;
                 }
-                b[k] = g->lc[k] - 0.5 * acc;
             }
+            for (int k = 0; k < K; k++) b[k] = g->lc[k] - 0.5 * acc[k];
         } else {
             const double* rows[EMFAST_LANES];
             for (int l = 0; l < EMFAST_LANES; l++) {
@@ -561,7 +576,17 @@ static inline void emfast_lanes_add(int K, int D, const double* scratch, int64_t
     const emfast_lv* g0 = R + K * K;
     for (int k = 0; k < K; k++) start[k] += g0[k][l];
     for (int64_t e = 0; e < (int64_t) K * K; e++) acc[e] += R[e][l];
-    for (int64_t e = 0; e < (D ? K + 2 * (int64_t) K * D : 0); e++) gst[e] += g0[K + e][l];
+    if (D == 0) return;
+    const emfast_lv* nk = g0 + K;
+    const emfast_lv* s1 = nk + K;
+    const emfast_lv* s2 = s1 + (int64_t) K * D;
+    for (int k = 0; k < K; k++) {
+        gst[k] += nk[k][l];
+        for (int d = 0; d < D; d++) {                    /* (D, K) lanes -> (K, D) out */
+            gst[K + k * D + d] += s1[d * K + k][l];
+            gst[K + K * D + k * D + d] += s2[d * K + k][l];
+        }
+    }
 }
 
 #endif
