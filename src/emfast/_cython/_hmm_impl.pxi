@@ -43,8 +43,8 @@ cdef extern from "_hmm_lanes.h":
     ctypedef struct emfast_lanes_gauss:  # diagonal-Gaussian emissions computed in the kernel
         const double* X                  # (T, D)
         int D
-        const double* mu                 # (K, D) means, the centre of the statistics
-        const double* p                  # (K, D) 1 / sigma
+        const double* mu                 # (D, K) means, the centre of the statistics
+        const double* p                  # (D, K) 1 / sigma
         const double* lc                 # (K,) log-normalisers
     int64_t emfast_lanes_scratch(int K, int D, int64_t Tb) noexcept nogil
     void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
@@ -469,47 +469,58 @@ cdef double _viterbi_seq(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T,
 
 cdef void _gauss_log_emission(const emfast_lanes_gauss* g, int K, Py_ssize_t t0,
                               Py_ssize_t T, double* le) noexcept nogil:
-    """le (T, K) = log p(x_t | k) for frames [t0, t0 + T) of g.X."""
+    """le (T, K) = log p(x_t | k) for frames [t0, t0 + T) of g.X (the lanes' arithmetic in
+    the same order: features in turn, each over all states)."""
     cdef int D = g.D, k, d
     cdef Py_ssize_t t
     cdef const double* x
     cdef const double* mu
     cdef const double* p
-    cdef double acc, y
+    cdef double* row
+    cdef double xd, y
     for t in range(T):
         x = g.X + (t0 + t) * D
+        row = le + t * K
         for k in range(K):
-            mu = g.mu + k * D
-            p = g.p + k * D
-            acc = 0.0
-            for d in range(D):
-                y = (x[d] - mu[d]) * p[d]
-                acc = acc + y * y
-            le[t * K + k] = g.lc[k] - 0.5 * acc
+            row[k] = 0.0
+        for d in range(D):
+            xd = x[d]
+            mu = g.mu + d * K
+            p = g.p + d * K
+            for k in range(K):
+                y = (xd - mu[k]) * p[k]
+                row[k] += y * y
+        for k in range(K):
+            row[k] = g.lc[k] - 0.5 * row[k]
 
 
 cdef void _gauss_stats(const emfast_lanes_gauss* g, int K, Py_ssize_t t0, Py_ssize_t T,
                        const double* post, double* gst) noexcept nogil:
-    """gst = [nk (K,), s1 (K, D), s2 (K, D)] += the statistics of frames [t0, t0 + T)
+    """gst = [nk (K,), s1 (D, K), s2 (D, K)] += the statistics of frames [t0, t0 + T)
     weighted by post (T, K), about the means: gamma, gamma (x - mu), gamma (x - mu)^2."""
     cdef int D = g.D, k, d
     cdef Py_ssize_t t
     cdef const double* x
+    cdef const double* w
     cdef const double* mu
-    cdef double* s1 = gst + K
-    cdef double* s2 = s1 + K * D
-    cdef double gk, df, gd
+    cdef double* s1
+    cdef double* s2
+    cdef double xd, df, gd
     for t in range(T):
         x = g.X + (t0 + t) * D
+        w = post + t * K
         for k in range(K):
-            gk = post[t * K + k]
-            gst[k] += gk
-            mu = g.mu + k * D
-            for d in range(D):
-                df = x[d] - mu[d]
-                gd = gk * df
-                s1[k * D + d] += gd
-                s2[k * D + d] += gd * df
+            gst[k] += w[k]
+        for d in range(D):
+            xd = x[d]
+            mu = g.mu + d * K
+            s1 = gst + K + d * K
+            s2 = s1 + D * K
+            for k in range(K):
+                df = xd - mu[k]
+                gd = w[k] * df
+                s1[k] += gd
+                s2[k] += gd * df
 
 
 # ---------------------------------------------------------------------------------------
@@ -519,7 +530,7 @@ cdef void _gauss_stats(const emfast_lanes_gauss* g, int K, Py_ssize_t t0, Py_ssi
 cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double* post,
                     double* seq_ll, double* acc) noexcept nogil:
     """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]
-    and with Gaussian emissions [nk (K,), s1 (K, D), s2 (K, D)]. A lane batch's sequences
+    and with Gaussian emissions [nk (K,), s1 (D, K), s2 (D, K)]. A lane batch's sequences
     are added to acc one by one in sequence order, as the single sequences are."""
     cdef int K = H.K, l, L = EMFAST_LANES
     cdef int D = H.gauss.D if H.gauss != NULL else 0
@@ -757,11 +768,13 @@ def gaussian_forward_backward(
     posterior-weighted statistics accumulated in its backward pass (no (T, K) array);
     overwrite the outputs; return the total log-likelihood."""
     cdef int K = means.shape[0], D = means.shape[1]
+    cdef const double[:, ::1] muT = np.ascontiguousarray(np.asarray(means).T)  # (D, K)
+    cdef const double[:, ::1] pT = np.ascontiguousarray(np.asarray(prec).T)
     cdef emfast_lanes_gauss g
     g.X = _rows(X)
     g.D = D
-    g.mu = &means[0, 0]
-    g.p = &prec[0, 0]
+    g.mu = &muT[0, 0]
+    g.p = &pT[0, 0]
     g.lc = &log_const[0]
     cdef const double[:, ::1] AT = np.ascontiguousarray(np.asarray(transmat).T)  # kept alive
     cdef Hmm H = _hmm(K, NULL, offsets, startprob, transmat, AT)
@@ -770,8 +783,8 @@ def gaussian_forward_backward(
     _fb_counts(tot, transmat, start_counts, trans_counts)
     cdef Py_ssize_t o = 1 + K + K * K
     np.asarray(nk)[...] = tot[o:o + K]
-    np.asarray(s1)[...] = tot[o + K:o + K + K * D].reshape(K, D)
-    np.asarray(s2)[...] = tot[o + K + K * D:].reshape(K, D)
+    np.asarray(s1)[...] = tot[o + K:o + K + K * D].reshape(D, K).T
+    np.asarray(s2)[...] = tot[o + K + K * D:].reshape(D, K).T
     return float(tot[0])
 
 

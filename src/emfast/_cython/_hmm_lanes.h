@@ -245,13 +245,17 @@ EMFAST_LV_INLINE emfast_lv emfast_lv_sum(const emfast_lv* u, int K)
     return (s0 + s1) + (s2 + s3);
 }
 
-/* Diagonal-Gaussian emissions: log p(x_t | k) = lc[k] - 0.5 sum_d ((x_td - mu_kd) p_kd)^2,
- * p = 1 / sigma (spherical models pass their precision repeated over the features). */
+/* Diagonal-Gaussian emissions: log p(x_t | k) = lc[k] - 0.5 sum_d ((x_td - mu_dk) p_dk)^2,
+ * p = 1 / sigma (spherical models pass their precision repeated over the features). The
+ * parameters and the statistics are (D, K), feature-major: the loops over them run over d
+ * outside and over k inside, contiguous and vectorisable in a single sequence and unrolled
+ * in the K-specialised lane copies (a run-time D inside costs more in loop control than in
+ * arithmetic). */
 typedef struct {
     const double* X;      /* (T, D) rows of all sequences, concatenated */
     int D;
-    const double* mu;     /* (K, D) means, also the centre of the statistics */
-    const double* p;      /* (K, D) */
+    const double* mu;     /* (D, K) means, also the centre of the statistics */
+    const double* p;      /* (D, K) */
     const double* lc;     /* (K,) */
 } emfast_lanes_gauss;
 
@@ -259,9 +263,7 @@ typedef struct {
  * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (D, K) -- read back by
  * emfast_lanes_add --, then u, up, beta, gam (K,) each, rw (EMFAST_LRANK, K), Av and ATv
  * (K, K), and for Gaussians muv and pv (D, K) and the frame rings gq (EMFAST_LRANK, K) and
- * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. The Gaussian arrays are (D, K):
- * their loops run over d outside and over k inside, which the K-specialised copies unroll
- * (a run-time D inside costs more in loop control than in arithmetic). */
+ * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. */
 static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
 {
     return (emfast_lv*) scratch + (2 * Tb * K + Tb);
@@ -370,11 +372,10 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         Av[e] = emfast_lv_splat(A[e]);
         ATv[e] = emfast_lv_splat(AT[e]);
     }
-    for (int k = 0; k < K; k++)
-        for (int d = 0; d < D; d++) {
-            muv[d * K + k] = emfast_lv_splat(g->mu[k * D + d]);
-            pv[d * K + k] = emfast_lv_splat(g->p[k * D + d]);
-        }
+    for (int64_t e = 0; e < (int64_t) D * K; e++) {
+        muv[e] = emfast_lv_splat(g->mu[e]);
+        pv[e] = emfast_lv_splat(g->p[e]);
+    }
 
     /* forward, emissions first: the exps of every frame are independent work; kept out of
      * the recursion's loop, they do not wait behind its chain from frame to frame */
@@ -568,7 +569,7 @@ static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g
 }
 
 /* After emfast_lanes_fb: lane l's gamma_0 added to start (K,), its R to acc (K, K) and,
- * with D > 0 Gaussian features, its nk, s1, s2 to gst (K + 2 K D,). */
+ * with D > 0 Gaussian features, its nk (K,), s1 and s2 (D, K) to gst (K + 2 D K,). */
 static inline void emfast_lanes_add(int K, int D, const double* scratch, int64_t Tb, int l,
                                     double* start, double* acc, double* gst)
 {
@@ -576,17 +577,7 @@ static inline void emfast_lanes_add(int K, int D, const double* scratch, int64_t
     const emfast_lv* g0 = R + K * K;
     for (int k = 0; k < K; k++) start[k] += g0[k][l];
     for (int64_t e = 0; e < (int64_t) K * K; e++) acc[e] += R[e][l];
-    if (D == 0) return;
-    const emfast_lv* nk = g0 + K;
-    const emfast_lv* s1 = nk + K;
-    const emfast_lv* s2 = s1 + (int64_t) K * D;
-    for (int k = 0; k < K; k++) {
-        gst[k] += nk[k][l];
-        for (int d = 0; d < D; d++) {                    /* (D, K) lanes -> (K, D) out */
-            gst[K + k * D + d] += s1[d * K + k][l];
-            gst[K + K * D + k * D + d] += s2[d * K + k][l];
-        }
-    }
+    for (int64_t e = 0; e < (D ? K + 2 * (int64_t) D * K : 0); e++) gst[e] += g0[K + e][l];
 }
 
 #endif

@@ -355,39 +355,46 @@ def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll):
 # Forward-backward with diagonal-Gaussian emissions and their statistics
 # --------------------------------------------------------------------------------------------
 @njit(**JIT_ORDERED)
-def _gauss_log_emission(X, s0, L, means, prec, lc, le):
-    """le[t, k] = lc[k] - 0.5 sum_d ((X[s0 + t, d] - means[k, d]) prec[k, d])^2, t < L."""
-    K, D = means.shape
+def _gauss_log_emission(X, s0, L, muT, pT, lc, le):
+    """le[t, k] = lc[k] - 0.5 sum_d ((X[s0 + t, d] - muT[d, k]) pT[d, k])^2, t < L; the
+    parameters (D, K) so that the inner loop runs over the states, contiguous."""
+    D, K = muT.shape
     for t in range(L):
         x = X[s0 + t]
+        row = le[t]
         for k in range(K):
-            acc = 0.0
-            for d in range(D):
-                y = (x[d] - means[k, d]) * prec[k, d]
-                acc += y * y
-            le[t, k] = lc[k] - 0.5 * acc
+            row[k] = 0.0
+        for d in range(D):
+            xd = x[d]
+            for k in range(K):
+                y = (xd - muT[d, k]) * pT[d, k]
+                row[k] += y * y
+        for k in range(K):
+            row[k] = lc[k] - 0.5 * row[k]
 
 
 @njit(**JIT_ORDERED)
-def _gauss_stats(X, s0, L, means, post, nk, s1, s2):
+def _gauss_stats(X, s0, L, muT, post, nk, s1T, s2T):
     """Add the statistics of X[s0 : s0 + L] weighted by post[:L] about the means: nk (K,)
-    += gamma, s1 (K, D) += gamma (x - mu), s2 (K, D) += gamma (x - mu)^2."""
-    K, D = means.shape
+    += gamma, s1T (D, K) += gamma (x - mu), s2T (D, K) += gamma (x - mu)^2."""
+    D, K = muT.shape
     for t in range(L):
         x = X[s0 + t]
+        w = post[t]
         for k in range(K):
-            g = post[t, k]
-            nk[k] += g
-            for d in range(D):
-                df = x[d] - means[k, d]
-                gd = g * df
-                s1[k, d] += gd
-                s2[k, d] += gd * df
+            nk[k] += w[k]
+        for d in range(D):
+            xd = x[d]
+            for k in range(K):
+                df = xd - muT[d, k]
+                gd = w[k] * df
+                s1T[d, k] += gd
+                s2T[d, k] += gd * df
 
 
 @njit(**JIT)
-def _gfb_group(X, offsets, sp, A, At, means, prec, lc, s_lo, s_hi, seq_ll, start, acc, nk,
-               s1, s2):
+def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, acc, nk, s1T,
+               s2T):
     """Sequences [s_lo, s_hi) in order: each one's log-emissions and posteriors in scratch
     sized by the group's longest sequence, its statistics added to this group's slots.
     Returns the sum of their log-likelihoods in order."""
@@ -407,11 +414,11 @@ def _gfb_group(X, offsets, sp, A, At, means, prec, lc, s_lo, s_hi, seq_ll, start
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
-        _gauss_log_emission(X, s0, L, means, prec, lc, le)
+        _gauss_log_emission(X, s0, L, muT, pT, lc, le)
         ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta, start,
                      acc)
         if ll == ll and ll != _NEG_INF:
-            _gauss_stats(X, s0, L, means, post, nk, s1, s2)
+            _gauss_stats(X, s0, L, muT, post, nk, s1T, s2T)
         seq_ll[s] = ll
         total += ll
     return total
@@ -425,15 +432,17 @@ def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, 
     K, D = means.shape
     S = offsets.shape[0] - 1
     At = np.ascontiguousarray(A.T)
+    muT = np.ascontiguousarray(means.T)
+    pT = np.ascontiguousarray(prec.T)
     G = min(S, MAX_GROUPS)
     ll_g = np.zeros(G)
     start_g = np.zeros((G, K))
     acc_g = np.zeros((G, K, K))
     nk_g = np.zeros((G, K))
-    s1_g = np.zeros((G, K, D))
-    s2_g = np.zeros((G, K, D))
+    s1_g = np.zeros((G, D, K))
+    s2_g = np.zeros((G, D, K))
     for g in prange(G):
-        ll_g[g] = _gfb_group(X, offsets, sp, A, At, means, prec, lc, g * S // G,
+        ll_g[g] = _gfb_group(X, offsets, sp, A, At, muT, pT, lc, g * S // G,
                              (g + 1) * S // G, seq_ll, start_g[g], acc_g[g], nk_g[g],
                              s1_g[g], s2_g[g])
     total = 0.0
@@ -447,8 +456,8 @@ def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, 
         start_counts += start_g[g]
         trans_counts += acc_g[g]
         nk += nk_g[g]
-        s1 += s1_g[g]
-        s2 += s2_g[g]
+        s1 += s1_g[g].T
+        s2 += s2_g[g].T
     for i in range(K):
         for j in range(K):
             trans_counts[i, j] *= A[i, j]
