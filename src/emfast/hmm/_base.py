@@ -6,8 +6,8 @@ One EM iteration (``_HMMFamily``):
             -> emfast.kernels.hmm_forward_backward (all sequences in one call)
             -> start counts, transition counts, posteriors
             -> emission statistics from the posteriors (the emission model's);
-            or, where the emission model is ``fused`` (diagonal and spherical Gaussians),
-            all of it in one kernel call that makes no (T, K) array.
+            or, where the emission model ``fuses`` (diagonal and spherical Gaussians on
+            the Cython backend), all of it in one kernel call that makes no (T, K) array.
     M-step: startprob/transmat from the counts (Dirichlet priors), then the emission
             model's M-step.
 
@@ -140,6 +140,7 @@ class _HMMFamily:
         self.lengths = lengths
         self.letters = params_letters
         self.fit_emission = any(c in params_letters for c in emission.letters)
+        self.fused = self.fit_emission and hasattr(emission, "fuses") and emission.fuses(backend)
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.backend = backend
@@ -156,7 +157,7 @@ class _HMMFamily:
         return buf
 
     def e_step(self, X, sample_weight, params, n_threads):
-        if self.fit_emission and getattr(self.emission, "fused", False):
+        if self.fused:
             ll, start, trans, em = self.emission.forward_backward_stats(
                 X, self.lengths, params.startprob, params.transmat, params.emission,
                 self.backend, n_threads)

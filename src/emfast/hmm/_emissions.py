@@ -24,6 +24,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from emfast import kernels
+from emfast._config import get_backend
 from emfast._stats import GaussianStats
 from emfast.mixture import _gaussian as G
 from emfast.mixture._kmeans import kmeans
@@ -159,11 +160,12 @@ class GaussianEmission:
         return gaussian_posterior_stats(X, post, p["means"], self.covariance_type, backend,
                                         n_threads)
 
-    @property
-    def fused(self):
-        """Whether :meth:`forward_backward_stats` does the E-step in one kernel that makes
-        no (T, K) array (diagonal and spherical covariances)."""
-        return self.covariance_type in ("diag", "spherical")
+    def fuses(self, backend):
+        """Whether the fit's E-step is one :meth:`forward_backward_stats` call: diagonal
+        and spherical covariances, on a backend whose fused kernel is faster than its
+        three separate ones (``PREFER_FUSED_GAUSSIAN``: the Cython one)."""
+        return (self.covariance_type in ("diag", "spherical")
+                and get_backend(backend, "hmm").PREFER_FUSED_GAUSSIAN)
 
     def forward_backward_stats(self, X, lengths, startprob, transmat, p, backend, n_threads):
         """The whole E-step in one kernel call: (loglik, start counts, transition counts,
