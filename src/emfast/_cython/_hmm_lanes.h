@@ -261,7 +261,7 @@ typedef struct {
 
 /* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K), g0
  * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (D, K) -- read back by
- * emfast_lanes_add --, then u, up, beta, gam (K,) each, rw (EMFAST_LRANK, K), Av and ATv
+ * emfast_lanes_add --, then gam (K,), rw (EMFAST_LRANK, K), Av and ATv
  * (K, K), and for Gaussians muv and pv (D, K) and the frame rings gq (EMFAST_LRANK, K) and
  * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. */
 static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
@@ -274,7 +274,7 @@ static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb
 static inline int64_t emfast_lanes_scratch(int K, int D, int64_t Tb)
 {
     int64_t KD = (int64_t) K * D, G = D ? K + 4 * KD + EMFAST_LRANK * (K + D) : 0;
-    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (5 + EMFAST_LRANK) * K + G);
+    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (2 + EMFAST_LRANK) * K + G);
 }
 
 /* The n <= EMFAST_LRANK frames in the rings gq (posteriors) and xq (rows of X) added to
@@ -351,10 +351,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv* R = emfast_lanes_R(scratch, K, Tb);   /* (K, K) sum_t alpha_{t-1} w_t^T */
     emfast_lv* g0 = R + K * K;                /* (K,) gamma_0 */
     emfast_lv* gst = g0 + K;                  /* Gaussians: nk (K,), s1, s2 (K, D) */
-    emfast_lv* u = gst + (D ? K + 2 * K * D : 0);   /* (K,) unnormalised alpha_t ... */
-    emfast_lv* up = u + K;                    /* (K,) ... and alpha_{t-1} c_{t-1} */
-    emfast_lv* beta = up + K;                 /* (K,) */
-    emfast_lv* gam = beta + K;                /* (K,) gamma_t before it is scattered */
+    emfast_lv* gam = gst + (D ? K + 2 * K * D : 0);   /* (K,) gamma_t before it is scattered */
     emfast_lv* rw = gam + K;                  /* (RANK, K) pending w_t */
     emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes */
     emfast_lv* ATv = Av + K * K;
@@ -363,6 +360,12 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv* gq = pv + K * D;               /* ... (RANK, K) pending gamma_t ... */
     emfast_lv* xq = gq + EMFAST_LRANK * K;    /* ... and (RANK, D) their x_t */
     const emfast_lv* ra[EMFAST_LRANK];        /* their alpha_{t-1} (rows of al) */
+    /* The vectors the recursions carry from frame to frame are locals, which the K-unrolled
+     * copies keep in registers: through memory, every frame's chain would wait on
+     * store-to-load forwarding. */
+    emfast_lv u[EMFAST_LANES_MAX_K];          /* unnormalised alpha_t ... */
+    emfast_lv up[EMFAST_LANES_MAX_K];         /* ... and alpha_{t-1} c_{t-1} */
+    emfast_lv beta[EMFAST_LANES_MAX_K], wt[EMFAST_LANES_MAX_K];   /* beta_t, w_t */
     emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
     emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
     emfast_lv failv = emfast_lv_splat(0.0);
@@ -439,9 +442,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
             for (int l = 0; l < EMFAST_LANES; l++)
                 if (sm[l]) lsmall[l] += log(c[l]);
         icp = ic;
-        emfast_lv* tmp = up;
-        up = u;
-        u = tmp;
+        for (int k = 0; k < K; k++) up[k] = u[k];
     }
     for (int l = 0; l < EMFAST_LANES; l++)
         ll[l] = failed[l] ? failv[l] - INFINITY
@@ -461,9 +462,11 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         emfast_lv* w = rw + n * K;
         /* States with alpha_t = 0 get w = 0 (they add nothing in exact arithmetic): keeps
          * unreachable states' betas from growing without bound (then 0 * inf = NaN). */
-        for (int k = 0; k < K; k++)
-            w[k] = emfast_lv_sel(on & (emfast_li) (a[k] != 0.0), (b[k] * beta[k]) * ic,
-                                 emfast_lv_splat(0.0));
+        for (int k = 0; k < K; k++) {
+            wt[k] = emfast_lv_sel(on & (emfast_li) (a[k] != 0.0), (b[k] * beta[k]) * ic,
+                                  emfast_lv_splat(0.0));
+            w[k] = wt[k];
+        }
         ra[n] = a - K;
         if (post != NULL) {
             for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
@@ -478,7 +481,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                 ng = 0;
             }
         }
-        emfast_lv_vecmat(w, ATv, K, beta);      /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
+        emfast_lv_vecmat(wt, ATv, K, beta);     /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
             beta[k] = emfast_lv_sel(on, beta[k], emfast_lv_splat(1.0));
         if (++n == EMFAST_LRANK || t == 1) {
