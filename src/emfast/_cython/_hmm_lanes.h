@@ -262,8 +262,8 @@ typedef struct {
 /* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K), g0
  * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (D, K) -- read back by
  * emfast_lanes_add --, then gam (K,), rw (EMFAST_LRANK, K), Av and ATv
- * (K, K), and for Gaussians muv and pv (D, K) and the frame rings gq (EMFAST_LRANK, K) and
- * xq (EMFAST_LRANK, D). D = 0 without Gaussian emissions. */
+ * (K, K), and for Gaussians muv and pv (D, K), the frame ring gq (EMFAST_LRANK, K) and xs
+ * (Tb, D), every frame's x_t. D = 0 without Gaussian emissions. */
 static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
 {
     return (emfast_lv*) scratch + (2 * Tb * K + Tb);
@@ -273,13 +273,14 @@ static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb
  * given) and batches up to Tb frames. */
 static inline int64_t emfast_lanes_scratch(int K, int D, int64_t Tb)
 {
-    int64_t KD = (int64_t) K * D, G = D ? K + 4 * KD + EMFAST_LRANK * (K + D) : 0;
+    int64_t KD = (int64_t) K * D, G = D ? K + 4 * KD + EMFAST_LRANK * K + Tb * D : 0;
     return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (2 + EMFAST_LRANK) * K + G);
 }
 
-/* The n <= EMFAST_LRANK frames in the rings gq (posteriors) and xq (rows of X) added to
- * the statistics about the means muv: nk += gamma, s1 += gamma (x - mu),
- * s2 += gamma (x - mu)^2, each sum read and written once per n frames. */
+/* The n <= EMFAST_LRANK frames in the ring gq (posteriors; its frame q has x_t at
+ * xq - q D, the frames run backwards) added to the statistics about the means muv:
+ * nk += gamma, s1 += gamma (x - mu), s2 += gamma (x - mu)^2, each sum read and written once
+ * per n frames. */
 EMFAST_LV_INLINE void
 emfast_lanes_gauss_flush(int K, int D, int n, const emfast_lv* gq, const emfast_lv* xq,
                          const emfast_lv* muv, emfast_lv* nk)
@@ -293,7 +294,7 @@ emfast_lanes_gauss_flush(int K, int D, int n, const emfast_lv* gq, const emfast_
     }
     for (int d = 0; d < D; d++) {
         emfast_lv x[EMFAST_LRANK];
-        for (int q = 0; q < n; q++) x[q] = xq[q * D + d];
+        for (int q = 0; q < n; q++) x[q] = xq[d - q * D];
         for (int k = 0; k < K; k++) {
             int64_t e = (int64_t) d * K + k;
             emfast_lv m = muv[e], a1 = s1[e], a2 = s2[e];
@@ -358,7 +359,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv* muv = ATv + K * K;             /* Gaussians: (D, K) mu and p splat ... */
     emfast_lv* pv = muv + K * D;
     emfast_lv* gq = pv + K * D;               /* ... (RANK, K) pending gamma_t ... */
-    emfast_lv* xq = gq + EMFAST_LRANK * K;    /* ... and (RANK, D) their x_t */
+    emfast_lv* xs = gq + EMFAST_LRANK * K;    /* ... and (Tb, D) every frame's x_t, read
+                                               * from X once (a transpose of the lanes' rows) */
     const emfast_lv* ra[EMFAST_LRANK];        /* their alpha_{t-1} (rows of al) */
     /* The vectors the recursions carry from frame to frame are locals, which the K-unrolled
      * copies keep in registers: through memory, every frame's chain would wait on
@@ -385,7 +387,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     for (int64_t t = 0; t < Tb; t++) {
         emfast_lv* b = bc + t * K;
         if (g) {
-            emfast_lv* xv = xq;
+            emfast_lv* xv = xs + t * D;
             emfast_lv acc[EMFAST_LANES_MAX_K];
             emfast_lanes_gauss_rows(g, t, base, Tl, xv);
             for (int k = 0; k < K; k++) acc[k] = emfast_lv_splat(0.0);
@@ -475,9 +477,9 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         if (g) {                               /* masked frames weigh 0 */
             for (int k = 0; k < K; k++)
                 gq[ng * K + k] = emfast_lv_sel(on, a[k] * beta[k], emfast_lv_splat(0.0));
-            emfast_lanes_gauss_rows(g, t, base, Tl, xq + ng * D);
             if (++ng == EMFAST_LRANK) {
-                emfast_lanes_gauss_flush(K, D, EMFAST_LRANK, gq, xq, muv, gst);
+                emfast_lanes_gauss_flush(K, D, EMFAST_LRANK, gq, xs + (t + ng - 1) * D, muv,
+                                         gst);
                 ng = 0;
             }
         }
@@ -510,8 +512,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     if (post != NULL) emfast_lanes_store_frame(g0, K, 0, base, Tl, post);
     if (g) {
         for (int k = 0; k < K; k++) gq[ng * K + k] = g0[k];
-        emfast_lanes_gauss_rows(g, 0, base, Tl, xq + ng * D);
-        emfast_lanes_gauss_flush(K, D, ng + 1, gq, xq, muv, gst);
+        emfast_lanes_gauss_flush(K, D, ng + 1, gq, xs + ng * D, muv, gst);
     }
 }
 
