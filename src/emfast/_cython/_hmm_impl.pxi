@@ -809,10 +809,7 @@ cdef _fb_sums(Hmm* H, const int64_t[::1] offsets, double* post, Py_ssize_t extra
     cdef double[:, ::1] sl = slots
     if S > 0:
         _run(FB, H, S, post, NULL, &seq_ll[0], &sl[0, 0], width, n_threads)
-    tot = np.zeros(width)
-    for g in range(slots.shape[0]):
-        tot += slots[g]
-    return tot
+    return slots.sum(axis=0)             # row after row: the same order for any thread count
 
 
 cdef _fb_counts(tot, const double[:, ::1] transmat, double[::1] start_counts,

@@ -184,12 +184,21 @@ class GaussianEmission:
                                                float(X.shape[0]))
 
     # M-step -------------------------------------------------------------------------
+    def _prior(self, name, shape):
+        """The prior ``name`` broadcast to ``shape``, made once per fit (a model is made
+        per fit) instead of once per iteration."""
+        cache = self.__dict__.setdefault("_priors", {})
+        key = (name, shape)
+        if key not in cache:
+            cache[key] = _prior(getattr(self, name), shape, name)
+        return cache[key]
+
     def m_step(self, st, p, letters):
         ct = self.covariance_type
         c, N, s1, s2 = st.centre, st.nk, st.s1, st.s2
         K, D = c.shape
-        m0 = _prior(self.means_prior, (K, D), "means_prior")
-        mw = _prior(self.means_weight, (K, D), "means_weight")
+        m0 = self._prior("means_prior", (K, D))
+        mw = self._prior("means_weight", (K, D))
         means = c
         if "m" in letters:
             denom = mw + N[:, None]
@@ -203,9 +212,9 @@ class GaussianEmission:
             if ct in ("diag", "spherical"):
                 scatter = s2 - 2.0 * d * s1 + N[:, None] * d * d
                 c_n = mw * md * md + scatter
-                cw = _prior(self.covars_weight, (K, D), "covars_weight")
+                cw = self._prior("covars_weight", (K, D))
                 c_d = np.maximum(cw - 1.0, 0.0) + N[:, None]
-                cov = (_prior(self.covars_prior, (K, D), "covars_prior") + c_n) \
+                cov = (self._prior("covars_prior", (K, D)) + c_n) \
                     / np.maximum(c_d, 1e-5)
                 if ct == "spherical":
                     cov = cov.mean(axis=1)
@@ -223,7 +232,7 @@ class GaussianEmission:
                 if ct == "full":
                     c_n = prior_term + s2 - shift
                     cvw = np.maximum(_prior(cw, (K, 1, 1), "covars_weight") - D, 0.0)
-                    cov = (_prior(self.covars_prior, (K, D, D), "covars_prior") + c_n) \
+                    cov = (self._prior("covars_prior", (K, D, D)) + c_n) \
                         / (cvw + N[:, None, None])
                 else:
                     c_n = (prior_term - shift).sum(axis=0) + s2
