@@ -25,7 +25,7 @@ Usage:
     python benchmarks/compare.py --hmm           # the HMM cases only (= --cases H1,...,H5)
     python benchmarks/compare.py --quick --cases H1,H4,H5
     python benchmarks/compare.py --threads 4
-    python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2
+    python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2, H1, H4, H5
 """
 
 import argparse
@@ -55,7 +55,7 @@ CASES = {
     "G1t": (100_000, 10, 10, "tied", (2, 12, 5), (1, 3, 1)),
     "G1s": (100_000, 10, 10, "spherical", (5, 45, 5), (1, 5, 1)),
 }
-SCALING_CASES = ("G1", "G2")
+SCALING_CASES = ("G1", "G2", "H1", "H4", "H5")
 MEMORY_CASE = "G2"
 MEMORY_ITERS = 3
 EMFAST_BACKENDS = ("cython", "numba")
@@ -364,36 +364,52 @@ def run_compare(cases, threads, quick, repeats, libs_emfast, memory):
     print(f"\n# total {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
 
 
-def run_scaling(cases, quick, repeats, libs_emfast):
+def run_scaling(cases, hmm_cases, quick, repeats, libs_emfast, libs_hmm):
+    """emfast alone at 1, 2, 4, ... threads (up to the usable CPUs) on mixture and HMM
+    cases: ms/iter, speed-up over one thread and parallel efficiency."""
     from threadpoolctl import threadpool_limits
-    if not libs_emfast:
-        print("--scaling needs emfast.GaussianMixture", file=sys.stderr)
-        return 1
+
+    import compare_hmm as H
+
     ncpu = usable_cpus()
     counts = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= ncpu] or [1]
     if counts[-1] != ncpu and ncpu <= 64:
         counts.append(ncpu)
-    print("| case | backend | threads | ms/iter | speed-up | parallel efficiency |")
-    print("|---|---|---:|---:|---:|---:|")
+    timers = []  # (case, backend, per-iteration seconds at t threads)
     for name in cases:
         N, D, K, cov, full_plan, quick_plan = CASES[name]
         a, b, r = quick_plan if quick else full_plan
-        if repeats is not None:
-            r = repeats
         X = make_data(N, D, K)
         start = make_start(X, K, cov)
         for backend in libs_emfast:
-            t1 = None
-            for t in counts:
-                with threadpool_limits(limits=t):
-                    s, _ = per_iteration(f"emfast-{backend}", X, K, cov, start, a, b, r, t)
-                t1 = s if t1 is None else t1
-                if s > 0 and t1 > 0:
-                    speedup, eff = f"{t1 / s:.2f}×", f"{t1 / (t * s):.0%}"
-                else:
-                    speedup = eff = "n/a"
-                print(f"| {name} | {backend} | {t} | {fmt_ms(s)} | {speedup} | {eff} |",
-                      flush=True)
+            timers.append((name, backend, lambda t, X=X, K=K, cov=cov, start=start, a=a,
+                           b=b, r=r, be=backend:
+                           per_iteration(f"emfast-{be}", X, K, cov, start, a, b,
+                                         repeats or r, t)[0]))
+    for name in hmm_cases:
+        a, b, r = H._plan(name, quick, repeats)
+        X, lengths, start, D = H.make_case(name)
+        for backend in libs_hmm:
+            timers.append((name, backend, lambda t, name=name, X=X, lengths=lengths,
+                           start=start, D=D, a=a, b=b, r=r, be=backend:
+                           H.per_iteration(f"emfast-{be}", name, X, lengths, start, D, a, b,
+                                           r, t)[0]))
+    if not timers:
+        print("--scaling: no emfast backend to time", file=sys.stderr)
+        return 1
+    print("| case | backend | threads | ms/iter | speed-up | parallel efficiency |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, backend, timer in timers:
+        t1 = None
+        for t in counts:
+            with threadpool_limits(limits=t):
+                s = timer(t)
+            t1 = s if t1 is None else t1
+            if s > 0 and t1 > 0:
+                speedup, eff = f"{t1 / s:.2f}×", f"{t1 / (t * s):.0%}"
+            else:
+                speedup = eff = "n/a"
+            print(f"| {name} | {backend} | {t} | {fmt_ms(s)} | {speedup} | {eff} |", flush=True)
     return 0
 
 
@@ -412,7 +428,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="few iterations, one repeat: a smoke test")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all usable CPUs)")
     p.add_argument("--scaling", action="store_true",
-                   help="emfast only: time at 1, 2, 4, ... threads and print parallel efficiency")
+                   help="emfast only: time at 1, 2, 4, ... threads and print parallel efficiency "
+                        "(mixture and HMM cases)")
     p.add_argument("--backends", default=",".join(EMFAST_BACKENDS),
                    help="emfast backends to time (default: cython,numba; those available)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
@@ -432,9 +449,6 @@ def main(argv=None):
     cases = [c for c in cases if c in CASES]
     if args.hmm and cases:
         p.error(f"--hmm runs the HMM cases only, but mixture case(s) {cases} were given")
-    if args.scaling and hmm_cases:
-        p.error(f"--scaling is for the mixture cases; the HMM table has its own thread line "
-                f"(on {hmm_cases})")
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
     threads = args.threads or usable_cpus()
@@ -449,8 +463,9 @@ def main(argv=None):
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
     print_header(None if args.scaling else threads)
     if args.scaling:
-        libs_emfast = [b for b in emfast_backends() if b in wanted]
-        return run_scaling(cases, args.quick, args.repeat, libs_emfast)
+        return run_scaling(cases, hmm_cases, args.quick, args.repeat,
+                           [b for b in emfast_backends() if b in wanted],
+                           [b for b in emfast_hmm_backends() if b in wanted])
     if cases:
         libs_emfast = [b for b in emfast_backends() if b in wanted]
         run_compare(cases, threads, args.quick, args.repeat, libs_emfast, not args.no_memory)
