@@ -1,6 +1,6 @@
 """emfast.hmm: GaussianHMM.fit (diag, full) and CategoricalHMM.fit, a fixed number of
-Baum-Welch iterations from a fixed start, and the forward-backward kernel
-(emfast.kernels.hmm_forward_backward), for each kernel backend.
+Baum-Welch iterations from a fixed start, and the kernels (emfast.kernels:
+hmm_forward_backward, hmm_gaussian_forward_backward, symbol_counts), for each backend.
 
 The data are sampled from a random HMM (benchmarks.common.make_hmm / sample_hmm) and every
 fit starts from the same perturbed copy of the true parameters (``init_params=""``,
@@ -133,3 +133,36 @@ class SymbolCounts:
 
     def time_symbol_counts(self, backend):
         self.counts(self.symbols, self.weights, 50, backend=backend)
+
+
+class GaussianForwardBackward:
+    """One call of ``emfast.kernels.hmm_gaussian_forward_backward``: the E-step of a
+    diagonal GaussianHMM (densities, forward-backward and posterior-weighted statistics)
+    over 100 sequences x 1,000 frames, D=4, K=8 (the H1 case of compare.py)."""
+
+    params = (BACKENDS,)
+    param_names = ["backend"]
+
+    def setup(self, backend):
+        require_backend(backend, "hmm")
+        from emfast.kernels import hmm_gaussian_forward_backward, log_normalizer
+
+        self.fb = hmm_gaussian_forward_backward
+        truth = make_hmm(8, 4, "gaussian", "diag", seed=6)
+        self.X, self.lengths = sample_hmm(truth, 100, 1_000, seed=7)
+        self.startprob, self.transmat = truth["startprob_"], truth["transmat_"]
+        self.means = truth["means_"]
+        self.prec_chol = 1.0 / np.sqrt(truth["covars_"])
+        self.log_const = log_normalizer(self.prec_chol, "diag", 4)
+        self.backend = backend
+        self.fb(self.X[:1_000], self.lengths[:1], *self._params(), backend=backend)
+
+    def _params(self):
+        return (self.startprob, self.transmat, self.means, self.prec_chol, "diag",
+                self.log_const)
+
+    def time_gaussian_forward_backward(self, backend):
+        self.fb(self.X, self.lengths, *self._params(), backend=backend)
+
+    def peakmem_gaussian_forward_backward(self, backend):
+        self.fb(self.X, self.lengths, *self._params(), backend=backend)
