@@ -219,3 +219,25 @@ def test_each_hmm_build_matches_reference(hmm_module, K):
     np.testing.assert_allclose(start, want[3], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(trans, want[4], rtol=1e-10, atol=1e-12)
     assert trans[0, 1] == 0.0
+
+
+@pytest.mark.parametrize("hmm_module", _hmm_modules(),
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_hmm_build_lane_logliks_are_exact_to_rounding(hmm_module):
+    """A lane batch takes the log of its running product of scales with its own vector
+    log (emfast_lv_log_1_2): across many short sequences, whose products cover [1, 2), the
+    log-likelihoods agree with the reference to a few units in the last place."""
+    import reference_hmm
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        K, S = 2 + seed, 64
+        lengths = rng.integers(5, 7, size=S)
+        off = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        le = rng.normal(scale=2.0, size=(int(off[-1]), K)) - 3.0
+        sp, A = rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K), size=K)
+        post, start, trans, seq_ll = (np.empty((int(off[-1]), K)), np.empty(K),
+                                      np.empty((K, K)), np.empty(S))
+        hmm_module.forward_backward(le, off, sp, A, post, start, trans, seq_ll, 1)
+        want = reference_hmm.forward_backward(le, lengths, sp, A)[1]
+        np.testing.assert_allclose(seq_ll, want, rtol=1e-14)

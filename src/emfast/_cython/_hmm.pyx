@@ -39,7 +39,8 @@ K-long loops run at the chain's latency. When K <= 16, sequences are taken EMFAS
 time (8 in the AVX-512 build, 4 in the AVX2 one, 2 in the baseline one: one SIMD register
 of doubles) if their lengths are within 1.25x of each other; the batch's state vectors are
 [frame][state] of lane vectors, shorter lanes are masked, and each lane does one
-sequence's arithmetic.
+sequence's arithmetic. The last 2..EMFAST_LANES-1 sequences make a short batch (its spare
+lanes repeat a sequence and are never added).
 Everything else (long or unevenly long sequences, K > 16) runs one sequence at a time.
 
 Gaussian HMMs with diagonal (or spherical) covariances (gaussian_forward_backward): the
@@ -49,10 +50,12 @@ posterior-weighted statistics nk, s1, s2 about the means in the backward pass (a
 batch in rank-4 blocks of frames, per lane), so no (T, K) array is written or read and the
 rows of X are read while in cache. Those sums travel in the same group slots as the counts.
 
-Determinism: the sequences are cut, in order, into units (a lane batch or one sequence, by
-a rule that reads the lengths and K only, _plan_units), and the units into G = min(U, 64)
-contiguous groups; each group adds its sequences' log-likelihoods, start counts and R in
-sequence order into its own slot; groups run in parallel (dynamic schedule), and the
+Determinism: the sequences are cut, in order, into units (a lane batch of up to
+EMFAST_LANES sequences or one sequence, by a rule that reads the lengths and K only,
+_plan_units), and the units into G = min(U, 64) contiguous groups. A group adds its
+sequences' log-likelihoods in sequence order, a single sequence's counts straight into the
+group's slot and a lane batch's counts to per-lane sums that are reduced, lane by lane,
+into the slot at the end of the group; groups run in parallel (dynamic schedule), and the
 slots are summed in group order afterwards. Results are bit-identical for every thread
 count.
 """

@@ -51,8 +51,10 @@ cdef extern from "_hmm_lanes.h":
                          const int64_t* base, const int64_t* Tl, const double* sp,
                          const double* A, const double* AT, double* post, double* scratch,
                          double* ll) noexcept nogil
-    void emfast_lanes_add(int K, int D, const double* scratch, int64_t Tb, int l,
-                          double* start, double* acc, double* gst) noexcept nogil
+    int64_t emfast_lanes_acc_size(int K, int D) noexcept nogil
+    void emfast_lanes_accumulate(int K, int D, const double* scratch, int64_t Tb,
+                                 const int64_t* ok, double* acc) noexcept nogil
+    void emfast_lanes_reduce(int64_t n, const double* acc, double* slot) noexcept nogil
 
 # gaussian_forward_backward is faster than gaussian_log_prob, forward_backward and
 # gaussian_weighted_stats in turn (H1: 1.3 against 2.0 ms): the estimators call it.
@@ -104,6 +106,7 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* vb                  # (K,) the argmax as a double (a vector select)
     int32_t* back               # (Tmax, K) Viterbi back-pointers
     double* lanes               # lane-batch scratch (emfast_lanes_scratch), or NULL
+    double* lacc                # a group's lane-vector sums (emfast_lanes_acc_size), or NULL
     double* le                  # (Tmax, K) Gaussian FB: one sequence's log-emissions
     Py_ssize_t fail             # frame at which the last forward pass became impossible
 
@@ -149,7 +152,8 @@ cdef Work* _work_alloc(int K, Py_ssize_t Tmax, bint alpha, bint cache_b,
             return NULL
     if Bmax > 0:
         W.lanes = <double*> malloc(emfast_lanes_scratch(K, D, Bmax) * sizeof(double))
-        if W.lanes == NULL:
+        W.lacc = <double*> malloc(emfast_lanes_acc_size(K, D) * sizeof(double))
+        if W.lanes == NULL or W.lacc == NULL:
             _work_free(W)
             return NULL
     if D > 0 and Tmax > 0:
@@ -165,6 +169,7 @@ cdef void _work_free(Work* W) noexcept nogil:
         free(W.alpha)
         free(W.back)
         free(W.lanes)
+        free(W.lacc)
         free(W.le)
         free(W)
 
@@ -534,16 +539,19 @@ cdef void _gauss_stats(const emfast_lanes_gauss* g, int K, Py_ssize_t t0, Py_ssi
 cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double* post,
                     double* seq_ll, double* acc) noexcept nogil:
     """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]
-    and with Gaussian emissions [nk (K,), s1 (D, K), s2 (D, K)]. A lane batch's sequences
-    are added to acc one by one in sequence order, as the single sequences are."""
+    and with Gaussian emissions [nk (K,), s1 (D, K), s2 (D, K)]. The log-likelihoods are
+    added in sequence order; the lane batches' other sums go through per-lane sums
+    (emfast_lanes_accumulate) reduced into acc at the end of the group."""
     cdef int K = H.K, l, L = EMFAST_LANES
     cdef int D = H.gauss.D if H.gauss != NULL else 0
     cdef Py_ssize_t u, s, t0, T, Tb, nl
+    cdef bint batched = False
     cdef double ll
     cdef double* al
     cdef double* gst = acc + 1 + K + K * K
     cdef int64_t base[8]                 # EMFAST_LANES <= 8
     cdef int64_t Tl[8]
+    cdef int64_t ok[8]
     cdef double lll[8]
     cdef Hmm Hs = H[0]                   # Gaussian: single sequences read W.le from frame 0
     Hs.le = W.le
@@ -551,6 +559,9 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
         s = H.ustart[u]
         nl = H.ubatch[u]
         if nl:
+            if not batched:
+                memset(W.lacc, 0, emfast_lanes_acc_size(K, D) * sizeof(double))
+                batched = True
             Tb = 0
             # Lanes past a short batch's last sequence repeat its first: the same numbers
             # (the same posteriors written twice), never added.
@@ -559,14 +570,16 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
                 Tl[l] = H.off[s + l + 1] - base[l] if l < nl else Tl[0]
                 Tb = max(Tb, Tl[l])
             emfast_lanes_fb(K, H.le, H.gauss, base, Tl, H.sp, H.A, H.AT, post, W.lanes, lll)
-            for l in range(nl):
-                ll = lll[l]
-                seq_ll[s + l] = ll
-                acc[0] += ll
-                if ll == ll and ll != -INFINITY:
-                    emfast_lanes_add(K, D, W.lanes, Tb, l, acc + 1, acc + 1 + K, gst)
-                elif post != NULL:
-                    memset(post + base[l] * K, 0, Tl[l] * K * sizeof(double))
+            for l in range(L):
+                ok[l] = 0
+                if l < nl:
+                    ll = lll[l]
+                    seq_ll[s + l] = ll
+                    acc[0] += ll
+                    ok[l] = ll == ll and ll != -INFINITY
+                    if not ok[l] and post != NULL:
+                        memset(post + base[l] * K, 0, Tl[l] * K * sizeof(double))
+            emfast_lanes_accumulate(K, D, W.lanes, Tb, ok, W.lacc)
             continue
         t0 = H.off[s]
         T = H.off[s + 1] - t0
@@ -588,6 +601,8 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
                       acc + 1, acc + 1 + K)
         elif post != NULL:
             memset(post + t0 * K, 0, T * K * sizeof(double))
+    if batched:
+        emfast_lanes_reduce(emfast_lanes_acc_size(K, D) // L, W.lacc, acc + 1)
 
 
 cdef void _filter_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, double* out,
