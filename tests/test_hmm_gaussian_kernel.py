@@ -59,6 +59,7 @@ def _reference(X, lengths, sp, A, means, pc, covariance_type, lc):
 CASES = [  # (K, D, lengths): lane batches, ragged batches, single sequences, K > 16
     (1, 2, [7, 1, 4]),
     (3, 1, [30] * 9),
+    (4, 3, [25] * 11),  # a short lane batch at the end (AVX-512 build: 8 + 3)
     (5, 3, [40, 38, 40, 33, 40, 40, 37, 40, 3, 40, 40, 40, 40, 39, 36, 40, 40, 1]),
     (8, 4, [25] * 16 + [60, 2, 9]),
     (13, 6, [20] * 8),

@@ -383,6 +383,7 @@ def test_impossible_sequences(backend):
 # change any other sequence's numbers.
 LANE_CASES = [  # (K, lengths)
     (3, [6] * 8),
+    (6, [20] * 13),  # a short batch at the end (8 + 5, 4 x 3 + 1, 2 x 6 + 1)
     (8, [40, 38, 40, 33, 40, 40, 37, 40, 3, 40, 40, 40, 40, 39, 36, 40, 40, 1]),
     (13, [20] * 8),  # a K without its own compiled copy of the lane kernel
     (16, [25] * 9),

@@ -295,8 +295,8 @@ def gaussian_weighted_stats(X, resp, means, covariance_type, *, out=None, backen
 # there, so a sequence whose only allowed path runs through such states counts as
 # impossible although its exact log-likelihood is finite.
 
-__all__ += ["hmm_forward_backward", "hmm_gaussian_forward_backward", "hmm_viterbi",
-            "hmm_filter", "symbol_counts"]
+__all__ += ["hmm_forward_backward", "hmm_gaussian_forward_backward",
+            "hmm_categorical_forward_backward", "hmm_viterbi", "hmm_filter", "symbol_counts"]
 
 
 def _hmm_offsets(lengths, T):
@@ -412,6 +412,54 @@ def hmm_gaussian_forward_backward(X, lengths, startprob, transmat, means, prec_c
     return float(ll), seq_ll, start, trans, nk, s1, s2
 
 
+def hmm_categorical_forward_backward(symbols, lengths, startprob, transmat, emissionprob, *,
+                                     backend="auto", n_threads=None):
+    """Forward-backward of a categorical HMM and its symbol counts, in one call.
+
+    The same numbers as :func:`hmm_forward_backward` on the log-emissions
+    ``log(emissionprob[:, symbols]).T`` followed by :func:`symbol_counts` with the
+    posteriors as weights, up to rounding, without making either (T, K) array: the kernel
+    reads the emission probabilities of each frame's symbol itself (the Cython backend in
+    probability space: a frame where every state's probability of its symbol is below
+    about 1e-300 counts as impossible) and sums the counts in its backward pass.
+
+    Parameters
+    ----------
+    symbols : (T,) integers in [0, F), the frames of all sequences.
+    lengths, startprob, transmat : as :func:`hmm_forward_backward`.
+    emissionprob : (K, F), rows sum to 1: P(symbol f | state k).
+
+    Returns
+    -------
+    loglik, seq_loglik, start_counts, trans_counts : as :func:`hmm_forward_backward`.
+    counts : (F, K), ``counts[f, k]`` = sum of the posteriors of state k over the frames
+        whose symbol is f (:func:`symbol_counts`).
+    """
+    ep = np.asarray(emissionprob, dtype=np.float64)
+    if ep.ndim != 2:
+        raise ValueError(f"emissionprob must be 2-D (n_states, n_symbols), got shape {ep.shape}")
+    K, F = ep.shape
+    sym = _check_symbols(symbols, F)
+    return _categorical_forward_backward(sym, _hmm_offsets(lengths, len(sym)),
+                                         _as_param("startprob", startprob, (K,)),
+                                         _as_param("transmat", transmat, (K, K)),
+                                         np.ascontiguousarray(ep), backend, n_threads)
+
+
+def _categorical_forward_backward(sym, offsets, startprob, transmat, emissionprob, backend,
+                                  n_threads):
+    """hmm_categorical_forward_backward on validated inputs: sym int64 in [0, F), offsets
+    (S + 1,) int64, the rest float64 C-contiguous of matching shapes (the HMM estimators
+    check their symbols once per fit, not once per iteration)."""
+    K, F = emissionprob.shape
+    S = len(offsets) - 1
+    seq_ll, start, trans, counts = np.empty(S), np.empty(K), np.empty((K, K)), np.empty((F, K))
+    ll = get_backend(backend, "hmm").categorical_forward_backward(
+        sym, offsets, startprob, transmat, emissionprob, start, trans, seq_ll, counts,
+        resolve_n_threads(n_threads))
+    return float(ll), seq_ll, start, trans, counts
+
+
 def hmm_viterbi(log_emission, lengths, startprob, transmat, *, backend="auto", n_threads=None):
     """Most probable state path of every sequence, in log space.
 
@@ -446,6 +494,19 @@ def hmm_filter(log_emission, lengths, startprob, transmat, *, filtered=True, bac
     return float(ll), (out if filtered else None), seq_ll
 
 
+def _check_symbols(symbols, n_symbols):
+    """symbols as a C-contiguous int64 array, ValueError unless 1-D integers in
+    [0, n_symbols)."""
+    sym = np.asarray(symbols)
+    if sym.ndim != 1 or sym.dtype.kind not in "iu":
+        raise ValueError(f"symbols must be a 1-D integer array, got dtype {sym.dtype} and "
+                         f"shape {sym.shape}")
+    if sym.size and (sym.min() < 0 or sym.max() >= n_symbols):
+        bad = int(np.flatnonzero((sym < 0) | (sym >= n_symbols))[0])
+        raise ValueError(f"symbols must lie in [0, {n_symbols}): symbols[{bad}] = {sym[bad]}")
+    return np.ascontiguousarray(sym, dtype=np.int64)
+
+
 def symbol_counts(symbols, weights, n_symbols, *, out=None, backend="auto", n_threads=None):
     """Weighted counts of discrete symbols: ``out[f, k] = sum of weights[t, k] over the t
     with symbols[t] == f`` (the categorical emission statistics, weighted by the state
@@ -460,17 +521,10 @@ def symbol_counts(symbols, weights, n_symbols, *, out=None, backend="auto", n_th
 
     Returns the (F, K) counts.
     """
-    sym = np.asarray(symbols)
-    if sym.ndim != 1 or sym.dtype.kind not in "iu":
-        raise ValueError(f"symbols must be a 1-D integer array, got dtype {sym.dtype} and "
-                         f"shape {sym.shape}")
     n_symbols = int(n_symbols)
     if n_symbols < 1:
         raise ValueError(f"n_symbols must be at least 1, got {n_symbols}")
-    if sym.size and (sym.min() < 0 or sym.max() >= n_symbols):
-        bad = int(np.flatnonzero((sym < 0) | (sym >= n_symbols))[0])
-        raise ValueError(f"symbols must lie in [0, {n_symbols}): symbols[{bad}] = {sym[bad]}")
-    sym = np.ascontiguousarray(sym, dtype=np.int64)
+    sym = _check_symbols(symbols, n_symbols)
     weights = np.asarray(weights)
     if weights.ndim != 2:
         raise ValueError(f"weights must be 2-D (T, K), got shape {weights.shape}")

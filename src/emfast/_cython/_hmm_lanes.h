@@ -285,9 +285,22 @@ typedef struct {
     const double* lc;     /* (K,) */
 } emfast_lanes_gauss;
 
+/* Categorical emissions: frame t of a sequence is the symbol sym[t] in [0, F), and
+ * P(symbol f | state k) = BT[f K + k]. The batch uses the probabilities themselves (no log,
+ * no exp, no per-frame shift: a frame where every state's probability of its symbol is 0
+ * -- or below about 1e-300 -- is impossible) and adds the posterior-weighted symbol counts
+ * of its lanes l < nl that did not fail to counts (F, K), frame by frame (backwards) and
+ * lane by lane. */
+typedef struct {
+    const int64_t* sym;   /* (T,) symbols of all sequences, concatenated */
+    const double* BT;     /* (F, K) */
+    double* counts;       /* (F, K), added to */
+    int nl;               /* lanes holding sequences (the others repeat one: not counted) */
+} emfast_lanes_cat;
+
 /* Scratch layout, in lane vectors: al (Tb, K), bc (Tb, K), ics (Tb,), then R (K, K), g0
  * (K,) and with Gaussian emissions the statistics nk (K,), s1 and s2 (D, K) -- read back by
- * emfast_lanes_add --, then gam (K,), rw (EMFAST_LRANK, K), Av and ATv
+ * emfast_lanes_accumulate --, then gam and cbuf (K,), rw (EMFAST_LRANK, K), Av and ATv
  * (K, K), and for Gaussians muv and pv (D, K), the frame ring gq (EMFAST_LRANK, K) and xs
  * (Tb, D), every frame's x_t. D = 0 without Gaussian emissions. */
 static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb)
@@ -300,7 +313,7 @@ static inline emfast_lv* emfast_lanes_R(const double* scratch, int K, int64_t Tb
 static inline int64_t emfast_lanes_scratch(int K, int D, int64_t Tb)
 {
     int64_t KD = (int64_t) K * D, G = D ? K + 4 * KD + EMFAST_LRANK * K + Tb * D : 0;
-    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (2 + EMFAST_LRANK) * K + G);
+    return (int64_t) EMFAST_LANES * (2 * Tb * K + Tb + 3 * K * K + (3 + EMFAST_LRANK) * K + G);
 }
 
 /* The n <= EMFAST_LRANK frames in the ring gq (posteriors; its frame q has x_t at
@@ -362,12 +375,34 @@ EMFAST_LV_INLINE void emfast_lanes_store_frame(const emfast_lv* x, int K, int64_
     emfast_lv_scatter(x, K, prow, on);
 }
 
+/* The categorical counts of frame t: gamma_t (lane vectors) turned into one row per lane
+ * (buf, EMFAST_LANES x K doubles), each added to its symbol's row of c->counts, lane by
+ * lane, for the lanes that hold a sequence with a frame t and did not fail. */
+EMFAST_LV_INLINE void emfast_lanes_cat_add(const emfast_lanes_cat* c, int K, int64_t t,
+                                           const int64_t* base, const int64_t* Tl,
+                                           emfast_li failed, const emfast_lv* gam,
+                                           double* buf)
+{
+    double* row[EMFAST_LANES];
+    int on[EMFAST_LANES];
+    for (int l = 0; l < EMFAST_LANES; l++) {
+        row[l] = buf + l * K;
+        on[l] = l < c->nl && t < Tl[l] && !failed[l];
+    }
+    emfast_lv_scatter(gam, K, row, on);
+    for (int l = 0; l < EMFAST_LANES; l++) {
+        if (!on[l]) continue;
+        double* dst = c->counts + c->sym[base[l] + t] * K;
+        for (int k = 0; k < K; k++) dst[k] += row[l][k];
+    }
+}
+
 /* The body of emfast_lanes_fb (below), for any K. */
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
-                     const int64_t* base, const int64_t* Tl, const double* sp,
-                     const double* A, const double* AT, double* post, double* scratch,
-                     double* ll)
+                     const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
+                     const double* sp, const double* A, const double* AT, double* post,
+                     double* scratch, double* ll)
 {
     int D = g ? g->D : 0;
     int64_t Tb = 0;
@@ -379,7 +414,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv* g0 = R + K * K;                /* (K,) gamma_0 */
     emfast_lv* gst = g0 + K;                  /* Gaussians: nk (K,), s1, s2 (K, D) */
     emfast_lv* gam = gst + (D ? K + 2 * K * D : 0);   /* (K,) gamma_t before it is scattered */
-    emfast_lv* rw = gam + K;                  /* (RANK, K) pending w_t */
+    emfast_lv* cbuf = gam + K;                /* (K,) categorical: gamma_t as lane rows */
+    emfast_lv* rw = cbuf + K;                 /* (RANK, K) pending w_t */
     emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes */
     emfast_lv* ATv = Av + K * K;
     emfast_lv* muv = ATv + K * K;             /* Gaussians: (D, K) mu and p splat ... */
@@ -425,6 +461,12 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                 }
             }
             for (int k = 0; k < K; k++) b[k] = g->lc[k] - 0.5 * acc[k];
+        } else if (c) {                        /* the probabilities as they are */
+            const double* rows[EMFAST_LANES];
+            for (int l = 0; l < EMFAST_LANES; l++)
+                rows[l] = c->BT + c->sym[base[l] + (t < Tl[l] ? t : Tl[l] - 1)] * K;
+            emfast_lv_load_rows(rows, K, b);
+            continue;
         } else {
             const double* rows[EMFAST_LANES];
             for (int l = 0; l < EMFAST_LANES; l++) {
@@ -510,6 +552,10 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                 ng = 0;
             }
         }
+        if (c) {
+            for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
+            emfast_lanes_cat_add(c, K, t, base, Tl, failed, gam, (double*) cbuf);
+        }
         emfast_lv_vecmat(wt, ATv, K, beta);     /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
             beta[k] = emfast_lv_sel(on, beta[k], emfast_lv_splat(1.0));
@@ -537,6 +583,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     }
     for (int k = 0; k < K; k++) g0[k] = al[k] * beta[k];
     if (post != NULL) emfast_lanes_store_frame(g0, K, 0, base, Tl, post);
+    if (c) emfast_lanes_cat_add(c, K, 0, base, Tl, failed, g0, (double*) cbuf);
     if (g) {
         for (int k = 0; k < K; k++) gq[ng * K + k] = g0[k];
         emfast_lanes_gauss_flush(K, D, ng + 1, gq, xs + ng * D, muv, gst);
@@ -548,14 +595,17 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
  * control and reloads); any other K takes the generic copy. */
 #define EMFAST_LANES_FB_K(KK)                                                                 \
     static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
-                                     const int64_t* base, const int64_t* Tl,                  \
-                                     const double* sp, const double* A, const double* AT,     \
-                                     double* post, double* scratch, double* ll)               \
+                                     const emfast_lanes_cat* c, const int64_t* base,          \
+                                     const int64_t* Tl, const double* sp, const double* A,    \
+                                     const double* AT, double* post, double* scratch,         \
+                                     double* ll)                                              \
     {                                                                                         \
         if (g)                                                                                \
-            emfast_lanes_fb_body(KK, NULL, g, base, Tl, sp, A, AT, post, scratch, ll);        \
+            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, post, scratch, ll);  \
+        else if (c)                                                                           \
+            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, post, scratch, ll);  \
         else                                                                                  \
-            emfast_lanes_fb_body(KK, le, NULL, base, Tl, sp, A, AT, post, scratch, ll);       \
+            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, post, scratch, ll); \
     }
 EMFAST_LANES_FB_K(2)
 EMFAST_LANES_FB_K(3)
@@ -572,8 +622,9 @@ EMFAST_LANES_FB_K(16)
 
 /* Forward-backward of one batch.
  *
- * IN  K; le (T, K) log-emissions of all sequences, or g: Gaussian emissions computed here
- *     (then le is not read); base[l], Tl[l] first frame and length of lane l's sequence
+ * IN  K; le (T, K) log-emissions of all sequences, or g: Gaussian emissions computed here,
+ *     or c: categorical symbols (then le is not read; c->counts is added to); base[l],
+ *     Tl[l] first frame and length of lane l's sequence
  *     (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose; scratch of
  *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles.
  * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
@@ -581,21 +632,21 @@ EMFAST_LANES_FB_K(16)
  *     (see emfast_lanes_add) gamma_0, R and (g) the Gaussian statistics of every lane.
  */
 static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
-                            const int64_t* base, const int64_t* Tl, const double* sp,
-                            const double* A, const double* AT, double* post, double* scratch,
-                            double* ll)
+                            const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
+                            const double* sp, const double* A, const double* AT, double* post,
+                            double* scratch, double* ll)
 {
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
-        emfast_lanes_fb_##KK(le, g, base, Tl, sp, A, AT, post, scratch, ll);                  \
+        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, post, scratch, ll);               \
         return;
     EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
     default:
-        emfast_lanes_fb_body(K, le, g, base, Tl, sp, A, AT, post, scratch, ll);
+        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, post, scratch, ll);
     }
 }
 

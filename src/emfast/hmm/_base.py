@@ -6,8 +6,9 @@ One EM iteration (``_HMMFamily``):
             -> emfast.kernels.hmm_forward_backward (all sequences in one call)
             -> start counts, transition counts, posteriors
             -> emission statistics from the posteriors (the emission model's);
-            or, where the emission model ``fuses`` (diagonal and spherical Gaussians on
-            the Cython backend), all of it in one kernel call that makes no (T, K) array.
+            or, where the emission model ``fuses`` (diagonal and spherical Gaussians and
+            categorical emissions, on the Cython backend), all of it in one kernel call
+            that makes no (T, K) array.
     M-step: startprob/transmat from the counts (Dirichlet priors), then the emission
             model's M-step.
 

@@ -576,6 +576,24 @@ class CategoricalEmission(_EmissionProbEmission):
                                        n_threads=n_threads)
         return ArrayStats(obs=np.ascontiguousarray(counts.T))
 
+    def fuses(self, backend):
+        """Whether the fit's E-step is one :meth:`forward_backward_stats` call (on a
+        backend whose fused kernel is faster than its separate ones:
+        ``PREFER_FUSED_CATEGORICAL``)."""
+        return get_backend(backend, "hmm").PREFER_FUSED_CATEGORICAL
+
+    def forward_backward_stats(self, X, lengths, startprob, transmat, p, backend, n_threads):
+        """The whole E-step in one kernel call: (loglik, start counts, transition counts,
+        emission statistics). X's symbols were range-checked when the fit began."""
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        f64 = np.float64
+        ll, _, start, trans, counts = kernels._categorical_forward_backward(
+            np.ascontiguousarray(X[:, 0], dtype=np.int64), offsets,
+            np.ascontiguousarray(startprob, dtype=f64), np.ascontiguousarray(transmat, dtype=f64),
+            np.ascontiguousarray(p["emissionprob"], dtype=f64), backend, n_threads)
+        return ll, start, trans, ArrayStats(obs=np.ascontiguousarray(counts.T))
+
     def m_step(self, st, p, letters):
         out = dict(p)
         if "e" in letters:
