@@ -1,6 +1,7 @@
 """emfast.hmm: GaussianHMM.fit (diag, full) and CategoricalHMM.fit, a fixed number of
 Baum-Welch iterations from a fixed start, and the kernels (emfast.kernels:
-hmm_forward_backward, hmm_gaussian_forward_backward, symbol_counts), for each backend.
+hmm_forward_backward, hmm_gaussian_forward_backward, hmm_categorical_forward_backward,
+symbol_counts), for each backend.
 
 The data are sampled from a random HMM (benchmarks.common.make_hmm / sample_hmm) and every
 fit starts from the same perturbed copy of the true parameters (``init_params=""``,
@@ -166,3 +167,26 @@ class GaussianForwardBackward:
 
     def peakmem_gaussian_forward_backward(self, backend):
         self.fb(self.X, self.lengths, *self._params(), backend=backend)
+
+
+class CategoricalForwardBackward:
+    """One call of ``emfast.kernels.hmm_categorical_forward_backward``: the E-step of a
+    CategoricalHMM (forward-backward and posterior-weighted symbol counts) over 1,000
+    sequences x 100 frames, 50 symbols, K=10 (the H4 case of compare.py)."""
+
+    params = (BACKENDS,)
+    param_names = ["backend"]
+
+    def setup(self, backend):
+        require_backend(backend, "hmm")
+        from emfast.kernels import hmm_categorical_forward_backward
+
+        self.fb = hmm_categorical_forward_backward
+        truth = make_hmm(10, 50, "categorical", None, seed=8)
+        X, self.lengths = sample_hmm(truth, 1_000, 100, seed=9)
+        self.symbols = np.ascontiguousarray(X[:, 0])
+        self.hmm = (truth["startprob_"], truth["transmat_"], truth["emissionprob_"])
+        self.fb(self.symbols[:100], self.lengths[:1], *self.hmm, backend=backend)
+
+    def time_categorical_forward_backward(self, backend):
+        self.fb(self.symbols, self.lengths, *self.hmm, backend=backend)
