@@ -170,10 +170,21 @@ def timed_fit(lib, X, K, cov, start, max_iter, threads):
     return dt, float(est.lower_bound_)
 
 
+# Seconds to wait before timing a library: after its last call, a BLAS or OpenMP thread pool
+# keeps its idle threads spinning for a while (OpenBLAS: about 0.1 s, measured here), and on
+# a machine with few cores they would slow down whichever library is timed next.
+COOL_DOWN = 0.5
+
+
+def cool_down():
+    time.sleep(COOL_DOWN)
+
+
 def per_iteration(lib, X, K, cov, start, a, b, repeats, threads):
     """Median over repeats of (T_b - T_a) / (b - a), in seconds; and lower_bound_ after b."""
     # Warm-up on a slice: imports, JIT compilation (numba), first-touch page faults.
     timed_fit(lib, X[: min(len(X), 4096)], K, cov, start, 1, threads)
+    cool_down()
     samples, lb = [], float("nan")
     for _ in range(repeats):
         ta, _ = timed_fit(lib, X, K, cov, start, a, threads)

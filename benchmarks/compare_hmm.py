@@ -118,6 +118,7 @@ def per_iteration(lib, name, X, lengths, start, n_features, a, b, repeats, threa
     n_seq = max(1, min(len(lengths), 4096 // int(lengths[0])))
     timed_fit(lib, name, X[: int(lengths[:n_seq].sum())], lengths[:n_seq], start, n_features,
               1, threads)
+    C.cool_down()
     samples, ll = [], float("nan")
     for _ in range(repeats):
         ta, _ = timed_fit(lib, name, X, lengths, start, n_features, a, threads)
