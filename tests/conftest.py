@@ -32,6 +32,19 @@ def random_params(rng, K, D, covariance_type, spread=3.0):
     return means, pc, log_normalizer(pc, covariance_type, D, np.log(w))
 
 
+def assert_close(got, want, rtol=1e-10, err_msg=""):
+    """Non-finite values equal; finite ones within rtol of each value, with an absolute floor
+    of rtol times the largest value (or 1: a log-likelihood of exactly 0)."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, (err_msg, got.shape, want.shape)
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=err_msg)
+    if finite.any():
+        scale = max(np.abs(want[finite]).max(), 1.0)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=rtol * scale,
+                                   err_msg=err_msg)
+
+
 # --------------------------------------------------------------------------------------
 # Helpers for the estimator-level tests (test_gaussian_mixture.py, test_api.py, ...).
 

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reference_hmm as ref
+from conftest import assert_close
 from emfast._config import available_backends
 from emfast.kernels import hmm_categorical_forward_backward
 
@@ -19,18 +20,6 @@ NAMES = ("loglik", "seq_ll", "start", "trans", "counts")
 @pytest.fixture(params=HMM_BACKENDS)
 def backend(request):
     return request.param
-
-
-def _close(got, want, rtol=1e-10, err_msg=""):
-    """Relative to each value, with an absolute floor of rtol times the largest value (or 1)."""
-    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-    assert got.shape == want.shape, (err_msg, got.shape, want.shape)
-    finite = np.isfinite(want)
-    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=err_msg)
-    if finite.any():  # a log-likelihood of 0 (certain symbols) is met to rtol absolutely
-        scale = max(np.abs(want[finite]).max(), 1.0)
-        np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=rtol * scale,
-                                   err_msg=err_msg)
 
 
 def _case(seed, K, F, lengths):
@@ -76,7 +65,7 @@ def test_matches_reference(backend, K, F, lengths):
                                            n_threads=2)
     want = _reference(sym, lengths, sp, A, B)
     for g, w, name in zip(got, want, NAMES):
-        _close(g, w, err_msg=name)
+        assert_close(g, w, err_msg=name)
     # A symbol that a state never emits gets no count from it.
     assert np.all(got[4].T[B == 0] == 0.0)
     for a, b in zip(inputs, before):
@@ -114,9 +103,9 @@ def test_impossible_sequences_add_nothing(backend, K):
                                            n_threads=2)
     want = _reference(sym[rows], lengths[good], sp, A, B)
     assert got[0] == -np.inf and np.all(got[1][bad] == -np.inf)
-    _close(got[1][good], want[1])
+    assert_close(got[1][good], want[1])
     for g, w, name in list(zip(got, want, NAMES))[2:]:
-        _close(g, w, err_msg=name)
+        assert_close(g, w, err_msg=name)
 
 
 @pytest.mark.parametrize("change,match", [
@@ -150,4 +139,4 @@ def test_any_lengths_and_shapes(K, F, lengths, seed):
         got = hmm_categorical_forward_backward(sym, lengths, sp, A, B, backend=backend,
                                                n_threads=2)
         for g, w, name in zip(got, want, NAMES):
-            _close(g, w, rtol=1e-9, err_msg=f"{backend} {name}")
+            assert_close(g, w, rtol=1e-9, err_msg=f"{backend} {name}")

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reference_hmm as ref
+from conftest import assert_close
 from emfast._config import available_backends
 from emfast.kernels import hmm_filter, hmm_forward_backward, hmm_viterbi, symbol_counts
 
@@ -42,18 +43,6 @@ def _model(rng, K, zeros="none"):
     return sp / sp.sum(), A / A.sum(axis=1, keepdims=True)
 
 
-def _close(got, want, rtol=RTOL, err_msg=""):
-    """Relative to each value, with an absolute floor of rtol times the largest value."""
-    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    finite = np.isfinite(want)
-    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=err_msg)
-    if finite.any():
-        scale = np.abs(want[finite]).max()
-        np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=rtol * scale,
-                                   err_msg=err_msg)
-
-
 def _data(seed, K, lengths, zeros="none", spread=3.0):
     rng = np.random.default_rng(seed)
     sp, A = _model(rng, K, zeros)
@@ -82,19 +71,19 @@ def test_forward_backward_matches_reference(backend, K, lengths, zeros):
                                                           n_threads=2)
     wll, wseq, wpost, wstart, wtrans = ref.forward_backward(le, lengths, sp, A)
     assert np.isfinite(ll)
-    _close(ll, wll, err_msg="loglik")
-    _close(seq_ll, wseq, err_msg="seq_ll")
-    _close(post, wpost, err_msg="posteriors")
-    _close(start, wstart, err_msg="start counts")
-    _close(trans, wtrans, err_msg="trans counts")
+    assert_close(ll, wll, err_msg="loglik")
+    assert_close(seq_ll, wseq, err_msg="seq_ll")
+    assert_close(post, wpost, err_msg="posteriors")
+    assert_close(start, wstart, err_msg="start counts")
+    assert_close(trans, wtrans, err_msg="trans counts")
     # Exact zeros stay exact: impossible transitions get no counts, impossible first states
     # no posterior mass.
     assert np.all(trans[A == 0] == 0.0)
     assert np.all(post[np.cumsum(np.r_[0, lengths[:-1]])][:, sp == 0] == 0.0)
     assert np.all(start[sp == 0] == 0.0)
     # The counts are consistent with the posteriors they come from.
-    _close(trans.sum(), len(le) - len(lengths))
-    _close(post.sum(axis=1), np.ones(len(le)))
+    assert_close(trans.sum(), len(le) - len(lengths))
+    assert_close(post.sum(axis=1), np.ones(len(le)))
     for x, y in zip((le, lengths, sp, A), before):
         np.testing.assert_array_equal(x, y)
     # Without posteriors: the same numbers, bit for bit.
@@ -114,8 +103,8 @@ def test_viterbi_matches_reference(backend, K, lengths, zeros):
     wlp, wpath, wseq = ref.viterbi(le, lengths, sp, A)
     assert path.dtype == np.int64
     np.testing.assert_array_equal(path, wpath)
-    _close(lp, wlp)
-    _close(seq_lp, wseq)
+    assert_close(lp, wlp)
+    assert_close(seq_lp, wseq)
 
 
 def test_viterbi_ties_go_to_lowest_state(backend):
@@ -126,7 +115,7 @@ def test_viterbi_ties_go_to_lowest_state(backend):
     A = np.full((K, K), 1 / K)
     lp, path, seq_lp = hmm_viterbi(le, None, sp, A, backend=backend)
     np.testing.assert_array_equal(path, np.zeros(T, dtype=np.int64))
-    _close(lp, T * np.log(1 / K))
+    assert_close(lp, T * np.log(1 / K))
     # Ties broken at the last frame only: states 1 and 3 best, 1 wins.
     le[-1] = [-1.0, 0.0, -2.0, 0.0]
     _, path, _ = hmm_viterbi(le, None, sp, A, backend=backend)
@@ -138,14 +127,14 @@ def test_filter_matches_reference(backend, K, lengths, zeros):
     le, lengths, sp, A = _data(K + 200, K, lengths, zeros)
     ll, filt, seq_ll = hmm_filter(le, lengths, sp, A, backend=backend, n_threads=2)
     wll, wfilt, wseq = ref.filtered(le, lengths, sp, A)
-    _close(ll, wll)
-    _close(filt, wfilt)
-    _close(seq_ll, wseq)
+    assert_close(ll, wll)
+    assert_close(filt, wfilt)
+    assert_close(seq_ll, wseq)
     # Filtering and smoothing agree on the likelihood and on the last frame of a sequence.
     fll, fseq, post, _, _ = hmm_forward_backward(le, lengths, sp, A, backend=backend)
-    _close(seq_ll, fseq, rtol=1e-12)
+    assert_close(seq_ll, fseq, rtol=1e-12)
     last = np.cumsum(lengths) - 1
-    _close(filt[last], post[last], rtol=1e-12)
+    assert_close(filt[last], post[last], rtol=1e-12)
     ll2, none, seq2 = hmm_filter(le, lengths, sp, A, filtered=False, backend=backend)
     assert none is None
     assert ll2 == ll
@@ -164,19 +153,19 @@ def test_brute_force(backend, K, T, zeros):
         le = rng.normal(scale=2.0, size=(T, K))
         bll, bpost, bpath, blp, btrans = ref.brute_force(le, sp, A)
         ll, seq_ll, post, start, trans = hmm_forward_backward(le, [T], sp, A, backend=backend)
-        _close(ll, bll)
-        _close(seq_ll, [bll])
-        _close(post, bpost)
-        _close(start, bpost[0])
-        _close(trans, btrans)
+        assert_close(ll, bll)
+        assert_close(seq_ll, [bll])
+        assert_close(post, bpost)
+        assert_close(start, bpost[0])
+        assert_close(trans, btrans)
         lp, path, seq_lp = hmm_viterbi(le, [T], sp, A, backend=backend)
         # The enumeration's argmax takes the lexicographically first of tied paths; random
         # continuous emissions make ties impossible.
         np.testing.assert_array_equal(path, bpath)
-        _close(lp, blp)
-        _close(seq_lp, [blp])
+        assert_close(lp, blp)
+        assert_close(seq_lp, [blp])
         fll, _, _ = hmm_filter(le, [T], sp, A, filtered=False, backend=backend)
-        _close(fll, bll)
+        assert_close(fll, bll)
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,17 +183,17 @@ def test_million_frames_far_apart_emissions(backend):
     want = np.log(sp[z[0]]) + np.log(A[z[:-1], z[1:]]).sum() + le[np.arange(T), z].sum()
     ll, seq_ll, post, start, trans = hmm_forward_backward(le, None, sp, A, backend=backend)
     assert np.isfinite(ll)
-    _close(ll, want)
+    assert_close(ll, want)
     assert np.all(np.argmax(post, axis=1) == z)
-    _close(post[np.arange(T), z], np.ones(T))
+    assert_close(post[np.arange(T), z], np.ones(T))
     counts = np.zeros((K, K))
     np.add.at(counts, (z[:-1], z[1:]), 1.0)
-    _close(trans, counts)
+    assert_close(trans, counts)
     lp, path, _ = hmm_viterbi(le, None, sp, A, backend=backend)
     np.testing.assert_array_equal(path, z)
-    _close(lp, want)
+    assert_close(lp, want)
     fll, _, _ = hmm_filter(le, None, sp, A, filtered=False, backend=backend)
-    _close(fll, want)
+    assert_close(fll, want)
 
 
 def test_long_sequence_no_underflow(backend):
@@ -217,11 +206,11 @@ def test_long_sequence_no_underflow(backend):
     ll, _, post, _, trans = hmm_forward_backward(le, lengths, sp, A, backend=backend)
     wll, _, wpost, _, wtrans = ref.forward_backward(le, lengths, sp, A)
     assert ll < -5e5
-    _close(ll, wll)
-    _close(post, wpost, rtol=1e-6)
-    _close(trans, wtrans, rtol=1e-6)
-    _close(post.sum(axis=1), np.ones(len(le)), rtol=1e-12)
-    _close(trans.sum(), len(le) - 1.0, rtol=1e-12)
+    assert_close(ll, wll)
+    assert_close(post, wpost, rtol=1e-6)
+    assert_close(trans, wtrans, rtol=1e-6)
+    assert_close(post.sum(axis=1), np.ones(len(le)), rtol=1e-12)
+    assert_close(trans.sum(), len(le) - 1.0, rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------
@@ -295,23 +284,23 @@ def test_sequence_order_only_permutes_outputs(backend):
     ll, seq_ll, post, start, trans = hmm_forward_backward(le, lengths, sp, A, backend=backend)
     ll_p, seq_p, post_p, start_p, trans_p = hmm_forward_backward(le_p, len_p, sp, A,
                                                                  backend=backend)
-    _close(ll_p, ll, rtol=1e-12)
-    _close(start_p, start, rtol=1e-12)
-    _close(trans_p, trans, rtol=1e-12)
-    _close(seq_p, seq_ll[perm], rtol=1e-12)
-    _close(post_p, post[rows], rtol=1e-12)
+    assert_close(ll_p, ll, rtol=1e-12)
+    assert_close(start_p, start, rtol=1e-12)
+    assert_close(trans_p, trans, rtol=1e-12)
+    assert_close(seq_p, seq_ll[perm], rtol=1e-12)
+    assert_close(post_p, post[rows], rtol=1e-12)
 
     lp, path, seq_lp = hmm_viterbi(le, lengths, sp, A, backend=backend)
     lp_p, path_p, seq_lp_p = hmm_viterbi(le_p, len_p, sp, A, backend=backend)
-    _close(lp_p, lp, rtol=1e-12)
+    assert_close(lp_p, lp, rtol=1e-12)
     np.testing.assert_array_equal(path_p, path[rows])
-    _close(seq_lp_p, seq_lp[perm], rtol=1e-12)
+    assert_close(seq_lp_p, seq_lp[perm], rtol=1e-12)
 
     fll, filt, fseq = hmm_filter(le, lengths, sp, A, backend=backend)
     fll_p, filt_p, fseq_p = hmm_filter(le_p, len_p, sp, A, backend=backend)
-    _close(fll_p, fll, rtol=1e-12)
-    _close(filt_p, filt[rows], rtol=1e-12)
-    _close(fseq_p, fseq[perm], rtol=1e-12)
+    assert_close(fll_p, fll, rtol=1e-12)
+    assert_close(filt_p, filt[rows], rtol=1e-12)
+    assert_close(fseq_p, fseq[perm], rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------
@@ -343,10 +332,10 @@ def test_impossible_sequences(backend):
     assert np.all(post[rows_bad] == 0.0)
     # The possible sequences alone: same numbers; the impossible ones add no counts.
     wll, wseq, wpost, wstart, wtrans = ref.forward_backward(le[rows_good], lengths[good], sp, A)
-    _close(seq_ll[good], wseq)
-    _close(post[rows_good], wpost)
-    _close(start, wstart)
-    _close(trans, wtrans)
+    assert_close(seq_ll[good], wseq)
+    assert_close(post[rows_good], wpost)
+    assert_close(start, wstart)
+    assert_close(trans, wtrans)
     assert np.all(np.isfinite(post)) and np.all(np.isfinite(trans))
     # No posteriors requested: the same.
     ll2, seq2, _, start2, trans2 = hmm_forward_backward(le, lengths, sp, A, posteriors=False,
@@ -360,7 +349,7 @@ def test_impossible_sequences(backend):
     wlp, wpath, wseq_lp = ref.viterbi(le, lengths, sp, A)
     assert lp == -np.inf
     assert np.all(seq_lp[bad] == -np.inf)
-    _close(seq_lp[good], wseq_lp[good])
+    assert_close(seq_lp[good], wseq_lp[good])
     np.testing.assert_array_equal(path[rows_good], wpath[rows_good])
     assert np.all((path >= 0) & (path < A.shape[0]))
 
@@ -369,12 +358,12 @@ def test_impossible_sequences(backend):
         wfll, wfilt, wfseq = ref.filtered(le, lengths, sp, A)
     assert fll == -np.inf
     assert np.all(fseq[bad] == -np.inf) and np.all(wfseq[bad] == -np.inf)
-    _close(fseq[good], wfseq[good])
-    _close(filt[rows_good], wfilt[rows_good])
+    assert_close(fseq[good], wfseq[good])
+    assert_close(filt[rows_good], wfilt[rows_good])
     # Causal: the frames before the impossible one are filtered as usual, the rest are 0.
     for s, first_bad in ((1, 2), (3, 4)):
         ok = np.arange(off[s], off[s] + first_bad)
-        _close(filt[ok], wfilt[ok])
+        assert_close(filt[ok], wfilt[ok])
         assert np.all(filt[off[s] + first_bad:off[s + 1]] == 0.0)
 
 
@@ -407,11 +396,11 @@ def test_lanes_ragged_and_impossible(backend, K, lengths):
                                                                  sp, A)
         assert ll == -np.inf
         assert np.all(seq_ll[bad] == -np.inf)
-        _close(seq_ll[good], wseq)
-        _close(start, wstart)
-        _close(trans, wtrans)
+        assert_close(seq_ll[good], wseq)
+        assert_close(start, wstart)
+        assert_close(trans, wtrans)
         if posteriors:
-            _close(post[rows_good], wpost)
+            assert_close(post[rows_good], wpost)
             assert np.all(post[rows_bad] == 0.0)
 
 
@@ -424,8 +413,8 @@ def test_nan_sequence_leaves_the_others_alone(backend):
     _, seq_ll, post, _, _ = hmm_forward_backward(le, lengths, sp, A, backend=backend)
     _, wseq, wpost, _, _ = ref.forward_backward(le[rows_good], lengths[good], sp, A)
     assert np.isnan(seq_ll[2])
-    _close(seq_ll[good], wseq)
-    _close(post[rows_good], wpost)
+    assert_close(seq_ll[good], wseq)
+    assert_close(post[rows_good], wpost)
 
 
 def test_impossible_start(backend):
@@ -500,7 +489,7 @@ def test_symbol_counts_match_add_at(backend, T, F, K):
     np.add.at(want, sym, w)
     before = sym.copy(), w.copy()
     runs = [symbol_counts(sym, w, F, backend=backend, n_threads=n) for n in (1, 2, 3)]
-    _close(runs[0], want, rtol=1e-12)
+    assert_close(runs[0], want, rtol=1e-12)
     for other in runs[1:]:
         np.testing.assert_array_equal(other, runs[0])
     np.testing.assert_array_equal(sym, before[0])
@@ -537,7 +526,7 @@ def test_forward_backward_any_lengths(K, lengths, seed):
     for backend in HMM_BACKENDS:
         got = hmm_forward_backward(le, lengths, sp, A, backend=backend, n_threads=2)
         for g, w, what in zip(got, want, ("loglik", "seq_ll", "post", "start", "trans")):
-            _close(g, w, rtol=1e-9, err_msg=f"{backend} {what}")
+            assert_close(g, w, rtol=1e-9, err_msg=f"{backend} {what}")
 
 
 @settings(max_examples=40, deadline=None)
@@ -550,4 +539,4 @@ def test_symbol_counts_any_shape(T, F, K, seed):
     want = np.zeros((F, K))
     np.add.at(want, sym, w)
     for backend in HMM_BACKENDS:
-        _close(symbol_counts(sym, w, F, backend=backend, n_threads=2), want, rtol=1e-12)
+        assert_close(symbol_counts(sym, w, F, backend=backend, n_threads=2), want, rtol=1e-12)

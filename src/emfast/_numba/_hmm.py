@@ -289,6 +289,40 @@ def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, bet
 
 
 @njit(**JIT)
+def _fused_scratch(offsets, s_lo, s_hi, K):
+    """A fused kernel's scratch for sequences [s_lo, s_hi), sized by the longest: one
+    sequence's log-emissions and posteriors (Lmax, K), then _fb_seq's cs, pred, mch, bch,
+    v and beta."""
+    Lmax = 0
+    for s in range(s_lo, s_hi):
+        Lmax = max(Lmax, offsets[s + 1] - offsets[s])
+    return (np.empty((Lmax, K)), np.empty((Lmax, K)), np.empty(Lmax), np.empty(K),
+            np.empty(CHUNK), np.empty(CHUNK * K), np.empty(K), np.empty(K))
+
+
+@njit(**JIT)
+def _sum_counts(ll_g, start_g, acc_g, A, start_counts, trans_counts):
+    """The group slots of log-likelihoods, start counts and R summed in group order (the
+    fixed order behind thread-independence) into start_counts and trans_counts = A * R;
+    returns the total log-likelihood."""
+    K = A.shape[0]
+    total = 0.0
+    start_counts[:] = 0.0
+    trans_counts[:] = 0.0
+    for g in range(ll_g.shape[0]):
+        total += ll_g[g]
+        for k in range(K):
+            start_counts[k] += start_g[g, k]
+        for i in range(K):
+            for j in range(K):
+                trans_counts[i, j] += acc_g[g, i, j]
+    for i in range(K):
+        for j in range(K):
+            trans_counts[i, j] *= A[i, j]
+    return total
+
+
+@njit(**JIT)
 def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     """Forward-backward of sequences [s_lo, s_hi), serially in sequence order.
 
@@ -345,21 +379,7 @@ def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll):
     for g in prange(G):
         ll_g[g] = _fb_group(le, offsets, sp, A, At, post, g * S // G, (g + 1) * S // G,
                             seq_ll, start_g[g], acc_g[g])
-    # Serial sum of the group slots in group order: the fixed order behind thread-independence.
-    total = 0.0
-    start_counts[:] = 0.0
-    trans_counts[:] = 0.0
-    for g in range(G):
-        total += ll_g[g]
-        for k in range(K):
-            start_counts[k] += start_g[g, k]
-        for i in range(K):
-            for j in range(K):
-                trans_counts[i, j] += acc_g[g, i, j]
-    for i in range(K):
-        for j in range(K):
-            trans_counts[i, j] *= A[i, j]
-    return total
+    return _sum_counts(ll_g, start_g, acc_g, A, start_counts, trans_counts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,17 +430,7 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     sized by the group's longest sequence, its statistics added to this group's slots.
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
-    Lmax = 0
-    for s in range(s_lo, s_hi):
-        Lmax = max(Lmax, offsets[s + 1] - offsets[s])
-    le = np.empty((Lmax, K))
-    post = np.empty((Lmax, K))
-    cs = np.empty(Lmax)
-    pred = np.empty(K)
-    mch = np.empty(CHUNK)
-    bch = np.empty(CHUNK * K)
-    v = np.empty(K)
-    beta = np.empty(K)
+    le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
@@ -456,23 +466,14 @@ def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, 
         ll_g[g] = _gfb_group(X, offsets, sp, A, At, muT, pT, lc, g * S // G,
                              (g + 1) * S // G, seq_ll, start_g[g], acc_g[g], nk_g[g],
                              s1_g[g], s2_g[g])
-    total = 0.0
-    start_counts[:] = 0.0
-    trans_counts[:] = 0.0
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
     for g in range(G):               # group order: independent of the thread count
-        total += ll_g[g]
-        start_counts += start_g[g]
-        trans_counts += acc_g[g]
         nk += nk_g[g]
         s1 += s1_g[g].T
         s2 += s2_g[g].T
-    for i in range(K):
-        for j in range(K):
-            trans_counts[i, j] *= A[i, j]
-    return total
+    return _sum_counts(ll_g, start_g, acc_g, A, start_counts, trans_counts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,17 +485,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     posteriors in scratch, its posterior-weighted symbol counts added to counts (F, K).
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
-    Lmax = 0
-    for s in range(s_lo, s_hi):
-        Lmax = max(Lmax, offsets[s + 1] - offsets[s])
-    le = np.empty((Lmax, K))
-    post = np.empty((Lmax, K))
-    cs = np.empty(Lmax)
-    pred = np.empty(K)
-    mch = np.empty(CHUNK)
-    bch = np.empty(CHUNK * K)
-    v = np.empty(K)
-    beta = np.empty(K)
+    le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
@@ -533,19 +524,10 @@ def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, s
     for g in prange(G):
         ll_g[g] = _cfb_group(sym, offsets, sp, A, At, logBT, g * S // G, (g + 1) * S // G,
                              seq_ll, start_g[g], acc_g[g], counts_g[g])
-    total = 0.0
-    start_counts[:] = 0.0
-    trans_counts[:] = 0.0
     counts[:] = 0.0
     for g in range(G):               # group order: independent of the thread count
-        total += ll_g[g]
-        start_counts += start_g[g]
-        trans_counts += acc_g[g]
         counts += counts_g[g]
-    for i in range(K):
-        for j in range(K):
-            trans_counts[i, j] *= A[i, j]
-    return total
+    return _sum_counts(ll_g, start_g, acc_g, A, start_counts, trans_counts)
 
 
 # --------------------------------------------------------------------------------------------
