@@ -448,6 +448,12 @@ def test_read_only_and_strided_inputs(backend):
     np.testing.assert_array_equal(path, hmm_viterbi(le, lengths, sp, A, backend=backend)[1])
 
 
+def test_out_without_posteriors_raises():
+    le, lengths, sp, A = _data(23, 3, [12])
+    with pytest.raises(ValueError, match="out is for the posteriors, but posteriors=False"):
+        hmm_forward_backward(le, lengths, sp, A, posteriors=False, out=np.empty_like(le))
+
+
 def test_lengths_none_is_one_sequence(backend):
     le, _, sp, A = _data(22, 3, [12])
     a = hmm_forward_backward(le, None, sp, A, backend=backend)

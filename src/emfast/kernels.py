@@ -351,6 +351,8 @@ def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posterio
     le, offsets, sp, tm = _hmm_inputs(log_emission, lengths, startprob, transmat)
     T, K = le.shape
     S = len(offsets) - 1
+    if out is not None and not posteriors:
+        raise ValueError("out is for the posteriors, but posteriors=False")
     post = _check_out("out", out, (T, K)) if posteriors else np.empty((0, K))
     seq_ll = np.empty(S)
     start_counts = np.empty(K)
@@ -529,6 +531,12 @@ def symbol_counts(symbols, weights, n_symbols, *, out=None, backend="auto", n_th
     if weights.ndim != 2:
         raise ValueError(f"weights must be 2-D (T, K), got shape {weights.shape}")
     w = _as_param("weights", weights, (len(sym), weights.shape[1]))
-    res = _check_out("out", out, (n_symbols, w.shape[1]))
-    get_backend(backend, "hmm").symbol_counts(sym, w, res, _threads_for(len(sym), n_threads))
-    return res
+    return _symbol_counts(sym, w, _check_out("out", out, (n_symbols, w.shape[1])), backend,
+                          n_threads)
+
+
+def _symbol_counts(sym, w, out, backend, n_threads):
+    """symbol_counts on validated inputs (sym int64 in [0, F), w float64 (T, K), out
+    (F, K)): the HMM estimators check their symbols once per fit, not once per iteration."""
+    get_backend(backend, "hmm").symbol_counts(sym, w, out, _threads_for(len(sym), n_threads))
+    return out

@@ -572,8 +572,9 @@ class CategoricalEmission(_EmissionProbEmission):
         return np.take(p["log_emissionprob_T"], X[:, 0], axis=0, out=out, mode="clip")
 
     def stats(self, X, post, p, backend, n_threads):
-        counts = kernels.symbol_counts(X[:, 0], post, self.F, backend=backend,
-                                       n_threads=n_threads)
+        # the symbols were range-checked when the fit began
+        counts = kernels._symbol_counts(np.ascontiguousarray(X[:, 0], dtype=np.int64), post,
+                                        np.empty((self.F, post.shape[1])), backend, n_threads)
         return ArrayStats(obs=np.ascontiguousarray(counts.T))
 
     def fuses(self, backend):
