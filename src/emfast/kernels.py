@@ -401,16 +401,28 @@ def hmm_gaussian_forward_backward(X, lengths, startprob, transmat, means, prec_c
         nk, s1, s2 = gaussian_weighted_stats(X, post, means, covariance_type, backend=backend,
                                              n_threads=n_threads)
         return ll, seq_ll, start, trans, nk, s1, s2
+    out = _gaussian_forward_backward(X, offsets, sp, tm, means, prec_chol, covariance_type,
+                                     log_const, backend, n_threads)
+    if covariance_type == "spherical":
+        return out[:6] + (out[6].sum(axis=1),)
+    return out
+
+
+def _gaussian_forward_backward(X, offsets, startprob, transmat, means, prec_chol,
+                               covariance_type, log_const, backend, n_threads):
+    """hmm_gaussian_forward_backward for "diag" or "spherical" on validated inputs (offsets
+    (S + 1,) int64, the parameters float64 C-contiguous of matching shapes); s2 is always
+    per feature (K, D), the form a spherical M-step averages. The HMM estimators call it
+    with offsets made once per fit."""
+    K, D = means.shape
     prec = prec_chol if covariance_type == "diag" else np.repeat(prec_chol[:, None], D, axis=1)
     S = len(offsets) - 1
     seq_ll, start, trans = np.empty(S), np.empty(K), np.empty((K, K))
     nk, s1, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D))
     ll = get_backend(backend, "hmm").gaussian_forward_backward(
-        np.ascontiguousarray(X, dtype=np.float64), offsets, sp, tm, means,
+        np.ascontiguousarray(X, dtype=np.float64), offsets, startprob, transmat, means,
         np.ascontiguousarray(prec), log_const, start, trans, seq_ll, nk, s1, s2,
         resolve_n_threads(n_threads))
-    if covariance_type == "spherical":
-        s2 = s2.sum(axis=1)
     return float(ll), seq_ll, start, trans, nk, s1, s2
 
 

@@ -578,7 +578,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
     cdef bint batched = False
     cdef double ll
     cdef double* al
-    cdef double* gst = acc + 1 + K + K * K
+    cdef double* emis = acc + 1 + K + K * K    # the emission statistics' part of acc
     cdef int64_t base[8]                 # EMFAST_LANES <= 8
     cdef int64_t Tl[8]
     cdef int64_t ok[8]
@@ -586,10 +586,9 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
     cdef Hmm Hs = H[0]                   # Gaussian/categorical: single sequences read W.le
     Hs.le = W.le
     cdef emfast_lanes_cat cl             # categorical: counts into this group's slot
-    cdef double* counts = acc + 1 + K + K * K
     if H.cat != NULL:
         cl = H.cat[0]
-        cl.counts = counts
+        cl.counts = emis
     for u in range(u0, u1):
         s = H.ustart[u]
         nl = H.ubatch[u]
@@ -628,7 +627,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             acc[0] += ll
             if ll == ll and ll != -INFINITY:
                 _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
-                _gauss_stats(H.gauss, K, t0, T, W.alpha, gst)
+                _gauss_stats(H.gauss, K, t0, T, W.alpha, emis)
             continue
         if H.cat != NULL:                # posteriors into W.alpha, then the counts
             _cat_log_emission(H.cat.sym, H.logBT, K, t0, T, W.le)
@@ -637,7 +636,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             acc[0] += ll
             if ll == ll and ll != -INFINITY:
                 _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
-                _cat_counts(H.cat.sym, K, t0, T, W.alpha, counts)
+                _cat_counts(H.cat.sym, K, t0, T, W.alpha, emis)
             continue
         al = post + t0 * K if post != NULL else W.alpha
         ll = _forward(H, W, t0, T, al, True)

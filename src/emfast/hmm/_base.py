@@ -139,6 +139,8 @@ class _HMMFamily:
                  backend):
         self.emission = emission
         self.lengths = lengths
+        self.offsets = np.zeros(len(lengths) + 1, dtype=np.int64)   # sequence bounds
+        np.cumsum(lengths, out=self.offsets[1:])
         self.letters = params_letters
         self.fit_emission = any(c in params_letters for c in emission.letters)
         self.fused = self.fit_emission and hasattr(emission, "fuses") and emission.fuses(backend)
@@ -160,7 +162,7 @@ class _HMMFamily:
     def e_step(self, X, sample_weight, params, n_threads):
         if self.fused:
             ll, start, trans, em = self.emission.forward_backward_stats(
-                X, self.lengths, params.startprob, params.transmat, params.emission,
+                X, self.offsets, params.startprob, params.transmat, params.emission,
                 self.backend, n_threads)
             return HMMStats(params, start, trans, em, ll, len(self.lengths))
         shape = (X.shape[0], len(params.startprob))

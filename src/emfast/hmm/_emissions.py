@@ -56,6 +56,12 @@ def _normalize_rows(a):
     return a / s
 
 
+def _f64(a):
+    """a as a C-contiguous float64 array (no copy when it is one already): what the
+    kernels' unchecked entry points take."""
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 def _log0(a):
     with np.errstate(divide="ignore"):
         return np.log(a)
@@ -167,20 +173,14 @@ class GaussianEmission:
         return (self.covariance_type in ("diag", "spherical")
                 and get_backend(backend, "hmm").PREFER_FUSED_GAUSSIAN)
 
-    def forward_backward_stats(self, X, lengths, startprob, transmat, p, backend, n_threads):
+    def forward_backward_stats(self, X, offsets, startprob, transmat, p, backend, n_threads):
         """The whole E-step in one kernel call: (loglik, start counts, transition counts,
-        emission statistics). Spherical models go in as diagonal ones with the precision
-        repeated over the features, for the per-feature second moments their M-step
-        averages."""
-        D = p["means"].shape[1]
-        prec = p["prec_chol"]
-        if self.covariance_type == "spherical":
-            prec = np.repeat(prec[:, None], D, axis=1)
-        ll, _, start, trans, nk, s1, s2 = kernels.hmm_gaussian_forward_backward(
-            X, lengths, startprob, transmat, p["means"], prec, "diag", p["log_const"],
-            backend=backend, n_threads=n_threads)
-        ct = "diag" if self.covariance_type == "spherical" else self.covariance_type
-        return ll, start, trans, GaussianStats(ct, p["means"], nk, s1, s2, 0.0,
+        emission statistics, with per-feature second moments also for spherical models,
+        which their M-step averages). offsets (S + 1,) int64 bound the sequences."""
+        ll, _, start, trans, nk, s1, s2 = kernels._gaussian_forward_backward(
+            X, offsets, _f64(startprob), _f64(transmat), p["means"], p["prec_chol"],
+            self.covariance_type, p["log_const"], backend, n_threads)
+        return ll, start, trans, GaussianStats("diag", p["means"], nk, s1, s2, 0.0,
                                                float(X.shape[0]))
 
     # M-step -------------------------------------------------------------------------
@@ -583,16 +583,13 @@ class CategoricalEmission(_EmissionProbEmission):
         ``PREFER_FUSED_CATEGORICAL``)."""
         return get_backend(backend, "hmm").PREFER_FUSED_CATEGORICAL
 
-    def forward_backward_stats(self, X, lengths, startprob, transmat, p, backend, n_threads):
+    def forward_backward_stats(self, X, offsets, startprob, transmat, p, backend, n_threads):
         """The whole E-step in one kernel call: (loglik, start counts, transition counts,
-        emission statistics). X's symbols were range-checked when the fit began."""
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        f64 = np.float64
+        emission statistics). offsets (S + 1,) int64 bound the sequences; X's symbols were
+        range-checked when the fit began."""
         ll, _, start, trans, counts = kernels._categorical_forward_backward(
-            np.ascontiguousarray(X[:, 0], dtype=np.int64), offsets,
-            np.ascontiguousarray(startprob, dtype=f64), np.ascontiguousarray(transmat, dtype=f64),
-            np.ascontiguousarray(p["emissionprob"], dtype=f64), backend, n_threads)
+            np.ascontiguousarray(X[:, 0], dtype=np.int64), offsets, _f64(startprob),
+            _f64(transmat), _f64(p["emissionprob"]), backend, n_threads)
         return ll, start, trans, ArrayStats(obs=np.ascontiguousarray(counts.T))
 
     def m_step(self, st, p, letters):
