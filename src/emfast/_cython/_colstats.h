@@ -46,6 +46,12 @@ static inline double emfast_fold8(emfast_v4d lo, emfast_v4d hi)
 #define EMFAST_COLS_VEC 0
 #endif
 
+/* The scalar build's eight running sums p[0..7] folded in emfast_fold8's order. */
+static inline double emfast_fold8_scalar(const double* p)
+{
+    return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+}
+
 /* r[b] = resp[b * K] (one component's column of the (m, K) responsibilities);
  * return sum_b r[b]. */
 static inline double emfast_gather_sum(const double* resp, ptrdiff_t K, ptrdiff_t m,
@@ -76,7 +82,7 @@ static inline double emfast_gather_sum(const double* resp, ptrdiff_t K, ptrdiff_
     for (; b < m; b++)
         t += r[b];
     p[0] += t;
-    return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+    return emfast_fold8_scalar(p);
 #endif
 }
 
@@ -134,8 +140,8 @@ static inline void emfast_moments_col(const double* x, double mu, const double* 
 #else
     a[0] += ta;
     q[0] += tq;
-    *s1 += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-    *s2 += ((q[0] + q[4]) + (q[1] + q[5])) + ((q[2] + q[6]) + (q[3] + q[7]));
+    *s1 += emfast_fold8_scalar(a);
+    *s2 += emfast_fold8_scalar(q);
 #endif
 }
 
@@ -175,8 +181,8 @@ static inline void emfast_dot2_col(const double* a, const double* c0, const doub
 #else
     p[0] += t0;
     q[0] += t1;
-    *s0 += ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
-    *s1 += ((q[0] + q[4]) + (q[1] + q[5])) + ((q[2] + q[6]) + (q[3] + q[7]));
+    *s0 += emfast_fold8_scalar(p);
+    *s1 += emfast_fold8_scalar(q);
 #endif
 }
 
