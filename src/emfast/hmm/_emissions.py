@@ -184,7 +184,7 @@ class GaussianEmission:
                                                float(X.shape[0]))
 
     # M-step -------------------------------------------------------------------------
-    def _prior(self, name, shape):
+    def _prior_of(self, name, shape):
         """The prior ``name`` broadcast to ``shape``, made once per fit (a model is made
         per fit) instead of once per iteration."""
         cache = self.__dict__.setdefault("_priors", {})
@@ -197,8 +197,8 @@ class GaussianEmission:
         ct = self.covariance_type
         c, N, s1, s2 = st.centre, st.nk, st.s1, st.s2
         K, D = c.shape
-        m0 = self._prior("means_prior", (K, D))
-        mw = self._prior("means_weight", (K, D))
+        m0 = self._prior_of("means_prior", (K, D))
+        mw = self._prior_of("means_weight", (K, D))
         means = c
         if "m" in letters:
             denom = mw + N[:, None]
@@ -212,9 +212,9 @@ class GaussianEmission:
             if ct in ("diag", "spherical"):
                 scatter = s2 - 2.0 * d * s1 + N[:, None] * d * d
                 c_n = mw * md * md + scatter
-                cw = self._prior("covars_weight", (K, D))
+                cw = self._prior_of("covars_weight", (K, D))
                 c_d = np.maximum(cw - 1.0, 0.0) + N[:, None]
-                cov = (self._prior("covars_prior", (K, D)) + c_n) \
+                cov = (self._prior_of("covars_prior", (K, D)) + c_n) \
                     / np.maximum(c_d, 1e-5)
                 if ct == "spherical":
                     cov = cov.mean(axis=1)
@@ -232,7 +232,7 @@ class GaussianEmission:
                 if ct == "full":
                     c_n = prior_term + s2 - shift
                     cvw = np.maximum(_prior(cw, (K, 1, 1), "covars_weight") - D, 0.0)
-                    cov = (self._prior("covars_prior", (K, D, D)) + c_n) \
+                    cov = (self._prior_of("covars_prior", (K, D, D)) + c_n) \
                         / (cvw + N[:, None, None])
                 else:
                     c_n = (prior_term - shift).sum(axis=0) + s2
