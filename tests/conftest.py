@@ -1,7 +1,17 @@
-import numpy as np
-import pytest
+import os
 
-from emfast._config import available_backends
+# numba fixes its thread pool (NUMBA_NUM_THREADS, default: the CPUs) when it starts, and runs a
+# kernel asked for more threads on the pool's size. The thread-count tests ask for up to
+# NUMBA_POOL_FOR_TESTS threads and must get them on a 2-core machine too, so the pool is sized
+# before anything imports numba (test_numba_threads.py checks that it was).
+NUMBA_POOL_FOR_TESTS = 4
+os.environ["NUMBA_NUM_THREADS"] = str(max(NUMBA_POOL_FOR_TESTS,
+                                          int(os.environ.get("NUMBA_NUM_THREADS", "0") or 0)))
+
+import numpy as np  # noqa: E402 - after the pool size
+import pytest  # noqa: E402
+
+from emfast._config import available_backends  # noqa: E402
 from emfast.metrics import label_agreement  # noqa: F401 - the tests import it from here
 
 BACKENDS = available_backends()

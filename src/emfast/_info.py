@@ -1,5 +1,12 @@
-"""emfast.show_config(): what this installation can do."""
+"""emfast.show_config(): what this installation can do.
 
+It imports no Numba (about 0.6 s) and compiles nothing: what numba would run with is read from
+its package metadata and from the environment variables it reads when it starts, unless numba
+is already running in this process, which then answers itself.
+"""
+
+import importlib.metadata
+import os
 import platform
 import sys
 
@@ -16,7 +23,7 @@ def config_info():
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": np.__version__,
-        "backends": _config.available_backends(),
+        "backends": _config.available_backends(import_numba=False),
         "default_backend": None,
         "cython_builds": None,
         "openmp": False,
@@ -28,7 +35,7 @@ def config_info():
         "blas": [],
     }
     try:
-        info["default_backend"] = _config.get_backend("auto").__name__.split(".")[-2].lstrip("_")
+        info["default_backend"] = _config.default_backend()
     except ImportError:
         pass
     if "cython" in info["backends"]:
@@ -36,17 +43,11 @@ def config_info():
         # which instruction-set build of each kernel module this CPU runs
         info["cython_builds"] = {
             kind: _config.get_backend("cython", kind).__name__.rsplit(".", 1)[1]
-            for kind in ("gaussian", "hmm") if "cython" in _config.available_backends(kind)}
+            for kind in ("gaussian", "hmm")
+            if "cython" in _config.available_backends(kind, import_numba=False)}
         info["openmp"] = bool(mod.openmp_enabled())
         info["openmp_max_threads"] = int(mod.openmp_max_threads())
-    try:
-        import numba
-
-        info["numba"] = numba.__version__
-        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
-        info["numba_threading_layer"] = numba.config.THREADING_LAYER
-    except ImportError:
-        pass
+    info.update(_numba_info())
     try:
         import scipy.linalg  # noqa: F401 - loads scipy's BLAS so threadpoolctl sees it
         from threadpoolctl import threadpool_info
@@ -59,6 +60,35 @@ def config_info():
     except ImportError:
         pass
     return info
+
+
+def _numba_info():
+    """numba's version, thread-pool size and threading layer, without importing numba."""
+    try:
+        version = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    numba = sys.modules.get("numba")
+    if numba is not None:  # running already: its own answers (the layer once it has launched)
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel kernel launched yet
+            layer = numba.config.THREADING_LAYER
+        return {"numba": version, "numba_threads": numba.config.NUMBA_NUM_THREADS,
+                "numba_threading_layer": layer}
+    # numba's own rule (numba/core/config.py): NUMBA_NUM_THREADS, else the CPUs of the
+    # affinity mask; the layer is chosen at the first parallel launch.
+    threads = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    return {"numba": version,
+            "numba_threads": int(threads) if threads.isdigit() else _affinity_cpus(),
+            "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER", "default")}
+
+
+def _affinity_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
 
 
 def show_config(file=None):

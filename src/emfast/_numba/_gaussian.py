@@ -30,6 +30,7 @@ Layout of the work (DESIGN.md "Numerics", "Threads"):
 
 import math
 import threading
+import warnings
 
 import numba
 import numpy as np
@@ -38,7 +39,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
-from emfast._numba._settings import JIT
+from emfast._numba._settings import JIT, compile_for, parallel_driver
 
 __all__ = ["estep_stats", "weighted_stats", "log_prob"]
 
@@ -49,12 +50,11 @@ GROUP_STATS_BYTES = 64 << 20  # upper bound on the memory of all slots together
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 
-# Explicit signatures for the parallel drivers. Without them Numba compiles a new version
-# (~5 s each) for every combination of read-only / writeable inputs: e.g. log_normalizer()
-# returns a read-only log_const, X may be a read-only memmap. Inputs are declared read-only
-# (a writeable array converts to that for free) and unaligned (accepts any array; x86 SIMD
-# loads do not care), so exactly one version per dtype of X exists and compile time is paid
-# once, when this module is first imported (then it is loaded from the on-disk cache).
+# Declared signatures of the parallel drivers (see _settings.parallel_driver): e.g.
+# log_normalizer() returns a read-only log_const, X may be a read-only memmap. Inputs are
+# declared read-only (a writeable array converts to that for free) and unaligned (accepts any
+# array; x86 SIMD loads do not care), so exactly one version per dtype of X exists, compiled
+# (or loaded from the on-disk cache) the first time a fit calls it with that dtype.
 def _arr(dtype, ndim, readonly):
     return types.Array(dtype, ndim, "C", readonly=readonly, aligned=False)
 
@@ -569,7 +569,7 @@ def _mirror_lower(s2, D):
                 s2[base + j * D + i] = s2[base + i * D + j]
 
 
-@njit(_ESTEP_SIGS, parallel=True, **JIT)
+@parallel_driver(*_ESTEP_SIGS)
 def _estep_kernel(X, sw, log_const, means, pc, code, nk, s1, s2):
     """Fused E-step and centred sufficient statistics over all rows.
 
@@ -618,7 +618,7 @@ def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
         _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd)
 
 
-@njit(_WEIGHTED_SIGS, parallel=True, **JIT)
+@parallel_driver(*_WEIGHTED_SIGS)
 def _weighted_kernel(X, resp, means, code, nk, s1, s2):
     """Centred sufficient statistics for given responsibilities over all rows.
 
@@ -681,7 +681,7 @@ def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, 
                     out[r0 + b, k] = lp[k, b] * inv
 
 
-@njit(_LOG_PROB_SIGS, parallel=True, **JIT)
+@parallel_driver(*_LOG_PROB_SIGS)
 def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
     """Per-row, per-component weighted log-probabilities or responsibilities.
 
@@ -705,6 +705,7 @@ def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
 _MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 _launch_lock = threading.Lock()
 _layer_threadsafe = None
+_warned_pool = set()
 
 
 def _threadsafe_layer():
@@ -722,13 +723,32 @@ def _threadsafe_layer():
     return _layer_threadsafe
 
 
+def _pool_threads(n_threads):
+    """min(n_threads, NUMBA_NUM_THREADS), with a warning (once per count asked for) when the
+    pool is smaller: numba fixes its pool size when it starts and cannot grow it later."""
+    if n_threads <= _MAX_THREADS:
+        return n_threads
+    if n_threads not in _warned_pool:
+        _warned_pool.add(n_threads)
+        warnings.warn(
+            f"the Numba backend runs on {_MAX_THREADS} threads, not the {n_threads} asked for: "
+            f"numba's thread pool has NUMBA_NUM_THREADS={_MAX_THREADS} threads, fixed when "
+            f"numba starts. Set the environment variable NUMBA_NUM_THREADS={n_threads} (or "
+            f"more) before numba is first imported to run on {n_threads}.",
+            RuntimeWarning, stacklevel=4)
+    return _MAX_THREADS
+
+
 def _run(kernel, n_threads, *args):
-    """Call a parallel kernel on min(n_threads, NUMBA_NUM_THREADS) threads.
+    """Call a parallel kernel on min(n_threads, NUMBA_NUM_THREADS) threads (a RuntimeWarning
+    says when that is fewer than asked), compiling it for the dtype of its first argument on
+    first use.
 
     numba.set_num_threads is per calling thread, so concurrent fits (parallel n_init, user
     threads) each keep their own count; the caller's previous count is restored.
     """
-    n = min(n_threads, _MAX_THREADS)
+    compile_for(kernel, args[0])
+    n = _pool_threads(n_threads)
     prev = numba.get_num_threads()
     if n != prev:
         numba.set_num_threads(n)
@@ -746,7 +766,7 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     """Fused E-step statistics; see :func:`emfast.kernels.gaussian_estep_stats`.
 
     IN: X (N, D) f32/f64; sample_weight (N,) or (0,); log_const (K,); means (K, D); prec_chol
-    by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS).
+    by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS, with a warning).
     OUT (overwritten): nk (K,), s1 (K, D), s2 by type. Returns loglik (float).
     """
     return _run(_estep_kernel, n_threads, X, sample_weight, log_const, means,
@@ -757,7 +777,7 @@ def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
     """Statistics for given responsibilities; see :func:`emfast.kernels.gaussian_weighted_stats`.
 
     IN: X (N, D) f32/f64; resp (N, K) float64; means (K, D); cov_code 0..3; n_threads >= 1
-    (clamped to NUMBA_NUM_THREADS). OUT (overwritten): nk (K,), s1 (K, D), s2 by type.
+    (clamped to NUMBA_NUM_THREADS, with a warning). OUT (overwritten): nk (K,), s1 (K, D), s2 by type.
     """
     _run(_weighted_kernel, n_threads, X, resp, means, cov_code, nk, s1, s2.reshape(-1))
 

@@ -47,7 +47,7 @@ from numba import njit, prange
 from numba.core import types
 
 from emfast._numba._gaussian import _exp_nonpos, _run
-from emfast._numba._settings import JIT, JIT_ORDERED
+from emfast._numba._settings import JIT, JIT_ORDERED, parallel_driver
 
 __all__ = ["forward_backward", "gaussian_forward_backward", "categorical_forward_backward",
            "viterbi", "forward_filter", "symbol_counts"]
@@ -63,8 +63,8 @@ CHUNK = 64  # frames whose emission likelihoods are computed together (one flat 
 _NEG_INF = -np.inf
 
 
-# Explicit signatures (see _gaussian.py): inputs read-only and unaligned so that one version
-# of each driver exists, compiled (or loaded from the cache) when the module is imported.
+# Declared signatures (see _settings.parallel_driver): inputs read-only and unaligned so that
+# one version of each driver exists, compiled (or loaded from the cache) on its first call.
 def _arr(dtype, ndim, readonly):
     return types.Array(dtype, ndim, "C", readonly=readonly, aligned=False)
 
@@ -80,6 +80,7 @@ _SYM = _arr(types.int64, 1, True)
 _CFB_SIG = types.float64(_SYM, _OFF, _IN1, _IN2, _IN2, _OUT1, _OUT2, _OUT1, _OUT2)
 _GFB_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _IN2, _IN2, _IN1, _OUT1, _OUT2, _OUT1, _OUT1,
                          _OUT2, _OUT2)
+_COUNTS_SIG = types.void(_SYM, _IN2, _OUT2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +359,7 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     return total
 
 
-@njit(_FB_SIG, parallel=True, **JIT)
+@parallel_driver(_FB_SIG)
 def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll):
     """Scaled forward-backward over all sequences.
 
@@ -445,7 +446,7 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     return total
 
 
-@njit(_GFB_SIG, parallel=True, **JIT)
+@parallel_driver(_GFB_SIG)
 def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, seq_ll, nk,
                 s1, s2):
     """Forward-backward with diagonal-Gaussian emissions: the outputs of _fb_kernel
@@ -504,7 +505,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     return total
 
 
-@njit(_CFB_SIG, parallel=True, **JIT)
+@parallel_driver(_CFB_SIG)
 def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, seq_ll, counts):
     """Forward-backward with categorical emissions: the outputs of _fb_kernel without
     posteriors, plus counts (F, K) (see categorical_forward_backward)."""
@@ -557,7 +558,7 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     return total
 
 
-@njit(_FILT_SIG, parallel=True, **JIT)
+@parallel_driver(_FILT_SIG)
 def _filter_kernel(le, offsets, sp, A, out, seq_ll):
     """Filtered probabilities p(z_t | x_1..t) and log-likelihoods.
 
@@ -626,7 +627,7 @@ def _viterbi_group(le, offsets, lsp, lA, path, s_lo, s_hi, seq_lp):
     return total
 
 
-@njit(_VIT_SIG, parallel=True, **JIT)
+@parallel_driver(_VIT_SIG)
 def _viterbi_kernel(le, offsets, lsp, lA, path, seq_lp):
     """Most probable state paths. IN: le (T, K); offsets (S+1,); lsp (K,) log startprob;
     lA (K, K) log transmat. OUT (overwritten): path (T,), seq_lp (S,). Returns their sum."""
@@ -645,7 +646,7 @@ def _viterbi_kernel(le, offsets, lsp, lA, path, seq_lp):
 # --------------------------------------------------------------------------------------------
 # Weighted symbol counts (categorical emission statistics)
 # --------------------------------------------------------------------------------------------
-@njit(parallel=True, **JIT)
+@parallel_driver(_COUNTS_SIG)
 def _symbol_counts_kernel(sym, w, out):
     """IN: sym (T,) int64 in [0, F); w (T, K). OUT: out (F, K) = per-symbol sums of the rows
     of w. Rows in G contiguous groups (a function of T only), each summed in order into its

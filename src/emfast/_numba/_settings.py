@@ -1,9 +1,17 @@
 """The one place that says how every ``@njit`` in emfast's Numba backend is compiled.
 
-Every kernel module does ``from emfast._numba._settings import JIT`` and decorates with
-``@njit(**JIT)`` (plus ``parallel=True`` for the few drivers that ``prange``), so a change of
-flags here changes the whole backend at once (stumpy's habit).
+Every kernel module does ``from emfast._numba._settings import JIT`` and decorates its helpers
+with ``@njit(**JIT)`` and its ``prange`` drivers with ``@parallel_driver(*signatures)`` (or
+``@njit(parallel=True, **JIT)``), so a change of flags here changes the whole backend at once.
+
+Nothing is compiled when a module is imported: a function is compiled (or loaded from the disk
+cache) the first time a fit calls it, for the dtypes it is called with, so a user pays only for
+the kernels they use and importing emfast never waits for LLVM.
 """
+
+import threading
+
+from numba import njit
 
 # Fastmath flags, chosen to keep IEEE NaN/inf semantics:
 #   reassoc  lets LLVM reorder the float reductions (dot products over the rows of a block) so
@@ -22,14 +30,38 @@ flags here changes the whole backend at once (stumpy's habit).
 #   afn         would allow approximate exp/log; the kernels are checked to 1e-10 relative.
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}  # numba wants a plain set
 
-# cache=True: compiled machine code is kept on disk (__pycache__), so only the first import on a
-#             machine pays the compile time.
+
+
+def _probe():  # compiled never: only decorated, to ask numba where it would cache
+    pass
+
+
+def _disk_cache_usable():
+    """Whether numba finds a writable cache location for the functions of this directory.
+
+    numba picks the location from the source file's directory (NUMBA_CACHE_DIR, else the
+    __pycache__ beside the source, else the user's cache directory) and, when none of them is
+    writable, fails every ``cache=True`` decoration with "cannot cache function ...: no locator
+    available" -- a read-only site-packages in a container without a writable home. Every
+    kernel module lives beside this file, so decorating one function here with numba's own
+    rules answers for all of them.
+    """
+    try:
+        njit(cache=True)(_probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+# cache: compiled machine code is kept on disk where numba finds a writable location, so only
+#        the first use of a kernel on a machine pays its compile time; where none is writable
+#        the kernels are compiled in each process that uses them.
 # nogil=True: kernels release the GIL, so several fits can run from Python threads at once.
 # error_model="numpy": a float division by zero gives inf/NaN as NumPy does instead of raising;
 #             this also removes the zero checks that would stop loops from vectorising.
 # boundscheck=False: indices are computed from validated shapes; checks would block SIMD.
 JIT = dict(
-    cache=True,
+    cache=_disk_cache_usable(),
     nogil=True,
     fastmath=FASTMATH,
     error_model="numpy",
@@ -42,3 +74,51 @@ JIT = dict(
 # check finds the arrays may overlap -- so the last bit would depend on where the arrays
 # lie, and on which thread allocated them.
 JIT_ORDERED = dict(JIT, fastmath=FASTMATH - {"reassoc"})
+
+
+# Declared signatures of the parallel drivers not compiled yet: {dispatcher: {dtype: sig}}.
+_pending = {}
+_compile_lock = threading.Lock()
+
+
+def parallel_driver(*signatures):
+    """Decorator of a ``prange`` driver: ``@njit(parallel=True, **JIT)`` that accepts exactly
+    ``signatures``, at most one per dtype of its first argument, each compiled the first time
+    a call needs it (:func:`compile_for`).
+
+    Declared signatures keep one version per dtype: left to itself numba would compile a new
+    one (seconds each, for a parallel driver) for every mix of read-only / writeable and
+    aligned / unaligned inputs, so inputs are declared read-only and unaligned, which any
+    array converts to for free. Compiling them only on first use is what keeps a fit from
+    paying for the drivers and dtypes it never calls.
+    """
+    by_dtype = {sig.args[0].dtype.name: sig for sig in signatures}
+    if len(by_dtype) != len(signatures):
+        raise ValueError("a parallel driver takes one signature per dtype of its first argument")
+
+    def decorate(func):
+        kernel = njit(parallel=True, **JIT)(func)
+        _pending[kernel] = by_dtype
+        return kernel
+
+    return decorate
+
+
+def compile_for(kernel, first):
+    """Compile (or load from the disk cache) the declared signature of ``kernel`` for the dtype
+    of its first argument ``first``, unless done before; returns ``kernel``. Any other call
+    (a driver not made by :func:`parallel_driver`, a dtype compiled before) costs one dict look-up.
+    """
+    pending = _pending.get(kernel)
+    if pending and first.dtype.name in pending:
+        with _compile_lock:
+            sig = pending.pop(first.dtype.name, None)
+            if sig is not None:
+                # Compilation stays disabled outside this block, as for an eagerly typed
+                # njit: a call that matches no declared signature is a TypeError, not a new
+                # version compiled behind the caller's back.
+                if kernel.signatures:
+                    kernel.disable_compile(False)
+                kernel.compile(sig)
+                kernel.disable_compile()
+    return kernel
