@@ -146,3 +146,21 @@ emfast.kernels.symbol_counts(sym, np.ones((10, 2)), 3, backend="numba", n_thread
                for n in cached), cached
     # nothing else was compiled, so nothing else was cached
     assert all(n.startswith("_hmm._symbol_counts_kernel") for n in cached), cached
+
+
+def test_importing_every_numba_module_compiles_nothing():
+    """Every module of the Numba backend, present and future: a kernel decorated with eager
+    signatures (``@njit(SIGS, ...)``) would compile here, at import; declare them with
+    ``emfast._numba._settings.parallel_driver`` instead."""
+    out = _python("""
+import importlib, json, pkgutil
+import emfast._numba as pkg
+compiled = {}
+for info in pkgutil.iter_modules(pkg.__path__):
+    mod = importlib.import_module(f"emfast._numba.{info.name}")
+    for name, obj in vars(mod).items():
+        if hasattr(obj, "signatures") and obj.signatures:
+            compiled[f"{info.name}.{name}"] = len(obj.signatures)
+print(json.dumps(compiled))
+""")
+    assert out == {}
