@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import emfast
 
 SRC = Path(emfast.__file__).resolve().parent.parent
@@ -34,6 +36,8 @@ def test_import_show_config_command_line_and_default_fits_import_no_numba():
     out = _python("""
 import io, json, sys, contextlib
 import numpy as np
+import pytest
+
 import emfast
 from emfast.__main__ import main
 from emfast.hmm import GaussianHMM
@@ -62,6 +66,8 @@ def _compiled_drivers_code(call):
     return f"""
 import json, sys
 import numpy as np
+import pytest
+
 import emfast
 {call}
 from emfast._numba import _settings
@@ -164,3 +170,22 @@ for info in pkgutil.iter_modules(pkg.__path__):
 print(json.dumps(compiled))
 """)
     assert out == {}
+
+
+@pytest.mark.parametrize("pool", [None, "3"])
+def test_show_config_tells_the_numba_pool_numba_then_starts(pool):
+    env = {"NUMBA_NUM_THREADS": pool} if pool else {}
+    code = """
+import json, sys
+from emfast._info import config_info
+told = config_info()["numba_threads"]
+assert "numba" not in sys.modules
+import numba
+print(json.dumps([told, numba.config.NUMBA_NUM_THREADS]))
+"""
+    if pool is None:  # not inherited from conftest.py's setting
+        code = "import os; os.environ.pop('NUMBA_NUM_THREADS', None)\n" + code
+    told, actual = _python(code, env_extra=env)
+    assert told == actual
+    if pool:
+        assert actual == int(pool)

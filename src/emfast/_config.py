@@ -142,12 +142,17 @@ def _cgroup_cpu_limit():
     return None
 
 
+def affinity_cpu_count():
+    """CPUs in this process's affinity mask (all CPUs where there is none, as on macOS)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
 def cpu_count():
     """CPUs this process may use: affinity mask, cgroup quota and OMP_NUM_THREADS."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        n = os.cpu_count() or 1
+    n = affinity_cpu_count()
     limit = _cgroup_cpu_limit()
     if limit is not None:
         n = min(n, limit)

@@ -78,17 +78,12 @@ def _numba_info():
                 "numba_threading_layer": layer}
     # numba's own rule (numba/core/config.py): NUMBA_NUM_THREADS, else the CPUs of the
     # affinity mask; the layer is chosen at the first parallel launch.
+    from emfast import _config
+
     threads = os.environ.get("NUMBA_NUM_THREADS", "").strip()
     return {"numba": version,
-            "numba_threads": int(threads) if threads.isdigit() else _affinity_cpus(),
+            "numba_threads": int(threads) if threads.isdigit() else _config.affinity_cpu_count(),
             "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER", "default")}
-
-
-def _affinity_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
 
 
 def show_config(file=None):
