@@ -141,12 +141,19 @@ assert emfast._numba._settings.__file__.startswith(%r)
 
 def test_numba_backend_caches_where_it_can(tmp_path):
     cache_dir = tmp_path / "numba-cache"
+    # first calls from several threads at once (as parallel n_init makes them)
     code = _compiled_drivers_code("""
+from concurrent.futures import ThreadPoolExecutor
 sym = np.arange(10) % 3
-emfast.kernels.symbol_counts(sym, np.ones((10, 2)), 3, backend="numba", n_threads=1)
+def count(_):
+    return emfast.kernels.symbol_counts(sym, np.ones((10, 2)), 3, backend="numba", n_threads=1)
+with ThreadPoolExecutor(3) as pool:
+    assert all((c == [[4, 4], [3, 3], [3, 3]]).all() for c in pool.map(count, range(3)))
 """)
     out = _python(code, env_extra={"NUMBA_CACHE_DIR": str(cache_dir)})
     assert out["cache"] is True
+    # one version, the declared one, compiled by one of the threads
+    assert out["drivers"]["_hmm._symbol_counts_kernel"] == ["int64"]
     cached = [p.name for p in cache_dir.rglob("*") if p.is_file()]
     assert any(n.startswith("_hmm._symbol_counts_kernel") and n.endswith(".nbi")
                for n in cached), cached

@@ -120,13 +120,19 @@ def compile_for(kernel, first):
     pending = _pending.get(kernel)
     if pending and first.dtype in pending:  # (dtype.name would cost ~10 us a call)
         with _compile_lock:
-            sig = pending.pop(first.dtype, None)
+            # Removed only once compiled: a thread that arrives meanwhile (parallel n_init)
+            # waits here instead of calling a kernel that has no version yet.
+            sig = pending.get(first.dtype)
             if sig is not None:
                 # Compilation stays disabled outside this block, as for an eagerly typed
                 # njit: a call that matches no declared signature is a TypeError, not a new
                 # version compiled behind the caller's back.
                 if kernel.signatures:
                     kernel.disable_compile(False)
-                kernel.compile(sig)
-                kernel.disable_compile()
+                try:
+                    kernel.compile(sig)
+                finally:
+                    if kernel.signatures:
+                        kernel.disable_compile()
+                del pending[first.dtype]
     return kernel
