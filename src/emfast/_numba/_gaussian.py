@@ -777,7 +777,8 @@ def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
     """Statistics for given responsibilities; see :func:`emfast.kernels.gaussian_weighted_stats`.
 
     IN: X (N, D) f32/f64; resp (N, K) float64; means (K, D); cov_code 0..3; n_threads >= 1
-    (clamped to NUMBA_NUM_THREADS, with a warning). OUT (overwritten): nk (K,), s1 (K, D), s2 by type.
+    (clamped to NUMBA_NUM_THREADS, with a warning). OUT (overwritten): nk (K,), s1 (K, D),
+    s2 by type.
     """
     _run(_weighted_kernel, n_threads, X, resp, means, cov_code, nk, s1, s2.reshape(-1))
 
