@@ -78,6 +78,17 @@ class GaussianMixture(ParamsMixin):
 
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
+
+    ``random_state`` (None, an int or a ``RandomState``, as in scikit-learn) gives the stream
+    that initialisation and the re-seeding of empty components draw from. With ``n_init=1``
+    the fit draws from it alone. With ``n_init > 1``, restart 0 draws from that same stream,
+    so it is exactly the ``n_init=1`` fit and ``n_init > 1`` never ends with a lower
+    ``lower_bound_``; restart i >= 1 draws from its own stream, fixed before any restart
+    runs by the stream's state (``emfast._em.restart_rngs``), so the result does not depend
+    on ``n_threads`` or on the order in which the concurrent restarts finish. scikit-learn
+    instead runs its restarts one after another from the one stream, so restarts i >= 1
+    start from other points than scikit-learn's (and the k-means starts are emfast's own in
+    any case).
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
