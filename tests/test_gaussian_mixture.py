@@ -524,6 +524,61 @@ def test_warm_start_false_restarts(blobs):
     assert a.n_iter_ == n
 
 
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_warm_start_checks_the_parameters_it_continues_from(covariance_type, blobs):
+    """The E-step kernel runs unchecked inside fit: fitted parameters reassigned with the
+    wrong shape, or data with other features, must give a ValueError, not a bad read."""
+    X, _ = blobs
+    est = emfast.GaussianMixture(3, covariance_type=covariance_type, warm_start=True,
+                                 random_state=0).fit(X)
+    with pytest.raises(ValueError, match="means_"):
+        est.fit(np.hstack([X, X[:, :1]]))
+    good = est.precisions_cholesky_
+    est.precisions_cholesky_ = good[..., :1] if good.ndim > 1 else good[:2]
+    with pytest.raises(ValueError, match="precisions_cholesky_"):
+        est.fit(X)
+    est.precisions_cholesky_ = good
+    est.means_ = np.asfortranarray(est.means_ + 0.1)  # not C-contiguous: still accepted
+    assert np.isfinite(_fit_quiet(est, X).lower_bound_)
+
+
+def test_fit_binds_the_kernel_once_per_run(monkeypatch, big_blobs):
+    """Each EM run binds the E-step kernel once (validation, backend, threads, buffers) and
+    every iteration calls the backend kernel directly, never the checked public one."""
+    from emfast import kernels
+    from emfast.mixture import _gaussian as G
+
+    X, _ = big_blobs
+    bindings, calls = [], []
+
+    class CountingEStep(G.EStep):
+        __slots__ = ()
+
+        def __init__(self, *args):
+            bindings.append(args)
+            super().__init__(*args)
+
+        def __call__(self, params):
+            calls.append(1)
+            return super().__call__(params)
+
+    def checked(*args, **kwargs):
+        raise AssertionError("fit called the checked public kernel")
+
+    monkeypatch.setattr(G, "EStep", CountingEStep)
+    monkeypatch.setattr(kernels, "gaussian_estep_stats", checked)
+    est = _fit_quiet(emfast.GaussianMixture(3, random_state=0, tol=0.0, max_iter=12,
+                                            n_threads=1), X)
+    assert (len(bindings), len(calls)) == (1, est.n_iter_) == (1, 12)
+    # restarts one after another on one thread reuse the binding; two threads, two
+    _fit_quiet(emfast.GaussianMixture(3, random_state=0, max_iter=5, n_init=3,
+                                      n_threads=1), X)
+    assert len(bindings) == 2
+    _fit_quiet(emfast.GaussianMixture(3, random_state=0, max_iter=5, n_init=4,
+                                      n_threads=2), X)
+    assert 3 <= len(bindings) <= 4
+
+
 def _strip_times(text):
     return re.sub(r"time lapse [0-9.]+s", "time lapse Ts", text)
 
