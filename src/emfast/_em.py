@@ -116,14 +116,15 @@ def restart_rngs(rng, n):
 
     Restart 0 draws from ``rng`` itself, exactly as a single run would, so ``n_init > 1``
     repeats the ``n_init=1`` fit as its first restart and can only improve on it. Restart
-    i >= 1 draws from its own MT19937 stream, the (i - 1)-th child of a SeedSequence whose
-    entropy is ``rng``'s state at the start (read, not advanced). The streams therefore
-    depend on ``rng``'s state alone, never on how the restarts are scheduled.
+    i >= 1 draws from its own MT19937 stream, the (i - 1)-th child of a SeedSequence made
+    from ``rng``'s state at the start (read, not advanced: its key as the entropy, its
+    position as the spawn key). The streams therefore depend on ``rng``'s state alone,
+    never on how the restarts are scheduled.
     """
     if n == 1:
         return [rng]
     _, key, pos = rng.get_state()[:3]
-    children = np.random.SeedSequence([int(pos), *key.tolist()]).spawn(n - 1)
+    children = np.random.SeedSequence(key, spawn_key=(int(pos),)).spawn(n - 1)
     return [rng] + [np.random.RandomState(np.random.MT19937(c)) for c in children]
 
 
