@@ -101,8 +101,7 @@ class GaussianMixture(ParamsMixin):
     runs by the stream's state (``emfast._em.restart_rngs``), so the result does not depend
     on ``n_threads`` or on the order in which the concurrent restarts finish. scikit-learn
     instead runs its restarts one after another from the one stream, so restarts i >= 1
-    start from other points than scikit-learn's (and the k-means starts are emfast's own in
-    any case).
+    start from other points than scikit-learn's restarts i >= 1.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
@@ -301,13 +300,12 @@ class GaussianMixture(ParamsMixin):
         """The fitted parameters to continue from, checked against this fit's shapes: the
         E-step kernel is called unchecked, and the attributes may have been reassigned."""
         K, ct = self.n_components, self.covariance_type
-        shapes = (("weights_", (K,)), ("means_", (K, n_features)),
-                  ("precisions_cholesky_", kernels.prec_chol_shape(ct, K, n_features)))
-        arrays = {}
-        for name, shape in shapes:
-            arrays[name] = _as_float(name, getattr(self, name), shape)
-        return G.GaussianParams(ct, arrays["weights_"], arrays["means_"], self.covariances_,
-                                arrays["precisions_cholesky_"])
+        weights, means, prec_chol = (
+            _as_float(name, getattr(self, name), shape)
+            for name, shape in (("weights_", (K,)), ("means_", (K, n_features)),
+                                ("precisions_cholesky_",
+                                 kernels.prec_chol_shape(ct, K, n_features))))
+        return G.GaussianParams(ct, weights, means, self.covariances_, prec_chol)
 
     def _set_params(self, params):
         self.weights_ = params.weights
