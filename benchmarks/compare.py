@@ -18,6 +18,15 @@ the high-water mark after ``fit``; reported as a multiple of X's size.
 The HMM cases H1..H5 (emfast.hmm vs hmmlearn 0.3.3, "log" and "scaling") are in
 compare_hmm.py, by the same method; their table follows the mixture one.
 
+``--end-to-end`` times what a user feels instead: the default ``fit()`` of each library
+(defaults but for ``n_components``, ``covariance_type``, ``n_init`` and the same
+``random_state``; initialisation and convergence included) on the same data, best of 3
+after a warm-up fit on at most 4,096 of the rows (excluded), with the cool-down between
+libraries. Cases E1..E4 use make_data; the real-data cases are scikit-learn's bundled data
+sets (iris, wine, breast_cancer, digits) with K = 3 and 10 and every covariance type. The
+final ``lower_bound_`` of each library is printed beside its time: the fits may end in
+different optima, and speed is only half of the story.
+
 Usage:
     python benchmarks/compare.py                 # all cases: mixtures (~10 min on 2 cores),
                                                  # then HMMs (~4 min)
@@ -26,6 +35,8 @@ Usage:
     python benchmarks/compare.py --quick --cases H1,H4,H5
     python benchmarks/compare.py --threads 4
     python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2, H1, H4, H5
+    python benchmarks/compare.py --end-to-end    # default fit(), E1..E4 and the real data
+    python benchmarks/compare.py --end-to-end --cases E3,iris,digits --repeat 1
 """
 
 import argparse
@@ -55,6 +66,17 @@ CASES = {
     "G1t": (100_000, 10, 10, "tied", (2, 12, 5), (1, 3, 1)),
     "G1s": (100_000, 10, 10, "spherical", (5, 45, 5), (1, 5, 1)),
 }
+# End-to-end (--end-to-end): name: (N, D, K, covariance_type, n_init), data from make_data.
+END_TO_END_CASES = {
+    "E1": (100_000, 10, 10, "full", 1),
+    "E2": (1_000_000, 10, 16, "diag", 1),
+    "E3": (10_000, 2, 3, "full", 1),
+    "E4": (50_000, 30, 8, "full", 4),
+}
+# ... and every covariance type with each of these K on each real data set.
+REAL_DATA_KS = (3, 10)
+END_TO_END_REPEATS = 3
+WARM_UP_ROWS = 4096
 SCALING_CASES = ("G1", "G2", "H1", "H4", "H5")
 MEMORY_CASE = "G2"
 MEMORY_ITERS = 3
@@ -131,15 +153,21 @@ def emfast_backends():
     return [b for b in EMFAST_BACKENDS if b in names]
 
 
-def make_estimator(lib, K, covariance_type, start, max_iter, threads):
-    """``lib`` is "sklearn" or "emfast-<backend>"."""
-    kw = dict(n_components=K, covariance_type=covariance_type, tol=0.0, max_iter=max_iter,
-              init_params="random_from_data", random_state=0, **start)
+def gaussian_mixture(lib, threads, **kw):
+    """An unfitted GaussianMixture of ``lib`` ("sklearn" or "emfast-<backend>"); emfast's
+    runs ``threads`` threads."""
     if lib == "sklearn":
         from sklearn.mixture import GaussianMixture
         return GaussianMixture(**kw)
     from emfast import GaussianMixture
     return GaussianMixture(**kw, backend=lib.split("-", 1)[1], n_threads=threads)
+
+
+def make_estimator(lib, K, covariance_type, start, max_iter, threads):
+    """Exactly ``max_iter`` iterations from the fixed ``start``."""
+    return gaussian_mixture(lib, threads, n_components=K, covariance_type=covariance_type,
+                            tol=0.0, max_iter=max_iter, init_params="random_from_data",
+                            random_state=0, **start)
 
 
 def quiet_convergence():
@@ -375,6 +403,85 @@ def run_compare(cases, threads, quick, repeats, libs_emfast, memory):
     print(f"\n# total {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
 
 
+def end_to_end_cases(names):
+    """(label, data loader, K, covariance_type, n_init) for each selected name: an E case, or
+    a real data set (every K in REAL_DATA_KS and every covariance type)."""
+    from benchmarks.common import COVARIANCE_TYPES, load_real
+
+    cases = []
+    for name in names:
+        if name in END_TO_END_CASES:
+            N, D, K, cov, n_init = END_TO_END_CASES[name]
+            cases.append((name, lambda N=N, D=D, K=K: make_data(N, D, K), K, cov, n_init))
+        else:
+            for K in REAL_DATA_KS:
+                for cov in COVARIANCE_TYPES:
+                    cases.append((name, lambda name=name: load_real(name), K, cov, 1))
+    return cases
+
+
+def default_fit(lib, X, K, cov, n_init, random_state, threads):
+    """Seconds of one default ``fit`` and its final lower_bound_."""
+    est = gaussian_mixture(lib, threads, n_components=K, covariance_type=cov, n_init=n_init,
+                           random_state=random_state)
+    t0 = time.perf_counter()
+    est.fit(X)
+    return time.perf_counter() - t0, float(est.lower_bound_)
+
+
+def best_default_fit(lib, X, K, cov, n_init, random_state, threads, repeats):
+    """(best time over ``repeats`` default fits, their lower_bound_) after a warm-up fit on
+    at most WARM_UP_ROWS rows (imports, JIT compilation, thread pools) and the cool-down."""
+    default_fit(lib, X[:WARM_UP_ROWS], K, cov, n_init, random_state, threads)
+    cool_down()
+    runs = [default_fit(lib, X, K, cov, n_init, random_state, threads)
+            for _ in range(repeats)]
+    return min(t for t, _ in runs), runs[0][1]
+
+
+def run_end_to_end(names, threads, repeats, libs_emfast, random_state):
+    from threadpoolctl import threadpool_limits
+    libs = ["sklearn"] + [f"emfast-{b}" for b in libs_emfast]
+    rows = []
+    t_start = time.perf_counter()
+    cached = {}
+    with threadpool_limits(limits=threads), warnings.catch_warnings():
+        # degenerate-component and convergence warnings are part of a default fit
+        warnings.simplefilter("ignore")
+        for name, load, K, cov, n_init in end_to_end_cases(names):
+            if name not in cached:
+                cached.clear()
+                cached[name] = load()
+            X = cached[name]
+            res = {}
+            for lib in libs:
+                try:
+                    res[lib] = best_default_fit(lib, X, K, cov, n_init, random_state, threads,
+                                                repeats)
+                except Exception as exc:  # noqa: BLE001 - report and keep going
+                    print(f"# {name} K={K} {cov} {lib}: {type(exc).__name__}: {exc}",
+                          file=sys.stderr)
+                    res[lib] = (None, float("nan"))
+            base, base_lb = res["sklearn"]
+            row = [name, f"{X.shape[0]:,}", str(X.shape[1]), str(K), cov, str(n_init),
+                   fmt_ms(base), f"{base_lb:.4f}"]
+            for backend in EMFAST_BACKENDS:
+                t, lb = res.get(f"emfast-{backend}", (None, float("nan")))
+                row += [fmt_ms(t), fmt_ratio(base, t), f"{lb:.4f}"]
+            rows.append(row)
+            print(f"# {name} K={K} {cov} done", file=sys.stderr, flush=True)
+    print()
+    print_table(["case", "N", "D", "K", "cov", "n_init", "sklearn ms", "sklearn lower_bound_",
+                 "emfast-cython ms", "ratio", "lower_bound_", "emfast-numba ms", "ratio",
+                 "lower_bound_"], 5, rows)
+    print()
+    print(f"Default fit() (random_state={random_state}, otherwise the defaults), best of "
+          f"{repeats} after a warm-up on at most {WARM_UP_ROWS:,} rows; ratio = sklearn time / "
+          "emfast time; lower_bound_ = the final mean log-likelihood per row (higher is "
+          "better).")
+    print(f"\n# total {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
+
+
 def run_scaling(cases, hmm_cases, quick, repeats, libs_emfast, libs_hmm):
     """emfast alone at 1, 2, 4, ... threads (up to the usable CPUs) on mixture and HMM
     cases: ms/iter, speed-up over one thread and parallel efficiency."""
@@ -425,7 +532,9 @@ def run_scaling(cases, hmm_cases, quick, repeats, libs_emfast, libs_hmm):
 
 
 def main(argv=None):
-    from compare_hmm import HMM_CASES, emfast_hmm_backends, run_hmm
+    from compare_hmm import HMM_CASES, emfast_hmm_backends, run_hmm  # benchmarks/ on sys.path
+
+    from benchmarks.common import REAL_DATASETS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -444,9 +553,31 @@ def main(argv=None):
     p.add_argument("--backends", default=",".join(EMFAST_BACKENDS),
                    help="emfast backends to time (default: cython,numba; those available)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="time the default fit() instead (E1..E4 and the real data sets "
+                        f"{','.join(REAL_DATASETS)}; --cases picks among them)")
+    p.add_argument("--random-state", type=int, default=0,
+                   help="random_state of both libraries' fits with --end-to-end (default 0)")
     p.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.repeat is not None and args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if args.end_to_end:
+        names = ([c.strip() for c in args.cases.split(",") if c.strip()] if args.cases
+                 else list(END_TO_END_CASES) + list(REAL_DATASETS))
+        unknown = [c for c in names if c not in END_TO_END_CASES and c not in REAL_DATASETS]
+        if unknown:
+            p.error(f"unknown end-to-end case(s) {unknown}; choose from "
+                    f"{list(END_TO_END_CASES) + list(REAL_DATASETS)}")
+        threads = args.threads or usable_cpus()
+        quiet_convergence()
+        print_header(threads)
+        wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+        repeats = args.repeat or (1 if args.quick else END_TO_END_REPEATS)
+        run_end_to_end(names, threads, repeats,
+                       [b for b in emfast_backends() if b in wanted], args.random_state)
+        return 0
     if args.cases:
         cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     elif args.scaling:
@@ -460,8 +591,6 @@ def main(argv=None):
     cases = [c for c in cases if c in CASES]
     if args.hmm and cases:
         p.error(f"--hmm runs the HMM cases only, but mixture case(s) {cases} were given")
-    if args.repeat is not None and args.repeat < 1:
-        p.error("--repeat must be >= 1")
     threads = args.threads or usable_cpus()
     if threads < 1:
         p.error("--threads must be >= 1")

@@ -42,6 +42,21 @@ def make_start(X, n_components, covariance_type, seed=1):
     }
 
 
+# scikit-learn's bundled data sets (no download): the real-data cases of the end-to-end
+# comparison (benchmarks/compare.py --end-to-end) and of the asv suite.
+REAL_DATASETS = ("iris", "wine", "breast_cancer", "digits")
+
+
+def load_real(name):
+    """The feature matrix (float64, C-contiguous) of scikit-learn's bundled data set ``name``
+    (one of REAL_DATASETS)."""
+    if name not in REAL_DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose from {REAL_DATASETS}")
+    from sklearn import datasets
+
+    return np.ascontiguousarray(getattr(datasets, f"load_{name}")().data, dtype=np.float64)
+
+
 def require_backend(backend, kind="gaussian"):
     """Skip (asv: NotImplementedError in setup) when ``backend``'s ``kind`` kernels
     ("gaussian", "hmm") are not usable here."""

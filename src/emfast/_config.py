@@ -1,5 +1,6 @@
 """Backend selection and thread counts, resolved in one place."""
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -121,8 +122,11 @@ def default_backend(kind="gaussian"):
     return get_backend("auto", kind).__name__.split(".")[-2].lstrip("_")
 
 
+@functools.lru_cache(maxsize=None)
 def _cgroup_cpu_limit():
-    """CPUs allowed by a cgroup v2/v1 quota, or None when unlimited."""
+    """CPUs allowed by a cgroup v2/v1 quota, or None when unlimited. Read once per process:
+    the three file reads cost ~60 us, more than a kernel call on a small X, and every
+    ``n_threads=None`` call resolves the thread count."""
     try:
         with open("/sys/fs/cgroup/cpu.max") as f:
             quota, period = f.read().split()[:2]

@@ -111,12 +111,21 @@ def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule)
     return EMRun(params, lower_bound, lower_bounds, n_iter, converged, rule)
 
 
-def _child_rngs(rng, n):
-    """Independent RandomStates for n restarts, drawn in order from ``rng``."""
+def restart_rngs(rng, n):
+    """The random streams of ``n`` restarts, fixed before any of them runs.
+
+    Restart 0 draws from ``rng`` itself, exactly as a single run would, so ``n_init > 1``
+    repeats the ``n_init=1`` fit as its first restart and can only improve on it. Restart
+    i >= 1 draws from its own MT19937 stream, the (i - 1)-th child of a SeedSequence made
+    from ``rng``'s state at the start (read, not advanced: its key as the entropy, its
+    position as the spawn key). The streams therefore depend on ``rng``'s state alone,
+    never on how the restarts are scheduled.
+    """
     if n == 1:
         return [rng]
-    seeds = rng.randint(np.iinfo(np.int32).max, size=n)
-    return [np.random.RandomState(int(s)) for s in seeds]
+    _, key, pos = rng.get_state()[:3]
+    children = np.random.SeedSequence(key, spawn_key=(int(pos),)).spawn(n - 1)
+    return [rng] + [np.random.RandomState(np.random.MT19937(c)) for c in children]
 
 
 def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rng, max_iter,
@@ -126,10 +135,11 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
     ``init_params(X, sample_weight, rng) -> params``; ``make_rule(index) -> rule`` gives each
     restart its own convergence rule. Restarts run concurrently on Python threads (the
     kernels release the GIL), splitting ``n_threads`` between them; each restart has its own
-    random stream, so the result does not depend on the scheduling. ``sequential`` runs them
-    one after another (verbose output stays in order).
+    random stream (:func:`restart_rngs`: restart 0 is the run ``n_init=1`` would make), so
+    the result does not depend on the scheduling. ``sequential`` runs them one after
+    another (verbose output stays in order).
     """
-    rngs = _child_rngs(rng, n_init)
+    rngs = restart_rngs(rng, n_init)
     workers = 1 if sequential else max(1, min(n_init, n_threads))
     per_run = max(1, n_threads // workers)
 

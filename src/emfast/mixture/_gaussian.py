@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from emfast import kernels
+from emfast._config import get_backend
 from emfast._stats import GaussianStats
 from emfast.exceptions import DegenerateComponentWarning
 
@@ -36,12 +37,45 @@ class GaussianParams:
                                       self.means.shape[1], log_w)
 
 
-def estep(X, sample_weight, params, backend, n_threads, weight_sum):
-    """One fused pass over X: the statistics about the current means."""
-    loglik, nk, s1, s2 = kernels.gaussian_estep_stats(
-        X, params.means, params.prec_chol, params.covariance_type, params.log_const(),
-        sample_weight, backend=backend, n_threads=n_threads)
-    return GaussianStats(params.covariance_type, params.means, nk, s1, s2, loglik, weight_sum)
+class EStep:
+    """The fused E-step kernel bound to one EM run over X (scikit-learn's k-means driver
+    binds its kernel the same way before its loop).
+
+    What the public ``kernels.gaussian_estep_stats`` does on every call -- check and convert
+    the arrays, look up the backend, resolve the thread count, allocate the outputs -- is
+    done here once: X (2-D C-contiguous float32/float64) and ``sample_weight`` (None or
+    (N,) C-contiguous float64) come validated from the estimator. Each call then goes
+    straight to the backend's unchecked kernel and overwrites the same nk, s1, s2 buffers,
+    so the statistics it returns hold until the next call (the M-step consumes them first).
+    The parameters must have the shapes of ``n_components`` and X's features; they are
+    float64 C-contiguous after any M-step (``np.ascontiguousarray`` is a no-op then).
+    """
+
+    __slots__ = ("_kernel", "_X", "_sw", "_code", "_threads", "_nk", "_s1", "_s2",
+                 "_weight_sum")
+
+    def __init__(self, X, sample_weight, covariance_type, n_components, backend, n_threads,
+                 weight_sum):
+        N, D = X.shape
+        self._kernel = get_backend(backend).estep_stats
+        self._X = X
+        # the backend contract: an empty weight array means every weight is 1
+        self._sw = np.empty(0) if sample_weight is None else sample_weight
+        self._code = kernels._cov_code(covariance_type)
+        self._threads = kernels._threads_for(N, n_threads)
+        self._nk = np.empty(n_components)
+        self._s1 = np.empty((n_components, D))
+        self._s2 = np.empty(kernels.prec_chol_shape(covariance_type, n_components, D))
+        self._weight_sum = weight_sum
+
+    def __call__(self, params):
+        """Statistics about ``params.means`` (a GaussianStats over the shared buffers)."""
+        means = np.ascontiguousarray(params.means, dtype=np.float64)
+        loglik = self._kernel(self._X, self._sw, params.log_const(), means,
+                              np.ascontiguousarray(params.prec_chol, dtype=np.float64),
+                              self._code, self._nk, self._s1, self._s2, self._threads)
+        return GaussianStats(params.covariance_type, means, self._nk, self._s1, self._s2,
+                             loglik, self._weight_sum)
 
 
 def mstep_moments(stats, reg_covar):
@@ -55,9 +89,9 @@ def mstep_moments(stats, reg_covar):
     d = stats.s1 / nk[:, None]
     means = stats.centre + d
     if ct in ("full", "tied"):
-        outer_ds = np.einsum("ki,kj->kij", d, stats.s1)
-        shift = outer_ds + outer_ds.transpose(0, 2, 1) - stats.nk[:, None, None] * np.einsum(
-            "ki,kj->kij", d, d)
+        outer_ds = d[:, :, None] * stats.s1[:, None, :]
+        shift = outer_ds + outer_ds.transpose(0, 2, 1) - stats.nk[:, None, None] * (
+            d[:, :, None] * d[:, None, :])
         if ct == "full":
             cov = (stats.s2 - shift) / nk[:, None, None]
             _add_diag(cov, reg_covar)
@@ -109,11 +143,27 @@ def precision_cholesky(covariances, covariance_type, reg_covar):
         for k in range(stack.shape[0]):
             chol[k] = _regularised_cholesky(stack[k], reg_covar, k)
         covariances = stack if covariance_type == "full" else stack[0]
-    D = stack.shape[-1]
-    # inv(L)^T is upper triangular with U U^T = inv(L L^T), scikit-learn's convention.
-    prec = np.linalg.solve(chol, np.broadcast_to(np.eye(D), chol.shape)).transpose(0, 2, 1)
-    prec = np.triu(prec)
+    prec = _inverse_transposed(chol)
     return (prec if covariance_type == "full" else prec[0]), covariances
+
+
+def _inverse_transposed(chol):
+    """inv(L)^T for each lower Cholesky factor L of the stack: the upper-triangular U with
+    U U^T = inv(L L^T), scikit-learn's convention. A triangular inverse (LAPACK trtri)
+    costs a fifth of a general solve against the identity at D = 64."""
+    # scipy.linalg comes with the Cython kernels anyway; imported here, not at the top,
+    # so that importing emfast stays light.
+    from scipy.linalg.lapack import dtrtri
+
+    prec = np.empty_like(chol)
+    for k in range(chol.shape[0]):
+        # L's upper triangle is 0 (np.linalg.cholesky), so is inv(L)'s
+        inv, info = dtrtri(chol[k], lower=1)
+        if info != 0:
+            raise ValueError(f"component {k}: the Cholesky factor of its covariance is "
+                             "singular; the data may contain huge or non-finite values.")
+        prec[k] = inv.T
+    return prec
 
 
 def _regularised_cholesky(cov, reg_covar, k):

@@ -1,6 +1,7 @@
 """emfast.GaussianMixture: a drop-in for sklearn.mixture.GaussianMixture."""
 
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -19,16 +20,29 @@ _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 class _GaussianFamily:
-    """E-step and M-step of a Gaussian mixture, as the EM drivers want them."""
+    """E-step and M-step of a Gaussian mixture, as the EM drivers want them.
 
-    def __init__(self, covariance_type, reg_covar, backend, weight_sum):
+    The drivers hand every E-step the same X and weights; each thread (restarts run
+    concurrently, one at a time per thread) binds the kernel to them once, with its own
+    statistics buffers, and reuses that binding for every later iteration.
+    """
+
+    def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum):
         self.covariance_type = covariance_type
+        self.n_components = n_components
         self.reg_covar = reg_covar
         self.backend = backend
         self.weight_sum = weight_sum
+        self._bound = threading.local()
 
     def e_step(self, X, sample_weight, params, n_threads):
-        return G.estep(X, sample_weight, params, self.backend, n_threads, self.weight_sum)
+        b = self._bound
+        if not (getattr(b, "X", None) is X and b.sw is sample_weight
+                and b.n_threads == n_threads):
+            b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
+                              self.backend, n_threads, self.weight_sum)
+            b.X, b.sw, b.n_threads = X, sample_weight, n_threads
+        return b.estep(params)
 
     def m_step(self, X, sample_weight, stats, rng):
         weights, means, cov = G.mstep_moments(stats, self.reg_covar)
@@ -78,6 +92,16 @@ class GaussianMixture(ParamsMixin):
 
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
+
+    ``random_state`` (None, an int or a ``RandomState``, as in scikit-learn) gives the stream
+    that initialisation and the re-seeding of empty components draw from. With ``n_init=1``
+    the fit draws from it alone. With ``n_init > 1``, restart 0 draws from that same stream,
+    so it is exactly the ``n_init=1`` fit and ``n_init > 1`` never ends with a lower
+    ``lower_bound_``; restart i >= 1 draws from its own stream, fixed before any restart
+    runs by the stream's state (``emfast._em.restart_rngs``), so the result does not depend
+    on ``n_threads`` or on the order in which the concurrent restarts finish. scikit-learn
+    instead runs its restarts one after another from the one stream, so restarts i >= 1
+    start from other points than scikit-learn's restarts i >= 1.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
@@ -192,8 +216,8 @@ class GaussianMixture(ParamsMixin):
         X, sw, names = self._validate_fit_data(X, sample_weight)
         inits = self._check_inits(X.shape[1])
         weight_sum = float(X.shape[0] if sw is None else sw.sum())
-        family = _GaussianFamily(self.covariance_type, float(self.reg_covar), self.backend,
-                                 weight_sum)
+        family = _GaussianFamily(self.covariance_type, self.n_components,
+                                 float(self.reg_covar), self.backend, weight_sum)
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
@@ -205,8 +229,8 @@ class GaussianMixture(ParamsMixin):
 
         with single_threaded_blas():
             if warm:
-                run = em_loop(family, X, sw, self._params(), max_iter=self.max_iter,
-                              n_threads=n_threads, rng=rng,
+                run = em_loop(family, X, sw, self._warm_params(X.shape[1]),
+                              max_iter=self.max_iter, n_threads=n_threads, rng=rng,
                               rule=make_rule(0, self.lower_bound_))
             else:
                 run = fit_restarts(
@@ -271,6 +295,17 @@ class GaussianMixture(ParamsMixin):
     def _params(self):
         return G.GaussianParams(self.covariance_type, self.weights_, self.means_,
                                 self.covariances_, self.precisions_cholesky_)
+
+    def _warm_params(self, n_features):
+        """The fitted parameters to continue from, checked against this fit's shapes: the
+        E-step kernel is called unchecked, and the attributes may have been reassigned."""
+        K, ct = self.n_components, self.covariance_type
+        weights, means, prec_chol = (
+            _as_float(name, getattr(self, name), shape)
+            for name, shape in (("weights_", (K,)), ("means_", (K, n_features)),
+                                ("precisions_cholesky_",
+                                 kernels.prec_chol_shape(ct, K, n_features))))
+        return G.GaussianParams(ct, weights, means, self.covariances_, prec_chol)
 
     def _set_params(self, params):
         self.weights_ = params.weights
