@@ -135,12 +135,11 @@ def _normalize_rows(a):
 class _HMMFamily:
     """E-step and M-step of one HMM, as the EM drivers want them."""
 
-    def __init__(self, emission, lengths, params_letters, startprob_prior, transmat_prior,
+    def __init__(self, emission, offsets, params_letters, startprob_prior, transmat_prior,
                  backend):
         self.emission = emission
-        self.lengths = lengths
-        self.offsets = np.zeros(len(lengths) + 1, dtype=np.int64)   # sequence bounds
-        np.cumsum(lengths, out=self.offsets[1:])
+        self.offsets = offsets   # sequence bounds, (S + 1,) int64, checked
+        self.lengths = np.diff(offsets)
         self.letters = params_letters
         self.fit_emission = any(c in params_letters for c in emission.letters)
         self.fused = self.fit_emission and hasattr(emission, "fuses") and emission.fuses(backend)
@@ -195,37 +194,6 @@ class _HMMFamily:
         if self.fit_emission:
             emission = self.emission.m_step(stats.emission, old.emission, self.letters)
         return HMMParams(startprob, transmat, emission)
-
-
-def check_lengths(lengths, n_samples):
-    """lengths as an int64 array of positive integers summing to n_samples (None: one
-    sequence); ValueError naming the problem otherwise."""
-    if lengths is None:
-        return np.array([n_samples], dtype=np.int64)
-    try:
-        arr = np.asarray(lengths)
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"lengths must be a 1-D sequence of integers: {exc}") from exc
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"lengths must be a non-empty 1-D sequence of integers, got shape "
-                         f"{arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"lengths must be integers, got {arr[:10].tolist()}")
-    elif arr.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    bad = np.flatnonzero(arr <= 0)
-    if len(bad):
-        raise ValueError(f"lengths must be positive: lengths[{int(bad[0])}] = {int(arr[bad[0]])}"
-                         f" ({len(bad)} zero or negative length(s))")
-    total = int(arr.sum())
-    if total != n_samples:
-        raise ValueError(f"lengths array doesn't sum to {n_samples} samples: the "
-                         f"{len(arr)} lengths sum to {total}")
-    return arr
 
 
 def _check_distribution(name, value, shape):
@@ -345,7 +313,7 @@ class BaseHMM(ParamsMixin):
         """
         n_threads = self._check_parameters()
         X = self._check_X(X, fitting=True)
-        lengths = check_lengths(lengths, X.shape[0])
+        offsets = V.lengths_to_offsets(lengths, X.shape[0])
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}
@@ -355,7 +323,7 @@ class BaseHMM(ParamsMixin):
         fixed = self._params_from_attrs(todo)
         self._warn_few_data(X, emission)
         sp_prior, tp_prior = self._priors(K)
-        family = _HMMFamily(emission, lengths, self.params, sp_prior, tp_prior, self.backend)
+        family = _HMMFamily(emission, offsets, self.params, sp_prior, tp_prior, self.backend)
         rng = V.check_random_state(self.random_state)
         n_init = self.n_init
 
@@ -414,7 +382,7 @@ class BaseHMM(ParamsMixin):
         emission = self._emission_model(self.n_features)
         params.emission = emission.prepare(params.emission)
         X = self._check_X(X, fitting=False)
-        lengths = check_lengths(lengths, X.shape[0])
+        lengths = np.diff(V.lengths_to_offsets(lengths, X.shape[0]))
         n_threads = resolve_n_threads(self.n_threads)
         le = emission.log_likelihood(X, params.emission, self.backend, n_threads)
         return params, le, lengths, n_threads
@@ -525,15 +493,3 @@ class BaseHMM(ParamsMixin):
     def bic(self, X, lengths=None):
         """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
         return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
-
-
-def check_counts(X, estimator, what="counts"):
-    """X as a 2-D int64 array of non-negative integers (float arrays with integral values
-    are accepted); NaN/inf, fractions and negative values are ValueErrors."""
-    arr = V.check_array(X, estimator=estimator)
-    if np.any(arr != np.floor(arr)):
-        raise ValueError(f"{estimator}: {what} should be integers; X has non-integral values")
-    if np.any(arr < 0):
-        raise ValueError(f"{estimator}: {what} should be nonnegative; X has negative values "
-                         f"(min {arr.min():g})")
-    return arr.astype(np.int64)

@@ -9,7 +9,7 @@ import numpy as np
 
 from emfast import _validation as V
 from emfast import kernels
-from emfast.hmm._base import BaseHMM, check_counts
+from emfast.hmm._base import BaseHMM
 from emfast.hmm import _emissions as E
 
 
@@ -91,6 +91,7 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
 
     def _check_X(self, X, fitting):
         X = V.check_array(X, estimator=type(self).__name__)
+        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
         self._set_or_check_n_features(X, fitting)
         return X
 
@@ -164,6 +165,7 @@ class GMMHMM(_FeatureCountMixin, BaseHMM):
 
     def _check_X(self, X, fitting):
         X = V.check_array(X, estimator=type(self).__name__)
+        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
         self._set_or_check_n_features(X, fitting)
         return X
 
@@ -241,7 +243,7 @@ class CategoricalHMM(_EmissionProbAttrs, BaseHMM):
 
     def _check_X(self, X, fitting):
         name = type(self).__name__
-        X = check_counts(X, name, "symbols")
+        X = V.check_count_array(X, estimator=name, what="symbols")
         if X.shape[1] != 1:
             raise ValueError(f"{name} expects X of shape (n_samples, 1) holding one symbol "
                              f"per sample, got shape {X.shape}")
@@ -291,7 +293,7 @@ class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
         return E.MultinomialEmission(self.n_components, n_features)
 
     def _check_X(self, X, fitting):
-        X = check_counts(X, type(self).__name__, "symbol counts")
+        X = V.check_count_array(X, estimator=type(self).__name__, what="symbol counts")
         self._set_or_check_n_features(X, fitting)
         if fitting:
             sums = X.sum(axis=1)
@@ -340,7 +342,7 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
         return E.PoissonEmission(self.n_components, self.lambdas_prior, self.lambdas_weight)
 
     def _check_X(self, X, fitting):
-        X = check_counts(X, type(self).__name__, "counts")
+        X = V.check_count_array(X, estimator=type(self).__name__, what="counts")
         self._set_or_check_n_features(X, fitting)
         return X
 

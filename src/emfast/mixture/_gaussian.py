@@ -10,7 +10,10 @@ from emfast._stats import GaussianStats
 from emfast.exceptions import DegenerateComponentWarning
 
 # scikit-learn adds this to every component's responsibility sum; keeping it makes the
-# two libraries' iterates agree to rounding error from the same start.
+# two libraries' iterates agree to rounding error from the same start. It is relative to a
+# mean sample weight of 1, never absolute: unweighted rows count 1 each, and
+# emfast._validation.check_sample_weight scales weights by a power of two to a mean of
+# about 1, so the floor cannot dominate tiny uniform weights.
 NK_EPS = 10 * np.finfo(np.float64).eps
 # A component whose weighted count falls below this fraction of the total is empty.
 EMPTY_FRACTION = 1e-8

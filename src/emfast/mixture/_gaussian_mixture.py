@@ -150,6 +150,7 @@ class GaussianMixture(ParamsMixin):
     def _validate_fit_data(self, X, sample_weight):
         names = V.feature_names(X)
         X = V.check_array(X, min_samples=2, estimator=type(self).__name__)
+        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
         N, D = X.shape
         if N < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
@@ -171,6 +172,7 @@ class GaussianMixture(ParamsMixin):
             raise ValueError("The feature names should match those that were passed during "
                              "fit.")
         X = V.check_array(X, estimator=type(self).__name__)
+        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
