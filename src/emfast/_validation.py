@@ -253,3 +253,20 @@ def check_gaussian_magnitude(X, *, estimator, name="X"):
             f"that {estimator}'s Gaussian statistics can square in float64; rescale {name} "
             "(e.g. divide it by its largest absolute value)")
     return X
+
+
+def check_spd(matrix, what):
+    """ValueError unless ``matrix`` is symmetric (to rounding) and positive definite in
+    the sense the kernels need: its Cholesky factorisation succeeds. (An eigenvalue test
+    can disagree with Cholesky by rounding at the edge; this is the one the fit's own
+    factorisation applies, so a matrix a fit stored is always accepted.)"""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{what} must be a square matrix, got shape {m.shape}")
+    if not np.allclose(m, m.T):
+        raise ValueError(f"{what} must be symmetric, positive-definite (it is not symmetric)")
+    try:
+        np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{what} must be symmetric, positive-definite") from None
+    return m

@@ -366,7 +366,12 @@ class BaseHMM(ParamsMixin):
             _log.warning("Fitting a model with %d free scalar parameters with only %d data "
                          "points will result in a degenerate solution.", n_fit, X.size)
 
+    def _check_options(self):
+        """Check the options that inference reads and a user may have changed after fit
+        (a model with such options overrides this)."""
+
     def _get_n_fit_scalars_per_param(self):
+        self._check_options()
         K = self.n_components
         out = {"s": K - 1, "t": K * (K - 1)}
         out.update(self._emission_model(self.n_features).n_fit_scalars(self.n_features))
@@ -375,6 +380,7 @@ class BaseHMM(ParamsMixin):
     # ------------------------------------------------------------------ inference
     def _prepare_inference(self, X, lengths):
         self._check_is_fitted_hmm()
+        self._check_options()
         self._infer_n_features()
         V.check_option("implementation", self.implementation, IMPLEMENTATIONS)
         V.check_option("backend", self.backend, BACKENDS)
@@ -439,6 +445,7 @@ class BaseHMM(ParamsMixin):
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw (X, state_sequence) from the model; ``currstate`` fixes the first state."""
         self._check_is_fitted_hmm()
+        self._check_options()
         if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) \
                 or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")

@@ -25,6 +25,24 @@ def _check_float_array(name, value, shape):
     return arr
 
 
+def _n_features_of(name, value, layout):
+    """n_features read from a parameter set by hand, whose ``layout`` names its axes
+    (e.g. ("n_components", "n_features")); ValueError when its shape does not fit."""
+    shape = np.shape(value)
+    if len(shape) != len(layout) or shape[-1] < 1:
+        raise ValueError(f"{name} must have shape ({', '.join(layout)}) with "
+                         f"n_features >= 1, got {shape}")
+    return int(shape[-1])
+
+
+class _CovarianceTypeMixin:
+    """covariance_type checked wherever it is read, also when it was set after fit
+    (hmmlearn's ValueError, never a KeyError)."""
+
+    def _check_options(self):
+        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
+
+
 class _FeatureCountMixin:
     """n_features from X at fit time; the same number of columns afterwards."""
 
@@ -37,7 +55,7 @@ class _FeatureCountMixin:
                              f"{self.n_features} features as input.")
 
 
-class GaussianHMM(_FeatureCountMixin, BaseHMM):
+class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     """Hidden Markov model with Gaussian emissions; the API of ``hmmlearn.hmm.GaussianHMM``.
 
     Fitted attributes: ``startprob_`` (K,), ``transmat_`` (K, K), ``means_`` (K, D),
@@ -71,16 +89,18 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
     @property
     def covars_(self):
         """Covariance matrices, (n_components, n_features, n_features)."""
+        self._check_options()
         return E.full_covars(self._covars_, self.covariance_type, self.n_components,
                              self._n_features_from_attrs())
 
     @covars_.setter
     def covars_(self, covars):
+        self._check_options()
         self._covars_ = E.check_gaussian_covars(covars, self.covariance_type,
                                                 self.n_components)
 
     def _check_parameters(self):
-        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
+        self._check_options()
         V.check_real("min_covar", self.min_covar, 0.0)
         return super()._check_parameters()
 
@@ -98,7 +118,7 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
     def _n_features_from_attrs(self):
         if getattr(self, "n_features", None) is not None:
             return self.n_features
-        return int(np.shape(self.means_)[1])
+        return _n_features_of("means_", self.means_, ("n_components", "n_features"))
 
     def _emission_from_attrs(self, keep):
         K, D, ct = self.n_components, self.n_features, self.covariance_type
@@ -107,6 +127,8 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
             p["means"] = _check_float_array("means_", self.means_, (K, D))
         if keep["c"]:
             cv = E.check_gaussian_covars(self._covars_, ct, K)
+            if ct == "diag" and cv.shape == (K, 1):  # one variance per state, every feature
+                cv = np.repeat(cv, D, axis=1)
             need = kernels.prec_chol_shape(ct, K, D)
             if cv.shape != need:
                 raise ValueError(f"{ct!r} covars_ must have shape {need} for "
@@ -119,7 +141,7 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
         self._covars_ = p["covars"]
 
 
-class GMMHMM(_FeatureCountMixin, BaseHMM):
+class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     """Hidden Markov model with Gaussian-mixture emissions; the API of
     ``hmmlearn.hmm.GMMHMM``.
 
@@ -153,7 +175,7 @@ class GMMHMM(_FeatureCountMixin, BaseHMM):
         self.covariance_type = covariance_type
 
     def _check_parameters(self):
-        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
+        self._check_options()
         V.check_real("min_covar", self.min_covar, 0.0)
         V.check_int("n_mix", self.n_mix, 1)
         return super()._check_parameters()
@@ -170,7 +192,7 @@ class GMMHMM(_FeatureCountMixin, BaseHMM):
         return X
 
     def _n_features_from_attrs(self):
-        return int(np.shape(self.means_)[2])
+        return _n_features_of("means_", self.means_, ("n_components", "n_mix", "n_features"))
 
     def _emission_from_attrs(self, keep):
         K, M, D = self.n_components, self.n_mix, self.n_features
@@ -200,7 +222,8 @@ class _EmissionProbAttrs:
     _emission_attrs = {"e": "emissionprob_"}
 
     def _n_features_from_attrs(self):
-        return int(np.shape(self.emissionprob_)[1])
+        return _n_features_of("emissionprob_", self.emissionprob_,
+                              ("n_components", "n_features"))
 
     def _emission_from_attrs(self, keep):
         p = {}
@@ -276,8 +299,9 @@ class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
     ``n_trials`` given, every row must sum to it.
 
     Fitted attributes: ``startprob_``, ``transmat_``, ``emissionprob_`` (K, n_features),
-    ``n_features``, ``n_trials_`` (``n_trials``, or the row sums of the training X when it
-    is None; hmmlearn writes those into ``n_trials`` itself) and ``monitor_``.
+    ``n_features`` and ``monitor_``. As in hmmlearn 0.3.3, ``fit`` with ``n_trials=None``
+    sets ``n_trials`` to the row sums of the training X (an array), which a later ``fit``
+    then checks its X against and ``sample`` draws with when they are all equal.
     """
 
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0,
@@ -298,20 +322,16 @@ class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
         if fitting:
             sums = X.sum(axis=1)
             if self.n_trials is None:
-                self.n_trials_ = sums
+                self.n_trials = sums
             else:
                 nt = np.asarray(self.n_trials)
                 if not (nt.ndim == 0 or nt.shape == sums.shape) or not np.all(sums == nt):
                     raise ValueError("Total count for each sample should add up to the number "
                                      f"of trials (n_trials = {self.n_trials!r})")
-                self.n_trials_ = self.n_trials
         return X
 
-
     def _sample_emissions(self, emission, p, states, rng):
-        n_trials = self.n_trials if self.n_trials is not None else getattr(
-            self, "n_trials_", None)
-        values = np.unique(np.asarray(n_trials)) if n_trials is not None else []
+        values = [] if self.n_trials is None else np.unique(np.asarray(self.n_trials))
         if len(values) != 1:
             raise ValueError("For sampling, a single n_trials must be given")
         return emission.sample(p, states, rng, int(values[0]))
@@ -347,7 +367,7 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
         return X
 
     def _n_features_from_attrs(self):
-        return int(np.shape(self.lambdas_)[1])
+        return _n_features_of("lambdas_", self.lambdas_, ("n_components", "n_features"))
 
     def _emission_from_attrs(self, keep):
         p = {}
