@@ -270,3 +270,36 @@ def check_spd(matrix, what):
     except np.linalg.LinAlgError:
         raise ValueError(f"{what} must be symmetric, positive-definite") from None
     return m
+
+
+SHAPE_ERROR = "{name} must have shape {shape}, got {got}"
+# scikit-learn's wording, for the mixture estimators' *_init parameters
+SKLEARN_SHAPE_ERROR = "The parameter '{name}' should have the shape of {shape}, but got {got}"
+
+
+def check_float_array(name, value, shape, shape_error=SHAPE_ERROR):
+    """A float64 copy of ``value`` of exactly ``shape``, finite; ValueError otherwise
+    (``shape_error`` formats the shape message with name, shape and got)."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
+    if arr.shape != tuple(shape):
+        raise ValueError(shape_error.format(name=name, shape=tuple(shape), got=arr.shape))
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_probabilities(name, value, shape):
+    """A float64 copy of probability vectors of ``shape`` (the last axis sums to 1, to
+    rounding), non-negative and finite; ValueError naming the problem otherwise."""
+    arr = check_float_array(name, value, shape)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative (it holds probabilities)")
+    s = arr.sum(axis=-1)
+    if not np.allclose(s, 1):
+        if arr.ndim == 1:
+            raise ValueError(f"{name} must sum to 1 (got {float(s):.4f})")
+        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
+    return arr

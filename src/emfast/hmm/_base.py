@@ -196,22 +196,6 @@ class _HMMFamily:
         return HMMParams(startprob, transmat, emission)
 
 
-def _check_distribution(name, value, shape):
-    arr = np.array(value, dtype=np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity")
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be non-negative (it holds probabilities)")
-    s = arr.sum(axis=-1)
-    if not np.allclose(s, 1):
-        if arr.ndim == 1:
-            raise ValueError(f"{name} must sum to 1 (got {float(s):.4f})")
-        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
-    return arr
-
-
 class BaseHMM(ParamsMixin):
     """Shared machinery of the HMM estimators (see ``emfast.hmm``).
 
@@ -298,9 +282,9 @@ class BaseHMM(ParamsMixin):
         todo = todo or {}
         sp = tm = None
         if not todo.get("s"):
-            sp = _check_distribution("startprob_", self.startprob_, (K,))
+            sp = V.check_probabilities("startprob_", self.startprob_, (K,))
         if not todo.get("t"):
-            tm = _check_distribution("transmat_", self.transmat_, (K, K))
+            tm = V.check_probabilities("transmat_", self.transmat_, (K, K))
         em = self._emission_from_attrs({c: not todo.get(c) for c in self._emission_attrs})
         return HMMParams(sp, tm, em)
 

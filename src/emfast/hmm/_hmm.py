@@ -13,18 +13,6 @@ from emfast.hmm._base import BaseHMM
 from emfast.hmm import _emissions as E
 
 
-def _check_float_array(name, value, shape):
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric: {exc}") from exc
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity")
-    return arr
-
-
 def _n_features_of(name, value, layout):
     """n_features read from a parameter set by hand, whose ``layout`` names its axes
     (e.g. ("n_components", "n_features")); ValueError when its shape does not fit."""
@@ -124,7 +112,7 @@ class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
         K, D, ct = self.n_components, self.n_features, self.covariance_type
         p = {}
         if keep["m"]:
-            p["means"] = _check_float_array("means_", self.means_, (K, D))
+            p["means"] = V.check_float_array("means_", self.means_, (K, D))
         if keep["c"]:
             cv = E.check_gaussian_covars(self._covars_, ct, K)
             if ct == "diag" and cv.shape == (K, 1):  # one variance per state, every feature
@@ -198,13 +186,9 @@ class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
         K, M, D = self.n_components, self.n_mix, self.n_features
         p = {}
         if keep["w"]:
-            w = _check_float_array("weights_", self.weights_, (K, M))
-            if np.any(w < 0) or not np.allclose(w.sum(axis=1), 1):
-                raise ValueError(f"weights_ rows must be non-negative and sum to 1 (got row "
-                                 f"sums of {w.sum(axis=1)})")
-            p["weights"] = w
+            p["weights"] = V.check_probabilities("weights_", self.weights_, (K, M))
         if keep["m"]:
-            p["means"] = _check_float_array("means_", self.means_, (K, M, D))
+            p["means"] = V.check_float_array("means_", self.means_, (K, M, D))
         if keep["c"]:
             p["covars"] = E.check_gmm_covars(self.covars_, self.covariance_type, K, M, D)
         return p
@@ -228,8 +212,9 @@ class _EmissionProbAttrs:
     def _emission_from_attrs(self, keep):
         p = {}
         if keep["e"]:
-            p["emissionprob"] = _check_probabilities(
-                "emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
+            p["emissionprob"] = V.check_probabilities(
+                "emissionprob_", np.atleast_2d(self.emissionprob_),
+                (self.n_components, self.n_features))
         return p
 
     def _set_emission_attrs(self, p):
@@ -281,16 +266,6 @@ class CategoricalHMM(_EmissionProbAttrs, BaseHMM):
                              f"{self.n_features - 1} (n_features = {self.n_features})")
         return X
 
-
-
-def _check_probabilities(name, value, shape):
-    arr = _check_float_array(name, np.atleast_2d(value), shape)
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be non-negative")
-    s = arr.sum(axis=1)
-    if not np.allclose(s, 1):
-        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
-    return arr
 
 
 class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
@@ -372,7 +347,7 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
     def _emission_from_attrs(self, keep):
         p = {}
         if keep["l"]:
-            lam = _check_float_array("lambdas_", np.atleast_2d(self.lambdas_),
+            lam = V.check_float_array("lambdas_", np.atleast_2d(self.lambdas_),
                                      (self.n_components, self.n_features))
             if np.any(lam < 0):
                 raise ValueError("lambdas_ must be non-negative")
