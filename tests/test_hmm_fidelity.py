@@ -234,3 +234,31 @@ def test_bad_covars_assignments(ct, value):
     model = GaussianHMM(2, covariance_type=ct)
     with pytest.raises(ValueError):
         model.covars_ = value
+
+
+# ------------------------------------------------------------------ the shared Gaussian maths
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical", "spherical-per-feature"])
+def test_scatter_about_a_new_centre_matches_the_direct_sum(ct):
+    """mixture._gaussian.scatter_about, which the mixture and the HMM M-steps share,
+    against the weighted scatter computed directly about the new centre."""
+    from emfast.mixture import _gaussian as G
+    rng = np.random.default_rng(0)
+    K, D, N = 3, 4, 200
+    X = rng.normal(size=(N, D)) * 3 + 10
+    r = rng.dirichlet(np.ones(K), size=N)
+    centre, new = rng.normal(size=(K, D)) + 10, rng.normal(size=(K, D)) + 10
+    xc = X[:, None, :] - centre[None]                      # (N, K, D)
+    nk, s1 = r.sum(axis=0), np.einsum("nk,nkd->kd", r, xc)
+    xn = X[:, None, :] - new[None]
+    full = np.einsum("nk,nki,nkj->kij", r, xn, xn)
+    kind = ct.partition("-")[0]
+    s2_full = np.einsum("nk,nki,nkj->kij", r, xc, xc)
+    s2, want = {
+        "full": (s2_full, full),
+        "tied": (s2_full.sum(axis=0), full.sum(axis=0)),
+        "diag": (np.einsum("kii->ki", s2_full), np.einsum("kii->ki", full)),
+        "spherical": (np.einsum("kii->k", s2_full), np.einsum("kii->k", full)),
+        "spherical-per-feature": (np.einsum("kii->ki", s2_full), np.einsum("kii->ki", full)),
+    }[ct]
+    got = G.scatter_about(kind, s1, s2, nk, new - centre)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)

@@ -162,15 +162,7 @@ class GaussianEmission:
         if todo.get("c"):
             Xd = np.asarray(X, dtype=np.float64)
             cv = np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
-            ct = self.covariance_type
-            if ct == "spherical":
-                p["covars"] = np.full(K, cv.mean())
-            elif ct == "diag":
-                p["covars"] = np.tile(np.diag(cv), (K, 1))
-            elif ct == "full":
-                p["covars"] = np.tile(cv, (K, 1, 1))
-            else:
-                p["covars"] = cv
+            p["covars"] = G.covariances_from_template(cv, self.covariance_type, K)
         return p
 
     # E-step pieces ------------------------------------------------------------------
@@ -228,8 +220,8 @@ class GaussianEmission:
         if "c" in letters:
             d = means - c
             md = means - m0
+            scatter = G.scatter_about(ct, s1, s2, N, d)  # about the new means
             if ct in ("diag", "spherical"):
-                scatter = s2 - 2.0 * d * s1 + N[:, None] * d * d
                 c_n = mw * md * md + scatter
                 cw = self._prior_of("covars_weight", (K, D))
                 c_d = np.maximum(cw - 1.0, 0.0) + N[:, None]
@@ -243,18 +235,15 @@ class GaussianEmission:
                     raise ValueError("means_weight must be a scalar or have shape "
                                      f"({K},) for covariance_type={ct!r}")
                 mwk = np.broadcast_to(mwk, (K,))
-                ds = np.einsum("ki,kj->kij", d, s1)
-                shift = ds + ds.transpose(0, 2, 1) - N[:, None, None] * np.einsum(
-                    "ki,kj->kij", d, d)
                 prior_term = mwk[:, None, None] * np.einsum("ki,kj->kij", md, md)
                 cw = np.asarray(self.covars_weight, dtype=np.float64)
                 if ct == "full":
-                    c_n = prior_term + s2 - shift
+                    c_n = prior_term + scatter
                     cvw = np.maximum(_prior(cw, (K, 1, 1), "covars_weight") - D, 0.0)
                     cov = _ratio_or_keep((self._prior_of("covars_prior", (K, D, D)) + c_n),
                                          cvw + N[:, None, None], p["covars"], "covariance")
                 else:
-                    c_n = (prior_term - shift).sum(axis=0) + s2
+                    c_n = prior_term.sum(axis=0) + scatter
                     cvw = np.maximum(cw - D, 0.0)
                     cov = _ratio_or_keep(
                         np.broadcast_to(np.asarray(self.covars_prior, dtype=np.float64),
@@ -268,22 +257,15 @@ class GaussianEmission:
     def sample(self, p, states, rng):
         ct = self.covariance_type
         means, cov = p["means"], p["covars"]
-        D = means.shape[1]
-        X = np.empty((len(states), D))
+        X = np.empty((len(states), means.shape[1]))
         for k in np.unique(states):
             idx = np.flatnonzero(states == k)
-            if ct in ("full", "tied"):
-                X[idx] = rng.multivariate_normal(means[k], cov[k] if ct == "full" else cov,
-                                                 size=len(idx))
-            else:
-                X[idx] = means[k] + rng.standard_normal((len(idx), D)) * np.sqrt(cov[k])
+            X[idx] = G.draw(rng, means[k], cov if ct == "tied" else cov[k], ct, len(idx))
         return X
 
     def n_fit_scalars(self, n_features):
         K, D = self.K, n_features
-        return {"m": K * D,
-                "c": {"spherical": K, "diag": K * D, "full": K * D * (D + 1) // 2,
-                      "tied": D * (D + 1) // 2}[self.covariance_type]}
+        return {"m": K * D, "c": G.n_covariance_parameters(self.covariance_type, K, D)}
 
 
 def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
@@ -333,18 +315,6 @@ def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
     return cv
 
 
-def full_covars(covars, covariance_type, K, D):
-    """Covariances as (K, D, D) matrices whatever the type (hmmlearn's ``covars_``)."""
-    cv = np.asarray(covars)
-    if covariance_type == "full":
-        return cv
-    if covariance_type == "tied":
-        return np.tile(cv, (K, 1, 1))
-    if covariance_type == "diag":
-        return np.broadcast_to(cv, (K, D))[:, :, None] * np.eye(D)
-    return cv.reshape(-1)[:, None, None] * np.eye(D)
-
-
 # ----------------------------------------------------------------------------------------
 # Gaussian mixtures per state
 
@@ -390,7 +360,7 @@ class GMMEmission:
         p = dict(p)
         K, M, D = p["means"].shape
         if ct == "spherical":  # the kernels get per-feature variances (K, M, D)
-            cov = np.repeat(p["covars"][:, :, None], D, axis=2)
+            cov = G.per_feature_variances(p["covars"], D)
         else:
             cov = p["covars"]
         kt = self._kernel_type()
@@ -439,14 +409,11 @@ class GMMEmission:
             if cv is None:
                 cv = compute_cv()
             ct = self.covariance_type
-            if ct == "tied":
-                p["covars"] = np.tile(cv, (K, 1, 1))
-            elif ct == "full":
-                p["covars"] = np.tile(cv, (K, M, 1, 1))
-            elif ct == "diag":
-                p["covars"] = np.tile(np.diag(cv), (K, M, 1))
-            else:
-                p["covars"] = np.full((K, M), cv.mean())
+            if ct == "tied":  # one matrix per state
+                p["covars"] = G.covariances_from_template(cv, "full", K)
+            else:             # the same M covariances in every state
+                per_state = G.covariances_from_template(cv, ct, M)
+                p["covars"] = np.tile(per_state, (K,) + (1,) * per_state.ndim)
         return p
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
@@ -528,22 +495,15 @@ class GMMEmission:
             mix = rng.choice(M, size=len(idx), p=p["weights"][k])
             for m in np.unique(mix):
                 rows = idx[mix == m]
-                mean = p["means"][k, m]
-                if ct == "full":
-                    X[rows] = rng.multivariate_normal(mean, p["covars"][k, m], size=len(rows))
-                elif ct == "tied":
-                    X[rows] = rng.multivariate_normal(mean, p["covars"][k], size=len(rows))
-                else:
-                    var = p["covars"][k, m]
-                    X[rows] = mean + rng.standard_normal((len(rows), D)) * np.sqrt(var)
+                cov = p["covars"][k] if ct == "tied" else p["covars"][k, m]
+                X[rows] = G.draw(rng, p["means"][k, m], cov, ct, len(rows))
         return X
 
     def n_fit_scalars(self, n_features):
         K, D, M = self.K, n_features, self.M
+        # a state's emission is an M-component mixture; "w" is hmmlearn's count (M - 1)
         return {"m": K * M * D,
-                "c": {"spherical": K * M, "diag": K * M * D,
-                      "full": K * M * D * (D + 1) // 2,
-                      "tied": K * D * (D + 1) // 2}[self.covariance_type],
+                "c": K * G.n_covariance_parameters(self.covariance_type, M, D),
                 "w": M - 1}
 
 
@@ -734,5 +694,5 @@ class PoissonEmission:
 
 
 __all__ = ["GaussianEmission", "GMMEmission", "CategoricalEmission", "MultinomialEmission",
-           "PoissonEmission", "gaussian_posterior_stats", "full_covars",
+           "PoissonEmission", "gaussian_posterior_stats",
            "check_gaussian_covars", "check_gmm_covars"]

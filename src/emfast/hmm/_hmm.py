@@ -11,6 +11,7 @@ from emfast import _validation as V
 from emfast import kernels
 from emfast.hmm._base import BaseHMM
 from emfast.hmm import _emissions as E
+from emfast.mixture import _gaussian as G
 
 
 def _n_features_of(name, value, layout):
@@ -78,7 +79,7 @@ class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     def covars_(self):
         """Covariance matrices, (n_components, n_features, n_features)."""
         self._check_options()
-        return E.full_covars(self._covars_, self.covariance_type, self.n_components,
+        return G.full_covariances(self._covars_, self.covariance_type, self.n_components,
                              self._n_features_from_attrs())
 
     @covars_.setter
