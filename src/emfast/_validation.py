@@ -26,10 +26,12 @@ def feature_names(X):
 
 
 def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
-                allow_nan=False, estimator=None):
+                allow_nan=False, estimator=None, max_magnitude=None):
     """Return X as a 2-D C-contiguous float array (float32 kept), or raise.
 
     Lists, DataFrames and integer/bool/object-of-number arrays are converted to float64.
+    ``max_magnitude``: a ValueError when a value's absolute size exceeds it (the Gaussian
+    models pass MAX_GAUSSIAN_MAGNITUDE); checked in the same min/max pass as finiteness.
     """
     where = f" by {estimator}" if estimator else ""
     if X is None:
@@ -83,14 +85,21 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
             f"required{where}."
         )
-    if not allow_nan:
-        bad = ~np.isfinite(arr)
-        if bad.any():
+    if not allow_nan or max_magnitude is not None:
+        # NaN and infinities reach the min or the max: one pass, no (N, D) temporary
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if not allow_nan and not (math.isfinite(lo) and math.isfinite(hi)):
             what = "NaN" if np.isnan(arr).any() else "infinity"
             raise ValueError(
                 f"Input {name} contains {what}. emfast does not handle missing or infinite "
                 "values yet; remove or impute them first."
             )
+        if max_magnitude is not None and max(hi, -lo) > max_magnitude:
+            raise ValueError(
+                f"{name} has values of magnitude {max(hi, -lo):.3g}, beyond the "
+                f"{max_magnitude:g} that {estimator or 'the model'}'s Gaussian statistics can "
+                f"square in float64; rescale {name} (e.g. divide it by its largest absolute "
+                "value)")
     return np.ascontiguousarray(arr)
 
 
@@ -238,21 +247,10 @@ def check_count_array(X, *, estimator, what="counts"):
 
 
 # Rows whose coordinates reach this size give squared distances and second moments beyond
-# float64's range (sqrt(max) is about 1.3e154, and the statistics sum many squares).
+# float64's range (sqrt(max) is about 1.3e154, and the statistics sum many squares): the
+# Gaussian estimators refuse them, alike on both backends, instead of returning NaN
+# parameters or all-zero responsibilities.
 MAX_GAUSSIAN_MAGNITUDE = 1e150
-
-
-def check_gaussian_magnitude(X, *, estimator, name="X"):
-    """ValueError when X holds a value whose square would overflow in a Gaussian model's
-    statistics: both backends then refuse the same input, instead of returning NaN
-    parameters or all-zero responsibilities."""
-    top = float(np.max(np.abs(X))) if X.size else 0.0
-    if top > MAX_GAUSSIAN_MAGNITUDE:
-        raise ValueError(
-            f"{name} has values of magnitude {top:.3g}, beyond the {MAX_GAUSSIAN_MAGNITUDE:g} "
-            f"that {estimator}'s Gaussian statistics can square in float64; rescale {name} "
-            "(e.g. divide it by its largest absolute value)")
-    return X
 
 
 def check_spd(matrix, what):

@@ -99,8 +99,8 @@ class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
                                   self.covars_weight)
 
     def _check_X(self, X, fitting):
-        X = V.check_array(X, estimator=type(self).__name__)
-        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
+        X = V.check_array(X, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         self._set_or_check_n_features(X, fitting)
         return X
 
@@ -175,8 +175,8 @@ class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
                              self.means_weight, self.covars_prior, self.covars_weight)
 
     def _check_X(self, X, fitting):
-        X = V.check_array(X, estimator=type(self).__name__)
-        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
+        X = V.check_array(X, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         self._set_or_check_n_features(X, fitting)
         return X
 

@@ -147,8 +147,8 @@ class GaussianMixture(ParamsMixin):
 
     def _validate_fit_data(self, X, sample_weight):
         names = V.feature_names(X)
-        X = V.check_array(X, min_samples=2, estimator=type(self).__name__)
-        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
+        X = V.check_array(X, min_samples=2, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         N, D = X.shape
         if N < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
@@ -169,8 +169,8 @@ class GaussianMixture(ParamsMixin):
                 names, fitted_names):
             raise ValueError("The feature names should match those that were passed during "
                              "fit.")
-        X = V.check_array(X, estimator=type(self).__name__)
-        V.check_gaussian_magnitude(X, estimator=type(self).__name__)
+        X = V.check_array(X, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
