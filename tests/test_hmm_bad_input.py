@@ -5,6 +5,8 @@ import logging
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from emfast import kernels as k
 from emfast._config import available_backends
@@ -447,3 +449,25 @@ def test_gaussian_hmm_fit_is_scale_equivariant_up_to_1e140():
                             min_covar=1e-3 * c * c, covars_prior=1e-2 * c * c).fit(X * c)
             np.testing.assert_allclose(b.means_ / c, a.means_, rtol=1e-8, atol=1e-10)
             np.testing.assert_allclose(b.transmat_, a.transmat_, rtol=1e-8, atol=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lengths=st.lists(st.one_of(st.integers(-3, 40), st.integers(-2**63, 2**63 - 1),
+                                  st.sampled_from([2**62, 2**63 - 1, -2**63])),
+                        min_size=1, max_size=8),
+       n=st.integers(1, 100))
+@example(lengths=[2**62] * 4 + [7], n=7)              # the int64 sum wraps to exactly 7
+@example(lengths=[2**63 - 1, 2**63 - 1, 9], n=7)
+def test_lengths_to_offsets_never_wraps(lengths, n):
+    """Any int64 lengths: either offsets whose steps are exactly the lengths, or a
+    ValueError; never offsets that only agree with N after an overflow."""
+    from emfast._validation import lengths_to_offsets
+    exact_ok = all(v > 0 for v in lengths) and sum(lengths) == n
+    arr = np.array(lengths, dtype=np.int64)
+    if exact_ok:
+        offsets = lengths_to_offsets(arr, n)
+        assert offsets[0] == 0 and offsets[-1] == n
+        assert np.diff(offsets).tolist() == lengths
+    else:
+        with pytest.raises(ValueError, match="lengths"):
+            lengths_to_offsets(arr, n)

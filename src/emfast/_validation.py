@@ -197,19 +197,15 @@ def lengths_to_offsets(lengths, n_samples, name="lengths"):
             raise ValueError(f"{name} must be integers, got {arr[:10].tolist()}")
     elif arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
-    bad = np.flatnonzero(arr <= 0)
-    if len(bad):
+    if arr.min() <= 0:
+        bad = np.flatnonzero(arr <= 0)
         raise ValueError(f"{name} must be positive: {name}[{int(bad[0])}] = {arr[bad[0]]}"
                          f" ({len(bad)} zero or negative length(s))")
-    big = np.flatnonzero(arr > n_samples)
-    if len(big) or len(arr) > n_samples:
-        total = sum(int(v) for v in arr)  # exact; only on this error path
-        raise ValueError(f"{name} array doesn't sum to {n_samples} samples: the {len(arr)} "
-                         f"lengths sum to {total}")
     offsets = np.zeros(len(arr) + 1, dtype=np.int64)
-    np.cumsum(arr.astype(np.int64), out=offsets[1:])
-    if offsets[-1] != n_samples or np.any(offsets > n_samples):
-        total = sum(int(v) for v in arr)
+    if len(arr) <= n_samples and arr.max() <= n_samples:
+        np.cumsum(arr, dtype=np.int64, out=offsets[1:])
+    if offsets[-1] != n_samples or offsets.max() > n_samples:
+        total = sum(int(v) for v in arr)  # exact; only on this error path
         raise ValueError(f"{name} array doesn't sum to {n_samples} samples: the {len(arr)} "
                          f"lengths sum to {total}")
     return offsets
