@@ -262,3 +262,19 @@ def test_scatter_about_a_new_centre_matches_the_direct_sum(ct):
     }[ct]
     got = G.scatter_about(kind, s1, s2, nk, new - centre)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("ct", ["diag", "spherical"])
+def test_variance_floor_follows_the_scale_of_the_data(ct):
+    """A non-positive variance is floored relative to the others (with reg_covar = 0),
+    so a problem scaled by c is floored at c times the floor: no absolute epsilon."""
+    from emfast.mixture import _gaussian as G
+    cov = np.array([[2.0, 0.0, 1.0], [3.0, 4.0, -1e-3]]) if ct == "diag" else \
+        np.array([2.0, 0.0, 4.0])
+    floors = []
+    for c in (1.0, 1e-20, 1e20):
+        with pytest.warns(DegenerateComponentWarning, match="not positive"):
+            _, floored = G.precision_cholesky(cov * c, ct, 0.0)
+        floors.append(floored[~(cov > 0)] / c)
+    np.testing.assert_allclose(floors[1], floors[0], rtol=1e-12)
+    np.testing.assert_allclose(floors[2], floors[0], rtol=1e-12)

@@ -108,7 +108,10 @@ def precision_cholesky(covariances, covariance_type, reg_covar):
     if covariance_type in ("diag", "spherical"):
         bad = ~(covariances > 0)
         if bad.any():
-            floor = max(reg_covar, 1e-12 * float(np.max(covariances, initial=1.0)))
+            # relative to the variances that are fine (the data's scale); 1 only when
+            # none is, and there is no scale to go by
+            scale = float(np.max(covariances[~bad], initial=0.0)) or 1.0
+            floor = max(reg_covar, 1e-12 * scale)
             covariances = np.where(bad, floor, covariances)
             warnings.warn(
                 f"{int(bad.sum())} variance(s) were not positive; set to {floor:.3g}. "
