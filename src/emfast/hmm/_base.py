@@ -314,7 +314,9 @@ class BaseHMM(ParamsMixin):
         def init(X_, sw_, rng_):
             # hmmlearn draws startprob and transmat from check_random_state(random_state),
             # then the emission parameters from a second check_random_state(random_state).
-            em_rng = V.check_random_state(self.random_state) if n_init == 1 else rng_
+            # A restart the driver gives the fit's own stream (n_init=1, or a driver whose
+            # restart 0 is the n_init=1 run) draws exactly so; the others use their stream.
+            em_rng = V.check_random_state(self.random_state) if rng_ is rng else rng_
             sp = fixed.startprob
             tm = fixed.transmat
             alpha = np.full(K, 1.0 / K)
