@@ -36,7 +36,6 @@ from emfast.hmm._stats import ArrayStats
 
 # hmmlearn's retry floor when a covariance is not positive definite.
 _CHOL_FLOOR = 1e-7
-_TINY = np.finfo(np.float64).tiny
 
 
 def _prior(value, shape, name):
