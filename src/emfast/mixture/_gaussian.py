@@ -81,9 +81,10 @@ def scatter_about(covariance_type, s1, s2, nk, shift):
     M-step of every Gaussian model (mixture and HMM emissions, with or without priors)
     is this plus its own numerator and denominator terms."""
     if covariance_type in ("full", "tied"):
-        outer_ds = np.einsum("ki,kj->kij", shift, s1)
-        correction = outer_ds + outer_ds.transpose(0, 2, 1) - nk[:, None, None] * np.einsum(
-            "ki,kj->kij", shift, shift)
+        # outer products by broadcasting: on K x D x D arrays einsum's set-up costs more
+        outer_ds = shift[:, :, None] * s1[:, None, :]
+        correction = outer_ds + outer_ds.transpose(0, 2, 1) - nk[:, None, None] * (
+            shift[:, :, None] * shift[:, None, :])
         return s2 - (correction if covariance_type == "full" else correction.sum(axis=0))
     correction = 2.0 * shift * s1 - nk[:, None] * shift * shift
     return s2 - (correction if np.ndim(s2) == 2 else correction.sum(axis=1))
