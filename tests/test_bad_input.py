@@ -402,3 +402,102 @@ def test_non_contiguous_and_float32_input_give_the_same_fit():
     for X in (np.asfortranarray(base), np.repeat(base, 2, 1)[:, ::2], base.tolist()):
         est = GM(2, random_state=0).fit(X)
         np.testing.assert_array_equal(est.means_, ref.means_)
+
+
+# ---------------------------------------------------------------- scale of the weights
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("scale", [1e-16, 1e-300, 1e300])
+def test_fit_does_not_depend_on_the_scale_of_sample_weight(backend, covariance_type, scale):
+    """A fixed epsilon added to the weighted counts once dominated tiny uniform weights."""
+    X = make_blobs(n_samples=150, n_features=3, n_components=3, seed=2)[0]
+    kw = dict(covariance_type=covariance_type, random_state=0, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = GM(3, **kw).fit(X)
+        b = GM(3, **kw).fit(X, sample_weight=scale)
+        sw = np.random.default_rng(0).uniform(0.5, 2.0, size=len(X))
+        c = GM(3, **kw).fit(X, sample_weight=sw)
+        d = GM(3, **kw).fit(X, sample_weight=sw * scale)
+    for x, y in ((a, b), (c, d)):
+        assert x.n_iter_ == y.n_iter_
+        np.testing.assert_allclose(x.lower_bounds_, y.lower_bounds_, rtol=1e-12, atol=1e-12)
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(x, name), getattr(y, name), rtol=1e-10,
+                                       atol=1e-12, err_msg=name)
+
+
+def test_sample_weight_is_scaled_exactly_and_not_modified():
+    from emfast._validation import check_sample_weight
+    sw = np.array([3.0, 1e-300, 5.0, 0.0])
+    held = sw.copy()
+    out = check_sample_weight(sw, 4)
+    np.testing.assert_array_equal(sw, held)
+    ratio = out[out > 0] / sw[sw > 0]
+    assert np.all(ratio == ratio[0])                       # one factor for all
+    assert np.frexp(ratio[0])[0] == 0.5                     # a power of two: exact
+    assert 2 ** -0.5 <= out.mean() <= 2 ** 0.5
+    huge = check_sample_weight(np.full(10, 1e308), 10)      # the sum would overflow
+    np.testing.assert_array_equal(huge, np.ones(10) * huge[0])
+    assert np.isfinite(huge.sum())
+
+
+# ---------------------------------------------------------------- magnitude of X
+def test_values_too_large_to_square_are_refused_alike_by_both_backends(X):
+    big = X * 1e300
+    messages = set()
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="magnitude") as info:
+            GM(2, backend=backend).fit(big)
+        messages.add(str(info.value))
+        model = GM(2, random_state=0, backend=backend).fit(X)
+        for method in ("predict", "predict_proba", "score_samples", "score"):
+            with pytest.raises(ValueError, match="magnitude"):
+                getattr(model, method)(big)
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_large_but_squarable_values_give_the_rescaled_fit(backend, covariance_type):
+    X = make_blobs(n_samples=150, n_features=2, n_components=2, seed=3)[0]
+    c = 1e140
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = GM(2, covariance_type=covariance_type, random_state=0, backend=backend).fit(X)
+        b = GM(2, covariance_type=covariance_type, random_state=0, backend=backend,
+               reg_covar=1e-6 * c * c).fit(X * c)
+    np.testing.assert_allclose(b.means_ / c, a.means_, rtol=1e-9)
+    np.testing.assert_allclose(b.predict_proba(X * c), a.predict_proba(X), atol=1e-9)
+    np.testing.assert_allclose(b.lower_bound_ + X.shape[1] * np.log(c), a.lower_bound_,
+                               rtol=1e-9)
+
+
+# ---------------------------------------------------------------- public kernels: empty axes
+def test_gaussian_kernels_refuse_empty_axes():
+    from isolated import assert_all_raise, run_cases
+    results = run_cases(f"""
+        for b in {list(BACKENDS)!r}:
+            for ct, pc0 in (("full", np.zeros((2, 0, 0))), ("diag", np.zeros((2, 0)))):
+                X0, m0 = np.zeros((30, 0)), np.zeros((2, 0))
+                case(f"{{b}} log_prob D=0 {{ct}}", lambda: k.gaussian_log_prob(
+                    X0, m0, pc0, ct, np.zeros(2), backend=b))
+                case(f"{{b}} estep D=0 {{ct}}", lambda: k.gaussian_estep_stats(
+                    X0, m0, pc0, ct, np.zeros(2), backend=b))
+                case(f"{{b}} weighted D=0 {{ct}}", lambda: k.gaussian_weighted_stats(
+                    X0, np.ones((30, 2)), m0, ct, backend=b))
+            X, m = np.zeros((30, 2)), np.zeros((0, 2))
+            for ct, pc in (("full", np.zeros((0, 2, 2))), ("diag", np.zeros((0, 2))),
+                           ("spherical", np.zeros(0)), ("tied", np.eye(2))):
+                case(f"{{b}} log_prob K=0 {{ct}}", lambda: k.gaussian_log_prob(
+                    X, m, pc, ct, np.zeros(0), backend=b))
+                case(f"{{b}} resp K=0 {{ct}}", lambda: k.gaussian_log_prob(
+                    X, m, pc, ct, np.zeros(0), responsibilities=True, backend=b))
+                case(f"{{b}} estep K=0 {{ct}}", lambda: k.gaussian_estep_stats(
+                    X, m, pc, ct, np.zeros(0), backend=b))
+                case(f"{{b}} weighted K=0 {{ct}}", lambda: k.gaussian_weighted_stats(
+                    X, np.zeros((30, 0)), m, ct, backend=b))
+    """)
+    assert len(results) == len(BACKENDS) * 22
+    assert_all_raise(results, "ValueError", "")
+    for name, out in results.items():
+        assert ("no features" in out) == ("D=0" in name), (name, out)
+        assert ("no components" in out) == ("K=0" in name), (name, out)

@@ -163,10 +163,14 @@ def assert_same_params(ours, ref, rtol=1e-8, atol=1e-10):
 
 
 # ------------------------------------------------------------------ EM trajectories
+@pytest.mark.parametrize("backend", available_backends("hmm"))
 @pytest.mark.parametrize("impl", ["scaling", "log"])
 @pytest.mark.parametrize("name", CASES)
-def test_trajectory_matches_hmmlearn(name, impl):
+def test_trajectory_matches_hmmlearn(name, impl, backend):
+    """Every family (Poisson and multinomial included) on every backend: the numba
+    forward-backward and the Cython one both reproduce hmmlearn's EM path."""
     ours, ref, X = _pair(name, impl, n_iter=10, tol=-np.inf)
+    ours.set_params(backend=backend)
     ours.fit(X, LENGTHS)
     ref.fit(X, LENGTHS)
     assert len(ours.monitor_.history) == len(ref.monitor_.history) == 10
@@ -430,17 +434,33 @@ def test_pickle_round_trip(name):
     np.testing.assert_array_equal(new.predict(X, LENGTHS), model.predict(X, LENGTHS))
 
 
-@pytest.mark.parametrize("name", ["gaussian-full", "gaussian-diag", "gmm-diag", "categorical"])
-def test_threads_bit_identical(name):
-    ours_cls, _, ctor, X, _ = _case(name)
-    fits = [ours_cls(K, random_state=0, n_iter=6, tol=-np.inf, n_threads=n, **ctor).fit(
-        X, LENGTHS) for n in (1, 2)]
+def _many_sequences(name, n_seq=60):
+    """(X, lengths): n_seq sequences of T frames from ``name``'s family, 12,000 frames in
+    all, so that the row-blocked kernels give each of 2 threads several blocks and the
+    forward-backward's sequence groups split too (the 200 frames of the other tests run
+    on one thread)."""
+    make = {"gaussian": gaussian_data, "gmm": gaussian_data, "categorical": categorical_data,
+            "poisson": poisson_data, "multinomial": multinomial_data}[name.partition("-")[0]]
+    return np.concatenate([make(seed) for seed in range(n_seq)]), [T] * n_seq
+
+
+@pytest.mark.parametrize("backend", available_backends("hmm"))
+@pytest.mark.parametrize("name", ["gaussian-full", "gaussian-diag", "gaussian-spherical",
+                                  "gmm-diag", "categorical", "poisson"])
+def test_threads_bit_identical(name, backend):
+    from emfast.kernels import _threads_for
+    ours_cls, _, ctor, _, _ = _case(name)
+    X, lengths = _many_sequences(name)
+    assert _threads_for(len(X), 2) == 2 and len(lengths) >= 2   # 2 threads do split it
+    fits = [ours_cls(K, random_state=0, n_iter=4, tol=-np.inf, n_threads=n, backend=backend,
+                     **ctor).fit(X, lengths) for n in (1, 2)]
     assert list(fits[0].monitor_.history) == list(fits[1].monitor_.history)
     for a, b in zip(_emission_attrs(fits[0]).values(), _emission_attrs(fits[1]).values()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(fits[0].transmat_, fits[1].transmat_)
-    np.testing.assert_array_equal(fits[0].predict_proba(X, LENGTHS),
-                                  fits[1].predict_proba(X, LENGTHS))
+    np.testing.assert_array_equal(fits[0].predict_proba(X, lengths),
+                                  fits[1].predict_proba(X, lengths))
+    np.testing.assert_array_equal(fits[0].filter(X, lengths), fits[1].filter(X, lengths))
 
 
 @pytest.mark.parametrize("name", ["gaussian-diag", "categorical"])
@@ -457,15 +477,40 @@ def test_left_right_zeros_stay_zero(name):
     np.testing.assert_allclose(model.transmat_.sum(axis=1), 1)
 
 
-def test_n_init_restarts():
+def test_n_init_keeps_the_best_restart(monkeypatch):
+    """n_init=6 runs six restarts that end at different log-likelihoods; the fitted model
+    is the restart whose final log-likelihood is the highest, parameters and history."""
+    import emfast._em as em
+
+    seen = []
+    choose = em.best_run
+
+    def recording_best_run(runs):
+        seen.append(runs)
+        return choose(runs)
+
+    monkeypatch.setattr(em, "best_run", recording_best_run)
     X = gaussian_data()
-    one = GaussianHMM(K, n_iter=20, random_state=3).fit(X, LENGTHS)
-    many = GaussianHMM(K, n_iter=20, random_state=3, n_init=4).fit(X, LENGTHS)
-    again = GaussianHMM(K, n_iter=20, random_state=3, n_init=4, n_threads=1).fit(X, LENGTHS)
-    assert many.monitor_.history[-1] == again.monitor_.history[-1]
-    np.testing.assert_array_equal(many.means_, again.means_)
-    assert many.score(X, LENGTHS) >= one.score(X, LENGTHS) - 1e-6 or \
-        many.monitor_.history[-1] >= one.monitor_.history[-1]
+    for seed in range(10):  # a seed whose best restart is not the first one
+        kw = dict(n_iter=8, tol=-np.inf, random_state=seed, covariance_type="full")
+        seen.clear()
+        many = GaussianHMM(K, n_init=6, **kw).fit(X, LENGTHS)
+        (runs,) = seen
+        finals = [run.lower_bound for run in runs]
+        if int(np.argmax(finals)) != 0:
+            break
+    else:
+        pytest.fail("no seed in 10 has a best restart other than the first")
+    best = runs[int(np.argmax(finals))]
+    assert many.monitor_.history[-1] == max(finals) > finals[0]
+    assert list(many.monitor_.history) == list(best.rule.monitor.history)
+    np.testing.assert_array_equal(many.means_, best.params.emission["means"])
+    np.testing.assert_array_equal(many.transmat_, best.params.transmat)
+    # the choice does not depend on how the restarts were scheduled
+    monkeypatch.setattr(em, "best_run", choose)
+    again = GaussianHMM(K, n_init=6, n_threads=1, **kw).fit(X, LENGTHS)
+    assert list(again.monitor_.history) == list(many.monitor_.history)
+    np.testing.assert_array_equal(again.means_, many.means_)
 
 
 def test_get_set_params_and_repr():

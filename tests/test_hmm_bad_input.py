@@ -5,13 +5,20 @@ import logging
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from emfast import kernels as k
 from emfast._config import available_backends
 from emfast.exceptions import NotFittedError
 from emfast.hmm import GMMHMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 
 if not available_backends("hmm"):  # pragma: no cover
     pytest.skip("no HMM kernel backend is available", allow_module_level=True)
+
+from isolated import assert_all_raise, run_cases  # noqa: E402
+
+HMM_BACKENDS = available_backends("hmm")
 
 K = 2
 
@@ -189,7 +196,11 @@ def test_multinomial_rows_must_sum_to_n_trials():
     with pytest.raises(ValueError, match="number of trials"):
         MultinomialHMM(K, n_trials=5).fit(X)
     model = MultinomialHMM(K, n_iter=2, random_state=0).fit(X)
-    assert model.n_trials is None and np.all(model.n_trials_ == 4)
+    # hmmlearn 0.3.3 writes the training row sums into n_trials
+    np.testing.assert_array_equal(model.n_trials, X.sum(axis=1))
+    assert model.sample(3)[0].sum(axis=1).tolist() == [4, 4, 4]
+    with pytest.raises(ValueError, match="number of trials"):   # as hmmlearn's refit
+        model.fit(X[:10])
     bad = MultinomialHMM(K, n_iter=2, random_state=0).fit(
         np.vstack([X, [[5, 0, 0]]]))
     with pytest.raises(ValueError, match="single n_trials"):
@@ -288,3 +299,175 @@ def test_unknown_decoder_and_not_fitted():
 def test_too_few_samples_for_kmeans():
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         GaussianHMM(5).fit(_gauss_X(n=3))
+
+
+# ------------------------------------------------------------------ memory safety
+# Each of these once crashed a kernel (SIGSEGV/SIGFPE) or returned garbage; they run in a
+# fresh interpreter so that a regression fails its test instead of killing the run.
+
+_OVERFLOWING = "[2**62] * 4 + [300]"   # the int64 sum wraps around to exactly 300
+
+
+def test_overflowing_lengths_are_refused_by_every_estimator_method():
+    results = run_cases(f"""
+        from emfast.hmm import GMMHMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
+        rng = np.random.RandomState(0)
+        data = {{
+            "gaussian": (lambda b: GaussianHMM(2, n_iter=2, random_state=0, backend=b),
+                         rng.normal(size=(300, 2))),
+            "gaussian-full": (lambda b: GaussianHMM(2, "full", n_iter=2, random_state=0,
+                                                    backend=b), rng.normal(size=(300, 2))),
+            "gmm": (lambda b: GMMHMM(2, n_mix=2, n_iter=2, random_state=0, backend=b),
+                    rng.normal(size=(300, 2))),
+            "categorical": (lambda b: CategoricalHMM(2, n_iter=2, random_state=0, backend=b),
+                            rng.randint(0, 3, size=(300, 1))),
+            "poisson": (lambda b: PoissonHMM(2, n_iter=2, random_state=0, backend=b),
+                        rng.poisson(3.0, size=(300, 2))),
+            "multinomial": (lambda b: MultinomialHMM(2, n_iter=2, random_state=0, backend=b),
+                            rng.multinomial(4, [0.2, 0.3, 0.5], size=300)),
+        }}
+        bad = {_OVERFLOWING}
+        for backend in {HMM_BACKENDS!r}:
+            for family, (make, X) in data.items():
+                case(f"{{backend}} {{family}} fit", lambda: make(backend).fit(X, bad))
+                model = make(backend).fit(X)
+                for method in ("score", "score_samples", "predict", "predict_proba",
+                               "decode", "filter", "aic"):
+                    case(f"{{backend}} {{family}} {{method}}",
+                         lambda: getattr(model, method)(X, bad))
+    """)
+    assert len(results) == len(HMM_BACKENDS) * 6 * 8
+    assert_all_raise(results, "ValueError", "doesn't sum to 300 samples")
+
+
+def test_kernels_refuse_overflowing_lengths():
+    results = run_cases(f"""
+        le = np.zeros((300, 2))
+        X = np.random.RandomState(0).normal(size=(300, 2))
+        sp, tm = np.full(2, 0.5), np.full((2, 2), 0.5)
+        means = np.zeros((2, 2))
+        bad = np.array({_OVERFLOWING})
+        for b in {HMM_BACKENDS!r}:
+            case(f"{{b}} forward_backward", lambda: k.hmm_forward_backward(le, bad, sp, tm,
+                                                                          backend=b))
+            case(f"{{b}} viterbi", lambda: k.hmm_viterbi(le, bad, sp, tm, backend=b))
+            case(f"{{b}} filter", lambda: k.hmm_filter(le, bad, sp, tm, backend=b))
+            case(f"{{b}} filter unfiltered", lambda: k.hmm_filter(le, bad, sp, tm,
+                                                                 filtered=False, backend=b))
+            for ct, pc in (("diag", np.ones((2, 2))), ("spherical", np.ones(2)),
+                           ("full", np.broadcast_to(np.eye(2), (2, 2, 2))),
+                           ("tied", np.eye(2))):
+                case(f"{{b}} gaussian {{ct}}", lambda: k.hmm_gaussian_forward_backward(
+                    X, bad, sp, tm, means, pc, ct, np.zeros(2), backend=b))
+            case(f"{{b}} categorical", lambda: k.hmm_categorical_forward_backward(
+                np.zeros(300, dtype=np.int64), bad, sp, tm, np.full((2, 3), 1 / 3),
+                backend=b))
+            case(f"{{b}} uint64 lengths", lambda: k.hmm_forward_backward(
+                le, np.array([2**63, 2**63, 300], dtype=np.uint64), sp, tm, backend=b))
+    """)
+    assert len(results) == len(HMM_BACKENDS) * 10
+    assert_all_raise(results, "ValueError", "doesn't sum to 300 samples")
+
+
+def test_kernels_refuse_empty_axes():
+    results = run_cases(f"""
+        for b in {HMM_BACKENDS!r}:
+            no_states = (np.zeros((30, 0)), None, np.zeros(0), np.zeros((0, 0)))
+            case(f"{{b}} fb K=0", lambda: k.hmm_forward_backward(*no_states, backend=b))
+            case(f"{{b}} viterbi K=0", lambda: k.hmm_viterbi(*no_states, backend=b))
+            case(f"{{b}} filter K=0", lambda: k.hmm_filter(*no_states, backend=b))
+            case(f"{{b}} categorical K=0", lambda: k.hmm_categorical_forward_backward(
+                np.zeros(30, dtype=np.int64), None, np.zeros(0), np.zeros((0, 0)),
+                np.zeros((0, 3)), backend=b))
+            case(f"{{b}} gaussian K=0", lambda: k.hmm_gaussian_forward_backward(
+                np.zeros((30, 2)), None, np.zeros(0), np.zeros((0, 0)), np.zeros((0, 2)),
+                np.zeros((0, 2)), "diag", np.zeros(0), backend=b))
+            case(f"{{b}} symbol_counts K=0", lambda: k.symbol_counts(
+                np.zeros(30, dtype=np.int64), np.zeros((30, 0)), 3, backend=b))
+            case(f"{{b}} gaussian D=0", lambda: k.hmm_gaussian_forward_backward(
+                np.zeros((30, 0)), None, [1.0], [[1.0]], np.zeros((1, 0)), np.zeros((1, 0)),
+                "diag", np.zeros(1), backend=b))
+            case(f"{{b}} categorical F=0", lambda: k.hmm_categorical_forward_backward(
+                np.zeros(0, dtype=np.int64), None, [1.0], [[1.0]], np.zeros((1, 0)),
+                backend=b))
+            case(f"{{b}} fb T=0", lambda: k.hmm_forward_backward(
+                np.zeros((0, 2)), None, np.full(2, 0.5), np.full((2, 2), 0.5), backend=b))
+    """)
+    assert len(results) == len(HMM_BACKENDS) * 9
+    assert_all_raise(results, "ValueError", "")
+    for name, out in results.items():
+        assert any(w in out for w in ("no components/states", "no features", "no symbols",
+                                      "no frames")), (name, out)
+
+
+def test_symbols_beyond_int64_are_refused_not_wrapped():
+    # 2**63 as uint64 used to become symbol 0 (or -2**63, clipped to 0) without a word
+    X = np.array([[0], [1], [2**63], [1]] * 10, dtype=np.uint64)
+    for backend in HMM_BACKENDS:
+        with pytest.raises(ValueError, match="below 2\\*\\*63"):
+            CategoricalHMM(K, n_iter=2, random_state=0, backend=backend).fit(X)
+        model = CategoricalHMM(K, n_iter=2, random_state=0, backend=backend).fit(_cat_X())
+        with pytest.raises(ValueError, match="below 2\\*\\*63"):
+            model.predict(X)
+        with pytest.raises(ValueError, match="below 2\\*\\*63"):  # the same as floats
+            CategoricalHMM(K, n_features=3, backend=backend).fit(X.astype(float))
+    # the kernels' own symbol check compares in the symbols' dtype
+    with pytest.raises(ValueError, match="symbols must lie in"):
+        k.hmm_categorical_forward_backward(np.array([0, 2**63], dtype=np.uint64), None,
+                                           [1.0], [[1.0]], [[1.0]])
+    # counts too: Poisson and multinomial refuse what int64 cannot hold
+    for make in (lambda: PoissonHMM(K), lambda: MultinomialHMM(K)):
+        with pytest.raises(ValueError, match="below 2\\*\\*63"):
+            make().fit(np.array([[1, 2**63], [3, 4]] * 5, dtype=np.uint64))
+    # large integers below 2**63 are not rounded through float64
+    big = np.array([[2**53 + 1, 0]] * 4, dtype=np.int64)
+    from emfast._validation import check_count_array
+    assert check_count_array(big, estimator="t")[0, 0] == 2**53 + 1
+
+
+@pytest.mark.parametrize("family", ["gaussian", "gmm"])
+def test_gaussian_hmms_refuse_values_they_cannot_square(family):
+    make, data = MODELS[family]
+    X = data()
+    for backend in HMM_BACKENDS:
+        with pytest.raises(ValueError, match="magnitude"):
+            make(backend=backend).fit(X * 1e300)
+        model = make(backend=backend).fit(X)
+        for method in ("score", "predict", "predict_proba"):
+            with pytest.raises(ValueError, match="magnitude"):
+                getattr(model, method)(X * 1e300)
+
+
+def test_gaussian_hmm_fit_is_scale_equivariant_up_to_1e140():
+    """Far from the refusal threshold a rescaled problem is the same problem."""
+    X = _gauss_X(n=200)
+    for backend in HMM_BACKENDS:
+        for ct in ("full", "diag"):
+            a = GaussianHMM(K, ct, n_iter=5, random_state=0, backend=backend).fit(X)
+            c = 1e140
+            b = GaussianHMM(K, ct, n_iter=5, random_state=0, backend=backend,
+                            min_covar=1e-3 * c * c, covars_prior=1e-2 * c * c).fit(X * c)
+            np.testing.assert_allclose(b.means_ / c, a.means_, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(b.transmat_, a.transmat_, rtol=1e-8, atol=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lengths=st.lists(st.one_of(st.integers(-3, 40), st.integers(-2**63, 2**63 - 1),
+                                  st.sampled_from([2**62, 2**63 - 1, -2**63])),
+                        min_size=1, max_size=8),
+       n=st.integers(1, 100))
+@example(lengths=[2**62] * 4 + [7], n=7)              # the int64 sum wraps to exactly 7
+@example(lengths=[2**63 - 1, 2**63 - 1, 9], n=7)
+def test_lengths_to_offsets_never_wraps(lengths, n):
+    """Any int64 lengths: either offsets whose steps are exactly the lengths, or a
+    ValueError; never offsets that only agree with N after an overflow."""
+    from emfast._validation import lengths_to_offsets
+    exact_ok = all(v > 0 for v in lengths) and sum(lengths) == n
+    arr = np.array(lengths, dtype=np.int64)
+    if exact_ok:
+        offsets = lengths_to_offsets(arr, n)
+        assert offsets[0] == 0 and offsets[-1] == n
+        assert np.diff(offsets).tolist() == lengths
+    else:
+        with pytest.raises(ValueError, match="lengths"):
+            lengths_to_offsets(arr, n)

@@ -109,8 +109,8 @@ def test_impossible_sequences_add_nothing(backend, K):
 
 
 @pytest.mark.parametrize("change,match", [
-    (dict(lengths=[3, 4]), "lengths sum to 7 but there are 10 frames"),
-    (dict(lengths=[10, 0]), "lengths must be positive"),
+    (dict(lengths=[3, 4]), "lengths array doesn't sum to 10 samples: the 2 lengths sum to 7"),
+    (dict(lengths=[10, 0]), "lengths must be positive: lengths\\[1\\]"),
     (dict(symbols=np.zeros((10, 1), dtype=int)), "symbols must be a 1-D integer array"),
     (dict(symbols=np.zeros(10)), "symbols must be a 1-D integer array"),
     (dict(symbols=np.full(10, 4)), r"symbols must lie in \[0, 4\): symbols\[0\] = 4"),

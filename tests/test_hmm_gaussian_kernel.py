@@ -135,8 +135,8 @@ def test_float32_input_is_computed_in_float64(backend):
 
 
 @pytest.mark.parametrize("change,match", [
-    (dict(lengths=[3, 4]), "lengths sum to 7 but there are 10 frames"),
-    (dict(lengths=[10, 0]), "lengths must be positive"),
+    (dict(lengths=[3, 4]), "lengths array doesn't sum to 10 samples: the 2 lengths sum to 7"),
+    (dict(lengths=[10, 0]), "lengths must be positive: lengths\\[1\\]"),
     (dict(X=np.zeros(10)), "X must be 2-D"),
     (dict(X=np.zeros((10, 2), dtype=np.int64)), "X must be float32 or float64"),
     (dict(X=np.zeros((10, 3))), "X has 3 features but means have 2"),

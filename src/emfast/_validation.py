@@ -4,6 +4,7 @@ Messages follow scikit-learn's wording where a scikit-learn user would grep for 
 Nothing here modifies what the caller passed in.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -25,10 +26,12 @@ def feature_names(X):
 
 
 def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
-                allow_nan=False, estimator=None):
+                allow_nan=False, estimator=None, max_magnitude=None):
     """Return X as a 2-D C-contiguous float array (float32 kept), or raise.
 
     Lists, DataFrames and integer/bool/object-of-number arrays are converted to float64.
+    ``max_magnitude``: a ValueError when a value's absolute size exceeds it (the Gaussian
+    models pass MAX_GAUSSIAN_MAGNITUDE); checked in the same min/max pass as finiteness.
     """
     where = f" by {estimator}" if estimator else ""
     if X is None:
@@ -82,26 +85,39 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
             f"required{where}."
         )
-    if not allow_nan:
-        bad = ~np.isfinite(arr)
-        if bad.any():
+    if not allow_nan or max_magnitude is not None:
+        # NaN and infinities reach the min or the max: one pass, no (N, D) temporary
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if not allow_nan and not (math.isfinite(lo) and math.isfinite(hi)):
             what = "NaN" if np.isnan(arr).any() else "infinity"
             raise ValueError(
                 f"Input {name} contains {what}. emfast does not handle missing or infinite "
                 "values yet; remove or impute them first."
             )
+        if max_magnitude is not None and max(hi, -lo) > max_magnitude:
+            raise ValueError(
+                f"{name} has values of magnitude {max(hi, -lo):.3g}, beyond the "
+                f"{max_magnitude:g} that {estimator or 'the model'}'s Gaussian statistics can "
+                f"square in float64; rescale {name} (e.g. divide it by its largest absolute "
+                "value)")
     return np.ascontiguousarray(arr)
 
 
 def check_sample_weight(sample_weight, n_samples):
-    """None -> None; otherwise a float64 (n_samples,) array, finite, >= 0, not all zero."""
+    """None -> None; otherwise a float64 (n_samples,) array, finite, >= 0, not all zero,
+    scaled by a power of two so that its mean lies in [1/sqrt(2), sqrt(2)].
+
+    A fit never depends on the absolute scale of the weights: scaling by a power of two is
+    exact, so uniform weights of 1e-300 or 1e300 give the fit of unit weights, and every
+    count floor that the M-steps add is relative to a mean weight of about 1.
+    """
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
         sw = np.full(n_samples, float(sample_weight))
     else:
         try:
-            sw = np.asarray(sample_weight, dtype=np.float64)
+            sw = np.array(sample_weight, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"sample_weight must be numeric: {exc}") from exc
     if sw.ndim != 1 or sw.shape[0] != n_samples:
@@ -114,6 +130,9 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError("Negative values in sample_weight are not allowed")
     if not np.any(sw > 0):
         raise ValueError("sample_weight is all zero: at least one sample needs a positive weight")
+    # first the largest weight into [0.5, 1) so that the sum cannot overflow, then the mean
+    sw = np.ldexp(sw, -int(np.frexp(sw.max())[1]))
+    sw = np.ldexp(sw, -int(round(math.log2(sw.mean()))))
     return np.ascontiguousarray(sw)
 
 
@@ -149,3 +168,132 @@ def check_random_state(seed):
     if isinstance(seed, np.random.RandomState):
         return seed
     raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")
+
+
+def lengths_to_offsets(lengths, n_samples, name="lengths"):
+    """Sequence offsets (S + 1,) int64 from sequence lengths, checked before any kernel
+    reads memory with them; None is one sequence of all ``n_samples`` rows.
+
+    Each length must be a positive integer no larger than ``n_samples`` and the lengths
+    must add up to ``n_samples`` exactly. Values are range-checked in their own dtype
+    before the cast to int64 (a uint64 2**63 or a float 1e300 never wraps), and the
+    running sum is checked to stay within ``n_samples`` at every step: the first partial
+    sum to pass it is at most ``2 * n_samples``, so it is exact, and a later overflow
+    cannot hide it.
+    """
+    if lengths is None:
+        return np.array([0, n_samples], dtype=np.int64)
+    try:
+        arr = np.asarray(lengths)
+    except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+        raise ValueError(f"{name} must be a 1-D sequence of integers: {exc}") from exc
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of integers, got shape "
+                         f"{arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must be integers, got {arr[:10].tolist()}")
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
+    if arr.min() <= 0:
+        bad = np.flatnonzero(arr <= 0)
+        raise ValueError(f"{name} must be positive: {name}[{int(bad[0])}] = {arr[bad[0]]}"
+                         f" ({len(bad)} zero or negative length(s))")
+    offsets = np.zeros(len(arr) + 1, dtype=np.int64)
+    if len(arr) <= n_samples and arr.max() <= n_samples:
+        np.cumsum(arr, dtype=np.int64, out=offsets[1:])
+    if offsets[-1] != n_samples or offsets.max() > n_samples:
+        total = sum(int(v) for v in arr)  # exact; only on this error path
+        raise ValueError(f"{name} array doesn't sum to {n_samples} samples: the {len(arr)} "
+                         f"lengths sum to {total}")
+    return offsets
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def check_count_array(X, *, estimator, what="counts"):
+    """X as a 2-D int64 array of non-negative integers, or a ValueError/TypeError.
+
+    Integer input is range-checked in its own dtype (uint64 values of 2**63 and above
+    do not fit int64 and are refused, never wrapped); floats must be finite, integral
+    and below 2**63. Nothing is converted through a type that would round it.
+    """
+    try:
+        raw = None if _is_sparse(X) else np.asarray(X)
+    except Exception:  # noqa: BLE001 - check_array below says what is wrong
+        raw = None
+    if raw is not None and raw.dtype.kind in "iu":
+        arr = check_array(raw, estimator=estimator, dtypes=(raw.dtype,))
+    else:
+        arr = check_array(X, estimator=estimator)
+        if np.any(arr != np.floor(arr)):
+            raise ValueError(f"{estimator}: {what} should be integers; X has non-integral "
+                             "values")
+    if np.any(arr < 0):
+        raise ValueError(f"{estimator}: {what} should be nonnegative; X has negative values "
+                         f"(min {arr.min()})")
+    top = arr.max()
+    if (top > _INT64_MAX) if arr.dtype.kind in "iu" else (top >= 2.0 ** 63):
+        raise ValueError(f"{estimator}: {what} must be below 2**63 (they are used as int64); "
+                         f"X has {top}")
+    return arr.astype(np.int64)
+
+
+# Rows whose coordinates reach this size give squared distances and second moments beyond
+# float64's range (sqrt(max) is about 1.3e154, and the statistics sum many squares): the
+# Gaussian estimators refuse them, alike on both backends, instead of returning NaN
+# parameters or all-zero responsibilities.
+MAX_GAUSSIAN_MAGNITUDE = 1e150
+
+
+def check_spd(matrix, what):
+    """ValueError unless ``matrix`` is symmetric (to rounding) and positive definite in
+    the sense the kernels need: its Cholesky factorisation succeeds. (An eigenvalue test
+    can disagree with Cholesky by rounding at the edge; this is the one the fit's own
+    factorisation applies, so a matrix a fit stored is always accepted.)"""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{what} must be a square matrix, got shape {m.shape}")
+    if not np.allclose(m, m.T):
+        raise ValueError(f"{what} must be symmetric, positive-definite (it is not symmetric)")
+    try:
+        np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{what} must be symmetric, positive-definite") from None
+    return m
+
+
+SHAPE_ERROR = "{name} must have shape {shape}, got {got}"
+# scikit-learn's wording, for the mixture estimators' *_init parameters
+SKLEARN_SHAPE_ERROR = "The parameter '{name}' should have the shape of {shape}, but got {got}"
+
+
+def check_float_array(name, value, shape, shape_error=SHAPE_ERROR):
+    """A float64 copy of ``value`` of exactly ``shape``, finite; ValueError otherwise
+    (``shape_error`` formats the shape message with name, shape and got)."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
+    if arr.shape != tuple(shape):
+        raise ValueError(shape_error.format(name=name, shape=tuple(shape), got=arr.shape))
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_probabilities(name, value, shape):
+    """A float64 copy of probability vectors of ``shape`` (the last axis sums to 1, to
+    rounding), non-negative and finite; ValueError naming the problem otherwise."""
+    arr = check_float_array(name, value, shape)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative (it holds probabilities)")
+    s = arr.sum(axis=-1)
+    if not np.allclose(s, 1):
+        if arr.ndim == 1:
+            raise ValueError(f"{name} must sum to 1 (got {float(s):.4f})")
+        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
+    return arr

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from emfast import _validation as V
 from emfast._config import get_backend, resolve_n_threads
 
 __all__ = [
@@ -95,7 +96,16 @@ def _as_input(X):
         raise TypeError(f"X must be float32 or float64, got dtype {X.dtype}")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.shape[1] == 0:
+        raise ValueError(f"X has no features (shape {X.shape}); at least one is needed")
     return np.ascontiguousarray(X)
+
+
+def _check_n_states(K, what):
+    """K = 0 would leave the kernels' per-row log-sum-exp and forward recursions with
+    nothing to normalise by: refused here, for every kernel alike."""
+    if K == 0:
+        raise ValueError(f"{what} has no components/states (K = 0); at least one is needed")
 
 
 def _as_param(name, a, shape):
@@ -122,6 +132,7 @@ def _params(X, means, prec_chol, covariance_type, log_const):
         if means.ndim != 2:
             raise ValueError(f"means must be 2-D (n_components, n_features), got {means.shape}")
     K, D = means.shape
+    _check_n_states(K, "means")
     if X.shape[1] != D:
         raise ValueError(f"X has {X.shape[1]} features but means have {D}")
     means = _as_param("means", means, (K, D))
@@ -263,6 +274,7 @@ def gaussian_weighted_stats(X, resp, means, covariance_type, *, out=None, backen
     if means.ndim != 2 or means.shape[1] != X.shape[1]:
         raise ValueError(f"means must have shape (K, {X.shape[1]}), got {means.shape}")
     K, D = means.shape
+    _check_n_states(K, "means")
     means = np.ascontiguousarray(means)
     resp = _as_param("resp", resp, (X.shape[0], K))
     if out is None:
@@ -301,16 +313,9 @@ __all__ += ["hmm_forward_backward", "hmm_gaussian_forward_backward",
 
 def _hmm_offsets(lengths, T):
     """(S + 1,) int64 sequence offsets from lengths (None: one sequence of T frames)."""
-    lengths = np.asarray([T] if lengths is None else lengths)
-    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
-        raise ValueError("lengths must be a 1-D array of integers")
-    if np.any(lengths <= 0):
-        raise ValueError(f"lengths must be positive, got {lengths[lengths <= 0][:5].tolist()}")
-    if int(lengths.sum()) != T:
-        raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {T} frames")
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets
+    if T == 0:
+        raise ValueError("there are no frames: an HMM needs at least one")
+    return V.lengths_to_offsets(lengths, T)
 
 
 def _hmm_inputs(log_emission, lengths, startprob, transmat):
@@ -321,6 +326,7 @@ def _hmm_inputs(log_emission, lengths, startprob, transmat):
             raise ValueError(f"log_emission must be 2-D (n_frames, n_states), got shape {le.shape}")
     le = np.ascontiguousarray(le)
     T, K = le.shape
+    _check_n_states(K, "log_emission")
     offsets = _hmm_offsets(lengths, T)
     startprob = _as_param("startprob", startprob, (K,))
     transmat = _as_param("transmat", transmat, (K, K))
@@ -453,6 +459,9 @@ def hmm_categorical_forward_backward(symbols, lengths, startprob, transmat, emis
     if ep.ndim != 2:
         raise ValueError(f"emissionprob must be 2-D (n_states, n_symbols), got shape {ep.shape}")
     K, F = ep.shape
+    _check_n_states(K, "emissionprob")
+    if F == 0:
+        raise ValueError("emissionprob has no symbols (shape (K, 0)); at least one is needed")
     sym = _check_symbols(symbols, F)
     return _categorical_forward_backward(sym, _hmm_offsets(lengths, len(sym)),
                                          _as_param("startprob", startprob, (K,)),
@@ -535,13 +544,12 @@ def symbol_counts(symbols, weights, n_symbols, *, out=None, backend="auto", n_th
 
     Returns the (F, K) counts.
     """
-    n_symbols = int(n_symbols)
-    if n_symbols < 1:
-        raise ValueError(f"n_symbols must be at least 1, got {n_symbols}")
+    n_symbols = V.check_int("n_symbols", n_symbols, 1)
     sym = _check_symbols(symbols, n_symbols)
     weights = np.asarray(weights)
     if weights.ndim != 2:
         raise ValueError(f"weights must be 2-D (T, K), got shape {weights.shape}")
+    _check_n_states(weights.shape[1], "weights")
     w = _as_param("weights", weights, (len(sym), weights.shape[1]))
     return _symbol_counts(sym, w, _check_out("out", out, (n_symbols, w.shape[1])), backend,
                           n_threads)

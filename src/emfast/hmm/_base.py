@@ -135,12 +135,11 @@ def _normalize_rows(a):
 class _HMMFamily:
     """E-step and M-step of one HMM, as the EM drivers want them."""
 
-    def __init__(self, emission, lengths, params_letters, startprob_prior, transmat_prior,
+    def __init__(self, emission, offsets, params_letters, startprob_prior, transmat_prior,
                  backend):
         self.emission = emission
-        self.lengths = lengths
-        self.offsets = np.zeros(len(lengths) + 1, dtype=np.int64)   # sequence bounds
-        np.cumsum(lengths, out=self.offsets[1:])
+        self.offsets = offsets   # sequence bounds, (S + 1,) int64, checked
+        self.lengths = np.diff(offsets)
         self.letters = params_letters
         self.fit_emission = any(c in params_letters for c in emission.letters)
         self.fused = self.fit_emission and hasattr(emission, "fuses") and emission.fuses(backend)
@@ -195,53 +194,6 @@ class _HMMFamily:
         if self.fit_emission:
             emission = self.emission.m_step(stats.emission, old.emission, self.letters)
         return HMMParams(startprob, transmat, emission)
-
-
-def check_lengths(lengths, n_samples):
-    """lengths as an int64 array of positive integers summing to n_samples (None: one
-    sequence); ValueError naming the problem otherwise."""
-    if lengths is None:
-        return np.array([n_samples], dtype=np.int64)
-    try:
-        arr = np.asarray(lengths)
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"lengths must be a 1-D sequence of integers: {exc}") from exc
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"lengths must be a non-empty 1-D sequence of integers, got shape "
-                         f"{arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"lengths must be integers, got {arr[:10].tolist()}")
-    elif arr.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    bad = np.flatnonzero(arr <= 0)
-    if len(bad):
-        raise ValueError(f"lengths must be positive: lengths[{int(bad[0])}] = {int(arr[bad[0]])}"
-                         f" ({len(bad)} zero or negative length(s))")
-    total = int(arr.sum())
-    if total != n_samples:
-        raise ValueError(f"lengths array doesn't sum to {n_samples} samples: the "
-                         f"{len(arr)} lengths sum to {total}")
-    return arr
-
-
-def _check_distribution(name, value, shape):
-    arr = np.array(value, dtype=np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity")
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be non-negative (it holds probabilities)")
-    s = arr.sum(axis=-1)
-    if not np.allclose(s, 1):
-        if arr.ndim == 1:
-            raise ValueError(f"{name} must sum to 1 (got {float(s):.4f})")
-        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
-    return arr
 
 
 class BaseHMM(ParamsMixin):
@@ -330,9 +282,9 @@ class BaseHMM(ParamsMixin):
         todo = todo or {}
         sp = tm = None
         if not todo.get("s"):
-            sp = _check_distribution("startprob_", self.startprob_, (K,))
+            sp = V.check_probabilities("startprob_", self.startprob_, (K,))
         if not todo.get("t"):
-            tm = _check_distribution("transmat_", self.transmat_, (K, K))
+            tm = V.check_probabilities("transmat_", self.transmat_, (K, K))
         em = self._emission_from_attrs({c: not todo.get(c) for c in self._emission_attrs})
         return HMMParams(sp, tm, em)
 
@@ -345,7 +297,7 @@ class BaseHMM(ParamsMixin):
         """
         n_threads = self._check_parameters()
         X = self._check_X(X, fitting=True)
-        lengths = check_lengths(lengths, X.shape[0])
+        offsets = V.lengths_to_offsets(lengths, X.shape[0])
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}
@@ -355,14 +307,16 @@ class BaseHMM(ParamsMixin):
         fixed = self._params_from_attrs(todo)
         self._warn_few_data(X, emission)
         sp_prior, tp_prior = self._priors(K)
-        family = _HMMFamily(emission, lengths, self.params, sp_prior, tp_prior, self.backend)
+        family = _HMMFamily(emission, offsets, self.params, sp_prior, tp_prior, self.backend)
         rng = V.check_random_state(self.random_state)
         n_init = self.n_init
 
         def init(X_, sw_, rng_):
             # hmmlearn draws startprob and transmat from check_random_state(random_state),
             # then the emission parameters from a second check_random_state(random_state).
-            em_rng = V.check_random_state(self.random_state) if n_init == 1 else rng_
+            # A restart the driver gives the fit's own stream (n_init=1, or a driver whose
+            # restart 0 is the n_init=1 run) draws exactly so; the others use their stream.
+            em_rng = V.check_random_state(self.random_state) if rng_ is rng else rng_
             sp = fixed.startprob
             tm = fixed.transmat
             alpha = np.full(K, 1.0 / K)
@@ -398,7 +352,12 @@ class BaseHMM(ParamsMixin):
             _log.warning("Fitting a model with %d free scalar parameters with only %d data "
                          "points will result in a degenerate solution.", n_fit, X.size)
 
+    def _check_options(self):
+        """Check the options that inference reads and a user may have changed after fit
+        (a model with such options overrides this)."""
+
     def _get_n_fit_scalars_per_param(self):
+        self._check_options()
         K = self.n_components
         out = {"s": K - 1, "t": K * (K - 1)}
         out.update(self._emission_model(self.n_features).n_fit_scalars(self.n_features))
@@ -407,6 +366,7 @@ class BaseHMM(ParamsMixin):
     # ------------------------------------------------------------------ inference
     def _prepare_inference(self, X, lengths):
         self._check_is_fitted_hmm()
+        self._check_options()
         self._infer_n_features()
         V.check_option("implementation", self.implementation, IMPLEMENTATIONS)
         V.check_option("backend", self.backend, BACKENDS)
@@ -414,7 +374,7 @@ class BaseHMM(ParamsMixin):
         emission = self._emission_model(self.n_features)
         params.emission = emission.prepare(params.emission)
         X = self._check_X(X, fitting=False)
-        lengths = check_lengths(lengths, X.shape[0])
+        lengths = np.diff(V.lengths_to_offsets(lengths, X.shape[0]))
         n_threads = resolve_n_threads(self.n_threads)
         le = emission.log_likelihood(X, params.emission, self.backend, n_threads)
         return params, le, lengths, n_threads
@@ -471,6 +431,7 @@ class BaseHMM(ParamsMixin):
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw (X, state_sequence) from the model; ``currstate`` fixes the first state."""
         self._check_is_fitted_hmm()
+        self._check_options()
         if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) \
                 or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
@@ -525,15 +486,3 @@ class BaseHMM(ParamsMixin):
     def bic(self, X, lengths=None):
         """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
         return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
-
-
-def check_counts(X, estimator, what="counts"):
-    """X as a 2-D int64 array of non-negative integers (float arrays with integral values
-    are accepted); NaN/inf, fractions and negative values are ValueErrors."""
-    arr = V.check_array(X, estimator=estimator)
-    if np.any(arr != np.floor(arr)):
-        raise ValueError(f"{estimator}: {what} should be integers; X has non-integral values")
-    if np.any(arr < 0):
-        raise ValueError(f"{estimator}: {what} should be nonnegative; X has negative values "
-                         f"(min {arr.min():g})")
-    return arr.astype(np.int64)

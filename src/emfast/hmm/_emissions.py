@@ -20,19 +20,22 @@ written on statistics centred on the current means, so they never form E[x x^T] 
 Loops run over states or mixture components, never over rows.
 """
 
+import warnings
+
 import numpy as np
 from scipy.special import gammaln
 
+from emfast import _validation as V
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
+from emfast.exceptions import DegenerateComponentWarning
 from emfast.mixture import _gaussian as G
 from emfast.mixture._kmeans import kmeans
 from emfast.hmm._stats import ArrayStats
 
 # hmmlearn's retry floor when a covariance is not positive definite.
 _CHOL_FLOOR = 1e-7
-_TINY = np.finfo(np.float64).tiny
 
 
 def _prior(value, shape, name):
@@ -98,15 +101,30 @@ def gaussian_posterior_stats(X, post, centre, covariance_type, backend, n_thread
     return GaussianStats(ct, centre, nk, s1, s2, 0.0, float(T))
 
 
+def _ratio_or_keep(numerator, denominator, old, what):
+    """numerator / denominator where the denominator is positive; elsewhere (a state or
+    mixture component with no posterior mass, where hmmlearn's estimate is 0/0 or x/0)
+    the previous value is kept, with a DegenerateComponentWarning."""
+    num, den = np.broadcast_arrays(numerator, denominator)
+    ok = den > 0
+    if ok.all():
+        return numerator / denominator
+    warnings.warn(f"{int(np.size(ok) - np.count_nonzero(ok))} {what} value(s) had no "
+                  "posterior mass to estimate them from (a state or mixture component "
+                  "that no frame visits); their previous values are kept. Consider fewer "
+                  "states or mixture components.", DegenerateComponentWarning, stacklevel=4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, num / np.where(ok, den, 1.0), np.broadcast_to(old, num.shape))
+
+
 def _spd_factor(covars, covariance_type):
-    """(prec_chol, log_const) of the covariances; a non-positive-definite one is
-    regularised with a warning (hmmlearn retries with 1e-7 on the diagonal)."""
-    if covariance_type in ("diag", "spherical"):
-        prec_chol = 1.0 / np.sqrt(np.maximum(covars, _TINY))
-    else:
-        prec_chol, _ = G.precision_cholesky(np.array(covars, dtype=np.float64),
-                                            covariance_type, _CHOL_FLOOR)
-    return prec_chol
+    """(prec_chol, covars): the kernels' precision factor and the covariances it belongs
+    to. A covariance that is not positive (definite) -- a state whose posterior mass sits
+    on fewer points than dimensions leaves one singular up to rounding -- is regularised
+    with a DegenerateComponentWarning (hmmlearn's 1e-7 retry floor on the diagonal) and
+    returned regularised, so that what a fit stores is what its own score accepts."""
+    return G.precision_cholesky(np.array(covars, dtype=np.float64), covariance_type,
+                                _CHOL_FLOOR)
 
 
 class GaussianEmission:
@@ -127,7 +145,7 @@ class GaussianEmission:
         """Add the kernels' ``prec_chol`` and ``log_const`` to ``p``."""
         ct = self.covariance_type
         p = dict(p)
-        p["prec_chol"] = _spd_factor(p["covars"], ct)
+        p["prec_chol"], p["covars"] = _spd_factor(p["covars"], ct)
         D = p["means"].shape[1]
         p["log_const"] = kernels.log_normalizer(p["prec_chol"], ct, D) * np.ones(self.K)
         return p
@@ -143,15 +161,7 @@ class GaussianEmission:
         if todo.get("c"):
             Xd = np.asarray(X, dtype=np.float64)
             cv = np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
-            ct = self.covariance_type
-            if ct == "spherical":
-                p["covars"] = np.full(K, cv.mean())
-            elif ct == "diag":
-                p["covars"] = np.tile(np.diag(cv), (K, 1))
-            elif ct == "full":
-                p["covars"] = np.tile(cv, (K, 1, 1))
-            else:
-                p["covars"] = cv
+            p["covars"] = G.covariances_from_template(cv, self.covariance_type, K)
         return p
 
     # E-step pieces ------------------------------------------------------------------
@@ -209,8 +219,8 @@ class GaussianEmission:
         if "c" in letters:
             d = means - c
             md = means - m0
+            scatter = G.scatter_about(ct, s1, s2, N, d)  # about the new means
             if ct in ("diag", "spherical"):
-                scatter = s2 - 2.0 * d * s1 + N[:, None] * d * d
                 c_n = mw * md * md + scatter
                 cw = self._prior_of("covars_weight", (K, D))
                 c_d = np.maximum(cw - 1.0, 0.0) + N[:, None]
@@ -224,21 +234,21 @@ class GaussianEmission:
                     raise ValueError("means_weight must be a scalar or have shape "
                                      f"({K},) for covariance_type={ct!r}")
                 mwk = np.broadcast_to(mwk, (K,))
-                ds = np.einsum("ki,kj->kij", d, s1)
-                shift = ds + ds.transpose(0, 2, 1) - N[:, None, None] * np.einsum(
-                    "ki,kj->kij", d, d)
                 prior_term = mwk[:, None, None] * np.einsum("ki,kj->kij", md, md)
                 cw = np.asarray(self.covars_weight, dtype=np.float64)
                 if ct == "full":
-                    c_n = prior_term + s2 - shift
+                    c_n = prior_term + scatter
                     cvw = np.maximum(_prior(cw, (K, 1, 1), "covars_weight") - D, 0.0)
-                    cov = (self._prior_of("covars_prior", (K, D, D)) + c_n) \
-                        / (cvw + N[:, None, None])
+                    cov = _ratio_or_keep((self._prior_of("covars_prior", (K, D, D)) + c_n),
+                                         cvw + N[:, None, None], p["covars"], "covariance")
                 else:
-                    c_n = (prior_term - shift).sum(axis=0) + s2
+                    c_n = prior_term.sum(axis=0) + scatter
                     cvw = np.maximum(cw - D, 0.0)
-                    cov = (np.broadcast_to(np.asarray(self.covars_prior, dtype=np.float64),
-                                           (D, D)) + c_n) / (cvw + N.sum())
+                    cov = _ratio_or_keep(
+                        np.broadcast_to(np.asarray(self.covars_prior, dtype=np.float64),
+                                        (D, D)) + c_n, cvw + N.sum(), p["covars"],
+                        "tied covariance")
+                cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))  # exactly symmetric
             out["covars"] = cov
         return self.prepare(out)
 
@@ -246,35 +256,39 @@ class GaussianEmission:
     def sample(self, p, states, rng):
         ct = self.covariance_type
         means, cov = p["means"], p["covars"]
-        D = means.shape[1]
-        X = np.empty((len(states), D))
+        X = np.empty((len(states), means.shape[1]))
         for k in np.unique(states):
             idx = np.flatnonzero(states == k)
-            if ct in ("full", "tied"):
-                X[idx] = rng.multivariate_normal(means[k], cov[k] if ct == "full" else cov,
-                                                 size=len(idx))
-            else:
-                X[idx] = means[k] + rng.standard_normal((len(idx), D)) * np.sqrt(cov[k])
+            X[idx] = G.draw(rng, means[k], cov if ct == "tied" else cov[k], ct, len(idx))
         return X
 
     def n_fit_scalars(self, n_features):
         K, D = self.K, n_features
-        return {"m": K * D,
-                "c": {"spherical": K, "diag": K * D, "full": K * D * (D + 1) // 2,
-                      "tied": D * (D + 1) // 2}[self.covariance_type]}
+        return {"m": K * D, "c": G.n_covariance_parameters(self.covariance_type, K, D)}
 
 
 def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
     """A validated float64 copy of covariances in compact form; ValueError when the shape
-    or positive definiteness is wrong. Spherical also accepts hmmlearn's fitted (K, D)
-    form with equal entries in each row."""
-    cv = np.array(covars, dtype=np.float64)
+    or positive definiteness is wrong. The layouts hmmlearn accepts on assignment are
+    accepted: spherical (K,), (K, 1, ..., 1) and hmmlearn's fitted (K, D) form with equal
+    entries in each row (all made (K,)); diag (K, D), or (K, 1) for one variance per
+    state that applies to every feature (kept as given and broadcast where D is known);
+    full (K, D, D); tied (D, D)."""
+    try:
+        cv = np.array(covars, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array: {exc}") from exc
     if not np.all(np.isfinite(cv)):
         raise ValueError(f"{name} contains NaN or infinity")
     ct = covariance_type
+    if ct not in kernels.COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {kernels.COVARIANCE_TYPES}, got "
+                         f"{ct!r}")
     if ct == "spherical":
-        if cv.ndim == 2 and cv.shape[0] == K and np.allclose(cv, cv[:, :1]):
-            cv = cv[:, 0].copy()
+        if cv.ndim >= 1 and cv.shape[0] == K and cv.size == K:
+            cv = cv.reshape(K)
+        elif cv.ndim == 2 and cv.shape[0] == K and np.allclose(cv, cv[:, :1]):
+            cv = cv.mean(axis=1)
         if cv.shape != (K,):
             raise ValueError(f"'spherical' {name} must have shape (n_components,) = ({K},), "
                              f"got {cv.shape}")
@@ -290,31 +304,14 @@ def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
         if cv.ndim != 2 or cv.shape[0] != cv.shape[1]:
             raise ValueError(f"'tied' {name} must have shape (n_features, n_features), "
                              f"got {cv.shape}")
-        _check_spd(cv, f"'tied' {name}")
+        V.check_spd(cv, f"'tied' {name}")
     else:
         if cv.ndim != 3 or cv.shape[0] != K or cv.shape[1] != cv.shape[2]:
             raise ValueError(f"'full' {name} must have shape (n_components, n_features, "
                              f"n_features), got {cv.shape}")
         for k, m in enumerate(cv):
-            _check_spd(m, f"component {k} of 'full' {name}")
+            V.check_spd(m, f"component {k} of 'full' {name}")
     return cv
-
-
-def _check_spd(m, what):
-    if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0):
-        raise ValueError(f"{what} must be symmetric, positive-definite")
-
-
-def full_covars(covars, covariance_type, K, D):
-    """Covariances as (K, D, D) matrices whatever the type (hmmlearn's ``covars_``)."""
-    cv = np.asarray(covars)
-    if covariance_type == "full":
-        return cv
-    if covariance_type == "tied":
-        return np.tile(cv, (K, 1, 1))
-    if covariance_type == "diag":
-        return cv[:, :, None] * np.eye(cv.shape[1])
-    return cv.reshape(-1)[:, None, None] * np.eye(D)
 
 
 # ----------------------------------------------------------------------------------------
@@ -362,18 +359,21 @@ class GMMEmission:
         p = dict(p)
         K, M, D = p["means"].shape
         if ct == "spherical":  # the kernels get per-feature variances (K, M, D)
-            cov = np.repeat(p["covars"][:, :, None], D, axis=2)
+            cov = G.per_feature_variances(p["covars"], D)
         else:
             cov = p["covars"]
         kt = self._kernel_type()
-        pcs, consts = [], []
+        pcs, consts, covs = [], [], []
         for k in range(K):
-            pc = _spd_factor(cov[k], kt)
+            pc, cv = _spd_factor(cov[k], kt)
             pcs.append(pc)
+            covs.append(cv)
             consts.append(kernels.log_normalizer(pc, kt, D, _log0(p["weights"][k]))
                           * np.ones(M))
         p["prec_chol"] = np.stack(pcs)
         p["log_const"] = np.stack(consts)
+        covs = np.stack(covs)
+        p["covars"] = covs[:, :, 0] if ct == "spherical" else covs  # floors equal over D
         return p
 
     def init(self, X, rng, todo, p):
@@ -408,14 +408,11 @@ class GMMEmission:
             if cv is None:
                 cv = compute_cv()
             ct = self.covariance_type
-            if ct == "tied":
-                p["covars"] = np.tile(cv, (K, 1, 1))
-            elif ct == "full":
-                p["covars"] = np.tile(cv, (K, M, 1, 1))
-            elif ct == "diag":
-                p["covars"] = np.tile(np.diag(cv), (K, M, 1))
-            else:
-                p["covars"] = np.full((K, M), cv.mean())
+            if ct == "tied":  # one matrix per state
+                p["covars"] = G.covariances_from_template(cv, "full", K)
+            else:             # the same M covariances in every state
+                per_state = G.covariances_from_template(cv, ct, M)
+                p["covars"] = np.tile(per_state, (K,) + (1,) * per_state.ndim)
         return p
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
@@ -482,7 +479,10 @@ class GMMEmission:
                 c_n = (lam * np.einsum("kmi,kmi->km", cm, cm)
                        + 2.0 * pr["covars_weight"] + s2.sum(axis=-1))
                 c_d = D * (nk + 1.0) + 2.0 * (pr["covars_prior"] + 1.0)
-            out["covars"] = c_n / c_d
+            cov = _ratio_or_keep(c_n, c_d, p["covars"], "mixture covariance")
+            if ct in ("full", "tied"):
+                cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))  # exactly symmetric
+            out["covars"] = cov
         return self.prepare(out)
 
     def sample(self, p, states, rng):
@@ -494,22 +494,15 @@ class GMMEmission:
             mix = rng.choice(M, size=len(idx), p=p["weights"][k])
             for m in np.unique(mix):
                 rows = idx[mix == m]
-                mean = p["means"][k, m]
-                if ct == "full":
-                    X[rows] = rng.multivariate_normal(mean, p["covars"][k, m], size=len(rows))
-                elif ct == "tied":
-                    X[rows] = rng.multivariate_normal(mean, p["covars"][k], size=len(rows))
-                else:
-                    var = p["covars"][k, m]
-                    X[rows] = mean + rng.standard_normal((len(rows), D)) * np.sqrt(var)
+                cov = p["covars"][k] if ct == "tied" else p["covars"][k, m]
+                X[rows] = G.draw(rng, p["means"][k, m], cov, ct, len(rows))
         return X
 
     def n_fit_scalars(self, n_features):
         K, D, M = self.K, n_features, self.M
+        # a state's emission is an M-component mixture; "w" is hmmlearn's count (M - 1)
         return {"m": K * M * D,
-                "c": {"spherical": K * M, "diag": K * M * D,
-                      "full": K * M * D * (D + 1) // 2,
-                      "tied": K * D * (D + 1) // 2}[self.covariance_type],
+                "c": K * G.n_covariance_parameters(self.covariance_type, M, D),
                 "w": M - 1}
 
 
@@ -528,7 +521,7 @@ def check_gmm_covars(covars, covariance_type, K, M, D):
     else:
         mats = cv.reshape(-1, D, D)
         for i, m in enumerate(mats):
-            _check_spd(m, f"covariance matrix {i} of covars_")
+            V.check_spd(m, f"covariance matrix {i} of covars_")
     return cv
 
 
@@ -700,5 +693,5 @@ class PoissonEmission:
 
 
 __all__ = ["GaussianEmission", "GMMEmission", "CategoricalEmission", "MultinomialEmission",
-           "PoissonEmission", "gaussian_posterior_stats", "full_covars",
+           "PoissonEmission", "gaussian_posterior_stats",
            "check_gaussian_covars", "check_gmm_covars"]

@@ -9,20 +9,27 @@ import numpy as np
 
 from emfast import _validation as V
 from emfast import kernels
-from emfast.hmm._base import BaseHMM, check_counts
+from emfast.hmm._base import BaseHMM
 from emfast.hmm import _emissions as E
+from emfast.mixture import _gaussian as G
 
 
-def _check_float_array(name, value, shape):
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric: {exc}") from exc
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity")
-    return arr
+def _n_features_of(name, value, layout):
+    """n_features read from a parameter set by hand, whose ``layout`` names its axes
+    (e.g. ("n_components", "n_features")); ValueError when its shape does not fit."""
+    shape = np.shape(value)
+    if len(shape) != len(layout) or shape[-1] < 1:
+        raise ValueError(f"{name} must have shape ({', '.join(layout)}) with "
+                         f"n_features >= 1, got {shape}")
+    return int(shape[-1])
+
+
+class _CovarianceTypeMixin:
+    """covariance_type checked wherever it is read, also when it was set after fit
+    (hmmlearn's ValueError, never a KeyError)."""
+
+    def _check_options(self):
+        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
 
 
 class _FeatureCountMixin:
@@ -37,7 +44,7 @@ class _FeatureCountMixin:
                              f"{self.n_features} features as input.")
 
 
-class GaussianHMM(_FeatureCountMixin, BaseHMM):
+class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     """Hidden Markov model with Gaussian emissions; the API of ``hmmlearn.hmm.GaussianHMM``.
 
     Fitted attributes: ``startprob_`` (K,), ``transmat_`` (K, K), ``means_`` (K, D),
@@ -71,16 +78,18 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
     @property
     def covars_(self):
         """Covariance matrices, (n_components, n_features, n_features)."""
-        return E.full_covars(self._covars_, self.covariance_type, self.n_components,
+        self._check_options()
+        return G.full_covariances(self._covars_, self.covariance_type, self.n_components,
                              self._n_features_from_attrs())
 
     @covars_.setter
     def covars_(self, covars):
+        self._check_options()
         self._covars_ = E.check_gaussian_covars(covars, self.covariance_type,
                                                 self.n_components)
 
     def _check_parameters(self):
-        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
+        self._check_options()
         V.check_real("min_covar", self.min_covar, 0.0)
         return super()._check_parameters()
 
@@ -90,22 +99,25 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
                                   self.covars_weight)
 
     def _check_X(self, X, fitting):
-        X = V.check_array(X, estimator=type(self).__name__)
+        X = V.check_array(X, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         self._set_or_check_n_features(X, fitting)
         return X
 
     def _n_features_from_attrs(self):
         if getattr(self, "n_features", None) is not None:
             return self.n_features
-        return int(np.shape(self.means_)[1])
+        return _n_features_of("means_", self.means_, ("n_components", "n_features"))
 
     def _emission_from_attrs(self, keep):
         K, D, ct = self.n_components, self.n_features, self.covariance_type
         p = {}
         if keep["m"]:
-            p["means"] = _check_float_array("means_", self.means_, (K, D))
+            p["means"] = V.check_float_array("means_", self.means_, (K, D))
         if keep["c"]:
             cv = E.check_gaussian_covars(self._covars_, ct, K)
+            if ct == "diag" and cv.shape == (K, 1):  # one variance per state, every feature
+                cv = np.repeat(cv, D, axis=1)
             need = kernels.prec_chol_shape(ct, K, D)
             if cv.shape != need:
                 raise ValueError(f"{ct!r} covars_ must have shape {need} for "
@@ -118,7 +130,7 @@ class GaussianHMM(_FeatureCountMixin, BaseHMM):
         self._covars_ = p["covars"]
 
 
-class GMMHMM(_FeatureCountMixin, BaseHMM):
+class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     """Hidden Markov model with Gaussian-mixture emissions; the API of
     ``hmmlearn.hmm.GMMHMM``.
 
@@ -152,7 +164,7 @@ class GMMHMM(_FeatureCountMixin, BaseHMM):
         self.covariance_type = covariance_type
 
     def _check_parameters(self):
-        V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
+        self._check_options()
         V.check_real("min_covar", self.min_covar, 0.0)
         V.check_int("n_mix", self.n_mix, 1)
         return super()._check_parameters()
@@ -163,24 +175,21 @@ class GMMHMM(_FeatureCountMixin, BaseHMM):
                              self.means_weight, self.covars_prior, self.covars_weight)
 
     def _check_X(self, X, fitting):
-        X = V.check_array(X, estimator=type(self).__name__)
+        X = V.check_array(X, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         self._set_or_check_n_features(X, fitting)
         return X
 
     def _n_features_from_attrs(self):
-        return int(np.shape(self.means_)[2])
+        return _n_features_of("means_", self.means_, ("n_components", "n_mix", "n_features"))
 
     def _emission_from_attrs(self, keep):
         K, M, D = self.n_components, self.n_mix, self.n_features
         p = {}
         if keep["w"]:
-            w = _check_float_array("weights_", self.weights_, (K, M))
-            if np.any(w < 0) or not np.allclose(w.sum(axis=1), 1):
-                raise ValueError(f"weights_ rows must be non-negative and sum to 1 (got row "
-                                 f"sums of {w.sum(axis=1)})")
-            p["weights"] = w
+            p["weights"] = V.check_probabilities("weights_", self.weights_, (K, M))
         if keep["m"]:
-            p["means"] = _check_float_array("means_", self.means_, (K, M, D))
+            p["means"] = V.check_float_array("means_", self.means_, (K, M, D))
         if keep["c"]:
             p["covars"] = E.check_gmm_covars(self.covars_, self.covariance_type, K, M, D)
         return p
@@ -198,13 +207,15 @@ class _EmissionProbAttrs:
     _emission_attrs = {"e": "emissionprob_"}
 
     def _n_features_from_attrs(self):
-        return int(np.shape(self.emissionprob_)[1])
+        return _n_features_of("emissionprob_", self.emissionprob_,
+                              ("n_components", "n_features"))
 
     def _emission_from_attrs(self, keep):
         p = {}
         if keep["e"]:
-            p["emissionprob"] = _check_probabilities(
-                "emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
+            p["emissionprob"] = V.check_probabilities(
+                "emissionprob_", np.atleast_2d(self.emissionprob_),
+                (self.n_components, self.n_features))
         return p
 
     def _set_emission_attrs(self, p):
@@ -241,7 +252,7 @@ class CategoricalHMM(_EmissionProbAttrs, BaseHMM):
 
     def _check_X(self, X, fitting):
         name = type(self).__name__
-        X = check_counts(X, name, "symbols")
+        X = V.check_count_array(X, estimator=name, what="symbols")
         if X.shape[1] != 1:
             raise ValueError(f"{name} expects X of shape (n_samples, 1) holding one symbol "
                              f"per sample, got shape {X.shape}")
@@ -258,24 +269,15 @@ class CategoricalHMM(_EmissionProbAttrs, BaseHMM):
 
 
 
-def _check_probabilities(name, value, shape):
-    arr = _check_float_array(name, np.atleast_2d(value), shape)
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be non-negative")
-    s = arr.sum(axis=1)
-    if not np.allclose(s, 1):
-        raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
-    return arr
-
-
 class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
     """Hidden Markov model with multinomial emissions; the API of
     ``hmmlearn.hmm.MultinomialHMM``. Each row of X holds non-negative integer counts; with
     ``n_trials`` given, every row must sum to it.
 
     Fitted attributes: ``startprob_``, ``transmat_``, ``emissionprob_`` (K, n_features),
-    ``n_features``, ``n_trials_`` (``n_trials``, or the row sums of the training X when it
-    is None; hmmlearn writes those into ``n_trials`` itself) and ``monitor_``.
+    ``n_features`` and ``monitor_``. As in hmmlearn 0.3.3, ``fit`` with ``n_trials=None``
+    sets ``n_trials`` to the row sums of the training X (an array), which a later ``fit``
+    then checks its X against and ``sample`` draws with when they are all equal.
     """
 
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0,
@@ -291,25 +293,21 @@ class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
         return E.MultinomialEmission(self.n_components, n_features)
 
     def _check_X(self, X, fitting):
-        X = check_counts(X, type(self).__name__, "symbol counts")
+        X = V.check_count_array(X, estimator=type(self).__name__, what="symbol counts")
         self._set_or_check_n_features(X, fitting)
         if fitting:
             sums = X.sum(axis=1)
             if self.n_trials is None:
-                self.n_trials_ = sums
+                self.n_trials = sums
             else:
                 nt = np.asarray(self.n_trials)
                 if not (nt.ndim == 0 or nt.shape == sums.shape) or not np.all(sums == nt):
                     raise ValueError("Total count for each sample should add up to the number "
                                      f"of trials (n_trials = {self.n_trials!r})")
-                self.n_trials_ = self.n_trials
         return X
 
-
     def _sample_emissions(self, emission, p, states, rng):
-        n_trials = self.n_trials if self.n_trials is not None else getattr(
-            self, "n_trials_", None)
-        values = np.unique(np.asarray(n_trials)) if n_trials is not None else []
+        values = [] if self.n_trials is None else np.unique(np.asarray(self.n_trials))
         if len(values) != 1:
             raise ValueError("For sampling, a single n_trials must be given")
         return emission.sample(p, states, rng, int(values[0]))
@@ -340,17 +338,17 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
         return E.PoissonEmission(self.n_components, self.lambdas_prior, self.lambdas_weight)
 
     def _check_X(self, X, fitting):
-        X = check_counts(X, type(self).__name__, "counts")
+        X = V.check_count_array(X, estimator=type(self).__name__, what="counts")
         self._set_or_check_n_features(X, fitting)
         return X
 
     def _n_features_from_attrs(self):
-        return int(np.shape(self.lambdas_)[1])
+        return _n_features_of("lambdas_", self.lambdas_, ("n_components", "n_features"))
 
     def _emission_from_attrs(self, keep):
         p = {}
         if keep["l"]:
-            lam = _check_float_array("lambdas_", np.atleast_2d(self.lambdas_),
+            lam = V.check_float_array("lambdas_", np.atleast_2d(self.lambdas_),
                                      (self.n_components, self.n_features))
             if np.any(lam < 0):
                 raise ValueError("lambdas_ must be non-negative")

@@ -11,7 +11,10 @@ from emfast._stats import GaussianStats
 from emfast.exceptions import DegenerateComponentWarning
 
 # scikit-learn adds this to every component's responsibility sum; keeping it makes the
-# two libraries' iterates agree to rounding error from the same start.
+# two libraries' iterates agree to rounding error from the same start. It is relative to a
+# mean sample weight of 1, never absolute: unweighted rows count 1 each, and
+# emfast._validation.check_sample_weight scales weights by a power of two to a mean of
+# about 1, so the floor cannot dominate tiny uniform weights.
 NK_EPS = 10 * np.finfo(np.float64).eps
 # A component whose weighted count falls below this fraction of the total is empty.
 EMPTY_FRACTION = 1e-8
@@ -88,24 +91,37 @@ def mstep_moments(stats, reg_covar):
     nk = stats.nk + NK_EPS
     d = stats.s1 / nk[:, None]
     means = stats.centre + d
-    if ct in ("full", "tied"):
-        outer_ds = d[:, :, None] * stats.s1[:, None, :]
-        shift = outer_ds + outer_ds.transpose(0, 2, 1) - stats.nk[:, None, None] * (
-            d[:, :, None] * d[:, None, :])
-        if ct == "full":
-            cov = (stats.s2 - shift) / nk[:, None, None]
-            _add_diag(cov, reg_covar)
-        else:
-            cov = (stats.s2 - shift.sum(axis=0)) / nk.sum()
-            cov = (cov + cov.T) * 0.5
-            _add_diag(cov, reg_covar)
+    scatter = scatter_about(ct, stats.s1, stats.s2, stats.nk, d)
+    if ct == "full":
+        cov = scatter / nk[:, None, None]
+        _add_diag(cov, reg_covar)
+    elif ct == "tied":
+        cov = scatter / nk.sum()
+        cov = (cov + cov.T) * 0.5
+        _add_diag(cov, reg_covar)
+    elif ct == "diag":
+        cov = scatter / nk[:, None] + reg_covar
     else:
-        sq = 2.0 * d * stats.s1 - stats.nk[:, None] * d * d
-        if ct == "diag":
-            cov = (stats.s2 - sq) / nk[:, None] + reg_covar
-        else:
-            cov = (stats.s2 - sq.sum(axis=1)) / (nk * means.shape[1]) + reg_covar
+        cov = scatter / (nk * means.shape[1]) + reg_covar
     return nk / nk.sum(), means, cov
+
+
+def scatter_about(covariance_type, s1, s2, nk, shift):
+    """The weighted scatter about ``centre + shift`` from the moments about ``centre``:
+    ``s2 - (shift s1^T + s1 shift^T) + nk shift shift^T``, never the one-pass
+    E[x x^T] - mu mu^T. ``s2`` is shaped by the covariance type: full (K, D, D); tied
+    (D, D), summed over the components; diag (K, D); spherical (K,) summed over the
+    features, or (K, D) per feature (what the HMM's spherical M-step averages). The
+    M-step of every Gaussian model (mixture and HMM emissions, with or without priors)
+    is this plus its own numerator and denominator terms."""
+    if covariance_type in ("full", "tied"):
+        # outer products by broadcasting: on K x D x D arrays einsum's set-up costs more
+        outer_ds = shift[:, :, None] * s1[:, None, :]
+        correction = outer_ds + outer_ds.transpose(0, 2, 1) - nk[:, None, None] * (
+            shift[:, :, None] * shift[:, None, :])
+        return s2 - (correction if covariance_type == "full" else correction.sum(axis=0))
+    correction = 2.0 * shift * s1 - nk[:, None] * shift * shift
+    return s2 - (correction if np.ndim(s2) == 2 else correction.sum(axis=1))
 
 
 def _add_diag(a, value):
@@ -127,7 +143,10 @@ def precision_cholesky(covariances, covariance_type, reg_covar):
     if covariance_type in ("diag", "spherical"):
         bad = ~(covariances > 0)
         if bad.any():
-            floor = max(reg_covar, 1e-12 * float(np.max(covariances, initial=1.0)))
+            # relative to the variances that are fine (the data's scale); 1 only when
+            # none is, and there is no scale to go by
+            scale = float(np.max(covariances[~bad], initial=0.0)) or 1.0
+            floor = max(reg_covar, 1e-12 * scale)
             covariances = np.where(bad, floor, covariances)
             warnings.warn(
                 f"{int(bad.sum())} variance(s) were not positive; set to {floor:.3g}. "
@@ -220,11 +239,60 @@ def covariances_from_chol(prec_chol, covariance_type):
     return np.linalg.inv(prec)
 
 
-def n_parameters(covariance_type, n_components, n_features):
+def n_covariance_parameters(covariance_type, n_components, n_features):
+    """Free scalars of the covariances of K components in D dimensions."""
     K, D = n_components, n_features
-    cov = {"full": K * D * (D + 1) / 2.0, "diag": K * D,
-           "tied": D * (D + 1) / 2.0, "spherical": K}[covariance_type]
-    return int(cov + D * K + K - 1)
+    return {"full": K * D * (D + 1) // 2, "diag": K * D,
+            "tied": D * (D + 1) // 2, "spherical": K}[covariance_type]
+
+
+def n_parameters(covariance_type, n_components, n_features):
+    """Free scalars of a mixture: covariances, means and K - 1 weights."""
+    K, D = n_components, n_features
+    return n_covariance_parameters(covariance_type, K, D) + D * K + K - 1
+
+
+def full_covariances(covariances, covariance_type, n_components, n_features):
+    """Covariances as (K, D, D) matrices whatever their type (a diag (K, 1) or spherical
+    value applies to every feature)."""
+    K, D = n_components, n_features
+    cv = np.asarray(covariances)
+    if covariance_type == "full":
+        return cv
+    if covariance_type == "tied":
+        return np.tile(cv, (K, 1, 1))
+    if covariance_type == "diag":
+        return np.broadcast_to(cv, (K, D))[:, :, None] * np.eye(D)
+    return cv.reshape(-1)[:, None, None] * np.eye(D)
+
+
+def per_feature_variances(covariances, n_features):
+    """Spherical variances (..., ) as per-feature (diag) ones (..., D)."""
+    cv = np.asarray(covariances)
+    return np.repeat(cv[..., None], n_features, axis=-1)
+
+
+def covariances_from_template(template, covariance_type, n_components):
+    """K covariances of a type, all made from one (D, D) template (the data's covariance,
+    say): full copies it, diag keeps its diagonal, spherical the mean of that diagonal,
+    tied is the template itself."""
+    K = n_components
+    if covariance_type == "full":
+        return np.tile(template, (K, 1, 1))
+    if covariance_type == "diag":
+        return np.tile(np.diag(template), (K, 1))
+    if covariance_type == "spherical":
+        return np.full(K, template.mean())
+    return np.array(template)
+
+
+def draw(rng, mean, covariance, covariance_type, n_samples):
+    """``n_samples`` rows from N(mean, covariance), the covariance in the compact form of
+    its type for one component ((D, D) for full and tied, (D,) for diag, a scalar for
+    spherical); the random stream of scikit-learn's and hmmlearn's samplers."""
+    if covariance_type in ("full", "tied"):
+        return rng.multivariate_normal(mean, covariance, int(n_samples))
+    return mean + rng.standard_normal(size=(int(n_samples), len(mean))) * np.sqrt(covariance)
 
 
 _CHUNK_ROWS = 65536
@@ -299,15 +367,10 @@ def sample(params, n_samples, rng):
     """(X, y) drawn from the mixture, scikit-learn's order: component by component."""
     ct = params.covariance_type
     counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
-    D = params.means.shape[1]
     parts = []
     for k, (mean, n) in enumerate(zip(params.means, counts)):
-        if ct == "full":
-            parts.append(rng.multivariate_normal(mean, params.covariances[k], int(n)))
-        elif ct == "tied":
-            parts.append(rng.multivariate_normal(mean, params.covariances, int(n)))
-        else:
-            parts.append(mean + rng.standard_normal(size=(n, D)) * np.sqrt(params.covariances[k]))
+        cov = params.covariances if ct == "tied" else params.covariances[k]
+        parts.append(draw(rng, mean, cov, ct, n))
     y = np.concatenate([np.full(int(n), k, dtype=np.int64) for k, n in enumerate(counts)])
     return np.vstack(parts), y
 

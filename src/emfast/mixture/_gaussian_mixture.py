@@ -148,7 +148,7 @@ class GaussianMixture(ParamsMixin):
         K, D, ct = self.n_components, n_features, self.covariance_type
         weights = means = prec = None
         if self.weights_init is not None:
-            weights = _as_float("weights_init", self.weights_init, (K,))
+            weights = _init_array("weights_init", self.weights_init, (K,))
             if np.any(weights < 0) or np.any(weights > 1):
                 raise ValueError(
                     "The parameter 'weights' should be in the range [0, 1], but got max value "
@@ -157,23 +157,22 @@ class GaussianMixture(ParamsMixin):
                 raise ValueError("The parameter 'weights' should be normalized, but got "
                                  f"sum(weights) = {weights.sum():.5f}")
         if self.means_init is not None:
-            means = _as_float("means_init", self.means_init, (K, D))
+            means = _init_array("means_init", self.means_init, (K, D))
         if self.precisions_init is not None:
-            prec = _as_float("precisions_init", self.precisions_init,
+            prec = _init_array("precisions_init", self.precisions_init,
                              kernels.prec_chol_shape(ct, K, D))
             if ct in ("diag", "spherical"):
                 if np.any(prec <= 0):
                     raise ValueError(f"'{ct} precision' should be positive")
             else:
                 for p in (prec if ct == "full" else prec[None]):
-                    if not (np.allclose(p, p.T) and np.all(np.linalg.eigvalsh(p) > 0)):
-                        raise ValueError(f"'{ct} precision' should be symmetric, "
-                                         "positive-definite")
+                    V.check_spd(p, f"'{ct} precision'")
         return weights, means, prec
 
     def _validate_fit_data(self, X, sample_weight):
         names = V.feature_names(X)
-        X = V.check_array(X, min_samples=2, estimator=type(self).__name__)
+        X = V.check_array(X, min_samples=2, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         N, D = X.shape
         if N < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
@@ -194,7 +193,8 @@ class GaussianMixture(ParamsMixin):
                 names, fitted_names):
             raise ValueError("The feature names should match those that were passed during "
                              "fit.")
-        X = V.check_array(X, estimator=type(self).__name__)
+        X = V.check_array(X, estimator=type(self).__name__,
+                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
@@ -361,17 +361,9 @@ class GaussianMixture(ParamsMixin):
         return G.sample(self._params(), int(n_samples), V.check_random_state(self.random_state))
 
 
-def _as_float(name, value, shape):
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric: {exc}") from exc
-    if arr.shape != tuple(shape):
-        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, "
-                         f"but got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"The parameter '{name}' contains NaN or infinity")
-    return arr
+def _init_array(name, value, shape):
+    """An *_init parameter as float64, checked with scikit-learn's wording."""
+    return V.check_float_array(name, value, shape, V.SKLEARN_SHAPE_ERROR)
 
 
 def _random_resp_chunks(n_samples, n_components, rng, chunk=65536):
