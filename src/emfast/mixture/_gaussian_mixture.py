@@ -301,7 +301,7 @@ class GaussianMixture(ParamsMixin):
         E-step kernel is called unchecked, and the attributes may have been reassigned."""
         K, ct = self.n_components, self.covariance_type
         weights, means, prec_chol = (
-            _as_float(name, getattr(self, name), shape)
+            V.check_float_array(name, getattr(self, name), shape)
             for name, shape in (("weights_", (K,)), ("means_", (K, n_features)),
                                 ("precisions_cholesky_",
                                  kernels.prec_chol_shape(ct, K, n_features))))
