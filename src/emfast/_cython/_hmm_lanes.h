@@ -53,11 +53,18 @@
 typedef double emfast_lv __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
 typedef int64_t emfast_li __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
 
+/* x in every lane, written as an initializer, which GCC turns into one broadcast: a loop
+ * over the lanes became one masked broadcast per lane in the AVX-512 build (8 instructions
+ * for each transition entry the many-state lane products broadcast) */
 EMFAST_LV_INLINE emfast_lv emfast_lv_splat(double x)
 {
-    emfast_lv v;
-    for (int l = 0; l < EMFAST_LANES; l++) v[l] = x;
-    return v;
+#if EMFAST_LANES == 8
+    return (emfast_lv) {x, x, x, x, x, x, x, x};
+#elif EMFAST_LANES == 4
+    return (emfast_lv) {x, x, x, x};
+#else
+    return (emfast_lv) {x, x};
+#endif
 }
 
 /* m ? a : b, m a comparison result (all bits set or clear per lane) */
@@ -420,6 +427,42 @@ EMFAST_LV_INLINE void emfast_lanes_cat_add(const emfast_lanes_cat* c, int K, int
     }
 }
 
+/* R[i, j] += (a0 w0 + a1 w1) + (a2 w2 + a3 w3) for all i, j < K, with a_q = ra[q][i] and
+ * w_q = rw[q K + j] (EMFAST_LRANK = 4 frames). Up to EMFAST_LANES_SPLAT_MAX_K states row by
+ * row (unrolled over j); above it EMFAST_RANK_COLS columns at a time down all the rows,
+ * their w held in registers: per element of R, 4 / EMFAST_RANK_COLS loads of alpha instead
+ * of 4 of w, for the same multiply-adds. The same sum per element either way. */
+#define EMFAST_RANK_COLS (EMFAST_LANES == 8 ? 4 : 2)   /* 4 x COLS w in registers */
+EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* ra,
+                                         const emfast_lv* rw, int K)
+{
+    if (K <= EMFAST_LANES_SPLAT_MAX_K) {
+        for (int i = 0; i < K; i++) {
+            emfast_lv* r = R + i * K;
+            emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
+            for (int j = 0; j < K; j++)
+                r[j] += (a0 * rw[j] + a1 * rw[K + j]) + (a2 * rw[2 * K + j] + a3 * rw[3 * K + j]);
+        }
+        return;
+    }
+    int j = 0;
+    for (; j + EMFAST_RANK_COLS <= K; j += EMFAST_RANK_COLS) {
+        emfast_lv w[4][EMFAST_RANK_COLS];
+        for (int q = 0; q < 4; q++)
+            for (int c = 0; c < EMFAST_RANK_COLS; c++) w[q][c] = rw[q * K + j + c];
+        for (int i = 0; i < K; i++) {
+            emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
+            emfast_lv* r = R + (int64_t) i * K + j;
+            for (int c = 0; c < EMFAST_RANK_COLS; c++)
+                r[c] += (a0 * w[0][c] + a1 * w[1][c]) + (a2 * w[2][c] + a3 * w[3][c]);
+        }
+    }
+    for (; j < K; j++)
+        for (int i = 0; i < K; i++)
+            R[(int64_t) i * K + j] += (ra[0][i] * rw[j] + ra[1][i] * rw[K + j])
+                                      + (ra[2][i] * rw[2 * K + j] + ra[3][i] * rw[3 * K + j]);
+}
+
 /* The body of emfast_lanes_fb (below), for any K. */
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
@@ -584,17 +627,11 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
             beta[k] = emfast_lv_sel(on, beta[k], emfast_lv_splat(1.0));
         if (++n == EMFAST_LRANK || t == 1) {
-            for (int i = 0; i < K; i++) {
-                emfast_lv* r = R + i * K;
-                if (n == EMFAST_LRANK) {
-                    emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
-                    const emfast_lv* w0 = rw;
-                    const emfast_lv* w1 = rw + K;
-                    const emfast_lv* w2 = rw + 2 * K;
-                    const emfast_lv* w3 = rw + 3 * K;
-                    for (int j = 0; j < K; j++)
-                        r[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j]);
-                } else {
+            if (n == EMFAST_LRANK) {
+                emfast_lanes_rank4(R, ra, rw, K);
+            } else {
+                for (int i = 0; i < K; i++) {
+                    emfast_lv* r = R + i * K;
                     for (int q = 0; q < n; q++) {
                         emfast_lv aq = ra[q][i];
                         const emfast_lv* wq = rw + q * K;
