@@ -285,11 +285,12 @@ def whole_fit(lib, name, X, lengths, n_features, repeats, threads):
     return best, model.monitor_.iter, float(model.monitor_.history[-1])
 
 
-def run_whole_fit(cases, threads, repeats, libs_emfast):
-    """Time whole default fits (initialisation included) and print their table."""
+def run_whole_fit(cases, threads, repeats, libs_emfast, impls=HMMLEARN_IMPLS):
+    """Time whole default fits (initialisation included) and print their table; ``impls``:
+    the hmmlearn implementations to time."""
     from threadpoolctl import threadpool_limits
 
-    libs = ([f"hmmlearn-{impl}" for impl in HMMLEARN_IMPLS] if hmmlearn_available() else [])
+    libs = ([f"hmmlearn-{impl}" for impl in impls] if impls and hmmlearn_available() else [])
     libs += [f"emfast-{b}" for b in libs_emfast]
     r = WHOLE_FIT_REPEATS if repeats is None else repeats
     print(f"\n# HMMs, whole default fit: hmmlearn {C.version('hmmlearn')}, emfast.hmm "
@@ -331,7 +332,7 @@ def run_whole_fit(cases, threads, repeats, libs_emfast):
 
 
 def main(argv):
-    """``--whole-fit [--cases ...] [--threads n] [--repeat r] [--backends ...]``: the whole
+    """``--whole-fit [--cases, --threads, --repeat, --backends, --hmmlearn]``: the whole
     default fit table; anything else is ``compare.py --hmm`` with the same options."""
     if "--whole-fit" not in argv:
         return C.main(["--hmm"] + argv)
@@ -342,6 +343,9 @@ def main(argv):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeat", type=int, default=None)
     p.add_argument("--backends", default=",".join(C.EMFAST_BACKENDS))
+    p.add_argument("--hmmlearn", default=",".join(HMMLEARN_IMPLS),
+                   help="hmmlearn implementations to time (\"scaling\" alone saves most of "
+                        "the time: \"log\" is the slower one on every case; \"\": none)")
     args = p.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in HMM_CASES]
@@ -353,8 +357,11 @@ def main(argv):
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
     C.quiet_convergence()
     C.print_header(threads)
+    impls = [i.strip() for i in args.hmmlearn.split(",") if i.strip()]
+    if any(i not in HMMLEARN_IMPLS for i in impls):
+        p.error(f"--hmmlearn: choose from {HMMLEARN_IMPLS}")
     return run_whole_fit(cases, threads, args.repeat,
-                         [b for b in emfast_hmm_backends() if b in wanted])
+                         [b for b in emfast_hmm_backends() if b in wanted], impls)
 
 
 if __name__ == "__main__":
