@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""emfast.hmm vs hmmlearn 0.3.3, side by side: per-iteration Baum-Welch time of ``fit``.
+"""emfast.hmm vs hmmlearn 0.3.3, side by side: per-iteration Baum-Welch time of ``fit``, and
+(``--whole-fit``) the time of a whole default ``fit``.
 
-Imported by benchmarks/compare.py, which runs these cases (H1..H5) after the mixture ones;
+Imported by benchmarks/compare.py, which runs these cases (H1..H10) after the mixture ones;
 ``python benchmarks/compare.py --hmm`` (or ``--cases H1,H3``) runs only these, and
 ``python benchmarks/compare_hmm.py [options]`` is the same as ``compare.py --hmm [options]``.
 
@@ -14,6 +15,11 @@ over r repeats of (T_b - T_a) / (b - a). hmmlearn is timed with both of its
 implementations, "log" (its default) and "scaling"; the ratio is the faster of the two
 divided by emfast's time. The log-likelihood after b iterations (``monitor_.history[-1]``)
 is printed for every library as a check that they did the same work.
+
+``python benchmarks/compare_hmm.py --whole-fit [--cases H6,H7]`` times what a user runs
+instead: the model with hmmlearn's defaults and ``random_state=0``, ``fit(X, lengths)`` from
+the library's own initialisation (k-means means, random emission probabilities) to the end,
+best of 3 after a warm-up; by default on the cases with more than 16 states (H6..H10).
 """
 
 import os
@@ -48,7 +54,21 @@ HMM_CASES = {
            "categorical", None, 1_000, 100, 50, 10, (2, 12, 5), (1, 3, 1)),
     "H5": ("GaussianHMM diag, 10,000 seq × 10 frames, D=2, K=4",
            "gaussian", "diag", 10_000, 10, 2, 4, (2, 8, 5), (1, 3, 1)),
+    # More than 16 states (hmmlearn: ~0.2 s/iter "scaling", ~1 s "log" at K=24..32; ~0.7 s
+    # and ~4 s at K=64 on these sizes).
+    "H6": ("GaussianHMM diag, 100 seq × 1,000 frames, D=4, K=32",
+           "gaussian", "diag", 100, 1_000, 4, 32, (1, 4, 3), (1, 2, 1)),
+    "H7": ("CategoricalHMM, 1,000 seq × 100 frames, 50 symbols, K=32",
+           "categorical", None, 1_000, 100, 50, 32, (1, 4, 3), (1, 2, 1)),
+    "H8": ("GaussianHMM diag, 100 seq × 1,000 frames, D=4, K=64",
+           "gaussian", "diag", 100, 1_000, 4, 64, (1, 3, 3), (1, 2, 1)),
+    "H9": ("CategoricalHMM, 1,000 seq × 100 frames, 50 symbols, K=64",
+           "categorical", None, 1_000, 100, 50, 64, (1, 3, 3), (1, 2, 1)),
+    "H10": ("GaussianHMM diag, 200 seq × 500 frames, D=4, K=24",
+            "gaussian", "diag", 200, 500, 4, 24, (1, 4, 3), (1, 2, 1)),
 }
+# The cases of ``--whole-fit`` by default: those with more than 16 states.
+WHOLE_FIT_CASES = ("H6", "H7", "H8", "H9", "H10")
 THREADS_CASE = "H1"
 HMMLEARN_IMPLS = ("log", "scaling")
 LL_RTOL = 1e-8  # the libraries' log-likelihoods after b iterations should agree to this
@@ -227,5 +247,122 @@ def _threads_vs_one(threads, quick, repeats, libs_emfast):
             + "; ".join(parts))
 
 
+# --------------------------------------------------------------------------- whole fit
+WHOLE_FIT_REPEATS = 3
+
+
+def make_default_estimator(lib, name, n_features, threads):
+    """The model of case ``name`` as a user writes it: hmmlearn's defaults (n_iter=10,
+    tol=1e-2, every parameter initialised by the library: k-means means for Gaussians,
+    random emission probabilities for categorical models) and random_state=0."""
+    _, emission, cov, _, _, _, K = HMM_CASES[name][:7]
+    family, variant = lib.split("-", 1)
+    kw = dict(n_components=K, random_state=0)
+    if family == "hmmlearn":
+        from hmmlearn import hmm
+        kw["implementation"] = variant
+    else:
+        from emfast import hmm
+        kw.update(backend=variant, n_threads=threads)
+    if emission == "categorical":
+        return hmm.CategoricalHMM(n_features=n_features, **kw)
+    return hmm.GaussianHMM(covariance_type=cov, **kw)
+
+
+def whole_fit(lib, name, X, lengths, n_features, repeats, threads):
+    """Best of ``repeats`` default fits after a warm-up on the first few sequences, in
+    seconds; (iterations run, final log-likelihood) of the last one."""
+    n_seq = max(1, min(len(lengths), 4096 // int(lengths[0])))
+    make_default_estimator(lib, name, n_features, threads).fit(
+        X[: int(lengths[:n_seq].sum())], lengths[:n_seq])
+    C.cool_down()
+    best, model = float("inf"), None
+    for _ in range(repeats):
+        model = make_default_estimator(lib, name, n_features, threads)
+        t0 = time.perf_counter()
+        model.fit(X, lengths)
+        best = min(best, time.perf_counter() - t0)
+    return best, model.monitor_.iter, float(model.monitor_.history[-1])
+
+
+def run_whole_fit(cases, threads, repeats, libs_emfast, impls=HMMLEARN_IMPLS):
+    """Time whole default fits (initialisation included) and print their table; ``impls``:
+    the hmmlearn implementations to time."""
+    from threadpoolctl import threadpool_limits
+
+    libs = ([f"hmmlearn-{impl}" for impl in impls] if impls and hmmlearn_available() else [])
+    libs += [f"emfast-{b}" for b in libs_emfast]
+    r = WHOLE_FIT_REPEATS if repeats is None else repeats
+    print(f"\n# HMMs, whole default fit: hmmlearn {C.version('hmmlearn')}, emfast.hmm "
+          f"n_threads={threads}, BLAS limited to {threads} thread(s)", flush=True)
+    rows, notes = [], []
+    with threadpool_limits(limits=threads):
+        for name in cases:
+            X, lengths, _, D = make_case(name)
+            res = {}
+            for lib in libs:
+                try:
+                    res[lib] = whole_fit(lib, name, X, lengths, D, r, threads)
+                except Exception as exc:  # noqa: BLE001 - report and keep going
+                    print(f"# {name} {lib}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            ref = [res[lib][0] for lib in res if lib.startswith("hmmlearn-")]
+            base = min(ref) if ref else None
+            row = [name, HMM_CASES[name][0]]
+            row += [C.fmt_ms(res[f"hmmlearn-{i}"][0]) if f"hmmlearn-{i}" in res else "n/a"
+                    for i in HMMLEARN_IMPLS]
+            for backend in C.EMFAST_BACKENDS:
+                t = res[f"emfast-{backend}"][0] if f"emfast-{backend}" in res else None
+                row += [C.fmt_ms(t), C.fmt_ratio(base, t)]
+            rows.append(row)
+            notes.append(f"{name}: {len(X):,} frames; iterations run and final "
+                         "log-likelihood: " + ", ".join(
+                             f"{lib} {it} {ll:.10g}" for lib, (_, it, ll) in res.items()))
+            print(f"# {name} done", file=sys.stderr, flush=True)
+    print()
+    C.print_table(["case", "description", "hmmlearn log ms/fit", "hmmlearn scaling ms/fit",
+                   "emfast-cython ms/fit", "ratio", "emfast-numba ms/fit", "ratio"], 2, rows)
+    print()
+    print(f"ratio = the faster of hmmlearn's two implementations / emfast; ms/fit = best of {r} "
+          "whole fit() calls with the defaults (n_iter=10, tol=1e-2, initialisation included) "
+          "and random_state=0, after a warm-up fit on a few sequences. The libraries "
+          "initialise differently, so their iterations and log-likelihoods may differ.")
+    for note in notes:
+        print(f"# {note}")
+    return 0
+
+
+def main(argv):
+    """``--whole-fit [--cases, --threads, --repeat, --backends, --hmmlearn]``: the whole
+    default fit table; anything else is ``compare.py --hmm`` with the same options."""
+    if "--whole-fit" not in argv:
+        return C.main(["--hmm"] + argv)
+    import argparse
+    p = argparse.ArgumentParser(description="emfast.hmm vs hmmlearn: whole default fit()")
+    p.add_argument("--whole-fit", action="store_true", required=True)
+    p.add_argument("--cases", default=",".join(WHOLE_FIT_CASES))
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=None)
+    p.add_argument("--backends", default=",".join(C.EMFAST_BACKENDS))
+    p.add_argument("--hmmlearn", default=",".join(HMMLEARN_IMPLS),
+                   help="hmmlearn implementations to time (\"scaling\" alone saves most of "
+                        "the time: \"log\" is the slower one on every case; \"\": none)")
+    args = p.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in HMM_CASES]
+    if unknown:
+        p.error(f"unknown case(s) {unknown}; choose from {list(HMM_CASES)}")
+    if args.repeat is not None and args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    threads = args.threads or C.usable_cpus()
+    wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+    C.quiet_convergence()
+    C.print_header(threads)
+    impls = [i.strip() for i in args.hmmlearn.split(",") if i.strip()]
+    if any(i not in HMMLEARN_IMPLS for i in impls):
+        p.error(f"--hmmlearn: choose from {HMMLEARN_IMPLS}")
+    return run_whole_fit(cases, threads, args.repeat,
+                         [b for b in emfast_hmm_backends() if b in wanted], impls)
+
+
 if __name__ == "__main__":
-    sys.exit(C.main(["--hmm"] + sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -12,6 +12,7 @@ import reference_hmm as ref
 from conftest import assert_close
 from emfast._config import available_backends
 from emfast.kernels import hmm_categorical_forward_backward
+from test_dispatch import _hmm_modules
 
 HMM_BACKENDS = available_backends("hmm")
 NAMES = ("loglik", "seq_ll", "start", "trans", "counts")
@@ -53,6 +54,10 @@ CASES = [  # (K, F, lengths): lane batches, short batches, single sequences, K >
     (13, 6, [20] * 8),
     (16, 2, [15] * 9),
     (20, 7, [50, 1, 31]),
+    (17, 5, [30] * 9),
+    (24, 50, [20] * 11 + [3]),
+    (33, 7, [25] * 8 + [60, 2]),
+    (64, 9, [12] * 10 + [30]),
 ]
 
 
@@ -82,7 +87,7 @@ def test_thread_count_does_not_change_bits(backend):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("K", [3, 8])
+@pytest.mark.parametrize("K", [3, 8, 40])
 def test_impossible_sequences_add_nothing(backend, K):
     """Symbol 0 has probability 0 in every state: the two sequences that contain it (one
     inside a lane batch, one alone) are impossible and add nothing; the others are
@@ -129,7 +134,7 @@ def test_bad_input_raises_value_error(change, match):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(K=st.integers(1, 17), F=st.integers(1, 12),
+@given(K=st.integers(1, 40), F=st.integers(1, 12),
        lengths=st.lists(st.integers(1, 30), min_size=1, max_size=30),
        seed=st.integers(0, 2**31 - 1))
 def test_any_lengths_and_shapes(K, F, lengths, seed):
@@ -140,3 +145,29 @@ def test_any_lengths_and_shapes(K, F, lengths, seed):
                                                n_threads=2)
         for g, w, name in zip(got, want, NAMES):
             assert_close(g, w, rtol=1e-9, err_msg=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("hmm_module", _hmm_modules(),
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("K", [17, 33, 64])
+def test_each_hmm_build_many_states(hmm_module, K):
+    """Every build (2, 4 or 8 sequences per lane batch) with more states than its lanes
+    keep the transition matrix splat for: full and short lane batches, single sequences
+    and an impossible sequence (a symbol no state emits) inside a batch."""
+    sym, lengths, sp, A, B = _case(K, K, 6, [20] * 8 + [18, 20, 19, 70, 1])
+    B[:, 0] = 0.0
+    B[:, 1] += 1e-3
+    B /= B.sum(axis=1, keepdims=True)
+    sym[sym == 0] = 1
+    off = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    sym[off[2] + 5] = 0
+    good = [s for s in range(len(lengths)) if s != 2]
+    rows = np.concatenate([np.arange(off[s], off[s + 1]) for s in good])
+    want = _reference(sym[rows], lengths[good], sp, A, B)
+    S, F = len(lengths), B.shape[1]
+    got = (np.empty(K), np.empty((K, K)), np.empty(S), np.empty((F, K)))
+    total = hmm_module.categorical_forward_backward(sym, off, sp, A, B, *got, 2)
+    assert total == -np.inf and got[2][2] == -np.inf
+    assert_close(got[2][good], want[1], err_msg="seq_ll")
+    for g, w, name in zip(got[:2] + got[3:], want[2:], NAMES[2:]):
+        assert_close(g, w, err_msg=name)

@@ -14,6 +14,7 @@ import reference_hmm as ref
 from conftest import COV_TYPES, assert_close, random_params
 from emfast._config import available_backends
 from emfast.kernels import hmm_gaussian_forward_backward
+from test_dispatch import _hmm_modules
 
 HMM_BACKENDS = available_backends("hmm")
 NAMES = ("loglik", "seq_ll", "start", "trans", "nk", "s1", "s2")
@@ -54,6 +55,10 @@ CASES = [  # (K, D, lengths): lane batches, ragged batches, single sequences, K 
     (13, 6, [20] * 8),
     (16, 2, [15] * 9),
     (20, 3, [50, 1, 31]),
+    (17, 3, [30] * 9),
+    (24, 2, [20] * 11 + [3]),
+    (33, 4, [25] * 8 + [60, 2]),
+    (64, 2, [12] * 10 + [30]),
 ]
 
 
@@ -98,7 +103,7 @@ def test_thread_count_does_not_change_bits(backend, covariance_type):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("K", [3, 8])
+@pytest.mark.parametrize("K", [3, 8, 40])
 def test_impossible_sequences_add_nothing(backend, K):
     """startprob rules out every state but 0, and at the first frame of two sequences (one
     inside a lane batch, one alone) state 0's density is 0 in double precision next to
@@ -157,7 +162,7 @@ def test_bad_input_raises_value_error(change, match):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(K=st.integers(1, 17), D=st.integers(1, 6),
+@given(K=st.integers(1, 40), D=st.integers(1, 6),
        lengths=st.lists(st.integers(1, 30), min_size=1, max_size=30),
        covariance_type=st.sampled_from(["diag", "spherical"]),
        seed=st.integers(0, 2**31 - 1))
@@ -169,3 +174,29 @@ def test_any_lengths_and_shapes(K, D, lengths, covariance_type, seed):
                                             backend=backend, n_threads=2)
         for g, w, name in zip(got, want, NAMES):
             assert_close(g, w, rtol=1e-9, err_msg=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("hmm_module", _hmm_modules(),
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("K", [17, 33, 64])
+def test_each_hmm_build_many_states(hmm_module, K):
+    """Every build (2, 4 or 8 sequences per lane batch) with more states than its lanes
+    keep the transition matrix splat for: full and short lane batches, single sequences
+    and an impossible sequence inside a batch."""
+    X, lengths, sp, A, means, pc, lc = _case(K, K, 3, [20] * 8 + [18, 20, 19, 70, 1], "diag")
+    sp = np.zeros(K)
+    sp[0] = 1.0
+    off = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    means[1] = means[0] + 1e3
+    X[off[2]] = means[1]
+    good = [s for s in range(len(lengths)) if s != 2]
+    rows = np.concatenate([np.arange(off[s], off[s + 1]) for s in good])
+    want = _reference(X[rows], lengths[good], sp, A, means, pc, "diag", lc)
+    S, D = len(lengths), X.shape[1]
+    got = (np.empty(K), np.empty((K, K)), np.empty(S), np.empty(K), np.empty((K, D)),
+           np.empty((K, D)))
+    total = hmm_module.gaussian_forward_backward(X, off, sp, A, means, pc, lc, *got, 2)
+    assert total == -np.inf and got[2][2] == -np.inf
+    assert_close(got[2][good], want[1], err_msg="seq_ll")
+    for g, w, name in zip(got[:2] + got[3:], want[2:], NAMES[2:]):
+        assert_close(g, w, err_msg=name)

@@ -224,9 +224,9 @@ def _many_sequences(seed, S, K=6, zeros="random"):
     return le, lengths, sp, A
 
 
-@pytest.mark.parametrize("S", [1, 5, 64, 150])
-def test_thread_count_does_not_change_bits(backend, S):
-    le, lengths, sp, A = _many_sequences(S, S)
+@pytest.mark.parametrize("S,K", [(1, 6), (5, 6), (64, 6), (150, 6), (90, 40)])
+def test_thread_count_does_not_change_bits(backend, S, K):
+    le, lengths, sp, A = _many_sequences(S, S, K)
     runs = []
     for n in (1, 2, 3):
         fb = hmm_forward_backward(le, lengths, sp, A, backend=backend, n_threads=n)
@@ -368,7 +368,7 @@ def test_impossible_sequences(backend):
 
 
 # Sequences of similar length are advanced several at a time, one per SIMD lane (the
-# Cython backend, K <= 16): lanes that end early, turn impossible or meet NaN must not
+# Cython backend, K <= 64): lanes that end early, turn impossible or meet NaN must not
 # change any other sequence's numbers.
 LANE_CASES = [  # (K, lengths)
     (3, [6] * 8),
@@ -376,6 +376,10 @@ LANE_CASES = [  # (K, lengths)
     (8, [40, 38, 40, 33, 40, 40, 37, 40, 3, 40, 40, 40, 40, 39, 36, 40, 40, 1]),
     (13, [20] * 8),  # a K without its own compiled copy of the lane kernel
     (16, [25] * 9),
+    # more states than the lanes keep the transition matrix splat for
+    (17, [12] * 11),
+    (33, [10, 9, 10, 10, 8, 10, 10, 10, 10, 10, 2]),
+    (64, [8] * 10),
 ]
 
 
@@ -528,7 +532,7 @@ def test_symbol_counts_bad_input(sym, w, F, match):
 # Property-based: any lengths (lane batches, single sequences and their mixtures) and any
 # symbols give the reference's numbers.
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(K=st.integers(1, 17),
+@given(K=st.integers(1, 40),
        lengths=st.lists(st.integers(1, 40), min_size=1, max_size=40),
        seed=st.integers(0, 2**31 - 1))
 def test_forward_backward_any_lengths(K, lengths, seed):

@@ -139,17 +139,18 @@ class SymbolCounts:
 class GaussianForwardBackward:
     """One call of ``emfast.kernels.hmm_gaussian_forward_backward``: the E-step of a
     diagonal GaussianHMM (densities, forward-backward and posterior-weighted statistics)
-    over 100 sequences x 1,000 frames, D=4, K=8 (the H1 case of compare.py)."""
+    over 100 sequences x 1,000 frames, D=4, K=8, 32 or 64 (the H1, H6 and H8 cases of
+    compare.py)."""
 
-    params = (BACKENDS,)
-    param_names = ["backend"]
+    params = ([8, 32, 64], BACKENDS)
+    param_names = ["n_states", "backend"]
 
-    def setup(self, backend):
+    def setup(self, n_states, backend):
         require_backend(backend, "hmm")
         from emfast.kernels import hmm_gaussian_forward_backward, log_normalizer
 
         self.fb = hmm_gaussian_forward_backward
-        truth = make_hmm(8, 4, "gaussian", "diag", seed=6)
+        truth = make_hmm(n_states, 4, "gaussian", "diag", seed=6)
         self.X, self.lengths = sample_hmm(truth, 100, 1_000, seed=7)
         self.startprob, self.transmat = truth["startprob_"], truth["transmat_"]
         self.means = truth["means_"]
@@ -162,31 +163,32 @@ class GaussianForwardBackward:
         return (self.startprob, self.transmat, self.means, self.prec_chol, "diag",
                 self.log_const)
 
-    def time_gaussian_forward_backward(self, backend):
+    def time_gaussian_forward_backward(self, n_states, backend):
         self.fb(self.X, self.lengths, *self._params(), backend=backend)
 
-    def peakmem_gaussian_forward_backward(self, backend):
+    def peakmem_gaussian_forward_backward(self, n_states, backend):
         self.fb(self.X, self.lengths, *self._params(), backend=backend)
 
 
 class CategoricalForwardBackward:
     """One call of ``emfast.kernels.hmm_categorical_forward_backward``: the E-step of a
     CategoricalHMM (forward-backward and posterior-weighted symbol counts) over 1,000
-    sequences x 100 frames, 50 symbols, K=10 (the H4 case of compare.py)."""
+    sequences x 100 frames, 50 symbols, K=10, 32 or 64 (the H4, H7 and H9 cases of
+    compare.py)."""
 
-    params = (BACKENDS,)
-    param_names = ["backend"]
+    params = ([10, 32, 64], BACKENDS)
+    param_names = ["n_states", "backend"]
 
-    def setup(self, backend):
+    def setup(self, n_states, backend):
         require_backend(backend, "hmm")
         from emfast.kernels import hmm_categorical_forward_backward
 
         self.fb = hmm_categorical_forward_backward
-        truth = make_hmm(10, 50, "categorical", None, seed=8)
+        truth = make_hmm(n_states, 50, "categorical", None, seed=8)
         X, self.lengths = sample_hmm(truth, 1_000, 100, seed=9)
         self.symbols = np.ascontiguousarray(X[:, 0])
         self.hmm = (truth["startprob_"], truth["transmat_"], truth["emissionprob_"])
         self.fb(self.symbols[:100], self.lengths[:1], *self.hmm, backend=backend)
 
-    def time_categorical_forward_backward(self, backend):
+    def time_categorical_forward_backward(self, n_states, backend):
         self.fb(self.symbols, self.lengths, *self.hmm, backend=backend)

@@ -35,13 +35,14 @@ selects (strict >, increasing i: ties go to the lowest state), int32 back-pointe
 per-thread (Tmax, K) scratch.
 
 Lane batches (_hmm_lanes.h): one sequence's recursion is a chain, so with K = 4..16 its
-K-long loops run at the chain's latency. When K <= 16, sequences are taken EMFAST_LANES at a
+K-long loops run at the chain's latency, and with more states its vector loops still end in
+horizontal sums and partial vectors. When K <= 64, sequences are taken EMFAST_LANES at a
 time (8 in the AVX-512 build, 4 in the AVX2 one, 2 in the baseline one: one SIMD register
 of doubles) if their lengths are within 1.25x of each other; the batch's state vectors are
 [frame][state] of lane vectors, shorter lanes are masked, and each lane does one
 sequence's arithmetic. The last 2..EMFAST_LANES-1 sequences make a short batch (its spare
 lanes repeat a sequence and are never added).
-Everything else (long or unevenly long sequences, K > 16) runs one sequence at a time.
+Everything else (long or unevenly long sequences, K > 64) runs one sequence at a time.
 
 Gaussian HMMs with diagonal (or spherical) covariances (gaussian_forward_backward): the
 kernel computes the log-emissions itself from the rows of X -- a lane batch frame by frame

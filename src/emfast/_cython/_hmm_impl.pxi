@@ -39,7 +39,7 @@ cdef extern from "_fastexp.h":
 cdef extern from "_hmm_lanes.h":
     # forward-backward of EMFAST_LANES sequences at once, one per SIMD lane (see there)
     int EMFAST_LANES
-    int EMFAST_LANES_MAX_K              # above this many states one sequence's own loops are wide enough
+    int EMFAST_LANES_MAX_K              # the most states a lane batch takes
     ctypedef struct emfast_lanes_gauss:  # diagonal-Gaussian emissions computed in the kernel
         const double* X                  # (T, D)
         int D

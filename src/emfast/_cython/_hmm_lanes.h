@@ -42,7 +42,7 @@
 #define EMFAST_LANES 2
 #endif
 #define EMFAST_LRANK 4
-#define EMFAST_LANES_MAX_K 16   /* the caller batches sequences only up to this many states */
+#define EMFAST_LANES_MAX_K 64   /* the caller batches sequences only up to this many states */
 
 /* Every helper of the batch is inlined into it: lane vectors passed to an out-of-line
  * function go through memory, and GCC's heuristics leave some out of line (measured: the
@@ -53,11 +53,18 @@
 typedef double emfast_lv __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
 typedef int64_t emfast_li __attribute__((vector_size(8 * EMFAST_LANES), aligned(8)));
 
+/* x in every lane, written as an initializer, which GCC turns into one broadcast: a loop
+ * over the lanes became one masked broadcast per lane in the AVX-512 build (8 instructions
+ * for each transition entry the many-state lane products broadcast) */
 EMFAST_LV_INLINE emfast_lv emfast_lv_splat(double x)
 {
-    emfast_lv v;
-    for (int l = 0; l < EMFAST_LANES; l++) v[l] = x;
-    return v;
+#if EMFAST_LANES == 8
+    return (emfast_lv) {x, x, x, x, x, x, x, x};
+#elif EMFAST_LANES == 4
+    return (emfast_lv) {x, x, x, x};
+#else
+    return (emfast_lv) {x, x};
+#endif
 }
 
 /* m ? a : b, m a comparison result (all bits set or clear per lane) */
@@ -210,51 +217,74 @@ EMFAST_LV_INLINE emfast_lv emfast_lv_log_1_2(emfast_lv x)
 
 /* out[k] = sum_i x[i] M[i*K + k]: even and odd i in two running sums added at the end,
  * which halves the chain of dependent multiply-adds (the recursions wait on it every
- * frame); four outputs per pass over x. M holds each matrix entry splat across the lanes
- * (once per batch), so every product is one multiply-add with a memory operand. */
-EMFAST_LV_INLINE void emfast_lv_vecmat(const emfast_lv* x, const emfast_lv* M, int K,
-                                    emfast_lv* out)
+ * frame); four outputs per pass over x. ENTRY(e) is M's entry e as a lane vector: up to
+ * EMFAST_LANES_SPLAT_MAX_K states M is a copy with each entry splat across the lanes (once
+ * per batch), so every product is one multiply-add with a memory operand; above it that
+ * copy (K*K lane vectors: 256 KiB per matrix at K = 64 with 8 lanes) no longer fits the
+ * first-level cache, and each entry is broadcast from the plain matrix where it is used
+ * (measured 2x faster at K = 64). */
+#define EMFAST_LANES_SPLAT_MAX_K 16
+#define EMFAST_LV_VECMAT(NAME, MTYPE, ENTRY)                                                  \
+    EMFAST_LV_INLINE void NAME(const emfast_lv* x, const MTYPE* M, int K, emfast_lv* out)    \
+    {                                                                                         \
+        int k = 0;                                                                            \
+        for (; k + 3 < K; k += 4) {                                                           \
+            emfast_lv e0 = x[0] * ENTRY(k), e1 = x[0] * ENTRY(k + 1);                         \
+            emfast_lv e2 = x[0] * ENTRY(k + 2), e3 = x[0] * ENTRY(k + 3);                     \
+            emfast_lv o0 = emfast_lv_splat(0.0), o1 = o0, o2 = o0, o3 = o0;                   \
+            int i = 1;                                                                        \
+            for (; i + 1 < K; i += 2) {                                                       \
+                int64_t r = (int64_t) i * K + k;                                              \
+                emfast_lv xi = x[i], xj = x[i + 1];                                           \
+                o0 += xi * ENTRY(r);                                                          \
+                o1 += xi * ENTRY(r + 1);                                                      \
+                o2 += xi * ENTRY(r + 2);                                                      \
+                o3 += xi * ENTRY(r + 3);                                                      \
+                e0 += xj * ENTRY(r + K);                                                      \
+                e1 += xj * ENTRY(r + K + 1);                                                  \
+                e2 += xj * ENTRY(r + K + 2);                                                  \
+                e3 += xj * ENTRY(r + K + 3);                                                  \
+            }                                                                                 \
+            if (i < K) {                                                                      \
+                int64_t r = (int64_t) i * K + k;                                              \
+                o0 += x[i] * ENTRY(r);                                                        \
+                o1 += x[i] * ENTRY(r + 1);                                                    \
+                o2 += x[i] * ENTRY(r + 2);                                                    \
+                o3 += x[i] * ENTRY(r + 3);                                                    \
+            }                                                                                 \
+            out[k] = e0 + o0;                                                                 \
+            out[k + 1] = e1 + o1;                                                             \
+            out[k + 2] = e2 + o2;                                                             \
+            out[k + 3] = e3 + o3;                                                             \
+        }                                                                                     \
+        for (; k < K; k++) {                                                                  \
+            emfast_lv e = x[0] * ENTRY(k), o = emfast_lv_splat(0.0);                          \
+            int i = 1;                                                                        \
+            for (; i + 1 < K; i += 2) {                                                       \
+                o += x[i] * ENTRY((int64_t) i * K + k);                                       \
+                e += x[i + 1] * ENTRY((int64_t) (i + 1) * K + k);                             \
+            }                                                                                 \
+            if (i < K) o += x[i] * ENTRY((int64_t) i * K + k);                                \
+            out[k] = e + o;                                                                   \
+        }                                                                                     \
+    }
+#define EMFAST_LV_SPLAT_ENTRY(e) M[e]
+#define EMFAST_LV_BCAST_ENTRY(e) emfast_lv_splat(M[e])
+EMFAST_LV_VECMAT(emfast_lv_vecmat_splat, emfast_lv, EMFAST_LV_SPLAT_ENTRY)
+EMFAST_LV_VECMAT(emfast_lv_vecmat_bcast, double, EMFAST_LV_BCAST_ENTRY)
+#undef EMFAST_LV_SPLAT_ENTRY
+#undef EMFAST_LV_BCAST_ENTRY
+#undef EMFAST_LV_VECMAT
+
+/* out = x M with M (K, K) given both ways (Mv: the splat copy, filled only up to
+ * EMFAST_LANES_SPLAT_MAX_K states) */
+EMFAST_LV_INLINE void emfast_lv_vecmat(const emfast_lv* x, const emfast_lv* Mv, const double* M,
+                                       int K, emfast_lv* out)
 {
-    int k = 0;
-    for (; k + 3 < K; k += 4) {
-        emfast_lv e0 = x[0] * M[k], e1 = x[0] * M[k + 1];
-        emfast_lv e2 = x[0] * M[k + 2], e3 = x[0] * M[k + 3];
-        emfast_lv o0 = emfast_lv_splat(0.0), o1 = o0, o2 = o0, o3 = o0;
-        int i = 1;
-        for (; i + 1 < K; i += 2) {
-            const emfast_lv* m = M + (int64_t) i * K + k;
-            emfast_lv xi = x[i], xj = x[i + 1];
-            o0 += xi * m[0];
-            o1 += xi * m[1];
-            o2 += xi * m[2];
-            o3 += xi * m[3];
-            e0 += xj * m[K];
-            e1 += xj * m[K + 1];
-            e2 += xj * m[K + 2];
-            e3 += xj * m[K + 3];
-        }
-        if (i < K) {
-            const emfast_lv* m = M + (int64_t) i * K + k;
-            o0 += x[i] * m[0];
-            o1 += x[i] * m[1];
-            o2 += x[i] * m[2];
-            o3 += x[i] * m[3];
-        }
-        out[k] = e0 + o0;
-        out[k + 1] = e1 + o1;
-        out[k + 2] = e2 + o2;
-        out[k + 3] = e3 + o3;
-    }
-    for (; k < K; k++) {
-        emfast_lv e = x[0] * M[k], o = emfast_lv_splat(0.0);
-        int i = 1;
-        for (; i + 1 < K; i += 2) {
-            o += x[i] * M[(int64_t) i * K + k];
-            e += x[i + 1] * M[(int64_t) (i + 1) * K + k];
-        }
-        if (i < K) o += x[i] * M[(int64_t) i * K + k];
-        out[k] = e + o;
-    }
+    if (K <= EMFAST_LANES_SPLAT_MAX_K)
+        emfast_lv_vecmat_splat(x, Mv, K, out);
+    else
+        emfast_lv_vecmat_bcast(x, M, K, out);
 }
 
 /* sum_k u[k] in four running sums (a short chain: the forward recursion waits on it) */
@@ -397,6 +427,42 @@ EMFAST_LV_INLINE void emfast_lanes_cat_add(const emfast_lanes_cat* c, int K, int
     }
 }
 
+/* R[i, j] += (a0 w0 + a1 w1) + (a2 w2 + a3 w3) for all i, j < K, with a_q = ra[q][i] and
+ * w_q = rw[q K + j] (EMFAST_LRANK = 4 frames). Up to EMFAST_LANES_SPLAT_MAX_K states row by
+ * row (unrolled over j); above it EMFAST_RANK_COLS columns at a time down all the rows,
+ * their w held in registers: per element of R, 4 / EMFAST_RANK_COLS loads of alpha instead
+ * of 4 of w, for the same multiply-adds. The same sum per element either way. */
+#define EMFAST_RANK_COLS (EMFAST_LANES == 8 ? 4 : 2)   /* 4 x COLS w in registers */
+EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* ra,
+                                         const emfast_lv* rw, int K)
+{
+    if (K <= EMFAST_LANES_SPLAT_MAX_K) {
+        for (int i = 0; i < K; i++) {
+            emfast_lv* r = R + i * K;
+            emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
+            for (int j = 0; j < K; j++)
+                r[j] += (a0 * rw[j] + a1 * rw[K + j]) + (a2 * rw[2 * K + j] + a3 * rw[3 * K + j]);
+        }
+        return;
+    }
+    int j = 0;
+    for (; j + EMFAST_RANK_COLS <= K; j += EMFAST_RANK_COLS) {
+        emfast_lv w[4][EMFAST_RANK_COLS];
+        for (int q = 0; q < 4; q++)
+            for (int c = 0; c < EMFAST_RANK_COLS; c++) w[q][c] = rw[q * K + j + c];
+        for (int i = 0; i < K; i++) {
+            emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
+            emfast_lv* r = R + (int64_t) i * K + j;
+            for (int c = 0; c < EMFAST_RANK_COLS; c++)
+                r[c] += (a0 * w[0][c] + a1 * w[1][c]) + (a2 * w[2][c] + a3 * w[3][c]);
+        }
+    }
+    for (; j < K; j++)
+        for (int i = 0; i < K; i++)
+            R[(int64_t) i * K + j] += (ra[0][i] * rw[j] + ra[1][i] * rw[K + j])
+                                      + (ra[2][i] * rw[2 * K + j] + ra[3][i] * rw[3 * K + j]);
+}
+
 /* The body of emfast_lanes_fb (below), for any K. */
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
@@ -416,7 +482,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv* gam = gst + (D ? K + 2 * K * D : 0);   /* (K,) gamma_t before it is scattered */
     emfast_lv* cbuf = gam + K;                /* (K,) categorical: gamma_t as lane rows */
     emfast_lv* rw = cbuf + K;                 /* (RANK, K) pending w_t */
-    emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes */
+    emfast_lv* Av = rw + EMFAST_LRANK * K;    /* (K, K) A and A^T splat across the lanes
+                                               * (up to EMFAST_LANES_SPLAT_MAX_K states) */
     emfast_lv* ATv = Av + K * K;
     emfast_lv* muv = ATv + K * K;             /* Gaussians: (D, K) mu and p splat ... */
     emfast_lv* pv = muv + K * D;
@@ -435,7 +502,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv failv = emfast_lv_splat(0.0);
     emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0};
     for (int l = 0; l < EMFAST_LANES; l++) Tv[l] = (double) Tl[l];
-    for (int64_t e = 0; e < (int64_t) K * K; e++) {
+    for (int64_t e = 0; e < (K <= EMFAST_LANES_SPLAT_MAX_K ? (int64_t) K * K : 0); e++) {
         Av[e] = emfast_lv_splat(A[e]);
         ATv[e] = emfast_lv_splat(AT[e]);
     }
@@ -488,7 +555,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         if (t == 0) {
             for (int k = 0; k < K; k++) u[k] = sp[k] * b[k];
         } else {
-            emfast_lv_vecmat(up, Av, K, u);
+            emfast_lv_vecmat(up, Av, A, K, u);
             for (int k = 0; k < K; k++) u[k] = (u[k] * b[k]) * icp;   /* icp comes last */
         }
         emfast_lv c = emfast_lv_sum(u, K);
@@ -556,21 +623,15 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
             for (int k = 0; k < K; k++) gam[k] = a[k] * beta[k];
             emfast_lanes_cat_add(c, K, t, base, Tl, failed, gam, (double*) cbuf);
         }
-        emfast_lv_vecmat(wt, ATv, K, beta);     /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
+        emfast_lv_vecmat(wt, ATv, AT, K, beta);   /* beta_{t-1}[i] = sum_j A[i, j] w[j] */
         for (int k = 0; k < K; k++)            /* a lane not yet started keeps beta = 1 */
             beta[k] = emfast_lv_sel(on, beta[k], emfast_lv_splat(1.0));
         if (++n == EMFAST_LRANK || t == 1) {
-            for (int i = 0; i < K; i++) {
-                emfast_lv* r = R + i * K;
-                if (n == EMFAST_LRANK) {
-                    emfast_lv a0 = ra[0][i], a1 = ra[1][i], a2 = ra[2][i], a3 = ra[3][i];
-                    const emfast_lv* w0 = rw;
-                    const emfast_lv* w1 = rw + K;
-                    const emfast_lv* w2 = rw + 2 * K;
-                    const emfast_lv* w3 = rw + 3 * K;
-                    for (int j = 0; j < K; j++)
-                        r[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j]);
-                } else {
+            if (n == EMFAST_LRANK) {
+                emfast_lanes_rank4(R, ra, rw, K);
+            } else {
+                for (int i = 0; i < K; i++) {
+                    emfast_lv* r = R + i * K;
                     for (int q = 0; q < n; q++) {
                         emfast_lv aq = ra[q][i];
                         const emfast_lv* wq = rw + q * K;
