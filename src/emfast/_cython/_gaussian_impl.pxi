@@ -17,6 +17,7 @@ include "_openmp.pxi"
 
 cdef extern from "_gaussian_simd.h":
     int EMFAST_GSTEP                    # rows per step: blocks are padded to a multiple
+    int LD "EMFAST_GLD"                 # row stride of the block buffers
     ctypedef struct emfast_gmodel:
         int cov
         int D, K
@@ -92,14 +93,14 @@ cdef void _load_block(const floating* X, Py_ssize_t n0, Py_ssize_t m, int D, int
     if D < 16:                    # short rows: walk X in order
         for b in range(m):
             for i in range(D):
-                xT[i * BLOCK + b] = x[b * D + i]
+                xT[i * LD + b] = x[b * D + i]
     else:                         # long rows: write xT in order (one line per feature)
         for i in range(D):
             for b in range(m):
-                xT[i * BLOCK + b] = x[b * D + i]
+                xT[i * LD + b] = x[b * D + i]
     for i in range(D):
         for b in range(m, mp):
-            xT[i * BLOCK + b] = 0.0
+            xT[i * LD + b] = 0.0
 
 
 cdef void _load_weights(const double* sw, Py_ssize_t n0, Py_ssize_t m, int mp,
@@ -120,10 +121,10 @@ cdef void _load_resp(const double* resp, Py_ssize_t n0, Py_ssize_t m, int K, int
     cdef const double* r = resp + n0 * K
     for b in range(m):
         for k in range(K):
-            lp[k * BLOCK + b] = r[b * K + k]
+            lp[k * LD + b] = r[b * K + k]
     for k in range(K):
         for b in range(m, mp):
-            lp[k * BLOCK + b] = 0.0
+            lp[k * LD + b] = 0.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ cdef void _log_prob_block(const emfast_gmodel* M, Work* W, const floating* X, Py
     if not resp:
         for b in range(m):
             for k in range(K):
-                o[b * K + k] = W.g.lp[k * BLOCK + b]
+                o[b * K + k] = W.g.lp[k * LD + b]
     if out_norm == NULL:
         return
     emfast_g_resp(K, mp, W.g.lp, NULL, W.g.norm, resp)
@@ -196,7 +197,7 @@ cdef void _log_prob_block(const emfast_gmodel* M, Work* W, const floating* X, Py
     if resp:
         for b in range(m):
             for k in range(K):
-                o[b * K + k] = W.g.lp[k * BLOCK + b]
+                o[b * K + k] = W.g.lp[k * LD + b]
 
 
 # ---------------------------------------------------------------------------------------
