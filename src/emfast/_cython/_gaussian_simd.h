@@ -211,10 +211,32 @@ static void emfast_g_transform(const double* xT, const double* mu, const double*
     }
 }
 
-/* maha = sum_i ((x_i - mu_i) s_i)^2 (diag, spherical), even and odd features in separate
- * sums; or, with s == NULL, sum_i (x_i - mu_i)^2 (tied: x the transformed rows). */
-static void emfast_g_maha_scaled(const double* xT, const double* mu, const double* s, int D,
-                                 int mp, double* maha)
+/* Full (or tied) with D <= EMFAST_SMALL_D features: everything about a row vector stays in
+ * registers, lp = log_const - 0.5 ||(x - mu) U||^2 in one pass (the general path's stored
+ * centred rows and distances cost more than the arithmetic at this size). */
+#define EMFAST_SMALL_D 3
+
+G_INLINE void g_small_log_prob(const int D, const double* xT, const double* mu,
+                               const double* U, double lc, int mp, double* lp)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv d[EMFAST_SMALL_D], maha = gv_set(0.0);
+        for (int i = 0; i < D; i++) d[i] = gv_ld(xT + i * B + b) - mu[i];
+        for (int j = 0; j < D; j++) {
+            emfast_gv y = d[0] * U[j];
+            for (int i = 1; i <= j; i++) y += d[i] * U[i * D + j];
+            maha += y * y;
+        }
+        gv_st(lp + b, lc - 0.5 * maha);
+    }
+}
+
+/* lp = lc - 0.5 maha, maha = sum_i ((x_i - mu_i) s_i)^2 (diag, spherical), even and odd
+ * features in separate sums; or, with s == NULL, sum_i (x_i - mu_i)^2 (tied: x the
+ * transformed rows). */
+static void emfast_g_lp_scaled(const double* xT, const double* mu, const double* s, int D,
+                               double lc, int mp, double* lp)
 {
     const int64_t B = EMFAST_GLD;
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
@@ -238,8 +260,8 @@ static void emfast_g_maha_scaled(const double* xT, const double* mu, const doubl
             e0 += t0 * t0;
             e1 += t1 * t1;
         }
-        gv_st(maha + b, e0 + o0);
-        gv_st(maha + b + EMFAST_GW, e1 + o1);
+        gv_st(lp + b, lc - 0.5 * (e0 + o0));
+        gv_st(lp + b + EMFAST_GW, lc - 0.5 * (e1 + o1));
     }
 }
 
@@ -248,21 +270,36 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
+    if (M->cov <= 1 && D <= EMFAST_SMALL_D) {
+        for (int k = 0; k < K; k++) {
+            const double* mu = M->means + (int64_t) k * D;
+            const double* U = M->U + (M->cov == 0 ? (int64_t) k * D * D : 0);
+            double* lp = W->lp + k * B;
+            switch (D) {
+            case 1: g_small_log_prob(1, W->xT, mu, U, M->log_const[k], mp, lp); break;
+            case 2: g_small_log_prob(2, W->xT, mu, U, M->log_const[k], mp, lp); break;
+            default: g_small_log_prob(3, W->xT, mu, U, M->log_const[k], mp, lp); break;
+            }
+        }
+        return;
+    }
     if (M->cov == 1)                   /* tied: one transform, then distances to the means */
         emfast_g_transform(W->xT, M->center, M->U, D, mp, W->c + B, W->y, NULL);
     for (int k = 0; k < K; k++) {
         double* lp = W->lp + k * B;
-        if (M->cov == 0)
+        double lc = M->log_const[k];
+        if (M->cov == 1) {
+            emfast_g_lp_scaled(W->y, M->tmeans + (int64_t) k * D, NULL, D, lc, mp, lp);
+        } else if (M->cov >= 2) {
+            emfast_g_lp_scaled(W->xT, M->means + (int64_t) k * D, M->scale + (int64_t) k * D,
+                               D, lc, mp, lp);
+        } else {
             emfast_g_transform(W->xT, M->means + (int64_t) k * D, M->U + (int64_t) k * D * D,
                                D, mp, W->c + B, NULL, lp);
-        else if (M->cov == 1)
-            emfast_g_maha_scaled(W->y, M->tmeans + (int64_t) k * D, NULL, D, mp, lp);
-        else
-            emfast_g_maha_scaled(W->xT, M->means + (int64_t) k * D, M->scale + (int64_t) k * D,
-                                 D, mp, lp);
-        emfast_gv c = gv_set(M->log_const[k]);
-        for (int64_t b = 0; b < mp; b += EMFAST_GW)
-            gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
+            emfast_gv c = gv_set(lc);
+            for (int64_t b = 0; b < mp; b += EMFAST_GW)
+                gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
+        }
     }
 }
 
@@ -310,11 +347,10 @@ static double emfast_g_resp(int K, int mp, double* lp, const double* w, double* 
         emfast_gv wv = w != NULL ? gv_ld(w + b) : gv_set(1.0);
         if (w != NULL) ll += wv * l;
         if (to_resp) {
-            emfast_gv sc = wv / s;
-            for (k = 0; k < K; k++) {
-                emfast_gv e = gv_ld(lp + k * B + b);
-                gv_st(lp + k * B + b, gv_sel((emfast_gi) (e != 0.0), e * sc, gv_set(0.0)));
-            }
+            /* s == 0 only for an impossible row (every e == 0): responsibilities 0, not
+             * 0 * inf; otherwise s >= 1 (the best component has e = 1) */
+            emfast_gv sc = gv_sel((emfast_gi) (s == 0.0), gv_set(0.0), wv / s);
+            for (k = 0; k < K; k++) gv_st(lp + k * B + b, gv_ld(lp + k * B + b) * sc);
         }
     }
     return gv_hsum(ll);
@@ -342,6 +378,35 @@ G_INLINE void g_diag_tile(const int NF, const double* xT, const double* mu, cons
     for (int f = 0; f < NF; f++) {
         s1[i0 + f] += gv_hsum(a1[f]);
         s2[i0 + f] += gv_hsum(a2[f]);
+    }
+}
+
+/* Full/tied statistics of one component with D <= EMFAST_SMALL_D, every sum a register:
+ * nk += sum r, s1 += sum r d, s2 (lower triangle) += sum r d d^T, d = x - mu. */
+G_INLINE void g_small_stats(const int D, const double* xT, const double* mu, const double* r,
+                            int mp, double* nk, double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv n = gv_set(0.0), a1[EMFAST_SMALL_D], a2[EMFAST_SMALL_D][EMFAST_SMALL_D];
+    for (int i = 0; i < D; i++) {
+        a1[i] = n;
+        for (int j = 0; j <= i; j++) a2[i][j] = n;
+    }
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv rv = gv_ld(r + b), d[EMFAST_SMALL_D], rd[EMFAST_SMALL_D];
+        n += rv;
+        for (int i = 0; i < D; i++) {
+            d[i] = gv_ld(xT + i * B + b) - mu[i];
+            rd[i] = rv * d[i];
+            a1[i] += rd[i];
+        }
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j <= i; j++) a2[i][j] += rd[i] * d[j];
+    }
+    *nk += gv_hsum(n);
+    for (int i = 0; i < D; i++) {
+        s1[i] += gv_hsum(a1[i]);
+        for (int j = 0; j <= i; j++) s2[i * D + j] += gv_hsum(a2[i][j]);
     }
 }
 
@@ -421,6 +486,14 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
             continue;
         }
         double* s2k = s2 + (M->cov == 0 ? (int64_t) k * D * D : 0);
+        if (D <= EMFAST_SMALL_D) {
+            switch (D) {
+            case 1: g_small_stats(1, W->xT, mu, r, mp, nk + k, s1k, s2k); break;
+            case 2: g_small_stats(2, W->xT, mu, r, mp, nk + k, s1k, s2k); break;
+            default: g_small_stats(3, W->xT, mu, r, mp, nk + k, s1k, s2k); break;
+            }
+            continue;
+        }
         for (int i = 0; i < D; i++) {
             emfast_gv m = gv_set(mu[i]);
             const double* x = W->xT + i * B;
