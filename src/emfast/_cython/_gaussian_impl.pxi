@@ -157,8 +157,8 @@ cdef void _stats_block(const emfast_gmodel* M, Work* W, const floating* X, const
 
 cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double* sw,
                         const double* resp, Py_ssize_t N, Py_ssize_t G, double* st,
-                        Py_ssize_t size, int n_threads, int* failed) noexcept nogil:
-    """All N rows into G group buffers st (G, size): group g takes the g-th contiguous run
+                        Py_ssize_t stride, int n_threads, int* failed) noexcept nogil:
+    """All N rows into G group buffers st (G, stride): group g takes the g-th contiguous run
     of blocks, in order. Groups run in parallel, each thread allocating its scratch once."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
     cdef Py_ssize_t g, blk, n0
@@ -172,7 +172,7 @@ cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double*
                 for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
                     n0 = blk * BLOCK
                     _stats_block(M, W, X, sw, resp, n0, min(<Py_ssize_t> BLOCK, N - n0),
-                                 st + g * size)
+                                 st + g * stride)
         _work_free(W)
 
 
@@ -249,7 +249,7 @@ cdef class _Params:
         self.m.center = _ptr(center)
         self.m.tmeans = _ptr(tmeans)
 
-    cdef Py_ssize_t s2_size(self):
+    cdef Py_ssize_t s2_size(self) noexcept nogil:
         cdef Py_ssize_t D = self.m.D, K = self.m.K
         if self.m.cov == FULL:
             return K * D * D
@@ -257,15 +257,16 @@ cdef class _Params:
             return D * D
         return K * D
 
-    cdef Py_ssize_t stats_size(self):
+    cdef Py_ssize_t stats_size(self) noexcept nogil:
         return 1 + self.m.K + self.m.K * self.m.D + self.s2_size()
 
-    cdef double finish(self, const double[:, ::1] groups, double* tot, double[::1] nk,
-                       double[:, ::1] s1, double[::1] s2) noexcept nogil:
-        """Sum the group buffers in group order into tot (size,), then unpack it into nk,
-        s1, s2 (s2 flattened, in the contract's layout: both triangles, spherical summed
-        over the features); return the log-likelihood."""
-        cdef Py_ssize_t G = groups.shape[0], size = groups.shape[1], g, t, k, i, j
+    cdef double finish(self, const double* groups, Py_ssize_t G, Py_ssize_t stride,
+                       double* tot, double[::1] nk, double[:, ::1] s1,
+                       double[::1] s2) noexcept nogil:
+        """Sum the G group buffers (stride doubles apart) in group order into tot (size,),
+        then unpack it into nk, s1, s2 (s2 flattened, in the contract's layout: both
+        triangles, spherical summed over the features); return the log-likelihood."""
+        cdef Py_ssize_t size = self.stats_size(), g, t, k, i, j
         cdef int D = self.m.D, K = self.m.K, cov = self.m.cov
         cdef double ll
         cdef const double* s2t
@@ -273,7 +274,7 @@ cdef class _Params:
             tot[t] = 0.0
         for g in range(G):
             for t in range(size):
-                tot[t] += groups[g, t]
+                tot[t] += groups[g * stride + t]
         ll = tot[0]
         for k in range(K):
             nk[k] = tot[1 + k]
@@ -308,16 +309,20 @@ cdef double _stats_pass(_Params params, const floating[:, ::1] X, const double* 
     # The number of groups is a function of the shapes only, never of n_threads.
     cdef Py_ssize_t G = max(1, min(n_blocks, MAX_GROUPS, MAX_GROUP_BYTES // (8 * size)))
     cdef int failed = 0
-    groups = np.zeros((G, size))
-    cdef double[:, ::1] st = groups
+    # Each group's buffer starts on its own cache line (stride and start rounded to 64
+    # bytes): threads adding into neighbouring groups never share a line.
+    cdef Py_ssize_t stride = (size + 7) // 8 * 8
+    cdef double[::1] mem = np.zeros(G * stride + 8)
+    cdef size_t addr = <size_t> &mem[0]    # numpy data is 8-byte aligned at least
+    cdef double* st = &mem[0] + (64 - addr % 64) % 64 // 8
     cdef double[::1] s2v = s2.reshape(-1)
     cdef double[::1] tot = np.empty(size)
     cdef double ll
     with nogil:
         if N > 0 and params.m.K > 0:
-            _stats_groups(&params.m, &X[0, 0], sw, resp, N, G, &st[0, 0], size, n_threads,
+            _stats_groups(&params.m, &X[0, 0], sw, resp, N, G, st, stride, n_threads,
                           &failed)
-        ll = params.finish(st, &tot[0], nk, s1, s2v)
+        ll = params.finish(st, G, stride, &tot[0], nk, s1, s2v)
     if failed:
         raise MemoryError("emfast: no memory for the Gaussian kernels' scratch")
     return ll
