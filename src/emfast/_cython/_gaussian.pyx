@@ -10,10 +10,11 @@ explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows b
    all arithmetic is float64), padded with zero rows of weight 0 to a whole number of
    two-vector steps;
 2. log-densities of every row under every component into (K, BLOCK):
-   full: per component, the rows centred on its mean times its Cholesky factor U_k, four
-   columns of U at a time for two row vectors (eight independent accumulators), summing the
-   squares as they come; tied: the rows centred once on the mean of the means and
-   transformed once by U, then squared distances to (mu_k - center) U; diag/spherical:
+   full: per component, the rows centred on its mean times its Cholesky factor U_k, 8
+   (AVX-512) or 4 columns of U at a time for two row vectors (16 or 8 independent
+   accumulators), summing the squares as they come; with D <= 3 all in registers; tied:
+   the rows centred once on the mean of the means and transformed once by U, then squared
+   distances to (mu_k - center) U; diag/spherical:
    sum_i ((x_i - mu_i) / sigma_i)^2, even and odd features in separate sums;
 3. per row, log-sum-exp with the row max subtracted (vector exp and log, no libm call),
    turned in place into w_n * r_nk;

@@ -226,7 +226,7 @@ cdef class _Params:
         if prec_chol is not None:
             prec_chol = np.asarray(prec_chol, dtype=np.float64)
             if cov == FULL or cov == TIED:
-                # the contract's factors are upper triangular; the transform's 4-column
+                # the contract's factors are upper triangular; the transform's column
                 # tiles read a few entries below the diagonal, which must be 0
                 U = np.triu(prec_chol)
                 if cov == TIED:
