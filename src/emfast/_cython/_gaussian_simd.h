@@ -258,11 +258,12 @@ G_INLINE void g_small_log_prob(const int D, const double* xT, const double* mu,
     }
 }
 
-/* lp = lc - 0.5 maha, maha = sum_i ((x_i - mu_i) s_i)^2 (diag, spherical), even and odd
- * features in separate sums; or, with s == NULL, sum_i (x_i - mu_i)^2 (tied: x the
- * transformed rows). */
-static void emfast_g_lp_scaled(const double* xT, const double* mu, const double* s, int D,
-                               double lc, int mp, double* lp)
+/* lp = lc - 0.5 f maha, with maha = sum_i ((x_i - mu_i) s_i)^2 (SCALED: diag) or
+ * sum_i (x_i - mu_i)^2 (spherical: f = 1 / sigma^2, one multiply per row instead of one
+ * per feature; tied: x the transformed rows, f = 1); even and odd features in separate
+ * sums, two row vectors per step. */
+G_INLINE void g_lp_scaled(const int SCALED, const double* xT, const double* mu,
+                          const double* s, double f, int D, double lc, int mp, double* lp)
 {
     const int64_t B = EMFAST_GLD;
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
@@ -270,10 +271,14 @@ static void emfast_g_lp_scaled(const double* xT, const double* mu, const double*
         int i = 0;
         for (; i + 1 < D; i += 2) {
             const double* x = xT + i * B + b;
-            double s0 = s ? s[i] : 1.0, s1 = s ? s[i + 1] : 1.0;
-            emfast_gv t0 = (gv_ld(x) - mu[i]) * s0, t1 = (gv_ld(x + EMFAST_GW) - mu[i]) * s0;
-            emfast_gv u0 = (gv_ld(x + B) - mu[i + 1]) * s1;
-            emfast_gv u1 = (gv_ld(x + B + EMFAST_GW) - mu[i + 1]) * s1;
+            emfast_gv t0 = gv_ld(x) - mu[i], t1 = gv_ld(x + EMFAST_GW) - mu[i];
+            emfast_gv u0 = gv_ld(x + B) - mu[i + 1], u1 = gv_ld(x + B + EMFAST_GW) - mu[i + 1];
+            if (SCALED) {
+                t0 *= s[i];
+                t1 *= s[i];
+                u0 *= s[i + 1];
+                u1 *= s[i + 1];
+            }
             e0 += t0 * t0;
             e1 += t1 * t1;
             o0 += u0 * u0;
@@ -281,13 +286,16 @@ static void emfast_g_lp_scaled(const double* xT, const double* mu, const double*
         }
         if (i < D) {
             const double* x = xT + i * B + b;
-            double s0 = s ? s[i] : 1.0;
-            emfast_gv t0 = (gv_ld(x) - mu[i]) * s0, t1 = (gv_ld(x + EMFAST_GW) - mu[i]) * s0;
+            emfast_gv t0 = gv_ld(x) - mu[i], t1 = gv_ld(x + EMFAST_GW) - mu[i];
+            if (SCALED) {
+                t0 *= s[i];
+                t1 *= s[i];
+            }
             e0 += t0 * t0;
             e1 += t1 * t1;
         }
-        gv_st(lp + b, lc - 0.5 * (e0 + o0));
-        gv_st(lp + b + EMFAST_GW, lc - 0.5 * (e1 + o1));
+        gv_st(lp + b, lc - (0.5 * f) * (e0 + o0));
+        gv_st(lp + b + EMFAST_GW, lc - (0.5 * f) * (e1 + o1));
     }
 }
 
@@ -314,14 +322,16 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
     for (int k = 0; k < K; k++) {
         double* lp = W->lp + k * B;
         double lc = M->log_const[k];
+        const double* mu = M->means + (int64_t) k * D;
         if (M->cov == 1) {
-            emfast_g_lp_scaled(W->y, M->tmeans + (int64_t) k * D, NULL, D, lc, mp, lp);
-        } else if (M->cov >= 2) {
-            emfast_g_lp_scaled(W->xT, M->means + (int64_t) k * D, M->scale + (int64_t) k * D,
-                               D, lc, mp, lp);
+            g_lp_scaled(0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, mp, lp);
+        } else if (M->cov == 2) {
+            g_lp_scaled(1, W->xT, mu, M->scale + (int64_t) k * D, 1.0, D, lc, mp, lp);
+        } else if (M->cov == 3) {
+            double p = M->scale[(int64_t) k * D];
+            g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
         } else {
-            emfast_g_transform(W->xT, M->means + (int64_t) k * D, M->U + (int64_t) k * D * D,
-                               D, mp, W->c + B, NULL, lp);
+            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp, W->c + B, NULL, lp);
             emfast_gv c = gv_set(lc);
             for (int64_t b = 0; b < mp; b += EMFAST_GW)
                 gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
@@ -436,6 +446,28 @@ G_INLINE void g_small_stats(const int D, const double* xT, const double* mu, con
     }
 }
 
+/* Spherical statistics of NF features i0.. of one component: s1[i] += sum r (x_i - mu_i)
+ * and *s2 += sum r q with q the row's sum of those features' (x_i - mu_i)^2 (one multiply
+ * by r per row, not per feature). */
+G_INLINE void g_sph_tile(const int NF, const double* xT, const double* mu, const double* r,
+                         int mp, int i0, double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv a1[4], a2 = gv_set(0.0);
+    for (int f = 0; f < NF; f++) a1[f] = a2;
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv rv = gv_ld(r + b), q = gv_set(0.0);
+        for (int f = 0; f < NF; f++) {
+            emfast_gv d = gv_ld(xT + (i0 + f) * B + b) - mu[i0 + f];
+            a1[f] += rv * d;
+            q += d * d;
+        }
+        a2 += rv * q;
+    }
+    for (int f = 0; f < NF; f++) s1[i0 + f] += gv_hsum(a1[f]);
+    *s2 += gv_hsum(a2);
+}
+
 /* Rows of the augmented products: A_0 = r, A_p = r d_{p-1}; C_0 = 1, C_q = d_{q-1}. */
 G_INLINE const double* g_arow(const double* r, const double* a, int p)
 {
@@ -482,8 +514,8 @@ G_INLINE void g_gram_tile(const int NI, const int NJ, const double* r, const dou
 #define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, W->c, mp, p0, q0, D, nk + k, s1k, s2k)
 
 /* Add the statistics of the mp rows in W->xT with w * responsibilities resp (K, BLOCK) to
- * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag and
- * spherical (K, D) (spherical sums over the features at the end). */
+ * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag (K, D),
+ * spherical (K, D) with everything in column 0 (the caller sums each row). */
 static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, const double* resp,
                            double* nk, double* s1, double* s2)
 {
@@ -502,6 +534,16 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
             }
             nk[k] += gv_hsum(n0 + n1);
             int i0 = 0;
+            if (M->cov == 3) {        /* the sum over features goes to s2k[0] */
+                for (; i0 + 4 <= D; i0 += 4) g_sph_tile(4, W->xT, mu, r, mp, i0, s1k, s2k);
+                switch (D - i0) {
+                case 3: g_sph_tile(3, W->xT, mu, r, mp, i0, s1k, s2k); break;
+                case 2: g_sph_tile(2, W->xT, mu, r, mp, i0, s1k, s2k); break;
+                case 1: g_sph_tile(1, W->xT, mu, r, mp, i0, s1k, s2k); break;
+                default: break;
+                }
+                continue;
+            }
             for (; i0 + 4 <= D; i0 += 4) g_diag_tile(4, W->xT, mu, r, mp, i0, s1k, s2k);
             switch (D - i0) {
             case 3: g_diag_tile(3, W->xT, mu, r, mp, i0, s1k, s2k); break;
