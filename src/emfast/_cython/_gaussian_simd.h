@@ -216,15 +216,13 @@ static void emfast_g_transform(const double* xT, const double* mu, const double*
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
         emfast_gv m0 = gv_set(0.0), m1 = m0;
         int j0 = 0;
-        for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT)
-            g_tri_tile(EMFAST_GTT, dT, U, D, j0, b, yT, &m0, &m1);
+        /* wide tiles only from D = 16: below, their rows past the diagonal (zeros of U)
+         * cost more than the loads they save (D = 10: 168 multiply-adds against 136) */
+        if (D >= 16)
+            for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT)
+                g_tri_tile(EMFAST_GTT, dT, U, D, j0, b, yT, &m0, &m1);
+        for (; j0 + 4 <= D; j0 += 4) g_tri_tile(4, dT, U, D, j0, b, yT, &m0, &m1);
         switch (D - j0) {
-#if EMFAST_GTT == 8
-        case 7: g_tri_tile(7, dT, U, D, j0, b, yT, &m0, &m1); break;
-        case 6: g_tri_tile(6, dT, U, D, j0, b, yT, &m0, &m1); break;
-        case 5: g_tri_tile(5, dT, U, D, j0, b, yT, &m0, &m1); break;
-        case 4: g_tri_tile(4, dT, U, D, j0, b, yT, &m0, &m1); break;
-#endif
         case 3: g_tri_tile(3, dT, U, D, j0, b, yT, &m0, &m1); break;
         case 2: g_tri_tile(2, dT, U, D, j0, b, yT, &m0, &m1); break;
         case 1: g_tri_tile(1, dT, U, D, j0, b, yT, &m0, &m1); break;
