@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import reference
 from conftest import random_params
@@ -172,6 +174,32 @@ def test_every_tile_remainder_matches_reference(module, covariance_type, D):
     module.weighted_stats(X, resp, means, _COV_CODE[covariance_type], nk, s1, s2, 2)
     for g, w in zip((nk, s1, s2), reference.weighted_stats(X, resp, means, covariance_type)):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * np.abs(w).max())
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(N=st.integers(1, 700), D=st.integers(1, 20), K=st.integers(1, 12),
+       covariance_type=st.sampled_from(reference.COV_TYPES), seed=st.integers(0, 2**16))
+def test_any_shape_matches_reference_on_any_thread_count(module, N, D, K, covariance_type,
+                                                         seed):
+    """Shapes across the row padding, the tile sizes and the small-D register path."""
+    rng = np.random.default_rng(seed)
+    means, pc, lc = random_params(rng, K, D, covariance_type)
+    X = means[rng.integers(K, size=N)] + rng.normal(size=(N, D))
+    want = reference.estep_stats(X, None, lc, means, pc, covariance_type)
+    outs = []
+    for n_threads in (1, 2):
+        nk, s1 = np.empty(K), np.empty((K, D))
+        s2 = np.empty(prec_chol_shape(covariance_type, K, D))
+        ll = module.estep_stats(X, np.empty(0), lc, means, pc, _COV_CODE[covariance_type], nk,
+                                s1, s2, n_threads)
+        outs.append((ll, nk, s1, s2))
+    assert np.isclose(outs[0][0], want[0], rtol=1e-10)
+    for g, w in zip(outs[0][1:], want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * np.abs(w).max())
+    assert outs[0][0] == outs[1][0]
+    for a, b in zip(outs[0][1:], outs[1][1:]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_fast_log_matches_numpy(module):
