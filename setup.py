@@ -89,8 +89,9 @@ def avx2_flags():
     return ["/arch:AVX2"] if sys.platform == "win32" else ["-mavx2", "-mfma"]
 
 
-# Modules named *_avx512 are a third build, of the HMM kernels only, for x86-64 CPUs with
-# AVX-512 (F, DQ, VL): their forward-backward advances 8 sequences per vector instead of 4.
+# Modules named *_avx512 are a third build for x86-64 CPUs with AVX-512 (F, DQ, VL): the HMM
+# forward-backward advances 8 sequences per vector instead of 4, the Gaussian kernels take 8
+# rows per vector and keep 16 accumulators in the 32 vector registers.
 AVX512_SUFFIX = "_avx512"
 
 

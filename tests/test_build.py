@@ -14,11 +14,12 @@ def test_numba_backend_imports():
 
 
 @pytest.mark.skipif(not REQUIRED, reason="only where the build must include the extension")
-def test_cython_backend_built_with_openmp():
+@pytest.mark.parametrize("kind", ["gaussian", "hmm"])
+def test_cython_backend_built_with_openmp(kind):
     from emfast._config import get_backend
 
-    assert "cython" in available_backends()
-    mod = get_backend("cython")
+    assert "cython" in available_backends(kind)
+    mod = get_backend("cython", kind)
     want_openmp = os.environ.get("EMFAST_NO_OPENMP", "") in ("", "0")
     assert bool(mod.openmp_enabled()) == want_openmp
 

@@ -54,13 +54,13 @@ def _cpu_has_avx512():
 
 
 # Kernel kinds that also have an AVX-512 build (see setup.py).
-_AVX512_KINDS = ("hmm",)
+_AVX512_KINDS = ("hmm", "gaussian")
 
 
 def _load_cython(kind):
     """The Cython kernel module this CPU should run: the widest build of the kernels that is
-    built (x86-64 only) and that the CPU runs -- AVX-512 (HMM kernels only), AVX2+FMA, else
-    the baseline build. EMFAST_CYTHON_BASELINE=1 forces the baseline build;
+    built (x86-64 only) and that the CPU runs -- AVX-512 (the kinds in _AVX512_KINDS),
+    AVX2+FMA, else the baseline build. EMFAST_CYTHON_BASELINE=1 forces the baseline build;
     EMFAST_CYTHON_NO_AVX512=1 stops at AVX2."""
     if os.environ.get("EMFAST_CYTHON_BASELINE", "") in ("", "0"):
         candidates = []

@@ -3,43 +3,37 @@
 The contract (shapes, conventions, meaning of every output) is the docstring of
 ``emfast.kernels``; ``tests/reference.py`` is the judge. This file is only about *how*.
 
-Rows are processed in fixed blocks of ``BLOCK`` rows. Per block:
+Rows are processed in fixed blocks of ``BLOCK`` (256) rows. Per block (the arithmetic is
+explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows by build):
 
-1. load the rows as float64 (also for float32 ``X``: all arithmetic is float64);
-2. weighted log-densities of every row under every component into a BLOCK x K buffer;
-3. per row, log-sum-exp with the row max subtracted, turned in place into w_n * r_nk;
-4. (E-step only) accumulate nk, s1 and s2 centred on the current means.
-
-Log-densities (step 2):
-
-* diag/spherical, and full with small D: the block is transposed to (D, BLOCK) and every
-  inner loop runs over the rows of the block (long and contiguous, so it vectorises);
-* tied, and full with larger D: rows are centred once on ``center`` (the mean of the
-  means) and transformed by U with one dgemm for a chunk of components; the distance
-  to component k is then ||(x - c) U_k - (mu_k - c) U_k||^2. Centring on c removes the
-  data's common offset; the rest is the same computation scikit-learn does.
-
-Statistics (step 4), three ways chosen once per call:
-
-* "dense" (D <= DENSE_MAX_D, K >= DENSE_MIN_K): per row, vectorised over the K components, into a
-  component-minor layout. Few features means many components overlap, and the work per
-  (row, component) is too small for anything but straight vector loops.
-* "sparse": per row, only the components with a non-zero responsibility (after the
-  log-sum-exp cut-off most are exactly 0 when components are separated).
-* "blas" (full/tied, D >= BLAS_MIN_D): per component, the rows with a non-zero
-  responsibility are gathered as sqrt(w r) (x - mu_k) and added with one dsyrk.
-* "cols" (``weighted_stats`` below BLAS_MIN_D or diag/spherical): per component, every
-  statistic is a sum down the block's feature-major columns, as explicit vector code
-  with a fixed order (``_colstats.h``).
+1. load the rows transposed, feature-major (D, BLOCK), as float64 (also for float32 ``X``:
+   all arithmetic is float64), padded with zero rows of weight 0 to a whole number of
+   two-vector steps;
+2. log-densities of every row under every component into (K, BLOCK):
+   full: per component, the rows centred on its mean times its Cholesky factor U_k, 8
+   (AVX-512) or 4 columns of U at a time for two row vectors (16 or 8 independent
+   accumulators), summing the squares as they come; with D <= 3 all in registers; tied:
+   the rows centred once on the mean of the means and transformed once by U, then squared
+   distances to (mu_k - center) U; diag/spherical:
+   sum_i ((x_i - mu_i) / sigma_i)^2, even and odd features in separate sums;
+3. per row, log-sum-exp with the row max subtracted (vector exp and log, no libm call),
+   turned in place into w_n * r_nk;
+4. (E-step only) nk, s1 and s2 centred on the current means: full/tied as the lower
+   triangle of sum_n r_nk z z^T with z = (1, x_n - mu_k) in register tiles of 4 x 4 (AVX-512)
+   or 4 x 2 accumulators, whose first column is nk and s1; diag/spherical four features at
+   a time.
 
 ``weighted_stats`` is the same pass with the caller's responsibilities (e.g. HMM state
-posteriors) in place of steps 2-3: same blocks, groups, scratch and final unpacking.
+posteriors) transposed into the (K, BLOCK) buffer in place of steps 2-3: same blocks,
+groups and scratch; ``log_prob`` is steps 1-3 written out row-major.
 
 Determinism: the blocks are split into contiguous groups whose number depends only on
 the shapes; each group adds its blocks in order into its own buffer, groups run in
-parallel, and the group buffers are summed in group order. Results are bit-identical
-for every thread count. ``log_prob`` has no cross-row sums at all.
+parallel, and the group buffers are summed in group order. Inside a block every sum has a
+fixed order (row vectors in order, lanes folded by halving). Results are bit-identical for
+every thread count. ``log_prob`` has no cross-row sums at all.
 """
 
-# Everything is in _gaussian_impl.pxi, which _gaussian_avx2.pyx includes too.
+# Everything is in _gaussian_impl.pxi, which _gaussian_avx2.pyx and _gaussian_avx512.pyx
+# include too.
 include "_gaussian_impl.pxi"

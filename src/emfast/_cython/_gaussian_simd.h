@@ -1,0 +1,633 @@
+/* emfast: the arithmetic of one row block of the Gaussian kernels (_gaussian_impl.pxi), as
+ * explicit SIMD with GCC/Clang vector extensions. The compiler emits whatever width the
+ * build targets: one vector is 8 doubles with AVX-512, 4 with AVX2, 2 with SSE2/NEON.
+ *
+ * Layout: everything is feature- or component-major with rows of EMFAST_GBLOCK, so every
+ * vector holds EMFAST_GW consecutive rows of the block and every inner loop is a straight
+ * vector loop whatever D and K are (the block transposed xT (D, BLOCK), the log-densities and
+ * then the weighted responsibilities lp (K, BLOCK); rows EMFAST_GLD apart). The caller pads
+ * the block to mp rows, a multiple of EMFAST_GSTEP, with zero rows of weight 0, which add
+ * exactly 0 to every sum.
+ *
+ * Several independent accumulators everywhere (two row vectors per step, 4 or 8 columns of
+ * the Cholesky transform per tile, a tile of Gram products), so the loops run at the
+ * machine's throughput, not at the latency of one chain of multiply-adds.
+ *
+ * Determinism: every sum has an order fixed by this code (row vectors in order, lanes folded
+ * by gv_hsum), never by the compiler (no -ffast-math), the thread count or addresses.
+ */
+#ifndef EMFAST_GAUSSIAN_SIMD_H
+#define EMFAST_GAUSSIAN_SIMD_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "_fastexp.h"
+
+#if !(defined(__GNUC__) || defined(__clang__))
+#error "emfast's Gaussian kernels need the GCC/Clang vector extensions"
+#endif
+
+#if defined(__AVX512F__)
+#define EMFAST_GW 8
+#elif defined(__AVX__)
+#define EMFAST_GW 4
+#else
+#define EMFAST_GW 2
+#endif
+#define EMFAST_GSTEP (2 * EMFAST_GW)   /* rows per step of the two-vector loops */
+#define EMFAST_GBLOCK 256              /* rows per block */
+/* The row stride of every buffer: one cache line more than a block, so that the rows of a
+ * buffer (walked across, K or D of them, for the same row vector) do not lie a multiple of
+ * 4 KiB apart: loads would wait on unrelated stores (4K aliasing; measured on the
+ * log-sum-exp: a fifth of its time with a 2 KiB stride) and share few cache sets. */
+#define EMFAST_GLD (EMFAST_GBLOCK + 8)
+/* Gram tiles are 4 x EMFAST_GTJ accumulators, transform tiles 2 x EMFAST_GTT: 16 fit
+ * AVX-512's 32 registers, 8 AVX2's 16 */
+#define EMFAST_GTJ (EMFAST_GW == 8 ? 4 : 2)
+#define EMFAST_GTT (EMFAST_GW == 8 ? 8 : 4)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"   /* vectors never cross a real call (all inline) */
+#endif
+
+/* Every helper is inlined: a vector passed to an out-of-line function goes through memory,
+ * and the tile functions must see their sizes as constants to keep accumulators in registers. */
+#define G_INLINE static inline __attribute__((always_inline))
+
+typedef double emfast_gv __attribute__((vector_size(8 * EMFAST_GW), aligned(8)));
+typedef int64_t emfast_gi __attribute__((vector_size(8 * EMFAST_GW), aligned(8)));
+
+EMFAST_DEFINE_VEXP_NONPOS(emfast_gv_exp_nonpos, emfast_gv, emfast_gi)
+
+/* Loads and stores through a may_alias vector type: plain vector moves, no alignment
+ * assumed (aligned(8): scratch comes from malloc). memcpy would be the same in principle,
+ * but GCC's AVX2 code then builds some vectors on the stack from two 16-byte halves and
+ * reloads them whole: a store-forwarding stall per vector (measured 10x slower). */
+typedef double emfast_gv_mem __attribute__((vector_size(8 * EMFAST_GW), aligned(8), may_alias));
+
+G_INLINE emfast_gv gv_ld(const double* p) { return *(const emfast_gv_mem*) p; }
+
+G_INLINE void gv_st(double* p, emfast_gv v) { *(emfast_gv_mem*) p = v; }
+
+G_INLINE emfast_gv gv_set(double x)
+{
+    emfast_gv v = {0.0};
+    return v + x;
+}
+
+/* m ? a : b, m a comparison result */
+G_INLINE emfast_gv gv_sel(emfast_gi m, emfast_gv a, emfast_gv b)
+{
+    return (emfast_gv) (((emfast_gi) a & m) | ((emfast_gi) b & ~m));
+}
+
+/* the lanes' sum, halving: lane l + lane l + W/2 first; a fixed order. With the shuffle
+ * builtin, the halves are vector adds (the same additions, the same result): the fold runs
+ * once per statistic and block, a fifth of the statistics' work at D = 50 done lane by lane. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && EMFAST_GW == 8
+#define EMFAST_GV_HSUM_SHUFFLE 1
+#endif
+#endif
+
+G_INLINE double gv_hsum(emfast_gv v)
+{
+#ifdef EMFAST_GV_HSUM_SHUFFLE
+    typedef double v4 __attribute__((vector_size(32)));
+    typedef double v2 __attribute__((vector_size(16)));
+    v4 h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    v2 q = __builtin_shufflevector(h, h, 0, 1) + __builtin_shufflevector(h, h, 2, 3);
+    return q[0] + q[1];
+#else
+    double t[EMFAST_GW];
+    memcpy(t, &v, sizeof t);
+    for (int w = EMFAST_GW / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            t[l] += t[l + w];
+    return t[0];
+#endif
+}
+
+/* log(s) for s >= 1, and for s = 0 (-inf), +inf and NaN (themselves): the row sums of the
+ * log-sum-exp. s = 2^e m, m in [1, 2) (halved above sqrt 2, e + 1), log m by the atanh
+ * series; the exponent becomes a double through the 2^52 shifter (no int64 -> double
+ * conversion on AVX2). Relative error < 3e-16, tested against np.log. */
+G_INLINE emfast_gv gv_log_ge1(emfast_gv s)
+{
+    emfast_gi bits = (emfast_gi) s;
+    emfast_gi mb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;
+    emfast_gi eb = ((bits >> 52) - 1023) + 0x4330000000000000LL;  /* 2^52 + e as bits */
+    emfast_gv m = (emfast_gv) mb, ef = (emfast_gv) eb - 4503599627370496.0;
+    emfast_gi big = (emfast_gi) (m > 1.4142135623730951);
+    m = gv_sel(big, m * 0.5, m);
+    ef = ef + gv_sel(big, gv_set(1.0), gv_set(0.0));
+    emfast_gv sv = (m - 1.0) / (m + 1.0), z = sv * sv;
+    emfast_gv r = ef * EMFAST_EXP_LN2_HI + (EMFAST_LOG_ATANH_SERIES(sv, z) + ef * EMFAST_EXP_LN2_LO);
+    r = gv_sel((emfast_gi) (s == 0.0), gv_set(-INFINITY), r);
+    return gv_sel((emfast_gi) (s < INFINITY), r, s);           /* +inf and NaN: s itself */
+}
+
+/* ------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int cov;                    /* 0 full, 1 tied, 2 diag, 3 spherical */
+    int D, K;
+    const double* log_const;    /* (K,) */
+    const double* means;        /* (K, D) the statistics are centred on these */
+    const double* U;            /* full (K, D, D), tied (D, D): Cholesky factors of the
+                                 * precisions, upper triangle, zeros below */
+    const double* scale;        /* diag, spherical (K, D): 1 / sigma per feature */
+    const double* center;       /* tied (D,): rows are centred on it, then transformed once */
+    const double* tmeans;       /* tied (K, D): (mu_k - center) U */
+} emfast_gmodel;
+
+typedef struct {                /* per-thread scratch, rows of EMFAST_GLD doubles */
+    double* xT;                 /* (D,) the block, feature-major */
+    double* lp;                 /* (K,) log-densities, then w * responsibilities */
+    double* c;                  /* (D + 1,) row 0 ones, rows 1.. the block centred on a mean */
+    double* a;                  /* (D,) those rows times the responsibilities */
+    double* y;                  /* (D,) tied: the centred block times U */
+    double* w;                  /* (1,) row weights, 0 on padding rows */
+    double* norm;               /* (1,) per-row log-sum-exp */
+} emfast_gwork;
+
+/* doubles of scratch emfast_g_work_init needs */
+static inline int64_t emfast_g_work_size(int D, int K)
+{
+    return (int64_t) (4 * D + K + 3) * EMFAST_GLD;
+}
+
+static inline void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K)
+{
+    const int64_t B = EMFAST_GLD;
+    W->xT = mem;
+    W->lp = W->xT + D * B;
+    W->c = W->lp + K * B;
+    W->a = W->c + (D + 1) * B;
+    W->y = W->a + D * B;
+    W->w = W->y + D * B;
+    W->norm = W->w + B;
+    for (int64_t b = 0; b < B; b++) W->c[b] = 1.0;
+}
+
+/* ----------------------------------------------------------------- log-densities */
+
+/* The Cholesky transform of two row vectors (rows b .. b + EMFAST_GSTEP) for the NJ
+ * (<= EMFAST_GTT) columns j0 .. j0 + NJ - 1 of U: y_j = sum_{i <= j} d_i U_ij, rows i up to the tile's last column
+ * (U is zero below the diagonal). Stores y in yT (if non-NULL) and adds sum_j y_j^2 to
+ * (*m0, *m1). */
+G_INLINE void g_tri_tile(const int NJ, const double* dT, const double* U, int D, int j0,
+                         int64_t b, double* yT, emfast_gv* m0, emfast_gv* m1)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv y0[EMFAST_GTT], y1[EMFAST_GTT];
+    for (int q = 0; q < NJ; q++) y0[q] = y1[q] = gv_set(0.0);
+    for (int i = 0; i < j0 + NJ; i++) {
+        emfast_gv d0 = gv_ld(dT + i * B + b), d1 = gv_ld(dT + i * B + b + EMFAST_GW);
+        const double* u = U + (int64_t) i * D + j0;
+        for (int q = 0; q < NJ; q++) {
+            y0[q] += d0 * u[q];
+            y1[q] += d1 * u[q];
+        }
+    }
+    for (int q = 0; q < NJ; q++) {
+        if (yT != NULL) {
+            gv_st(yT + (j0 + q) * B + b, y0[q]);
+            gv_st(yT + (j0 + q) * B + b + EMFAST_GW, y1[q]);
+        }
+        *m0 += y0[q] * y0[q];
+        *m1 += y1[q] * y1[q];
+    }
+}
+
+/* dT = xT - mu (rows < mp); then y = dT U (stored in yT if non-NULL) and, if maha is
+ * non-NULL, maha = sum_j y_j^2 per row. */
+static void emfast_g_transform(const double* xT, const double* mu, const double* U, int D,
+                               int mp, double* dT, double* yT, double* maha)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int i = 0; i < D; i++) {
+        emfast_gv m = gv_set(mu[i]);
+        for (int64_t b = 0; b < mp; b += EMFAST_GW)
+            gv_st(dT + i * B + b, gv_ld(xT + i * B + b) - m);
+    }
+    for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
+        emfast_gv m0 = gv_set(0.0), m1 = m0;
+        int j0 = 0;
+        /* wide tiles only from D = 16: below, their rows past the diagonal (zeros of U)
+         * cost more than the loads they save (D = 10: 168 multiply-adds against 136) */
+        if (D >= 16)
+            for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT)
+                g_tri_tile(EMFAST_GTT, dT, U, D, j0, b, yT, &m0, &m1);
+        for (; j0 + 4 <= D; j0 += 4) g_tri_tile(4, dT, U, D, j0, b, yT, &m0, &m1);
+        switch (D - j0) {
+        case 3: g_tri_tile(3, dT, U, D, j0, b, yT, &m0, &m1); break;
+        case 2: g_tri_tile(2, dT, U, D, j0, b, yT, &m0, &m1); break;
+        case 1: g_tri_tile(1, dT, U, D, j0, b, yT, &m0, &m1); break;
+        default: break;
+        }
+        if (maha != NULL) {
+            gv_st(maha + b, m0);
+            gv_st(maha + b + EMFAST_GW, m1);
+        }
+    }
+}
+
+/* Full (or tied) with D <= EMFAST_SMALL_D features: everything about a row vector stays in
+ * registers, lp = log_const - 0.5 ||(x - mu) U||^2 in one pass (the general path's stored
+ * centred rows and distances cost more than the arithmetic at this size). */
+#define EMFAST_SMALL_D 3
+
+G_INLINE void g_small_log_prob(const int D, const double* xT, const double* mu,
+                               const double* U, double lc, int mp, double* lp)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv d[EMFAST_SMALL_D], maha = gv_set(0.0);
+        for (int i = 0; i < D; i++) d[i] = gv_ld(xT + i * B + b) - mu[i];
+        for (int j = 0; j < D; j++) {
+            emfast_gv y = d[0] * U[j];
+            for (int i = 1; i <= j; i++) y += d[i] * U[i * D + j];
+            maha += y * y;
+        }
+        gv_st(lp + b, lc - 0.5 * maha);
+    }
+}
+
+/* lp = lc - 0.5 f maha, with maha = sum_i ((x_i - mu_i) s_i)^2 (SCALED: diag) or
+ * sum_i (x_i - mu_i)^2 (spherical: f = 1 / sigma^2, one multiply per row instead of one
+ * per feature; tied: x the transformed rows, f = 1); even and odd features in separate
+ * sums, two row vectors per step. */
+G_INLINE void g_lp_scaled(const int SCALED, const double* xT, const double* mu,
+                          const double* s, double f, int D, double lc, int mp, double* lp)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
+        emfast_gv e0 = gv_set(0.0), e1 = e0, o0 = e0, o1 = e0;
+        int i = 0;
+        for (; i + 1 < D; i += 2) {
+            const double* x = xT + i * B + b;
+            emfast_gv t0 = gv_ld(x) - mu[i], t1 = gv_ld(x + EMFAST_GW) - mu[i];
+            emfast_gv u0 = gv_ld(x + B) - mu[i + 1], u1 = gv_ld(x + B + EMFAST_GW) - mu[i + 1];
+            if (SCALED) {
+                t0 *= s[i];
+                t1 *= s[i];
+                u0 *= s[i + 1];
+                u1 *= s[i + 1];
+            }
+            e0 += t0 * t0;
+            e1 += t1 * t1;
+            o0 += u0 * u0;
+            o1 += u1 * u1;
+        }
+        if (i < D) {
+            const double* x = xT + i * B + b;
+            emfast_gv t0 = gv_ld(x) - mu[i], t1 = gv_ld(x + EMFAST_GW) - mu[i];
+            if (SCALED) {
+                t0 *= s[i];
+                t1 *= s[i];
+            }
+            e0 += t0 * t0;
+            e1 += t1 * t1;
+        }
+        gv_st(lp + b, lc - (0.5 * f) * (e0 + o0));
+        gv_st(lp + b + EMFAST_GW, lc - (0.5 * f) * (e1 + o1));
+    }
+}
+
+/* W->lp[k] = log_const[k] - 0.5 maha(row, k) for the mp rows in W->xT */
+static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
+{
+    const int64_t B = EMFAST_GLD;
+    const int D = M->D, K = M->K;
+    if (M->cov <= 1 && D <= EMFAST_SMALL_D) {
+        for (int k = 0; k < K; k++) {
+            const double* mu = M->means + (int64_t) k * D;
+            const double* U = M->U + (M->cov == 0 ? (int64_t) k * D * D : 0);
+            double* lp = W->lp + k * B;
+            switch (D) {
+            case 1: g_small_log_prob(1, W->xT, mu, U, M->log_const[k], mp, lp); break;
+            case 2: g_small_log_prob(2, W->xT, mu, U, M->log_const[k], mp, lp); break;
+            default: g_small_log_prob(3, W->xT, mu, U, M->log_const[k], mp, lp); break;
+            }
+        }
+        return;
+    }
+    if (M->cov == 1)                   /* tied: one transform, then distances to the means */
+        emfast_g_transform(W->xT, M->center, M->U, D, mp, W->c + B, W->y, NULL);
+    for (int k = 0; k < K; k++) {
+        double* lp = W->lp + k * B;
+        double lc = M->log_const[k];
+        const double* mu = M->means + (int64_t) k * D;
+        if (M->cov == 1) {
+            g_lp_scaled(0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, mp, lp);
+        } else if (M->cov == 2) {
+            g_lp_scaled(1, W->xT, mu, M->scale + (int64_t) k * D, 1.0, D, lc, mp, lp);
+        } else if (M->cov == 3) {
+            double p = M->scale[(int64_t) k * D];
+            g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
+        } else {
+            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp, W->c + B, NULL, lp);
+            emfast_gv c = gv_set(lc);
+            for (int64_t b = 0; b < mp; b += EMFAST_GW)
+                gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
+        }
+    }
+}
+
+/* Log-sum-exp over the K components of each row, the row max subtracted (the best
+ * component gives exp(0) = 1, the sum never underflows; a row where every component is
+ * -inf gets -inf, NaN stays NaN). norm (if non-NULL) = the per-row log-sum-exp. With
+ * to_resp, lp becomes w * responsibilities (w NULL: weight 1; 0 where exp gave 0, also when
+ * the row is impossible). Returns sum_rows w * logsumexp in a fixed order (0 if w NULL). */
+static double emfast_g_resp(int K, int mp, double* lp, const double* w, double* norm,
+                            int to_resp)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv ll = gv_set(0.0);
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv mx0 = gv_set(-INFINITY), mx1 = mx0;
+        int k = 0;
+        for (; k + 1 < K; k += 2) {
+            emfast_gv v0 = gv_ld(lp + k * B + b), v1 = gv_ld(lp + (k + 1) * B + b);
+            mx0 = gv_sel((emfast_gi) (v0 > mx0), v0, mx0);
+            mx1 = gv_sel((emfast_gi) (v1 > mx1), v1, mx1);
+        }
+        if (k < K) {
+            emfast_gv v0 = gv_ld(lp + k * B + b);
+            mx0 = gv_sel((emfast_gi) (v0 > mx0), v0, mx0);
+        }
+        emfast_gv mx = gv_sel((emfast_gi) (mx1 > mx0), mx1, mx0);
+        mx = gv_sel((emfast_gi) (mx == -INFINITY), gv_set(0.0), mx);
+        emfast_gv s0 = gv_set(0.0), s1 = s0;
+        for (k = 0; k + 1 < K; k += 2) {
+            emfast_gv e0 = emfast_gv_exp_nonpos(gv_ld(lp + k * B + b) - mx);
+            emfast_gv e1 = emfast_gv_exp_nonpos(gv_ld(lp + (k + 1) * B + b) - mx);
+            gv_st(lp + k * B + b, e0);
+            gv_st(lp + (k + 1) * B + b, e1);
+            s0 += e0;
+            s1 += e1;
+        }
+        if (k < K) {
+            emfast_gv e0 = emfast_gv_exp_nonpos(gv_ld(lp + k * B + b) - mx);
+            gv_st(lp + k * B + b, e0);
+            s0 += e0;
+        }
+        emfast_gv s = s0 + s1;
+        emfast_gv l = mx + gv_log_ge1(s);
+        if (norm != NULL) gv_st(norm + b, l);
+        emfast_gv wv = w != NULL ? gv_ld(w + b) : gv_set(1.0);
+        if (w != NULL) ll += wv * l;
+        if (to_resp) {
+            /* s == 0 only for an impossible row (every e == 0): responsibilities 0, not
+             * 0 * inf; otherwise s >= 1 (the best component has e = 1) */
+            emfast_gv sc = gv_sel((emfast_gi) (s == 0.0), gv_set(0.0), wv / s);
+            for (k = 0; k < K; k++) gv_st(lp + k * B + b, gv_ld(lp + k * B + b) * sc);
+        }
+    }
+    return gv_hsum(ll);
+}
+
+/* ------------------------------------------------------------------------ statistics */
+
+/* Diagonal statistics of NF features i0.. of one component, responsibilities r:
+ * s1[i] += sum r (x_i - mu_i), s2[i] += sum r (x_i - mu_i)^2. */
+G_INLINE void g_diag_tile(const int NF, const double* xT, const double* mu, const double* r,
+                          int mp, int i0, double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv a1[4], a2[4];
+    for (int f = 0; f < NF; f++) a1[f] = a2[f] = gv_set(0.0);
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv rv = gv_ld(r + b);
+        for (int f = 0; f < NF; f++) {
+            emfast_gv d = gv_ld(xT + (i0 + f) * B + b) - mu[i0 + f];
+            emfast_gv t = rv * d;
+            a1[f] += t;
+            a2[f] += t * d;
+        }
+    }
+    for (int f = 0; f < NF; f++) {
+        s1[i0 + f] += gv_hsum(a1[f]);
+        s2[i0 + f] += gv_hsum(a2[f]);
+    }
+}
+
+/* Full/tied statistics of one component with D <= EMFAST_SMALL_D, every sum a register:
+ * nk += sum r, s1 += sum r d, s2 (lower triangle) += sum r d d^T, d = x - mu. */
+G_INLINE void g_small_stats(const int D, const double* xT, const double* mu, const double* r,
+                            int mp, double* nk, double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv n = gv_set(0.0), a1[EMFAST_SMALL_D], a2[EMFAST_SMALL_D][EMFAST_SMALL_D];
+    for (int i = 0; i < D; i++) {
+        a1[i] = n;
+        for (int j = 0; j <= i; j++) a2[i][j] = n;
+    }
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv rv = gv_ld(r + b), d[EMFAST_SMALL_D], rd[EMFAST_SMALL_D];
+        n += rv;
+        for (int i = 0; i < D; i++) {
+            d[i] = gv_ld(xT + i * B + b) - mu[i];
+            rd[i] = rv * d[i];
+            a1[i] += rd[i];
+        }
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j <= i; j++) a2[i][j] += rd[i] * d[j];
+    }
+    *nk += gv_hsum(n);
+    for (int i = 0; i < D; i++) {
+        s1[i] += gv_hsum(a1[i]);
+        for (int j = 0; j <= i; j++) s2[i * D + j] += gv_hsum(a2[i][j]);
+    }
+}
+
+/* Spherical statistics of NF features i0.. of one component: s1[i] += sum r (x_i - mu_i)
+ * and *s2 += sum r q with q the row's sum of those features' (x_i - mu_i)^2 (one multiply
+ * by r per row, not per feature). */
+G_INLINE void g_sph_tile(const int NF, const double* xT, const double* mu, const double* r,
+                         int mp, int i0, double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv a1[4], a2 = gv_set(0.0);
+    for (int f = 0; f < NF; f++) a1[f] = a2;
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv rv = gv_ld(r + b), q = gv_set(0.0);
+        for (int f = 0; f < NF; f++) {
+            emfast_gv d = gv_ld(xT + (i0 + f) * B + b) - mu[i0 + f];
+            a1[f] += rv * d;
+            q += d * d;
+        }
+        a2 += rv * q;
+    }
+    for (int f = 0; f < NF; f++) s1[i0 + f] += gv_hsum(a1[f]);
+    *s2 += gv_hsum(a2);
+}
+
+/* Rows of the augmented products: A_0 = r, A_p = r d_{p-1}; C_0 = 1, C_q = d_{q-1}. */
+G_INLINE const double* g_arow(const double* r, const double* a, int p)
+{
+    return p == 0 ? r : a + (int64_t) (p - 1) * EMFAST_GLD;
+}
+
+/* One NI x NJ tile of the Gram matrix G = sum_rows A C^T (p = p0.., q = q0..); only q <= p
+ * is kept: G_00 = nk, G_p0 = s1_{p-1}, G_pq = s2_{p-1, q-1} (lower triangle, row-major). */
+G_INLINE void g_gram_tile(const int NI, const int NJ, const double* r, const double* a,
+                          const double* c, int mp, int p0, int q0, int D, double* nk,
+                          double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv acc[4][4];
+    const double* ap[4];
+    const double* cq[4];
+    for (int p = 0; p < NI; p++) {
+        ap[p] = g_arow(r, a, p0 + p);
+        for (int q = 0; q < NJ; q++) acc[p][q] = gv_set(0.0);
+    }
+    for (int q = 0; q < NJ; q++) cq[q] = c + (int64_t) (q0 + q) * B;
+    for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+        emfast_gv av[4];
+        for (int p = 0; p < NI; p++) av[p] = gv_ld(ap[p] + b);
+        for (int q = 0; q < NJ; q++) {
+            emfast_gv cv = gv_ld(cq[q] + b);
+            for (int p = 0; p < NI; p++) acc[p][q] += av[p] * cv;
+        }
+    }
+    for (int p = 0; p < NI; p++)
+        for (int q = 0; q < NJ; q++) {
+            int pp = p0 + p, qq = q0 + q;
+            if (qq > pp) continue;
+            double v = gv_hsum(acc[p][q]);
+            if (pp == 0)
+                *nk += v;
+            else if (qq == 0)
+                s1[pp - 1] += v;
+            else
+                s2[(int64_t) (pp - 1) * D + (qq - 1)] += v;
+        }
+}
+
+#define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, W->c, mp, p0, q0, D, nk + k, s1k, s2k)
+
+/* Add the statistics of the mp rows in W->xT with w * responsibilities resp (K, BLOCK) to
+ * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag (K, D),
+ * spherical (K, D) with everything in column 0 (the caller sums each row). */
+static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, const double* resp,
+                           double* nk, double* s1, double* s2)
+{
+    const int64_t B = EMFAST_GLD;
+    const int D = M->D, K = M->K, Dp = D + 1;
+    for (int k = 0; k < K; k++) {
+        const double* r = resp + k * B;
+        const double* mu = M->means + (int64_t) k * D;
+        double* s1k = s1 + (int64_t) k * D;
+        if (M->cov >= 2) {
+            double* s2k = s2 + (int64_t) k * D;
+            emfast_gv n0 = gv_set(0.0), n1 = n0;
+            for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
+                n0 += gv_ld(r + b);
+                n1 += gv_ld(r + b + EMFAST_GW);
+            }
+            nk[k] += gv_hsum(n0 + n1);
+            int i0 = 0;
+            if (M->cov == 3) {        /* the sum over features goes to s2k[0] */
+                for (; i0 + 4 <= D; i0 += 4) g_sph_tile(4, W->xT, mu, r, mp, i0, s1k, s2k);
+                switch (D - i0) {
+                case 3: g_sph_tile(3, W->xT, mu, r, mp, i0, s1k, s2k); break;
+                case 2: g_sph_tile(2, W->xT, mu, r, mp, i0, s1k, s2k); break;
+                case 1: g_sph_tile(1, W->xT, mu, r, mp, i0, s1k, s2k); break;
+                default: break;
+                }
+                continue;
+            }
+            for (; i0 + 4 <= D; i0 += 4) g_diag_tile(4, W->xT, mu, r, mp, i0, s1k, s2k);
+            switch (D - i0) {
+            case 3: g_diag_tile(3, W->xT, mu, r, mp, i0, s1k, s2k); break;
+            case 2: g_diag_tile(2, W->xT, mu, r, mp, i0, s1k, s2k); break;
+            case 1: g_diag_tile(1, W->xT, mu, r, mp, i0, s1k, s2k); break;
+            default: break;
+            }
+            continue;
+        }
+        double* s2k = s2 + (M->cov == 0 ? (int64_t) k * D * D : 0);
+        if (D <= EMFAST_SMALL_D) {
+            switch (D) {
+            case 1: g_small_stats(1, W->xT, mu, r, mp, nk + k, s1k, s2k); break;
+            case 2: g_small_stats(2, W->xT, mu, r, mp, nk + k, s1k, s2k); break;
+            default: g_small_stats(3, W->xT, mu, r, mp, nk + k, s1k, s2k); break;
+            }
+            continue;
+        }
+        for (int i = 0; i < D; i++) {
+            emfast_gv m = gv_set(mu[i]);
+            const double* x = W->xT + i * B;
+            double* d = W->c + (i + 1) * B;
+            double* ad = W->a + i * B;
+            for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+                emfast_gv dv = gv_ld(x + b) - m;
+                gv_st(d + b, dv);
+                gv_st(ad + b, gv_ld(r + b) * dv);
+            }
+        }
+        for (int p0 = 0; p0 < Dp; p0 += 4) {
+            int ni = Dp - p0 < 4 ? Dp - p0 : 4;
+            for (int q0 = 0; q0 < p0 + ni; q0 += EMFAST_GTJ) {
+                int nj = p0 + ni - q0 < EMFAST_GTJ ? p0 + ni - q0 : EMFAST_GTJ;
+                switch (ni * 8 + nj) {
+                case 33: G_GRAM(4, 1); break;
+                case 34: G_GRAM(4, 2); break;
+#if EMFAST_GTJ == 4
+                case 35: G_GRAM(4, 3); break;
+                case 36: G_GRAM(4, 4); break;
+                case 27: G_GRAM(3, 3); break;
+                case 20: G_GRAM(2, 4); break;
+                case 28: G_GRAM(3, 4); break;
+                case 12: G_GRAM(1, 4); break;
+                case 11: G_GRAM(1, 3); break;
+                case 19: G_GRAM(2, 3); break;
+#endif
+                case 25: G_GRAM(3, 1); break;
+                case 26: G_GRAM(3, 2); break;
+                case 17: G_GRAM(2, 1); break;
+                case 18: G_GRAM(2, 2); break;
+                case 9: G_GRAM(1, 1); break;
+                case 10: G_GRAM(1, 2); break;
+                default: break;
+                }
+            }
+        }
+    }
+}
+
+#undef G_GRAM
+
+/* out[i] = the kernels' vector exp of x[i] <= 0 (test hook: the code the log-sum-exp runs) */
+static void emfast_g_exp_array(const double* x, int64_t n, double* out)
+{
+    for (int64_t i = 0; i < n; i += EMFAST_GW) {
+        double t[EMFAST_GW] = {0.0};
+        int64_t len = n - i < EMFAST_GW ? n - i : EMFAST_GW;
+        memcpy(t, x + i, len * sizeof(double));
+        emfast_gv e = emfast_gv_exp_nonpos(gv_ld(t));
+        memcpy(t, &e, sizeof t);
+        memcpy(out + i, t, len * sizeof(double));
+    }
+}
+
+/* out[i] = the kernels' vector log of x[i] (>= 1, 0, inf or NaN; test hook) */
+static void emfast_g_log_array(const double* x, int64_t n, double* out)
+{
+    for (int64_t i = 0; i < n; i += EMFAST_GW) {
+        double t[EMFAST_GW];
+        for (int l = 0; l < EMFAST_GW; l++) t[l] = 1.0;
+        int64_t len = n - i < EMFAST_GW ? n - i : EMFAST_GW;
+        memcpy(t, x + i, len * sizeof(double));
+        emfast_gv e = gv_log_ge1(gv_ld(t));
+        memcpy(t, &e, sizeof t);
+        memcpy(out + i, t, len * sizeof(double));
+    }
+}
+
+#endif /* EMFAST_GAUSSIAN_SIMD_H */
