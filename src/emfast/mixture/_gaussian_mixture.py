@@ -251,21 +251,33 @@ class GaussianMixture(ParamsMixin):
         return G.GaussianParams(ct, weights, means, cov, prec_chol)
 
     def _initial_stats(self, X, sw, rng):
+        """Statistics of the starting assignment chosen by ``init_params``.
+
+        "kmeans": k-means (one k-means++ start, Lloyd to scikit-learn's stopping rule), then
+        the statistics of its clusters from one compiled pass. "k-means++" and
+        "random_from_data": one row per component, no pass over X. "random": scikit-learn's
+        uniform random responsibilities (the same stream), one compiled pass per chunk.
+        """
         ct, K = self.covariance_type, self.n_components
         N = X.shape[0]
-        labels = np.full(N, -1, dtype=np.int64)
+        n_threads = self._init_threads()
         if self.init_params == "kmeans":
-            _, labels = kmeans(X, K, rng, sw)
-        elif self.init_params == "k-means++":
-            _, idx = kmeans_plusplus(X, K, rng, sw)
-            labels[idx] = np.arange(K)
-        elif self.init_params == "random_from_data":
+            centres, labels = kmeans(X, K, rng, sw, backend=self.backend, n_threads=n_threads)
+            return G.stats_from_labels(X, sw, ct, labels, centres, self.backend, n_threads)
+        if self.init_params == "k-means++":
+            _, idx = kmeans_plusplus(X, K, rng, sw, backend=self.backend, n_threads=n_threads)
+            return G.stats_from_rows(X, sw, ct, idx)
+        if self.init_params == "random_from_data":
             p = None if sw is None else sw / sw.sum()
-            idx = rng.choice(N, size=K, replace=False, p=p)
-            labels[idx] = np.arange(K)
-        else:
-            return G.stats_from_resp(X, sw, ct, K, _random_resp_chunks(N, K, rng))
-        return G.stats_from_labels(X, sw, ct, K, labels)
+            return G.stats_from_rows(X, sw, ct, rng.choice(N, size=K, replace=False, p=p))
+        return G.stats_from_resp(X, sw, ct, K, _random_resp_chunks(N, K, rng), self.backend,
+                                 n_threads)
+
+    def _init_threads(self):
+        """Threads for one initialisation: restarts run side by side (see
+        emfast._em.fit_restarts), each with its share."""
+        n = resolve_n_threads(self.n_threads)
+        return max(1, n // max(1, min(self.n_init, n))) if not self.verbose else n
 
     # ------------------------------------------------------------------ parameters
     def _params(self):
