@@ -6,9 +6,20 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport dgemm
+
+cdef extern from "_kmeans_dist.h":
+    # d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2 for b < m rounded up to 4
+    void emfast_sqdist_T(const double* xT, Py_ssize_t ld, int D, const double* c, int K,
+                         Py_ssize_t m, double* d) noexcept nogil
+    # best[b] = min_k d[k * ld + b], arg[b] its lowest k, for b < m rounded up to 4
+    void emfast_argmin_cols(const double* d, Py_ssize_t ld, int K, Py_ssize_t m,
+                            double* best, int64_t* arg) noexcept nogil
+    # the same from the rows directly (d: (K, ld) scratch)
+    void emfast_nearest_T(const double* xT, Py_ssize_t ld, int D, const double* c, int K,
+                          Py_ssize_t m, double* best, int64_t* arg, double* d) noexcept nogil
 
 import numpy as np
 
@@ -44,21 +55,23 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* dist                # (K, BLOCK) squared distances, centre-major
     double* best                # (BLOCK,) distance to the nearest centre
     double* w                   # (BLOCK,) the block's sample weights
-    int* arg                    # (BLOCK,) index of the nearest centre
+    int64_t* arg                # (BLOCK,) index of the nearest centre
     double* xr                  # (D,) one row centred on its centre (statistics)
 
 
 cdef Work* _work_alloc(int D, int K) noexcept nogil:
     cdef Py_ssize_t bd = BLOCK * D
     cdef Work* W = <Work*> malloc(sizeof(Work))
-    cdef double* mem = <double*> malloc((2 * bd + BLOCK * K + 2 * BLOCK + D) * sizeof(double))
+    # calloc: the distance tile reads xT up to a multiple of 4 rows; keep those entries
+    # defined (they are never used)
+    cdef double* mem = <double*> calloc(2 * bd + BLOCK * K + 2 * BLOCK + D, sizeof(double))
     W.xb = mem
     W.xT = W.xb + bd
     W.dist = W.xT + bd
     W.best = W.dist + BLOCK * K
     W.w = W.best + BLOCK
     W.xr = W.w + BLOCK
-    W.arg = <int*> malloc(BLOCK * sizeof(int))
+    W.arg = <int64_t*> malloc(BLOCK * sizeof(int64_t))
     return W
 
 
@@ -69,17 +82,19 @@ cdef void _work_free(Work* W) noexcept nogil:
 
 
 cdef void _load_block(const Centres* C, const floating* X, const double* sw, Py_ssize_t n0,
-                      Py_ssize_t m, Work* W) noexcept nogil:
-    """W.xb = rows [n0, n0 + m) as float64, W.xT the same feature-major (what the direct
-    distances read), W.w their weights (1 when sw is NULL)."""
+                      Py_ssize_t m, bint rows, Work* W) noexcept nogil:
+    """The rows [n0, n0 + m) as float64: feature-major in W.xT for the direct distances,
+    row-major in W.xb for the dgemm ones or when ``rows``; W.w their weights (1 when sw is
+    NULL)."""
     cdef Py_ssize_t b, i, D = C.D
     cdef const floating* x = X + n0 * D
-    for i in range(m * D):
-        W.xb[i] = x[i]
+    if C.gemm or rows:
+        for i in range(m * D):
+            W.xb[i] = x[i]
     if not C.gemm:
         for b in range(m):
             for i in range(D):
-                W.xT[i * BLOCK + b] = W.xb[b * D + i]
+                W.xT[i * BLOCK + b] = x[b * D + i]
     for b in range(m):
         W.w[b] = 1.0 if sw == NULL else sw[n0 + b]
 
@@ -88,11 +103,8 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     """W.dist[k, b] = ||x_b - c_k||^2 for the m rows of the loaded block."""
     cdef int D = C.D, K = C.K, k, i, mm = <int> m, ld = BLOCK
     cdef Py_ssize_t b
-    cdef double t0, t1, xs, one = 1.0, zero = 0.0, minus2 = -2.0
+    cdef double t0, xs, zero = 0.0, minus2 = -2.0
     cdef double* d
-    cdef const double* c
-    cdef const double* x0
-    cdef const double* x1
     if C.gemm:
         # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
         dgemm(b"T", b"N", &mm, &K, &D, &minus2, W.xb, &D, <double*> C.c, &D, &zero,
@@ -108,43 +120,16 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
                 t0 = d[b] + W.best[b] + C.csq[k]
                 d[b] = t0 if t0 > 0.0 else 0.0   # cancellation can leave -1e-16
         return
-    for k in range(K):
-        d = W.dist + k * BLOCK
-        c = C.c + k * D
-        for b in range(m):
-            d[b] = 0.0
-        # two features per sweep: half the loads and stores of d[]
-        i = 0
-        while i + 1 < D:
-            x0 = W.xT + i * BLOCK
-            x1 = x0 + BLOCK
-            for b in range(m):
-                t0 = x0[b] - c[i]
-                t1 = x1[b] - c[i + 1]
-                d[b] += t0 * t0 + t1 * t1
-            i += 2
-        if i < D:
-            x0 = W.xT + i * BLOCK
-            for b in range(m):
-                t0 = x0[b] - c[i]
-                d[b] += t0 * t0
+    emfast_sqdist_T(W.xT, BLOCK, D, C.c, K, m, W.dist)
 
 
 cdef void _block_nearest(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     """W.best[b], W.arg[b]: distance to and index of the nearest centre (ties: lowest k)."""
-    cdef Py_ssize_t b
-    cdef int k
-    cdef const double* d
-    _block_sqdist(C, W, m)
-    for b in range(m):
-        W.best[b] = W.dist[b]
-        W.arg[b] = 0
-    for k in range(1, C.K):
-        d = W.dist + k * BLOCK
-        for b in range(m):
-            if d[b] < W.best[b]:
-                W.best[b] = d[b]
-                W.arg[b] = k
+    if C.gemm:
+        _block_sqdist(C, W, m)
+        emfast_argmin_cols(W.dist, BLOCK, C.K, m, W.best, W.arg)
+    else:
+        emfast_nearest_T(W.xT, BLOCK, C.D, C.c, C.K, m, W.best, W.arg, W.dist)
 
 
 cdef Py_ssize_t _n_groups(Py_ssize_t n_blocks, Py_ssize_t size) noexcept nogil:
@@ -201,7 +186,7 @@ def plusplus_update(
         for blk in prange(n_blocks, schedule="static"):
             n0 = blk * BLOCK
             m = min(<Py_ssize_t> BLOCK, N - n0)
-            _load_block(&C, &X[0, 0], sw, n0, m, W)
+            _load_block(&C, &X[0, 0], sw, n0, m, False, W)
             _block_sqdist(&C, W, m)
             s = 0.0
             for b in range(m):
@@ -224,7 +209,7 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
     for blk in range(b0, b1):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
-        _load_block(C, X, sw, n0, m, W)
+        _load_block(C, X, sw, n0, m, False, W)
         _block_sqdist(C, W, m)
         for t in range(C.K):
             d = W.dist + t * BLOCK
@@ -283,7 +268,7 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
     for blk in range(b0, b1):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
-        _load_block(C, X, sw, n0, m, W)
+        _load_block(C, X, sw, n0, m, False, W)
         _block_nearest(C, W, m)
         inertia = 0.0
         for b in range(m):
@@ -294,9 +279,14 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
             inertia += w * W.best[b]
             counts[k] += w
             sk = sums + k * D
-            x = W.xb + b * D
-            for i in range(D):
-                sk[i] += w * x[i]
+            if C.gemm:
+                x = W.xb + b * D
+                for i in range(D):
+                    sk[i] += w * x[i]
+            else:
+                x = W.xT + b
+                for i in range(D):
+                    sk[i] += w * x[i * BLOCK]
         acc[0] += inertia
     return changed
 
@@ -374,7 +364,7 @@ cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const
     for blk in range(b0, b1):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
-        _load_block(C, X, sw, n0, m, W)
+        _load_block(C, X, sw, n0, m, True, W)
         if assign:
             _block_nearest(C, W, m)
             for b in range(m):

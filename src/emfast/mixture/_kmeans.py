@@ -10,6 +10,7 @@ estimators), once per fit.
 import numpy as np
 
 from emfast._config import get_backend
+from emfast.kernels import _threads_for
 
 BLOCK = 256
 
@@ -51,6 +52,7 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     """
     mod = get_backend(backend, "kmeans")
     N, D = X.shape
+    n_threads = _threads_for(N, n_threads)
     sw = _kernel_weights(sample_weight)
     w = sample_weight
     n_trials = 2 + int(np.log(n_clusters))
@@ -103,17 +105,20 @@ def _relocate_empty(X, centres, new, labels, counts):
     new[empty] = X[far]
 
 
-def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, backend="auto",
-          n_threads=1):
+def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_labels=True,
+          backend="auto", n_threads=1):
     """Lloyd's algorithm from ``centres``; scikit-learn's stopping rule.
 
     Each iteration is one compiled pass (assign, and sum the new clusters). Stops when no
     label changes, or when the squared centre shift falls below ``tol * mean feature
-    variance``. Returns (centres, labels, inertia) with every label the nearest of the
-    returned centres (ties: lowest index).
+    variance``. Returns (centres, labels, inertia, n_iter). With ``final_labels`` every label
+    is the nearest of the returned centres (ties: lowest index) and inertia is theirs;
+    without, a stopping rule other than "no label changed" leaves the labels and inertia of
+    the last pass, one step behind the centres (saves a pass for callers that assign again).
     """
     mod = get_backend(backend, "kmeans")
     N, D = X.shape
+    n_threads = _threads_for(N, n_threads)
     K = len(centres)
     sw = _kernel_weights(sample_weight)
     tol = tol * _mean_variance(X, sample_weight)
@@ -121,7 +126,8 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, backend="au
     counts, sums = np.empty(K), np.empty((K, D))
     centres = np.array(centres, dtype=np.float64)
     consistent = False
-    for _ in range(max_iter):
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
         changed, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
         if changed == 0:      # same clusters as last time: the centres are their means
             consistent = True
@@ -135,24 +141,51 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, backend="au
         centres = new
         if shift <= tol:
             break
-    if not consistent:
+    if final_labels and not consistent:
         _, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
-    return centres, labels, inertia
+    return centres, labels, inertia, n_iter
+
+
+# k-means on more rows than this runs on a random sample of this many rows first (see
+# :func:`kmeans`).
+SAMPLE_ROWS = 16384
 
 
 def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, tol=1e-4,
-           backend="auto", n_threads=1):
+           full_iter=None, final_labels=True, backend="auto", n_threads=1):
     """k-means: ``n_init`` k-means++ starts (drawn from ``rng`` one after another), each run
     by :func:`lloyd`; the result of lowest inertia is kept (the first on ties).
 
-    Returns (centres (K, D), labels (N,) int64), every label the nearest centre.
+    With more than ``SAMPLE_ROWS`` rows, the starts and their Lloyd runs use a sample of
+    ``SAMPLE_ROWS`` rows drawn uniformly with replacement (rows keep their weights), and
+    the best of them is then refined by Lloyd on all rows (at most ``full_iter``
+    iterations; None: ``max_iter``). The sample's clusters are the full data's up to
+    sampling noise, so the refinement stops after a few passes over all rows instead of
+    the many from a k-means++ start; k-means++ itself costs O(sample) instead of O(N).
+
+    Returns (centres (K, D), labels (N,) int64, inertia); with ``final_labels`` every label
+    is the nearest centre, otherwise see :func:`lloyd`.
     """
+    N = X.shape[0]
+    Xs, ws = X, sample_weight
+    sampled = N > SAMPLE_ROWS
+    if sampled:
+        rows = np.sort(rng.randint(0, N, size=SAMPLE_ROWS))
+        Xs = X[rows]
+        ws = None if sample_weight is None else sample_weight[rows]
+        if ws is not None and not np.any(ws > 0):   # every sampled row has weight 0
+            Xs, ws, sampled = X, sample_weight, False
     best = None
     for _ in range(n_init):
-        start, _ = kmeans_plusplus(X, n_clusters, rng, sample_weight, backend=backend,
+        start, _ = kmeans_plusplus(Xs, n_clusters, rng, ws, backend=backend,
                                    n_threads=n_threads)
-        run = lloyd(X, start, sample_weight, max_iter=max_iter, tol=tol, backend=backend,
+        run = lloyd(Xs, start, ws, max_iter=max_iter, tol=tol,
+                    final_labels=final_labels or sampled, backend=backend,
                     n_threads=n_threads)
         if best is None or run[2] < best[2]:
             best = run
-    return best[0], best[1]
+    if sampled:
+        best = lloyd(X, best[0], sample_weight, tol=tol, final_labels=final_labels,
+                     max_iter=max_iter if full_iter is None else full_iter,
+                     backend=backend, n_threads=n_threads)
+    return best[0], best[1], best[2]
