@@ -139,7 +139,7 @@ class GaussianEmission:
             if X.shape[0] < K:
                 raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
                                  f"means by k-means, got n_samples = {X.shape[0]}")
-            p["means"], _ = kmeans(X, K, rng)
+            p["means"], _, _ = kmeans(X, K, rng)
         if todo.get("c"):
             Xd = np.asarray(X, dtype=np.float64)
             cv = np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
@@ -390,13 +390,13 @@ class GMMEmission:
             if N < K:
                 raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
                                  f"means by k-means, got n_samples = {N}")
-            centres, labels = kmeans(X, K, rng)
+            centres, labels, _ = kmeans(X, K, rng)
             centroid = centres.mean(axis=0)
             means = np.empty((K, M, D))
             for k in range(K):
                 rows = Xd[labels == k]
                 if rows.shape[0] >= M:
-                    means[k], _ = kmeans(rows, M, rng)
+                    means[k], _, _ = kmeans(rows, M, rng)
                 else:
                     if cv is None:
                         cv = compute_cv()

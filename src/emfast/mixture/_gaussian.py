@@ -189,18 +189,21 @@ def _kernel_weights(sample_weight):
 
 
 def stats_from_labels(X, sample_weight, covariance_type, labels, centres, backend, n_threads):
-    """Statistics of a hard assignment (a label outside [0, K): the row belongs to no
-    component), about ``centres`` (K, D), from one compiled pass over X; no (N, K) array.
-    Used for initialisation: the M-step moves each mean from its centre by s1 / nk."""
+    """Statistics of a hard assignment about ``centres`` (K, D), from one compiled pass over
+    X; no (N, K) array. ``labels`` (N,): the component of each row (outside [0, K): none);
+    None: each row goes to its nearest centre. Used for initialisation: the M-step moves
+    each mean from its centre by s1 / nk."""
     N, D = X.shape
     K = len(centres)
     centres = np.ascontiguousarray(centres, dtype=np.float64)
     st = _empty_stats(covariance_type, K, D,
                       float(N if sample_weight is None else sample_weight.sum()), centres)
+    assign = labels is None
+    labels = (np.empty(N, dtype=np.int64) if assign
+              else np.ascontiguousarray(labels, dtype=np.int64))
     get_backend(backend, "kmeans").label_stats(
         X, _kernel_weights(sample_weight), centres, kernels._cov_code(covariance_type),
-        np.ascontiguousarray(labels, dtype=np.int64), False, st.nk, st.s1, st.s2,
-        kernels._threads_for(N, n_threads))
+        labels, assign, st.nk, st.s1, st.s2, kernels._threads_for(N, n_threads))
     return st
 
 

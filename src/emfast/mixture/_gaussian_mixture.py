@@ -253,8 +253,10 @@ class GaussianMixture(ParamsMixin):
     def _initial_stats(self, X, sw, rng):
         """Statistics of the starting assignment chosen by ``init_params``.
 
-        "kmeans": k-means (one k-means++ start, Lloyd to scikit-learn's stopping rule), then
-        the statistics of its clusters from one compiled pass. "k-means++" and
+        "kmeans": k-means (one k-means++ start, Lloyd to scikit-learn's stopping rule; on a
+        sample first for more than ``emfast.mixture._kmeans.SAMPLE_ROWS`` rows, see
+        :func:`~emfast.mixture._kmeans.kmeans`), then the statistics of the clusters of its
+        centres from one compiled pass that also assigns the rows. "k-means++" and
         "random_from_data": one row per component, no pass over X. "random": scikit-learn's
         uniform random responsibilities (the same stream), one compiled pass per chunk.
         """
@@ -262,8 +264,9 @@ class GaussianMixture(ParamsMixin):
         N = X.shape[0]
         n_threads = self._init_threads()
         if self.init_params == "kmeans":
-            centres, labels = kmeans(X, K, rng, sw, backend=self.backend, n_threads=n_threads)
-            return G.stats_from_labels(X, sw, ct, labels, centres, self.backend, n_threads)
+            centres, _, _ = kmeans(X, K, rng, sw, final_labels=False, backend=self.backend,
+                                   n_threads=n_threads)
+            return G.stats_from_labels(X, sw, ct, None, centres, self.backend, n_threads)
         if self.init_params == "k-means++":
             _, idx = kmeans_plusplus(X, K, rng, sw, backend=self.backend, n_threads=n_threads)
             return G.stats_from_rows(X, sw, ct, idx)

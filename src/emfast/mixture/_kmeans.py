@@ -116,12 +116,16 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_label
     without, a stopping rule other than "no label changed" leaves the labels and inertia of
     the last pass, one step behind the centres (saves a pass for callers that assign again).
     """
-    mod = get_backend(backend, "kmeans")
+    return _lloyd(X, centres, sample_weight, max_iter, tol * _mean_variance(X, sample_weight),
+                  final_labels, get_backend(backend, "kmeans"), n_threads)
+
+
+def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_threads):
+    """:func:`lloyd` with the tolerance on the squared shift given in absolute terms."""
     N, D = X.shape
     n_threads = _threads_for(N, n_threads)
     K = len(centres)
     sw = _kernel_weights(sample_weight)
-    tol = tol * _mean_variance(X, sample_weight)
     labels = np.full(N, -1, dtype=np.int64)
     counts, sums = np.empty(K), np.empty((K, D))
     centres = np.array(centres, dtype=np.float64)
@@ -139,7 +143,7 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_label
             _relocate_empty(X, centres, new, labels, counts)
         shift = float(np.sum((new - centres) ** 2))
         centres = new
-        if shift <= tol:
+        if shift <= abs_tol:
             break
     if final_labels and not consistent:
         _, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
@@ -175,17 +179,19 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
         ws = None if sample_weight is None else sample_weight[rows]
         if ws is not None and not np.any(ws > 0):   # every sampled row has weight 0
             Xs, ws, sampled = X, sample_weight, False
+    mod = get_backend(backend, "kmeans")
+    # the sample's feature variance stands in for the full data's (a threshold, not a result)
+    abs_tol = tol * _mean_variance(Xs, ws)
     best = None
     for _ in range(n_init):
         start, _ = kmeans_plusplus(Xs, n_clusters, rng, ws, backend=backend,
                                    n_threads=n_threads)
-        run = lloyd(Xs, start, ws, max_iter=max_iter, tol=tol,
-                    final_labels=final_labels or sampled, backend=backend,
-                    n_threads=n_threads)
+        run = _lloyd(Xs, start, ws, max_iter, abs_tol, final_labels or sampled, mod,
+                     n_threads)
         if best is None or run[2] < best[2]:
             best = run
     if sampled:
-        best = lloyd(X, best[0], sample_weight, tol=tol, final_labels=final_labels,
-                     max_iter=max_iter if full_iter is None else full_iter,
-                     backend=backend, n_threads=n_threads)
+        best = _lloyd(X, best[0], sample_weight,
+                      max_iter if full_iter is None else full_iter, abs_tol, final_labels,
+                      mod, n_threads)
     return best[0], best[1], best[2]
