@@ -156,7 +156,7 @@ SAMPLE_ROWS = 16384
 
 
 def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, tol=1e-4,
-           full_iter=None, final_labels=True, backend="auto", n_threads=1):
+           full_iter=None, final_labels=True, sort_rows=False, backend="auto", n_threads=1):
     """k-means: ``n_init`` k-means++ starts (drawn from ``rng`` one after another), each run
     by :func:`lloyd`; the result of lowest inertia is kept (the first on ties).
 
@@ -167,9 +167,23 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     sampling noise, so the refinement stops after a few passes over all rows instead of
     the many from a k-means++ start; k-means++ itself costs O(sample) instead of O(N).
 
+    ``sort_rows``: cluster the rows in lexicographic order, so that the result does not
+    depend on the order of the rows (an HMM's sequences); the same random state then draws
+    other rows than scikit-learn's KMeans would.
+
     Returns (centres (K, D), labels (N,) int64, inertia); with ``final_labels`` every label
     is the nearest centre, otherwise see :func:`lloyd`.
     """
+    if sort_rows:
+        order = np.lexsort(np.asarray(X).T[::-1])
+        sw = None if sample_weight is None else sample_weight[order]
+        centres, labels_sorted, inertia = kmeans(
+            X[order], n_clusters, rng, sw, n_init=n_init, max_iter=max_iter, tol=tol,
+            full_iter=full_iter, final_labels=final_labels, backend=backend,
+            n_threads=n_threads)
+        labels = np.empty_like(labels_sorted)
+        labels[order] = labels_sorted
+        return centres, labels, inertia
     N = X.shape[0]
     Xs, ws = X, sample_weight
     sampled = N > SAMPLE_ROWS
