@@ -38,8 +38,8 @@ cdef Py_ssize_t MAX_GROUP_BYTES = 64 * 1024 * 1024
 
 # From this D on, the distances of a block to the centres come from one dgemm
 # (||x||^2 - 2 x.c + ||c||^2); below it the direct sum of (x_i - c_i)^2, vectorised over the
-# block's rows, is faster than the call (measured on a 2-core Zen 5, OpenBLAS 0.3, K 3..64).
-cdef int GEMM_MIN_D = 24
+# block's rows, is faster than the call (measured on a 2-core Zen 5, OpenBLAS 0.3, K 1..32).
+cdef int GEMM_MIN_D = 16
 
 
 ctypedef struct Centres:
@@ -50,7 +50,9 @@ ctypedef struct Centres:
 
 
 ctypedef struct Work:           # per-thread scratch, allocated once per thread
-    double* xb                  # (BLOCK, D) the block in float64, row-major
+    double* buf                 # (BLOCK, D) float64 copy of a float32 block
+    const double* xb            # (BLOCK, D) the block in float64, row-major: buf, or the
+                                #     rows of a float64 X themselves
     double* xT                  # (D, BLOCK) the block, feature-major
     double* dist                # (K, BLOCK) squared distances, centre-major
     double* best                # (BLOCK,) distance to the nearest centre
@@ -65,8 +67,9 @@ cdef Work* _work_alloc(int D, int K) noexcept nogil:
     # calloc: the distance tile reads xT up to a multiple of 4 rows; keep those entries
     # defined (they are never used)
     cdef double* mem = <double*> calloc(2 * bd + BLOCK * K + 2 * BLOCK + D, sizeof(double))
+    W.buf = mem
     W.xb = mem
-    W.xT = W.xb + bd
+    W.xT = W.buf + bd
     W.dist = W.xT + bd
     W.best = W.dist + BLOCK * K
     W.w = W.best + BLOCK
@@ -76,7 +79,7 @@ cdef Work* _work_alloc(int D, int K) noexcept nogil:
 
 
 cdef void _work_free(Work* W) noexcept nogil:
-    free(W.xb)
+    free(W.buf)
     free(W.arg)
     free(W)
 
@@ -88,12 +91,21 @@ cdef void _load_block(const Centres* C, const floating* X, const double* sw, Py_
     NULL)."""
     cdef Py_ssize_t b, i, D = C.D
     cdef const floating* x = X + n0 * D
-    if C.gemm or rows:
+    if floating is double:
+        W.xb = x
+    elif C.gemm or rows:
         for i in range(m * D):
-            W.xb[i] = x[i]
-    if not C.gemm:
+            W.buf[i] = x[i]
+        W.xb = W.buf
+    if not C.gemm and D < 16:
         for b in range(m):
             for i in range(D):
+                W.xT[i * BLOCK + b] = x[b * D + i]
+    elif not C.gemm:
+        # wide rows: write xT in order (row-order writes, D lines 2 KiB apart per row,
+        # defeat write-combining; measured up to 3x slower at D = 24..64)
+        for i in range(D):
+            for b in range(m):
                 W.xT[i * BLOCK + b] = x[b * D + i]
     for b in range(m):
         W.w[b] = 1.0 if sw == NULL else sw[n0 + b]
@@ -107,7 +119,7 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     cdef double* d
     if C.gemm:
         # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
-        dgemm(b"T", b"N", &mm, &K, &D, &minus2, W.xb, &D, <double*> C.c, &D, &zero,
+        dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
               W.dist, &ld)
         for b in range(m):
             xs = 0.0
@@ -446,3 +458,12 @@ def label_stats(
         S[:, iu[0], iu[1]] = packed
         S[:, iu[1], iu[0]] = packed
         s2[...] = S if cov_code == FULL else S[0]
+
+
+def _set_gemm_min_d(int gemm_min_d):
+    """Tuning hook for benchmarks and tests: the D from which distances use dgemm. Returns
+    the old value. Not part of the kernel contract."""
+    global GEMM_MIN_D
+    old = GEMM_MIN_D
+    GEMM_MIN_D = gemm_min_d
+    return old

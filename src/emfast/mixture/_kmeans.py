@@ -130,7 +130,7 @@ def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_th
     counts, sums = np.empty(K), np.empty((K, D))
     centres = np.array(centres, dtype=np.float64)
     consistent = False
-    n_iter = 0
+    n_iter, inertia = 0, np.inf
     for n_iter in range(1, max_iter + 1):
         changed, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
         if changed == 0:      # same clusters as last time: the centres are their means
