@@ -315,3 +315,26 @@ def test_empty_x_is_fine(backend):
     assert pot.shape == (0,)
     _, nk, s1, s2 = kernels.kmeans_label_stats(X, C, "full", None, backend=backend)
     np.testing.assert_array_equal(s2, 0.0)
+
+
+# ------------------------------------------------------------------ the mixture's start
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_mixture_with_sampled_kmeans_start(backend, covariance_type, monkeypatch):
+    """More rows than SAMPLE_ROWS: k-means on a sample, then one statistics pass over all
+    rows. The fit finds the clusters, and does not depend on the thread count."""
+    import emfast
+    from conftest import label_agreement
+
+    monkeypatch.setattr(_kmeans, "SAMPLE_ROWS", 700)
+    X, y, _ = make_blobs(n_samples=N_THREADED, n_features=3, n_components=4, seed=9)
+    fits = [emfast.GaussianMixture(4, covariance_type=covariance_type, random_state=2,
+                                   backend=backend, n_threads=n, max_iter=0).fit(X)
+            for n in (1, 2)]
+    for name in ("weights_", "means_", "covariances_"):
+        assert getattr(fits[0], name).tobytes() == getattr(fits[1], name).tobytes(), name
+    # the starting means already separate the clusters
+    nearest = kernels.kmeans_label_stats(X, fits[0].means_, "diag")[0]
+    assert label_agreement(nearest, y) == 1.0
+    fit = emfast.GaussianMixture(4, covariance_type=covariance_type, random_state=2,
+                                 backend=backend).fit(X)
+    assert label_agreement(fit.predict(X), y) == 1.0
