@@ -74,7 +74,12 @@ class GaussianMixture(ParamsMixin):
     * a covariance that is not positive definite is regularised and a component that lost
       all its samples is re-seeded, each with a ``DegenerateComponentWarning``, where
       scikit-learn raises ``ValueError``;
-    * k-means and k-means++ initialisation are emfast's own (no scikit-learn needed).
+    * k-means and k-means++ initialisation are emfast's own (no scikit-learn needed), compiled
+      like the EM kernels. Up to 16384 rows, "kmeans" draws the same random numbers as
+      scikit-learn's ``KMeans(n_init=1)`` and ends at the same clusters; with more rows it
+      runs k-means on a random sample of 16384 rows and starts EM from the full data's
+      clusters around the sample's centres (one pass over X instead of a Lloyd run over
+      all rows; fit quality: benchmarks/init_quality.py).
 
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
