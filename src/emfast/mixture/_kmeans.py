@@ -92,17 +92,25 @@ def _mean_variance(X, w):
     return total / ((X.shape[0] if w is None else w.sum()) * X.shape[1])
 
 
-def _relocate_empty(X, centres, new, labels, counts):
-    """Move each empty cluster's new centre onto one of the rows farthest from the centre
-    they were assigned to (rare: NumPy, in chunks)."""
+def _relocate_empty(X, sample_weight, centres, labels, counts, sums):
+    """Give each empty cluster one of the rows farthest from the centre they were assigned
+    to, taking the row out of its old cluster's sums (scikit-learn's rule, so that the two
+    agree; rare: NumPy, in chunks). Updates counts and sums in place."""
     empty = np.flatnonzero(counts == 0)
     dist = np.empty(X.shape[0])
     for start in range(0, X.shape[0], 65536):
         x = np.asarray(X[start:start + 65536], dtype=np.float64)
         diff = x - centres[labels[start:start + 65536]]
         dist[start:start + 65536] = np.einsum("ij,ij->i", diff, diff)
-    far = np.argsort(dist, kind="stable")[::-1][: len(empty)]
-    new[empty] = X[far]
+    far = np.argpartition(dist, -len(empty))[:-len(empty) - 1:-1]
+    for row, k in zip(far, empty):
+        w = 1.0 if sample_weight is None else sample_weight[row]
+        old = labels[row]
+        x = np.asarray(X[row], dtype=np.float64) * w
+        sums[old] -= x
+        counts[old] -= w
+        sums[k] = x
+        counts[k] = w
 
 
 def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_labels=True,
@@ -136,11 +144,11 @@ def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_th
         if changed == 0:      # same clusters as last time: the centres are their means
             consistent = True
             break
+        if not np.all(counts > 0):
+            _relocate_empty(X, sample_weight, centres, labels, counts, sums)
         new = centres.copy()
         full = counts > 0
         new[full] = sums[full] / counts[full, None]
-        if not full.all():
-            _relocate_empty(X, centres, new, labels, counts)
         shift = float(np.sum((new - centres) ** 2))
         centres = new
         if shift <= abs_tol:
