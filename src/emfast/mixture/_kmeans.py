@@ -204,6 +204,10 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     mod = get_backend(backend, "kmeans")
     # the sample's feature variance stands in for the full data's (a threshold, not a result)
     abs_tol = tol * _mean_variance(Xs, ws)
+    # k-means on the rows less their mean, as scikit-learn's KMeans: ||x||^2 - 2 x.c + ||c||^2
+    # (the dgemm distances) then loses less to cancellation, and ties fall the same way
+    offset = np.average(Xs, axis=0, weights=ws)
+    Xs = np.ascontiguousarray(np.asarray(Xs, dtype=np.float64) - offset)
     best = None
     for _ in range(n_init):
         start, _ = kmeans_plusplus(Xs, n_clusters, rng, ws, backend=backend,
@@ -212,6 +216,7 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
                      n_threads)
         if best is None or run[2] < best[2]:
             best = run
+    best = (best[0] + offset,) + best[1:]
     if sampled:
         best = _lloyd(X, best[0], sample_weight,
                       max_iter if full_iter is None else full_iter, abs_tol, final_labels,
