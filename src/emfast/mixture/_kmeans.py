@@ -175,6 +175,10 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     sampling noise, so the refinement stops after a few passes over all rows instead of
     the many from a k-means++ start; k-means++ itself costs O(sample) instead of O(N).
 
+    The starts and Lloyd runs see the rows less their (weighted) mean, as in scikit-learn's
+    KMeans; up to ``SAMPLE_ROWS`` rows and with ``n_init=1`` the same random state then
+    gives the same clusters as ``sklearn.cluster.KMeans(n_init=1)`` (up to rounding).
+
     ``sort_rows``: cluster the rows in lexicographic order, so that the result does not
     depend on the order of the rows (an HMM's sequences); the same random state then draws
     other rows than scikit-learn's KMeans would.
