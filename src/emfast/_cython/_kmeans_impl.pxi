@@ -8,7 +8,8 @@ from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.math cimport INFINITY
-from scipy.linalg.cython_blas cimport dgemm
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
+from libc.math cimport sqrt
 
 cdef extern from "_kmeans_dist.h":
     # d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2 for b < m rounded up to 4
@@ -59,6 +60,9 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* w                   # (BLOCK,) the block's sample weights
     int64_t* arg                # (BLOCK,) index of the nearest centre
     double* xr                  # (D,) one row centred on its centre (statistics)
+    double* z                   # (BLOCK, D) one cluster's rows, sqrt(w) (x - c) (dsyrk)
+    int* perm                   # (BLOCK,) the block's rows ordered by cluster (dsyrk)
+    int* start                  # (K + 1,) where each cluster's rows begin in perm
 
 
 cdef Work* _work_alloc(int D, int K) noexcept nogil:
@@ -66,7 +70,7 @@ cdef Work* _work_alloc(int D, int K) noexcept nogil:
     cdef Work* W = <Work*> malloc(sizeof(Work))
     # calloc: the distance tile reads xT up to a multiple of 4 rows; keep those entries
     # defined (they are never used)
-    cdef double* mem = <double*> calloc(2 * bd + BLOCK * K + 2 * BLOCK + D, sizeof(double))
+    cdef double* mem = <double*> calloc(3 * bd + BLOCK * K + 2 * BLOCK + D, sizeof(double))
     W.buf = mem
     W.xb = mem
     W.xT = W.buf + bd
@@ -74,13 +78,17 @@ cdef Work* _work_alloc(int D, int K) noexcept nogil:
     W.best = W.dist + BLOCK * K
     W.w = W.best + BLOCK
     W.xr = W.w + BLOCK
+    W.z = W.xr + D
     W.arg = <int64_t*> malloc(BLOCK * sizeof(int64_t))
+    W.perm = <int*> malloc((BLOCK + K + 1) * sizeof(int))
+    W.start = W.perm + BLOCK
     return W
 
 
 cdef void _work_free(Work* W) noexcept nogil:
     free(W.buf)
     free(W.arg)
+    free(W.perm)
     free(W)
 
 
@@ -344,10 +352,15 @@ def lloyd_step(
 # Gaussian statistics of a hard assignment
 #
 # Group buffer: nk (K), s1 (K, D), then s2: full packed upper triangles (K, P), tied one
-# packed triangle (P,), diag (K, D), spherical (K,).
+# packed triangle (P,), diag (K, D), spherical (K,). Full and tied with D >= GEMM_MIN_D
+# ("blas"): per block, the rows are ordered by cluster and each cluster's sqrt(w) (x - c)
+# added with one dsyrk, into full (K, D, D) / tied (D, D) with the lower triangle
+# (row-major) filled.
 
 
-cdef Py_ssize_t _s2_size(int cov, Py_ssize_t K, Py_ssize_t D) noexcept nogil:
+cdef Py_ssize_t _s2_size(int cov, bint blas, Py_ssize_t K, Py_ssize_t D) noexcept nogil:
+    if blas:
+        return (K if cov == FULL else 1) * D * D
     if cov == FULL:
         return K * (D * (D + 1) // 2)
     if cov == TIED:
@@ -357,8 +370,51 @@ cdef Py_ssize_t _s2_size(int cov, Py_ssize_t K, Py_ssize_t D) noexcept nogil:
     return K
 
 
+cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
+                              bint tied, double* nk, double* s1, double* s2) noexcept nogil:
+    """The block's rows into nk, s1 and (by dsyrk, lower triangle) s2, cluster by cluster
+    in increasing k, each cluster's rows in row order."""
+    cdef int D = C.D, K = C.K, k, i, n, r
+    cdef Py_ssize_t b
+    cdef double w, sq, d, one = 1.0
+    cdef const double* x
+    cdef const double* c
+    cdef double* zr
+    for k in range(K + 1):
+        W.start[k] = 0
+    for b in range(m):
+        if 0 <= lab[b] < K:
+            W.start[lab[b] + 1] += 1
+    for k in range(K):
+        W.start[k + 1] += W.start[k]
+    for b in range(m):                       # counting sort, stable: row order kept
+        if 0 <= lab[b] < K:
+            W.perm[W.start[lab[b]]] = <int> b
+            W.start[lab[b]] += 1
+    for k in range(K - 1, 0, -1):            # back to the starts (start[K]: the total)
+        W.start[k] = W.start[k - 1]
+    W.start[0] = 0
+    for k in range(K):
+        n = W.start[k + 1] - W.start[k]
+        if n == 0:
+            continue
+        c = C.c + k * D
+        for r in range(n):
+            b = W.perm[W.start[k] + r]
+            w = W.w[b]
+            sq = sqrt(w)
+            x = W.xb + b * D
+            zr = W.z + r * D
+            nk[k] += w
+            for i in range(D):
+                d = x[i] - c[i]
+                s1[k * D + i] += w * d
+                zr[i] = sq * d
+        dsyrk(b"U", b"N", &D, &n, &one, W.z, &D, &one, s2 + (0 if tied else k * D * D), &D)
+
+
 cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const double* sw,
-                             int64_t* labels, bint assign, int cov, Py_ssize_t N,
+                             int64_t* labels, bint assign, int cov, bint blas, Py_ssize_t N,
                              Py_ssize_t b0, Py_ssize_t b1, double* st) noexcept nogil:
     """Blocks [b0, b1) in order into st (see above); rows whose label is outside [0, K)
     belong to no cluster. assign: labels are first set to the nearest centre."""
@@ -381,6 +437,9 @@ cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const
             _block_nearest(C, W, m)
             for b in range(m):
                 labels[n0 + b] = W.arg[b]
+        if blas:
+            _block_scatter_blas(C, W, labels + n0, m, cov == TIED, nk, s1, s2)
+            continue
         for b in range(m):
             if labels[n0 + b] < 0 or labels[n0 + b] >= K:
                 continue
@@ -431,7 +490,8 @@ def label_stats(
     cdef _CentreSet cs = _CentreSet(np.asarray(centres))
     cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Py_ssize_t size = K + K * D + _s2_size(cov_code, K, D)
+    cdef bint blas = (cov_code == FULL or cov_code == TIED) and C.gemm
+    cdef Py_ssize_t size = K + K * D + _s2_size(cov_code, blas, K, D)
     cdef Py_ssize_t G = _n_groups(n_blocks, size)
     parts = np.zeros((G, size))
     cdef double[:, ::1] pv = parts
@@ -440,7 +500,7 @@ def label_stats(
         with nogil, parallel(num_threads=n_threads):
             W = _work_alloc(D, K)
             for g in prange(G, schedule="dynamic"):
-                _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code, N,
+                _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code, blas, N,
                                    g * n_blocks // G, (g + 1) * n_blocks // G, &pv[g, 0])
             _work_free(W)
     tot = parts.sum(axis=0)
@@ -451,6 +511,10 @@ def label_stats(
         s2[...] = b.reshape(K, D)
     elif cov_code == SPHERICAL:
         s2[...] = b
+    elif blas:
+        S = b.reshape(-1, D, D)                 # lower triangle (row-major) is filled
+        S = np.tril(S) + np.swapaxes(np.tril(S, -1), -1, -2)
+        s2[...] = S if cov_code == FULL else S[0]
     else:
         iu = np.triu_indices(D)
         S = np.empty((K if cov_code == FULL else 1, D, D))
