@@ -560,3 +560,176 @@ def _symbol_counts(sym, w, out, backend, n_threads):
     (F, K)): the HMM estimators check their symbols once per fit, not once per iteration."""
     get_backend(backend, "hmm").symbol_counts(sym, w, out, _threads_for(len(sym), n_threads))
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# k-means: k-means++ seeding, Lloyd iterations and the Gaussian statistics of a hard
+# assignment (a mixture's initial statistics).
+#
+# ``X`` (N, D) float32 or float64 and ``sample_weight`` (N,) (None: all 1) as above; all
+# arithmetic is float64. Squared distances are ||x - c||^2; for D below about 16 they are
+# summed directly, from there on computed as ||x||^2 - 2 x.c + ||c||^2 (clamped at 0) with
+# BLAS, so they may differ from the direct sum by rounding. A row is assigned to its nearest
+# centre, ties to the lowest index. Rows travel in 256-row blocks whose partial sums are added
+# in a fixed order: results do not depend on the thread count. No (N, K) array is formed.
+
+__all__ += ["kmeans_plusplus_update", "kmeans_plusplus_potentials", "kmeans_lloyd_step",
+            "kmeans_label_stats"]
+
+KMEANS_BLOCK = 256
+
+
+def _kmeans_inputs(X, sample_weight, min_features=1):
+    """(X, sw) ready for the k-means kernels; sw of shape (0,) means all weights 1."""
+    X = _as_input(X)
+    N, D = X.shape
+    if D < min_features:
+        raise ValueError(f"X must have at least {min_features} feature(s), got shape {X.shape}")
+    if sample_weight is None:
+        return X, np.empty(0)
+    sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
+    if sw.shape != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {sw.shape}")
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    return X, sw
+
+
+def _centre_array(name, centres, D):
+    c = np.asarray(centres, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != D or c.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (n, {D}) with n >= 1, got {c.shape}")
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"{name} must be finite")
+    return np.ascontiguousarray(c)
+
+
+def _check_inout(name, a, shape, dtype):
+    """``a`` itself (it is updated in place): a writeable C-contiguous array of that shape
+    and dtype."""
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != tuple(shape):
+        raise ValueError(f"{name} must be a {np.dtype(dtype).name} array of shape "
+                         f"{tuple(shape)}")
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return a
+
+
+def kmeans_plusplus_update(X, centre, closest, sample_weight=None, *, block_pot=None,
+                           backend="auto", n_threads=None):
+    """Fold a newly chosen k-means++ centre into every row's distance to its nearest centre.
+
+    Parameters
+    ----------
+    X : (N, D) float32 or float64
+    centre : (D,) the centre just chosen.
+    closest : (N,) float64, updated in place: ``closest[n] = min(closest[n],
+        ||x_n - centre||^2)``; fill it with ``inf`` before the first centre.
+    sample_weight : (N,), optional
+    block_pot : (ceil(N / 256),) float64, optional, written in place.
+
+    Returns
+    -------
+    closest, block_pot : ``block_pot[j]`` is the sum of ``w_n * closest[n]`` over rows
+        ``256 j ... 256 j + 255`` (summed in row order). Their cumulative sum locates the
+        block of a k-means++ draw without a cumulative sum over all N rows.
+    """
+    X, sw = _kmeans_inputs(X, sample_weight)
+    N, D = X.shape
+    centre = _centre_array("centre", np.reshape(centre, (1, -1)), D)[0]
+    closest = _check_inout("closest", closest, (N,), np.float64)
+    block_pot = _check_out("block_pot", block_pot, (-(-N // KMEANS_BLOCK),))
+    get_backend(backend, "kmeans").plusplus_update(X, sw, centre, closest, block_pot,
+                                                   _threads_for(N, n_threads))
+    return closest, block_pot
+
+
+def kmeans_plusplus_potentials(X, closest, candidates, sample_weight=None, *, out=None,
+                               backend="auto", n_threads=None):
+    """The potential each k-means++ candidate would leave: ``pots[t] = sum_n w_n
+    min(closest[n], ||x_n - candidates[t]||^2)``, shape (T,)."""
+    X, sw = _kmeans_inputs(X, sample_weight)
+    N, D = X.shape
+    candidates = _centre_array("candidates", candidates, D)
+    closest = _as_param("closest", closest, (N,))
+    pots = _check_out("out", out, (len(candidates),))
+    get_backend(backend, "kmeans").plusplus_potentials(X, sw, closest, candidates, pots,
+                                                       _threads_for(N, n_threads))
+    return pots
+
+
+def kmeans_lloyd_step(X, centres, labels, sample_weight=None, *, out=None, backend="auto",
+                      n_threads=None):
+    """One Lloyd iteration in one pass: assign every row to its nearest centre and sum the
+    new clusters.
+
+    Parameters
+    ----------
+    centres : (K, D)
+    labels : (N,) int64, updated in place: the previous labels in (any values, e.g. -1),
+        the index of each row's nearest centre out.
+    out : tuple (counts (K,), sums (K, D)) of float64 arrays, optional.
+
+    Returns
+    -------
+    n_changed : int, how many labels changed.
+    inertia : float, ``sum_n w_n min_k ||x_n - centres[k]||^2``.
+    labels, counts, sums : ``counts[k]`` the weight and ``sums[k]`` the weighted sum of the
+        rows now labelled k (the new centre is ``sums[k] / counts[k]``).
+    """
+    X, sw = _kmeans_inputs(X, sample_weight)
+    N, D = X.shape
+    centres = _centre_array("centres", centres, D)
+    K = len(centres)
+    labels = _check_inout("labels", labels, (N,), np.int64)
+    if out is None:
+        out = (None, None)
+    counts = _check_out("counts", out[0], (K,))
+    sums = _check_out("sums", out[1], (K, D))
+    changed, inertia = get_backend(backend, "kmeans").lloyd_step(
+        X, sw, centres, labels, counts, sums, _threads_for(N, n_threads))
+    return int(changed), float(inertia), labels, counts, sums
+
+
+def kmeans_label_stats(X, centres, covariance_type, labels=None, sample_weight=None, *,
+                       out=None, backend="auto", n_threads=None):
+    """Gaussian sufficient statistics of a hard assignment, about ``centres``.
+
+    The statistics of :func:`gaussian_estep_stats` with ``r[n, k] = 1`` for the cluster k
+    of row n and 0 otherwise, centred on ``centres`` (K, D) instead of means:
+    ``nk`` (K,), ``s1`` (K, D), ``s2`` shaped by ``covariance_type``.
+
+    Parameters
+    ----------
+    labels : (N,) int64, optional. Given: the cluster of each row (a label outside [0, K)
+        puts the row in no cluster), not modified. None: each row goes to its nearest centre.
+    out : tuple (nk, s1, s2) of float64 arrays, optional.
+
+    Returns
+    -------
+    labels, nk, s1, s2 : labels as used (a new array when None was given).
+    """
+    X, sw = _kmeans_inputs(X, sample_weight)
+    N, D = X.shape
+    code = _cov_code(covariance_type)
+    centres = _centre_array("centres", centres, D)
+    K = len(centres)
+    assign = labels is None
+    if assign:
+        labels = np.empty(N, dtype=np.int64)
+    else:
+        lab = np.asarray(labels)
+        if lab.shape != (N,) or lab.dtype.kind not in "iu":
+            raise ValueError(f"labels must be a 1-D integer array of shape ({N},), got "
+                             f"dtype {lab.dtype} and shape {lab.shape}")
+        if lab.dtype.kind == "u" and lab.size and lab.max() > np.iinfo(np.int64).max:
+            raise ValueError("labels must be below 2**63")
+        labels = np.array(lab, dtype=np.int64)   # a copy: the kernel may write it
+    if out is None:
+        out = (None, None, None)
+    nk = _check_out("nk", out[0], (K,))
+    s1 = _check_out("s1", out[1], (K, D))
+    s2 = _check_out("s2", out[2], prec_chol_shape(covariance_type, K, D))
+    get_backend(backend, "kmeans").label_stats(X, sw, centres, code, labels, assign, nk, s1,
+                                               s2, _threads_for(N, n_threads))
+    return labels, nk, s1, s2

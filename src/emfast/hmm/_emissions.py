@@ -34,6 +34,12 @@ from emfast.mixture import _gaussian as G
 from emfast.mixture._kmeans import kmeans
 from emfast.hmm._stats import ArrayStats
 
+# k-means restarts (the lowest inertia kept) for the initial emission means, as hmmlearn's
+# KMeans(n_init=10): a single start can seed a mixture component where it collapses. The
+# rows are clustered in sorted order, so the means do not depend on the order of the
+# sequences.
+KMEANS = dict(n_init=10, sort_rows=True)
+
 # hmmlearn's retry floor when a covariance is not positive definite.
 _CHOL_FLOOR = 1e-7
 
@@ -157,7 +163,7 @@ class GaussianEmission:
             if X.shape[0] < K:
                 raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
                                  f"means by k-means, got n_samples = {X.shape[0]}")
-            p["means"], _ = kmeans(X, K, rng)
+            p["means"], _, _ = kmeans(X, K, rng, **KMEANS)
         if todo.get("c"):
             Xd = np.asarray(X, dtype=np.float64)
             cv = np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
@@ -390,13 +396,13 @@ class GMMEmission:
             if N < K:
                 raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
                                  f"means by k-means, got n_samples = {N}")
-            centres, labels = kmeans(X, K, rng)
+            centres, labels, _ = kmeans(X, K, rng, **KMEANS)
             centroid = centres.mean(axis=0)
             means = np.empty((K, M, D))
             for k in range(K):
                 rows = Xd[labels == k]
                 if rows.shape[0] >= M:
-                    means[k], _ = kmeans(rows, M, rng)
+                    means[k], _, _ = kmeans(rows, M, rng, **KMEANS)
                 else:
                     if cv is None:
                         cv = compute_cv()

@@ -295,71 +295,71 @@ def draw(rng, mean, covariance, covariance_type, n_samples):
     return mean + rng.standard_normal(size=(int(n_samples), len(mean))) * np.sqrt(covariance)
 
 
-_CHUNK_ROWS = 65536
-
-
-def _accumulate(stats_s2, covariance_type, k, xc, rw):
-    """Add the weighted scatter of centred rows ``xc`` (weights ``rw``) to component k."""
-    if covariance_type == "full":
-        stats_s2[k] += (xc * rw[:, None]).T @ xc
-    elif covariance_type == "tied":
-        stats_s2 += (xc * rw[:, None]).T @ xc
-    elif covariance_type == "diag":
-        stats_s2[k] += rw @ (xc * xc)
-    else:
-        stats_s2[k] += rw @ np.einsum("ni,ni->n", xc, xc)
-
-
 def _empty_stats(covariance_type, K, D, weight_sum, centre):
     return GaussianStats(covariance_type, centre, np.zeros(K), np.zeros((K, D)),
                          np.zeros(kernels.prec_chol_shape(covariance_type, K, D)), 0.0, weight_sum)
 
 
-def stats_from_labels(X, sample_weight, covariance_type, n_components, labels):
-    """Statistics of a hard assignment (label -1: the row belongs to no component).
+def _kernel_weights(sample_weight):
+    """The k-means kernels' weight argument: (0,) stands for all weights 1."""
+    return np.empty(0) if sample_weight is None else sample_weight
 
-    Each component's moments are taken about its own weighted mean (s1 = 0), reading its
-    rows in chunks, so no (N, K) one-hot array is formed. Used for initialisation.
-    """
+
+def stats_from_labels(X, sample_weight, covariance_type, labels, centres, backend, n_threads):
+    """Statistics of a hard assignment about ``centres`` (K, D), from one compiled pass over
+    X; no (N, K) array. ``labels`` (N,): the component of each row (outside [0, K): none);
+    None: each row goes to its nearest centre. Used for initialisation: the M-step moves
+    each mean from its centre by s1 / nk."""
     N, D = X.shape
-    sw = np.ones(N) if sample_weight is None else sample_weight
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
-    st = _empty_stats(covariance_type, n_components, D, float(sw.sum()),
-                      np.zeros((n_components, D)))
-    for k in range(n_components):
-        rows = order[bounds[k]:bounds[k + 1]]
-        chunks = [rows[i:i + _CHUNK_ROWS] for i in range(0, len(rows), _CHUNK_ROWS)]
-        total = np.zeros(D)
-        for idx in chunks:
-            st.nk[k] += sw[idx].sum()
-            total += sw[idx] @ X[idx]
-        if st.nk[k] > 0:
-            st.centre[k] = total / st.nk[k]
-        for idx in chunks:
-            _accumulate(st.s2, covariance_type, k, X[idx] - st.centre[k], sw[idx])
+    K = len(centres)
+    centres = np.ascontiguousarray(centres, dtype=np.float64)
+    st = _empty_stats(covariance_type, K, D,
+                      float(N if sample_weight is None else sample_weight.sum()), centres)
+    assign = labels is None
+    labels = (np.empty(N, dtype=np.int64) if assign
+              else np.ascontiguousarray(labels, dtype=np.int64))
+    get_backend(backend, "kmeans").label_stats(
+        X, _kernel_weights(sample_weight), centres, kernels._cov_code(covariance_type),
+        labels, assign, st.nk, st.s1, st.s2, kernels._threads_for(N, n_threads))
     return st
 
 
-def stats_from_resp(X, sample_weight, covariance_type, n_components, resp_chunks):
-    """Statistics of soft responsibilities given as (start_row, (rows, K) array) chunks.
+def stats_from_rows(X, sample_weight, covariance_type, rows):
+    """Statistics of components that hold one row each (component k: row ``rows[k]``, with
+    its sample weight); a row may serve several components. Each component is centred on
+    its row, so s1 and s2 are exactly 0 and no pass over X is needed."""
+    K, D = len(rows), X.shape[1]
+    sw = sample_weight
+    st = _empty_stats(covariance_type, K, D, float(X.shape[0] if sw is None else sw.sum()),
+                      np.asarray(X[rows], dtype=np.float64))
+    st.nk[:] = 1.0 if sw is None else sw[rows]
+    return st
+
+
+def stats_from_resp(X, sample_weight, covariance_type, n_components, resp_chunks, backend,
+                    n_threads):
+    """Statistics of soft responsibilities given as (start_row, (rows, K) array) chunks,
+    one compiled pass (:func:`emfast.kernels.gaussian_weighted_stats`) per chunk.
 
     Moments are taken about the weighted column mean of X, a common reference for every
     component (soft initial assignments put every mean near it). Used for initialisation.
     """
     N, D = X.shape
-    sw = np.ones(N) if sample_weight is None else sample_weight
+    sw = sample_weight
     centre_row = np.average(X, axis=0, weights=sw).astype(np.float64)
-    st = _empty_stats(covariance_type, n_components, D, float(sw.sum()),
-                      np.broadcast_to(centre_row, (n_components, D)).copy())
+    centres = np.ascontiguousarray(np.broadcast_to(centre_row, (n_components, D)))
+    st = _empty_stats(covariance_type, n_components, D, float(N if sw is None else sw.sum()),
+                      centres)
     for start, resp in resp_chunks:
         stop = start + resp.shape[0]
-        xc = X[start:stop] - centre_row
-        r = resp * sw[start:stop, None]
-        st.nk += r.sum(axis=0)
-        st.s1 += r.T @ xc
-        for k in range(n_components):
-            _accumulate(st.s2, covariance_type, k, xc, r[:, k])
+        if sw is not None:
+            resp *= sw[start:stop, None]
+        nk, s1, s2 = kernels.gaussian_weighted_stats(
+            X[start:stop], resp, centres, covariance_type, backend=backend,
+            n_threads=n_threads)
+        st.nk += nk
+        st.s1 += s1
+        st.s2 += s2
     return st
 
 

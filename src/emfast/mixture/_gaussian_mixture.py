@@ -88,7 +88,12 @@ class GaussianMixture(ParamsMixin):
     * a covariance that is not positive definite is regularised and a component that lost
       all its samples is re-seeded, each with a ``DegenerateComponentWarning``, where
       scikit-learn raises ``ValueError``;
-    * k-means and k-means++ initialisation are emfast's own (no scikit-learn needed).
+    * k-means and k-means++ initialisation are emfast's own (no scikit-learn needed), compiled
+      like the EM kernels. Up to 16384 rows, "kmeans" draws the same random numbers as
+      scikit-learn's ``KMeans(n_init=1)`` and ends at the same clusters; with more rows it
+      runs k-means on a random sample of 16384 rows and starts EM from the full data's
+      clusters around the sample's centres (one pass over X instead of a Lloyd run over
+      all rows; fit quality: benchmarks/init_quality.py).
 
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
@@ -275,21 +280,40 @@ class GaussianMixture(ParamsMixin):
         return G.GaussianParams(ct, weights, means, cov, prec_chol)
 
     def _initial_stats(self, X, sw, rng):
+        """Statistics of the starting assignment chosen by ``init_params``.
+
+        "kmeans": k-means (one k-means++ start, Lloyd to scikit-learn's stopping rule), then
+        the statistics of the clusters of its centres from one compiled pass that also
+        assigns the rows. With more than ``emfast.mixture._kmeans.SAMPLE_ROWS`` rows the
+        k-means runs on a random sample of that many rows, and the statistics pass over all
+        rows is the only full-data Lloyd step (its means are the full data's cluster means
+        of the sample's centres): the EM iterations that follow refine far more than the
+        remaining Lloyd steps would (benchmarks/init_quality.py: the final lower bounds are
+        not below scikit-learn's). "k-means++" and
+        "random_from_data": one row per component, no pass over X. "random": scikit-learn's
+        uniform random responsibilities (the same stream), one compiled pass per chunk.
+        """
         ct, K = self.covariance_type, self.n_components
         N = X.shape[0]
-        labels = np.full(N, -1, dtype=np.int64)
+        n_threads = self._init_threads()
         if self.init_params == "kmeans":
-            _, labels = kmeans(X, K, rng, sw)
-        elif self.init_params == "k-means++":
-            _, idx = kmeans_plusplus(X, K, rng, sw)
-            labels[idx] = np.arange(K)
-        elif self.init_params == "random_from_data":
+            centres, _, _ = kmeans(X, K, rng, sw, full_iter=0, final_labels=False,
+                                   backend=self.backend, n_threads=n_threads)
+            return G.stats_from_labels(X, sw, ct, None, centres, self.backend, n_threads)
+        if self.init_params == "k-means++":
+            _, idx = kmeans_plusplus(X, K, rng, sw, backend=self.backend, n_threads=n_threads)
+            return G.stats_from_rows(X, sw, ct, idx)
+        if self.init_params == "random_from_data":
             p = None if sw is None else sw / sw.sum()
-            idx = rng.choice(N, size=K, replace=False, p=p)
-            labels[idx] = np.arange(K)
-        else:
-            return G.stats_from_resp(X, sw, ct, K, _random_resp_chunks(N, K, rng))
-        return G.stats_from_labels(X, sw, ct, K, labels)
+            return G.stats_from_rows(X, sw, ct, rng.choice(N, size=K, replace=False, p=p))
+        return G.stats_from_resp(X, sw, ct, K, _random_resp_chunks(N, K, rng), self.backend,
+                                 n_threads)
+
+    def _init_threads(self):
+        """Threads for one initialisation: restarts run side by side (see
+        emfast._em.fit_restarts), each with its share."""
+        n = resolve_n_threads(self.n_threads)
+        return max(1, n // max(1, min(self.n_init, n))) if not self.verbose else n
 
     # ------------------------------------------------------------------ parameters
     def _params(self):

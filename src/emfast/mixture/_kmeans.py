@@ -1,143 +1,228 @@
-"""k-means++ seeding and Lloyd's k-means, for initialising mixtures without scikit-learn.
+"""k-means++ seeding and Lloyd's k-means on the compiled k-means kernels, for initialising
+mixtures and HMM emissions without scikit-learn.
 
-Rows are processed in chunks so that no (N, K) distance array is held whole; the extra
-memory is O(N) integers for the labels plus O(chunk x K) scratch.
+The row passes run in the ``kmeans`` kernels of the chosen backend (see the "k-means"
+section of :mod:`emfast.kernels`): no (N, K) array is formed, memory beyond X is O(N) for
+the labels and the k-means++ distances. Inputs are validated by the callers (the
+estimators), once per fit.
 """
 
 import numpy as np
 
-_CHUNK_ROWS = 16384
+from emfast._config import get_backend
+from emfast.kernels import _threads_for
+
+BLOCK = 256
 
 
-def _chunks(n):
-    for start in range(0, n, _CHUNK_ROWS):
-        yield start, min(n, start + _CHUNK_ROWS)
+def _kernel_weights(sample_weight):
+    """The kernels' weight argument: (0,) stands for all weights 1."""
+    return np.empty(0) if sample_weight is None else sample_weight
 
 
-def _sq_dist_to(X, start, stop, centres, centre_sq):
-    """Squared distances of rows [start, stop) to each centre, shape (rows, n_centres)."""
-    x = np.asarray(X[start:stop], dtype=np.float64)
-    d = np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * (x @ centres.T) + centre_sq[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
+def _draw_rows(values, block_cum, closest, w, rows):
+    """Rows where the cumulative potential sum_n w_n closest_n first reaches each value.
 
-
-def kmeans_plusplus(X, n_clusters, rng, sample_weight=None):
-    """Greedy k-means++ (Arthur & Vassilvitskii, with 2 + log k local trials).
-
-    Returns (centres (K, D) float64, indices (K,) of the rows chosen).
+    The block is found on the per-block cumulative sums, the row by a cumulative sum over
+    that block only (the same rows as a search over the full cumulative sum, up to
+    rounding at block edges).
     """
-    N, D = X.shape
-    w = np.ones(N) if sample_weight is None else sample_weight
-    n_trials = 2 + int(np.log(n_clusters))
-    indices = np.empty(n_clusters, dtype=np.int64)
-    indices[0] = rng.choice(N, p=w / w.sum())
-    centres = np.empty((n_clusters, D))
-    centres[0] = X[indices[0]]
-    closest = _min_sq_dist(X, centres[:1])
-    for c in range(1, n_clusters):
-        cum = np.cumsum(w * closest)
-        pot = cum[-1]
-        if pot <= 0:  # fewer distinct points than clusters: any remaining row will do
-            cand = rng.choice(N, size=n_trials)
-        else:
-            cand = np.searchsorted(cum, rng.uniform(size=n_trials) * pot)
-            np.clip(cand, None, N - 1, out=cand)
-        cand_x = np.asarray(X[cand], dtype=np.float64)
-        cand_sq = np.einsum("ij,ij->i", cand_x, cand_x)
-        pots = np.zeros(n_trials)
-        for start, stop in _chunks(N):
-            d = _sq_dist_to(X, start, stop, cand_x, cand_sq)
-            np.minimum(d, closest[start:stop, None], out=d)
-            pots += w[start:stop] @ d
-        best = int(np.argmin(pots))
-        indices[c] = cand[best]
-        centres[c] = cand_x[best]
-        np.minimum(closest, _min_sq_dist(X, cand_x[best:best + 1]), out=closest)
-    return centres, indices
-
-
-def _min_sq_dist(X, centres):
-    out = np.empty(X.shape[0])
-    sq = np.einsum("ij,ij->i", centres, centres)
-    for start, stop in _chunks(X.shape[0]):
-        out[start:stop] = _sq_dist_to(X, start, stop, centres, sq).min(axis=1)
+    n_blocks = len(block_cum)
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        blk = min(int(np.searchsorted(block_cum, v)), n_blocks - 1)
+        lo, hi = blk * BLOCK, min(rows, (blk + 1) * BLOCK)
+        base = block_cum[blk - 1] if blk > 0 else 0.0
+        wb = 1.0 if w is None else w[lo:hi]
+        local = base + np.cumsum(wb * closest[lo:hi])
+        out[i] = lo + min(int(np.searchsorted(local, v)), hi - lo - 1)
     return out
 
 
-def _assign(X, centres, labels):
-    """Nearest centre of every row, written into ``labels``; returns how many changed."""
-    sq = np.einsum("ij,ij->i", centres, centres)
-    changed = 0
-    for start, stop in _chunks(X.shape[0]):
-        # ||x||^2 is the same for every centre, so it does not change the argmin.
-        x = np.asarray(X[start:stop], dtype=np.float64)
-        new = np.argmin(sq[None, :] - 2.0 * (x @ centres.T), axis=1).astype(labels.dtype)
-        changed += int(np.count_nonzero(new != labels[start:stop]))
-        labels[start:stop] = new
-    return changed
+def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1):
+    """Greedy k-means++ (Arthur & Vassilvitskii, with 2 + log k local trials), weighted.
 
+    The first centre is a row drawn with probability proportional to its weight; each
+    next one is the best (lowest resulting potential) of 2 + int(log k) rows drawn with
+    probability proportional to w_n times the squared distance to the nearest centre so
+    far. The random numbers are drawn as scikit-learn draws them, so the same random state
+    picks the same rows (up to rounding of the potentials).
 
-def _update(X, labels, w, n_clusters):
-    """Weighted centre of every cluster, and the cluster weights."""
-    D = X.shape[1]
-    sums = np.zeros((n_clusters, D))
-    for start, stop in _chunks(X.shape[0]):
-        lab = labels[start:stop]
-        xw = np.asarray(X[start:stop], dtype=np.float64) * w[start:stop, None]
-        for j in range(D):
-            sums[:, j] += np.bincount(lab, weights=xw[:, j], minlength=n_clusters)
-    counts = np.bincount(labels, weights=w, minlength=n_clusters)
-    return sums, counts
+    Returns (centres (K, D) float64, indices (K,) of the rows chosen).
+    """
+    mod = get_backend(backend, "kmeans")
+    N, D = X.shape
+    n_threads = _threads_for(N, n_threads)
+    sw = _kernel_weights(sample_weight)
+    w = sample_weight
+    n_trials = 2 + int(np.log(n_clusters))
+    p = np.full(N, 1.0 / N) if w is None else w / w.sum()
+    indices = np.empty(n_clusters, dtype=np.int64)
+    centres = np.empty((n_clusters, D))
+    indices[0] = rng.choice(N, p=p)
+    centres[0] = X[indices[0]]
+    closest = np.full(N, np.inf)
+    block_pot = np.empty(-(-N // BLOCK))
+    pots = np.empty(n_trials)
+    mod.plusplus_update(X, sw, centres[0], closest, block_pot, n_threads)
+    for c in range(1, n_clusters):
+        block_cum = np.cumsum(block_pot)
+        pot = block_cum[-1]
+        if pot <= 0:  # fewer distinct points than clusters: any row will do
+            cand = rng.choice(N, size=n_trials)
+        else:
+            cand = _draw_rows(rng.uniform(size=n_trials) * pot, block_cum, closest, w, N)
+        cand_x = np.ascontiguousarray(X[cand], dtype=np.float64)
+        mod.plusplus_potentials(X, sw, closest, cand_x, pots, n_threads)
+        best = int(np.argmin(pots))
+        indices[c] = cand[best]
+        centres[c] = cand_x[best]
+        mod.plusplus_update(X, sw, centres[c], closest, block_pot, n_threads)
+    return centres, indices
 
 
 def _mean_variance(X, w):
     """Mean over features of the weighted variance of X, read in chunks."""
     mean = np.average(X, axis=0, weights=w)
     total = 0.0
-    for start, stop in _chunks(X.shape[0]):
-        diff = np.asarray(X[start:stop], dtype=np.float64) - mean
-        total += float(w[start:stop] @ np.einsum("ij,ij->i", diff, diff))
-    return total / (w.sum() * X.shape[1])
+    for start in range(0, X.shape[0], 65536):
+        diff = np.asarray(X[start:start + 65536], dtype=np.float64) - mean
+        ws = 1.0 if w is None else w[start:start + 65536]
+        total += float(np.sum(ws * np.einsum("ij,ij->i", diff, diff)))
+    return total / ((X.shape[0] if w is None else w.sum()) * X.shape[1])
 
 
-def _relocate_empty(X, centres, labels, counts):
-    """Move each empty cluster's centre to a row far from its current centre."""
+def _relocate_empty(X, sample_weight, centres, labels, counts, sums):
+    """Give each empty cluster one of the rows farthest from the centre they were assigned
+    to, taking the row out of its old cluster's sums (scikit-learn's rule, so that the two
+    agree; rare: NumPy, in chunks). Updates counts and sums in place."""
     empty = np.flatnonzero(counts == 0)
-    if len(empty) == 0:
-        return
     dist = np.empty(X.shape[0])
-    for start, stop in _chunks(X.shape[0]):
-        x = np.asarray(X[start:stop], dtype=np.float64)
-        diff = x - centres[labels[start:stop]]
-        dist[start:stop] = np.einsum("ij,ij->i", diff, diff)
-    far = np.argsort(dist)[::-1][: len(empty)]
-    centres[empty] = X[far]
+    for start in range(0, X.shape[0], 65536):
+        x = np.asarray(X[start:start + 65536], dtype=np.float64)
+        diff = x - centres[labels[start:start + 65536]]
+        dist[start:start + 65536] = np.einsum("ij,ij->i", diff, diff)
+    far = np.argpartition(dist, -len(empty))[:-len(empty) - 1:-1]
+    for row, k in zip(far, empty):
+        w = 1.0 if sample_weight is None else sample_weight[row]
+        old = labels[row]
+        x = np.asarray(X[row], dtype=np.float64) * w
+        sums[old] -= x
+        counts[old] -= w
+        sums[k] = x
+        counts[k] = w
 
 
-def kmeans(X, n_clusters, rng, sample_weight=None, max_iter=300, tol=1e-4):
-    """Lloyd's algorithm from a k-means++ start; scikit-learn's stopping rule.
+def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_labels=True,
+          backend="auto", n_threads=1):
+    """Lloyd's algorithm from ``centres``; scikit-learn's stopping rule.
 
-    Stops when no label changes, or when the squared centre shift falls below
-    ``tol * mean feature variance``. Returns (centres, labels) with labels consistent
-    with the returned centres.
+    Each iteration is one compiled pass (assign, and sum the new clusters). Stops when no
+    label changes, or when the squared centre shift falls below ``tol * mean feature
+    variance``. Returns (centres, labels, inertia, n_iter). With ``final_labels`` every label
+    is the nearest of the returned centres (ties: lowest index) and inertia is theirs;
+    without, a stopping rule other than "no label changed" leaves the labels and inertia of
+    the last pass, one step behind the centres (saves a pass for callers that assign again).
     """
+    return _lloyd(X, centres, sample_weight, max_iter, tol * _mean_variance(X, sample_weight),
+                  final_labels, get_backend(backend, "kmeans"), n_threads)
+
+
+def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_threads):
+    """:func:`lloyd` with the tolerance on the squared shift given in absolute terms."""
     N, D = X.shape
-    w = np.ones(N) if sample_weight is None else sample_weight
-    centres, _ = kmeans_plusplus(X, n_clusters, rng, w)
-    tol = tol * _mean_variance(X, w)
-    labels = np.full(N, -1, dtype=np.int32)
-    for _ in range(max_iter):
-        if _assign(X, centres, labels) == 0:
+    n_threads = _threads_for(N, n_threads)
+    K = len(centres)
+    sw = _kernel_weights(sample_weight)
+    labels = np.full(N, -1, dtype=np.int64)
+    counts, sums = np.empty(K), np.empty((K, D))
+    centres = np.array(centres, dtype=np.float64)
+    consistent = False
+    n_iter, inertia = 0, np.inf
+    for n_iter in range(1, max_iter + 1):
+        changed, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
+        if changed == 0:      # same clusters as last time: the centres are their means
+            consistent = True
             break
-        sums, counts = _update(X, labels, w, n_clusters)
+        if not np.all(counts > 0):
+            _relocate_empty(X, sample_weight, centres, labels, counts, sums)
         new = centres.copy()
         full = counts > 0
         new[full] = sums[full] / counts[full, None]
-        _relocate_empty(X, new, labels, counts)
         shift = float(np.sum((new - centres) ** 2))
         centres = new
-        if shift <= tol:
-            _assign(X, centres, labels)
+        if shift <= abs_tol:
             break
-    return centres, labels
+    if final_labels and not consistent:
+        _, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
+    return centres, labels, inertia, n_iter
+
+
+# k-means on more rows than this runs on a random sample of this many rows first (see
+# :func:`kmeans`).
+SAMPLE_ROWS = 16384
+
+
+def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, tol=1e-4,
+           full_iter=None, final_labels=True, sort_rows=False, backend="auto", n_threads=1):
+    """k-means: ``n_init`` k-means++ starts (drawn from ``rng`` one after another), each run
+    by :func:`lloyd`; the result of lowest inertia is kept (the first on ties).
+
+    With more than ``SAMPLE_ROWS`` rows, the starts and their Lloyd runs use a sample of
+    ``SAMPLE_ROWS`` rows drawn uniformly with replacement (rows keep their weights), and
+    the best of them is then refined by Lloyd on all rows (at most ``full_iter``
+    iterations; None: ``max_iter``). The sample's clusters are the full data's up to
+    sampling noise, so the refinement stops after a few passes over all rows instead of
+    the many from a k-means++ start; k-means++ itself costs O(sample) instead of O(N).
+
+    The starts and Lloyd runs see the rows less their (weighted) mean, as in scikit-learn's
+    KMeans; up to ``SAMPLE_ROWS`` rows and with ``n_init=1`` the same random state then
+    gives the same clusters as ``sklearn.cluster.KMeans(n_init=1)`` (up to rounding).
+
+    ``sort_rows``: cluster the rows in lexicographic order, so that the result does not
+    depend on the order of the rows (an HMM's sequences); the same random state then draws
+    other rows than scikit-learn's KMeans would.
+
+    Returns (centres (K, D), labels (N,) int64, inertia); with ``final_labels`` every label
+    is the nearest centre, otherwise see :func:`lloyd`.
+    """
+    if sort_rows:
+        order = np.lexsort(np.asarray(X).T[::-1])
+        sw = None if sample_weight is None else sample_weight[order]
+        centres, labels_sorted, inertia = kmeans(
+            X[order], n_clusters, rng, sw, n_init=n_init, max_iter=max_iter, tol=tol,
+            full_iter=full_iter, final_labels=final_labels, backend=backend,
+            n_threads=n_threads)
+        labels = np.empty_like(labels_sorted)
+        labels[order] = labels_sorted
+        return centres, labels, inertia
+    N = X.shape[0]
+    Xs, ws = X, sample_weight
+    sampled = N > SAMPLE_ROWS
+    if sampled:
+        rows = np.sort(rng.randint(0, N, size=SAMPLE_ROWS))
+        Xs = X[rows]
+        ws = None if sample_weight is None else sample_weight[rows]
+        if ws is not None and not np.any(ws > 0):   # every sampled row has weight 0
+            Xs, ws, sampled = X, sample_weight, False
+    mod = get_backend(backend, "kmeans")
+    # the sample's feature variance stands in for the full data's (a threshold, not a result)
+    abs_tol = tol * _mean_variance(Xs, ws)
+    # k-means on the rows less their mean, as scikit-learn's KMeans: ||x||^2 - 2 x.c + ||c||^2
+    # (the dgemm distances) then loses less to cancellation, and ties fall the same way
+    offset = np.average(Xs, axis=0, weights=ws)
+    Xs = np.ascontiguousarray(np.asarray(Xs, dtype=np.float64) - offset)
+    best = None
+    for _ in range(n_init):
+        start, _ = kmeans_plusplus(Xs, n_clusters, rng, ws, backend=backend,
+                                   n_threads=n_threads)
+        run = _lloyd(Xs, start, ws, max_iter, abs_tol, final_labels or sampled, mod,
+                     n_threads)
+        if best is None or run[2] < best[2]:
+            best = run
+    best = (best[0] + offset,) + best[1:]
+    if sampled:
+        best = _lloyd(X, best[0], sample_weight,
+                      max_iter if full_iter is None else full_iter, abs_tol, final_labels,
+                      mod, n_threads)
+    return best[0], best[1], best[2]

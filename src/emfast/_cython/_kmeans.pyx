@@ -1,0 +1,29 @@
+"""Cython + OpenMP kernels for k-means: k-means++ seeding, Lloyd iterations, and the
+Gaussian statistics of a hard assignment (the initial statistics of a mixture).
+
+The contract (shapes, conventions, meaning of every output) is the "k-means" section of
+``emfast.kernels``; ``tests/reference_kmeans.py`` is the judge. This file is only about *how*.
+
+Rows are processed in fixed blocks of ``BLOCK`` rows, loaded as float64 (also for float32
+``X``). Squared distances of a block to a set of centres are computed one of two ways:
+
+* D < GEMM_MIN_D: the block is transposed to (D, BLOCK) and, per centre, sum_i (x_i - c_i)^2
+  runs over the block's rows (long contiguous loops that vectorise); exact, no cancellation;
+* D >= GEMM_MIN_D: one dgemm gives x.c for the whole block and all centres, and
+  ||x||^2 - 2 x.c + ||c||^2 (clamped at 0) the distances, as scikit-learn computes them.
+
+One Lloyd pass (lloyd_step) assigns each row to its nearest centre (ties: the lowest index)
+and adds its weighted row to that cluster's sum in the same sweep: no (N, K) array, one read
+of X per iteration. k-means++ keeps one (N,) array of each row's distance to its nearest
+centre; plusplus_potentials scores the local trials, plusplus_update folds the chosen one in
+and returns per-block potentials, from which the next candidates are drawn without a
+cumulative sum over all N rows.
+
+Determinism: the blocks are split into contiguous groups whose number depends only on the
+shapes; each group adds its blocks in order into its own buffer, groups run in parallel, and
+the group buffers are summed in group order. Per-block outputs (plusplus_update) have no
+cross-block sum at all. Results are bit-identical for every thread count.
+"""
+
+# Everything is in _kmeans_impl.pxi, which _kmeans_avx2.pyx includes too.
+include "_kmeans_impl.pxi"

@@ -1,0 +1,533 @@
+# The body of the Cython + OpenMP k-means kernels, shared by the two extension modules built
+# from it (see setup.py and emfast._config): _kmeans.pyx (baseline instruction set) and
+# _kmeans_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The design notes are the
+# docstring of _kmeans.pyx.
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, malloc, free
+from libc.math cimport INFINITY
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
+from libc.math cimport sqrt
+
+cdef extern from "_kmeans_dist.h":
+    # d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2 for b < m rounded up to 4
+    void emfast_sqdist_T(const double* xT, Py_ssize_t ld, int D, const double* c, int K,
+                         Py_ssize_t m, double* d) noexcept nogil
+    # best[b] = min_k d[k * ld + b], arg[b] its lowest k, for b < m rounded up to 4
+    void emfast_argmin_cols(const double* d, Py_ssize_t ld, int K, Py_ssize_t m,
+                            double* best, int64_t* arg) noexcept nogil
+    # the same from the rows directly (d: (K, ld) scratch)
+    void emfast_nearest_T(const double* xT, Py_ssize_t ld, int D, const double* c, int K,
+                          Py_ssize_t m, double* best, int64_t* arg, double* d) noexcept nogil
+
+import numpy as np
+
+cdef enum:
+    BLOCK = 256           # rows per block: the unit of the fixed summation order
+    MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
+
+cdef enum Cov:
+    FULL = 0
+    TIED = 1
+    DIAG = 2
+    SPHERICAL = 3
+
+# Group buffers are G x (sums size) doubles; cap their total size.
+cdef Py_ssize_t MAX_GROUP_BYTES = 64 * 1024 * 1024
+
+# From this D on, the distances of a block to the centres come from one dgemm
+# (||x||^2 - 2 x.c + ||c||^2); below it the direct sum of (x_i - c_i)^2, vectorised over the
+# block's rows, is faster than the call (measured on a 2-core Zen 5, OpenBLAS 0.3, K 1..32).
+cdef int GEMM_MIN_D = 16
+
+
+ctypedef struct Centres:
+    int K, D
+    bint gemm                   # distances by dgemm (D >= GEMM_MIN_D)
+    const double* c             # (K, D) row-major
+    const double* csq           # (K,) ||c_k||^2 (gemm only)
+
+
+ctypedef struct Work:           # per-thread scratch, allocated once per thread
+    double* buf                 # (BLOCK, D) float64 copy of a float32 block
+    const double* xb            # (BLOCK, D) the block in float64, row-major: buf, or the
+                                #     rows of a float64 X themselves
+    double* xT                  # (D, BLOCK) the block, feature-major
+    double* dist                # (K, BLOCK) squared distances, centre-major
+    double* best                # (BLOCK,) distance to the nearest centre
+    double* w                   # (BLOCK,) the block's sample weights
+    int64_t* arg                # (BLOCK,) index of the nearest centre
+    double* xr                  # (D,) one row centred on its centre (statistics)
+    double* z                   # (BLOCK, D) one cluster's rows, sqrt(w) (x - c) (dsyrk)
+    int* perm                   # (BLOCK,) the block's rows ordered by cluster (dsyrk)
+    int* start                  # (K + 1,) where each cluster's rows begin in perm
+
+
+cdef Work* _work_alloc(int D, int K) noexcept nogil:
+    cdef Py_ssize_t bd = BLOCK * D
+    cdef Work* W = <Work*> malloc(sizeof(Work))
+    # calloc: the distance tile reads xT up to a multiple of 4 rows; keep those entries
+    # defined (they are never used)
+    cdef double* mem = <double*> calloc(3 * bd + BLOCK * K + 2 * BLOCK + D, sizeof(double))
+    W.buf = mem
+    W.xb = mem
+    W.xT = W.buf + bd
+    W.dist = W.xT + bd
+    W.best = W.dist + BLOCK * K
+    W.w = W.best + BLOCK
+    W.xr = W.w + BLOCK
+    W.z = W.xr + D
+    W.arg = <int64_t*> malloc(BLOCK * sizeof(int64_t))
+    W.perm = <int*> malloc((BLOCK + K + 1) * sizeof(int))
+    W.start = W.perm + BLOCK
+    return W
+
+
+cdef void _work_free(Work* W) noexcept nogil:
+    free(W.buf)
+    free(W.arg)
+    free(W.perm)
+    free(W)
+
+
+cdef void _load_block(const Centres* C, const floating* X, const double* sw, Py_ssize_t n0,
+                      Py_ssize_t m, bint rows, Work* W) noexcept nogil:
+    """The rows [n0, n0 + m) as float64: feature-major in W.xT for the direct distances,
+    row-major in W.xb for the dgemm ones or when ``rows``; W.w their weights (1 when sw is
+    NULL)."""
+    cdef Py_ssize_t b, i, D = C.D
+    cdef const floating* x = X + n0 * D
+    if floating is double:
+        W.xb = x
+    elif C.gemm or rows:
+        for i in range(m * D):
+            W.buf[i] = x[i]
+        W.xb = W.buf
+    if not C.gemm and D < 16:
+        for b in range(m):
+            for i in range(D):
+                W.xT[i * BLOCK + b] = x[b * D + i]
+    elif not C.gemm:
+        # wide rows: write xT in order (row-order writes, D lines 2 KiB apart per row,
+        # defeat write-combining; measured up to 3x slower at D = 24..64)
+        for i in range(D):
+            for b in range(m):
+                W.xT[i * BLOCK + b] = x[b * D + i]
+    for b in range(m):
+        W.w[b] = 1.0 if sw == NULL else sw[n0 + b]
+
+
+cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
+    """W.dist[k, b] = ||x_b - c_k||^2 for the m rows of the loaded block."""
+    cdef int D = C.D, K = C.K, k, i, mm = <int> m, ld = BLOCK
+    cdef Py_ssize_t b
+    cdef double t0, xs, zero = 0.0, minus2 = -2.0
+    cdef double* d
+    if C.gemm:
+        # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
+        dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
+              W.dist, &ld)
+        for b in range(m):
+            xs = 0.0
+            for i in range(D):
+                xs += W.xb[b * D + i] * W.xb[b * D + i]
+            W.best[b] = xs            # ||x||^2, borrowed until the nearest-centre search
+        for k in range(K):
+            d = W.dist + k * BLOCK
+            for b in range(m):
+                t0 = d[b] + W.best[b] + C.csq[k]
+                d[b] = t0 if t0 > 0.0 else 0.0   # cancellation can leave -1e-16
+        return
+    emfast_sqdist_T(W.xT, BLOCK, D, C.c, K, m, W.dist)
+
+
+cdef void _block_nearest(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
+    """W.best[b], W.arg[b]: distance to and index of the nearest centre (ties: lowest k)."""
+    if C.gemm:
+        _block_sqdist(C, W, m)
+        emfast_argmin_cols(W.dist, BLOCK, C.K, m, W.best, W.arg)
+    else:
+        emfast_nearest_T(W.xT, BLOCK, C.D, C.c, C.K, m, W.best, W.arg, W.dist)
+
+
+cdef Py_ssize_t _n_groups(Py_ssize_t n_blocks, Py_ssize_t size) noexcept nogil:
+    """Groups of contiguous blocks: a function of the shapes only, never of n_threads."""
+    cdef Py_ssize_t by_memory = MAX_GROUP_BYTES // (8 * (size if size > 0 else 1))
+    cdef Py_ssize_t g = min(n_blocks, <Py_ssize_t> MAX_GROUPS)
+    g = min(g, by_memory)
+    return g if g > 1 else 1
+
+
+cdef class _CentreSet:
+    """The Centres struct and the arrays it points into."""
+    cdef Centres s
+    cdef object c, csq
+
+    def __init__(self, centres):
+        self.c = np.ascontiguousarray(centres, dtype=np.float64)
+        K, D = self.c.shape
+        self.csq = np.einsum("kd,kd->k", self.c, self.c)
+        self.s.K = K
+        self.s.D = D
+        self.s.gemm = D >= GEMM_MIN_D
+        cdef const double[:, ::1] cv = self.c
+        cdef const double[::1] qv = self.csq
+        self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
+        self.s.csq = &qv[0] if K > 0 else NULL
+
+
+# ---------------------------------------------------------------------------------------
+# k-means++ seeding
+
+
+def plusplus_update(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] centre,           # IN  (D,) the centre just chosen
+    double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
+                                        #     so far (+inf before the first); min'ed with centre
+    double[::1] block_pot,              # OUT (ceil(N / 256),) per 256-row block: sum w closest
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Fold one new centre into every row's closest distance; per-block potentials."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m, b
+    cdef int D = X.shape[1]
+    cdef _CentreSet cs = _CentreSet(np.asarray(centre).reshape(1, -1))
+    cdef Centres C = cs.s
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef Work* W = NULL
+    cdef double s, v
+    if N == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        W = _work_alloc(D, 1)
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = blk * BLOCK
+            m = min(<Py_ssize_t> BLOCK, N - n0)
+            _load_block(&C, &X[0, 0], sw, n0, m, False, W)
+            _block_sqdist(&C, W, m)
+            s = 0.0
+            for b in range(m):
+                v = W.dist[b]
+                if v < closest[n0 + b]:
+                    closest[n0 + b] = v
+                s = s + W.w[b] * closest[n0 + b]
+            block_pot[blk] = s
+        _work_free(W)
+
+
+cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
+                            const double* closest, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
+                            double* pot) noexcept nogil:
+    """pot[t] += sum over blocks [b0, b1), in order, of sum_b w min(closest, d(x, cand t))."""
+    cdef Py_ssize_t blk, n0, m, b
+    cdef int t
+    cdef double s, v
+    cdef const double* d
+    for blk in range(b0, b1):
+        n0 = blk * BLOCK
+        m = min(<Py_ssize_t> BLOCK, N - n0)
+        _load_block(C, X, sw, n0, m, False, W)
+        _block_sqdist(C, W, m)
+        for t in range(C.K):
+            d = W.dist + t * BLOCK
+            s = 0.0
+            for b in range(m):
+                v = d[b] if d[b] < closest[n0 + b] else closest[n0 + b]
+                s += W.w[b] * v
+            pot[t] += s
+
+
+def plusplus_potentials(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] closest,          # IN  (N,) squared distance to the nearest centre
+    const double[:, ::1] candidates,    # IN  (T, D) candidate centres
+    double[::1] pots,                   # OUT (T,) sum_n w_n min(closest_n, ||x_n - cand_t||^2)
+    int n_threads,                      # IN  OpenMP threads
+):
+    """The potential each candidate would leave, summed in a fixed order."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
+    cdef int D = X.shape[1], T = candidates.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.asarray(candidates))
+    cdef Centres C = cs.s
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef Py_ssize_t G = _n_groups(n_blocks, T)
+    parts = np.zeros((G, T))
+    cdef double[:, ::1] pv = parts
+    cdef Work* W = NULL
+    if N > 0 and T > 0:
+        with nogil, parallel(num_threads=n_threads):
+            W = _work_alloc(D, T)
+            for g in prange(G, schedule="dynamic"):
+                _potentials_group(&C, W, &X[0, 0], sw, &closest[0], N, g * n_blocks // G,
+                                  (g + 1) * n_blocks // G, &pv[g, 0])
+            _work_free(W)
+    np.asarray(pots)[:] = parts.sum(axis=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Lloyd
+
+
+cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const double* sw,
+                          int64_t* labels, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
+                          double* acc) noexcept nogil:
+    """Blocks [b0, b1) in order: nearest centres into labels, and into acc = [inertia,
+    counts (K), sums (K, D)] their weighted sums. Returns how many labels changed."""
+    cdef Py_ssize_t blk, n0, m, b
+    cdef int D = C.D, K = C.K, k, i
+    cdef int64_t changed = 0
+    cdef double w, inertia
+    cdef double* counts = acc + 1
+    cdef double* sums = acc + 1 + K
+    cdef double* sk
+    cdef const double* x
+    for blk in range(b0, b1):
+        n0 = blk * BLOCK
+        m = min(<Py_ssize_t> BLOCK, N - n0)
+        _load_block(C, X, sw, n0, m, False, W)
+        _block_nearest(C, W, m)
+        inertia = 0.0
+        for b in range(m):
+            k = W.arg[b]
+            w = W.w[b]
+            changed += labels[n0 + b] != k
+            labels[n0 + b] = k
+            inertia += w * W.best[b]
+            counts[k] += w
+            sk = sums + k * D
+            if C.gemm:
+                x = W.xb + b * D
+                for i in range(D):
+                    sk[i] += w * x[i]
+            else:
+                x = W.xT + b
+                for i in range(D):
+                    sk[i] += w * x[i * BLOCK]
+        acc[0] += inertia
+    return changed
+
+
+def lloyd_step(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[:, ::1] centres,       # IN  (K, D)
+    int64_t[::1] labels,                # IN/OUT (N,) previous labels; the nearest centre's
+    double[::1] counts,                 # OUT (K,) weighted count of each new cluster
+    double[:, ::1] sums,                # OUT (K, D) weighted sum of each new cluster's rows
+    int n_threads,                      # IN  OpenMP threads
+):
+    """One Lloyd pass: assign every row to its nearest centre and sum the new clusters.
+
+    Returns (number of labels that changed, inertia = sum_n w_n min_k ||x_n - c_k||^2)."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
+    cdef int D = X.shape[1], K = centres.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.asarray(centres))
+    cdef Centres C = cs.s
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef Py_ssize_t size = 1 + K + K * D
+    cdef Py_ssize_t G = _n_groups(n_blocks, size)
+    parts = np.zeros((G, size))
+    changed = np.zeros(G, dtype=np.int64)
+    cdef double[:, ::1] pv = parts
+    cdef int64_t[::1] cv = changed
+    cdef Work* W = NULL
+    if N > 0:
+        with nogil, parallel(num_threads=n_threads):
+            W = _work_alloc(D, K)
+            for g in prange(G, schedule="dynamic"):
+                cv[g] = _lloyd_group(&C, W, &X[0, 0], sw, &labels[0], N, g * n_blocks // G,
+                                     (g + 1) * n_blocks // G, &pv[g, 0])
+            _work_free(W)
+    tot = parts.sum(axis=0)
+    np.asarray(counts)[:] = tot[1:1 + K]
+    np.asarray(sums)[...] = tot[1 + K:].reshape(K, D)
+    return int(changed.sum()), float(tot[0])
+
+
+# ---------------------------------------------------------------------------------------
+# Gaussian statistics of a hard assignment
+#
+# Group buffer: nk (K), s1 (K, D), then s2: full packed upper triangles (K, P), tied one
+# packed triangle (P,), diag (K, D), spherical (K,). Full and tied with D >= GEMM_MIN_D
+# ("blas"): per block, the rows are ordered by cluster and each cluster's sqrt(w) (x - c)
+# added with one dsyrk, into full (K, D, D) / tied (D, D) with the lower triangle
+# (row-major) filled.
+
+
+cdef Py_ssize_t _s2_size(int cov, bint blas, Py_ssize_t K, Py_ssize_t D) noexcept nogil:
+    if blas:
+        return (K if cov == FULL else 1) * D * D
+    if cov == FULL:
+        return K * (D * (D + 1) // 2)
+    if cov == TIED:
+        return D * (D + 1) // 2
+    if cov == DIAG:
+        return K * D
+    return K
+
+
+cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
+                              bint tied, double* nk, double* s1, double* s2) noexcept nogil:
+    """The block's rows into nk, s1 and (by dsyrk, lower triangle) s2, cluster by cluster
+    in increasing k, each cluster's rows in row order."""
+    cdef int D = C.D, K = C.K, k, i, n, r
+    cdef Py_ssize_t b
+    cdef double w, sq, d, one = 1.0
+    cdef const double* x
+    cdef const double* c
+    cdef double* zr
+    for k in range(K + 1):
+        W.start[k] = 0
+    for b in range(m):
+        if 0 <= lab[b] < K:
+            W.start[lab[b] + 1] += 1
+    for k in range(K):
+        W.start[k + 1] += W.start[k]
+    for b in range(m):                       # counting sort, stable: row order kept
+        if 0 <= lab[b] < K:
+            W.perm[W.start[lab[b]]] = <int> b
+            W.start[lab[b]] += 1
+    for k in range(K - 1, 0, -1):            # back to the starts (start[K]: the total)
+        W.start[k] = W.start[k - 1]
+    W.start[0] = 0
+    for k in range(K):
+        n = W.start[k + 1] - W.start[k]
+        if n == 0:
+            continue
+        c = C.c + k * D
+        for r in range(n):
+            b = W.perm[W.start[k] + r]
+            w = W.w[b]
+            sq = sqrt(w)
+            x = W.xb + b * D
+            zr = W.z + r * D
+            nk[k] += w
+            for i in range(D):
+                d = x[i] - c[i]
+                s1[k * D + i] += w * d
+                zr[i] = sq * d
+        dsyrk(b"U", b"N", &D, &n, &one, W.z, &D, &one, s2 + (0 if tied else k * D * D), &D)
+
+
+cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const double* sw,
+                             int64_t* labels, bint assign, int cov, bint blas, Py_ssize_t N,
+                             Py_ssize_t b0, Py_ssize_t b1, double* st) noexcept nogil:
+    """Blocks [b0, b1) in order into st (see above); rows whose label is outside [0, K)
+    belong to no cluster. assign: labels are first set to the nearest centre."""
+    cdef Py_ssize_t blk, n0, m, b
+    cdef int D = C.D, K = C.K, P = D * (D + 1) // 2, k, i, j
+    cdef double w, a, q
+    cdef double* nk = st
+    cdef double* s1 = st + K
+    cdef double* s2 = s1 + K * D
+    cdef double* s1k
+    cdef double* s2k
+    cdef double* xr = W.xr
+    cdef const double* x
+    cdef const double* c
+    for blk in range(b0, b1):
+        n0 = blk * BLOCK
+        m = min(<Py_ssize_t> BLOCK, N - n0)
+        _load_block(C, X, sw, n0, m, True, W)
+        if assign:
+            _block_nearest(C, W, m)
+            for b in range(m):
+                labels[n0 + b] = W.arg[b]
+        if blas:
+            _block_scatter_blas(C, W, labels + n0, m, cov == TIED, nk, s1, s2)
+            continue
+        for b in range(m):
+            if labels[n0 + b] < 0 or labels[n0 + b] >= K:
+                continue
+            k = <int> labels[n0 + b]
+            w = W.w[b]
+            x = W.xb + b * D
+            c = C.c + k * D
+            s1k = s1 + k * D
+            nk[k] += w
+            for i in range(D):
+                xr[i] = x[i] - c[i]
+                s1k[i] += w * xr[i]
+            if cov == FULL or cov == TIED:
+                # row i of the packed upper triangle starts at s2k + i after the shift
+                s2k = s2 + (k * P if cov == FULL else 0)
+                for i in range(D):
+                    a = w * xr[i]
+                    for j in range(i, D):
+                        s2k[j] += a * xr[j]
+                    s2k += D - i - 1
+            elif cov == DIAG:
+                s2k = s2 + k * D
+                for i in range(D):
+                    s2k[i] += w * xr[i] * xr[i]
+            else:
+                q = 0.0
+                for i in range(D):
+                    q += xr[i] * xr[i]
+                s2[k] += w * q
+
+
+def label_stats(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[:, ::1] centres,       # IN  (K, D) statistics are centred on these
+    int cov_code,                       # IN  0 full, 1 tied, 2 diag, 3 spherical
+    int64_t[::1] labels,                # IN  (N,) cluster of each row (outside [0, K): none)
+                                        # OUT with assign: the nearest centre of each row
+    bint assign,                        # IN  first set labels to the nearest centres
+    double[::1] nk,                     # OUT (K,)
+    double[:, ::1] s1,                  # OUT (K, D) sum_n w (x_n - c_k) over cluster k
+    s2,                                 # OUT full (K,D,D) | tied (D,D) | diag (K,D) | spherical (K,)
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Gaussian statistics (the layouts of estep_stats) of a hard assignment, about centres."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
+    cdef int D = X.shape[1], K = centres.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.asarray(centres))
+    cdef Centres C = cs.s
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef bint blas = (cov_code == FULL or cov_code == TIED) and C.gemm
+    cdef Py_ssize_t size = K + K * D + _s2_size(cov_code, blas, K, D)
+    cdef Py_ssize_t G = _n_groups(n_blocks, size)
+    parts = np.zeros((G, size))
+    cdef double[:, ::1] pv = parts
+    cdef Work* W = NULL
+    if N > 0 and K > 0:
+        with nogil, parallel(num_threads=n_threads):
+            W = _work_alloc(D, K)
+            for g in prange(G, schedule="dynamic"):
+                _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code, blas, N,
+                                   g * n_blocks // G, (g + 1) * n_blocks // G, &pv[g, 0])
+            _work_free(W)
+    tot = parts.sum(axis=0)
+    np.asarray(nk)[:] = tot[:K]
+    np.asarray(s1)[...] = tot[K:K + K * D].reshape(K, D)
+    b = tot[K + K * D:]
+    if cov_code == DIAG:
+        s2[...] = b.reshape(K, D)
+    elif cov_code == SPHERICAL:
+        s2[...] = b
+    elif blas:
+        S = b.reshape(-1, D, D)                 # lower triangle (row-major) is filled
+        S = np.tril(S) + np.swapaxes(np.tril(S, -1), -1, -2)
+        s2[...] = S if cov_code == FULL else S[0]
+    else:
+        iu = np.triu_indices(D)
+        S = np.empty((K if cov_code == FULL else 1, D, D))
+        packed = b.reshape(S.shape[0], -1)
+        S[:, iu[0], iu[1]] = packed
+        S[:, iu[1], iu[0]] = packed
+        s2[...] = S if cov_code == FULL else S[0]
+
+
+def _set_gemm_min_d(int gemm_min_d):
+    """Tuning hook for benchmarks and tests: the D from which distances use dgemm. Returns
+    the old value. Not part of the kernel contract."""
+    global GEMM_MIN_D
+    old = GEMM_MIN_D
+    GEMM_MIN_D = gemm_min_d
+    return old

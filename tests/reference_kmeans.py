@@ -1,0 +1,75 @@
+"""Plain NumPy references of the k-means kernels (``emfast.kernels`` "k-means" section).
+
+Deliberately naive: (N, K) distance arrays, no blocking. Every backend is tested against
+these.
+"""
+
+import numpy as np
+
+BLOCK = 256
+
+
+def sq_dist(X, centres):
+    """||x_n - c_k||^2, shape (N, K), by the direct sum."""
+    X = np.asarray(X, dtype=np.float64)
+    diff = X[:, None, :] - np.asarray(centres, dtype=np.float64)[None, :, :]
+    return np.einsum("nkd,nkd->nk", diff, diff)
+
+
+def _weights(sample_weight, N):
+    return np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+
+
+def plusplus_update(X, centre, closest, sample_weight=None):
+    """(new closest, per-256-row-block sums of w * closest)."""
+    w = _weights(sample_weight, len(X))
+    new = np.minimum(closest, sq_dist(X, np.asarray(centre)[None, :])[:, 0])
+    starts = np.arange(0, len(X), BLOCK)
+    return new, np.add.reduceat(w * new, starts) if len(X) else np.zeros(0)
+
+
+def plusplus_potentials(X, closest, candidates, sample_weight=None):
+    w = _weights(sample_weight, len(X))
+    return w @ np.minimum(closest[:, None], sq_dist(X, candidates))
+
+
+def lloyd_step(X, centres, labels, sample_weight=None):
+    """(new labels, counts, sums, number changed, inertia); ties go to the lowest index."""
+    X = np.asarray(X, dtype=np.float64)
+    w = _weights(sample_weight, len(X))
+    K = len(centres)
+    d = sq_dist(X, centres)
+    new = d.argmin(axis=1)
+    counts = np.bincount(new, weights=w, minlength=K)
+    sums = np.zeros((K, X.shape[1]))
+    np.add.at(sums, new, w[:, None] * X)
+    inertia = float(w @ d[np.arange(len(X)), new]) if len(X) else 0.0
+    return new, counts, sums, int(np.count_nonzero(new != labels)), inertia
+
+
+def label_stats(X, centres, covariance_type, labels, sample_weight=None):
+    """(nk, s1, s2) of the hard assignment ``labels`` (outside [0, K): no cluster) about
+    ``centres``, in the layouts of the Gaussian E-step statistics."""
+    X = np.asarray(X, dtype=np.float64)
+    w = _weights(sample_weight, len(X))
+    K, D = np.shape(centres)
+    resp = np.zeros((len(X), K))
+    inside = (labels >= 0) & (labels < K)
+    resp[np.flatnonzero(inside), labels[inside]] = w[inside]
+    nk = resp.sum(axis=0)
+    s1 = np.empty((K, D))
+    s2 = np.zeros({"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[
+        covariance_type])
+    for k in range(K):
+        diff = X - centres[k]
+        s1[k] = resp[:, k] @ diff
+        scatter = (resp[:, k, None] * diff).T @ diff
+        if covariance_type == "full":
+            s2[k] = scatter
+        elif covariance_type == "tied":
+            s2 += scatter
+        elif covariance_type == "diag":
+            s2[k] = np.diag(scatter)
+        else:
+            s2[k] = np.trace(scatter)
+    return nk, s1, s2

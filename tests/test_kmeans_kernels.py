@@ -1,0 +1,340 @@
+"""The k-means kernels (emfast.kernels "k-means" section) against the NumPy reference, on
+both backends; thread-count independence; degenerate data; bad input; the k-means driver."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference_kmeans as R
+from conftest import assert_close, make_blobs
+from emfast import kernels
+from emfast.mixture import _kmeans
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+# more than three threads' worth of rows (the facade gives a thread 1024 rows at least) and
+# a partial last block
+N_THREADED = 13 * 256 + 17
+
+
+def _data(rng, N, D, dtype=np.float64, weighted=True):
+    X = rng.normal(scale=2.0, size=(N, D)).astype(dtype)
+    w = rng.uniform(0.2, 3.0, size=N) if weighted else None
+    return X, w
+
+
+# ------------------------------------------------------------------ against the reference
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [1, 3, 10, 30])   # 30: the dgemm distances (D >= 16)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_plusplus_kernels_match_reference(backend, dtype, D, weighted):
+    rng = np.random.default_rng(D)
+    X, w = _data(rng, 700, D, dtype, weighted)
+    closest = np.full(700, np.inf)
+    want_closest, want_pot = R.plusplus_update(X, X[5], closest, w)
+    got_closest, got_pot = kernels.kmeans_plusplus_update(X, X[5], closest.copy(), w,
+                                                          backend=backend)
+    assert_close(got_closest, want_closest, rtol=1e-10)
+    assert got_closest[5] == 0.0 or D >= 16   # the chosen row itself (direct sums: exact)
+    assert_close(got_pot, want_pot, rtol=1e-10)
+    cand = rng.normal(size=(5, D))
+    got = kernels.kmeans_plusplus_potentials(X, want_closest, cand, w, backend=backend)
+    assert_close(got, R.plusplus_potentials(X, want_closest, cand, w), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D, K", [(1, 1), (2, 3), (5, 9), (10, 16), (30, 7)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lloyd_step_matches_reference(backend, dtype, D, K, weighted):
+    rng = np.random.default_rng(K)
+    X, w = _data(rng, 900, D, dtype, weighted)
+    centres = rng.normal(scale=2.0, size=(K, D))
+    prev = rng.integers(-1, K, size=900)
+    want = R.lloyd_step(X, centres, prev, w)
+    changed, inertia, labels, counts, sums = kernels.kmeans_lloyd_step(
+        X, centres, prev.copy(), w, backend=backend)
+    np.testing.assert_array_equal(labels, want[0])
+    assert_close(counts, want[1], rtol=1e-12)
+    assert_close(sums, want[2], rtol=1e-10)
+    assert changed == want[3]
+    assert_close(inertia, want[4], rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [1, 4, 30])
+def test_label_stats_match_reference(backend, covariance_type, dtype, D):
+    rng = np.random.default_rng(D)
+    K = 5
+    X, w = _data(rng, 800, D, dtype)
+    centres = rng.normal(scale=2.0, size=(K, D))
+    # given labels, some outside [0, K): those rows belong to no cluster
+    labels = rng.integers(-2, K + 2, size=800)
+    before = labels.copy()
+    got = kernels.kmeans_label_stats(X, centres, covariance_type, labels, w, backend=backend)
+    np.testing.assert_array_equal(labels, before)   # the caller's labels are not modified
+    want = R.label_stats(X, centres, covariance_type, labels, w)
+    for g, r, name in zip(got[1:], want, ("nk", "s1", "s2")):
+        assert_close(g, r, rtol=1e-10, err_msg=name)
+    # labels=None: each row to its nearest centre, the labels of a Lloyd step
+    got = kernels.kmeans_label_stats(X, centres, covariance_type, None, w, backend=backend)
+    nearest = R.lloyd_step(X, centres, labels, w)[0]
+    np.testing.assert_array_equal(got[0], nearest)
+    want = R.label_stats(X, centres, covariance_type, nearest, w)
+    for g, r, name in zip(got[1:], want, ("nk", "s1", "s2")):
+        assert_close(g, r, rtol=1e-10, err_msg=name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(0, 600), D=st.integers(1, 30), K=st.integers(1, 8),
+       weighted=st.booleans(), f32=st.booleans(), seed=st.integers(0, 2**16))
+def test_random_shapes_match_reference(N, D, K, weighted, f32, seed):
+    from conftest import BACKENDS
+
+    rng = np.random.default_rng(seed)
+    X, w = _data(rng, N, D, np.float32 if f32 else np.float64, weighted)
+    centres = rng.normal(scale=2.0, size=(K, D))
+    want = R.lloyd_step(X, centres, np.full(N, -1), w)
+    want_stats = R.label_stats(X, centres, "full", want[0], w)
+    for backend in BACKENDS:
+        changed, inertia, labels, counts, sums = kernels.kmeans_lloyd_step(
+            X, centres, np.full(N, -1, dtype=np.int64), w, backend=backend)
+        np.testing.assert_array_equal(labels, want[0])
+        assert changed == want[3]
+        assert_close(counts, want[1], rtol=1e-12)
+        assert_close(sums, want[2], rtol=1e-10)
+        assert_close(inertia, want[4], rtol=1e-10)
+        got = kernels.kmeans_label_stats(X, centres, "full", None, w, backend=backend)
+        for g, r in zip(got[1:], want_stats):
+            assert_close(g, r, rtol=1e-10)
+        pots = kernels.kmeans_plusplus_potentials(X, np.full(N, 1.0), centres, w,
+                                                  backend=backend)
+        assert_close(pots, R.plusplus_potentials(X, np.full(N, 1.0), centres, w), rtol=1e-10)
+
+
+# ------------------------------------------------------------------ threads
+@pytest.mark.parametrize("D", [3, 30])
+def test_results_do_not_depend_on_the_thread_count(backend, D):
+    rng = np.random.default_rng(0)
+    X, w = _data(rng, N_THREADED, D)
+    centres = rng.normal(scale=2.0, size=(6, D))
+    outs = []
+    for n_threads in (1, 2, 3):
+        closest, pot = kernels.kmeans_plusplus_update(
+            X, X[0], np.full(N_THREADED, np.inf), w, backend=backend, n_threads=n_threads)
+        pots = kernels.kmeans_plusplus_potentials(X, closest, centres, w, backend=backend,
+                                                  n_threads=n_threads)
+        step = kernels.kmeans_lloyd_step(X, centres, np.full(N_THREADED, -1), w,
+                                         backend=backend, n_threads=n_threads)
+        stats = [kernels.kmeans_label_stats(X, centres, ct, None, w, backend=backend,
+                                            n_threads=n_threads) for ct in COV_TYPES]
+        outs.append([closest, pot, pots, step[0], step[1], *step[2:],
+                     *[a for s in stats for a in s]])
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_kmeans_driver_does_not_depend_on_the_thread_count(backend, monkeypatch):
+    monkeypatch.setattr(_kmeans, "SAMPLE_ROWS", 2000)   # the sampled path too
+    X, _, _ = make_blobs(n_samples=N_THREADED, n_features=4, n_components=5, seed=2)
+    runs = [_kmeans.kmeans(X, 5, np.random.RandomState(3), backend=backend, n_threads=n)
+            for n in (1, 2, 3)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+# ------------------------------------------------------------------ degenerate data
+def test_empty_clusters_get_no_rows_and_zero_sums(backend):
+    rng = np.random.default_rng(1)
+    X, w = _data(rng, 500, 3)
+    centres = np.vstack([rng.normal(size=(3, 3)), np.full((2, 3), 1e6)])
+    _, _, labels, counts, sums = kernels.kmeans_lloyd_step(X, centres, np.full(500, -1), w,
+                                                           backend=backend)
+    assert labels.max() < 3
+    np.testing.assert_array_equal(counts[3:], 0.0)
+    np.testing.assert_array_equal(sums[3:], 0.0)
+    for ct in COV_TYPES:
+        _, nk, s1, s2 = kernels.kmeans_label_stats(X, centres, ct, None, w, backend=backend)
+        np.testing.assert_array_equal(nk[3:], 0.0)
+        np.testing.assert_array_equal(s1[3:], 0.0)
+
+
+def test_equal_distances_go_to_the_lowest_index(backend):
+    X = np.array([[0.0, 0.0], [2.0, 0.0]])
+    centres = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    _, _, labels, _, _ = kernels.kmeans_lloyd_step(X, centres, np.full(2, -1),
+                                                   backend=backend)
+    np.testing.assert_array_equal(labels, [0, 0])
+
+
+def test_fewer_distinct_points_than_clusters(backend):
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 50, axis=0)
+    centres, labels, inertia = _kmeans.kmeans(X, 4, np.random.RandomState(0),
+                                              backend=backend)
+    assert centres.shape == (4, 2) and np.all(np.isfinite(centres))
+    assert inertia == 0.0
+    np.testing.assert_array_equal(centres[labels], X)
+    _, idx = _kmeans.kmeans_plusplus(X, 4, np.random.RandomState(1), backend=backend)
+    assert {tuple(X[i]) for i in idx} == {(0.0, 0.0), (5.0, 5.0)}
+
+
+def test_zero_weight_rows_are_not_seeds_and_do_not_count(backend):
+    X, _, _ = make_blobs(n_samples=300, n_features=2, n_components=3, seed=4)
+    X = np.vstack([X, np.full((20, 2), 1e4)])
+    w = np.r_[np.ones(300), np.zeros(20)]
+    for seed in range(5):
+        _, idx = _kmeans.kmeans_plusplus(X, 3, np.random.RandomState(seed), w,
+                                         backend=backend)
+        assert np.all(idx < 300)
+    _, inertia, _, counts, _ = kernels.kmeans_lloyd_step(X, X[:3], np.full(320, -1), w,
+                                                         backend=backend)
+    assert counts.sum() == 300.0 and np.isfinite(inertia)
+
+
+# ------------------------------------------------------------------ the driver
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_kmeans_plusplus_picks_sklearns_rows(backend, seed):
+    """The same random state draws the same random numbers: the same seeds."""
+    cluster = pytest.importorskip("sklearn.cluster")
+    X, _, _ = make_blobs(n_samples=2000, n_features=3, n_components=6, seed=seed)
+    w = np.random.default_rng(seed).uniform(0.5, 2.0, size=len(X))
+    for sw in (None, w):
+        _, want = cluster.kmeans_plusplus(X, 6, random_state=np.random.RandomState(seed),
+                                          sample_weight=sw)
+        _, got = _kmeans.kmeans_plusplus(X, 6, np.random.RandomState(seed), sw,
+                                         backend=backend)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_kmeans_ends_where_sklearns_kmeans_ends(backend, seed):
+    """Same random state: the same k-means++ start and the same Lloyd iterations."""
+    cluster = pytest.importorskip("sklearn.cluster")
+    X, _, _ = make_blobs(n_samples=1200, n_features=3, n_components=4, seed=7)
+    want = cluster.KMeans(4, n_init=1, random_state=seed).fit(X)
+    got, labels, inertia = _kmeans.kmeans(X, 4, np.random.RandomState(seed), backend=backend)
+    np.testing.assert_array_equal(labels, want.labels_)
+    np.testing.assert_allclose(got, want.cluster_centers_, rtol=1e-10)
+    np.testing.assert_allclose(inertia, want.inertia_, rtol=1e-10)
+
+
+def test_n_init_keeps_the_lowest_inertia(backend):
+    X, _, _ = make_blobs(n_samples=600, n_features=2, n_components=6, separation=2.0,
+                         seed=3)
+    rng = np.random.RandomState(11)
+    single = []
+    for _ in range(4):   # the same stream, one start at a time
+        single.append(_kmeans.kmeans(X, 6, rng, backend=backend)[2])
+    assert len(set(single)) > 1, "the starts should differ for this test to mean anything"
+    best = _kmeans.kmeans(X, 6, np.random.RandomState(11), n_init=4, backend=backend)
+    assert best[2] == min(single)
+
+
+def test_sampled_kmeans_ends_at_a_full_data_fixed_point(backend, monkeypatch):
+    monkeypatch.setattr(_kmeans, "SAMPLE_ROWS", 500)
+    X, y, _ = make_blobs(n_samples=5000, n_features=3, n_components=4, seed=8)
+    centres, labels, inertia = _kmeans.kmeans(X, 4, np.random.RandomState(0),
+                                              backend=backend)
+    step = kernels.kmeans_lloyd_step(X, centres, labels.copy(), backend=backend)
+    assert step[0] == 0                      # the labels are the nearest centres
+    assert_close(step[1], inertia, rtol=1e-12)
+    from conftest import label_agreement
+
+    assert label_agreement(labels, y) == 1.0
+
+
+# ------------------------------------------------------------------ bad input
+def _bad_calls(X, C):
+    N, D = X.shape
+    cl = np.full(N, np.inf)
+    lab = np.full(N, -1, dtype=np.int64)
+    return {
+        "int X": lambda: kernels.kmeans_lloyd_step(X.astype(int), C, lab.copy()),
+        "1-D X": lambda: kernels.kmeans_lloyd_step(X[:, 0], C, lab.copy()),
+        "no features": lambda: kernels.kmeans_lloyd_step(np.empty((N, 0)), C[:, :0],
+                                                         lab.copy()),
+        "centres of another width": lambda: kernels.kmeans_lloyd_step(X, C[:, :1], lab.copy()),
+        "no centres": lambda: kernels.kmeans_lloyd_step(X, C[:0], lab.copy()),
+        "NaN centre": lambda: kernels.kmeans_lloyd_step(X, np.where(C == C[0, 0], np.nan, C),
+                                                        lab.copy()),
+        "int32 labels": lambda: kernels.kmeans_lloyd_step(X, C, lab.astype(np.int32)),
+        "short labels": lambda: kernels.kmeans_lloyd_step(X, C, lab[1:].copy()),
+        "read-only labels": lambda: kernels.kmeans_lloyd_step(X, C, _readonly(lab)),
+        "negative weight": lambda: kernels.kmeans_lloyd_step(X, C, lab.copy(),
+                                                             -np.ones(N)),
+        "NaN weight": lambda: kernels.kmeans_lloyd_step(X, C, lab.copy(),
+                                                        np.full(N, np.nan)),
+        "short weights": lambda: kernels.kmeans_lloyd_step(X, C, lab.copy(), np.ones(N - 1)),
+        "wrong counts out": lambda: kernels.kmeans_lloyd_step(X, C, lab.copy(),
+                                                              out=(np.empty(1), None)),
+        "float32 closest": lambda: kernels.kmeans_plusplus_update(X, C[0],
+                                                                  cl.astype(np.float32)),
+        "read-only closest": lambda: kernels.kmeans_plusplus_update(X, C[0], _readonly(cl)),
+        "centre of another width": lambda: kernels.kmeans_plusplus_update(X, C[0, :1], cl),
+        "short closest": lambda: kernels.kmeans_plusplus_potentials(X, cl[1:], C),
+        "1-D candidates": lambda: kernels.kmeans_plusplus_potentials(X, cl, C[0]),
+        "unknown covariance type": lambda: kernels.kmeans_label_stats(X, C, "round"),
+        "float labels": lambda: kernels.kmeans_label_stats(X, C, "full", lab * 1.0),
+        "labels of another length": lambda: kernels.kmeans_label_stats(X, C, "full", lab[1:]),
+        "huge unsigned labels": lambda: kernels.kmeans_label_stats(
+            X, C, "full", np.full(N, 2**64 - 1, dtype=np.uint64)),
+        "unknown backend": lambda: kernels.kmeans_lloyd_step(X, C, lab.copy(),
+                                                             backend="fortran"),
+    }
+
+
+def _readonly(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def test_bad_input_raises_a_clear_error():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    C = rng.normal(size=(4, 3))
+    X0, C0 = X.copy(), C.copy()
+    for name, call in _bad_calls(X, C).items():
+        with pytest.raises((ValueError, TypeError)):
+            call()
+            pytest.fail(f"no error for {name}")
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(C, C0)
+
+
+def test_empty_x_is_fine(backend):
+    X = np.empty((0, 3))
+    C = np.ones((2, 3))
+    changed, inertia, labels, counts, sums = kernels.kmeans_lloyd_step(
+        X, C, np.empty(0, dtype=np.int64), backend=backend)
+    assert (changed, inertia) == (0, 0.0)
+    np.testing.assert_array_equal(counts, 0.0)
+    closest, pot = kernels.kmeans_plusplus_update(X, C[0], np.empty(0), backend=backend)
+    assert pot.shape == (0,)
+    _, nk, s1, s2 = kernels.kmeans_label_stats(X, C, "full", None, backend=backend)
+    np.testing.assert_array_equal(s2, 0.0)
+
+
+# ------------------------------------------------------------------ the mixture's start
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_mixture_with_sampled_kmeans_start(backend, covariance_type, monkeypatch):
+    """More rows than SAMPLE_ROWS: k-means on a sample, then one statistics pass over all
+    rows. The fit finds the clusters, and does not depend on the thread count."""
+    import emfast
+    from conftest import label_agreement
+
+    monkeypatch.setattr(_kmeans, "SAMPLE_ROWS", 700)
+    X, y, _ = make_blobs(n_samples=N_THREADED, n_features=3, n_components=4, seed=9)
+    fits = [emfast.GaussianMixture(4, covariance_type=covariance_type, random_state=2,
+                                   backend=backend, n_threads=n, max_iter=0).fit(X)
+            for n in (1, 2)]
+    for name in ("weights_", "means_", "covariances_"):
+        assert getattr(fits[0], name).tobytes() == getattr(fits[1], name).tobytes(), name
+    # the starting means already separate the clusters
+    nearest = kernels.kmeans_label_stats(X, fits[0].means_, "diag")[0]
+    assert label_agreement(nearest, y) == 1.0
+    fit = emfast.GaussianMixture(4, covariance_type=covariance_type, random_state=2,
+                                 backend=backend).fit(X)
+    assert label_agreement(fit.predict(X), y) == 1.0
