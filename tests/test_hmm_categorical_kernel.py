@@ -12,7 +12,7 @@ import reference_hmm as ref
 from conftest import assert_close
 from emfast._config import available_backends
 from emfast.kernels import hmm_categorical_forward_backward
-from test_dispatch import _hmm_modules
+from test_dispatch import HMM_MODULES
 
 HMM_BACKENDS = available_backends("hmm")
 NAMES = ("loglik", "seq_ll", "start", "trans", "counts")
@@ -147,7 +147,7 @@ def test_any_lengths_and_shapes(K, F, lengths, seed):
             assert_close(g, w, rtol=1e-9, err_msg=f"{backend} {name}")
 
 
-@pytest.mark.parametrize("hmm_module", _hmm_modules(),
+@pytest.mark.parametrize("hmm_module", HMM_MODULES,
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 @pytest.mark.parametrize("K", [17, 33, 64])
 def test_each_hmm_build_many_states(hmm_module, K):

@@ -14,7 +14,7 @@ import reference_hmm as ref
 from conftest import COV_TYPES, assert_close, random_params
 from emfast._config import available_backends
 from emfast.kernels import hmm_gaussian_forward_backward
-from test_dispatch import _hmm_modules
+from test_dispatch import HMM_MODULES
 
 HMM_BACKENDS = available_backends("hmm")
 NAMES = ("loglik", "seq_ll", "start", "trans", "nk", "s1", "s2")
@@ -176,7 +176,7 @@ def test_any_lengths_and_shapes(K, D, lengths, covariance_type, seed):
             assert_close(g, w, rtol=1e-9, err_msg=f"{backend} {name}")
 
 
-@pytest.mark.parametrize("hmm_module", _hmm_modules(),
+@pytest.mark.parametrize("hmm_module", HMM_MODULES,
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 @pytest.mark.parametrize("K", [17, 33, 64])
 def test_each_hmm_build_many_states(hmm_module, K):
