@@ -15,8 +15,9 @@ Peak extra memory of ``fit`` (case G2) is measured in a fresh subprocess per lib
 RSS high-water mark (VmHWM) after X is created and the library warmed up, subtracted from
 the high-water mark after ``fit``; reported as a multiple of X's size.
 
-The HMM cases H1..H5 (emfast.hmm vs hmmlearn 0.3.3, "log" and "scaling") are in
-compare_hmm.py, by the same method; their table follows the mixture one.
+The HMM cases H1..H10 (emfast.hmm vs hmmlearn 0.3.3, "log" and "scaling") are in
+compare_hmm.py, by the same method; their table follows the mixture one. H1..H5 have 4 to 32
+states; H6..H10 have 24 to 64 (where hmmlearn takes seconds per iteration).
 
 ``--end-to-end`` times what a user feels instead: the default ``fit()`` of each library
 (defaults but for ``n_components``, ``covariance_type``, ``n_init`` and the same
@@ -29,9 +30,9 @@ different optima, and speed is only half of the story.
 
 Usage:
     python benchmarks/compare.py                 # all cases: mixtures (~10 min on 2 cores),
-                                                 # then HMMs (~4 min)
+                                                 # then HMMs (H1..H5 ~4 min; H6..H10 more)
     python benchmarks/compare.py --quick --cases G1,G5
-    python benchmarks/compare.py --hmm           # the HMM cases only (= --cases H1,...,H5)
+    python benchmarks/compare.py --hmm           # the HMM cases only (= --cases H1,...,H10)
     python benchmarks/compare.py --quick --cases H1,H4,H5
     python benchmarks/compare.py --threads 4
     python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2, H1, H4, H5
@@ -543,7 +544,8 @@ def main(argv=None):
                         f" (default: all; --hmm: {','.join(HMM_CASES)}; "
                         f"--scaling: {','.join(SCALING_CASES)})")
     p.add_argument("--hmm", action="store_true",
-                   help="only the HMM cases (emfast.hmm vs hmmlearn); see compare_hmm.py")
+                   help="only the HMM cases H1..H10 (emfast.hmm vs hmmlearn; H6..H10 with "
+                        "24 to 64 states); see compare_hmm.py")
     p.add_argument("--repeat", type=int, default=None, help="repeats per case (default: per case)")
     p.add_argument("--quick", action="store_true", help="few iterations, one repeat: a smoke test")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all usable CPUs)")

@@ -72,7 +72,7 @@ import emfast
 {call}
 from emfast._numba import _settings
 drivers = {{}}
-for modname in ("emfast._numba._gaussian", "emfast._numba._hmm"):
+for modname in ("emfast._numba._gaussian", "emfast._numba._hmm", "emfast._numba._kmeans"):
     mod = sys.modules.get(modname)
     for name in dir(mod) if mod else ():
         disp = getattr(mod, name)
@@ -86,11 +86,17 @@ print(json.dumps({{"drivers": drivers, "cache": _settings.JIT["cache"]}}))
 def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses():
     out = _python(_compiled_drivers_code(
         "X = np.random.default_rng(0).normal(size=(300, 2))\n"
-        "emfast.GaussianMixture(2, backend='numba', random_state=0).fit(X)"))
+        "emfast.GaussianMixture(2, backend='numba', init_params='kmeans',\n"
+        "                       random_state=0).fit(X)"))
     compiled = {name: dtypes for name, dtypes in out["drivers"].items() if dtypes}
-    # the HMM kernels are not even imported; of the Gaussian ones only the E-step for float64
+    # the HMM kernels are not even imported; of the Gaussian ones only the E-step, and the
+    # k-means drivers of the initialisation, each for float64 only
     assert not any(name.startswith("_hmm.") for name in out["drivers"])
-    assert compiled == {"_gaussian._estep_kernel": ["float64"]}
+    assert compiled == {"_gaussian._estep_kernel": ["float64"],
+                        "_kmeans._update_kernel": ["float64"],
+                        "_kmeans._potentials_kernel": ["float64"],
+                        "_kmeans._lloyd_kernel": ["float64"],
+                        "_kmeans._label_stats_kernel": ["float64"]}
     assert "_gaussian._log_prob_kernel" in out["drivers"]  # imported, not compiled
 
 

@@ -513,6 +513,38 @@ def test_n_init_keeps_the_best_restart(monkeypatch):
     np.testing.assert_array_equal(again.means_, many.means_)
 
 
+@pytest.mark.parametrize("backend", available_backends("hmm"))
+@pytest.mark.parametrize("cls", [GaussianHMM, CategoricalHMM])
+def test_n_init_starts_from_the_n_init_1_fit(cls, backend, monkeypatch):
+    """Restart 0 of ``n_init=5`` is the ``n_init=1`` fit with the same random_state, bit for
+    bit (also when the restarts run concurrently), so more restarts never end worse; for
+    some seeds they end better."""
+    import emfast._em as em
+
+    seen = []
+    choose = em.best_run
+    monkeypatch.setattr(em, "best_run", lambda runs: seen.append(runs) or choose(runs))
+    X = gaussian_data() if cls is GaussianHMM else categorical_data()
+    ctor = {"covariance_type": "full"} if cls is GaussianHMM else {}
+    gained = []
+    for seed in range(6):
+        kw = dict(n_iter=10, random_state=seed, backend=backend, **ctor)
+        one = cls(K, **kw).fit(X, LENGTHS)
+        seen.clear()
+        many = cls(K, n_init=5, n_threads=2, **kw).fit(X, LENGTHS)
+        first = seen[0][0]
+        assert list(first.rule.monitor.history) == list(one.monitor_.history)
+        np.testing.assert_array_equal(first.params.startprob, one.startprob_)
+        np.testing.assert_array_equal(first.params.transmat, one.transmat_)
+        for attr in one._emission_attrs.values():
+            np.testing.assert_array_equal(first.params.emission[attr.rstrip("_")],
+                                          getattr(one, attr))
+        assert many.monitor_.history[-1] >= one.monitor_.history[-1]
+        assert many.score(X, LENGTHS) >= one.score(X, LENGTHS)
+        gained.append(many.monitor_.history[-1] > one.monitor_.history[-1])
+    assert any(gained), "no seed where a later restart beats the first: the test shows nothing"
+
+
 def test_get_set_params_and_repr():
     model = GaussianHMM(2, covariance_type="full", n_init=3)
     params = model.get_params()

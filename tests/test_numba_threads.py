@@ -12,7 +12,7 @@ import pytest
 from conftest import NUMBA_POOL_FOR_TESTS
 
 numba = pytest.importorskip("numba")
-from emfast._numba import _gaussian  # noqa: E402 - after the skip
+from emfast._numba import _launch  # noqa: E402 - after the skip
 
 
 @numba.njit(parallel=True)
@@ -30,11 +30,12 @@ def test_pool_holds_the_threads_the_tests_ask_for():
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_kernels_launch_on_the_threads_asked_for(n_threads):
-    """Every Numba kernel is launched by _gaussian._run (the HMM module imports it)."""
+    """Every Numba kernel is launched by _launch.run (the Gaussian, HMM and k-means modules
+    import it)."""
     out = np.full((64, 2), -1, dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "fewer threads than asked" here
-        _gaussian._run(_launch_probe, n_threads, out)
+        _launch.run(_launch_probe, n_threads, out)
     assert (out[:, 0] == n_threads).all()
     if numba.threading_layer() != "tbb":  # tbb may let one thread steal another's chunk
         # one contiguous chunk of the 64 iterations per thread
@@ -43,14 +44,14 @@ def test_kernels_launch_on_the_threads_asked_for(n_threads):
 
 def test_more_threads_than_the_pool_warns_and_runs_on_the_pool(monkeypatch):
     pool = 2
-    monkeypatch.setattr(_gaussian, "_MAX_THREADS", pool)
-    monkeypatch.setattr(_gaussian, "_warned_pool", set())
+    monkeypatch.setattr(_launch, "_MAX_THREADS", pool)
+    monkeypatch.setattr(_launch, "_warned_pool", set())
     out = np.full((64, 2), -1, dtype=np.int64)
     with pytest.warns(RuntimeWarning, match="NUMBA_NUM_THREADS=2 threads") as rec:
-        _gaussian._run(_launch_probe, pool + 1, out)
+        _launch.run(_launch_probe, pool + 1, out)
     assert "not the 3 asked for" in str(rec[0].message)
     assert (out[:, 0] == pool).all()
     # said once per thread count, not once per E-step
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _gaussian._run(_launch_probe, pool + 1, out)
+        _launch.run(_launch_probe, pool + 1, out)

@@ -29,17 +29,15 @@ Layout of the work (DESIGN.md "Numerics", "Threads"):
 """
 
 import math
-import threading
-import warnings
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
-from emfast._numba._settings import JIT, compile_for, parallel_driver
+from emfast._numba._launch import run
+from emfast._numba._settings import IN1, IN2, JIT, OUT1, OUT2, X_TYPES, parallel_driver
 
 __all__ = ["estep_stats", "weighted_stats", "log_prob"]
 
@@ -50,29 +48,20 @@ GROUP_STATS_BYTES = 64 << 20  # upper bound on the memory of all slots together
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 
-# Declared signatures of the parallel drivers (see _settings.parallel_driver): e.g.
-# log_normalizer() returns a read-only log_const, X may be a read-only memmap. Inputs are
-# declared read-only (a writeable array converts to that for free) and unaligned (accepts any
-# array; x86 SIMD loads do not care), so exactly one version per dtype of X exists, compiled
-# (or loaded from the on-disk cache) the first time a fit calls it with that dtype.
-def _arr(dtype, ndim, readonly):
-    return types.Array(dtype, ndim, "C", readonly=readonly, aligned=False)
-
-
-_IN1, _IN2 = _arr(types.float64, 1, True), _arr(types.float64, 2, True)
-_OUT1, _OUT2 = _arr(types.float64, 1, False), _arr(types.float64, 2, False)
-_X_TYPES = [_arr(types.float64, 2, True), _arr(types.float32, 2, True)]
+# Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
+# of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
+# that dtype.
 _ESTEP_SIGS = [
-    types.float64(x, _IN1, _IN1, _IN2, _IN1, types.int64, _OUT1, _OUT2, _OUT1)
-    for x in _X_TYPES
+    types.float64(x, IN1, IN1, IN2, IN1, types.int64, OUT1, OUT2, OUT1)
+    for x in X_TYPES
 ]
 _WEIGHTED_SIGS = [
-    types.void(x, _IN2, _IN2, types.int64, _OUT1, _OUT2, _OUT1)
-    for x in _X_TYPES
+    types.void(x, IN2, IN2, types.int64, OUT1, OUT2, OUT1)
+    for x in X_TYPES
 ]
 _LOG_PROB_SIGS = [
-    types.void(x, _IN1, _IN2, _IN1, types.int64, _OUT2, _OUT1, types.boolean)
-    for x in _X_TYPES
+    types.void(x, IN1, IN2, IN1, types.int64, OUT2, OUT1, types.boolean)
+    for x in X_TYPES
 ]
 
 
@@ -702,66 +691,6 @@ def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
 # --------------------------------------------------------------------------------------------
 # Python entry points (called positionally by emfast.kernels)
 # --------------------------------------------------------------------------------------------
-_MAX_THREADS = numba.config.NUMBA_NUM_THREADS
-_launch_lock = threading.Lock()
-_layer_threadsafe = None
-_warned_pool = set()
-
-
-def _threadsafe_layer():
-    """Whether parallel kernels may be launched from several Python threads at once.
-
-    Numba's "workqueue" layer (its fallback when neither OpenMP nor TBB is available) cannot;
-    the layer is only known after the first parallel launch, which is serialised.
-    """
-    global _layer_threadsafe
-    if _layer_threadsafe is None:
-        try:
-            _layer_threadsafe = numba.threading_layer() != "workqueue"
-        except ValueError:  # nothing launched yet
-            return False
-    return _layer_threadsafe
-
-
-def _pool_threads(n_threads):
-    """min(n_threads, NUMBA_NUM_THREADS), with a warning (once per count asked for) when the
-    pool is smaller: numba fixes its pool size when it starts and cannot grow it later."""
-    if n_threads <= _MAX_THREADS:
-        return n_threads
-    if n_threads not in _warned_pool:
-        _warned_pool.add(n_threads)
-        warnings.warn(
-            f"the Numba backend runs on {_MAX_THREADS} threads, not the {n_threads} asked for: "
-            f"numba's thread pool has NUMBA_NUM_THREADS={_MAX_THREADS} threads, fixed when "
-            f"numba starts. Set the environment variable NUMBA_NUM_THREADS={n_threads} (or "
-            f"more) before numba is first imported to run on {n_threads}.",
-            RuntimeWarning, stacklevel=4)
-    return _MAX_THREADS
-
-
-def _run(kernel, n_threads, *args):
-    """Call a parallel kernel on min(n_threads, NUMBA_NUM_THREADS) threads (a RuntimeWarning
-    says when that is fewer than asked), compiling it for the dtype of its first argument on
-    first use.
-
-    numba.set_num_threads is per calling thread, so concurrent fits (parallel n_init, user
-    threads) each keep their own count; the caller's previous count is restored.
-    """
-    compile_for(kernel, args[0])
-    n = _pool_threads(n_threads)
-    prev = numba.get_num_threads()
-    if n != prev:
-        numba.set_num_threads(n)
-    try:
-        if _threadsafe_layer():
-            return kernel(*args)
-        with _launch_lock:
-            return kernel(*args)
-    finally:
-        if n != prev:
-            numba.set_num_threads(prev)
-
-
 def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads):
     """Fused E-step statistics; see :func:`emfast.kernels.gaussian_estep_stats`.
 
@@ -769,8 +698,8 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS, with a warning).
     OUT (overwritten): nk (K,), s1 (K, D), s2 by type. Returns loglik (float).
     """
-    return _run(_estep_kernel, n_threads, X, sample_weight, log_const, means,
-                prec_chol.reshape(-1), cov_code, nk, s1, s2.reshape(-1))
+    return run(_estep_kernel, n_threads, X, sample_weight, log_const, means,
+               prec_chol.reshape(-1), cov_code, nk, s1, s2.reshape(-1))
 
 
 def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
@@ -780,7 +709,7 @@ def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
     (clamped to NUMBA_NUM_THREADS, with a warning). OUT (overwritten): nk (K,), s1 (K, D),
     s2 by type.
     """
-    _run(_weighted_kernel, n_threads, X, resp, means, cov_code, nk, s1, s2.reshape(-1))
+    run(_weighted_kernel, n_threads, X, resp, means, cov_code, nk, s1, s2.reshape(-1))
 
 
 def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads):
@@ -791,5 +720,5 @@ def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_th
     """
     if resp and out_norm.shape[0] == 0 and X.shape[0] > 0:
         raise ValueError("responsibilities need the log-sum-exp: out_norm must have shape (N,)")
-    _run(_log_prob_kernel, n_threads, X, log_const, means, prec_chol.reshape(-1), cov_code,
-         out, out_norm, bool(resp))
+    run(_log_prob_kernel, n_threads, X, log_const, means, prec_chol.reshape(-1), cov_code,
+        out, out_norm, bool(resp))

@@ -46,8 +46,10 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
-from emfast._numba._gaussian import _exp_nonpos, _run
-from emfast._numba._settings import JIT, JIT_ORDERED, parallel_driver
+from emfast._numba._gaussian import _exp_nonpos
+from emfast._numba._launch import run
+from emfast._numba._settings import (IN1, IN2, JIT, JIT_ORDERED, OUT1, OUT2, array_arg,
+                                     parallel_driver)
 
 __all__ = ["forward_backward", "gaussian_forward_backward", "categorical_forward_backward",
            "viterbi", "forward_filter", "symbol_counts"]
@@ -63,24 +65,18 @@ CHUNK = 64  # frames whose emission likelihoods are computed together (one flat 
 _NEG_INF = -np.inf
 
 
-# Declared signatures (see _settings.parallel_driver): inputs read-only and unaligned so that
-# one version of each driver exists, compiled (or loaded from the cache) on its first call.
-def _arr(dtype, ndim, readonly):
-    return types.Array(dtype, ndim, "C", readonly=readonly, aligned=False)
-
-
-_IN1, _IN2 = _arr(types.float64, 1, True), _arr(types.float64, 2, True)
-_OUT1, _OUT2 = _arr(types.float64, 1, False), _arr(types.float64, 2, False)
-_OFF = _arr(types.int64, 1, True)
-_PATH = _arr(types.int64, 1, False)
-_FB_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _OUT2, _OUT1, _OUT2, _OUT1)
-_VIT_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _PATH, _OUT1)
-_FILT_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _OUT2, _OUT1)
-_SYM = _arr(types.int64, 1, True)
-_CFB_SIG = types.float64(_SYM, _OFF, _IN1, _IN2, _IN2, _OUT1, _OUT2, _OUT1, _OUT2)
-_GFB_SIG = types.float64(_IN2, _OFF, _IN1, _IN2, _IN2, _IN2, _IN1, _OUT1, _OUT2, _OUT1, _OUT1,
-                         _OUT2, _OUT2)
-_COUNTS_SIG = types.void(_SYM, _IN2, _OUT2)
+# Declared signatures (see _settings.parallel_driver): one version of each driver, compiled (or
+# loaded from the cache) on its first call.
+_OFF = array_arg(types.int64, 1, True)
+_PATH = array_arg(types.int64, 1, False)
+_FB_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT1, OUT2, OUT1)
+_VIT_SIG = types.float64(IN2, _OFF, IN1, IN2, _PATH, OUT1)
+_FILT_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT1)
+_SYM = array_arg(types.int64, 1, True)
+_CFB_SIG = types.float64(_SYM, _OFF, IN1, IN2, IN2, OUT1, OUT2, OUT1, OUT2)
+_GFB_SIG = types.float64(IN2, _OFF, IN1, IN2, IN2, IN2, IN1, OUT1, OUT2, OUT1, OUT1,
+                         OUT2, OUT2)
+_COUNTS_SIG = types.void(_SYM, IN2, OUT2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -680,8 +676,8 @@ def forward_backward(le, offsets, startprob, transmat, post, start_counts, trans
     (0, K) = no posteriors; n_threads >= 1. OUT (overwritten): post, start_counts (K,),
     trans_counts (K, K), seq_ll (S,). Returns the total log-likelihood (float).
     """
-    return _run(_fb_kernel, n_threads, le, offsets, startprob, transmat, post, start_counts,
-                trans_counts, seq_ll)
+    return run(_fb_kernel, n_threads, le, offsets, startprob, transmat, post, start_counts,
+               trans_counts, seq_ll)
 
 
 def gaussian_forward_backward(X, offsets, startprob, transmat, means, prec, log_const,
@@ -691,8 +687,8 @@ def gaussian_forward_backward(X, offsets, startprob, transmat, means, prec, log_
     transmat; means, prec (K, D) (prec = 1 / sigma); log_const (K,). OUT (overwritten):
     start_counts, trans_counts, seq_ll, nk (K,), s1, s2 (K, D). Returns the total
     log-likelihood."""
-    return _run(_gfb_kernel, n_threads, X, offsets, startprob, transmat, means, prec,
-                log_const, start_counts, trans_counts, seq_ll, nk, s1, s2)
+    return run(_gfb_kernel, n_threads, X, offsets, startprob, transmat, means, prec,
+               log_const, start_counts, trans_counts, seq_ll, nk, s1, s2)
 
 
 def categorical_forward_backward(sym, offsets, startprob, transmat, emissionprob,
@@ -701,23 +697,23 @@ def categorical_forward_backward(sym, offsets, startprob, transmat, emissionprob
     :func:`emfast.kernels.hmm_categorical_forward_backward`. IN: sym (T,) int64 in [0, F);
     offsets; startprob; transmat; emissionprob (K, F). OUT (overwritten): start_counts,
     trans_counts, seq_ll, counts (F, K). Returns the total log-likelihood."""
-    return _run(_cfb_kernel, n_threads, sym, offsets, startprob, transmat, emissionprob,
-                start_counts, trans_counts, seq_ll, counts)
+    return run(_cfb_kernel, n_threads, sym, offsets, startprob, transmat, emissionprob,
+               start_counts, trans_counts, seq_ll, counts)
 
 
 def viterbi(le, offsets, log_startprob, log_transmat, path, seq_lp, n_threads):
     """Viterbi paths; see :func:`emfast.kernels.hmm_viterbi`. OUT (overwritten): path (T,)
     int64, seq_lp (S,). Returns the total log-probability of the best paths."""
-    return _run(_viterbi_kernel, n_threads, le, offsets, log_startprob, log_transmat, path,
-                seq_lp)
+    return run(_viterbi_kernel, n_threads, le, offsets, log_startprob, log_transmat, path,
+               seq_lp)
 
 
 def forward_filter(le, offsets, startprob, transmat, out, seq_ll, n_threads):
     """Causal filter; see :func:`emfast.kernels.hmm_filter`. OUT (overwritten): out (T, K) or
     (0, K) = log-likelihoods only, seq_ll (S,). Returns the total log-likelihood."""
-    return _run(_filter_kernel, n_threads, le, offsets, startprob, transmat, out, seq_ll)
+    return run(_filter_kernel, n_threads, le, offsets, startprob, transmat, out, seq_ll)
 
 
 def symbol_counts(sym, w, out, n_threads):
     """Weighted symbol counts; see :func:`emfast.kernels.symbol_counts`. OUT: out (F, K)."""
-    _run(_symbol_counts_kernel, n_threads, sym, w, out)
+    run(_symbol_counts_kernel, n_threads, sym, w, out)

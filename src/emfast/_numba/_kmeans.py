@@ -18,9 +18,11 @@ order: bit-identical results for any thread count. No (N, K) array.
 
 import numpy as np
 from numba import njit, prange
+from numba.core import types
 
-from emfast._numba._gaussian import _run
-from emfast._numba._settings import JIT
+from emfast._numba._launch import run
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
+                                     parallel_driver)
 
 __all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
 
@@ -29,6 +31,19 @@ MAX_GROUPS = 64
 GROUP_BYTES = 64 << 20  # upper bound on the memory of all group slots together
 
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
+
+# Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
+# of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
+# that dtype. sample_weight is IN1 (shape (0,) for all weights 1).
+_LABELS = array_arg(types.int64, 1, False)
+_UPDATE_SIGS = [types.void(x, IN1, IN1, OUT1, OUT1) for x in X_TYPES]
+_POTENTIALS_SIGS = [types.void(x, IN1, IN1, IN2, OUT1) for x in X_TYPES]
+_LLOYD_SIGS = [types.Tuple((types.int64, types.float64))(x, IN1, IN2, _LABELS, OUT1, OUT2)
+               for x in X_TYPES]
+_LABEL_STATS_SIGS = [
+    types.void(x, IN1, IN2, types.int64, _LABELS, types.boolean, OUT1, OUT2, OUT1)
+    for x in X_TYPES
+]
 
 
 @njit(**JIT)
@@ -85,7 +100,7 @@ def _nearest(dist, nb, best, arg):
 # --------------------------------------------------------------------------------------------
 # k-means++
 # --------------------------------------------------------------------------------------------
-@njit(parallel=True, **JIT)
+@parallel_driver(*_UPDATE_SIGS)
 def _update_kernel(X, sw, centre, closest, block_pot):
     N, D = X.shape
     n_blocks = (N + BLOCK - 1) // BLOCK
@@ -109,7 +124,7 @@ def _update_kernel(X, sw, centre, closest, block_pot):
             block_pot[blk] = s
 
 
-@njit(parallel=True, **JIT)
+@parallel_driver(*_POTENTIALS_SIGS)
 def _potentials_kernel(X, sw, closest, cand, pots):
     N, D = X.shape
     T = cand.shape[0]
@@ -141,19 +156,19 @@ def plusplus_update(X, sample_weight, centre, closest, block_pot, n_threads):
     """IN: X (N, D) f32/f64; sample_weight (N,) or (0,); centre (D,). IN/OUT: closest (N,)
     min'ed with ||x - centre||^2. OUT: block_pot (ceil(N/256),) per-block sum w closest."""
     if X.shape[0]:
-        _run(_update_kernel, n_threads, X, sample_weight, centre, closest, block_pot)
+        run(_update_kernel, n_threads, X, sample_weight, centre, closest, block_pot)
 
 
 def plusplus_potentials(X, sample_weight, closest, candidates, pots, n_threads):
     """IN: X, sample_weight, closest (N,), candidates (T, D). OUT: pots (T,)
     sum_n w_n min(closest_n, ||x_n - cand_t||^2)."""
-    _run(_potentials_kernel, n_threads, X, sample_weight, closest, candidates, pots)
+    run(_potentials_kernel, n_threads, X, sample_weight, closest, candidates, pots)
 
 
 # --------------------------------------------------------------------------------------------
 # Lloyd
 # --------------------------------------------------------------------------------------------
-@njit(parallel=True, **JIT)
+@parallel_driver(*_LLOYD_SIGS)
 def _lloyd_kernel(X, sw, C, labels, counts, sums):
     N, D = X.shape
     K = C.shape[0]
@@ -210,7 +225,7 @@ def lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads):
         counts[:] = 0.0
         sums[:] = 0.0
         return 0, 0.0
-    return _run(_lloyd_kernel, n_threads, X, sample_weight, centres, labels, counts, sums)
+    return run(_lloyd_kernel, n_threads, X, sample_weight, centres, labels, counts, sums)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +256,7 @@ def _add_row(Xt, b, w, c, code, k, xr, nk, s1, s2):
         s2[k] += w * q
 
 
-@njit(parallel=True, **JIT)
+@parallel_driver(*_LABEL_STATS_SIGS)
 def _label_stats_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
     N, D = X.shape
     K = C.shape[0]
@@ -292,5 +307,5 @@ def label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2,
     """IN: X, sample_weight, centres (K, D), cov_code 0..3, assign. IN/OUT: labels (N,)
     int64 (outside [0, K): no cluster; with assign overwritten by the nearest centres).
     OUT: nk (K,), s1 (K, D), s2 by covariance type, all about the centres."""
-    _run(_label_stats_kernel, n_threads, X, sample_weight, centres, cov_code, labels,
-         bool(assign), nk, s1, s2.reshape(-1))
+    run(_label_stats_kernel, n_threads, X, sample_weight, centres, cov_code, labels,
+        bool(assign), nk, s1, s2.reshape(-1))

@@ -1,8 +1,9 @@
 """The one place that says how every ``@njit`` in emfast's Numba backend is compiled.
 
 Every kernel module does ``from emfast._numba._settings import JIT`` and decorates its helpers
-with ``@njit(**JIT)`` and its ``prange`` drivers with ``@parallel_driver(*signatures)`` (or
-``@njit(parallel=True, **JIT)``), so a change of flags here changes the whole backend at once.
+with ``@njit(**JIT)`` and its ``prange`` drivers with ``@parallel_driver(*signatures)``, so a
+change of flags here changes the whole backend at once; ``emfast._numba._launch.run`` calls
+the drivers.
 
 Nothing is compiled when a module is imported: a function is compiled (or loaded from the disk
 cache) the first time a fit calls it, for the dtypes it is called with, so a user pays only for
@@ -13,6 +14,7 @@ import threading
 
 import numpy as np
 from numba import njit
+from numba.core import types
 
 # Fastmath flags, chosen to keep IEEE NaN/inf semantics:
 #   reassoc  lets LLVM reorder the float reductions (dot products over the rows of a block) so
@@ -83,6 +85,19 @@ JIT_ORDERED = dict(JIT, fastmath=FASTMATH - {"reassoc"})
 # parallel here. numba empties the dict it is given: each driver gets a copy.
 _PRANGE_ONLY = dict(prange=True, reduction=False, comprehension=False, inplace_binop=False,
                     setitem=False, numpy=False, stencil=False, fusion=False)
+
+def array_arg(dtype, ndim, readonly):
+    """The type of a C-contiguous array argument in a declared signature. Inputs are declared
+    read-only (a writeable array converts to that for free, and a read-only one -- a memmap,
+    the result of log_normalizer() -- is accepted), and every array unaligned (accepts any
+    array; x86 SIMD loads do not care), so exactly one version per dtype exists."""
+    return types.Array(dtype, ndim, "C", readonly=readonly, aligned=False)
+
+
+IN1, IN2 = array_arg(types.float64, 1, True), array_arg(types.float64, 2, True)
+OUT1, OUT2 = array_arg(types.float64, 1, False), array_arg(types.float64, 2, False)
+# X of the Gaussian and k-means drivers: one declared signature per dtype.
+X_TYPES = [array_arg(types.float64, 2, True), array_arg(types.float32, 2, True)]
 
 # Declared signatures of the parallel drivers not compiled yet: {dispatcher: {dtype: sig}}.
 _pending = {}
