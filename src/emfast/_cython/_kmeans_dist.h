@@ -28,33 +28,45 @@
 #endif
 typedef double emfast_km_v4d __attribute__((vector_size(32)));
 
+/* The 4 x 4 register tile: the squared distances of rows b..b+3 to the centres cj[0..3],
+ * each one running sum in feature order (the one definition of a distance's bits). */
+static inline void emfast_km_tile(const double* xT, ptrdiff_t ld, int D,
+                                  const double* const cj[4], ptrdiff_t b, emfast_km_v4d a[4])
+{
+    emfast_km_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0, x, t;
+    int i;
+    for (i = 0; i < D; i++) {
+        memcpy(&x, xT + (ptrdiff_t)i * ld + b, sizeof x);
+        t = x - cj[0][i];
+        a0 += t * t;
+        t = x - cj[1][i];
+        a1 += t * t;
+        t = x - cj[2][i];
+        a2 += t * t;
+        t = x - cj[3][i];
+        a3 += t * t;
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+
 static inline void emfast_sqdist_T(const double* xT, ptrdiff_t ld, int D, const double* c,
                                    int K, ptrdiff_t m, double* d)
 {
     ptrdiff_t b;
-    int k0, j, i;
+    int k0, j;
     for (k0 = 0; k0 < K; k0 += 4) {
         /* a short last tile repeats its last centre and stores only the real ones */
         const double* cj[4];
         for (j = 0; j < 4; j++)
             cj[j] = c + (ptrdiff_t)(k0 + j < K ? k0 + j : K - 1) * D;
         for (b = 0; b < m; b += 4) {
-            emfast_km_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0, x, t;
-            for (i = 0; i < D; i++) {
-                memcpy(&x, xT + (ptrdiff_t)i * ld + b, sizeof x);
-                t = x - cj[0][i];
-                a0 += t * t;
-                t = x - cj[1][i];
-                a1 += t * t;
-                t = x - cj[2][i];
-                a2 += t * t;
-                t = x - cj[3][i];
-                a3 += t * t;
-            }
-            memcpy(d + (ptrdiff_t)k0 * ld + b, &a0, sizeof a0);
-            if (k0 + 1 < K) memcpy(d + (ptrdiff_t)(k0 + 1) * ld + b, &a1, sizeof a1);
-            if (k0 + 2 < K) memcpy(d + (ptrdiff_t)(k0 + 2) * ld + b, &a2, sizeof a2);
-            if (k0 + 3 < K) memcpy(d + (ptrdiff_t)(k0 + 3) * ld + b, &a3, sizeof a3);
+            emfast_km_v4d a[4];
+            emfast_km_tile(xT, ld, D, cj, b, a);
+            for (j = 0; j < 4 && k0 + j < K; j++)
+                memcpy(d + (ptrdiff_t)(k0 + j) * ld + b, &a[j], sizeof a[j]);
         }
     }
 }
@@ -97,31 +109,19 @@ static inline void emfast_nearest_T(const double* xT, ptrdiff_t ld, int D, const
                                     double* d)
 {
     ptrdiff_t b;
-    int k0, j, i;
+    int k0, j;
     for (b = 0; b < m; b += 4) {
         emfast_km_v4d bv = {INFINITY, INFINITY, INFINITY, INFINITY};
         emfast_km_v4i av = {0, 0, 0, 0};
         for (k0 = 0; k0 < K; k0 += 4) {
             const double* cj[4];
-            emfast_km_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0, x, t;
+            emfast_km_v4d a[4];
             for (j = 0; j < 4; j++)
                 cj[j] = c + (ptrdiff_t)(k0 + j < K ? k0 + j : K - 1) * D;
-            for (i = 0; i < D; i++) {
-                memcpy(&x, xT + (ptrdiff_t)i * ld + b, sizeof x);
-                t = x - cj[0][i];
-                a0 += t * t;
-                t = x - cj[1][i];
-                a1 += t * t;
-                t = x - cj[2][i];
-                a2 += t * t;
-                t = x - cj[3][i];
-                a3 += t * t;
-            }
+            emfast_km_tile(xT, ld, D, cj, b, a);
             /* a repeated last centre never wins: equal sums keep the lower index */
-            emfast_km_take(a0, (emfast_km_v4i){k0, k0, k0, k0}, &bv, &av);
-            emfast_km_take(a1, (emfast_km_v4i){k0 + 1, k0 + 1, k0 + 1, k0 + 1}, &bv, &av);
-            emfast_km_take(a2, (emfast_km_v4i){k0 + 2, k0 + 2, k0 + 2, k0 + 2}, &bv, &av);
-            emfast_km_take(a3, (emfast_km_v4i){k0 + 3, k0 + 3, k0 + 3, k0 + 3}, &bv, &av);
+            for (j = 0; j < 4; j++)
+                emfast_km_take(a[j], (emfast_km_v4i){k0 + j, k0 + j, k0 + j, k0 + j}, &bv, &av);
         }
         memcpy(best + b, &bv, sizeof bv);
         memcpy(arg + b, &av, sizeof av);
