@@ -132,8 +132,9 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
                  n_threads, sequential=False):
     """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
 
-    ``init_params(X, sample_weight, rng) -> params``; ``make_rule(index) -> rule`` gives each
-    restart its own convergence rule. Restarts run concurrently on Python threads (the
+    ``init_params(X, sample_weight, rng, n_threads) -> params`` (``n_threads``: the restart's
+    share, for a compiled initialisation); ``make_rule(index) -> rule`` gives each restart its
+    own convergence rule. Restarts run concurrently on Python threads (the
     kernels release the GIL), splitting ``n_threads`` between them; each restart has its own
     random stream (:func:`restart_rngs`: restart 0 is the run ``n_init=1`` would make), so
     the result does not depend on the scheduling. ``sequential`` runs them one after
@@ -145,7 +146,7 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
 
     def one(index):
         rule = make_rule(index)
-        params = init_params(X, sample_weight, rngs[index])
+        params = init_params(X, sample_weight, rngs[index], per_run)
         if max_iter == 0:
             return EMRun(params, -math.inf, [], 0, False, rule)
         return em_loop(family, X, sample_weight, params, max_iter=max_iter,

@@ -311,7 +311,7 @@ class BaseHMM(ParamsMixin):
         rng = V.check_random_state(self.random_state)
         n_init = self.n_init
 
-        def init(X_, sw_, rng_):
+        def init(X_, sw_, rng_, threads):
             # hmmlearn draws startprob and transmat from check_random_state(random_state),
             # then the emission parameters from a second check_random_state(random_state).
             # A restart the driver gives the fit's own stream (n_init=1, or a driver whose
@@ -324,7 +324,7 @@ class BaseHMM(ParamsMixin):
                 sp = rng_.dirichlet(alpha)
             if todo["t"]:
                 tm = rng_.dirichlet(alpha, size=K)
-            em = emission.init(X_, em_rng, todo, fixed.emission)
+            em = emission.init(X_, em_rng, todo, fixed.emission, threads)
             return HMMParams(sp, tm, emission.prepare(em))
 
         monitor = self.monitor_

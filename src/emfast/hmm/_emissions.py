@@ -156,14 +156,14 @@ class GaussianEmission:
         p["log_const"] = kernels.log_normalizer(p["prec_chol"], ct, D) * np.ones(self.K)
         return p
 
-    def init(self, X, rng, todo, p):
+    def init(self, X, rng, todo, p, n_threads=1):
         K, D = self.K, X.shape[1]
         p = dict(p)
         if todo.get("m"):
             if X.shape[0] < K:
                 raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
                                  f"means by k-means, got n_samples = {X.shape[0]}")
-            p["means"], _, _ = kmeans(X, K, rng, **KMEANS)
+            p["means"], _, _ = kmeans(X, K, rng, n_threads=n_threads, **KMEANS)
         if todo.get("c"):
             Xd = np.asarray(X, dtype=np.float64)
             cv = np.atleast_2d(np.cov(Xd.T)) + self.min_covar * np.eye(D)
@@ -382,7 +382,7 @@ class GMMEmission:
         p["covars"] = covs[:, :, 0] if ct == "spherical" else covs  # floors equal over D
         return p
 
-    def init(self, X, rng, todo, p):
+    def init(self, X, rng, todo, p, n_threads=1):
         K, M = self.K, self.M
         N, D = X.shape
         Xd = np.asarray(X, dtype=np.float64)
@@ -396,13 +396,13 @@ class GMMEmission:
             if N < K:
                 raise ValueError(f"Expected n_samples >= n_components = {K} to initialise the "
                                  f"means by k-means, got n_samples = {N}")
-            centres, labels, _ = kmeans(X, K, rng, **KMEANS)
+            centres, labels, _ = kmeans(X, K, rng, n_threads=n_threads, **KMEANS)
             centroid = centres.mean(axis=0)
             means = np.empty((K, M, D))
             for k in range(K):
                 rows = Xd[labels == k]
                 if rows.shape[0] >= M:
-                    means[k], _, _ = kmeans(rows, M, rng, **KMEANS)
+                    means[k], _, _ = kmeans(rows, M, rng, n_threads=n_threads, **KMEANS)
                 else:
                     if cv is None:
                         cv = compute_cv()
@@ -545,7 +545,7 @@ class _EmissionProbEmission:
         self.K = n_components
         self.F = n_features
 
-    def init(self, X, rng, todo, p):
+    def init(self, X, rng, todo, p, n_threads=1):
         p = dict(p)
         if todo.get("e"):
             e = rng.rand(self.K, self.F)
@@ -648,7 +648,7 @@ class PoissonEmission:
     def prepare(self, p):
         return dict(p)
 
-    def init(self, X, rng, todo, p):
+    def init(self, X, rng, todo, p, n_threads=1):
         p = dict(p)
         if todo.get("l"):
             Xf = np.asarray(X, dtype=np.float64)

@@ -240,7 +240,8 @@ class GaussianMixture(ParamsMixin):
             else:
                 run = fit_restarts(
                     family, X, sw,
-                    lambda X_, sw_, rng_: self._initial_params(X_, sw_, rng_, inits),
+                    lambda X_, sw_, rng_, threads: self._initial_params(X_, sw_, rng_, inits,
+                                                                     threads),
                     make_rule, n_init=self.n_init, rng=rng, max_iter=self.max_iter,
                     n_threads=n_threads, sequential=bool(self.verbose))
         if not run.converged and self.max_iter > 0:
@@ -259,12 +260,12 @@ class GaussianMixture(ParamsMixin):
             del self.feature_names_in_
         return X
 
-    def _initial_params(self, X, sw, rng, inits):
+    def _initial_params(self, X, sw, rng, inits, n_threads):
         weights_init, means_init, prec_init = inits
         ct = self.covariance_type
         weights = means = cov = None
         if weights_init is None or means_init is None or prec_init is None:
-            stats = self._initial_stats(X, sw, rng)
+            stats = self._initial_stats(X, sw, rng, n_threads)
             _, means, cov = G.mstep_moments(stats, self.reg_covar)
             # scikit-learn starts from unnormalised weights nk / n_samples.
             weights = (stats.nk + G.NK_EPS) / stats.weight_sum
@@ -279,7 +280,7 @@ class GaussianMixture(ParamsMixin):
             cov = G.covariances_from_chol(prec_chol, ct)
         return G.GaussianParams(ct, weights, means, cov, prec_chol)
 
-    def _initial_stats(self, X, sw, rng):
+    def _initial_stats(self, X, sw, rng, n_threads):
         """Statistics of the starting assignment chosen by ``init_params``.
 
         "kmeans": k-means (one k-means++ start, Lloyd to scikit-learn's stopping rule), then
@@ -295,7 +296,6 @@ class GaussianMixture(ParamsMixin):
         """
         ct, K = self.covariance_type, self.n_components
         N = X.shape[0]
-        n_threads = self._init_threads()
         if self.init_params == "kmeans":
             centres, _, _ = kmeans(X, K, rng, sw, full_iter=0, final_labels=False,
                                    backend=self.backend, n_threads=n_threads)
@@ -308,12 +308,6 @@ class GaussianMixture(ParamsMixin):
             return G.stats_from_rows(X, sw, ct, rng.choice(N, size=K, replace=False, p=p))
         return G.stats_from_resp(X, sw, ct, K, _random_resp_chunks(N, K, rng), self.backend,
                                  n_threads)
-
-    def _init_threads(self):
-        """Threads for one initialisation: restarts run side by side (see
-        emfast._em.fit_restarts), each with its share."""
-        n = resolve_n_threads(self.n_threads)
-        return max(1, n // max(1, min(self.n_init, n))) if not self.verbose else n
 
     # ------------------------------------------------------------------ parameters
     def _params(self):
