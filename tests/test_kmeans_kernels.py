@@ -338,3 +338,13 @@ def test_mixture_with_sampled_kmeans_start(backend, covariance_type, monkeypatch
     fit = emfast.GaussianMixture(4, covariance_type=covariance_type, random_state=2,
                                  backend=backend).fit(X)
     assert label_agreement(fit.predict(X), y) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 200), D=st.integers(1, 5), levels=st.integers(1, 1000),
+       seed=st.integers(0, 2**31 - 1))
+def test_lexicographic_order_is_lexsort(N, D, levels, seed):
+    """The one-sort shortcut gives np.lexsort's order exactly, with ties in the first column
+    (few levels) and without (many)."""
+    X = np.random.default_rng(seed).integers(0, levels, size=(N, D)).astype(np.float64)
+    np.testing.assert_array_equal(_kmeans._lexicographic_order(X), np.lexsort(X.T[::-1]))

@@ -163,6 +163,17 @@ def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_th
 SAMPLE_ROWS = 16384
 
 
+def _lexicographic_order(X):
+    """The row order of ``np.lexsort`` on the columns (first column first), found by one sort
+    of the first column where its values are distinct (the usual case for real-valued data:
+    one sort instead of D)."""
+    first = X[:, 0]
+    order = np.argsort(first, kind="stable")
+    if np.any(first[order[1:]] == first[order[:-1]]):  # ties: the other columns decide
+        order = np.lexsort(X.T[::-1])
+    return order
+
+
 def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, tol=1e-4,
            full_iter=None, final_labels=True, sort_rows=False, backend="auto", n_threads=1):
     """k-means: ``n_init`` k-means++ starts (drawn from ``rng`` one after another), each run
@@ -187,7 +198,7 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     is the nearest centre, otherwise see :func:`lloyd`.
     """
     if sort_rows:
-        order = np.lexsort(np.asarray(X).T[::-1])
+        order = _lexicographic_order(np.asarray(X))
         sw = None if sample_weight is None else sample_weight[order]
         centres, labels_sorted, inertia = kmeans(
             X[order], n_clusters, rng, sw, n_init=n_init, max_iter=max_iter, tol=tol,
