@@ -81,9 +81,19 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     return centres, indices
 
 
-def _mean_variance(X, w):
-    """Mean over features of the weighted variance of X, read in chunks."""
-    mean = np.average(X, axis=0, weights=w)
+def _column_mean(X, w):
+    """Weighted column means of X in float64, as one matrix-vector product (np.average's
+    axis-0 reduction of a narrow X costs about 20 times more: 148 against 8 us at 10,000 x 2,
+    a tenth of a whole small fit)."""
+    w = np.ones(X.shape[0]) if w is None else w
+    return (w @ X) / w.sum()
+
+
+def _mean_variance(X, w, mean=None):
+    """Mean over features of the weighted variance of X (about ``mean``, the column means
+    when None), read in chunks."""
+    if mean is None:
+        mean = _column_mean(X, w)
     total = 0.0
     for start in range(0, X.shape[0], 65536):
         diff = np.asarray(X[start:start + 65536], dtype=np.float64) - mean
@@ -218,10 +228,10 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
             Xs, ws, sampled = X, sample_weight, False
     mod = get_backend(backend, "kmeans")
     # the sample's feature variance stands in for the full data's (a threshold, not a result)
-    abs_tol = tol * _mean_variance(Xs, ws)
     # k-means on the rows less their mean, as scikit-learn's KMeans: ||x||^2 - 2 x.c + ||c||^2
     # (the dgemm distances) then loses less to cancellation, and ties fall the same way
-    offset = np.average(Xs, axis=0, weights=ws)
+    offset = _column_mean(Xs, ws)
+    abs_tol = tol * _mean_variance(Xs, ws, offset)
     Xs = np.ascontiguousarray(np.asarray(Xs, dtype=np.float64) - offset)
     best = None
     for _ in range(n_init):
