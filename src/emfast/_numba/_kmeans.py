@@ -20,17 +20,15 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
+# The blocks, groups and group-order sum of the Gaussian kernels: one summation order for
+# every statistic of the backend.
+from emfast._numba._gaussian import BLOCK, DIAG, FULL, TIED, _n_groups, _sum_groups
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      parallel_driver)
 
 __all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
 
-BLOCK = 256  # rows per block; the unit of the fixed summation order
-MAX_GROUPS = 64
-GROUP_BYTES = 64 << 20  # upper bound on the memory of all group slots together
-
-FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
@@ -44,14 +42,6 @@ _LABEL_STATS_SIGS = [
     types.void(x, IN1, IN2, types.int64, _LABELS, types.boolean, OUT1, OUT2, OUT1)
     for x in X_TYPES
 ]
-
-
-@njit(**JIT)
-def _n_groups(n_blocks, slot_doubles):
-    """G contiguous groups of blocks (group g: blocks [g*n//G, (g+1)*n//G)), from the
-    shapes only."""
-    by_memory = GROUP_BYTES // (8 * max(slot_doubles, 1))
-    return max(min(n_blocks, MAX_GROUPS, by_memory), 1)
 
 
 @njit(**JIT)
@@ -234,7 +224,7 @@ def lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads):
 @njit(**JIT)
 def _add_row(Xt, b, w, c, code, k, xr, nk, s1, s2):
     """Add row b of Xt, weight w, centred on c, to cluster k's slot: nk (K,), s1 (K, D) and
-    s2 flat (full (K, D, D) / tied (D, D): upper triangles; diag (K, D); spherical (K,))."""
+    s2 flat (full (K, D, D) / tied (D, D): lower triangles; diag (K, D); spherical (K,))."""
     D = c.shape[0]
     nk[k] += w
     for i in range(D):
@@ -244,7 +234,7 @@ def _add_row(Xt, b, w, c, code, k, xr, nk, s1, s2):
         base = k * D * D if code == FULL else 0
         for i in range(D):
             a = w * xr[i]
-            for j in range(i, D):
+            for j in range(i + 1):
                 s2[base + i * D + j] += a * xr[j]
     elif code == DIAG:
         for i in range(D):
@@ -286,21 +276,7 @@ def _label_stats_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
                 k = labels[r0 + b]
                 if 0 <= k < K:
                     _add_row(Xt, b, wb[b], C[k], code, k, xr, nk_g[g], s1_g[g], s2_g[g])
-    nk[:] = 0.0
-    s1[:, :] = 0.0
-    s2[:] = 0.0
-    for g in range(G):
-        for k in range(K):
-            nk[k] += nk_g[g, k]
-            for i in range(D):
-                s1[k, i] += s1_g[g, k, i]
-        for p in range(S):
-            s2[p] += s2_g[g, p]
-    if code == FULL or code == TIED:  # mirror the upper triangles
-        for base in range(0, S, D * D):
-            for i in range(D):
-                for j in range(i):
-                    s2[base + i * D + j] = s2[base + j * D + i]
+    _sum_groups(np.empty(0), nk_g, s1_g, s2_g, nk, s1, s2, code == FULL or code == TIED)
 
 
 def label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads):
