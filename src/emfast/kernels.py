@@ -115,14 +115,22 @@ def _as_param(name, a, shape):
     return a
 
 
+def _check_inout(name, a, shape, dtype):
+    """``a`` itself (it is updated in place): a writeable C-contiguous array of that shape
+    and dtype."""
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != tuple(shape):
+        raise ValueError(f"{name} must be a {np.dtype(dtype).name} array of shape "
+                         f"{tuple(shape)}")
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return a
+
+
 def _check_out(name, out, shape):
+    """A new float64 output array, or the caller's ``out`` checked as :func:`_check_inout`."""
     if out is None:
         return np.empty(shape, dtype=np.float64)
-    if not isinstance(out, np.ndarray) or out.dtype != np.float64 or out.shape != tuple(shape):
-        raise ValueError(f"{name} must be a float64 array of shape {tuple(shape)}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{name} must be C-contiguous and writeable")
-    return out
+    return _check_inout(name, out, shape, np.float64)
 
 
 def _params(X, means, prec_chol, covariance_type, log_const):
@@ -602,17 +610,6 @@ def _centre_array(name, centres, D):
     if not np.all(np.isfinite(c)):
         raise ValueError(f"{name} must be finite")
     return np.ascontiguousarray(c)
-
-
-def _check_inout(name, a, shape, dtype):
-    """``a`` itself (it is updated in place): a writeable C-contiguous array of that shape
-    and dtype."""
-    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != tuple(shape):
-        raise ValueError(f"{name} must be a {np.dtype(dtype).name} array of shape "
-                         f"{tuple(shape)}")
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError(f"{name} must be C-contiguous and writeable")
-    return a
 
 
 def kmeans_plusplus_update(X, centre, closest, sample_weight=None, *, block_pot=None,
