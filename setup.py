@@ -2,6 +2,7 @@
 
 import os
 import platform
+import re
 import sys
 import tempfile
 import textwrap
@@ -107,6 +108,22 @@ def avx512_flags():
 ISA_FLAGS = {AVX2_SUFFIX: avx2_flags, AVX512_SUFFIX: avx512_flags}
 
 
+def _local_includes(path, seen=None):
+    """The .pxi and .h files of src/emfast/_cython that ``path`` includes, directly or
+    through each other: a module rebuilds when one of its own files changes, not when any
+    kernel header of another module does."""
+    seen = set() if seen is None else seen
+    with open(path) as f:
+        names = re.findall(r'^\s*(?:include|cdef extern from|#include)\s+"([\w.]+)"', f.read(),
+                           re.MULTILINE)
+    for name in names:
+        dep = os.path.join("src/emfast/_cython", name)
+        if dep not in seen and os.path.exists(dep):
+            seen.add(dep)
+            _local_includes(dep, seen)
+    return sorted(seen)
+
+
 def extensions():
     # -fno-trapping-math: without it GCC keeps every branch-free select (a ? b : c on
     # doubles) out of vector loops, to preserve floating-point exception flags nobody reads.
@@ -129,7 +146,7 @@ def extensions():
                 include_dirs=[np.get_include(), "src/emfast/_cython"],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=args,
-                depends=glob("src/emfast/_cython/*.pxi") + glob("src/emfast/_cython/*.h"),
+                depends=_local_includes(pyx),
             )
         )
     return cythonize(

@@ -1,5 +1,5 @@
 /* emfast: squared distances of a feature-major block of rows to a set of centres, for the
- * k-means kernels (_kmeans_impl.pxi).
+ * k-means kernels (_kmeans_impl.pxi); and the row norms of the dgemm-distance path.
  *
  * d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2, summed over i in feature order, for
  * b < m rounded up to a multiple of 4 (the caller's buffers are ld >= that wide; the extra
@@ -72,6 +72,32 @@ static inline void emfast_sqdist_T(const double* xT, ptrdiff_t ld, int D, const 
 }
 typedef long long emfast_km_v4i __attribute__((vector_size(32)));
 
+/* out[b] = ||x_b||^2 for the m rows of the row-major block xb (D features each). Two
+ * 4-lane partial sums per row, lanes and halves added in a fixed order: a plain running sum
+ * is one dependent add per feature, which made this the slowest part of a dgemm-distance
+ * block at D = 64 (a quarter of a Lloyd pass on scikit-learn's digits). */
+static inline void emfast_row_sqnorms(const double* xb, int D, ptrdiff_t m, double* out)
+{
+    ptrdiff_t b;
+    int i;
+    for (b = 0; b < m; b++) {
+        const double* x = xb + b * (ptrdiff_t)D;
+        emfast_km_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, v, u;
+        double s;
+        for (i = 0; i + 8 <= D; i += 8) {
+            memcpy(&v, x + i, sizeof v);
+            memcpy(&u, x + i + 4, sizeof u);
+            a0 += v * v;
+            a1 += u * u;
+        }
+        a0 += a1;
+        s = (a0[0] + a0[1]) + (a0[2] + a0[3]);
+        for (; i < D; i++)
+            s += x[i] * x[i];
+        out[b] = s;
+    }
+}
+
 /* Where m is set, take v and its index; elsewhere keep best and arg. */
 static inline void emfast_km_take(emfast_km_v4d v, emfast_km_v4i idx, emfast_km_v4d* best,
                                   emfast_km_v4i* arg)
@@ -128,6 +154,18 @@ static inline void emfast_nearest_T(const double* xT, ptrdiff_t ld, int D, const
     }
 }
 #else
+static inline void emfast_row_sqnorms(const double* xb, int D, ptrdiff_t m, double* out)
+{
+    ptrdiff_t b;
+    int i;
+    for (b = 0; b < m; b++) {
+        double s = 0.0;
+        for (i = 0; i < D; i++)
+            s += xb[b * (ptrdiff_t)D + i] * xb[b * (ptrdiff_t)D + i];
+        out[b] = s;
+    }
+}
+
 static inline void emfast_sqdist_T(const double* xT, ptrdiff_t ld, int D, const double* c,
                                    int K, ptrdiff_t m, double* d)
 {
