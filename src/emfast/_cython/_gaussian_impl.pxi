@@ -39,6 +39,9 @@ cdef extern from "_gaussian_simd.h":
                          int to_resp) noexcept nogil
     void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, const double* resp,
                         double* nk, double* s1, double* s2) noexcept nogil
+    # xT[i * LD + b] = x[b * D + i] as float64 for i < D, b < m
+    void emfast_g_load_T_double(const double* x, int D, int m, double* xT) noexcept nogil
+    void emfast_g_load_T_float(const float* x, int D, int m, double* xT) noexcept nogil
     void emfast_g_exp_array(const double* x, int64_t n, double* out) noexcept nogil
     void emfast_g_log_array(const double* x, int64_t n, double* out) noexcept nogil
 
@@ -89,15 +92,10 @@ cdef void _load_block(const floating* X, Py_ssize_t n0, Py_ssize_t m, int D, int
     """xT[i, b] = X[n0 + b, i] as float64 for b < m; 0 on the padding rows up to mp."""
     cdef Py_ssize_t b
     cdef int i
-    cdef const floating* x = X + n0 * D
-    if D < 16:                    # short rows: walk X in order
-        for b in range(m):
-            for i in range(D):
-                xT[i * LD + b] = x[b * D + i]
-    else:                         # long rows: write xT in order (one line per feature)
-        for i in range(D):
-            for b in range(m):
-                xT[i * LD + b] = x[b * D + i]
+    if floating is double:
+        emfast_g_load_T_double(X + n0 * D, D, <int> m, xT)
+    else:
+        emfast_g_load_T_float(X + n0 * D, D, <int> m, xT)
     for i in range(D):
         for b in range(m, mp):
             xT[i * LD + b] = 0.0

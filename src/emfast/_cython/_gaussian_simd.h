@@ -110,6 +110,58 @@ G_INLINE double gv_hsum(emfast_gv v)
 #endif
 }
 
+/* The block transposed: xT[i * EMFAST_GLD + b] = x[b * D + i] as float64, for i < D, b < m.
+ * In 4 x 4 tiles (four row loads, eight shuffles, four stores; feature-major, so that the
+ * stores stream); element by element, the strided side of the copy cost more than all the
+ * arithmetic of a diagonal or spherical E-step at D = 64. What the tiles leave (the last
+ * m % 4 rows, the last D % 4 features) goes element by element in row order. */
+typedef double emfast_g4d __attribute__((vector_size(32)));
+typedef int64_t emfast_g4i __attribute__((vector_size(32)));
+typedef double emfast_g4d_mem __attribute__((vector_size(32), aligned(8), may_alias));
+typedef float emfast_g4f_mem __attribute__((vector_size(16), aligned(4), may_alias));
+
+#if defined(__clang__) || __GNUC__ >= 12
+#define G4_SHUF(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define G4_SHUF(a, b, i, j, k, l) __builtin_shuffle(a, b, (emfast_g4i) {i, j, k, l})
+#endif
+
+G_INLINE emfast_g4d g4_ld_double(const double* p) { return *(const emfast_g4d_mem*) p; }
+
+G_INLINE emfast_g4d g4_ld_float(const float* p)
+{
+    return __builtin_convertvector(*(const emfast_g4f_mem*) p, emfast_g4d);
+}
+
+G_INLINE void g4_st(double* p, emfast_g4d v) { *(emfast_g4d_mem*) p = v; }
+
+#define EMFAST_DEFINE_LOAD_T(name, T)                                                      \
+    static inline void name(const T* x, int D, int m, double* xT)                          \
+    {                                                                                      \
+        int dt = D - D % 4, mt = m - m % 4, b, i;                                          \
+        for (i = 0; i < dt; i += 4)                                                        \
+            for (b = 0; b < mt; b += 4) {                                                  \
+                const T* r = x + (ptrdiff_t) b * D + i;                                    \
+                double* o = xT + (ptrdiff_t) i * EMFAST_GLD + b;                           \
+                emfast_g4d r0 = g4_ld_##T(r), r1 = g4_ld_##T(r + D);                       \
+                emfast_g4d r2 = g4_ld_##T(r + 2 * D), r3 = g4_ld_##T(r + 3 * D);           \
+                emfast_g4d t0 = G4_SHUF(r0, r1, 0, 4, 2, 6);   /* a0 b0 a2 b2 */           \
+                emfast_g4d t1 = G4_SHUF(r0, r1, 1, 5, 3, 7);   /* a1 b1 a3 b3 */           \
+                emfast_g4d t2 = G4_SHUF(r2, r3, 0, 4, 2, 6);   /* c0 d0 c2 d2 */           \
+                emfast_g4d t3 = G4_SHUF(r2, r3, 1, 5, 3, 7);   /* c1 d1 c3 d3 */           \
+                g4_st(o, G4_SHUF(t0, t2, 0, 1, 4, 5));                                     \
+                g4_st(o + EMFAST_GLD, G4_SHUF(t1, t3, 0, 1, 4, 5));                        \
+                g4_st(o + 2 * EMFAST_GLD, G4_SHUF(t0, t2, 2, 3, 6, 7));                    \
+                g4_st(o + 3 * EMFAST_GLD, G4_SHUF(t1, t3, 2, 3, 6, 7));                    \
+            }                                                                              \
+        for (b = 0; b < m; b++)                                                            \
+            for (i = b < mt ? dt : 0; i < D; i++)                                          \
+                xT[(ptrdiff_t) i * EMFAST_GLD + b] = x[(ptrdiff_t) b * D + i];             \
+    }
+
+EMFAST_DEFINE_LOAD_T(emfast_g_load_T_double, double)
+EMFAST_DEFINE_LOAD_T(emfast_g_load_T_float, float)
+
 /* log(s) for s >= 1, and for s = 0 (-inf), +inf and NaN (themselves): the row sums of the
  * log-sum-exp. s = 2^e m, m in [1, 2) (halved above sqrt 2, e + 1), log m by the atanh
  * series; the exponent becomes a double through the 2^52 shifter (no int64 -> double
