@@ -34,6 +34,8 @@ cdef extern from "_gaussian_simd.h":
         double* norm
     int64_t emfast_g_work_size(int D, int K) noexcept nogil
     void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K) noexcept nogil
+    # xT[i, b] = x[b, i] for b < m, rows of D doubles (the block transposed)
+    void emfast_g_load_f64(const double* x, int D, int64_t m, double* xT) noexcept nogil
     void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp) noexcept nogil
     double emfast_g_resp(int K, int mp, double* lp, const double* w, double* norm,
                          int to_resp) noexcept nogil
@@ -90,7 +92,9 @@ cdef void _load_block(const floating* X, Py_ssize_t n0, Py_ssize_t m, int D, int
     cdef Py_ssize_t b
     cdef int i
     cdef const floating* x = X + n0 * D
-    if D < 16:                    # short rows: walk X in order
+    if floating is double and D < 16:
+        emfast_g_load_f64(x, D, m, xT)
+    elif D < 16:                  # short rows: walk X in order
         for b in range(m):
             for i in range(D):
                 xT[i * LD + b] = x[b * D + i]
