@@ -189,6 +189,9 @@ static void emfast_g_load_f64(const double* x, int D, int64_t m, double* xT)
     typedef double v4 __attribute__((vector_size(32), aligned(8), may_alias));
     for (; b + 4 <= m; b += 4) {
         const double* r = x + b * D;
+        /* the same rows of the next block, read after this block's arithmetic: the block
+         * loads otherwise wait on memory (prefetches never fault past the end of X) */
+        for (int q = 0; q < 4 * D; q += 8) __builtin_prefetch(r + EMFAST_GBLOCK * D + q);
         for (i = 0; i + 4 <= D; i += 4) {
             v4 r0 = *(const v4*) (r + i), r1 = *(const v4*) (r + D + i);
             v4 r2 = *(const v4*) (r + 2 * D + i), r3 = *(const v4*) (r + 3 * D + i);
