@@ -39,7 +39,7 @@
  * by Estrin's scheme: pairs c_2j + c_2j+1 r joined by r^2, r^4, r^8 (R2, R4, R8 given).
  * 14 operations in a chain 5 deep, against Horner's 13 in a chain 13 deep: the log-sum-exp's
  * exps then overlap instead of each waiting on its own chain (on AVX2, whose 16 registers
- * leave the out-of-order window few of them in flight: 7% of the diagonal E-step at D = 10,
+ * leave the out-of-order window few of them in flight: ~6% of the diagonal E-step at D = 10,
  * K = 16). Not bit-identical to the scalar Horner version (a few 1e-17 apart). */
 #define EMFAST_EXP_C2 0.5000000000000018
 #define EMFAST_EXP_C3 0.16666666666666688
@@ -53,8 +53,10 @@
 #define EMFAST_EXP_C11 2.5106295919090256e-08
 #define EMFAST_EXP_POLY11_ESTRIN(r, R2, R4, R8)                                              \
     ((((1.0 + (r)) + (R2) * (EMFAST_EXP_C2 + (r) * EMFAST_EXP_C3))                          \
-      + (R4) * ((EMFAST_EXP_C4 + (r) * EMFAST_EXP_C5) + (R2) * (EMFAST_EXP_C6 + (r) * EMFAST_EXP_C7))) \
-     + (R8) * ((EMFAST_EXP_C8 + (r) * EMFAST_EXP_C9) + (R2) * (EMFAST_EXP_C10 + (r) * EMFAST_EXP_C11)))
+      + (R4) * ((EMFAST_EXP_C4 + (r) * EMFAST_EXP_C5)                                       \
+                + (R2) * (EMFAST_EXP_C6 + (r) * EMFAST_EXP_C7)))                            \
+     + (R8) * ((EMFAST_EXP_C8 + (r) * EMFAST_EXP_C9)                                        \
+               + (R2) * (EMFAST_EXP_C10 + (r) * EMFAST_EXP_C11)))
 
 /* log(y) for y in [sqrt(1/2), sqrt(2)] as 2 atanh(s), s = (y - 1) / (y + 1) (|s| < 0.1716),
  * by its series to s^23 (truncation < 1e-17 relative); Z = s * s. On a double or a vector. */

@@ -176,9 +176,9 @@ static inline void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K
 
 /* xT[i * EMFAST_GLD + b] = x[b * D + i] for b < m (rows of D doubles): the block transposed.
  * With AVX, four rows at a time by 4 x 4 transposes of 256-bit vectors (four vector stores
- * where the element loop made sixteen scalar ones, each to another row of xT: an eighth of
- * the whole diagonal E-step at D = 10 on AVX2); the other features and rows one by one.
- * Moves only, so the same bits either way. */
+ * where the element loop made sixteen scalar ones, each to another row of xT; ~3% of the
+ * diagonal E-step at D = 10 on AVX2), the other features and rows one by one. Moves only,
+ * so the same bits either way. */
 static void emfast_g_load_f64(const double* x, int D, int64_t m, double* xT)
 {
     const int64_t B = EMFAST_GLD;
