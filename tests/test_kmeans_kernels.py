@@ -169,6 +169,21 @@ def test_equal_distances_go_to_the_lowest_index(backend):
     np.testing.assert_array_equal(labels, [0, 0])
 
 
+@pytest.mark.parametrize("D", [4, 12])   # a per-D instance of the search, the generic one
+@pytest.mark.parametrize("first", [1, 2, 5, 6])
+def test_equal_distances_in_any_tile_slot_go_to_the_lowest_index(backend, D, first):
+    # the nearest centre is searched in several chains of centres (even and odd slots of
+    # 4-centre tiles) merged at the end: the tied copies sit in every slot and tile position
+    rng = np.random.default_rng(first)
+    X = rng.integers(-3, 4, size=(300, D)).astype(np.float64)
+    centres = rng.integers(-3, 4, size=(11, D)).astype(np.float64) + 10.0   # far: never nearest
+    centres[first::3] = 0.5                    # equal, each the nearest of many rows
+    _, _, labels, _, _ = kernels.kmeans_lloyd_step(X, centres, np.full(300, -1),
+                                                   backend=backend)
+    np.testing.assert_array_equal(labels, R.lloyd_step(X, centres, np.full(300, -1))[0])
+    assert set(labels) == {first}
+
+
 def test_fewer_distinct_points_than_clusters(backend):
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 50, axis=0)
     centres, labels, inertia = _kmeans.kmeans(X, 4, np.random.RandomState(0),

@@ -24,6 +24,9 @@ cdef extern from "_kmeans_dist.h":
                           Py_ssize_t m, double* best, int64_t* arg, double* d) noexcept nogil
     # out[b] = ||xb[b]||^2 for the m rows of a row-major block
     void emfast_row_sqnorms(const double* xb, int D, Py_ssize_t m, double* out) noexcept nogil
+    # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
+    double emfast_min_wsum(const double* d, const double* closest, const double* w,
+                           Py_ssize_t m, double* out) noexcept nogil
 
 import numpy as np
 
@@ -195,13 +198,12 @@ def plusplus_update(
     int n_threads,                      # IN  OpenMP threads
 ):
     """Fold one new centre into every row's closest distance; per-block potentials."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m, b
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
     cdef int D = X.shape[1]
     cdef _CentreSet cs = _CentreSet(np.asarray(centre).reshape(1, -1))
     cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef Work* W = NULL
-    cdef double s, v
     if N == 0:
         return
     with nogil, parallel(num_threads=n_threads):
@@ -211,13 +213,7 @@ def plusplus_update(
             m = min(<Py_ssize_t> BLOCK, N - n0)
             _load_block(&C, &X[0, 0], sw, n0, m, False, W)
             _block_sqdist(&C, W, m)
-            s = 0.0
-            for b in range(m):
-                v = W.dist[b]
-                if v < closest[n0 + b]:
-                    closest[n0 + b] = v
-                s = s + W.w[b] * closest[n0 + b]
-            block_pot[blk] = s
+            block_pot[blk] = emfast_min_wsum(W.dist, &closest[n0], W.w, m, &closest[n0])
         _work_free(W)
 
 
@@ -225,22 +221,15 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
                             const double* closest, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
                             double* pot) noexcept nogil:
     """pot[t] += sum over blocks [b0, b1), in order, of sum_b w min(closest, d(x, cand t))."""
-    cdef Py_ssize_t blk, n0, m, b
+    cdef Py_ssize_t blk, n0, m
     cdef int t
-    cdef double s, v
-    cdef const double* d
     for blk in range(b0, b1):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
         _load_block(C, X, sw, n0, m, False, W)
         _block_sqdist(C, W, m)
         for t in range(C.K):
-            d = W.dist + t * BLOCK
-            s = 0.0
-            for b in range(m):
-                v = d[b] if d[b] < closest[n0 + b] else closest[n0 + b]
-                s += W.w[b] * v
-            pot[t] += s
+            pot[t] += emfast_min_wsum(W.dist + t * BLOCK, closest + n0, W.w, m, NULL)
 
 
 def plusplus_potentials(

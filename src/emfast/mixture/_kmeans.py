@@ -25,18 +25,22 @@ def _draw_rows(values, block_cum, closest, w, rows):
 
     The block is found on the per-block cumulative sums, the row by a cumulative sum over
     that block only (the same rows as a search over the full cumulative sum, up to
-    rounding at block edges).
+    rounding at block edges). All values at once: one (len(values), BLOCK) cumulative sum,
+    rows past the end adding 0 (a loop of searches per value cost 10 us each, a fifth of a
+    k-means++ step on 16,384 rows).
     """
-    n_blocks = len(block_cum)
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        blk = min(int(np.searchsorted(block_cum, v)), n_blocks - 1)
-        lo, hi = blk * BLOCK, min(rows, (blk + 1) * BLOCK)
-        base = block_cum[blk - 1] if blk > 0 else 0.0
-        wb = 1.0 if w is None else w[lo:hi]
-        local = base + np.cumsum(wb * closest[lo:hi])
-        out[i] = lo + min(int(np.searchsorted(local, v)), hi - lo - 1)
-    return out
+    blk = np.minimum(np.searchsorted(block_cum, values), len(block_cum) - 1)
+    lo = blk * BLOCK
+    idx = lo[:, None] + np.arange(BLOCK)
+    mass = closest.take(idx, mode="clip")
+    if w is not None:
+        mass *= w.take(idx, mode="clip")
+    mass[idx >= rows] = 0.0
+    base = np.where(blk > 0, block_cum[blk - 1], 0.0)
+    local = base[:, None] + np.cumsum(mass, axis=1)
+    # local is non-decreasing: counting the entries below v is searchsorted's left side
+    found = np.count_nonzero(local < values[:, None], axis=1)
+    return lo + np.minimum(found, np.minimum(rows - lo, BLOCK) - 1)
 
 
 def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1):
