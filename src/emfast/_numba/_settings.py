@@ -15,6 +15,8 @@ import threading
 import numpy as np
 from numba import njit
 from numba.core import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
 
 # Fastmath flags, chosen to keep IEEE NaN/inf semantics:
 #   reassoc  lets LLVM reorder the float reductions (dot products over the rows of a block) so
@@ -92,6 +94,21 @@ def array_arg(dtype, ndim, readonly):
     the result of log_normalizer() -- is accepted), and every array unaligned (accepts any
     array; x86 SIMD loads do not care), so exactly one version per dtype exists."""
     return types.Array(dtype, ndim, "C", readonly=readonly, aligned=False)
+
+
+@intrinsic
+def as_output(typingctx, arr):
+    """``arr`` (C-contiguous) typed as a declared output, writeable and unaligned: the same
+    array, no copy. Scratch from np.empty is typed aligned; passed where a caller's output
+    also goes, it would compile the callee a second time (numba cannot cast between the two
+    types of one variable)."""
+    if not isinstance(arr, types.Array) or arr.layout != "C":
+        return None
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return array_arg(arr.dtype, arr.ndim, False)(arr), codegen
 
 
 IN1, IN2 = array_arg(types.float64, 1, True), array_arg(types.float64, 2, True)
