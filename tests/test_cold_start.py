@@ -90,13 +90,12 @@ def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses():
         "                       random_state=0).fit(X)"))
     compiled = {name: dtypes for name, dtypes in out["drivers"].items() if dtypes}
     # the HMM kernels are not even imported; of the Gaussian ones only the E-step, and the
-    # k-means drivers of the initialisation, each for float64 only
+    # two k-means drivers of the initialisation (k-means++; Lloyd steps and the statistics
+    # of the labels), each for float64 only
     assert not any(name.startswith("_hmm.") for name in out["drivers"])
     assert compiled == {"_gaussian._estep_kernel": ["float64"],
-                        "_kmeans._update_kernel": ["float64"],
-                        "_kmeans._potentials_kernel": ["float64"],
-                        "_kmeans._lloyd_kernel": ["float64"],
-                        "_kmeans._label_stats_kernel": ["float64"]}
+                        "_kmeans._plusplus_kernel": ["float64"],
+                        "_kmeans._assign_kernel": ["float64"]}
     assert "_gaussian._log_prob_kernel" in out["drivers"]  # imported, not compiled
 
 
