@@ -83,17 +83,18 @@ print(json.dumps({{"drivers": drivers, "cache": _settings.JIT["cache"]}}))
 """
 
 
-def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses():
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses(dtype):
     out = _python(_compiled_drivers_code(
-        "X = np.random.default_rng(0).normal(size=(300, 2))\n"
+        f"X = np.random.default_rng(0).normal(size=(300, 2)).astype('{dtype}')\n"
         "emfast.GaussianMixture(2, backend='numba', init_params='kmeans',\n"
         "                       random_state=0).fit(X)"))
     compiled = {name: dtypes for name, dtypes in out["drivers"].items() if dtypes}
-    # the HMM kernels are not even imported; of the Gaussian ones only the E-step, and the
-    # two k-means drivers of the initialisation (k-means++; Lloyd steps and the statistics
-    # of the labels), each for float64 only
+    # the HMM kernels are not even imported; of the Gaussian ones only the E-step, for X's
+    # dtype, and the two k-means drivers of the initialisation (k-means++; Lloyd steps and
+    # the statistics of the labels), for float64 only: k-means runs on float64 rows
     assert not any(name.startswith("_hmm.") for name in out["drivers"])
-    assert compiled == {"_gaussian._estep_kernel": ["float64"],
+    assert compiled == {"_gaussian._estep_kernel": [dtype],
                         "_kmeans._plusplus_kernel": ["float64"],
                         "_kmeans._assign_kernel": ["float64"]}
     assert "_gaussian._log_prob_kernel" in out["drivers"]  # imported, not compiled

@@ -35,6 +35,10 @@ from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_a
 
 __all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
 
+# Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
+# may pass that instead (the kernels widen every value to float64: the same results).
+COMPILES_PER_DTYPE = True
+
 _UNUSED = np.empty(0)  # the (0,) output of what a pass does not compute; never written
 
 
