@@ -65,12 +65,17 @@ def _disk_cache_usable():
 # error_model="numpy": a float division by zero gives inf/NaN as NumPy does instead of raising;
 #             this also removes the zero checks that would stop loops from vectorising.
 # boundscheck=False: indices are computed from validated shapes; checks would block SIMD.
+# no_cpython_wrapper, no_cfunc_wrapper: a helper is called from compiled code only, so the
+#             entry points for Python and C (argument unboxing for every array) are not
+#             built: about 0.5 s less compile time for a first fit. Drivers get the Python one.
 JIT = dict(
     cache=_disk_cache_usable(),
     nogil=True,
     fastmath=FASTMATH,
     error_model="numpy",
     boundscheck=False,
+    no_cpython_wrapper=True,
+    no_cfunc_wrapper=True,
 )
 
 # The same without reassoc, for functions whose storing loops multiply three or more factors
@@ -137,7 +142,7 @@ def parallel_driver(*signatures):
         raise ValueError("a parallel driver takes one signature per dtype of its first argument")
 
     def decorate(func):
-        kernel = njit(parallel=dict(_PRANGE_ONLY), **JIT)(func)
+        kernel = njit(parallel=dict(_PRANGE_ONLY), **dict(JIT, no_cpython_wrapper=False))(func)
         _pending[kernel] = by_dtype
         return kernel
 
