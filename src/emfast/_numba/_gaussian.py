@@ -309,11 +309,12 @@ def _log_prob_block(Xt, nb, log_const, means, pc, code, lp, diff, y):
     OUT: lp[k, :nb] = log_const[k] - 0.5 * maha[k, :nb].
     """
     K, D = means.shape
+    flat = pc.reshape(pc.size)  # once per block: a reshape costs a call
     for k in range(K):
         row = lp[k]
         if pc.ndim == 2:
             _centre(Xt, nb, means[k], diff)
-            _maha_tri(diff, nb, pc.reshape(pc.size), k * D * D if code == FULL else 0, y, row)
+            _maha_tri(diff, nb, flat, k * D * D if code == FULL else 0, y, row)
         else:
             _maha_diag(Xt, nb, means[k], pc, k * D if code == DIAG else k,
                        1 if code == DIAG else 0, row)
@@ -462,6 +463,7 @@ def _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd):
     lower triangles, see :func:`_moments_tri`; numba compiles only that branch; else flat).
     """
     D = Xt.shape[0]
+    flat = s2.reshape(s2.size)  # once per block: a reshape costs a call
     for k in range(means.shape[0]):
         r = W[k]
         acc = 0.0
@@ -470,8 +472,7 @@ def _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd):
         nk[k] += acc
         if s2.ndim == 2:
             _centre(Xt, nb, means[k], diff)
-            _moments_tri(diff, r, nb, rd, s1[k], s2.reshape(s2.size),
-                         k * D * D if code == FULL else 0)
+            _moments_tri(diff, r, nb, rd, s1[k], flat, k * D * D if code == FULL else 0)
         else:
             _moments_diag(Xt, nb, means[k], r, s1[k], s2,
                           k * D if code == DIAG else k, 1 if code == DIAG else 0)
