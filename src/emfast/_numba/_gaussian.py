@@ -515,7 +515,7 @@ def _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, mirror):
 def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
     """Fused E-step over blocks [blk_lo, blk_hi), serially in block order.
 
-    IN: as :func:`_estep_kernel`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
+    IN: as :func:`_estep`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
     s2 flat (lower triangles for full/tied). Returns sum_n w_n logsumexp_k over the blocks.
     Scratch is allocated once here, per group, never per row or block.
     """
@@ -600,7 +600,7 @@ _estep_diag_kernel = parallel_driver(*_estep_sigs(IN1, OUT1))(_estep)
 def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
     """Statistics of blocks [blk_lo, blk_hi) for given weights, serially in block order.
 
-    IN: as :func:`_weighted_kernel`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
+    IN: as :func:`_weighted`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
     s2 flat (lower triangles for full/tied). Scratch is allocated once per group.
     """
     N, D = X.shape
@@ -651,7 +651,7 @@ _weighted_diag_kernel = parallel_driver(*_weighted_sigs(OUT1))(_weighted)
 def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, blk_hi):
     """Log-probabilities or responsibilities of blocks [blk_lo, blk_hi).
 
-    IN: as :func:`_log_prob_kernel`. OUT: the rows of those blocks in out (N, K) and
+    IN: as :func:`_log_prob`. OUT: the rows of those blocks in out (N, K) and
     out_norm (N,) (not touched, and no exp / log computed, when out_norm has shape (0,)).
     Scratch is allocated once per group.
     """
