@@ -72,6 +72,7 @@ import emfast
 {call}
 from emfast._numba import _settings
 drivers = {{}}
+helpers = []
 for modname in ("emfast._numba._gaussian", "emfast._numba._hmm", "emfast._numba._kmeans"):
     mod = sys.modules.get(modname)
     for name in dir(mod) if mod else ():
@@ -79,25 +80,44 @@ for modname in ("emfast._numba._gaussian", "emfast._numba._hmm", "emfast._numba.
         if name.endswith("_kernel") and hasattr(disp, "signatures"):
             drivers[modname.rsplit(".", 1)[1] + "." + name] = [
                 str(sig[0].dtype) for sig in disp.signatures]
-print(json.dumps({{"drivers": drivers, "cache": _settings.JIT["cache"]}}))
+        elif hasattr(disp, "signatures") and disp.signatures:
+            helpers.append(modname.rsplit(".", 1)[1] + "." + name)
+print(json.dumps({{"drivers": drivers, "helpers": helpers, "cache": _settings.JIT["cache"]}}))
 """
 
 
-def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses():
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses(dtype):
     out = _python(_compiled_drivers_code(
-        "X = np.random.default_rng(0).normal(size=(300, 2))\n"
+        f"X = np.random.default_rng(0).normal(size=(300, 2)).astype('{dtype}')\n"
         "emfast.GaussianMixture(2, backend='numba', init_params='kmeans',\n"
         "                       random_state=0).fit(X)"))
     compiled = {name: dtypes for name, dtypes in out["drivers"].items() if dtypes}
-    # the HMM kernels are not even imported; of the Gaussian ones only the E-step, and the
-    # k-means drivers of the initialisation, each for float64 only
+    # the HMM kernels are not even imported; of the Gaussian ones only the E-step of the
+    # full / tied family, for X's dtype, and the two k-means drivers of the initialisation
+    # (k-means++; Lloyd steps and the statistics of the labels), for float64 only: k-means
+    # runs on float64 rows
     assert not any(name.startswith("_hmm.") for name in out["drivers"])
-    assert compiled == {"_gaussian._estep_kernel": ["float64"],
-                        "_kmeans._update_kernel": ["float64"],
-                        "_kmeans._potentials_kernel": ["float64"],
-                        "_kmeans._lloyd_kernel": ["float64"],
-                        "_kmeans._label_stats_kernel": ["float64"]}
-    assert "_gaussian._log_prob_kernel" in out["drivers"]  # imported, not compiled
+    assert compiled == {"_gaussian._estep_tri_kernel": [dtype],
+                        "_kmeans._plusplus_kernel": ["float64"],
+                        "_kmeans._assign_kernel": ["float64"]}
+    for name in ("_estep_diag_kernel", "_log_prob_tri_kernel"):  # imported, not compiled
+        assert "_gaussian." + name in out["drivers"]
+
+
+def test_a_numba_kernel_compiles_only_its_covariance_familys_code(tmp_path):
+    """Inside a driver too: diagonal log-probabilities compile no code of the full / tied
+    family (the smallest Gaussian driver, compiled cold: helpers loaded from a cache would
+    show nothing)."""
+    out = _python(_compiled_drivers_code(
+        "X = np.random.default_rng(0).normal(size=(50, 3))\n"
+        "emfast.kernels.gaussian_log_prob(X, np.zeros((2, 3)), np.ones((2, 3)), 'diag',\n"
+        "                                 np.zeros(2), backend='numba')"),
+        env_extra={"NUMBA_CACHE_DIR": str(tmp_path)})
+    compiled = {name: dtypes for name, dtypes in out["drivers"].items() if dtypes}
+    assert compiled == {"_gaussian._log_prob_diag_kernel": ["float64"]}
+    assert "_gaussian._maha_diag" in out["helpers"]
+    assert not {"_gaussian._maha_tri", "_gaussian._centre"} & set(out["helpers"])
 
 
 def _read_only_install(tmp_path):

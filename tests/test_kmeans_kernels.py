@@ -85,6 +85,20 @@ def test_label_stats_match_reference(backend, covariance_type, dtype, D):
         assert_close(g, r, rtol=1e-10, err_msg=name)
 
 
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_numba_statistics_of_float32_rows_are_those_of_their_float64_copy(covariance_type):
+    """GaussianMixture hands the Numba kernel a float64 copy of a small float32 X, so that a
+    k-means start compiles one dtype; that must not change a bit."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(4)
+    X, w = _data(rng, 900, 3, np.float32)
+    centres = rng.normal(scale=2.0, size=(4, 3))
+    got = [kernels.kmeans_label_stats(Xd, centres, covariance_type, None, w, backend="numba")
+           for Xd in (X, X.astype(np.float64))]
+    for a, b in zip(*got):
+        assert a.tobytes() == b.tobytes()
+
+
 @settings(max_examples=40, deadline=None)
 @given(N=st.integers(0, 600), D=st.integers(1, 30), K=st.integers(1, 8),
        weighted=st.booleans(), f32=st.booleans(), seed=st.integers(0, 2**16))

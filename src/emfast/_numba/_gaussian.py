@@ -24,8 +24,12 @@ Layout of the work (DESIGN.md "Numerics", "Threads"):
   bit-identical for any number of threads.
 * The four covariance types reduce to two families: full and tied are the same code with a
   per-component or a shared Cholesky factor (offset ``k*D*D`` or 0), diag and spherical are the
-  same code with a per-feature or a shared precision (stride 1 or 0). ``prec_chol`` and ``s2``
-  are passed flattened, so each kernel compiles once per dtype of X for all four types.
+  same code with a per-feature or a shared precision (stride 1 or 0). Each driver exists once
+  per family (``_estep_tri_kernel``, ``_estep_diag_kernel``, ...), compiled only for the family
+  and dtypes a fit uses: full / tied pass ``prec_chol`` and ``s2`` as stacked (D, D) blocks,
+  2-D, diag / spherical flat, 1-D, and the helpers branch on that ``ndim``, which numba knows
+  when it compiles them, so the other family's code is never compiled (a cold start pays
+  seconds per family).
 """
 
 import math
@@ -50,19 +54,18 @@ FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
-# that dtype.
-_ESTEP_SIGS = [
-    types.float64(x, IN1, IN1, IN2, IN1, types.int64, OUT1, OUT2, OUT1)
-    for x in X_TYPES
-]
-_WEIGHTED_SIGS = [
-    types.void(x, IN2, IN2, types.int64, OUT1, OUT2, OUT1)
-    for x in X_TYPES
-]
-_LOG_PROB_SIGS = [
-    types.void(x, IN1, IN2, IN1, types.int64, OUT2, OUT1, types.boolean)
-    for x in X_TYPES
-]
+# that dtype; prec_chol and s2 2-D for full / tied, 1-D for diag / spherical.
+def _estep_sigs(pc, s2):
+    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2) for x in X_TYPES]
+
+
+def _weighted_sigs(s2):
+    return [types.void(x, IN2, IN2, types.int64, OUT1, OUT2, s2) for x in X_TYPES]
+
+
+def _log_prob_sigs(pc):
+    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean)
+            for x in X_TYPES]
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,15 +304,17 @@ def _maha_diag(Xt, nb, mu, pc, off, stride, out):
 def _log_prob_block(Xt, nb, log_const, means, pc, code, lp, diff, y):
     """Weighted log-densities of one block.
 
-    IN: Xt (D, B) the block; log_const (K,); means (K, D); pc flat prec_chol; code cov type;
-    diff (D, B), y (4, B) scratch. OUT: lp[k, :nb] = log_const[k] - 0.5 * maha[k, :nb].
+    IN: Xt (D, B) the block; log_const (K,); means (K, D); pc prec_chol, 2-D (full / tied:
+    numba compiles only that branch) or flat; code cov type; diff (D, B), y (4, B) scratch.
+    OUT: lp[k, :nb] = log_const[k] - 0.5 * maha[k, :nb].
     """
     K, D = means.shape
+    flat = pc.reshape(pc.size)  # once per block: a reshape costs a call
     for k in range(K):
         row = lp[k]
-        if code == FULL or code == TIED:
+        if pc.ndim == 2:
             _centre(Xt, nb, means[k], diff)
-            _maha_tri(diff, nb, pc, k * D * D if code == FULL else 0, y, row)
+            _maha_tri(diff, nb, flat, k * D * D if code == FULL else 0, y, row)
         else:
             _maha_diag(Xt, nb, means[k], pc, k * D if code == DIAG else k,
                        1 if code == DIAG else 0, row)
@@ -454,19 +459,20 @@ def _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd):
 
     IN: Xt (D, B) the block; means (K, D); code cov type; W (K, B) the weight of row b for
     component k (w * resp in the E-step, the given responsibilities otherwise); diff, rd
-    (D, B) scratch. OUT (added to, a group's slot): nk (K,), s1 (K, D), s2 flat (lower
-    triangles for full/tied, see :func:`_moments_tri`).
+    (D, B) scratch. OUT (added to, a group's slot): nk (K,), s1 (K, D), s2 (full / tied: 2-D,
+    lower triangles, see :func:`_moments_tri`; numba compiles only that branch; else flat).
     """
     D = Xt.shape[0]
+    flat = s2.reshape(s2.size)  # once per block: a reshape costs a call
     for k in range(means.shape[0]):
         r = W[k]
         acc = 0.0
         for b in range(nb):  # a pure reduction (_settings.py: sums store nothing)
             acc += r[b]
         nk[k] += acc
-        if code == FULL or code == TIED:
+        if s2.ndim == 2:
             _centre(Xt, nb, means[k], diff)
-            _moments_tri(diff, r, nb, rd, s1[k], s2, k * D * D if code == FULL else 0)
+            _moments_tri(diff, r, nb, rd, s1[k], flat, k * D * D if code == FULL else 0)
         else:
             _moments_diag(Xt, nb, means[k], r, s1[k], s2,
                           k * D if code == DIAG else k, 1 if code == DIAG else 0)
@@ -509,7 +515,7 @@ def _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, mirror):
 def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
     """Fused E-step over blocks [blk_lo, blk_hi), serially in block order.
 
-    IN: as :func:`_estep_kernel`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
+    IN: as :func:`_estep`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
     s2 flat (lower triangles for full/tied). Returns sum_n w_n logsumexp_k over the blocks.
     Scratch is allocated once here, per group, never per row or block.
     """
@@ -558,29 +564,33 @@ def _mirror_lower(s2, D):
                 s2[base + j * D + i] = s2[base + i * D + j]
 
 
-@parallel_driver(*_ESTEP_SIGS)
-def _estep_kernel(X, sw, log_const, means, pc, code, nk, s1, s2):
+def _estep(X, sw, log_const, means, pc, code, nk, s1, s2):
     """Fused E-step and centred sufficient statistics over all rows.
 
     IN: X (N, D) f32/f64; sw (N,) or (0,) (all weights 1); log_const (K,); means (K, D);
-    pc prec_chol flattened; code 0 full, 1 tied, 2 diag, 3 spherical.
-    OUT (overwritten): nk (K,); s1 (K, D); s2 flattened s2 (both triangles for full/tied).
+    pc prec_chol (2-D, full / tied; flat, diag / spherical); code 0 full, 1 tied, 2 diag,
+    3 spherical. OUT (overwritten): nk (K,); s1 (K, D); s2 as pc (both triangles, full / tied).
     Returns loglik = sum_n w_n logsumexp_k(log_const[k] - 0.5 maha[n, k]).
     """
     N, D = X.shape
     K = means.shape[0]
-    S = s2.shape[0]
+    S = s2.size
     n_blocks = (N + BLOCK - 1) // BLOCK
     G = _n_groups(n_blocks, 1 + K + K * D + S)
     nk_g = np.zeros((G, K))
     s1_g = np.zeros((G, K, D))
-    s2_g = np.zeros((G, S))
+    s2_g = np.zeros((G,) + s2.shape)
     ll_g = np.zeros(G)
     for g in prange(G):
         ll_g[g] = _estep_group(X, sw, log_const, means, pc, code,
                                g * n_blocks // G, (g + 1) * n_blocks // G,
                                nk_g[g], s1_g[g], s2_g[g])
-    return _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, code == FULL or code == TIED)
+    return _sum_groups(ll_g, nk_g, s1_g, s2_g.reshape((G, S)), nk, s1, s2.reshape(S),
+                       s2.ndim == 2)
+
+
+_estep_tri_kernel = parallel_driver(*_estep_sigs(IN2, OUT2))(_estep)
+_estep_diag_kernel = parallel_driver(*_estep_sigs(IN1, OUT1))(_estep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,7 +600,7 @@ def _estep_kernel(X, sw, log_const, means, pc, code, nk, s1, s2):
 def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
     """Statistics of blocks [blk_lo, blk_hi) for given weights, serially in block order.
 
-    IN: as :func:`_weighted_kernel`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
+    IN: as :func:`_weighted`. OUT (added to, this group's slot): nk (K,), s1 (K, D),
     s2 flat (lower triangles for full/tied). Scratch is allocated once per group.
     """
     N, D = X.shape
@@ -607,26 +617,31 @@ def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
         _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd)
 
 
-@parallel_driver(*_WEIGHTED_SIGS)
-def _weighted_kernel(X, resp, means, code, nk, s1, s2):
+def _weighted(X, resp, means, code, nk, s1, s2):
     """Centred sufficient statistics for given responsibilities over all rows.
 
     IN: X (N, D) f32/f64; resp (N, K) weights; means (K, D); code 0 full, 1 tied, 2 diag,
-    3 spherical. OUT (overwritten): nk (K,) = sum_n resp; s1 (K, D); s2 flattened (both
-    triangles for full/tied). Same blocks, groups and group-order sum as the E-step.
+    3 spherical. OUT (overwritten): nk (K,) = sum_n resp; s1 (K, D); s2 (2-D with both
+    triangles for full / tied, flat otherwise). Same blocks, groups and group-order sum as
+    the E-step.
     """
     N, D = X.shape
     K = means.shape[0]
-    S = s2.shape[0]
+    S = s2.size
     n_blocks = (N + BLOCK - 1) // BLOCK
     G = _n_groups(n_blocks, K + K * D + S)
     nk_g = np.zeros((G, K))
     s1_g = np.zeros((G, K, D))
-    s2_g = np.zeros((G, S))
+    s2_g = np.zeros((G,) + s2.shape)
     for g in prange(G):
         _weighted_group(X, resp, means, code, g * n_blocks // G, (g + 1) * n_blocks // G,
                         nk_g[g], s1_g[g], s2_g[g])
-    _sum_groups(np.empty(0), nk_g, s1_g, s2_g, nk, s1, s2, code == FULL or code == TIED)
+    _sum_groups(np.empty(0), nk_g, s1_g, s2_g.reshape((G, S)), nk, s1, s2.reshape(S),
+                s2.ndim == 2)
+
+
+_weighted_tri_kernel = parallel_driver(*_weighted_sigs(OUT2))(_weighted)
+_weighted_diag_kernel = parallel_driver(*_weighted_sigs(OUT1))(_weighted)
 
 
 # --------------------------------------------------------------------------------------------
@@ -636,7 +651,7 @@ def _weighted_kernel(X, resp, means, code, nk, s1, s2):
 def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, blk_hi):
     """Log-probabilities or responsibilities of blocks [blk_lo, blk_hi).
 
-    IN: as :func:`_log_prob_kernel`. OUT: the rows of those blocks in out (N, K) and
+    IN: as :func:`_log_prob`. OUT: the rows of those blocks in out (N, K) and
     out_norm (N,) (not touched, and no exp / log computed, when out_norm has shape (0,)).
     Scratch is allocated once per group.
     """
@@ -670,11 +685,11 @@ def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, 
                     out[r0 + b, k] = lp[k, b] * inv
 
 
-@parallel_driver(*_LOG_PROB_SIGS)
-def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
+def _log_prob(X, log_const, means, pc, code, out, out_norm, resp):
     """Per-row, per-component weighted log-probabilities or responsibilities.
 
-    IN: X (N, D) f32/f64; log_const (K,); means (K, D); pc prec_chol flattened; code cov type;
+    IN: X (N, D) f32/f64; log_const (K,); means (K, D); pc prec_chol (as for the E-step);
+    code cov type;
     resp bool. OUT (overwritten): out (N, K) log_const[k] - 0.5 maha (resp False) or the
     responsibilities (resp True); out_norm (N,) the per-row logsumexp, or (0,): not wanted
     (resp False only; the log-sum-exp is then skipped). Rows are independent,
@@ -688,9 +703,19 @@ def _log_prob_kernel(X, log_const, means, pc, code, out, out_norm, resp):
                         g * n_blocks // G, (g + 1) * n_blocks // G)
 
 
+_log_prob_tri_kernel = parallel_driver(*_log_prob_sigs(IN2))(_log_prob)
+_log_prob_diag_kernel = parallel_driver(*_log_prob_sigs(IN1))(_log_prob)
+
+
 # --------------------------------------------------------------------------------------------
 # Python entry points (called positionally by emfast.kernels)
 # --------------------------------------------------------------------------------------------
+def _by_family(a, cov_code, D):
+    """prec_chol or s2 as its family's driver takes it: stacked (D, D) blocks for full / tied,
+    flat for diag / spherical (a view)."""
+    return a.reshape(-1, D) if cov_code == FULL or cov_code == TIED else a.reshape(-1)
+
+
 def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads):
     """Fused E-step statistics; see :func:`emfast.kernels.gaussian_estep_stats`.
 
@@ -698,8 +723,10 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS, with a warning).
     OUT (overwritten): nk (K,), s1 (K, D), s2 by type. Returns loglik (float).
     """
-    return run(_estep_kernel, n_threads, X, sample_weight, log_const, means,
-               prec_chol.reshape(-1), cov_code, nk, s1, s2.reshape(-1))
+    D = X.shape[1]
+    pc, s2 = _by_family(prec_chol, cov_code, D), _by_family(s2, cov_code, D)
+    kernel = _estep_tri_kernel if pc.ndim == 2 else _estep_diag_kernel
+    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2)
 
 
 def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
@@ -709,7 +736,9 @@ def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
     (clamped to NUMBA_NUM_THREADS, with a warning). OUT (overwritten): nk (K,), s1 (K, D),
     s2 by type.
     """
-    run(_weighted_kernel, n_threads, X, resp, means, cov_code, nk, s1, s2.reshape(-1))
+    s2 = _by_family(s2, cov_code, X.shape[1])
+    kernel = _weighted_tri_kernel if s2.ndim == 2 else _weighted_diag_kernel
+    run(kernel, n_threads, X, resp, means, cov_code, nk, s1, s2)
 
 
 def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads):
@@ -720,5 +749,6 @@ def log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_th
     """
     if resp and out_norm.shape[0] == 0 and X.shape[0] > 0:
         raise ValueError("responsibilities need the log-sum-exp: out_norm must have shape (N,)")
-    run(_log_prob_kernel, n_threads, X, log_const, means, prec_chol.reshape(-1), cov_code,
-        out, out_norm, bool(resp))
+    pc = _by_family(prec_chol, cov_code, X.shape[1])
+    kernel = _log_prob_tri_kernel if pc.ndim == 2 else _log_prob_diag_kernel
+    run(kernel, n_threads, X, log_const, means, pc, cov_code, out, out_norm, bool(resp))

@@ -49,7 +49,7 @@ from numba.core import types
 from emfast._numba._gaussian import _exp_nonpos
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, JIT_ORDERED, OUT1, OUT2, array_arg,
-                                     parallel_driver)
+                                     as_output, parallel_driver)
 
 __all__ = ["forward_backward", "gaussian_forward_backward", "categorical_forward_backward",
            "viterbi", "forward_filter", "symbol_counts"]
@@ -333,7 +333,9 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     Lmax = 0
     for s in range(s_lo, s_hi):
         Lmax = max(Lmax, offsets[s + 1] - offsets[s])
-    al = np.empty((0 if has_post else Lmax, K))
+    # The alphas go into the posterior rows, or into scratch typed as the same kind of
+    # array: one call site of _fb_seq, compiled once instead of once per case.
+    al = post if has_post else as_output(np.empty((Lmax, K)))
     cs = np.empty(Lmax)
     pred = np.empty(K)
     mch = np.empty(CHUNK)
@@ -344,12 +346,8 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
-        if has_post:
-            ll = _fb_seq(le, s0, L, sp, A, At, post, s0, True, cs, pred, mch, bch, v, beta,
-                         start, acc)
-        else:
-            ll = _fb_seq(le, s0, L, sp, A, At, al, 0, False, cs, pred, mch, bch, v, beta,
-                         start, acc)
+        ll = _fb_seq(le, s0, L, sp, A, At, al, s0 if has_post else 0, has_post, cs, pred, mch,
+                     bch, v, beta, start, acc)
         seq_ll[s] = ll
         total += ll
     return total

@@ -8,6 +8,12 @@ Exports four plain Python functions, called positionally with validated, C-conti
     lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads) -> (changed, inertia)
     label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads)
 
+Two parallel drivers serve the four functions, since each driver costs seconds to compile and
+a fit that starts from k-means calls all four: :func:`_plusplus_kernel` (the k-means++ update
+is the potentials pass of the one chosen candidate that also keeps its distances), and
+:func:`_assign_kernel` (a Lloyd step is the label statistics of the nearest centres, the counts and
+plain sums only).
+
 As in the Gaussian kernels: rows in fixed blocks of ``BLOCK``, each copied transposed into a
 float64 scratch (D, B) so that the distance loops run over the block's rows (long, contiguous,
 vectorised); squared distances are the direct sum of (x_i - c_i)^2; the blocks go into
@@ -29,21 +35,23 @@ from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_a
 
 __all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
 
+# Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
+# may pass that instead (the kernels widen every value to float64: the same results).
+COMPILES_PER_DTYPE = True
+
+_UNUSED = np.empty(0)  # the (0,) output of what a pass does not compute; never written
+
 
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
 # that dtype. sample_weight is IN1 (shape (0,) for all weights 1).
 _LABELS = array_arg(types.int64, 1, False)
-_UPDATE_SIGS = [types.void(x, IN1, IN1, OUT1, OUT1) for x in X_TYPES]
-_POTENTIALS_SIGS = [types.void(x, IN1, IN1, IN2, OUT1) for x in X_TYPES]
-_LLOYD_SIGS = [types.Tuple((types.int64, types.float64))(x, IN1, IN2, _LABELS, OUT1, OUT2)
-               for x in X_TYPES]
-_LABEL_STATS_SIGS = [
-    types.void(x, IN1, IN2, types.int64, _LABELS, types.boolean, OUT1, OUT2, OUT1)
+_PLUSPLUS_SIGS = [types.void(x, IN1, IN2, IN1, OUT1, OUT1, OUT1) for x in X_TYPES]
+_ASSIGN_SIGS = [
+    types.Tuple((types.int64, types.float64))(
+        x, IN1, IN2, types.int64, _LABELS, types.boolean, OUT1, OUT2, OUT1)
     for x in X_TYPES
 ]
-
-
 @njit(**JIT)
 def _load(X, sw, r0, nb, Xt, wb):
     """OUT: Xt[:, :nb] = X[r0:r0+nb].T as float64; wb[:nb] their weights (1 if sw is (0,))."""
@@ -90,34 +98,16 @@ def _nearest(dist, nb, best, arg):
 # --------------------------------------------------------------------------------------------
 # k-means++
 # --------------------------------------------------------------------------------------------
-@parallel_driver(*_UPDATE_SIGS)
-def _update_kernel(X, sw, centre, closest, block_pot):
-    N, D = X.shape
-    n_blocks = (N + BLOCK - 1) // BLOCK
-    G = _n_groups(n_blocks, 1)
-    C = centre.reshape((1, D))
-    for g in prange(G):
-        Xt = np.empty((D, BLOCK))
-        wb = np.empty(BLOCK)
-        dist = np.empty((1, BLOCK))
-        for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
-            r0 = blk * BLOCK
-            nb = min(BLOCK, N - r0)
-            _load(X, sw, r0, nb, Xt, wb)
-            _sqdist(Xt, nb, C, dist)
-            for b in range(nb):
-                if dist[0, b] < closest[r0 + b]:
-                    closest[r0 + b] = dist[0, b]
-            s = 0.0
-            for b in range(nb):
-                s += wb[b] * closest[r0 + b]
-            block_pot[blk] = s
-
-
-@parallel_driver(*_POTENTIALS_SIGS)
-def _potentials_kernel(X, sw, closest, cand, pots):
+@parallel_driver(*_PLUSPLUS_SIGS)
+def _plusplus_kernel(X, sw, cand, closest, new_closest, pots, block_pot):
+    """One k-means++ pass over the rows: their squared distances d to the T candidates (T, D).
+    Potentials (block_pot (0,)): pots[t] = sum_n w_n min(closest_n, d_nt). Update (T = 1,
+    block_pot (n_blocks,)): new_closest = min(closest, d_n0) (the same array as closest: a
+    caller's read-only closest stays read-only for the potentials), block_pot the per-block
+    sums of w new_closest."""
     N, D = X.shape
     T = cand.shape[0]
+    update = block_pot.shape[0] > 0
     n_blocks = (N + BLOCK - 1) // BLOCK
     G = _n_groups(n_blocks, T)
     parts = np.zeros((G, T))
@@ -130,97 +120,49 @@ def _potentials_kernel(X, sw, closest, cand, pots):
             nb = min(BLOCK, N - r0)
             _load(X, sw, r0, nb, Xt, wb)
             _sqdist(Xt, nb, cand, dist)
+            if update:
+                for b in range(nb):
+                    if dist[0, b] < closest[r0 + b]:
+                        new_closest[r0 + b] = dist[0, b]
+                s = 0.0
+                for b in range(nb):
+                    s += wb[b] * new_closest[r0 + b]
+                block_pot[blk] = s
+                continue
             for t in range(T):
                 s = 0.0
                 for b in range(nb):
                     s += wb[b] * min(dist[t, b], closest[r0 + b])
                 parts[g, t] += s
-    for t in range(T):
-        pots[t] = 0.0
-    for g in range(G):
+    if not update:
         for t in range(T):
-            pots[t] += parts[g, t]
+            pots[t] = 0.0
+        for g in range(G):
+            for t in range(T):
+                pots[t] += parts[g, t]
 
 
 def plusplus_update(X, sample_weight, centre, closest, block_pot, n_threads):
     """IN: X (N, D) f32/f64; sample_weight (N,) or (0,); centre (D,). IN/OUT: closest (N,)
     min'ed with ||x - centre||^2. OUT: block_pot (ceil(N/256),) per-block sum w closest."""
     if X.shape[0]:
-        run(_update_kernel, n_threads, X, sample_weight, centre, closest, block_pot)
+        run(_plusplus_kernel, n_threads, X, sample_weight, centre.reshape(1, -1), closest,
+            closest, _UNUSED, block_pot)
 
 
 def plusplus_potentials(X, sample_weight, closest, candidates, pots, n_threads):
     """IN: X, sample_weight, closest (N,), candidates (T, D). OUT: pots (T,)
     sum_n w_n min(closest_n, ||x_n - cand_t||^2)."""
-    run(_potentials_kernel, n_threads, X, sample_weight, closest, candidates, pots)
+    run(_plusplus_kernel, n_threads, X, sample_weight, candidates, closest, _UNUSED, pots,
+        _UNUSED)
 
 
 # --------------------------------------------------------------------------------------------
-# Lloyd
+# Hard assignments: Lloyd steps and the Gaussian statistics of labels
 # --------------------------------------------------------------------------------------------
-@parallel_driver(*_LLOYD_SIGS)
-def _lloyd_kernel(X, sw, C, labels, counts, sums):
-    N, D = X.shape
-    K = C.shape[0]
-    n_blocks = (N + BLOCK - 1) // BLOCK
-    G = _n_groups(n_blocks, 1 + K + K * D)
-    inertia_g = np.zeros(G)
-    changed_g = np.zeros(G, dtype=np.int64)
-    counts_g = np.zeros((G, K))
-    sums_g = np.zeros((G, K, D))
-    for g in prange(G):
-        Xt = np.empty((D, BLOCK))
-        wb = np.empty(BLOCK)
-        dist = np.empty((K, BLOCK))
-        best = np.empty(BLOCK)
-        arg = np.empty(BLOCK, dtype=np.int64)
-        cnt = counts_g[g]
-        sm = sums_g[g]
-        for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
-            r0 = blk * BLOCK
-            nb = min(BLOCK, N - r0)
-            _load(X, sw, r0, nb, Xt, wb)
-            _sqdist(Xt, nb, C, dist)
-            _nearest(dist, nb, best, arg)
-            s = 0.0
-            for b in range(nb):
-                s += wb[b] * best[b]
-            inertia_g[g] += s
-            for b in range(nb):
-                k = arg[b]
-                if labels[r0 + b] != k:
-                    changed_g[g] += 1
-                    labels[r0 + b] = k
-                cnt[k] += wb[b]
-                for i in range(D):
-                    sm[k, i] += wb[b] * Xt[i, b]
-    inertia = 0.0
-    changed = 0
-    counts[:] = 0.0
-    sums[:, :] = 0.0
-    for g in range(G):
-        inertia += inertia_g[g]
-        changed += changed_g[g]
-        for k in range(K):
-            counts[k] += counts_g[g, k]
-            for i in range(D):
-                sums[k, i] += sums_g[g, k, i]
-    return changed, inertia
+MEANS_ONLY = 4  # the statistics code of a Lloyd step, beside the covariance codes 0..3
 
 
-def lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads):
-    """IN: X, sample_weight, centres (K, D). IN/OUT: labels (N,) int64 (previous -> nearest).
-    OUT: counts (K,), sums (K, D). Returns (labels changed, inertia)."""
-    if X.shape[0] == 0:
-        counts[:] = 0.0
-        sums[:] = 0.0
-        return 0, 0.0
-    return run(_lloyd_kernel, n_threads, X, sample_weight, centres, labels, counts, sums)
-
-
-# --------------------------------------------------------------------------------------------
-# Gaussian statistics of a hard assignment
-# --------------------------------------------------------------------------------------------
 @njit(**JIT)
 def _add_row(Xt, b, w, c, code, k, xr, nk, s1, s2):
     """Add row b of Xt, weight w, centred on c, to cluster k's slot: nk (K,), s1 (K, D) and
@@ -246,13 +188,23 @@ def _add_row(Xt, b, w, c, code, k, xr, nk, s1, s2):
         s2[k] += w * q
 
 
-@parallel_driver(*_LABEL_STATS_SIGS)
-def _label_stats_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
+@parallel_driver(*_ASSIGN_SIGS)
+def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
+    """Statistics of a hard assignment, optionally to the nearest centres first.
+
+    IN: X, sw; C (K, D) the centres; code a covariance code (statistics about the centres)
+    or MEANS_ONLY (counts and plain sums: a Lloyd step); assign. IN/OUT: labels (N,) (with
+    assign: the nearest centre, ties to the lowest index; rows outside [0, K) count nowhere).
+    OUT: nk (K,), s1 (K, D), s2 (flat, by code). Returns (labels changed, inertia), both 0
+    without assign.
+    """
     N, D = X.shape
     K = C.shape[0]
     S = s2.shape[0]
     n_blocks = (N + BLOCK - 1) // BLOCK
-    G = _n_groups(n_blocks, K + K * D + S)
+    G = _n_groups(n_blocks, 1 + K + K * D + S)
+    inertia_g = np.zeros(G)
+    changed_g = np.zeros(G, dtype=np.int64)
     nk_g = np.zeros((G, K))
     s1_g = np.zeros((G, K, D))
     s2_g = np.zeros((G, S))
@@ -263,6 +215,7 @@ def _label_stats_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
         best = np.empty(BLOCK)
         arg = np.empty(BLOCK, dtype=np.int64)
         xr = np.empty(D)
+        nk_s, s1_s, s2_s = nk_g[g], s1_g[g], s2_g[g]
         for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
             r0 = blk * BLOCK
             nb = min(BLOCK, N - r0)
@@ -270,18 +223,47 @@ def _label_stats_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
             if assign:
                 _sqdist(Xt, nb, C, dist)
                 _nearest(dist, nb, best, arg)
+                s = 0.0
                 for b in range(nb):
-                    labels[r0 + b] = arg[b]
+                    s += wb[b] * best[b]
+                inertia_g[g] += s
+                for b in range(nb):
+                    if labels[r0 + b] != arg[b]:
+                        changed_g[g] += 1
+                        labels[r0 + b] = arg[b]
             for b in range(nb):
                 k = labels[r0 + b]
-                if 0 <= k < K:
-                    _add_row(Xt, b, wb[b], C[k], code, k, xr, nk_g[g], s1_g[g], s2_g[g])
-    _sum_groups(np.empty(0), nk_g, s1_g, s2_g, nk, s1, s2, code == FULL or code == TIED)
+                if not 0 <= k < K:
+                    continue
+                if code == MEANS_ONLY:  # a Lloyd step: plain sums, the hot loop of k-means
+                    w = wb[b]
+                    nk_s[k] += w
+                    for i in range(D):
+                        s1_s[k, i] += w * Xt[i, b]
+                else:
+                    _add_row(Xt, b, wb[b], C[k], code, k, xr, nk_s, s1_s, s2_s)
+    changed = 0
+    for g in range(G):
+        changed += changed_g[g]
+    inertia = _sum_groups(inertia_g, nk_g, s1_g, s2_g, nk, s1, s2,
+                          code == FULL or code == TIED)
+    return changed, inertia
+
+
+def lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads):
+    """IN: X, sample_weight, centres (K, D). IN/OUT: labels (N,) int64 (previous -> nearest).
+    OUT: counts (K,), sums (K, D). Returns (labels changed, inertia)."""
+    if X.shape[0] == 0:
+        counts[:] = 0.0
+        sums[:] = 0.0
+        return 0, 0.0
+    return run(_assign_kernel, n_threads, X, sample_weight, centres, MEANS_ONLY, labels, True,
+               counts, sums, _UNUSED)
 
 
 def label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads):
     """IN: X, sample_weight, centres (K, D), cov_code 0..3, assign. IN/OUT: labels (N,)
     int64 (outside [0, K): no cluster; with assign overwritten by the nearest centres).
     OUT: nk (K,), s1 (K, D), s2 by covariance type, all about the centres."""
-    run(_label_stats_kernel, n_threads, X, sample_weight, centres, cov_code, labels,
+    run(_assign_kernel, n_threads, X, sample_weight, centres, cov_code, labels,
         bool(assign), nk, s1, s2.reshape(-1))

@@ -14,6 +14,7 @@ from emfast._estimator import ParamsMixin
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
 from emfast.mixture import _gaussian as G
+from emfast.mixture import _kmeans
 from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -299,6 +300,11 @@ class GaussianMixture(ParamsMixin):
         if self.init_params == "kmeans":
             centres, _, _ = kmeans(X, K, rng, sw, full_iter=0, final_labels=False,
                                    backend=self.backend, n_threads=n_threads)
+            if N <= _kmeans.SAMPLE_ROWS and getattr(get_backend(self.backend, "kmeans"),
+                                            "COMPILES_PER_DTYPE", False):
+                # k-means ran on float64 rows: a float64 copy of a float32 X (no larger) keeps
+                # the statistics pass on the kernels' one compiled dtype, at the same results
+                X = X.astype(np.float64, copy=False)
             return G.stats_from_labels(X, sw, ct, None, centres, self.backend, n_threads)
         if self.init_params == "k-means++":
             _, idx = kmeans_plusplus(X, K, rng, sw, backend=self.backend, n_threads=n_threads)
