@@ -26,9 +26,9 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
-# The blocks, groups and group-order sum of the Gaussian kernels: one summation order for
+# The blocks, block load, groups and group-order sum of the Gaussian kernels: one summation order for
 # every statistic of the backend.
-from emfast._numba._gaussian import BLOCK, DIAG, FULL, TIED, _n_groups, _sum_groups
+from emfast._numba._gaussian import BLOCK, DIAG, FULL, TIED, _load_block, _n_groups, _sum_groups
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      parallel_driver)
@@ -55,10 +55,7 @@ _ASSIGN_SIGS = [
 @njit(**JIT)
 def _load(X, sw, r0, nb, Xt, wb):
     """OUT: Xt[:, :nb] = X[r0:r0+nb].T as float64; wb[:nb] their weights (1 if sw is (0,))."""
-    D = X.shape[1]
-    for b in range(nb):
-        for i in range(D):
-            Xt[i, b] = X[r0 + b, i]
+    _load_block(X, r0, nb, Xt)
     if sw.shape[0] == 0:
         for b in range(nb):
             wb[b] = 1.0
@@ -238,8 +235,8 @@ def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
                 if code == MEANS_ONLY:  # a Lloyd step: plain sums, the hot loop of k-means
                     w = wb[b]
                     nk_s[k] += w
-                    for i in range(D):
-                        s1_s[k, i] += w * Xt[i, b]
+                    for i in range(D):  # X's row, not Xt's strided column: the same values
+                        s1_s[k, i] += w * X[r0 + b, i]
                 else:
                     _add_row(Xt, b, wb[b], C[k], code, k, xr, nk_s, s1_s, s2_s)
     changed = 0
