@@ -26,8 +26,8 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
-# The blocks, block load, groups and group-order sum of the Gaussian kernels: one summation order for
-# every statistic of the backend.
+# The blocks, block load, groups and group-order sum of the Gaussian kernels: one summation
+# order for every statistic of the backend.
 from emfast._numba._gaussian import BLOCK, DIAG, FULL, TIED, _load_block, _n_groups, _sum_groups
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
