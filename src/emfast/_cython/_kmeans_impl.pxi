@@ -173,15 +173,32 @@ cdef class _CentreSet:
 
     def __init__(self, centres):
         self.c = np.ascontiguousarray(centres, dtype=np.float64)
-        K, D = self.c.shape
-        self.csq = np.einsum("kd,kd->k", self.c, self.c)
-        self.s.K = K
-        self.s.D = D
-        self.s.gemm = D >= GEMM_MIN_D
         cdef const double[:, ::1] cv = self.c
-        cdef const double[::1] qv = self.csq
+        cdef Py_ssize_t K = cv.shape[0], D = cv.shape[1], k, i
+        self.csq = np.empty(K)
+        cdef double[::1] qv = self.csq
+        self.s.K = <int> K
+        self.s.D = <int> D
+        self.s.gemm = D >= GEMM_MIN_D
         self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
         self.s.csq = &qv[0] if K > 0 else NULL
+        if self.s.gemm:    # a loop, not einsum: per-call overhead of a Lloyd step
+            for k in range(K):
+                qv[k] = 0.0
+                for i in range(D):
+                    qv[k] += cv[k, i] * cv[k, i]
+
+
+cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n,
+                      double* out) noexcept nogil:
+    """out[j] = sum over groups g, in order, of parts[g, start + j], j < n (numpy's
+    parts.sum(axis=0) without its per-call cost)."""
+    cdef Py_ssize_t g, j
+    for j in range(n):
+        out[j] = parts[0, start + j]
+    for g in range(1, parts.shape[0]):
+        for j in range(n):
+            out[j] += parts[g, start + j]
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,7 +274,8 @@ def plusplus_potentials(
                 _potentials_group(&C, W, &X[0, 0], sw, &closest[0], N, g * n_blocks // G,
                                   (g + 1) * n_blocks // G, &pv[g, 0])
             _work_free(W)
-    np.asarray(pots)[:] = parts.sum(axis=0)
+    if T > 0:
+        _sum_groups(pv, 0, T, &pots[0])
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,10 +340,10 @@ def lloyd_step(
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef Py_ssize_t size = 1 + K + K * D
     cdef Py_ssize_t G = _n_groups(n_blocks, size)
-    parts = np.zeros((G, size))
-    changed = np.zeros(G, dtype=np.int64)
-    cdef double[:, ::1] pv = parts
-    cdef int64_t[::1] cv = changed
+    cdef double[:, ::1] pv = np.zeros((G, size))
+    cdef int64_t[::1] cv = np.zeros(G, dtype=np.int64)
+    cdef int64_t changed = 0
+    cdef double inertia = 0.0
     cdef Work* W = NULL
     if N > 0:
         with nogil, parallel(num_threads=n_threads):
@@ -334,10 +352,14 @@ def lloyd_step(
                 cv[g] = _lloyd_group(&C, W, &X[0, 0], sw, &labels[0], N, g * n_blocks // G,
                                      (g + 1) * n_blocks // G, &pv[g, 0])
             _work_free(W)
-    tot = parts.sum(axis=0)
-    np.asarray(counts)[:] = tot[1:1 + K]
-    np.asarray(sums)[...] = tot[1 + K:].reshape(K, D)
-    return int(changed.sum()), float(tot[0])
+    _sum_groups(pv, 0, 1, &inertia)
+    if K > 0:
+        _sum_groups(pv, 1, K, &counts[0])
+        if D > 0:
+            _sum_groups(pv, 1 + K, K * D, &sums[0, 0])
+    for g in range(G):
+        changed += cv[g]
+    return changed, inertia
 
 
 # ---------------------------------------------------------------------------------------
