@@ -152,10 +152,25 @@ typedef struct {
     const double* tmeans;       /* tied (K, D): (mu_k - center) U */
 } emfast_gmodel;
 
+/* Full covariances: the log-densities centre the block on every mean (the transform's input)
+ * and the statistics need the same centred rows. Where the K centred blocks fit in this
+ * many bytes (a core's L2), the scratch keeps all of them and the statistics read them
+ * instead of centring (and storing) the block a second time. */
+#define EMFAST_GKEEP_BYTES (1 << 20)
+
+static inline int emfast_g_keeps(int D, int K)
+{
+    return (int64_t) K * (D + 1) * EMFAST_GLD * (int64_t) sizeof(double) <= EMFAST_GKEEP_BYTES;
+}
+
 typedef struct {                /* per-thread scratch, rows of EMFAST_GLD doubles */
     double* xT;                 /* (D,) the block, feature-major */
     double* lp;                 /* (K,) log-densities, then w * responsibilities */
-    double* c;                  /* (D + 1,) row 0 ones, rows 1.. the block centred on a mean */
+    double* c;                  /* (nc (D + 1),) nc = K if emfast_g_keeps, else 1: per
+                                 * component, row 0 ones, rows 1.. the block centred on a mean */
+    int keeps;                  /* emfast_g_keeps(D, K) */
+    int c_kept;                 /* c holds every component's centred block (full covariances,
+                                 * set by emfast_g_log_prob for the block in xT) */
     double* a;                  /* (D,) those rows times the responsibilities */
     double* y;                  /* (D,) tied: the centred block times U */
     double* w;                  /* (1,) row weights, 0 on padding rows */
@@ -165,20 +180,31 @@ typedef struct {                /* per-thread scratch, rows of EMFAST_GLD double
 /* doubles of scratch emfast_g_work_init needs */
 static inline int64_t emfast_g_work_size(int D, int K)
 {
-    return (int64_t) (4 * D + K + 3) * EMFAST_GLD;
+    int64_t nc = emfast_g_keeps(D, K) ? K : 1;
+    return (3 * (int64_t) D + K + 2 + nc * (D + 1)) * EMFAST_GLD;
 }
 
 static inline void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K)
 {
     const int64_t B = EMFAST_GLD;
+    int64_t nc = emfast_g_keeps(D, K) ? K : 1;
+    W->keeps = emfast_g_keeps(D, K);
+    W->c_kept = 0;
     W->xT = mem;
     W->lp = W->xT + D * B;
     W->c = W->lp + K * B;
-    W->a = W->c + (D + 1) * B;
+    W->a = W->c + nc * (D + 1) * B;
     W->y = W->a + D * B;
     W->w = W->y + D * B;
     W->norm = W->w + B;
-    for (int64_t b = 0; b < B; b++) W->c[b] = 1.0;
+    for (int64_t k = 0; k < nc; k++)
+        for (int64_t b = 0; b < B; b++) W->c[k * (D + 1) * B + b] = 1.0;
+}
+
+/* component k's rows of W->c (row 0 ones, then the centred block) */
+G_INLINE double* g_crows(const emfast_gwork* W, int D, int k)
+{
+    return W->c + (W->keeps ? (int64_t) k * (D + 1) * EMFAST_GLD : 0);
 }
 
 /* ----------------------------------------------------------------- log-densities */
@@ -323,6 +349,7 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
+    W->c_kept = 0;
     if (M->cov <= 1 && D <= EMFAST_SMALL_D) {
         for (int k = 0; k < K; k++) {
             const double* mu = M->means + (int64_t) k * D;
@@ -350,12 +377,14 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
             double p = M->scale[(int64_t) k * D];
             g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
         } else {
-            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp, W->c + B, NULL, lp);
+            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp,
+                               g_crows(W, D, k) + B, NULL, lp);
             emfast_gv c = gv_set(lc);
             for (int64_t b = 0; b < mp; b += EMFAST_GW)
                 gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
         }
     }
+    W->c_kept = M->cov == 0 && W->keeps;
 }
 
 /* Log-sum-exp over the K components of each row, the row max subtracted (the best
@@ -530,7 +559,31 @@ G_INLINE void g_gram_tile(const int NI, const int NJ, const double* r, const dou
         }
 }
 
-#define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, W->c, mp, p0, q0, D, nk + k, s1k, s2k)
+/* dT = xT - mu and a = r dT, rows < mp (the Gram matrix's C and A rows) */
+G_INLINE void g_centre_rows(const double* xT, const double* mu, const double* r, int D, int mp,
+                            double* dT, double* a)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int i = 0; i < D; i++) {
+        emfast_gv m = gv_set(mu[i]);
+        for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+            emfast_gv dv = gv_ld(xT + i * B + b) - m;
+            gv_st(dT + i * B + b, dv);
+            gv_st(a + i * B + b, gv_ld(r + b) * dv);
+        }
+    }
+}
+
+/* a = r dT, rows < mp, for dT centred already */
+G_INLINE void g_weigh_rows(const double* dT, const double* r, int D, int mp, double* a)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int i = 0; i < D; i++)
+        for (int64_t b = 0; b < mp; b += EMFAST_GW)
+            gv_st(a + i * B + b, gv_ld(r + b) * gv_ld(dT + i * B + b));
+}
+
+#define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, c, mp, p0, q0, D, nk + k, s1k, s2k)
 
 /* Add the statistics of the mp rows in W->xT with w * responsibilities resp (K, BLOCK) to
  * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag (K, D),
@@ -581,17 +634,11 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
             }
             continue;
         }
-        for (int i = 0; i < D; i++) {
-            emfast_gv m = gv_set(mu[i]);
-            const double* x = W->xT + i * B;
-            double* d = W->c + (i + 1) * B;
-            double* ad = W->a + i * B;
-            for (int64_t b = 0; b < mp; b += EMFAST_GW) {
-                emfast_gv dv = gv_ld(x + b) - m;
-                gv_st(d + b, dv);
-                gv_st(ad + b, gv_ld(r + b) * dv);
-            }
-        }
+        double* c = g_crows(W, D, k);
+        if (W->c_kept)       /* the log-densities left the centred rows in c */
+            g_weigh_rows(c + B, r, D, mp, W->a);
+        else
+            g_centre_rows(W->xT, mu, r, D, mp, c + B, W->a);
         for (int p0 = 0; p0 < Dp; p0 += 4) {
             int ni = Dp - p0 < 4 ? Dp - p0 : 4;
             for (int q0 = 0; q0 < p0 + ni; q0 += EMFAST_GTJ) {
