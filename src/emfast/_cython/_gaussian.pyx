@@ -20,8 +20,9 @@ explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows b
    turned in place into w_n * r_nk;
 4. (E-step only) nk, s1 and s2 centred on the current means: full/tied as the lower
    triangle of sum_n r_nk z z^T with z = (1, x_n - mu_k) in register tiles of 4 x 4 (AVX-512)
-   or 4 x 2 accumulators, whose first column is nk and s1; diag/spherical four features at
-   a time.
+   or 4 x 2 accumulators, whose first column is nk and s1 (full: the rows centred in step 2,
+   kept for every component where they fit 1 MiB of scratch, are not centred again);
+   diag/spherical four features at a time.
 
 ``weighted_stats`` is the same pass with the caller's responsibilities (e.g. HMM state
 posteriors) transposed into the (K, BLOCK) buffer in place of steps 2-3: same blocks,

@@ -224,8 +224,8 @@ cdef class _Params:
         if prec_chol is not None:
             prec_chol = np.asarray(prec_chol, dtype=np.float64)
             if cov == FULL or cov == TIED:
-                # the contract's factors are upper triangular; the transform's column
-                # tiles read a few entries below the diagonal, which must be 0
+                # the contract's factors are upper triangular: zero whatever lies below
+                # (the transform reads only the upper triangle, tmeans all of U)
                 U = np.triu(prec_chol)
                 if cov == TIED:
                     # one transform of the rows centred on the mean of the means, then

@@ -56,6 +56,15 @@
  * and the tile functions must see their sizes as constants to keep accumulators in registers. */
 #define G_INLINE static inline __attribute__((always_inline))
 
+/* Unroll the next loop fully: loops over a tile's accumulators whose bounds are constants
+ * only after unrolling an outer loop (triangular tiles), which the compilers' own heuristics
+ * leave rolled, the accumulators then living in memory. */
+#if defined(__clang__)
+#define G_UNROLL _Pragma("unroll")
+#else
+#define G_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 typedef double emfast_gv __attribute__((vector_size(8 * EMFAST_GW), aligned(8)));
 typedef int64_t emfast_gi __attribute__((vector_size(8 * EMFAST_GW), aligned(8)));
 
@@ -195,10 +204,25 @@ typedef struct {
     const double* tmeans;       /* tied (K, D): (mu_k - center) U */
 } emfast_gmodel;
 
+/* Full covariances: the log-densities centre the block on every mean (the transform's input)
+ * and the statistics need the same centred rows. Where the K centred blocks fit in this
+ * many bytes (a core's L2), the scratch keeps all of them and the statistics read them
+ * instead of centring (and storing) the block a second time. */
+#define EMFAST_GKEEP_BYTES (1 << 20)
+
+static inline int emfast_g_keeps(int D, int K)
+{
+    return (int64_t) K * (D + 1) * EMFAST_GLD * (int64_t) sizeof(double) <= EMFAST_GKEEP_BYTES;
+}
+
 typedef struct {                /* per-thread scratch, rows of EMFAST_GLD doubles */
     double* xT;                 /* (D,) the block, feature-major */
     double* lp;                 /* (K,) log-densities, then w * responsibilities */
-    double* c;                  /* (D + 1,) row 0 ones, rows 1.. the block centred on a mean */
+    double* c;                  /* (nc (D + 1),) nc = K if emfast_g_keeps, else 1: per
+                                 * component, row 0 ones, rows 1.. the block centred on a mean */
+    int keeps;                  /* emfast_g_keeps(D, K) */
+    int c_kept;                 /* c holds every component's centred block (full covariances,
+                                 * set by emfast_g_log_prob for the block in xT) */
     double* a;                  /* (D,) those rows times the responsibilities */
     double* y;                  /* (D,) tied: the centred block times U */
     double* w;                  /* (1,) row weights, 0 on padding rows */
@@ -208,42 +232,65 @@ typedef struct {                /* per-thread scratch, rows of EMFAST_GLD double
 /* doubles of scratch emfast_g_work_init needs */
 static inline int64_t emfast_g_work_size(int D, int K)
 {
-    return (int64_t) (4 * D + K + 3) * EMFAST_GLD;
+    int64_t nc = emfast_g_keeps(D, K) ? K : 1;
+    return (3 * (int64_t) D + K + 2 + nc * (D + 1)) * EMFAST_GLD;
 }
 
 static inline void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K)
 {
     const int64_t B = EMFAST_GLD;
+    int64_t nc = emfast_g_keeps(D, K) ? K : 1;
+    W->keeps = emfast_g_keeps(D, K);
+    W->c_kept = 0;
     W->xT = mem;
     W->lp = W->xT + D * B;
     W->c = W->lp + K * B;
-    W->a = W->c + (D + 1) * B;
+    W->a = W->c + nc * (D + 1) * B;
     W->y = W->a + D * B;
     W->w = W->y + D * B;
     W->norm = W->w + B;
-    for (int64_t b = 0; b < B; b++) W->c[b] = 1.0;
+    for (int64_t k = 0; k < nc; k++)
+        for (int64_t b = 0; b < B; b++) W->c[k * (D + 1) * B + b] = 1.0;
+}
+
+/* component k's rows of W->c (row 0 ones, then the centred block) */
+G_INLINE double* g_crows(const emfast_gwork* W, int D, int k)
+{
+    return W->c + (W->keeps ? (int64_t) k * (D + 1) * EMFAST_GLD : 0);
 }
 
 /* ----------------------------------------------------------------- log-densities */
 
+/* One row i of U in a transform tile: y_q += d_i U_{i, j0 + q} for q = Q0 .. NJ - 1 (both
+ * row vectors), u = U + i D + j0. */
+G_INLINE void g_tri_row(const int NJ, const int Q0, const double* dT, const double* u,
+                        int i, int64_t b, emfast_gv* y0, emfast_gv* y1)
+{
+    const int64_t B = EMFAST_GLD;
+    emfast_gv d0 = gv_ld(dT + i * B + b), d1 = gv_ld(dT + i * B + b + EMFAST_GW);
+    G_UNROLL
+    for (int q = Q0; q < NJ; q++) {
+        y0[q] += d0 * u[q];
+        y1[q] += d1 * u[q];
+    }
+}
+
 /* The Cholesky transform of two row vectors (rows b .. b + EMFAST_GSTEP) for the NJ
- * (<= EMFAST_GTT) columns j0 .. j0 + NJ - 1 of U: y_j = sum_{i <= j} d_i U_ij, rows i up to the tile's last column
- * (U is zero below the diagonal). Stores y in yT (if non-NULL) and adds sum_j y_j^2 to
- * (*m0, *m1). */
+ * (<= EMFAST_GTT) columns j0 .. j0 + NJ - 1 of U: y_j = sum_{i <= j} d_i U_ij. Rows i < j0
+ * fill the whole tile; row j0 + t only columns q >= t: U is zero below the diagonal, and
+ * the products skipped would only add zeros (with 8-column tiles, 56 of every tile's
+ * multiply-adds, an eighth of the transform at D = 50). Stores y in yT (if non-NULL) and adds sum_j y_j^2 to (*m0, *m1). */
 G_INLINE void g_tri_tile(const int NJ, const double* dT, const double* U, int D, int j0,
                          int64_t b, double* yT, emfast_gv* m0, emfast_gv* m1)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv y0[EMFAST_GTT], y1[EMFAST_GTT];
     for (int q = 0; q < NJ; q++) y0[q] = y1[q] = gv_set(0.0);
-    for (int i = 0; i < j0 + NJ; i++) {
-        emfast_gv d0 = gv_ld(dT + i * B + b), d1 = gv_ld(dT + i * B + b + EMFAST_GW);
-        const double* u = U + (int64_t) i * D + j0;
-        for (int q = 0; q < NJ; q++) {
-            y0[q] += d0 * u[q];
-            y1[q] += d1 * u[q];
-        }
-    }
+    for (int i = 0; i < j0; i++)
+        g_tri_row(NJ, 0, dT, U + (int64_t) i * D + j0, i, b, y0, y1);
+    G_UNROLL
+    for (int t = 0; t < NJ; t++)
+        g_tri_row(NJ, t, dT, U + (int64_t) (j0 + t) * D + j0, j0 + t, b, y0, y1);
     for (int q = 0; q < NJ; q++) {
         if (yT != NULL) {
             gv_st(yT + (j0 + q) * B + b, y0[q]);
@@ -268,8 +315,8 @@ static void emfast_g_transform(const double* xT, const double* mu, const double*
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
         emfast_gv m0 = gv_set(0.0), m1 = m0;
         int j0 = 0;
-        /* wide tiles only from D = 16: below, their rows past the diagonal (zeros of U)
-         * cost more than the loads they save (D = 10: 168 multiply-adds against 136) */
+        /* wide tiles only from D = 16: they do no more multiply-adds (see g_tri_tile) and
+         * load dT less often, yet at D = 10 the 4-column tiles measured 3-8% faster */
         if (D >= 16)
             for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT)
                 g_tri_tile(EMFAST_GTT, dT, U, D, j0, b, yT, &m0, &m1);
@@ -362,6 +409,7 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
+    W->c_kept = 0;
     if (M->cov <= 1 && D <= EMFAST_SMALL_D) {
         for (int k = 0; k < K; k++) {
             const double* mu = M->means + (int64_t) k * D;
@@ -389,12 +437,14 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
             double p = M->scale[(int64_t) k * D];
             g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
         } else {
-            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp, W->c + B, NULL, lp);
+            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp,
+                               g_crows(W, D, k) + B, NULL, lp);
             emfast_gv c = gv_set(lc);
             for (int64_t b = 0; b < mp; b += EMFAST_GW)
                 gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
         }
     }
+    W->c_kept = M->cov == 0 && W->keeps;
 }
 
 /* Log-sum-exp over the K components of each row, the row max subtracted (the best
@@ -569,7 +619,31 @@ G_INLINE void g_gram_tile(const int NI, const int NJ, const double* r, const dou
         }
 }
 
-#define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, W->c, mp, p0, q0, D, nk + k, s1k, s2k)
+/* dT = xT - mu and a = r dT, rows < mp (the Gram matrix's C and A rows) */
+G_INLINE void g_centre_rows(const double* xT, const double* mu, const double* r, int D, int mp,
+                            double* dT, double* a)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int i = 0; i < D; i++) {
+        emfast_gv m = gv_set(mu[i]);
+        for (int64_t b = 0; b < mp; b += EMFAST_GW) {
+            emfast_gv dv = gv_ld(xT + i * B + b) - m;
+            gv_st(dT + i * B + b, dv);
+            gv_st(a + i * B + b, gv_ld(r + b) * dv);
+        }
+    }
+}
+
+/* a = r dT, rows < mp, for dT centred already */
+G_INLINE void g_weigh_rows(const double* dT, const double* r, int D, int mp, double* a)
+{
+    const int64_t B = EMFAST_GLD;
+    for (int i = 0; i < D; i++)
+        for (int64_t b = 0; b < mp; b += EMFAST_GW)
+            gv_st(a + i * B + b, gv_ld(r + b) * gv_ld(dT + i * B + b));
+}
+
+#define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, c, mp, p0, q0, D, nk + k, s1k, s2k)
 
 /* Add the statistics of the mp rows in W->xT with w * responsibilities resp (K, BLOCK) to
  * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag (K, D),
@@ -620,17 +694,11 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
             }
             continue;
         }
-        for (int i = 0; i < D; i++) {
-            emfast_gv m = gv_set(mu[i]);
-            const double* x = W->xT + i * B;
-            double* d = W->c + (i + 1) * B;
-            double* ad = W->a + i * B;
-            for (int64_t b = 0; b < mp; b += EMFAST_GW) {
-                emfast_gv dv = gv_ld(x + b) - m;
-                gv_st(d + b, dv);
-                gv_st(ad + b, gv_ld(r + b) * dv);
-            }
-        }
+        double* c = g_crows(W, D, k);
+        if (W->c_kept)       /* the log-densities left the centred rows in c */
+            g_weigh_rows(c + B, r, D, mp, W->a);
+        else
+            g_centre_rows(W->xT, mu, r, D, mp, c + B, W->a);
         for (int p0 = 0; p0 < Dp; p0 += 4) {
             int ni = Dp - p0 < 4 ? Dp - p0 : 4;
             for (int q0 = 0; q0 < p0 + ni; q0 += EMFAST_GTJ) {
