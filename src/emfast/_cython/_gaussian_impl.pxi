@@ -32,8 +32,8 @@ cdef extern from "_gaussian_simd.h":
         double* lp
         double* w
         double* norm
-    int64_t emfast_g_work_size(int D, int K) noexcept nogil
-    void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K) noexcept nogil
+    int64_t emfast_g_work_size(const emfast_gmodel* M) noexcept nogil
+    void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast_gmodel* M) noexcept nogil
     void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp) noexcept nogil
     double emfast_g_resp(int K, int mp, double* lp, const double* w, double* norm,
                          int to_resp) noexcept nogil
@@ -69,11 +69,11 @@ cdef Work* _work_alloc(const emfast_gmodel* M) noexcept nogil:
     cdef Work* W = <Work*> malloc(sizeof(Work))
     if W == NULL:
         return NULL
-    W.mem = <double*> malloc(emfast_g_work_size(M.D, M.K) * sizeof(double))
+    W.mem = <double*> malloc(emfast_g_work_size(M) * sizeof(double))
     if W.mem == NULL:
         free(W)
         return NULL
-    emfast_g_work_init(&W.g, W.mem, M.D, M.K)
+    emfast_g_work_init(&W.g, W.mem, M)
     return W
 
 

@@ -210,9 +210,10 @@ typedef struct {
  * instead of centring (and storing) the block a second time. */
 #define EMFAST_GKEEP_BYTES (1 << 20)
 
-static inline int emfast_g_keeps(int D, int K)
+static inline int emfast_g_keeps(const emfast_gmodel* M)
 {
-    return (int64_t) K * (D + 1) * EMFAST_GLD * (int64_t) sizeof(double) <= EMFAST_GKEEP_BYTES;
+    return M->cov == 0 && (int64_t) M->K * (M->D + 1) * EMFAST_GLD * (int64_t) sizeof(double)
+                              <= EMFAST_GKEEP_BYTES;
 }
 
 typedef struct {                /* per-thread scratch, rows of EMFAST_GLD doubles */
@@ -220,7 +221,7 @@ typedef struct {                /* per-thread scratch, rows of EMFAST_GLD double
     double* lp;                 /* (K,) log-densities, then w * responsibilities */
     double* c;                  /* (nc (D + 1),) nc = K if emfast_g_keeps, else 1: per
                                  * component, row 0 ones, rows 1.. the block centred on a mean */
-    int keeps;                  /* emfast_g_keeps(D, K) */
+    int keeps;                  /* emfast_g_keeps(M) */
     int c_kept;                 /* c holds every component's centred block (full covariances,
                                  * set by emfast_g_log_prob for the block in xT) */
     double* a;                  /* (D,) those rows times the responsibilities */
@@ -229,18 +230,19 @@ typedef struct {                /* per-thread scratch, rows of EMFAST_GLD double
     double* norm;               /* (1,) per-row log-sum-exp */
 } emfast_gwork;
 
-/* doubles of scratch emfast_g_work_init needs */
-static inline int64_t emfast_g_work_size(int D, int K)
+/* doubles of scratch emfast_g_work_init needs for the model M */
+static inline int64_t emfast_g_work_size(const emfast_gmodel* M)
 {
-    int64_t nc = emfast_g_keeps(D, K) ? K : 1;
-    return (3 * (int64_t) D + K + 2 + nc * (D + 1)) * EMFAST_GLD;
+    int64_t D = M->D, K = M->K, nc = emfast_g_keeps(M) ? K : 1;
+    return (3 * D + K + 2 + nc * (D + 1)) * EMFAST_GLD;
 }
 
-static inline void emfast_g_work_init(emfast_gwork* W, double* mem, int D, int K)
+static inline void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast_gmodel* M)
 {
     const int64_t B = EMFAST_GLD;
-    int64_t nc = emfast_g_keeps(D, K) ? K : 1;
-    W->keeps = emfast_g_keeps(D, K);
+    const int D = M->D, K = M->K;
+    int64_t nc = emfast_g_keeps(M) ? K : 1;
+    W->keeps = emfast_g_keeps(M);
     W->c_kept = 0;
     W->xT = mem;
     W->lp = W->xT + D * B;
@@ -444,7 +446,7 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
                 gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
         }
     }
-    W->c_kept = M->cov == 0 && W->keeps;
+    W->c_kept = W->keeps;   /* keeps: full covariances only */
 }
 
 /* Log-sum-exp over the K components of each row, the row max subtracted (the best
