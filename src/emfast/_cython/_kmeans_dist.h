@@ -1,5 +1,6 @@
 /* emfast: squared distances of a feature-major block of rows to a set of centres, for the
- * k-means kernels (_kmeans_impl.pxi); and the row norms of the dgemm-distance path.
+ * k-means kernels (_kmeans_impl.pxi); the k-means++ potential sums; the row norms of the
+ * dgemm-distance path.
  *
  * d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2, summed over i in feature order, for
  * b < m rounded up to a multiple of 4 (the caller's buffers are ld >= that wide; the extra
