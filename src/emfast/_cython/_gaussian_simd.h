@@ -281,7 +281,8 @@ G_INLINE void g_tri_row(const int NJ, const int Q0, const double* dT, const doub
  * (<= EMFAST_GTT) columns j0 .. j0 + NJ - 1 of U: y_j = sum_{i <= j} d_i U_ij. Rows i < j0
  * fill the whole tile; row j0 + t only columns q >= t: U is zero below the diagonal, and
  * the products skipped would only add zeros (with 8-column tiles, 56 of every tile's
- * multiply-adds, an eighth of the transform at D = 50). Stores y in yT (if non-NULL) and adds sum_j y_j^2 to (*m0, *m1). */
+ * multiply-adds, an eighth of the transform at D = 50). Stores y in yT (if non-NULL) and
+ * adds sum_j y_j^2 to (*m0, *m1). */
 G_INLINE void g_tri_tile(const int NJ, const double* dT, const double* U, int D, int j0,
                          int64_t b, double* yT, emfast_gv* m0, emfast_gv* m1)
 {
