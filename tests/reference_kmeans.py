@@ -6,6 +6,8 @@ these.
 
 import numpy as np
 
+import reference
+
 BLOCK = 256
 
 
@@ -52,24 +54,9 @@ def label_stats(X, centres, covariance_type, labels, sample_weight=None):
     ``centres``, in the layouts of the Gaussian E-step statistics."""
     X = np.asarray(X, dtype=np.float64)
     w = _weights(sample_weight, len(X))
-    K, D = np.shape(centres)
-    resp = np.zeros((len(X), K))
-    inside = (labels >= 0) & (labels < K)
+    centres = np.asarray(centres, dtype=np.float64)
+    resp = np.zeros((len(X), len(centres)))
+    inside = (labels >= 0) & (labels < len(centres))
     resp[np.flatnonzero(inside), labels[inside]] = w[inside]
-    nk = resp.sum(axis=0)
-    s1 = np.empty((K, D))
-    s2 = np.zeros({"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[
-        covariance_type])
-    for k in range(K):
-        diff = X - centres[k]
-        s1[k] = resp[:, k] @ diff
-        scatter = (resp[:, k, None] * diff).T @ diff
-        if covariance_type == "full":
-            s2[k] = scatter
-        elif covariance_type == "tied":
-            s2 += scatter
-        elif covariance_type == "diag":
-            s2[k] = np.diag(scatter)
-        else:
-            s2[k] = np.trace(scatter)
-    return nk, s1, s2
+    # the statistics of responsibilities that are 0 or the row's weight
+    return reference.weighted_stats(X, resp, centres, covariance_type)
