@@ -579,6 +579,25 @@ G_INLINE void g_sph_tile(const int NF, const double* xT, const double* mu, const
     *s2 += gv_hsum(a2);
 }
 
+/* Diagonal (sph = 0) or spherical (sph = 1: the sum over features goes to s2[0]) statistics
+ * of one component over all D features: tiles of 4 features, then one of D % 4, so that NF
+ * is a constant in every tile. */
+G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const double* r,
+                           int mp, int D, double* s1, double* s2)
+{
+#define G_TILE(NF) (sph ? g_sph_tile(NF, xT, mu, r, mp, i0, s1, s2) \
+                        : g_diag_tile(NF, xT, mu, r, mp, i0, s1, s2))
+    int i0 = 0;
+    for (; i0 + 4 <= D; i0 += 4) G_TILE(4);
+    switch (D - i0) {
+    case 3: G_TILE(3); break;
+    case 2: G_TILE(2); break;
+    case 1: G_TILE(1); break;
+    default: break;
+    }
+#undef G_TILE
+}
+
 /* Rows of the augmented products: A_0 = r, A_p = r d_{p-1}; C_0 = 1, C_q = d_{q-1}. */
 G_INLINE const double* g_arow(const double* r, const double* a, int p)
 {
@@ -668,24 +687,7 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
                 n1 += gv_ld(r + b + EMFAST_GW);
             }
             nk[k] += gv_hsum(n0 + n1);
-            int i0 = 0;
-            if (M->cov == 3) {        /* the sum over features goes to s2k[0] */
-                for (; i0 + 4 <= D; i0 += 4) g_sph_tile(4, W->xT, mu, r, mp, i0, s1k, s2k);
-                switch (D - i0) {
-                case 3: g_sph_tile(3, W->xT, mu, r, mp, i0, s1k, s2k); break;
-                case 2: g_sph_tile(2, W->xT, mu, r, mp, i0, s1k, s2k); break;
-                case 1: g_sph_tile(1, W->xT, mu, r, mp, i0, s1k, s2k); break;
-                default: break;
-                }
-                continue;
-            }
-            for (; i0 + 4 <= D; i0 += 4) g_diag_tile(4, W->xT, mu, r, mp, i0, s1k, s2k);
-            switch (D - i0) {
-            case 3: g_diag_tile(3, W->xT, mu, r, mp, i0, s1k, s2k); break;
-            case 2: g_diag_tile(2, W->xT, mu, r, mp, i0, s1k, s2k); break;
-            case 1: g_diag_tile(1, W->xT, mu, r, mp, i0, s1k, s2k); break;
-            default: break;
-            }
+            g_diag_stats(M->cov == 3, W->xT, mu, r, mp, D, s1k, s2k);
             continue;
         }
         double* s2k = s2 + (M->cov == 0 ? (int64_t) k * D * D : 0);
