@@ -598,39 +598,41 @@ G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const do
 #undef G_TILE
 }
 
-/* Rows of the augmented products: A_0 = r, A_p = r d_{p-1}; C_0 = 1, C_q = d_{q-1}. */
-G_INLINE const double* g_arow(const double* r, const double* a, int p)
-{
-    return p == 0 ? r : a + (int64_t) (p - 1) * EMFAST_GLD;
-}
-
-/* One NI x NJ tile of the Gram matrix G = sum_rows A C^T (p = p0.., q = q0..); only q <= p
- * is kept: G_00 = nk, G_p0 = s1_{p-1}, G_pq = s2_{p-1, q-1} (lower triangle, row-major). */
-G_INLINE void g_gram_tile(const int NI, const int NJ, const double* r, const double* a,
-                          const double* c, int mp, int p0, int q0, int D, double* nk,
-                          double* s1, double* s2)
+/* One NI x NJ tile of the Gram matrix G = sum_rows A C^T (p = p0.., q = q0..) of the
+ * augmented rows C_0 = 1, C_q = d_{q-1} (c, row 0 ones) and A_p = r C_p: G_00 = nk,
+ * G_p0 = s1_{p-1}, G_pq = s2_{p-1, q-1}. AREG: A_p = r C_p is formed here, in registers
+ * (one multiply per row of the tile, no stored copy to write and read back); otherwise read
+ * from a (A_0 = r, rows a = r d). The products are the same bits either way. DIAG: a tile
+ * on the diagonal (p0 == q0, NI == NJ), only its lower triangle q <= p is computed (the
+ * upper one would repeat it: a third of a 4 x 4 tile). */
+G_INLINE void g_gram_tile(const int NI, const int NJ, const int AREG, const int DIAG,
+                          const double* r, const double* a, const double* c, int mp, int p0,
+                          int q0, int D, double* nk, double* s1, double* s2)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv acc[4][4];
     const double* ap[4];
     const double* cq[4];
     for (int p = 0; p < NI; p++) {
-        ap[p] = g_arow(r, a, p0 + p);
+        ap[p] = AREG ? c + (int64_t) (p0 + p) * B
+                     : (p0 + p == 0 ? r : a + (int64_t) (p0 + p - 1) * B);
         for (int q = 0; q < NJ; q++) acc[p][q] = gv_set(0.0);
     }
     for (int q = 0; q < NJ; q++) cq[q] = c + (int64_t) (q0 + q) * B;
     for (int64_t b = 0; b < mp; b += EMFAST_GW) {
         emfast_gv av[4];
-        for (int p = 0; p < NI; p++) av[p] = gv_ld(ap[p] + b);
+        emfast_gv rv = gv_ld(r + b);
+        for (int p = 0; p < NI; p++) av[p] = AREG ? rv * gv_ld(ap[p] + b) : gv_ld(ap[p] + b);
         for (int q = 0; q < NJ; q++) {
             emfast_gv cv = gv_ld(cq[q] + b);
-            for (int p = 0; p < NI; p++) acc[p][q] += av[p] * cv;
+            for (int p = 0; p < NI; p++)
+                if (!DIAG || q <= p) acc[p][q] += av[p] * cv;
         }
     }
     for (int p = 0; p < NI; p++)
         for (int q = 0; q < NJ; q++) {
             int pp = p0 + p, qq = q0 + q;
-            if (qq > pp) continue;
+            if (DIAG && q > p) continue;
             double v = gv_hsum(acc[p][q]);
             if (pp == 0)
                 *nk += v;
@@ -656,16 +658,33 @@ G_INLINE void g_centre_rows(const double* xT, const double* mu, const double* r,
     }
 }
 
-/* a = r dT, rows < mp, for dT centred already */
-G_INLINE void g_weigh_rows(const double* dT, const double* r, int D, int mp, double* a)
+/* The lower triangle of the (D + 1) x (D + 1) Gram matrix of one component in tiles: rows
+ * p0 .. p0 + 3 (NI = ni <= 4, a constant in each tile) take EMFAST_GTJ-column tiles left of
+ * the diagonal, then their triangular diagonal tile. AREG: see g_gram_tile. */
+G_INLINE void g_gram(const int AREG, const double* r, const double* a, const double* c, int mp,
+                     int D, double* nk, double* s1, double* s2)
 {
-    const int64_t B = EMFAST_GLD;
-    for (int i = 0; i < D; i++)
-        for (int64_t b = 0; b < mp; b += EMFAST_GW)
-            gv_st(a + i * B + b, gv_ld(r + b) * gv_ld(dT + i * B + b));
+#define G_TILE(NI, NJ, DIAG) \
+    g_gram_tile(NI, NJ, AREG, DIAG, r, a, c, mp, p0, q0, D, nk, s1, s2)
+    for (int p0 = 0; p0 < D + 1; p0 += 4) {
+        int ni = D + 1 - p0 < 4 ? D + 1 - p0 : 4, q0 = 0;
+        for (; q0 < p0; q0 += EMFAST_GTJ) {   /* EMFAST_GTJ divides 4: full tiles */
+            switch (ni) {
+            case 4: G_TILE(4, EMFAST_GTJ, 0); break;
+            case 3: G_TILE(3, EMFAST_GTJ, 0); break;
+            case 2: G_TILE(2, EMFAST_GTJ, 0); break;
+            default: G_TILE(1, EMFAST_GTJ, 0); break;
+            }
+        }
+        switch (ni) {
+        case 4: G_TILE(4, 4, 1); break;
+        case 3: G_TILE(3, 3, 1); break;
+        case 2: G_TILE(2, 2, 1); break;
+        default: G_TILE(1, 1, 1); break;
+        }
+    }
+#undef G_TILE
 }
-
-#define G_GRAM(NI, NJ) g_gram_tile(NI, NJ, r, W->a, c, mp, p0, q0, D, nk + k, s1k, s2k)
 
 /* Add the statistics of the mp rows in W->xT with w * responsibilities resp (K, BLOCK) to
  * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag (K, D),
@@ -674,7 +693,7 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
                            double* nk, double* s1, double* s2)
 {
     const int64_t B = EMFAST_GLD;
-    const int D = M->D, K = M->K, Dp = D + 1;
+    const int D = M->D, K = M->K;
     for (int k = 0; k < K; k++) {
         const double* r = resp + k * B;
         const double* mu = M->means + (int64_t) k * D;
@@ -700,41 +719,14 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
             continue;
         }
         double* c = g_crows(W, D, k);
-        if (W->c_kept)       /* the log-densities left the centred rows in c */
-            g_weigh_rows(c + B, r, D, mp, W->a);
-        else
+        if (W->c_kept) {     /* the log-densities left the centred rows in c */
+            g_gram(1, r, NULL, c, mp, D, nk + k, s1k, s2k);
+        } else {
             g_centre_rows(W->xT, mu, r, D, mp, c + B, W->a);
-        for (int p0 = 0; p0 < Dp; p0 += 4) {
-            int ni = Dp - p0 < 4 ? Dp - p0 : 4;
-            for (int q0 = 0; q0 < p0 + ni; q0 += EMFAST_GTJ) {
-                int nj = p0 + ni - q0 < EMFAST_GTJ ? p0 + ni - q0 : EMFAST_GTJ;
-                switch (ni * 8 + nj) {
-                case 33: G_GRAM(4, 1); break;
-                case 34: G_GRAM(4, 2); break;
-#if EMFAST_GTJ == 4
-                case 35: G_GRAM(4, 3); break;
-                case 36: G_GRAM(4, 4); break;
-                case 27: G_GRAM(3, 3); break;
-                case 20: G_GRAM(2, 4); break;
-                case 28: G_GRAM(3, 4); break;
-                case 12: G_GRAM(1, 4); break;
-                case 11: G_GRAM(1, 3); break;
-                case 19: G_GRAM(2, 3); break;
-#endif
-                case 25: G_GRAM(3, 1); break;
-                case 26: G_GRAM(3, 2); break;
-                case 17: G_GRAM(2, 1); break;
-                case 18: G_GRAM(2, 2); break;
-                case 9: G_GRAM(1, 1); break;
-                case 10: G_GRAM(1, 2); break;
-                default: break;
-                }
-            }
+            g_gram(0, r, W->a, c, mp, D, nk + k, s1k, s2k);
         }
     }
 }
-
-#undef G_GRAM
 
 /* out[i] = the kernels' vector exp of x[i] <= 0 (test hook: the code the log-sum-exp runs) */
 static void emfast_g_exp_array(const double* x, int64_t n, double* out)
