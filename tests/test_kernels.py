@@ -11,10 +11,11 @@ COV_TYPES = reference.COV_TYPES
 # Sizes straddle the row-block size (256) and the code paths: small/large D, and many
 # components with few features (the "dense" statistics path); (262, 9, 2) ends on a block
 # whose row count and feature count are no multiples of the 4 x 4 transpose tiles;
-# (300, 40, 13): too many centred blocks for the Cython scratch to keep from the
-# log-densities (EMFAST_GKEEP_BYTES), the full statistics centre the rows again.
+# full covariances in the Cython kernels centre the rows as they load them up to D = 16
+# (EMFAST_GFLY_MAX_D; (257, 16, 3) the widest, with 8-column transform tiles), store them
+# centred from D = 17 ((2049, 24, 3), (300, 40, 13)).
 SHAPES = [(1, 1, 1), (7, 3, 2), (300, 2, 5), (1000, 10, 4), (2049, 24, 3), (513, 5, 1),
-          (600, 3, 12), (700, 12, 9), (262, 9, 2), (300, 40, 13)]
+          (600, 3, 12), (700, 12, 9), (262, 9, 2), (300, 40, 13), (257, 16, 3)]
 
 
 def _data(shape, covariance_type, dtype, seed=0):

@@ -204,26 +204,24 @@ typedef struct {
     const double* tmeans;       /* tied (K, D): (mu_k - center) U */
 } emfast_gmodel;
 
-/* Full covariances: the log-densities centre the block on every mean (the transform's input)
- * and the statistics need the same centred rows. Where the K centred blocks fit in this
- * many bytes (a core's L2), the scratch keeps all of them and the statistics read them
- * instead of centring (and storing) the block a second time. */
-#define EMFAST_GKEEP_BYTES (1 << 20)
+/* Full covariances with at most this many features centre on the fly: the transform and the
+ * statistics subtract the mean from each row of the block as they load it, instead of first
+ * storing the block centred on each mean (a store per feature, row and component, and a
+ * copy per component that no longer fits L1). With more features the transform's tiles
+ * load each row several times (once per tile to its right) and centring it each time costs
+ * more than storing it centred once. */
+#define EMFAST_GFLY_MAX_D 16
 
-static inline int emfast_g_keeps(const emfast_gmodel* M)
+static inline int emfast_g_fly(const emfast_gmodel* M)
 {
-    return M->cov == 0 && (int64_t) M->K * (M->D + 1) * EMFAST_GLD * (int64_t) sizeof(double)
-                              <= EMFAST_GKEEP_BYTES;
+    return M->cov == 0 && M->D <= EMFAST_GFLY_MAX_D;
 }
 
 typedef struct {                /* per-thread scratch, rows of EMFAST_GLD doubles */
-    double* xT;                 /* (D,) the block, feature-major */
+    double* xT;                 /* (D,) the block, feature-major; the row before it is ones
+                                 * (the statistics' augmented rows when centring on the fly) */
     double* lp;                 /* (K,) log-densities, then w * responsibilities */
-    double* c;                  /* (nc (D + 1),) nc = K if emfast_g_keeps, else 1: per
-                                 * component, row 0 ones, rows 1.. the block centred on a mean */
-    int keeps;                  /* emfast_g_keeps(M) */
-    int c_kept;                 /* c holds every component's centred block (full covariances,
-                                 * set by emfast_g_log_prob for the block in xT) */
+    double* c;                  /* (D + 1,) row 0 ones, rows 1.. the block centred on a mean */
     double* a;                  /* (D,) those rows times the responsibilities */
     double* y;                  /* (D,) tied: the centred block times U */
     double* w;                  /* (1,) row weights, 0 on padding rows */
@@ -233,43 +231,37 @@ typedef struct {                /* per-thread scratch, rows of EMFAST_GLD double
 /* doubles of scratch emfast_g_work_init needs for the model M */
 static inline int64_t emfast_g_work_size(const emfast_gmodel* M)
 {
-    int64_t D = M->D, K = M->K, nc = emfast_g_keeps(M) ? K : 1;
-    return (3 * D + K + 2 + nc * (D + 1)) * EMFAST_GLD;
+    return (4 * (int64_t) M->D + M->K + 4) * EMFAST_GLD;
 }
 
 static inline void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast_gmodel* M)
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
-    int64_t nc = emfast_g_keeps(M) ? K : 1;
-    W->keeps = emfast_g_keeps(M);
-    W->c_kept = 0;
-    W->xT = mem;
+    W->xT = mem + B;
     W->lp = W->xT + D * B;
     W->c = W->lp + K * B;
-    W->a = W->c + nc * (D + 1) * B;
+    W->a = W->c + (D + 1) * B;
     W->y = W->a + D * B;
     W->w = W->y + D * B;
     W->norm = W->w + B;
-    for (int64_t k = 0; k < nc; k++)
-        for (int64_t b = 0; b < B; b++) W->c[k * (D + 1) * B + b] = 1.0;
-}
-
-/* component k's rows of W->c (row 0 ones, then the centred block) */
-G_INLINE double* g_crows(const emfast_gwork* W, int D, int k)
-{
-    return W->c + (W->keeps ? (int64_t) k * (D + 1) * EMFAST_GLD : 0);
+    for (int64_t b = 0; b < B; b++) W->xT[b - B] = W->c[b] = 1.0;
 }
 
 /* ----------------------------------------------------------------- log-densities */
 
 /* One row i of U in a transform tile: y_q += d_i U_{i, j0 + q} for q = Q0 .. NJ - 1 (both
- * row vectors), u = U + i D + j0. */
-G_INLINE void g_tri_row(const int NJ, const int Q0, const double* dT, const double* u,
-                        int i, int64_t b, emfast_gv* y0, emfast_gv* y1)
+ * row vectors), u = U + i D + j0; d_i = dT's row i, minus mu_i if FLY. */
+G_INLINE void g_tri_row(const int NJ, const int Q0, const int FLY, const double* dT,
+                        const double* mu, const double* u, int i, int64_t b, emfast_gv* y0,
+                        emfast_gv* y1)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv d0 = gv_ld(dT + i * B + b), d1 = gv_ld(dT + i * B + b + EMFAST_GW);
+    if (FLY) {
+        d0 -= mu[i];
+        d1 -= mu[i];
+    }
     G_UNROLL
     for (int q = Q0; q < NJ; q++) {
         y0[q] += d0 * u[q];
@@ -283,17 +275,18 @@ G_INLINE void g_tri_row(const int NJ, const int Q0, const double* dT, const doub
  * the products skipped would only add zeros (with 8-column tiles, 56 of every tile's
  * multiply-adds, an eighth of the transform at D = 50). Stores y in yT (if non-NULL) and
  * adds sum_j y_j^2 to (*m0, *m1). */
-G_INLINE void g_tri_tile(const int NJ, const double* dT, const double* U, int D, int j0,
-                         int64_t b, double* yT, emfast_gv* m0, emfast_gv* m1)
+G_INLINE void g_tri_tile(const int NJ, const int FLY, const double* dT, const double* mu,
+                         const double* U, int D, int j0, int64_t b, double* yT, emfast_gv* m0,
+                         emfast_gv* m1)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv y0[EMFAST_GTT], y1[EMFAST_GTT];
     for (int q = 0; q < NJ; q++) y0[q] = y1[q] = gv_set(0.0);
     for (int i = 0; i < j0; i++)
-        g_tri_row(NJ, 0, dT, U + (int64_t) i * D + j0, i, b, y0, y1);
+        g_tri_row(NJ, 0, FLY, dT, mu, U + (int64_t) i * D + j0, i, b, y0, y1);
     G_UNROLL
     for (int t = 0; t < NJ; t++)
-        g_tri_row(NJ, t, dT, U + (int64_t) (j0 + t) * D + j0, j0 + t, b, y0, y1);
+        g_tri_row(NJ, t, FLY, dT, mu, U + (int64_t) (j0 + t) * D + j0, j0 + t, b, y0, y1);
     for (int q = 0; q < NJ; q++) {
         if (yT != NULL) {
             gv_st(yT + (j0 + q) * B + b, y0[q]);
@@ -304,30 +297,24 @@ G_INLINE void g_tri_tile(const int NJ, const double* dT, const double* U, int D,
     }
 }
 
-/* dT = xT - mu (rows < mp); then y = dT U (stored in yT if non-NULL) and, if maha is
- * non-NULL, maha = sum_j y_j^2 per row. */
-static void emfast_g_transform(const double* xT, const double* mu, const double* U, int D,
-                               int mp, double* dT, double* yT, double* maha)
+/* y = d U (stored in yT if non-NULL) and, if maha is non-NULL, maha = sum_j y_j^2 per row,
+ * rows < mp, for d = dT (FLY = 0) or dT - mu (FLY = 1). */
+G_INLINE void g_transform_tiles(const int FLY, const double* dT, const double* mu,
+                                const double* U, int D, int mp, double* yT, double* maha)
 {
-    const int64_t B = EMFAST_GLD;
-    for (int i = 0; i < D; i++) {
-        emfast_gv m = gv_set(mu[i]);
-        for (int64_t b = 0; b < mp; b += EMFAST_GW)
-            gv_st(dT + i * B + b, gv_ld(xT + i * B + b) - m);
-    }
+#define G_TILE(NJ) g_tri_tile(NJ, FLY, dT, mu, U, D, j0, b, yT, &m0, &m1)
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
         emfast_gv m0 = gv_set(0.0), m1 = m0;
         int j0 = 0;
         /* wide tiles only from D = 16: they do no more multiply-adds (see g_tri_tile) and
          * load dT less often, yet at D = 10 the 4-column tiles measured 3-8% faster */
         if (D >= 16)
-            for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT)
-                g_tri_tile(EMFAST_GTT, dT, U, D, j0, b, yT, &m0, &m1);
-        for (; j0 + 4 <= D; j0 += 4) g_tri_tile(4, dT, U, D, j0, b, yT, &m0, &m1);
+            for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT) G_TILE(EMFAST_GTT);
+        for (; j0 + 4 <= D; j0 += 4) G_TILE(4);
         switch (D - j0) {
-        case 3: g_tri_tile(3, dT, U, D, j0, b, yT, &m0, &m1); break;
-        case 2: g_tri_tile(2, dT, U, D, j0, b, yT, &m0, &m1); break;
-        case 1: g_tri_tile(1, dT, U, D, j0, b, yT, &m0, &m1); break;
+        case 3: G_TILE(3); break;
+        case 2: G_TILE(2); break;
+        case 1: G_TILE(1); break;
         default: break;
         }
         if (maha != NULL) {
@@ -335,6 +322,26 @@ static void emfast_g_transform(const double* xT, const double* mu, const double*
             gv_st(maha + b + EMFAST_GW, m1);
         }
     }
+#undef G_TILE
+}
+
+/* d = xT - mu (rows < mp), then y = d U (stored in yT if non-NULL) and, if maha is non-NULL,
+ * maha = sum_j y_j^2 per row. dT non-NULL: d is stored there first; NULL: each row is
+ * centred as the tiles load it (see EMFAST_GFLY_MAX_D); the same bits either way. */
+static void emfast_g_transform(const double* xT, const double* mu, const double* U, int D,
+                               int mp, double* dT, double* yT, double* maha)
+{
+    const int64_t B = EMFAST_GLD;
+    if (dT == NULL) {
+        g_transform_tiles(1, xT, mu, U, D, mp, yT, maha);
+        return;
+    }
+    for (int i = 0; i < D; i++) {
+        emfast_gv m = gv_set(mu[i]);
+        for (int64_t b = 0; b < mp; b += EMFAST_GW)
+            gv_st(dT + i * B + b, gv_ld(xT + i * B + b) - m);
+    }
+    g_transform_tiles(0, dT, NULL, U, D, mp, yT, maha);
 }
 
 /* Full (or tied) with D <= EMFAST_SMALL_D features: everything about a row vector stays in
@@ -412,7 +419,6 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
-    W->c_kept = 0;
     if (M->cov <= 1 && D <= EMFAST_SMALL_D) {
         for (int k = 0; k < K; k++) {
             const double* mu = M->means + (int64_t) k * D;
@@ -441,13 +447,12 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
             g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
         } else {
             emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp,
-                               g_crows(W, D, k) + B, NULL, lp);
+                               emfast_g_fly(M) ? NULL : W->c + B, NULL, lp);
             emfast_gv c = gv_set(lc);
             for (int64_t b = 0; b < mp; b += EMFAST_GW)
                 gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
         }
     }
-    W->c_kept = W->keeps;   /* keeps: full covariances only */
 }
 
 /* Log-sum-exp over the K components of each row, the row max subtracted (the best
@@ -598,33 +603,38 @@ G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const do
 #undef G_TILE
 }
 
+/* Row q of the Gram matrix's C rows at the row vector b: c's row q, minus mu1[q] if FLY */
+G_INLINE emfast_gv g_crow(const int FLY, const double* c, const double* mu1, int q, int64_t b)
+{
+    emfast_gv v = gv_ld(c + (int64_t) q * EMFAST_GLD + b);
+    return FLY ? v - mu1[q] : v;
+}
+
 /* One NI x NJ tile of the Gram matrix G = sum_rows A C^T (p = p0.., q = q0..) of the
- * augmented rows C_0 = 1, C_q = d_{q-1} (c, row 0 ones) and A_p = r C_p: G_00 = nk,
- * G_p0 = s1_{p-1}, G_pq = s2_{p-1, q-1}. AREG: A_p = r C_p is formed here, in registers
- * (one multiply per row of the tile, no stored copy to write and read back); otherwise read
- * from a (A_0 = r, rows a = r d). The products are the same bits either way. DIAG: a tile
- * on the diagonal (p0 == q0, NI == NJ), only its lower triangle q <= p is computed (the
- * upper one would repeat it: a third of a 4 x 4 tile). */
-G_INLINE void g_gram_tile(const int NI, const int NJ, const int AREG, const int DIAG,
-                          const double* r, const double* a, const double* c, int mp, int p0,
-                          int q0, int D, double* nk, double* s1, double* s2)
+ * augmented rows C_0 = 1, C_q = d_{q-1} and A_p = r C_p: G_00 = nk, G_p0 = s1_{p-1},
+ * G_pq = s2_{p-1, q-1}. FLY: C from the block itself (c = its rows with the ones row before
+ * them, mu1 = 0 then the mean: 1 - 0 = 1 exactly) and A = r C formed here, in registers;
+ * otherwise C from the centred rows c (row 0 ones), A from a (A_0 = r, rows a = r d). The
+ * products are the same bits either way. DIAG: a tile on the diagonal (p0 == q0, NI == NJ),
+ * only its lower triangle q <= p is computed (the upper one would repeat it). */
+G_INLINE void g_gram_tile(const int NI, const int NJ, const int FLY, const int DIAG,
+                          const double* r, const double* a, const double* c,
+                          const double* mu1, int mp, int p0, int q0, int D, double* nk,
+                          double* s1, double* s2)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv acc[4][4];
-    const double* ap[4];
-    const double* cq[4];
-    for (int p = 0; p < NI; p++) {
-        ap[p] = AREG ? c + (int64_t) (p0 + p) * B
-                     : (p0 + p == 0 ? r : a + (int64_t) (p0 + p - 1) * B);
+    for (int p = 0; p < NI; p++)
         for (int q = 0; q < NJ; q++) acc[p][q] = gv_set(0.0);
-    }
-    for (int q = 0; q < NJ; q++) cq[q] = c + (int64_t) (q0 + q) * B;
     for (int64_t b = 0; b < mp; b += EMFAST_GW) {
-        emfast_gv av[4];
-        emfast_gv rv = gv_ld(r + b);
-        for (int p = 0; p < NI; p++) av[p] = AREG ? rv * gv_ld(ap[p] + b) : gv_ld(ap[p] + b);
+        emfast_gv av[4], rv = gv_ld(r + b);
+        for (int p = 0; p < NI; p++) {
+            int pp = p0 + p;
+            av[p] = FLY ? rv * g_crow(1, c, mu1, pp, b)
+                        : (pp == 0 ? rv : gv_ld(a + (int64_t) (pp - 1) * B + b));
+        }
         for (int q = 0; q < NJ; q++) {
-            emfast_gv cv = gv_ld(cq[q] + b);
+            emfast_gv cv = g_crow(FLY, c, mu1, q0 + q, b);
             for (int p = 0; p < NI; p++)
                 if (!DIAG || q <= p) acc[p][q] += av[p] * cv;
         }
@@ -660,12 +670,12 @@ G_INLINE void g_centre_rows(const double* xT, const double* mu, const double* r,
 
 /* The lower triangle of the (D + 1) x (D + 1) Gram matrix of one component in tiles: rows
  * p0 .. p0 + 3 (NI = ni <= 4, a constant in each tile) take EMFAST_GTJ-column tiles left of
- * the diagonal, then their triangular diagonal tile. AREG: see g_gram_tile. */
-G_INLINE void g_gram(const int AREG, const double* r, const double* a, const double* c, int mp,
-                     int D, double* nk, double* s1, double* s2)
+ * the diagonal, then their triangular diagonal tile. FLY, c, a, mu1: see g_gram_tile. */
+G_INLINE void g_gram(const int FLY, const double* r, const double* a, const double* c,
+                     const double* mu1, int mp, int D, double* nk, double* s1, double* s2)
 {
 #define G_TILE(NI, NJ, DIAG) \
-    g_gram_tile(NI, NJ, AREG, DIAG, r, a, c, mp, p0, q0, D, nk, s1, s2)
+    g_gram_tile(NI, NJ, FLY, DIAG, r, a, c, mu1, mp, p0, q0, D, nk, s1, s2)
     for (int p0 = 0; p0 < D + 1; p0 += 4) {
         int ni = D + 1 - p0 < 4 ? D + 1 - p0 : 4, q0 = 0;
         for (; q0 < p0; q0 += EMFAST_GTJ) {   /* EMFAST_GTJ divides 4: full tiles */
@@ -718,12 +728,14 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
             }
             continue;
         }
-        double* c = g_crows(W, D, k);
-        if (W->c_kept) {     /* the log-densities left the centred rows in c */
-            g_gram(1, r, NULL, c, mp, D, nk + k, s1k, s2k);
+        if (emfast_g_fly(M)) {
+            double mu1[EMFAST_GFLY_MAX_D + 1];
+            mu1[0] = 0.0;
+            memcpy(mu1 + 1, mu, D * sizeof(double));
+            g_gram(1, r, NULL, W->xT - B, mu1, mp, D, nk + k, s1k, s2k);
         } else {
-            g_centre_rows(W->xT, mu, r, D, mp, c + B, W->a);
-            g_gram(0, r, W->a, c, mp, D, nk + k, s1k, s2k);
+            g_centre_rows(W->xT, mu, r, D, mp, W->c + B, W->a);
+            g_gram(0, r, W->a, W->c, NULL, mp, D, nk + k, s1k, s2k);
         }
     }
 }
