@@ -141,11 +141,13 @@ def test_kernels_pick_the_widest_build(monkeypatch, kind):
     assert _config._load_cython(kind).__name__ == f"emfast._cython._{kind}"
 
 
-# The block arithmetic (_gaussian_simd.h) works in tiles: 4 columns of the Cholesky
-# transform, 4 x (4 or 2) Gram products over (1, x - mu), 4 features of the diagonal
-# statistics, rows in steps of two vectors (up to 16 rows) with zero-weight padding. Every
-# remainder of D and of the rows, in every build, on 1 and 2 threads.
-@pytest.mark.parametrize("D", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
+# The block arithmetic (_gaussian_simd.h) works in tiles: 4 or 8 columns of the Cholesky
+# transform (all D columns in one tile for 5 <= D <= 12 with AVX-512), 4 x (4 or 2) Gram
+# products over (1, x - mu) (triangles on the diagonal), 4 features of the diagonal
+# statistics, rows in steps of two vectors (up to 16 rows) with zero-weight padding; full
+# and tied rows centred as they are loaded up to D = 16, stored centred from D = 17. Every
+# remainder of D and of the rows, every tile width, in every build, on 1 and 2 threads.
+@pytest.mark.parametrize("D", list(range(1, 18)) + [20])
 @pytest.mark.parametrize("covariance_type", reference.COV_TYPES)
 def test_every_tile_remainder_matches_reference(module, covariance_type, D):
     rng = np.random.default_rng(D)

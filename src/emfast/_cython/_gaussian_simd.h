@@ -44,9 +44,12 @@
  * log-sum-exp: a fifth of its time with a 2 KiB stride) and share few cache sets. */
 #define EMFAST_GLD (EMFAST_GBLOCK + 8)
 /* Gram tiles are 4 x EMFAST_GTJ accumulators, transform tiles 2 x EMFAST_GTT: 16 fit
- * AVX-512's 32 registers, 8 AVX2's 16 */
+ * AVX-512's 32 registers, 8 AVX2's 16. Up to EMFAST_GTWHOLE features, one transform tile
+ * spans all D columns (2 x 12 accumulators, two rows and a broadcast of U: 27 of AVX-512's
+ * registers): every row of the block is loaded (and centred) once, not once per tile. */
 #define EMFAST_GTJ (EMFAST_GW == 8 ? 4 : 2)
 #define EMFAST_GTT (EMFAST_GW == 8 ? 8 : 4)
+#define EMFAST_GTWHOLE (EMFAST_GW == 8 ? 12 : 4)
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"   /* vectors never cross a real call (all inline) */
@@ -204,17 +207,16 @@ typedef struct {
     const double* tmeans;       /* tied (K, D): (mu_k - center) U */
 } emfast_gmodel;
 
-/* Full covariances with at most this many features centre on the fly: the transform and the
- * statistics subtract the mean from each row of the block as they load it, instead of first
- * storing the block centred on each mean (a store per feature, row and component, and a
- * copy per component that no longer fits L1). With more features the transform's tiles
- * load each row several times (once per tile to its right) and centring it each time costs
- * more than storing it centred once. */
+/* Full and tied covariances with at most this many features centre on the fly: the
+ * statistics (and the full transform) subtract the mean from each row of the block as they
+ * load it, instead of first storing the block centred on each mean (a store per feature,
+ * row and component). With more features the tiles load each row several times (once per
+ * tile beside it) and centring it each time costs more than storing it centred once. */
 #define EMFAST_GFLY_MAX_D 16
 
 static inline int emfast_g_fly(const emfast_gmodel* M)
 {
-    return M->cov == 0 && M->D <= EMFAST_GFLY_MAX_D;
+    return M->cov <= 1 && M->D <= EMFAST_GFLY_MAX_D;
 }
 
 typedef struct {                /* per-thread scratch, rows of EMFAST_GLD doubles */
@@ -280,7 +282,8 @@ G_INLINE void g_tri_tile(const int NJ, const int FLY, const double* dT, const do
                          emfast_gv* m1)
 {
     const int64_t B = EMFAST_GLD;
-    emfast_gv y0[EMFAST_GTT], y1[EMFAST_GTT];
+    emfast_gv y0[EMFAST_GTWHOLE > EMFAST_GTT ? EMFAST_GTWHOLE : EMFAST_GTT];
+    emfast_gv y1[EMFAST_GTWHOLE > EMFAST_GTT ? EMFAST_GTWHOLE : EMFAST_GTT];
     for (int q = 0; q < NJ; q++) y0[q] = y1[q] = gv_set(0.0);
     for (int i = 0; i < j0; i++)
         g_tri_row(NJ, 0, FLY, dT, mu, U + (int64_t) i * D + j0, i, b, y0, y1);
@@ -306,8 +309,22 @@ G_INLINE void g_transform_tiles(const int FLY, const double* dT, const double* m
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
         emfast_gv m0 = gv_set(0.0), m1 = m0;
         int j0 = 0;
-        /* wide tiles only from D = 16: they do no more multiply-adds (see g_tri_tile) and
-         * load dT less often, yet at D = 10 the 4-column tiles measured 3-8% faster */
+#if EMFAST_GTWHOLE == 12
+        switch (D) {             /* one tile (EMFAST_GTWHOLE); j0 = D: nothing left */
+        case 5: G_TILE(5); j0 = D; break;
+        case 6: G_TILE(6); j0 = D; break;
+        case 7: G_TILE(7); j0 = D; break;
+        case 8: G_TILE(8); j0 = D; break;
+        case 9: G_TILE(9); j0 = D; break;
+        case 10: G_TILE(10); j0 = D; break;
+        case 11: G_TILE(11); j0 = D; break;
+        case 12: G_TILE(12); j0 = D; break;
+        default: break;
+        }
+#endif
+        /* 8-column tiles only from D = 16: they do no more multiply-adds (see g_tri_tile)
+         * and load dT less often, yet at D = 10 (before the whole-width tiles) the 4-column
+         * tiles measured 3-8% faster than 8 + 2 */
         if (D >= 16)
             for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT) G_TILE(EMFAST_GTT);
         for (; j0 + 4 <= D; j0 += 4) G_TILE(4);
@@ -624,15 +641,15 @@ G_INLINE void g_gram_tile(const int NI, const int NJ, const int FLY, const int D
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv acc[4][4];
-    for (int p = 0; p < NI; p++)
+    const double* ap[4];        /* !FLY: the A rows */
+    for (int p = 0; p < NI; p++) {
+        ap[p] = FLY || p0 + p == 0 ? r : a + (int64_t) (p0 + p - 1) * B;
         for (int q = 0; q < NJ; q++) acc[p][q] = gv_set(0.0);
+    }
     for (int64_t b = 0; b < mp; b += EMFAST_GW) {
         emfast_gv av[4], rv = gv_ld(r + b);
-        for (int p = 0; p < NI; p++) {
-            int pp = p0 + p;
-            av[p] = FLY ? rv * g_crow(1, c, mu1, pp, b)
-                        : (pp == 0 ? rv : gv_ld(a + (int64_t) (pp - 1) * B + b));
-        }
+        for (int p = 0; p < NI; p++)
+            av[p] = FLY ? rv * g_crow(1, c, mu1, p0 + p, b) : gv_ld(ap[p] + b);
         for (int q = 0; q < NJ; q++) {
             emfast_gv cv = g_crow(FLY, c, mu1, q0 + q, b);
             for (int p = 0; p < NI; p++)
