@@ -41,7 +41,8 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from emfast._numba._launch import run
-from emfast._numba._settings import IN1, IN2, JIT, OUT1, OUT2, X_TYPES, parallel_driver
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, address_of, as_output,
+                                     outlined, parallel_driver)
 
 __all__ = ["estep_stats", "weighted_stats", "log_prob"]
 
@@ -55,8 +56,19 @@ FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
 # that dtype; prec_chol and s2 2-D for full / tied, 1-D for diag / spherical.
+# The last argument of a driver is the address of its group function (see
+# _settings.outlined), declared per family below.
+_FN = types.int64
+
+
 def _estep_sigs(pc, s2):
-    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2) for x in X_TYPES]
+    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2, _FN)
+            for x in X_TYPES]
+
+
+def _estep_group_sigs(pc, s2):
+    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, types.int64, types.int64, OUT1,
+                          OUT2, s2) for x in X_TYPES]
 
 
 def _weighted_sigs(s2):
@@ -511,7 +523,7 @@ def _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, mirror):
 # --------------------------------------------------------------------------------------------
 # E-step with statistics
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(*_estep_group_sigs(IN2, OUT2), *_estep_group_sigs(IN1, OUT1))
 def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
     """Fused E-step over blocks [blk_lo, blk_hi), serially in block order.
 
@@ -564,7 +576,7 @@ def _mirror_lower(s2, D):
                 s2[base + j * D + i] = s2[base + i * D + j]
 
 
-def _estep(X, sw, log_const, means, pc, code, nk, s1, s2):
+def _estep(X, sw, log_const, means, pc, code, nk, s1, s2, fn):
     """Fused E-step and centred sufficient statistics over all rows.
 
     IN: X (N, D) f32/f64; sw (N,) or (0,) (all weights 1); log_const (K,); means (K, D);
@@ -582,9 +594,9 @@ def _estep(X, sw, log_const, means, pc, code, nk, s1, s2):
     s2_g = np.zeros((G,) + s2.shape)
     ll_g = np.zeros(G)
     for g in prange(G):
-        ll_g[g] = _estep_group(X, sw, log_const, means, pc, code,
+        ll_g[g] = _estep_group(fn, X, sw, log_const, means, pc, code,
                                g * n_blocks // G, (g + 1) * n_blocks // G,
-                               nk_g[g], s1_g[g], s2_g[g])
+                               as_output(nk_g[g]), as_output(s1_g[g]), as_output(s2_g[g]))
     return _sum_groups(ll_g, nk_g, s1_g, s2_g.reshape((G, S)), nk, s1, s2.reshape(S),
                        s2.ndim == 2)
 
@@ -726,7 +738,8 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     D = X.shape[1]
     pc, s2 = _by_family(prec_chol, cov_code, D), _by_family(s2, cov_code, D)
     kernel = _estep_tri_kernel if pc.ndim == 2 else _estep_diag_kernel
-    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2)
+    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2,
+               address_of(_estep_group, X, sample_weight, log_const, means, pc))
 
 
 def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
