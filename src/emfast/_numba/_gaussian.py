@@ -41,7 +41,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from emfast._numba._launch import run
-from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, address_of, as_output,
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, as_output,
                                      outlined, parallel_driver)
 
 __all__ = ["estep_stats", "weighted_stats", "log_prob"]
@@ -56,8 +56,8 @@ FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
 # that dtype; prec_chol and s2 2-D for full / tied, 1-D for diag / spherical.
-# The last argument of a driver is the address of its group function (see
-# _settings.outlined), declared per family below.
+# The last argument of a driver is the address of its group function (_settings.outlined),
+# passed by run; the group functions' signatures follow their drivers'.
 _FN = types.int64
 
 
@@ -72,12 +72,22 @@ def _estep_group_sigs(pc, s2):
 
 
 def _weighted_sigs(s2):
-    return [types.void(x, IN2, IN2, types.int64, OUT1, OUT2, s2) for x in X_TYPES]
+    return [types.void(x, IN2, IN2, types.int64, OUT1, OUT2, s2, _FN) for x in X_TYPES]
+
+
+def _weighted_group_sigs(s2):
+    return [types.void(x, IN2, IN2, types.int64, types.int64, types.int64, OUT1, OUT2, s2)
+            for x in X_TYPES]
 
 
 def _log_prob_sigs(pc):
-    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean)
+    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean, _FN)
             for x in X_TYPES]
+
+
+def _log_prob_group_sigs(pc):
+    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean, types.int64,
+                       types.int64) for x in X_TYPES]
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,14 +611,16 @@ def _estep(X, sw, log_const, means, pc, code, nk, s1, s2, fn):
                        s2.ndim == 2)
 
 
-_estep_tri_kernel = parallel_driver(*_estep_sigs(IN2, OUT2))(_estep)
-_estep_diag_kernel = parallel_driver(*_estep_sigs(IN1, OUT1))(_estep)
+_estep_tri_kernel = parallel_driver(
+    *_estep_sigs(IN2, OUT2), calls=(_estep_group, _estep_group_sigs(IN2, OUT2)))(_estep)
+_estep_diag_kernel = parallel_driver(
+    *_estep_sigs(IN1, OUT1), calls=(_estep_group, _estep_group_sigs(IN1, OUT1)))(_estep)
 
 
 # --------------------------------------------------------------------------------------------
 # Statistics for given responsibilities
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(*_weighted_group_sigs(OUT2), *_weighted_group_sigs(OUT1))
 def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
     """Statistics of blocks [blk_lo, blk_hi) for given weights, serially in block order.
 
@@ -629,7 +641,7 @@ def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
         _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd)
 
 
-def _weighted(X, resp, means, code, nk, s1, s2):
+def _weighted(X, resp, means, code, nk, s1, s2, fn):
     """Centred sufficient statistics for given responsibilities over all rows.
 
     IN: X (N, D) f32/f64; resp (N, K) weights; means (K, D); code 0 full, 1 tied, 2 diag,
@@ -646,20 +658,22 @@ def _weighted(X, resp, means, code, nk, s1, s2):
     s1_g = np.zeros((G, K, D))
     s2_g = np.zeros((G,) + s2.shape)
     for g in prange(G):
-        _weighted_group(X, resp, means, code, g * n_blocks // G, (g + 1) * n_blocks // G,
-                        nk_g[g], s1_g[g], s2_g[g])
+        _weighted_group(fn, X, resp, means, code, g * n_blocks // G, (g + 1) * n_blocks // G,
+                        as_output(nk_g[g]), as_output(s1_g[g]), as_output(s2_g[g]))
     _sum_groups(np.empty(0), nk_g, s1_g, s2_g.reshape((G, S)), nk, s1, s2.reshape(S),
                 s2.ndim == 2)
 
 
-_weighted_tri_kernel = parallel_driver(*_weighted_sigs(OUT2))(_weighted)
-_weighted_diag_kernel = parallel_driver(*_weighted_sigs(OUT1))(_weighted)
+_weighted_tri_kernel = parallel_driver(
+    *_weighted_sigs(OUT2), calls=(_weighted_group, _weighted_group_sigs(OUT2)))(_weighted)
+_weighted_diag_kernel = parallel_driver(
+    *_weighted_sigs(OUT1), calls=(_weighted_group, _weighted_group_sigs(OUT1)))(_weighted)
 
 
 # --------------------------------------------------------------------------------------------
 # Log-probabilities / responsibilities
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(*_log_prob_group_sigs(IN2), *_log_prob_group_sigs(IN1))
 def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, blk_hi):
     """Log-probabilities or responsibilities of blocks [blk_lo, blk_hi).
 
@@ -697,7 +711,7 @@ def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, 
                     out[r0 + b, k] = lp[k, b] * inv
 
 
-def _log_prob(X, log_const, means, pc, code, out, out_norm, resp):
+def _log_prob(X, log_const, means, pc, code, out, out_norm, resp, fn):
     """Per-row, per-component weighted log-probabilities or responsibilities.
 
     IN: X (N, D) f32/f64; log_const (K,); means (K, D); pc prec_chol (as for the E-step);
@@ -711,12 +725,14 @@ def _log_prob(X, log_const, means, pc, code, out, out_norm, resp):
     n_blocks = (N + BLOCK - 1) // BLOCK
     G = min(n_blocks, MAX_GROUPS)
     for g in prange(G):
-        _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp,
+        _log_prob_group(fn, X, log_const, means, pc, code, out, out_norm, resp,
                         g * n_blocks // G, (g + 1) * n_blocks // G)
 
 
-_log_prob_tri_kernel = parallel_driver(*_log_prob_sigs(IN2))(_log_prob)
-_log_prob_diag_kernel = parallel_driver(*_log_prob_sigs(IN1))(_log_prob)
+_log_prob_tri_kernel = parallel_driver(
+    *_log_prob_sigs(IN2), calls=(_log_prob_group, _log_prob_group_sigs(IN2)))(_log_prob)
+_log_prob_diag_kernel = parallel_driver(
+    *_log_prob_sigs(IN1), calls=(_log_prob_group, _log_prob_group_sigs(IN1)))(_log_prob)
 
 
 # --------------------------------------------------------------------------------------------
@@ -738,8 +754,7 @@ def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1,
     D = X.shape[1]
     pc, s2 = _by_family(prec_chol, cov_code, D), _by_family(s2, cov_code, D)
     kernel = _estep_tri_kernel if pc.ndim == 2 else _estep_diag_kernel
-    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2,
-               address_of(_estep_group, X, sample_weight, log_const, means, pc))
+    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2)
 
 
 def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):

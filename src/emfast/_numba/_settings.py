@@ -124,13 +124,22 @@ X_TYPES = [array_arg(types.float64, 2, True), array_arg(types.float32, 2, True)]
 
 # Declared signatures of the parallel drivers not compiled yet: {dispatcher: {dtype: sig}}.
 _pending = {}
+# Of drivers that call an outlined group function: {dispatcher: {dtype: group_sig}} and, once
+# compiled, {dispatcher: {dtype: address of the group function's version}}.
+_group_sigs = {}
+_group_fn = {}
 _compile_lock = threading.Lock()
 
 
-def parallel_driver(*signatures):
+def parallel_driver(*signatures, calls=None):
     """Decorator of a ``prange`` driver: ``@njit(parallel=..., **JIT)`` that accepts exactly
     ``signatures``, at most one per dtype of its first argument, each compiled the first time
     a call needs it (:func:`compile_for`).
+
+    ``calls=(group, group_signatures)``: the driver runs the outlined function ``group`` (see
+    :func:`outlined`) per group, with ``group_signatures[i]`` when it has ``signatures[i]``;
+    that version is compiled with the driver's, and ``emfast._numba._launch.run`` passes its
+    address to the driver as the driver's last argument (an int64).
 
     Declared signatures keep one version per dtype: left to itself numba would compile a new
     one (seconds each, for a parallel driver) for every mix of read-only / writeable and
@@ -145,6 +154,13 @@ def parallel_driver(*signatures):
     def decorate(func):
         kernel = njit(parallel=dict(_PRANGE_ONLY), **dict(JIT, no_cpython_wrapper=False))(func)
         _pending[kernel] = by_dtype
+        if calls is not None:
+            group, group_sigs = calls
+            if group not in _outlined or len(group_sigs) != len(signatures):
+                raise ValueError("calls: an outlined function and one signature per driver's")
+            _group_sigs[kernel] = {
+                dtype: (group, gsig) for dtype, gsig in zip(by_dtype, group_sigs)}
+            _group_fn[kernel] = {}
         return kernel
 
     return decorate
@@ -152,8 +168,10 @@ def parallel_driver(*signatures):
 
 def compile_for(kernel, first):
     """Compile (or load from the disk cache) the declared signature of ``kernel`` for the dtype
-    of its first argument ``first``, unless done before; returns ``kernel``. Any other call
-    (a driver not made by :func:`parallel_driver`, a dtype compiled before) costs one dict look-up.
+    of its first argument ``first``, unless done before, with the outlined group function it
+    calls; returns the address of that function's version (None for a driver without one).
+    Any other call (a driver not made by :func:`parallel_driver`, a dtype compiled before)
+    costs two dict look-ups.
     """
     pending = _pending.get(kernel)
     if pending and first.dtype in pending:  # (dtype.name would cost ~10 us a call)
@@ -172,26 +190,31 @@ def compile_for(kernel, first):
                 finally:
                     if kernel.signatures:
                         kernel.disable_compile()
+                if kernel in _group_sigs:
+                    group, group_sig = _group_sigs[kernel][first.dtype]
+                    _group_fn[kernel][first.dtype] = _compile_outlined(group, group_sig)
                 del pending[first.dtype]
-    return kernel
+    fns = _group_fn.get(kernel)
+    return None if fns is None else fns[first.dtype]
 
 
-# Outlined functions: {call intrinsic: (dispatcher, signatures, {key: address})}.
+# Outlined functions: {call intrinsic: dispatcher}.
 _outlined = {}
 
 
 def outlined(*signatures):
     """Decorator of the function a ``prange`` driver runs per group: ``@njit(**JIT)`` compiled
-    on its own for exactly ``signatures`` (each on first use) and called from the driver by
-    the address of a version, which the driver's Python caller passes in
-    (:func:`address_of`). In the driver, ``group(fn, *args)`` calls the version at ``fn``;
+    on its own for exactly ``signatures`` (each when a driver that calls it is compiled, see
+    :func:`parallel_driver`) and called from the driver by the address of that version, which
+    the driver gets as its last argument ``fn``: in the driver, ``group(fn, *args)`` calls it;
     ``args`` must have exactly the types of a declared signature (see :func:`as_output`).
 
     Why not a plain call: numba builds a ``prange`` driver as four LLVM modules (the loop
     body, two wrappers around it, the driver), and each one links in, optimises and emits
     machine code again for everything the loop body calls. The group function is nearly all
-    the code of a driver: called by address it is compiled once instead of five times.
-    The call costs nothing measurable: one per group of blocks or sequences.
+    the code of a driver: called by address it is compiled once instead of five times, a
+    cold fit about 30 % sooner. The call costs nothing measurable: one per group of blocks
+    or sequences.
     """
     def decorate(func):
         dispatcher = njit(**JIT)(func)
@@ -216,29 +239,16 @@ def outlined(*signatures):
             # numba passes *args to the codegen as one tuple
             return sig.return_type(fn, types.StarArgTuple.from_types(args)), codegen
 
-        _outlined[call] = (dispatcher, signatures, {})
+        _outlined[call] = dispatcher
         return call
 
     return decorate
 
 
-def _leading_arrays_match(sig, key):
-    arrays = [a for a in sig.args if isinstance(a, types.Array)][:len(key)]
-    return [(np.dtype(a.dtype.name), a.ndim) for a in arrays] == list(key)
-
-
-def address_of(group, *arrays):
-    """The address of the version of the outlined function ``group`` (see :func:`outlined`)
-    whose leading array arguments have the dtypes and dimensions of ``arrays``, compiled (or
-    loaded from the disk cache) on its first use; a dict look-up after that."""
-    dispatcher, signatures, addresses = _outlined[group]
-    key = tuple((a.dtype, a.ndim) for a in arrays)
-    addr = addresses.get(key)
-    if addr is None:
-        with _compile_lock:
-            (sig,) = [s for s in signatures if _leading_arrays_match(s, key)]
-            dispatcher.compile(sig)
-            cres = dispatcher.overloads[sig.args]
-            addr = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
-            addresses[key] = addr
-    return addr
+def _compile_outlined(group, sig):
+    """Compile (or load from the disk cache) the version ``sig`` of the outlined function
+    ``group``; returns its address (numba's calling convention)."""
+    dispatcher = _outlined[group]
+    dispatcher.compile(sig)
+    cres = dispatcher.overloads[sig.args]
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
