@@ -106,9 +106,11 @@ def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses(dtype):
     assert compiled == {"_gaussian._estep_tri_kernel": [dtype],
                         "_kmeans._plusplus_kernel": ["float64"],
                         "_kmeans._assign_kernel": ["float64"]}
-    # each driver's group function (compiled on its own, called by address): one version,
-    # the driver's family and dtype, whatever else the fit did
+    # the functions the drivers call by address (compiled on their own): one version each,
+    # the driver's family and dtype, whatever else the fit did; one sum of the groups' slots
+    # (all float64) for every driver
     assert out["groups"] == {"_gaussian._estep_group": [dtype],
+                             "_gaussian._sum_groups": ["float64"],
                              "_kmeans._plusplus_group": ["float64"],
                              "_kmeans._assign_group": ["float64"]}
     for name in ("_estep_diag_kernel", "_log_prob_tri_kernel"):  # imported, not compiled

@@ -362,7 +362,7 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     return total
 
 
-@parallel_driver(_FB_SIG, calls=(_fb_group, [_FB_GROUP_SIG]))
+@parallel_driver(_FB_SIG, calls=[(_fb_group, [_FB_GROUP_SIG])])
 def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll, fn):
     """Scaled forward-backward over all sequences.
 
@@ -450,7 +450,7 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     return total
 
 
-@parallel_driver(_GFB_SIG, calls=(_gfb_group, [_GFB_GROUP_SIG]))
+@parallel_driver(_GFB_SIG, calls=[(_gfb_group, [_GFB_GROUP_SIG])])
 def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, seq_ll, nk,
                 s1, s2, fn):
     """Forward-backward with diagonal-Gaussian emissions: the outputs of _fb_kernel
@@ -511,7 +511,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     return total
 
 
-@parallel_driver(_CFB_SIG, calls=(_cfb_group, [_CFB_GROUP_SIG]))
+@parallel_driver(_CFB_SIG, calls=[(_cfb_group, [_CFB_GROUP_SIG])])
 def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, seq_ll, counts,
                 fn):
     """Forward-backward with categorical emissions: the outputs of _fb_kernel without
@@ -567,7 +567,7 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     return total
 
 
-@parallel_driver(_FILT_SIG, calls=(_filter_group, [_FILT_GROUP_SIG]))
+@parallel_driver(_FILT_SIG, calls=[(_filter_group, [_FILT_GROUP_SIG])])
 def _filter_kernel(le, offsets, sp, A, out, seq_ll, fn):
     """Filtered probabilities p(z_t | x_1..t) and log-likelihoods.
 
@@ -638,7 +638,7 @@ def _viterbi_group(le, offsets, lsp, lA, path, s_lo, s_hi, seq_lp):
     return total
 
 
-@parallel_driver(_VIT_SIG, calls=(_viterbi_group, [_VIT_GROUP_SIG]))
+@parallel_driver(_VIT_SIG, calls=[(_viterbi_group, [_VIT_GROUP_SIG])])
 def _viterbi_kernel(le, offsets, lsp, lA, path, seq_lp, fn):
     """Most probable state paths. IN: le (T, K); offsets (S+1,); lsp (K,) log startprob;
     lA (K, K) log transmat. OUT (overwritten): path (T,), seq_lp (S,). Returns their sum.

@@ -28,7 +28,8 @@ from numba.core import types
 
 # The blocks, block load, groups and group-order sum of the Gaussian kernels: one summation
 # order for every statistic of the backend.
-from emfast._numba._gaussian import BLOCK, DIAG, FULL, TIED, _load_block, _n_groups, _sum_groups
+from emfast._numba._gaussian import (_SUMS, BLOCK, DIAG, FULL, TIED, _load_block, _n_groups,
+                                     _sum_groups)
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES,
                                      array_arg, as_output, outlined, parallel_driver)
@@ -44,8 +45,8 @@ _UNUSED = np.empty(0)  # the (0,) output of what a pass does not compute; never 
 
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
-# that dtype. sample_weight is IN1 (shape (0,) for all weights 1). The last argument of a
-# driver is the address of its group function (_settings.outlined), passed by run.
+# that dtype. sample_weight is IN1 (shape (0,) for all weights 1). The last arguments of a
+# driver are the addresses of the outlined functions it calls, passed by run.
 _LABELS = array_arg(types.int64, 1, False)
 _INT = types.int64
 _PLUSPLUS_SIGS = [types.void(x, IN1, IN2, IN1, OUT1, OUT1, OUT1, _INT) for x in X_TYPES]
@@ -53,7 +54,7 @@ _PLUSPLUS_GROUP_SIGS = [types.void(x, IN1, IN2, IN1, OUT1, OUT1, _INT, _INT, OUT
                         for x in X_TYPES]
 _ASSIGN_SIGS = [
     types.Tuple((types.int64, types.float64))(
-        x, IN1, IN2, _INT, _LABELS, types.boolean, OUT1, OUT2, OUT1, _INT)
+        x, IN1, IN2, _INT, _LABELS, types.boolean, OUT1, OUT2, OUT1, _INT, _INT)
     for x in X_TYPES
 ]
 _ASSIGN_GROUP_SIGS = [
@@ -136,7 +137,7 @@ def _plusplus_group(X, sw, cand, closest, new_closest, block_pot, blk_lo, blk_hi
             part[t] += s
 
 
-@parallel_driver(*_PLUSPLUS_SIGS, calls=(_plusplus_group, _PLUSPLUS_GROUP_SIGS))
+@parallel_driver(*_PLUSPLUS_SIGS, calls=[(_plusplus_group, _PLUSPLUS_GROUP_SIGS)])
 def _plusplus_kernel(X, sw, cand, closest, new_closest, pots, block_pot, fn):
     """One k-means++ pass over the rows: their squared distances d to the T candidates (T, D).
     Potentials (block_pot (0,)): pots[t] = sum_n w_n min(closest_n, d_nt). Update (T = 1,
@@ -250,15 +251,15 @@ def _assign_group(X, sw, C, code, labels, assign, blk_lo, blk_hi, nk, s1, s2):
     return changed, inertia
 
 
-@parallel_driver(*_ASSIGN_SIGS, calls=(_assign_group, _ASSIGN_GROUP_SIGS))
-def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2, fn):
+@parallel_driver(*_ASSIGN_SIGS, calls=[(_assign_group, _ASSIGN_GROUP_SIGS), _SUMS])
+def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2, fn, sum_fn):
     """Statistics of a hard assignment, optionally to the nearest centres first.
 
     IN: X, sw; C (K, D) the centres; code a covariance code (statistics about the centres)
     or MEANS_ONLY (counts and plain sums: a Lloyd step); assign. IN/OUT: labels (N,) (with
     assign: the nearest centre, ties to the lowest index; rows outside [0, K) count nowhere).
     OUT: nk (K,), s1 (K, D), s2 (flat, by code). Returns (labels changed, inertia), both 0
-    without assign. fn: the address of _assign_group.
+    without assign. fn, sum_fn: the addresses of _assign_group and _sum_groups.
     """
     N, D = X.shape
     K = C.shape[0]
@@ -277,8 +278,8 @@ def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2, fn):
     changed = 0
     for g in range(G):
         changed += changed_g[g]
-    inertia = _sum_groups(inertia_g, nk_g, s1_g, s2_g, nk, s1, s2,
-                          code == FULL or code == TIED)
+    inertia = _sum_groups(sum_fn, as_output(inertia_g), as_output(nk_g), as_output(s1_g),
+                          as_output(s2_g), nk, s1, s2, code == FULL or code == TIED)
     return changed, inertia
 
 

@@ -124,22 +124,23 @@ X_TYPES = [array_arg(types.float64, 2, True), array_arg(types.float32, 2, True)]
 
 # Declared signatures of the parallel drivers not compiled yet: {dispatcher: {dtype: sig}}.
 _pending = {}
-# Of drivers that call an outlined group function: {dispatcher: {dtype: group_sig}} and, once
-# compiled, {dispatcher: {dtype: address of the group function's version}}.
-_group_sigs = {}
-_group_fn = {}
+# Of drivers that call outlined functions: {dispatcher: {dtype: [(function, sig), ...]}} and,
+# once compiled, {dispatcher: {dtype: (address of each function's version, ...)}}.
+_callee_sigs = {}
+_callee_fns = {}
 _compile_lock = threading.Lock()
 
 
-def parallel_driver(*signatures, calls=None):
+def parallel_driver(*signatures, calls=()):
     """Decorator of a ``prange`` driver: ``@njit(parallel=..., **JIT)`` that accepts exactly
     ``signatures``, at most one per dtype of its first argument, each compiled the first time
     a call needs it (:func:`compile_for`).
 
-    ``calls=(group, group_signatures)``: the driver runs the outlined function ``group`` (see
-    :func:`outlined`) per group, with ``group_signatures[i]`` when it has ``signatures[i]``;
-    that version is compiled with the driver's, and ``emfast._numba._launch.run`` passes its
-    address to the driver as the driver's last argument (an int64).
+    ``calls=[(function, function_signatures), ...]``: the outlined functions (see
+    :func:`outlined`: the group function, the sum of the groups' slots) the driver calls,
+    each with ``function_signatures[i]`` when the driver has ``signatures[i]``; those
+    versions are compiled with the driver's, and ``emfast._numba._launch.run`` passes their
+    addresses (int64) to the driver as its last arguments, in this order.
 
     Declared signatures keep one version per dtype: left to itself numba would compile a new
     one (seconds each, for a parallel driver) for every mix of read-only / writeable and
@@ -154,13 +155,11 @@ def parallel_driver(*signatures, calls=None):
     def decorate(func):
         kernel = njit(parallel=dict(_PRANGE_ONLY), **dict(JIT, no_cpython_wrapper=False))(func)
         _pending[kernel] = by_dtype
-        if calls is not None:
-            group, group_sigs = calls
-            if group not in _outlined or len(group_sigs) != len(signatures):
-                raise ValueError("calls: an outlined function and one signature per driver's")
-            _group_sigs[kernel] = {
-                dtype: (group, gsig) for dtype, gsig in zip(by_dtype, group_sigs)}
-            _group_fn[kernel] = {}
+        if any(f not in _outlined or len(sigs) != len(signatures) for f, sigs in calls):
+            raise ValueError("calls: outlined functions, each with one signature per driver's")
+        _callee_sigs[kernel] = {dtype: [(f, sigs[i]) for f, sigs in calls]
+                               for i, dtype in enumerate(by_dtype)}
+        _callee_fns[kernel] = {}
         return kernel
 
     return decorate
@@ -168,10 +167,9 @@ def parallel_driver(*signatures, calls=None):
 
 def compile_for(kernel, first):
     """Compile (or load from the disk cache) the declared signature of ``kernel`` for the dtype
-    of its first argument ``first``, unless done before, with the outlined group function it
-    calls; returns the address of that function's version (None for a driver without one).
-    Any other call (a driver not made by :func:`parallel_driver`, a dtype compiled before)
-    costs two dict look-ups.
+    of its first argument ``first``, unless done before, with the outlined functions it
+    calls; returns the tuple of their versions' addresses (empty: none, or a driver not made
+    by :func:`parallel_driver`). Any call after the first costs two dict look-ups.
     """
     pending = _pending.get(kernel)
     if pending and first.dtype in pending:  # (dtype.name would cost ~10 us a call)
@@ -190,12 +188,12 @@ def compile_for(kernel, first):
                 finally:
                     if kernel.signatures:
                         kernel.disable_compile()
-                if kernel in _group_sigs:
-                    group, group_sig = _group_sigs[kernel][first.dtype]
-                    _group_fn[kernel][first.dtype] = _compile_outlined(group, group_sig)
+                _callee_fns[kernel][first.dtype] = tuple(
+                    _compile_outlined(f, fsig) for f, fsig in _callee_sigs[kernel][first.dtype])
                 del pending[first.dtype]
-    fns = _group_fn.get(kernel)
-    return None if fns is None else fns[first.dtype]
+    fns = _callee_fns.get(kernel)
+    # (an undeclared dtype: no addresses, and the call finds no signature: a TypeError)
+    return () if fns is None else fns.get(first.dtype, ())
 
 
 # Outlined functions: {call intrinsic: dispatcher}.
@@ -203,11 +201,12 @@ _outlined = {}
 
 
 def outlined(*signatures):
-    """Decorator of the function a ``prange`` driver runs per group: ``@njit(**JIT)`` compiled
-    on its own for exactly ``signatures`` (each when a driver that calls it is compiled, see
-    :func:`parallel_driver`) and called from the driver by the address of that version, which
-    the driver gets as its last argument ``fn``: in the driver, ``group(fn, *args)`` calls it;
-    ``args`` must have exactly the types of a declared signature (see :func:`as_output`).
+    """Decorator of a function that ``prange`` drivers call (the one a driver runs per group,
+    the sum of the groups' slots): ``@njit(**JIT)`` compiled on its own for exactly
+    ``signatures`` (each when a driver that calls it is compiled, see :func:`parallel_driver`)
+    and called from the driver by the address of that version, which the driver gets as an
+    argument ``fn``: in the driver, ``function(fn, *args)`` calls it; ``args`` must have
+    exactly the types of a declared signature (see :func:`as_output`).
 
     Why not a plain call: numba builds a ``prange`` driver as four LLVM modules (the loop
     body, two wrappers around it, the driver), and each one links in, optimises and emits
@@ -245,10 +244,10 @@ def outlined(*signatures):
     return decorate
 
 
-def _compile_outlined(group, sig):
-    """Compile (or load from the disk cache) the version ``sig`` of the outlined function
-    ``group``; returns its address (numba's calling convention)."""
-    dispatcher = _outlined[group]
+def _compile_outlined(function, sig):
+    """Compile (or load from the disk cache) the version ``sig`` of the outlined ``function``;
+    returns its address (numba's calling convention)."""
+    dispatcher = _outlined[function]
     dispatcher.compile(sig)
     cres = dispatcher.overloads[sig.args]
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
