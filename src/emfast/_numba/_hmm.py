@@ -48,8 +48,8 @@ from numba.core import types
 
 from emfast._numba._gaussian import _exp_nonpos
 from emfast._numba._launch import run
-from emfast._numba._settings import (IN1, IN2, JIT, JIT_ORDERED, OUT1, OUT2,
-                                     array_arg, as_output, outlined, parallel_driver)
+from emfast._numba._settings import (IN1, IN2, JIT, JIT_ORDERED, OUT1, OUT2, array_arg,
+                                     as_output, outlined, parallel_driver)
 
 __all__ = ["forward_backward", "gaussian_forward_backward", "categorical_forward_backward",
            "viterbi", "forward_filter", "symbol_counts"]

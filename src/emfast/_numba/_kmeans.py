@@ -31,8 +31,8 @@ from numba.core import types
 from emfast._numba._gaussian import (_SUMS, BLOCK, DIAG, FULL, TIED, _load_block, _n_groups,
                                      _sum_groups)
 from emfast._numba._launch import run
-from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES,
-                                     array_arg, as_output, outlined, parallel_driver)
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
+                                     as_output, outlined, parallel_driver)
 
 __all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
 
