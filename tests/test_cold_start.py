@@ -62,7 +62,8 @@ print(json.dumps({"numba_modules": sorted(m for m in sys.modules if m.startswith
 
 def _compiled_drivers_code(call):
     """Code that runs ``call`` and prints which parallel drivers (the ``*_kernel`` functions)
-    of the Numba backend hold a compiled version, for which dtype of their first argument."""
+    and which outlined group functions of the Numba backend hold a compiled version, for
+    which dtype of their first argument."""
     return f"""
 import json, sys
 import numpy as np
@@ -82,7 +83,11 @@ for modname in ("emfast._numba._gaussian", "emfast._numba._hmm", "emfast._numba.
                 str(sig[0].dtype) for sig in disp.signatures]
         elif hasattr(disp, "signatures") and disp.signatures:
             helpers.append(modname.rsplit(".", 1)[1] + "." + name)
-print(json.dumps({{"drivers": drivers, "helpers": helpers, "cache": _settings.JIT["cache"]}}))
+groups = {{disp.py_func.__module__.rsplit(".", 1)[1] + "." + disp.py_func.__name__:
+           [str(sig[0].dtype) for sig in disp.signatures]
+           for disp in _settings._outlined.values() if disp.signatures}}
+print(json.dumps({{"drivers": drivers, "helpers": helpers, "groups": groups,
+                  "cache": _settings.JIT["cache"]}}))
 """
 
 
@@ -101,6 +106,13 @@ def test_a_numba_fit_compiles_only_the_kernels_and_dtypes_it_uses(dtype):
     assert compiled == {"_gaussian._estep_tri_kernel": [dtype],
                         "_kmeans._plusplus_kernel": ["float64"],
                         "_kmeans._assign_kernel": ["float64"]}
+    # the functions the drivers call by address (compiled on their own): one version each,
+    # the driver's family and dtype, whatever else the fit did; one sum of the groups' slots
+    # (all float64) for every driver
+    assert out["groups"] == {"_gaussian._estep_group": [dtype],
+                             "_gaussian._sum_groups": ["float64"],
+                             "_kmeans._plusplus_group": ["float64"],
+                             "_kmeans._assign_group": ["float64"]}
     for name in ("_estep_diag_kernel", "_log_prob_tri_kernel"):  # imported, not compiled
         assert "_gaussian." + name in out["drivers"]
 
@@ -161,6 +173,7 @@ assert emfast._numba._settings.__file__.startswith(%r)
     assert out["cache"] is False
     compiled = {name: dtypes for name, dtypes in out["drivers"].items() if dtypes}
     assert compiled == {"_hmm._symbol_counts_kernel": ["int64"]}
+    assert out["groups"] == {}
     assert blocker.read_text().startswith("a file")
     assert not any(p.is_dir() for p in site.rglob("__pycache__"))
 
@@ -222,3 +235,29 @@ print(json.dumps([told, numba.config.NUMBA_NUM_THREADS]))
     assert told == actual
     if pool:
         assert actual == int(pool)
+
+
+def test_an_outlined_function_called_with_undeclared_types_is_a_typing_error():
+    """The call by address trusts the declared signature: any other argument types (here a
+    scratch array typed aligned, where the group function declares unaligned outputs) must
+    stop the compile, never reach the call."""
+    out = _python("""
+import json
+import numpy as np
+from numba import njit
+from numba.core.errors import TypingError
+from emfast._numba import _gaussian
+
+@njit
+def bad(X):
+    K = 2
+    return _gaussian._log_prob_group(0, X, np.zeros(K), np.zeros((K, 2)), np.ones(2 * K),
+                                     2, np.empty((1, K)), np.empty(1), False, 0, 0)
+try:
+    bad(np.zeros((1, 2)))
+    res = "compiled"
+except TypingError as exc:
+    res = "declared signatures" in str(exc)
+print(json.dumps(res))
+""")
+    assert out is True

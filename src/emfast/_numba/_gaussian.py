@@ -41,7 +41,8 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from emfast._numba._launch import run
-from emfast._numba._settings import IN1, IN2, JIT, OUT1, OUT2, X_TYPES, parallel_driver
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
+                                     as_output, outlined, parallel_driver)
 
 __all__ = ["estep_stats", "weighted_stats", "log_prob"]
 
@@ -55,17 +56,39 @@ FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
 # that dtype; prec_chol and s2 2-D for full / tied, 1-D for diag / spherical.
+# The last arguments of a driver are the addresses of the outlined functions it calls (its
+# group function, then _sum_groups; see _settings.outlined), passed by run; the group
+# functions' signatures follow their drivers'.
+_FN = types.int64
+
+
 def _estep_sigs(pc, s2):
-    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2) for x in X_TYPES]
+    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2, _FN, _FN)
+            for x in X_TYPES]
+
+
+def _estep_group_sigs(pc, s2):
+    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, types.int64, types.int64, OUT1,
+                          OUT2, s2) for x in X_TYPES]
 
 
 def _weighted_sigs(s2):
-    return [types.void(x, IN2, IN2, types.int64, OUT1, OUT2, s2) for x in X_TYPES]
+    return [types.void(x, IN2, IN2, types.int64, OUT1, OUT2, s2, _FN, _FN) for x in X_TYPES]
+
+
+def _weighted_group_sigs(s2):
+    return [types.void(x, IN2, IN2, types.int64, types.int64, types.int64, OUT1, OUT2, s2)
+            for x in X_TYPES]
 
 
 def _log_prob_sigs(pc):
-    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean)
+    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean, _FN)
             for x in X_TYPES]
+
+
+def _log_prob_group_sigs(pc):
+    return [types.void(x, IN1, IN2, pc, types.int64, OUT2, OUT1, types.boolean, types.int64,
+                       types.int64) for x in X_TYPES]
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +501,12 @@ def _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd):
                           k * D if code == DIAG else k, 1 if code == DIAG else 0)
 
 
-@njit(**JIT)
+# Of every driver with statistics slots, whatever the dtype of X: all its arrays are float64.
+_SUM_GROUPS_SIG = types.float64(OUT1, OUT2, array_arg(types.float64, 3, False), OUT2, OUT1, OUT2,
+                                OUT1, types.boolean)
+
+
+@outlined(_SUM_GROUPS_SIG)
 def _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, mirror):
     """Serial sum of the group slots in group order: the fixed order behind thread-independence.
 
@@ -511,7 +539,7 @@ def _sum_groups(ll_g, nk_g, s1_g, s2_g, nk, s1, s2, mirror):
 # --------------------------------------------------------------------------------------------
 # E-step with statistics
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(*_estep_group_sigs(IN2, OUT2), *_estep_group_sigs(IN1, OUT1))
 def _estep_group(X, sw, log_const, means, pc, code, blk_lo, blk_hi, nk, s1, s2):
     """Fused E-step over blocks [blk_lo, blk_hi), serially in block order.
 
@@ -564,13 +592,14 @@ def _mirror_lower(s2, D):
                 s2[base + j * D + i] = s2[base + i * D + j]
 
 
-def _estep(X, sw, log_const, means, pc, code, nk, s1, s2):
+def _estep(X, sw, log_const, means, pc, code, nk, s1, s2, fn, sum_fn):
     """Fused E-step and centred sufficient statistics over all rows.
 
     IN: X (N, D) f32/f64; sw (N,) or (0,) (all weights 1); log_const (K,); means (K, D);
     pc prec_chol (2-D, full / tied; flat, diag / spherical); code 0 full, 1 tied, 2 diag,
     3 spherical. OUT (overwritten): nk (K,); s1 (K, D); s2 as pc (both triangles, full / tied).
-    Returns loglik = sum_n w_n logsumexp_k(log_const[k] - 0.5 maha[n, k]).
+    Returns loglik = sum_n w_n logsumexp_k(log_const[k] - 0.5 maha[n, k]). fn, sum_fn: the
+    addresses of _estep_group and _sum_groups (passed by run).
     """
     N, D = X.shape
     K = means.shape[0]
@@ -582,21 +611,25 @@ def _estep(X, sw, log_const, means, pc, code, nk, s1, s2):
     s2_g = np.zeros((G,) + s2.shape)
     ll_g = np.zeros(G)
     for g in prange(G):
-        ll_g[g] = _estep_group(X, sw, log_const, means, pc, code,
+        ll_g[g] = _estep_group(fn, X, sw, log_const, means, pc, code,
                                g * n_blocks // G, (g + 1) * n_blocks // G,
-                               nk_g[g], s1_g[g], s2_g[g])
-    return _sum_groups(ll_g, nk_g, s1_g, s2_g.reshape((G, S)), nk, s1, s2.reshape(S),
+                               as_output(nk_g[g]), as_output(s1_g[g]), as_output(s2_g[g]))
+    return _sum_groups(sum_fn, as_output(ll_g), as_output(nk_g), as_output(s1_g),
+                       as_output(s2_g.reshape((G, S))), nk, s1, as_output(s2.reshape(S)),
                        s2.ndim == 2)
 
 
-_estep_tri_kernel = parallel_driver(*_estep_sigs(IN2, OUT2))(_estep)
-_estep_diag_kernel = parallel_driver(*_estep_sigs(IN1, OUT1))(_estep)
+_SUMS = (_sum_groups, [_SUM_GROUPS_SIG] * len(X_TYPES))
+_estep_tri_kernel = parallel_driver(
+    *_estep_sigs(IN2, OUT2), calls=[(_estep_group, _estep_group_sigs(IN2, OUT2)), _SUMS])(_estep)
+_estep_diag_kernel = parallel_driver(
+    *_estep_sigs(IN1, OUT1), calls=[(_estep_group, _estep_group_sigs(IN1, OUT1)), _SUMS])(_estep)
 
 
 # --------------------------------------------------------------------------------------------
 # Statistics for given responsibilities
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(*_weighted_group_sigs(OUT2), *_weighted_group_sigs(OUT1))
 def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
     """Statistics of blocks [blk_lo, blk_hi) for given weights, serially in block order.
 
@@ -617,13 +650,13 @@ def _weighted_group(X, resp, means, code, blk_lo, blk_hi, nk, s1, s2):
         _stats_block(Xt, nb, means, code, W, nk, s1, s2, diff, rd)
 
 
-def _weighted(X, resp, means, code, nk, s1, s2):
+def _weighted(X, resp, means, code, nk, s1, s2, fn, sum_fn):
     """Centred sufficient statistics for given responsibilities over all rows.
 
     IN: X (N, D) f32/f64; resp (N, K) weights; means (K, D); code 0 full, 1 tied, 2 diag,
     3 spherical. OUT (overwritten): nk (K,) = sum_n resp; s1 (K, D); s2 (2-D with both
     triangles for full / tied, flat otherwise). Same blocks, groups and group-order sum as
-    the E-step.
+    the E-step. fn, sum_fn: the addresses of _weighted_group and _sum_groups.
     """
     N, D = X.shape
     K = means.shape[0]
@@ -634,20 +667,24 @@ def _weighted(X, resp, means, code, nk, s1, s2):
     s1_g = np.zeros((G, K, D))
     s2_g = np.zeros((G,) + s2.shape)
     for g in prange(G):
-        _weighted_group(X, resp, means, code, g * n_blocks // G, (g + 1) * n_blocks // G,
-                        nk_g[g], s1_g[g], s2_g[g])
-    _sum_groups(np.empty(0), nk_g, s1_g, s2_g.reshape((G, S)), nk, s1, s2.reshape(S),
-                s2.ndim == 2)
+        _weighted_group(fn, X, resp, means, code, g * n_blocks // G, (g + 1) * n_blocks // G,
+                        as_output(nk_g[g]), as_output(s1_g[g]), as_output(s2_g[g]))
+    _sum_groups(sum_fn, as_output(np.empty(0)), as_output(nk_g), as_output(s1_g),
+                as_output(s2_g.reshape((G, S))), nk, s1, as_output(s2.reshape(S)), s2.ndim == 2)
 
 
-_weighted_tri_kernel = parallel_driver(*_weighted_sigs(OUT2))(_weighted)
-_weighted_diag_kernel = parallel_driver(*_weighted_sigs(OUT1))(_weighted)
+_weighted_tri_kernel = parallel_driver(
+    *_weighted_sigs(OUT2), calls=[(_weighted_group, _weighted_group_sigs(OUT2)), _SUMS]
+)(_weighted)
+_weighted_diag_kernel = parallel_driver(
+    *_weighted_sigs(OUT1), calls=[(_weighted_group, _weighted_group_sigs(OUT1)), _SUMS]
+)(_weighted)
 
 
 # --------------------------------------------------------------------------------------------
 # Log-probabilities / responsibilities
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(*_log_prob_group_sigs(IN2), *_log_prob_group_sigs(IN1))
 def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, blk_hi):
     """Log-probabilities or responsibilities of blocks [blk_lo, blk_hi).
 
@@ -685,7 +722,7 @@ def _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp, blk_lo, 
                     out[r0 + b, k] = lp[k, b] * inv
 
 
-def _log_prob(X, log_const, means, pc, code, out, out_norm, resp):
+def _log_prob(X, log_const, means, pc, code, out, out_norm, resp, fn):
     """Per-row, per-component weighted log-probabilities or responsibilities.
 
     IN: X (N, D) f32/f64; log_const (K,); means (K, D); pc prec_chol (as for the E-step);
@@ -694,17 +731,20 @@ def _log_prob(X, log_const, means, pc, code, out, out_norm, resp):
     responsibilities (resp True); out_norm (N,) the per-row logsumexp, or (0,): not wanted
     (resp False only; the log-sum-exp is then skipped). Rows are independent,
     so any split gives the same bits; the grouping only bounds the scratch allocations.
+    fn: the address of _log_prob_group.
     """
     N = X.shape[0]
     n_blocks = (N + BLOCK - 1) // BLOCK
     G = min(n_blocks, MAX_GROUPS)
     for g in prange(G):
-        _log_prob_group(X, log_const, means, pc, code, out, out_norm, resp,
+        _log_prob_group(fn, X, log_const, means, pc, code, out, out_norm, resp,
                         g * n_blocks // G, (g + 1) * n_blocks // G)
 
 
-_log_prob_tri_kernel = parallel_driver(*_log_prob_sigs(IN2))(_log_prob)
-_log_prob_diag_kernel = parallel_driver(*_log_prob_sigs(IN1))(_log_prob)
+_log_prob_tri_kernel = parallel_driver(
+    *_log_prob_sigs(IN2), calls=[(_log_prob_group, _log_prob_group_sigs(IN2))])(_log_prob)
+_log_prob_diag_kernel = parallel_driver(
+    *_log_prob_sigs(IN1), calls=[(_log_prob_group, _log_prob_group_sigs(IN1))])(_log_prob)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from numba.core import types
 from emfast._numba._gaussian import _exp_nonpos
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, JIT_ORDERED, OUT1, OUT2, array_arg,
-                                     as_output, parallel_driver)
+                                     as_output, outlined, parallel_driver)
 
 __all__ = ["forward_backward", "gaussian_forward_backward", "categorical_forward_backward",
            "viterbi", "forward_filter", "symbol_counts"]
@@ -66,16 +66,25 @@ _NEG_INF = -np.inf
 
 
 # Declared signatures (see _settings.parallel_driver): one version of each driver, compiled (or
-# loaded from the cache) on its first call.
+# loaded from the cache) on its first call. The last argument of a driver (_INT) is the
+# address of its group function (_settings.outlined), passed by run, declared beside it.
 _OFF = array_arg(types.int64, 1, True)
 _PATH = array_arg(types.int64, 1, False)
-_FB_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT1, OUT2, OUT1)
-_VIT_SIG = types.float64(IN2, _OFF, IN1, IN2, _PATH, OUT1)
-_FILT_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT1)
+_INT = types.int64
+_FB_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT1, OUT2, OUT1, _INT)
+_FB_GROUP_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT2, _INT, _INT, OUT1, OUT1, OUT2)
+_VIT_SIG = types.float64(IN2, _OFF, IN1, IN2, _PATH, OUT1, _INT)
+_VIT_GROUP_SIG = types.float64(IN2, _OFF, IN1, IN2, _PATH, _INT, _INT, OUT1)
+_FILT_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT1, _INT)
+_FILT_GROUP_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, _INT, _INT, OUT1)
 _SYM = array_arg(types.int64, 1, True)
-_CFB_SIG = types.float64(_SYM, _OFF, IN1, IN2, IN2, OUT1, OUT2, OUT1, OUT2)
+_CFB_SIG = types.float64(_SYM, _OFF, IN1, IN2, IN2, OUT1, OUT2, OUT1, OUT2, _INT)
+_CFB_GROUP_SIG = types.float64(_SYM, _OFF, IN1, IN2, OUT2, OUT2, _INT, _INT, OUT1, OUT1, OUT2,
+                               OUT2)
 _GFB_SIG = types.float64(IN2, _OFF, IN1, IN2, IN2, IN2, IN1, OUT1, OUT2, OUT1, OUT1,
-                         OUT2, OUT2)
+                         OUT2, OUT2, _INT)
+_GFB_GROUP_SIG = types.float64(IN2, _OFF, IN1, IN2, OUT2, OUT2, OUT2, IN1, _INT, _INT, OUT1,
+                               OUT1, OUT2, OUT1, OUT2, OUT2)
 _COUNTS_SIG = types.void(_SYM, IN2, OUT2)
 
 
@@ -319,7 +328,7 @@ def _sum_counts(ll_g, start_g, acc_g, A, start_counts, trans_counts):
     return total
 
 
-@njit(**JIT)
+@outlined(_FB_GROUP_SIG)
 def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     """Forward-backward of sequences [s_lo, s_hi), serially in sequence order.
 
@@ -353,17 +362,18 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     return total
 
 
-@parallel_driver(_FB_SIG)
-def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll):
+@parallel_driver(_FB_SIG, calls=[(_fb_group, [_FB_GROUP_SIG])])
+def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll, fn):
     """Scaled forward-backward over all sequences.
 
     IN: le (T, K) log-emissions; offsets (S+1,) sequence bounds; sp (K,); A (K, K);
     post (T, K) or (0, K) (no posteriors). OUT (overwritten): post; start_counts (K,);
-    trans_counts (K, K); seq_ll (S,). Returns the total log-likelihood.
+    trans_counts (K, K); seq_ll (S,). Returns the total log-likelihood. fn: the address of
+    _fb_group.
     """
     K = sp.shape[0]
     S = offsets.shape[0] - 1
-    At = np.empty((K, K))
+    At = as_output(np.empty((K, K)))
     for i in range(K):
         for j in range(K):
             At[j, i] = A[i, j]
@@ -372,8 +382,8 @@ def _fb_kernel(le, offsets, sp, A, post, start_counts, trans_counts, seq_ll):
     start_g = np.zeros((G, K))
     acc_g = np.zeros((G, K, K))
     for g in prange(G):
-        ll_g[g] = _fb_group(le, offsets, sp, A, At, post, g * S // G, (g + 1) * S // G,
-                            seq_ll, start_g[g], acc_g[g])
+        ll_g[g] = _fb_group(fn, le, offsets, sp, A, At, post, g * S // G, (g + 1) * S // G,
+                            seq_ll, as_output(start_g[g]), as_output(acc_g[g]))
     return _sum_counts(ll_g, start_g, acc_g, A, start_counts, trans_counts)
 
 
@@ -418,7 +428,7 @@ def _gauss_stats(X, s0, L, muT, post, nk, s1T, s2T):
                 s2T[d, k] += gd * df
 
 
-@njit(**JIT)
+@outlined(_GFB_GROUP_SIG)
 def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, acc, nk, s1T,
                s2T):
     """Sequences [s_lo, s_hi) in order: each one's log-emissions and posteriors in scratch
@@ -440,16 +450,17 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     return total
 
 
-@parallel_driver(_GFB_SIG)
+@parallel_driver(_GFB_SIG, calls=[(_gfb_group, [_GFB_GROUP_SIG])])
 def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, seq_ll, nk,
-                s1, s2):
+                s1, s2, fn):
     """Forward-backward with diagonal-Gaussian emissions: the outputs of _fb_kernel
-    without posteriors, plus nk, s1, s2 (see gaussian_forward_backward)."""
+    without posteriors, plus nk, s1, s2 (see gaussian_forward_backward). fn: the address of
+    _gfb_group."""
     K, D = means.shape
     S = offsets.shape[0] - 1
-    At = np.ascontiguousarray(A.T)
-    muT = np.ascontiguousarray(means.T)
-    pT = np.ascontiguousarray(prec.T)
+    At = as_output(np.ascontiguousarray(A.T))
+    muT = as_output(np.ascontiguousarray(means.T))
+    pT = as_output(np.ascontiguousarray(prec.T))
     G = min(S, MAX_GROUPS)
     ll_g = np.zeros(G)
     start_g = np.zeros((G, K))
@@ -458,9 +469,10 @@ def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, 
     s1_g = np.zeros((G, D, K))
     s2_g = np.zeros((G, D, K))
     for g in prange(G):
-        ll_g[g] = _gfb_group(X, offsets, sp, A, At, muT, pT, lc, g * S // G,
-                             (g + 1) * S // G, seq_ll, start_g[g], acc_g[g], nk_g[g],
-                             s1_g[g], s2_g[g])
+        ll_g[g] = _gfb_group(fn, X, offsets, sp, A, At, muT, pT, lc, g * S // G,
+                             (g + 1) * S // G, seq_ll, as_output(start_g[g]),
+                             as_output(acc_g[g]), as_output(nk_g[g]), as_output(s1_g[g]),
+                             as_output(s2_g[g]))
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
@@ -474,7 +486,7 @@ def _gfb_kernel(X, offsets, sp, A, means, prec, lc, start_counts, trans_counts, 
 # --------------------------------------------------------------------------------------------
 # Forward-backward with categorical emissions and their counts
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(_CFB_GROUP_SIG)
 def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, counts):
     """Sequences [s_lo, s_hi) in order: each one's log-emissions (rows of logBT) and
     posteriors in scratch, its posterior-weighted symbol counts added to counts (F, K).
@@ -499,14 +511,16 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     return total
 
 
-@parallel_driver(_CFB_SIG)
-def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, seq_ll, counts):
+@parallel_driver(_CFB_SIG, calls=[(_cfb_group, [_CFB_GROUP_SIG])])
+def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, seq_ll, counts,
+                fn):
     """Forward-backward with categorical emissions: the outputs of _fb_kernel without
-    posteriors, plus counts (F, K) (see categorical_forward_backward)."""
+    posteriors, plus counts (F, K) (see categorical_forward_backward). fn: the address of
+    _cfb_group."""
     K, F = emissionprob.shape
     S = offsets.shape[0] - 1
-    At = np.ascontiguousarray(A.T)
-    logBT = np.empty((F, K))
+    At = as_output(np.ascontiguousarray(A.T))
+    logBT = as_output(np.empty((F, K)))
     for f in range(F):
         for k in range(K):
             p = emissionprob[k, f]
@@ -517,8 +531,9 @@ def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, s
     acc_g = np.zeros((G, K, K))
     counts_g = np.zeros((G, F, K))
     for g in prange(G):
-        ll_g[g] = _cfb_group(sym, offsets, sp, A, At, logBT, g * S // G, (g + 1) * S // G,
-                             seq_ll, start_g[g], acc_g[g], counts_g[g])
+        ll_g[g] = _cfb_group(fn, sym, offsets, sp, A, At, logBT, g * S // G, (g + 1) * S // G,
+                             seq_ll, as_output(start_g[g]), as_output(acc_g[g]),
+                             as_output(counts_g[g]))
     counts[:] = 0.0
     for g in range(G):               # group order: independent of the thread count
         counts += counts_g[g]
@@ -528,7 +543,7 @@ def _cfb_kernel(sym, offsets, sp, A, emissionprob, start_counts, trans_counts, s
 # --------------------------------------------------------------------------------------------
 # Causal filter
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(_FILT_GROUP_SIG)
 def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     """Scaled forward pass of sequences [s_lo, s_hi). OUT: their rows of out (when out has
     rows) and seq_ll. Returns the sum of their log-likelihoods in order."""
@@ -552,18 +567,20 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     return total
 
 
-@parallel_driver(_FILT_SIG)
-def _filter_kernel(le, offsets, sp, A, out, seq_ll):
+@parallel_driver(_FILT_SIG, calls=[(_filter_group, [_FILT_GROUP_SIG])])
+def _filter_kernel(le, offsets, sp, A, out, seq_ll, fn):
     """Filtered probabilities p(z_t | x_1..t) and log-likelihoods.
 
     IN: as :func:`_fb_kernel`; out (T, K) or (0, K) (log-likelihoods only).
-    OUT (overwritten): out, seq_ll (S,). Returns the total log-likelihood.
+    OUT (overwritten): out, seq_ll (S,). Returns the total log-likelihood. fn: the address
+    of _filter_group.
     """
     S = offsets.shape[0] - 1
     G = min(S, MAX_GROUPS)
     ll_g = np.zeros(G)
     for g in prange(G):
-        ll_g[g] = _filter_group(le, offsets, sp, A, out, g * S // G, (g + 1) * S // G, seq_ll)
+        ll_g[g] = _filter_group(fn, le, offsets, sp, A, out, g * S // G, (g + 1) * S // G,
+                                seq_ll)
     total = 0.0
     for g in range(G):
         total += ll_g[g]
@@ -573,7 +590,7 @@ def _filter_kernel(le, offsets, sp, A, out, seq_ll):
 # --------------------------------------------------------------------------------------------
 # Viterbi (log space)
 # --------------------------------------------------------------------------------------------
-@njit(**JIT)
+@outlined(_VIT_GROUP_SIG)
 def _viterbi_group(le, offsets, lsp, lA, path, s_lo, s_hi, seq_lp):
     """Best paths of sequences [s_lo, s_hi). OUT: their path entries and seq_lp.
     Returns the sum of their best log-probabilities in order."""
@@ -621,15 +638,16 @@ def _viterbi_group(le, offsets, lsp, lA, path, s_lo, s_hi, seq_lp):
     return total
 
 
-@parallel_driver(_VIT_SIG)
-def _viterbi_kernel(le, offsets, lsp, lA, path, seq_lp):
+@parallel_driver(_VIT_SIG, calls=[(_viterbi_group, [_VIT_GROUP_SIG])])
+def _viterbi_kernel(le, offsets, lsp, lA, path, seq_lp, fn):
     """Most probable state paths. IN: le (T, K); offsets (S+1,); lsp (K,) log startprob;
-    lA (K, K) log transmat. OUT (overwritten): path (T,), seq_lp (S,). Returns their sum."""
+    lA (K, K) log transmat. OUT (overwritten): path (T,), seq_lp (S,). Returns their sum.
+    fn: the address of _viterbi_group."""
     S = offsets.shape[0] - 1
     G = min(S, MAX_GROUPS)
     lp_g = np.zeros(G)
     for g in prange(G):
-        lp_g[g] = _viterbi_group(le, offsets, lsp, lA, path, g * S // G, (g + 1) * S // G,
+        lp_g[g] = _viterbi_group(fn, le, offsets, lsp, lA, path, g * S // G, (g + 1) * S // G,
                                  seq_lp)
     total = 0.0
     for g in range(G):

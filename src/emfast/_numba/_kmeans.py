@@ -28,10 +28,11 @@ from numba.core import types
 
 # The blocks, block load, groups and group-order sum of the Gaussian kernels: one summation
 # order for every statistic of the backend.
-from emfast._numba._gaussian import BLOCK, DIAG, FULL, TIED, _load_block, _n_groups, _sum_groups
+from emfast._numba._gaussian import (_SUMS, BLOCK, DIAG, FULL, TIED, _load_block, _n_groups,
+                                     _sum_groups)
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
-                                     parallel_driver)
+                                     as_output, outlined, parallel_driver)
 
 __all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
 
@@ -44,12 +45,21 @@ _UNUSED = np.empty(0)  # the (0,) output of what a pass does not compute; never 
 
 # Declared signatures of the parallel drivers (see _settings.parallel_driver), one per dtype
 # of X, each compiled (or loaded from the on-disk cache) the first time a fit calls it with
-# that dtype. sample_weight is IN1 (shape (0,) for all weights 1).
+# that dtype. sample_weight is IN1 (shape (0,) for all weights 1). The last arguments of a
+# driver are the addresses of the outlined functions it calls, passed by run.
 _LABELS = array_arg(types.int64, 1, False)
-_PLUSPLUS_SIGS = [types.void(x, IN1, IN2, IN1, OUT1, OUT1, OUT1) for x in X_TYPES]
+_INT = types.int64
+_PLUSPLUS_SIGS = [types.void(x, IN1, IN2, IN1, OUT1, OUT1, OUT1, _INT) for x in X_TYPES]
+_PLUSPLUS_GROUP_SIGS = [types.void(x, IN1, IN2, IN1, OUT1, OUT1, _INT, _INT, OUT1)
+                        for x in X_TYPES]
 _ASSIGN_SIGS = [
     types.Tuple((types.int64, types.float64))(
-        x, IN1, IN2, types.int64, _LABELS, types.boolean, OUT1, OUT2, OUT1)
+        x, IN1, IN2, _INT, _LABELS, types.boolean, OUT1, OUT2, OUT1, _INT, _INT)
+    for x in X_TYPES
+]
+_ASSIGN_GROUP_SIGS = [
+    types.Tuple((types.int64, types.float64))(
+        x, IN1, IN2, _INT, _LABELS, types.boolean, _INT, _INT, OUT1, OUT2, OUT1)
     for x in X_TYPES
 ]
 @njit(**JIT)
@@ -95,42 +105,54 @@ def _nearest(dist, nb, best, arg):
 # --------------------------------------------------------------------------------------------
 # k-means++
 # --------------------------------------------------------------------------------------------
-@parallel_driver(*_PLUSPLUS_SIGS)
-def _plusplus_kernel(X, sw, cand, closest, new_closest, pots, block_pot):
+@outlined(*_PLUSPLUS_GROUP_SIGS)
+def _plusplus_group(X, sw, cand, closest, new_closest, block_pot, blk_lo, blk_hi, part):
+    """The k-means++ pass of :func:`_plusplus_kernel` over blocks [blk_lo, blk_hi), in order.
+    OUT: the update's new_closest and block_pot entries of those blocks, or (added to) the
+    potentials' part (T,) of this group."""
+    N, D = X.shape
+    T = cand.shape[0]
+    update = block_pot.shape[0] > 0
+    Xt = np.empty((D, BLOCK))
+    wb = np.empty(BLOCK)
+    dist = np.empty((T, BLOCK))
+    for blk in range(blk_lo, blk_hi):
+        r0 = blk * BLOCK
+        nb = min(BLOCK, N - r0)
+        _load(X, sw, r0, nb, Xt, wb)
+        _sqdist(Xt, nb, cand, dist)
+        if update:
+            for b in range(nb):
+                if dist[0, b] < closest[r0 + b]:
+                    new_closest[r0 + b] = dist[0, b]
+            s = 0.0
+            for b in range(nb):
+                s += wb[b] * new_closest[r0 + b]
+            block_pot[blk] = s
+            continue
+        for t in range(T):
+            s = 0.0
+            for b in range(nb):
+                s += wb[b] * min(dist[t, b], closest[r0 + b])
+            part[t] += s
+
+
+@parallel_driver(*_PLUSPLUS_SIGS, calls=[(_plusplus_group, _PLUSPLUS_GROUP_SIGS)])
+def _plusplus_kernel(X, sw, cand, closest, new_closest, pots, block_pot, fn):
     """One k-means++ pass over the rows: their squared distances d to the T candidates (T, D).
     Potentials (block_pot (0,)): pots[t] = sum_n w_n min(closest_n, d_nt). Update (T = 1,
     block_pot (n_blocks,)): new_closest = min(closest, d_n0) (the same array as closest: a
     caller's read-only closest stays read-only for the potentials), block_pot the per-block
-    sums of w new_closest."""
-    N, D = X.shape
+    sums of w new_closest. fn: the address of _plusplus_group."""
+    N = X.shape[0]
     T = cand.shape[0]
     update = block_pot.shape[0] > 0
     n_blocks = (N + BLOCK - 1) // BLOCK
     G = _n_groups(n_blocks, T)
     parts = np.zeros((G, T))
     for g in prange(G):
-        Xt = np.empty((D, BLOCK))
-        wb = np.empty(BLOCK)
-        dist = np.empty((T, BLOCK))
-        for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
-            r0 = blk * BLOCK
-            nb = min(BLOCK, N - r0)
-            _load(X, sw, r0, nb, Xt, wb)
-            _sqdist(Xt, nb, cand, dist)
-            if update:
-                for b in range(nb):
-                    if dist[0, b] < closest[r0 + b]:
-                        new_closest[r0 + b] = dist[0, b]
-                s = 0.0
-                for b in range(nb):
-                    s += wb[b] * new_closest[r0 + b]
-                block_pot[blk] = s
-                continue
-            for t in range(T):
-                s = 0.0
-                for b in range(nb):
-                    s += wb[b] * min(dist[t, b], closest[r0 + b])
-                parts[g, t] += s
+        _plusplus_group(fn, X, sw, cand, closest, new_closest, block_pot,
+                        g * n_blocks // G, (g + 1) * n_blocks // G, as_output(parts[g]))
     if not update:
         for t in range(T):
             pots[t] = 0.0
@@ -185,15 +207,59 @@ def _add_row(Xt, b, w, c, code, k, xr, nk, s1, s2):
         s2[k] += w * q
 
 
-@parallel_driver(*_ASSIGN_SIGS)
-def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
+@outlined(*_ASSIGN_GROUP_SIGS)
+def _assign_group(X, sw, C, code, labels, assign, blk_lo, blk_hi, nk, s1, s2):
+    """The hard assignment of :func:`_assign_kernel` over blocks [blk_lo, blk_hi), in order.
+    OUT: (with assign) the labels of those blocks; added to this group's slot: nk (K,),
+    s1 (K, D), s2 (flat). Returns (labels changed, inertia) of those blocks."""
+    N, D = X.shape
+    K = C.shape[0]
+    Xt = np.empty((D, BLOCK))
+    wb = np.empty(BLOCK)
+    dist = np.empty((K, BLOCK))
+    best = np.empty(BLOCK)
+    arg = np.empty(BLOCK, dtype=np.int64)
+    xr = np.empty(D)
+    changed = 0
+    inertia = 0.0
+    for blk in range(blk_lo, blk_hi):
+        r0 = blk * BLOCK
+        nb = min(BLOCK, N - r0)
+        _load(X, sw, r0, nb, Xt, wb)
+        if assign:
+            _sqdist(Xt, nb, C, dist)
+            _nearest(dist, nb, best, arg)
+            s = 0.0
+            for b in range(nb):
+                s += wb[b] * best[b]
+            inertia += s
+            for b in range(nb):
+                if labels[r0 + b] != arg[b]:
+                    changed += 1
+                    labels[r0 + b] = arg[b]
+        for b in range(nb):
+            k = labels[r0 + b]
+            if not 0 <= k < K:
+                continue
+            if code == MEANS_ONLY:  # a Lloyd step: plain sums, the hot loop of k-means
+                w = wb[b]
+                nk[k] += w
+                for i in range(D):  # X's row, not Xt's strided column: the same values
+                    s1[k, i] += w * X[r0 + b, i]
+            else:
+                _add_row(Xt, b, wb[b], C[k], code, k, xr, nk, s1, s2)
+    return changed, inertia
+
+
+@parallel_driver(*_ASSIGN_SIGS, calls=[(_assign_group, _ASSIGN_GROUP_SIGS), _SUMS])
+def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2, fn, sum_fn):
     """Statistics of a hard assignment, optionally to the nearest centres first.
 
     IN: X, sw; C (K, D) the centres; code a covariance code (statistics about the centres)
     or MEANS_ONLY (counts and plain sums: a Lloyd step); assign. IN/OUT: labels (N,) (with
     assign: the nearest centre, ties to the lowest index; rows outside [0, K) count nowhere).
     OUT: nk (K,), s1 (K, D), s2 (flat, by code). Returns (labels changed, inertia), both 0
-    without assign.
+    without assign. fn, sum_fn: the addresses of _assign_group and _sum_groups.
     """
     N, D = X.shape
     K = C.shape[0]
@@ -206,44 +272,14 @@ def _assign_kernel(X, sw, C, code, labels, assign, nk, s1, s2):
     s1_g = np.zeros((G, K, D))
     s2_g = np.zeros((G, S))
     for g in prange(G):
-        Xt = np.empty((D, BLOCK))
-        wb = np.empty(BLOCK)
-        dist = np.empty((K, BLOCK))
-        best = np.empty(BLOCK)
-        arg = np.empty(BLOCK, dtype=np.int64)
-        xr = np.empty(D)
-        nk_s, s1_s, s2_s = nk_g[g], s1_g[g], s2_g[g]
-        for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
-            r0 = blk * BLOCK
-            nb = min(BLOCK, N - r0)
-            _load(X, sw, r0, nb, Xt, wb)
-            if assign:
-                _sqdist(Xt, nb, C, dist)
-                _nearest(dist, nb, best, arg)
-                s = 0.0
-                for b in range(nb):
-                    s += wb[b] * best[b]
-                inertia_g[g] += s
-                for b in range(nb):
-                    if labels[r0 + b] != arg[b]:
-                        changed_g[g] += 1
-                        labels[r0 + b] = arg[b]
-            for b in range(nb):
-                k = labels[r0 + b]
-                if not 0 <= k < K:
-                    continue
-                if code == MEANS_ONLY:  # a Lloyd step: plain sums, the hot loop of k-means
-                    w = wb[b]
-                    nk_s[k] += w
-                    for i in range(D):  # X's row, not Xt's strided column: the same values
-                        s1_s[k, i] += w * X[r0 + b, i]
-                else:
-                    _add_row(Xt, b, wb[b], C[k], code, k, xr, nk_s, s1_s, s2_s)
+        changed_g[g], inertia_g[g] = _assign_group(
+            fn, X, sw, C, code, labels, assign, g * n_blocks // G, (g + 1) * n_blocks // G,
+            as_output(nk_g[g]), as_output(s1_g[g]), as_output(s2_g[g]))
     changed = 0
     for g in range(G):
         changed += changed_g[g]
-    inertia = _sum_groups(inertia_g, nk_g, s1_g, s2_g, nk, s1, s2,
-                          code == FULL or code == TIED)
+    inertia = _sum_groups(sum_fn, as_output(inertia_g), as_output(nk_g), as_output(s1_g),
+                          as_output(s2_g), nk, s1, s2, code == FULL or code == TIED)
     return changed, inertia
 
 

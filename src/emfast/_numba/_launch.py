@@ -54,12 +54,13 @@ def _pool_threads(n_threads):
 def run(kernel, n_threads, *args):
     """Call a parallel kernel on min(n_threads, NUMBA_NUM_THREADS) threads (a RuntimeWarning
     says when that is fewer than asked), compiling it for the dtype of its first argument on
-    first use.
+    first use; a kernel that calls outlined functions (_settings.parallel_driver) gets their
+    addresses as its last arguments.
 
     numba.set_num_threads is per calling thread, so concurrent fits (parallel n_init, user
     threads) each keep their own count; the caller's previous count is restored.
     """
-    compile_for(kernel, args[0])
+    args += compile_for(kernel, args[0])  # the addresses of the functions the driver calls
     n = _pool_threads(n_threads)
     prev = numba.get_num_threads()
     if n != prev:
