@@ -85,21 +85,30 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
             f"required{where}."
         )
-    if not allow_nan or max_magnitude is not None:
-        # NaN and infinities reach the min or the max: one pass, no (N, D) temporary
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if not allow_nan and not (math.isfinite(lo) and math.isfinite(hi)):
-            what = "NaN" if np.isnan(arr).any() else "infinity"
-            raise ValueError(
-                f"Input {name} contains {what}. emfast does not handle missing or infinite "
-                "values yet; remove or impute them first."
-            )
-        if max_magnitude is not None and max(hi, -lo) > max_magnitude:
-            raise ValueError(
-                f"{name} has values of magnitude {max(hi, -lo):.3g}, beyond the "
-                f"{max_magnitude:g} that {estimator or 'the model'}'s Gaussian statistics can "
-                f"square in float64; rescale {name} (e.g. divide it by its largest absolute "
-                "value)")
+    # NaN and infinities reach the min or the max: one pass, no (N, D) temporary. With
+    # allow_nan, NaN marks a missing value: fmin/fmax skip it, and infinity is still an error.
+    if not arr.size:
+        lo, hi = 0.0, 0.0
+    elif allow_nan:
+        lo, hi = float(np.fmin.reduce(arr, axis=None)), float(np.fmax.reduce(arr, axis=None))
+        lo, hi = (0.0, 0.0) if math.isnan(lo) else (lo, hi)    # every value missing
+    else:
+        lo, hi = float(arr.min()), float(arr.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        if allow_nan:
+            raise ValueError(f"Input {name} contains infinity. NaN marks a missing value; "
+                             "an infinite one is not missing: remove or replace it.")
+        what = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(
+            f"Input {name} contains {what}. emfast does not handle missing or infinite "
+            "values yet; remove or impute them first."
+        )
+    if max_magnitude is not None and max(hi, -lo) > max_magnitude:
+        raise ValueError(
+            f"{name} has values of magnitude {max(hi, -lo):.3g}, beyond the "
+            f"{max_magnitude:g} that {estimator or 'the model'}'s Gaussian statistics can "
+            f"square in float64; rescale {name} (e.g. divide it by its largest absolute "
+            "value)")
     return np.ascontiguousarray(arr)
 
 
