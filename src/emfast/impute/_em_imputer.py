@@ -181,8 +181,8 @@ class EMImputer(ParamsMixin):
         order, _ = pattern_order(mask)
         seen = ~mask[order].all(axis=1)    # rows missing everywhere say nothing
         Xs = np.ascontiguousarray(X[order[seen]])
-        mean = np.nanmean(X, axis=0).astype(np.float64)
-        var = np.nanvar(X, axis=0).astype(np.float64)
+        mean = np.nanmean(X, axis=0, dtype=np.float64)
+        var = np.nanvar(X, axis=0, dtype=np.float64)
         family = _MissingNormalFamily(get_backend(self.backend, "missing"), float(len(Xs)),
                                       float(self.ridge), np.diag(var))
         monitor = VerboseMonitor(self.verbose, 1) if self.verbose else None
