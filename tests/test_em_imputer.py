@@ -173,12 +173,14 @@ def test_sample_imputations():
 
 def test_ridge_keeps_wide_data_fittable():
     rng = np.random.default_rng(11)
-    X = rng.normal(size=(12, 10))
-    X[rng.random(X.shape) < 0.3] = np.nan
+    X = rng.normal(size=(6, 10))        # 6 rows cannot span 10 dimensions
     with pytest.raises(ValueError, match="ridge"):
         EMImputer(max_iter=500).fit(X)
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 0] = rng.normal(size=6)        # no column empty or constant
     imp = EMImputer(ridge=2.0, max_iter=500).fit(X)
     assert np.all(np.linalg.eigvalsh(imp.covariance_) > 0)
+    assert np.isfinite(imp.transform(X)).all()
 
 
 @pytest.mark.parametrize("X,match", [

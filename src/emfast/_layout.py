@@ -8,7 +8,7 @@ kernel's results bit-identical for any number of threads.
 MAX_GROUPS = 64                # fixed-order partial sums; more than any thread count we use
 MAX_GROUP_BYTES = 64 << 20     # all groups' slots together stay under this
 _MISSING_MAX_BLOCK = 256
-_MISSING_SCRATCH_DOUBLES = 128 * 1024
+_MISSING_SCRATCH_DOUBLES = 256 * 1024
 
 
 def n_groups(n_blocks, slot_doubles):
@@ -20,9 +20,10 @@ def n_groups(n_blocks, slot_doubles):
 
 
 def missing_block_rows(D, K):
-    """Rows per block of the missing-value E-step: 256, halved (down to 16) while the K
-    centred blocks of a thread's scratch (K x B x D doubles) exceed 128 Ki doubles."""
+    """Rows per block of the missing-value E-step: 256, halved (down to 16) while a thread's
+    scratch of K centred blocks and their products (2 K x B x D doubles) exceeds 256 Ki
+    doubles."""
     B = _MISSING_MAX_BLOCK
-    while B > 16 and K * B * D > _MISSING_SCRATCH_DOUBLES:
+    while B > 16 and 2 * K * B * D > _MISSING_SCRATCH_DOUBLES:
         B //= 2
     return B

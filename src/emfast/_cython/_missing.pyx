@@ -15,16 +15,17 @@ rather than of Sigma_OO (o x o): with d_O = x_O - mu_O and b = Lambda_MO d_O,
 A row with nothing missing is the plain Gaussian density; a row with everything missing has
 density 1 (it carries no information).
 
-Rows are processed in fixed blocks (``emfast._layout``: the rule both backends share). Per block and component k, the rows centred on mu_k with
-zeros in their missing places form Z (B, D). Per row, Lambda_k times its row of Z (only the
-observed columns of the symmetric Lambda_k are read) holds both Lambda_OO d_O (at O) and b
-(at M), and the factor of Lambda_MM comes from its missing
-pattern, computed again only when the pattern differs from the previous row's (emfast's
-estimators sort the rows by pattern, so each pattern is factored about once per group); the
-two triangular solves give d_M, which is written into Z's missing places. After the
-log-sum-exp over components each row of Z is scaled by sqrt(w r) and one dsyrk per block adds
-Z'Z to the second moments; the conditional covariances are added once per run of rows with
-the same pattern, weighted by the run's sum of w r.
+Per pattern (a run of rows with the same missing coordinates; emfast's estimators sort the
+rows by pattern, and the factors are computed again only when a row's pattern differs from
+the previous row's): Lambda_MM = L D L' (unit L, no square roots on the pivot chain), its
+inverse, the conditional covariance C, and log det Lambda_MM, for every component.
+
+Per block of rows (``emfast._layout``: the block and group sizes both backends share) and
+component k: the rows centred on mu_k with zeros in their missing places form Z (B, D); one
+dgemm gives Z Lambda_k, whose row holds Lambda_OO d_O at O and b at M. Per row, d_M = -C b is
+written into Z's missing places. After the log-sum-exp over components each row of Z is
+scaled by sqrt(w r) and one dsyrk per block adds Z'Z to the second moments; C is added once
+per run of rows with the same pattern, weighted by the run's sum of w r.
 
 Determinism: the blocks are split into contiguous groups whose number depends only on the
 shapes; each group adds its blocks in order into its own buffer (runs of a pattern end at a

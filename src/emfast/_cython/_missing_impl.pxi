@@ -9,27 +9,88 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, isnan, log, sqrt
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
-from scipy.linalg.cython_blas cimport dsyrk
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
 
 cdef extern from *:
     """
-    /* out = lam z for a symmetric (D, D) lam, adding only the columns where z is not zero
-       (a row's missing places). restrict: the column loop vectorises. */
-    static void emfast_prec_times(const double* __restrict z, const double* __restrict lam,
-                                  int D, double* __restrict out)
+    /* The per-row loops with restrict pointers, so that they vectorise. */
+
+    /* The per-pattern algebra, from the (m, m) symmetric positive definite block a (the
+       precision's missing-missing block; destroyed): a = L D L' with L unit lower
+       triangular (no square roots on the pivot chain), T = L^-1, dinv = 1 / diag(D),
+       C = a^-1 = T' diag(dinv) T (full), logdet = log det a. v: (m,) scratch.
+       Returns 0, or -1 when a is not numerically positive definite. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    /* loops of a few iterations each: vectorising them only adds prologues and epilogues */
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static int emfast_ldl_inverse(double* __restrict a, int m, double* __restrict T,
+                                  double* __restrict dinv, double* __restrict C,
+                                  double* __restrict v, double* logdet)
     {
-        for (int i = 0; i < D; i++) out[i] = 0.0;
-        for (int j = 0; j < D; j++) {
-            const double c = z[j];
-            if (c != 0.0) {
-                const double* __restrict col = lam + (size_t) j * D;
-                for (int i = 0; i < D; i++) out[i] += c * col[i];
+        double acc = 0.0, prod = 1.0;
+        for (int j = 0; j < m; j++) {
+            double d = a[j * m + j];
+            for (int l = 0; l < j; l++) {
+                v[l] = a[j * m + l] * a[l * m + l];
+                d -= a[j * m + l] * v[l];
+            }
+            if (!(d > 0.0)) return -1;
+            a[j * m + j] = d;
+            dinv[j] = 1.0 / d;
+            for (int i = j + 1; i < m; i++) {
+                double s = a[i * m + j];
+                for (int l = 0; l < j; l++) s -= a[i * m + l] * v[l];
+                a[i * m + j] = s * dinv[j];
+            }
+            prod *= d;                      /* one log per pattern, not one per pivot */
+            if (prod > 1e150 || prod < 1e-150) { acc += log(prod); prod = 1.0; }
+        }
+        *logdet = acc + log(prod);
+        for (int j = 0; j < m; j++) {       /* T = L^-1, unit lower triangular */
+            for (int i = 0; i < j; i++) T[i * m + j] = 0.0;
+            T[j * m + j] = 1.0;
+            for (int i = j + 1; i < m; i++) {
+                double s = 0.0;
+                for (int l = j; l < i; l++) s += a[i * m + l] * T[l * m + j];
+                T[i * m + j] = -s;
             }
         }
+        /* C = sum_l dinv_l t_l t_l' over the rows t_l of T: rank-one updates of the lower
+           triangle along contiguous rows, then mirrored */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j <= i; j++) C[i * m + j] = 0.0;
+        for (int l = 0; l < m; l++) {
+            const double* __restrict t = T + l * m;
+            for (int i = 0; i <= l; i++) {
+                const double c = dinv[l] * t[i];
+                double* __restrict row = C + i * m;
+                for (int j = 0; j <= i; j++) row[j] += c * t[j];
+            }
+        }
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < i; j++) C[j * m + i] = C[i * m + j];
+        return 0;
     }
+
+    /* z = x - mu, with 0 where x is NaN (missing) */
+    #define EMFAST_DEFINE_CENTRE(T)                                                         \
+    static void emfast_centre_##T(const T* __restrict x, const double* __restrict mu,      \
+                                  int D, double* __restrict z)                             \
+    {                                                                                      \
+        for (int i = 0; i < D; i++) {                                                      \
+            const double v = (double) x[i];                                                \
+            z[i] = v != v ? 0.0 : v - mu[i];                                               \
+        }                                                                                  \
+    }
+    EMFAST_DEFINE_CENTRE(float)
+    EMFAST_DEFINE_CENTRE(double)
     """
-    void emfast_prec_times(const double* z, const double* lam, int D, double* out) noexcept nogil
+    int emfast_ldl_inverse(double* a, int m, double* T, double* dinv, double* C, double* v,
+                           double* logdet) noexcept nogil
+    void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
+    void emfast_centre_double(const double* x, const double* mu, int D,
+                              double* z) noexcept nogil
 
 import numpy as np
 
@@ -48,12 +109,14 @@ ctypedef struct Model:
 
 ctypedef struct Pattern:    # the missing pattern of the current run of rows, per thread
     int valid               # 0 until the first row is seen
-    int m                   # number of missing coordinates
+    int m, o                # numbers of missing and observed coordinates
     unsigned char* miss     # (D,) 1 where missing
     int* mis                # (m,) the missing coordinates, ascending
-    double* chol            # (K, m, m) lower Cholesky factor L of Lambda_k,MM
-    double* rdiag           # (K, m) 1 / diag(L): the solves multiply, never divide
-    double* linv            # (m, m) L^-1 of one component, when a run ends
+    double* linv            # (K, m, m) L^-1 with L D L' = Lambda_k,MM (L unit lower)
+    double* dinv            # (K, m) 1 / diag(D)
+    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance
+    double* chol            # (m, m) scratch for the factor
+    double* v               # (m,) scratch
     double* logc            # (K,) log w_k - (o log 2 pi - log det Lambda_k + log det L L')/2
     double* runw            # (K,) sum of w r of the run's rows so far
 
@@ -61,9 +124,9 @@ ctypedef struct Pattern:    # the missing pattern of the current run of rows, pe
 ctypedef struct Work:
     Pattern p
     double* z               # (K, B, D) centred rows; then filled, then scaled by sqrt(w r)
-    double* t               # (D,) Lambda_k times one row of Z_k
+    double* t               # (K, B, D) Z_k Lambda_k
     double* lp              # (B, K) log(pi_k p_k(x_O)), then responsibilities
-    double* y               # (D,) solve scratch
+    double* y               # (D,) scratch
 
 
 cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
@@ -72,20 +135,21 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
         return NULL
     W.p.miss = <unsigned char*> malloc(D)
     W.p.mis = <int*> malloc(D * sizeof(int))
-    W.p.chol = <double*> malloc(K * D * D * sizeof(double))
-    W.p.rdiag = <double*> malloc(K * D * sizeof(double))
-    W.p.linv = <double*> malloc(D * D * sizeof(double))
+    W.p.dinv = <double*> malloc(K * D * sizeof(double))
+    W.p.v = <double*> malloc(D * sizeof(double))
+    W.p.linv = <double*> malloc(K * D * D * sizeof(double))
+    W.p.cond = <double*> malloc(K * D * D * sizeof(double))
+    W.p.chol = <double*> malloc(D * D * sizeof(double))
     W.p.logc = <double*> malloc(K * sizeof(double))
     W.p.runw = <double*> malloc(K * sizeof(double))
     W.z = <double*> malloc(K * B * D * sizeof(double))
-    W.t = <double*> malloc(D * sizeof(double))
+    W.t = <double*> malloc(K * B * D * sizeof(double))
     W.lp = <double*> malloc(B * K * sizeof(double))
     W.y = <double*> malloc(D * sizeof(double))
     W.p.valid = 0
-    if (W.p.miss == NULL or W.p.mis == NULL or W.p.chol == NULL or W.p.rdiag == NULL
-            or W.p.linv == NULL
-            or W.p.logc == NULL or W.p.runw == NULL or W.z == NULL or W.t == NULL
-            or W.lp == NULL or W.y == NULL):
+    if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
+            or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
+            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL):
         _work_free(W)
         return NULL
     return W
@@ -93,27 +157,10 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
 
 cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
-        free(W.p.miss); free(W.p.mis); free(W.p.chol); free(W.p.rdiag);
-        free(W.p.linv); free(W.p.logc)
-        free(W.p.runw); free(W.z); free(W.t); free(W.lp); free(W.y)
+        free(W.p.miss); free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
+        free(W.p.chol); free(W.p.logc); free(W.p.runw)
+        free(W.z); free(W.t); free(W.lp); free(W.y)
         free(W)
-
-
-cdef int _cholesky(double* a, int m, double* rd) noexcept nogil:
-    """In place: the lower triangle of a (m, m) becomes L with L L' = a; rd = 1 / diag(L).
-    Returns 0, or -1 when a is not numerically positive definite."""
-    cdef int i, j
-    cdef double s
-    for j in range(m):
-        s = a[j * m + j] - _dot(a + j * m, a + j * m, j)
-        if not s > 0.0:
-            return -1
-        s = sqrt(s)
-        a[j * m + j] = s
-        rd[j] = 1.0 / s
-        for i in range(j + 1, m):
-            a[i * m + j] = (a[i * m + j] - _dot(a + i * m, a + j * m, j)) * rd[j]
-    return 0
 
 
 cdef inline double _dot(const double* a, const double* b, int n) noexcept nogil:
@@ -124,83 +171,47 @@ cdef inline double _dot(const double* a, const double* b, int n) noexcept nogil:
     return s
 
 
-cdef void _solve_lower(const double* L, const double* rd, int m, double* y) noexcept nogil:
-    """y <- L^-1 y (L lower triangular, row-major; rd = 1 / diag(L))."""
-    cdef int i
-    for i in range(m):
-        y[i] = (y[i] - _dot(L + i * m, y, i)) * rd[i]
-
-
-cdef void _solve_upper_t(const double* L, const double* rd, int m, double* y) noexcept nogil:
-    """y <- L'^-1 y (L lower triangular, row-major; L' read by columns)."""
-    cdef int i, j
-    cdef double s
-    for i in range(m - 1, -1, -1):
-        s = y[i]
-        for j in range(i + 1, m):
-            s -= L[j * m + i] * y[j]
-        y[i] = s * rd[i]
-
-
 cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
-    """Factor Lambda_k,MM of the pattern in P.miss for every k. Returns -1 on failure."""
+    """The per-pattern quantities of every component for the pattern in P.miss: the factor
+    of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
+    Returns -1 when a factor fails."""
     cdef int D = M.D, K = M.K, m = 0, i, j, k
-    cdef double* L
     cdef const double* lam
     cdef double logdet_mm
     for i in range(D):
         if P.miss[i]:
             P.mis[m] = i
             m += 1
-    P.m = m
+    P.m, P.o = m, D - m
     for k in range(K):
-        L = P.chol + k * m * m
         lam = M.prec + k * D * D
         for i in range(m):
             for j in range(m):
-                L[i * m + j] = lam[P.mis[i] * D + P.mis[j]]
-        if _cholesky(L, m, P.rdiag + k * m) != 0:
+                P.chol[i * m + j] = lam[P.mis[i] * D + P.mis[j]]
+        if emfast_ldl_inverse(P.chol, m, P.linv + k * m * m, P.dinv + k * m,
+                              P.cond + k * m * m, P.v, &logdet_mm) != 0:
             return -1
-        logdet_mm = 0.0
-        for i in range(m):
-            logdet_mm += 2.0 * log(L[i * m + i])
-        P.logc[k] = M.logw[k] - 0.5 * ((D - m) * LOG_2PI - M.logdet[k] + logdet_mm)
+        P.logc[k] = M.logw[k] - 0.5 * (P.o * LOG_2PI - M.logdet[k] + logdet_mm)
+    for k in range(K):
         P.runw[k] = 0.0
     P.valid = 1
     return 0
 
 
 cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
-    """Add each component's conditional covariance Lambda_MM^-1 = L'^-1 L^-1, weighted by the
-    run's sum of w r, to the missing block of its second moments s2 (K, D, D; lower
-    triangle)."""
-    cdef int D = M.D, m = P.m, i, j, k, l
-    cdef const double* L
-    cdef const double* rd
-    cdef double* T = P.linv
+    """Add each component's conditional covariance, weighted by the run's sum of w r, to the
+    missing block of its second moments s2 (K, D, D; lower triangle)."""
+    cdef int D = M.D, m = P.m, i, j, k
+    cdef const double* C
     cdef double* s
-    cdef double acc
-    if not P.valid or m == 0:
+    if not P.valid:
         return
     for k in range(M.K):
-        if P.runw[k] == 0.0:
-            continue
-        L = P.chol + k * m * m
-        rd = P.rdiag + k * m
-        for j in range(m):      # T = L^-1, lower triangular, column by column
-            T[j * m + j] = rd[j]
-            for i in range(j + 1, m):
-                acc = 0.0
-                for l in range(j, i):
-                    acc += L[i * m + l] * T[l * m + j]
-                T[i * m + j] = -acc * rd[i]
+        C = P.cond + k * m * m
         s = s2 + k * D * D
         for i in range(m):
             for j in range(i + 1):
-                acc = 0.0
-                for l in range(i, m):
-                    acc += T[l * m + i] * T[l * m + j]
-                s[P.mis[i] * D + P.mis[j]] += P.runw[k] * acc
+                s[P.mis[i] * D + P.mis[j]] += P.runw[k] * C[i * m + j]
         P.runw[k] = 0.0
 
 
@@ -212,33 +223,49 @@ cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noex
     return 1
 
 
+cdef double _fill_missing(const Pattern* P, const double* C, const double* t,
+                          double* z) noexcept nogil:
+    """z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; returns d_M . b (the term that turns
+    d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O)."""
+    cdef int m = P.m, a, c
+    cdef double s, q = 0.0
+    for a in range(m):
+        s = 0.0
+        for c in range(m):
+            s -= C[a * m + c] * t[P.mis[c]]
+        z[P.mis[a]] = s
+        q += s * t[P.mis[a]]
+    return q
+
+
 cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
                 const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
                 double* logp) noexcept nogil:
     """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D)).
     Returns -1 when a pattern's factor fails."""
-    cdef int D = M.D, K = M.K, b, i, k, a
+    cdef int D = M.D, K = M.K, b, i, k
     cdef Pattern* P = &W.p
     cdef const floating* x
-    cdef double* z
     cdef double* zb
-    cdef double* tb
     cdef double* lp
     cdef double* nk = st + 1
     cdef double* s1 = st + 1 + K
     cdef double* s2 = st + 1 + K + K * D
-    cdef double q, mx, tot, w, r, v, one = 1.0
-    cdef const double* mu
+    cdef double q, mx, tot, w, r, v, one = 1.0, zero = 0.0
+    cdef double* tb
     cdef char* tr = b"N"
     cdef char* up = b"U"
-    # Z_k: rows centred on mu_k, zeros where missing; T = Z_k Lambda_k.
-    for k in range(K):
-        z = W.z + k * B * D
-        mu = M.mu + k * D
+    for k in range(K):          # Z_k: the rows centred on mu_k, zeros where missing
         for b in range(B):
-            x = X + (n0 + b) * D
-            for i in range(D):
-                z[b * D + i] = 0.0 if isnan(x[i]) else x[i] - mu[i]
+            if floating is float:
+                emfast_centre_float(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+            else:
+                emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+    # T_k = Z_k Lambda_k: row b holds Lambda_OO d_O at O and b = Lambda_MO d_O at M (d is
+    # zero where missing); Lambda_k is symmetric, so row-major and column-major agree.
+    for k in range(K):
+        dgemm(tr, tr, &D, &B, &D, &one, M.prec + k * D * D, &D, W.z + k * B * D, &D, &zero,
+              W.t + k * B * D, &D)
     for b in range(B):
         x = X + (n0 + b) * D
         if not P.valid or not _same_pattern(x, P.miss, D):
@@ -250,40 +277,36 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
         lp = W.lp + b * K
         for k in range(K):
             zb = W.z + (k * B + b) * D
-            tb = W.t
-            # b = Lambda_MO d_O and Lambda_OO d_O, as one row of Z_k Lambda_k (by columns of
-            # the symmetric Lambda_k: only the observed ones, d is zero elsewhere)
-            emfast_prec_times(zb, M.prec + k * D * D, D, tb)
+            tb = W.t + (k * B + b) * D
             q = _dot(zb, tb, D)
-            for a in range(P.m):
-                W.y[a] = -tb[P.mis[a]]
-            _solve_lower(P.chol + k * P.m * P.m, P.rdiag + k * P.m, P.m, W.y)
-            _solve_upper_t(P.chol + k * P.m * P.m, P.rdiag + k * P.m, P.m, W.y)
-            for a in range(P.m):
-                q += W.y[a] * tb[P.mis[a]]
-                zb[P.mis[a]] = W.y[a]
+            q += _fill_missing(P, P.cond + k * P.m * P.m, tb, zb)
             lp[k] = P.logc[k] - 0.5 * q
-        mx = -INFINITY
-        for k in range(K):
-            if lp[k] > mx:
-                mx = lp[k]
-        tot = 0.0
-        for k in range(K):
-            lp[k] = exp(lp[k] - mx)
-            tot += lp[k]
-        v = mx + log(tot)
+        if K == 1:              # one component: its responsibility is 1
+            v = lp[0]
+            lp[0] = 1.0
+        else:
+            mx = -INFINITY
+            for k in range(K):
+                if lp[k] > mx:
+                    mx = lp[k]
+            tot = 0.0
+            for k in range(K):
+                lp[k] = exp(lp[k] - mx)
+                tot += lp[k]
+            v = mx + log(tot)
+            for k in range(K):
+                lp[k] = lp[k] / tot
         w = 1.0 if sw == NULL else sw[n0 + b]
         st[0] += w * v
         if logp != NULL:
             logp[n0 + b] = v
         for k in range(K):
-            r = lp[k] / tot
-            lp[k] = r
-            nk[k] += w * r
-            P.runw[k] += w * r
+            r = w * lp[k]
+            nk[k] += r
+            P.runw[k] += r
             zb = W.z + (k * B + b) * D
             for i in range(D):
-                s1[k * D + i] += w * r * zb[i]
+                s1[k * D + i] += r * zb[i]
         if filled != NULL:
             _fill_row(M, P, W, x, noise, n0 + b, b, B, filled + (n0 + b) * D)
         for k in range(K):
@@ -301,7 +324,7 @@ cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
                     double* out) noexcept nogil:
     """out = x with its missing coordinates replaced by sum_k r_k (mu_k + d_k) -- or, with
     noise (K = 1), by a draw mu + d + L'^-1 z_M from the conditional distribution."""
-    cdef int D = M.D, m = P.m, a, k, i
+    cdef int D = M.D, m = P.m, a, c, k, i
     cdef double s
     for i in range(D):
         out[i] = x[i]
@@ -311,12 +334,12 @@ cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
         for k in range(M.K):
             s += W.lp[b * M.K + k] * (M.mu[k * D + i] + W.z[(k * B + b) * D + i])
         out[i] = s
-    if noise != NULL and m > 0:
-        for a in range(m):
-            W.y[a] = noise[n * D + P.mis[a]]
-        _solve_upper_t(P.chol, P.rdiag, m, W.y)
-        for a in range(m):
-            out[P.mis[a]] += W.y[a]
+    if noise != NULL:
+        for a in range(m):      # (L^-1)' D^-1/2 z_M, whose covariance is Lambda_MM^-1
+            s = 0.0
+            for c in range(a, m):
+                s += P.linv[c * m + a] * sqrt(P.dinv[c]) * noise[n * D + P.mis[c]]
+            out[P.mis[a]] += s
 
 
 cdef int _group(const Model* M, Work* W, const floating* X, const double* sw,

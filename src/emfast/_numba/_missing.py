@@ -2,13 +2,12 @@
 :mod:`emfast.kernels`; judge: ``tests/reference_missing.py``).
 
 The same algorithm as the Cython kernel (see the docstring of ``emfast._cython._missing``):
-the precision matrix's block Lambda_MM of each row's missing pattern is factored once per run
-of rows with that pattern; d_M = -Lambda_MM^-1 Lambda_MO d_O fills the centred row; the
-second moments of a block come from the filled rows scaled by sqrt(w r) (one matrix product
-per block and component), the conditional covariances are added once per run. Blocks of
-:func:`emfast._layout.missing_block_rows` rows go into contiguous groups whose number depends
-on the shapes only; groups add into their own slots, summed in group order: bit-identical
-results for any thread count.
+per run of rows with one missing pattern, Lambda_MM = L D L', its inverse C (the conditional
+covariance) and log det; per block, Z Lambda_k by one matrix product; per row, d_M = -C b
+fills the centred row; the second moments of a block come from the filled rows scaled by
+sqrt(w r), and C is added once per run. Blocks of :func:`emfast._layout.missing_block_rows`
+rows go into contiguous groups whose number depends on the shapes only; groups add into
+their own slots, summed in group order: bit-identical results for any thread count.
 """
 
 import math
@@ -32,48 +31,56 @@ _SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, types.int64, types.int64, OU
 
 
 @njit(**JIT)
-def _cholesky(a, m):
-    """In place on a[:m, :m]: its lower triangle becomes L with L L' = a. False when a is not
+def _ldl_inverse(a, m, T, dinv, C, v):
+    """From the SPD block a[:m, :m] (destroyed): a = L D L' (L unit lower), T = L^-1,
+    dinv = 1 / diag(D), C = a^-1 = T' diag(dinv) T. Returns log det a, or NaN when a is not
     numerically positive definite."""
+    acc, prod = 0.0, 1.0
     for j in range(m):
-        s = a[j, j]
+        d = a[j, j]
         for l in range(j):
-            s -= a[j, l] * a[j, l]
-        if not s > 0.0:
-            return False
-        s = math.sqrt(s)
-        a[j, j] = s
+            v[l] = a[j, l] * a[l, l]
+            d -= a[j, l] * v[l]
+        if not d > 0.0:
+            return np.nan
+        a[j, j] = d
+        dinv[j] = 1.0 / d
         for i in range(j + 1, m):
-            t = a[i, j]
+            s = a[i, j]
             for l in range(j):
-                t -= a[i, l] * a[j, l]
-            a[i, j] = t / s
-    return True
-
-
-@njit(**JIT)
-def _solve_lower(L, m, y):
-    """y[:m] <- L^-1 y[:m] (L lower triangular)."""
+                s -= a[i, l] * v[l]
+            a[i, j] = s * dinv[j]
+        prod *= d  # one log per pattern, not one per pivot
+        if prod > 1e150 or prod < 1e-150:
+            acc += math.log(prod)
+            prod = 1.0
+    for j in range(m):
+        for i in range(j):
+            T[i, j] = 0.0
+        T[j, j] = 1.0
+        for i in range(j + 1, m):
+            s = 0.0
+            for l in range(j, i):
+                s += a[i, l] * T[l, j]
+            T[i, j] = -s
     for i in range(m):
-        s = y[i]
+        for j in range(i + 1):
+            C[i, j] = 0.0
+    for l in range(m):
+        for i in range(l + 1):
+            c = dinv[l] * T[l, i]
+            for j in range(i + 1):
+                C[i, j] += c * T[l, j]
+    for i in range(m):
         for j in range(i):
-            s -= L[i, j] * y[j]
-        y[i] = s / L[i, i]
+            C[j, i] = C[i, j]
+    return acc + math.log(prod)
 
 
 @njit(**JIT)
-def _solve_upper_t(L, m, y):
-    """y[:m] <- L'^-1 y[:m] (L lower triangular)."""
-    for i in range(m - 1, -1, -1):
-        s = y[i]
-        for j in range(i + 1, m):
-            s -= L[j, i] * y[j]
-        y[i] = s / L[i, i]
-
-
-@njit(**JIT)
-def _new_pattern(logw, prec, logdet, miss, mis, chol, logc, runw):
-    """Factor Lambda_k,MM of the pattern ``miss`` for every k into chol[k]; logc[k] its
+def _new_pattern(logw, prec, logdet, miss, mis, linv, dinv, cond, logc, runw, a, v):
+    """The per-pattern quantities of every component for the pattern ``miss``: L^-1 and
+    1 / diag(D) of Lambda_k,MM = L D L', its inverse (the conditional covariance), the
     log-density constant. Returns m, or -1 when a factor fails."""
     K, D = prec.shape[0], prec.shape[1]
     m = 0
@@ -84,30 +91,22 @@ def _new_pattern(logw, prec, logdet, miss, mis, chol, logc, runw):
     for k in range(K):
         for i in range(m):
             for j in range(m):
-                chol[k, i, j] = prec[k, mis[i], mis[j]]
-        if not _cholesky(chol[k], m):
+                a[i, j] = prec[k, mis[i], mis[j]]
+        logdet_mm = _ldl_inverse(a, m, linv[k], dinv[k], cond[k], v)
+        if math.isnan(logdet_mm):
             return -1
-        logdet_mm = 0.0
-        for i in range(m):
-            logdet_mm += 2.0 * math.log(chol[k, i, i])
         logc[k] = logw[k] - 0.5 * ((D - m) * LOG_2PI - logdet[k] + logdet_mm)
         runw[k] = 0.0
     return m
 
 
 @njit(**JIT)
-def _end_run(m, mis, chol, runw, s2, y):
-    """s2[k][M, M] (lower triangle) += runw[k] * Lambda_k,MM^-1, column by column."""
-    for k in range(chol.shape[0]):
-        if runw[k] == 0.0 or m == 0:
-            continue
-        for j in range(m):
-            for i in range(m):
-                y[i] = 1.0 if i == j else 0.0
-            _solve_lower(chol[k], m, y)
-            _solve_upper_t(chol[k], m, y)
-            for i in range(j, m):
-                s2[k, mis[i], mis[j]] += runw[k] * y[i]
+def _end_run(m, mis, cond, runw, s2):
+    """s2[k][M, M] (lower triangle) += runw[k] * Lambda_k,MM^-1."""
+    for k in range(cond.shape[0]):
+        for i in range(m):
+            for j in range(i + 1):
+                s2[k, mis[i], mis[j]] += runw[k] * cond[k, i, j]
         runw[k] = 0.0
 
 
@@ -118,12 +117,15 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
     N, D = X.shape
     K = mu.shape[0]
     z = np.empty((K, B, D))
-    t = np.empty(D)
+    t = np.empty((K, B, D))
     lp = np.empty(K)
-    y = np.empty(D)
     miss = np.zeros(D, dtype=np.bool_)
     mis = np.empty(D, dtype=np.int64)
-    chol = np.empty((K, D, D))
+    linv = np.empty((K, D, D))
+    dinv = np.empty((K, D))
+    cond = np.empty((K, D, D))
+    a = np.empty((D, D))
+    v = np.empty(D)
     logc = np.empty(K)
     runw = np.zeros(K)
     m = -1  # no pattern yet
@@ -133,8 +135,10 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
         for k in range(K):
             for b in range(nb):
                 for i in range(D):
-                    v = X[n0 + b, i]
-                    z[k, b, i] = 0.0 if math.isnan(v) else v - mu[k, i]
+                    x = X[n0 + b, i]
+                    z[k, b, i] = 0.0 if math.isnan(x) else x - mu[k, i]
+            # row b of Z_k Lambda_k: Lambda_OO d_O at O and b = Lambda_MO d_O at M
+            np.dot(z[k, :nb], prec[k], t[k, :nb])
         for b in range(nb):
             n = n0 + b
             same = m >= 0
@@ -143,65 +147,63 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
                     same = False
             if not same:
                 if m >= 0:
-                    _end_run(m, mis, chol, runw, s2, y)
+                    _end_run(m, mis, cond, runw, s2)
                 for i in range(D):
                     miss[i] = math.isnan(X[n, i])
-                m = _new_pattern(logw, prec, logdet, miss, mis, chol, logc, runw)
+                m = _new_pattern(logw, prec, logdet, miss, mis, linv, dinv, cond, logc, runw,
+                                 a, v)
                 if m < 0:
                     return False
             for k in range(K):
-                zb = z[k, b]
-                t[:] = 0.0
-                for j in range(D):
-                    c = zb[j]
-                    if c != 0.0:
-                        for i in range(D):
-                            t[i] += c * prec[k, j, i]
                 q = 0.0
                 for i in range(D):
-                    q += zb[i] * t[i]
-                for a in range(m):
-                    y[a] = -t[mis[a]]
-                _solve_lower(chol[k], m, y)
-                _solve_upper_t(chol[k], m, y)
-                for a in range(m):
-                    q += y[a] * t[mis[a]]
-                    zb[mis[a]] = y[a]
+                    q += z[k, b, i] * t[k, b, i]
+                for r in range(m):  # d_M = -C b, written into z's missing places
+                    s = 0.0
+                    for c in range(m):
+                        s -= cond[k, r, c] * t[k, b, mis[c]]
+                    z[k, b, mis[r]] = s
+                    q += s * t[k, b, mis[r]]
                 lp[k] = logc[k] - 0.5 * q
-            mx = -np.inf
-            for k in range(K):
-                mx = max(mx, lp[k])
-            tot = 0.0
-            for k in range(K):
-                lp[k] = math.exp(lp[k] - mx)
-                tot += lp[k]
-            v = mx + math.log(tot)
+            if K == 1:  # one component: its responsibility is 1
+                val = lp[0]
+                lp[0] = 1.0
+            else:
+                mx = -np.inf
+                for k in range(K):
+                    mx = max(mx, lp[k])
+                tot = 0.0
+                for k in range(K):
+                    lp[k] = math.exp(lp[k] - mx)
+                    tot += lp[k]
+                val = mx + math.log(tot)
+                for k in range(K):
+                    lp[k] /= tot
             w = 1.0 if sw.shape[0] == 0 else sw[n]
-            st[0] += w * v
+            st[0] += w * val
             if logp.shape[0] > 0:
-                logp[n] = v
+                logp[n] = val
             for k in range(K):
-                r = lp[k] / tot
-                lp[k] = r
-                st[1 + k] += w * r
-                runw[k] += w * r
+                r = w * lp[k]
+                st[1 + k] += r
+                runw[k] += r
                 for i in range(D):
-                    s1[k, i] += w * r * z[k, b, i]
+                    s1[k, i] += r * z[k, b, i]
             if filled.shape[0] > 0:
                 for i in range(D):
                     filled[n, i] = X[n, i]
-                for a in range(m):
-                    i = mis[a]
+                for r in range(m):
+                    i = mis[r]
                     s = 0.0
                     for k in range(K):
                         s += lp[k] * (mu[k, i] + z[k, b, i])
                     filled[n, i] = s
-                if noise.shape[0] > 0 and m > 0:
-                    for a in range(m):
-                        y[a] = noise[n, mis[a]]
-                    _solve_upper_t(chol[0], m, y)
-                    for a in range(m):
-                        filled[n, mis[a]] += y[a]
+                if noise.shape[0] > 0:  # (L^-1)' D^-1/2 z_M: covariance Lambda_MM^-1
+                    for r in range(m):
+                        s = 0.0
+                        for c in range(r, m):
+                            s += linv[0, c, r] * math.sqrt(dinv[0, c]) * noise[n, mis[c]]
+                        filled[n, mis[r]] += s
             for k in range(K):
                 r = math.sqrt(w * lp[k])
                 for i in range(D):
@@ -210,7 +212,7 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
             zk = z[k, :nb]
             s2[k] += zk.T @ zk
     if m >= 0:
-        _end_run(m, mis, chol, runw, s2, y)
+        _end_run(m, mis, cond, runw, s2)
     return True
 
 
