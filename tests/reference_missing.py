@@ -38,7 +38,7 @@ def _row_terms(x, log_weights, means, covariances):
 
 
 def missing_estep(X, sample_weight, log_weights, means, covariances, noise=None):
-    """Reference of the kernel: (loglik, nk, s1, s2, filled, logp).
+    """Reference of the kernel: (loglik, nk, s1, s2, filled, logp, resp).
 
     s1, s2 are centred on ``means``: s1[k] = sum w r (xhat_k - mu_k), s2[k] = sum w r
     ((xhat_k - mu_k)(xhat_k - mu_k)^T + C_k). ``filled`` holds the mixture's conditional
@@ -53,12 +53,13 @@ def missing_estep(X, sample_weight, log_weights, means, covariances, noise=None)
     s1 = np.zeros((K, D))
     s2 = np.zeros((K, D, D))
     logp = np.empty(N)
+    resp = np.empty((N, K))
     filled = X.copy()
     for n in range(N):
         terms = _row_terms(X[n], log_weights, means, covariances)
         lp = np.array([t[0] for t in terms])
         logp[n] = logsumexp(lp)
-        r = np.exp(lp - logp[n])
+        r = resp[n] = np.exp(lp - logp[n])
         filled[n] = sum(rk * t[1] for rk, t in zip(r, terms))
         for k, (_, xk, ck) in enumerate(terms):
             d = xk - means[k]
@@ -71,4 +72,4 @@ def missing_estep(X, sample_weight, log_weights, means, covariances, noise=None)
                 lam_mm = np.linalg.inv(covariances[0])[np.ix_(miss, miss)]
                 L = np.linalg.cholesky(lam_mm)
                 filled[n, miss] += np.linalg.solve(L.T, noise[n, miss])
-    return float(w @ logp), nk, s1, s2, filled, logp
+    return float(w @ logp), nk, s1, s2, filled, logp, resp

@@ -316,7 +316,7 @@ def test_each_missing_value_build_matches_reference(module):
     log_det = np.linalg.slogdet(prec)[1]
     nk, s1, s2, filled = np.empty(K), np.empty((K, D)), np.empty((K, D, D)), np.empty((N, D))
     ll = module.missing_estep(X, np.empty(0), logw, means, prec, log_det, nk, s1, s2, filled,
-                              np.empty(0), np.empty((0, 0)), 2)
+                              np.empty(0), np.empty((0, 0)), np.empty((0, 0)), 2)
     want = missing_reference(X, None, logw, means, covs)
     for got, ref in zip((ll, nk, s1, s2, filled), want):
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())

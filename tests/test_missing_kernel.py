@@ -32,10 +32,10 @@ def test_matches_reference(backend, dtype, N, D, K, frac):
     X, means, covs, weights, rng = _problem(N + D + K, N, D, K, frac, dtype)
     sw = rng.random(N)
     noise = rng.normal(size=(N, D)) if K == 1 else None
-    got = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, noise=noise,
-                        backend=backend)
+    got = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, resp=True,
+                        noise=noise, backend=backend)
     want = reference(X, sw, np.log(weights), means, covs, noise)
-    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp"], got, want):
+    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp", "resp"], got, want):
         assert_close(g, w, rtol=1e-9, err_msg=name)
 
 
@@ -70,11 +70,11 @@ def test_complete_data_is_the_gaussian_estep(backend):
 @pytest.mark.parametrize("K", [1, 3])
 def test_thread_count_does_not_change_results(backend, K):
     X, means, covs, weights, _ = _problem(11, 20_000, 5, K, 0.3)
-    one = missing_estep(X, means, covs, weights, filled=True, logp=True, backend=backend,
-                        n_threads=1)
+    one = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
+                        backend=backend, n_threads=1)
     for n in (2, 3):
-        many = missing_estep(X, means, covs, weights, filled=True, logp=True, backend=backend,
-                             n_threads=n)
+        many = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
+                             backend=backend, n_threads=n)
         for a, b in zip(one, many):
             np.testing.assert_array_equal(a, b)
 

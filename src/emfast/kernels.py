@@ -745,7 +745,7 @@ __all__ += ["missing_estep"]
 
 
 def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, filled=False,
-                  logp=False, noise=None, backend="auto", n_threads=None):
+                  logp=False, resp=False, noise=None, backend="auto", n_threads=None):
     """The E-step of a full-covariance Gaussian mixture (K = 1: one multivariate normal) on
     data with missing values: NaN in X marks a missing value.
 
@@ -772,13 +772,15 @@ def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, fi
         Also return X with its missing values replaced by ``sum_k r_k xhat_k`` (N, D).
     logp : bool
         Also return each row's ``log p(x_O)`` (N,).
+    resp : bool
+        Also return the responsibilities ``r`` (N, K).
     noise : (N, D) standard normal draws, K = 1 only
         With ``filled``, each row's missing values are drawn from their conditional normal
         distribution instead: ``xhat_M + L^-T z_M`` with ``L L^T = Sigma^-1_MM``.
 
     Returns
     -------
-    loglik, nk, s1, s2[, filled][, logp]
+    loglik, nk, s1, s2[, filled][, logp][, resp]
     """
     from emfast.impute._patterns import precision_inputs
 
@@ -809,12 +811,14 @@ def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, fi
     nk, s1, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D, D))
     out = np.empty((N, D)) if filled else np.empty((0, 0))
     lp = np.empty(N) if logp else np.empty(0)
+    rs = np.empty((N, K)) if resp else np.empty((0, 0))
     with np.errstate(divide="ignore"):
         logw = np.log(weights)
     from emfast._threads import single_threaded_blas
 
     with single_threaded_blas():
         ll = get_backend(backend, "missing").missing_estep(
-            X, sw, logw, means, prec, log_det, nk, s1, s2, out, lp, z,
+            X, sw, logw, means, prec, log_det, nk, s1, s2, out, lp, rs, z,
             _threads_for(N, n_threads))
-    return (float(ll), nk, s1, s2) + ((out,) if filled else ()) + ((lp,) if logp else ())
+    return ((float(ll), nk, s1, s2) + ((out,) if filled else ()) + ((lp,) if logp else ())
+            + ((rs,) if resp else ()))

@@ -240,7 +240,7 @@ cdef double _fill_missing(const Pattern* P, const double* C, const double* t,
 
 cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
                 const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
-                double* logp) noexcept nogil:
+                double* logp, double* resp) noexcept nogil:
     """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D)).
     Returns -1 when a pattern's factor fails."""
     cdef int D = M.D, K = M.K, b, i, k
@@ -300,6 +300,9 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
         st[0] += w * v
         if logp != NULL:
             logp[n0 + b] = v
+        if resp != NULL:
+            for k in range(K):
+                resp[(n0 + b) * K + k] = lp[k]
         for k in range(K):
             r = w * lp[k]
             nk[k] += r
@@ -344,14 +347,14 @@ cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
 
 cdef int _group(const Model* M, Work* W, const floating* X, const double* sw,
                 const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0, Py_ssize_t blk1,
-                double* st, double* filled, double* logp) noexcept nogil:
+                double* st, double* filled, double* logp, double* resp) noexcept nogil:
     """Blocks blk0 .. blk1 in order into st; the last run of a pattern ends with the group."""
     cdef Py_ssize_t blk, n0
     W.p.valid = 0
     for blk in range(blk0, blk1):
         n0 = blk * B
         if _block(M, W, X, sw, noise, n0, <int> min(<Py_ssize_t> B, N - n0), st, filled,
-                  logp) != 0:
+                  logp, resp) != 0:
             return -1
     _end_run(M, &W.p, st + 1 + M.K + M.K * M.D)
     return 0
@@ -369,6 +372,7 @@ def missing_estep(
     double[:, :, ::1] s2,                # OUT (K, D, D) sum of w r ((xhat-mu)(xhat-mu)' + C_k)
     double[:, ::1] filled,               # OUT (N, D), or (0, 0): X with missing values filled
     double[::1] logp,                    # OUT (N,), or (0,): log p(x_O) of each row
+    double[:, ::1] resp,                 # OUT (N, K), or (0, 0): responsibilities
     const double[:, ::1] noise,          # IN  (N, D), or (0, 0): N(0, 1) draws (K = 1 only)
     int n_threads,                       # IN  OpenMP threads
 ):
@@ -391,6 +395,7 @@ def missing_estep(
     cdef const double* nz = &noise[0, 0] if noise.shape[0] > 0 else NULL
     cdef double* fp = &filled[0, 0] if filled.shape[0] > 0 else NULL
     cdef double* lq = &logp[0] if logp.shape[0] > 0 else NULL
+    cdef double* rq = &resp[0, 0] if resp.shape[0] > 0 else NULL
     if N > 0:
         with nogil, parallel(num_threads=n_threads):
             W = _work_alloc(D, K, B)
@@ -398,7 +403,7 @@ def missing_estep(
                 if W == NULL:
                     failed = 1
                 elif _group(&M, W, &X[0, 0], sw, nz, N, B, g * n_blocks // G,
-                            (g + 1) * n_blocks // G, &st[g, 0], fp, lq) != 0:
+                            (g + 1) * n_blocks // G, &st[g, 0], fp, lq, rq) != 0:
                     failed = 2
             _work_free(W)
     if failed == 1:

@@ -26,7 +26,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 _IN3, _OUT3 = array_arg(types.float64, 3, True), array_arg(types.float64, 3, False)
 _SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, types.int64, types.int64, OUT1, OUT2,
-                       _OUT3, OUT2, OUT1, IN2)
+                       _OUT3, OUT2, OUT1, OUT2, IN2)
          for x in X_TYPES]
 
 
@@ -111,7 +111,8 @@ def _end_run(m, mis, cond, runw, s2):
 
 
 @njit(**JIT)
-def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled, logp, noise):
+def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled, logp, resp,
+           noise):
     """Blocks [blk_lo, blk_hi) in order; st = (loglik, nk...) of this group, s1 (K, D), s2
     (K, D, D, lower triangles) its slots. Returns False when a pattern's factor fails."""
     N, D = X.shape
@@ -183,6 +184,9 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
             st[0] += w * val
             if logp.shape[0] > 0:
                 logp[n] = val
+            if resp.shape[0] > 0:
+                for k in range(K):
+                    resp[n, k] = lp[k]
             for k in range(K):
                 r = w * lp[k]
                 st[1 + k] += r
@@ -217,7 +221,7 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
 
 
 @parallel_driver(*_SIGS)
-def _estep_kernel(X, sw, logw, mu, prec, logdet, B, G, nk, s1, s2, filled, logp, noise):
+def _estep_kernel(X, sw, logw, mu, prec, logdet, B, G, nk, s1, s2, filled, logp, resp, noise):
     N, D = X.shape
     K = mu.shape[0]
     n_blocks = (N + B - 1) // B
@@ -228,7 +232,7 @@ def _estep_kernel(X, sw, logw, mu, prec, logdet, B, G, nk, s1, s2, filled, logp,
     for g in prange(G):
         ok_g[g] = _group(X, sw, logw, mu, prec, logdet, B, g * n_blocks // G,
                          (g + 1) * n_blocks // G, st_g[g], s1_g[g], s2_g[g], filled, logp,
-                         noise)
+                         resp, noise)
     for g in range(G):
         if not ok_g[g]:
             return np.nan
@@ -252,7 +256,7 @@ def _estep_kernel(X, sw, logw, mu, prec, logdet, B, G, nk, s1, s2, filled, logp,
 
 
 def missing_estep(X, sample_weight, log_weights, means, precisions, log_det, nk, s1, s2,
-                  filled, logp, noise, n_threads):
+                  filled, logp, resp, noise, n_threads):
     """Positional twin of ``emfast._cython._missing.missing_estep`` (same arguments, same
     outputs); returns sum_n w_n log p(x_O,n)."""
     N, D = X.shape
@@ -265,7 +269,7 @@ def missing_estep(X, sample_weight, log_weights, means, precisions, log_det, nk,
         s2[:] = 0.0
         return 0.0
     ll = run(_estep_kernel, n_threads, X, sample_weight, log_weights, means, precisions,
-             log_det, B, G, nk, s1, s2, filled, logp, noise)
+             log_det, B, G, nk, s1, s2, filled, logp, resp, noise)
     if math.isnan(ll):
         raise np.linalg.LinAlgError(
             "a block of a precision matrix is not numerically positive definite")

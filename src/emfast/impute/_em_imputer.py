@@ -55,8 +55,8 @@ class _MissingNormalFamily:
         nk, s1, s2 = np.empty(1), np.empty((1, D)), np.empty((1, D, D))
         sw = np.empty(0) if sample_weight is None else sample_weight
         ll = self.mod.missing_estep(X, sw, np.zeros(1), params.mean[None], params.precision,
-                                    params.log_det, nk, s1, s2, filled, logp, noise,
-                                    n_threads)
+                                    params.log_det, nk, s1, s2, filled, logp, _NONE,
+                                    noise, n_threads)
         return GaussianStats("full", params.mean[None], nk, s1, s2, ll, self.weight_sum)
 
     def e_step(self, X, sample_weight, params, n_threads):
