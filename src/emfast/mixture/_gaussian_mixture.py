@@ -14,6 +14,7 @@ from emfast._estimator import ParamsMixin
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
 from emfast.mixture import _gaussian as G
+from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture import _kmeans
 from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 
@@ -28,20 +29,28 @@ class _GaussianFamily:
     statistics buffers, and reuses that binding for every later iteration.
     """
 
-    def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum):
+    def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum,
+                 missing=None):
         self.covariance_type = covariance_type
         self.n_components = n_components
         self.reg_covar = reg_covar
         self.backend = backend
         self.weight_sum = weight_sum
+        # data with NaN (a GM.MissingData): the missing-value E-step, and empty components
+        # re-seeded from its mean-filled rows
+        self.missing = missing
         self._bound = threading.local()
 
     def e_step(self, X, sample_weight, params, n_threads):
         b = self._bound
         if not (getattr(b, "X", None) is X and b.sw is sample_weight
                 and b.n_threads == n_threads):
-            b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
-                              self.backend, n_threads, self.weight_sum)
+            if self.missing is None:
+                b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
+                                  self.backend, n_threads, self.weight_sum)
+            else:
+                b.estep = GM.MissingEStep(X, sample_weight, self.n_components, self.backend,
+                                          n_threads, self.weight_sum)
             b.X, b.sw, b.n_threads = X, sample_weight, n_threads
         return b.estep(params)
 
@@ -49,7 +58,9 @@ class _GaussianFamily:
         weights, means, cov = G.mstep_moments(stats, self.reg_covar)
         empty = G.empty_components(stats)
         if len(empty):
-            weights, means, cov = self._reseed(X, sample_weight, empty, weights, means, cov, rng)
+            rows = X if self.missing is None else self.missing.filled
+            weights, means, cov = self._reseed(rows, sample_weight, empty, weights, means, cov,
+                                               rng)
         prec_chol, cov = G.precision_cholesky(cov, self.covariance_type, self.reg_covar)
         return G.GaussianParams(self.covariance_type, weights, means, cov, prec_chol)
 
@@ -96,6 +107,16 @@ class GaussianMixture(ParamsMixin):
       clusters around the sample's centres (one pass over X instead of a Lloyd run over
       all rows; fit quality: benchmarks/init_quality.py).
 
+    * missing values: X may hold NaN (in ``fit``, ``predict``, ``predict_proba``,
+      ``score_samples``, ``score``, ``bic``, ``aic``). Each row then counts through the
+      marginal density of its observed values, and the M-step uses the conditional means
+      and covariances of its missing ones (Ghahramani & Jordan 1994); ``impute(X)`` fills
+      them with the mixture's conditional means. This is maximum likelihood when values are
+      missing at random (MCAR or MAR), not when missingness depends on the missing value.
+      The starting point is chosen by ``init_params`` from the rows with each missing value
+      replaced by its column's mean; rows missing everywhere are left out of the fit. Without
+      NaN nothing changes: the same kernels, the same results.
+
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
 
@@ -130,6 +151,11 @@ class GaussianMixture(ParamsMixin):
         self.verbose_interval = verbose_interval
         self.backend = backend
         self.n_threads = n_threads
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
@@ -176,19 +202,30 @@ class GaussianMixture(ParamsMixin):
         return weights, means, prec
 
     def _validate_fit_data(self, X, sample_weight):
+        """(X, sample_weight, feature names, missing): ``missing`` is None for complete X,
+        else the GM.MissingData that the fit runs on."""
         names = V.feature_names(X)
-        X = V.check_array(X, min_samples=2, estimator=type(self).__name__,
+        X = V.check_array(X, min_samples=2, estimator=type(self).__name__, allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         N, D = X.shape
+        sw = V.check_sample_weight(sample_weight, N)
+        missing = None
+        if np.isnan(X.min()):                      # NaN propagates: one pass, no copy
+            empty = np.flatnonzero(np.isnan(X).all(axis=0))
+            if len(empty):
+                raise ValueError(f"feature(s) {', '.join(map(str, empty[:10]))} of X are "
+                                 "missing (NaN) in every row")
+            missing = GM.MissingData(X, sw)
+            N, sw = len(missing.X), missing.sample_weight
         if N < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
-                             f"{self.n_components}, n_samples = {N}")
-        sw = V.check_sample_weight(sample_weight, N)
+                             f"{self.n_components}, n_samples = {N}"
+                             + (" (rows with at least one observed value)" if missing else ""))
         if sw is not None and np.count_nonzero(sw) < self.n_components:
             raise ValueError(
                 f"Expected at least n_components = {self.n_components} samples with a "
                 f"positive sample_weight, got {np.count_nonzero(sw)}")
-        return X, sw, names
+        return X, sw, names, missing
 
     def _validate_data(self, X):
         """X for predict/score: fitted, same number (and names) of features."""
@@ -199,7 +236,7 @@ class GaussianMixture(ParamsMixin):
                 names, fitted_names):
             raise ValueError("The feature names should match those that were passed during "
                              "fit.")
-        X = V.check_array(X, estimator=type(self).__name__,
+        X = V.check_array(X, estimator=type(self).__name__, allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
@@ -218,12 +255,15 @@ class GaussianMixture(ParamsMixin):
         return self._log_prob(X, norm=False)[0].argmax(axis=1)
 
     def _fit(self, X, sample_weight):
+        """Fit; returns X as validated (the caller's rows, in order)."""
         n_threads = self._check_parameters()
-        X, sw, names = self._validate_fit_data(X, sample_weight)
+        X_in, sw, names, missing = self._validate_fit_data(X, sample_weight)
+        # with NaN: EM on the rows grouped by pattern, the start from their mean-filled copy
+        X, start_X = (X_in, X_in) if missing is None else (missing.X, missing.filled)
         inits = self._check_inits(X.shape[1])
         weight_sum = float(X.shape[0] if sw is None else sw.sum())
         family = _GaussianFamily(self.covariance_type, self.n_components,
-                                 float(self.reg_covar), self.backend, weight_sum)
+                                 float(self.reg_covar), self.backend, weight_sum, missing)
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
@@ -241,8 +281,8 @@ class GaussianMixture(ParamsMixin):
             else:
                 run = fit_restarts(
                     family, X, sw,
-                    lambda X_, sw_, rng_, threads: self._initial_params(X_, sw_, rng_, inits,
-                                                                     threads),
+                    lambda X_, sw_, rng_, threads: self._initial_params(start_X, sw_, rng_,
+                                                                     inits, threads),
                     make_rule, n_init=self.n_init, rng=rng, max_iter=self.max_iter,
                     n_threads=n_threads, sequential=bool(self.verbose))
         if not run.converged and self.max_iter > 0:
@@ -259,7 +299,7 @@ class GaussianMixture(ParamsMixin):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        return X
+        return X_in
 
     def _initial_params(self, X, sw, rng, inits, n_threads):
         weights_init, means_init, prec_init = inits
@@ -341,7 +381,12 @@ class GaussianMixture(ParamsMixin):
     # ------------------------------------------------------------------ inference
     def _log_prob(self, X, responsibilities=False, norm=True):
         """(weighted log-probabilities or responsibilities (N, K), per-row log-likelihood
-        or None when ``norm`` is False)."""
+        or None when ``norm`` is False). X with NaN: the responsibilities either way (they
+        rank the components as the log-probabilities do) from the observed values."""
+        if np.isnan(X.min()):
+            out = GM.infer(X, self._params(), self.backend, resolve_n_threads(self.n_threads),
+                           logp=norm, resp=True)
+            return out["resp"], out.get("logp")
         return kernels.gaussian_log_prob(
             X, self.means_, self.precisions_cholesky_, self.covariance_type,
             self._params().log_const(), responsibilities=responsibilities, norm=norm,
@@ -358,6 +403,16 @@ class GaussianMixture(ParamsMixin):
     def score_samples(self, X):
         """Log-likelihood of each row under the model."""
         return self._log_prob(self._validate_data(X))[1]
+
+    def impute(self, X):
+        """X with each missing value (NaN) replaced by its conditional mean under the fitted
+        mixture, E[x_M | x_O] = sum_k r_k(x_O) E_k[x_M | x_O]; observed values are kept."""
+        X = self._validate_data(X)
+        if not np.isnan(X.min()):
+            return X.copy()
+        out = GM.infer(X, self._params(), self.backend, resolve_n_threads(self.n_threads),
+                       filled=True)
+        return out["filled"].astype(X.dtype, copy=False)
 
     def score(self, X, y=None):
         """Mean log-likelihood per row."""
