@@ -38,7 +38,7 @@ Usage:
     python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2, H1, H4, H5
     python benchmarks/compare.py --end-to-end    # default fit(), E1..E4 and the real data
     python benchmarks/compare.py --end-to-end --cases E3,iris,digits --repeat 1
-    python benchmarks/compare.py --missing       # EMImputer vs IterativeImputer (M1, M3);
+    python benchmarks/compare.py --missing       # missing values: M1..M3;
                                                  # see compare_missing.py
 """
 
@@ -561,7 +561,8 @@ def main(argv=None):
                    help="time the default fit() instead (E1..E4 and the real data sets "
                         f"{','.join(REAL_DATASETS)}; --cases picks among them)")
     p.add_argument("--missing", action="store_true",
-                   help="the missing-value cases M1, M3 (EMImputer vs IterativeImputer); "
+                   help="the missing-value cases M1..M3 (EMImputer vs IterativeImputer, "
+                        "GaussianMixture with NaN); "
                         "see compare_missing.py")
     p.add_argument("--random-state", type=int, default=0,
                    help="random_state of both libraries' fits with --end-to-end (default 0)")

@@ -2,7 +2,7 @@
 """Missing values: emfast's EMImputer beside scikit-learn's IterativeImputer and column-mean
 imputation, on correlated Gaussian data with values missing completely at random.
 
-    python benchmarks/compare_missing.py [--cases M1,M3] [--repeat 3] [--threads 2]
+    python benchmarks/compare_missing.py [--cases M1,M2,M3] [--repeat 3] [--threads 2]
     python benchmarks/compare.py --missing          (the same)
 
 M1: N=100,000 rows, D=20, 30% MCAR. Each library fits and imputes (``fit_transform``) in this
@@ -12,6 +12,11 @@ per row); IterativeImputer runs with its defaults (which are ``max_iter=10``, Ba
 ``tol=1e-3``). RMSE is over the missing values against the values that were removed. The
 per-iteration time of EMImputer (its fit time over ``n_iter_``) is set beside one BLAS pass
 over X: ``X' X`` on the complete data (dgemm, O(N D^2)), with the same threads.
+
+M2: GaussianMixture, full covariances, N=100,000, D=10, K=10 (compare.py's make_data), with
+20% of the values missing at random: the per-iteration EM time (compare.py's method:
+(T_b - T_a) / (b - a) from the same starting parameters, tol=0, median of ``--repeat``) on
+the data with NaN, beside the same on the complete data.
 
 M3: as M1, but every row has its own pattern of missing values (no two rows alike), so every
 row needs its own conditional regression; its per-iteration time is set beside M1's.
@@ -33,7 +38,8 @@ import compare as C  # noqa: E402
 SEED = 777
 N, D, FRACTION = 100_000, 20, 0.3
 WARM_UP_ROWS = 2_000
-CASES = ("M1", "M3")
+CASES = ("M1", "M2", "M3")
+M2_SHAPE, M2_FRACTION, M2_ITERS = (100_000, 10, 10), 0.2, (2, 8)
 
 
 def correlated_data(seed=SEED):
@@ -66,11 +72,36 @@ def best_time(fn, repeats):
     return best, out
 
 
+def run_m2(threads, repeats, backends):
+    """Per-iteration time of a full-covariance GaussianMixture with and without NaN."""
+    N, D_, K = M2_SHAPE
+    X = C.make_data(N, D_, K)
+    start = C.make_start(X, K, "full")
+    Xm = np.where(np.random.default_rng(SEED).random(X.shape) < M2_FRACTION, np.nan, X)
+    a, b = M2_ITERS
+    rows = []
+    for backend in backends:
+        lib = f"emfast-{backend}"
+        complete, _ = C.per_iteration(lib, X, K, "full", start, a, b, repeats, threads)
+        missing, _ = C.per_iteration(lib, Xm, K, "full", start, a, b, repeats, threads)
+        rows.append(["M2", f"GaussianMixture full ({backend})", C.fmt_ms(complete),
+                     C.fmt_ms(missing), f"{missing / complete:.1f}×"])
+    C.print_table(["case", "model", "complete data ms/iter", f"{M2_FRACTION:.0%} NaN ms/iter",
+                   "NaN / complete"], 2, rows)
+    print(f"\nN={N:,}, D={D_}, K={K}, full; per iteration from iterations {a} and {b}, "
+          f"median of {repeats}\n")
+
+
 def run(cases, threads, repeats, backends):
     from threadpoolctl import threadpool_limits
 
     from emfast.impute import EMImputer
 
+    if "M2" in cases:
+        run_m2(threads, repeats, backends)
+        cases = [c for c in cases if c != "M2"]
+        if not cases:
+            return
     X, rng = correlated_data()
     blas_pass, _ = best_time(lambda: X.T @ X, 5)
     rows, per_iter = [], {}
