@@ -145,6 +145,31 @@ def check_sample_weight(sample_weight, n_samples):
     return np.ascontiguousarray(sw)
 
 
+def check_partial_labels(y, n_samples, n_labels, name="y"):
+    """Partial labels for semi-supervised EM: None (none), or an int64 (n_samples,) array of
+    values in [0, n_labels) for labelled rows and -1 for unlabelled ones; ValueError
+    naming the problem otherwise."""
+    if y is None:
+        return None
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must be 1-D with one label per row ({n_samples},), got "
+                         f"shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must hold integer labels (-1 for unlabelled rows)")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"{name} must hold integer labels (-1 for unlabelled rows), got "
+                         f"dtype {arr.dtype}")
+    if arr.size and (arr.min() < -1 or arr.max() >= n_labels):
+        raise ValueError(f"{name} labels must be -1 (unlabelled) or in [0, {n_labels - 1}], "
+                         f"got values from {arr.min()} to {arr.max()}")
+    return arr.astype(np.int64)
+
+
 def check_int(name, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"The '{name}' parameter must be an int, got {value!r}")

@@ -114,6 +114,7 @@ class MissingData:
         mask = np.isnan(X)
         order, _ = pattern_order(mask)
         order = order[~mask[order].all(axis=1)]   # rows missing everywhere say nothing
+        self.order = order                        # X's rows, as they are kept here
         self.X = np.ascontiguousarray(X[order])
         self.sample_weight = None if sample_weight is None else sample_weight[order]
         means = np.nanmean(X, axis=0, dtype=np.float64).astype(X.dtype)

@@ -11,11 +11,13 @@ from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
 from emfast._em import ToleranceRule, VerboseMonitor, em_loop, fit_restarts
 from emfast._estimator import ParamsMixin
+from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
 from emfast.mixture import _gaussian as G
 from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture import _kmeans
+from emfast.mixture._semi_supervised import LabelledRows, SemiSupervisedFamily
 from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -30,22 +32,23 @@ class _GaussianFamily:
     """
 
     def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum,
-                 missing=None):
+                 filled_rows=None):
         self.covariance_type = covariance_type
         self.n_components = n_components
         self.reg_covar = reg_covar
         self.backend = backend
         self.weight_sum = weight_sum
-        # data with NaN (a GM.MissingData): the missing-value E-step, and empty components
-        # re-seeded from its mean-filled rows
-        self.missing = missing
+        # X with NaN: its rows with each missing value filled (the column mean), row for
+        # row; the E-step is then the missing-value kernel's, and empty components are
+        # re-seeded from these rows
+        self.filled_rows = filled_rows
         self._bound = threading.local()
 
     def e_step(self, X, sample_weight, params, n_threads):
         b = self._bound
         if not (getattr(b, "X", None) is X and b.sw is sample_weight
                 and b.n_threads == n_threads):
-            if self.missing is None:
+            if self.filled_rows is None:
                 b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
                                   self.backend, n_threads, self.weight_sum)
             else:
@@ -58,7 +61,7 @@ class _GaussianFamily:
         weights, means, cov = G.mstep_moments(stats, self.reg_covar)
         empty = G.empty_components(stats)
         if len(empty):
-            rows = X if self.missing is None else self.missing.filled
+            rows = X if self.filled_rows is None else self.filled_rows
             weights, means, cov = self._reseed(rows, sample_weight, empty, weights, means, cov,
                                                rng)
         prec_chol, cov = G.precision_cholesky(cov, self.covariance_type, self.reg_covar)
@@ -69,7 +72,8 @@ class _GaussianFamily:
         of the others, and an equal share of the weight; warn."""
         K = len(weights)
         keep = np.setdiff1d(np.arange(K), empty)
-        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        p = (None if sample_weight is None or not sample_weight.sum() > 0
+             else sample_weight / sample_weight.sum())
         rows = rng.choice(X.shape[0], size=len(empty), p=p)
         means = means.copy()
         means[empty] = X[rows]
@@ -134,7 +138,8 @@ class GaussianMixture(ParamsMixin):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, backend="auto", n_threads=None):
+                 verbose=0, verbose_interval=10, semi_supervised=False, unlabeled_weight=1.0,
+                 backend="auto", n_threads=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -149,6 +154,8 @@ class GaussianMixture(ParamsMixin):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.semi_supervised = semi_supervised
+        self.unlabeled_weight = unlabeled_weight
         self.backend = backend
         self.n_threads = n_threads
 
@@ -172,6 +179,10 @@ class GaussianMixture(ParamsMixin):
         V.check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
                     else self.verbose, 0)
         V.check_int("verbose_interval", self.verbose_interval, 1)
+        if not isinstance(self.semi_supervised, (bool, np.bool_)):
+            raise TypeError("The 'semi_supervised' parameter must be a bool, got "
+                            f"{self.semi_supervised!r}")
+        V.check_real("unlabeled_weight", self.unlabeled_weight, 0.0)
         get_backend(self.backend)
         return resolve_n_threads(self.n_threads)
 
@@ -245,25 +256,43 @@ class GaussianMixture(ParamsMixin):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
-        """Estimate the parameters by EM (``n_init`` starts, the best kept). Returns self."""
-        self._fit(X, sample_weight)
+        """Estimate the parameters by EM (``n_init`` starts, the best kept). Returns self.
+
+        ``y`` is ignored, as scikit-learn ignores it, unless ``semi_supervised=True``: it
+        then holds partial labels, one per row: the component of a labelled row, -1 for an
+        unlabelled one. Labelled rows keep their component (responsibility 1); the
+        unlabelled rows' statistics count ``unlabeled_weight`` times (Nigam et al. 2000's
+        lambda). When every component has labelled rows, EM starts from their means and
+        covariances (``init_params`` is not used); otherwise from ``init_params`` on all
+        rows. (Opt-in, because scikit-learn code passes class labels as ``y`` through
+        pipelines and cross-validation and expects them ignored.)
+        """
+        self._fit(X, sample_weight, y)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most probable component of each row of X."""
-        X = self._fit(X, sample_weight)
+        """Fit (``y``: as in :meth:`fit`), then return the most probable component of each
+        row of X."""
+        X = self._fit(X, sample_weight, y)
         return self._log_prob(X, norm=False)[0].argmax(axis=1)
 
-    def _fit(self, X, sample_weight):
+    def _fit(self, X, sample_weight, y=None):
         """Fit; returns X as validated (the caller's rows, in order)."""
         n_threads = self._check_parameters()
         X_in, sw, names, missing = self._validate_fit_data(X, sample_weight)
+        if not self.semi_supervised:
+            if y is not None and np.any(np.asarray(y, dtype=object) == -1):
+                warnings.warn("y is ignored, as scikit-learn ignores it; to use it as partial "
+                              "labels (-1 = unlabelled), set semi_supervised=True.",
+                              UserWarning, stacklevel=3)
+            y = None
+        y = V.check_partial_labels(y, X_in.shape[0], self.n_components)
         # with NaN: EM on the rows grouped by pattern, the start from their mean-filled copy
         X, start_X = (X_in, X_in) if missing is None else (missing.X, missing.filled)
+        if y is not None and missing is not None:
+            y = y[missing.order]
         inits = self._check_inits(X.shape[1])
-        weight_sum = float(X.shape[0] if sw is None else sw.sum())
-        family = _GaussianFamily(self.covariance_type, self.n_components,
-                                 float(self.reg_covar), self.backend, weight_sum, missing)
+        family, X, sw, start = self._family(X, sw, start_X, y, missing is not None, inits)
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
@@ -279,12 +308,9 @@ class GaussianMixture(ParamsMixin):
                               max_iter=self.max_iter, n_threads=n_threads, rng=rng,
                               rule=make_rule(0, self.lower_bound_))
             else:
-                run = fit_restarts(
-                    family, X, sw,
-                    lambda X_, sw_, rng_, threads: self._initial_params(start_X, sw_, rng_,
-                                                                     inits, threads),
-                    make_rule, n_init=self.n_init, rng=rng, max_iter=self.max_iter,
-                    n_threads=n_threads, sequential=bool(self.verbose))
+                run = fit_restarts(family, X, sw, start, make_rule, n_init=self.n_init,
+                                   rng=rng, max_iter=self.max_iter, n_threads=n_threads,
+                                   sequential=bool(self.verbose))
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "
@@ -301,12 +327,45 @@ class GaussianMixture(ParamsMixin):
             del self.feature_names_in_
         return X_in
 
-    def _initial_params(self, X, sw, rng, inits, n_threads):
+    def _family(self, X, sw, start_X, y, has_nan, inits):
+        """(family, the rows and weights the EM driver passes it, the starting-point
+        function for fit_restarts). ``start_X``: X's rows with NaN filled (X itself without
+        NaN); ``y``: validated partial labels in X's row order, or None."""
+        K, ct, reg = self.n_components, self.covariance_type, float(self.reg_covar)
+        labelled = None if y is None else y >= 0
+        if labelled is None or not labelled.any():
+            family = _GaussianFamily(ct, K, reg, self.backend,
+                                     float(X.shape[0] if sw is None else sw.sum()),
+                                     start_X if has_nan else None)
+            return family, X, sw, (lambda X_, sw_, rng, threads: self._initial_params(
+                start_X, sw_, rng, inits, threads))
+        lam = float(self.unlabeled_weight)
+        free = ~labelled
+        sw_u = (np.ones(np.count_nonzero(free)) if sw is None else sw[free]) * lam
+        sw_l = None if sw is None else sw[labelled]
+        family = _GaussianFamily(ct, K, reg, self.backend, float(sw_u.sum()),
+                                 np.ascontiguousarray(start_X[free]) if has_nan else None)
+        rows = LabelledRows(X[labelled], sw_l, y[labelled], K)
+        family = SemiSupervisedFamily(family, rows, float(sw_u.sum()) + rows.weight_sum,
+                                      has_nan)
+        if rows.covers(K):
+            seed = LabelledRows(start_X[labelled], sw_l, y[labelled], K)
+            start = (lambda X_, sw_, rng, threads: self._initial_params(
+                None, None, rng, inits, threads, stats=_labelled_stats(seed, ct)))
+        else:
+            start = (lambda X_, sw_, rng, threads: self._initial_params(
+                start_X, sw, rng, inits, threads))
+        return family, np.ascontiguousarray(X[free]), sw_u, start
+
+    def _initial_params(self, X, sw, rng, inits, n_threads, stats=None):
+        """The starting parameters: ``inits`` where given, the rest from the statistics
+        ``stats`` or else from those of ``init_params`` on X."""
         weights_init, means_init, prec_init = inits
         ct = self.covariance_type
         weights = means = cov = None
         if weights_init is None or means_init is None or prec_init is None:
-            stats = self._initial_stats(X, sw, rng, n_threads)
+            if stats is None:
+                stats = self._initial_stats(X, sw, rng, n_threads)
             _, means, cov = G.mstep_moments(stats, self.reg_covar)
             # scikit-learn starts from unnormalised weights nk / n_samples.
             weights = (stats.nk + G.NK_EPS) / stats.weight_sum
@@ -438,6 +497,22 @@ class GaussianMixture(ParamsMixin):
             raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
                              "requires at least one sample.")
         return G.sample(self._params(), int(n_samples), V.check_random_state(self.random_state))
+
+
+def _labelled_stats(rows, covariance_type):
+    """Statistics of the labelled rows of every component (LabelledRows covering all of
+    them) about their weighted means: the M-step turns them into the means and covariances
+    of the labelled rows."""
+    K, D = len(rows.parts), rows.parts[0][1].shape[1]
+    nk, centres, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D, D))
+    for k, Xk, w in rows.parts:
+        w = np.ones(len(Xk)) if w is None else w
+        nk[k] = w.sum()
+        centres[k] = w @ Xk / nk[k]
+        d = Xk - centres[k]
+        s2[k] = (d * w[:, None]).T @ d
+    return GaussianStats(covariance_type, centres, nk, np.zeros((K, D)),
+                         GM.stats_of_type(covariance_type, s2), 0.0, float(nk.sum()))
 
 
 def _init_array(name, value, shape):
