@@ -18,11 +18,12 @@ from emfast.mixture import _gaussian_missing as GM
 
 
 def component(params, k):
-    """The GaussianParams of component ``k`` of ``params`` alone (its weight kept)."""
+    """The GaussianParams of component ``k`` of ``params`` alone (its weight kept; the
+    covariances may be None where only the precision factors are used)."""
     ct = params.covariance_type
     cov, pc = params.covariances, params.prec_chol
     if ct != "tied":
-        cov, pc = cov[k:k + 1], pc[k:k + 1]
+        cov, pc = (None if cov is None else cov[k:k + 1]), pc[k:k + 1]
     return G.GaussianParams(ct, params.weights[k:k + 1], params.means[k:k + 1], cov, pc)
 
 
