@@ -128,6 +128,13 @@ class EMImputer(ParamsMixin):
         self.n_threads = n_threads
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so importing it here costs emfast users nothing.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(), input_tags=InputTags(allow_nan=True))
+
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
         V.check_int("max_iter", self.max_iter, 1)
@@ -139,7 +146,7 @@ class EMImputer(ParamsMixin):
 
     def _validate_fit_data(self, X):
         names = V.feature_names(X)
-        X = V.check_array(X, estimator=type(self).__name__, allow_nan=True,
+        X = V.check_array(X, min_samples=2, estimator=type(self).__name__, allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         mask = np.isnan(X)
         n_obs = X.shape[0] - mask.sum(axis=0)
