@@ -149,3 +149,18 @@ def test_input_not_modified(blobs):
     gm.predict_proba(Xm)
     gm.impute(Xm)
     np.testing.assert_array_equal(Xm, before)
+
+
+def test_constant_column_and_wide_data_are_regularised():
+    """Documented behaviour: reg_covar keeps the covariances positive definite, with NaN as
+    without (a constant column gets variance ~reg_covar; more features than rows fit)."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(200, 4))
+    X[:, 2] = 5.0
+    X[rng.random(X.shape) < 0.2] = np.nan
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    assert np.all(gm.covariances_[:, 2, 2] < 1e-5)
+    assert np.isfinite(gm.score(X))
+    W = rng.normal(size=(8, 12))
+    W[rng.random(W.shape) < 0.3] = np.nan
+    assert np.isfinite(GaussianMixture(2, random_state=0).fit(W).score(W))
