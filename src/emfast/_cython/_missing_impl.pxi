@@ -73,6 +73,33 @@ cdef extern from *:
         return 0;
     }
 
+    /* s1 += r z, then z *= sqrt(r): a row's first moments, and its share of Z'Z */
+    static void emfast_weigh_row(double* __restrict z, int D, double r,
+                                 double* __restrict s1)
+    {
+        const double sr = sqrt(r);
+        for (int i = 0; i < D; i++) {
+            s1[i] += r * z[i];
+            z[i] *= sr;
+        }
+    }
+
+    /* a . b in four independent sums (a fixed order: the same bits on every thread) */
+    static inline double emfast_dot(const double* __restrict a, const double* __restrict b,
+                                    int n)
+    {
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            s0 += a[i] * b[i];
+            s1 += a[i + 1] * b[i + 1];
+            s2 += a[i + 2] * b[i + 2];
+            s3 += a[i + 3] * b[i + 3];
+        }
+        for (; i < n; i++) s0 += a[i] * b[i];
+        return (s0 + s1) + (s2 + s3);
+    }
+
     /* z = x - mu, with 0 where x is NaN (missing) */
     #define EMFAST_DEFINE_CENTRE(T)                                                         \
     static void emfast_centre_##T(const T* __restrict x, const double* __restrict mu,      \
@@ -88,6 +115,8 @@ cdef extern from *:
     """
     int emfast_ldl_inverse(double* a, int m, double* T, double* dinv, double* C, double* v,
                            double* logdet) noexcept nogil
+    void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
+    double emfast_dot(const double* a, const double* b, int n) noexcept nogil
     void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
     void emfast_centre_double(const double* x, const double* mu, int D,
                               double* z) noexcept nogil
@@ -161,14 +190,6 @@ cdef void _work_free(Work* W) noexcept nogil:
         free(W.p.chol); free(W.p.logc); free(W.p.runw)
         free(W.z); free(W.t); free(W.lp); free(W.y)
         free(W)
-
-
-cdef inline double _dot(const double* a, const double* b, int n) noexcept nogil:
-    cdef double s = 0.0
-    cdef int i
-    for i in range(n):
-        s += a[i] * b[i]
-    return s
 
 
 cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
@@ -278,7 +299,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
         for k in range(K):
             zb = W.z + (k * B + b) * D
             tb = W.t + (k * B + b) * D
-            q = _dot(zb, tb, D)
+            q = emfast_dot(zb, tb, D)
             q += _fill_missing(P, P.cond + k * P.m * P.m, tb, zb)
             lp[k] = P.logc[k] - 0.5 * q
         if K == 1:              # one component: its responsibility is 1
@@ -303,20 +324,13 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
         if resp != NULL:
             for k in range(K):
                 resp[(n0 + b) * K + k] = lp[k]
+        if filled != NULL:
+            _fill_row(M, P, W, x, noise, n0 + b, b, B, filled + (n0 + b) * D)
         for k in range(K):
             r = w * lp[k]
             nk[k] += r
             P.runw[k] += r
-            zb = W.z + (k * B + b) * D
-            for i in range(D):
-                s1[k * D + i] += r * zb[i]
-        if filled != NULL:
-            _fill_row(M, P, W, x, noise, n0 + b, b, B, filled + (n0 + b) * D)
-        for k in range(K):
-            zb = W.z + (k * B + b) * D
-            r = sqrt(w * lp[k])
-            for i in range(D):
-                zb[i] *= r
+            emfast_weigh_row(W.z + (k * B + b) * D, D, r, s1 + k * D)
     for k in range(K):
         dsyrk(up, tr, &D, &B, &one, W.z + k * B * D, &D, &one, s2 + k * D * D, &D)
     return 0
