@@ -38,6 +38,8 @@ Usage:
     python benchmarks/compare.py --scaling       # emfast only, 1, 2, 4, ... threads on G1, G2, H1, H4, H5
     python benchmarks/compare.py --end-to-end    # default fit(), E1..E4 and the real data
     python benchmarks/compare.py --end-to-end --cases E3,iris,digits --repeat 1
+    python benchmarks/compare.py --missing       # missing values: M1..M3;
+                                                 # see compare_missing.py
 """
 
 import argparse
@@ -558,6 +560,10 @@ def main(argv=None):
     p.add_argument("--end-to-end", action="store_true",
                    help="time the default fit() instead (E1..E4 and the real data sets "
                         f"{','.join(REAL_DATASETS)}; --cases picks among them)")
+    p.add_argument("--missing", action="store_true",
+                   help="the missing-value cases M1..M3 (EMImputer vs IterativeImputer, "
+                        "GaussianMixture with NaN); "
+                        "see compare_missing.py")
     p.add_argument("--random-state", type=int, default=0,
                    help="random_state of both libraries' fits with --end-to-end (default 0)")
     p.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
@@ -565,6 +571,14 @@ def main(argv=None):
 
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.missing:
+        import compare_missing
+
+        return compare_missing.main(
+            (["--cases", args.cases] if args.cases else [])
+            + (["--repeat", str(args.repeat)] if args.repeat else [])
+            + (["--threads", str(args.threads)] if args.threads else [])
+            + ["--backends", args.backends])
     if args.end_to_end:
         names = ([c.strip() for c in args.cases.split(",") if c.strip()] if args.cases
                  else list(END_TO_END_CASES) + list(REAL_DATASETS))

@@ -27,11 +27,12 @@ REQUIRED = os.environ.get("EMFAST_REQUIRE_CYTHON", "") not in ("", "0")
 def _build_names(kind):
     """The builds of the ``kind`` kernels ("gaussian", "hmm") this CPU runs, narrowest first
     (the AVX builds exist on x86-64 only, where the CPU flags below can be set)."""
-    from emfast._config import _cpu_has_avx2_fma, _cpu_has_avx512
+    from emfast._config import _AVX512_KINDS, _cpu_has_avx2_fma, _cpu_has_avx512
 
     names = [f"emfast._cython._{kind}"]
     names += [f"emfast._cython._{kind}_avx2"] if _cpu_has_avx2_fma() else []
-    names += [f"emfast._cython._{kind}_avx512"] if _cpu_has_avx512() else []
+    names += ([f"emfast._cython._{kind}_avx512"]
+              if _cpu_has_avx512() and kind in _AVX512_KINDS else [])
     return names
 
 
@@ -52,11 +53,12 @@ def _cython_modules(kind):
 
 MODULES = _cython_modules("gaussian")
 HMM_MODULES = _cython_modules("hmm")
+MISSING_MODULES = _cython_modules("missing")
 pytestmark = pytest.mark.skipif(not MODULES and not REQUIRED,
                                 reason="the Cython extension is not built")
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "hmm"])
+@pytest.mark.parametrize("kind", ["gaussian", "hmm", "missing"])
 def test_kernels_in_use_are_the_widest_build(monkeypatch, kind):
     """No silent fallback: where the extension is built, the kernels in use are the widest
     build this CPU runs (a broken wider build would have failed the import above)."""
@@ -64,7 +66,7 @@ def test_kernels_in_use_are_the_widest_build(monkeypatch, kind):
 
     monkeypatch.delenv("EMFAST_CYTHON_BASELINE", raising=False)
     monkeypatch.delenv("EMFAST_CYTHON_NO_AVX512", raising=False)
-    mods = {"gaussian": MODULES, "hmm": HMM_MODULES}[kind]
+    mods = {"gaussian": MODULES, "hmm": HMM_MODULES, "missing": MISSING_MODULES}[kind]
     assert _config._load_cython(kind) is mods[-1]
 
 
@@ -299,3 +301,24 @@ def test_each_hmm_build_lane_logliks_are_exact_to_rounding(hmm_module):
         hmm_module.forward_backward(le, off, sp, A, post, start, trans, seq_ll, 1)
         want = reference_hmm.forward_backward(le, lengths, sp, A)[1]
         np.testing.assert_allclose(seq_ll, want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("module", MISSING_MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_missing_value_build_matches_reference(module):
+    from reference_missing import missing_estep as missing_reference
+
+    rng = np.random.default_rng(3)
+    N, D, K = 900, 6, 2
+    A = rng.normal(size=(D, D))
+    covs = np.stack([A @ A.T + D * np.eye(D)] * K) * np.array([1.0, 1.5])[:, None, None]
+    X = rng.multivariate_normal(np.zeros(D), covs[0], size=N)
+    X[rng.random((N, D)) < 0.3] = np.nan
+    means, logw = rng.normal(size=(K, D)), np.log([0.3, 0.7])
+    prec = np.linalg.inv(covs)
+    log_det = np.linalg.slogdet(prec)[1]
+    nk, s1, s2, filled = np.empty(K), np.empty((K, D)), np.empty((K, D, D)), np.empty((N, D))
+    ll = module.missing_estep(X, np.empty(0), logw, means, prec, log_det, nk, s1, s2, filled,
+                              np.empty(0), np.empty((0, 0)), np.empty((0, 0)), 2)
+    want = missing_reference(X, None, logw, means, covs)
+    for got, ref in zip((ll, nk, s1, s2, filled), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())

@@ -85,21 +85,30 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
             f"required{where}."
         )
-    if not allow_nan or max_magnitude is not None:
-        # NaN and infinities reach the min or the max: one pass, no (N, D) temporary
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if not allow_nan and not (math.isfinite(lo) and math.isfinite(hi)):
-            what = "NaN" if np.isnan(arr).any() else "infinity"
-            raise ValueError(
-                f"Input {name} contains {what}. emfast does not handle missing or infinite "
-                "values yet; remove or impute them first."
-            )
-        if max_magnitude is not None and max(hi, -lo) > max_magnitude:
-            raise ValueError(
-                f"{name} has values of magnitude {max(hi, -lo):.3g}, beyond the "
-                f"{max_magnitude:g} that {estimator or 'the model'}'s Gaussian statistics can "
-                f"square in float64; rescale {name} (e.g. divide it by its largest absolute "
-                "value)")
+    # NaN and infinities reach the min or the max: one pass, no (N, D) temporary. With
+    # allow_nan, NaN marks a missing value: fmin/fmax skip it, and infinity is still an error.
+    if not arr.size:
+        lo, hi = 0.0, 0.0
+    elif allow_nan:
+        lo, hi = float(np.fmin.reduce(arr, axis=None)), float(np.fmax.reduce(arr, axis=None))
+        lo, hi = (0.0, 0.0) if math.isnan(lo) else (lo, hi)    # every value missing
+    else:
+        lo, hi = float(arr.min()), float(arr.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        if allow_nan:
+            raise ValueError(f"Input {name} contains infinity. NaN marks a missing value; "
+                             "an infinite one is not missing: remove or replace it.")
+        what = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(
+            f"Input {name} contains {what}. emfast does not handle missing or infinite "
+            "values yet; remove or impute them first."
+        )
+    if max_magnitude is not None and max(hi, -lo) > max_magnitude:
+        raise ValueError(
+            f"{name} has values of magnitude {max(hi, -lo):.3g}, beyond the "
+            f"{max_magnitude:g} that {estimator or 'the model'}'s Gaussian statistics can "
+            f"square in float64; rescale {name} (e.g. divide it by its largest absolute "
+            "value)")
     return np.ascontiguousarray(arr)
 
 
@@ -134,6 +143,31 @@ def check_sample_weight(sample_weight, n_samples):
     sw = np.ldexp(sw, -int(np.frexp(sw.max())[1]))
     sw = np.ldexp(sw, -int(round(math.log2(sw.mean()))))
     return np.ascontiguousarray(sw)
+
+
+def check_partial_labels(y, n_samples, n_labels, name="y"):
+    """Partial labels for semi-supervised EM: None (none), or an int64 (n_samples,) array of
+    values in [0, n_labels) for labelled rows and -1 for unlabelled ones; ValueError
+    naming the problem otherwise."""
+    if y is None:
+        return None
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must be 1-D with one label per row ({n_samples},), got "
+                         f"shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must hold integer labels (-1 for unlabelled rows)")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"{name} must hold integer labels (-1 for unlabelled rows), got "
+                         f"dtype {arr.dtype}")
+    if arr.size and (arr.min() < -1 or arr.max() >= n_labels):
+        raise ValueError(f"{name} labels must be -1 (unlabelled) or in [0, {n_labels - 1}], "
+                         f"got values from {arr.min()} to {arr.max()}")
+    return arr.astype(np.int64)
 
 
 def check_int(name, value, low, high=None):

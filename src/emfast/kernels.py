@@ -593,14 +593,20 @@ def _kmeans_inputs(X, sample_weight, min_features=1):
     N, D = X.shape
     if D < min_features:
         raise ValueError(f"X must have at least {min_features} feature(s), got shape {X.shape}")
+    return X, _weights_input(sample_weight, N)
+
+
+def _weights_input(sample_weight, N):
+    """sample_weight as the kernels take it, unscaled: (N,) float64 finite and non-negative,
+    or (0,) for all weights 1 (None)."""
     if sample_weight is None:
-        return X, np.empty(0)
+        return np.empty(0)
     sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
     if sw.shape != (N,):
         raise ValueError(f"sample_weight must have shape ({N},), got {sw.shape}")
     if not np.all(np.isfinite(sw)) or np.any(sw < 0):
         raise ValueError("sample_weight must be finite and non-negative")
-    return X, sw
+    return sw
 
 
 def _centre_array(name, centres, D):
@@ -730,3 +736,89 @@ def kmeans_label_stats(X, centres, covariance_type, labels=None, sample_weight=N
     get_backend(backend, "kmeans").label_stats(X, sw, centres, code, labels, assign, nk, s1,
                                                s2, _threads_for(N, n_threads))
     return labels, nk, s1, s2
+
+
+# ------------------------------------------------------------------------------------------
+# Gaussian models with missing values (NaN in X).
+
+__all__ += ["missing_estep"]
+
+
+def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, filled=False,
+                  logp=False, resp=False, noise=None, backend="auto", n_threads=None):
+    """The E-step of a full-covariance Gaussian mixture (K = 1: one multivariate normal) on
+    data with missing values: NaN in X marks a missing value.
+
+    Each row counts through the marginal density of its observed coordinates O; its missing
+    ones M are replaced by their conditional means under each component k,
+    ``xhat_k,M = mu_k,M + Sigma_k,MO Sigma_k,OO^-1 (x_O - mu_k,O)``, and the second moments
+    gain their conditional covariance ``C_k = Sigma_k,MM - Sigma_k,MO Sigma_k,OO^-1 Sigma_k,OM``.
+    With responsibilities ``r[n, k]`` from those marginal densities and weights ``w[n]``:
+
+    * ``nk[k] = sum_n w r``, ``s1[k] = sum_n w r (xhat_k - mu_k)`` (K, D),
+    * ``s2[k] = sum_n w r ((xhat_k - mu_k)(xhat_k - mu_k)^T + C_k)`` (K, D, D),
+    * ``loglik = sum_n w log p(x_O,n)`` (each row's constant counts only its observed
+      coordinates; a row missing everywhere adds 0).
+
+    Rows are best passed grouped by missing pattern: a pattern's factorisation is reused by
+    the rows that follow it (any order gives the same statistics up to rounding).
+
+    Parameters
+    ----------
+    X : (N, D) float32 or float64, NaN = missing; infinity is an error
+    means : (K, D); covariances : (K, D, D) symmetric positive definite
+    weights : (K,) mixing weights (default: 1 when K = 1)
+    filled : bool
+        Also return X with its missing values replaced by ``sum_k r_k xhat_k`` (N, D).
+    logp : bool
+        Also return each row's ``log p(x_O)`` (N,).
+    resp : bool
+        Also return the responsibilities ``r`` (N, K).
+    noise : (N, D) standard normal draws, K = 1 only
+        With ``filled``, each row's missing values are drawn from their conditional normal
+        distribution instead: ``xhat_M + L^-T z_M`` with ``L L^T = Sigma^-1_MM``.
+
+    Returns
+    -------
+    loglik, nk, s1, s2[, filled][, logp][, resp]
+    """
+    from emfast.impute._patterns import precision_inputs
+
+    X = V.check_array(X, name="X", min_samples=0, allow_nan=True)
+    N, D = X.shape
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    if means.ndim != 2 or means.shape[1] != D:
+        raise ValueError(f"means must have shape (K, {D}), got {means.shape}")
+    K = means.shape[0]
+    _check_n_states(K, "means")
+    cov = _as_param("covariances", covariances, (K, D, D))
+    if not np.all(np.isfinite(means)) or not np.all(np.isfinite(cov)):
+        raise ValueError("means and covariances must be finite")
+    for k in range(K):
+        V.check_spd(cov[k], f"covariances[{k}]")
+    if weights is None:
+        if K != 1:
+            raise ValueError("weights are needed when there is more than one component")
+        weights = np.ones(1)
+    weights = V.check_probabilities("weights", weights, (K,))
+    sw = _weights_input(sample_weight, N)
+    z = np.empty((0, 0))
+    if noise is not None:
+        if K != 1 or not filled:
+            raise ValueError("noise draws need one component (K = 1) and filled=True")
+        z = _as_param("noise", noise, (N, D))
+    prec, log_det = precision_inputs(cov)
+    nk, s1, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D, D))
+    out = np.empty((N, D)) if filled else np.empty((0, 0))
+    lp = np.empty(N) if logp else np.empty(0)
+    rs = np.empty((N, K)) if resp else np.empty((0, 0))
+    with np.errstate(divide="ignore"):
+        logw = np.log(weights)
+    from emfast._threads import single_threaded_blas
+
+    with single_threaded_blas():
+        ll = get_backend(backend, "missing").missing_estep(
+            X, sw, logw, means, prec, log_det, nk, s1, s2, out, lp, rs, z,
+            _threads_for(N, n_threads))
+    return ((float(ll), nk, s1, s2) + ((out,) if filled else ()) + ((lp,) if logp else ())
+            + ((rs,) if resp else ()))

@@ -136,13 +136,24 @@ class _HMMFamily:
     """E-step and M-step of one HMM, as the EM drivers want them."""
 
     def __init__(self, emission, offsets, params_letters, startprob_prior, transmat_prior,
-                 backend):
+                 backend, has_nan=False, labels=None, unlabeled_weight=1.0):
         self.emission = emission
         self.offsets = offsets   # sequence bounds, (S + 1,) int64, checked
         self.lengths = np.diff(offsets)
         self.letters = params_letters
         self.fit_emission = any(c in params_letters for c in emission.letters)
-        self.fused = self.fit_emission and hasattr(emission, "fuses") and emission.fuses(backend)
+        # partial labels (T,), -1 = unlabelled: a labelled frame's state is fixed by giving
+        # every other state log-emission -inf; the unlabelled frames' posteriors weigh
+        # unlabeled_weight in the emission statistics
+        self.forbidden = None
+        self.unlabelled = None
+        if labels is not None and (labels >= 0).any():
+            K = emission.K
+            self.forbidden = (labels[:, None] >= 0) & (labels[:, None] != np.arange(K))
+            if unlabeled_weight != 1.0:
+                self.unlabelled = (labels < 0, unlabeled_weight)
+        self.fused = (self.fit_emission and hasattr(emission, "fuses") and not has_nan
+                      and self.forbidden is None and emission.fuses(backend))
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.backend = backend
@@ -167,6 +178,8 @@ class _HMMFamily:
         shape = (X.shape[0], len(params.startprob))
         le = self.emission.log_likelihood(X, params.emission, self.backend, n_threads,
                                           out=self._buffer("le", shape))
+        if self.forbidden is not None:
+            le[self.forbidden] = -np.inf
         post = self._buffer("post", shape) if self.fit_emission else None
         ll, _, post, start, trans = kernels.hmm_forward_backward(
             le, self.lengths, params.startprob, params.transmat,
@@ -174,6 +187,9 @@ class _HMMFamily:
             n_threads=n_threads)
         em = None
         if self.fit_emission:
+            if self.unlabelled is not None:
+                rows, weight = self.unlabelled
+                post[rows] *= weight
             em = self.emission.stats(X, post, params.emission, self.backend, n_threads)
         return HMMStats(params, start, trans, em, ll, len(self.lengths))
 
@@ -289,15 +305,28 @@ class BaseHMM(ParamsMixin):
         return HMMParams(sp, tm, em)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, lengths=None):
+    def fit(self, X, lengths=None, y=None, *, unlabeled_weight=1.0):
         """Estimate the parameters by EM (Baum-Welch). Returns self.
 
         Parameters whose letter is in ``init_params`` (or that are not set yet) are
         initialised first; those whose letter is in ``params`` are then updated.
+
+        ``y`` (optional, beyond hmmlearn): partial labels, one per frame: the state of a
+        labelled frame, -1 for an unlabelled one. A labelled frame's state is fixed (every
+        other state has probability 0 there), so the labels shape the transitions around
+        them too; the unlabelled frames' posteriors count ``unlabeled_weight`` times in the
+        emission statistics. Gaussian and GMM emissions also accept NaN in X (see
+        :class:`GaussianHMM`).
         """
         n_threads = self._check_parameters()
         X = self._check_X(X, fitting=True)
         offsets = V.lengths_to_offsets(lengths, X.shape[0])
+        labels = V.check_partial_labels(y, X.shape[0], self.n_components)
+        V.check_real("unlabeled_weight", unlabeled_weight, 0.0)
+        has_nan = X.dtype.kind == "f" and bool(np.isnan(X.min()))
+        # the starting point comes from complete rows: each missing value its column's mean
+        X_start = np.where(np.isnan(X), np.nanmean(X, axis=0), X).astype(X.dtype) \
+            if has_nan else X
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}
@@ -307,7 +336,8 @@ class BaseHMM(ParamsMixin):
         fixed = self._params_from_attrs(todo)
         self._warn_few_data(X, emission)
         sp_prior, tp_prior = self._priors(K)
-        family = _HMMFamily(emission, offsets, self.params, sp_prior, tp_prior, self.backend)
+        family = _HMMFamily(emission, offsets, self.params, sp_prior, tp_prior, self.backend,
+                            has_nan, labels, float(unlabeled_weight))
         rng = V.check_random_state(self.random_state)
         n_init = self.n_init
 
@@ -324,7 +354,9 @@ class BaseHMM(ParamsMixin):
                 sp = rng_.dirichlet(alpha)
             if todo["t"]:
                 tm = rng_.dirichlet(alpha, size=K)
-            em = emission.init(X_, em_rng, todo, fixed.emission, threads)
+            em = emission.init(X_start, em_rng, todo, fixed.emission, threads)
+            if labels is not None and todo.get("m") and hasattr(emission, "means_from_labels"):
+                em = emission.means_from_labels(X_start, labels, em)
             return HMMParams(sp, tm, emission.prepare(em))
 
         monitor = self.monitor_

@@ -15,6 +15,12 @@ Every model holds its priors and works on a plain dict of parameter arrays (floa
 given ``out`` (T, K) float64, the Gaussian and categorical models write into it (the EM
 loop passes the same array every iteration), the others return a new array.
 
+The Gaussian models take X with missing values (NaN): a frame's
+log-emission is then the marginal density of its observed values (0 when nothing is
+observed: such a frame counts through the transitions only), and its statistics use the
+conditional means and covariances of its missing values, from the missing-value kernel with
+the state posteriors as sample weights (emfast.mixture._gaussian_missing).
+
 M-step formulas (MAP estimates under hmmlearn's priors, with hmmlearn's default values) are
 written on statistics centred on the current means, so they never form E[x x^T] - mu mu^T.
 Loops run over states or mixture components, never over rows.
@@ -31,7 +37,9 @@ from emfast._config import get_backend
 from emfast._stats import GaussianStats
 from emfast.exceptions import DegenerateComponentWarning
 from emfast.mixture import _gaussian as G
+from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture._kmeans import kmeans
+from emfast.mixture._semi_supervised import component
 from emfast.hmm._stats import ArrayStats
 
 # k-means restarts (the lowest inertia kept) for the initial emission means, as hmmlearn's
@@ -89,6 +97,30 @@ def _xlogp(X, P):
 
 # ----------------------------------------------------------------------------------------
 # Gaussian
+
+
+def has_nan(X):
+    """Whether the (validated, float) frames X hold missing values."""
+    return bool(np.isnan(X.min()))
+
+
+def _missing_log_likelihood(X, states, backend, n_threads, out=None):
+    """(T, K) log-densities of each frame's observed values under each state's emission
+    (``states``: a GaussianParams per state: one Gaussian, or the state's mixture)."""
+    out = np.empty((X.shape[0], len(states))) if out is None else out
+    for k, gp in enumerate(states):
+        out[:, k] = GM.infer(X, gp, backend, n_threads, logp=True)["logp"]
+    return out
+
+
+def _missing_state_stats(X, post, states, backend, n_threads):
+    """Per state k: the GaussianStats of its emission's components on X with missing
+    values, the frames weighted by their posteriors ``post[:, k]``."""
+    T = float(X.shape[0])
+    for k, gp in enumerate(states):
+        estep = GM.MissingEStep(X, np.ascontiguousarray(post[:, k]), gp.means.shape[0],
+                                backend, n_threads, T)
+        yield estep(gp)
 
 
 def gaussian_posterior_stats(X, post, centre, covariance_type, backend, n_threads):
@@ -170,8 +202,32 @@ class GaussianEmission:
             p["covars"] = G.covariances_from_template(cv, self.covariance_type, K)
         return p
 
+    def means_from_labels(self, X, labels, p):
+        """The starting means of the states with labelled frames: those frames' mean (the
+        labels name the states; k-means' clusters come in any order)."""
+        p = dict(p)
+        means = np.array(p["means"], dtype=np.float64)
+        for k in range(self.K):
+            rows = labels == k
+            if rows.any():
+                means[k] = X[rows].mean(axis=0)
+        p["means"] = means
+        return p
+
     # E-step pieces ------------------------------------------------------------------
+    def _states(self, p):
+        """Each state's emission as a one-component GaussianParams (spherical as diag, the
+        per-feature form of the HMM's spherical statistics)."""
+        ct, pc = self.covariance_type, p["prec_chol"]
+        D = p["means"].shape[1]
+        if ct == "spherical":
+            ct, pc = "diag", G.per_feature_variances(pc, D)
+        gp = G.GaussianParams(ct, np.ones(self.K), p["means"], None, pc)
+        return [component(gp, k) for k in range(self.K)]
+
     def log_likelihood(self, X, p, backend, n_threads, out=None):
+        if has_nan(X):
+            return _missing_log_likelihood(X, self._states(p), backend, n_threads, out)
         # only the log-densities: forward-backward does its own per-frame shift
         out, _ = kernels.gaussian_log_prob(X, p["means"], p["prec_chol"],
                                            self.covariance_type, p["log_const"], norm=False,
@@ -179,8 +235,25 @@ class GaussianEmission:
         return out
 
     def stats(self, X, post, p, backend, n_threads):
+        if has_nan(X):
+            return self._stats_with_nan(X, post, p, backend, n_threads)
         return gaussian_posterior_stats(X, post, p["means"], self.covariance_type, backend,
                                         n_threads)
+
+    def _stats_with_nan(self, X, post, p, backend, n_threads):
+        """:meth:`stats` from the missing-value kernel (any X; the one way for X with NaN)."""
+        states = self._states(p)
+        kt = states[0].covariance_type
+        K, D = p["means"].shape
+        nk, s1 = np.empty(K), np.empty((K, D))
+        s2 = np.zeros(kernels.prec_chol_shape(kt, K, D))
+        for k, st in enumerate(_missing_state_stats(X, post, states, backend, n_threads)):
+            nk[k], s1[k] = st.nk[0], st.s1[0]
+            if kt == "tied":     # the tied moments: each state's about its own mean, summed
+                s2 += st.s2
+            else:
+                s2[k] = st.s2[0]
+        return GaussianStats(kt, p["means"], nk, s1, s2, 0.0, float(X.shape[0]))
 
     def fuses(self, backend):
         """Whether the fit's E-step is one :meth:`forward_backward_stats` call: diagonal
@@ -421,7 +494,15 @@ class GMMEmission:
                 p["covars"] = np.tile(per_state, (K,) + (1,) * per_state.ndim)
         return p
 
+    def _states(self, p):
+        """Each state's mixture as a GaussianParams of the kernels' covariance type."""
+        kt = self._kernel_type()
+        return [G.GaussianParams(kt, p["weights"][k], p["means"][k], None, p["prec_chol"][k])
+                for k in range(self.K)]
+
     def log_likelihood(self, X, p, backend, n_threads, out=None):
+        if has_nan(X):
+            return _missing_log_likelihood(X, self._states(p), backend, n_threads, out)
         K = self.K
         norms = np.empty((K, X.shape[0]))
         kt = self._kernel_type()
@@ -438,6 +519,11 @@ class GMMEmission:
         nk = np.empty((K, M))
         s1 = np.empty((K, M, D))
         s2 = np.empty((K,) + kernels.prec_chol_shape(kt, M, D))
+        if has_nan(X):
+            for k, st in enumerate(_missing_state_stats(X, post, self._states(p), backend,
+                                                        n_threads)):
+                nk[k], s1[k], s2[k] = st.nk, st.s1, st.s2
+            return ArrayStats(post_sum=post.sum(axis=0), nk=nk, s1=s1, s2=s2)
         for k in range(K):
             w = np.ascontiguousarray(post[:, k])
             kernels.gaussian_estep_stats(X, p["means"][k], p["prec_chol"][k], kt,

@@ -99,10 +99,7 @@ class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
                                   self.covars_weight)
 
     def _check_X(self, X, fitting):
-        X = V.check_array(X, estimator=type(self).__name__,
-                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-        self._set_or_check_n_features(X, fitting)
-        return X
+        return _check_gaussian_X(self, X, fitting)
 
     def _n_features_from_attrs(self):
         if getattr(self, "n_features", None) is not None:
@@ -175,10 +172,7 @@ class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
                              self.means_weight, self.covars_prior, self.covars_weight)
 
     def _check_X(self, X, fitting):
-        X = V.check_array(X, estimator=type(self).__name__,
-                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-        self._set_or_check_n_features(X, fitting)
-        return X
+        return _check_gaussian_X(self, X, fitting)
 
     def _n_features_from_attrs(self):
         return _n_features_of("means_", self.means_, ("n_components", "n_mix", "n_features"))
@@ -357,3 +351,17 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
 
     def _set_emission_attrs(self, p):
         self.lambdas_ = p["lambdas"]
+
+
+def _check_gaussian_X(est, X, fitting):
+    """Frames of a Gaussian-emission HMM: NaN marks a missing value (a feature missing in
+    every frame has nothing to be learnt from and is refused when fitting)."""
+    X = V.check_array(X, estimator=type(est).__name__, allow_nan=True,
+                      max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
+    if fitting and np.isnan(X.min()):
+        empty = np.flatnonzero(np.isnan(X).all(axis=0))
+        if len(empty):
+            raise ValueError(f"feature(s) {', '.join(map(str, empty[:10]))} of X are "
+                             "missing (NaN) in every frame")
+    est._set_or_check_n_features(X, fitting)
+    return X

@@ -11,10 +11,13 @@ from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
 from emfast._em import ToleranceRule, VerboseMonitor, em_loop, fit_restarts
 from emfast._estimator import ParamsMixin
+from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
 from emfast.mixture import _gaussian as G
+from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture import _kmeans
+from emfast.mixture._semi_supervised import LabelledRows, SemiSupervisedFamily
 from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -28,20 +31,29 @@ class _GaussianFamily:
     statistics buffers, and reuses that binding for every later iteration.
     """
 
-    def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum):
+    def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum,
+                 filled_rows=None):
         self.covariance_type = covariance_type
         self.n_components = n_components
         self.reg_covar = reg_covar
         self.backend = backend
         self.weight_sum = weight_sum
+        # X with NaN: its rows with each missing value filled (the column mean), row for
+        # row; the E-step is then the missing-value kernel's, and empty components are
+        # re-seeded from these rows
+        self.filled_rows = filled_rows
         self._bound = threading.local()
 
     def e_step(self, X, sample_weight, params, n_threads):
         b = self._bound
         if not (getattr(b, "X", None) is X and b.sw is sample_weight
                 and b.n_threads == n_threads):
-            b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
-                              self.backend, n_threads, self.weight_sum)
+            if self.filled_rows is None:
+                b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
+                                  self.backend, n_threads, self.weight_sum)
+            else:
+                b.estep = GM.MissingEStep(X, sample_weight, self.n_components, self.backend,
+                                          n_threads, self.weight_sum)
             b.X, b.sw, b.n_threads = X, sample_weight, n_threads
         return b.estep(params)
 
@@ -49,7 +61,9 @@ class _GaussianFamily:
         weights, means, cov = G.mstep_moments(stats, self.reg_covar)
         empty = G.empty_components(stats)
         if len(empty):
-            weights, means, cov = self._reseed(X, sample_weight, empty, weights, means, cov, rng)
+            rows = X if self.filled_rows is None else self.filled_rows
+            weights, means, cov = self._reseed(rows, sample_weight, empty, weights, means, cov,
+                                               rng)
         prec_chol, cov = G.precision_cholesky(cov, self.covariance_type, self.reg_covar)
         return G.GaussianParams(self.covariance_type, weights, means, cov, prec_chol)
 
@@ -58,7 +72,8 @@ class _GaussianFamily:
         of the others, and an equal share of the weight; warn."""
         K = len(weights)
         keep = np.setdiff1d(np.arange(K), empty)
-        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        p = (None if sample_weight is None or not sample_weight.sum() > 0
+             else sample_weight / sample_weight.sum())
         rows = rng.choice(X.shape[0], size=len(empty), p=p)
         means = means.copy()
         means[empty] = X[rows]
@@ -96,6 +111,16 @@ class GaussianMixture(ParamsMixin):
       clusters around the sample's centres (one pass over X instead of a Lloyd run over
       all rows; fit quality: benchmarks/init_quality.py).
 
+    * missing values: X may hold NaN (in ``fit``, ``predict``, ``predict_proba``,
+      ``score_samples``, ``score``, ``bic``, ``aic``). Each row then counts through the
+      marginal density of its observed values, and the M-step uses the conditional means
+      and covariances of its missing ones (Ghahramani & Jordan 1994); ``impute(X)`` fills
+      them with the mixture's conditional means. This is maximum likelihood when values are
+      missing at random (MCAR or MAR), not when missingness depends on the missing value.
+      The starting point is chosen by ``init_params`` from the rows with each missing value
+      replaced by its column's mean; rows missing everywhere are left out of the fit. Without
+      NaN nothing changes: the same kernels, the same results.
+
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
 
@@ -113,7 +138,8 @@ class GaussianMixture(ParamsMixin):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, backend="auto", n_threads=None):
+                 verbose=0, verbose_interval=10, semi_supervised=False, unlabeled_weight=1.0,
+                 backend="auto", n_threads=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -128,8 +154,15 @@ class GaussianMixture(ParamsMixin):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.semi_supervised = semi_supervised
+        self.unlabeled_weight = unlabeled_weight
         self.backend = backend
         self.n_threads = n_threads
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
@@ -146,6 +179,10 @@ class GaussianMixture(ParamsMixin):
         V.check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
                     else self.verbose, 0)
         V.check_int("verbose_interval", self.verbose_interval, 1)
+        if not isinstance(self.semi_supervised, (bool, np.bool_)):
+            raise TypeError("The 'semi_supervised' parameter must be a bool, got "
+                            f"{self.semi_supervised!r}")
+        V.check_real("unlabeled_weight", self.unlabeled_weight, 0.0)
         get_backend(self.backend)
         return resolve_n_threads(self.n_threads)
 
@@ -176,19 +213,30 @@ class GaussianMixture(ParamsMixin):
         return weights, means, prec
 
     def _validate_fit_data(self, X, sample_weight):
+        """(X, sample_weight, feature names, missing): ``missing`` is None for complete X,
+        else the GM.MissingData that the fit runs on."""
         names = V.feature_names(X)
-        X = V.check_array(X, min_samples=2, estimator=type(self).__name__,
+        X = V.check_array(X, min_samples=2, estimator=type(self).__name__, allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         N, D = X.shape
+        sw = V.check_sample_weight(sample_weight, N)
+        missing = None
+        if np.isnan(X.min()):                      # NaN propagates: one pass, no copy
+            empty = np.flatnonzero(np.isnan(X).all(axis=0))
+            if len(empty):
+                raise ValueError(f"feature(s) {', '.join(map(str, empty[:10]))} of X are "
+                                 "missing (NaN) in every row")
+            missing = GM.MissingData(X, sw)
+            N, sw = len(missing.X), missing.sample_weight
         if N < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
-                             f"{self.n_components}, n_samples = {N}")
-        sw = V.check_sample_weight(sample_weight, N)
+                             f"{self.n_components}, n_samples = {N}"
+                             + (" (rows with at least one observed value)" if missing else ""))
         if sw is not None and np.count_nonzero(sw) < self.n_components:
             raise ValueError(
                 f"Expected at least n_components = {self.n_components} samples with a "
                 f"positive sample_weight, got {np.count_nonzero(sw)}")
-        return X, sw, names
+        return X, sw, names, missing
 
     def _validate_data(self, X):
         """X for predict/score: fitted, same number (and names) of features."""
@@ -199,7 +247,7 @@ class GaussianMixture(ParamsMixin):
                 names, fitted_names):
             raise ValueError("The feature names should match those that were passed during "
                              "fit.")
-        X = V.check_array(X, estimator=type(self).__name__,
+        X = V.check_array(X, estimator=type(self).__name__, allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
@@ -208,22 +256,43 @@ class GaussianMixture(ParamsMixin):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
-        """Estimate the parameters by EM (``n_init`` starts, the best kept). Returns self."""
-        self._fit(X, sample_weight)
+        """Estimate the parameters by EM (``n_init`` starts, the best kept). Returns self.
+
+        ``y`` is ignored, as scikit-learn ignores it, unless ``semi_supervised=True``: it
+        then holds partial labels, one per row: the component of a labelled row, -1 for an
+        unlabelled one. Labelled rows keep their component (responsibility 1); the
+        unlabelled rows' statistics count ``unlabeled_weight`` times (Nigam et al. 2000's
+        lambda). When every component has labelled rows, EM starts from their means and
+        covariances (``init_params`` is not used); otherwise from ``init_params`` on all
+        rows. (Opt-in, because scikit-learn code passes class labels as ``y`` through
+        pipelines and cross-validation and expects them ignored.)
+        """
+        self._fit(X, sample_weight, y)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most probable component of each row of X."""
-        X = self._fit(X, sample_weight)
+        """Fit (``y``: as in :meth:`fit`), then return the most probable component of each
+        row of X."""
+        X = self._fit(X, sample_weight, y)
         return self._log_prob(X, norm=False)[0].argmax(axis=1)
 
-    def _fit(self, X, sample_weight):
+    def _fit(self, X, sample_weight, y=None):
+        """Fit; returns X as validated (the caller's rows, in order)."""
         n_threads = self._check_parameters()
-        X, sw, names = self._validate_fit_data(X, sample_weight)
+        X_in, sw, names, missing = self._validate_fit_data(X, sample_weight)
+        if not self.semi_supervised:
+            if y is not None and np.any(np.asarray(y, dtype=object) == -1):
+                warnings.warn("y is ignored, as scikit-learn ignores it; to use it as partial "
+                              "labels (-1 = unlabelled), set semi_supervised=True.",
+                              UserWarning, stacklevel=3)
+            y = None
+        y = V.check_partial_labels(y, X_in.shape[0], self.n_components)
+        # with NaN: EM on the rows grouped by pattern, the start from their mean-filled copy
+        X, start_X = (X_in, X_in) if missing is None else (missing.X, missing.filled)
+        if y is not None and missing is not None:
+            y = y[missing.order]
         inits = self._check_inits(X.shape[1])
-        weight_sum = float(X.shape[0] if sw is None else sw.sum())
-        family = _GaussianFamily(self.covariance_type, self.n_components,
-                                 float(self.reg_covar), self.backend, weight_sum)
+        family, X, sw, start = self._family(X, sw, start_X, y, missing is not None, inits)
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
@@ -239,12 +308,9 @@ class GaussianMixture(ParamsMixin):
                               max_iter=self.max_iter, n_threads=n_threads, rng=rng,
                               rule=make_rule(0, self.lower_bound_))
             else:
-                run = fit_restarts(
-                    family, X, sw,
-                    lambda X_, sw_, rng_, threads: self._initial_params(X_, sw_, rng_, inits,
-                                                                     threads),
-                    make_rule, n_init=self.n_init, rng=rng, max_iter=self.max_iter,
-                    n_threads=n_threads, sequential=bool(self.verbose))
+                run = fit_restarts(family, X, sw, start, make_rule, n_init=self.n_init,
+                                   rng=rng, max_iter=self.max_iter, n_threads=n_threads,
+                                   sequential=bool(self.verbose))
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "
@@ -259,14 +325,47 @@ class GaussianMixture(ParamsMixin):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        return X
+        return X_in
 
-    def _initial_params(self, X, sw, rng, inits, n_threads):
+    def _family(self, X, sw, start_X, y, has_nan, inits):
+        """(family, the rows and weights the EM driver passes it, the starting-point
+        function for fit_restarts). ``start_X``: X's rows with NaN filled (X itself without
+        NaN); ``y``: validated partial labels in X's row order, or None."""
+        K, ct, reg = self.n_components, self.covariance_type, float(self.reg_covar)
+        labelled = None if y is None else y >= 0
+        if labelled is None or not labelled.any():
+            family = _GaussianFamily(ct, K, reg, self.backend,
+                                     float(X.shape[0] if sw is None else sw.sum()),
+                                     start_X if has_nan else None)
+            return family, X, sw, (lambda X_, sw_, rng, threads: self._initial_params(
+                start_X, sw_, rng, inits, threads))
+        lam = float(self.unlabeled_weight)
+        free = ~labelled
+        sw_u = (np.ones(np.count_nonzero(free)) if sw is None else sw[free]) * lam
+        sw_l = None if sw is None else sw[labelled]
+        family = _GaussianFamily(ct, K, reg, self.backend, float(sw_u.sum()),
+                                 np.ascontiguousarray(start_X[free]) if has_nan else None)
+        rows = LabelledRows(X[labelled], sw_l, y[labelled], K)
+        family = SemiSupervisedFamily(family, rows, float(sw_u.sum()) + rows.weight_sum,
+                                      has_nan)
+        if rows.covers(K):
+            seed = LabelledRows(start_X[labelled], sw_l, y[labelled], K)
+            start = (lambda X_, sw_, rng, threads: self._initial_params(
+                None, None, rng, inits, threads, stats=_labelled_stats(seed, ct)))
+        else:
+            start = (lambda X_, sw_, rng, threads: self._initial_params(
+                start_X, sw, rng, inits, threads))
+        return family, np.ascontiguousarray(X[free]), sw_u, start
+
+    def _initial_params(self, X, sw, rng, inits, n_threads, stats=None):
+        """The starting parameters: ``inits`` where given, the rest from the statistics
+        ``stats`` or else from those of ``init_params`` on X."""
         weights_init, means_init, prec_init = inits
         ct = self.covariance_type
         weights = means = cov = None
         if weights_init is None or means_init is None or prec_init is None:
-            stats = self._initial_stats(X, sw, rng, n_threads)
+            if stats is None:
+                stats = self._initial_stats(X, sw, rng, n_threads)
             _, means, cov = G.mstep_moments(stats, self.reg_covar)
             # scikit-learn starts from unnormalised weights nk / n_samples.
             weights = (stats.nk + G.NK_EPS) / stats.weight_sum
@@ -341,7 +440,12 @@ class GaussianMixture(ParamsMixin):
     # ------------------------------------------------------------------ inference
     def _log_prob(self, X, responsibilities=False, norm=True):
         """(weighted log-probabilities or responsibilities (N, K), per-row log-likelihood
-        or None when ``norm`` is False)."""
+        or None when ``norm`` is False). X with NaN: the responsibilities either way (they
+        rank the components as the log-probabilities do) from the observed values."""
+        if np.isnan(X.min()):
+            out = GM.infer(X, self._params(), self.backend, resolve_n_threads(self.n_threads),
+                           logp=norm, resp=True)
+            return out["resp"], out.get("logp")
         return kernels.gaussian_log_prob(
             X, self.means_, self.precisions_cholesky_, self.covariance_type,
             self._params().log_const(), responsibilities=responsibilities, norm=norm,
@@ -358,6 +462,16 @@ class GaussianMixture(ParamsMixin):
     def score_samples(self, X):
         """Log-likelihood of each row under the model."""
         return self._log_prob(self._validate_data(X))[1]
+
+    def impute(self, X):
+        """X with each missing value (NaN) replaced by its conditional mean under the fitted
+        mixture, E[x_M | x_O] = sum_k r_k(x_O) E_k[x_M | x_O]; observed values are kept."""
+        X = self._validate_data(X)
+        if not np.isnan(X.min()):
+            return X.copy()
+        out = GM.infer(X, self._params(), self.backend, resolve_n_threads(self.n_threads),
+                       filled=True)
+        return out["filled"].astype(X.dtype, copy=False)
 
     def score(self, X, y=None):
         """Mean log-likelihood per row."""
@@ -383,6 +497,22 @@ class GaussianMixture(ParamsMixin):
             raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
                              "requires at least one sample.")
         return G.sample(self._params(), int(n_samples), V.check_random_state(self.random_state))
+
+
+def _labelled_stats(rows, covariance_type):
+    """Statistics of the labelled rows of every component (LabelledRows covering all of
+    them) about their weighted means: the M-step turns them into the means and covariances
+    of the labelled rows."""
+    K, D = len(rows.parts), rows.parts[0][1].shape[1]
+    nk, centres, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D, D))
+    for k, Xk, w in rows.parts:
+        w = np.ones(len(Xk)) if w is None else w
+        nk[k] = w.sum()
+        centres[k] = w @ Xk / nk[k]
+        d = Xk - centres[k]
+        s2[k] = (d * w[:, None]).T @ d
+    return GaussianStats(covariance_type, centres, nk, np.zeros((K, D)),
+                         GM.stats_of_type(covariance_type, s2), 0.0, float(nk.sum()))
 
 
 def _init_array(name, value, shape):

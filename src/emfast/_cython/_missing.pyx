@@ -1,0 +1,37 @@
+"""Cython + OpenMP kernel of the E-step of Gaussian models with missing values.
+
+The contract (shapes, conventions, meaning of every output) is ``missing_estep`` in
+``emfast.kernels``; ``tests/reference_missing.py`` is the judge. This file is only about *how*.
+
+The textbook E-step (Little & Rubin, ch. 11) regresses the missing coordinates M of a row on
+its observed ones O through Sigma_OO^-1. This kernel works from the precision matrix
+Lambda = Sigma^-1 instead, which needs a factor of Lambda_MM (m x m, m = number missing)
+rather than of Sigma_OO (o x o): with d_O = x_O - mu_O and b = Lambda_MO d_O,
+
+    E[x_M | x_O] - mu_M = d_M = -Lambda_MM^-1 b,     Cov[x_M | x_O] = Lambda_MM^-1,
+    d_O' Sigma_OO^-1 d_O = d_O' Lambda_OO d_O + d_M' b,
+    log det Sigma_OO = log det Lambda_MM - log det Lambda.
+
+A row with nothing missing is the plain Gaussian density; a row with everything missing has
+density 1 (it carries no information).
+
+Per pattern (a run of rows with the same missing coordinates; emfast's estimators sort the
+rows by pattern, and the factors are computed again only when a row's pattern differs from
+the previous row's): Lambda_MM = L D L' (unit L, no square roots on the pivot chain), its
+inverse, the conditional covariance C, and log det Lambda_MM, for every component.
+
+Per block of rows (``emfast._layout``: the block and group sizes both backends share) and
+component k: the rows centred on mu_k with zeros in their missing places form Z (B, D); one
+dgemm gives Z Lambda_k, whose row holds Lambda_OO d_O at O and b at M. Per row, d_M = -C b is
+written into Z's missing places. After the log-sum-exp over components each row of Z is
+scaled by sqrt(w r) and one dsyrk per block adds Z'Z to the second moments; C is added once
+per run of rows with the same pattern, weighted by the run's sum of w r.
+
+Determinism: the blocks are split into contiguous groups whose number depends only on the
+shapes; each group adds its blocks in order into its own buffer (runs of a pattern end at a
+group's end), groups run in parallel, and the group buffers are summed in group order.
+Results are bit-identical for every thread count.
+"""
+
+# Everything is in _missing_impl.pxi, which _missing_avx2.pyx includes too.
+include "_missing_impl.pxi"

@@ -1,0 +1,438 @@
+# The body of the Cython + OpenMP missing-value E-step, shared by the two extension modules
+# built from it (see setup.py and emfast._config): _missing.pyx (baseline instruction set)
+# and _missing_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The design notes are
+# the docstring of _missing.pyx.
+
+include "_openmp.pxi"
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport INFINITY, exp, isnan, log, sqrt
+from libc.stdlib cimport free, malloc
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
+
+cdef extern from *:
+    """
+    /* The per-row loops with restrict pointers, so that they vectorise. */
+
+    /* The per-pattern algebra, from the (m, m) symmetric positive definite block a (the
+       precision's missing-missing block; destroyed): a = L D L' with L unit lower
+       triangular (no square roots on the pivot chain), T = L^-1, dinv = 1 / diag(D),
+       C = a^-1 = T' diag(dinv) T (full), logdet = log det a. v: (m,) scratch.
+       Returns 0, or -1 when a is not numerically positive definite. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    /* loops of a few iterations each: vectorising them only adds prologues and epilogues */
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static int emfast_ldl_inverse(double* __restrict a, int m, double* __restrict T,
+                                  double* __restrict dinv, double* __restrict C,
+                                  double* __restrict v, double* logdet)
+    {
+        double acc = 0.0, prod = 1.0;
+        for (int j = 0; j < m; j++) {
+            double d = a[j * m + j];
+            for (int l = 0; l < j; l++) {
+                v[l] = a[j * m + l] * a[l * m + l];
+                d -= a[j * m + l] * v[l];
+            }
+            if (!(d > 0.0)) return -1;
+            a[j * m + j] = d;
+            dinv[j] = 1.0 / d;
+            for (int i = j + 1; i < m; i++) {
+                double s = a[i * m + j];
+                for (int l = 0; l < j; l++) s -= a[i * m + l] * v[l];
+                a[i * m + j] = s * dinv[j];
+            }
+            prod *= d;                      /* one log per pattern, not one per pivot */
+            if (prod > 1e150 || prod < 1e-150) { acc += log(prod); prod = 1.0; }
+        }
+        *logdet = acc + log(prod);
+        for (int j = 0; j < m; j++) {       /* T = L^-1, unit lower triangular */
+            for (int i = 0; i < j; i++) T[i * m + j] = 0.0;
+            T[j * m + j] = 1.0;
+            for (int i = j + 1; i < m; i++) {
+                double s = 0.0;
+                for (int l = j; l < i; l++) s += a[i * m + l] * T[l * m + j];
+                T[i * m + j] = -s;
+            }
+        }
+        /* C = sum_l dinv_l t_l t_l' over the rows t_l of T: rank-one updates of the lower
+           triangle along contiguous rows, then mirrored */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j <= i; j++) C[i * m + j] = 0.0;
+        for (int l = 0; l < m; l++) {
+            const double* __restrict t = T + l * m;
+            for (int i = 0; i <= l; i++) {
+                const double c = dinv[l] * t[i];
+                double* __restrict row = C + i * m;
+                for (int j = 0; j <= i; j++) row[j] += c * t[j];
+            }
+        }
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < i; j++) C[j * m + i] = C[i * m + j];
+        return 0;
+    }
+
+    /* s1 += r z, then z *= sqrt(r): a row's first moments, and its share of Z'Z */
+    static void emfast_weigh_row(double* __restrict z, int D, double r,
+                                 double* __restrict s1)
+    {
+        const double sr = sqrt(r);
+        for (int i = 0; i < D; i++) {
+            s1[i] += r * z[i];
+            z[i] *= sr;
+        }
+    }
+
+    /* a . b in four independent sums (a fixed order: the same bits on every thread) */
+    static inline double emfast_dot(const double* __restrict a, const double* __restrict b,
+                                    int n)
+    {
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            s0 += a[i] * b[i];
+            s1 += a[i + 1] * b[i + 1];
+            s2 += a[i + 2] * b[i + 2];
+            s3 += a[i + 3] * b[i + 3];
+        }
+        for (; i < n; i++) s0 += a[i] * b[i];
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    /* z = x - mu, with 0 where x is NaN (missing) */
+    #define EMFAST_DEFINE_CENTRE(T)                                                         \
+    static void emfast_centre_##T(const T* __restrict x, const double* __restrict mu,      \
+                                  int D, double* __restrict z)                             \
+    {                                                                                      \
+        for (int i = 0; i < D; i++) {                                                      \
+            const double v = (double) x[i];                                                \
+            z[i] = v != v ? 0.0 : v - mu[i];                                               \
+        }                                                                                  \
+    }
+    EMFAST_DEFINE_CENTRE(float)
+    EMFAST_DEFINE_CENTRE(double)
+    """
+    int emfast_ldl_inverse(double* a, int m, double* T, double* dinv, double* C, double* v,
+                           double* logdet) noexcept nogil
+    void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
+    double emfast_dot(const double* a, const double* b, int n) noexcept nogil
+    void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
+    void emfast_centre_double(const double* x, const double* mu, int D,
+                              double* z) noexcept nogil
+
+import numpy as np
+
+from emfast._layout import missing_block_rows, n_groups
+
+cdef double LOG_2PI = 1.8378770664093453
+
+
+ctypedef struct Model:
+    int D, K
+    const double* logw      # (K,) log mixing weights
+    const double* mu        # (K, D) means
+    const double* prec      # (K, D, D) precision matrices
+    const double* logdet    # (K,) log det of each precision matrix
+
+
+ctypedef struct Pattern:    # the missing pattern of the current run of rows, per thread
+    int valid               # 0 until the first row is seen
+    int m, o                # numbers of missing and observed coordinates
+    unsigned char* miss     # (D,) 1 where missing
+    int* mis                # (m,) the missing coordinates, ascending
+    double* linv            # (K, m, m) L^-1 with L D L' = Lambda_k,MM (L unit lower)
+    double* dinv            # (K, m) 1 / diag(D)
+    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance
+    double* chol            # (m, m) scratch for the factor
+    double* v               # (m,) scratch
+    double* logc            # (K,) log w_k - (o log 2 pi - log det Lambda_k + log det L L')/2
+    double* runw            # (K,) sum of w r of the run's rows so far
+
+
+ctypedef struct Work:
+    Pattern p
+    double* z               # (K, B, D) centred rows; then filled, then scaled by sqrt(w r)
+    double* t               # (K, B, D) Z_k Lambda_k
+    double* lp              # (B, K) log(pi_k p_k(x_O)), then responsibilities
+    double* y               # (D,) scratch
+
+
+cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
+    cdef Work* W = <Work*> malloc(sizeof(Work))
+    if W == NULL:
+        return NULL
+    W.p.miss = <unsigned char*> malloc(D)
+    W.p.mis = <int*> malloc(D * sizeof(int))
+    W.p.dinv = <double*> malloc(K * D * sizeof(double))
+    W.p.v = <double*> malloc(D * sizeof(double))
+    W.p.linv = <double*> malloc(K * D * D * sizeof(double))
+    W.p.cond = <double*> malloc(K * D * D * sizeof(double))
+    W.p.chol = <double*> malloc(D * D * sizeof(double))
+    W.p.logc = <double*> malloc(K * sizeof(double))
+    W.p.runw = <double*> malloc(K * sizeof(double))
+    W.z = <double*> malloc(K * B * D * sizeof(double))
+    W.t = <double*> malloc(K * B * D * sizeof(double))
+    W.lp = <double*> malloc(B * K * sizeof(double))
+    W.y = <double*> malloc(D * sizeof(double))
+    W.p.valid = 0
+    if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
+            or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
+            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL):
+        _work_free(W)
+        return NULL
+    return W
+
+
+cdef void _work_free(Work* W) noexcept nogil:
+    if W != NULL:
+        free(W.p.miss); free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
+        free(W.p.chol); free(W.p.logc); free(W.p.runw)
+        free(W.z); free(W.t); free(W.lp); free(W.y)
+        free(W)
+
+
+cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
+    """The per-pattern quantities of every component for the pattern in P.miss: the factor
+    of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
+    Returns -1 when a factor fails."""
+    cdef int D = M.D, K = M.K, m = 0, i, j, k
+    cdef const double* lam
+    cdef double logdet_mm
+    for i in range(D):
+        if P.miss[i]:
+            P.mis[m] = i
+            m += 1
+    P.m, P.o = m, D - m
+    for k in range(K):
+        lam = M.prec + k * D * D
+        for i in range(m):
+            for j in range(m):
+                P.chol[i * m + j] = lam[P.mis[i] * D + P.mis[j]]
+        if emfast_ldl_inverse(P.chol, m, P.linv + k * m * m, P.dinv + k * m,
+                              P.cond + k * m * m, P.v, &logdet_mm) != 0:
+            return -1
+        P.logc[k] = M.logw[k] - 0.5 * (P.o * LOG_2PI - M.logdet[k] + logdet_mm)
+    for k in range(K):
+        P.runw[k] = 0.0
+    P.valid = 1
+    return 0
+
+
+cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
+    """Add each component's conditional covariance, weighted by the run's sum of w r, to the
+    missing block of its second moments s2 (K, D, D; lower triangle)."""
+    cdef int D = M.D, m = P.m, i, j, k
+    cdef const double* C
+    cdef double* s
+    if not P.valid:
+        return
+    for k in range(M.K):
+        C = P.cond + k * m * m
+        s = s2 + k * D * D
+        for i in range(m):
+            for j in range(i + 1):
+                s[P.mis[i] * D + P.mis[j]] += P.runw[k] * C[i * m + j]
+        P.runw[k] = 0.0
+
+
+cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noexcept nogil:
+    cdef int i
+    for i in range(D):
+        if (isnan(x[i]) != 0) != (miss[i] != 0):
+            return 0
+    return 1
+
+
+cdef double _fill_missing(const Pattern* P, const double* C, const double* t,
+                          double* z) noexcept nogil:
+    """z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; returns d_M . b (the term that turns
+    d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O)."""
+    cdef int m = P.m, a, c
+    cdef double s, q = 0.0
+    for a in range(m):
+        s = 0.0
+        for c in range(m):
+            s -= C[a * m + c] * t[P.mis[c]]
+        z[P.mis[a]] = s
+        q += s * t[P.mis[a]]
+    return q
+
+
+cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
+                const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
+                double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D)).
+    Returns -1 when a pattern's factor fails."""
+    cdef int D = M.D, K = M.K, b, i, k
+    cdef Pattern* P = &W.p
+    cdef const floating* x
+    cdef double* zb
+    cdef double* lp
+    cdef double* nk = st + 1
+    cdef double* s1 = st + 1 + K
+    cdef double* s2 = st + 1 + K + K * D
+    cdef double q, mx, tot, w, r, v, one = 1.0, zero = 0.0
+    cdef double* tb
+    cdef char* tr = b"N"
+    cdef char* up = b"U"
+    for k in range(K):          # Z_k: the rows centred on mu_k, zeros where missing
+        for b in range(B):
+            if floating is float:
+                emfast_centre_float(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+            else:
+                emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+    # T_k = Z_k Lambda_k: row b holds Lambda_OO d_O at O and b = Lambda_MO d_O at M (d is
+    # zero where missing); Lambda_k is symmetric, so row-major and column-major agree.
+    for k in range(K):
+        dgemm(tr, tr, &D, &B, &D, &one, M.prec + k * D * D, &D, W.z + k * B * D, &D, &zero,
+              W.t + k * B * D, &D)
+    for b in range(B):
+        x = X + (n0 + b) * D
+        if not P.valid or not _same_pattern(x, P.miss, D):
+            _end_run(M, P, s2)
+            for i in range(D):
+                P.miss[i] = isnan(x[i]) != 0
+            if _new_pattern(M, P) != 0:
+                return -1
+        lp = W.lp + b * K
+        for k in range(K):
+            zb = W.z + (k * B + b) * D
+            tb = W.t + (k * B + b) * D
+            q = emfast_dot(zb, tb, D)
+            q += _fill_missing(P, P.cond + k * P.m * P.m, tb, zb)
+            lp[k] = P.logc[k] - 0.5 * q
+        if K == 1:              # one component: its responsibility is 1
+            v = lp[0]
+            lp[0] = 1.0
+        else:
+            mx = -INFINITY
+            for k in range(K):
+                if lp[k] > mx:
+                    mx = lp[k]
+            tot = 0.0
+            for k in range(K):
+                lp[k] = exp(lp[k] - mx)
+                tot += lp[k]
+            v = mx + log(tot)
+            for k in range(K):
+                lp[k] = lp[k] / tot
+        w = 1.0 if sw == NULL else sw[n0 + b]
+        st[0] += w * v
+        if logp != NULL:
+            logp[n0 + b] = v
+        if resp != NULL:
+            for k in range(K):
+                resp[(n0 + b) * K + k] = lp[k]
+        if filled != NULL:
+            _fill_row(M, P, W, x, noise, n0 + b, b, B, filled + (n0 + b) * D)
+        for k in range(K):
+            r = w * lp[k]
+            nk[k] += r
+            P.runw[k] += r
+            emfast_weigh_row(W.z + (k * B + b) * D, D, r, s1 + k * D)
+    for k in range(K):
+        dsyrk(up, tr, &D, &B, &one, W.z + k * B * D, &D, &one, s2 + k * D * D, &D)
+    return 0
+
+
+cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
+                    const double* noise, Py_ssize_t n, int b, int B,
+                    double* out) noexcept nogil:
+    """out = x with its missing coordinates replaced by sum_k r_k (mu_k + d_k) -- or, with
+    noise (K = 1), by a draw mu + d + L'^-1 z_M from the conditional distribution."""
+    cdef int D = M.D, m = P.m, a, c, k, i
+    cdef double s
+    for i in range(D):
+        out[i] = x[i]
+    for a in range(m):
+        i = P.mis[a]
+        s = 0.0
+        for k in range(M.K):
+            s += W.lp[b * M.K + k] * (M.mu[k * D + i] + W.z[(k * B + b) * D + i])
+        out[i] = s
+    if noise != NULL:
+        for a in range(m):      # (L^-1)' D^-1/2 z_M, whose covariance is Lambda_MM^-1
+            s = 0.0
+            for c in range(a, m):
+                s += P.linv[c * m + a] * sqrt(P.dinv[c]) * noise[n * D + P.mis[c]]
+            out[P.mis[a]] += s
+
+
+cdef int _group(const Model* M, Work* W, const floating* X, const double* sw,
+                const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0, Py_ssize_t blk1,
+                double* st, double* filled, double* logp, double* resp) noexcept nogil:
+    """Blocks blk0 .. blk1 in order into st; the last run of a pattern ends with the group."""
+    cdef Py_ssize_t blk, n0
+    W.p.valid = 0
+    for blk in range(blk0, blk1):
+        n0 = blk * B
+        if _block(M, W, X, sw, noise, n0, <int> min(<Py_ssize_t> B, N - n0), st, filled,
+                  logp, resp) != 0:
+            return -1
+    _end_run(M, &W.p, st + 1 + M.K + M.K * M.D)
+    return 0
+
+
+def missing_estep(
+    const floating[:, ::1] X,            # IN  (N, D) float32 or float64; NaN = missing
+    const double[::1] sample_weight,     # IN  (N,), or (0,): all weights 1
+    const double[::1] log_weights,       # IN  (K,) log mixing weights
+    const double[:, ::1] means,          # IN  (K, D)
+    const double[:, :, ::1] precisions,  # IN  (K, D, D) symmetric positive definite
+    const double[::1] log_det,           # IN  (K,) log det of each precision matrix
+    double[::1] nk,                      # OUT (K,) sum of w r
+    double[:, ::1] s1,                   # OUT (K, D) sum of w r (xhat_k - mu_k)
+    double[:, :, ::1] s2,                # OUT (K, D, D) sum of w r ((xhat-mu)(xhat-mu)' + C_k)
+    double[:, ::1] filled,               # OUT (N, D), or (0, 0): X with missing values filled
+    double[::1] logp,                    # OUT (N,), or (0,): log p(x_O) of each row
+    double[:, ::1] resp,                 # OUT (N, K), or (0, 0): responsibilities
+    const double[:, ::1] noise,          # IN  (N, D), or (0, 0): N(0, 1) draws (K = 1 only)
+    int n_threads,                       # IN  OpenMP threads
+):
+    """One pass over X; returns sum_n w_n log p(x_O,n). See emfast.kernels.missing_estep."""
+    cdef Py_ssize_t N = X.shape[0]
+    cdef int D = X.shape[1], K = means.shape[0]
+    cdef int B = missing_block_rows(D, K)
+    cdef Py_ssize_t n_blocks = (N + B - 1) // B, g, k, i, j
+    cdef Py_ssize_t size = 1 + K + K * D + K * D * D
+    cdef Py_ssize_t G = n_groups(n_blocks, size)
+    cdef double[:, ::1] st = np.zeros((G, size))
+    cdef double[::1] tot = np.zeros(size)
+    cdef int failed = 0
+    cdef Work* W = NULL
+    cdef Model M
+    M.D, M.K = D, K
+    M.logw, M.mu, M.prec, M.logdet = &log_weights[0], &means[0, 0], &precisions[0, 0, 0], \
+        &log_det[0]
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef const double* nz = &noise[0, 0] if noise.shape[0] > 0 else NULL
+    cdef double* fp = &filled[0, 0] if filled.shape[0] > 0 else NULL
+    cdef double* lq = &logp[0] if logp.shape[0] > 0 else NULL
+    cdef double* rq = &resp[0, 0] if resp.shape[0] > 0 else NULL
+    if N > 0:
+        with nogil, parallel(num_threads=n_threads):
+            W = _work_alloc(D, K, B)
+            for g in prange(G, schedule="dynamic"):
+                if W == NULL:
+                    failed = 1
+                elif _group(&M, W, &X[0, 0], sw, nz, N, B, g * n_blocks // G,
+                            (g + 1) * n_blocks // G, &st[g, 0], fp, lq, rq) != 0:
+                    failed = 2
+            _work_free(W)
+    if failed == 1:
+        raise MemoryError("emfast: no memory for the missing-value kernel's scratch")
+    if failed == 2:
+        raise np.linalg.LinAlgError(
+            "a block of a precision matrix is not numerically positive definite")
+    for g in range(G):
+        for i in range(size):
+            tot[i] += st[g, i]
+    for k in range(K):
+        nk[k] = tot[1 + k]
+        for i in range(D):
+            s1[k, i] = tot[1 + K + k * D + i]
+            for j in range(i + 1):
+                s2[k, i, j] = tot[1 + K + K * D + (k * D + i) * D + j]
+                s2[k, j, i] = s2[k, i, j]
+    return tot[0]

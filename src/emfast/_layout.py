@@ -1,0 +1,29 @@
+"""How rows are cut into blocks and groups, for kernels whose two backends share the rule as
+well as the contract (so that both backends add in the same order).
+
+Both numbers depend on the shapes only, never on the thread count: that is what makes a
+kernel's results bit-identical for any number of threads.
+"""
+
+MAX_GROUPS = 64                # fixed-order partial sums; more than any thread count we use
+MAX_GROUP_BYTES = 64 << 20     # all groups' slots together stay under this
+_MISSING_MAX_BLOCK = 256
+_MISSING_SCRATCH_DOUBLES = 256 * 1024
+
+
+def n_groups(n_blocks, slot_doubles):
+    """Number of contiguous groups of blocks (group g takes blocks [g*n//G, (g+1)*n//G)):
+    at most MAX_GROUPS, and slots of ``slot_doubles`` float64 values within MAX_GROUP_BYTES;
+    at least 1."""
+    by_memory = MAX_GROUP_BYTES // (8 * max(slot_doubles, 1))
+    return max(1, min(n_blocks, MAX_GROUPS, by_memory))
+
+
+def missing_block_rows(D, K):
+    """Rows per block of the missing-value E-step: 256, halved (down to 16) while a thread's
+    scratch of K centred blocks and their products (2 K x B x D doubles) exceeds 256 Ki
+    doubles."""
+    B = _MISSING_MAX_BLOCK
+    while B > 16 and 2 * K * B * D > _MISSING_SCRATCH_DOUBLES:
+        B //= 2
+    return B

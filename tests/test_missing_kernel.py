@@ -1,0 +1,133 @@
+"""The missing-value E-step kernel (emfast.kernels.missing_estep), both backends, against the
+row-by-row NumPy reference (tests/reference_missing.py)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import assert_close
+from reference_missing import missing_estep as reference
+from emfast.impute._patterns import pattern_order
+from emfast.kernels import missing_estep
+
+
+def _problem(seed, N, D, K, frac, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(D, D))
+    cov = A @ A.T + D * np.eye(D)
+    X = rng.multivariate_normal(np.zeros(D), cov, size=N)
+    X[rng.random((N, D)) < frac] = np.nan
+    if N > 3:
+        X[3] = np.nan            # a row missing everywhere
+    means = rng.normal(size=(K, D))
+    covs = np.stack([cov * (1 + 0.3 * k) for k in range(K)])
+    weights = rng.dirichlet(np.ones(K))
+    return X.astype(dtype), means, covs, weights, rng
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N,D,K,frac", [(60, 4, 1, 0.3), (700, 5, 3, 0.4), (300, 1, 2, 0.5),
+                                         (600, 7, 2, 0.0), (530, 3, 1, 0.9)])
+def test_matches_reference(backend, dtype, N, D, K, frac):
+    X, means, covs, weights, rng = _problem(N + D + K, N, D, K, frac, dtype)
+    sw = rng.random(N)
+    noise = rng.normal(size=(N, D)) if K == 1 else None
+    got = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, resp=True,
+                        noise=noise, backend=backend)
+    want = reference(X, sw, np.log(weights), means, covs, noise)
+    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp", "resp"], got, want):
+        assert_close(g, w, rtol=1e-9, err_msg=name)
+
+
+def test_sorted_and_unsorted_rows_agree(backend):
+    """Grouping rows by pattern is an optimisation: the statistics are the same up to
+    rounding, and each row's own outputs exactly the same."""
+    X, means, covs, weights, _ = _problem(5, 2000, 6, 2, 0.3)
+    order, n_patterns = pattern_order(np.isnan(X))
+    assert 1 < n_patterns < len(X)
+    a = missing_estep(X, means, covs, weights, filled=True, logp=True, backend=backend)
+    b = missing_estep(X[order], means, covs, weights, filled=True, logp=True, backend=backend)
+    for g, w in zip(a[:4], b[:4]):
+        assert_close(g, w, rtol=1e-11)
+    np.testing.assert_array_equal(a[4][order], b[4])
+    np.testing.assert_array_equal(a[5][order], b[5])
+
+
+def test_complete_data_is_the_gaussian_estep(backend):
+    """Without NaN the kernel is the ordinary full-covariance E-step."""
+    from emfast.kernels import gaussian_estep_stats, log_normalizer
+
+    X, means, covs, weights, _ = _problem(7, 900, 4, 3, 0.0)
+    X[3] = 0.5                                      # _problem's row missing everywhere
+    prec_chol = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covs)), 1, 2)  # U U' = Sigma^-1
+    log_const = log_normalizer(prec_chol, "full", 4, np.log(weights))
+    want = gaussian_estep_stats(X, means, prec_chol, "full", log_const, backend=backend)
+    got = missing_estep(X, means, covs, weights, backend=backend)
+    for g, w in zip(got, want):
+        assert_close(g, w, rtol=1e-9)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_thread_count_does_not_change_results(backend, K):
+    X, means, covs, weights, _ = _problem(11, 20_000, 5, K, 0.3)
+    one = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
+                        backend=backend, n_threads=1)
+    for n in (2, 3):
+        many = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
+                             backend=backend, n_threads=n)
+        for a, b in zip(one, many):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_backends_agree():
+    X, means, covs, weights, _ = _problem(13, 3000, 6, 2, 0.25)
+    a = missing_estep(X, means, covs, weights, filled=True, backend="cython")
+    b = missing_estep(X, means, covs, weights, filled=True, backend="numba")
+    for g, w in zip(a, b):
+        assert_close(g, w, rtol=1e-12)
+
+
+def test_inputs_not_modified(backend):
+    X, means, covs, weights, _ = _problem(17, 400, 3, 2, 0.3)
+    copies = [a.copy() for a in (X, means, covs, weights)]
+    missing_estep(X, means, covs, weights, filled=True, backend=backend)
+    for a, c in zip((X, means, covs, weights), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(X=np.array([[1.0, np.inf]])), "infinity"),
+    (dict(means=np.zeros((1, 3))), "means must have shape"),
+    (dict(covariances=-np.eye(2)[None]), "positive-definite"),
+    (dict(covariances=np.eye(2)), "covariances must have shape"),
+    (dict(means=np.zeros((2, 2)), covariances=np.stack([np.eye(2)] * 2)), "weights are needed"),
+    (dict(weights=np.array([0.5])), "weights"),
+    (dict(means=np.zeros((0, 2)), covariances=np.zeros((0, 2, 2))), "no components"),
+    (dict(noise=np.zeros((2, 2))), "filled=True"),
+    (dict(sample_weight=np.array([1.0, -1.0])), "sample_weight"),
+    (dict(X=np.zeros((2, 0))), "0 feature"),
+])
+def test_bad_input(bad, match):
+    args = dict(X=np.array([[1.0, np.nan], [0.5, 2.0]]), means=np.zeros((1, 2)),
+                covariances=np.eye(2)[None], weights=None, sample_weight=None, noise=None)
+    args.update(bad)
+    with pytest.raises(ValueError, match=match):
+        missing_estep(args["X"], args["means"], args["covariances"], args["weights"],
+                      args["sample_weight"], noise=args["noise"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(0, 40), D=st.integers(1, 5), frac=st.sampled_from([0.0, 0.3, 1.0]),
+       seed=st.integers(0, 2**16))
+def test_any_shape_and_pattern_mix(N, D, frac, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, D))
+    X[rng.random((N, D)) < frac] = np.nan
+    means, covs = np.zeros((1, D)), (np.eye(D) + 0.5)[None]
+    for backend in ("cython", "numba"):
+        ll, nk, s1, s2, filled = missing_estep(X, means, covs, filled=True, backend=backend)
+        want = reference(X, None, np.zeros(1), means, covs)
+        assert_close(ll, want[0], rtol=1e-9)
+        assert_close(s2, want[3], rtol=1e-9)
+        assert not np.isnan(filled).any()
+        assert nk[0] == N
