@@ -145,6 +145,32 @@ def check_sample_weight(sample_weight, n_samples):
     return np.ascontiguousarray(sw)
 
 
+def _check_integral(arr, message, kinds):
+    """ValueError(message + what was found) unless ``arr`` has an integer dtype of
+    ``kinds`` or holds whole, finite floats."""
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"{message}, got {arr[:10].tolist()}")
+    elif arr.dtype.kind not in kinds:
+        raise ValueError(f"{message}, got dtype {arr.dtype}")
+
+
+def check_like_fit(estimator, X):
+    """X for a fitted estimator's predict/transform/score: the checks of ``check_array``
+    (NaN allowed: a missing value), the number of features it was fitted on, and the same
+    feature names when both have them."""
+    name = type(estimator).__name__
+    names = feature_names(X)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if names is not None and fitted is not None and not np.array_equal(names, fitted):
+        raise ValueError("The feature names should match those that were passed during fit.")
+    X = check_array(X, estimator=name, allow_nan=True, max_magnitude=MAX_GAUSSIAN_MAGNITUDE)
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting "
+                         f"{estimator.n_features_in_} features as input.")
+    return X
+
+
 def check_partial_labels(y, n_samples, n_labels, name="y"):
     """Partial labels for semi-supervised EM: None (none), or an int64 (n_samples,) array of
     values in [0, n_labels) for labelled rows and -1 for unlabelled ones; ValueError
@@ -158,12 +184,8 @@ def check_partial_labels(y, n_samples, n_labels, name="y"):
     if arr.ndim != 1 or arr.shape[0] != n_samples:
         raise ValueError(f"{name} must be 1-D with one label per row ({n_samples},), got "
                          f"shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must hold integer labels (-1 for unlabelled rows)")
-    elif arr.dtype.kind not in "iub":
-        raise ValueError(f"{name} must hold integer labels (-1 for unlabelled rows), got "
-                         f"dtype {arr.dtype}")
+    _check_integral(arr, f"{name} must hold integer labels (-1 for unlabelled rows)",
+                    kinds="iub")
     if arr.size and (arr.min() < -1 or arr.max() >= n_labels):
         raise ValueError(f"{name} labels must be -1 (unlabelled) or in [0, {n_labels - 1}], "
                          f"got values from {arr.min()} to {arr.max()}")
@@ -226,11 +248,7 @@ def lengths_to_offsets(lengths, n_samples, name="lengths"):
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of integers, got shape "
                          f"{arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must be integers, got {arr[:10].tolist()}")
-    elif arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
+    _check_integral(arr, f"{name} must be integers", kinds="iu")
     if arr.min() <= 0:
         bad = np.flatnonzero(arr <= 0)
         raise ValueError(f"{name} must be positive: {name}[{int(bad[0])}] = {arr[bad[0]]}"

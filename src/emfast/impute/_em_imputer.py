@@ -160,17 +160,7 @@ class EMImputer(ParamsMixin):
 
     def _validate_data(self, X):
         self._check_is_fitted("mean_")
-        names = V.feature_names(X)
-        fitted = getattr(self, "feature_names_in_", None)
-        if names is not None and fitted is not None and not np.array_equal(names, fitted):
-            raise ValueError("The feature names should match those that were passed during "
-                             "fit.")
-        Xc = V.check_array(X, estimator=type(self).__name__, allow_nan=True,
-                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-        if Xc.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {Xc.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input.")
-        return Xc
+        return V.check_like_fit(self, X)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):

@@ -241,18 +241,7 @@ class GaussianMixture(ParamsMixin):
     def _validate_data(self, X):
         """X for predict/score: fitted, same number (and names) of features."""
         self._check_is_fitted("means_")
-        names = V.feature_names(X)
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if names is not None and fitted_names is not None and not np.array_equal(
-                names, fitted_names):
-            raise ValueError("The feature names should match those that were passed during "
-                             "fit.")
-        X = V.check_array(X, estimator=type(self).__name__, allow_nan=True,
-                          max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input.")
-        return X
+        return V.check_like_fit(self, X)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
