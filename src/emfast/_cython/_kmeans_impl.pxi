@@ -3,6 +3,8 @@
 # _kmeans_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The design notes are the
 # docstring of _kmeans.pyx.
 
+include "_openmp.pxi"
+
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
