@@ -49,6 +49,31 @@ def lloyd_step(X, centres, labels, sample_weight=None):
     return new, counts, sums, int(np.count_nonzero(new != labels)), inertia
 
 
+# Why lloyd_run stopped
+SAME_LABELS, EMPTY, SMALL_SHIFT, MAX_ITER = range(4)
+
+
+def lloyd_run(X, centres, labels, max_iter, abs_tol, sample_weight=None):
+    """Lloyd iterations from ``centres``: a step, then each centre to its cluster's mean,
+    until a step changes no label, leaves a cluster empty (the centres stay), moves the
+    centres by at most ``abs_tol`` (squared distances summed) or ``max_iter`` steps ran.
+    Returns (centres, labels, counts, sums, steps run, stop code, inertia of the last
+    step)."""
+    centres = np.array(centres, dtype=np.float64)
+    for it in range(1, max_iter + 1):
+        labels, counts, sums, changed, inertia = lloyd_step(X, centres, labels, sample_weight)
+        if changed == 0:
+            return centres, labels, counts, sums, it, SAME_LABELS, inertia
+        if not np.all(counts > 0):
+            return centres, labels, counts, sums, it, EMPTY, inertia
+        new = sums / counts[:, None]
+        shift = float(np.sum((new - centres) ** 2))
+        centres = new
+        if shift <= abs_tol:
+            return centres, labels, counts, sums, it, SMALL_SHIFT, inertia
+    return centres, labels, counts, sums, max_iter, MAX_ITER, inertia
+
+
 def label_stats(X, centres, covariance_type, labels, sample_weight=None):
     """(nk, s1, s2) of the hard assignment ``labels`` (outside [0, K): no cluster) about
     ``centres``, in the layouts of the Gaussian E-step statistics."""

@@ -174,7 +174,7 @@ cdef class _CentreSet:
     def __init__(self, centres):
         self.c = np.ascontiguousarray(centres, dtype=np.float64)
         cdef const double[:, ::1] cv = self.c
-        cdef Py_ssize_t K = cv.shape[0], D = cv.shape[1], k, i
+        cdef Py_ssize_t K = cv.shape[0], D = cv.shape[1]
         self.csq = np.empty(K)
         cdef double[::1] qv = self.csq
         self.s.K = <int> K
@@ -182,11 +182,17 @@ cdef class _CentreSet:
         self.s.gemm = D >= GEMM_MIN_D
         self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
         self.s.csq = &qv[0] if K > 0 else NULL
-        if self.s.gemm:    # a loop, not einsum: per-call overhead of a Lloyd step
-            for k in range(K):
-                qv[k] = 0.0
-                for i in range(D):
-                    qv[k] += cv[k, i] * cv[k, i]
+        if self.s.gemm and K > 0:    # a loop, not einsum: per-call overhead of a Lloyd step
+            _centre_norms(&cv[0, 0], <int> K, <int> D, &qv[0])
+
+
+cdef void _centre_norms(const double* c, int K, int D, double* csq) noexcept nogil:
+    """csq[k] = ||c_k||^2 for the K rows of c (K, D), each summed in feature order."""
+    cdef int k, i
+    for k in range(K):
+        csq[k] = 0.0
+        for i in range(D):
+            csq[k] += c[k * D + i] * c[k * D + i]
 
 
 cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n,
@@ -321,6 +327,46 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
     return changed
 
 
+cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
+                        int64_t* labels, Py_ssize_t N, double[:, ::1] pv, int64_t[::1] cv,
+                        double* counts, double* sums, int n_threads,
+                        int64_t* changed) noexcept nogil:
+    """One Lloyd pass over the N rows into the group buffers pv (G, 1 + K + K D) and cv (G,)
+    (overwritten), summed in group order into counts (K,) and sums (K, D); changed: how
+    many labels changed. Returns the inertia."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
+    cdef int D = C.D, K = C.K
+    cdef double inertia = 0.0
+    cdef Work* W = NULL
+    memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for g in prange(G, schedule="dynamic"):
+            cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
+                                 (g + 1) * n_blocks // G, &pv[g, 0])
+        _work_free(W)
+    _sum_groups(pv, 0, 1, &inertia)
+    _sum_groups(pv, 1, K, counts)
+    if D > 0:
+        _sum_groups(pv, 1 + K, K * D, sums)
+    changed[0] = 0
+    for g in range(G):
+        changed[0] += cv[g]
+    return inertia
+
+
+cdef class _LloydBuffers:
+    """The group buffers of Lloyd passes over N rows with K centres of D features."""
+    cdef double[:, ::1] pv
+    cdef int64_t[::1] cv
+
+    def __init__(self, Py_ssize_t N, Py_ssize_t K, Py_ssize_t D):
+        cdef Py_ssize_t size = 1 + K + K * D
+        cdef Py_ssize_t G = _n_groups((N + BLOCK - 1) // BLOCK, size)
+        self.pv = np.empty((G, size))
+        self.cv = np.empty(G, dtype=np.int64)
+
+
 def lloyd_step(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -333,33 +379,91 @@ def lloyd_step(
     """One Lloyd pass: assign every row to its nearest centre and sum the new clusters.
 
     Returns (number of labels that changed, inertia = sum_n w_n min_k ||x_n - c_k||^2)."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
+    cdef Py_ssize_t N = X.shape[0]
+    cdef int D = X.shape[1], K = centres.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.asarray(centres))
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef _LloydBuffers buf = _LloydBuffers(N, K, D)
+    cdef int64_t changed = 0
+    cdef double inertia = 0.0
+    if N == 0:     # no rows: empty clusters
+        np.asarray(counts)[:] = 0.0
+        np.asarray(sums)[...] = 0.0
+        return 0, 0.0
+    with nogil:
+        inertia = _lloyd_pass(&cs.s, &X[0, 0], sw, &labels[0], N, buf.pv, buf.cv,
+                              &counts[0], &sums[0, 0] if D > 0 else NULL, n_threads,
+                              &changed)
+    return changed, inertia
+
+
+cdef enum LloydStop:     # why lloyd_run returned (emfast.mixture._kmeans names them)
+    SAME_LABELS = 0      # the last pass changed no label: the centres are its clusters' means
+    EMPTY = 1            # the last pass left a cluster empty; the centres were not moved
+    SMALL_SHIFT = 2      # the centres moved by at most abs_tol (squared, summed)
+    MAX_ITER = 3         # max_iter passes, the centres moved after the last
+
+
+cdef bint _move_centres(double* c, const double* counts, const double* sums, int K, int D,
+                        double* shift) noexcept nogil:
+    """c = sums / counts (each cluster's mean), shift = sum over k, i in order of the squared
+    moves; False, with c untouched, when some cluster is empty (count not > 0)."""
+    cdef int k, i
+    cdef double d, s = 0.0, new
+    for k in range(K):
+        if not counts[k] > 0.0:
+            return False
+    for k in range(K):
+        for i in range(D):
+            new = sums[k * D + i] / counts[k]
+            d = new - c[k * D + i]
+            s += d * d
+            c[k * D + i] = new
+    shift[0] = s
+    return True
+
+
+def lloyd_run(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    double[:, ::1] centres,             # IN/OUT (K, D) the start; the centres at the stop
+    int64_t[::1] labels,                # IN/OUT (N,) previous labels; those of the last pass
+    double[::1] counts,                 # OUT (K,) the last pass's cluster weights
+    double[:, ::1] sums,                # OUT (K, D) the last pass's cluster sums
+    Py_ssize_t max_iter,                # IN  at most this many passes (>= 1)
+    double abs_tol,                     # IN  stop once the squared move is <= this
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Lloyd iterations in one call: lloyd_step, then the centres to their clusters' means,
+    until a stopping rule holds (LloydStop). Returns (passes run, LloydStop code, inertia
+    of the last pass)."""
+    cdef Py_ssize_t N = X.shape[0], it = 0
     cdef int D = X.shape[1], K = centres.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(centres))
     cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Py_ssize_t size = 1 + K + K * D
-    cdef Py_ssize_t G = _n_groups(n_blocks, size)
-    cdef double[:, ::1] pv = np.zeros((G, size))
-    cdef int64_t[::1] cv = np.zeros(G, dtype=np.int64)
+    cdef _LloydBuffers buf = _LloydBuffers(N, K, D)
     cdef int64_t changed = 0
-    cdef double inertia = 0.0
-    cdef Work* W = NULL
-    if N > 0:
-        with nogil, parallel(num_threads=n_threads):
-            W = _work_alloc(&C)
-            for g in prange(G, schedule="dynamic"):
-                cv[g] = _lloyd_group(&C, W, &X[0, 0], sw, &labels[0], N, g * n_blocks // G,
-                                     (g + 1) * n_blocks // G, &pv[g, 0])
-            _work_free(W)
-    _sum_groups(pv, 0, 1, &inertia)
-    if K > 0:
-        _sum_groups(pv, 1, K, &counts[0])
-        if D > 0:
-            _sum_groups(pv, 1 + K, K * D, &sums[0, 0])
-    for g in range(G):
-        changed += cv[g]
-    return changed, inertia
+    cdef double inertia = 0.0, shift = 0.0
+    cdef int stop = MAX_ITER
+    C.c = &centres[0, 0]        # moved in place (the set's norms are kept up to date)
+    with nogil:
+        while it < max_iter:
+            it += 1
+            inertia = _lloyd_pass(&C, &X[0, 0], sw, &labels[0], N, buf.pv, buf.cv,
+                                  &counts[0], &sums[0, 0], n_threads, &changed)
+            if changed == 0:
+                stop = SAME_LABELS
+                break
+            if not _move_centres(&centres[0, 0], &counts[0], &sums[0, 0], K, D, &shift):
+                stop = EMPTY
+                break
+            if C.gemm:
+                _centre_norms(C.c, K, D, <double*> C.csq)
+            if shift <= abs_tol:
+                stop = SMALL_SHIFT
+                break
+    return it, stop, inertia
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Exports four plain Python functions, called positionally with validated, C-conti
     plusplus_update(X, sample_weight, centre, closest, block_pot, n_threads)
     plusplus_potentials(X, sample_weight, closest, candidates, pots, n_threads)
     lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads) -> (changed, inertia)
+    lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads)
+        -> (passes, stop code, inertia)
     label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads)
 
 Two parallel drivers serve the four functions, since each driver costs seconds to compile and
@@ -33,7 +35,8 @@ from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      parallel_driver)
 
-__all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "label_stats"]
+__all__ = ["plusplus_update", "plusplus_potentials", "lloyd_step", "lloyd_run",
+           "label_stats"]
 
 # Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
 # may pass that instead (the kernels widen every value to float64: the same results).
@@ -256,6 +259,42 @@ def lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads):
         return 0, 0.0
     return run(_assign_kernel, n_threads, X, sample_weight, centres, MEANS_ONLY, labels, True,
                counts, sums, _UNUSED)
+
+
+# Why lloyd_run stopped: the codes of the Cython kernel's LloydStop
+SAME_LABELS, EMPTY, SMALL_SHIFT, MAX_ITER = range(4)
+
+
+def _move_centres(centres, counts, sums):
+    """centres = sums / counts (in place); returns (True, sum over k, i in row-major order
+    of the squared moves), or (False, 0) with centres untouched when a count is not > 0.
+    NumPy on (K, D) arrays: a pass over the rows costs far more."""
+    if not np.all(counts > 0):
+        return False, 0.0
+    new = sums / counts[:, None]
+    d = (new - centres).ravel()
+    centres[...] = new
+    return True, float(np.cumsum(d * d)[-1])
+
+
+def lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads):
+    """Lloyd iterations: lloyd_step, then the centres to their clusters' means, until the
+    last pass changed no label (SAME_LABELS), left a cluster empty (EMPTY, centres not
+    moved), moved the centres by at most abs_tol (SMALL_SHIFT, squared and summed) or
+    max_iter (>= 1) passes ran (MAX_ITER). IN/OUT: centres (K, D), labels (N,). OUT: counts,
+    sums of the last pass. Returns (passes run, stop code, inertia of the last pass)."""
+    inertia = 0.0
+    for it in range(1, max_iter + 1):
+        changed, inertia = lloyd_step(X, sample_weight, centres, labels, counts, sums,
+                                      n_threads)
+        if changed == 0:
+            return it, SAME_LABELS, inertia
+        moved, shift = _move_centres(centres, counts, sums)
+        if not moved:
+            return it, EMPTY, inertia
+        if shift <= abs_tol:
+            return it, SMALL_SHIFT, inertia
+    return max_iter, MAX_ITER, inertia
 
 
 def label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads):

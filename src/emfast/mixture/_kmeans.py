@@ -150,8 +150,17 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_label
                   final_labels, get_backend(backend, "kmeans"), n_threads)
 
 
+# Why a backend's ``lloyd_run`` stopped (its second result)
+SAME_LABELS, EMPTY, SMALL_SHIFT, MAX_ITER = range(4)
+
+
 def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_threads):
-    """:func:`lloyd` with the tolerance on the squared shift given in absolute terms."""
+    """:func:`lloyd` with the tolerance on the squared shift given in absolute terms.
+
+    The iterations run inside the backend's ``lloyd_run`` (one compiled call instead of a
+    Python loop around ``lloyd_step``: the loop cost as much as the pass on small data); it
+    hands back only when a pass leaves a cluster empty, which is resolved here.
+    """
     N, D = X.shape
     n_threads = _threads_for(N, n_threads)
     K = len(centres)
@@ -159,25 +168,32 @@ def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_th
     labels = np.full(N, -1, dtype=np.int64)
     counts, sums = np.empty(K), np.empty((K, D))
     centres = np.array(centres, dtype=np.float64)
-    consistent = False
-    n_iter, inertia = 0, np.inf
-    for n_iter in range(1, max_iter + 1):
-        changed, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
-        if changed == 0:      # same clusters as last time: the centres are their means
-            consistent = True
+    stop, n_iter, inertia = MAX_ITER, 0, np.inf
+    while n_iter < max_iter:
+        n, stop, inertia = mod.lloyd_run(X, sw, centres, labels, counts, sums,
+                                         max_iter - n_iter, abs_tol, n_threads)
+        n_iter += n
+        if stop != EMPTY:
             break
-        if not np.all(counts > 0):
-            _relocate_empty(X, sample_weight, centres, labels, counts, sums)
+        _relocate_empty(X, sample_weight, centres, labels, counts, sums)
         new = centres.copy()
         full = counts > 0
         new[full] = sums[full] / counts[full, None]
-        shift = float(np.sum((new - centres) ** 2))
+        shift = _squared_shift(new, centres)
         centres = new
         if shift <= abs_tol:
+            stop = SMALL_SHIFT
             break
-    if final_labels and not consistent:
+    if final_labels and stop != SAME_LABELS:
         _, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
     return centres, labels, inertia, n_iter
+
+
+def _squared_shift(new, old):
+    """sum over k, i of (new - old)^2, added in row-major order (the order of the kernels'
+    ``lloyd_run``)."""
+    d = (new - old).ravel()
+    return float(np.cumsum(d * d)[-1]) if d.size else 0.0
 
 
 # k-means on more rows than this runs on a random sample of this many rows first (see
