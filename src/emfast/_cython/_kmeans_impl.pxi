@@ -27,6 +27,9 @@ cdef extern from "_kmeans_dist.h":
     # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
     double emfast_min_wsum(const double* d, const double* closest, const double* w,
                            Py_ssize_t m, double* out) noexcept nogil
+    # s[i] += w[r] x[r * D + i] for the n rows r = rows[0..n) of a row-major block, in order
+    void emfast_add_rows(const double* x, int D, const int* rows, int n, const double* w,
+                         double* s) noexcept nogil
 
 import numpy as np
 
@@ -314,15 +317,16 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
             labels[n0 + b] = k
             inertia += w * W.best[b]
             counts[k] += w
-            sk = sums + k * D
-            if C.gemm:
-                x = W.xb + b * D
-                for i in range(D):
-                    sk[i] += w * x[i]
-            else:
+            if not C.gemm:      # narrow rows, feature-major
+                sk = sums + k * D
                 x = W.xT + b
                 for i in range(D):
                     sk[i] += w * x[i * BLOCK]
+        if C.gemm:              # wide rows: a cluster's rows at a time, sums in registers
+            _order_by_cluster(W, W.arg, m, K)
+            for k in range(K):
+                emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
+                                W.w, sums + k * D)
         acc[0] += inertia
     return changed
 
@@ -488,16 +492,12 @@ cdef Py_ssize_t _s2_size(int cov, bint blas, Py_ssize_t K, Py_ssize_t D) noexcep
     return K
 
 
-cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
-                              bint tied, double* nk, double* s1, double* s2) noexcept nogil:
-    """The block's rows into nk, s1 and (by dsyrk, lower triangle) s2, cluster by cluster
-    in increasing k, each cluster's rows in row order."""
-    cdef int D = C.D, K = C.K, k, i, n, r
+cdef void _order_by_cluster(Work* W, const int64_t* lab, Py_ssize_t m, int K) noexcept nogil:
+    """W.perm: the block's rows with a label in [0, K), cluster by cluster in increasing k,
+    each cluster's rows in row order; cluster k's run starts at W.start[k] (W.start[K]: the
+    total)."""
+    cdef int k
     cdef Py_ssize_t b
-    cdef double w, sq, d, one = 1.0
-    cdef const double* x
-    cdef const double* c
-    cdef double* zr
     for k in range(K + 1):
         W.start[k] = 0
     for b in range(m):
@@ -512,6 +512,19 @@ cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_
     for k in range(K - 1, 0, -1):            # back to the starts (start[K]: the total)
         W.start[k] = W.start[k - 1]
     W.start[0] = 0
+
+
+cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
+                              bint tied, double* nk, double* s1, double* s2) noexcept nogil:
+    """The block's rows into nk, s1 and (by dsyrk, lower triangle) s2, cluster by cluster
+    in increasing k, each cluster's rows in row order."""
+    cdef int D = C.D, K = C.K, k, i, n, r
+    cdef Py_ssize_t b
+    cdef double w, sq, d, one = 1.0
+    cdef const double* x
+    cdef const double* c
+    cdef double* zr
+    _order_by_cluster(W, lab, m, K)
     for k in range(K):
         n = W.start[k + 1] - W.start[k]
         if n == 0:
