@@ -35,6 +35,21 @@ def plusplus_potentials(X, closest, candidates, sample_weight=None):
     return w @ np.minimum(closest[:, None], sq_dist(X, candidates))
 
 
+def plusplus_step(X, closest, values, cand, sample_weight=None):
+    """One greedy k-means++ round: the candidate rows (where the cumulative potential
+    sum_n w_n closest_n first reaches each value; ``values`` None: the rows ``cand``),
+    their potentials, and the best (lowest, first on ties) folded into closest. Returns
+    (cand, pots, best, new closest, new per-block potentials)."""
+    w = _weights(sample_weight, len(X))
+    if values is not None:
+        cum = np.cumsum(w * closest)
+        cand = np.minimum(np.searchsorted(cum, values), len(X) - 1)
+    pots = plusplus_potentials(X, closest, X[cand], sample_weight)
+    best = int(np.argmin(pots))
+    new, block_pot = plusplus_update(X, X[cand[best]], closest, sample_weight)
+    return cand, pots, best, new, block_pot
+
+
 def lloyd_step(X, centres, labels, sample_weight=None):
     """(new labels, counts, sums, number changed, inertia); ties go to the lowest index."""
     X = np.asarray(X, dtype=np.float64)

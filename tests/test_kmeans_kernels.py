@@ -126,6 +126,44 @@ def test_random_shapes_match_reference(N, D, K, weighted, f32, seed):
         assert_close(pots, R.plusplus_potentials(X, np.full(N, 1.0), centres, w), rtol=1e-10)
 
 
+def _plusplus_step(backend, X, closest, values, cand, w=None, n_threads=1):
+    """The backend's plusplus_step (internal: called by k-means++, not in the facade) on
+    copies; returns what the reference returns."""
+    from emfast._config import get_backend
+
+    closest = closest.copy()
+    block_pot = np.add.reduceat(closest * (1.0 if w is None else w),
+                                np.arange(0, len(X), 256))
+    cand = np.array(cand, dtype=np.int64)
+    pots = np.empty(len(cand))
+    best = get_backend(backend, "kmeans").plusplus_step(
+        X, np.empty(0) if w is None else w, closest, block_pot,
+        np.empty(0) if values is None else values, cand, pots, n_threads)
+    return cand, pots, best, closest, block_pot
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [3, 30])   # 30: the dgemm distances (D >= 16)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("drawn", [False, True])
+def test_plusplus_step_matches_reference(backend, dtype, D, weighted, drawn):
+    rng = np.random.default_rng(D)
+    X, w = _data(rng, 1000, D, dtype, weighted)
+    # the distances to two centres chosen so far
+    closest = np.minimum(R.sq_dist(X, X[:1])[:, 0], R.sq_dist(X, X[500:501])[:, 0])
+    total = (closest if w is None else w * closest).sum()
+    # values near the ends and the block edges too
+    values = np.r_[rng.uniform(size=4), 0.0, 255.5 / 1000, 0.999999] * total
+    cand = rng.integers(0, 1000, size=len(values))
+    want = R.plusplus_step(X, closest, values if drawn else None, cand, w)
+    got = _plusplus_step(backend, X, closest, values if drawn else None, cand, w)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert_close(got[1], want[1], rtol=1e-10)
+    assert got[2] == want[2]
+    for g, r in zip(got[3:], want[3:]):
+        assert_close(g, r, rtol=1e-10)
+
+
 def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads=1):
     """The backend's lloyd_run (internal: called by the k-means driver, not in the facade)
     on copies; returns what the reference returns."""
@@ -217,8 +255,10 @@ def test_results_do_not_depend_on_the_thread_count(backend, D):
                                             n_threads=n_threads) for ct in COV_TYPES]
         run = _lloyd_run(backend, X, centres, np.full(N_THREADED, -1), 300, 0.0, w,
                          n_threads)
+        values = np.linspace(0.0, pot.sum(), 5, endpoint=False)
+        pp = _plusplus_step(backend, X, closest, values, np.zeros(5), w, n_threads)
         outs.append([closest, pot, pots, step[0], step[1], *step[2:],
-                     *[a for s in stats for a in s], *run])
+                     *[a for s in stats for a in s], *run, *pp])
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()

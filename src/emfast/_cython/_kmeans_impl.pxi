@@ -214,6 +214,24 @@ cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n
 # k-means++ seeding
 
 
+cdef void _update_pass(const Centres* C, const floating* X, const double* sw,
+                       double* closest, double* block_pot, Py_ssize_t N,
+                       int n_threads) noexcept nogil:
+    """closest = min(closest, d(x, the one centre of C)); block_pot the per-block sums of w
+    closest."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
+    cdef Work* W = NULL
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = blk * BLOCK
+            m = min(<Py_ssize_t> BLOCK, N - n0)
+            _load_block(C, X, sw, n0, m, False, W)
+            _block_sqdist(C, W, m)
+            block_pot[blk] = emfast_min_wsum(W.dist, closest + n0, W.w, m, closest + n0)
+        _work_free(W)
+
+
 def plusplus_update(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -224,23 +242,12 @@ def plusplus_update(
     int n_threads,                      # IN  OpenMP threads
 ):
     """Fold one new centre into every row's closest distance; per-block potentials."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
-    cdef int D = X.shape[1]
+    cdef Py_ssize_t N = X.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(centre).reshape(1, -1))
-    cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Work* W = NULL
-    if N == 0:
-        return
-    with nogil, parallel(num_threads=n_threads):
-        W = _work_alloc(&C)
-        for blk in prange(n_blocks, schedule="static"):
-            n0 = blk * BLOCK
-            m = min(<Py_ssize_t> BLOCK, N - n0)
-            _load_block(&C, &X[0, 0], sw, n0, m, False, W)
-            _block_sqdist(&C, W, m)
-            block_pot[blk] = emfast_min_wsum(W.dist, &closest[n0], W.w, m, &closest[n0])
-        _work_free(W)
+    if N > 0:
+        with nogil:
+            _update_pass(&cs.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
 
 
 cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
@@ -258,6 +265,22 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
             pot[t] += emfast_min_wsum(W.dist + t * BLOCK, closest + n0, W.w, m, NULL)
 
 
+cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw,
+                           const double* closest, Py_ssize_t N, double[:, ::1] pv,
+                           double* pots, int n_threads) noexcept nogil:
+    """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten)."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
+    cdef Work* W = NULL
+    memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for g in prange(G, schedule="dynamic"):
+            _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
+                              (g + 1) * n_blocks // G, &pv[g, 0])
+        _work_free(W)
+    _sum_groups(pv, 0, C.K, pots)
+
+
 def plusplus_potentials(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -267,24 +290,87 @@ def plusplus_potentials(
     int n_threads,                      # IN  OpenMP threads
 ):
     """The potential each candidate would leave, summed in a fixed order."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
-    cdef int D = X.shape[1], T = candidates.shape[0]
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK
+    cdef int T = candidates.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(candidates))
-    cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Py_ssize_t G = _n_groups(n_blocks, T)
-    parts = np.zeros((G, T))
-    cdef double[:, ::1] pv = parts
-    cdef Work* W = NULL
-    if N > 0 and T > 0:
-        with nogil, parallel(num_threads=n_threads):
-            W = _work_alloc(&C)
-            for g in prange(G, schedule="dynamic"):
-                _potentials_group(&C, W, &X[0, 0], sw, &closest[0], N, g * n_blocks // G,
-                                  (g + 1) * n_blocks // G, &pv[g, 0])
-            _work_free(W)
-    if T > 0:
-        _sum_groups(pv, 0, T, &pots[0])
+    cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), max(T, 1)))
+    if T == 0:
+        return
+    if N == 0:
+        np.asarray(pots)[:] = 0.0
+        return
+    with nogil:
+        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+
+
+cdef void _draw_rows(const double* values, int T, const double* block_pot,
+                     Py_ssize_t n_blocks, const double* closest, const double* sw,
+                     Py_ssize_t N, double* block_cum, int64_t* rows) noexcept nogil:
+    """rows[t]: where the cumulative potential sum_n w_n closest_n first reaches values[t].
+    The block from the running sum of block_pot (into block_cum), the row from a running
+    sum over that block on top of the blocks before it (rows past N adding 0); a row is
+    counted while that sum is below the value, at most the block's last row."""
+    cdef Py_ssize_t blk, lo, j, found
+    cdef double run, base, mass
+    cdef int t
+    run = 0.0
+    for blk in range(n_blocks):
+        run += block_pot[blk]
+        block_cum[blk] = run
+    for t in range(T):
+        blk = 0              # the first block whose running sum reaches the value
+        while blk < n_blocks - 1 and block_cum[blk] < values[t]:
+            blk += 1
+        lo = blk * BLOCK
+        base = block_cum[blk - 1] if blk > 0 else 0.0
+        run = 0.0
+        found = 0
+        for j in range(min(<Py_ssize_t> BLOCK, N - lo)):
+            mass = closest[lo + j] if sw == NULL else closest[lo + j] * sw[lo + j]
+            run += mass
+            found += base + run < values[t]
+        if BLOCK > N - lo and base + run < values[t]:   # rows past N, each adding 0
+            found += BLOCK - (N - lo)
+        rows[t] = lo + min(found, min(<Py_ssize_t> BLOCK, N - lo) - 1)
+
+
+def plusplus_step(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
+    double[::1] block_pot,              # IN/OUT (ceil(N / 256),) sum w closest per block
+    const double[::1] values,           # IN  (T,) draws from [0, sum block_pot); or (0,)
+    int64_t[::1] cand,                  # OUT (T,) the rows drawn; IN when values is (0,)
+    double[::1] pots,                   # OUT (T,) the potential each candidate would leave
+    int n_threads,                      # IN  OpenMP threads
+):
+    """One greedy k-means++ round in one call: the candidate rows drawn (the row where the
+    cumulative potential first reaches each value, as _draw_rows), their potentials
+    (plusplus_potentials), and the best (lowest potential, the first on ties) folded in
+    (plusplus_update). Returns its index in cand."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = block_pot.shape[0], i
+    cdef int D = X.shape[1], T = cand.shape[0], t, best = 0
+    cdef double[::1] block_cum = np.empty(n_blocks)
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    if values.shape[0] > 0:
+        _draw_rows(&values[0], T, &block_pot[0], n_blocks, &closest[0], sw, N,
+                   &block_cum[0], &cand[0])
+    cdef double[:, ::1] cx = np.empty((T, D))
+    for t in range(T):
+        for i in range(D):
+            cx[t, i] = X[cand[t], i]
+    cdef _CentreSet cs = _CentreSet(np.asarray(cx))
+    cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), T))
+    with nogil:
+        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+    for t in range(1, T):
+        if pots[t] < pots[best]:
+            best = t
+    cdef _CentreSet chosen = _CentreSet(np.asarray(cx[best:best + 1]))
+    with nogil:
+        _update_pass(&chosen.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
+    return best
 
 
 # ---------------------------------------------------------------------------------------
