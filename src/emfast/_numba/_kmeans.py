@@ -1,7 +1,7 @@
 """Numba backend of the k-means kernels (contract: the "k-means" section of
 :mod:`emfast.kernels`; judge: ``tests/reference_kmeans.py``).
 
-Exports four plain Python functions, called positionally with validated, C-contiguous arrays:
+Exports six plain Python functions, called positionally with validated, C-contiguous arrays:
 
     plusplus_update(X, sample_weight, centre, closest, block_pot, n_threads)
     plusplus_potentials(X, sample_weight, closest, candidates, pots, n_threads)
@@ -11,11 +11,12 @@ Exports four plain Python functions, called positionally with validated, C-conti
         -> (passes, stop code, inertia)
     label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads)
 
-Two parallel drivers serve the four functions, since each driver costs seconds to compile and
+Two parallel drivers serve the four passes, since each driver costs seconds to compile and
 a fit that starts from k-means calls all four: :func:`_plusplus_kernel` (the k-means++ update
 is the potentials pass of the one chosen candidate that also keeps its distances), and
 :func:`_assign_kernel` (a Lloyd step is the label statistics of the nearest centres, the counts and
-plain sums only).
+plain sums only). plusplus_step (a k-means++ round) and lloyd_run (a Lloyd run) are Python
+loops over those passes here, with the results of the Cython backend's compiled loops.
 
 As in the Gaussian kernels: rows in fixed blocks of ``BLOCK``, each copied transposed into a
 float64 scratch (D, B) so that the distance loops run over the block's rows (long, contiguous,
