@@ -198,6 +198,26 @@ def test_lloyd_run_matches_reference(backend, dtype, D, K, weighted, max_iter, t
         assert_close(g, r, rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [3, 30])   # 30: the dgemm distances, row norms kept per run
+def test_lloyd_run_is_a_loop_of_lloyd_steps_bit_for_bit(backend, dtype, D):
+    from emfast._config import get_backend
+
+    mod = get_backend(backend, "kmeans")
+    # no clusters to find: many passes before the labels settle
+    X, w = _data(np.random.default_rng(D), 700, D, dtype)
+    start = X[::140].astype(np.float64) + 0.1
+    labels, c = np.full(700, -1), start.copy()
+    counts, sums = np.empty(5), np.empty((5, D))
+    for n in range(1, 5):
+        _, inertia = mod.lloyd_step(X, w, c, labels, counts, sums, 1)
+        got = _lloyd_run(backend, X, start, np.full(700, -1), n, -1.0, w)
+        assert got[4:6] == (n, R.MAX_ITER)
+        c = sums / counts[:, None]
+        for a, b in zip(got[:4] + got[6:], (c, labels, counts, sums, inertia)):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
 def test_lloyd_run_stops_its_rules(backend):
     X, _, _ = make_blobs(n_samples=700, n_features=3, n_components=4, seed=5)
     start = X[::175] + 0.1          # one row of each blob

@@ -72,6 +72,9 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* z                   # (BLOCK, D) one cluster's rows, sqrt(w) (x - c) (dsyrk)
     int* perm                   # (BLOCK,) the block's rows ordered by cluster (dsyrk)
     int* start                  # (K + 1,) where each cluster's rows begin in perm
+    const double* xsq           # (N,) ||x_n||^2 of all rows (dgemm distances), or NULL:
+                                #     computed per block
+    Py_ssize_t n0               # the loaded block's first row
 
 
 cdef Work* _work_alloc(const Centres* C) noexcept nogil:
@@ -95,6 +98,7 @@ cdef Work* _work_alloc(const Centres* C) noexcept nogil:
     W.arg = <int64_t*> malloc(BLOCK * sizeof(int64_t))
     W.perm = <int*> malloc((BLOCK + K + 1) * sizeof(int))
     W.start = W.perm + BLOCK
+    W.xsq = NULL
     return W
 
 
@@ -112,6 +116,7 @@ cdef void _load_block(const Centres* C, const floating* X, const double* sw, Py_
     NULL)."""
     cdef Py_ssize_t b, i, D = C.D
     cdef const floating* x = X + n0 * D
+    W.n0 = n0
     if floating is double:
         W.xb = x
     elif C.gemm or rows:
@@ -138,15 +143,20 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     cdef Py_ssize_t b
     cdef double t0, zero = 0.0, minus2 = -2.0
     cdef double* d
+    cdef const double* xsq
     if C.gemm:
         # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
         dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
               W.dist, &ld)
-        emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
+        if W.xsq != NULL:
+            xsq = W.xsq + W.n0
+        else:
+            emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
+            xsq = W.best
         for k in range(K):
             d = W.dist + k * BLOCK
             for b in range(m):
-                t0 = d[b] + W.best[b] + C.csq[k]
+                t0 = d[b] + xsq[b] + C.csq[k]
                 d[b] = t0 if t0 > 0.0 else 0.0   # cancellation can leave -1e-16
         return
     emfast_sqdist_T(W.xT, BLOCK, D, C.c, K, m, W.dist)
@@ -418,12 +428,13 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
 
 
 cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
-                        int64_t* labels, Py_ssize_t N, double[:, ::1] pv, int64_t[::1] cv,
-                        double* counts, double* sums, int n_threads,
+                        const double* xsq, int64_t* labels, Py_ssize_t N, double[:, ::1] pv,
+                        int64_t[::1] cv, double* counts, double* sums, int n_threads,
                         int64_t* changed) noexcept nogil:
     """One Lloyd pass over the N rows into the group buffers pv (G, 1 + K + K D) and cv (G,)
     (overwritten), summed in group order into counts (K,) and sums (K, D); changed: how
-    many labels changed. Returns the inertia."""
+    many labels changed; xsq: the rows' squared norms (_row_sqnorms) or NULL. Returns the
+    inertia."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
     cdef int D = C.D, K = C.K
     cdef double inertia = 0.0
@@ -431,6 +442,7 @@ cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
     memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
+        W.xsq = xsq
         for g in prange(G, schedule="dynamic"):
             cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
                                  (g + 1) * n_blocks // G, &pv[g, 0])
@@ -443,6 +455,21 @@ cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
     for g in range(G):
         changed[0] += cv[g]
     return inertia
+
+
+cdef void _row_sqnorms(const Centres* C, const floating* X, Py_ssize_t N, double* xsq,
+                       int n_threads) noexcept nogil:
+    """xsq[n] = ||x_n||^2 for the N rows, each as _block_sqdist computes it (the same bits)."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
+    cdef Work* W = NULL
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = blk * BLOCK
+            m = min(<Py_ssize_t> BLOCK, N - n0)
+            _load_block(C, X, NULL, n0, m, True, W)
+            emfast_row_sqnorms(W.xb, C.D, m, xsq + n0)
+        _work_free(W)
 
 
 cdef class _LloydBuffers:
@@ -481,7 +508,7 @@ def lloyd_step(
         np.asarray(sums)[...] = 0.0
         return 0, 0.0
     with nogil:
-        inertia = _lloyd_pass(&cs.s, &X[0, 0], sw, &labels[0], N, buf.pv, buf.cv,
+        inertia = _lloyd_pass(&cs.s, &X[0, 0], sw, NULL, &labels[0], N, buf.pv, buf.cv,
                               &counts[0], &sums[0, 0] if D > 0 else NULL, n_threads,
                               &changed)
     return changed, inertia
@@ -536,11 +563,15 @@ def lloyd_run(
     cdef int64_t changed = 0
     cdef double inertia = 0.0, shift = 0.0
     cdef int stop = MAX_ITER
+    cdef double[::1] xsq = np.empty(N if C.gemm else 1)
+    cdef const double* xsqp = &xsq[0] if C.gemm else NULL
     C.c = &centres[0, 0]        # moved in place (the set's norms are kept up to date)
     with nogil:
+        if C.gemm:              # every pass's dgemm distances need them: once per run
+            _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
         while it < max_iter:
             it += 1
-            inertia = _lloyd_pass(&C, &X[0, 0], sw, &labels[0], N, buf.pv, buf.cv,
+            inertia = _lloyd_pass(&C, &X[0, 0], sw, xsqp, &labels[0], N, buf.pv, buf.cv,
                                   &counts[0], &sums[0, 0], n_threads, &changed)
             if changed == 0:
                 stop = SAME_LABELS
