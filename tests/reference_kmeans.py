@@ -35,6 +35,21 @@ def plusplus_potentials(X, closest, candidates, sample_weight=None):
     return w @ np.minimum(closest[:, None], sq_dist(X, candidates))
 
 
+def plusplus_step(X, closest, values, cand, sample_weight=None):
+    """One greedy k-means++ round: the candidate rows (where the cumulative potential
+    sum_n w_n closest_n first reaches each value; ``values`` None: the rows ``cand``),
+    their potentials, and the best (lowest, first on ties) folded into closest. Returns
+    (cand, pots, best, new closest, new per-block potentials)."""
+    w = _weights(sample_weight, len(X))
+    if values is not None:
+        cum = np.cumsum(w * closest)
+        cand = np.minimum(np.searchsorted(cum, values), len(X) - 1)
+    pots = plusplus_potentials(X, closest, X[cand], sample_weight)
+    best = int(np.argmin(pots))
+    new, block_pot = plusplus_update(X, X[cand[best]], closest, sample_weight)
+    return cand, pots, best, new, block_pot
+
+
 def lloyd_step(X, centres, labels, sample_weight=None):
     """(new labels, counts, sums, number changed, inertia); ties go to the lowest index."""
     X = np.asarray(X, dtype=np.float64)
@@ -47,6 +62,31 @@ def lloyd_step(X, centres, labels, sample_weight=None):
     np.add.at(sums, new, w[:, None] * X)
     inertia = float(w @ d[np.arange(len(X)), new]) if len(X) else 0.0
     return new, counts, sums, int(np.count_nonzero(new != labels)), inertia
+
+
+# Why lloyd_run stopped
+SAME_LABELS, EMPTY, SMALL_SHIFT, MAX_ITER = range(4)
+
+
+def lloyd_run(X, centres, labels, max_iter, abs_tol, sample_weight=None):
+    """Lloyd iterations from ``centres``: a step, then each centre to its cluster's mean,
+    until a step changes no label, leaves a cluster empty (the centres stay), moves the
+    centres by at most ``abs_tol`` (squared distances summed) or ``max_iter`` steps ran.
+    Returns (centres, labels, counts, sums, steps run, stop code, inertia of the last
+    step)."""
+    centres = np.array(centres, dtype=np.float64)
+    for it in range(1, max_iter + 1):
+        labels, counts, sums, changed, inertia = lloyd_step(X, centres, labels, sample_weight)
+        if changed == 0:
+            return centres, labels, counts, sums, it, SAME_LABELS, inertia
+        if not np.all(counts > 0):
+            return centres, labels, counts, sums, it, EMPTY, inertia
+        new = sums / counts[:, None]
+        shift = float(np.sum((new - centres) ** 2))
+        centres = new
+        if shift <= abs_tol:
+            return centres, labels, counts, sums, it, SMALL_SHIFT, inertia
+    return centres, labels, counts, sums, max_iter, MAX_ITER, inertia
 
 
 def label_stats(X, centres, covariance_type, labels, sample_weight=None):

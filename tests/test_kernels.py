@@ -146,6 +146,49 @@ def test_thread_count_does_not_change_results(backend, covariance_type):
     np.testing.assert_array_equal(lp1[1], lp2[1])
 
 
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_estep_with_the_blocks_kept_for_a_fit_is_bit_identical(backend, covariance_type,
+                                                               shape, dtype):
+    """The E-steps of a fit read X's blocks from estep_blocks (loaded once) where the backend
+    keeps them: the same statistics, bit for bit, on any thread count."""
+    from emfast import kernels
+    from emfast._config import get_backend
+
+    mod = get_backend(backend)
+    X, means, pc, lc, rng = _data(shape, covariance_type, dtype)
+    sw = rng.uniform(0, 3, size=len(X))
+    code = kernels._cov_code(covariance_type)
+    blocks = mod.estep_blocks(X, 2)
+    if backend == "cython":
+        assert blocks is not None and blocks.dtype == np.float64
+    outs = []
+    for b, n_threads in ((None, 1), (blocks, 1), (blocks, 2)):
+        nk, s1 = np.empty(len(means)), np.empty(means.shape)
+        s2 = np.empty(kernels.prec_chol_shape(covariance_type, *means.shape))
+        ll = mod.estep_stats(X, sw, lc, means, pc, code, nk, s1, s2, n_threads, b)
+        outs.append([np.float64(ll), nk, s1, s2])
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_estep_blocks_only_for_small_x():
+    """The copy is kept for small X only (its size is added to the fit's memory)."""
+    from emfast._config import get_backend
+
+    mod = get_backend("cython")
+    assert mod.estep_blocks(np.zeros((4000, 64)), 1).nbytes < 8 * 2**20
+    assert mod.estep_blocks(np.zeros((40000, 64)), 1) is None   # ~11 MB
+    assert mod.estep_blocks(np.zeros((0, 3)), 1) is None
+    X = np.ones((300, 3))
+    with pytest.raises(ValueError, match="blocks"):
+        mod.estep_stats(X, np.empty(0), np.zeros(2), np.zeros((2, 3)), np.ones(2), 3,
+                        np.empty(2), np.empty((2, 3)), np.empty(2), 1,
+                        mod.estep_blocks(X[:256], 1))
+
+
 def test_backends_agree():
     from emfast._config import available_backends
 

@@ -126,6 +126,137 @@ def test_random_shapes_match_reference(N, D, K, weighted, f32, seed):
         assert_close(pots, R.plusplus_potentials(X, np.full(N, 1.0), centres, w), rtol=1e-10)
 
 
+def _plusplus_step(backend, X, closest, values, cand, w=None, n_threads=1):
+    """The backend's plusplus_step (internal: called by k-means++, not in the facade) on
+    copies; returns what the reference returns."""
+    from emfast._config import get_backend
+
+    closest = closest.copy()
+    block_pot = np.add.reduceat(closest * (1.0 if w is None else w),
+                                np.arange(0, len(X), 256))
+    cand = np.array(cand, dtype=np.int64)
+    pots = np.empty(len(cand))
+    best = get_backend(backend, "kmeans").plusplus_step(
+        X, np.empty(0) if w is None else w, closest, block_pot,
+        np.empty(0) if values is None else values, cand, pots, n_threads)
+    return cand, pots, best, closest, block_pot
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [3, 30])   # 30: the dgemm distances (D >= 16)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("drawn", [False, True])
+def test_plusplus_step_matches_reference(backend, dtype, D, weighted, drawn):
+    rng = np.random.default_rng(D)
+    X, w = _data(rng, 1000, D, dtype, weighted)
+    # the distances to two centres chosen so far
+    closest = np.minimum(R.sq_dist(X, X[:1])[:, 0], R.sq_dist(X, X[500:501])[:, 0])
+    total = (closest if w is None else w * closest).sum()
+    # values near the ends and the block edges too
+    values = np.r_[rng.uniform(size=4), 0.0, 255.5 / 1000, 0.999999] * total
+    cand = rng.integers(0, 1000, size=len(values))
+    want = R.plusplus_step(X, closest, values if drawn else None, cand, w)
+    got = _plusplus_step(backend, X, closest, values if drawn else None, cand, w)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert_close(got[1], want[1], rtol=1e-10)
+    assert got[2] == want[2]
+    for g, r in zip(got[3:], want[3:]):
+        assert_close(g, r, rtol=1e-10)
+
+
+def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads=1):
+    """The backend's lloyd_run (internal: called by the k-means driver, not in the facade)
+    on copies; returns what the reference returns."""
+    from emfast._config import get_backend
+
+    X = np.ascontiguousarray(X)
+    centres = np.array(centres, dtype=np.float64)
+    labels = np.array(labels, dtype=np.int64)
+    K, D = centres.shape
+    counts, sums = np.empty(K), np.empty((K, D))
+    n, stop, inertia = get_backend(backend, "kmeans").lloyd_run(
+        X, np.empty(0) if w is None else w, centres, labels, counts, sums, max_iter, abs_tol,
+        n_threads)
+    return centres, labels, counts, sums, n, stop, inertia
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D, K", [(2, 3), (5, 9), (30, 7)])   # 30: the dgemm distances
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("max_iter, tol", [(300, 0.0), (300, 1e-3), (2, 0.0)])
+def test_lloyd_run_matches_reference(backend, dtype, D, K, weighted, max_iter, tol):
+    # tol 0: until no label changes; 1e-3: until the centres barely move; 2 steps: max_iter
+    X, _, _ = make_blobs(n_samples=900, n_features=D, n_components=K, seed=K)
+    X = X.astype(dtype)
+    w = np.random.default_rng(K).uniform(0.2, 3.0, size=900) if weighted else None
+    start = X[::900 // K][:K].astype(np.float64) + 0.1   # one row of each blob
+    want = R.lloyd_run(X, start, np.full(900, -1), max_iter, tol * D, w)
+    got = _lloyd_run(backend, X, start, np.full(900, -1), max_iter, tol * D, w)
+    assert got[4:6] == want[4:6]             # steps run, why it stopped
+    np.testing.assert_array_equal(got[1], want[1])
+    for g, r in zip(got[:1] + got[2:4] + got[6:], want[:1] + want[2:4] + want[6:]):
+        assert_close(g, r, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [3, 30])   # 30: the dgemm distances, row norms kept per run
+def test_lloyd_run_is_a_loop_of_lloyd_steps_bit_for_bit(backend, dtype, D):
+    from emfast._config import get_backend
+
+    mod = get_backend(backend, "kmeans")
+    # no clusters to find: many passes before the labels settle
+    X, w = _data(np.random.default_rng(D), 700, D, dtype)
+    start = X[::140].astype(np.float64) + 0.1
+    labels, c = np.full(700, -1), start.copy()
+    counts, sums = np.empty(5), np.empty((5, D))
+    for n in range(1, 5):
+        _, inertia = mod.lloyd_step(X, w, c, labels, counts, sums, 1)
+        got = _lloyd_run(backend, X, start, np.full(700, -1), n, -1.0, w)
+        assert got[4:6] == (n, R.MAX_ITER)
+        c = sums / counts[:, None]
+        for a, b in zip(got[:4] + got[6:], (c, labels, counts, sums, inertia)):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_lloyd_run_stops_its_rules(backend):
+    X, _, _ = make_blobs(n_samples=700, n_features=3, n_components=4, seed=5)
+    start = X[::175] + 0.1          # one row of each blob
+    stops = {}
+    for max_iter, tol in ((300, 0.0), (300, 1e300), (1, 0.0)):
+        got = _lloyd_run(backend, X, start, np.full(700, -1), max_iter, tol)
+        stops[got[5]] = got[4]
+    assert stops[R.SAME_LABELS] > 1 and stops[R.SMALL_SHIFT] == 1 and stops[R.MAX_ITER] == 1
+    # a centre that no row is nearest to: the first step stops, the centres not moved
+    far = np.vstack([start[:3], np.full((1, 3), 1e6)])
+    got = _lloyd_run(backend, X, far, np.full(700, -1), 300, 0.0)
+    assert got[4:6] == (1, R.EMPTY) and got[2][3] == 0.0
+    np.testing.assert_array_equal(got[0], far)
+
+
+def test_lloyd_driver_resumes_after_an_empty_cluster(backend):
+    """The driver relocates an empty cluster (scikit-learn's rule) and goes on iterating:
+    the result is what a plain Python loop of steps and relocations gives."""
+    X, _, _ = make_blobs(n_samples=700, n_features=3, n_components=4, seed=5)
+    far = np.vstack([X[::175][:3] + 0.1, np.full((1, 3), 1e6)])
+    from emfast._config import get_backend
+
+    mod = get_backend(backend, "kmeans")
+    got = _kmeans._lloyd(X, far, None, 300, 0.0, True, mod, 1)
+    labels, c, n_iter = np.full(700, -1), far.copy(), 0
+    while True:
+        n_iter += 1
+        labels, counts, sums, changed, inertia = R.lloyd_step(X, c, labels)
+        if changed == 0:
+            break
+        if not np.all(counts > 0):
+            _kmeans._relocate_empty(X, None, c, labels, counts, sums)
+        c = sums / counts[:, None]
+    assert n_iter > 2 and got[3] == n_iter
+    np.testing.assert_array_equal(got[1], labels)
+    assert_close(got[0], c, rtol=1e-10)
+    assert_close(got[2], inertia, rtol=1e-10)
+
+
 # ------------------------------------------------------------------ threads
 @pytest.mark.parametrize("D", [3, 30])
 def test_results_do_not_depend_on_the_thread_count(backend, D):
@@ -142,8 +273,12 @@ def test_results_do_not_depend_on_the_thread_count(backend, D):
                                          backend=backend, n_threads=n_threads)
         stats = [kernels.kmeans_label_stats(X, centres, ct, None, w, backend=backend,
                                             n_threads=n_threads) for ct in COV_TYPES]
+        run = _lloyd_run(backend, X, centres, np.full(N_THREADED, -1), 300, 0.0, w,
+                         n_threads)
+        values = np.linspace(0.0, pot.sum(), 5, endpoint=False)
+        pp = _plusplus_step(backend, X, closest, values, np.zeros(5), w, n_threads)
         outs.append([closest, pot, pots, step[0], step[1], *step[2:],
-                     *[a for s in stats for a in s]])
+                     *[a for s in stats for a in s], *run, *pp])
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()

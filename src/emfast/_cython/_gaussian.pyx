@@ -8,7 +8,8 @@ explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows b
 
 1. load the rows transposed, feature-major (D, BLOCK), as float64 (also for float32 ``X``:
    all arithmetic is float64), padded with zero rows of weight 0 to a whole number of
-   two-vector steps;
+   two-vector steps (for a small X, estep_blocks does this once per fit and the E-steps
+   read its copy);
 2. log-densities of every row under every component into (K, BLOCK):
    full: per component, the rows centred on its mean times its Cholesky factor U_k, 8
    (AVX-512) or 4 columns of U at a time for two row vectors (16 or 8 independent

@@ -58,6 +58,11 @@ cdef enum Cov:
 # Group buffers are G x (stats size) doubles; cap their total size.
 cdef Py_ssize_t MAX_GROUP_BYTES = 64 * 1024 * 1024
 
+# estep_blocks keeps X's blocks transposed for a fit's E-steps up to this many bytes: the
+# small problems, where the transposition is a third of a pass (D = 64, K = 3) and the
+# copy fits a core's cache; beyond, it would add the size of X to a fit's memory.
+cdef Py_ssize_t MAX_BLOCKS_BYTES = 8 * 1024 * 1024
+
 
 ctypedef struct Work:           # per-thread scratch, allocated once per thread
     emfast_gwork g              # the block's buffers (_gaussian_simd.h)
@@ -135,15 +140,19 @@ cdef void _load_resp(const double* resp, Py_ssize_t n0, Py_ssize_t m, int K, int
 
 
 cdef void _stats_block(const emfast_gmodel* M, Work* W, const floating* X, const double* sw,
-                       const double* resp, Py_ssize_t n0, Py_ssize_t m,
+                       const double* resp, const double* blocks, Py_ssize_t n0, Py_ssize_t m,
                        double* st) noexcept nogil:
     """Add block [n0, n0 + m)'s statistics to st[1:] and its weighted log-likelihood to st[0].
 
     resp == NULL: E-step (responsibilities from the model, sample weights sw or NULL);
-    otherwise the given responsibilities resp (N, K).
+    otherwise the given responsibilities resp (N, K). blocks: X's blocks as loaded
+    (estep_blocks), or NULL: load this one into W's buffer.
     """
     cdef int D = M.D, K = M.K, mp = _padded(m)
-    _load_block(X, n0, m, D, mp, W.g.xT)
+    if blocks != NULL:     # read in place: nothing writes a block once loaded
+        W.g.xT = <double*> blocks + (n0 // BLOCK) * D * LD
+    else:
+        _load_block(X, n0, m, D, mp, W.g.xT)
     if resp == NULL:
         _load_weights(sw, n0, m, mp, W.g.w)
         emfast_g_log_prob(M, &W.g, mp)
@@ -154,8 +163,9 @@ cdef void _stats_block(const emfast_gmodel* M, Work* W, const floating* X, const
 
 
 cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double* sw,
-                        const double* resp, Py_ssize_t N, Py_ssize_t G, double* st,
-                        Py_ssize_t stride, int n_threads, int* failed) noexcept nogil:
+                        const double* resp, const double* blocks, Py_ssize_t N, Py_ssize_t G,
+                        double* st, Py_ssize_t stride, int n_threads,
+                        int* failed) noexcept nogil:
     """All N rows into G group buffers st (G, stride): group g takes the g-th contiguous run
     of blocks, in order. Groups run in parallel, each thread allocating its scratch once."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
@@ -169,8 +179,8 @@ cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double*
             if W != NULL:
                 for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
                     n0 = blk * BLOCK
-                    _stats_block(M, W, X, sw, resp, n0, min(<Py_ssize_t> BLOCK, N - n0),
-                                 st + g * stride)
+                    _stats_block(M, W, X, sw, resp, blocks, n0,
+                                 min(<Py_ssize_t> BLOCK, N - n0), st + g * stride)
         _work_free(W)
 
 
@@ -297,10 +307,10 @@ cdef class _Params:
 
 
 cdef double _stats_pass(_Params params, const floating[:, ::1] X, const double* sw,
-                        const double* resp, double[::1] nk, double[:, ::1] s1, s2,
-                        int n_threads) except? -1.5:
-    """The statistics pass over X (see _stats_block for sw / resp) into nk, s1, s2; return
-    the weighted log-likelihood (0 for given responsibilities)."""
+                        const double* resp, const double* blocks, double[::1] nk,
+                        double[:, ::1] s1, s2, int n_threads) except? -1.5:
+    """The statistics pass over X (see _stats_block for sw / resp / blocks) into nk, s1, s2;
+    return the weighted log-likelihood (0 for given responsibilities)."""
     cdef Py_ssize_t N = X.shape[0]
     cdef Py_ssize_t size = params.stats_size()
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
@@ -318,8 +328,8 @@ cdef double _stats_pass(_Params params, const floating[:, ::1] X, const double* 
     cdef double ll
     with nogil:
         if N > 0 and params.m.K > 0:
-            _stats_groups(&params.m, &X[0, 0], sw, resp, N, G, st, stride, n_threads,
-                          &failed)
+            _stats_groups(&params.m, &X[0, 0], sw, resp, blocks, N, G, st, stride,
+                          n_threads, &failed)
         ll = params.finish(st, G, stride, &tot[0], nk, s1, s2v)
     if failed:
         raise MemoryError("emfast: no memory for the Gaussian kernels' scratch")
@@ -341,13 +351,48 @@ def estep_stats(
     double[:, ::1] s1,                  # OUT (K, D)
     s2,                                 # OUT full (K,D,D) | tied (D,D) | diag (K,D) | spherical (K,)
     int n_threads,                      # IN  OpenMP threads
+    blocks=None,                        # IN  estep_blocks(X), or None
 ):
     """Fused E-step over X: overwrite nk, s1, s2; return sum_n w_n logsumexp_k(log p)."""
     cdef int D = X.shape[1], K = means.shape[0]
     cdef _Params params = _Params(np.asarray(log_const), np.asarray(means), prec_chol,
                                   cov_code, D, K)
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    return _stats_pass(params, X, sw, NULL, nk, s1, s2, n_threads)
+    cdef const double[::1] bv
+    cdef const double* bp = NULL
+    if blocks is not None:
+        bv = blocks
+        if bv.shape[0] != _blocks_size(X.shape[0], D):
+            raise ValueError("blocks must be estep_blocks(X) of this X")
+        bp = &bv[0]
+    return _stats_pass(params, X, sw, NULL, bp, nk, s1, s2, n_threads)
+
+
+cdef Py_ssize_t _blocks_size(Py_ssize_t N, Py_ssize_t D) noexcept nogil:
+    """Doubles of estep_blocks' copy of an (N, D) X: each block D rows of LD."""
+    return (N + BLOCK - 1) // BLOCK * D * LD
+
+
+def estep_blocks(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    int n_threads,                      # IN  OpenMP threads
+):
+    """X's blocks as estep_stats loads them (feature-major float64, zero padding rows), for
+    its ``blocks`` argument: the E-steps of a fit then read them instead of transposing
+    every block again. None when the copy would exceed MAX_BLOCKS_BYTES, or X is empty."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
+    cdef int D = X.shape[1]
+    cdef Py_ssize_t size = _blocks_size(N, D)
+    if size == 0 or size > MAX_BLOCKS_BYTES // 8:
+        return None
+    out = np.empty(size)
+    cdef double[::1] ov = out
+    with nogil:
+        for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+            n0 = blk * BLOCK
+            m = min(<Py_ssize_t> BLOCK, N - n0)
+            _load_block(&X[0, 0], n0, m, D, _padded(m), &ov[blk * D * LD])
+    return out
 
 
 def weighted_stats(
@@ -364,7 +409,7 @@ def weighted_stats(
     cdef int D = X.shape[1], K = means.shape[0]
     cdef _Params params = _Params(None, np.asarray(means), None, cov_code, D, K)
     cdef const double* rp = &resp[0, 0] if resp.shape[0] > 0 and K > 0 else NULL
-    _stats_pass(params, X, NULL, rp, nk, s1, s2, n_threads)
+    _stats_pass(params, X, NULL, rp, NULL, nk, s1, s2, n_threads)
 
 
 def log_prob(

@@ -14,10 +14,13 @@ Rows are processed in fixed blocks of ``BLOCK`` rows, loaded as float64 (also fo
 
 One Lloyd pass (lloyd_step) assigns each row to its nearest centre (ties: the lowest index)
 and adds its weighted row to that cluster's sum in the same sweep: no (N, K) array, one read
-of X per iteration. k-means++ keeps one (N,) array of each row's distance to its nearest
-centre; plusplus_potentials scores the local trials, plusplus_update folds the chosen one in
-and returns per-block potentials, from which the next candidates are drawn without a
-cumulative sum over all N rows.
+of X per iteration. lloyd_run runs the passes and the centre updates of a whole Lloyd run
+in one call (one parallel region per pass, buffers allocated once), handing back to Python
+only when a pass leaves a cluster empty. k-means++ keeps one (N,) array of each row's
+distance to its nearest centre; plusplus_potentials scores the local trials,
+plusplus_update folds the chosen one in and returns per-block potentials, from which the
+next candidates are drawn without a cumulative sum over all N rows; plusplus_step is one
+whole round (draw, trials, fold) in one call.
 
 Determinism: the blocks are split into contiguous groups whose number depends only on the
 shapes; each group adds its blocks in order into its own buffer, groups run in parallel, and

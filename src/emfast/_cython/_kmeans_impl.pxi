@@ -29,6 +29,9 @@ cdef extern from "_kmeans_dist.h":
     # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
     double emfast_min_wsum(const double* d, const double* closest, const double* w,
                            Py_ssize_t m, double* out) noexcept nogil
+    # s[i] += w[r] x[r * D + i] for the n rows r = rows[0..n) of a row-major block, in order
+    void emfast_add_rows(const double* x, int D, const int* rows, int n, const double* w,
+                         double* s) noexcept nogil
 
 import numpy as np
 
@@ -71,6 +74,9 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* z                   # (BLOCK, D) one cluster's rows, sqrt(w) (x - c) (dsyrk)
     int* perm                   # (BLOCK,) the block's rows ordered by cluster (dsyrk)
     int* start                  # (K + 1,) where each cluster's rows begin in perm
+    const double* xsq           # (N,) ||x_n||^2 of all rows (dgemm distances), or NULL:
+                                #     computed per block
+    Py_ssize_t n0               # the loaded block's first row
 
 
 cdef Work* _work_alloc(const Centres* C) noexcept nogil:
@@ -94,6 +100,7 @@ cdef Work* _work_alloc(const Centres* C) noexcept nogil:
     W.arg = <int64_t*> malloc(BLOCK * sizeof(int64_t))
     W.perm = <int*> malloc((BLOCK + K + 1) * sizeof(int))
     W.start = W.perm + BLOCK
+    W.xsq = NULL
     return W
 
 
@@ -111,6 +118,7 @@ cdef void _load_block(const Centres* C, const floating* X, const double* sw, Py_
     NULL)."""
     cdef Py_ssize_t b, i, D = C.D
     cdef const floating* x = X + n0 * D
+    W.n0 = n0
     if floating is double:
         W.xb = x
     elif C.gemm or rows:
@@ -137,15 +145,20 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     cdef Py_ssize_t b
     cdef double t0, zero = 0.0, minus2 = -2.0
     cdef double* d
+    cdef const double* xsq
     if C.gemm:
         # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
         dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
               W.dist, &ld)
-        emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
+        if W.xsq != NULL:
+            xsq = W.xsq + W.n0
+        else:
+            emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
+            xsq = W.best
         for k in range(K):
             d = W.dist + k * BLOCK
             for b in range(m):
-                t0 = d[b] + W.best[b] + C.csq[k]
+                t0 = d[b] + xsq[b] + C.csq[k]
                 d[b] = t0 if t0 > 0.0 else 0.0   # cancellation can leave -1e-16
         return
     emfast_sqdist_T(W.xT, BLOCK, D, C.c, K, m, W.dist)
@@ -176,7 +189,7 @@ cdef class _CentreSet:
     def __init__(self, centres):
         self.c = np.ascontiguousarray(centres, dtype=np.float64)
         cdef const double[:, ::1] cv = self.c
-        cdef Py_ssize_t K = cv.shape[0], D = cv.shape[1], k, i
+        cdef Py_ssize_t K = cv.shape[0], D = cv.shape[1]
         self.csq = np.empty(K)
         cdef double[::1] qv = self.csq
         self.s.K = <int> K
@@ -184,11 +197,17 @@ cdef class _CentreSet:
         self.s.gemm = D >= GEMM_MIN_D
         self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
         self.s.csq = &qv[0] if K > 0 else NULL
-        if self.s.gemm:    # a loop, not einsum: per-call overhead of a Lloyd step
-            for k in range(K):
-                qv[k] = 0.0
-                for i in range(D):
-                    qv[k] += cv[k, i] * cv[k, i]
+        if self.s.gemm and K > 0:    # a loop, not einsum: per-call overhead of a Lloyd step
+            _centre_norms(&cv[0, 0], <int> K, <int> D, &qv[0])
+
+
+cdef void _centre_norms(const double* c, int K, int D, double* csq) noexcept nogil:
+    """csq[k] = ||c_k||^2 for the K rows of c (K, D), each summed in feature order."""
+    cdef int k, i
+    for k in range(K):
+        csq[k] = 0.0
+        for i in range(D):
+            csq[k] += c[k * D + i] * c[k * D + i]
 
 
 cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n,
@@ -207,6 +226,24 @@ cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n
 # k-means++ seeding
 
 
+cdef void _update_pass(const Centres* C, const floating* X, const double* sw,
+                       double* closest, double* block_pot, Py_ssize_t N,
+                       int n_threads) noexcept nogil:
+    """closest = min(closest, d(x, the one centre of C)); block_pot the per-block sums of w
+    closest."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
+    cdef Work* W = NULL
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = blk * BLOCK
+            m = min(<Py_ssize_t> BLOCK, N - n0)
+            _load_block(C, X, sw, n0, m, False, W)
+            _block_sqdist(C, W, m)
+            block_pot[blk] = emfast_min_wsum(W.dist, closest + n0, W.w, m, closest + n0)
+        _work_free(W)
+
+
 def plusplus_update(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -217,23 +254,12 @@ def plusplus_update(
     int n_threads,                      # IN  OpenMP threads
 ):
     """Fold one new centre into every row's closest distance; per-block potentials."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
-    cdef int D = X.shape[1]
+    cdef Py_ssize_t N = X.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(centre).reshape(1, -1))
-    cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Work* W = NULL
-    if N == 0:
-        return
-    with nogil, parallel(num_threads=n_threads):
-        W = _work_alloc(&C)
-        for blk in prange(n_blocks, schedule="static"):
-            n0 = blk * BLOCK
-            m = min(<Py_ssize_t> BLOCK, N - n0)
-            _load_block(&C, &X[0, 0], sw, n0, m, False, W)
-            _block_sqdist(&C, W, m)
-            block_pot[blk] = emfast_min_wsum(W.dist, &closest[n0], W.w, m, &closest[n0])
-        _work_free(W)
+    if N > 0:
+        with nogil:
+            _update_pass(&cs.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
 
 
 cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
@@ -251,6 +277,22 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
             pot[t] += emfast_min_wsum(W.dist + t * BLOCK, closest + n0, W.w, m, NULL)
 
 
+cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw,
+                           const double* closest, Py_ssize_t N, double[:, ::1] pv,
+                           double* pots, int n_threads) noexcept nogil:
+    """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten)."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
+    cdef Work* W = NULL
+    memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for g in prange(G, schedule="dynamic"):
+            _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
+                              (g + 1) * n_blocks // G, &pv[g, 0])
+        _work_free(W)
+    _sum_groups(pv, 0, C.K, pots)
+
+
 def plusplus_potentials(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -260,24 +302,87 @@ def plusplus_potentials(
     int n_threads,                      # IN  OpenMP threads
 ):
     """The potential each candidate would leave, summed in a fixed order."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
-    cdef int D = X.shape[1], T = candidates.shape[0]
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK
+    cdef int T = candidates.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(candidates))
-    cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Py_ssize_t G = _n_groups(n_blocks, T)
-    parts = np.zeros((G, T))
-    cdef double[:, ::1] pv = parts
-    cdef Work* W = NULL
-    if N > 0 and T > 0:
-        with nogil, parallel(num_threads=n_threads):
-            W = _work_alloc(&C)
-            for g in prange(G, schedule="dynamic"):
-                _potentials_group(&C, W, &X[0, 0], sw, &closest[0], N, g * n_blocks // G,
-                                  (g + 1) * n_blocks // G, &pv[g, 0])
-            _work_free(W)
-    if T > 0:
-        _sum_groups(pv, 0, T, &pots[0])
+    cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), max(T, 1)))
+    if T == 0:
+        return
+    if N == 0:
+        np.asarray(pots)[:] = 0.0
+        return
+    with nogil:
+        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+
+
+cdef void _draw_rows(const double* values, int T, const double* block_pot,
+                     Py_ssize_t n_blocks, const double* closest, const double* sw,
+                     Py_ssize_t N, double* block_cum, int64_t* rows) noexcept nogil:
+    """rows[t]: where the cumulative potential sum_n w_n closest_n first reaches values[t].
+    The block from the running sum of block_pot (into block_cum), the row from a running
+    sum over that block on top of the blocks before it (rows past N adding 0); a row is
+    counted while that sum is below the value, at most the block's last row."""
+    cdef Py_ssize_t blk, lo, j, found
+    cdef double run, base, mass
+    cdef int t
+    run = 0.0
+    for blk in range(n_blocks):
+        run += block_pot[blk]
+        block_cum[blk] = run
+    for t in range(T):
+        blk = 0              # the first block whose running sum reaches the value
+        while blk < n_blocks - 1 and block_cum[blk] < values[t]:
+            blk += 1
+        lo = blk * BLOCK
+        base = block_cum[blk - 1] if blk > 0 else 0.0
+        run = 0.0
+        found = 0
+        for j in range(min(<Py_ssize_t> BLOCK, N - lo)):
+            mass = closest[lo + j] if sw == NULL else closest[lo + j] * sw[lo + j]
+            run += mass
+            found += base + run < values[t]
+        if BLOCK > N - lo and base + run < values[t]:   # rows past N, each adding 0
+            found += BLOCK - (N - lo)
+        rows[t] = lo + min(found, min(<Py_ssize_t> BLOCK, N - lo) - 1)
+
+
+def plusplus_step(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
+    double[::1] block_pot,              # IN/OUT (ceil(N / 256),) sum w closest per block
+    const double[::1] values,           # IN  (T,) draws from [0, sum block_pot); or (0,)
+    int64_t[::1] cand,                  # OUT (T,) the rows drawn; IN when values is (0,)
+    double[::1] pots,                   # OUT (T,) the potential each candidate would leave
+    int n_threads,                      # IN  OpenMP threads
+):
+    """One greedy k-means++ round in one call: the candidate rows drawn (the row where the
+    cumulative potential first reaches each value, as _draw_rows), their potentials
+    (plusplus_potentials), and the best (lowest potential, the first on ties) folded in
+    (plusplus_update). Returns its index in cand."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = block_pot.shape[0], i
+    cdef int D = X.shape[1], T = cand.shape[0], t, best = 0
+    cdef double[::1] block_cum = np.empty(n_blocks)
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    if values.shape[0] > 0:
+        _draw_rows(&values[0], T, &block_pot[0], n_blocks, &closest[0], sw, N,
+                   &block_cum[0], &cand[0])
+    cdef double[:, ::1] cx = np.empty((T, D))
+    for t in range(T):
+        for i in range(D):
+            cx[t, i] = X[cand[t], i]
+    cdef _CentreSet cs = _CentreSet(np.asarray(cx))
+    cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), T))
+    with nogil:
+        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+    for t in range(1, T):
+        if pots[t] < pots[best]:
+            best = t
+    cdef _CentreSet chosen = _CentreSet(np.asarray(cx[best:best + 1]))
+    with nogil:
+        _update_pass(&chosen.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
+    return best
 
 
 # ---------------------------------------------------------------------------------------
@@ -310,17 +415,75 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
             labels[n0 + b] = k
             inertia += w * W.best[b]
             counts[k] += w
-            sk = sums + k * D
-            if C.gemm:
-                x = W.xb + b * D
-                for i in range(D):
-                    sk[i] += w * x[i]
-            else:
+            if not C.gemm:      # narrow rows, feature-major
+                sk = sums + k * D
                 x = W.xT + b
                 for i in range(D):
                     sk[i] += w * x[i * BLOCK]
+        if C.gemm:              # wide rows: a cluster's rows at a time, sums in registers
+            _order_by_cluster(W, W.arg, m, K)
+            for k in range(K):
+                emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
+                                W.w, sums + k * D)
         acc[0] += inertia
     return changed
+
+
+cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
+                        const double* xsq, int64_t* labels, Py_ssize_t N, double[:, ::1] pv,
+                        int64_t[::1] cv, double* counts, double* sums, int n_threads,
+                        int64_t* changed) noexcept nogil:
+    """One Lloyd pass over the N rows into the group buffers pv (G, 1 + K + K D) and cv (G,)
+    (overwritten), summed in group order into counts (K,) and sums (K, D); changed: how
+    many labels changed; xsq: the rows' squared norms (_row_sqnorms) or NULL. Returns the
+    inertia."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
+    cdef int D = C.D, K = C.K
+    cdef double inertia = 0.0
+    cdef Work* W = NULL
+    memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        W.xsq = xsq
+        for g in prange(G, schedule="dynamic"):
+            cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
+                                 (g + 1) * n_blocks // G, &pv[g, 0])
+        _work_free(W)
+    _sum_groups(pv, 0, 1, &inertia)
+    _sum_groups(pv, 1, K, counts)
+    if D > 0:
+        _sum_groups(pv, 1 + K, K * D, sums)
+    changed[0] = 0
+    for g in range(G):
+        changed[0] += cv[g]
+    return inertia
+
+
+cdef void _row_sqnorms(const Centres* C, const floating* X, Py_ssize_t N, double* xsq,
+                       int n_threads) noexcept nogil:
+    """xsq[n] = ||x_n||^2 for the N rows, each as _block_sqdist computes it (the same bits)."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
+    cdef Work* W = NULL
+    with parallel(num_threads=n_threads):
+        W = _work_alloc(C)
+        for blk in prange(n_blocks, schedule="static"):
+            n0 = blk * BLOCK
+            m = min(<Py_ssize_t> BLOCK, N - n0)
+            _load_block(C, X, NULL, n0, m, True, W)
+            emfast_row_sqnorms(W.xb, C.D, m, xsq + n0)
+        _work_free(W)
+
+
+cdef class _LloydBuffers:
+    """The group buffers of Lloyd passes over N rows with K centres of D features."""
+    cdef double[:, ::1] pv
+    cdef int64_t[::1] cv
+
+    def __init__(self, Py_ssize_t N, Py_ssize_t K, Py_ssize_t D):
+        cdef Py_ssize_t size = 1 + K + K * D
+        cdef Py_ssize_t G = _n_groups((N + BLOCK - 1) // BLOCK, size)
+        self.pv = np.empty((G, size))
+        self.cv = np.empty(G, dtype=np.int64)
 
 
 def lloyd_step(
@@ -335,33 +498,95 @@ def lloyd_step(
     """One Lloyd pass: assign every row to its nearest centre and sum the new clusters.
 
     Returns (number of labels that changed, inertia = sum_n w_n min_k ||x_n - c_k||^2)."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, g
+    cdef Py_ssize_t N = X.shape[0]
+    cdef int D = X.shape[1], K = centres.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.asarray(centres))
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef _LloydBuffers buf = _LloydBuffers(N, K, D)
+    cdef int64_t changed = 0
+    cdef double inertia = 0.0
+    if N == 0:     # no rows: empty clusters
+        np.asarray(counts)[:] = 0.0
+        np.asarray(sums)[...] = 0.0
+        return 0, 0.0
+    with nogil:
+        inertia = _lloyd_pass(&cs.s, &X[0, 0], sw, NULL, &labels[0], N, buf.pv, buf.cv,
+                              &counts[0], &sums[0, 0] if D > 0 else NULL, n_threads,
+                              &changed)
+    return changed, inertia
+
+
+cdef enum LloydStop:     # why lloyd_run returned (emfast.mixture._kmeans names them)
+    SAME_LABELS = 0      # the last pass changed no label: the centres are its clusters' means
+    EMPTY = 1            # the last pass left a cluster empty; the centres were not moved
+    SMALL_SHIFT = 2      # the centres moved by at most abs_tol (squared, summed)
+    MAX_ITER = 3         # max_iter passes, the centres moved after the last
+
+
+cdef bint _move_centres(double* c, const double* counts, const double* sums, int K, int D,
+                        double* shift) noexcept nogil:
+    """c = sums / counts (each cluster's mean), shift = sum over k, i in order of the squared
+    moves; False, with c untouched, when some cluster is empty (count not > 0)."""
+    cdef int k, i
+    cdef double d, s = 0.0, new
+    for k in range(K):
+        if not counts[k] > 0.0:
+            return False
+    for k in range(K):
+        for i in range(D):
+            new = sums[k * D + i] / counts[k]
+            d = new - c[k * D + i]
+            s += d * d
+            c[k * D + i] = new
+    shift[0] = s
+    return True
+
+
+def lloyd_run(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    double[:, ::1] centres,             # IN/OUT (K, D) the start; the centres at the stop
+    int64_t[::1] labels,                # IN/OUT (N,) previous labels; those of the last pass
+    double[::1] counts,                 # OUT (K,) the last pass's cluster weights
+    double[:, ::1] sums,                # OUT (K, D) the last pass's cluster sums
+    Py_ssize_t max_iter,                # IN  at most this many passes (>= 1)
+    double abs_tol,                     # IN  stop once the squared move is <= this
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Lloyd iterations in one call: lloyd_step, then the centres to their clusters' means,
+    until a stopping rule holds (LloydStop). Returns (passes run, LloydStop code, inertia
+    of the last pass)."""
+    cdef Py_ssize_t N = X.shape[0], it = 0
     cdef int D = X.shape[1], K = centres.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(centres))
     cdef Centres C = cs.s
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
-    cdef Py_ssize_t size = 1 + K + K * D
-    cdef Py_ssize_t G = _n_groups(n_blocks, size)
-    cdef double[:, ::1] pv = np.zeros((G, size))
-    cdef int64_t[::1] cv = np.zeros(G, dtype=np.int64)
+    cdef _LloydBuffers buf = _LloydBuffers(N, K, D)
     cdef int64_t changed = 0
-    cdef double inertia = 0.0
-    cdef Work* W = NULL
-    if N > 0:
-        with nogil, parallel(num_threads=n_threads):
-            W = _work_alloc(&C)
-            for g in prange(G, schedule="dynamic"):
-                cv[g] = _lloyd_group(&C, W, &X[0, 0], sw, &labels[0], N, g * n_blocks // G,
-                                     (g + 1) * n_blocks // G, &pv[g, 0])
-            _work_free(W)
-    _sum_groups(pv, 0, 1, &inertia)
-    if K > 0:
-        _sum_groups(pv, 1, K, &counts[0])
-        if D > 0:
-            _sum_groups(pv, 1 + K, K * D, &sums[0, 0])
-    for g in range(G):
-        changed += cv[g]
-    return changed, inertia
+    cdef double inertia = 0.0, shift = 0.0
+    cdef int stop = MAX_ITER
+    cdef double[::1] xsq = np.empty(N if C.gemm else 1)
+    cdef const double* xsqp = &xsq[0] if C.gemm else NULL
+    C.c = &centres[0, 0]        # moved in place (the set's norms are kept up to date)
+    with nogil:
+        if C.gemm:              # every pass's dgemm distances need them: once per run
+            _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
+        while it < max_iter:
+            it += 1
+            inertia = _lloyd_pass(&C, &X[0, 0], sw, xsqp, &labels[0], N, buf.pv, buf.cv,
+                                  &counts[0], &sums[0, 0], n_threads, &changed)
+            if changed == 0:
+                stop = SAME_LABELS
+                break
+            if not _move_centres(&centres[0, 0], &counts[0], &sums[0, 0], K, D, &shift):
+                stop = EMPTY
+                break
+            if C.gemm:
+                _centre_norms(C.c, K, D, <double*> C.csq)
+            if shift <= abs_tol:
+                stop = SMALL_SHIFT
+                break
+    return it, stop, inertia
 
 
 # ---------------------------------------------------------------------------------------
@@ -386,16 +611,12 @@ cdef Py_ssize_t _s2_size(int cov, bint blas, Py_ssize_t K, Py_ssize_t D) noexcep
     return K
 
 
-cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
-                              bint tied, double* nk, double* s1, double* s2) noexcept nogil:
-    """The block's rows into nk, s1 and (by dsyrk, lower triangle) s2, cluster by cluster
-    in increasing k, each cluster's rows in row order."""
-    cdef int D = C.D, K = C.K, k, i, n, r
+cdef void _order_by_cluster(Work* W, const int64_t* lab, Py_ssize_t m, int K) noexcept nogil:
+    """W.perm: the block's rows with a label in [0, K), cluster by cluster in increasing k,
+    each cluster's rows in row order; cluster k's run starts at W.start[k] (W.start[K]: the
+    total)."""
+    cdef int k
     cdef Py_ssize_t b
-    cdef double w, sq, d, one = 1.0
-    cdef const double* x
-    cdef const double* c
-    cdef double* zr
     for k in range(K + 1):
         W.start[k] = 0
     for b in range(m):
@@ -410,6 +631,19 @@ cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_
     for k in range(K - 1, 0, -1):            # back to the starts (start[K]: the total)
         W.start[k] = W.start[k - 1]
     W.start[0] = 0
+
+
+cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
+                              bint tied, double* nk, double* s1, double* s2) noexcept nogil:
+    """The block's rows into nk, s1 and (by dsyrk, lower triangle) s2, cluster by cluster
+    in increasing k, each cluster's rows in row order."""
+    cdef int D = C.D, K = C.K, k, i, n, r
+    cdef Py_ssize_t b
+    cdef double w, sq, d, one = 1.0
+    cdef const double* x
+    cdef const double* c
+    cdef double* zr
+    _order_by_cluster(W, lab, m, K)
     for k in range(K):
         n = W.start[k + 1] - W.start[k]
         if n == 0:

@@ -756,12 +756,20 @@ def _by_family(a, cov_code, D):
     return a.reshape(-1, D) if cov_code == FULL or cov_code == TIED else a.reshape(-1)
 
 
-def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads):
+def estep_blocks(X, n_threads):
+    """X's blocks as estep_stats loads them, for its ``blocks`` argument: None, these kernels
+    keep no copy (the Cython backend's one saves its block transposition)."""
+    return None
+
+
+def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads,
+                blocks=None):
     """Fused E-step statistics; see :func:`emfast.kernels.gaussian_estep_stats`.
 
     IN: X (N, D) f32/f64; sample_weight (N,) or (0,); log_const (K,); means (K, D); prec_chol
-    by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS, with a warning).
-    OUT (overwritten): nk (K,), s1 (K, D), s2 by type. Returns loglik (float).
+    by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS, with a warning);
+    blocks: estep_blocks(X), always None here. OUT (overwritten): nk (K,), s1 (K, D), s2 by
+    type. Returns loglik (float).
     """
     D = X.shape[1]
     pc, s2 = _by_family(prec_chol, cov_code, D), _by_family(s2, cov_code, D)

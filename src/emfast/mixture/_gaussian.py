@@ -54,18 +54,22 @@ class EStep:
     float64 C-contiguous after any M-step (``np.ascontiguousarray`` is a no-op then).
     """
 
-    __slots__ = ("_kernel", "_X", "_sw", "_code", "_threads", "_nk", "_s1", "_s2",
+    __slots__ = ("_kernel", "_X", "_blocks", "_sw", "_code", "_threads", "_nk", "_s1", "_s2",
                  "_weight_sum")
 
     def __init__(self, X, sample_weight, covariance_type, n_components, backend, n_threads,
                  weight_sum):
         N, D = X.shape
-        self._kernel = get_backend(backend).estep_stats
+        mod = get_backend(backend)
+        self._kernel = mod.estep_stats
         self._X = X
+        self._threads = kernels._threads_for(N, n_threads)
+        # X in the layout the kernel loads each block into, where the backend keeps one:
+        # transposed once per fit instead of once per E-step (None: each E-step loads)
+        self._blocks = mod.estep_blocks(X, self._threads)
         # the backend contract: an empty weight array means every weight is 1
         self._sw = np.empty(0) if sample_weight is None else sample_weight
         self._code = kernels._cov_code(covariance_type)
-        self._threads = kernels._threads_for(N, n_threads)
         self._nk = np.empty(n_components)
         self._s1 = np.empty((n_components, D))
         self._s2 = np.empty(kernels.prec_chol_shape(covariance_type, n_components, D))
@@ -76,7 +80,8 @@ class EStep:
         means = np.ascontiguousarray(params.means, dtype=np.float64)
         loglik = self._kernel(self._X, self._sw, params.log_const(), means,
                               np.ascontiguousarray(params.prec_chol, dtype=np.float64),
-                              self._code, self._nk, self._s1, self._s2, self._threads)
+                              self._code, self._nk, self._s1, self._s2, self._threads,
+                              self._blocks)
         return GaussianStats(params.covariance_type, means, self._nk, self._s1, self._s2,
                              loglik, self._weight_sum)
 

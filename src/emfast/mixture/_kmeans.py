@@ -13,34 +13,12 @@ from emfast._config import get_backend
 from emfast.kernels import _threads_for
 
 BLOCK = 256
+_NO_DRAWS = np.empty(0)   # plusplus_step's values when the candidate rows are given
 
 
 def _kernel_weights(sample_weight):
     """The kernels' weight argument: (0,) stands for all weights 1."""
     return np.empty(0) if sample_weight is None else sample_weight
-
-
-def _draw_rows(values, block_cum, closest, w, rows):
-    """Rows where the cumulative potential sum_n w_n closest_n first reaches each value.
-
-    The block is found on the per-block cumulative sums, the row by a cumulative sum over
-    that block only (the same rows as a search over the full cumulative sum, up to
-    rounding at block edges). All values at once: one (len(values), BLOCK) cumulative sum,
-    rows past the end adding 0 (a loop of searches per value cost 10 us each, a fifth of a
-    k-means++ step on 16,384 rows).
-    """
-    blk = np.minimum(np.searchsorted(block_cum, values), len(block_cum) - 1)
-    lo = blk * BLOCK
-    idx = lo[:, None] + np.arange(BLOCK)
-    mass = closest.take(idx, mode="clip")
-    if w is not None:
-        mass *= w.take(idx, mode="clip")
-    mass[idx >= rows] = 0.0
-    base = np.where(blk > 0, block_cum[blk - 1], 0.0)
-    local = base[:, None] + np.cumsum(mass, axis=1)
-    # local is non-decreasing: counting the entries below v is searchsorted's left side
-    found = np.count_nonzero(local < values[:, None], axis=1)
-    return lo + np.minimum(found, np.minimum(rows - lo, BLOCK) - 1)
 
 
 def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1):
@@ -68,20 +46,21 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     closest = np.full(N, np.inf)
     block_pot = np.empty(-(-N // BLOCK))
     pots = np.empty(n_trials)
+    cand = np.empty(n_trials, dtype=np.int64)
     mod.plusplus_update(X, sw, centres[0], closest, block_pot, n_threads)
     for c in range(1, n_clusters):
-        block_cum = np.cumsum(block_pot)
-        pot = block_cum[-1]
+        # the running sum's last value, as the kernel's draw adds the blocks up
+        pot = np.cumsum(block_pot)[-1]
         if pot <= 0:  # fewer distinct points than clusters: any row will do
-            cand = rng.choice(N, size=n_trials)
+            cand[:] = rng.choice(N, size=n_trials)
+            values = _NO_DRAWS
         else:
-            cand = _draw_rows(rng.uniform(size=n_trials) * pot, block_cum, closest, w, N)
-        cand_x = np.ascontiguousarray(X[cand], dtype=np.float64)
-        mod.plusplus_potentials(X, sw, closest, cand_x, pots, n_threads)
-        best = int(np.argmin(pots))
+            values = rng.uniform(size=n_trials) * pot
+        # the draw, the trials and the fold of the best in one call: per round, the Python
+        # and call overhead of the three steps cost as much as their passes on 2,000 rows
+        best = mod.plusplus_step(X, sw, closest, block_pot, values, cand, pots, n_threads)
         indices[c] = cand[best]
-        centres[c] = cand_x[best]
-        mod.plusplus_update(X, sw, centres[c], closest, block_pot, n_threads)
+        centres[c] = X[cand[best]]
     return centres, indices
 
 
@@ -150,8 +129,17 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_label
                   final_labels, get_backend(backend, "kmeans"), n_threads)
 
 
+# Why a backend's ``lloyd_run`` stopped (its second result)
+SAME_LABELS, EMPTY, SMALL_SHIFT, MAX_ITER = range(4)
+
+
 def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_threads):
-    """:func:`lloyd` with the tolerance on the squared shift given in absolute terms."""
+    """:func:`lloyd` with the tolerance on the squared shift given in absolute terms.
+
+    The iterations run inside the backend's ``lloyd_run`` (one compiled call instead of a
+    Python loop around ``lloyd_step``: the loop cost as much as the pass on small data); it
+    hands back only when a pass leaves a cluster empty, which is resolved here.
+    """
     N, D = X.shape
     n_threads = _threads_for(N, n_threads)
     K = len(centres)
@@ -159,25 +147,32 @@ def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_th
     labels = np.full(N, -1, dtype=np.int64)
     counts, sums = np.empty(K), np.empty((K, D))
     centres = np.array(centres, dtype=np.float64)
-    consistent = False
-    n_iter, inertia = 0, np.inf
-    for n_iter in range(1, max_iter + 1):
-        changed, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
-        if changed == 0:      # same clusters as last time: the centres are their means
-            consistent = True
+    stop, n_iter, inertia = MAX_ITER, 0, np.inf
+    while n_iter < max_iter:
+        n, stop, inertia = mod.lloyd_run(X, sw, centres, labels, counts, sums,
+                                         max_iter - n_iter, abs_tol, n_threads)
+        n_iter += n
+        if stop != EMPTY:
             break
-        if not np.all(counts > 0):
-            _relocate_empty(X, sample_weight, centres, labels, counts, sums)
+        _relocate_empty(X, sample_weight, centres, labels, counts, sums)
         new = centres.copy()
         full = counts > 0
         new[full] = sums[full] / counts[full, None]
-        shift = float(np.sum((new - centres) ** 2))
+        shift = _squared_shift(new, centres)
         centres = new
         if shift <= abs_tol:
+            stop = SMALL_SHIFT
             break
-    if final_labels and not consistent:
+    if final_labels and stop != SAME_LABELS:
         _, inertia = mod.lloyd_step(X, sw, centres, labels, counts, sums, n_threads)
     return centres, labels, inertia, n_iter
+
+
+def _squared_shift(new, old):
+    """sum over k, i of (new - old)^2, added in row-major order (the order of the kernels'
+    ``lloyd_run``)."""
+    d = (new - old).ravel()
+    return float(np.cumsum(d * d)[-1]) if d.size else 0.0
 
 
 # k-means on more rows than this runs on a random sample of this many rows first (see
