@@ -150,7 +150,7 @@ cdef void _stats_block(const emfast_gmodel* M, Work* W, const floating* X, const
     """
     cdef int D = M.D, K = M.K, mp = _padded(m)
     if blocks != NULL:     # read in place: nothing writes a block once loaded
-        W.g.xT = <double*> blocks + (n0 // BLOCK) * D * LD
+        W.g.xT = <double*> blocks + ((n0 // BLOCK) * (D + 1) + 1) * LD
     else:
         _load_block(X, n0, m, D, mp, W.g.xT)
     if resp == NULL:
@@ -369,8 +369,10 @@ def estep_stats(
 
 
 cdef Py_ssize_t _blocks_size(Py_ssize_t N, Py_ssize_t D) noexcept nogil:
-    """Doubles of estep_blocks' copy of an (N, D) X: each block D rows of LD."""
-    return (N + BLOCK - 1) // BLOCK * D * LD
+    """Doubles of estep_blocks' copy of an (N, D) X: each block a row of ones (the row
+    before the block that the statistics read when they centre on the fly, as in the
+    per-thread scratch) and D rows of LD."""
+    return (N + BLOCK - 1) // BLOCK * (D + 1) * LD
 
 
 def estep_blocks(
@@ -380,7 +382,7 @@ def estep_blocks(
     """X's blocks as estep_stats loads them (feature-major float64, zero padding rows), for
     its ``blocks`` argument: the E-steps of a fit then read them instead of transposing
     every block again. None when the copy would exceed MAX_BLOCKS_BYTES, or X is empty."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
+    cdef Py_ssize_t N = X.shape[0], n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m, b
     cdef int D = X.shape[1]
     cdef Py_ssize_t size = _blocks_size(N, D)
     if size == 0 or size > MAX_BLOCKS_BYTES // 8:
@@ -391,7 +393,9 @@ def estep_blocks(
         for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
             n0 = blk * BLOCK
             m = min(<Py_ssize_t> BLOCK, N - n0)
-            _load_block(&X[0, 0], n0, m, D, _padded(m), &ov[blk * D * LD])
+            for b in range(LD):
+                ov[blk * (D + 1) * LD + b] = 1.0
+            _load_block(&X[0, 0], n0, m, D, _padded(m), &ov[(blk * (D + 1) + 1) * LD])
     return out
 
 
