@@ -75,6 +75,8 @@ def test_gaussian_hmm_with_nan(backend, covariance_type):
     assert np.all(np.isfinite(post)) and ll == pytest.approx(h.score(Xm, lengths))
     assert h.predict(Xm, lengths).shape == (1500,)
     assert np.isfinite(h.decode(Xm, lengths)[0])
+    filtered = h.filter(Xm, lengths)
+    assert filtered.shape == (1500, 3) and np.allclose(filtered.sum(axis=1), 1.0)
 
 
 def test_frames_missing_everywhere_count_through_transitions_only():
