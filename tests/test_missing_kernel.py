@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import assert_close
 from reference_missing import missing_estep as reference
-from emfast.impute._patterns import pattern_order
+from emfast._patterns import pattern_order
 from emfast.kernels import missing_estep
 
 

@@ -30,6 +30,8 @@ import numpy as np
 
 from emfast import _validation as V
 from emfast._config import get_backend, resolve_n_threads
+from emfast._patterns import precision_inputs
+from emfast._threads import single_threaded_blas
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -782,8 +784,6 @@ def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, fi
     -------
     loglik, nk, s1, s2[, filled][, logp][, resp]
     """
-    from emfast.impute._patterns import precision_inputs
-
     X = V.check_array(X, name="X", min_samples=0, allow_nan=True)
     N, D = X.shape
     means = np.ascontiguousarray(means, dtype=np.float64)
@@ -814,8 +814,6 @@ def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, fi
     rs = np.empty((N, K)) if resp else np.empty((0, 0))
     with np.errstate(divide="ignore"):
         logw = np.log(weights)
-    from emfast._threads import single_threaded_blas
-
     with single_threaded_blas():
         ll = get_backend(backend, "missing").missing_estep(
             X, sw, logw, means, prec, log_det, nk, s1, s2, out, lp, rs, z,

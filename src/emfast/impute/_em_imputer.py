@@ -13,7 +13,7 @@ from emfast._estimator import ParamsMixin
 from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, compatible
-from emfast.impute._patterns import pattern_order, precision_inputs
+from emfast._patterns import pattern_order, precision_inputs
 from emfast.mixture._gaussian import scatter_about
 
 _OUTPUTS = ("default", "pandas")

@@ -14,7 +14,7 @@ import numpy as np
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
-from emfast.impute._patterns import pattern_order
+from emfast._patterns import pattern_order
 
 _NONE2 = np.empty((0, 0))
 _NONE1 = np.empty(0)
