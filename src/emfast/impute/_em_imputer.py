@@ -49,18 +49,19 @@ class _MissingNormalFamily:
         self.ridge = ridge
         self.prior_scale = prior_scale
 
-    def pass_(self, X, sample_weight, params, n_threads, filled=_NONE, logp=np.empty(0),
-              noise=_NONE):
+    def estep_pass(self, X, sample_weight, params, n_threads, filled=_NONE, noise=_NONE):
+        """The kernel's pass over X (statistics; ``filled``: X imputed, with ``noise``
+        drawn from the conditional distributions)."""
         D = X.shape[1]
         nk, s1, s2 = np.empty(1), np.empty((1, D)), np.empty((1, D, D))
         sw = np.empty(0) if sample_weight is None else sample_weight
         ll = self.mod.missing_estep(X, sw, np.zeros(1), params.mean[None], params.precision,
-                                    params.log_det, nk, s1, s2, filled, logp, _NONE,
+                                    params.log_det, nk, s1, s2, filled, np.empty(0), _NONE,
                                     noise, n_threads)
         return GaussianStats("full", params.mean[None], nk, s1, s2, ll, self.weight_sum)
 
     def e_step(self, X, sample_weight, params, n_threads):
-        return self.pass_(X, sample_weight, params, n_threads)
+        return self.estep_pass(X, sample_weight, params, n_threads)
 
     def m_step(self, X, sample_weight, stats, rng):
         n = stats.nk[0]
@@ -194,8 +195,8 @@ class EMImputer(ParamsMixin):
             # the log-likelihood at the final parameters (and, for fit_transform, every row
             # filled in the same pass; rows missing everywhere add 0 to the log-likelihood)
             filled = np.empty((N, D)) if want_filled else _NONE
-            stats = family.pass_(np.ascontiguousarray(X[order]) if want_filled else Xs, None,
-                                 params, n_threads, filled=filled)
+            rows = np.ascontiguousarray(X[order]) if want_filled else Xs
+            stats = family.estep_pass(rows, None, params, n_threads, filled=filled)
         if not run.converged:
             warnings.warn(f"EM did not converge in {self.max_iter} iterations; increase "
                           "max_iter or tol.", compatible(ConvergenceWarning), stacklevel=3)
@@ -227,8 +228,8 @@ class EMImputer(ParamsMixin):
                                       0.0, None)
         noise_s = _NONE if noise.size == 0 else np.ascontiguousarray(noise[order])
         with single_threaded_blas():
-            family.pass_(Xs, None, params, n_threads or resolve_n_threads(self.n_threads),
-                         filled=filled, noise=noise_s)
+            family.estep_pass(Xs, None, params, n_threads or resolve_n_threads(self.n_threads),
+                              filled=filled, noise=noise_s)
         out = np.empty_like(filled)
         out[order] = filled
         return out.astype(X.dtype, copy=False)
