@@ -13,6 +13,22 @@ def pattern_order(mask):
     return np.argsort(inverse.ravel(), kind="stable"), int(inverse.max(initial=-1)) + 1
 
 
+def observed_rows(mask):
+    """The rows with at least one observed value (``mask``: True = missing), in
+    :func:`pattern_order`: rows missing everywhere carry no information for a fit."""
+    order, _ = pattern_order(mask)
+    return order[~mask[order].all(axis=1)]
+
+
+def fill_with_column_means(X, rows=None):
+    """X's rows ``rows`` (None: all) with each NaN replaced by its column's mean over X's
+    observed values (accumulated in float64), in X's dtype: complete rows for what needs
+    them (k-means starts)."""
+    means = np.nanmean(X, axis=0, dtype=np.float64).astype(X.dtype)
+    part = X if rows is None else np.ascontiguousarray(X[rows])
+    return np.where(np.isnan(part), means, part)
+
+
 def precision_inputs(covariances):
     """(precisions, log det of each) of a (K, D, D) stack of covariances, from their Cholesky
     factors; raises numpy.linalg.LinAlgError when one is not positive definite."""

@@ -31,6 +31,7 @@ from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
 from emfast._em import fit_restarts
 from emfast._estimator import ParamsMixin
+from emfast._patterns import fill_with_column_means
 from emfast._threads import single_threaded_blas
 from emfast.hmm._stats import HMMStats
 
@@ -325,8 +326,7 @@ class BaseHMM(ParamsMixin):
         V.check_real("unlabeled_weight", unlabeled_weight, 0.0)
         has_nan = X.dtype.kind == "f" and bool(np.isnan(X.min()))
         # the starting point comes from complete rows: each missing value its column's mean
-        X_start = np.where(np.isnan(X), np.nanmean(X, axis=0), X).astype(X.dtype) \
-            if has_nan else X
+        X_start = fill_with_column_means(X) if has_nan else X
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}

@@ -13,8 +13,9 @@ from emfast._estimator import ParamsMixin
 from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, compatible
-from emfast._patterns import pattern_order, precision_inputs
+from emfast._patterns import observed_rows, precision_inputs
 from emfast.mixture._gaussian import scatter_about
+from emfast.mixture._gaussian_missing import infer_arrays
 
 _OUTPUTS = ("default", "pandas")
 _NONE = np.empty((0, 0))
@@ -49,15 +50,15 @@ class _MissingNormalFamily:
         self.ridge = ridge
         self.prior_scale = prior_scale
 
-    def estep_pass(self, X, sample_weight, params, n_threads, filled=_NONE, noise=_NONE):
-        """The kernel's pass over X (statistics; ``filled``: X imputed, with ``noise``
-        drawn from the conditional distributions)."""
+    def estep_pass(self, X, sample_weight, params, n_threads, filled=_NONE):
+        """The kernel's pass over X: the statistics, and with ``filled`` (N, D) X's rows
+        with their missing values replaced by the conditional means."""
         D = X.shape[1]
         nk, s1, s2 = np.empty(1), np.empty((1, D)), np.empty((1, D, D))
         sw = np.empty(0) if sample_weight is None else sample_weight
         ll = self.mod.missing_estep(X, sw, np.zeros(1), params.mean[None], params.precision,
                                     params.log_det, nk, s1, s2, filled, np.empty(0), _NONE,
-                                    noise, n_threads)
+                                    _NONE, n_threads)
         return GaussianStats("full", params.mean[None], nk, s1, s2, ll, self.weight_sum)
 
     def e_step(self, X, sample_weight, params, n_threads):
@@ -176,9 +177,8 @@ class EMImputer(ParamsMixin):
     def _fit(self, X_in, want_filled=False):
         n_threads = self._check_parameters()
         X, mask, names = self._validate_fit_data(X_in)
-        order, _ = pattern_order(mask)
-        seen = ~mask[order].all(axis=1)    # rows missing everywhere say nothing
-        Xs = np.ascontiguousarray(X[order[seen]])
+        order = observed_rows(mask)
+        Xs = np.ascontiguousarray(X[order])
         mean = np.nanmean(X, axis=0, dtype=np.float64)
         var = np.nanvar(X, axis=0, dtype=np.float64)
         family = _MissingNormalFamily(get_backend(self.backend, "missing"), float(len(Xs)),
@@ -192,11 +192,10 @@ class EMImputer(ParamsMixin):
                           max_iter=self.max_iter, n_threads=n_threads, rng=None, rule=rule)
             params = run.params
             N, D = X.shape
-            # the log-likelihood at the final parameters (and, for fit_transform, every row
-            # filled in the same pass; rows missing everywhere add 0 to the log-likelihood)
-            filled = np.empty((N, D)) if want_filled else _NONE
-            rows = np.ascontiguousarray(X[order]) if want_filled else Xs
-            stats = family.estep_pass(rows, None, params, n_threads, filled=filled)
+            # the log-likelihood at the final parameters (and, for fit_transform, the rows
+            # filled in the same pass)
+            filled = np.empty(Xs.shape) if want_filled else _NONE
+            stats = family.estep_pass(Xs, None, params, n_threads, filled=filled)
         if not run.converged:
             warnings.warn(f"EM did not converge in {self.max_iter} iterations; increase "
                           "max_iter or tol.", compatible(ConvergenceWarning), stacklevel=3)
@@ -214,25 +213,19 @@ class EMImputer(ParamsMixin):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         if want_filled:
-            out = np.empty_like(filled)
+            out = np.tile(params.mean, (N, 1))    # rows missing everywhere: the mean
             out[order] = filled
             return out.astype(X.dtype, copy=False)
         return None
 
     # ------------------------------------------------------------------ imputing
-    def _impute(self, X, params, noise=_NONE, n_threads=None):
-        order, _ = pattern_order(np.isnan(X))
-        Xs = np.ascontiguousarray(X[order])
-        filled = np.empty(X.shape)
-        family = _MissingNormalFamily(get_backend(self.backend, "missing"), float(len(X)),
-                                      0.0, None)
-        noise_s = _NONE if noise.size == 0 else np.ascontiguousarray(noise[order])
+    def _impute(self, X, params, noise=None, n_threads=None):
         with single_threaded_blas():
-            family.estep_pass(Xs, None, params, n_threads or resolve_n_threads(self.n_threads),
-                              filled=filled, noise=noise_s)
-        out = np.empty_like(filled)
-        out[order] = filled
-        return out.astype(X.dtype, copy=False)
+            out = infer_arrays(X, np.zeros(1), params.mean[None], params.precision,
+                               params.log_det, self.backend,
+                               n_threads or resolve_n_threads(self.n_threads), filled=True,
+                               noise=noise)
+        return out["filled"].astype(X.dtype, copy=False)
 
     def transform(self, X):
         """X with each missing value replaced by its conditional mean E[x_M | x_O]."""
@@ -250,10 +243,7 @@ class EMImputer(ParamsMixin):
         V.check_int("n_imputations", n_imputations, 1)
         n_threads = self._check_parameters()
         rng = V.check_random_state(self.random_state if random_state is None else random_state)
-        mask = np.isnan(Xc)
-        order, _ = pattern_order(mask)
-        seen = ~mask[order].all(axis=1)
-        Xs = np.ascontiguousarray(Xc[order[seen]])
+        Xs = np.ascontiguousarray(Xc[observed_rows(np.isnan(Xc))])
         if len(Xs) == 0:
             raise ValueError("every row of X is missing everywhere: nothing to bootstrap")
         family = _MissingNormalFamily(get_backend(self.backend, "missing"), float(len(Xs)),

@@ -14,7 +14,7 @@ import numpy as np
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
-from emfast._patterns import pattern_order
+from emfast._patterns import fill_with_column_means, observed_rows, pattern_order
 
 _NONE2 = np.empty((0, 0))
 _NONE1 = np.empty(0)
@@ -79,21 +79,32 @@ class MissingEStep:
 
 
 def infer(X, params, backend, n_threads, *, logp=False, resp=False, filled=False):
+    """Per-row outputs of the missing-value kernel for X under a GaussianParams (see
+    :func:`infer_arrays`)."""
+    prec, logdet = full_precisions(params)
+    return infer_arrays(X, _log_weights(params),
+                        np.ascontiguousarray(params.means, dtype=np.float64), prec, logdet,
+                        backend, n_threads, logp=logp, resp=resp, filled=filled)
+
+
+def infer_arrays(X, log_weights, means, precisions, log_det, backend, n_threads, *,
+                 logp=False, resp=False, filled=False, noise=None):
     """Per-row outputs of the missing-value kernel for X (any order; the rows are grouped by
     pattern for the kernel and returned in X's order): a dict with "logp" (N,), "resp"
-    (N, K) and "filled" (N, D), those asked for."""
+    (N, K) and "filled" (N, D), those asked for (``noise`` (N, D), K = 1: filled with
+    draws from the conditional distributions instead of the conditional means)."""
     N, D = X.shape
-    K = params.means.shape[0]
+    K = means.shape[0]
     order, _ = pattern_order(np.isnan(X))
     Xs = np.ascontiguousarray(X[order])
     out = {"logp": np.empty(N) if logp else _NONE1,
            "resp": np.empty((N, K)) if resp else _NONE2,
            "filled": np.empty((N, D)) if filled else _NONE2}
-    prec, logdet = full_precisions(params)
+    z = _NONE2 if noise is None else np.ascontiguousarray(noise[order])
     get_backend(backend, "missing").missing_estep(
-        Xs, _NONE1, _log_weights(params), np.ascontiguousarray(params.means, dtype=np.float64),
-        prec, logdet, np.empty(K), np.empty((K, D)), np.empty((K, D, D)), out["filled"],
-        out["logp"], out["resp"], _NONE2, kernels._threads_for(N, n_threads))
+        Xs, _NONE1, log_weights, means, precisions, log_det, np.empty(K), np.empty((K, D)),
+        np.empty((K, D, D)), out["filled"], out["logp"], out["resp"], z,
+        kernels._threads_for(N, n_threads))
     result = {}
     for name, wanted in (("logp", logp), ("resp", resp), ("filled", filled)):
         if wanted:
@@ -111,11 +122,7 @@ class MissingData:
     components are re-seeded."""
 
     def __init__(self, X, sample_weight):
-        mask = np.isnan(X)
-        order, _ = pattern_order(mask)
-        order = order[~mask[order].all(axis=1)]   # rows missing everywhere say nothing
-        self.order = order                        # X's rows, as they are kept here
+        self.order = order = observed_rows(np.isnan(X))   # X's rows, as they are kept here
         self.X = np.ascontiguousarray(X[order])
         self.sample_weight = None if sample_weight is None else sample_weight[order]
-        means = np.nanmean(X, axis=0, dtype=np.float64).astype(X.dtype)
-        self.filled = np.where(np.isnan(self.X), means, self.X)
+        self.filled = fill_with_column_means(X, order)
