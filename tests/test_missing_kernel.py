@@ -40,17 +40,20 @@ def test_matches_reference(backend, dtype, N, D, K, frac):
 
 
 def test_sorted_and_unsorted_rows_agree(backend):
-    """Grouping rows by pattern is an optimisation: the statistics are the same up to
-    rounding, and each row's own outputs exactly the same."""
+    """Grouping rows by pattern is an optimisation: the statistics and each row's own
+    outputs are the same up to rounding (sorted, the long runs of one pattern take the
+    subspace path, whose arithmetic differs from the per-row path's)."""
     X, means, covs, weights, _ = _problem(5, 2000, 6, 2, 0.3)
     order, n_patterns = pattern_order(np.isnan(X))
     assert 1 < n_patterns < len(X)
-    a = missing_estep(X, means, covs, weights, filled=True, logp=True, backend=backend)
-    b = missing_estep(X[order], means, covs, weights, filled=True, logp=True, backend=backend)
+    a = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
+                      backend=backend)
+    b = missing_estep(X[order], means, covs, weights, filled=True, logp=True, resp=True,
+                      backend=backend)
     for g, w in zip(a[:4], b[:4]):
         assert_close(g, w, rtol=1e-11)
-    np.testing.assert_array_equal(a[4][order], b[4])
-    np.testing.assert_array_equal(a[5][order], b[5])
+    for g, w in zip(a[4:], b[4:]):
+        assert_close(g[order], w, rtol=1e-11)
 
 
 def test_complete_data_is_the_gaussian_estep(backend):
