@@ -69,10 +69,10 @@ def _runs_problem(seed, lengths, D, K, dtype=np.float64):
     return X, means, covs, weights, rng
 
 
-# Runs around the subspace path's threshold (32 rows), one crossing blocks and groups of the
+# Runs around the subspace path's threshold (RUN_MIN = 16 rows in _missing_impl.pxi), one crossing blocks and groups of the
 # kernels' layout (256 rows each here), short runs between the long ones, and a long run
 # missing everywhere (always the per-row path).
-RUN_LENGTHS = [300, 40, 5, 31, 32, 33, 1, 1, 2, 700, 3, 64, 290]
+RUN_LENGTHS = [300, 40, 5, 15, 16, 17, 1, 1, 2, 700, 3, 64, 290]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
