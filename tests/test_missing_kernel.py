@@ -69,9 +69,9 @@ def _runs_problem(seed, lengths, D, K, dtype=np.float64):
     return X, means, covs, weights, rng
 
 
-# Runs around the subspace path's threshold (RUN_MIN = 16 rows in _missing_impl.pxi), one crossing blocks and groups of the
-# kernels' layout (256 rows each here), short runs between the long ones, and a long run
-# missing everywhere (always the per-row path).
+# Runs around the subspace path's threshold (RUN_MIN = 16 rows in _missing_impl.pxi), one
+# crossing blocks and groups of the kernels' layout (256 rows each here), short runs between
+# the long ones, and a long run missing everywhere (always the per-row path).
 RUN_LENGTHS = [300, 40, 5, 15, 16, 17, 1, 1, 2, 700, 3, 64, 290]
 
 
