@@ -1,7 +1,8 @@
-# The body of the Cython + OpenMP missing-value E-step, shared by the two extension modules
-# built from it (see setup.py and emfast._config): _missing.pyx (baseline instruction set)
-# and _missing_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The design notes are
-# the docstring of _missing.pyx.
+# The body of the Cython + OpenMP missing-value E-step, shared by the three extension modules
+# built from it (see setup.py and emfast._config): _missing.pyx (baseline instruction set),
+# _missing_avx2.pyx (-mavx2 -mfma, imported when the CPU has both) and _missing_avx512.pyx
+# (AVX-512 F/DQ/VL, imported when the CPU has them). The design notes are the docstring of
+# _missing.pyx.
 
 include "_openmp.pxi"
 
