@@ -77,8 +77,9 @@ RUN_LENGTHS = [300, 40, 5, 15, 16, 17, 1, 1, 2, 700, 3, 64, 290]
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K", [1, 3])
-def test_runs_of_one_pattern_match_reference(backend, dtype, K):
-    X, means, covs, weights, rng = _runs_problem(K, RUN_LENGTHS, 5, K, dtype)
+@pytest.mark.parametrize("D", [5, 20])     # 20: subspaces past the block code's small sizes
+def test_runs_of_one_pattern_match_reference(backend, dtype, K, D):
+    X, means, covs, weights, rng = _runs_problem(K + D, RUN_LENGTHS, D, K, dtype)
     N, D = X.shape
     sw = rng.random(N)
     noise = rng.normal(size=(N, D)) if K == 1 else None

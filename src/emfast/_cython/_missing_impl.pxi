@@ -208,9 +208,9 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     W.y = <double*> malloc(D * sizeof(double))
     W.p.valid = 0
     W.s = _subspace_alloc(D, K)
-    if (W.s == NULL or W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
+    if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
             or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
-            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL):
+            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.s == NULL):
         _work_free(W)
         return NULL
     return W
