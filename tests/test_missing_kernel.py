@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import assert_close
 from reference_missing import missing_estep as reference
+from emfast._layout import MISSING_RUN_MIN
 from emfast._patterns import pattern_order
 from emfast.kernels import missing_estep
 
@@ -69,10 +70,11 @@ def _runs_problem(seed, lengths, D, K, dtype=np.float64):
     return X, means, covs, weights, rng
 
 
-# Runs around the subspace path's threshold (RUN_MIN = 16 rows in _missing_impl.pxi), one
-# crossing blocks and groups of the kernels' layout (256 rows each here), short runs between
-# the long ones, and a long run missing everywhere (always the per-row path).
-RUN_LENGTHS = [300, 40, 5, 15, 16, 17, 1, 1, 2, 700, 3, 64, 290]
+# Runs around the subspace path's threshold, one crossing blocks and groups of the kernels'
+# layout (256 rows each here), short runs between the long ones, and a long run missing
+# everywhere (always the per-row path).
+RUN_LENGTHS = [300, 40, 5, MISSING_RUN_MIN - 1, MISSING_RUN_MIN, MISSING_RUN_MIN + 1, 1, 1, 2,
+               700, 3, 64, 290]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -27,8 +27,8 @@ written into Z's missing places. After the log-sum-exp over components each row 
 scaled by sqrt(w r) and one dsyrk per block adds Z'Z to the second moments; C is added once
 per run of rows with the same pattern, weighted by the run's sum of w r.
 
-Long runs (at least RUN_MIN rows of one pattern with something observed, as most rows are
-once sorted at a moderate missing rate): the run is the complete-data E-step in its observed
+Long runs (at least ``emfast._layout.MISSING_RUN_MIN`` rows of one pattern with something
+observed, as most rows are once sorted at a moderate missing rate): the run is the complete-data E-step in its observed
 subspace (o features, precision Sigma_OO^-1 = Lambda_OO - Lambda_OM Lambda_MM^-1 Lambda_MO,
 factored once per run and component), through the complete-data kernels' vectorised block
 arithmetic (_gaussian_simd.h), followed by a linear map: a row's centred, filled vector is

@@ -135,7 +135,7 @@ cdef extern from "_missing_subspace.h":
 
 import numpy as np
 
-from emfast._layout import missing_block_rows, n_groups
+from emfast._layout import MISSING_RUN_MIN, missing_block_rows, n_groups
 
 cdef double LOG_2PI = 1.8378770664093453
 
@@ -430,13 +430,8 @@ cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
 # (_missing_subspace.h). Per row it costs what a complete-data row of o features costs; per
 # run, K factorisations of o x o and m x m blocks.
 
-cdef enum:
-    # Runs of at least this many rows take the subspace path: its per-run setup (K factors
-    # of the o x o subspace precision, the map of the sums) grows as o^3, its saving per row
-    # as D^2. Measured (one thread, 100k rows sorted by pattern): at D = 10, K = 10 any
-    # threshold from 1 to 16 is within 5% of the best (32: +8%, 128: +25%); at D = 30,
-    # K = 5, 5% missing, 8 to 32 are best and 2 takes twice as long.
-    RUN_MIN = 16
+# Runs of at least this many rows take the subspace path (the rule both backends share)
+cdef Py_ssize_t RUN_MIN = MISSING_RUN_MIN
 
 
 cdef int _subspace_setup(const Model* M, Subspace* S, const floating* x) noexcept nogil:

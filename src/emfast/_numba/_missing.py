@@ -5,9 +5,13 @@ The same algorithm as the Cython kernel (see the docstring of ``emfast._cython._
 per run of rows with one missing pattern, Lambda_MM = L D L', its inverse C (the conditional
 covariance) and log det; per block, Z Lambda_k by one matrix product; per row, d_M = -C b
 fills the centred row; the second moments of a block come from the filled rows scaled by
-sqrt(w r), and C is added once per run. Blocks of :func:`emfast._layout.missing_block_rows`
-rows go into contiguous groups whose number depends on the shapes only; groups add into
-their own slots, summed in group order: bit-identical results for any thread count.
+sqrt(w r), and C is added once per run. Runs of at least MISSING_RUN_MIN rows of one pattern take
+the subspace path instead: the complete-data E-step in the observed coordinates
+(:mod:`emfast._numba._gaussian`'s block functions), its sums mapped to all coordinates once
+per run. Blocks of :func:`emfast._layout.missing_block_rows` rows go into contiguous groups
+whose number depends on the shapes only (a group cuts its rows into long runs and blocks of
+at most that many rows between them); groups add into their own slots, summed in group
+order: bit-identical results for any thread count.
 """
 
 import math
@@ -16,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
-from emfast._layout import missing_block_rows, n_groups
+from emfast._layout import MISSING_RUN_MIN, missing_block_rows, n_groups
 from emfast._numba._gaussian import (BLOCK, FULL, _exp_normalise_block, _log_pos,
                                      _log_prob_block, _stats_block)
 from emfast._numba._launch import run
@@ -25,13 +29,10 @@ from emfast._numba._settings import IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_ar
 __all__ = ["missing_estep"]
 
 LOG_2PI = math.log(2.0 * math.pi)
-# Runs of at least this many rows of one pattern take the subspace path (the Cython kernel's
-# RUN_MIN, measured there).
-RUN_MIN = 16
 
 _IN3, _OUT3 = array_arg(types.float64, 3, True), array_arg(types.float64, 3, False)
-_SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, types.int64, types.int64, OUT1, OUT2,
-                       _OUT3, OUT2, OUT1, OUT2, IN2)
+_SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, types.int64, types.int64, types.int64,
+                       OUT1, OUT2, _OUT3, OUT2, OUT1, OUT2, IN2)
          for x in X_TYPES]
 
 
@@ -331,9 +332,9 @@ def _fill_run_row(X, mu, mus, R, linv, obs, o, mis, m, lp, ssum, Xt, b, n, fille
 
 
 @njit(**JIT)
-def _segments(X, lo, hi, B):
+def _segments(X, lo, hi, B, run_min):
     """Rows [lo, hi) cut in order into segments (first row, rows, 1 for a run of at least
-    RUN_MIN rows of one pattern with something observed: the subspace path; 0 for at most
+    run_min rows of one pattern with something observed: the subspace path; 0 for at most
     B rows between such runs: the per-row path)."""
     D = X.shape[1]
     seg = np.empty((hi - lo, 3), dtype=np.int64)
@@ -352,7 +353,7 @@ def _segments(X, lo, hi, B):
             if not same:
                 break
             e += 1
-        if e - n >= RUN_MIN and observed:
+        if e - n >= run_min and observed:
             for c in range(start, n, B):
                 seg[ns, 0], seg[ns, 1], seg[ns, 2] = c, min(B, n - c), 0
                 ns += 1
@@ -367,12 +368,12 @@ def _segments(X, lo, hi, B):
 
 
 @njit(**JIT)
-def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled, logp, resp,
-           noise):
+def _group(X, sw, logw, mu, prec, logdet, B, run_min, blk_lo, blk_hi, st, s1, s2, filled,
+           logp, resp, noise):
     """Blocks [blk_lo, blk_hi) in order; st = (loglik, nk...) of this group, s1 (K, D), s2
-    (K, D, D, lower triangles) its slots: long runs of one pattern by the subspace path (_run),
-    the rows between them by the per-row path below, in blocks of at most B rows. Returns
-    False when a pattern's factor fails."""
+    (K, D, D, lower triangles) its slots: runs of at least run_min rows of one pattern by the
+    subspace path (_run), the rows between them by the per-row path below, in blocks of at
+    most B rows. Returns False when a pattern's factor fails."""
     N, D = X.shape
     K = mu.shape[0]
     z = np.empty((K, B, D))
@@ -389,7 +390,7 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
     runw = np.zeros(K)
     m = -1  # no pattern yet
     sc = _subspace_scratch(D, K)
-    segs = _segments(X, blk_lo * B, min(blk_hi * B, N), B)
+    segs = _segments(X, blk_lo * B, min(blk_hi * B, N), B, run_min)
     for c in range(segs.shape[0]):
         n0, nb = segs[c, 0], segs[c, 1]
         if segs[c, 2]:  # a long run of one pattern
@@ -485,7 +486,8 @@ def _group(X, sw, logw, mu, prec, logdet, B, blk_lo, blk_hi, st, s1, s2, filled,
 
 
 @parallel_driver(*_SIGS)
-def _estep_kernel(X, sw, logw, mu, prec, logdet, B, G, nk, s1, s2, filled, logp, resp, noise):
+def _estep_kernel(X, sw, logw, mu, prec, logdet, B, run_min, G, nk, s1, s2, filled, logp, resp,
+                  noise):
     N, D = X.shape
     K = mu.shape[0]
     n_blocks = (N + B - 1) // B
@@ -494,7 +496,7 @@ def _estep_kernel(X, sw, logw, mu, prec, logdet, B, G, nk, s1, s2, filled, logp,
     s2_g = np.zeros((G, K, D, D))
     ok_g = np.ones(G, dtype=np.bool_)
     for g in prange(G):
-        ok_g[g] = _group(X, sw, logw, mu, prec, logdet, B, g * n_blocks // G,
+        ok_g[g] = _group(X, sw, logw, mu, prec, logdet, B, run_min, g * n_blocks // G,
                          (g + 1) * n_blocks // G, st_g[g], s1_g[g], s2_g[g], filled, logp,
                          resp, noise)
     for g in range(G):
@@ -533,7 +535,7 @@ def missing_estep(X, sample_weight, log_weights, means, precisions, log_det, nk,
         s2[:] = 0.0
         return 0.0
     ll = run(_estep_kernel, n_threads, X, sample_weight, log_weights, means, precisions,
-             log_det, B, G, nk, s1, s2, filled, logp, resp, noise)
+             log_det, B, MISSING_RUN_MIN, G, nk, s1, s2, filled, logp, resp, noise)
     if math.isnan(ll):
         raise np.linalg.LinAlgError(
             "a block of a precision matrix is not numerically positive definite")
