@@ -332,28 +332,29 @@ def _fill_run_row(X, mu, mus, R, linv, obs, o, mis, m, lp, ssum, Xt, b, n, fille
 
 
 @njit(**JIT)
+def _same_pattern(X, a, b):
+    """Whether rows a and b of X miss the same coordinates (b = -1: whether row a misses
+    every coordinate)."""
+    for i in range(X.shape[1]):
+        if math.isnan(X[a, i]) != (b < 0 or math.isnan(X[b, i])):
+            return False
+    return True
+
+
+@njit(**JIT)
 def _segments(X, lo, hi, B, run_min):
     """Rows [lo, hi) cut in order into segments (first row, rows, 1 for a run of at least
     run_min rows of one pattern with something observed: the subspace path; 0 for at most
     B rows between such runs: the per-row path)."""
-    D = X.shape[1]
     seg = np.empty((hi - lo, 3), dtype=np.int64)
     ns = 0
     start = lo
     n = lo
     while n < hi:
         e = n + 1
-        observed = False
-        for i in range(D):
-            observed = observed or not math.isnan(X[n, i])
-        while e < hi:
-            same = True
-            for i in range(D):
-                same = same and math.isnan(X[e, i]) == math.isnan(X[n, i])
-            if not same:
-                break
+        while e < hi and _same_pattern(X, e, n):
             e += 1
-        if e - n >= run_min and observed:
+        if e - n >= run_min and not _same_pattern(X, n, -1):
             for c in range(start, n, B):
                 seg[ns, 0], seg[ns, 1], seg[ns, 2] = c, min(B, n - c), 0
                 ns += 1
