@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import assert_close
 from reference_missing import missing_estep as reference
+from emfast._layout import MISSING_RUN_MIN
 from emfast._patterns import pattern_order
 from emfast.kernels import missing_estep
 
@@ -40,17 +41,75 @@ def test_matches_reference(backend, dtype, N, D, K, frac):
 
 
 def test_sorted_and_unsorted_rows_agree(backend):
-    """Grouping rows by pattern is an optimisation: the statistics are the same up to
-    rounding, and each row's own outputs exactly the same."""
+    """Grouping rows by pattern is an optimisation: the statistics and each row's own
+    outputs are the same up to rounding (sorted, the long runs of one pattern take the
+    subspace path, whose arithmetic differs from the per-row path's)."""
     X, means, covs, weights, _ = _problem(5, 2000, 6, 2, 0.3)
     order, n_patterns = pattern_order(np.isnan(X))
     assert 1 < n_patterns < len(X)
-    a = missing_estep(X, means, covs, weights, filled=True, logp=True, backend=backend)
-    b = missing_estep(X[order], means, covs, weights, filled=True, logp=True, backend=backend)
+    a = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
+                      backend=backend)
+    b = missing_estep(X[order], means, covs, weights, filled=True, logp=True, resp=True,
+                      backend=backend)
     for g, w in zip(a[:4], b[:4]):
         assert_close(g, w, rtol=1e-11)
-    np.testing.assert_array_equal(a[4][order], b[4])
-    np.testing.assert_array_equal(a[5][order], b[5])
+    for g, w in zip(a[4:], b[4:]):
+        assert_close(g[order], w, rtol=1e-11)
+
+
+def _runs_problem(seed, lengths, D, K, dtype=np.float64):
+    """Rows in runs of one missing pattern each, of the given lengths: the first run has
+    nothing missing, the second everything, the others a random nonempty pattern each."""
+    X, means, covs, weights, rng = _problem(seed, sum(lengths), D, K, 0.0, dtype)
+    n = 0
+    for i, length in enumerate(lengths):
+        miss = np.zeros(D, bool) if i == 0 else np.ones(D, bool) if i == 1 else \
+            rng.permutation(np.arange(D) < rng.integers(1, D))
+        X[n:n + length, miss] = np.nan
+        n += length
+    return X, means, covs, weights, rng
+
+
+# Runs around the subspace path's threshold, one crossing blocks and groups of the kernels'
+# layout (256 rows each here), short runs between the long ones, and a long run missing
+# everywhere (always the per-row path).
+RUN_LENGTHS = [300, 40, 5, MISSING_RUN_MIN - 1, MISSING_RUN_MIN, MISSING_RUN_MIN + 1, 1, 1, 2,
+               700, 3, 64, 290]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("D", [5, 20])     # 20: subspaces past the block code's small sizes
+def test_runs_of_one_pattern_match_reference(backend, dtype, K, D):
+    X, means, covs, weights, rng = _runs_problem(K + D, RUN_LENGTHS, D, K, dtype)
+    N, D = X.shape
+    sw = rng.random(N)
+    noise = rng.normal(size=(N, D)) if K == 1 else None
+    got = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, resp=True,
+                        noise=noise, backend=backend)
+    want = reference(X, sw, np.log(weights), means, covs, noise)
+    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp", "resp"], got, want):
+        assert_close(g, w, rtol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_long_runs_agree_with_the_per_row_path(backend, K):
+    """Runs longer than a block of the subspace path, within groups of several blocks
+    (20k rows: 64 groups), against the same rows shuffled (no long runs: the per-row path,
+    which the tests above hold to the reference); every output, sample weights."""
+    X, means, covs, weights, rng = _runs_problem(K + 20, [6000, 30, 9000, 4000, 1000], 4, K)
+    N, D = X.shape
+    sw = rng.random(N)
+    noise = rng.normal(size=(N, D)) if K == 1 else None
+    perm = rng.permutation(N)
+    a = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, resp=True,
+                      noise=noise, backend=backend)
+    b = missing_estep(X[perm], means, covs, weights, sw[perm], filled=True, logp=True,
+                      resp=True, noise=None if noise is None else noise[perm], backend=backend)
+    for g, w in zip(a[:4], b[:4]):
+        assert_close(g, w, rtol=1e-10)
+    for g, w in zip(a[4:], b[4:]):
+        assert_close(g[perm], w, rtol=1e-10)
 
 
 def test_complete_data_is_the_gaussian_estep(backend):
@@ -68,8 +127,11 @@ def test_complete_data_is_the_gaussian_estep(backend):
 
 
 @pytest.mark.parametrize("K", [1, 3])
-def test_thread_count_does_not_change_results(backend, K):
+@pytest.mark.parametrize("sort", [False, True])
+def test_thread_count_does_not_change_results(backend, K, sort):
     X, means, covs, weights, _ = _problem(11, 20_000, 5, K, 0.3)
+    if sort:                                        # runs of one pattern: the subspace path
+        X = X[pattern_order(np.isnan(X))[0]]
     one = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
                         backend=backend, n_threads=1)
     for n in (2, 3):

@@ -15,35 +15,7 @@ import numpy as np
 
 include "_openmp.pxi"
 
-cdef extern from "_gaussian_simd.h":
-    int EMFAST_GSTEP                    # rows per step: blocks are padded to a multiple
-    int LD "EMFAST_GLD"                 # row stride of the block buffers
-    ctypedef struct emfast_gmodel:
-        int cov
-        int D, K
-        const double* log_const
-        const double* means
-        const double* U
-        const double* scale
-        const double* center
-        const double* tmeans
-    ctypedef struct emfast_gwork:
-        double* xT
-        double* lp
-        double* w
-        double* norm
-    int64_t emfast_g_work_size(const emfast_gmodel* M) noexcept nogil
-    void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast_gmodel* M) noexcept nogil
-    void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp) noexcept nogil
-    double emfast_g_resp(int K, int mp, double* lp, const double* w, double* norm,
-                         int to_resp) noexcept nogil
-    void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, const double* resp,
-                        double* nk, double* s1, double* s2) noexcept nogil
-    # xT[i * LD + b] = x[b * D + i] as float64 for i < D, b < m
-    void emfast_g_load_T_double(const double* x, int D, int m, double* xT) noexcept nogil
-    void emfast_g_load_T_float(const float* x, int D, int m, double* xT) noexcept nogil
-    void emfast_g_exp_array(const double* x, int64_t n, double* out) noexcept nogil
-    void emfast_g_log_array(const double* x, int64_t n, double* out) noexcept nogil
+include "_gaussian_simd.pxi"
 
 cdef enum:
     BLOCK = 256           # rows per block (EMFAST_GBLOCK): a block's buffers stay in L1/L2
@@ -86,10 +58,6 @@ cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
         free(W.mem)
         free(W)
-
-
-cdef inline int _padded(Py_ssize_t m) noexcept nogil:
-    return <int> ((m + EMFAST_GSTEP - 1) // EMFAST_GSTEP * EMFAST_GSTEP)
 
 
 cdef void _load_block(const floating* X, Py_ssize_t n0, Py_ssize_t m, int D, int mp,

@@ -27,11 +27,21 @@ written into Z's missing places. After the log-sum-exp over components each row 
 scaled by sqrt(w r) and one dsyrk per block adds Z'Z to the second moments; C is added once
 per run of rows with the same pattern, weighted by the run's sum of w r.
 
+Long runs (at least ``emfast._layout.MISSING_RUN_MIN`` rows of one pattern with something
+observed, as most rows are once sorted at a moderate missing rate): the run is the complete-data E-step in its observed
+subspace (o features, precision Sigma_OO^-1 = Lambda_OO - Lambda_OM Lambda_MM^-1 Lambda_MO,
+factored once per run and component), through the complete-data kernels' vectorised block
+arithmetic (_gaussian_simd.h), followed by a linear map: a row's centred, filled vector is
+A d_O with A = [I_O; -Lambda_MM^-1 Lambda_MO], so the run's sums t1 = sum w r d_O and
+t2 = sum w r d_O d_O' become s1 += A t1, s2 += A t2 A' + (sum w r) C once per run
+(_missing_subspace.h). The rows between long runs keep the per-row path above.
+
 Determinism: the blocks are split into contiguous groups whose number depends only on the
 shapes; each group adds its blocks in order into its own buffer (runs of a pattern end at a
-group's end), groups run in parallel, and the group buffers are summed in group order.
-Results are bit-identical for every thread count.
+group's end), groups run in parallel, and the group buffers are summed in group order
+(long runs are cut at a group's ends too). Results are bit-identical for every thread count.
 """
 
-# Everything is in _missing_impl.pxi, which _missing_avx2.pyx includes too.
+# Everything is in _missing_impl.pxi, which _missing_avx2.pyx and _missing_avx512.pyx include
+# too.
 include "_missing_impl.pxi"

@@ -1,14 +1,16 @@
-# The body of the Cython + OpenMP missing-value E-step, shared by the two extension modules
-# built from it (see setup.py and emfast._config): _missing.pyx (baseline instruction set)
-# and _missing_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The design notes are
-# the docstring of _missing.pyx.
+# The body of the Cython + OpenMP missing-value E-step, shared by the three extension modules
+# built from it (see setup.py and emfast._config): _missing.pyx (baseline instruction set),
+# _missing_avx2.pyx (-mavx2 -mfma, imported when the CPU has both) and _missing_avx512.pyx
+# (AVX-512 F/DQ/VL, imported when the CPU has them). The design notes are the docstring of
+# _missing.pyx.
 
 include "_openmp.pxi"
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, isnan, log, sqrt
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, dsyrk
 
 cdef extern from *:
@@ -121,9 +123,19 @@ cdef extern from *:
     void emfast_centre_double(const double* x, const double* mu, int D,
                               double* z) noexcept nogil
 
+include "_gaussian_simd.pxi"
+
+cdef extern from "_missing_subspace.h":
+    int emfast_m_subspace(const double* lam, int D, const int* obs, int o, const int* mis,
+                          int m, double* linv, double* C, double* R, double* U,
+                          double* logdet, double* tmp) noexcept nogil
+    void emfast_m_scatter(int D, const int* obs, int o, const int* mis, int m,
+                          const double* R, const double* C, double nk, const double* t1,
+                          double* t2, double* V, double* s1, double* s2) noexcept nogil
+
 import numpy as np
 
-from emfast._layout import missing_block_rows, n_groups
+from emfast._layout import MISSING_RUN_MIN, missing_block_rows, n_groups
 
 cdef double LOG_2PI = 1.8378770664093453
 
@@ -150,8 +162,27 @@ ctypedef struct Pattern:    # the missing pattern of the current run of rows, pe
     double* runw            # (K,) sum of w r of the run's rows so far
 
 
+ctypedef struct Subspace:   # a long run's model in its observed subspace, per thread
+    int m, o
+    int* mis                # (m,) the missing coordinates, ascending
+    int* obs                # (o,) the observed ones, ascending
+    double* mu              # (K, o) the means at O
+    double* logc            # (K,) log w_k - (o log 2 pi - log det P_k) / 2
+    double* U               # (K, o, o) upper factors, U U' = P_k = Sigma_k,OO^-1
+    double* R               # (K, m, o) the regressions d_M = R d_O
+    double* C               # (K, m, m) Lambda_k,MM^-1, the conditional covariances
+    double* linv            # (K, m, m) L^-1 with L L' = Lambda_k,MM (noise draws)
+    double* tmp             # (D, D) scratch
+    double* st              # the run's sums at O: nk (K), t1 (K, o), t2 (K, o, o)
+    double* xT              # (D, LD) a block of the run transposed, all D coordinates
+    double* mem             # the complete-data block scratch behind g
+    emfast_gmodel gm        # the model in the subspace: o features, factors U
+    emfast_gwork g
+
+
 ctypedef struct Work:
     Pattern p
+    Subspace* s             # the long runs' path (_run)
     double* z               # (K, B, D) centred rows; then filled, then scaled by sqrt(w r)
     double* t               # (K, B, D) Z_k Lambda_k
     double* lp              # (B, K) log(pi_k p_k(x_O)), then responsibilities
@@ -176,9 +207,10 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     W.lp = <double*> malloc(B * K * sizeof(double))
     W.y = <double*> malloc(D * sizeof(double))
     W.p.valid = 0
+    W.s = _subspace_alloc(D, K)
     if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
             or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
-            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL):
+            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.s == NULL):
         _work_free(W)
         return NULL
     return W
@@ -189,7 +221,40 @@ cdef void _work_free(Work* W) noexcept nogil:
         free(W.p.miss); free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
         free(W.p.chol); free(W.p.logc); free(W.p.runw)
         free(W.z); free(W.t); free(W.lp); free(W.y)
+        _subspace_free(W.s)
         free(W)
+
+
+cdef Subspace* _subspace_alloc(int D, int K) noexcept nogil:
+    cdef Subspace* S = <Subspace*> calloc(1, sizeof(Subspace))
+    if S == NULL:
+        return NULL
+    S.gm.cov, S.gm.D, S.gm.K = 0, D, K     # the largest subspace sizes the block scratch
+    S.mis = <int*> malloc(D * sizeof(int))
+    S.obs = <int*> malloc(D * sizeof(int))
+    S.mu = <double*> malloc(K * D * sizeof(double))
+    S.logc = <double*> malloc(K * sizeof(double))
+    S.U = <double*> malloc(K * D * D * sizeof(double))
+    S.R = <double*> malloc(K * D * D * sizeof(double))
+    S.C = <double*> malloc(K * D * D * sizeof(double))
+    S.linv = <double*> malloc(K * D * D * sizeof(double))
+    S.tmp = <double*> malloc(D * D * sizeof(double))
+    S.st = <double*> malloc((K + K * D + K * D * D) * sizeof(double))
+    S.xT = <double*> malloc(D * LD * sizeof(double))
+    S.mem = <double*> malloc(emfast_g_work_size(&S.gm) * sizeof(double))
+    if (S.mis == NULL or S.obs == NULL or S.mu == NULL or S.logc == NULL or S.U == NULL
+            or S.R == NULL or S.C == NULL or S.linv == NULL or S.tmp == NULL or S.st == NULL
+            or S.xT == NULL or S.mem == NULL):
+        _subspace_free(S)
+        return NULL
+    return S
+
+
+cdef void _subspace_free(Subspace* S) noexcept nogil:
+    if S != NULL:
+        free(S.mis); free(S.obs); free(S.mu); free(S.logc); free(S.U); free(S.R); free(S.C)
+        free(S.linv); free(S.tmp); free(S.st); free(S.xT); free(S.mem)
+        free(S)
 
 
 cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
@@ -359,17 +424,182 @@ cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
             out[P.mis[a]] += s
 
 
+# ---------------------------------------------------------------------------------------
+# The subspace path: a long run of one pattern as complete-data blocks in its observed
+# coordinates (_gaussian_simd.h), mapped back to all D coordinates once per run
+# (_missing_subspace.h). Per row it costs what a complete-data row of o features costs; per
+# run, K factorisations of o x o and m x m blocks.
+
+# Runs of at least this many rows take the subspace path (the rule both backends share)
+cdef Py_ssize_t RUN_MIN = MISSING_RUN_MIN
+
+
+cdef int _subspace_setup(const Model* M, Subspace* S, const floating* x) noexcept nogil:
+    """S's model and zeroed sums for the missing pattern of the row x (at least one
+    coordinate observed). Returns -1 when a factor fails."""
+    cdef int D = M.D, K = M.K, m = 0, o = 0, i, k
+    cdef double logdet
+    for i in range(D):
+        if isnan(x[i]):
+            S.mis[m] = i
+            m += 1
+        else:
+            S.obs[o] = i
+            o += 1
+    S.m, S.o = m, o
+    for k in range(K):
+        if emfast_m_subspace(M.prec + k * D * D, D, S.obs, o, S.mis, m, S.linv + k * m * m,
+                             S.C + k * m * m, S.R + k * m * o, S.U + k * o * o, &logdet,
+                             S.tmp) != 0:
+            return -1
+        S.logc[k] = M.logw[k] - 0.5 * (o * LOG_2PI - logdet)
+        for i in range(o):
+            S.mu[k * o + i] = M.mu[k * D + S.obs[i]]
+    S.gm.D = o
+    S.gm.log_const, S.gm.means, S.gm.U = S.logc, S.mu, S.U
+    emfast_g_work_init(&S.g, S.mem, &S.gm)
+    for i in range(K + K * o + K * o * o):
+        S.st[i] = 0.0
+    return 0
+
+
+cdef void _subspace_fill(const Model* M, const Subspace* S, const floating* x,
+                         const double* noise, Py_ssize_t n, int b, double* out) noexcept nogil:
+    """_fill_row for row b of the subspace block: the missing coordinates from
+    sum_k r_k (mu_k,M + R_k d_k,O), or (noise, K = 1) a draw mu_M + R d_O + L^-T z_M."""
+    cdef int D = M.D, K = M.K, m = S.m, o = S.o, a, c, k, p, i
+    cdef const double* xo = S.g.xT + b      # the row's observed values, LD apart
+    cdef const double* Rk
+    cdef double r, v
+    for i in range(D):
+        out[i] = x[i]
+    for a in range(m):
+        out[S.mis[a]] = 0.0
+    for k in range(K):
+        r = S.g.lp[k * LD + b]
+        Rk = S.R + k * m * o
+        for a in range(m):
+            v = M.mu[k * D + S.mis[a]]
+            for p in range(o):
+                v += Rk[a * o + p] * (xo[p * LD] - S.mu[k * o + p])
+            out[S.mis[a]] += r * v
+    if noise != NULL:
+        for a in range(m):
+            v = 0.0
+            for c in range(a, m):
+                v += S.linv[c * m + a] * noise[n * D + S.mis[c]]
+            out[S.mis[a]] += v
+
+
+cdef void _subspace_block(const Model* M, Subspace* S, const floating* X, const double* sw,
+                          const double* noise, Py_ssize_t n0, int cnt, double* st,
+                          double* filled, double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n0+cnt of a run (cnt <= EMFAST_GBLOCK): their weighted log-likelihood into
+    st[0], their per-row outputs, their sums at O into S.st."""
+    cdef int D = M.D, K = M.K, o = S.o, mp = _padded(cnt), i, k, b
+    cdef double* xT = S.g.xT
+    cdef double* lp = S.g.lp
+    cdef double* w = S.g.w
+    if floating is float:
+        emfast_g_load_T_float(X + n0 * D, D, cnt, S.xT)
+    else:
+        emfast_g_load_T_double(X + n0 * D, D, cnt, S.xT)
+    for i in range(o):                      # the observed coordinates, zero padding rows
+        memcpy(xT + i * LD, S.xT + S.obs[i] * LD, cnt * sizeof(double))
+        for b in range(cnt, mp):
+            xT[i * LD + b] = 0.0
+    for b in range(mp):
+        w[b] = 0.0 if b >= cnt else 1.0 if sw == NULL else sw[n0 + b]
+    emfast_g_log_prob(&S.gm, &S.g, mp)
+    emfast_g_resp(K, mp, lp, NULL, S.g.norm, 1)    # lp: responsibilities, norm: log p(x_O)
+    for b in range(cnt):
+        st[0] += w[b] * S.g.norm[b]
+        if logp != NULL:
+            logp[n0 + b] = S.g.norm[b]
+        if resp != NULL:
+            for k in range(K):
+                resp[(n0 + b) * K + k] = lp[k * LD + b]
+        if filled != NULL:
+            _subspace_fill(M, S, X + (n0 + b) * D, noise, n0 + b, b, filled + (n0 + b) * D)
+    for k in range(K):                      # w r; 0 on the padding rows
+        for b in range(mp):
+            lp[k * LD + b] *= w[b]
+    emfast_g_stats(&S.gm, &S.g, mp, lp, S.st, S.st + K, S.st + K + K * o)
+
+
+cdef int _run(const Model* M, Subspace* S, const floating* X, const double* sw,
+              const double* noise, Py_ssize_t n0, Py_ssize_t n1, double* st, double* filled,
+              double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n1, all of one missing pattern with at least one coordinate observed, into
+    the group buffer st by the subspace path. Returns -1 when a factor fails."""
+    cdef int D = M.D, K = M.K, m, o, k
+    cdef Py_ssize_t n
+    if _subspace_setup(M, S, X + n0 * D) != 0:
+        return -1
+    n = n0
+    while n < n1:
+        _subspace_block(M, S, X, sw, noise, n, <int> min(<Py_ssize_t> EMFAST_GBLOCK, n1 - n),
+                        st, filled, logp, resp)
+        n += EMFAST_GBLOCK
+    m, o = S.m, S.o
+    for k in range(K):
+        st[1 + k] += S.st[k]
+        emfast_m_scatter(D, S.obs, o, S.mis, m, S.R + k * m * o, S.C + k * m * m, S.st[k],
+                         S.st + K + k * o, S.st + K + K * o + k * o * o, S.tmp,
+                         st + 1 + K + k * D, st + 1 + K + K * D + k * D * D)
+    return 0
+
+
+cdef Py_ssize_t _run_end(const floating* X, int D, Py_ssize_t n,
+                         Py_ssize_t end) noexcept nogil:
+    """The first row after n (end if none before it) whose missing pattern is not row n's."""
+    cdef Py_ssize_t e
+    cdef int i
+    for e in range(n + 1, end):
+        for i in range(D):
+            if (isnan(X[e * D + i]) != 0) != (isnan(X[n * D + i]) != 0):
+                return e
+    return end
+
+
+cdef int _any_observed(const floating* x, int D) noexcept nogil:
+    cdef int i
+    for i in range(D):
+        if not isnan(x[i]):
+            return 1
+    return 0
+
+
+cdef int _rows(const Model* M, Work* W, const floating* X, const double* sw,
+               const double* noise, Py_ssize_t n0, Py_ssize_t n1, int B, double* st,
+               double* filled, double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n1 by the per-row path, in blocks of at most B rows."""
+    while n0 < n1:
+        if _block(M, W, X, sw, noise, n0, <int> min(<Py_ssize_t> B, n1 - n0), st, filled,
+                  logp, resp) != 0:
+            return -1
+        n0 += B
+    return 0
+
+
 cdef int _group(const Model* M, Work* W, const floating* X, const double* sw,
                 const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0, Py_ssize_t blk1,
                 double* st, double* filled, double* logp, double* resp) noexcept nogil:
-    """Blocks blk0 .. blk1 in order into st; the last run of a pattern ends with the group."""
-    cdef Py_ssize_t blk, n0
+    """Blocks blk0 .. blk1 in order into st: runs of one pattern of at least RUN_MIN rows
+    (with something observed) by the subspace path, the rows between them by the per-row
+    path; the last run of a pattern there ends with the group."""
+    cdef Py_ssize_t n = blk0 * B, end = min(blk1 * B, N), start = n, e
     W.p.valid = 0
-    for blk in range(blk0, blk1):
-        n0 = blk * B
-        if _block(M, W, X, sw, noise, n0, <int> min(<Py_ssize_t> B, N - n0), st, filled,
-                  logp, resp) != 0:
-            return -1
+    while n < end:
+        e = _run_end(X, M.D, n, end)
+        if e - n >= RUN_MIN and _any_observed(X + n * M.D, M.D):
+            if (_rows(M, W, X, sw, noise, start, n, B, st, filled, logp, resp) != 0
+                    or _run(M, W.s, X, sw, noise, n, e, st, filled, logp, resp) != 0):
+                return -1
+            start = e
+        n = e
+    if _rows(M, W, X, sw, noise, start, end, B, st, filled, logp, resp) != 0:
+        return -1
     _end_run(M, &W.p, st + 1 + M.K + M.K * M.D)
     return 0
 
