@@ -91,6 +91,22 @@ cdef extern from *:
         }
     }
 
+    /* A row's d_M = -C b with b = t[mis] (t: the row of Z Lambda), written into z[mis];
+       returns d_M . b (inlined with m constant, as above) */
+    static inline __attribute__((always_inline)) double emfast_fill_cond_m(
+        const double* __restrict C, const int* __restrict mis, const int m,
+        const double* __restrict t, double* __restrict z)
+    {
+        double q = 0.0;
+        EMFAST_UNROLL for (int a = 0; a < m; a++) {
+            double s = 0.0;
+            EMFAST_UNROLL for (int c = 0; c < m; c++) s -= C[a * m + c] * t[mis[c]];
+            z[mis[a]] = s;
+            q += s * t[mis[a]];
+        }
+        return q;
+    }
+
     /* The bodies above for m = 0 .. 12 with m constant (the patterns of a few missing
        coordinates, most of them when D is a few tens), otherwise with m a variable. */
     #define EMFAST_BY_M(call)                                                               \
@@ -127,6 +143,19 @@ cdef extern from *:
         #define EMFAST_ADD(M) emfast_add_cond_m(s, D, mis, M, w, C)
         EMFAST_BY_M(EMFAST_ADD)
         #undef EMFAST_ADD
+    }
+
+    #if defined(__GNUC__) && !defined(__clang__)
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static double emfast_fill_cond(const double* C, const int* mis, int m, const double* t,
+                                   double* z)
+    {
+        double q;
+        #define EMFAST_FILL(M) q = emfast_fill_cond_m(C, mis, M, t, z)
+        EMFAST_BY_M(EMFAST_FILL)
+        #undef EMFAST_FILL
+        return q;
     }
 
     /* The per-row loops with restrict pointers, so that they vectorise. */
@@ -176,6 +205,8 @@ cdef extern from *:
                               double* logdet) noexcept nogil
     void emfast_add_cond(double* s, int D, const int* mis, int m, double w,
                          const double* C) noexcept nogil
+    double emfast_fill_cond(const double* C, const int* mis, int m, const double* t,
+                            double* z) noexcept nogil
     void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
     double emfast_dot(const double* a, const double* b, int n) noexcept nogil
     void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
@@ -294,21 +325,6 @@ cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noex
     return 1
 
 
-cdef double _fill_missing(const Pattern* P, const double* C, const double* t,
-                          double* z) noexcept nogil:
-    """z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; returns d_M . b (the term that turns
-    d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O)."""
-    cdef int m = P.m, a, c
-    cdef double s, q = 0.0
-    for a in range(m):
-        s = 0.0
-        for c in range(m):
-            s -= C[a * m + c] * t[P.mis[c]]
-        z[P.mis[a]] = s
-        q += s * t[P.mis[a]]
-    return q
-
-
 cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
                 const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
                 double* logp, double* resp) noexcept nogil:
@@ -350,7 +366,9 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
             zb = W.z + (k * B + b) * D
             tb = W.t + (k * B + b) * D
             q = emfast_dot(zb, tb, D)
-            q += _fill_missing(P, P.cond + k * P.m * P.m, tb, zb)
+            # z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; d_M . b turns
+            # d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O
+            q += emfast_fill_cond(P.cond + k * P.m * P.m, P.mis, P.m, tb, zb)
             lp[k] = P.logc[k] - 0.5 * q
         if K == 1:              # one component: its responsibility is 1
             v = lp[0]
