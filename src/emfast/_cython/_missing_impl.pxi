@@ -290,10 +290,9 @@ cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
     Returns -1 when a factor fails."""
     cdef int D = M.D, K = M.K, m = 0, i, k
     cdef double logdet_mm
-    for i in range(D):
-        if P.miss[i]:
-            P.mis[m] = i
-            m += 1
+    for i in range(D):          # without a branch: random patterns defeat its prediction
+        P.mis[m] = i
+        m += P.miss[i]
     P.m, P.o = m, D - m
     for k in range(K):
         if emfast_pattern_factor(M.prec + k * D * D, D, P.mis, m, P.chol, P.linv + k * m * m,
@@ -318,11 +317,11 @@ cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
 
 
 cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noexcept nogil:
-    cdef int i
+    """1 when x is NaN exactly where miss is 1 (all D compared, without a branch)."""
+    cdef int i, diff = 0
     for i in range(D):
-        if (isnan(x[i]) != 0) != (miss[i] != 0):
-            return 0
-    return 1
+        diff |= (x[i] != x[i]) ^ miss[i]
+    return diff == 0
 
 
 cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
