@@ -20,7 +20,8 @@ cdef extern from *:
     /* The per-pattern algebra, from the (m, m) block a = Lambda_MM of the (D, D) symmetric
        positive definite precision lam at the missing coordinates mis (ascending): a = L D L'
        with L unit lower triangular (no square roots on the pivot chain), T = L^-1,
-       dinv = 1 / diag(D), C = a^-1 = T' diag(dinv) T (full), logdet = log det a.
+       dinv = 1 / diag(D), C = a^-1 = T' diag(dinv) T, logdet = log det a; T and C lower
+       triangles only (the upper ones are never read).
        f: (m, m) scratch for the factor, v: (m,) scratch.
        Returns 0, or -1 when a is not numerically positive definite.
        Always inlined into emfast_pattern_factor, which calls it with m a compile-time
@@ -53,8 +54,7 @@ cdef extern from *:
             if (prod > 1e150 || prod < 1e-150) { acc += log(prod); prod = 1.0; }
         }
         *logdet = acc + log(prod);
-        EMFAST_UNROLL for (int j = 0; j < m; j++) {       /* T = L^-1, unit lower triangular */
-            EMFAST_UNROLL for (int i = 0; i < j; i++) T[i * m + j] = 0.0;
+        EMFAST_UNROLL for (int j = 0; j < m; j++) {       /* T = L^-1 (lower triangle) */
             T[j * m + j] = 1.0;
             EMFAST_UNROLL for (int i = j + 1; i < m; i++) {
                 double s = 0.0;
@@ -62,20 +62,15 @@ cdef extern from *:
                 T[i * m + j] = -s;
             }
         }
-        /* C = sum_l dinv_l t_l t_l' over the rows t_l of T: rank-one updates of the lower
-           triangle along contiguous rows, then mirrored */
+        /* C[i, j] = sum_l dinv_l T[l, i] T[l, j] (l >= i >= j): each element one sum in a
+           register, written once */
         EMFAST_UNROLL for (int i = 0; i < m; i++)
-            EMFAST_UNROLL for (int j = 0; j <= i; j++) C[i * m + j] = 0.0;
-        EMFAST_UNROLL for (int l = 0; l < m; l++) {
-            const double* __restrict t = T + l * m;
-            EMFAST_UNROLL for (int i = 0; i <= l; i++) {
-                const double c = dinv[l] * t[i];
-                double* __restrict row = C + i * m;
-                EMFAST_UNROLL for (int j = 0; j <= i; j++) row[j] += c * t[j];
+            EMFAST_UNROLL for (int j = 0; j <= i; j++) {
+                double s = 0.0;
+                EMFAST_UNROLL for (int l = i; l < m; l++)
+                    s += (dinv[l] * T[l * m + i]) * T[l * m + j];
+                C[i * m + j] = s;
             }
-        }
-        EMFAST_UNROLL for (int i = 0; i < m; i++)
-            EMFAST_UNROLL for (int j = 0; j < i; j++) C[j * m + i] = C[i * m + j];
         return 0;
     }
 
@@ -100,7 +95,8 @@ cdef extern from *:
         double q = 0.0;
         EMFAST_UNROLL for (int a = 0; a < m; a++) {
             double s = 0.0;
-            EMFAST_UNROLL for (int c = 0; c < m; c++) s -= C[a * m + c] * t[mis[c]];
+            EMFAST_UNROLL for (int c = 0; c < m; c++)     /* C symmetric, its lower half */
+                s -= C[a >= c ? a * m + c : c * m + a] * t[mis[c]];
             z[mis[a]] = s;
             q += s * t[mis[a]];
         }
@@ -233,9 +229,9 @@ ctypedef struct Pattern:    # the missing pattern of the current run of rows, pe
     int m, o                # numbers of missing and observed coordinates
     unsigned char* miss     # (D,) 1 where missing
     int* mis                # (m,) the missing coordinates, ascending
-    double* linv            # (K, m, m) L^-1 with L D L' = Lambda_k,MM (L unit lower)
+    double* linv            # (K, m, m) L^-1 (lower triangle), L D L' = Lambda_k,MM, L unit lower
     double* dinv            # (K, m) 1 / diag(D)
-    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance
+    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance (lower triangle)
     double* chol            # (m, m) scratch for the factor
     double* v               # (m,) scratch
     double* logc            # (K,) log w_k - (o log 2 pi - log det Lambda_k + log det L L')/2
