@@ -105,13 +105,13 @@ cdef extern from *:
 
     /* The bodies above for m = 0 .. 12 with m constant (the patterns of a few missing
        coordinates, most of them when D is a few tens), otherwise with m a variable. */
-    #define EMFAST_BY_M(call)                                                               \
+    #define EMFAST_BY_M(call, general)                                                      \
         switch (m) {                                                                        \
         case 0: call(0); break;   case 1: call(1); break;   case 2: call(2); break;         \
         case 3: call(3); break;   case 4: call(4); break;   case 5: call(5); break;         \
         case 6: call(6); break;   case 7: call(7); break;   case 8: call(8); break;         \
         case 9: call(9); break;   case 10: call(10); break; case 11: call(11); break;       \
-        case 12: call(12); break; default: call(m);                                         \
+        case 12: call(12); break; default: general;                                         \
         }
 
     #if defined(__GNUC__) && !defined(__clang__)
@@ -123,9 +123,11 @@ cdef extern from *:
                                      double* v, double* logdet)
     {
         int r;
-        #define EMFAST_FACTOR(M) \
-            r = emfast_pattern_factor_m(lam, D, mis, M, f, T, dinv, C, v, logdet)
-        EMFAST_BY_M(EMFAST_FACTOR)
+        /* the scratch of a constant m local, so that it can live in registers */
+        #define EMFAST_FACTOR(M) { double fl[(M) * (M) + 1], vl[(M) + 1]; \
+            r = emfast_pattern_factor_m(lam, D, mis, M, fl, T, dinv, C, vl, logdet); }
+        EMFAST_BY_M(EMFAST_FACTOR,
+                    r = emfast_pattern_factor_m(lam, D, mis, m, f, T, dinv, C, v, logdet))
         #undef EMFAST_FACTOR
         return r;
     }
@@ -137,7 +139,7 @@ cdef extern from *:
                                 const double* C)
     {
         #define EMFAST_ADD(M) emfast_add_cond_m(s, D, mis, M, w, C)
-        EMFAST_BY_M(EMFAST_ADD)
+        EMFAST_BY_M(EMFAST_ADD, EMFAST_ADD(m))
         #undef EMFAST_ADD
     }
 
@@ -149,7 +151,7 @@ cdef extern from *:
     {
         double q;
         #define EMFAST_FILL(M) q = emfast_fill_cond_m(C, mis, M, t, z)
-        EMFAST_BY_M(EMFAST_FILL)
+        EMFAST_BY_M(EMFAST_FILL, EMFAST_FILL(m))
         #undef EMFAST_FILL
         return q;
     }
