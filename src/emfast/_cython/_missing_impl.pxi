@@ -462,7 +462,9 @@ def missing_estep(
     cdef Py_ssize_t n_blocks = (N + B - 1) // B, g, k, i, j
     cdef Py_ssize_t size = 1 + K + K * D + K * D * D
     cdef Py_ssize_t G = n_groups(n_blocks, size)
-    cdef double[:, ::1] st = np.zeros((G, size))
+    # a cache line (8 doubles) between the groups' slots: adjacent groups run at once on
+    # different threads, and each writes its slot's head (loglik, nk, s1) at every row
+    cdef double[:, ::1] st = np.zeros((G, size + 8))
     cdef double[::1] tot = np.zeros(size)
     cdef int failed = 0
     cdef Work* W = NULL
