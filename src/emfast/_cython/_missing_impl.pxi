@@ -15,7 +15,11 @@ cdef extern from *:
     """
     /* Loops of at most a dozen iterations (m constant, below) unrolled completely; GCC
        alone stops at the triangular nests, whose inner bounds follow the outer index. */
+    #if defined(__clang__)
+    #define EMFAST_UNROLL _Pragma("unroll")
+    #else
     #define EMFAST_UNROLL _Pragma("GCC unroll 12")
+    #endif
 
     /* The per-pattern algebra, from the (m, m) block a = Lambda_MM of the (D, D) symmetric
        positive definite precision lam at the missing coordinates mis (ascending): a = L D L'
