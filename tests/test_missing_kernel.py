@@ -40,6 +40,25 @@ def test_matches_reference(backend, dtype, N, D, K, frac):
         assert_close(g, w, rtol=1e-9, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_number_of_missing_coordinates(backend, dtype):
+    """Rows with each number m of missing coordinates from 0 to D (the Cython kernel has a
+    compile-time body for each small m and a general one beyond), in any order, with
+    weights and noise, against the reference; the same pattern repeated in a run too."""
+    D = 15
+    X, means, covs, _, rng = _problem(23, 4 * (D + 1), D, 1, 0.0, dtype)
+    for n in range(len(X)):
+        X[n, rng.permutation(D)[:n % (D + 1)]] = np.nan
+    X = np.concatenate([X[rng.permutation(len(X))], np.repeat(X[5:8], 3, axis=0)])
+    N = len(X)
+    sw, noise = rng.random(N), rng.normal(size=(N, D))
+    got = missing_estep(X, means, covs, None, sw, filled=True, logp=True, resp=True,
+                        noise=noise, backend=backend)
+    want = reference(X, sw, np.zeros(1), means, covs, noise)
+    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp", "resp"], got, want):
+        assert_close(g, w, rtol=1e-9, err_msg=name)
+
+
 def test_sorted_and_unsorted_rows_agree(backend):
     """Grouping rows by pattern is an optimisation: the statistics and each row's own
     outputs are the same up to rounding (sorted, the long runs of one pattern take the

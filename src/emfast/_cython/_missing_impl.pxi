@@ -15,65 +15,154 @@ from scipy.linalg.cython_blas cimport dgemm, dsyrk
 
 cdef extern from *:
     """
-    /* The per-row loops with restrict pointers, so that they vectorise. */
-
-    /* The per-pattern algebra, from the (m, m) symmetric positive definite block a (the
-       precision's missing-missing block; destroyed): a = L D L' with L unit lower
-       triangular (no square roots on the pivot chain), T = L^-1, dinv = 1 / diag(D),
-       C = a^-1 = T' diag(dinv) T (full), logdet = log det a. v: (m,) scratch.
-       Returns 0, or -1 when a is not numerically positive definite. */
-    #if defined(__GNUC__) && !defined(__clang__)
-    /* loops of a few iterations each: vectorising them only adds prologues and epilogues */
-    __attribute__((optimize("no-tree-vectorize")))
+    /* Loops of at most a dozen iterations (m constant, below) unrolled completely; GCC
+       alone stops at the triangular nests, whose inner bounds follow the outer index. */
+    #if defined(__clang__)
+    #define EMFAST_UNROLL _Pragma("unroll")
+    #else
+    #define EMFAST_UNROLL _Pragma("GCC unroll 12")
     #endif
-    static int emfast_ldl_inverse(double* __restrict a, int m, double* __restrict T,
-                                  double* __restrict dinv, double* __restrict C,
-                                  double* __restrict v, double* logdet)
+
+    /* The per-pattern algebra, from the (m, m) block a = Lambda_MM of the (D, D) symmetric
+       positive definite precision lam at the missing coordinates mis (ascending): a = L D L'
+       with L unit lower triangular (no square roots on the pivot chain), T = L^-1,
+       dinv = 1 / diag(D), C = a^-1 = T' diag(dinv) T, logdet = log det a; T and C lower
+       triangles only (the upper ones are never read).
+       f: (m, m) scratch for the factor, v: (m,) scratch.
+       Returns 0, or -1 when a is not numerically positive definite.
+       Always inlined into emfast_pattern_factor, which calls it with m a compile-time
+       constant for the common small m: the loops of a few iterations each then unroll, and
+       the factor stays in registers instead of paying loop overhead on every element. */
+    static inline __attribute__((always_inline)) int emfast_pattern_factor_m(
+        const double* __restrict lam, int D, const int* __restrict mis, const int m,
+        double* __restrict f, double* __restrict T, double* __restrict dinv,
+        double* __restrict C, double* __restrict v, double* logdet)
     {
         double acc = 0.0, prod = 1.0;
-        for (int j = 0; j < m; j++) {
-            double d = a[j * m + j];
-            for (int l = 0; l < j; l++) {
-                v[l] = a[j * m + l] * a[l * m + l];
-                d -= a[j * m + l] * v[l];
+        /* the lower triangle of Lambda_MM: all that L D L' reads */
+        EMFAST_UNROLL for (int i = 0; i < m; i++)
+            EMFAST_UNROLL for (int j = 0; j <= i; j++) f[i * m + j] = lam[mis[i] * D + mis[j]];
+        EMFAST_UNROLL for (int j = 0; j < m; j++) {
+            double d = f[j * m + j];
+            EMFAST_UNROLL for (int l = 0; l < j; l++) {
+                v[l] = f[j * m + l] * f[l * m + l];
+                d -= f[j * m + l] * v[l];
             }
             if (!(d > 0.0)) return -1;
-            a[j * m + j] = d;
+            f[j * m + j] = d;
             dinv[j] = 1.0 / d;
-            for (int i = j + 1; i < m; i++) {
-                double s = a[i * m + j];
-                for (int l = 0; l < j; l++) s -= a[i * m + l] * v[l];
-                a[i * m + j] = s * dinv[j];
+            EMFAST_UNROLL for (int i = j + 1; i < m; i++) {
+                double s = f[i * m + j];
+                EMFAST_UNROLL for (int l = 0; l < j; l++) s -= f[i * m + l] * v[l];
+                f[i * m + j] = s * dinv[j];
             }
             prod *= d;                      /* one log per pattern, not one per pivot */
             if (prod > 1e150 || prod < 1e-150) { acc += log(prod); prod = 1.0; }
         }
         *logdet = acc + log(prod);
-        for (int j = 0; j < m; j++) {       /* T = L^-1, unit lower triangular */
-            for (int i = 0; i < j; i++) T[i * m + j] = 0.0;
+        EMFAST_UNROLL for (int j = 0; j < m; j++) {       /* T = L^-1 (lower triangle) */
             T[j * m + j] = 1.0;
-            for (int i = j + 1; i < m; i++) {
+            EMFAST_UNROLL for (int i = j + 1; i < m; i++) {
                 double s = 0.0;
-                for (int l = j; l < i; l++) s += a[i * m + l] * T[l * m + j];
+                EMFAST_UNROLL for (int l = j; l < i; l++) s += f[i * m + l] * T[l * m + j];
                 T[i * m + j] = -s;
             }
         }
-        /* C = sum_l dinv_l t_l t_l' over the rows t_l of T: rank-one updates of the lower
-           triangle along contiguous rows, then mirrored */
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j <= i; j++) C[i * m + j] = 0.0;
-        for (int l = 0; l < m; l++) {
-            const double* __restrict t = T + l * m;
-            for (int i = 0; i <= l; i++) {
-                const double c = dinv[l] * t[i];
-                double* __restrict row = C + i * m;
-                for (int j = 0; j <= i; j++) row[j] += c * t[j];
+        /* C[i, j] = sum_l dinv_l T[l, i] T[l, j] (l >= i >= j): each element one sum in a
+           register, written once */
+        EMFAST_UNROLL for (int i = 0; i < m; i++)
+            EMFAST_UNROLL for (int j = 0; j <= i; j++) {
+                double s = 0.0;
+                EMFAST_UNROLL for (int l = i; l < m; l++)
+                    s += (dinv[l] * T[l * m + i]) * T[l * m + j];
+                C[i * m + j] = s;
             }
-        }
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < i; j++) C[j * m + i] = C[i * m + j];
         return 0;
     }
+
+    /* s[mis_i, mis_j] += w C[i, j] on the lower triangle of the (D, D) s: a run's conditional
+       covariance into its second moments (inlined with m constant, as above) */
+    static inline __attribute__((always_inline)) void emfast_add_cond_m(
+        double* __restrict s, int D, const int* __restrict mis, const int m, double w,
+        const double* __restrict C)
+    {
+        EMFAST_UNROLL for (int i = 0; i < m; i++) {
+            double* __restrict row = s + mis[i] * D;
+            EMFAST_UNROLL for (int j = 0; j <= i; j++) row[mis[j]] += w * C[i * m + j];
+        }
+    }
+
+    /* A row's d_M = -C b with b = t[mis] (t: the row of Z Lambda), written into z[mis];
+       returns d_M . b (inlined with m constant, as above) */
+    static inline __attribute__((always_inline)) double emfast_fill_cond_m(
+        const double* __restrict C, const int* __restrict mis, const int m,
+        const double* __restrict t, double* __restrict z)
+    {
+        double q = 0.0;
+        EMFAST_UNROLL for (int a = 0; a < m; a++) {
+            double s = 0.0;
+            EMFAST_UNROLL for (int c = 0; c < m; c++)     /* C symmetric, its lower half */
+                s -= C[a >= c ? a * m + c : c * m + a] * t[mis[c]];
+            z[mis[a]] = s;
+            q += s * t[mis[a]];
+        }
+        return q;
+    }
+
+    /* The bodies above for m = 0 .. 12 with m constant (the patterns of a few missing
+       coordinates, most of them when D is a few tens), otherwise with m a variable. */
+    #define EMFAST_BY_M(call, general)                                                      \
+        switch (m) {                                                                        \
+        case 0: call(0); break;   case 1: call(1); break;   case 2: call(2); break;         \
+        case 3: call(3); break;   case 4: call(4); break;   case 5: call(5); break;         \
+        case 6: call(6); break;   case 7: call(7); break;   case 8: call(8); break;         \
+        case 9: call(9); break;   case 10: call(10); break; case 11: call(11); break;       \
+        case 12: call(12); break; default: general;                                         \
+        }
+
+    #if defined(__GNUC__) && !defined(__clang__)
+    /* loops of a few iterations each: vectorising them only adds prologues and epilogues */
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static int emfast_pattern_factor(const double* lam, int D, const int* mis, int m,
+                                     double* f, double* T, double* dinv, double* C,
+                                     double* v, double* logdet)
+    {
+        int r;
+        /* the scratch of a constant m local, so that it can live in registers */
+        #define EMFAST_FACTOR(M) { double fl[(M) * (M) + 1], vl[(M) + 1]; \
+            r = emfast_pattern_factor_m(lam, D, mis, M, fl, T, dinv, C, vl, logdet); }
+        EMFAST_BY_M(EMFAST_FACTOR,
+                    r = emfast_pattern_factor_m(lam, D, mis, m, f, T, dinv, C, v, logdet))
+        #undef EMFAST_FACTOR
+        return r;
+    }
+
+    #if defined(__GNUC__) && !defined(__clang__)
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static void emfast_add_cond(double* s, int D, const int* mis, int m, double w,
+                                const double* C)
+    {
+        #define EMFAST_ADD(M) emfast_add_cond_m(s, D, mis, M, w, C)
+        EMFAST_BY_M(EMFAST_ADD, EMFAST_ADD(m))
+        #undef EMFAST_ADD
+    }
+
+    #if defined(__GNUC__) && !defined(__clang__)
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static double emfast_fill_cond(const double* C, const int* mis, int m, const double* t,
+                                   double* z)
+    {
+        double q;
+        #define EMFAST_FILL(M) q = emfast_fill_cond_m(C, mis, M, t, z)
+        EMFAST_BY_M(EMFAST_FILL, EMFAST_FILL(m))
+        #undef EMFAST_FILL
+        return q;
+    }
+
+    /* The per-row loops with restrict pointers, so that they vectorise. */
 
     /* s1 += r z, then z *= sqrt(r): a row's first moments, and its share of Z'Z */
     static void emfast_weigh_row(double* __restrict z, int D, double r,
@@ -115,8 +204,13 @@ cdef extern from *:
     EMFAST_DEFINE_CENTRE(float)
     EMFAST_DEFINE_CENTRE(double)
     """
-    int emfast_ldl_inverse(double* a, int m, double* T, double* dinv, double* C, double* v,
-                           double* logdet) noexcept nogil
+    int emfast_pattern_factor(const double* lam, int D, const int* mis, int m, double* f,
+                              double* T, double* dinv, double* C, double* v,
+                              double* logdet) noexcept nogil
+    void emfast_add_cond(double* s, int D, const int* mis, int m, double w,
+                         const double* C) noexcept nogil
+    double emfast_fill_cond(const double* C, const int* mis, int m, const double* t,
+                            double* z) noexcept nogil
     void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
     double emfast_dot(const double* a, const double* b, int n) noexcept nogil
     void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
@@ -153,9 +247,9 @@ ctypedef struct Pattern:    # the missing pattern of the current run of rows, pe
     int m, o                # numbers of missing and observed coordinates
     unsigned char* miss     # (D,) 1 where missing
     int* mis                # (m,) the missing coordinates, ascending
-    double* linv            # (K, m, m) L^-1 with L D L' = Lambda_k,MM (L unit lower)
+    double* linv            # (K, m, m) L^-1 (lower triangle), L D L' = Lambda_k,MM, L unit lower
     double* dinv            # (K, m) 1 / diag(D)
-    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance
+    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance (lower triangle)
     double* chol            # (m, m) scratch for the factor
     double* v               # (m,) scratch
     double* logc            # (K,) log w_k - (o log 2 pi - log det Lambda_k + log det L L')/2
@@ -261,21 +355,15 @@ cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
     """The per-pattern quantities of every component for the pattern in P.miss: the factor
     of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
     Returns -1 when a factor fails."""
-    cdef int D = M.D, K = M.K, m = 0, i, j, k
-    cdef const double* lam
+    cdef int D = M.D, K = M.K, m = 0, i, k
     cdef double logdet_mm
-    for i in range(D):
-        if P.miss[i]:
-            P.mis[m] = i
-            m += 1
+    for i in range(D):          # without a branch: random patterns defeat its prediction
+        P.mis[m] = i
+        m += P.miss[i]
     P.m, P.o = m, D - m
     for k in range(K):
-        lam = M.prec + k * D * D
-        for i in range(m):
-            for j in range(m):
-                P.chol[i * m + j] = lam[P.mis[i] * D + P.mis[j]]
-        if emfast_ldl_inverse(P.chol, m, P.linv + k * m * m, P.dinv + k * m,
-                              P.cond + k * m * m, P.v, &logdet_mm) != 0:
+        if emfast_pattern_factor(M.prec + k * D * D, D, P.mis, m, P.chol, P.linv + k * m * m,
+                                 P.dinv + k * m, P.cond + k * m * m, P.v, &logdet_mm) != 0:
             return -1
         P.logc[k] = M.logw[k] - 0.5 * (P.o * LOG_2PI - M.logdet[k] + logdet_mm)
     for k in range(K):
@@ -287,41 +375,20 @@ cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
 cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
     """Add each component's conditional covariance, weighted by the run's sum of w r, to the
     missing block of its second moments s2 (K, D, D; lower triangle)."""
-    cdef int D = M.D, m = P.m, i, j, k
-    cdef const double* C
-    cdef double* s
+    cdef int D = M.D, m = P.m, k
     if not P.valid:
         return
     for k in range(M.K):
-        C = P.cond + k * m * m
-        s = s2 + k * D * D
-        for i in range(m):
-            for j in range(i + 1):
-                s[P.mis[i] * D + P.mis[j]] += P.runw[k] * C[i * m + j]
+        emfast_add_cond(s2 + k * D * D, D, P.mis, m, P.runw[k], P.cond + k * m * m)
         P.runw[k] = 0.0
 
 
 cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noexcept nogil:
-    cdef int i
+    """1 when x is NaN exactly where miss is 1 (all D compared, without a branch)."""
+    cdef int i, diff = 0
     for i in range(D):
-        if (isnan(x[i]) != 0) != (miss[i] != 0):
-            return 0
-    return 1
-
-
-cdef double _fill_missing(const Pattern* P, const double* C, const double* t,
-                          double* z) noexcept nogil:
-    """z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; returns d_M . b (the term that turns
-    d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O)."""
-    cdef int m = P.m, a, c
-    cdef double s, q = 0.0
-    for a in range(m):
-        s = 0.0
-        for c in range(m):
-            s -= C[a * m + c] * t[P.mis[c]]
-        z[P.mis[a]] = s
-        q += s * t[P.mis[a]]
-    return q
+        diff |= (x[i] != x[i]) ^ miss[i]
+    return diff == 0
 
 
 cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
@@ -365,7 +432,9 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
             zb = W.z + (k * B + b) * D
             tb = W.t + (k * B + b) * D
             q = emfast_dot(zb, tb, D)
-            q += _fill_missing(P, P.cond + k * P.m * P.m, tb, zb)
+            # z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; d_M . b turns
+            # d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O
+            q += emfast_fill_cond(P.cond + k * P.m * P.m, P.mis, P.m, tb, zb)
             lp[k] = P.logc[k] - 0.5 * q
         if K == 1:              # one component: its responsibility is 1
             v = lp[0]
@@ -627,7 +696,9 @@ def missing_estep(
     cdef Py_ssize_t n_blocks = (N + B - 1) // B, g, k, i, j
     cdef Py_ssize_t size = 1 + K + K * D + K * D * D
     cdef Py_ssize_t G = n_groups(n_blocks, size)
-    cdef double[:, ::1] st = np.zeros((G, size))
+    # a cache line (8 doubles) between the groups' slots: adjacent groups run at once on
+    # different threads, and each writes its slot's head (loglik, nk, s1) at every row
+    cdef double[:, ::1] st = np.zeros((G, size + 8))
     cdef double[::1] tot = np.zeros(size)
     cdef int failed = 0
     cdef Work* W = NULL

@@ -29,6 +29,7 @@ from emfast._numba._settings import IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_ar
 __all__ = ["missing_estep"]
 
 LOG_2PI = math.log(2.0 * math.pi)
+_PAD = 8
 
 _IN3, _OUT3 = array_arg(types.float64, 3, True), array_arg(types.float64, 3, False)
 _SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, types.int64, types.int64, types.int64,
@@ -492,14 +493,16 @@ def _estep_kernel(X, sw, logw, mu, prec, logdet, B, run_min, G, nk, s1, s2, fill
     N, D = X.shape
     K = mu.shape[0]
     n_blocks = (N + B - 1) // B
-    st_g = np.zeros((G, 1 + K))
-    s1_g = np.zeros((G, K, D))
-    s2_g = np.zeros((G, K, D, D))
+    # a cache line (8 doubles) after each group's slots: adjacent groups run at once on
+    # different threads, and each writes its slots at every row
+    st_g = np.zeros((G, 1 + K + _PAD))
+    s1_g = np.zeros((G, K * D + _PAD))
+    s2_g = np.zeros((G, K * D * D + _PAD))
     ok_g = np.ones(G, dtype=np.bool_)
     for g in prange(G):
         ok_g[g] = _group(X, sw, logw, mu, prec, logdet, B, run_min, g * n_blocks // G,
-                         (g + 1) * n_blocks // G, st_g[g], s1_g[g], s2_g[g], filled, logp,
-                         resp, noise)
+                         (g + 1) * n_blocks // G, st_g[g], s1_g[g, :K * D].reshape((K, D)),
+                         s2_g[g, :K * D * D].reshape((K, D, D)), filled, logp, resp, noise)
     for g in range(G):
         if not ok_g[g]:
             return np.nan
@@ -512,9 +515,9 @@ def _estep_kernel(X, sw, logw, mu, prec, logdet, B, run_min, G, nk, s1, s2, fill
         for k in range(K):
             nk[k] += st_g[g, 1 + k]
             for i in range(D):
-                s1[k, i] += s1_g[g, k, i]
+                s1[k, i] += s1_g[g, k * D + i]
                 for j in range(i + 1):
-                    s2[k, i, j] += s2_g[g, k, i, j]
+                    s2[k, i, j] += s2_g[g, (k * D + i) * D + j]
     for k in range(K):
         for i in range(D):
             for j in range(i):
