@@ -179,8 +179,8 @@ def test_estep_blocks_only_for_small_x():
     from emfast._config import get_backend
 
     mod = get_backend("cython")
-    assert mod.estep_blocks(np.zeros((20000, 64)), 1).nbytes < 16 * 2**20   # ~11 MB
-    assert mod.estep_blocks(np.zeros((40000, 64)), 1) is None               # ~21 MB
+    assert mod.estep_blocks(np.zeros((4000, 64)), 1).nbytes < 8 * 2**20
+    assert mod.estep_blocks(np.zeros((40000, 64)), 1) is None   # ~11 MB
     assert mod.estep_blocks(np.zeros((0, 3)), 1) is None
     X = np.ones((300, 3))
     with pytest.raises(ValueError, match="blocks"):
