@@ -259,13 +259,13 @@ static inline void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast
 /* ----------------------------------------------------------------- log-densities */
 
 /* One row i of U in a transform tile: y_q += d_i U_{i, j0 + q} for q = Q0 .. NJ - 1 (both
- * row vectors), u = U + i D + j0; d_i = row i of d (rows ld doubles apart), minus mu_i if
- * FLY. */
-G_INLINE void g_tri_row(const int NJ, const int Q0, const int FLY, const double* d,
-                        const int64_t ld, const double* mu, const double* u, int i,
-                        emfast_gv* y0, emfast_gv* y1)
+ * row vectors), u = U + i D + j0; d_i = dT's row i, minus mu_i if FLY. */
+G_INLINE void g_tri_row(const int NJ, const int Q0, const int FLY, const double* dT,
+                        const double* mu, const double* u, int i, int64_t b, emfast_gv* y0,
+                        emfast_gv* y1)
 {
-    emfast_gv d0 = gv_ld(d + i * ld), d1 = gv_ld(d + i * ld + EMFAST_GW);
+    const int64_t B = EMFAST_GLD;
+    emfast_gv d0 = gv_ld(dT + i * B + b), d1 = gv_ld(dT + i * B + b + EMFAST_GW);
     if (FLY) {
         d0 -= mu[i];
         d1 -= mu[i];
@@ -277,29 +277,29 @@ G_INLINE void g_tri_row(const int NJ, const int Q0, const int FLY, const double*
     }
 }
 
-/* The Cholesky transform of two row vectors (d: their feature i at d + i ld) for the NJ
+/* The Cholesky transform of two row vectors (rows b .. b + EMFAST_GSTEP) for the NJ
  * (<= EMFAST_GTT) columns j0 .. j0 + NJ - 1 of U: y_j = sum_{i <= j} d_i U_ij. Rows i < j0
  * fill the whole tile; row j0 + t only columns q >= t: U is zero below the diagonal, and
  * the products skipped would only add zeros (with 8-column tiles, 56 of every tile's
- * multiply-adds, an eighth of the transform at D = 50). Stores y in yT's rows (if
- * non-NULL; EMFAST_GLD apart) and adds sum_j y_j^2 to (*m0, *m1). */
-G_INLINE void g_tri_tile(const int NJ, const int FLY, const double* d, const int64_t ld,
-                         const double* mu, const double* U, int D, int j0, double* yT,
-                         emfast_gv* m0, emfast_gv* m1)
+ * multiply-adds, an eighth of the transform at D = 50). Stores y in yT (if non-NULL) and
+ * adds sum_j y_j^2 to (*m0, *m1). */
+G_INLINE void g_tri_tile(const int NJ, const int FLY, const double* dT, const double* mu,
+                         const double* U, int D, int j0, int64_t b, double* yT, emfast_gv* m0,
+                         emfast_gv* m1)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv y0[EMFAST_GTWHOLE > EMFAST_GTT ? EMFAST_GTWHOLE : EMFAST_GTT];
     emfast_gv y1[EMFAST_GTWHOLE > EMFAST_GTT ? EMFAST_GTWHOLE : EMFAST_GTT];
     for (int q = 0; q < NJ; q++) y0[q] = y1[q] = gv_set(0.0);
     for (int i = 0; i < j0; i++)
-        g_tri_row(NJ, 0, FLY, d, ld, mu, U + (int64_t) i * D + j0, i, y0, y1);
+        g_tri_row(NJ, 0, FLY, dT, mu, U + (int64_t) i * D + j0, i, b, y0, y1);
     G_UNROLL
     for (int t = 0; t < NJ; t++)
-        g_tri_row(NJ, t, FLY, d, ld, mu, U + (int64_t) (j0 + t) * D + j0, j0 + t, y0, y1);
+        g_tri_row(NJ, t, FLY, dT, mu, U + (int64_t) (j0 + t) * D + j0, j0 + t, b, y0, y1);
     for (int q = 0; q < NJ; q++) {
         if (yT != NULL) {
-            gv_st(yT + (j0 + q) * B, y0[q]);
-            gv_st(yT + (j0 + q) * B + EMFAST_GW, y1[q]);
+            gv_st(yT + (j0 + q) * B + b, y0[q]);
+            gv_st(yT + (j0 + q) * B + b + EMFAST_GW, y1[q]);
         }
         *m0 += y0[q] * y0[q];
         *m1 += y1[q] * y1[q];
@@ -307,30 +307,14 @@ G_INLINE void g_tri_tile(const int NJ, const int FLY, const double* d, const int
 }
 
 /* y = d U (stored in yT if non-NULL) and, if maha is non-NULL, maha = sum_j y_j^2 per row,
- * rows < mp, for d = xT - mu: centred as the tiles load each row (FLY = 1), or (FLY = 0)
- * one two-vector step at a time into dstep (D x EMFAST_GSTEP doubles), which the step's
- * tiles then read. The step's centred rows stay in L1; centring the whole block first
- * stored them out to L2 and cost a fifth of the transform at D = 30. */
-G_INLINE void g_transform_tiles(const int FLY, const double* xT, const double* mu,
-                                const double* U, int D, int mp, double* dstep, double* yT,
-                                double* maha)
+ * rows < mp, for d = dT (FLY = 0) or dT - mu (FLY = 1). */
+G_INLINE void g_transform_tiles(const int FLY, const double* dT, const double* mu,
+                                const double* U, int D, int mp, double* yT, double* maha)
 {
-    const int64_t B = EMFAST_GLD;
-    const int64_t ld = FLY ? B : EMFAST_GSTEP;
-#define G_TILE(NJ) g_tri_tile(NJ, FLY, d, ld, mu, U, D, j0, yb, &m0, &m1)
+#define G_TILE(NJ) g_tri_tile(NJ, FLY, dT, mu, U, D, j0, b, yT, &m0, &m1)
     for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
         emfast_gv m0 = gv_set(0.0), m1 = m0;
-        const double* d = xT + b;
-        double* yb = yT == NULL ? NULL : yT + b;
         int j0 = 0;
-        if (!FLY) {
-            for (int i = 0; i < D; i++) {
-                emfast_gv m = gv_set(mu[i]);
-                gv_st(dstep + i * ld, gv_ld(xT + i * B + b) - m);
-                gv_st(dstep + i * ld + EMFAST_GW, gv_ld(xT + i * B + b + EMFAST_GW) - m);
-            }
-            d = dstep;
-        }
 #if EMFAST_GTWHOLE == 12
         switch (D) {             /* one tile (EMFAST_GTWHOLE); j0 = D: nothing left */
         case 5: G_TILE(5); j0 = D; break;
@@ -345,7 +329,7 @@ G_INLINE void g_transform_tiles(const int FLY, const double* xT, const double* m
         }
 #endif
         /* 8-column tiles only from D = 16: they do no more multiply-adds (see g_tri_tile)
-         * and load d less often, yet at D = 10 (before the whole-width tiles) the 4-column
+         * and load dT less often, yet at D = 10 (before the whole-width tiles) the 4-column
          * tiles measured 3-8% faster than 8 + 2 */
         if (D >= 16)
             for (; j0 + EMFAST_GTT <= D; j0 += EMFAST_GTT) G_TILE(EMFAST_GTT);
@@ -365,13 +349,22 @@ G_INLINE void g_transform_tiles(const int FLY, const double* xT, const double* m
 }
 
 /* d = xT - mu (rows < mp), then y = d U (stored in yT if non-NULL) and, if maha is non-NULL,
- * maha = sum_j y_j^2 per row. dT non-NULL: scratch of D x EMFAST_GSTEP doubles where each
- * step's rows are centred first; NULL: each row is centred as the tiles load it (see
- * EMFAST_GFLY_MAX_D); the same bits either way. */
+ * maha = sum_j y_j^2 per row. dT non-NULL: d is stored there first; NULL: each row is
+ * centred as the tiles load it (see EMFAST_GFLY_MAX_D); the same bits either way. */
 static void emfast_g_transform(const double* xT, const double* mu, const double* U, int D,
                                int mp, double* dT, double* yT, double* maha)
 {
-    g_transform_tiles(dT == NULL, xT, mu, U, D, mp, dT, yT, maha);
+    const int64_t B = EMFAST_GLD;
+    if (dT == NULL) {
+        g_transform_tiles(1, xT, mu, U, D, mp, yT, maha);
+        return;
+    }
+    for (int i = 0; i < D; i++) {
+        emfast_gv m = gv_set(mu[i]);
+        for (int64_t b = 0; b < mp; b += EMFAST_GW)
+            gv_st(dT + i * B + b, gv_ld(xT + i * B + b) - m);
+    }
+    g_transform_tiles(0, dT, NULL, U, D, mp, yT, maha);
 }
 
 /* Full (or tied) with D <= EMFAST_SMALL_D features: everything about a row vector stays in
