@@ -14,9 +14,8 @@ explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows b
    full: per component, the rows centred on its mean times its Cholesky factor U_k, 8
    (AVX-512) or 4 columns of U at a time for two row vectors (16 or 8 independent
    accumulators; AVX-512 with 5 <= D <= 12: all D columns in one tile), summing the
-   squares as they come; with D <= 3 all in registers; with D <= 16 each row is centred
-   as it is loaded, not stored centred first, with more features one two-vector step of
-   rows at a time into a small scratch that stays in L1; tied:
+   squares as they come; with D <= 3 all in registers; with D <= 48 each row is centred
+   as it is loaded, not stored centred first; tied:
    the rows centred once on the mean of the means and transformed once by U, then squared
    distances to (mu_k - center) U; diag/spherical:
    sum_i ((x_i - mu_i) / sigma_i)^2, even and odd features in separate sums;

@@ -214,10 +214,11 @@ typedef struct {
  * tile beside it) and centring it each time costs more than storing it centred once. */
 #define EMFAST_GFLY_MAX_D 16
 
-/* With more features, but at most this many, the statistics still centre the Gram
- * matrix's C rows as they load them and store only the A rows, r (x - mu): half the stores
- * of storing both, for the subtractions of the rows loaded beside each tile (measured on
- * AVX-512: 8-15% of the E-step at D = 20-30, 3% at D = 40-48, 1-2% slower at D = 64). */
+/* With more features, but at most this many, the full transform still centres on the fly,
+ * and so do the statistics for the Gram matrix's C rows, storing only the A rows, r (x -
+ * mu): half the stores of storing both, for the subtractions of the rows loaded beside
+ * each tile. Measured on AVX-512 against storing everything: the E-step 12-19% faster at
+ * D = 20-30, 5% at D = 40-48 (AVX2: 3-8%); at D = 64 the statistics 1-2% slower. */
 #define EMFAST_GCFLY_MAX_D 48
 
 static inline int emfast_g_fly(const emfast_gmodel* M)
@@ -470,7 +471,7 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
             g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
         } else {
             emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp,
-                               emfast_g_fly(M) ? NULL : W->c + B, NULL, lp);
+                               D <= EMFAST_GCFLY_MAX_D ? NULL : W->c + B, NULL, lp);
             emfast_gv c = gv_set(lc);
             for (int64_t b = 0; b < mp; b += EMFAST_GW)
                 gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
