@@ -76,7 +76,10 @@ def module(request):
 
 
 @pytest.mark.parametrize("covariance_type", reference.COV_TYPES)
-@pytest.mark.parametrize("shape", [(700, 12, 9), (600, 2, 12), (513, 5, 3)])
+@pytest.mark.parametrize("shape", [(700, 12, 9), (600, 2, 12), (513, 5, 3),
+                                   # full and tied statistics: C rows centred on the fly
+                                   # (D <= 48, EMFAST_GCFLY_MAX_D), or stored centred
+                                   (300, 30, 4), (300, 48, 2), (270, 49, 2)])
 def test_each_build_matches_reference(module, covariance_type, shape):
     N, D, K = shape
     rng = np.random.default_rng(7)

@@ -569,8 +569,8 @@ def test_fit_binds_the_kernel_once_per_run(monkeypatch, big_blobs):
         __slots__ = ()
 
         def __init__(self, *args):
-            bindings.append(args)
             super().__init__(*args)
+            bindings.append(self)
 
         def __call__(self, params):
             calls.append(1)
@@ -584,13 +584,59 @@ def test_fit_binds_the_kernel_once_per_run(monkeypatch, big_blobs):
     est = _fit_quiet(emfast.GaussianMixture(3, random_state=0, tol=0.0, max_iter=12,
                                             n_threads=1), X)
     assert (len(bindings), len(calls)) == (1, est.n_iter_) == (1, 12)
-    # restarts one after another on one thread reuse the binding; two threads, two
+    # restarts one after another on one thread reuse the binding; two threads, two, and a
+    # third when the last restart left takes both threads (ThreadShare)
     _fit_quiet(emfast.GaussianMixture(3, random_state=0, max_iter=5, n_init=3,
                                       n_threads=1), X)
     assert len(bindings) == 2
-    _fit_quiet(emfast.GaussianMixture(3, random_state=0, max_iter=5, n_init=4,
+    del bindings[:]
+    _fit_quiet(emfast.GaussianMixture(3, random_state=0, tol=0.0, max_iter=5, n_init=4,
                                       n_threads=2), X)
-    assert 3 <= len(bindings) <= 4
+    assert 2 <= len(bindings) <= 3
+    # X's blocks are made once for the fit, not once per binding
+    assert len({id(b._blocks) for b in bindings}) == 1
+
+
+def test_last_restarts_take_the_threads_of_finished_ones(monkeypatch, big_blobs):
+    """ThreadShare: n_threads split between the restarts left, at most `workers` at a time.
+    In a fit with 2 restarts on 2 threads, restart 0 (held back at its start) runs its
+    E-steps on both threads once restart 1 is done; the result is that of 1 thread."""
+    import time
+
+    from emfast._em import ThreadShare
+    from emfast.mixture._gaussian_mixture import _GaussianFamily
+
+    share = ThreadShare(4, 5, 3)
+    counts = [share()]
+    for _ in range(4):
+        share.finished()
+        counts.append(share())
+    assert counts == [1, 1, 1, 2, 4]
+    assert ThreadShare(3, 2, 2)() == 1          # as evenly as whole threads go
+
+    X, _ = big_blobs
+    rng = np.random.RandomState(0)
+    seen = []
+    e_step, initial = _GaussianFamily.e_step, emfast.GaussianMixture._initial_params
+
+    def recording(self, X, sample_weight, params, n_threads):
+        seen.append(n_threads)
+        return e_step(self, X, sample_weight, params, n_threads)
+
+    def held_back(self, X, sw, r, *args):
+        if r is rng:                            # restart 0 draws from the fit's own stream
+            time.sleep(0.5)
+        return initial(self, X, sw, r, *args)
+
+    monkeypatch.setattr(_GaussianFamily, "e_step", recording)
+    monkeypatch.setattr(emfast.GaussianMixture, "_initial_params", held_back)
+    fit = _fit_quiet(emfast.GaussianMixture(3, random_state=rng, tol=0.0, max_iter=5,
+                                            n_init=2, n_threads=2), X)
+    assert seen == [1] * 5 + [2] * 5
+    monkeypatch.undo()
+    one = _fit_quiet(emfast.GaussianMixture(3, random_state=0, tol=0.0, max_iter=5,
+                                            n_init=2, n_threads=1), X)
+    assert_same_fit(fit, one, exact=True)
 
 
 def _strip_times(text):

@@ -12,6 +12,7 @@ as a rule. The rule travels back in ``EMRun.rule`` with its history.
 """
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 
@@ -92,14 +93,16 @@ def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule)
 
     Each iteration is one E-step pass (statistics at the current parameters, whose
     log-likelihood gives the lower bound) followed by the M-step, which comes before the
-    convergence check so that even one iteration updates the parameters.
+    convergence check so that even one iteration updates the parameters. ``n_threads``:
+    the E-steps' thread count, or a :class:`ThreadShare` asked before each E-step.
     """
     lower_bounds = []
     lower_bound = -math.inf
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        stats = family.e_step(X, sample_weight, params, n_threads)
+        threads = n_threads() if isinstance(n_threads, ThreadShare) else n_threads
+        stats = family.e_step(X, sample_weight, params, threads)
         params = family.m_step(X, sample_weight, stats, rng)
         lower_bound = rule.lower_bound(stats)
         lower_bounds.append(lower_bound)
@@ -128,6 +131,28 @@ def restart_rngs(rng, n):
     return [rng] + [np.random.RandomState(np.random.MT19937(c)) for c in children]
 
 
+class ThreadShare:
+    """The threads of concurrent restarts: ``n_threads`` split evenly between the restarts
+    still running, at most ``workers`` at a time. Once fewer restarts are left than
+    workers, those still running take the threads of the idle ones (with 4 restarts on 2
+    threads, the last runs its remaining iterations on both instead of leaving one idle).
+    The kernels' results do not depend on their thread count, so neither does the fit."""
+
+    def __init__(self, n_threads, n_runs, workers):
+        self._n_threads = n_threads
+        self._workers = workers
+        self._left = n_runs            # restarts not finished, running or waiting
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        """The thread count for a running restart's next pass."""
+        return max(1, self._n_threads // max(1, min(self._workers, self._left)))
+
+    def finished(self):
+        with self._lock:
+            self._left -= 1
+
+
 def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rng, max_iter,
                  n_threads, sequential=False):
     """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
@@ -135,22 +160,27 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
     ``init_params(X, sample_weight, rng, n_threads) -> params`` (``n_threads``: the restart's
     share, for a compiled initialisation); ``make_rule(index) -> rule`` gives each restart its
     own convergence rule. Restarts run concurrently on Python threads (the
-    kernels release the GIL), splitting ``n_threads`` between them; each restart has its own
+    kernels release the GIL), splitting ``n_threads`` between them (:class:`ThreadShare`:
+    those left at the end take the threads of finished ones); each restart has its own
     random stream (:func:`restart_rngs`: restart 0 is the run ``n_init=1`` would make), so
     the result does not depend on the scheduling. ``sequential`` runs them one after
     another (verbose output stays in order).
     """
     rngs = restart_rngs(rng, n_init)
     workers = 1 if sequential else max(1, min(n_init, n_threads))
-    per_run = max(1, n_threads // workers)
+
+    share = ThreadShare(n_threads, n_init, workers)
 
     def one(index):
-        rule = make_rule(index)
-        params = init_params(X, sample_weight, rngs[index], per_run)
-        if max_iter == 0:
-            return EMRun(params, -math.inf, [], 0, False, rule)
-        return em_loop(family, X, sample_weight, params, max_iter=max_iter,
-                       n_threads=per_run, rng=rngs[index], rule=rule)
+        try:
+            rule = make_rule(index)
+            params = init_params(X, sample_weight, rngs[index], share())
+            if max_iter == 0:
+                return EMRun(params, -math.inf, [], 0, False, rule)
+            return em_loop(family, X, sample_weight, params, max_iter=max_iter,
+                           n_threads=share, rng=rngs[index], rule=rule)
+        finally:
+            share.finished()
 
     if workers == 1:
         runs = [one(i) for i in range(n_init)]

@@ -14,7 +14,7 @@ explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows b
    full: per component, the rows centred on its mean times its Cholesky factor U_k, 8
    (AVX-512) or 4 columns of U at a time for two row vectors (16 or 8 independent
    accumulators; AVX-512 with 5 <= D <= 12: all D columns in one tile), summing the
-   squares as they come; with D <= 3 all in registers; with D <= 16 each row is centred
+   squares as they come; with D <= 3 all in registers; with D <= 48 each row is centred
    as it is loaded, not stored centred first; tied:
    the rows centred once on the mean of the means and transformed once by U, then squared
    distances to (mu_k - center) U; diag/spherical:
@@ -25,7 +25,7 @@ explicit SIMD in ``_gaussian_simd.h``, one vector = 2, 4 or 8 consecutive rows b
    triangle of sum_n r_nk z z^T with z = (1, x_n - mu_k) in register tiles of 4 x 4 (AVX-512)
    or 4 x 2 accumulators (triangles on the diagonal), whose first column is nk and s1
    (full and tied with D <= 16: z and r_nk z formed in registers from the block, nothing
-   stored);
+   stored; with D <= 48: z so, only r_nk z stored);
    diag/spherical four features at a time.
 
 ``weighted_stats`` is the same pass with the caller's responsibilities (e.g. HMM state

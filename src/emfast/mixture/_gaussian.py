@@ -58,15 +58,16 @@ class EStep:
                  "_weight_sum")
 
     def __init__(self, X, sample_weight, covariance_type, n_components, backend, n_threads,
-                 weight_sum):
+                 weight_sum, blocks=None):
         N, D = X.shape
         mod = get_backend(backend)
         self._kernel = mod.estep_stats
         self._X = X
         self._threads = kernels._threads_for(N, n_threads)
         # X in the layout the kernel loads each block into, where the backend keeps one:
-        # transposed once per fit instead of once per E-step (None: each E-step loads)
-        self._blocks = mod.estep_blocks(X, self._threads)
+        # transposed once per fit instead of once per E-step (None: each E-step loads).
+        # ``blocks``: the caller's estep_blocks(X), shared by its EM runs over X.
+        self._blocks = mod.estep_blocks(X, self._threads) if blocks is None else blocks
         # the backend contract: an empty weight array means every weight is 1
         self._sw = np.empty(0) if sample_weight is None else sample_weight
         self._code = kernels._cov_code(covariance_type)

@@ -28,7 +28,9 @@ class _GaussianFamily:
 
     The drivers hand every E-step the same X and weights; each thread (restarts run
     concurrently, one at a time per thread) binds the kernel to them once, with its own
-    statistics buffers, and reuses that binding for every later iteration.
+    statistics buffers, and reuses that binding for every later iteration (until its
+    thread count changes). X's blocks (the backend's ``estep_blocks``: X transposed as the
+    kernel reads it, where the backend keeps it) are made once and shared by all threads.
     """
 
     def __init__(self, covariance_type, n_components, reg_covar, backend, weight_sum,
@@ -43,6 +45,8 @@ class _GaussianFamily:
         # re-seeded from these rows
         self.filled_rows = filled_rows
         self._bound = threading.local()
+        self._blocks_lock = threading.Lock()
+        self._blocks_of = self._blocks = None
 
     def e_step(self, X, sample_weight, params, n_threads):
         b = self._bound
@@ -50,12 +54,22 @@ class _GaussianFamily:
                 and b.n_threads == n_threads):
             if self.filled_rows is None:
                 b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
-                                  self.backend, n_threads, self.weight_sum)
+                                  self.backend, n_threads, self.weight_sum,
+                                  self._x_blocks(X, n_threads))
             else:
                 b.estep = GM.MissingEStep(X, sample_weight, self.n_components, self.backend,
                                           n_threads, self.weight_sum)
             b.X, b.sw, b.n_threads = X, sample_weight, n_threads
         return b.estep(params)
+
+    def _x_blocks(self, X, n_threads):
+        """X's estep_blocks (None where the backend keeps none), made by the first thread
+        that asks: one copy per fit, not one per thread."""
+        with self._blocks_lock:
+            if self._blocks_of is not X:
+                self._blocks = get_backend(self.backend).estep_blocks(X, n_threads)
+                self._blocks_of = X
+            return self._blocks
 
     def m_step(self, X, sample_weight, stats, rng):
         weights, means, cov = G.mstep_moments(stats, self.reg_covar)
