@@ -772,7 +772,7 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
 }
 
 /* out[i] = the kernels' vector exp of x[i] <= 0 (test hook: the code the log-sum-exp runs) */
-static void emfast_g_exp_array(const double* x, int64_t n, double* out)
+static inline void emfast_g_exp_array(const double* x, int64_t n, double* out)
 {
     for (int64_t i = 0; i < n; i += EMFAST_GW) {
         double t[EMFAST_GW] = {0.0};
@@ -785,7 +785,7 @@ static void emfast_g_exp_array(const double* x, int64_t n, double* out)
 }
 
 /* out[i] = the kernels' vector log of x[i] (>= 1, 0, inf or NaN; test hook) */
-static void emfast_g_log_array(const double* x, int64_t n, double* out)
+static inline void emfast_g_log_array(const double* x, int64_t n, double* out)
 {
     for (int64_t i = 0; i < n; i += EMFAST_GW) {
         double t[EMFAST_GW];
