@@ -59,6 +59,32 @@ def test_every_number_of_missing_coordinates(backend, dtype):
         assert_close(g, w, rtol=1e-9, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("outputs", ["none", "filled", "noise"])
+def test_one_component_without_row_log_densities(backend, dtype, outputs):
+    """K = 1 without logp or resp: the log-likelihood's quadratic terms come as one trace per
+    block instead of one Mahalanobis distance per row. Rows with every number of missing
+    coordinates, shuffled, several blocks, weights; against the reference and against the
+    same call asking for logp (the per-row route)."""
+    D = 9
+    X, means, covs, _, rng = _problem(29, 1200, D, 1, 0.0, dtype)
+    for n in range(len(X)):
+        X[n, rng.permutation(D)[:n % (D + 1)]] = np.nan
+    X = X[rng.permutation(len(X))]
+    N = len(X)
+    sw = rng.random(N)
+    noise = rng.normal(size=(N, D)) if outputs == "noise" else None
+    got = missing_estep(X, means, covs, None, sw, filled=outputs != "none", noise=noise,
+                        backend=backend)
+    want = reference(X, sw, np.zeros(1), means, covs, noise)
+    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled"], got, want):
+        assert_close(g, w, rtol=1e-9, err_msg=name)
+    per_row = missing_estep(X, means, covs, None, sw, filled=outputs != "none", logp=True,
+                            noise=noise, backend=backend)
+    for g, w in zip(got, per_row):
+        assert_close(g, w, rtol=1e-11)
+
+
 def test_sorted_and_unsorted_rows_agree(backend):
     """Grouping rows by pattern is an optimisation: the statistics and each row's own
     outputs are the same up to rounding (sorted, the long runs of one pattern take the
@@ -145,17 +171,19 @@ def test_complete_data_is_the_gaussian_estep(backend):
         assert_close(g, w, rtol=1e-9)
 
 
-@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("K,row_outputs", [(1, True), (1, False), (3, True)])
 @pytest.mark.parametrize("sort", [False, True])
-def test_thread_count_does_not_change_results(backend, K, sort):
+def test_thread_count_does_not_change_results(backend, K, row_outputs, sort):
+    """Bit for bit; K = 1 without logp and resp takes its own per-row route (a trace per
+    block for the log-likelihood)."""
     X, means, covs, weights, _ = _problem(11, 20_000, 5, K, 0.3)
     if sort:                                        # runs of one pattern: the subspace path
         X = X[pattern_order(np.isnan(X))[0]]
-    one = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
-                        backend=backend, n_threads=1)
+    one = missing_estep(X, means, covs, weights, filled=True, logp=row_outputs,
+                        resp=row_outputs, backend=backend, n_threads=1)
     for n in (2, 3):
-        many = missing_estep(X, means, covs, weights, filled=True, logp=True, resp=True,
-                             backend=backend, n_threads=n)
+        many = missing_estep(X, means, covs, weights, filled=True, logp=row_outputs,
+                             resp=row_outputs, backend=backend, n_threads=n)
         for a, b in zip(one, many):
             np.testing.assert_array_equal(a, b)
 

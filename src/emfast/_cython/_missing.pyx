@@ -31,6 +31,13 @@ written into Z's missing places. After the log-sum-exp over components each row 
 scaled by sqrt(w r) and one dsyrk per block adds Z'Z to the second moments; C is added once
 per run of rows with the same pattern, weighted by the run's sum of w r.
 
+One component without per-row outputs (no logp, no resp: EMImputer's iterations): every
+r is 1 and only the block's sum of w log p(x_O) counts, so the dgemm goes. A row needs only
+b (m dot products with rows of Lambda: d is zero at M), and since a row's Mahalanobis
+distance d_O' Sigma_OO^-1 d_O equals d' Lambda d with d filled, the block's weighted sum is
+tr(Lambda S) of the S = sum w d d' that the dsyrk forms anyway (into a block buffer, then
+added to the second moments): one trace per block instead of a D x D product per row.
+
 Long runs (at least ``emfast._layout.MISSING_RUN_MIN`` rows of one pattern with something
 observed, as most rows are once sorted at a moderate missing rate): the run is the complete-data E-step in its observed
 subspace (o features, precision Sigma_OO^-1 = Lambda_OO - Lambda_OM Lambda_MM^-1 Lambda_MO,

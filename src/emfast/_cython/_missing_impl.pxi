@@ -175,20 +175,35 @@ cdef extern from *:
         }
     }
 
-    /* a . b in four independent sums (a fixed order: the same bits on every thread) */
+    /* a . b in four independent sums (a fixed order: the same bits on every thread), the
+       lanes of one vector (GCC does not vectorise four named scalar sums) */
+    typedef double emfast_m4d __attribute__((vector_size(32), aligned(8), may_alias));
     static inline double emfast_dot(const double* __restrict a, const double* __restrict b,
                                     int n)
     {
-        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        emfast_m4d s = {0.0, 0.0, 0.0, 0.0};
         int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            s0 += a[i] * b[i];
-            s1 += a[i + 1] * b[i + 1];
-            s2 += a[i + 2] * b[i + 2];
-            s3 += a[i + 3] * b[i + 3];
+        for (; i + 4 <= n; i += 4) s += *(const emfast_m4d*) (a + i) * *(const emfast_m4d*) (b + i);
+        for (; i < n; i++) s[0] += a[i] * b[i];
+        return (s[0] + s[1]) + (s[2] + s[3]);
+    }
+
+    /* s2 += sb on the lower triangle of the (D, D) s2; returns tr(lam sb) with lam
+       symmetric and sb's lower triangle standing for the whole of sb (symmetric) */
+    static double emfast_add_trace(const double* __restrict lam,
+                                   const double* __restrict sb, int D, double* __restrict s2)
+    {
+        double tr = 0.0;
+        for (int i = 0; i < D; i++) {
+            double off = 0.0;
+            for (int j = 0; j < i; j++) {
+                s2[i * D + j] += sb[i * D + j];
+                off += lam[i * D + j] * sb[i * D + j];
+            }
+            s2[i * D + i] += sb[i * D + i];
+            tr += lam[i * D + i] * sb[i * D + i] + 2.0 * off;
         }
-        for (; i < n; i++) s0 += a[i] * b[i];
-        return (s0 + s1) + (s2 + s3);
+        return tr;
     }
 
     /* z = x - mu, with 0 where x is NaN (missing) */
@@ -213,6 +228,8 @@ cdef extern from *:
                             double* z) noexcept nogil
     void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
     double emfast_dot(const double* a, const double* b, int n) noexcept nogil
+    double emfast_add_trace(const double* lam, const double* sb, int D,
+                            double* s2) noexcept nogil
     void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
     void emfast_centre_double(const double* x, const double* mu, int D,
                               double* z) noexcept nogil
@@ -281,6 +298,7 @@ ctypedef struct Work:
     double* t               # (K, B, D) Z_k Lambda_k
     double* lp              # (B, K) log(pi_k p_k(x_O)), then responsibilities
     double* y               # (D,) scratch
+    double* sb              # (D, D) a block's Z'Z (_block_k1)
 
 
 cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
@@ -300,11 +318,13 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     W.t = <double*> malloc(K * B * D * sizeof(double))
     W.lp = <double*> malloc(B * K * sizeof(double))
     W.y = <double*> malloc(D * sizeof(double))
+    W.sb = <double*> malloc(D * D * sizeof(double))
     W.p.valid = 0
     W.s = _subspace_alloc(D, K)
     if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
             or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
-            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.s == NULL):
+            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.sb == NULL
+            or W.s == NULL):
         _work_free(W)
         return NULL
     return W
@@ -314,7 +334,7 @@ cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
         free(W.p.miss); free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
         free(W.p.chol); free(W.p.logc); free(W.p.runw)
-        free(W.z); free(W.t); free(W.lp); free(W.y)
+        free(W.z); free(W.t); free(W.lp); free(W.y); free(W.sb)
         _subspace_free(W.s)
         free(W)
 
@@ -391,12 +411,36 @@ cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noex
     return diff == 0
 
 
+cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0,
+                       int B) noexcept nogil:
+    """Z_k = the rows n0 .. n0+B centred on mu_k, zeros where missing, into W.z (K, B, D)."""
+    cdef int D = M.D, b, k
+    for k in range(M.K):
+        for b in range(B):
+            if floating is float:
+                emfast_centre_float(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+            else:
+                emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+
+
+cdef int _pattern_of(const Model* M, Pattern* P, const floating* x, double* s2) noexcept nogil:
+    """P for the row x: kept when x has its pattern, else the run so far ended into s2 and
+    the new pattern's quantities computed. Returns -1 when a pattern's factor fails."""
+    cdef int i
+    if P.valid and _same_pattern(x, P.miss, M.D):
+        return 0
+    _end_run(M, P, s2)
+    for i in range(M.D):
+        P.miss[i] = isnan(x[i]) != 0
+    return _new_pattern(M, P)
+
+
 cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
                 const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
                 double* logp, double* resp) noexcept nogil:
     """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D)).
     Returns -1 when a pattern's factor fails."""
-    cdef int D = M.D, K = M.K, b, i, k
+    cdef int D = M.D, K = M.K, b, k
     cdef Pattern* P = &W.p
     cdef const floating* x
     cdef double* zb
@@ -408,12 +452,9 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
     cdef double* tb
     cdef char* tr = b"N"
     cdef char* up = b"U"
-    for k in range(K):          # Z_k: the rows centred on mu_k, zeros where missing
-        for b in range(B):
-            if floating is float:
-                emfast_centre_float(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
-            else:
-                emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
+    if K == 1 and logp == NULL and resp == NULL:
+        return _block_k1(M, W, X, sw, noise, n0, B, st, filled)
+    _centre_rows(M, W, X, n0, B)
     # T_k = Z_k Lambda_k: row b holds Lambda_OO d_O at O and b = Lambda_MO d_O at M (d is
     # zero where missing); Lambda_k is symmetric, so row-major and column-major agree.
     for k in range(K):
@@ -421,12 +462,8 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
               W.t + k * B * D, &D)
     for b in range(B):
         x = X + (n0 + b) * D
-        if not P.valid or not _same_pattern(x, P.miss, D):
-            _end_run(M, P, s2)
-            for i in range(D):
-                P.miss[i] = isnan(x[i]) != 0
-            if _new_pattern(M, P) != 0:
-                return -1
+        if _pattern_of(M, P, x, s2) != 0:
+            return -1
         lp = W.lp + b * K
         for k in range(K):
             zb = W.z + (k * B + b) * D
@@ -467,6 +504,46 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
             emfast_weigh_row(W.z + (k * B + b) * D, D, r, s1 + k * D)
     for k in range(K):
         dsyrk(up, tr, &D, &B, &one, W.z + k * B * D, &D, &one, s2 + k * D * D, &D)
+    return 0
+
+
+cdef int _block_k1(const Model* M, Work* W, const floating* X, const double* sw,
+                   const double* noise, Py_ssize_t n0, int B, double* st,
+                   double* filled) noexcept nogil:
+    """_block for one component when no per-row log-density is wanted (logp, resp not
+    asked for): the responsibilities are all 1 and only the block's sum of
+    w (logc - maha / 2) counts. With d the filled residual (d_O, d_M = -C b, b = Lambda_MO d_O),
+    a row's Mahalanobis distance d_O' Sigma_OO^-1 d_O is d' Lambda d, so the block's weighted
+    sum is tr(Lambda S) with S = sum w d d' -- the product dsyrk forms anyway. Per row that
+    leaves b (m dot products with rows of Lambda, in place of the row of Z Lambda) and d_M."""
+    cdef int D = M.D, b, a
+    cdef Pattern* P = &W.p
+    cdef const floating* x
+    cdef double* zb
+    cdef double* tb = W.t           # b at the missing coordinates of the row's own D slots
+    cdef double* s2 = st + 2 + D
+    cdef double w, lc = 0.0, one = 1.0, zero = 0.0
+    cdef char* tr = b"N"
+    cdef char* up = b"U"
+    _centre_rows(M, W, X, n0, B)
+    for b in range(B):
+        x = X + (n0 + b) * D
+        if _pattern_of(M, P, x, s2) != 0:
+            return -1
+        zb = W.z + b * D
+        for a in range(P.m):        # d is zero at M: the whole row of Lambda, contiguous
+            tb[P.mis[a]] = emfast_dot(M.prec + P.mis[a] * D, zb, D)
+        emfast_fill_cond(P.cond, P.mis, P.m, tb, zb)
+        w = 1.0 if sw == NULL else sw[n0 + b]
+        lc += w * P.logc[0]
+        W.lp[b] = 1.0               # the responsibility, for _fill_row
+        if filled != NULL:
+            _fill_row(M, P, W, x, noise, n0 + b, b, B, filled + (n0 + b) * D)
+        st[1] += w
+        P.runw[0] += w
+        emfast_weigh_row(zb, D, w, st + 2)
+    dsyrk(up, tr, &D, &B, &one, W.z, &D, &zero, W.sb, &D)
+    st[0] += lc - 0.5 * emfast_add_trace(M.prec, W.sb, D, s2)
     return 0
 
 
