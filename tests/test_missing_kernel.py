@@ -26,18 +26,25 @@ def _problem(seed, N, D, K, frac, dtype=np.float64):
     return X.astype(dtype), means, covs, weights, rng
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("N,D,K,frac", [(60, 4, 1, 0.3), (700, 5, 3, 0.4), (300, 1, 2, 0.5),
-                                         (600, 7, 2, 0.0), (530, 3, 1, 0.9)])
-def test_matches_reference(backend, dtype, N, D, K, frac):
-    X, means, covs, weights, rng = _problem(N + D + K, N, D, K, frac, dtype)
+def _check_every_output(backend, X, means, covs, weights, rng):
+    """Every output of the kernel against the reference, with random sample weights (and
+    noise draws when K = 1)."""
+    N, D = X.shape
     sw = rng.random(N)
-    noise = rng.normal(size=(N, D)) if K == 1 else None
+    noise = rng.normal(size=(N, D)) if means.shape[0] == 1 else None
     got = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, resp=True,
                         noise=noise, backend=backend)
     want = reference(X, sw, np.log(weights), means, covs, noise)
     for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp", "resp"], got, want):
         assert_close(g, w, rtol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N,D,K,frac", [(60, 4, 1, 0.3), (700, 5, 3, 0.4), (300, 1, 2, 0.5),
+                                         (600, 7, 2, 0.0), (530, 3, 1, 0.9)])
+def test_matches_reference(backend, dtype, N, D, K, frac):
+    X, means, covs, weights, rng = _problem(N + D + K, N, D, K, frac, dtype)
+    _check_every_output(backend, X, means, covs, weights, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -127,14 +134,7 @@ RUN_LENGTHS = [300, 40, 5, MISSING_RUN_MIN - 1, MISSING_RUN_MIN, MISSING_RUN_MIN
 @pytest.mark.parametrize("D", [5, 20])     # 20: subspaces past the block code's small sizes
 def test_runs_of_one_pattern_match_reference(backend, dtype, K, D):
     X, means, covs, weights, rng = _runs_problem(K + D, RUN_LENGTHS, D, K, dtype)
-    N, D = X.shape
-    sw = rng.random(N)
-    noise = rng.normal(size=(N, D)) if K == 1 else None
-    got = missing_estep(X, means, covs, weights, sw, filled=True, logp=True, resp=True,
-                        noise=noise, backend=backend)
-    want = reference(X, sw, np.log(weights), means, covs, noise)
-    for name, g, w in zip(["loglik", "nk", "s1", "s2", "filled", "logp", "resp"], got, want):
-        assert_close(g, w, rtol=1e-9, err_msg=name)
+    _check_every_output(backend, X, means, covs, weights, rng)
 
 
 @pytest.mark.parametrize("K", [1, 3])
