@@ -411,6 +411,24 @@ cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noex
     return diff == 0
 
 
+cdef void _mark(const floating* X, int D, Py_ssize_t n0, Py_ssize_t n1,
+                unsigned char* chg) noexcept nogil:
+    """chg[n] = 1 where row n's missing pattern is not row n-1's, for the rows n0 .. n1 (1 at
+    n0): each row compared once, for both the run detection and the per-row path's
+    patterns (all D compared, without a branch: random patterns defeat its prediction)."""
+    cdef const floating* x
+    cdef Py_ssize_t n
+    cdef int i, diff
+    if n0 < n1:
+        chg[n0] = 1
+    for n in range(n0 + 1, n1):
+        x = X + n * D
+        diff = 0
+        for i in range(D):
+            diff |= (x[i] != x[i]) ^ (x[i - D] != x[i - D])
+        chg[n] = diff
+
+
 cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0,
                        int B) noexcept nogil:
     """Z_k = the rows n0 .. n0+B centred on mu_k, zeros where missing, into W.z (K, B, D)."""
@@ -423,11 +441,13 @@ cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0
                 emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
 
 
-cdef int _pattern_of(const Model* M, Pattern* P, const floating* x, double* s2) noexcept nogil:
-    """P for the row x: kept when x has its pattern, else the run so far ended into s2 and
-    the new pattern's quantities computed. Returns -1 when a pattern's factor fails."""
+cdef int _pattern_of(const Model* M, Pattern* P, const floating* x, unsigned char changed,
+                     double* s2) noexcept nogil:
+    """P for the row x: kept unless changed (x's pattern is not the one P holds, see _mark),
+    else the run so far ended into s2 and the new pattern's quantities computed. Returns -1
+    when a pattern's factor fails."""
     cdef int i
-    if P.valid and _same_pattern(x, P.miss, M.D):
+    if not changed:
         return 0
     _end_run(M, P, s2)
     for i in range(M.D):
@@ -435,11 +455,12 @@ cdef int _pattern_of(const Model* M, Pattern* P, const floating* x, double* s2) 
     return _new_pattern(M, P)
 
 
-cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
-                const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
-                double* logp, double* resp) noexcept nogil:
-    """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D)).
-    Returns -1 when a pattern's factor fails."""
+cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char* chg,
+                const double* sw, const double* noise, Py_ssize_t n0, int B, double* st,
+                double* filled, double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D));
+    chg (see _mark) says which rows change the pattern. Returns -1 when a pattern's factor
+    fails."""
     cdef int D = M.D, K = M.K, b, k
     cdef Pattern* P = &W.p
     cdef const floating* x
@@ -453,7 +474,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
     cdef char* tr = b"N"
     cdef char* up = b"U"
     if K == 1 and logp == NULL and resp == NULL:
-        return _block_k1(M, W, X, sw, noise, n0, B, st, filled)
+        return _block_k1(M, W, X, chg, sw, noise, n0, B, st, filled)
     _centre_rows(M, W, X, n0, B)
     # T_k = Z_k Lambda_k: row b holds Lambda_OO d_O at O and b = Lambda_MO d_O at M (d is
     # zero where missing); Lambda_k is symmetric, so row-major and column-major agree.
@@ -462,7 +483,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
               W.t + k * B * D, &D)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, x, s2) != 0:
+        if _pattern_of(M, P, x, chg[n0 + b], s2) != 0:
             return -1
         lp = W.lp + b * K
         for k in range(K):
@@ -507,8 +528,8 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
     return 0
 
 
-cdef int _block_k1(const Model* M, Work* W, const floating* X, const double* sw,
-                   const double* noise, Py_ssize_t n0, int B, double* st,
+cdef int _block_k1(const Model* M, Work* W, const floating* X, const unsigned char* chg,
+                   const double* sw, const double* noise, Py_ssize_t n0, int B, double* st,
                    double* filled) noexcept nogil:
     """_block for one component when no per-row log-density is wanted (logp, resp not
     asked for): the responsibilities are all 1 and only the block's sum of
@@ -528,7 +549,7 @@ cdef int _block_k1(const Model* M, Work* W, const floating* X, const double* sw,
     _centre_rows(M, W, X, n0, B)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, x, s2) != 0:
+        if _pattern_of(M, P, x, chg[n0 + b], s2) != 0:
             return -1
         zb = W.z + b * D
         for a in range(P.m):        # d is zero at M: the whole row of Lambda, contiguous
@@ -696,15 +717,12 @@ cdef int _run(const Model* M, Subspace* S, const floating* X, const double* sw,
     return 0
 
 
-cdef Py_ssize_t _run_end(const floating* X, int D, Py_ssize_t n,
-                         Py_ssize_t end) noexcept nogil:
+cdef Py_ssize_t _run_end(const unsigned char* chg, Py_ssize_t n, Py_ssize_t end) noexcept nogil:
     """The first row after n (end if none before it) whose missing pattern is not row n's."""
     cdef Py_ssize_t e
-    cdef int i
     for e in range(n + 1, end):
-        for i in range(D):
-            if (isnan(X[e * D + i]) != 0) != (isnan(X[n * D + i]) != 0):
-                return e
+        if chg[e]:
+            return e
     return end
 
 
@@ -716,35 +734,42 @@ cdef int _any_observed(const floating* x, int D) noexcept nogil:
     return 0
 
 
-cdef int _rows(const Model* M, Work* W, const floating* X, const double* sw,
-               const double* noise, Py_ssize_t n0, Py_ssize_t n1, int B, double* st,
-               double* filled, double* logp, double* resp) noexcept nogil:
-    """Rows n0 .. n1 by the per-row path, in blocks of at most B rows."""
+cdef int _rows(const Model* M, Work* W, const floating* X, unsigned char* chg,
+               const double* sw, const double* noise, Py_ssize_t n0, Py_ssize_t n1, int B,
+               double* st, double* filled, double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n1 by the per-row path, in blocks of at most B rows. Past n0, P holds the
+    previous row's pattern, so chg says when it changes; n0 may follow a long run (or start
+    the group), so its flag becomes whether it differs from the pattern P holds."""
+    if n0 < n1:
+        chg[n0] = not (W.p.valid and _same_pattern(X + n0 * M.D, W.p.miss, M.D))
     while n0 < n1:
-        if _block(M, W, X, sw, noise, n0, <int> min(<Py_ssize_t> B, n1 - n0), st, filled,
-                  logp, resp) != 0:
+        if _block(M, W, X, chg, sw, noise, n0, <int> min(<Py_ssize_t> B, n1 - n0), st,
+                  filled, logp, resp) != 0:
             return -1
         n0 += B
     return 0
 
 
-cdef int _group(const Model* M, Work* W, const floating* X, const double* sw,
-                const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0, Py_ssize_t blk1,
-                double* st, double* filled, double* logp, double* resp) noexcept nogil:
+cdef int _group(const Model* M, Work* W, const floating* X, unsigned char* chg,
+                const double* sw, const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0,
+                Py_ssize_t blk1, double* st, double* filled, double* logp,
+                double* resp) noexcept nogil:
     """Blocks blk0 .. blk1 in order into st: runs of one pattern of at least RUN_MIN rows
     (with something observed) by the subspace path, the rows between them by the per-row
-    path; the last run of a pattern there ends with the group."""
+    path; the last run of a pattern there ends with the group. chg: the group's rows'
+    flags (scratch, see _mark)."""
     cdef Py_ssize_t n = blk0 * B, end = min(blk1 * B, N), start = n, e
     W.p.valid = 0
+    _mark(X, M.D, n, end, chg)
     while n < end:
-        e = _run_end(X, M.D, n, end)
+        e = _run_end(chg, n, end)
         if e - n >= RUN_MIN and _any_observed(X + n * M.D, M.D):
-            if (_rows(M, W, X, sw, noise, start, n, B, st, filled, logp, resp) != 0
+            if (_rows(M, W, X, chg, sw, noise, start, n, B, st, filled, logp, resp) != 0
                     or _run(M, W.s, X, sw, noise, n, e, st, filled, logp, resp) != 0):
                 return -1
             start = e
         n = e
-    if _rows(M, W, X, sw, noise, start, end, B, st, filled, logp, resp) != 0:
+    if _rows(M, W, X, chg, sw, noise, start, end, B, st, filled, logp, resp) != 0:
         return -1
     _end_run(M, &W.p, st + 1 + M.K + M.K * M.D)
     return 0
@@ -777,6 +802,7 @@ def missing_estep(
     # different threads, and each writes its slot's head (loglik, nk, s1) at every row
     cdef double[:, ::1] st = np.zeros((G, size + 8))
     cdef double[::1] tot = np.zeros(size)
+    cdef unsigned char[::1] chg = np.empty(N, np.uint8)   # each group's rows' flags (_mark)
     cdef int failed = 0
     cdef Work* W = NULL
     cdef Model M
@@ -794,7 +820,7 @@ def missing_estep(
             for g in prange(G, schedule="dynamic"):
                 if W == NULL:
                     failed = 1
-                elif _group(&M, W, &X[0, 0], sw, nz, N, B, g * n_blocks // G,
+                elif _group(&M, W, &X[0, 0], &chg[0], sw, nz, N, B, g * n_blocks // G,
                             (g + 1) * n_blocks // G, &st[g, 0], fp, lq, rq) != 0:
                     failed = 2
             _work_free(W)
