@@ -262,7 +262,7 @@ ctypedef struct Model:
 ctypedef struct Pattern:    # the missing pattern of the current run of rows, per thread
     int valid               # 0 until the first row is seen
     int m, o                # numbers of missing and observed coordinates
-    unsigned char* miss     # (D,) 1 where missing
+    Py_ssize_t row          # a row of the pattern (its NaNs are the pattern)
     int* mis                # (m,) the missing coordinates, ascending
     double* linv            # (K, m, m) L^-1 (lower triangle), L D L' = Lambda_k,MM, L unit lower
     double* dinv            # (K, m) 1 / diag(D)
@@ -305,7 +305,6 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     cdef Work* W = <Work*> malloc(sizeof(Work))
     if W == NULL:
         return NULL
-    W.p.miss = <unsigned char*> malloc(D)
     W.p.mis = <int*> malloc(D * sizeof(int))
     W.p.dinv = <double*> malloc(K * D * sizeof(double))
     W.p.v = <double*> malloc(D * sizeof(double))
@@ -321,7 +320,7 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     W.sb = <double*> malloc(D * D * sizeof(double))
     W.p.valid = 0
     W.s = _subspace_alloc(D, K)
-    if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
+    if (W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
             or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
             or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.sb == NULL
             or W.s == NULL):
@@ -332,7 +331,7 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
 
 cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
-        free(W.p.miss); free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
+        free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
         free(W.p.chol); free(W.p.logc); free(W.p.runw)
         free(W.z); free(W.t); free(W.lp); free(W.y); free(W.sb)
         _subspace_free(W.s)
@@ -371,15 +370,15 @@ cdef void _subspace_free(Subspace* S) noexcept nogil:
         free(S)
 
 
-cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
-    """The per-pattern quantities of every component for the pattern in P.miss: the factor
-    of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
+cdef int _new_pattern(const Model* M, Pattern* P, const floating* x) noexcept nogil:
+    """The per-pattern quantities of every component for the pattern of the row x: the
+    factor of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
     Returns -1 when a factor fails."""
     cdef int D = M.D, K = M.K, m = 0, i, k
     cdef double logdet_mm
     for i in range(D):          # without a branch: random patterns defeat its prediction
         P.mis[m] = i
-        m += P.miss[i]
+        m += x[i] != x[i]
     P.m, P.o = m, D - m
     for k in range(K):
         if emfast_pattern_factor(M.prec + k * D * D, D, P.mis, m, P.chol, P.linv + k * m * m,
@@ -403,11 +402,12 @@ cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
         P.runw[k] = 0.0
 
 
-cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noexcept nogil:
-    """1 when x is NaN exactly where miss is 1 (all D compared, without a branch)."""
+cdef int _same_pattern(const floating* x, const floating* y, int D) noexcept nogil:
+    """1 when x and y are NaN at the same coordinates (all D compared, without a branch:
+    random patterns defeat its prediction)."""
     cdef int i, diff = 0
     for i in range(D):
-        diff |= (x[i] != x[i]) ^ miss[i]
+        diff |= (x[i] != x[i]) ^ (y[i] != y[i])
     return diff == 0
 
 
@@ -415,18 +415,12 @@ cdef void _mark(const floating* X, int D, Py_ssize_t n0, Py_ssize_t n1,
                 unsigned char* chg) noexcept nogil:
     """chg[n] = 1 where row n's missing pattern is not row n-1's, for the rows n0 .. n1 (1 at
     n0): each row compared once, for both the run detection and the per-row path's
-    patterns (all D compared, without a branch: random patterns defeat its prediction)."""
-    cdef const floating* x
+    patterns."""
     cdef Py_ssize_t n
-    cdef int i, diff
     if n0 < n1:
         chg[n0] = 1
     for n in range(n0 + 1, n1):
-        x = X + n * D
-        diff = 0
-        for i in range(D):
-            diff |= (x[i] != x[i]) ^ (x[i - D] != x[i - D])
-        chg[n] = diff
+        chg[n] = not _same_pattern(X + n * D, X + (n - 1) * D, D)
 
 
 cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0,
@@ -441,18 +435,16 @@ cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0
                 emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
 
 
-cdef int _pattern_of(const Model* M, Pattern* P, const floating* x, unsigned char changed,
-                     double* s2) noexcept nogil:
-    """P for the row x: kept unless changed (x's pattern is not the one P holds, see _mark),
+cdef int _pattern_of(const Model* M, Pattern* P, const floating* X, Py_ssize_t n,
+                     unsigned char changed, double* s2) noexcept nogil:
+    """P for the row n: kept unless changed (its pattern is not the one P holds, see _mark),
     else the run so far ended into s2 and the new pattern's quantities computed. Returns -1
     when a pattern's factor fails."""
-    cdef int i
     if not changed:
         return 0
     _end_run(M, P, s2)
-    for i in range(M.D):
-        P.miss[i] = isnan(x[i]) != 0
-    return _new_pattern(M, P)
+    P.row = n
+    return _new_pattern(M, P, X + n * M.D)
 
 
 cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char* chg,
@@ -483,7 +475,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char*
               W.t + k * B * D, &D)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, x, chg[n0 + b], s2) != 0:
+        if _pattern_of(M, P, X, n0 + b, chg[n0 + b], s2) != 0:
             return -1
         lp = W.lp + b * K
         for k in range(K):
@@ -549,7 +541,7 @@ cdef int _block_k1(const Model* M, Work* W, const floating* X, const unsigned ch
     _centre_rows(M, W, X, n0, B)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, x, chg[n0 + b], s2) != 0:
+        if _pattern_of(M, P, X, n0 + b, chg[n0 + b], s2) != 0:
             return -1
         zb = W.z + b * D
         for a in range(P.m):        # d is zero at M: the whole row of Lambda, contiguous
@@ -741,7 +733,7 @@ cdef int _rows(const Model* M, Work* W, const floating* X, unsigned char* chg,
     previous row's pattern, so chg says when it changes; n0 may follow a long run (or start
     the group), so its flag becomes whether it differs from the pattern P holds."""
     if n0 < n1:
-        chg[n0] = not (W.p.valid and _same_pattern(X + n0 * M.D, W.p.miss, M.D))
+        chg[n0] = not (W.p.valid and _same_pattern(X + n0 * M.D, X + W.p.row * M.D, M.D))
     while n0 < n1:
         if _block(M, W, X, chg, sw, noise, n0, <int> min(<Py_ssize_t> B, n1 - n0), st,
                   filled, logp, resp) != 0:
