@@ -262,7 +262,7 @@ ctypedef struct Model:
 ctypedef struct Pattern:    # the missing pattern of the current run of rows, per thread
     int valid               # 0 until the first row is seen
     int m, o                # numbers of missing and observed coordinates
-    unsigned char* miss     # (D,) 1 where missing
+    Py_ssize_t row          # a row of the pattern (its NaNs are the pattern)
     int* mis                # (m,) the missing coordinates, ascending
     double* linv            # (K, m, m) L^-1 (lower triangle), L D L' = Lambda_k,MM, L unit lower
     double* dinv            # (K, m) 1 / diag(D)
@@ -305,7 +305,6 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     cdef Work* W = <Work*> malloc(sizeof(Work))
     if W == NULL:
         return NULL
-    W.p.miss = <unsigned char*> malloc(D)
     W.p.mis = <int*> malloc(D * sizeof(int))
     W.p.dinv = <double*> malloc(K * D * sizeof(double))
     W.p.v = <double*> malloc(D * sizeof(double))
@@ -321,7 +320,7 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     W.sb = <double*> malloc(D * D * sizeof(double))
     W.p.valid = 0
     W.s = _subspace_alloc(D, K)
-    if (W.p.miss == NULL or W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
+    if (W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
             or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
             or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.sb == NULL
             or W.s == NULL):
@@ -332,7 +331,7 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
 
 cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
-        free(W.p.miss); free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
+        free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
         free(W.p.chol); free(W.p.logc); free(W.p.runw)
         free(W.z); free(W.t); free(W.lp); free(W.y); free(W.sb)
         _subspace_free(W.s)
@@ -371,15 +370,15 @@ cdef void _subspace_free(Subspace* S) noexcept nogil:
         free(S)
 
 
-cdef int _new_pattern(const Model* M, Pattern* P) noexcept nogil:
-    """The per-pattern quantities of every component for the pattern in P.miss: the factor
-    of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
+cdef int _new_pattern(const Model* M, Pattern* P, const floating* x) noexcept nogil:
+    """The per-pattern quantities of every component for the pattern of the row x: the
+    factor of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
     Returns -1 when a factor fails."""
     cdef int D = M.D, K = M.K, m = 0, i, k
     cdef double logdet_mm
     for i in range(D):          # without a branch: random patterns defeat its prediction
         P.mis[m] = i
-        m += P.miss[i]
+        m += x[i] != x[i]
     P.m, P.o = m, D - m
     for k in range(K):
         if emfast_pattern_factor(M.prec + k * D * D, D, P.mis, m, P.chol, P.linv + k * m * m,
@@ -403,12 +402,25 @@ cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
         P.runw[k] = 0.0
 
 
-cdef int _same_pattern(const floating* x, const unsigned char* miss, int D) noexcept nogil:
-    """1 when x is NaN exactly where miss is 1 (all D compared, without a branch)."""
+cdef int _same_pattern(const floating* x, const floating* y, int D) noexcept nogil:
+    """1 when x and y are NaN at the same coordinates (all D compared, without a branch:
+    random patterns defeat its prediction)."""
     cdef int i, diff = 0
     for i in range(D):
-        diff |= (x[i] != x[i]) ^ miss[i]
+        diff |= (x[i] != x[i]) ^ (y[i] != y[i])
     return diff == 0
+
+
+cdef void _mark(const floating* X, int D, Py_ssize_t n0, Py_ssize_t n1,
+                unsigned char* chg) noexcept nogil:
+    """chg[n] = 1 where row n's missing pattern is not row n-1's, for the rows n0 .. n1 (1 at
+    n0): each row compared once, for both the run detection and the per-row path's
+    patterns."""
+    cdef Py_ssize_t n
+    if n0 < n1:
+        chg[n0] = 1
+    for n in range(n0 + 1, n1):
+        chg[n] = not _same_pattern(X + n * D, X + (n - 1) * D, D)
 
 
 cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0,
@@ -423,23 +435,24 @@ cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0
                 emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
 
 
-cdef int _pattern_of(const Model* M, Pattern* P, const floating* x, double* s2) noexcept nogil:
-    """P for the row x: kept when x has its pattern, else the run so far ended into s2 and
-    the new pattern's quantities computed. Returns -1 when a pattern's factor fails."""
-    cdef int i
-    if P.valid and _same_pattern(x, P.miss, M.D):
+cdef int _pattern_of(const Model* M, Pattern* P, const floating* X, Py_ssize_t n,
+                     unsigned char changed, double* s2) noexcept nogil:
+    """P for the row n: kept unless changed (its pattern is not the one P holds, see _mark),
+    else the run so far ended into s2 and the new pattern's quantities computed. Returns -1
+    when a pattern's factor fails."""
+    if not changed:
         return 0
     _end_run(M, P, s2)
-    for i in range(M.D):
-        P.miss[i] = isnan(x[i]) != 0
-    return _new_pattern(M, P)
+    P.row = n
+    return _new_pattern(M, P, X + n * M.D)
 
 
-cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
-                const double* noise, Py_ssize_t n0, int B, double* st, double* filled,
-                double* logp, double* resp) noexcept nogil:
-    """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D)).
-    Returns -1 when a pattern's factor fails."""
+cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char* chg,
+                const double* sw, const double* noise, Py_ssize_t n0, int B, double* st,
+                double* filled, double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n0+B into the group buffer st = (loglik, nk (K), s1 (K, D), s2 (K, D, D));
+    chg (see _mark) says which rows change the pattern. Returns -1 when a pattern's factor
+    fails."""
     cdef int D = M.D, K = M.K, b, k
     cdef Pattern* P = &W.p
     cdef const floating* x
@@ -453,7 +466,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
     cdef char* tr = b"N"
     cdef char* up = b"U"
     if K == 1 and logp == NULL and resp == NULL:
-        return _block_k1(M, W, X, sw, noise, n0, B, st, filled)
+        return _block_k1(M, W, X, chg, sw, noise, n0, B, st, filled)
     _centre_rows(M, W, X, n0, B)
     # T_k = Z_k Lambda_k: row b holds Lambda_OO d_O at O and b = Lambda_MO d_O at M (d is
     # zero where missing); Lambda_k is symmetric, so row-major and column-major agree.
@@ -462,7 +475,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
               W.t + k * B * D, &D)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, x, s2) != 0:
+        if _pattern_of(M, P, X, n0 + b, chg[n0 + b], s2) != 0:
             return -1
         lp = W.lp + b * K
         for k in range(K):
@@ -507,8 +520,8 @@ cdef int _block(const Model* M, Work* W, const floating* X, const double* sw,
     return 0
 
 
-cdef int _block_k1(const Model* M, Work* W, const floating* X, const double* sw,
-                   const double* noise, Py_ssize_t n0, int B, double* st,
+cdef int _block_k1(const Model* M, Work* W, const floating* X, const unsigned char* chg,
+                   const double* sw, const double* noise, Py_ssize_t n0, int B, double* st,
                    double* filled) noexcept nogil:
     """_block for one component when no per-row log-density is wanted (logp, resp not
     asked for): the responsibilities are all 1 and only the block's sum of
@@ -528,7 +541,7 @@ cdef int _block_k1(const Model* M, Work* W, const floating* X, const double* sw,
     _centre_rows(M, W, X, n0, B)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, x, s2) != 0:
+        if _pattern_of(M, P, X, n0 + b, chg[n0 + b], s2) != 0:
             return -1
         zb = W.z + b * D
         for a in range(P.m):        # d is zero at M: the whole row of Lambda, contiguous
@@ -696,15 +709,12 @@ cdef int _run(const Model* M, Subspace* S, const floating* X, const double* sw,
     return 0
 
 
-cdef Py_ssize_t _run_end(const floating* X, int D, Py_ssize_t n,
-                         Py_ssize_t end) noexcept nogil:
+cdef Py_ssize_t _run_end(const unsigned char* chg, Py_ssize_t n, Py_ssize_t end) noexcept nogil:
     """The first row after n (end if none before it) whose missing pattern is not row n's."""
     cdef Py_ssize_t e
-    cdef int i
     for e in range(n + 1, end):
-        for i in range(D):
-            if (isnan(X[e * D + i]) != 0) != (isnan(X[n * D + i]) != 0):
-                return e
+        if chg[e]:
+            return e
     return end
 
 
@@ -716,35 +726,42 @@ cdef int _any_observed(const floating* x, int D) noexcept nogil:
     return 0
 
 
-cdef int _rows(const Model* M, Work* W, const floating* X, const double* sw,
-               const double* noise, Py_ssize_t n0, Py_ssize_t n1, int B, double* st,
-               double* filled, double* logp, double* resp) noexcept nogil:
-    """Rows n0 .. n1 by the per-row path, in blocks of at most B rows."""
+cdef int _rows(const Model* M, Work* W, const floating* X, unsigned char* chg,
+               const double* sw, const double* noise, Py_ssize_t n0, Py_ssize_t n1, int B,
+               double* st, double* filled, double* logp, double* resp) noexcept nogil:
+    """Rows n0 .. n1 by the per-row path, in blocks of at most B rows. Past n0, P holds the
+    previous row's pattern, so chg says when it changes; n0 may follow a long run (or start
+    the group), so its flag becomes whether it differs from the pattern P holds."""
+    if n0 < n1:
+        chg[n0] = not (W.p.valid and _same_pattern(X + n0 * M.D, X + W.p.row * M.D, M.D))
     while n0 < n1:
-        if _block(M, W, X, sw, noise, n0, <int> min(<Py_ssize_t> B, n1 - n0), st, filled,
-                  logp, resp) != 0:
+        if _block(M, W, X, chg, sw, noise, n0, <int> min(<Py_ssize_t> B, n1 - n0), st,
+                  filled, logp, resp) != 0:
             return -1
         n0 += B
     return 0
 
 
-cdef int _group(const Model* M, Work* W, const floating* X, const double* sw,
-                const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0, Py_ssize_t blk1,
-                double* st, double* filled, double* logp, double* resp) noexcept nogil:
+cdef int _group(const Model* M, Work* W, const floating* X, unsigned char* chg,
+                const double* sw, const double* noise, Py_ssize_t N, int B, Py_ssize_t blk0,
+                Py_ssize_t blk1, double* st, double* filled, double* logp,
+                double* resp) noexcept nogil:
     """Blocks blk0 .. blk1 in order into st: runs of one pattern of at least RUN_MIN rows
     (with something observed) by the subspace path, the rows between them by the per-row
-    path; the last run of a pattern there ends with the group."""
+    path; the last run of a pattern there ends with the group. chg: the group's rows'
+    flags (scratch, see _mark)."""
     cdef Py_ssize_t n = blk0 * B, end = min(blk1 * B, N), start = n, e
     W.p.valid = 0
+    _mark(X, M.D, n, end, chg)
     while n < end:
-        e = _run_end(X, M.D, n, end)
+        e = _run_end(chg, n, end)
         if e - n >= RUN_MIN and _any_observed(X + n * M.D, M.D):
-            if (_rows(M, W, X, sw, noise, start, n, B, st, filled, logp, resp) != 0
+            if (_rows(M, W, X, chg, sw, noise, start, n, B, st, filled, logp, resp) != 0
                     or _run(M, W.s, X, sw, noise, n, e, st, filled, logp, resp) != 0):
                 return -1
             start = e
         n = e
-    if _rows(M, W, X, sw, noise, start, end, B, st, filled, logp, resp) != 0:
+    if _rows(M, W, X, chg, sw, noise, start, end, B, st, filled, logp, resp) != 0:
         return -1
     _end_run(M, &W.p, st + 1 + M.K + M.K * M.D)
     return 0
@@ -777,6 +794,7 @@ def missing_estep(
     # different threads, and each writes its slot's head (loglik, nk, s1) at every row
     cdef double[:, ::1] st = np.zeros((G, size + 8))
     cdef double[::1] tot = np.zeros(size)
+    cdef unsigned char[::1] chg = np.empty(N, np.uint8)   # each group's rows' flags (_mark)
     cdef int failed = 0
     cdef Work* W = NULL
     cdef Model M
@@ -794,7 +812,7 @@ def missing_estep(
             for g in prange(G, schedule="dynamic"):
                 if W == NULL:
                     failed = 1
-                elif _group(&M, W, &X[0, 0], sw, nz, N, B, g * n_blocks // G,
+                elif _group(&M, W, &X[0, 0], &chg[0], sw, nz, N, B, g * n_blocks // G,
                             (g + 1) * n_blocks // G, &st[g, 0], fp, lq, rq) != 0:
                     failed = 2
             _work_free(W)
