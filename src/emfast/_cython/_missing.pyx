@@ -39,8 +39,9 @@ tr(Lambda S) of the S = sum w d d' that the dsyrk forms anyway (into a block buf
 added to the second moments): one trace per block instead of a D x D product per row.
 
 Long runs (at least ``emfast._layout.MISSING_RUN_MIN`` rows of one pattern with something
-observed, as most rows are once sorted at a moderate missing rate): the run is the complete-data E-step in its observed
-subspace (o features, precision Sigma_OO^-1 = Lambda_OO - Lambda_OM Lambda_MM^-1 Lambda_MO,
+observed, as most rows are once sorted at a moderate missing rate in a few features): the
+run is the complete-data E-step in its observed subspace (o features, precision
+Sigma_OO^-1 = Lambda_OO - Lambda_OM Lambda_MM^-1 Lambda_MO,
 factored once per run and component), through the complete-data kernels' vectorised block
 arithmetic (_gaussian_simd.h), followed by a linear map: a row's centred, filled vector is
 A d_O with A = [I_O; -Lambda_MM^-1 Lambda_MO], so the run's sums t1 = sum w r d_O and
