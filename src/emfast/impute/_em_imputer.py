@@ -213,9 +213,10 @@ class EMImputer(ParamsMixin):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         if want_filled:
-            out = np.tile(params.mean, (N, 1))    # rows missing everywhere: the mean
+            out = np.empty((N, D), dtype=X.dtype)
+            out[...] = params.mean                # rows missing everywhere: the mean
             out[order] = filled
-            return out.astype(X.dtype, copy=False)
+            return out
         return None
 
     # ------------------------------------------------------------------ imputing
