@@ -297,7 +297,6 @@ ctypedef struct Work:
     double* z               # (K, B, D) centred rows; then filled, then scaled by sqrt(w r)
     double* t               # (K, B, D) Z_k Lambda_k
     double* lp              # (B, K) log(pi_k p_k(x_O)), then responsibilities
-    double* y               # (D,) scratch
     double* sb              # (D, D) a block's Z'Z (_block_k1)
 
 
@@ -316,13 +315,12 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     W.z = <double*> malloc(K * B * D * sizeof(double))
     W.t = <double*> malloc(K * B * D * sizeof(double))
     W.lp = <double*> malloc(B * K * sizeof(double))
-    W.y = <double*> malloc(D * sizeof(double))
     W.sb = <double*> malloc(D * D * sizeof(double))
     W.p.valid = 0
     W.s = _subspace_alloc(D, K)
     if (W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
             or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
-            or W.z == NULL or W.t == NULL or W.lp == NULL or W.y == NULL or W.sb == NULL
+            or W.z == NULL or W.t == NULL or W.lp == NULL or W.sb == NULL
             or W.s == NULL):
         _work_free(W)
         return NULL
@@ -333,7 +331,7 @@ cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
         free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
         free(W.p.chol); free(W.p.logc); free(W.p.runw)
-        free(W.z); free(W.t); free(W.lp); free(W.y); free(W.sb)
+        free(W.z); free(W.t); free(W.lp); free(W.sb)
         _subspace_free(W.s)
         free(W)
 
