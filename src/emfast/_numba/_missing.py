@@ -24,7 +24,8 @@ from emfast._layout import MISSING_RUN_MIN, missing_block_rows, n_groups
 from emfast._numba._gaussian import (BLOCK, FULL, _exp_normalise_block, _log_pos,
                                      _log_prob_block, _stats_block)
 from emfast._numba._launch import run
-from emfast._numba._settings import IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg, parallel_driver
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg, as_output,
+                                     outlined, parallel_driver)
 
 __all__ = ["missing_estep"]
 
@@ -32,9 +33,15 @@ LOG_2PI = math.log(2.0 * math.pi)
 _PAD = 8
 
 _IN3, _OUT3 = array_arg(types.float64, 3, True), array_arg(types.float64, 3, False)
-_SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, types.int64, types.int64, types.int64,
-                       OUT1, OUT2, _OUT3, OUT2, OUT1, OUT2, IN2)
+# The driver's last argument is the address of its outlined group function (see
+# _settings.outlined and parallel_driver), whose signatures follow the driver's.
+_I = types.int64
+_SIGS = [types.float64(x, IN1, IN1, IN2, _IN3, IN1, _I, _I, _I, OUT1, OUT2, _OUT3, OUT2, OUT1,
+                       OUT2, IN2, _I)
          for x in X_TYPES]
+_GROUP_SIGS = [types.boolean(x, IN1, IN1, IN2, _IN3, IN1, _I, _I, _I, _I, OUT1, OUT2, _OUT3,
+                             OUT2, OUT1, OUT2, IN2)
+               for x in X_TYPES]
 
 
 @njit(**JIT)
@@ -369,7 +376,7 @@ def _segments(X, lo, hi, B, run_min):
     return seg[:ns]
 
 
-@njit(**JIT)
+@outlined(*_GROUP_SIGS)
 def _group(X, sw, logw, mu, prec, logdet, B, run_min, blk_lo, blk_hi, st, s1, s2, filled,
            logp, resp, noise):
     """Blocks [blk_lo, blk_hi) in order; st = (loglik, nk...) of this group, s1 (K, D), s2
@@ -487,9 +494,9 @@ def _group(X, sw, logw, mu, prec, logdet, B, run_min, blk_lo, blk_hi, st, s1, s2
     return True
 
 
-@parallel_driver(*_SIGS)
+@parallel_driver(*_SIGS, calls=[(_group, _GROUP_SIGS)])
 def _estep_kernel(X, sw, logw, mu, prec, logdet, B, run_min, G, nk, s1, s2, filled, logp, resp,
-                  noise):
+                  noise, group_fn):
     N, D = X.shape
     K = mu.shape[0]
     n_blocks = (N + B - 1) // B
@@ -500,9 +507,11 @@ def _estep_kernel(X, sw, logw, mu, prec, logdet, B, run_min, G, nk, s1, s2, fill
     s2_g = np.zeros((G, K * D * D + _PAD))
     ok_g = np.ones(G, dtype=np.bool_)
     for g in prange(G):
-        ok_g[g] = _group(X, sw, logw, mu, prec, logdet, B, run_min, g * n_blocks // G,
-                         (g + 1) * n_blocks // G, st_g[g], s1_g[g, :K * D].reshape((K, D)),
-                         s2_g[g, :K * D * D].reshape((K, D, D)), filled, logp, resp, noise)
+        ok_g[g] = _group(group_fn, X, sw, logw, mu, prec, logdet, B, run_min,
+                         g * n_blocks // G, (g + 1) * n_blocks // G, as_output(st_g[g]),
+                         as_output(s1_g[g, :K * D].reshape((K, D))),
+                         as_output(s2_g[g, :K * D * D].reshape((K, D, D))), filled, logp, resp,
+                         noise)
     for g in range(G):
         if not ok_g[g]:
             return np.nan
