@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from emfast._info import show_config
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
 from emfast.mixture import GaussianMixture
+from emfast.selection import select_gaussian_mixture
 
-__all__ = ["GaussianMixture", "show_config", "ConvergenceWarning",
+__all__ = ["GaussianMixture", "select_gaussian_mixture", "show_config", "ConvergenceWarning",
            "DegenerateComponentWarning", "NotFittedError", "__version__"]
