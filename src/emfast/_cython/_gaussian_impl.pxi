@@ -190,6 +190,13 @@ cdef const double* _ptr(object a):
     return &v[0]
 
 
+cdef Py_ssize_t _stats_size(int cov, Py_ssize_t D, Py_ssize_t K) noexcept nogil:
+    """Doubles of a group buffer: loglik, nk, s1 and s2 (full (K, D, D) and tied (D, D)
+    lower triangles in square storage, diag and spherical (K, D))."""
+    cdef Py_ssize_t s2 = K * D * D if cov == FULL else (D * D if cov == TIED else K * D)
+    return 1 + K + K * D + s2
+
+
 cdef class _Params:
     """The emfast_gmodel struct, the arrays its pointers point into, and the final
     unpacking of the statistics."""
@@ -227,16 +234,8 @@ cdef class _Params:
         self.m.center = _ptr(center)
         self.m.tmeans = _ptr(tmeans)
 
-    cdef Py_ssize_t s2_size(self) noexcept nogil:
-        cdef Py_ssize_t D = self.m.D, K = self.m.K
-        if self.m.cov == FULL:
-            return K * D * D
-        if self.m.cov == TIED:
-            return D * D
-        return K * D
-
     cdef Py_ssize_t stats_size(self) noexcept nogil:
-        return 1 + self.m.K + self.m.K * self.m.D + self.s2_size()
+        return _stats_size(self.m.cov, self.m.D, self.m.K)
 
     cdef double finish(self, const double* groups, Py_ssize_t G, Py_ssize_t stride,
                        double* tot, double[::1] nk, double[:, ::1] s1,
@@ -276,16 +275,24 @@ cdef class _Params:
         return ll
 
 
+cdef Py_ssize_t _n_groups(Py_ssize_t n_blocks, Py_ssize_t size) noexcept nogil:
+    """The number of groups of a statistics pass over n_blocks blocks with group buffers of
+    size doubles: a function of the shapes only, never of n_threads."""
+    return max(1, min(n_blocks, MAX_GROUPS, MAX_GROUP_BYTES // (8 * size)))
+
+
 cdef double _stats_pass(_Params params, const floating[:, ::1] X, const double* sw,
                         const double* resp, const double* blocks, double[::1] nk,
-                        double[:, ::1] s1, s2, int n_threads) except? -1.5:
+                        double[:, ::1] s1, s2, int n_threads,
+                        Py_ssize_t n_groups=0) except? -1.5:
     """The statistics pass over X (see _stats_block for sw / resp / blocks) into nk, s1, s2;
-    return the weighted log-likelihood (0 for given responsibilities)."""
+    return the weighted log-likelihood (0 for given responsibilities). n_groups > 0 forces
+    that many groups (at most one per block) instead of _n_groups's."""
     cdef Py_ssize_t N = X.shape[0]
     cdef Py_ssize_t size = params.stats_size()
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
-    # The number of groups is a function of the shapes only, never of n_threads.
-    cdef Py_ssize_t G = max(1, min(n_blocks, MAX_GROUPS, MAX_GROUP_BYTES // (8 * size)))
+    cdef Py_ssize_t G = (_n_groups(n_blocks, size) if n_groups <= 0
+                         else max(1, min(n_groups, n_blocks)))
     cdef int failed = 0
     # Each group's buffer starts on its own cache line (stride and start rounded to 64
     # bytes): threads adding into neighbouring groups never share a line.
@@ -322,6 +329,7 @@ def estep_stats(
     s2,                                 # OUT full (K,D,D) | tied (D,D) | diag (K,D) | spherical (K,)
     int n_threads,                      # IN  OpenMP threads
     blocks=None,                        # IN  estep_blocks(X), or None
+    Py_ssize_t n_groups=0,              # IN  > 0: that many groups (estep_groups), not the rule's
 ):
     """Fused E-step over X: overwrite nk, s1, s2; return sum_n w_n logsumexp_k(log p)."""
     cdef int D = X.shape[1], K = means.shape[0]
@@ -335,7 +343,20 @@ def estep_stats(
         if bv.shape[0] != _blocks_size(X.shape[0], D):
             raise ValueError("blocks must be estep_blocks(X) of this X")
         bp = &bv[0]
-    return _stats_pass(params, X, sw, NULL, bp, nk, s1, s2, n_threads)
+    return _stats_pass(params, X, sw, NULL, bp, nk, s1, s2, n_threads, n_groups)
+
+
+def estep_groups(Py_ssize_t N, int D, int K, int cov_code):
+    """Row offsets (G + 1,) of the groups estep_stats splits N rows into: group g is rows
+    [offsets[g], offsets[g + 1]). estep_stats with n_groups=1 on one group's rows gives
+    that group's sums exactly (the sum of one group buffer starts from 0, and the unpacking
+    rounds nothing: a spherical buffer holds its sums in column 0, the other columns 0), so
+    adding the groups' results in group order from 0 reproduces estep_stats on all N rows
+    bit for bit: a pass over X in pieces can keep the in-memory result."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t G = _n_groups(n_blocks, _stats_size(cov_code, D, K))
+    blk = np.arange(G + 1, dtype=np.int64) * n_blocks // G
+    return np.minimum(blk * BLOCK, N)
 
 
 cdef Py_ssize_t _blocks_size(Py_ssize_t N, Py_ssize_t D) noexcept nogil:

@@ -1,11 +1,15 @@
 """Numba backend of the Gaussian kernels (contract: :mod:`emfast.kernels`).
 
-Exports exactly three plain Python functions, called positionally by ``emfast.kernels`` with
-validated, C-contiguous arrays:
+Exports plain Python functions, called positionally by ``emfast.kernels`` with validated,
+C-contiguous arrays:
 
-    estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads)
+    estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads,
+                blocks=None, n_groups=0)
     weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads)
     log_prob(X, log_const, means, prec_chol, cov_code, out, out_norm, resp, n_threads)
+
+and ``estep_blocks`` and ``estep_groups`` (the E-step's group bounds, for passes over X in
+pieces), as the Cython backend does.
 
 Layout of the work (DESIGN.md "Numerics", "Threads"):
 
@@ -40,11 +44,12 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
+from emfast._layout import n_groups
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      as_output, outlined, parallel_driver)
 
-__all__ = ["estep_stats", "weighted_stats", "log_prob"]
+__all__ = ["estep_stats", "estep_blocks", "estep_groups", "weighted_stats", "log_prob"]
 
 BLOCK = 256  # rows per block; the unit of the fixed summation order
 MAX_GROUPS = 64  # upper bound on the number of per-group statistics slots
@@ -63,8 +68,8 @@ _FN = types.int64
 
 
 def _estep_sigs(pc, s2):
-    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2, _FN, _FN)
-            for x in X_TYPES]
+    return [types.float64(x, IN1, IN1, IN2, pc, types.int64, OUT1, OUT2, s2, types.int64, _FN,
+                          _FN) for x in X_TYPES]
 
 
 def _estep_group_sigs(pc, s2):
@@ -592,12 +597,13 @@ def _mirror_lower(s2, D):
                 s2[base + j * D + i] = s2[base + i * D + j]
 
 
-def _estep(X, sw, log_const, means, pc, code, nk, s1, s2, fn, sum_fn):
+def _estep(X, sw, log_const, means, pc, code, nk, s1, s2, G, fn, sum_fn):
     """Fused E-step and centred sufficient statistics over all rows.
 
     IN: X (N, D) f32/f64; sw (N,) or (0,) (all weights 1); log_const (K,); means (K, D);
     pc prec_chol (2-D, full / tied; flat, diag / spherical); code 0 full, 1 tied, 2 diag,
-    3 spherical. OUT (overwritten): nk (K,); s1 (K, D); s2 as pc (both triangles, full / tied).
+    3 spherical; G >= 1 the number of groups (estep_stats: :func:`_estep_n_groups`'s).
+    OUT (overwritten): nk (K,); s1 (K, D); s2 as pc (both triangles, full / tied).
     Returns loglik = sum_n w_n logsumexp_k(log_const[k] - 0.5 maha[n, k]). fn, sum_fn: the
     addresses of _estep_group and _sum_groups (passed by run).
     """
@@ -605,7 +611,6 @@ def _estep(X, sw, log_const, means, pc, code, nk, s1, s2, fn, sum_fn):
     K = means.shape[0]
     S = s2.size
     n_blocks = (N + BLOCK - 1) // BLOCK
-    G = _n_groups(n_blocks, 1 + K + K * D + S)
     nk_g = np.zeros((G, K))
     s1_g = np.zeros((G, K, D))
     s2_g = np.zeros((G,) + s2.shape)
@@ -762,19 +767,41 @@ def estep_blocks(X, n_threads):
     return None
 
 
+def _estep_n_groups(N, D, K, cov_code):
+    """The number of groups of the E-step over N rows (a function of the shapes only)."""
+    S = K * D * D if cov_code == FULL else (D * D if cov_code == TIED else
+                                             K * D if cov_code == DIAG else K)
+    return n_groups((N + BLOCK - 1) // BLOCK, 1 + K + K * D + S)
+
+
+def estep_groups(N, D, K, cov_code):
+    """Row offsets (G + 1,) of the groups estep_stats splits N rows into: group g is rows
+    [offsets[g], offsets[g + 1]). estep_stats with n_groups=1 on one group's rows gives
+    that group's sums exactly (the sum of one group's slot starts from 0), so adding the
+    groups' results in group order from 0 reproduces estep_stats on all N rows bit for
+    bit: a pass over X in pieces can keep the in-memory result."""
+    n_blocks = (N + BLOCK - 1) // BLOCK
+    G = _estep_n_groups(N, D, K, cov_code)
+    return np.minimum(np.arange(G + 1, dtype=np.int64) * n_blocks // G * BLOCK, N)
+
+
 def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads,
-                blocks=None):
+                blocks=None, n_groups=0):
     """Fused E-step statistics; see :func:`emfast.kernels.gaussian_estep_stats`.
 
     IN: X (N, D) f32/f64; sample_weight (N,) or (0,); log_const (K,); means (K, D); prec_chol
     by type; cov_code 0..3; n_threads >= 1 (clamped to NUMBA_NUM_THREADS, with a warning);
-    blocks: estep_blocks(X), always None here. OUT (overwritten): nk (K,), s1 (K, D), s2 by
-    type. Returns loglik (float).
+    blocks: estep_blocks(X), always None here; n_groups > 0: that many groups (at most one
+    per block; see :func:`estep_groups`) instead of the shapes' rule. OUT (overwritten): nk
+    (K,), s1 (K, D), s2 by type. Returns loglik (float).
     """
-    D = X.shape[1]
+    N, D = X.shape
+    G = (_estep_n_groups(N, D, means.shape[0], cov_code) if n_groups <= 0
+         else max(1, min(n_groups, (N + BLOCK - 1) // BLOCK)))
     pc, s2 = _by_family(prec_chol, cov_code, D), _by_family(s2, cov_code, D)
     kernel = _estep_tri_kernel if pc.ndim == 2 else _estep_diag_kernel
-    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2)
+    return run(kernel, n_threads, X, sample_weight, log_const, means, pc, cov_code, nk, s1, s2,
+               G)
 
 
 def weighted_stats(X, resp, means, cov_code, nk, s1, s2, n_threads):
