@@ -16,7 +16,7 @@ from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
 from emfast.mixture import _gaussian as G
 from emfast.mixture import _gaussian_missing as GM
-from emfast.mixture import _kmeans
+from emfast.mixture import _chunked, _kmeans
 from emfast.mixture._semi_supervised import LabelledRows, SemiSupervisedFamily
 from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 
@@ -104,6 +104,16 @@ class _GaussianFamily:
         return weights, means, cov
 
 
+class _ChunkedGaussianFamily(_GaussianFamily):
+    """The Gaussian family over X read in pieces (_chunked.ChunkedRows): the same M-step,
+    the E-step of :class:`_chunked.ChunkedEStep` (the in-memory one's statistics)."""
+
+    def e_step(self, X, sample_weight, params, n_threads):
+        return _chunked.ChunkedEStep(X, sample_weight, self.covariance_type,
+                                     self.n_components, self.backend, n_threads,
+                                     self.weight_sum)(params)
+
+
 class GaussianMixture(ParamsMixin):
     """Gaussian mixture fitted by EM; the API of ``sklearn.mixture.GaussianMixture``.
 
@@ -153,7 +163,7 @@ class GaussianMixture(ParamsMixin):
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, semi_supervised=False, unlabeled_weight=1.0,
-                 backend="auto", n_threads=None):
+                 learning_decay=0.6, learning_offset=0.0, backend="auto", n_threads=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -170,6 +180,8 @@ class GaussianMixture(ParamsMixin):
         self.verbose_interval = verbose_interval
         self.semi_supervised = semi_supervised
         self.unlabeled_weight = unlabeled_weight
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.backend = backend
         self.n_threads = n_threads
 
@@ -197,6 +209,10 @@ class GaussianMixture(ParamsMixin):
             raise TypeError("The 'semi_supervised' parameter must be a bool, got "
                             f"{self.semi_supervised!r}")
         V.check_real("unlabeled_weight", self.unlabeled_weight, 0.0)
+        if not 0.5 < V.check_real("learning_decay", self.learning_decay, 0.0) <= 1.0:
+            raise ValueError("The 'learning_decay' parameter must be in (0.5, 1] (online EM "
+                             f"converges for those), got {self.learning_decay!r}")
+        V.check_real("learning_offset", self.learning_offset, 0.0)
         get_backend(self.backend)
         return resolve_n_threads(self.n_threads)
 
@@ -269,13 +285,33 @@ class GaussianMixture(ParamsMixin):
         covariances (``init_params`` is not used); otherwise from ``init_params`` on all
         rows. (Opt-in, because scikit-learn code passes class labels as ``y`` through
         pipelines and cross-validation and expects them ignored.)
+
+        X too large for memory: a ``np.memmap``, a list of 2-D arrays (chunks of rows), or a
+        function that returns an iterable of chunks afresh at each call (a reader of files,
+        say). EM is then exact with bounded memory: each iteration reads X once, one
+        group of the E-step kernel's fixed split at a time (about N / 64 rows for large N;
+        a memmap's pages are given back once read), and gives the in-memory fit's
+        statistics bit for bit, so from the same start the fit is the in-memory one
+        exactly. The start is ``init_params``'s on all rows up to 16,384 of them (then
+        equal to the in-memory fit's too), else on 16,384 rows drawn at random (the
+        in-memory k-means also draws them, but then counts every row in its clusters).
+        ``sample_weight`` is then one (N,) array for all rows; NaN is refused (the
+        missing-value fit needs X in memory, grouped by pattern), as is
+        ``semi_supervised``. Restarts run one after another, each on all threads. For data
+        that arrives over time or is too large for many passes, see :meth:`partial_fit`.
         """
-        self._fit(X, sample_weight, y)
+        if _chunked.is_chunked(X):
+            self._fit_chunked(X, sample_weight, y)
+        else:
+            self._fit(X, sample_weight, y)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit (``y``: as in :meth:`fit`), then return the most probable component of each
         row of X."""
+        if _chunked.is_chunked(X):
+            raise ValueError("fit_predict needs X in memory (one array); with chunks or a "
+                             "memmap, call fit, then predict on each chunk")
         X = self._fit(X, sample_weight, y)
         return self._log_prob(X, norm=False)[0].argmax(axis=1)
 
@@ -296,6 +332,43 @@ class GaussianMixture(ParamsMixin):
             y = y[missing.order]
         inits = self._check_inits(X.shape[1])
         family, X, sw, start = self._family(X, sw, start_X, y, missing is not None, inits)
+        self._run_em(family, X, sw, start, n_threads, names, sequential=bool(self.verbose))
+        return X_in
+
+    def _fit_chunked(self, X, sample_weight, y):
+        """fit on X read in pieces (see :meth:`fit`): the in-memory fit's EM, over
+        _chunked.ChunkedRows."""
+        n_threads = self._check_parameters()
+        if self.semi_supervised or y is not None:
+            raise ValueError("semi-supervised fitting (y) needs X in memory, not in chunks")
+        rows = _chunked.ChunkedRows(X, type(self).__name__)
+        N, D = rows.shape
+        K = self.n_components
+        if N < max(2, K):
+            raise ValueError(f"X has {N} rows in all its chunks; expected at least "
+                             f"max(2, n_components = {K})")
+        sw = V.check_sample_weight(sample_weight, N)
+        if sw is not None and np.count_nonzero(sw) < K:
+            raise ValueError(f"Expected at least n_components = {K} samples with a positive "
+                             f"sample_weight, got {np.count_nonzero(sw)}")
+        inits = self._check_inits(D)
+        family = _ChunkedGaussianFamily(self.covariance_type, K, float(self.reg_covar),
+                                        self.backend, float(N if sw is None else sw.sum()))
+
+        def start(rows_, sw_, rng, threads):
+            Xs = ws = None
+            if any(i is None for i in inits):     # the start needs rows: a sample of them
+                pick = (np.arange(N) if N <= _kmeans.SAMPLE_ROWS
+                        else np.sort(rng.randint(0, N, size=_kmeans.SAMPLE_ROWS)))
+                Xs, ws = rows.take(pick), None if sw is None else sw[pick]
+            return self._initial_params(Xs, ws, rng, inits, threads)
+
+        self._run_em(family, rows, sw, start, n_threads, None, sequential=True)
+
+    def _run_em(self, family, X, sw, start, n_threads, names, sequential):
+        """EM from ``start`` (``n_init`` times, or once from the fitted parameters with
+        ``warm_start``), then the fitted attributes. ``sequential``: restarts one after
+        another."""
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
@@ -313,11 +386,11 @@ class GaussianMixture(ParamsMixin):
             else:
                 run = fit_restarts(family, X, sw, start, make_rule, n_init=self.n_init,
                                    rng=rng, max_iter=self.max_iter, n_threads=n_threads,
-                                   sequential=bool(self.verbose))
+                                   sequential=sequential)
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "
-                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=3)
+                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=4)
         self._set_params(run.params)
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter
@@ -328,7 +401,7 @@ class GaussianMixture(ParamsMixin):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        return X_in
+        self.__dict__.pop("_online", None)       # partial_fit's running statistics
 
     def _family(self, X, sw, start_X, y, has_nan, inits):
         """(family, the rows and weights the EM driver passes it, the starting-point
