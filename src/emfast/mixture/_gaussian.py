@@ -130,6 +130,33 @@ def scatter_about(covariance_type, s1, s2, nk, shift):
     return s2 - (correction if np.ndim(s2) == 2 else correction.sum(axis=1))
 
 
+def recentre(stats, centre):
+    """The same statistics taken about ``centre`` (K, D) instead of ``stats.centre``: s1
+    and the scatter (:func:`scatter_about`) moved by the shift, so that they can be added
+    to statistics taken about ``centre``."""
+    shift = centre - stats.centre
+    s1 = stats.s1 - stats.nk[:, None] * shift
+    s2 = scatter_about(stats.covariance_type, stats.s1, stats.s2, stats.nk, shift)
+    return GaussianStats(stats.covariance_type, centre, stats.nk, s1, s2, stats.loglik,
+                         stats.weight_sum)
+
+
+def stats_of_params(params, reg_covar):
+    """Statistics per unit weight whose M-step (:func:`mstep_moments` with ``reg_covar``)
+    gives ``params`` back: nk the weights, s1 = 0 about the means, s2 the scatter that the
+    covariances less ``reg_covar`` stand for (online EM continuing from a fitted model)."""
+    ct, w = params.covariance_type, params.weights
+    K, D = params.means.shape
+    cov = np.array(params.covariances, dtype=np.float64)
+    if ct in ("full", "tied"):
+        _add_diag(cov, -reg_covar)
+        s2 = cov * (w[:, None, None] if ct == "full" else w.sum())
+    else:
+        s2 = (cov - reg_covar) * (w[:, None] if ct == "diag" else w * D)
+    return GaussianStats(ct, np.array(params.means, dtype=np.float64), w.astype(np.float64),
+                         np.zeros((K, D)), s2, 0.0, float(w.sum()))
+
+
 def _add_diag(a, value):
     idx = np.arange(a.shape[-1])
     a[..., idx, idx] += value

@@ -145,6 +145,11 @@ class GaussianMixture(ParamsMixin):
       replaced by its column's mean; rows missing everywhere are left out of the fit. Without
       NaN nothing changes: the same kernels, the same results.
 
+    * X too large for memory: ``fit`` takes a ``np.memmap`` or chunks of rows and runs the
+      same exact EM, one pass per iteration (:meth:`fit`); ``partial_fit`` runs online EM
+      over batches, its step sizes set by ``learning_decay`` and ``learning_offset``
+      (:meth:`partial_fit`, which says when to use which).
+
     Parameters are stored in float64 whatever the dtype of X (float32 X is read as is and
     accumulated in float64).
 
@@ -334,6 +339,79 @@ class GaussianMixture(ParamsMixin):
         family, X, sw, start = self._family(X, sw, start_X, y, missing is not None, inits)
         self._run_em(family, X, sw, start, n_threads, names, sequential=bool(self.verbose))
         return X_in
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on the batch X; returns self.
+
+        Cappe & Moulines (2009): the model keeps running sufficient statistics s (per unit
+        of sample weight); each batch's statistics s_b at the current parameters are
+        blended in, s <- (1 - g_t) s + g_t s_b, and the parameters are the M-step of s.
+        The t-th batch has step g_t = (t + learning_offset) ** -learning_decay (the first
+        batch: 1). ``learning_decay`` in (0.5, 1] makes the steps sum to infinity and
+        their squares not, the condition for convergence to a stationary point of the
+        likelihood; the default 0.6 forgets old batches fast early on (Cappe & Moulines
+        use 0.6 in their experiments; 1 with offset 0 is the plain running average of
+        all batches, slow to leave a poor start). ``learning_offset`` (default 0) damps
+        the first steps. Batches should be shuffled and of similar size (each counts
+        by its step, not by its rows).
+
+        The first call starts from ``init_params`` (and ``*_init``) on the batch (at least
+        ``n_components`` rows); a model fitted by :meth:`fit` continues from its
+        parameters (as the running statistics, step 1). ``y`` is ignored; NaN is refused.
+        Sets ``n_steps_`` (batches seen) and ``lower_bound_`` (the batch's mean
+        log-likelihood before its step); ``converged_`` is False (nothing to test).
+
+        When to use what: ``fit`` on an array when X fits in memory; ``fit`` on a memmap
+        or chunks for the same exact EM on X too large for memory (one pass per
+        iteration); ``partial_fit`` when X arrives over time, or is so large that even a
+        few dozen passes cost too much: one pass, or a few, over shuffled batches gets
+        close to the batch optimum (not exactly: the last steps' noise remains).
+        """
+        n_threads = self._check_parameters()
+        online = getattr(self, "_online", None)
+        first = not hasattr(self, "means_")
+        K, ct, reg = self.n_components, self.covariance_type, float(self.reg_covar)
+        if first:
+            names = V.feature_names(X)
+            X = V.check_array(X, min_samples=max(2, K), estimator=type(self).__name__,
+                              max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
+        else:
+            X = V.check_like_fit(self, X)
+            if np.isnan(X.min()):
+                raise ValueError("partial_fit does not handle missing values (NaN): impute "
+                                 "them, or fit X in memory")
+        sw = V.check_sample_weight(sample_weight, X.shape[0])
+        rng = V.check_random_state(self.random_state)
+        family = _GaussianFamily(ct, K, reg, self.backend,
+                                 float(X.shape[0] if sw is None else sw.sum()))
+        with single_threaded_blas():
+            if first:
+                params = self._initial_params(X, sw, rng, self._check_inits(X.shape[1]),
+                                              n_threads)
+            else:
+                params = self._warm_params(X.shape[1])
+            batch = family.e_step(X, sw, params, n_threads)
+            batch = batch * (1.0 / batch.weight_sum)      # per unit weight (and a copy)
+            if online is None and not first:    # after fit: its parameters are step 1
+                online = (G.stats_of_params(params, reg), 1)
+            if online is None:
+                running, t = batch, 1
+            else:
+                t = online[1] + 1
+                step = (t + float(self.learning_offset)) ** -float(self.learning_decay)
+                running = G.recentre(online[0], batch.centre) * (1.0 - step) + batch * step
+            params = family.m_step(X, sw, running, rng)
+        self._set_params(params)
+        self._online = (running, t)
+        self.n_steps_ = t
+        self.lower_bound_ = batch.loglik
+        self.converged_ = False
+        self.n_iter_ = t
+        if first:
+            self.n_features_in_ = X.shape[1]
+            if names is not None:
+                self.feature_names_in_ = names
+        return self
 
     def _fit_chunked(self, X, sample_weight, y):
         """fit on X read in pieces (see :meth:`fit`): the in-memory fit's EM, over
