@@ -30,12 +30,13 @@ _SCAN_ROWS = 65536
 
 
 def is_chunked(X):
-    """Whether ``fit`` reads X in pieces: a np.memmap, a list or tuple of 2-D arrays, or a
-    callable that returns an iterable of chunks (called once per pass)."""
-    if isinstance(X, np.memmap) or callable(X):
+    """Whether ``fit`` reads X in pieces: a np.memmap, an iterator, a list or tuple holding
+    2-D arrays (chunks; a list of rows is X itself), or a callable that returns an iterable
+    of chunks (called once per pass)."""
+    if isinstance(X, np.memmap) or callable(X) or hasattr(X, "__next__"):
         return True
-    return (isinstance(X, (list, tuple)) and len(X) > 0
-            and all(isinstance(c, np.ndarray) and c.ndim == 2 for c in X))
+    return isinstance(X, (list, tuple)) and any(
+        isinstance(c, np.ndarray) and c.ndim == 2 for c in X)
 
 
 class ChunkedRows:
@@ -132,7 +133,7 @@ class ChunkedRows:
         """The rows ``indices`` (any order, repeats allowed) as a float array."""
         indices = np.asarray(indices, dtype=np.int64)
         if self._memmap is not None:
-            return np.asarray(self._memmap[np.sort(indices)])[np.argsort(np.argsort(indices))]
+            return np.asarray(self._memmap[indices])
         order = np.argsort(indices, kind="stable")
         wanted = indices[order]
         out = np.empty((len(indices), self.n_features), self.dtype)
