@@ -24,6 +24,7 @@ from emfast import _validation as V
 from emfast import kernels
 from emfast._config import resolve_n_threads
 from emfast.mixture import GaussianMixture
+from emfast.mixture._kmeans import KMeansMemo
 
 __all__ = ["select_gaussian_mixture", "GaussianMixtureSelection", "CRITERIA"]
 
@@ -124,27 +125,35 @@ def select_gaussian_mixture(X, n_components=range(1, 16),
     workers = min(n_threads, len(candidates))
     share = max(1, n_threads // workers)
 
+    # the candidates of one K start from the same k-means (init_params="kmeans"): run once
+    memo = KMeansMemo()
+
     def fit_one(candidate):
         k, t = candidate
         est = GaussianMixture(k, covariance_type=t, random_state=seed, n_threads=share,
                               **params)
+        est._kmeans_memo = memo
         try:
             est.fit(X)
         except _CANDIDATE_ERRORS as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        return est, ""
+            return None, f"{type(exc).__name__}: {exc}", None
+        finally:
+            del est._kmeans_memo
+        return est, "", _criteria(est, X)
 
-    # largest first: the long fits start at once and the short ones fill the gaps at the end
+    # the costliest covariance type first, largest K first: long fits start at once, short
+    # ones fill the gaps at the end, and the first fits of a type have different K (each
+    # computes its k-means, none waits for another's)
     order = sorted(range(len(candidates)),
-                   key=lambda i: -candidates[i][0] * _COST[candidates[i][1]])
+                   key=lambda i: (-_COST[candidates[i][1]], -candidates[i][0]))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = dict(zip(order, pool.map(fit_one, [candidates[i] for i in order])))
     results = [done[i] for i in range(len(candidates))]
-    for est, _ in results:
+    for est, _, _ in results:
         if est is not None:
             est.n_threads = user_threads     # the fitted models predict on all the threads
-    table = _table(X, candidates, results)
-    return GaussianMixtureSelection(criterion, table, [r[0] for r in results], seed)
+    table = _table(candidates, results)
+    return GaussianMixtureSelection(criterion, table, [est for est, _, _ in results], seed)
 
 
 def _check_components(n_components):
@@ -181,21 +190,21 @@ def _criteria(est, X):
     L = float(np.sum(logp))
     p = est._n_parameters()
     n = X.shape[0]
-    log_r = np.log(resp, out=np.zeros_like(resp), where=resp > 0)   # 0 ln 0 = 0
-    entropy = -float(np.vdot(resp, log_r))
+    log_r = np.maximum(resp, 1e-300)           # 0 ln 0 = 0
+    entropy = -float(np.vdot(resp, np.log(log_r, out=log_r)))
     bic = -2.0 * L + p * math.log(n)
     return L, p, bic, -2.0 * L + 2.0 * p, bic + 2.0 * entropy
 
 
-def _table(X, candidates, results):
-    errors = [err for _, err in results]
+def _table(candidates, results):
+    errors = [err for _, err, _ in results]
     dtype = [("n_components", np.int64), ("covariance_type", "U9"),
              ("log_likelihood", np.float64), ("n_parameters", np.int64),
              ("bic", np.float64), ("aic", np.float64), ("icl", np.float64),
              ("converged", np.bool_), ("n_iter", np.int64),
              ("error", f"U{max(1, max(map(len, errors)))}")]
     table = np.zeros(len(candidates), dtype=dtype)
-    for row, (k, t), (est, err) in zip(table, candidates, results):
+    for row, (k, t), (est, err, criteria) in zip(table, candidates, results):
         row["n_components"], row["covariance_type"], row["error"] = k, t, err
         if est is None:
             for name in ("log_likelihood", "bic", "aic", "icl"):
@@ -203,6 +212,6 @@ def _table(X, candidates, results):
             row["n_parameters"] = row["n_iter"] = -1
             continue
         (row["log_likelihood"], row["n_parameters"], row["bic"], row["aic"],
-         row["icl"]) = _criteria(est, X)
+         row["icl"]) = criteria
         row["converged"], row["n_iter"] = est.converged_, est.n_iter_
     return table

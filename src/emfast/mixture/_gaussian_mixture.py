@@ -190,6 +190,11 @@ class GaussianMixture(ParamsMixin):
         self.backend = backend
         self.n_threads = n_threads
 
+    # A _kmeans.KMeansMemo shared by fits of the same X and sample weights that may start
+    # from the same k-means (model selection: one per K for every covariance type); None:
+    # each fit runs its own.
+    _kmeans_memo = None
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
@@ -551,8 +556,11 @@ class GaussianMixture(ParamsMixin):
         ct, K = self.covariance_type, self.n_components
         N = X.shape[0]
         if self.init_params == "kmeans":
-            centres, _, _ = kmeans(X, K, rng, sw, full_iter=0, final_labels=False,
-                                   backend=self.backend, n_threads=n_threads)
+            def run():
+                return kmeans(X, K, rng, sw, full_iter=0, final_labels=False,
+                              backend=self.backend, n_threads=n_threads)[0]
+            memo = self._kmeans_memo
+            centres = run() if memo is None else memo(K, rng, run)
             if N <= _kmeans.SAMPLE_ROWS and getattr(get_backend(self.backend, "kmeans"),
                                             "COMPILES_PER_DTYPE", False):
                 # k-means ran on float64 rows: a float64 copy of a float32 X (no larger) keeps

@@ -7,6 +7,9 @@ the labels and the k-means++ distances. Inputs are validated by the callers (the
 estimators), once per fit.
 """
 
+import threading
+from concurrent.futures import Future
+
 import numpy as np
 
 from emfast._config import get_backend
@@ -254,3 +257,36 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
                       max_iter if full_iter is None else full_iter, abs_tol, final_labels,
                       mod, n_threads)
     return best[0], best[1], best[2]
+
+
+class KMeansMemo:
+    """k-means runs shared by fits of one X (and one set of sample weights): the k-means
+    of a number of clusters from a random state is computed once, and a later call from
+    the same state gets its centres and leaves the random state where the run left it, so
+    every fit stays exactly what it would be alone. Thread-safe: a second thread asking
+    while the first computes waits for its result."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs = {}
+
+    def __call__(self, n_clusters, rng, run):
+        """``run()``'s centres (it draws from ``rng``) for this number of clusters and
+        ``rng``'s current state, computed at most once."""
+        _, key, pos, has_gauss, gauss = rng.get_state()
+        index = (n_clusters, key.tobytes(), pos, has_gauss, gauss)
+        with self._lock:
+            done = self._runs.get(index)
+            mine = done is None
+            if mine:
+                done = self._runs[index] = Future()
+        if mine:
+            try:
+                done.set_result((run(), rng.get_state()))
+            except BaseException as exc:
+                done.set_exception(exc)
+                raise
+        centres, state = done.result()
+        if not mine:
+            rng.set_state(state)
+        return centres
