@@ -40,6 +40,8 @@ Usage:
     python benchmarks/compare.py --end-to-end --cases E3,iris,digits --repeat 1
     python benchmarks/compare.py --missing       # missing values: M1..M3;
                                                  # see compare_missing.py
+    python benchmarks/compare.py --scale         # model selection (B2), EM on a memmap
+                                                 # (B4); see compare_scale.py
 """
 
 import argparse
@@ -564,6 +566,9 @@ def main(argv=None):
                    help="the missing-value cases M1..M3 (EMImputer vs IterativeImputer, "
                         "GaussianMixture with NaN); "
                         "see compare_missing.py")
+    p.add_argument("--scale", action="store_true",
+                   help="model selection (B2: select_gaussian_mixture vs scikit-learn's loop) "
+                        "and exact EM on a memmap (B4: peak memory); see compare_scale.py")
     p.add_argument("--random-state", type=int, default=0,
                    help="random_state of both libraries' fits with --end-to-end (default 0)")
     p.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
@@ -575,6 +580,14 @@ def main(argv=None):
         import compare_missing
 
         return compare_missing.main(
+            (["--cases", args.cases] if args.cases else [])
+            + (["--repeat", str(args.repeat)] if args.repeat else [])
+            + (["--threads", str(args.threads)] if args.threads else [])
+            + ["--backends", args.backends])
+    if args.scale:
+        import compare_scale
+
+        return compare_scale.main(
             (["--cases", args.cases] if args.cases else [])
             + (["--repeat", str(args.repeat)] if args.repeat else [])
             + (["--threads", str(args.threads)] if args.threads else [])

@@ -132,14 +132,14 @@ class ChunkedRows:
     def take(self, indices):
         """The rows ``indices`` (any order, repeats allowed) as a float array."""
         indices = np.asarray(indices, dtype=np.int64)
-        if self._memmap is not None:
-            return np.asarray(self._memmap[indices])
         order = np.argsort(indices, kind="stable")
         wanted = indices[order]
         out = np.empty((len(indices), self.n_features), self.dtype)
         for start, chunk in self._pieces():
             lo, hi = np.searchsorted(wanted, [start, start + len(chunk)])
             out[order[lo:hi]] = chunk[wanted[lo:hi] - start]
+            # (a memmap read piece by piece: rows drawn all over it would map all its pages)
+            release(chunk)
         return out
 
     def __getitem__(self, indices):
