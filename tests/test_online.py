@@ -173,18 +173,22 @@ def test_memmap_fit_does_not_touch_the_file(tmp_path):
 
 # ------------------------------------------------------------------ online EM
 def test_partial_fit_over_shuffled_batches_approaches_the_batch_optimum():
-    """Two epochs of 500-row batches: the mean log-likelihood within 1% of the batch fit's
-    (it is within 0.05% here), for every covariance type."""
-    X = blobs(20_000, D=3, K=4, seed=7)
+    """Two epochs of 500-row batches of a simulated mixture (four clusters of different
+    shapes, apart enough for one optimum): the mean log-likelihood within 1% of the batch
+    fit's, for every covariance type."""
     rng = np.random.RandomState(8)
+    centres = np.array([[0, 0, 0], [9, 0, 0], [0, 9, 0], [0, 0, 9]], dtype=float)
+    y = rng.choice(4, size=10_000, p=[0.4, 0.3, 0.2, 0.1])
+    scales = rng.uniform(0.5, 2.0, size=(4, 3))
+    X = centres[y] + rng.normal(size=(10_000, 3)) * scales[y]
     for ct in COV_TYPES:
-        batch = GM(4, covariance_type=ct, n_init=3, random_state=0).fit(X).score(X)
+        batch = GM(4, covariance_type=ct, n_init=2, random_state=0).fit(X).score(X)
         online = GM(4, covariance_type=ct, random_state=0)
         for _ in range(2):
             order = rng.permutation(len(X))
             for i in range(0, len(X), 500):
                 online.partial_fit(X[order[i:i + 500]])
-        assert online.n_steps_ == 80 and not online.converged_
+        assert online.n_steps_ == 40 and not online.converged_
         assert abs(online.score(X) - batch) <= 0.01 * abs(batch), ct
 
 
