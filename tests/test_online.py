@@ -152,6 +152,19 @@ def test_chunked_fit_bad_input(make_bad, match):
         GM(3).fit(make_bad(X))
 
 
+@pytest.mark.parametrize("later", [lambda X: [X[:700]], lambda X: [X, X[:200]]])
+def test_chunks_that_change_between_passes_are_refused(later):
+    X = blobs(1000)
+    passes = []
+
+    def chunks():
+        passes.append(1)
+        return [X[:500], X[500:]] if len(passes) == 1 else later(X)
+
+    with pytest.raises(ValueError, match="changed between passes"):
+        GM(2, init_params="random_from_data", random_state=0).fit(chunks)
+
+
 def test_chunked_fit_refuses_bad_memmaps_and_options(tmp_path):
     X = blobs(500)
     with pytest.raises(ValueError, match="float32 or float64"):

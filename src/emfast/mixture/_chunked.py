@@ -116,6 +116,8 @@ class ChunkedRows:
             return
         g, buf, filled = 0, None, 0
         for start, chunk in self._pieces():
+            if start + len(chunk) > self.n_samples:
+                raise _changed(self.n_samples)
             pos = 0
             while pos < len(chunk):
                 while g < len(bounds) - 1 and bounds[g + 1] <= start + pos:
@@ -128,6 +130,8 @@ class ChunkedRows:
                 if filled == len(buf):
                     yield g, buf
                     g, buf, filled = g + 1, None, 0
+        if g < len(bounds) - 1:
+            raise _changed(self.n_samples)
 
     def take(self, indices):
         """The rows ``indices`` (any order, repeats allowed) as a float array."""
@@ -145,6 +149,11 @@ class ChunkedRows:
     def __getitem__(self, indices):
         """Rows by an index array, as in-memory X (the M-step's re-seeding draws rows)."""
         return self.take(indices)
+
+
+def _changed(n_samples):
+    return ValueError(f"X's chunks changed between passes: the first pass had {n_samples} "
+                      "rows, this one another number; EM reads the same rows at every pass")
 
 
 def _check_memmap(X):
