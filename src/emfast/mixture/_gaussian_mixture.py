@@ -354,10 +354,10 @@ class GaussianMixture(ParamsMixin):
         The t-th batch has step g_t = (t + learning_offset) ** -learning_decay (the first
         batch: 1). ``learning_decay`` in (0.5, 1] makes the steps sum to infinity and
         their squares not, the condition for convergence to a stationary point of the
-        likelihood; the default 0.6 forgets old batches fast early on (Cappe & Moulines
-        use 0.6 in their experiments; 1 with offset 0 is the plain running average of
-        all batches, slow to leave a poor start). ``learning_offset`` (default 0) damps
-        the first steps. Batches should be shuffled and of similar size (each counts
+        likelihood. The default 0.6 forgets the first batches (taken at poor parameters)
+        quickly while still averaging out the noise of single batches; 1 with offset 0
+        is the plain running average of all batches, slow to leave a poor start.
+        ``learning_offset`` (default 0) damps the first steps. Batches should be shuffled and of similar size (each counts
         by its step, not by its rows).
 
         The first call starts from ``init_params`` (and ``*_init``) on the batch (at least
