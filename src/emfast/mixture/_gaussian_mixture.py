@@ -305,8 +305,8 @@ class GaussianMixture(ParamsMixin):
         exactly. The start is ``init_params``'s on all rows up to 16,384 of them (then
         equal to the in-memory fit's too), else on 16,384 rows drawn at random (the
         in-memory k-means also draws them, but then counts every row in its clusters).
-        ``sample_weight`` is then one (N,) array for all rows; NaN is refused (the
-        missing-value fit needs X in memory, grouped by pattern), as is
+        ``sample_weight`` is then one (N,) array for all rows, ``y`` is ignored; NaN is
+        refused (the missing-value fit needs X in memory, grouped by pattern), as is
         ``semi_supervised``. Restarts run one after another, each on all threads. For data
         that arrives over time or is too large for many passes, see :meth:`partial_fit`.
         """
@@ -422,7 +422,7 @@ class GaussianMixture(ParamsMixin):
         """fit on X read in pieces (see :meth:`fit`): the in-memory fit's EM, over
         _chunked.ChunkedRows."""
         n_threads = self._check_parameters()
-        if self.semi_supervised or y is not None:
+        if self.semi_supervised:
             raise ValueError("semi-supervised fitting (y) needs X in memory, not in chunks")
         rows = _chunked.ChunkedRows(X, type(self).__name__)
         N, D = rows.shape
