@@ -96,10 +96,11 @@ def select_gaussian_mixture(X, n_components=range(1, 16),
     ``reg_covar``, ``backend``...).
 
     The candidates run concurrently on Python threads (the kernels release the GIL), at most
-    ``n_threads`` at a time (None: all usable CPUs), largest first, each fit on its share of
-    the threads. A candidate whose fit fails (more components than rows, say) is a row of
-    the table with the reason, not an exception; a ValueError is raised only when none
-    could be fitted.
+    ``n_threads`` at a time (None: all usable CPUs), costliest first, each fit on its share
+    of the threads; with ``init_params="kmeans"`` the candidates of one K share one k-means
+    run (it depends on K, X and the seed only). A candidate whose fit fails (more components
+    than rows, say) is a row of the table with the reason, not an exception; a ValueError
+    is raised only when none could be fitted.
 
     Criteria (module docstring; scikit-learn's sign, smaller is better): "bic", "aic",
     "icl" = BIC + 2 x the entropy of the responsibilities. All three are in the table.

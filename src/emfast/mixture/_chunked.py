@@ -23,9 +23,8 @@ from emfast import _validation as V
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
-from emfast.mixture import _gaussian as G
 
-# rows per piece when a memmap is validated: bounded temporaries
+# rows per piece when a memmap is read for the check and for take: bounded temporaries
 _SCAN_ROWS = 65536
 
 
@@ -42,8 +41,9 @@ def is_chunked(X):
 class ChunkedRows:
     """X as pieces of rows: ``n_samples``, ``n_features``, ``dtype``, the row ranges of
     :meth:`ranges` in order, and :meth:`take` of given rows. The whole source is read and
-    checked once here (shapes, one float dtype, finite values within the Gaussian range);
-    rows with NaN are refused (the missing-value fit needs its rows grouped by pattern, in
+    checked here (shapes, one float dtype, finite values within the Gaussian range), and
+    chunks again at every pass (a function may give other arrays each time); rows with
+    NaN are refused (the missing-value fit needs its rows grouped by pattern, in
     memory).
     """
 

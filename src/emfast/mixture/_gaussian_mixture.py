@@ -357,8 +357,8 @@ class GaussianMixture(ParamsMixin):
         likelihood. The default 0.6 forgets the first batches (taken at poor parameters)
         quickly while still averaging out the noise of single batches; 1 with offset 0
         is the plain running average of all batches, slow to leave a poor start.
-        ``learning_offset`` (default 0) damps the first steps. Batches should be shuffled and of similar size (each counts
-        by its step, not by its rows).
+        ``learning_offset`` (default 0) damps the first steps. Batches should be shuffled
+        and of similar size (each counts by its step, not by its rows).
 
         The first call starts from ``init_params`` (and ``*_init``) on the batch (at least
         ``n_components`` rows); a model fitted by :meth:`fit` continues from its
