@@ -99,6 +99,23 @@ def test_chunked_fit_with_default_start_weights_and_restarts(backend, covariance
     assert_same_fit(GM(**kw).fit(chunks, sample_weight=sw), want)
 
 
+def test_chunked_fit_with_default_start_on_many_rows(tmp_path):
+    """Beyond 16,384 rows: "kmeans" starts from the same k-means and its clusters'
+    statistics summed over pieces (the in-memory fit to rounding), "random_from_data"
+    from the same rows (exactly)."""
+    X = blobs(140_000, D=2, K=3, seed=6)
+    mm = memmap_of(X, tmp_path)
+    for init, exact in (("kmeans", False), ("random_from_data", True)):
+        want = GM(3, init_params=init, random_state=0).fit(X)
+        got = GM(3, init_params=init, random_state=0).fit(mm)
+        if exact:
+            assert_same_fit(got, want)
+        else:
+            assert got.n_iter_ == want.n_iter_
+            np.testing.assert_allclose(got.means_, want.means_, rtol=1e-9)
+            np.testing.assert_allclose(got.covariances_, want.covariances_, rtol=1e-9)
+
+
 def test_chunked_fit_is_thread_count_independent(tmp_path):
     X = blobs(30_000)
     mm = memmap_of(X, tmp_path)

@@ -23,6 +23,8 @@ from emfast import _validation as V
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
+from emfast.mixture import _gaussian as G
+from emfast.mixture._kmeans import SAMPLE_ROWS, kmeans
 
 # rows per piece when a memmap is read for the check and for take: bounded temporaries
 _SCAN_ROWS = 65536
@@ -149,6 +151,27 @@ class ChunkedRows:
     def __getitem__(self, indices):
         """Rows by an index array, as in-memory X (the M-step's re-seeding draws rows)."""
         return self.take(indices)
+
+
+def kmeans_start(rows, sample_weight, n_components, covariance_type, rng, backend, n_threads):
+    """The statistics of GaussianMixture's "kmeans" start over ChunkedRows of more than
+    SAMPLE_ROWS rows: the in-memory start up to rounding. k-means on the same random
+    sample of rows (the same draws, so the same centres), then the statistics of the
+    clusters of those centres over all rows, added piece by piece."""
+    N = rows.n_samples
+    pick = np.sort(rng.randint(0, N, size=SAMPLE_ROWS))      # kmeans' own draw
+    sw = sample_weight
+    centres = kmeans(rows.take(pick), n_components, rng, None if sw is None else sw[pick],
+                     full_iter=0, final_labels=False, backend=backend,
+                     n_threads=n_threads)[0]
+    bounds = np.append(np.arange(0, N, _SCAN_ROWS), N)
+    stats = None
+    for g, piece in rows.ranges(bounds):
+        part = G.stats_from_labels(piece, None if sw is None else sw[bounds[g]:bounds[g + 1]],
+                                   covariance_type, None, centres, backend, n_threads)
+        release(piece)
+        stats = part if stats is None else stats + part
+    return stats
 
 
 def _changed(n_samples):

@@ -302,9 +302,10 @@ class GaussianMixture(ParamsMixin):
         group of the E-step kernel's fixed split at a time (about N / 64 rows for large N;
         a memmap's pages are given back once read), and gives the in-memory fit's
         statistics bit for bit, so from the same start the fit is the in-memory one
-        exactly. The start is ``init_params``'s on all rows up to 16,384 of them (then
-        equal to the in-memory fit's too), else on 16,384 rows drawn at random (the
-        in-memory k-means also draws them, but then counts every row in its clusters).
+        exactly. The start is the in-memory fit's too, exactly up to 16,384 rows and with
+        "random_from_data", to rounding with "kmeans" (the same k-means on the same
+        sample of rows, its clusters' statistics summed over the pieces); "random" and
+        "k-means++" start from 16,384 rows drawn at random.
         ``sample_weight`` is then one (N,) array for all rows, ``y`` is ignored; NaN is
         refused (the missing-value fit needs X in memory, grouped by pattern), as is
         ``semi_supervised``. Restarts run one after another, each on all threads. For data
@@ -439,12 +440,19 @@ class GaussianMixture(ParamsMixin):
                                         self.backend, float(N if sw is None else sw.sum()))
 
         def start(rows_, sw_, rng, threads):
-            Xs = ws = None
-            if any(i is None for i in inits):     # the start needs rows: a sample of them
-                pick = (np.arange(N) if N <= _kmeans.SAMPLE_ROWS
-                        else np.sort(rng.randint(0, N, size=_kmeans.SAMPLE_ROWS)))
-                Xs, ws = rows.take(pick), None if sw is None else sw[pick]
-            return self._initial_params(Xs, ws, rng, inits, threads)
+            if all(i is not None for i in inits):                 # no rows needed
+                return self._initial_params(None, None, rng, inits, threads)
+            if N <= _kmeans.SAMPLE_ROWS:                          # all rows, in memory
+                return self._initial_params(rows.take(np.arange(N)), sw, rng, inits, threads)
+            if self.init_params == "random_from_data":            # K rows, taken
+                return self._initial_params(rows, sw, rng, inits, threads)
+            if self.init_params == "kmeans":
+                stats = _chunked.kmeans_start(rows, sw, K, self.covariance_type, rng,
+                                              self.backend, threads)
+                return self._initial_params(None, None, rng, inits, threads, stats=stats)
+            pick = np.sort(rng.randint(0, N, size=_kmeans.SAMPLE_ROWS))  # a sample of rows
+            return self._initial_params(rows.take(pick), None if sw is None else sw[pick],
+                                        rng, inits, threads)
 
         self._run_em(family, rows, sw, start, n_threads, None, sequential=True)
 
