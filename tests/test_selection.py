@@ -45,6 +45,23 @@ def test_each_candidate_is_the_fit_alone_and_thread_count_independent(X):
     assert np.array_equal(sel.table_, one.table_)
 
 
+def test_one_kmeans_per_number_of_components(X, monkeypatch):
+    from emfast.mixture import _gaussian_mixture
+    calls = []
+    kmeans = _gaussian_mixture.kmeans
+
+    def counted(X_, K, *args, **kwargs):
+        calls.append(K)
+        return kmeans(X_, K, *args, **kwargs)
+
+    monkeypatch.setattr(_gaussian_mixture, "kmeans", counted)
+    sel = select_gaussian_mixture(X, [2, 3], random_state=0, n_threads=2)
+    assert sorted(calls) == [2, 3] and len(sel.table_) == 8
+    calls.clear()
+    select_gaussian_mixture(X, [2, 3], random_state=0, n_init=2)
+    assert sorted(calls) == [2, 2, 3, 3]            # one per restart stream and K
+
+
 def test_table_rows_and_criteria(X):
     sel = select_gaussian_mixture(X, [1, 3], ("diag", "tied"), random_state=1)
     t = sel.table_
