@@ -81,11 +81,35 @@ def test_table_rows_and_criteria(X):
         resp = est.predict_proba(X)
         entropy = -np.sum(resp * np.log(np.where(resp > 0, resp, 1.0)))
         np.testing.assert_allclose(row["icl"], est.bic(X) + 2 * entropy, rtol=1e-12)
+        # the entropy as L less the expected log-joint: to rounding relative to L
+        np.testing.assert_allclose(row["icl"] - row["bic"], 2 * entropy, rtol=1e-9,
+                                   atol=1e-12 * abs(row["log_likelihood"]))
     # one component: no entropy, ICL = BIC
     assert t["icl"][0] == t["bic"][0]
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame(sel.table_)
     assert list(df["covariance_type"]) == ["diag", "tied", "diag", "tied"]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_expected_log_joint_from_statistics(X, covariance_type):
+    from emfast.mixture import _gaussian as G
+    est = GM(3, covariance_type=covariance_type, random_state=0).fit(X)
+    params = est._params()
+    stats = G.EStep(X, None, covariance_type, 3, "auto", 1, float(len(X)))(params)
+    log_joint = est._log_prob(X, norm=False)[0]          # log(w_k N(x_n | k)), (N, K)
+    want = np.sum(est.predict_proba(X) * log_joint)
+    np.testing.assert_allclose(G.expected_log_joint(params, stats), want, rtol=1e-11)
+
+
+def test_criteria_with_missing_values(X):
+    Xn = X.copy()
+    Xn[::7, 1] = np.nan
+    sel = select_gaussian_mixture(Xn, [1, 3], ("full",), random_state=0)
+    assert sel.best_params_["n_components"] == 3
+    est = sel.best_estimator_
+    np.testing.assert_allclose(sel.table_["bic"][1], est.bic(Xn), rtol=1e-12)
+    assert sel.table_["icl"][1] > sel.table_["bic"][1]
 
 
 def test_failed_candidates_are_rows_with_the_reason(X):

@@ -24,6 +24,7 @@ from emfast import _validation as V
 from emfast import kernels
 from emfast._config import resolve_n_threads
 from emfast.mixture import GaussianMixture
+from emfast.mixture import _gaussian as G
 from emfast.mixture._kmeans import KMeansMemo
 
 __all__ = ["select_gaussian_mixture", "GaussianMixtureSelection", "CRITERIA"]
@@ -185,15 +186,22 @@ def _check_types(covariance_types):
 
 
 def _criteria(est, X):
-    """(L, p, BIC, AIC, ICL) of a fitted candidate on X: one pass for the per-row
-    log-likelihoods and the responsibilities (with NaN: of the observed values)."""
-    resp, logp = est._log_prob(X, responsibilities=True)
-    L = float(np.sum(logp))
+    """(L, p, BIC, AIC, ICL) of a fitted candidate on X. One fused E-step pass at the
+    fitted parameters gives L and the statistics whose expected log-joint leaves the
+    entropy (no (N, K) array); with NaN, the responsibilities of the observed values."""
+    if np.isnan(X.min()):
+        resp, logp = est._log_prob(X, responsibilities=True)
+        L = float(np.sum(logp))
+        log_r = np.maximum(resp, 1e-300)           # 0 ln 0 = 0
+        entropy = -float(np.vdot(resp, np.log(log_r, out=log_r)))
+    else:
+        params = est._params()
+        stats = G.EStep(X, None, est.covariance_type, est.n_components, est.backend,
+                        resolve_n_threads(est.n_threads), float(len(X)))(params)
+        L = stats.loglik
+        entropy = max(0.0, L - G.expected_log_joint(params, stats))   # (>= 0; rounding)
     p = est._n_parameters()
-    n = X.shape[0]
-    log_r = np.maximum(resp, 1e-300)           # 0 ln 0 = 0
-    entropy = -float(np.vdot(resp, np.log(log_r, out=log_r)))
-    bic = -2.0 * L + p * math.log(n)
+    bic = -2.0 * L + p * math.log(len(X))
     return L, p, bic, -2.0 * L + 2.0 * p, bic + 2.0 * entropy
 
 

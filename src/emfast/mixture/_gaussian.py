@@ -130,6 +130,21 @@ def scatter_about(covariance_type, s1, s2, nk, shift):
     return s2 - (correction if np.ndim(s2) == 2 else correction.sum(axis=1))
 
 
+def expected_log_joint(params, stats):
+    """sum_n sum_k r_nk log(w_k N(x_n | k)) from the statistics ``stats`` taken at
+    ``params`` (about its means): sum_k nk_k log_const_k - 1/2 sum_k tr(P_k S_k), with S_k
+    the scatter s2 and P_k = U_k U_k^T the precision. The log-likelihood less this is the
+    entropy of the responsibilities, without an (N, K) array."""
+    ct, U, s2 = params.covariance_type, params.prec_chol, stats.s2
+    if ct == "full":
+        trace = np.einsum("kij,kij->", s2 @ U, U)
+    elif ct == "tied":
+        trace = np.sum((s2 @ U) * U)
+    else:            # diag (K, D) and spherical (K,): s2 holds the sums of squares
+        trace = np.sum(s2 * U * U)
+    return float(stats.nk @ params.log_const()) - 0.5 * float(trace)
+
+
 def recentre(stats, centre):
     """The same statistics taken about ``centre`` (K, D) instead of ``stats.centre``: s1
     and the scatter (:func:`scatter_about`) moved by the shift, so that they can be added
