@@ -67,7 +67,10 @@ class _GaussianFamily:
         that asks: one copy per fit, not one per thread."""
         with self._blocks_lock:
             if self._blocks_of is not X:
-                self._blocks = get_backend(self.backend).estep_blocks(X, n_threads)
+                # on the E-step's thread count for X (a small X gets one thread: waking a
+                # team for a few blocks cost 9 ms, more than a whole small fit)
+                self._blocks = get_backend(self.backend).estep_blocks(
+                    X, kernels._threads_for(X.shape[0], n_threads))
                 self._blocks_of = X
             return self._blocks
 
