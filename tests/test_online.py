@@ -184,6 +184,8 @@ def test_chunks_that_change_between_passes_are_refused(later):
 
 def test_chunked_fit_refuses_bad_memmaps_and_options(tmp_path):
     X = blobs(500)
+    with pytest.raises(TypeError, match="iterable of 2-D arrays"):
+        GM(2).fit(lambda: 5)
     with pytest.raises(ValueError, match="float32 or float64"):
         GM(2).fit(memmap_of(X.astype(np.int64), tmp_path))
     with pytest.raises(ValueError, match="sample_weight"):

@@ -73,11 +73,19 @@ class ChunkedRows:
                 yield a, self._memmap[a:a + _SCAN_ROWS]
             return
         start = 0
-        for i, chunk in enumerate(self._chunks()):
+        for i, chunk in enumerate(self._chunk_iter()):
             chunk = self._check_chunk(chunk, i)
             if len(chunk):
                 yield start, chunk
                 start += len(chunk)
+
+    def _chunk_iter(self):
+        chunks = self._chunks()
+        try:
+            return iter(chunks)
+        except TypeError:
+            raise TypeError("X, a function, must return an iterable of 2-D arrays (chunks "
+                            f"of rows); it returned {type(chunks).__name__}") from None
 
     def _check_chunk(self, chunk, index):
         chunk = V.check_array(chunk, name=f"chunk {index} of X", min_samples=0,
@@ -100,7 +108,7 @@ class ChunkedRows:
             return self._memmap.shape + (self._memmap.dtype,)
         n = 0
         self.n_features = None
-        for i, chunk in enumerate(self._chunks()):
+        for i, chunk in enumerate(self._chunk_iter()):
             chunk = self._check_chunk(chunk, i)
             if self.n_features is None:
                 self.n_features, self.dtype = chunk.shape[1], chunk.dtype
