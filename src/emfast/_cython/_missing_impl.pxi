@@ -122,6 +122,88 @@ cdef extern from *:
         return (s[0] + s[1]) + (s[2] + s[3]);
     }
 
+    /* t[mis[a]] = lam[mis[a], :] . z for a < m, each sum as emfast_dot's, four rows of lam
+       at a time: each load of z serves four sums */
+    static void emfast_dots(const double* __restrict lam, int D, const int* __restrict mis,
+                            int m, const double* __restrict z, double* __restrict t)
+    {
+        int a = 0;
+        for (; a + 4 <= m; a += 4) {
+            const double* __restrict r[4];
+            emfast_m4d s[4];
+            for (int c = 0; c < 4; c++) {
+                r[c] = lam + mis[a + c] * D;
+                s[c] = (emfast_m4d) {0.0, 0.0, 0.0, 0.0};
+            }
+            int i = 0;
+            for (; i + 4 <= D; i += 4) {
+                const emfast_m4d zi = *(const emfast_m4d*) (z + i);
+                for (int c = 0; c < 4; c++) s[c] += *(const emfast_m4d*) (r[c] + i) * zi;
+            }
+            for (; i < D; i++)
+                for (int c = 0; c < 4; c++) s[c][0] += r[c][i] * z[i];
+            for (int c = 0; c < 4; c++)
+                t[mis[a + c]] = (s[c][0] + s[c][1]) + (s[c][2] + s[c][3]);
+        }
+        for (; a < m; a++) t[mis[a]] = emfast_dot(lam + mis[a] * D, z, D);
+    }
+
+    /* The coordinates where x is NaN, ascending, into mis (D); returns their number. Four
+       coordinates at a time where the build has AVX: their NaN mask picks their list from
+       a table, written whole (to mis[m .. m + 4), m <= i: within the D) */
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    static const int emfast_nan_idx[16][4] __attribute__((aligned(16))) = {
+        {0}, {0}, {1}, {0, 1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}, {3}, {0, 3}, {1, 3},
+        {0, 1, 3}, {2, 3}, {0, 2, 3}, {1, 2, 3}, {0, 1, 2, 3}};
+    static inline int emfast_nan_put(int* mis, int m, int mask, int i)
+    {
+        _mm_storeu_si128((__m128i*) (mis + m),
+                         _mm_add_epi32(_mm_load_si128((const __m128i*) emfast_nan_idx[mask]),
+                                       _mm_set1_epi32(i)));
+        return m + __builtin_popcount(mask);
+    }
+    #define EMFAST_NAN_MASK4_double(p) _mm256_movemask_pd(_mm256_cmp_pd( \
+        _mm256_loadu_pd(p), _mm256_loadu_pd(p), _CMP_UNORD_Q))
+    #define EMFAST_NAN_MASK4_float(p) _mm_movemask_ps(_mm_cmp_ps( \
+        _mm_loadu_ps(p), _mm_loadu_ps(p), _CMP_UNORD_Q))
+    #define EMFAST_NAN_LIST4(T) for (; i + 4 <= D; i += 4) \
+        m = emfast_nan_put(mis, m, EMFAST_NAN_MASK4_##T(x + i), i);
+    #else
+    #define EMFAST_NAN_LIST4(T)
+    #endif
+    #define EMFAST_DEFINE_NAN_LIST(T)                                                       \
+    static int emfast_nan_list_##T(const T* __restrict x, int D, int* __restrict mis)      \
+    {                                                                                      \
+        int m = 0, i = 0;                                                                  \
+        EMFAST_NAN_LIST4(T)                                                                \
+        for (; i < D; i++) {   /* without a branch: random patterns defeat its prediction */ \
+            mis[m] = i;                                                                    \
+            m += x[i] != x[i];                                                             \
+        }                                                                                  \
+        return m;                                                                          \
+    }
+    EMFAST_DEFINE_NAN_LIST(float)
+    EMFAST_DEFINE_NAN_LIST(double)
+
+    /* 1 when x and y are NaN at the same coordinates: all D compared, four at a time,
+       without a branch (random patterns defeat its prediction) */
+    typedef float emfast_m4f __attribute__((vector_size(16), aligned(4), may_alias));
+    #define EMFAST_DEFINE_SAME_NANS(T, VT)                                                  \
+    static int emfast_same_nans_##T(const T* __restrict x, const T* __restrict y, int D)   \
+    {                                                                                      \
+        __typeof__((VT) {0} != (VT) {0}) diff = (VT) {0} != (VT) {0};   /* all false */     \
+        int i = 0, rest = 0;                                                               \
+        for (; i + 4 <= D; i += 4) {                                                       \
+            const VT a = *(const VT*) (x + i), b = *(const VT*) (y + i);                   \
+            diff |= (a != a) ^ (b != b);                                                   \
+        }                                                                                  \
+        for (; i < D; i++) rest |= (x[i] != x[i]) ^ (y[i] != y[i]);                        \
+        return ((diff[0] | diff[1] | diff[2] | diff[3]) == 0) & (rest == 0);               \
+    }
+    EMFAST_DEFINE_SAME_NANS(float, emfast_m4f)
+    EMFAST_DEFINE_SAME_NANS(double, emfast_m4d)
+
     /* s2 += sb on the lower triangle of the (D, D) s2; returns tr(lam sb) with lam
        symmetric and sb's lower triangle standing for the whole of sb (symmetric) */
     static double emfast_add_trace(const double* __restrict lam,
@@ -159,6 +241,12 @@ cdef extern from *:
                             double* z) noexcept nogil
     void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
     double emfast_dot(const double* a, const double* b, int n) noexcept nogil
+    void emfast_dots(const double* lam, int D, const int* mis, int m, const double* z,
+                     double* t) noexcept nogil
+    int emfast_nan_list_float(const float* x, int D, int* mis) noexcept nogil
+    int emfast_nan_list_double(const double* x, int D, int* mis) noexcept nogil
+    int emfast_same_nans_float(const float* x, const float* y, int D) noexcept nogil
+    int emfast_same_nans_double(const double* x, const double* y, int D) noexcept nogil
     double emfast_add_trace(const double* lam, const double* sb, int D,
                             double* s2) noexcept nogil
     void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
@@ -310,13 +398,12 @@ cdef void _subspace_free(Subspace* S) noexcept nogil:
         free(S)
 
 
-cdef int _missing_list(const floating* x, int D, int* mis) noexcept nogil:
-    """The coordinates where x is NaN, ascending, into mis; returns their number."""
-    cdef int m = 0, i
-    for i in range(D):          # without a branch: random patterns defeat its prediction
-        mis[m] = i
-        m += x[i] != x[i]
-    return m
+cdef inline int _missing_list(const floating* x, int D, int* mis) noexcept nogil:
+    """The coordinates where x is NaN, ascending, into mis (D); returns their number."""
+    if floating is float:
+        return emfast_nan_list_float(x, D, mis)
+    else:
+        return emfast_nan_list_double(x, D, mis)
 
 
 cdef Py_ssize_t _factor_rows(const Model* M, Work* W, const floating* X,
@@ -362,13 +449,12 @@ cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
     P.valid = 0
 
 
-cdef int _same_pattern(const floating* x, const floating* y, int D) noexcept nogil:
-    """1 when x and y are NaN at the same coordinates (all D compared, without a branch:
-    random patterns defeat its prediction)."""
-    cdef int i, diff = 0
-    for i in range(D):
-        diff |= (x[i] != x[i]) ^ (y[i] != y[i])
-    return diff == 0
+cdef inline int _same_pattern(const floating* x, const floating* y, int D) noexcept nogil:
+    """1 when x and y are NaN at the same coordinates."""
+    if floating is float:
+        return emfast_same_nans_float(x, y, D)
+    else:
+        return emfast_same_nans_double(x, y, D)
 
 
 cdef void _mark(const floating* X, int D, Py_ssize_t n0, Py_ssize_t n1,
@@ -505,7 +591,7 @@ cdef int _block_k1(const Model* M, Work* W, const floating* X, const unsigned ch
     a row's Mahalanobis distance d_O' Sigma_OO^-1 d_O is d' Lambda d, so the block's weighted
     sum is tr(Lambda S) with S = sum w d d' -- the product dsyrk forms anyway. Per row that
     leaves b (m dot products with rows of Lambda, in place of the row of Z Lambda) and d_M."""
-    cdef int D = M.D, b, a
+    cdef int D = M.D, b
     cdef Pattern* P = &W.p
     cdef const floating* x
     cdef double* zb
@@ -524,8 +610,8 @@ cdef int _block_k1(const Model* M, Work* W, const floating* X, const unsigned ch
                 return -1
         _pattern_of(M, W, n0 + b, chg[n0 + b], s2)
         zb = W.z + b * D
-        for a in range(P.m):        # d is zero at M: the whole row of Lambda, contiguous
-            tb[P.mis[a]] = emfast_dot(M.prec + P.mis[a] * D, zb, D)
+        # d is zero at M: the whole rows of Lambda, contiguous
+        emfast_dots(M.prec, D, P.mis, P.m, zb, tb)
         emfast_fill_cond(P.q[0], P.mis, P.m, tb, zb)
         w = 1.0 if sw == NULL else sw[n0 + b]
         lc += w * P.logc[0]
