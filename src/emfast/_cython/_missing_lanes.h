@@ -254,6 +254,20 @@ static inline long emfast_ml_cap(int D, int K, int rows)
 /* Doubles of scratch emfast_ml_add needs for patterns of up to D missing coordinates */
 static inline int emfast_ml_scratch(int D) { return D * (D + 1) / 2 + 2 * D + 2; }
 
+/* The factor of one pattern of m > EMFAST_ML_MAX_M missing into q (emfast_ml_size(m)
+ * doubles), one lane; kept out of emfast_ml_add, whose every call would otherwise pay for
+ * its frame */
+__attribute__((noinline))
+static int emfast_ml_factor_big(const double* lam, int D, const int* mis, int m, double* q,
+                                double* scratch)
+{
+    emfast_ml1* f = (emfast_ml1*) scratch;
+    emfast_ml1* v = f + m * (m + 1) / 2;
+    emfast_ml1i* mv = (emfast_ml1i*) (v + m);
+    for (int i = 0; i < m; i++) mv[i][0] = mis[i];
+    return emfast_ml_factor_one(lam, (emfast_ml1i) {0}, D, mv, m, (emfast_ml1*) q, f, v);
+}
+
 /* The factor of lam (D, D) at mis (m): its record (read through the accessors above), whose
  * values are there by the time emfast_ml_flush returns; lam and mis must stay until then.
  * The store must have room for it (emfast_ml_fits). *fail = 1 when a block is not
@@ -261,17 +275,10 @@ static inline int emfast_ml_scratch(int D) { return D * (D + 1) / 2 + 2 * D + 2;
 static double* emfast_ml_add(emfast_ml_batch* b, const double* lam, const int* mis, int m,
                              double* scratch, int* fail)
 {
-    double* q;
     if (m > EMFAST_ML_MAX_M) {      /* one lane: the record its own layout */
-        emfast_ml1* f = (emfast_ml1*) scratch;
-        emfast_ml1* v = f + m * (m + 1) / 2;
-        emfast_ml1i* mv = (emfast_ml1i*) (v + m);
-        q = b->store + b->used;
+        double* q = b->store + b->used;
         b->used += emfast_ml_size(m);
-        for (int i = 0; i < m; i++) mv[i][0] = mis[i];
-        if (emfast_ml_factor_one(lam, (emfast_ml1i) {0}, b->D, mv, m, (emfast_ml1*) q, f,
-                                 v) != 0)
-            *fail = 1;
+        if (emfast_ml_factor_big(lam, b->D, mis, m, q, scratch) != 0) *fail = 1;
         return q;
     }
     const int l = b->n[m]++;
