@@ -26,7 +26,7 @@
 
 #include <math.h>
 #include <stdint.h>
-#if defined(__AVX2__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -86,7 +86,7 @@ static inline double emfast_ml_linv(const double* q, int m, int i, int j)
  * (emfast_ml_size(m) vectors, lane l holding pattern l's); f (m (m + 1) / 2) and v (m):
  * scratch vectors. Returns 0, or -1 when a lane's block is not numerically positive
  * definite. Always inlined, so that a constant m unrolls every loop. */
-#define EMFAST_ML_DEFINE_FACTOR(NAME, VT, VI, NL, GATHER)                                  \
+#define EMFAST_ML_DEFINE_FACTOR(NAME, VT, VI, NL, GATHER, ANY)                             \
 static inline __attribute__((always_inline)) int NAME(                                     \
     const double* __restrict lam, VI loff, int D, const VI* __restrict mis, const int m,   \
     VT* __restrict R, VT* __restrict f, VT* __restrict v)                                  \
@@ -119,9 +119,7 @@ static inline __attribute__((always_inline)) int NAME(                          
            the double range */                                                             \
         prod *= d;                                                                         \
         VI big = (prod > 1e150) | (prod < 1e-150);                                         \
-        int any = 0;                                                                       \
-        for (int l = 0; l < NL; l++) any |= big[l] != 0;                                   \
-        if (__builtin_expect(any, 0))                                                      \
+        if (__builtin_expect(ANY(big), 0))                                                 \
             for (int l = 0; l < NL; l++)                                                   \
                 if (big[l]) { acc[l] += log(prod[l]); prod[l] = 1.0; }                     \
     }                                                                                      \
@@ -168,9 +166,29 @@ static inline __attribute__((always_inline)) emfast_ml1 emfast_ml_gather1(const 
     return (emfast_ml1) {lam[idx[0]]};
 }
 
+/* 1 when any lane of the comparison result x is true: one mask test where the build has
+ * one (a loop over the lanes extracts each) */
+static inline __attribute__((always_inline)) int emfast_ml_any(emfast_mli x)
+{
+#if EMFAST_ML_LANES == 8
+    return _mm512_test_epi64_mask((__m512i) x, (__m512i) x) != 0;
+#elif EMFAST_ML_LANES == 4 && defined(__AVX__)
+    return _mm256_movemask_pd((__m256d) x) != 0;
+#elif defined(__SSE2__)
+    return _mm_movemask_pd((__m128d) x) != 0;
+#else
+    return (x[0] | x[1]) != 0;
+#endif
+}
+static inline __attribute__((always_inline)) int emfast_ml_any1(emfast_ml1i x)
+{
+    return x[0] != 0;
+}
+
 EMFAST_ML_DEFINE_FACTOR(emfast_ml_factor_lanes, emfast_mlv, emfast_mli, EMFAST_ML_LANES,
-                        emfast_ml_gather)
-EMFAST_ML_DEFINE_FACTOR(emfast_ml_factor_one, emfast_ml1, emfast_ml1i, 1, emfast_ml_gather1)
+                        emfast_ml_gather, emfast_ml_any)
+EMFAST_ML_DEFINE_FACTOR(emfast_ml_factor_one, emfast_ml1, emfast_ml1i, 1, emfast_ml_gather1,
+                        emfast_ml_any1)
 
 /* The patterns waiting for a full batch, by m (0 .. EMFAST_ML_MAX_M), and the records'
  * store */
@@ -195,7 +213,6 @@ static int emfast_ml_run(emfast_ml_batch* b, int m)
     const double* lam[EMFAST_ML_LANES];
     const int* mis[EMFAST_ML_LANES];
     emfast_mli loff, mv[EMFAST_ML_MAX_M + 1];
-    emfast_mlv f[EMFAST_ML_MAX_M * (EMFAST_ML_MAX_M + 1) / 2 + 1], v[EMFAST_ML_MAX_M + 1];
     emfast_mlv* R = (emfast_mlv*) b->out[m];
     int r = 0;
     for (int l = 0; l < EMFAST_ML_LANES; l++) {
@@ -207,8 +224,13 @@ static int emfast_ml_run(emfast_ml_batch* b, int m)
     b->n[m] = 0;
     for (int i = 0; i < m; i++)
         for (int l = 0; l < EMFAST_ML_LANES; l++) mv[i][l] = mis[l][i];
+    /* the scratch of a constant m local, so that it can live in registers */
 #define EMFAST_ML_CASE(M)                                                                  \
-    case M: r = emfast_ml_factor_lanes(lam[0], loff, b->D, mv, M, R, f, v); break;
+    case M: {                                                                              \
+        emfast_mlv f[(M) * ((M) + 1) / 2 + 1], v[(M) + 1];                                 \
+        r = emfast_ml_factor_lanes(lam[0], loff, b->D, mv, M, R, f, v);                    \
+        break;                                                                             \
+    }
     switch (m) {
     EMFAST_ML_CASE(0) EMFAST_ML_CASE(1) EMFAST_ML_CASE(2) EMFAST_ML_CASE(3)
     EMFAST_ML_CASE(4) EMFAST_ML_CASE(5) EMFAST_ML_CASE(6) EMFAST_ML_CASE(7)
