@@ -169,7 +169,7 @@ def _mixed_rows(seed, N, D, K, runs):
 @pytest.mark.parametrize("K", [1, 2])
 def test_many_missing_in_wide_rows(backend, K):
     """40 coordinates, rows with every number missing, in short runs: in the Cython kernel
-    the patterns of more than 12 missing (factored one at a time, the others in SIMD lanes)
+    the patterns of more than 16 missing (factored one at a time, the others in SIMD lanes)
     fill its store of factors before a segment of 256 rows ends, so segments end early and
     runs continue across their ends; every output against the reference."""
     X, means, covs, weights, rng = _mixed_rows(K + 41, 1500, 40, K, 5)

@@ -38,7 +38,7 @@
 #else
 #define EMFAST_ML_LANES 2
 #endif
-#define EMFAST_ML_MAX_M 12      /* the largest m batched in lanes, compiled with m constant */
+#define EMFAST_ML_MAX_M 16      /* the largest m batched in lanes, compiled with m constant */
 
 /* may_alias: the records are written as vectors and read as doubles */
 typedef double emfast_mlv __attribute__((vector_size(8 * EMFAST_ML_LANES), aligned(8),
@@ -47,12 +47,12 @@ typedef int64_t emfast_mli __attribute__((vector_size(8 * EMFAST_ML_LANES), alig
 typedef double emfast_ml1 __attribute__((vector_size(8), aligned(8), may_alias));
 typedef int64_t emfast_ml1i __attribute__((vector_size(8), aligned(8)));
 
-/* Loops of at most a dozen iterations (m constant) unrolled completely; GCC alone stops at
- * the triangular nests, whose inner bounds follow the outer index. */
+/* Loops of at most EMFAST_ML_MAX_M iterations (m constant) unrolled completely; GCC alone
+ * stops at the triangular nests, whose inner bounds follow the outer index. */
 #if defined(__clang__)
 #define EMFAST_UNROLL _Pragma("unroll")
 #else
-#define EMFAST_UNROLL _Pragma("GCC unroll 12")
+#define EMFAST_UNROLL _Pragma("GCC unroll 16")
 #endif
 
 /* The layout of one pattern's record: element e at q[e * emfast_ml_stride(m)]. A batch's
@@ -235,7 +235,8 @@ static int emfast_ml_run(emfast_ml_batch* b, int m)
     EMFAST_ML_CASE(0) EMFAST_ML_CASE(1) EMFAST_ML_CASE(2) EMFAST_ML_CASE(3)
     EMFAST_ML_CASE(4) EMFAST_ML_CASE(5) EMFAST_ML_CASE(6) EMFAST_ML_CASE(7)
     EMFAST_ML_CASE(8) EMFAST_ML_CASE(9) EMFAST_ML_CASE(10) EMFAST_ML_CASE(11)
-    EMFAST_ML_CASE(12)
+    EMFAST_ML_CASE(12) EMFAST_ML_CASE(13) EMFAST_ML_CASE(14) EMFAST_ML_CASE(15)
+    EMFAST_ML_CASE(16)
     }
 #undef EMFAST_ML_CASE
     return r;
