@@ -20,9 +20,10 @@ cdef extern from "_missing_lanes.h":
     double emfast_ml_dinv(const double* q, int m, int i) noexcept nogil
     double emfast_ml_logdet(const double* q, int m) noexcept nogil
     double emfast_ml_linv(const double* q, int m, int i, int j) noexcept nogil
-    long emfast_ml_cap(int D, int K, int rows) noexcept nogil
+    Py_ssize_t emfast_ml_cap(int D, int K, int rows) noexcept nogil
     int emfast_ml_scratch(int D) noexcept nogil
-    void emfast_ml_reset(emfast_ml_batch* b, int D, double* store, long cap) noexcept nogil
+    void emfast_ml_reset(emfast_ml_batch* b, int D, double* store,
+                         Py_ssize_t cap) noexcept nogil
     int emfast_ml_fits(const emfast_ml_batch* b, int m, int n) noexcept nogil
     double* emfast_ml_add(emfast_ml_batch* b, const double* lam, const int* mis, int m,
                           double* scratch, int* fail) noexcept nogil
@@ -39,7 +40,8 @@ cdef extern from *:
     {
         EMFAST_UNROLL for (int i = 0; i < m; i++) {
             double* __restrict row = s + mis[i] * D;
-            EMFAST_UNROLL for (int j = 0; j <= i; j++) row[mis[j]] += w * C[EMFAST_ML_TRI(i, j) * EMFAST_ML_STRIDE(m)];
+            EMFAST_UNROLL for (int j = 0; j <= i; j++)
+                row[mis[j]] += w * C[EMFAST_ML_TRI(i, j) * EMFAST_ML_STRIDE(m)];
         }
     }
 
@@ -268,8 +270,9 @@ import numpy as np
 from emfast._layout import MISSING_RUN_MIN, missing_block_rows, n_groups
 
 cdef double LOG_2PI = 1.8378770664093453
-# Rows per segment of the per-row path: their patterns' factors computed together (in SIMD
-# lanes) and read back while still in the first-level cache
+# Rows per segment of the per-row path, whose patterns' factors are computed together (in
+# SIMD lanes): enough for most lanes of a batch to be filled when a few tens of coordinates
+# spread the patterns over many m, few enough for their records to stay in cache
 cdef int SEG_ROWS = 256
 
 
@@ -324,7 +327,7 @@ ctypedef struct Work:
     int* sm                 # (SEG_ROWS,) its number of them
     const double** sq       # (SEG_ROWS, K) its records (of each component) in store
     double* store           # (cap,) the records
-    long cap
+    Py_ssize_t cap
     double* scratch         # emfast_ml_scratch(D) doubles for emfast_ml_add
     Py_ssize_t seg0         # the segment's first row
     int slot                # the next slot to take

@@ -16,7 +16,8 @@
  *
  * Every pattern with m <= EMFAST_ML_MAX_M goes through the lane code compiled for its m (the
  * loops unrolled, the factor in registers), whichever lane and batch it lands in: lanes do
- * not interact, so a pattern's results never depend on its batch companions (or on the
+ * not interact, and the code for one m is one compiled sequence (FMA contractions included)
+ * for every lane, so a pattern's results never depend on its batch companions (or on the
  * thread count, or the order of the rows). Larger m (rare: a few tens of coordinates
  * missing in one row) go one at a time through the same code with one lane and m a
  * variable.
@@ -25,6 +26,7 @@
 #define EMFAST_MISSING_LANES_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -55,18 +57,12 @@ typedef int64_t emfast_ml1i __attribute__((vector_size(8), aligned(8)));
 #define EMFAST_UNROLL _Pragma("GCC unroll 16")
 #endif
 
-/* The layout of one pattern's record: element e at q[e * emfast_ml_stride(m)]. A batch's
+/* The layout of one pattern's record: element e at q[e * EMFAST_ML_STRIDE(m)]. A batch's
  * records are interleaved, lane l's starting l doubles after lane 0's, so that the lane
  * code writes whole vectors; the larger m, factored one at a time, are contiguous. */
 #define EMFAST_ML_TRI(i, j) ((i) * ((i) + 1) / 2 + (j))     /* (i, j), j <= i, packed */
 #define EMFAST_ML_STRIDE(m) ((m) <= EMFAST_ML_MAX_M ? EMFAST_ML_LANES : 1)
 static inline int emfast_ml_size(int m) { return m * m + m + 1; }
-static inline int emfast_ml_stride(int m) { return EMFAST_ML_STRIDE(m); }
-/* C[i, j], j <= i */
-static inline double emfast_ml_cond(const double* q, int m, int i, int j)
-{
-    return q[EMFAST_ML_TRI(i, j) * EMFAST_ML_STRIDE(m)];
-}
 static inline double emfast_ml_dinv(const double* q, int m, int i)
 {
     return q[(m * m + i) * EMFAST_ML_STRIDE(m)];
@@ -199,7 +195,7 @@ typedef struct {
     const int* mis[EMFAST_ML_MAX_M + 1][EMFAST_ML_LANES];
     double* out[EMFAST_ML_MAX_M + 1];           /* the batch's records */
     double* store;
-    long used, cap;
+    ptrdiff_t used, cap;
 } emfast_ml_batch;
 
 /* The factor of the batch of patterns of m missing coordinates; lanes past the n waiting
@@ -243,7 +239,7 @@ static int emfast_ml_run(emfast_ml_batch* b, int m)
 }
 
 /* An empty batch for precisions of D coordinates, its records in store (cap doubles) */
-static void emfast_ml_reset(emfast_ml_batch* b, int D, double* store, long cap)
+static void emfast_ml_reset(emfast_ml_batch* b, int D, double* store, ptrdiff_t cap)
 {
     b->D = D;
     b->store = store;
@@ -253,9 +249,9 @@ static void emfast_ml_reset(emfast_ml_batch* b, int D, double* store, long cap)
 }
 
 /* Doubles of store that n patterns of m missing coordinates may take at most */
-static inline long emfast_ml_room(int m, int n)
+static inline ptrdiff_t emfast_ml_room(int m, int n)
 {
-    return (long) n * emfast_ml_size(m) * EMFAST_ML_STRIDE(m);
+    return (ptrdiff_t) n * emfast_ml_size(m) * EMFAST_ML_STRIDE(m);
 }
 
 /* 1 when the store has room for n more patterns of m missing coordinates */
@@ -267,11 +263,12 @@ static inline int emfast_ml_fits(const emfast_ml_batch* b, int m, int n)
 /* A store for the K patterns (components) of each of rows rows, of at most EMFAST_ML_MAX_M
  * missing coordinates, with room to spare for the partial batches; and always for the K of
  * one row whatever its m */
-static inline long emfast_ml_cap(int D, int K, int rows)
+static inline ptrdiff_t emfast_ml_cap(int D, int K, int rows)
 {
     const int mm = D < EMFAST_ML_MAX_M ? D : EMFAST_ML_MAX_M;
     return emfast_ml_room(D, K)
-           + ((long) rows * K + (EMFAST_ML_MAX_M + 1 + K) * EMFAST_ML_LANES) * emfast_ml_size(mm);
+           + ((ptrdiff_t) rows * K + (EMFAST_ML_MAX_M + 1 + K) * EMFAST_ML_LANES)
+             * emfast_ml_size(mm);
 }
 
 /* Doubles of scratch emfast_ml_add needs for patterns of up to D missing coordinates */
