@@ -157,6 +157,40 @@ def test_long_runs_agree_with_the_per_row_path(backend, K):
         assert_close(g[perm], w, rtol=1e-10)
 
 
+def _mixed_rows(seed, N, D, K, runs):
+    """Rows missing from nothing to nearly everything (a row's own rate up to 0.95), in runs
+    of one pattern of 1 .. runs rows (all shorter than the subspace path's threshold)."""
+    X, means, covs, weights, rng = _problem(seed, N, D, K, 0.0)
+    X[rng.random((N, D)) < rng.uniform(0, 0.95, size=(N, 1))] = np.nan
+    X = np.repeat(X, rng.integers(1, runs + 1, size=N), axis=0)[:N]
+    return X, means, covs, weights, rng
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_many_missing_in_wide_rows(backend, K):
+    """40 coordinates, rows with every number missing, in short runs: in the Cython kernel
+    the patterns of more than 16 missing (factored one at a time, the others in SIMD lanes)
+    fill its store of factors before a segment of 256 rows ends, so segments end early and
+    runs continue across their ends; every output against the reference."""
+    X, means, covs, weights, rng = _mixed_rows(K + 41, 1500, 40, K, 5)
+    _check_every_output(backend, X, means, covs, weights, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_order_does_not_change_filled_rows(backend, dtype):
+    """K = 1 without logp and resp, no long runs: a row's filled values (conditional mean and
+    noise draw) depend on its own values and pattern only -- bit for bit whatever the rows
+    around it, so whichever batch of SIMD lanes its pattern's factor shared in the Cython
+    kernel (shuffled rows, short runs, every number missing)."""
+    X, means, covs, _, rng = _mixed_rows(43, 3000, 14, 1, 3)
+    X = X.astype(dtype)
+    noise = rng.normal(size=X.shape)
+    perm = rng.permutation(len(X))
+    a = missing_estep(X, means, covs, filled=True, noise=noise, backend=backend)
+    b = missing_estep(X[perm], means, covs, filled=True, noise=noise[perm], backend=backend)
+    np.testing.assert_array_equal(a[4][perm], b[4])
+
+
 def test_complete_data_is_the_gaussian_estep(backend):
     """Without NaN the kernel is the ordinary full-covariance E-step."""
     from emfast.kernels import gaussian_estep_stats, log_normalizer

@@ -18,11 +18,15 @@ density 1 (it carries no information).
 Per pattern (a run of rows with the same missing coordinates; emfast's estimators sort the
 rows by pattern, and the factors are computed again only when a row's pattern differs from
 the previous row's): Lambda_MM = L D L' (unit L, no square roots on the pivot chain), its
-inverse, the conditional covariance C, and log det Lambda_MM, for every component. This
-algebra, a row's d_M = -C b and a run's C into the second moments are compiled once for each
-m up to 12 with m a constant (loops unrolled, the factor in registers), the general code
-serving larger m: with data missing at random nearly every row has its own pattern, and the
-per-pattern work of a dozen coordinates is then much of the kernel's time.
+inverse, the conditional covariance C, and log det Lambda_MM, for every component. With data
+missing at random nearly every row has its own pattern, and this per-pattern work is then
+much of the kernel's time, a chain of short dependent sums that one pattern leaves mostly
+idle. So the patterns of a segment of rows (up to 256) are factored together before its
+rows, those (of any component) with the same m one per SIMD lane (_missing_lanes.h, compiled
+for each m up to 16 with m a constant; larger m one at a time). Lanes do not interact: a
+pattern's factor does not depend on the batch it shares. A row's d_M = -C b and a run's C
+into the second moments are compiled for each m up to 12 with m a constant, the general
+code serving larger m.
 
 Per block of rows (``emfast._layout``: the block and group sizes both backends share) and
 component k: the rows centred on mu_k with zeros in their missing places form Z (B, D); one

@@ -13,87 +13,40 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, dsyrk
 
+cdef extern from "_missing_lanes.h":
+    ctypedef struct emfast_ml_batch:
+        pass
+    int emfast_ml_size(int m) noexcept nogil
+    double emfast_ml_dinv(const double* q, int m, int i) noexcept nogil
+    double emfast_ml_logdet(const double* q, int m) noexcept nogil
+    double emfast_ml_linv(const double* q, int m, int i, int j) noexcept nogil
+    Py_ssize_t emfast_ml_cap(int D, int K, int rows) noexcept nogil
+    int emfast_ml_scratch(int D) noexcept nogil
+    void emfast_ml_reset(emfast_ml_batch* b, int D, double* store,
+                         Py_ssize_t cap) noexcept nogil
+    int emfast_ml_fits(const emfast_ml_batch* b, int m, int n) noexcept nogil
+    double* emfast_ml_add(emfast_ml_batch* b, const double* lam, const int* mis, int m,
+                          double* scratch, int* fail) noexcept nogil
+    int emfast_ml_flush(emfast_ml_batch* b, int fail) noexcept nogil
+
 cdef extern from *:
     """
-    /* Loops of at most a dozen iterations (m constant, below) unrolled completely; GCC
-       alone stops at the triangular nests, whose inner bounds follow the outer index. */
-    #if defined(__clang__)
-    #define EMFAST_UNROLL _Pragma("unroll")
-    #else
-    #define EMFAST_UNROLL _Pragma("GCC unroll 12")
-    #endif
-
-    /* The per-pattern algebra, from the (m, m) block a = Lambda_MM of the (D, D) symmetric
-       positive definite precision lam at the missing coordinates mis (ascending): a = L D L'
-       with L unit lower triangular (no square roots on the pivot chain), T = L^-1,
-       dinv = 1 / diag(D), C = a^-1 = T' diag(dinv) T, logdet = log det a; T and C lower
-       triangles only (the upper ones are never read).
-       f: (m, m) scratch for the factor, v: (m,) scratch.
-       Returns 0, or -1 when a is not numerically positive definite.
-       Always inlined into emfast_pattern_factor, which calls it with m a compile-time
-       constant for the common small m: the loops of a few iterations each then unroll, and
-       the factor stays in registers instead of paying loop overhead on every element. */
-    static inline __attribute__((always_inline)) int emfast_pattern_factor_m(
-        const double* __restrict lam, int D, const int* __restrict mis, const int m,
-        double* __restrict f, double* __restrict T, double* __restrict dinv,
-        double* __restrict C, double* __restrict v, double* logdet)
-    {
-        double acc = 0.0, prod = 1.0;
-        /* the lower triangle of Lambda_MM: all that L D L' reads */
-        EMFAST_UNROLL for (int i = 0; i < m; i++)
-            EMFAST_UNROLL for (int j = 0; j <= i; j++) f[i * m + j] = lam[mis[i] * D + mis[j]];
-        EMFAST_UNROLL for (int j = 0; j < m; j++) {
-            double d = f[j * m + j];
-            EMFAST_UNROLL for (int l = 0; l < j; l++) {
-                v[l] = f[j * m + l] * f[l * m + l];
-                d -= f[j * m + l] * v[l];
-            }
-            if (!(d > 0.0)) return -1;
-            f[j * m + j] = d;
-            dinv[j] = 1.0 / d;
-            EMFAST_UNROLL for (int i = j + 1; i < m; i++) {
-                double s = f[i * m + j];
-                EMFAST_UNROLL for (int l = 0; l < j; l++) s -= f[i * m + l] * v[l];
-                f[i * m + j] = s * dinv[j];
-            }
-            prod *= d;                      /* one log per pattern, not one per pivot */
-            if (prod > 1e150 || prod < 1e-150) { acc += log(prod); prod = 1.0; }
-        }
-        *logdet = acc + log(prod);
-        EMFAST_UNROLL for (int j = 0; j < m; j++) {       /* T = L^-1 (lower triangle) */
-            T[j * m + j] = 1.0;
-            EMFAST_UNROLL for (int i = j + 1; i < m; i++) {
-                double s = 0.0;
-                EMFAST_UNROLL for (int l = j; l < i; l++) s += f[i * m + l] * T[l * m + j];
-                T[i * m + j] = -s;
-            }
-        }
-        /* C[i, j] = sum_l dinv_l T[l, i] T[l, j] (l >= i >= j): each element one sum in a
-           register, written once */
-        EMFAST_UNROLL for (int i = 0; i < m; i++)
-            EMFAST_UNROLL for (int j = 0; j <= i; j++) {
-                double s = 0.0;
-                EMFAST_UNROLL for (int l = i; l < m; l++)
-                    s += (dinv[l] * T[l * m + i]) * T[l * m + j];
-                C[i * m + j] = s;
-            }
-        return 0;
-    }
-
     /* s[mis_i, mis_j] += w C[i, j] on the lower triangle of the (D, D) s: a run's conditional
-       covariance into its second moments (inlined with m constant, as above) */
+       covariance (its lower triangle packed, _missing_lanes.h) into its second moments
+       (inlined with m constant, as below) */
     static inline __attribute__((always_inline)) void emfast_add_cond_m(
         double* __restrict s, int D, const int* __restrict mis, const int m, double w,
         const double* __restrict C)
     {
         EMFAST_UNROLL for (int i = 0; i < m; i++) {
             double* __restrict row = s + mis[i] * D;
-            EMFAST_UNROLL for (int j = 0; j <= i; j++) row[mis[j]] += w * C[i * m + j];
+            EMFAST_UNROLL for (int j = 0; j <= i; j++)
+                row[mis[j]] += w * C[EMFAST_ML_TRI(i, j) * EMFAST_ML_STRIDE(m)];
         }
     }
 
     /* A row's d_M = -C b with b = t[mis] (t: the row of Z Lambda), written into z[mis];
-       returns d_M . b (inlined with m constant, as above) */
+       returns d_M . b (inlined with m constant, as below) */
     static inline __attribute__((always_inline)) double emfast_fill_cond_m(
         const double* __restrict C, const int* __restrict mis, const int m,
         const double* __restrict t, double* __restrict z)
@@ -102,7 +55,8 @@ cdef extern from *:
         EMFAST_UNROLL for (int a = 0; a < m; a++) {
             double s = 0.0;
             EMFAST_UNROLL for (int c = 0; c < m; c++)     /* C symmetric, its lower half */
-                s -= C[a >= c ? a * m + c : c * m + a] * t[mis[c]];
+                s -= C[(a >= c ? EMFAST_ML_TRI(a, c) : EMFAST_ML_TRI(c, a)) * EMFAST_ML_STRIDE(m)]
+                     * t[mis[c]];
             z[mis[a]] = s;
             q += s * t[mis[a]];
         }
@@ -119,24 +73,6 @@ cdef extern from *:
         case 9: call(9); break;   case 10: call(10); break; case 11: call(11); break;       \
         case 12: call(12); break; default: general;                                         \
         }
-
-    #if defined(__GNUC__) && !defined(__clang__)
-    /* loops of a few iterations each: vectorising them only adds prologues and epilogues */
-    __attribute__((optimize("no-tree-vectorize")))
-    #endif
-    static int emfast_pattern_factor(const double* lam, int D, const int* mis, int m,
-                                     double* f, double* T, double* dinv, double* C,
-                                     double* v, double* logdet)
-    {
-        int r;
-        /* the scratch of a constant m local, so that it can live in registers */
-        #define EMFAST_FACTOR(M) { double fl[(M) * (M) + 1], vl[(M) + 1]; \
-            r = emfast_pattern_factor_m(lam, D, mis, M, fl, T, dinv, C, vl, logdet); }
-        EMFAST_BY_M(EMFAST_FACTOR,
-                    r = emfast_pattern_factor_m(lam, D, mis, m, f, T, dinv, C, v, logdet))
-        #undef EMFAST_FACTOR
-        return r;
-    }
 
     #if defined(__GNUC__) && !defined(__clang__)
     __attribute__((optimize("no-tree-vectorize")))
@@ -188,6 +124,88 @@ cdef extern from *:
         return (s[0] + s[1]) + (s[2] + s[3]);
     }
 
+    /* t[mis[a]] = lam[mis[a], :] . z for a < m, each sum as emfast_dot's, four rows of lam
+       at a time: each load of z serves four sums */
+    static void emfast_dots(const double* __restrict lam, int D, const int* __restrict mis,
+                            int m, const double* __restrict z, double* __restrict t)
+    {
+        int a = 0;
+        for (; a + 4 <= m; a += 4) {
+            const double* __restrict r[4];
+            emfast_m4d s[4];
+            for (int c = 0; c < 4; c++) {
+                r[c] = lam + mis[a + c] * D;
+                s[c] = (emfast_m4d) {0.0, 0.0, 0.0, 0.0};
+            }
+            int i = 0;
+            for (; i + 4 <= D; i += 4) {
+                const emfast_m4d zi = *(const emfast_m4d*) (z + i);
+                for (int c = 0; c < 4; c++) s[c] += *(const emfast_m4d*) (r[c] + i) * zi;
+            }
+            for (; i < D; i++)
+                for (int c = 0; c < 4; c++) s[c][0] += r[c][i] * z[i];
+            for (int c = 0; c < 4; c++)
+                t[mis[a + c]] = (s[c][0] + s[c][1]) + (s[c][2] + s[c][3]);
+        }
+        for (; a < m; a++) t[mis[a]] = emfast_dot(lam + mis[a] * D, z, D);
+    }
+
+    /* The coordinates where x is NaN, ascending, into mis (D); returns their number. Four
+       coordinates at a time where the build has AVX: their NaN mask picks their list from
+       a table, written whole (to mis[m .. m + 4), m <= i: within the D) */
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    static const int emfast_nan_idx[16][4] __attribute__((aligned(16))) = {
+        {0}, {0}, {1}, {0, 1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}, {3}, {0, 3}, {1, 3},
+        {0, 1, 3}, {2, 3}, {0, 2, 3}, {1, 2, 3}, {0, 1, 2, 3}};
+    static inline int emfast_nan_put(int* mis, int m, int mask, int i)
+    {
+        _mm_storeu_si128((__m128i*) (mis + m),
+                         _mm_add_epi32(_mm_load_si128((const __m128i*) emfast_nan_idx[mask]),
+                                       _mm_set1_epi32(i)));
+        return m + __builtin_popcount(mask);
+    }
+    #define EMFAST_NAN_MASK4_double(p) _mm256_movemask_pd(_mm256_cmp_pd( \
+        _mm256_loadu_pd(p), _mm256_loadu_pd(p), _CMP_UNORD_Q))
+    #define EMFAST_NAN_MASK4_float(p) _mm_movemask_ps(_mm_cmp_ps( \
+        _mm_loadu_ps(p), _mm_loadu_ps(p), _CMP_UNORD_Q))
+    #define EMFAST_NAN_LIST4(T) for (; i + 4 <= D; i += 4) \
+        m = emfast_nan_put(mis, m, EMFAST_NAN_MASK4_##T(x + i), i);
+    #else
+    #define EMFAST_NAN_LIST4(T)
+    #endif
+    #define EMFAST_DEFINE_NAN_LIST(T)                                                       \
+    static int emfast_nan_list_##T(const T* __restrict x, int D, int* __restrict mis)      \
+    {                                                                                      \
+        int m = 0, i = 0;                                                                  \
+        EMFAST_NAN_LIST4(T)                                                                \
+        for (; i < D; i++) {   /* without a branch: random patterns defeat its prediction */ \
+            mis[m] = i;                                                                    \
+            m += x[i] != x[i];                                                             \
+        }                                                                                  \
+        return m;                                                                          \
+    }
+    EMFAST_DEFINE_NAN_LIST(float)
+    EMFAST_DEFINE_NAN_LIST(double)
+
+    /* 1 when x and y are NaN at the same coordinates: all D compared, four at a time,
+       without a branch (random patterns defeat its prediction) */
+    typedef float emfast_m4f __attribute__((vector_size(16), aligned(4), may_alias));
+    #define EMFAST_DEFINE_SAME_NANS(T, VT)                                                  \
+    static int emfast_same_nans_##T(const T* __restrict x, const T* __restrict y, int D)   \
+    {                                                                                      \
+        __typeof__((VT) {0} != (VT) {0}) diff = (VT) {0} != (VT) {0};   /* all false */     \
+        int i = 0, rest = 0;                                                               \
+        for (; i + 4 <= D; i += 4) {                                                       \
+            const VT a = *(const VT*) (x + i), b = *(const VT*) (y + i);                   \
+            diff |= (a != a) ^ (b != b);                                                   \
+        }                                                                                  \
+        for (; i < D; i++) rest |= (x[i] != x[i]) ^ (y[i] != y[i]);                        \
+        return ((diff[0] | diff[1] | diff[2] | diff[3]) == 0) & (rest == 0);               \
+    }
+    EMFAST_DEFINE_SAME_NANS(float, emfast_m4f)
+    EMFAST_DEFINE_SAME_NANS(double, emfast_m4d)
+
     /* s2 += sb on the lower triangle of the (D, D) s2; returns tr(lam sb) with lam
        symmetric and sb's lower triangle standing for the whole of sb (symmetric) */
     static double emfast_add_trace(const double* __restrict lam,
@@ -219,15 +237,18 @@ cdef extern from *:
     EMFAST_DEFINE_CENTRE(float)
     EMFAST_DEFINE_CENTRE(double)
     """
-    int emfast_pattern_factor(const double* lam, int D, const int* mis, int m, double* f,
-                              double* T, double* dinv, double* C, double* v,
-                              double* logdet) noexcept nogil
     void emfast_add_cond(double* s, int D, const int* mis, int m, double w,
                          const double* C) noexcept nogil
     double emfast_fill_cond(const double* C, const int* mis, int m, const double* t,
                             double* z) noexcept nogil
     void emfast_weigh_row(double* z, int D, double r, double* s1) noexcept nogil
     double emfast_dot(const double* a, const double* b, int n) noexcept nogil
+    void emfast_dots(const double* lam, int D, const int* mis, int m, const double* z,
+                     double* t) noexcept nogil
+    int emfast_nan_list_float(const float* x, int D, int* mis) noexcept nogil
+    int emfast_nan_list_double(const double* x, int D, int* mis) noexcept nogil
+    int emfast_same_nans_float(const float* x, const float* y, int D) noexcept nogil
+    int emfast_same_nans_double(const double* x, const double* y, int D) noexcept nogil
     double emfast_add_trace(const double* lam, const double* sb, int D,
                             double* s2) noexcept nogil
     void emfast_centre_float(const float* x, const double* mu, int D, double* z) noexcept nogil
@@ -249,6 +270,10 @@ import numpy as np
 from emfast._layout import MISSING_RUN_MIN, missing_block_rows, n_groups
 
 cdef double LOG_2PI = 1.8378770664093453
+# Rows per segment of the per-row path, whose patterns' factors are computed together (in
+# SIMD lanes): enough for most lanes of a batch to be filled when a few tens of coordinates
+# spread the patterns over many m, few enough for their records to stay in cache
+cdef int SEG_ROWS = 256
 
 
 ctypedef struct Model:
@@ -263,12 +288,9 @@ ctypedef struct Pattern:    # the missing pattern of the current run of rows, pe
     int valid               # 0 until the first row is seen
     int m, o                # numbers of missing and observed coordinates
     Py_ssize_t row          # a row of the pattern (its NaNs are the pattern)
-    int* mis                # (m,) the missing coordinates, ascending
-    double* linv            # (K, m, m) L^-1 (lower triangle), L D L' = Lambda_k,MM, L unit lower
-    double* dinv            # (K, m) 1 / diag(D)
-    double* cond            # (K, m, m) Lambda_k,MM^-1, the conditional covariance (lower triangle)
-    double* chol            # (m, m) scratch for the factor
-    double* v               # (m,) scratch
+    const int* mis          # (m,) the missing coordinates, ascending (in Work.smis)
+    const double** q        # (K,) each component's factor of Lambda_k,MM and conditional
+                            # covariance (records of _missing_lanes.h; in Work.store)
     double* logc            # (K,) log w_k - (o log 2 pi - log det Lambda_k + log det L L')/2
     double* runw            # (K,) sum of w r of the run's rows so far
 
@@ -298,30 +320,41 @@ ctypedef struct Work:
     double* t               # (K, B, D) Z_k Lambda_k
     double* lp              # (B, K) log(pi_k p_k(x_O)), then responsibilities
     double* sb              # (D, D) a block's Z'Z (_block_k1)
+    # The patterns of a segment of rows (_factor_rows), factored together in SIMD lanes, in
+    # slots taken in row order (_pattern_of)
+    emfast_ml_batch batch
+    int* smis               # (SEG_ROWS, D) each slot's missing coordinates
+    int* sm                 # (SEG_ROWS,) its number of them
+    const double** sq       # (SEG_ROWS, K) its records (of each component) in store
+    double* store           # (cap,) the records
+    Py_ssize_t cap
+    double* scratch         # emfast_ml_scratch(D) doubles for emfast_ml_add
+    Py_ssize_t seg0         # the segment's first row
+    int slot                # the next slot to take
 
 
 cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
     cdef Work* W = <Work*> malloc(sizeof(Work))
     if W == NULL:
         return NULL
-    W.p.mis = <int*> malloc(D * sizeof(int))
-    W.p.dinv = <double*> malloc(K * D * sizeof(double))
-    W.p.v = <double*> malloc(D * sizeof(double))
-    W.p.linv = <double*> malloc(K * D * D * sizeof(double))
-    W.p.cond = <double*> malloc(K * D * D * sizeof(double))
-    W.p.chol = <double*> malloc(D * D * sizeof(double))
     W.p.logc = <double*> malloc(K * sizeof(double))
     W.p.runw = <double*> malloc(K * sizeof(double))
     W.z = <double*> malloc(K * B * D * sizeof(double))
     W.t = <double*> malloc(K * B * D * sizeof(double))
     W.lp = <double*> malloc(B * K * sizeof(double))
     W.sb = <double*> malloc(D * D * sizeof(double))
+    W.smis = <int*> malloc(SEG_ROWS * D * sizeof(int))
+    W.sm = <int*> malloc(SEG_ROWS * sizeof(int))
+    W.sq = <const double**> malloc(SEG_ROWS * K * sizeof(double*))
+    W.cap = emfast_ml_cap(D, K, SEG_ROWS)   # (a segment ends early when its records won't fit)
+    W.store = <double*> malloc(W.cap * sizeof(double))
+    W.scratch = <double*> malloc(emfast_ml_scratch(D) * sizeof(double))
     W.p.valid = 0
     W.s = _subspace_alloc(D, K)
-    if (W.p.mis == NULL or W.p.dinv == NULL or W.p.v == NULL or W.p.linv == NULL
-            or W.p.cond == NULL or W.p.chol == NULL or W.p.logc == NULL or W.p.runw == NULL
+    if (W.p.logc == NULL or W.p.runw == NULL
             or W.z == NULL or W.t == NULL or W.lp == NULL or W.sb == NULL
-            or W.s == NULL):
+            or W.smis == NULL or W.sm == NULL or W.sq == NULL or W.store == NULL
+            or W.scratch == NULL or W.s == NULL):
         _work_free(W)
         return NULL
     return W
@@ -329,9 +362,9 @@ cdef Work* _work_alloc(int D, int K, int B) noexcept nogil:
 
 cdef void _work_free(Work* W) noexcept nogil:
     if W != NULL:
-        free(W.p.mis); free(W.p.dinv); free(W.p.v); free(W.p.linv); free(W.p.cond)
-        free(W.p.chol); free(W.p.logc); free(W.p.runw)
+        free(W.p.logc); free(W.p.runw)
         free(W.z); free(W.t); free(W.lp); free(W.sb)
+        free(W.smis); free(W.sm); free(W.sq); free(W.store); free(W.scratch)
         _subspace_free(W.s)
         free(W)
 
@@ -368,45 +401,63 @@ cdef void _subspace_free(Subspace* S) noexcept nogil:
         free(S)
 
 
-cdef int _new_pattern(const Model* M, Pattern* P, const floating* x) noexcept nogil:
-    """The per-pattern quantities of every component for the pattern of the row x: the
-    factor of Lambda_MM, the conditional covariance Lambda_MM^-1, the log-density constant.
-    Returns -1 when a factor fails."""
-    cdef int D = M.D, K = M.K, m = 0, i, k
-    cdef double logdet_mm
-    for i in range(D):          # without a branch: random patterns defeat its prediction
-        P.mis[m] = i
-        m += x[i] != x[i]
-    P.m, P.o = m, D - m
-    for k in range(K):
-        if emfast_pattern_factor(M.prec + k * D * D, D, P.mis, m, P.chol, P.linv + k * m * m,
-                                 P.dinv + k * m, P.cond + k * m * m, P.v, &logdet_mm) != 0:
-            return -1
-        P.logc[k] = M.logw[k] - 0.5 * (P.o * LOG_2PI - M.logdet[k] + logdet_mm)
-    for k in range(K):
-        P.runw[k] = 0.0
-    P.valid = 1
-    return 0
+cdef inline int _missing_list(const floating* x, int D, int* mis) noexcept nogil:
+    """The coordinates where x is NaN, ascending, into mis (D); returns their number."""
+    if floating is float:
+        return emfast_nan_list_float(x, D, mis)
+    else:
+        return emfast_nan_list_double(x, D, mis)
+
+
+cdef Py_ssize_t _factor_rows(const Model* M, Work* W, const floating* X,
+                             const unsigned char* chg, Py_ssize_t n, Py_ssize_t end,
+                             double* s2) noexcept nogil:
+    """A segment of the rows n .. end: the factors of its patterns (the first row's, and each
+    changed row's, see _mark), each component's, into W's slots in row order. Returns the
+    segment's end (at most SEG_ROWS rows, fewer when the records fill W.store), or -1 when a
+    factor fails. The run the rows before n were in ends into s2 first (its records are
+    overwritten) unless row n continues it, whose pattern is factored again."""
+    cdef int D = M.D, K = M.K, m, k, ns = 0, fail = 0
+    cdef Py_ssize_t e = n
+    cdef int* mis
+    if chg[n]:
+        _end_run(M, &W.p, s2)
+    emfast_ml_reset(&W.batch, D, W.store, W.cap)
+    W.seg0, W.slot = n, 0
+    while e < end and e - n < SEG_ROWS:
+        if e == n or chg[e]:
+            mis = W.smis + ns * D
+            m = _missing_list(X + e * D, D, mis)
+            if not emfast_ml_fits(&W.batch, m, K):
+                break
+            W.sm[ns] = m
+            for k in range(K):
+                W.sq[ns * K + k] = emfast_ml_add(&W.batch, M.prec + k * D * D, mis, m,
+                                                 W.scratch, &fail)
+            ns += 1
+        e += 1
+    if emfast_ml_flush(&W.batch, fail) != 0:
+        return -1
+    return e
 
 
 cdef void _end_run(const Model* M, Pattern* P, double* s2) noexcept nogil:
     """Add each component's conditional covariance, weighted by the run's sum of w r, to the
-    missing block of its second moments s2 (K, D, D; lower triangle)."""
+    missing block of its second moments s2 (K, D, D; lower triangle); P is then empty."""
     cdef int D = M.D, m = P.m, k
     if not P.valid:
         return
     for k in range(M.K):
-        emfast_add_cond(s2 + k * D * D, D, P.mis, m, P.runw[k], P.cond + k * m * m)
-        P.runw[k] = 0.0
+        emfast_add_cond(s2 + k * D * D, D, P.mis, m, P.runw[k], P.q[k])
+    P.valid = 0
 
 
-cdef int _same_pattern(const floating* x, const floating* y, int D) noexcept nogil:
-    """1 when x and y are NaN at the same coordinates (all D compared, without a branch:
-    random patterns defeat its prediction)."""
-    cdef int i, diff = 0
-    for i in range(D):
-        diff |= (x[i] != x[i]) ^ (y[i] != y[i])
-    return diff == 0
+cdef inline int _same_pattern(const floating* x, const floating* y, int D) noexcept nogil:
+    """1 when x and y are NaN at the same coordinates."""
+    if floating is float:
+        return emfast_same_nans_float(x, y, D)
+    else:
+        return emfast_same_nans_double(x, y, D)
 
 
 cdef void _mark(const floating* X, int D, Py_ssize_t n0, Py_ssize_t n1,
@@ -433,16 +484,28 @@ cdef void _centre_rows(const Model* M, Work* W, const floating* X, Py_ssize_t n0
                 emfast_centre_double(X + (n0 + b) * D, M.mu + k * D, D, W.z + (k * B + b) * D)
 
 
-cdef int _pattern_of(const Model* M, Pattern* P, const floating* X, Py_ssize_t n,
-                     unsigned char changed, double* s2) noexcept nogil:
-    """P for the row n: kept unless changed (its pattern is not the one P holds, see _mark),
-    else the run so far ended into s2 and the new pattern's quantities computed. Returns -1
-    when a pattern's factor fails."""
-    if not changed:
-        return 0
-    _end_run(M, P, s2)
-    P.row = n
-    return _new_pattern(M, P, X + n * M.D)
+cdef void _pattern_of(const Model* M, Work* W, Py_ssize_t n, unsigned char changed,
+                      double* s2) noexcept nogil:
+    """P for the row n of the segment _factor_rows factored: kept unless changed (its pattern
+    is not the one P holds, see _mark), else the run so far ended into s2 and a new one
+    begun; the pattern's records from the next slot at every change and at the segment's
+    first row."""
+    cdef Pattern* P = &W.p
+    cdef int m, k
+    if changed:
+        _end_run(M, P, s2)
+        P.row = n
+        for k in range(M.K):
+            P.runw[k] = 0.0
+    elif n != W.seg0:
+        return
+    m = W.sm[W.slot]
+    P.m, P.o, P.mis, P.q = m, M.D - m, W.smis + W.slot * M.D, W.sq + W.slot * M.K
+    W.slot += 1
+    for k in range(M.K):
+        P.logc[k] = M.logw[k] - 0.5 * (P.o * LOG_2PI - M.logdet[k]
+                                       + emfast_ml_logdet(P.q[k], m))
+    P.valid = 1
 
 
 cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char* chg,
@@ -461,6 +524,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char*
     cdef double* s2 = st + 1 + K + K * D
     cdef double q, mx, tot, w, r, v, one = 1.0, zero = 0.0
     cdef double* tb
+    cdef Py_ssize_t seg = n0        # the end of the rows whose patterns are factored
     cdef char* tr = b"N"
     cdef char* up = b"U"
     if K == 1 and logp == NULL and resp == NULL:
@@ -473,8 +537,11 @@ cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char*
               W.t + k * B * D, &D)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, X, n0 + b, chg[n0 + b], s2) != 0:
-            return -1
+        if n0 + b == seg:
+            seg = _factor_rows(M, W, X, chg, n0 + b, n0 + B, s2)
+            if seg < 0:
+                return -1
+        _pattern_of(M, W, n0 + b, chg[n0 + b], s2)
         lp = W.lp + b * K
         for k in range(K):
             zb = W.z + (k * B + b) * D
@@ -482,7 +549,7 @@ cdef int _block(const Model* M, Work* W, const floating* X, const unsigned char*
             q = emfast_dot(zb, tb, D)
             # z[M] = d_M = -C b with b = t[M] = Lambda_MO d_O; d_M . b turns
             # d_O' Lambda_OO d_O into d_O' Sigma_OO^-1 d_O
-            q += emfast_fill_cond(P.cond + k * P.m * P.m, P.mis, P.m, tb, zb)
+            q += emfast_fill_cond(P.q[k], P.mis, P.m, tb, zb)
             lp[k] = P.logc[k] - 0.5 * q
         if K == 1:              # one component: its responsibility is 1
             v = lp[0]
@@ -527,24 +594,28 @@ cdef int _block_k1(const Model* M, Work* W, const floating* X, const unsigned ch
     a row's Mahalanobis distance d_O' Sigma_OO^-1 d_O is d' Lambda d, so the block's weighted
     sum is tr(Lambda S) with S = sum w d d' -- the product dsyrk forms anyway. Per row that
     leaves b (m dot products with rows of Lambda, in place of the row of Z Lambda) and d_M."""
-    cdef int D = M.D, b, a
+    cdef int D = M.D, b
     cdef Pattern* P = &W.p
     cdef const floating* x
     cdef double* zb
     cdef double* tb = W.t           # b at the missing coordinates of the row's own D slots
     cdef double* s2 = st + 2 + D
     cdef double w, lc = 0.0, one = 1.0, zero = 0.0
+    cdef Py_ssize_t seg = n0        # the end of the rows whose patterns are factored
     cdef char* tr = b"N"
     cdef char* up = b"U"
     _centre_rows(M, W, X, n0, B)
     for b in range(B):
         x = X + (n0 + b) * D
-        if _pattern_of(M, P, X, n0 + b, chg[n0 + b], s2) != 0:
-            return -1
+        if n0 + b == seg:
+            seg = _factor_rows(M, W, X, chg, n0 + b, n0 + B, s2)
+            if seg < 0:
+                return -1
+        _pattern_of(M, W, n0 + b, chg[n0 + b], s2)
         zb = W.z + b * D
-        for a in range(P.m):        # d is zero at M: the whole row of Lambda, contiguous
-            tb[P.mis[a]] = emfast_dot(M.prec + P.mis[a] * D, zb, D)
-        emfast_fill_cond(P.cond, P.mis, P.m, tb, zb)
+        # d is zero at M: the whole rows of Lambda, contiguous
+        emfast_dots(M.prec, D, P.mis, P.m, zb, tb)
+        emfast_fill_cond(P.q[0], P.mis, P.m, tb, zb)
         w = 1.0 if sw == NULL else sw[n0 + b]
         lc += w * P.logc[0]
         W.lp[b] = 1.0               # the responsibility, for _fill_row
@@ -577,7 +648,8 @@ cdef void _fill_row(const Model* M, Pattern* P, Work* W, const floating* x,
         for a in range(m):      # (L^-1)' D^-1/2 z_M, whose covariance is Lambda_MM^-1
             s = 0.0
             for c in range(a, m):
-                s += P.linv[c * m + a] * sqrt(P.dinv[c]) * noise[n * D + P.mis[c]]
+                s += (emfast_ml_linv(P.q[0], m, c, a) * sqrt(emfast_ml_dinv(P.q[0], m, c))
+                      * noise[n * D + P.mis[c]])
             out[P.mis[a]] += s
 
 
