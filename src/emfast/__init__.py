@@ -8,8 +8,9 @@ functions are public in :mod:`emfast.kernels`.
 __version__ = "0.1.0"
 
 from emfast._info import show_config
+from emfast.batch import fit_many
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
 from emfast.mixture import GaussianMixture
 
-__all__ = ["GaussianMixture", "show_config", "ConvergenceWarning",
+__all__ = ["GaussianMixture", "fit_many", "show_config", "ConvergenceWarning",
            "DegenerateComponentWarning", "NotFittedError", "__version__"]
