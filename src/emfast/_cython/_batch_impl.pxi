@@ -74,7 +74,8 @@ ctypedef struct Work:        # per-thread scratch, allocated once per call and t
     double* mx               # (BLOCK,) each row's largest log-probability
     double* y                # (BLOCK,) one coordinate of (x - mu) U
     double* diff             # (D,) a row less a centre
-    double* row              # (D,) one row (E-step)
+    double* dk               # (D, BLOCK) a block's rows less a mean, feature-major
+    double* rdk              # (D, BLOCK) the same times the responsibilities
     double* chol             # (D, D) one Cholesky factor
     double* values           # (T,) k-means++ draws, scaled
     double* pots             # (T,)
@@ -96,7 +97,7 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     cdef Py_ssize_t S = s.S, blocks = (n_max + BLOCK - 1) // BLOCK
     cdef Py_ssize_t size = ((K + K * D + 2 * S) + K + K + K * D + S + K * D + K + K * D
                             + D + 2 * n_max * D + n_max + blocks + max(s.max_iter, 1)
-                            + (K + 3) * BLOCK + 2 * D + D * D + 2 * T)
+                            + (K + 3 + 2 * D) * BLOCK + D + D * D + 2 * T)
     cdef Work* W = <Work*> malloc(sizeof(Work))
     cdef double* p = <double*> malloc(size * sizeof(double))
     W.cur.w = p
@@ -121,8 +122,9 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     W.mx = W.q + BLOCK
     W.y = W.mx + BLOCK
     W.diff = W.y + BLOCK
-    W.row = W.diff + D
-    W.chol = W.row + D
+    W.dk = W.diff + D
+    W.rdk = W.dk + D * BLOCK
+    W.chol = W.rdk + D * BLOCK
     W.values = W.chol + D * D
     W.pots = W.values + T
     W.labels = <int64_t*> malloc((n_max + T) * sizeof(int64_t))
@@ -584,25 +586,89 @@ cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t m) noexcept nogil:
     return loglik
 
 
+cdef inline double _sum(const double* a, Py_ssize_t m) noexcept nogil:
+    """sum of a[0..m) in four interleaved partial sums (a fixed order that vectorises)."""
+    cdef double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0
+    cdef Py_ssize_t b = 0
+    while b + 4 <= m:
+        p0 += a[b]
+        p1 += a[b + 1]
+        p2 += a[b + 2]
+        p3 += a[b + 3]
+        b += 4
+    while b < m:
+        p0 += a[b]
+        b += 1
+    return (p0 + p1) + (p2 + p3)
+
+
+cdef inline double _dot(const double* a, const double* c, Py_ssize_t m) noexcept nogil:
+    """sum of a[b] c[b] over b < m, in _sum's order."""
+    cdef double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0
+    cdef Py_ssize_t b = 0
+    while b + 4 <= m:
+        p0 += a[b] * c[b]
+        p1 += a[b + 1] * c[b + 1]
+        p2 += a[b + 2] * c[b + 2]
+        p3 += a[b + 3] * c[b + 3]
+        b += 4
+    while b < m:
+        p0 += a[b] * c[b]
+        b += 1
+    return (p0 + p1) + (p2 + p3)
+
+
+cdef void _block_stats(const Spec* s, Work* W, Py_ssize_t N, Py_ssize_t n0,
+                       Py_ssize_t m) noexcept nogil:
+    """The block's rows, weighted by the responsibilities W.lp, into the statistics about
+    the means (W.centre); vector loops over the rows, as _block_logp."""
+    cdef int D = s.D, k, i, j
+    cdef Py_ssize_t b
+    cdef const double* x
+    cdef const double* r
+    cdef double* d
+    cdef double* rd
+    cdef double* s2
+    cdef double c
+    for k in range(s.K):
+        r = W.lp + k * BLOCK
+        for i in range(D):
+            x = W.xT + i * N + n0
+            d = W.dk + i * BLOCK
+            rd = W.rdk + i * BLOCK
+            c = W.centre[k * D + i]
+            for b in range(m):
+                d[b] = x[b] - c
+                rd[b] = r[b] * d[b]
+        W.nk[k] += _sum(r, m)
+        for i in range(D):
+            W.s1[k * D + i] += _sum(W.rdk + i * BLOCK, m)
+        if s.cov == FULL or s.cov == TIED:
+            s2 = W.s2 + (k * D * D if s.cov == FULL else 0)
+            for i in range(D):
+                for j in range(i, D):
+                    s2[i * D + j] += _dot(W.rdk + i * BLOCK, W.dk + j * BLOCK, m)
+        elif s.cov == DIAG:
+            for i in range(D):
+                W.s2[k * D + i] += _dot(W.rdk + i * BLOCK, W.dk + i * BLOCK, m)
+        else:
+            for i in range(D):
+                W.s2[k] += _dot(W.rdk + i * BLOCK, W.dk + i * BLOCK, m)
+
+
 cdef double _estep(const Spec* s, Work* W, Py_ssize_t N) noexcept nogil:
     """Statistics about the current means, block by block of rows; returns the
     log-likelihood."""
-    cdef int K = s.K, D = s.D, k, i
-    cdef Py_ssize_t blk, n0, m, b
+    cdef Py_ssize_t blk, n0, m
     cdef double loglik = 0.0
-    cdef double* x = W.row
-    _copy(W.centre, W.cur.mu, K * D)
+    _copy(W.centre, W.cur.mu, s.K * s.D)
     _stats_begin(s, W)
     for blk in range((N + BLOCK - 1) // BLOCK):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
         _block_logp(s, W, N, n0, m)
         loglik += _block_resp(s, W, m)
-        for b in range(m):
-            for i in range(D):
-                x[i] = W.xT[i * N + n0 + b]
-            for k in range(K):
-                _add_row(s, W, x, k, W.lp[k * BLOCK + b])
+        _block_stats(s, W, N, n0, m)
     _stats_end(s, W)
     return loglik
 
