@@ -189,10 +189,11 @@ def test_degenerate_problems_follow_gaussian_mixture():
     assert np.all(np.isfinite(fits.means_))
 
 
-@pytest.mark.parametrize("cov", COV)
+@pytest.mark.parametrize("cov", ["full", "tied", "diag"])
 def test_singular_covariances_follow_gaussian_mixture(batch_backend, cov):
     """reg_covar=0 on rows along a line with a constant feature: a covariance that is not
-    positive definite, regularised by GaussianMixture (with its warning), not crashed on."""
+    positive definite, regularised by GaussianMixture (with its warning), not crashed on
+    (a spherical variance averages over the features: positive here)."""
     t = np.random.RandomState(1).standard_normal(40)
     line = np.c_[t, 2 * t, np.ones_like(t)]
     ok = _blobs(np.random.RandomState(2), 50, D=3)
