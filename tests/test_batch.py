@@ -201,7 +201,7 @@ def test_singular_covariances_follow_gaussian_mixture(batch_backend, cov):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fits = fit_many([ok, line], backend=batch_backend, **kw)
-        want = GaussianMixture(**kw).fit(line)
+        want = GaussianMixture(**kw, backend=batch_backend).fit(line)
     assert fits.fallback_[1]
     assert_same_fit(_of_batch(fits, 1), _of_model(want), cov)
 
