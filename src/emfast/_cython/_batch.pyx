@@ -19,8 +19,11 @@ regularisation, warnings) is GaussianMixture's exactly. Nothing here allocates p
 or touches Python inside the parallel loop; problems are independent, so results do not
 depend on the thread count.
 
-Small D and K: scalar loops over the rows (a BLAS call costs more than the work), Cholesky
-and its triangular inverse per component in place.
+Small D and K, no BLAS (a call costs more than the work): the E-step takes blocks of 256
+rows from a feature-major copy of the problem's rows, so that its loops over the rows
+vectorise, exp included (_fastexp.h); Cholesky and its triangular inverse per component
+in scalar loops. Problems are scheduled dynamically (their sizes may differ); each thread
+allocates its scratch once, for the largest problem.
 """
 
 

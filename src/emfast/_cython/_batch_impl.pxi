@@ -77,7 +77,6 @@ ctypedef struct Work:        # per-thread scratch, allocated once per call and t
     double* dk               # (D, BLOCK) a block's rows less a mean, feature-major
     double* rdk              # (D, BLOCK) the same times the responsibilities
     double* chol             # (D, D) one Cholesky factor
-    double* values           # (T,) k-means++ draws, scaled
     double* pots             # (T,)
     int64_t* cand            # (T,)
 
@@ -97,7 +96,7 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     cdef Py_ssize_t S = s.S, blocks = (n_max + BLOCK - 1) // BLOCK
     cdef Py_ssize_t size = ((K + K * D + 2 * S) + K + K + K * D + S + K * D + K + K * D
                             + D + 2 * n_max * D + n_max + blocks + max(s.max_iter, 1)
-                            + (K + 3 + 2 * D) * BLOCK + D + D * D + 2 * T)
+                            + (K + 3 + 2 * D) * BLOCK + D + D * D + T)
     cdef Work* W = <Work*> malloc(sizeof(Work))
     cdef double* p = <double*> malloc(size * sizeof(double))
     W.cur.w = p
@@ -125,8 +124,7 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     W.dk = W.diff + D
     W.rdk = W.dk + D * BLOCK
     W.chol = W.rdk + D * BLOCK
-    W.values = W.chol + D * D
-    W.pots = W.values + T
+    W.pots = W.chol + D * D
     W.labels = <int64_t*> malloc((n_max + T) * sizeof(int64_t))
     W.cand = W.labels + n_max
     return W
@@ -309,7 +307,8 @@ cdef int _lloyd(const Spec* s, Work* W, const double* X, Py_ssize_t N, double ab
 
 # ---------------------------------------------------------------------------------------
 # statistics: nk, s1 = sum r (x - centre_k), s2 = sum r (x - centre_k)(x - centre_k)^T
-# shaped by the covariance type; full and tied accumulate the upper triangle (_mirror).
+# shaped by the covariance type; full and tied accumulate the upper triangle (_stats_end
+# mirrors it).
 
 cdef inline void _add_row(const Spec* s, Work* W, const double* x, int k, double r) noexcept nogil:
     cdef int D = s.D, i, j
