@@ -14,6 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange, types
 
+from emfast._numba._gaussian import _exp_nonpos
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, array_arg, parallel_driver)
 
@@ -41,21 +42,24 @@ _SIG = types.void(
     array_arg(types.int8, 1, False), _I64)
 
 
+# Rows are passed as (array, index), never as views X[n]: a view in a loop over the rows
+# costs two reference-count updates (atomic) per row, ten times the arithmetic at D = 2.
 @njit(**JIT)
-def _sqdist(x, c):
+def _sqdist(X, n, C, k):
+    """||X[n] - C[k]||^2, in feature order."""
     s = 0.0
-    for i in range(x.shape[0]):
-        t = x[i] - c[i]
+    for i in range(X.shape[1]):
+        t = X[n, i] - C[k, i]
         s += t * t
     return s
 
 
 @njit(**JIT)
-def _nearest(x, C):
-    """(index of the nearest row of C, ties: the lowest; its squared distance)."""
-    arg, m = 0, _sqdist(x, C[0])
+def _nearest(X, n, C):
+    """(index of the row of C nearest X[n], ties: the lowest; its squared distance)."""
+    arg, m = 0, _sqdist(X, n, C, 0)
     for k in range(1, C.shape[0]):
-        d = _sqdist(x, C[k])
+        d = _sqdist(X, n, C, k)
         if d < m:
             m, arg = d, k
     return arg, m
@@ -63,12 +67,13 @@ def _nearest(x, C):
 
 # ----------------------------------------------------------------------------- k-means
 @njit(**JIT)
-def _fold_centre(X, c, closest, block_pot):
+def _fold_centre(X, C, c, closest, block_pot):
+    """closest = min(closest, d(x, C[c])); block_pot: per block, its sum in row order."""
     N = X.shape[0]
     for blk in range((N + BLOCK - 1) // BLOCK):
         s = 0.0
         for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
-            d = _sqdist(X[n], c)
+            d = _sqdist(X, n, C, c)
             if d < closest[n]:
                 closest[n] = d
             s += closest[n]
@@ -77,12 +82,13 @@ def _fold_centre(X, c, closest, block_pot):
 
 @njit(**JIT)
 def _potential(X, c, closest):
+    """sum_n min(closest_n, d(x_n, X[c])): per block in row order, the blocks in order."""
     N = X.shape[0]
     total = 0.0
     for blk in range((N + BLOCK - 1) // BLOCK):
         part = 0.0
         for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
-            d = _sqdist(X[n], c)
+            d = _sqdist(X, n, X, c)
             part += d if d < closest[n] else closest[n]
         total += part
     return total
@@ -111,7 +117,7 @@ def _kmeans_plusplus(X, first, u, T, closest, block_pot, cand, pots, centres):
     N, K = X.shape[0], centres.shape[0]
     closest[:N] = np.inf
     centres[0] = X[first]
-    _fold_centre(X, centres[0], closest, block_pot)
+    _fold_centre(X, centres, 0, closest, block_pot)
     for c in range(1, K):
         pot = 0.0
         for blk in range((N + BLOCK - 1) // BLOCK):
@@ -120,13 +126,13 @@ def _kmeans_plusplus(X, first, u, T, closest, block_pot, cand, pots, centres):
             return FALLBACK
         for t in range(T):
             cand[t] = _draw_row(u[(c - 1) * T + t] * pot, closest, block_pot, N)
-            pots[t] = _potential(X, X[cand[t]], closest)
+            pots[t] = _potential(X, cand[t], closest)
         best = 0
         for t in range(1, T):
             if pots[t] < pots[best]:
                 best = t
         centres[c] = X[cand[best]]
-        _fold_centre(X, centres[c], closest, block_pot)
+        _fold_centre(X, centres, c, closest, block_pot)
     return OK
 
 
@@ -139,7 +145,7 @@ def _lloyd(X, c, abs_tol, labels, counts, sums):
         sums[:] = 0.0
         changed = 0
         for n in range(N):
-            k, _d = _nearest(X[n], c)
+            k, _d = _nearest(X, n, c)
             if labels[n] != k:
                 changed += 1
             labels[n] = k
@@ -167,11 +173,12 @@ def _lloyd(X, c, abs_tol, labels, counts, sums):
 # nk (K,), s1 (K, D), s2 flat (S,) by type, about centre (K, D); full and tied accumulate
 # the upper triangle (_mirror).
 @njit(**JIT)
-def _add_row(cov, x, k, r, centre, nk, s1, s2, d):
-    D = x.shape[0]
+def _add_row(cov, X, n, k, r, centre, nk, s1, s2, d):
+    """Row X[n] with weight r into component k's statistics."""
+    D = X.shape[1]
     nk[k] += r
     for i in range(D):
-        d[i] = x[i] - centre[k, i]
+        d[i] = X[n, i] - centre[k, i]
         s1[k, i] += r * d[i]
     if cov == FULL or cov == TIED:
         o = k * D * D if cov == FULL else 0
@@ -303,52 +310,123 @@ def _precisions(cov, K, D, w, covs, pc, logc, L):
 
 
 @njit(**JIT)
-def _maha(cov, x, mu, pc, k, d):
-    D = x.shape[0]
-    for i in range(D):
-        d[i] = x[i] - mu[k, i]
-    q = 0.0
-    if cov == FULL or cov == TIED:
-        o = k * D * D if cov == FULL else 0
-        for j in range(D):
-            y = 0.0
-            for i in range(j + 1):
-                y += d[i] * pc[o + i * D + j]
-            q += y * y
-    elif cov == DIAG:
-        for i in range(D):
-            y = d[i] * pc[k * D + i]
-            q += y * y
-    else:
-        for i in range(D):
-            q += d[i] * d[i]
-        q *= pc[k] * pc[k]
-    return q
+def _block_logp(cov, xT, n0, m, mu, pc, logc, lp, q, y):
+    """lp[k, b] = log w_k + log N(x_b | k) for the rows n0..n0+m of X feature-major (xT):
+    the loops over the block's rows are innermost, so that they vectorise."""
+    K, D = mu.shape
+    for k in range(K):
+        for b in range(m):
+            q[b] = 0.0
+        if cov == FULL or cov == TIED:
+            # coordinate j of (x - mu) U: sum over i <= j of (x_i - mu_i) U_ij
+            o = k * D * D if cov == FULL else 0
+            for j in range(D):
+                for b in range(m):
+                    y[b] = 0.0
+                for i in range(j + 1):
+                    u, mi = pc[o + i * D + j], mu[k, i]
+                    for b in range(m):
+                        y[b] += (xT[i, n0 + b] - mi) * u
+                for b in range(m):
+                    q[b] += y[b] * y[b]
+        else:
+            for i in range(D):
+                u = pc[k * D + i] if cov == DIAG else pc[k]
+                mi = mu[k, i]
+                for b in range(m):
+                    t = (xT[i, n0 + b] - mi) * u
+                    q[b] += t * t
+        c = logc[k]
+        for b in range(m):
+            lp[k, b] = c - 0.5 * q[b]
 
 
 @njit(**JIT)
-def _estep(cov, X, mu, pc, logc, nk, s1, s2, centre, lp, d):
-    """Statistics about the means mu (copied to centre); returns the log-likelihood."""
-    N, K, D = X.shape[0], mu.shape[0], mu.shape[1]
+def _block_resp(m, lp, mx, tot):
+    """lp to responsibilities (log-sum-exp, the row max subtracted); returns the block's
+    log-likelihood."""
+    K = lp.shape[0]
+    for b in range(m):
+        mx[b] = lp[0, b]
+        tot[b] = 0.0
+    for k in range(1, K):
+        for b in range(m):
+            mx[b] = max(mx[b], lp[k, b])
+    for k in range(K):
+        for b in range(m):
+            lp[k, b] = _exp_nonpos(lp[k, b] - mx[b])
+            tot[b] += lp[k, b]
+    loglik = 0.0
+    for b in range(m):
+        loglik += mx[b] + math.log(tot[b])
+        tot[b] = 1.0 / tot[b]
+    for k in range(K):
+        for b in range(m):
+            lp[k, b] *= tot[b]
+    return loglik
+
+
+@njit(**JIT)
+def _sum(a, m):
+    """sum of a[:m] (a loop that stores nothing: its vectorised order is fixed)."""
+    s = 0.0
+    for b in range(m):
+        s += a[b]
+    return s
+
+
+@njit(**JIT)
+def _dot(a, c, m):
+    s = 0.0
+    for b in range(m):
+        s += a[b] * c[b]
+    return s
+
+
+@njit(**JIT)
+def _block_stats(cov, xT, n0, m, lp, centre, nk, s1, s2, dk, rdk):
+    """The block's rows, weighted by the responsibilities lp, into the statistics about
+    centre; vector loops over the rows, as _block_logp."""
+    K, D = centre.shape
+    for k in range(K):
+        for i in range(D):
+            c = centre[k, i]
+            for b in range(m):
+                dk[i, b] = xT[i, n0 + b] - c
+                rdk[i, b] = lp[k, b] * dk[i, b]
+        nk[k] += _sum(lp[k], m)
+        for i in range(D):
+            s1[k, i] += _sum(rdk[i], m)
+        if cov == FULL or cov == TIED:
+            o = k * D * D if cov == FULL else 0
+            for i in range(D):
+                for j in range(i, D):
+                    s2[o + i * D + j] += _dot(rdk[i], dk[j], m)
+        elif cov == DIAG:
+            for i in range(D):
+                s2[k * D + i] += _dot(rdk[i], dk[i], m)
+        else:
+            for i in range(D):
+                s2[k] += _dot(rdk[i], dk[i], m)
+
+
+@njit(**JIT)
+def _estep(cov, xT, N, mu, pc, logc, nk, s1, s2, centre, blk):
+    """Statistics about the means mu (copied to centre), block by block of rows; returns
+    the log-likelihood. blk: the block scratch (lp (K, BLOCK), q, mx, y (BLOCK,), dk, rdk
+    (D, BLOCK))."""
+    lp, q, mx, y, dk, rdk = blk
+    K, D = mu.shape
     centre[:] = mu
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
     loglik = 0.0
-    for n in range(N):
-        mx = -np.inf
-        for k in range(K):
-            lp[k] = logc[k] - 0.5 * _maha(cov, X[n], mu, pc, k, d)
-            if lp[k] > mx:
-                mx = lp[k]
-        tot = 0.0
-        for k in range(K):
-            lp[k] = math.exp(lp[k] - mx)
-            tot += lp[k]
-        loglik += mx + math.log(tot)
-        inv = 1.0 / tot
-        for k in range(K):
-            _add_row(cov, X[n], k, lp[k] * inv, centre, nk, s1, s2, d)
+    for n0 in range(0, N, BLOCK):
+        m = min(BLOCK, N - n0)
+        _block_logp(cov, xT, n0, m, mu, pc, logc, lp, q, y)
+        loglik += _block_resp(m, lp, mx, q)
+        _block_stats(cov, xT, n0, m, lp, centre, nk, s1, s2, dk, rdk)
     _mirror(cov, K, D, s2)
     return loglik
 
@@ -356,13 +434,16 @@ def _estep(cov, X, mu, pc, logc, nk, s1, s2, centre, lp, d):
 # ----------------------------------------------------------------------------- one problem
 @njit(**JIT)
 def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
-                 w_out, mu_out, cov_out, pc_out, hist_out, res, scratch, labels, cand):
+                 w_out, mu_out, cov_out, pc_out, hist_out, res, scratch, blk, labels, cand):
     """All restarts of one problem, the best into the outputs; res = [lower bound, n_iter,
     converged]. Returns OK or FALLBACK."""
     N, D = X.shape
     S = cov_out.shape[0]
-    (closest, block_pot, pots, lp, d, logc, nk, w, hist, s2, covs, pc, s1, centre, mu,
-     counts, sums, xc, L) = scratch
+    (closest, block_pot, pots, d, logc, nk, w, hist, s2, covs, pc, s1, centre, mu,
+     counts, sums, xc, L, xT) = scratch
+    for n in range(N):                 # the E-step's layout
+        for i in range(D):
+            xT[i, n] = X[n, i]
     for r in range(n_init):
         # ------------------------------------------------------------ the start
         if init == KMEANS:
@@ -387,8 +468,8 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
             s1[:] = 0.0
             s2[:] = 0.0
             for n in range(N):
-                k, _d = _nearest(X[n], centre)
-                _add_row(cov, X[n], k, 1.0, centre, nk, s1, s2, d)
+                k, _d = _nearest(X, n, centre)
+                _add_row(cov, X, n, k, 1.0, centre, nk, s1, s2, d)
             _mirror(cov, K, D, s2)
         elif init == RANDOM:
             for i in range(D):
@@ -402,7 +483,7 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
             s2[:] = 0.0
             for n in range(N):
                 for k in range(K):
-                    _add_row(cov, X[n], k, resp[(r * N + n) * K + k], centre, nk, s1, s2, d)
+                    _add_row(cov, X, n, k, resp[(r * N + n) * K + k], centre, nk, s1, s2, d)
             _mirror(cov, K, D, s2)
         else:
             if init == PLUSPLUS:
@@ -422,7 +503,7 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
         prev, lower, n_it, conv = -np.inf, -np.inf, 0, False
         for it in range(1, max_iter + 1):
             n_it = it
-            loglik = _estep(cov, X, mu, pc, logc, nk, s1, s2, centre, lp, d)
+            loglik = _estep(cov, xT, N, mu, pc, logc, nk, s1, s2, centre, blk)
             _mstep(cov, reg, N, False, nk, s1, s2, centre, w, mu, covs, d)
             for k in range(K):
                 if nk[k] <= EMPTY_FRACTION * N:
@@ -457,10 +538,13 @@ def _driver(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, id
         n_max = max(n_max, offsets[p + 1] - offsets[p])
     for g in prange(n_groups):
         scratch = (np.empty(n_max), np.empty((n_max + BLOCK - 1) // BLOCK), np.empty(T),
-                   np.empty(K), np.empty(D), np.empty(K), np.empty(K), np.empty(K),
+                   np.empty(D), np.empty(K), np.empty(K), np.empty(K),
                    np.empty(max(max_iter, 1)), np.empty(S), np.empty(S), np.empty(S),
                    np.empty((K, D)), np.empty((K, D)), np.empty((K, D)), np.empty(K),
-                   np.empty((K, D)), np.empty((n_max, D)), np.zeros((D, D)))
+                   np.empty((K, D)), np.empty((n_max, D)), np.zeros((D, D)),
+                   np.empty((D, n_max)))
+        blk = (np.empty((K, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
+               np.empty((D, BLOCK)), np.empty((D, BLOCK)))
         labels = np.empty(n_max, dtype=np.int64)
         cand = np.empty(T, dtype=np.int64)
         res = np.empty(3)
@@ -472,7 +556,7 @@ def _driver(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, id
             st = _fit_problem(rows, K, cov, reg, tol, max_iter, n_init, init, T, idx[s],
                               u[s], resp[resp_off[s]:resp_off[s + 1]], weights[p], means[p],
                               covariances[p], prec_chol[p], lower_bounds[p], res, scratch,
-                              labels, cand)
+                              blk, labels, cand)
             status[p] = st
             if st == OK:
                 lower_bound[p] = res[0]
