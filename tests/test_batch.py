@@ -151,6 +151,9 @@ def test_ragged_forms_and_models():
     copies = [X.copy() for X in Xs]
     a = fit_many(Xs, n_components=2, random_state=0)
     b = fit_many(stacked, [len(X) for X in Xs], n_components=2, random_state=0)
+    equal = fit_many(np.stack([X[:30] for X in Xs]), n_components=2, random_state=0)
+    assert np.array_equal(equal.means_,
+                          fit_many([X[:30] for X in Xs], n_components=2, random_state=0).means_)
     for X, c in zip(Xs, copies):
         assert np.array_equal(X, c)
     assert np.array_equal(a.means_, b.means_) and len(a) == len(Xs) == len(list(a))
@@ -187,6 +190,21 @@ def test_degenerate_problems_follow_gaussian_mixture():
     assert list(fits.fallback_) == [False, True]
     assert_same_fit(_of_batch(fits, 1), _of_model(want), "full")
     assert np.all(np.isfinite(fits.means_))
+
+
+def test_kmeans_on_a_large_problem_is_gaussian_mixtures():
+    """Above SAMPLE_ROWS rows GaussianMixture's k-means samples rows (other random draws):
+    such a problem is fitted by GaussianMixture itself."""
+    from emfast.mixture._kmeans import SAMPLE_ROWS
+    rng = np.random.RandomState(3)
+    big, small = _blobs(rng, SAMPLE_ROWS + 1), _blobs(rng, 50)
+    kw = dict(n_components=3, random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many([small, big], **kw)
+        want = GaussianMixture(**kw).fit(big)
+    assert list(fits.fallback_) == [False, True]
+    assert_same_fit(_of_batch(fits, 1), _of_model(want), "full")
 
 
 @pytest.mark.parametrize("cov", ["full", "tied", "diag"])

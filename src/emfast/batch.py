@@ -94,8 +94,8 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
     """Fit one Gaussian mixture per problem, the whole EM of each in compiled code.
 
     ``X``: a list of 2-D arrays (one per problem, any numbers of rows, the same number of
-    features), or one 2-D array with ``lengths`` (the number of rows of each problem, in
-    order, as the HMMs take sequences). The other parameters are GaussianMixture's, the
+    features), a 3-D array (problems of equal size), or one 2-D array with ``lengths`` (the
+    number of rows of each problem, in order, as the HMMs take sequences). The other parameters are GaussianMixture's, the
     same for every problem. Problem i's result is ``GaussianMixture(..., random_state=s_i)
     .fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
     problem gets the same seed, as a loop ``GaussianMixture(random_state=0).fit(X_i)``
@@ -104,7 +104,10 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
     (a float32 problem is fitted as its float64 copy). Inputs are not modified.
 
     ``n_threads`` (None: all usable CPUs): problems run one per thread at a time; results do
-    not depend on it. Returns a :class:`GaussianMixtureBatch`.
+    not depend on it. Returns a :class:`GaussianMixtureBatch`; its ``fallback_`` marks the
+    problems that were degenerate for the batch kernel (see the module docstring) and were
+    fitted by GaussianMixture alone, with its warnings. Without sample weights, warm starts
+    or *_init parameters (GaussianMixture takes them; fit_many does not).
     """
     params = dict(n_components=n_components, covariance_type=covariance_type, tol=tol,
                   reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
@@ -150,6 +153,8 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
 def _check_problems(X, lengths, n_components):
     """(rows stacked as one float64 C-contiguous array, offsets (P + 1,) int64), checked
     with GaussianMixture's rules for each problem (finite, at least max(2, K) rows)."""
+    if isinstance(X, np.ndarray) and X.ndim == 3:
+        X = list(X)
     if isinstance(X, (list, tuple)):
         if lengths is not None:
             raise ValueError("lengths is for one stacked array; a list of arrays gives each "
