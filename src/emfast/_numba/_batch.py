@@ -16,7 +16,8 @@ from numba import njit, prange, types
 
 from emfast._numba._gaussian import _exp_nonpos
 from emfast._numba._launch import run
-from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, array_arg, parallel_driver)
+from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, array_arg, outlined,
+                                     parallel_driver)
 
 __all__ = ["fit_many"]
 
@@ -39,7 +40,10 @@ _SIG = types.void(
     array_arg(types.int64, 3, True), array_arg(types.float64, 3, True), IN1, _IN_I1,
     OUT2, array_arg(types.float64, 3, False), OUT2, OUT2, OUT1, OUT2,
     array_arg(types.int64, 1, False), array_arg(types.int8, 1, False),
-    array_arg(types.int8, 1, False), _I64)
+    array_arg(types.int8, 1, False), _I64, _I64)
+# _fit_group: the driver's arguments but n_groups and fn, then the group's first and last
+# problem
+_GROUP_SIG = types.void(*_SIG.args[:-2], _I64, _I64)
 
 
 # Rows are passed as (array, index), never as views X[n]: a view in a loop over the rows
@@ -527,41 +531,56 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
     return OK
 
 
-@parallel_driver(_SIG)
-def _driver(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u, resp,
-            resp_off, weights, means, covariances, prec_chol, lower_bound, lower_bounds,
-            n_iter, converged, status, n_groups):
+@outlined(_GROUP_SIG)
+def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u,
+               resp, resp_off, weights, means, covariances, prec_chol, lower_bound,
+               lower_bounds, n_iter, converged, status, lo, hi):
+    """Problems lo..hi-1, in order, with scratch allocated once for the group."""
     P, D = offsets.shape[0] - 1, X.shape[1]
     S = covariances.shape[1]
     n_max = 0
     for p in range(P):
         n_max = max(n_max, offsets[p + 1] - offsets[p])
+    scratch = (np.empty(n_max), np.empty((n_max + BLOCK - 1) // BLOCK), np.empty(T),
+               np.empty(D), np.empty(K), np.empty(K), np.empty(K),
+               np.empty(max(max_iter, 1)), np.empty(S), np.empty(S), np.empty(S),
+               np.empty((K, D)), np.empty((K, D)), np.empty((K, D)), np.empty(K),
+               np.empty((K, D)), np.empty((n_max, D)), np.zeros((D, D)),
+               np.empty((D, n_max)))
+    blk = (np.empty((K, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
+           np.empty((D, BLOCK)), np.empty((D, BLOCK)))
+    labels = np.empty(n_max, dtype=np.int64)
+    cand = np.empty(T, dtype=np.int64)
+    res = np.empty(3)
+    for p in range(lo, hi):
+        if status[p] != OK:
+            continue
+        s = draw_of[p]
+        rows = X[offsets[p]:offsets[p + 1]]
+        st = _fit_problem(rows, K, cov, reg, tol, max_iter, n_init, init, T, idx[s], u[s],
+                          resp[resp_off[s]:resp_off[s + 1]], weights[p], means[p],
+                          covariances[p], prec_chol[p], lower_bounds[p], res, scratch, blk,
+                          labels, cand)
+        status[p] = st
+        if st == OK:
+            lower_bound[p] = res[0]
+            n_iter[p] = int(res[1])
+            converged[p] = int(res[2])
+
+
+@parallel_driver(_SIG, calls=[(_fit_group, [_GROUP_SIG])])
+def _driver(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u, resp,
+            resp_off, weights, means, covariances, prec_chol, lower_bound, lower_bounds,
+            n_iter, converged, status, n_groups, fn):
+    """The problems in n_groups contiguous groups, one group per thread at a time. fn: the
+    address of _fit_group (compiled once on its own instead of into each of the four
+    modules numba makes of a prange driver: see _settings.outlined)."""
+    P = offsets.shape[0] - 1
     for g in prange(n_groups):
-        scratch = (np.empty(n_max), np.empty((n_max + BLOCK - 1) // BLOCK), np.empty(T),
-                   np.empty(D), np.empty(K), np.empty(K), np.empty(K),
-                   np.empty(max(max_iter, 1)), np.empty(S), np.empty(S), np.empty(S),
-                   np.empty((K, D)), np.empty((K, D)), np.empty((K, D)), np.empty(K),
-                   np.empty((K, D)), np.empty((n_max, D)), np.zeros((D, D)),
-                   np.empty((D, n_max)))
-        blk = (np.empty((K, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
-               np.empty((D, BLOCK)), np.empty((D, BLOCK)))
-        labels = np.empty(n_max, dtype=np.int64)
-        cand = np.empty(T, dtype=np.int64)
-        res = np.empty(3)
-        for p in range(g * P // n_groups, (g + 1) * P // n_groups):
-            if status[p] != OK:
-                continue
-            s = draw_of[p]
-            rows = X[offsets[p]:offsets[p + 1]]
-            st = _fit_problem(rows, K, cov, reg, tol, max_iter, n_init, init, T, idx[s],
-                              u[s], resp[resp_off[s]:resp_off[s + 1]], weights[p], means[p],
-                              covariances[p], prec_chol[p], lower_bounds[p], res, scratch,
-                              blk, labels, cand)
-            status[p] = st
-            if st == OK:
-                lower_bound[p] = res[0]
-                n_iter[p] = int(res[1])
-                converged[p] = int(res[2])
+        _fit_group(fn, X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx,
+                   u, resp, resp_off, weights, means, covariances, prec_chol, lower_bound,
+                   lower_bounds, n_iter, converged, status, g * P // n_groups,
+                   (g + 1) * P // n_groups)
 
 
 def fit_many(X, offsets, K, cov_code, reg_covar, tol, max_iter, n_init, init_code, n_trials,
