@@ -26,10 +26,9 @@ import numpy as np
 
 from emfast import _validation as V
 from emfast import kernels
-from emfast._config import get_backend, resolve_n_threads
+from emfast._config import get_backend
 from emfast._em import restart_rngs
 from emfast.exceptions import ConvergenceWarning, compatible
-from emfast.mixture import _gaussian as G
 from emfast.mixture._gaussian_mixture import GaussianMixture
 from emfast.mixture._kmeans import SAMPLE_ROWS
 
@@ -95,8 +94,8 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
 
     ``X``: a list of 2-D arrays (one per problem, any numbers of rows, the same number of
     features), a 3-D array (problems of equal size), or one 2-D array with ``lengths`` (the
-    number of rows of each problem, in order, as the HMMs take sequences). The other parameters are GaussianMixture's, the
-    same for every problem. Problem i's result is ``GaussianMixture(..., random_state=s_i)
+    number of rows of each problem, in order, as the HMMs take sequences). The other
+    parameters are GaussianMixture's, the same for every problem. Problem i's result is ``GaussianMixture(..., random_state=s_i)
     .fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
     problem gets the same seed, as a loop ``GaussianMixture(random_state=0).fit(X_i)``
     would), and otherwise an int drawn for problem i from ``random_state`` (None: NumPy's
