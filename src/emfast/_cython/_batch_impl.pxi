@@ -17,6 +17,7 @@ cdef extern from "_fastexp.h":
 cdef enum:
     BLOCK = 256              # the k-means kernels' rows per block (their summation order)
     LLOYD_MAX_ITER = 300     # emfast.mixture._kmeans.kmeans defaults (scikit-learn's)
+    LOG_GROUP = 16           # E-step: rows whose log-sum-exp share one log (_block_resp)
 
 cdef enum Cov:
     FULL = 0
@@ -562,7 +563,8 @@ cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t m) noexcept nogil:
     cdef double* lp
     cdef double* mx = W.mx
     cdef double* tot = W.q
-    cdef double loglik = 0.0
+    cdef double loglik = 0.0, prod
+    cdef Py_ssize_t g
     for b in range(m):
         mx[b] = W.lp[b]
         tot[b] = 0.0
@@ -576,7 +578,15 @@ cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t m) noexcept nogil:
             lp[b] = emfast_exp_nonpos(lp[b] - mx[b])
             tot[b] += lp[b]
     for b in range(m):
-        loglik += mx[b] + log(tot[b])
+        loglik += mx[b]
+    # each row sum is in [1, K] (its largest term is 1): the log of a product of LOG_GROUP
+    # of them cannot overflow for any K below 10**19, and costs one log instead of 16
+    for g in range((m + LOG_GROUP - 1) // LOG_GROUP):
+        prod = 1.0
+        for b in range(g * LOG_GROUP, min((g + 1) * LOG_GROUP, m)):
+            prod *= tot[b]
+        loglik += log(prod)
+    for b in range(m):
         tot[b] = 1.0 / tot[b]
     for k in range(s.K):
         lp = W.lp + k * BLOCK

@@ -23,6 +23,7 @@ __all__ = ["fit_many"]
 
 BLOCK = 256                  # the k-means kernels' rows per block (their summation order)
 LLOYD_MAX_ITER = 300
+LOG_GROUP = 16               # E-step: rows whose log-sum-exp share one log (_block_resp)
 LLOYD_TOL = 1e-4
 NK_EPS = 10 * np.finfo(np.float64).eps
 EMPTY_FRACTION = 1e-8
@@ -362,7 +363,14 @@ def _block_resp(m, lp, mx, tot):
             tot[b] += lp[k, b]
     loglik = 0.0
     for b in range(m):
-        loglik += mx[b] + math.log(tot[b])
+        loglik += mx[b]
+    # one log per LOG_GROUP rows, as the Cython kernel (each row sum is in [1, K])
+    for b0 in range(0, m, LOG_GROUP):
+        prod = 1.0
+        for b in range(b0, min(b0 + LOG_GROUP, m)):
+            prod *= tot[b]
+        loglik += math.log(prod)
+    for b in range(m):
         tot[b] = 1.0 / tot[b]
     for k in range(K):
         for b in range(m):
