@@ -42,6 +42,8 @@ Usage:
                                                  # see compare_missing.py
     python benchmarks/compare.py --scale         # model selection (B2), EM on a memmap
                                                  # (B4); see compare_scale.py
+    python benchmarks/compare.py --cases B1s     # batch fitting (fit_many): B1, B1s;
+                                                 # see compare_batch.py
 """
 
 import argparse
@@ -592,6 +594,14 @@ def main(argv=None):
             + (["--repeat", str(args.repeat)] if args.repeat else [])
             + (["--threads", str(args.threads)] if args.threads else [])
             + ["--backends", args.backends])
+    batch = [c.strip() for c in (args.cases or "").split(",") if c.strip().startswith("B")]
+    if batch:
+        import compare_batch
+
+        return compare_batch.main(
+            ["--cases", ",".join(batch), "--backends", args.backends]
+            + (["--repeat", str(args.repeat)] if args.repeat else [])
+            + (["--threads", str(args.threads)] if args.threads else []))
     if args.end_to_end:
         names = ([c.strip() for c in args.cases.split(",") if c.strip()] if args.cases
                  else list(END_TO_END_CASES) + list(REAL_DATASETS))

@@ -8,9 +8,10 @@ functions are public in :mod:`emfast.kernels`.
 __version__ = "0.1.0"
 
 from emfast._info import show_config
+from emfast.batch import fit_many
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
 from emfast.mixture import GaussianMixture
 from emfast.selection import select_gaussian_mixture
 
-__all__ = ["GaussianMixture", "select_gaussian_mixture", "show_config", "ConvergenceWarning",
-           "DegenerateComponentWarning", "NotFittedError", "__version__"]
+__all__ = ["GaussianMixture", "fit_many", "select_gaussian_mixture", "show_config",
+           "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]

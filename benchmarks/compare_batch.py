@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Batch fitting: ``emfast.fit_many`` beside fitting the same problems one by one.
+
+    python benchmarks/compare_batch.py [--cases B1,B1s] [--repeat 3] [--threads 2]
+    python benchmarks/compare.py --cases B1s         (the same)
+
+B1: 10,000 problems of N=500 rows, D=2, K=3 components, full covariances, each from three
+Gaussian blobs at random places; every fit runs exactly 100 EM iterations (``tol=0``,
+``max_iter=100``) from GaussianMixture's default start (k-means, ``n_init=1``,
+``random_state=0``). B1s: the same with 1,000 problems (a quick run).
+
+Timed, each in this one process on the same problems:
+
+* ``emfast.fit_many`` on all problems (median of ``--repeat`` runs after a warm-up on 50
+  problems), with ``n_threads`` threads;
+* scikit-learn's GaussianMixture in a Python loop, one thread (BLAS limited to 1);
+* the same loop spread over 2 worker processes by joblib (loky), problems in batches;
+* emfast's own GaussianMixture in a Python loop (``n_threads=1``).
+
+The three loops are linear in the number of problems; they are timed on the first
+``--loop-problems`` problems (default 500; median of ``--repeat``) and scaled to the full
+count (marked "scaled"). Ratios are against fit_many's median. The fits' mean lower bounds
+are printed beside the times: the libraries end at the same optima (emfast's loop and
+fit_many to rounding).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+
+# name: (problems, N, D, K, covariance_type, max_iter)
+BATCH_CASES = {
+    "B1": (10_000, 500, 2, 3, "full", 100),
+    "B1s": (1_000, 500, 2, 3, "full", 100),
+}
+SEED = 12345
+
+
+def make_problems(P, N, D, K, seed=SEED):
+    """P problems of N rows: K blobs each, at uniform random centres in [-6, 6]^D, unit
+    spread, stacked in one (P * N, D) array."""
+    rng = np.random.RandomState(seed)
+    centres = rng.uniform(-6, 6, size=(P, K, D))
+    labels = rng.randint(K, size=(P, N))
+    X = np.take_along_axis(centres, labels[:, :, None], axis=1) + rng.standard_normal((P, N, D))
+    return X.reshape(P * N, D)
+
+
+def _params(K, cov, max_iter):
+    return dict(n_components=K, covariance_type=cov, tol=0.0, max_iter=max_iter,
+                random_state=0)
+
+
+def _loop(cls, X, N, P, kw):
+    """Fit P problems one by one; mean lower bound."""
+    lbs = [cls(**kw).fit(X[i * N:(i + 1) * N]).lower_bound_ for i in range(P)]
+    return float(np.mean(lbs))
+
+
+def _sklearn_chunk(X, N, kw):
+    """One joblib task: a batch of problems (rows stacked), fitted in a loop."""
+    import warnings as w
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+    w.filterwarnings("ignore")
+    with threadpool_limits(1):
+        return [GaussianMixture(**kw).fit(X[i * N:(i + 1) * N]).lower_bound_
+                for i in range(len(X) // N)]
+
+
+def _joblib_loop(X, N, P, kw, workers=2):
+    from joblib import Parallel, delayed
+    chunks = np.array_split(np.arange(P), workers * 4)
+    parts = Parallel(n_jobs=workers)(
+        delayed(_sklearn_chunk)(X[c[0] * N:(c[-1] + 1) * N], N, kw) for c in chunks if len(c))
+    return float(np.mean([v for part in parts for v in part]))
+
+
+def _timed(fn, repeat):
+    times, value = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), value
+
+
+def run_case(name, repeat, threads, loop_problems, backends):
+    from threadpoolctl import threadpool_limits
+    import emfast
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    P, N, D, K, cov, max_iter = BATCH_CASES[name]
+    X = make_problems(P, N, D, K)
+    kw = _params(K, cov, max_iter)
+    lengths = np.full(P, N)
+    Pl = min(loop_problems, P)
+    rows = []
+    for be in backends:
+        emfast.fit_many(X[:50 * N], lengths[:50], backend=be, n_threads=threads, **kw)
+        t, fits = _timed(lambda: emfast.fit_many(X, lengths, backend=be, n_threads=threads,
+                                                 **kw), repeat)
+        rows.append((f"emfast.fit_many ({be}, {threads} threads)", t, "measured",
+                     float(fits.lower_bound_[:Pl].mean()), P))
+    base = rows[0][1]
+    scale = P / Pl
+    with threadpool_limits(1):
+        t, lb = _timed(lambda: _loop(SkGM, X, N, Pl, kw), repeat)
+    rows.append(("scikit-learn GaussianMixture, Python loop", t * scale, "scaled", lb, Pl))
+    _joblib_loop(X[:8 * N], N, 8, kw)      # start the workers
+    t, lb = _timed(lambda: _joblib_loop(X, N, Pl, kw), repeat)
+    rows.append(("scikit-learn, joblib over 2 processes", t * scale, "scaled", lb, Pl))
+    for be in backends:
+        emfast.GaussianMixture(**kw, backend=be, n_threads=1).fit(X[:N])
+        t, lb = _timed(lambda: _loop(lambda **a: emfast.GaussianMixture(
+            **a, backend=be, n_threads=1), X, N, Pl, kw), repeat)
+        rows.append((f"emfast GaussianMixture ({be}), Python loop", t * scale, "scaled", lb,
+                     Pl))
+    print(f"\n## {name}: {P:,} problems, N={N}, D={D}, K={K}, {cov}, {max_iter} iterations "
+          f"each (tol=0); median of {repeat}")
+    print("| method | seconds | | problems timed | mean lower bound (first "
+          f"{Pl}) | fit_many is faster by |")
+    print("|---|---:|---|---:|---:|---:|")
+    for label, t, how, lb, n in rows:
+        print(f"| {label} | {t:.2f} | {how} | {n:,} | {lb:.6f} | {t / base:.1f}× |")
+
+
+def main(argv=None):
+    from compare import print_header, quiet_convergence, usable_cpus
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default="B1", help=f"comma-separated subset of {list(BATCH_CASES)}")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--loop-problems", type=int, default=500)
+    p.add_argument("--backends", default="cython,numba")
+    args = p.parse_args(argv)
+    from emfast._config import available_backends
+    backends = [b for b in args.backends.split(",") if b in available_backends("batch")]
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in BATCH_CASES]
+    if unknown:
+        p.error(f"unknown batch case(s) {unknown}; choose from {list(BATCH_CASES)}")
+    threads = args.threads or usable_cpus()
+    quiet_convergence()
+    warnings.filterwarnings("ignore", message=r"(?s).*did not converge")
+    print_header(threads)
+    for name in cases:
+        run_case(name, args.repeat, threads, args.loop_problems, backends)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

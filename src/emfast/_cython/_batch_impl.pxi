@@ -1,0 +1,842 @@
+# The body of the Cython + OpenMP batch-EM kernel (emfast.fit_many), shared by the two
+# extension modules built from it (see setup.py and emfast._config): _batch.pyx (baseline
+# instruction set) and _batch_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The
+# design notes are the docstring of _batch.pyx.
+
+include "_openmp.pxi"
+
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport int64_t, int8_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport log, sqrt, fabs, INFINITY, NAN
+
+cdef extern from "_fastexp.h":
+    # exp(x) for x <= 0, relative error < 2e-15 (tests/test_kernels.py)
+    double emfast_exp_nonpos(double x) noexcept nogil
+
+cdef enum:
+    BLOCK = 256              # the k-means kernels' rows per block (their summation order)
+    LLOYD_MAX_ITER = 300     # emfast.mixture._kmeans.kmeans defaults (scikit-learn's)
+    LOG_GROUP = 16           # E-step: rows whose log-sum-exp share one log (_block_resp)
+
+cdef enum Cov:
+    FULL = 0
+    TIED = 1
+    DIAG = 2
+    SPHERICAL = 3
+
+cdef enum Init:              # emfast.batch.INIT_CODES
+    KMEANS = 0
+    PLUSPLUS = 1
+    RANDOM = 2
+    FROM_DATA = 3
+
+cdef enum Status:            # emfast.batch: status_ codes
+    OK = 0
+    FALLBACK = 1             # degenerate (see above): to be fitted by GaussianMixture
+
+cdef double NK_EPS = 10 * 2.220446049250313e-16     # emfast.mixture._gaussian.NK_EPS
+cdef double EMPTY_FRACTION = 1e-8                    # ... .EMPTY_FRACTION
+cdef double LLOYD_TOL = 1e-4
+cdef double HALF_LOG_2PI = 0.9189385332046727       # 0.5 * log(2 pi)
+
+
+ctypedef struct Spec:        # what every problem of the call shares
+    int K, D, cov, init, max_iter, n_init, T
+    Py_ssize_t S             # doubles of one covariance (and precision factor) array
+    double reg, tol
+
+
+ctypedef struct Params:
+    double* w                # (K,)
+    double* mu               # (K, D)
+    double* cov              # (S,) by type: full (K, D, D), tied (D, D), diag (K, D), sph (K,)
+    double* pc               # (S,) upper-triangular precision factors, the same layout
+
+
+ctypedef struct Work:        # per-thread scratch, allocated once per call and thread
+    Params cur               # the running restart's parameters
+    double* logc             # (K,) log w + log det U - D/2 log 2 pi
+    double* nk               # (K,) statistics about `centre`
+    double* s1               # (K, D)
+    double* s2               # (S,) second moments, upper triangle mirrored for full/tied
+    double* centre           # (K, D)
+    double* counts           # (K,) Lloyd
+    double* sums             # (K, D)
+    double* mean             # (D,) column mean
+    double* xc               # (N_max, D) the rows less their mean (k-means)
+    double* closest          # (N_max,) k-means++ distance to the nearest centre
+    double* block_pot        # (blocks of N_max,) its per-block sums
+    int64_t* labels          # (N_max,)
+    double* hist             # (max_iter,) lower bounds of the running restart
+    double* xT               # (D, N_max) the problem's rows, feature-major (E-step)
+    double* lp               # (K, BLOCK) a block's log-probabilities, then responsibilities
+    double* q                # (BLOCK,) squared Mahalanobis distances, then 1 / row sums
+    double* mx               # (BLOCK,) each row's largest log-probability
+    double* y                # (BLOCK,) one coordinate of (x - mu) U
+    double* diff             # (D,) a row less a centre
+    double* dk               # (D, BLOCK) a block's rows less a mean, feature-major
+    double* rdk              # (D, BLOCK) the same times the responsibilities
+    double* chol             # (D, D) one Cholesky factor
+    double* pots             # (T,)
+    int64_t* cand            # (T,)
+
+
+cdef Py_ssize_t cov_size(int cov, int K, int D) noexcept nogil:
+    if cov == FULL:
+        return <Py_ssize_t> K * D * D
+    if cov == TIED:
+        return <Py_ssize_t> D * D
+    if cov == DIAG:
+        return <Py_ssize_t> K * D
+    return K
+
+
+cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
+    cdef int K = s.K, D = s.D, T = s.T
+    cdef Py_ssize_t S = s.S, blocks = (n_max + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t size = ((K + K * D + 2 * S) + K + K + K * D + S + K * D + K + K * D
+                            + D + 2 * n_max * D + n_max + blocks + max(s.max_iter, 1)
+                            + (K + 3 + 2 * D) * BLOCK + D + D * D + T)
+    cdef Work* W = <Work*> malloc(sizeof(Work))
+    cdef double* p = <double*> malloc(size * sizeof(double))
+    W.cur.w = p
+    W.cur.mu = p + K
+    W.cur.cov = W.cur.mu + K * D
+    W.cur.pc = W.cur.cov + S
+    W.logc = W.cur.pc + S
+    W.nk = W.logc + K
+    W.s1 = W.nk + K
+    W.s2 = W.s1 + K * D
+    W.centre = W.s2 + S
+    W.counts = W.centre + K * D
+    W.sums = W.counts + K
+    W.mean = W.sums + K * D
+    W.xc = W.mean + D
+    W.closest = W.xc + n_max * D
+    W.block_pot = W.closest + n_max
+    W.hist = W.block_pot + blocks
+    W.xT = W.hist + max(s.max_iter, 1)
+    W.lp = W.xT + n_max * D
+    W.q = W.lp + K * BLOCK
+    W.mx = W.q + BLOCK
+    W.y = W.mx + BLOCK
+    W.diff = W.y + BLOCK
+    W.dk = W.diff + D
+    W.rdk = W.dk + D * BLOCK
+    W.chol = W.rdk + D * BLOCK
+    W.pots = W.chol + D * D
+    W.labels = <int64_t*> malloc((n_max + T) * sizeof(int64_t))
+    W.cand = W.labels + n_max
+    return W
+
+
+cdef void _work_free(Work* W) noexcept nogil:
+    free(W.cur.w)
+    free(W.labels)
+    free(W)
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+
+cdef inline double _sqdist(const double* x, const double* c, int D) noexcept nogil:
+    """sum_i (x_i - c_i)^2 in feature order (the k-means kernels' bits for D < 16)."""
+    cdef double s = 0.0, t
+    cdef int i
+    for i in range(D):
+        t = x[i] - c[i]
+        s += t * t
+    return s
+
+
+cdef int _nearest(const double* x, const double* c, int K, int D, double* best) noexcept nogil:
+    """Index of the nearest of the K centres c (ties: the lowest), its distance in best."""
+    cdef int k, arg = 0
+    cdef double d, m = _sqdist(x, c, D)
+    for k in range(1, K):
+        d = _sqdist(x, c + k * D, D)
+        if d < m:
+            m = d
+            arg = k
+    best[0] = m
+    return arg
+
+
+cdef void _column_mean(const double* X, Py_ssize_t N, int D, double* mean) noexcept nogil:
+    cdef Py_ssize_t n
+    cdef int i
+    for i in range(D):
+        mean[i] = 0.0
+    for n in range(N):
+        for i in range(D):
+            mean[i] += X[n * D + i]
+    for i in range(D):
+        mean[i] /= N
+
+
+cdef void _zero(double* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        a[i] = 0.0
+
+
+cdef void _copy(double* dst, const double* src, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        dst[i] = src[i]
+
+
+# ---------------------------------------------------------------------------------------
+# k-means (emfast.mixture._kmeans: kmeans_plusplus, lloyd)
+
+cdef void _fold_centre(const double* X, Py_ssize_t N, int D, const double* c, double* closest,
+                       double* block_pot) noexcept nogil:
+    """closest = min(closest, d(x, c)); block_pot: per 256-row block, its sum in row order."""
+    cdef Py_ssize_t n, blk
+    cdef double d
+    for blk in range((N + BLOCK - 1) // BLOCK):
+        block_pot[blk] = 0.0
+        for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
+            d = _sqdist(X + n * D, c, D)
+            if d < closest[n]:
+                closest[n] = d
+            block_pot[blk] += closest[n]
+
+
+cdef double _potential(const double* X, Py_ssize_t N, int D, const double* c,
+                       const double* closest) noexcept nogil:
+    """sum_n min(closest_n, d(x_n, c)): per block in row order, the blocks in order."""
+    cdef Py_ssize_t n, blk
+    cdef double d, part, total = 0.0
+    for blk in range((N + BLOCK - 1) // BLOCK):
+        part = 0.0
+        for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
+            d = _sqdist(X + n * D, c, D)
+            part += d if d < closest[n] else closest[n]
+        total += part
+    return total
+
+
+cdef Py_ssize_t _draw_row(double value, const double* closest, const double* block_pot,
+                          Py_ssize_t N) noexcept nogil:
+    """The row where the cumulative potential first reaches value (the k-means kernels'
+    _draw_rows: the block from the running sum of the block sums, then the row within it)."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk = 0, lo, j, found = 0, m
+    cdef double base = 0.0, run = block_pot[0]
+    while blk < n_blocks - 1 and run < value:
+        base = run
+        blk += 1
+        run += block_pot[blk]
+    lo = blk * BLOCK
+    m = min(<Py_ssize_t> BLOCK, N - lo)
+    run = 0.0
+    for j in range(m):
+        run += closest[lo + j]
+        found += base + run < value
+    return lo + min(found, m - 1)
+
+
+cdef int _kmeans_plusplus(const Spec* s, Work* W, const double* X, Py_ssize_t N,
+                          int64_t first, const double* u, double* centres) noexcept nogil:
+    """Greedy k-means++ from the first row and the uniforms u ((K - 1) x T): each round's
+    candidates are drawn at u * potential, the one leaving the lowest potential kept (the
+    first on ties). FALLBACK when the potential is 0 (fewer distinct rows than K: there
+    GaussianMixture draws other random numbers)."""
+    cdef int K = s.K, D = s.D, T = s.T, c, t, best
+    cdef Py_ssize_t n, blk
+    cdef double pot
+    for n in range(N):
+        W.closest[n] = INFINITY
+    _copy(centres, X + first * D, D)
+    _fold_centre(X, N, D, centres, W.closest, W.block_pot)
+    for c in range(1, K):
+        pot = 0.0
+        for blk in range((N + BLOCK - 1) // BLOCK):
+            pot += W.block_pot[blk]
+        if not pot > 0.0:
+            return FALLBACK
+        for t in range(T):
+            W.cand[t] = _draw_row(u[(c - 1) * T + t] * pot, W.closest, W.block_pot, N)
+            W.pots[t] = _potential(X, N, D, X + W.cand[t] * D, W.closest)
+        best = 0
+        for t in range(1, T):
+            if W.pots[t] < W.pots[best]:
+                best = t
+        _copy(centres + c * D, X + W.cand[best] * D, D)
+        _fold_centre(X, N, D, centres + c * D, W.closest, W.block_pot)
+    return OK
+
+
+cdef int _lloyd(const Spec* s, Work* W, const double* X, Py_ssize_t N, double abs_tol,
+                double* c) noexcept nogil:
+    """Lloyd from the centres c (moved in place): stop when no label changes or the summed
+    squared move is <= abs_tol, or after 300 passes. FALLBACK when a pass leaves a cluster
+    empty (GaussianMixture relocates it)."""
+    cdef int K = s.K, D = s.D, k, i, it
+    cdef Py_ssize_t n, changed
+    cdef double d, shift, new
+    for n in range(N):
+        W.labels[n] = -1
+    for it in range(LLOYD_MAX_ITER):
+        _zero(W.counts, K)
+        _zero(W.sums, K * D)
+        changed = 0
+        for n in range(N):
+            k = _nearest(X + n * D, c, K, D, &d)
+            changed += W.labels[n] != k
+            W.labels[n] = k
+            W.counts[k] += 1.0
+            for i in range(D):
+                W.sums[k * D + i] += X[n * D + i]
+        if changed == 0:
+            return OK
+        for k in range(K):
+            if not W.counts[k] > 0.0:
+                return FALLBACK
+        shift = 0.0
+        for k in range(K):
+            for i in range(D):
+                new = W.sums[k * D + i] / W.counts[k]
+                d = new - c[k * D + i]
+                shift += d * d
+                c[k * D + i] = new
+        if shift <= abs_tol:
+            return OK
+    return OK
+
+
+# ---------------------------------------------------------------------------------------
+# statistics: nk, s1 = sum r (x - centre_k), s2 = sum r (x - centre_k)(x - centre_k)^T
+# shaped by the covariance type; full and tied accumulate the upper triangle (_stats_end
+# mirrors it).
+
+cdef inline void _add_row(const Spec* s, Work* W, const double* x, int k, double r) noexcept nogil:
+    cdef int D = s.D, i, j
+    cdef double* d = W.diff
+    cdef double* s2
+    cdef double a, q
+    W.nk[k] += r
+    for i in range(D):
+        d[i] = x[i] - W.centre[k * D + i]
+        W.s1[k * D + i] += r * d[i]
+    if s.cov == FULL or s.cov == TIED:
+        s2 = W.s2 + (k * D * D if s.cov == FULL else 0)
+        for i in range(D):
+            a = r * d[i]
+            for j in range(i, D):
+                s2[i * D + j] += a * d[j]
+    elif s.cov == DIAG:
+        for i in range(D):
+            W.s2[k * D + i] += r * d[i] * d[i]
+    else:
+        q = 0.0
+        for i in range(D):
+            q += d[i] * d[i]
+        W.s2[k] += r * q
+
+
+cdef void _stats_begin(const Spec* s, Work* W) noexcept nogil:
+    _zero(W.nk, s.K)
+    _zero(W.s1, s.K * s.D)
+    _zero(W.s2, s.S)
+
+
+cdef void _stats_end(const Spec* s, Work* W) noexcept nogil:
+    """Mirror the upper triangles of full / tied second moments."""
+    cdef int D = s.D, k, i, j, n_mat
+    cdef double* m
+    if s.cov != FULL and s.cov != TIED:
+        return
+    n_mat = s.K if s.cov == FULL else 1
+    for k in range(n_mat):
+        m = W.s2 + k * D * D
+        for i in range(D):
+            for j in range(i):
+                m[i * D + j] = m[j * D + i]
+
+
+cdef void _label_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N) noexcept nogil:
+    """Statistics of every row assigned to its nearest centre (W.centre), about it."""
+    cdef Py_ssize_t n
+    cdef double d
+    _stats_begin(s, W)
+    for n in range(N):
+        _add_row(s, W, X + n * s.D, _nearest(X + n * s.D, W.centre, s.K, s.D, &d), 1.0)
+    _stats_end(s, W)
+
+
+cdef void _resp_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
+                      const double* resp) noexcept nogil:
+    """Statistics of the responsibilities resp (N, K) about the column mean."""
+    cdef Py_ssize_t n
+    cdef int k
+    _column_mean(X, N, s.D, W.mean)
+    for k in range(s.K):
+        _copy(W.centre + k * s.D, W.mean, s.D)
+    _stats_begin(s, W)
+    for n in range(N):
+        for k in range(s.K):
+            _add_row(s, W, X + n * s.D, k, resp[n * s.K + k])
+    _stats_end(s, W)
+
+
+cdef void _unit_stats(const Spec* s, Work* W) noexcept nogil:
+    """Components of one row each (W.centre), centred on it: nk = 1, s1 = s2 = 0
+    (emfast.mixture._gaussian.stats_from_rows)."""
+    cdef int k
+    _stats_begin(s, W)
+    for k in range(s.K):
+        W.nk[k] = 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# M-step (emfast.mixture._gaussian.mstep_moments, precision_cholesky)
+
+cdef void _mstep(const Spec* s, Work* W, Py_ssize_t N, bint initial) noexcept nogil:
+    """W.cur's weights, means, covariances from the statistics. ``initial``: scikit-learn's
+    unnormalised starting weights (nk + eps) / N."""
+    cdef int K = s.K, D = s.D, k, i, j
+    cdef double tot = 0.0, nke, a, corr
+    cdef double* d = W.diff
+    cdef double* cov = W.cur.cov
+    cdef double* m
+    cdef const double* s1
+    if s.cov == TIED:
+        _zero(cov, D * D)
+    for k in range(K):
+        nke = W.nk[k] + NK_EPS
+        tot += nke
+        s1 = W.s1 + k * D
+        for i in range(D):
+            d[i] = s1[i] / nke
+            W.cur.mu[k * D + i] = W.centre[k * D + i] + d[i]
+        if s.cov == FULL or s.cov == TIED:
+            # scatter about the new mean: s2 - (d s1^T + s1 d^T - nk d d^T)
+            m = cov + (k * D * D if s.cov == FULL else 0)
+            for i in range(D):
+                for j in range(D):
+                    corr = (d[i] * s1[j] + s1[i] * d[j]) - W.nk[k] * (d[i] * d[j])
+                    if s.cov == FULL:
+                        m[i * D + j] = (W.s2[k * D * D + i * D + j] - corr) / nke
+                    else:
+                        m[i * D + j] += corr       # summed corrections, subtracted below
+        elif s.cov == DIAG:
+            for i in range(D):
+                corr = 2.0 * d[i] * s1[i] - W.nk[k] * d[i] * d[i]
+                cov[k * D + i] = (W.s2[k * D + i] - corr) / nke + s.reg
+        else:
+            a = 0.0
+            for i in range(D):
+                a += 2.0 * d[i] * s1[i] - W.nk[k] * d[i] * d[i]
+            cov[k] = (W.s2[k] - a) / (nke * D) + s.reg
+        W.cur.w[k] = nke
+    if s.cov == TIED:
+        for i in range(D * D):
+            cov[i] = (W.s2[i] - cov[i]) / tot
+        for i in range(D):
+            for j in range(i):
+                a = (cov[i * D + j] + cov[j * D + i]) * 0.5
+                cov[i * D + j] = a
+                cov[j * D + i] = a
+    if s.cov == FULL or s.cov == TIED:
+        for k in range(K if s.cov == FULL else 1):
+            for i in range(D):
+                cov[k * D * D + i * D + i] += s.reg
+    for k in range(K):
+        W.cur.w[k] = (W.nk[k] + NK_EPS) / N if initial else W.cur.w[k] / tot
+
+
+cdef int _cholesky_prec(const double* A, int D, double* L, double* U) noexcept nogil:
+    """U: the upper-triangular precision factor of the covariance A (U = inv(L)^T, A = L L^T);
+    FALLBACK when A is not positive definite."""
+    cdef int i, j, k
+    cdef double acc
+    for j in range(D):
+        acc = A[j * D + j]
+        for k in range(j):
+            acc -= L[j * D + k] * L[j * D + k]
+        if not acc > 0.0:
+            return FALLBACK
+        L[j * D + j] = sqrt(acc)
+        for i in range(j + 1, D):
+            acc = A[i * D + j]
+            for k in range(j):
+                acc -= L[i * D + k] * L[j * D + k]
+            L[i * D + j] = acc / L[j * D + j]
+    # inv(L) column by column, written transposed into U's upper triangle
+    for j in range(D):
+        for i in range(D):
+            U[i * D + j] = 0.0
+    for j in range(D):
+        U[j * D + j] = 1.0 / L[j * D + j]
+        for i in range(j + 1, D):
+            acc = 0.0
+            for k in range(j, i):
+                acc += L[i * D + k] * U[j * D + k]
+            U[j * D + i] = -acc / L[i * D + i]
+    return OK
+
+
+cdef int _precisions(const Spec* s, Work* W) noexcept nogil:
+    """W.cur.pc from W.cur.cov, and W.logc; FALLBACK where a covariance is not positive
+    definite (GaussianMixture regularises it)."""
+    cdef int K = s.K, D = s.D, k, i, n_mat
+    cdef double ld
+    cdef Params* p = &W.cur
+    if s.cov == FULL or s.cov == TIED:
+        n_mat = K if s.cov == FULL else 1
+        for k in range(n_mat):
+            if _cholesky_prec(p.cov + k * D * D, D, W.chol, p.pc + k * D * D) != OK:
+                return FALLBACK
+    else:
+        for i in range(s.S):
+            if not p.cov[i] > 0.0:
+                return FALLBACK
+            p.pc[i] = 1.0 / sqrt(p.cov[i])
+    for k in range(K):
+        ld = 0.0
+        if s.cov == FULL or s.cov == TIED:
+            for i in range(D):
+                ld += log(p.pc[(k * D * D if s.cov == FULL else 0) + i * D + i])
+        elif s.cov == DIAG:
+            for i in range(D):
+                ld += log(p.pc[k * D + i])
+        else:
+            ld = D * log(p.pc[k])
+        W.logc[k] = (ld - D * HALF_LOG_2PI) + log(p.w[k])
+    return OK
+
+
+# ---------------------------------------------------------------------------------------
+# E-step
+
+cdef void _block_logp(const Spec* s, Work* W, Py_ssize_t N, Py_ssize_t n0,
+                      Py_ssize_t m) noexcept nogil:
+    """W.lp[k, b] = log w_k + log N(x_b | k) for the rows n0..n0+m, from X feature-major
+    (W.xT): the loops over the block's rows are innermost, so that they vectorise."""
+    cdef int D = s.D, k, i, j
+    cdef Py_ssize_t b
+    cdef const double* x
+    cdef const double* mu
+    cdef const double* U
+    cdef double* q = W.q
+    cdef double* y = W.y
+    cdef double* lp
+    cdef double u, c, mi
+    for k in range(s.K):
+        mu = W.cur.mu + k * D
+        for b in range(m):
+            q[b] = 0.0
+        if s.cov == FULL or s.cov == TIED:
+            # coordinate j of (x - mu) U: sum over i <= j of (x_i - mu_i) U_ij
+            U = W.cur.pc + (k * D * D if s.cov == FULL else 0)
+            for j in range(D):
+                for b in range(m):
+                    y[b] = 0.0
+                for i in range(j + 1):
+                    x = W.xT + i * N + n0
+                    u = U[i * D + j]
+                    mi = mu[i]
+                    for b in range(m):
+                        y[b] += (x[b] - mi) * u
+                for b in range(m):
+                    q[b] += y[b] * y[b]
+        else:
+            for i in range(D):
+                x = W.xT + i * N + n0
+                u = W.cur.pc[k * D + i] if s.cov == DIAG else W.cur.pc[k]
+                mi = mu[i]
+                for b in range(m):
+                    q[b] += ((x[b] - mi) * u) * ((x[b] - mi) * u)
+        lp = W.lp + k * BLOCK
+        c = W.logc[k]
+        for b in range(m):
+            lp[b] = c - 0.5 * q[b]
+
+
+cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t m) noexcept nogil:
+    """W.lp to responsibilities (log-sum-exp, the row max subtracted); returns the block's
+    log-likelihood."""
+    cdef int k
+    cdef Py_ssize_t b
+    cdef double* lp
+    cdef double* mx = W.mx
+    cdef double* tot = W.q
+    cdef double loglik = 0.0, prod
+    cdef Py_ssize_t g
+    for b in range(m):
+        mx[b] = W.lp[b]
+        tot[b] = 0.0
+    for k in range(1, s.K):
+        lp = W.lp + k * BLOCK
+        for b in range(m):
+            mx[b] = lp[b] if lp[b] > mx[b] else mx[b]
+    for k in range(s.K):
+        lp = W.lp + k * BLOCK
+        for b in range(m):
+            lp[b] = emfast_exp_nonpos(lp[b] - mx[b])
+            tot[b] += lp[b]
+    for b in range(m):
+        loglik += mx[b]
+    # each row sum is in [1, K] (its largest term is 1): the log of a product of LOG_GROUP
+    # of them cannot overflow for any K below 10**19, and costs one log instead of 16
+    for g in range((m + LOG_GROUP - 1) // LOG_GROUP):
+        prod = 1.0
+        for b in range(g * LOG_GROUP, min((g + 1) * LOG_GROUP, m)):
+            prod *= tot[b]
+        loglik += log(prod)
+    for b in range(m):
+        tot[b] = 1.0 / tot[b]
+    for k in range(s.K):
+        lp = W.lp + k * BLOCK
+        for b in range(m):
+            lp[b] *= tot[b]
+    return loglik
+
+
+cdef inline double _sum(const double* a, Py_ssize_t m) noexcept nogil:
+    """sum of a[0..m) in four interleaved partial sums (a fixed order that vectorises)."""
+    cdef double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0
+    cdef Py_ssize_t b = 0
+    while b + 4 <= m:
+        p0 += a[b]
+        p1 += a[b + 1]
+        p2 += a[b + 2]
+        p3 += a[b + 3]
+        b += 4
+    while b < m:
+        p0 += a[b]
+        b += 1
+    return (p0 + p1) + (p2 + p3)
+
+
+cdef inline double _dot(const double* a, const double* c, Py_ssize_t m) noexcept nogil:
+    """sum of a[b] c[b] over b < m, in _sum's order."""
+    cdef double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0
+    cdef Py_ssize_t b = 0
+    while b + 4 <= m:
+        p0 += a[b] * c[b]
+        p1 += a[b + 1] * c[b + 1]
+        p2 += a[b + 2] * c[b + 2]
+        p3 += a[b + 3] * c[b + 3]
+        b += 4
+    while b < m:
+        p0 += a[b] * c[b]
+        b += 1
+    return (p0 + p1) + (p2 + p3)
+
+
+cdef void _block_stats(const Spec* s, Work* W, Py_ssize_t N, Py_ssize_t n0,
+                       Py_ssize_t m) noexcept nogil:
+    """The block's rows, weighted by the responsibilities W.lp, into the statistics about
+    the means (W.centre); vector loops over the rows, as _block_logp."""
+    cdef int D = s.D, k, i, j
+    cdef Py_ssize_t b
+    cdef const double* x
+    cdef const double* r
+    cdef double* d
+    cdef double* rd
+    cdef double* s2
+    cdef double c
+    for k in range(s.K):
+        r = W.lp + k * BLOCK
+        for i in range(D):
+            x = W.xT + i * N + n0
+            d = W.dk + i * BLOCK
+            rd = W.rdk + i * BLOCK
+            c = W.centre[k * D + i]
+            for b in range(m):
+                d[b] = x[b] - c
+                rd[b] = r[b] * d[b]
+        W.nk[k] += _sum(r, m)
+        for i in range(D):
+            W.s1[k * D + i] += _sum(W.rdk + i * BLOCK, m)
+        if s.cov == FULL or s.cov == TIED:
+            s2 = W.s2 + (k * D * D if s.cov == FULL else 0)
+            for i in range(D):
+                for j in range(i, D):
+                    s2[i * D + j] += _dot(W.rdk + i * BLOCK, W.dk + j * BLOCK, m)
+        elif s.cov == DIAG:
+            for i in range(D):
+                W.s2[k * D + i] += _dot(W.rdk + i * BLOCK, W.dk + i * BLOCK, m)
+        else:
+            for i in range(D):
+                W.s2[k] += _dot(W.rdk + i * BLOCK, W.dk + i * BLOCK, m)
+
+
+cdef double _estep(const Spec* s, Work* W, Py_ssize_t N) noexcept nogil:
+    """Statistics about the current means, block by block of rows; returns the
+    log-likelihood."""
+    cdef Py_ssize_t blk, n0, m
+    cdef double loglik = 0.0
+    _copy(W.centre, W.cur.mu, s.K * s.D)
+    _stats_begin(s, W)
+    for blk in range((N + BLOCK - 1) // BLOCK):
+        n0 = blk * BLOCK
+        m = min(<Py_ssize_t> BLOCK, N - n0)
+        _block_logp(s, W, N, n0, m)
+        loglik += _block_resp(s, W, m)
+        _block_stats(s, W, N, n0, m)
+    _stats_end(s, W)
+    return loglik
+
+
+# ---------------------------------------------------------------------------------------
+# one restart, one problem
+
+cdef int _initialise(const Spec* s, Work* W, const double* X, Py_ssize_t N,
+                     const int64_t* idx, const double* u, const double* resp) noexcept nogil:
+    """W.cur from init_params (emfast.GaussianMixture._initial_stats, _initial_params)."""
+    cdef Py_ssize_t n
+    cdef int D = s.D, i, k
+    cdef double sq = 0.0
+    if s.init == KMEANS:
+        _column_mean(X, N, D, W.mean)
+        for n in range(N):
+            for i in range(D):
+                W.xc[n * D + i] = X[n * D + i] - W.mean[i]
+                sq += W.xc[n * D + i] * W.xc[n * D + i]
+        if _kmeans_plusplus(s, W, W.xc, N, idx[0], u, W.centre) != OK:
+            return FALLBACK
+        if _lloyd(s, W, W.xc, N, LLOYD_TOL * sq / (N * D), W.centre) != OK:
+            return FALLBACK
+        for k in range(s.K):
+            for i in range(D):
+                W.centre[k * D + i] += W.mean[i]
+        _label_stats(s, W, X, N)
+    elif s.init == PLUSPLUS:
+        if _kmeans_plusplus(s, W, X, N, idx[0], u, W.centre) != OK:
+            return FALLBACK
+        _unit_stats(s, W)
+    elif s.init == RANDOM:
+        _resp_stats(s, W, X, N, resp)
+    else:
+        for k in range(s.K):
+            _copy(W.centre + k * D, X + idx[k] * D, D)
+        _unit_stats(s, W)
+    _mstep(s, W, N, True)
+    return _precisions(s, W)
+
+
+cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lower_bound,
+             int* n_iter, bint* converged) noexcept nogil:
+    """EM from W.cur (emfast._em.em_loop with ToleranceRule): E-step, M-step, then the
+    lower bound of the E-step (mean log-likelihood) checked against the previous one.
+    FALLBACK where GaussianMixture would re-seed a component or regularise a covariance."""
+    cdef int it, k
+    cdef double prev = -INFINITY, lower = -INFINITY, loglik
+    n_iter[0] = 0
+    converged[0] = False
+    for it in range(1, s.max_iter + 1):
+        n_iter[0] = it
+        loglik = _estep(s, W, N)
+        _mstep(s, W, N, False)
+        for k in range(s.K):
+            if W.nk[k] <= EMPTY_FRACTION * N:
+                return FALLBACK
+        if _precisions(s, W) != OK:
+            return FALLBACK
+        lower = loglik / N
+        W.hist[it - 1] = lower
+        if fabs(lower - prev) < s.tol:
+            converged[0] = True
+            break
+        prev = lower
+    lower_bound[0] = lower
+    return OK
+
+
+cdef int _fit_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
+                      const int64_t* idx, const double* u, Py_ssize_t u_stride,
+                      const double* resp, double* w, double* mu, double* cov, double* pc,
+                      double* lower_bound, double* hist, int64_t* n_iter,
+                      int8_t* converged) noexcept nogil:
+    """All restarts of one problem; the best (highest lower bound, the first on ties) into
+    the outputs (emfast._em.best_run)."""
+    cdef int r, it, i, n_it = 0
+    cdef bint conv = False
+    cdef double lb = -INFINITY
+    cdef Py_ssize_t n
+    for n in range(N):               # the E-step's layout
+        for i in range(s.D):
+            W.xT[i * N + n] = X[n * s.D + i]
+    for r in range(s.n_init):
+        if _initialise(s, W, X, N, idx + r * s.K, u + r * u_stride,
+                       NULL if resp == NULL else resp + r * N * s.K) != OK:
+            return FALLBACK
+        if _em(s, W, X, N, &lb, &n_it, &conv) != OK:
+            return FALLBACK
+        if r == 0 or lb > lower_bound[0]:
+            lower_bound[0] = lb
+            n_iter[0] = n_it
+            converged[0] = conv
+            _copy(w, W.cur.w, s.K)
+            _copy(mu, W.cur.mu, s.K * s.D)
+            _copy(cov, W.cur.cov, s.S)
+            _copy(pc, W.cur.pc, s.S)
+            for it in range(s.max_iter):
+                hist[it] = W.hist[it] if it < n_it else NAN
+    return OK
+
+
+def fit_many(
+    const double[:, ::1] X,             # IN  (total rows, D) the problems' rows, stacked
+    const int64_t[::1] offsets,         # IN  (P + 1,) problem p: rows offsets[p]..offsets[p+1]
+                                        #     (at least max(2, K) rows each)
+    int K, int cov_code,                # IN  components; 0 full, 1 tied, 2 diag, 3 spherical
+    double reg_covar, double tol,       # IN  GaussianMixture's
+    int max_iter, int n_init,           # IN  GaussianMixture's
+    int init_code,                      # IN  0 kmeans, 1 k-means++, 2 random, 3 random_from_data
+    int n_trials,                       # IN  k-means++ local trials, 2 + int(log K)
+    const int64_t[::1] draw_of,         # IN  (P,) problem p's set of random numbers, s:
+    const int64_t[:, :, ::1] idx,       # IN  (sets, n_init, K) kmeans, k-means++: the first
+                                        #     row in [.., 0]; random_from_data: the K rows
+    const double[:, :, ::1] u,          # IN  (sets, n_init, >= (K - 1) n_trials) k-means++
+                                        #     uniforms, round by round
+    const double[::1] resp,             # IN  random: responsibilities, set s at resp_off[s],
+    const int64_t[::1] resp_off,        #     (n_init, N, K) rows normalised; else (0,)
+    double[:, ::1] weights,             # OUT (P, K)
+    double[:, :, ::1] means,            # OUT (P, K, D)
+    double[:, ::1] covariances,         # OUT (P, S) each problem's covariances, by type
+    double[:, ::1] prec_chol,           # OUT (P, S) their upper-triangular precision factors
+    double[::1] lower_bound,            # OUT (P,)
+    double[:, ::1] lower_bounds,        # OUT (P, max(max_iter, 1)) per iteration, NaN after
+    int64_t[::1] n_iter,                # OUT (P,)
+    int8_t[::1] converged,              # OUT (P,)
+    int8_t[::1] status,                 # IN/OUT (P,) 0: fit it, else skip; OUT 0 fitted,
+                                        #     1 FALLBACK (degenerate: fit it alone)
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Fit the P problems, one per thread at a time (schedule dynamic: sizes may differ)."""
+    cdef Py_ssize_t P = offsets.shape[0] - 1, p, N, n_max = 0
+    cdef Spec s
+    s.K = K
+    s.D = X.shape[1]
+    s.cov = cov_code
+    s.init = init_code
+    s.max_iter = max_iter
+    s.n_init = n_init
+    s.T = n_trials
+    s.S = cov_size(cov_code, K, s.D)
+    s.reg = reg_covar
+    s.tol = tol
+    for p in range(P):
+        n_max = max(n_max, offsets[p + 1] - offsets[p])
+    cdef const double* rp = &resp[0] if resp.shape[0] > 0 else NULL
+    cdef Py_ssize_t u_stride = u.shape[2]
+    cdef Work* W = NULL
+    if P == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        W = _work_alloc(&s, n_max)
+        for p in prange(P, schedule="dynamic"):
+            if status[p] != OK:
+                continue
+            N = offsets[p + 1] - offsets[p]
+            status[p] = _fit_problem(
+                &s, W, &X[offsets[p], 0], N, &idx[draw_of[p], 0, 0], &u[draw_of[p], 0, 0],
+                u_stride, NULL if rp == NULL else rp + resp_off[draw_of[p]],
+                &weights[p, 0], &means[p, 0, 0], &covariances[p, 0], &prec_chol[p, 0],
+                &lower_bound[p], &lower_bounds[p, 0], &n_iter[p], &converged[p])
+        _work_free(W)

@@ -1,0 +1,255 @@
+"""Batch fitting: ``emfast.fit_many`` fits many small Gaussian mixtures in one compiled call.
+
+Each problem's whole EM -- initialisation, iterations, M-step, convergence rule, restarts --
+runs inside the kernel (``emfast._cython._batch`` / ``emfast._numba._batch``), one problem
+per thread at a time, so that ten thousand fits of 500 rows cost no Python per problem and
+per iteration. The result of problem i is that of ``GaussianMixture(**params).fit(X_i)``
+with problem i's random state, to rounding:
+
+* the random numbers of each start are drawn here, from each problem's RandomState, exactly
+  as GaussianMixture draws them (they depend on the seed and the problem's shape only: the
+  first k-means++ row, the uniforms of the later k-means++ rounds, the rows of
+  "random_from_data", the responsibilities of "random"); the kernel only uses them;
+* a problem that would need GaussianMixture's degenerate-case machinery (a cluster emptied
+  by Lloyd, fewer distinct rows than components, a component losing all its rows, a
+  covariance not positive definite) is handed back by the kernel and fitted here by
+  ``GaussianMixture`` itself: its re-seeding, regularisation and warnings are the same.
+  ``fallback_[i]`` says which problems were.
+
+Random states: with an int (or None) ``random_state`` see :func:`fit_many`.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from emfast import _validation as V
+from emfast import kernels
+from emfast._config import get_backend
+from emfast._em import restart_rngs
+from emfast.exceptions import ConvergenceWarning, compatible
+from emfast.mixture._gaussian_mixture import GaussianMixture
+from emfast.mixture._kmeans import SAMPLE_ROWS
+
+__all__ = ["fit_many", "GaussianMixtureBatch"]
+
+INIT_CODES = {"kmeans": 0, "k-means++": 1, "random": 2, "random_from_data": 3}
+# the kernel's status_ codes
+FITTED, FALLBACK = 0, 1
+
+
+class GaussianMixtureBatch:
+    """The fits of :func:`fit_many`: stacked arrays with a leading problem axis, and
+    ``fits[i]``, problem i as a fitted :class:`emfast.GaussianMixture`.
+
+    Attributes (P problems, K components, D features): ``weights_`` (P, K), ``means_``
+    (P, K, D), ``covariances_``, ``precisions_cholesky_`` and ``precisions_`` (P, ...) with
+    GaussianMixture's per-type shapes, ``lower_bound_`` (P,), ``lower_bounds_`` (P,
+    max_iter) with NaN after each problem's last iteration, ``n_iter_`` (P,),
+    ``converged_`` (P,) bool, ``fallback_`` (P,) bool (the problems that were degenerate
+    for the batch kernel and were fitted by GaussianMixture alone), ``random_states_`` (P,)
+    the int seed of each problem, and ``params`` (GaussianMixture's constructor parameters).
+    """
+
+    def __init__(self, params, arrays, random_states):
+        self.params = params
+        for name, value in arrays.items():
+            setattr(self, name, value)
+        self.random_states_ = random_states
+
+    def __len__(self):
+        return len(self.lower_bound_)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i):
+        """Problem ``i`` as a fitted emfast.GaussianMixture (its random_state: the seed it
+        was fitted with)."""
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"problem index must be an integer, got {i!r}")
+        P = len(self)
+        if not -P <= i < P:
+            raise IndexError(f"problem index {i} out of range for {P} problems")
+        i = int(i) % P
+        gm = GaussianMixture(**self.params, random_state=int(self.random_states_[i]))
+        gm.weights_ = self.weights_[i].copy()
+        gm.means_ = self.means_[i].copy()
+        gm.covariances_ = self.covariances_[i].copy()
+        gm.precisions_cholesky_ = self.precisions_cholesky_[i].copy()
+        gm.precisions_ = self.precisions_[i].copy()
+        gm.converged_ = bool(self.converged_[i])
+        gm.n_iter_ = int(self.n_iter_[i])
+        gm.lower_bound_ = float(self.lower_bound_[i])
+        gm.lower_bounds_ = [float(v) for v in self.lower_bounds_[i, :gm.n_iter_]]
+        gm.n_features_in_ = self.means_.shape[2]
+        return gm
+
+
+def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-3,
+             reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans", random_state=None,
+             backend="auto", n_threads=None):
+    """Fit one Gaussian mixture per problem, the whole EM of each in compiled code.
+
+    ``X``: a list of 2-D arrays (one per problem, any numbers of rows, the same number of
+    features), a 3-D array (problems of equal size), or one 2-D array with ``lengths`` (the
+    number of rows of each problem, in order, as the HMMs take sequences). The other
+    parameters are GaussianMixture's, the same for every problem. Problem i's result is ``GaussianMixture(..., random_state=s_i)
+    .fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
+    problem gets the same seed, as a loop ``GaussianMixture(random_state=0).fit(X_i)``
+    would), and otherwise an int drawn for problem i from ``random_state`` (None: NumPy's
+    global RandomState); ``fits.random_states_`` holds them. Rows are used in float64
+    (a float32 problem is fitted as its float64 copy). Inputs are not modified.
+
+    ``n_threads`` (None: all usable CPUs): problems run one per thread at a time; results do
+    not depend on it. Returns a :class:`GaussianMixtureBatch`; its ``fallback_`` marks the
+    problems that were degenerate for the batch kernel (see the module docstring) and were
+    fitted by GaussianMixture alone, with its warnings. Without sample weights, warm starts
+    or *_init parameters (GaussianMixture takes them; fit_many does not).
+    """
+    params = dict(n_components=n_components, covariance_type=covariance_type, tol=tol,
+                  reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
+                  init_params=init_params, backend=backend, n_threads=n_threads)
+    # GaussianMixture's own parameter checks, and its wording
+    n_threads = GaussianMixture(**params)._check_parameters()
+    params["n_threads"] = None if params["n_threads"] is None else n_threads
+    X, offsets = _check_problems(X, lengths, n_components)
+    P, (D, K) = len(offsets) - 1, (X.shape[1], int(n_components))
+    seeds = _problem_seeds(random_state, P)
+    sizes = np.diff(offsets)
+    draws = _Draws(init_params, K, int(n_init), seeds, sizes)
+
+    S = kernels.prec_chol_shape(covariance_type, K, D)
+    out = dict(weights_=np.empty((P, K)), means_=np.empty((P, K, D)),
+               covariances_=np.empty((P,) + S), precisions_cholesky_=np.empty((P,) + S),
+               lower_bound_=np.empty(P), lower_bounds_=np.empty((P, max(int(max_iter), 1))),
+               n_iter_=np.empty(P, dtype=np.int64), converged_=np.zeros(P, dtype=np.int8))
+    status = np.zeros(P, dtype=np.int8)
+    if init_params == "kmeans":       # GaussianMixture's k-means samples rows above this
+        status[sizes > SAMPLE_ROWS] = FALLBACK
+    get_backend(backend, "batch").fit_many(
+        X, offsets, K, kernels._cov_code(covariance_type), float(reg_covar), float(tol),
+        int(max_iter), int(n_init), INIT_CODES[init_params], draws.n_trials, draws.draw_of,
+        draws.idx, draws.u, draws.resp, draws.resp_off, out["weights_"], out["means_"],
+        out["covariances_"].reshape(P, -1), out["precisions_cholesky_"].reshape(P, -1),
+        out["lower_bound_"], out["lower_bounds_"], out["n_iter_"], out["converged_"], status,
+        n_threads)
+    out["lower_bounds_"] = out["lower_bounds_"][:, :int(max_iter)]
+    for i in np.flatnonzero(status != FITTED):
+        _fit_alone(out, i, X[offsets[i]:offsets[i + 1]], params, seeds[i])
+    out["converged_"] = out["converged_"].astype(bool)
+    out["fallback_"] = status != FITTED
+    out["precisions_"] = _precisions(out["precisions_cholesky_"], covariance_type)
+    n_bad = int(np.count_nonzero(~out["converged_"]))
+    if n_bad and max_iter > 0:
+        warnings.warn(f"{n_bad} of {P} problems did not converge. Try different init "
+                      "parameters, or increase max_iter, tol, or check for degenerate data.",
+                      compatible(ConvergenceWarning), stacklevel=2)
+    return GaussianMixtureBatch(params, out, seeds)
+
+
+def _check_problems(X, lengths, n_components):
+    """(rows stacked as one float64 C-contiguous array, offsets (P + 1,) int64), checked
+    with GaussianMixture's rules for each problem (finite, at least max(2, K) rows)."""
+    if isinstance(X, np.ndarray) and X.ndim == 3:
+        X = list(X)
+    if isinstance(X, (list, tuple)):
+        if lengths is not None:
+            raise ValueError("lengths is for one stacked array; a list of arrays gives each "
+                             "problem's rows itself")
+        if len(X) == 0:
+            raise ValueError("X is an empty list; expected at least one problem")
+        parts = [V.check_array(x, name=f"X[{i}]", min_samples=1,
+                               max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
+                 for i, x in enumerate(X)]
+        D = {p.shape[1] for p in parts}
+        if len(D) > 1:
+            first = next(i for i, p in enumerate(parts) if p.shape[1] != parts[0].shape[1])
+            raise ValueError(f"every problem must have the same number of features: X[0] has "
+                             f"{parts[0].shape[1]}, X[{first}] has {parts[first].shape[1]}")
+        sizes = np.array([len(p) for p in parts], dtype=np.int64)
+        rows = np.concatenate(parts, axis=0).astype(np.float64, copy=False)
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+    else:
+        rows = V.check_array(X, min_samples=1, max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
+        rows = rows.astype(np.float64, copy=False)
+        if lengths is None:
+            raise ValueError("one array of stacked problems needs lengths (rows per problem); "
+                             "or pass a list of arrays")
+        offsets = V.lengths_to_offsets(lengths, rows.shape[0])
+    sizes = np.diff(offsets)
+    need = max(2, int(n_components))
+    if sizes.min() < need:
+        i = int(np.argmin(sizes))
+        raise ValueError(f"problem {i} has {int(sizes[i])} row(s); each problem needs at least "
+                         f"{need} (n_samples >= n_components = {int(n_components)}, and 2)")
+    return np.ascontiguousarray(rows), offsets
+
+
+def _problem_seeds(random_state, n_problems):
+    """Each problem's int seed: an int random_state for all, else one drawn per problem."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        V.check_random_state(random_state)        # its range, as GaussianMixture checks it
+        return np.full(n_problems, int(random_state), dtype=np.int64)
+    rng = V.check_random_state(random_state)
+    return rng.randint(np.iinfo(np.int32).max, size=n_problems).astype(np.int64)
+
+
+class _Draws:
+    """The random numbers of every problem's starts, as GaussianMixture draws them from
+    ``RandomState(seed)`` (restart 0) and the restart streams of emfast._em.restart_rngs;
+    problems with the same seed and number of rows share one set (they draw the same)."""
+
+    def __init__(self, init_params, K, n_init, seeds, sizes):
+        self.n_trials = 2 + int(np.log(K))
+        keys = {}
+        self.draw_of = np.empty(len(seeds), dtype=np.int64)
+        for p, key in enumerate(zip(seeds.tolist(), sizes.tolist())):
+            self.draw_of[p] = keys.setdefault(key, len(keys))
+        n_sets, T = len(keys), self.n_trials
+        self.idx = np.zeros((n_sets, n_init, K), dtype=np.int64)
+        self.u = np.zeros((n_sets, n_init, max((K - 1) * T, 1)))
+        resp = []
+        self.resp_off = np.zeros(n_sets + 1, dtype=np.int64)
+        for (seed, N), s in keys.items():
+            for r, rng in enumerate(restart_rngs(np.random.RandomState(seed), n_init)):
+                if init_params in ("kmeans", "k-means++"):
+                    # emfast.mixture._kmeans.kmeans_plusplus: the first row, then per round
+                    # T uniforms (while the potential is positive; else the kernel hands
+                    # the problem back)
+                    self.idx[s, r, 0] = rng.choice(N, p=np.full(N, 1.0 / N))
+                    for c in range(1, K):
+                        self.u[s, r, (c - 1) * T:c * T] = rng.uniform(size=T)
+                elif init_params == "random_from_data":
+                    self.idx[s, r] = rng.choice(N, size=K, replace=False)
+                else:   # GaussianMixture._random_resp_chunks: the same stream in one draw
+                    part = rng.uniform(size=(N, K))
+                    part /= part.sum(axis=1)[:, None]
+                    resp.append(part.ravel())
+            self.resp_off[s + 1] = self.resp_off[s] + (N * K * n_init
+                                                         if init_params == "random" else 0)
+        self.resp = np.concatenate(resp) if resp else np.empty(0)
+
+
+def _fit_alone(out, i, X, params, seed):
+    """Problem i fitted by GaussianMixture itself (its degenerate-case handling and
+    warnings), written into the stacked outputs."""
+    gm = GaussianMixture(**params, random_state=int(seed)).fit(X)
+    out["weights_"][i] = gm.weights_
+    out["means_"][i] = gm.means_
+    out["covariances_"][i] = gm.covariances_
+    out["precisions_cholesky_"][i] = gm.precisions_cholesky_
+    out["lower_bound_"][i] = gm.lower_bound_
+    out["lower_bounds_"][i] = np.nan
+    out["lower_bounds_"][i, :len(gm.lower_bounds_)] = gm.lower_bounds_
+    out["n_iter_"][i] = gm.n_iter_
+    out["converged_"][i] = gm.converged_
+
+
+def _precisions(prec_chol, covariance_type):
+    """precisions from the stacked factors (P, ...)."""
+    if covariance_type in ("full", "tied"):
+        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    return prec_chol ** 2

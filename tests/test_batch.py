@@ -1,0 +1,271 @@
+"""emfast.fit_many: each problem's fit is GaussianMixture's with the same seed (all covariance
+types, all init_params, restarts), both backends against the NumPy reference of the whole
+small-problem EM (reference_batch.py), thread-count independence, ragged input in both
+forms, degenerate problems handed to GaussianMixture, bad input."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from emfast import GaussianMixture, fit_many
+from emfast._config import available_backends
+from emfast.batch import _Draws
+
+import reference_batch as ref
+
+BATCH_BACKENDS = available_backends("batch")
+COV = ref.COV
+INIT = ref.INIT
+
+
+@pytest.fixture(params=BATCH_BACKENDS)
+def batch_backend(request):
+    return request.param
+
+
+def _blobs(rng, n, D=2, centres=((0, 0, 1), (4, 4, 0), (0, 5, 3)), scale=1.0):
+    centres = np.asarray(centres, dtype=float)[:, :D]
+    labels = rng.randint(len(centres), size=n)
+    return centres[labels] + scale * rng.standard_normal((n, D))
+
+
+def _problems(seed=0, sizes=(40, 75, 120, 33), D=2):
+    rng = np.random.RandomState(seed)
+    return [_blobs(rng, n, D) for n in sizes]
+
+
+def _match(means_a, means_b):
+    """The permutation p with means_b[p] nearest means_a (restarts tied at the same optimum
+    may list the components in another order)."""
+    d = ((means_a[:, None, :] - means_b[None, :, :]) ** 2).sum(-1)
+    return np.argmin(d, axis=1)
+
+
+def assert_same_fit(got, want, cov, rtol=1e-8, atol=1e-10, one_run=True):
+    """got, want: dicts with weights, means, covariances, lower_bound, n_iter, converged.
+    With restarts (not ``one_run``) two of them may end at the same optimum, with lower
+    bounds equal to rounding, and rounding decides which is kept: then the parameters are
+    compared up to the order of the components, and n_iter and converged not at all."""
+    g = {k: np.asarray(v) for k, v in got.items()}
+    w = {k: np.asarray(v) for k, v in want.items()}
+    np.testing.assert_allclose(g["lower_bound"], w["lower_bound"], rtol=rtol, atol=atol)
+    p = np.arange(len(w["weights"]))
+    if not np.allclose(g["means"], w["means"], rtol=rtol, atol=atol):
+        p = _match(w["means"], g["means"])
+        assert sorted(p) == list(range(len(p)))
+    np.testing.assert_allclose(g["weights"][p], w["weights"], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(g["means"][p], w["means"], rtol=rtol, atol=atol)
+    gc = g["covariances"] if cov == "tied" else g["covariances"][p]
+    np.testing.assert_allclose(gc, w["covariances"], rtol=rtol, atol=atol)
+    if one_run:
+        assert int(g["n_iter"]) == int(w["n_iter"])
+        assert bool(g["converged"]) == bool(w["converged"])
+
+
+def _of_batch(fits, i):
+    return dict(weights=fits.weights_[i], means=fits.means_[i],
+                covariances=fits.covariances_[i], lower_bound=fits.lower_bound_[i],
+                n_iter=fits.n_iter_[i], converged=fits.converged_[i])
+
+
+def _of_model(gm):
+    return dict(weights=gm.weights_, means=gm.means_, covariances=gm.covariances_,
+                lower_bound=gm.lower_bound_, n_iter=gm.n_iter_, converged=gm.converged_)
+
+
+@pytest.mark.parametrize("cov", COV)
+@pytest.mark.parametrize("init", INIT)
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_matches_gaussian_mixture(batch_backend, cov, init, n_init):
+    Xs = _problems()
+    kw = dict(n_components=3, covariance_type=cov, init_params=init, n_init=n_init,
+              random_state=7, max_iter=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many(Xs, backend=batch_backend, **kw)
+        assert not fits.fallback_.any()
+        for i, X in enumerate(Xs):
+            gm = GaussianMixture(**kw).fit(X)
+            assert_same_fit(_of_batch(fits, i), _of_model(gm), cov, one_run=n_init == 1)
+            if n_init == 1:
+                np.testing.assert_allclose(fits.lower_bounds_[i, :fits.n_iter_[i]],
+                                           gm.lower_bounds_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("cov", COV)
+@pytest.mark.parametrize("init", INIT)
+def test_kernel_matches_reference(batch_backend, cov, init):
+    """The kernel, given the random numbers, against the NumPy reference of the whole EM
+    (a tight tol: most problems converge, some run to max_iter)."""
+    Xs = _problems(seed=3, sizes=(30, 64, 257, 90), D=3)
+    K, n_init, max_iter, tol = 3, 2, 30, 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many(Xs, n_components=K, covariance_type=cov, init_params=init,
+                        n_init=n_init, max_iter=max_iter, tol=tol, random_state=1,
+                        backend=batch_backend)
+    sizes = np.array([len(X) for X in Xs])
+    draws = _Draws(init, K, n_init, fits.random_states_, sizes)
+    for i, X in enumerate(Xs):
+        s = draws.draw_of[i]
+        resp = (draws.resp[draws.resp_off[s]:draws.resp_off[s + 1]].reshape(n_init, len(X), K)
+                if init == "random" else None)
+        want = ref.fit_problem(X, K, cov, 1e-6, tol, max_iter, n_init, init, draws.idx[s],
+                               draws.u[s], resp)
+        assert want is not None and not fits.fallback_[i]
+        assert_same_fit(_of_batch(fits, i), want, cov, one_run=False)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_threads_bit_identical(batch_backend, cov):
+    Xs = _problems(seed=5, sizes=(50, 90, 31, 64, 77, 40, 120))
+    kw = dict(n_components=2, covariance_type=cov, n_init=2, random_state=None,
+              backend=batch_backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = fit_many(Xs, n_threads=1, **dict(kw, random_state=np.random.RandomState(0)))
+        b = fit_many(Xs, n_threads=2, **dict(kw, random_state=np.random.RandomState(0)))
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                 "lower_bound_", "n_iter_", "converged_", "random_states_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_backends_agree():
+    if len(BATCH_BACKENDS) < 2:
+        pytest.skip("one batch backend built")
+    Xs = _problems(seed=2)
+    kw = dict(n_components=3, covariance_type="full", n_init=2, random_state=0)
+    a, b = (fit_many(Xs, backend=be, **kw) for be in BATCH_BACKENDS)
+    for i in range(len(Xs)):
+        assert_same_fit(_of_batch(a, i), _of_batch(b, i), "full", one_run=False)
+
+
+def test_ragged_forms_and_models():
+    """A list of arrays and one array with lengths give the same fits; fits[i] is a fitted
+    GaussianMixture; inputs are not modified."""
+    Xs = _problems(seed=4)
+    Xs[1] = Xs[1].astype(np.float32)
+    stacked = np.concatenate(Xs).astype(np.float64)
+    copies = [X.copy() for X in Xs]
+    a = fit_many(Xs, n_components=2, random_state=0)
+    b = fit_many(stacked, [len(X) for X in Xs], n_components=2, random_state=0)
+    equal = fit_many(np.stack([X[:30] for X in Xs]), n_components=2, random_state=0)
+    assert np.array_equal(equal.means_,
+                          fit_many([X[:30] for X in Xs], n_components=2, random_state=0).means_)
+    for X, c in zip(Xs, copies):
+        assert np.array_equal(X, c)
+    assert np.array_equal(a.means_, b.means_) and len(a) == len(Xs) == len(list(a))
+    assert a.means_.shape == (4, 2, 2) and a.covariances_.shape == (4, 2, 2, 2)
+    gm = a[-1]
+    assert isinstance(gm, GaussianMixture) and gm.random_state == 0
+    X = Xs[-1]
+    alone = GaussianMixture(2, random_state=0).fit(X)
+    np.testing.assert_allclose(gm.score_samples(X), alone.score_samples(X), rtol=1e-8)
+    assert np.array_equal(gm.predict(X), alone.predict(X))
+    np.testing.assert_allclose(a.precisions_[-1], alone.precisions_, rtol=1e-8)
+    with pytest.raises(IndexError):
+        a[len(Xs)]
+
+
+def test_random_state_none_records_seeds():
+    Xs = _problems(seed=6)
+    fits = fit_many(Xs, n_components=2, random_state=None)
+    assert len(set(fits.random_states_.tolist())) > 1
+    gm = GaussianMixture(2, random_state=int(fits.random_states_[2])).fit(Xs[2])
+    assert_same_fit(_of_batch(fits, 2), _of_model(gm), "full")
+
+
+def test_degenerate_problems_follow_gaussian_mixture():
+    """Fewer distinct rows than components, and a component that empties: handed to
+    GaussianMixture (its warnings, its re-seeding); the others stay in the batch."""
+    rng = np.random.RandomState(0)
+    dup = np.repeat(rng.standard_normal((2, 2)), 10, axis=0)     # 2 distinct rows, K = 3
+    ok = _blobs(rng, 60)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        fits = fit_many([ok, dup], n_components=3, random_state=0)
+        want = GaussianMixture(3, random_state=0).fit(dup)
+    assert list(fits.fallback_) == [False, True]
+    assert_same_fit(_of_batch(fits, 1), _of_model(want), "full")
+    assert np.all(np.isfinite(fits.means_))
+
+
+def test_kmeans_on_a_large_problem_is_gaussian_mixtures():
+    """Above SAMPLE_ROWS rows GaussianMixture's k-means samples rows (other random draws):
+    such a problem is fitted by GaussianMixture itself."""
+    from emfast.mixture._kmeans import SAMPLE_ROWS
+    rng = np.random.RandomState(3)
+    big, small = _blobs(rng, SAMPLE_ROWS + 1), _blobs(rng, 50)
+    kw = dict(n_components=3, random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many([small, big], **kw)
+        want = GaussianMixture(**kw).fit(big)
+    assert list(fits.fallback_) == [False, True]
+    assert_same_fit(_of_batch(fits, 1), _of_model(want), "full")
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag"])
+def test_singular_covariances_follow_gaussian_mixture(batch_backend, cov):
+    """reg_covar=0 on rows along a line with a constant feature: a covariance that is not
+    positive definite, regularised by GaussianMixture (with its warning), not crashed on
+    (a spherical variance averages over the features: positive here)."""
+    t = np.random.RandomState(1).standard_normal(40)
+    line = np.c_[t, 2 * t, np.ones_like(t)]
+    ok = _blobs(np.random.RandomState(2), 50, D=3)
+    kw = dict(n_components=2, covariance_type=cov, reg_covar=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many([ok, line], backend=batch_backend, **kw)
+        want = GaussianMixture(**kw, backend=batch_backend).fit(line)
+    assert fits.fallback_[1]
+    assert_same_fit(_of_batch(fits, 1), _of_model(want), cov)
+
+
+@pytest.mark.parametrize("X, lengths, match", [
+    ([np.zeros((5, 2)), np.zeros((5, 3))], None, "same number of features"),
+    ([np.ones((5, 2)), np.ones((2, 2))], None, "problem 1 has 2 row"),
+    ([np.array([[0.0, np.nan]] * 5)], None, "NaN"),
+    ([np.array([[0.0, np.inf]] * 5)], None, "infinity|NaN"),
+    (np.ones((10, 2)), [5, 4], "sum to 10"),
+    (np.ones((10, 2)), [5, 0, 5], "positive"),
+    (np.ones((10, 2)), None, "needs lengths"),
+    ([], None, "empty list"),
+    ([np.ones((5, 2))], [5], "lengths is for one stacked array"),
+])
+def test_bad_input(X, lengths, match):
+    with pytest.raises(ValueError, match=match):
+        fit_many(X, lengths, n_components=3)
+
+
+@pytest.mark.parametrize("kw", [dict(n_components=0), dict(covariance_type="bad"),
+                                dict(init_params="bad"), dict(tol=-1), dict(n_init=0),
+                                dict(max_iter=-1), dict(random_state="x")])
+def test_bad_parameters(kw):
+    with pytest.raises(ValueError):
+        fit_many([np.random.RandomState(0).standard_normal((20, 2))], **kw)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 12), min_size=1, max_size=5),
+       D=st.integers(1, 3), K=st.integers(1, 4),
+       cov=st.sampled_from(COV), init=st.sampled_from(INIT))
+def test_any_shapes_fit_or_raise(sizes, D, K, cov, init):
+    """Tiny problems of any shape: a clear ValueError (too few rows), else finite fits
+    whose problem i equals GaussianMixture's."""
+    rng = np.random.RandomState(sum(sizes) + D + K)
+    Xs = [rng.standard_normal((n, D)) for n in sizes]
+    kw = dict(n_components=K, covariance_type=cov, init_params=init, random_state=0,
+              max_iter=10)
+    if min(sizes) < max(2, K):
+        with pytest.raises(ValueError, match="needs at least"):
+            fit_many(Xs, **kw)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many(Xs, **kw)
+        gm = GaussianMixture(**kw).fit(Xs[0])
+    assert np.all(np.isfinite(fits.means_)) and np.all(np.isfinite(fits.lower_bound_))
+    assert_same_fit(_of_batch(fits, 0), _of_model(gm), cov, rtol=1e-6, atol=1e-8)
