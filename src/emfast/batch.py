@@ -95,8 +95,8 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
     ``X``: a list of 2-D arrays (one per problem, any numbers of rows, the same number of
     features), a 3-D array (problems of equal size), or one 2-D array with ``lengths`` (the
     number of rows of each problem, in order, as the HMMs take sequences). The other
-    parameters are GaussianMixture's, the same for every problem. Problem i's result is ``GaussianMixture(..., random_state=s_i)
-    .fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
+    parameters are GaussianMixture's, the same for every problem. Problem i's result is
+    ``GaussianMixture(..., random_state=s_i).fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
     problem gets the same seed, as a loop ``GaussianMixture(random_state=0).fit(X_i)``
     would), and otherwise an int drawn for problem i from ``random_state`` (None: NumPy's
     global RandomState); ``fits.random_states_`` holds them. Rows are used in float64
