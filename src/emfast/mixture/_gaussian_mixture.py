@@ -296,6 +296,13 @@ class GaussianMixture(ParamsMixin):
             y = y[missing.order]
         inits = self._check_inits(X.shape[1])
         family, X, sw, start = self._family(X, sw, start_X, y, missing is not None, inits)
+        self._run_em(family, X, sw, start, n_threads, names)
+        return X_in
+
+    def _run_em(self, family, X, sw, start, n_threads, names):
+        """EM of ``family`` over X (a warm start, or ``n_init`` restarts from ``start``), and
+        the fitted attributes from its best run. ``emfast.dask`` calls it with a family whose
+        E-step runs on Dask and X a sample of the rows (for the M-step's re-seeding)."""
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
@@ -317,7 +324,7 @@ class GaussianMixture(ParamsMixin):
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "
-                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=3)
+                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=4)
         self._set_params(run.params)
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter
@@ -328,7 +335,6 @@ class GaussianMixture(ParamsMixin):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        return X_in
 
     def _family(self, X, sw, start_X, y, has_nan, inits):
         """(family, the rows and weights the EM driver passes it, the starting-point
