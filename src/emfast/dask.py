@@ -58,9 +58,13 @@ def fit(estimator, X, lengths=None, *, sample_rows=SAMPLE_ROWS):
         all of X when it has no more rows. EMImputer starts from X's column means and
         variances, computed over all rows.
 
+    The estimator's ``n_threads`` is the thread count of each chunk's E-step task (None:
+    the worker's thread count; 1 under the local scheduler, which runs a task per core).
+    Its ``random_state`` also draws the sample (from a stream of its own).
+
     GaussianMixture: ``sample_weight`` and ``semi_supervised`` are not supported; X may hold
-    NaN (each chunk with NaN runs the missing-value E-step), and empty components are
-    re-seeded from the sample's rows.
+    NaN (each chunk with NaN runs the missing-value E-step on a copy of its rows grouped by
+    pattern), and empty components are re-seeded from the sample's rows.
     """
     if sample_rows is None or isinstance(sample_rows, bool) or not isinstance(
             sample_rows, (int, np.integer)) or sample_rows < 2:
@@ -119,12 +123,15 @@ def _as_row_chunked(X):
     return X.persist(), names
 
 
-def _sample(X, n, rng):
+def _sample(X, n, random_state):
     """``n`` rows of X drawn without replacement, in X's order (all of X when it has no
-    more rows), as a NumPy array."""
+    more rows), as a NumPy array. The draw has its own stream, seeded from
+    ``random_state``'s: the starting point's draws from ``random_state`` stay those of an
+    in-memory fit."""
     N = X.shape[0]
     if N <= n:
         return X.compute()
+    rng = np.random.default_rng(V.check_random_state(random_state).randint(2**31))
     return X[np.sort(rng.choice(N, size=n, replace=False))].compute()
 
 
@@ -177,7 +184,7 @@ class _MixtureChunk(_Chunk):
         super().__init__(n_threads)
         X = V.check_array(X, estimator="GaussianMixture", allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-        self.missing = bool(np.isnan(X.min())) if len(X) else False
+        self.missing = bool(np.isnan(X.min()))       # (empty blocks are never chunks)
         self.X = np.ascontiguousarray(X[observed_rows(np.isnan(X))]) if self.missing else X
         self.covariance_type = covariance_type
         self.n_components = n_components
@@ -303,7 +310,7 @@ def _fit_mixture(est, X, names, sample_rows):
         raise ValueError("emfast.dask.fit does not fit semi-supervised mixtures")
     n_threads = est._check_parameters()
     K = est.n_components
-    sample = V.check_array(_sample(X, sample_rows, V.check_random_state(est.random_state)),
+    sample = V.check_array(_sample(X, sample_rows, est.random_state),
                            min_samples=2, estimator="GaussianMixture", allow_nan=True,
                            max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
     # the start and re-seeding need complete rows: NaN filled with the sample's column means
@@ -360,7 +367,7 @@ def _fit_hmm(est, X, lengths, sample_rows):
     n_threads = est._check_parameters()
     chunk_lengths = _split_lengths(lengths, X.chunks[0])
     sample = _check_gaussian_X(
-        est, _sample(X, sample_rows, V.check_random_state(est.random_state)), fitting=True)
+        est, _sample(X, sample_rows, est.random_state), fitting=True)
     X_start = fill_with_column_means(sample) if np.isnan(sample.min()) else sample
     chunks, _ = _persist_chunks(X, _SequenceChunk,
                                 [(L, est, est.n_threads) for L in chunk_lengths])
