@@ -223,3 +223,12 @@ def test_import_emfast_does_not_import_dask():
             "assert not any(m == 'dask' or m.startswith(('dask.', 'distributed')) "
             "for m in sys.modules), 'dask imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_float32_equals_in_memory():
+    """float32 chunks stay float32 (the kernels read them as they are), as in memory."""
+    X = make_blobs(2000, 3, 3, seed=7, dtype=np.float32)[0]
+    want = mixture("full").fit(X)
+    with dask.config.set(scheduler="threads"):
+        got = ed.fit(mixture("full"), uneven(X))
+    assert_same_fit(got, want, exact=False, rtol=RTOL)

@@ -81,9 +81,13 @@ def fit(estimator, X, lengths=None, *, sample_rows=SAMPLE_ROWS):
     if lengths is not None and fitter is not _fit_hmm:
         raise ValueError(f"lengths is for GaussianHMM, not {type(estimator).__name__}")
     X, names = _as_row_chunked(X)
+    n_threads = estimator._check_parameters()
+    X = X.persist()          # X's chunks computed once, for the sample and the E-step chunks
+    if any(np.isnan(c) for c in X.chunks[0]):              # a DataFrame's partitions
+        X = X.compute_chunk_sizes()
     if fitter is _fit_hmm:
-        return fitter(estimator, X, lengths, int(sample_rows))
-    return fitter(estimator, X, names, int(sample_rows))
+        return fitter(estimator, X, n_threads, lengths, int(sample_rows))
+    return fitter(estimator, X, n_threads, names, int(sample_rows))
 
 
 # ---------------------------------------------------------------------------------- input
@@ -97,8 +101,8 @@ def _dask():
 
 
 def _as_row_chunked(X):
-    """(X as a 2-D Dask array with known chunk sizes and one chunk across the columns,
-    DataFrame column names or None)."""
+    """(X as a 2-D Dask array with one chunk across the columns (its row chunks' sizes
+    unknown, NaN, where X is a DataFrame), DataFrame column names or None)."""
     dask = _dask()
     if not dask.is_dask_collection(X):
         raise TypeError("emfast.dask.fit takes a dask.array.Array or dask.dataframe.DataFrame,"
@@ -108,7 +112,7 @@ def _as_row_chunked(X):
         if X.ndim != 2:
             raise ValueError("X must be a 2-D DataFrame, got a Series")
         names = V.feature_names(X)
-        X = X.to_dask_array(lengths=True)
+        X = X.to_dask_array()
     if not isinstance(X, dask.array.Array):
         raise TypeError(f"X must be a Dask array or DataFrame, got {type(X).__name__}")
     if X.ndim != 2:
@@ -116,11 +120,9 @@ def _as_row_chunked(X):
     if len(X.chunks[1]) != 1:
         raise ValueError(f"X must be chunked by rows only, got {len(X.chunks[1])} chunks "
                          "across its columns: rechunk with X.rechunk({1: -1})")
-    if any(np.isnan(c) for c in X.chunks[0]):
-        X = X.compute_chunk_sizes()
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X must hold numbers, got dtype {X.dtype}")
-    return X.persist(), names
+    return X, names
 
 
 def _sample(X, n, random_state):
@@ -305,10 +307,9 @@ def _persist_chunks(X, make_chunk, args):
 
 
 # ---------------------------------------------------------------------------- estimators
-def _fit_mixture(est, X, names, sample_rows):
+def _fit_mixture(est, X, n_threads, names, sample_rows):
     if est.semi_supervised:
         raise ValueError("emfast.dask.fit does not fit semi-supervised mixtures")
-    n_threads = est._check_parameters()
     K = est.n_components
     sample = V.check_array(_sample(X, sample_rows, est.random_state),
                            min_samples=2, estimator="GaussianMixture", allow_nan=True,
@@ -334,10 +335,10 @@ def _fit_mixture(est, X, names, sample_rows):
     return est
 
 
-def _fit_imputer(est, X, names, sample_rows):
+def _fit_imputer(est, X, n_threads, names, sample_rows):
+    """(``sample_rows`` unused: the start is X's column means and variances.)"""
     dask = _dask()
     da = dask.array
-    n_threads = est._check_parameters()
     if X.shape[0] < 2:
         raise ValueError(f"Found array with {X.shape[0]} sample(s) while a minimum of 2 is "
                          "required by EMImputer.")
@@ -363,8 +364,7 @@ def _fit_imputer(est, X, names, sample_rows):
     return est
 
 
-def _fit_hmm(est, X, lengths, sample_rows):
-    n_threads = est._check_parameters()
+def _fit_hmm(est, X, n_threads, lengths, sample_rows):
     chunk_lengths = _split_lengths(lengths, X.chunks[0])
     sample = _check_gaussian_X(
         est, _sample(X, sample_rows, est.random_state), fitting=True)
