@@ -609,7 +609,7 @@ def run_dask(names, threads, quick, repeats):
         del X
     print()
     print_table(["case", "N", "D", "K", "cov", "Dask workers", "in-memory ms/iter",
-                 "Dask ms/iter", "overhead ms/iter", f"in-memory fit s", "Dask fit s",
+                 "Dask ms/iter", "overhead ms/iter", "in-memory fit s", "Dask fit s",
                  "overhead s"], 6, rows)
     print()
     print("ms/iter: median over r of (T(max_iter=b) - T(max_iter=a)) / (b - a), tol=0, same "
