@@ -583,7 +583,7 @@ def run_dask(names, threads, quick, repeats):
             whole = statistics.median(
                 timed_fit("emfast-cython", X, K, cov, start, b, threads)[0] for _ in range(r))
         with LocalCluster(n_workers=workers, processes=True, threads_per_worker=per_worker,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
             client.wait_for_workers(workers)
             # X's row chunks onto the workers (as data loaded there would be), not into
             # each fit's graph

@@ -2,11 +2,11 @@
 
 Each EM iteration runs the estimator's own compiled E-step on every chunk, where the chunk
 lives (a Dask worker, or a thread of the local scheduler), sums the chunks' sufficient
-statistics in a fixed binary tree (so the sum does not depend on which chunk finishes
-first), and runs the M-step on the client; the new parameters travel with the next
-iteration's tasks. Everything else -- the convergence rule, ``n_init`` restarts, warm
-starts, warnings and fitted attributes -- is the estimator's own: the EM driver runs a
-family whose E-step is the distributed one.
+statistics on the workers in a fixed tree (so the sum does not depend on which chunk
+finishes first), and runs the M-step on the client; the new parameters go to the workers
+with the next iteration's tasks. Everything else -- the convergence rule, ``n_init``
+restarts, warm starts, warnings and fitted attributes -- is the estimator's own: the EM
+driver runs a family whose E-step is the distributed one.
 
 The chunks are persisted once per fit, each with its E-step bound to it on first use
 (X's blocks in the kernel's layout, rows grouped by missing pattern), so an iteration moves
@@ -18,7 +18,6 @@ local scheduler. Dask is an optional extra (``pip install emfast[dask]``); ``imp
 never imports it.
 """
 
-import operator
 import threading
 
 import numpy as np
@@ -263,11 +262,25 @@ def _chunk_summary(chunk):
     return chunk.summary()
 
 
+def _sum_in_order(*parts):
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+# Statistics summed per reduction task: a few levels of tasks for thousands of chunks, one
+# for up to this many (each level waits for its inputs to travel between workers).
+SPLIT_EVERY = 8
+
+
 def _tree_sum(parts, delayed):
-    """The sum of ``parts`` (Delayed) in a fixed binary tree: ((0 + 1) + (2 + 3)) + ..."""
+    """The sum of ``parts`` (Delayed) in a fixed tree: runs of SPLIT_EVERY summed left to
+    right, then runs of those sums, and so on; the same order whichever part is ready
+    first."""
     while len(parts) > 1:
-        parts = [delayed(operator.add)(parts[i], parts[i + 1]) if i + 1 < len(parts)
-                 else parts[i] for i in range(0, len(parts), 2)]
+        parts = [delayed(_sum_in_order)(*parts[i:i + SPLIT_EVERY])
+                 for i in range(0, len(parts), SPLIT_EVERY)]
     return parts[0]
 
 
@@ -283,7 +296,10 @@ class _DaskFamily:
 
     def e_step(self, X, sample_weight, params, n_threads):
         dask = _dask()
-        p = dask.delayed(params)          # one copy of the parameters in each graph
+        # one copy of the parameters in the graph, a dependency of every E-step task:
+        # recomputable like any task if a worker holding it is lost (a Client.scatter'ed
+        # copy is not)
+        p = dask.delayed(params)
         stats = dask.compute(_tree_sum(
             [dask.delayed(_chunk_stats)(c, p) for c in self.chunks], dask.delayed))[0]
         if isinstance(stats, HMMStats):
