@@ -234,3 +234,13 @@ def test_float32_equals_in_memory():
         got = ed.fit(mixture("full", tol=1e-4), uneven(X))
     assert got.converged_
     assert_same_fit(got, want, exact=False, rtol=RTOL)
+
+
+def test_many_chunks_two_reduction_levels():
+    """More chunks than one reduction task sums (ed.SPLIT_EVERY): a tree of two levels."""
+    X, _, _ = make_blobs(2000, 3, 3, seed=8)
+    n_chunks = 3 * ed.SPLIT_EVERY - 1
+    want = mixture("tied").fit(X)
+    with dask.config.set(scheduler="threads"):
+        got = ed.fit(mixture("tied"), da.from_array(X, chunks=(-(-2000 // n_chunks), 3)))
+    assert_same_fit(got, want, exact=False, rtol=RTOL)
