@@ -44,6 +44,16 @@ Usage:
                                                  # (B4); see compare_scale.py
     python benchmarks/compare.py --cases B1s     # batch fitting (fit_many): B1, B1s;
                                                  # see compare_batch.py
+    python benchmarks/compare.py --dask          # B3: emfast.dask on 2 local workers vs
+                                                 # in-memory emfast (needs dask[distributed])
+
+``--dask`` (case B3) fits G2's data (N=1M, D=10, K=16, diag) with emfast in memory
+(``threads`` threads) and with ``emfast.dask.fit`` on a ``distributed.LocalCluster`` of 2
+worker processes (1 thread each when ``threads`` is 2: the same cores), X held on the
+workers beforehand (scattered in row chunks) as data loaded there would be. Both from the
+same start, ``tol=0``: the per-iteration time by the (T_b - T_a) / (b - a) rule above, and
+the whole fit of b iterations (Dask's: binding the chunks, drawing the start sample, and
+each iteration's scheduling and transfer of parameters and statistics), medians of r.
 """
 
 import argparse
@@ -84,6 +94,10 @@ END_TO_END_CASES = {
 REAL_DATA_KS = (3, 10)
 END_TO_END_REPEATS = 3
 WARM_UP_ROWS = 4096
+# --dask: name: (mixture case, Dask workers, rows per chunk, (a, b, repeats), with --quick)
+DASK_CASES = {
+    "B3": ("G2", 2, 125_000, (2, 8, 5), (1, 3, 1)),
+}
 SCALING_CASES = ("G1", "G2", "H1", "H4", "H5")
 MEMORY_CASE = "G2"
 MEMORY_ITERS = 3
@@ -538,6 +552,74 @@ def run_scaling(cases, hmm_cases, quick, repeats, libs_emfast, libs_hmm):
     return 0
 
 
+def dask_fit(X, K, cov, start, max_iter, threads):
+    """Seconds of one emfast.dask.fit of ``max_iter`` iterations (tol=0; on the current
+    Dask client, ``threads`` threads per chunk task) and its lower_bound_."""
+    import emfast.dask
+
+    est = make_estimator("emfast-cython", K, cov, start, max_iter, threads)
+    t0 = time.perf_counter()
+    emfast.dask.fit(est, X)
+    dt = time.perf_counter() - t0
+    if est.n_iter_ != max_iter:
+        raise RuntimeError(f"emfast.dask: ran {est.n_iter_} iterations, expected {max_iter}")
+    return dt, float(est.lower_bound_)
+
+
+def run_dask(names, threads, quick, repeats):
+    """B3: emfast.dask on a LocalCluster beside in-memory emfast (Cython backend), the same
+    data and start: ms/iter, the overhead per iteration, and the whole fit of b iterations."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+    from threadpoolctl import threadpool_limits
+
+    rows = []
+    for name in names:
+        case, workers, chunk_rows, full_plan, quick_plan = DASK_CASES[name]
+        N, D, K, cov = CASES[case][:4]
+        a, b, r = quick_plan if quick else full_plan
+        r = repeats or r
+        X = make_data(N, D, K)
+        start = make_start(X, K, cov)
+        per_worker = max(1, threads // workers)
+        with threadpool_limits(limits=threads):
+            memory = per_iteration("emfast-cython", X, K, cov, start, a, b, r, threads)[0]
+            whole = statistics.median(
+                timed_fit("emfast-cython", X, K, cov, start, b, threads)[0] for _ in range(r))
+        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=per_worker,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            client.wait_for_workers(workers)
+            # X's row chunks onto the workers (as data loaded there would be), not into
+            # each fit's graph
+            Xd = da.concatenate([
+                da.from_delayed(f, (min(chunk_rows, N - i), D), X.dtype) for i, f in zip(
+                    range(0, N, chunk_rows),
+                    client.scatter([X[i:i + chunk_rows] for i in range(0, N, chunk_rows)]))])
+            dask_fit(Xd[:4096], K, cov, start, 1, per_worker)   # imports on the workers
+            cool_down()
+            samples, totals = [], []
+            for _ in range(r):
+                ta, _ = dask_fit(Xd, K, cov, start, a, per_worker)
+                tb, lb = dask_fit(Xd, K, cov, start, b, per_worker)
+                samples.append((tb - ta) / (b - a))
+                totals.append(tb)
+            on_dask, whole_dask = statistics.median(samples), statistics.median(totals)
+        rows.append([name, f"{N:,}", str(D), str(K), cov,
+                     f"{workers} x {per_worker} thread(s), chunks of {chunk_rows:,} rows",
+                     fmt_ms(memory), fmt_ms(on_dask), fmt_ms(on_dask - memory),
+                     f"{whole:.2f}", f"{whole_dask:.2f}", f"{whole_dask - whole:.2f}"])
+        print(f"# {name}: a={a}, b={b}, r={r}; in-memory threads={threads}; lower_bound_ "
+              f"after {b} iterations on Dask {lb:.6f}", file=sys.stderr, flush=True)
+        del X
+    print()
+    print_table(["case", "N", "D", "K", "cov", "Dask workers", "in-memory ms/iter",
+                 "Dask ms/iter", "overhead ms/iter", "in-memory fit s", "Dask fit s",
+                 "overhead s"], 6, rows)
+    print()
+    print("ms/iter: median over r of (T(max_iter=b) - T(max_iter=a)) / (b - a), tol=0, same "
+          "start; fit s: median of the whole fit with max_iter=b.")
+
+
 def main(argv=None):
     from compare_hmm import HMM_CASES, emfast_hmm_backends, run_hmm  # benchmarks/ on sys.path
 
@@ -571,6 +653,9 @@ def main(argv=None):
     p.add_argument("--scale", action="store_true",
                    help="model selection (B2: select_gaussian_mixture vs scikit-learn's loop) "
                         "and exact EM on a memmap (B4: peak memory); see compare_scale.py")
+    p.add_argument("--dask", action="store_true",
+                   help=f"{','.join(DASK_CASES)}: emfast.dask.fit on a local Dask cluster vs "
+                        "in-memory emfast (needs dask[distributed])")
     p.add_argument("--random-state", type=int, default=0,
                    help="random_state of both libraries' fits with --end-to-end (default 0)")
     p.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
@@ -594,6 +679,17 @@ def main(argv=None):
             + (["--repeat", str(args.repeat)] if args.repeat else [])
             + (["--threads", str(args.threads)] if args.threads else [])
             + ["--backends", args.backends])
+    if args.dask:
+        names = ([c.strip() for c in args.cases.split(",") if c.strip()] if args.cases
+                 else list(DASK_CASES))
+        unknown = [c for c in names if c not in DASK_CASES]
+        if unknown:
+            p.error(f"unknown Dask case(s) {unknown}; choose from {list(DASK_CASES)}")
+        threads = args.threads or usable_cpus()
+        quiet_convergence()
+        print_header(threads)
+        run_dask(names, threads, args.quick, args.repeat)
+        return 0
     batch = [c.strip() for c in (args.cases or "").split(",") if c.strip().startswith("B")]
     if batch:
         import compare_batch

@@ -327,6 +327,17 @@ class BaseHMM(ParamsMixin):
         has_nan = X.dtype.kind == "f" and bool(np.isnan(X.min()))
         # the starting point comes from complete rows: each missing value its column's mean
         X_start = fill_with_column_means(X) if has_nan else X
+        self._run_em(X, X_start, n_threads, labels, lambda emission, sp_prior, tp_prior: (
+            _HMMFamily(emission, offsets, self.params, sp_prior, tp_prior, self.backend,
+                       has_nan, labels, float(unlabeled_weight))))
+        return self
+
+    def _run_em(self, X, X_start, n_threads, labels, make_family):
+        """Baum-Welch over X from starting parameters drawn from ``X_start`` (initialised
+        where ``init_params`` or a missing attribute asks), ``n_init`` restarts; sets the
+        fitted attributes. ``make_family(emission, startprob_prior, transmat_prior)``: the
+        EM family. ``emfast.dask`` calls it with a family whose E-step runs on Dask, X a
+        Dask array and ``X_start`` a sample of its rows."""
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}
@@ -335,9 +346,7 @@ class BaseHMM(ParamsMixin):
         emission = self._emission_model(self.n_features)
         fixed = self._params_from_attrs(todo)
         self._warn_few_data(X, emission)
-        sp_prior, tp_prior = self._priors(K)
-        family = _HMMFamily(emission, offsets, self.params, sp_prior, tp_prior, self.backend,
-                            has_nan, labels, float(unlabeled_weight))
+        family = make_family(emission, *self._priors(K))
         rng = V.check_random_state(self.random_state)
         n_init = self.n_init
 
@@ -375,7 +384,6 @@ class BaseHMM(ParamsMixin):
         self.transmat_ = run.params.transmat
         self._set_emission_attrs(run.params.emission)
         self.monitor_ = run.rule.monitor
-        return self
 
     def _warn_few_data(self, X, emission):
         counts = self._get_n_fit_scalars_per_param()

@@ -183,41 +183,49 @@ class EMImputer(ParamsMixin):
         var = np.nanvar(X, axis=0, dtype=np.float64)
         family = _MissingNormalFamily(get_backend(self.backend, "missing"), float(len(Xs)),
                                       float(self.ridge), np.diag(var))
+        # the log-likelihood at the final parameters (and, for fit_transform, the rows
+        # filled in the same pass)
+        filled = np.empty(Xs.shape) if want_filled else _NONE
+        params = self._run_em(
+            family, Xs, _Normal(mean, np.diag(var)), n_threads,
+            lambda p: family.estep_pass(Xs, None, p, n_threads, filled=filled),
+            float(np.count_nonzero(~mask)), names)
+        if want_filled:
+            out = np.empty(X.shape, dtype=X.dtype)
+            out[...] = params.mean                # rows missing everywhere: the mean
+            out[order] = filled
+            return out
+        return None
+
+    def _run_em(self, family, X, start, n_threads, final_pass, n_observed, names):
+        """EM of ``family`` over X from ``start``; ``final_pass(params) -> stats`` gives the
+        log-likelihood at the final parameters; sets the fitted attributes and returns the
+        final parameters. ``emfast.dask`` calls it with a family whose E-step runs on Dask."""
         monitor = VerboseMonitor(self.verbose, 1) if self.verbose else None
         if monitor is not None:
             monitor.init_begin(0)
         rule = ToleranceRule(self.tol, monitor=monitor)
         with single_threaded_blas():
-            run = em_loop(family, Xs, None, _Normal(mean, np.diag(var)),
-                          max_iter=self.max_iter, n_threads=n_threads, rng=None, rule=rule)
+            run = em_loop(family, X, None, start, max_iter=self.max_iter, n_threads=n_threads,
+                          rng=None, rule=rule)
             params = run.params
-            N, D = X.shape
-            # the log-likelihood at the final parameters (and, for fit_transform, the rows
-            # filled in the same pass)
-            filled = np.empty(Xs.shape) if want_filled else _NONE
-            stats = family.estep_pass(Xs, None, params, n_threads, filled=filled)
+            stats = final_pass(params)
         if not run.converged:
             warnings.warn(f"EM did not converge in {self.max_iter} iterations; increase "
-                          "max_iter or tol.", compatible(ConvergenceWarning), stacklevel=3)
+                          "max_iter or tol.", compatible(ConvergenceWarning), stacklevel=4)
         self.mean_ = params.mean
         self.covariance_ = params.covariance
         self.loglik_ = stats.loglik
-        n_observed = float(np.count_nonzero(~mask))
         self.loglik_no_constant_ = stats.loglik + 0.5 * n_observed * math.log(2 * math.pi)
         self.n_iter_ = run.n_iter
         self.converged_ = run.converged
         self.loglik_history_ = run.lower_bounds
-        self.n_features_in_ = D
+        self.n_features_in_ = len(params.mean)
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        if want_filled:
-            out = np.empty((N, D), dtype=X.dtype)
-            out[...] = params.mean                # rows missing everywhere: the mean
-            out[order] = filled
-            return out
-        return None
+        return params
 
     # ------------------------------------------------------------------ imputing
     def _impute(self, X, params, noise=None, n_threads=None):

@@ -460,9 +460,10 @@ class GaussianMixture(ParamsMixin):
         self._run_em(family, rows, sw, start, n_threads, None, sequential=True)
 
     def _run_em(self, family, X, sw, start, n_threads, names, sequential):
-        """EM from ``start`` (``n_init`` times, or once from the fitted parameters with
-        ``warm_start``), then the fitted attributes. ``sequential``: restarts one after
-        another."""
+        """EM of ``family`` over X (a warm start, or ``n_init`` restarts from ``start``), and
+        the fitted attributes from its best run. ``sequential``: restarts one after another.
+        The chunked fit and ``emfast.dask`` call it with their own families (and, for Dask,
+        X a sample of the rows, for the M-step's re-seeding)."""
         rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         def make_rule(index, lower_bound=-math.inf):
