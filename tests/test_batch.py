@@ -307,9 +307,11 @@ def test_sample_weight_matches_gaussian_mixture(batch_backend, cov, init, n_init
 @pytest.mark.parametrize("cov", COV)
 @pytest.mark.parametrize("given", [("weights_init",), ("means_init",), ("precisions_init",),
                                    ("weights_init", "means_init", "precisions_init")])
-def test_inits_match_gaussian_mixture(batch_backend, cov, given):
-    """*_init shared by all problems or stacked per problem (the rest from init_params):
-    problem i is GaussianMixture's fit with problem i's values; inputs are not modified."""
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_inits_match_gaussian_mixture(batch_backend, cov, given, n_init):
+    """*_init shared by all problems or stacked per problem (the rest from init_params), in
+    the kernel: problem i is GaussianMixture's fit with problem i's values; inputs are not
+    modified."""
     Xs = _problems(seed=9, sizes=(50, 70, 45))
     K, D, P = 3, 2, len(Xs)
     rng = np.random.RandomState(1)
@@ -323,27 +325,31 @@ def test_inits_match_gaussian_mixture(batch_backend, cov, given):
     values = {name: values[name] for name in given}
     copies = {name: v.copy() for name, v in values.items()}
     kw = dict(n_components=K, covariance_type=cov, random_state=2, max_iter=30,
-              backend=batch_backend)
+              n_init=n_init, init_params="k-means++", backend=batch_backend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stacked = fit_many(Xs, **kw, **values)
         shared = fit_many(Xs, **kw, **{name: v[0] for name, v in values.items()})
+        assert not stacked.fallback_.any() and not shared.fallback_.any()
         for i, X in enumerate(Xs):
             mine = GaussianMixture(**kw, **{name: v[i] for name, v in values.items()}).fit(X)
-            assert_same_fit(_of_batch(stacked, i), _of_model(mine), cov)
+            assert_same_fit(_of_batch(stacked, i), _of_model(mine), cov, one_run=n_init == 1)
             first = GaussianMixture(**kw, **{name: v[0] for name, v in values.items()}).fit(X)
-            assert_same_fit(_of_batch(shared, i), _of_model(first), cov)
+            assert_same_fit(_of_batch(shared, i), _of_model(first), cov, one_run=n_init == 1)
     for name, v in values.items():
         assert np.array_equal(v, copies[name])
 
 
-def test_weights_and_inits_thread_count_bit_identical(batch_backend):
-    Xs = _problems(seed=10, sizes=(50, 90, 31, 64))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weights_and_inits_thread_count_bit_identical(batch_backend, weighted):
+    Xs = _problems(seed=10, sizes=(50, 90, 31, 64, 77, 40))
+    means = np.random.RandomState(0).uniform(0.0, 4.0, size=(len(Xs), 2, 2))
     kw = dict(n_components=2, n_init=2, random_state=0, backend=batch_backend,
-              sample_weight=_weights(Xs), means_init=np.array([[0.0, 0.0], [4.0, 4.0]]))
+              sample_weight=_weights(Xs) if weighted else None, means_init=means)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, b = (fit_many(Xs, n_threads=t, **kw) for t in (1, 2))
+    assert a.fallback_.all() == weighted
     for name in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 

@@ -29,6 +29,7 @@ from emfast import kernels
 from emfast._config import get_backend
 from emfast._em import restart_rngs
 from emfast.exceptions import ConvergenceWarning, compatible
+from emfast.mixture import _gaussian as G
 from emfast.mixture._gaussian_mixture import GaussianMixture
 from emfast.mixture._kmeans import SAMPLE_ROWS
 
@@ -37,6 +38,9 @@ __all__ = ["fit_many", "GaussianMixtureBatch"]
 INIT_CODES = {"kmeans": 0, "k-means++": 1, "random": 2, "random_from_data": 3}
 # the kernel's status_ codes
 FITTED, FALLBACK = 0, 1
+# the kernel's `given` bits: which of weights_init, means_init, precisions_init it gets
+GIVEN_BITS = dict(weights_init=1, means_init=2, precisions_init=4)
+ALL_GIVEN = 7
 
 
 class GaussianMixtureBatch:
@@ -97,11 +101,12 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
     features), a 3-D array (problems of equal size), or one 2-D array with ``lengths`` (the
     number of rows of each problem, in order, as the HMMs take sequences). The other
     parameters are GaussianMixture's, the same for every problem. Problem i's result is
-    ``GaussianMixture(..., random_state=s_i).fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
-    problem gets the same seed, as a loop ``GaussianMixture(random_state=0).fit(X_i)``
-    would), and otherwise an int drawn for problem i from ``random_state`` (None: NumPy's
-    global RandomState); ``fits.random_states_`` holds them. Rows are used in float64
-    (a float32 problem is fitted as its float64 copy). Inputs are not modified.
+    ``GaussianMixture(..., random_state=s_i).fit(X_i)`` to rounding, where s_i is
+    ``random_state`` itself when it is an int (every problem gets the same seed, as a loop
+    ``GaussianMixture(random_state=0).fit(X_i)`` would), and otherwise an int drawn for
+    problem i from ``random_state`` (None: NumPy's global RandomState);
+    ``fits.random_states_`` holds them. Rows are used in float64 (a float32 problem is
+    fitted as its float64 copy). Inputs are not modified.
 
     ``sample_weight`` (per-row weights; problem i's result is then that of
     ``.fit(X_i, sample_weight=w_i)``): a list of 1-D arrays (one per problem) with a list
@@ -109,10 +114,11 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
     ``lengths``. ``weights_init``, ``means_init``, ``precisions_init``: GaussianMixture's,
     either one value for every problem (GaussianMixture's shapes) or one per problem
     stacked on a leading (P,) axis; what is not given comes from ``init_params``, as in
-    GaussianMixture. The problems with sample weights or *_init parameters are fitted by
-    GaussianMixture itself, one after the other (``fallback_`` marks them): the batch
-    kernels do not take them yet. ``warm_start`` is not supported (there is no previous
-    fit to continue): ``True`` raises ValueError.
+    GaussianMixture (with all three given, no initialisation runs), in the kernel. The
+    problems of a call with sample weights are fitted by GaussianMixture itself, one after
+    the other (``fallback_`` marks them): the batch kernels do not take weights yet.
+    ``warm_start`` is not supported (there is no previous fit to continue): ``True``
+    raises ValueError.
 
     ``n_threads`` (None: all usable CPUs): problems run one per thread at a time; results do
     not depend on it. Returns a :class:`GaussianMixtureBatch`; its ``fallback_`` marks the
@@ -132,8 +138,8 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
     X, offsets, form = _check_problems(X, lengths, n_components)
     P, (D, K) = len(offsets) - 1, (X.shape[1], int(n_components))
     weights = _problem_weights(sample_weight, form, offsets, K)
-    inits = _problem_inits(dict(weights_init=weights_init, means_init=means_init,
-                                precisions_init=precisions_init), params, P, D)
+    inits, given = _problem_inits(dict(weights_init=weights_init, means_init=means_init,
+                                       precisions_init=precisions_init), params, P, D)
     seeds = _problem_seeds(random_state, P)
     sizes = np.diff(offsets)
     draws = _Draws(init_params, K, int(n_init), seeds, sizes)
@@ -144,14 +150,15 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
                lower_bound_=np.empty(P), lower_bounds_=np.empty((P, max(int(max_iter), 1))),
                n_iter_=np.empty(P, dtype=np.int64), converged_=np.zeros(P, dtype=np.int8))
     status = np.zeros(P, dtype=np.int8)
-    if init_params == "kmeans":       # GaussianMixture's k-means samples rows above this
-        status[sizes > SAMPLE_ROWS] = FALLBACK
-    if weights is not None or inits is not None:    # not in the kernels: GaussianMixture's
+    if init_params == "kmeans" and given.bits != ALL_GIVEN:
+        status[sizes > SAMPLE_ROWS] = FALLBACK     # GaussianMixture's k-means samples rows
+    if weights is not None:           # not in the kernels: GaussianMixture's
         status[:] = FALLBACK
     get_backend(backend, "batch").fit_many(
         X, offsets, K, kernels._cov_code(covariance_type), float(reg_covar), float(tol),
         int(max_iter), int(n_init), INIT_CODES[init_params], draws.n_trials, draws.draw_of,
-        draws.idx, draws.u, draws.resp, draws.resp_off, out["weights_"], out["means_"],
+        draws.idx, draws.u, draws.resp, draws.resp_off, given.bits, given.weights,
+        given.means, given.covariances, given.prec_chol, out["weights_"], out["means_"],
         out["covariances_"].reshape(P, -1), out["precisions_cholesky_"].reshape(P, -1),
         out["lower_bound_"], out["lower_bounds_"], out["n_iter_"], out["converged_"], status,
         n_threads)
@@ -253,15 +260,16 @@ def _problem_weights(sample_weight, form, offsets, n_components):
 
 
 def _problem_inits(given, params, n_problems, n_features):
-    """Each problem's *_init keyword arguments (None when none is given), each value either
-    shared (GaussianMixture's shape) or problem i's slice of a stacked one, checked by
-    GaussianMixture._check_inits (its wording; prefixed with the problem when stacked)."""
+    """(each problem's *_init keyword arguments, or None when none is given; the kernel's
+    _GivenParams), each value either shared (GaussianMixture's shape) or problem i's slice
+    of a stacked one, checked by GaussianMixture._check_inits (its wording; prefixed with
+    the problem when stacked)."""
     given = {name: value for name, value in given.items() if value is not None}
-    if not given:
-        return None
     K, ct = int(params["n_components"]), params["covariance_type"]
     shapes = dict(weights_init=(K,), means_init=(K, n_features),
                   precisions_init=kernels.prec_chol_shape(ct, K, n_features))
+    if not given:
+        return None, _GivenParams(shapes, ct, [{}])
     stacked = set()
     for name, value in given.items():
         try:
@@ -281,7 +289,31 @@ def _problem_inits(given, params, n_problems, n_features):
             GaussianMixture(**params, **kw)._check_inits(n_features)
         except ValueError as exc:
             raise (ValueError(f"problem {i}: {exc}") if stacked else exc) from None
-    return inits if stacked else inits * n_problems
+    return (inits if stacked else inits * n_problems), _GivenParams(shapes, ct, inits)
+
+
+class _GivenParams:
+    """The kernel's starting parameters from *_init: ``bits`` (GIVEN_BITS of those given),
+    ``weights`` (R, K), ``means`` (R, K, D), ``covariances`` and ``prec_chol`` (R, S) as
+    GaussianMixture._initial_params derives them from precisions_init; R = 1 (shared, or
+    nothing given: zeros) or P (stacked), the kernel takes row 0 or row p."""
+
+    def __init__(self, shapes, covariance_type, inits):
+        self.bits = sum(GIVEN_BITS[name] for name in inits[0])
+        R, prec_shape = len(inits), shapes["precisions_init"]
+        self.weights = np.zeros((R,) + shapes["weights_init"])
+        self.means = np.zeros((R,) + shapes["means_init"])
+        self.prec_chol = np.zeros((R, int(np.prod(prec_shape))))
+        self.covariances = np.zeros_like(self.prec_chol)
+        for r, kw in enumerate(inits):
+            if "weights_init" in kw:
+                self.weights[r] = kw["weights_init"]
+            if "means_init" in kw:
+                self.means[r] = kw["means_init"]
+            if "precisions_init" in kw:
+                pc = G.prec_chol_from_precisions(kw["precisions_init"], covariance_type)
+                self.prec_chol[r] = pc.ravel()
+                self.covariances[r] = G.covariances_from_chol(pc, covariance_type).ravel()
 
 
 def _problem_seeds(random_state, n_problems):
