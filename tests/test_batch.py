@@ -269,3 +269,118 @@ def test_any_shapes_fit_or_raise(sizes, D, K, cov, init):
         gm = GaussianMixture(**kw).fit(Xs[0])
     assert np.all(np.isfinite(fits.means_)) and np.all(np.isfinite(fits.lower_bound_))
     assert_same_fit(_of_batch(fits, 0), _of_model(gm), cov, rtol=1e-6, atol=1e-8)
+
+
+def _weights(Xs, seed=0):
+    rng = np.random.RandomState(seed)
+    return [rng.uniform(0.0, 3.0, size=len(X)) for X in Xs]
+
+
+@pytest.mark.parametrize("cov", COV)
+@pytest.mark.parametrize("init, n_init", [("kmeans", 1), ("k-means++", 3),
+                                          ("random_from_data", 3), ("random", 1)])
+def test_sample_weight_matches_gaussian_mixture(batch_backend, cov, init, n_init):
+    """Problem i with weights w_i is GaussianMixture's fit(X_i, sample_weight=w_i): the
+    weighted k-means(++) and random_from_data draws and the weighted M-step; the three
+    forms of the weights give the same fits; the weights are not modified."""
+    Xs = _problems(seed=8, sizes=(40, 40, 40))
+    ws = _weights(Xs)
+    ws[1][:5] = 0.0
+    copies = [w.copy() for w in ws]
+    kw = dict(n_components=3, covariance_type=cov, init_params=init, n_init=n_init,
+              random_state=3, max_iter=30, backend=batch_backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many(Xs, sample_weight=ws, **kw)
+        cube = fit_many(np.stack(Xs), sample_weight=np.stack(ws), **kw)
+        flat = fit_many(np.concatenate(Xs), [40] * 3, sample_weight=np.concatenate(ws), **kw)
+        for i, X in enumerate(Xs):
+            gm = GaussianMixture(**kw).fit(X, sample_weight=ws[i])
+            assert_same_fit(_of_batch(fits, i), _of_model(gm), cov, one_run=n_init == 1)
+    for other in (cube, flat):
+        assert np.array_equal(other.means_, fits.means_)
+        assert np.array_equal(other.lower_bound_, fits.lower_bound_)
+    for w, c in zip(ws, copies):
+        assert np.array_equal(w, c)
+
+
+@pytest.mark.parametrize("cov", COV)
+@pytest.mark.parametrize("given", [("weights_init",), ("means_init",), ("precisions_init",),
+                                   ("weights_init", "means_init", "precisions_init")])
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_inits_match_gaussian_mixture(batch_backend, cov, given, n_init):
+    """*_init shared by all problems or stacked per problem (the rest from init_params), in
+    the kernel: problem i is GaussianMixture's fit with problem i's values; inputs are not
+    modified."""
+    Xs = _problems(seed=9, sizes=(50, 70, 45))
+    K, D, P = 3, 2, len(Xs)
+    rng = np.random.RandomState(1)
+    w = rng.uniform(1.0, 2.0, size=(P, K))
+    w /= w.sum(axis=1, keepdims=True)
+    prec = {"full": np.tile(np.eye(D), (P, K, 1, 1)) * rng.uniform(0.5, 2.0, (P, K, 1, 1)),
+            "tied": np.tile(np.eye(D), (P, 1, 1)) * rng.uniform(0.5, 2.0, (P, 1, 1)),
+            "diag": rng.uniform(0.5, 2.0, (P, K, D)), "spherical": rng.uniform(0.5, 2.0, (P, K))}
+    values = dict(weights_init=w, means_init=rng.uniform(0.0, 5.0, (P, K, D)),
+                  precisions_init=prec[cov])
+    values = {name: values[name] for name in given}
+    copies = {name: v.copy() for name, v in values.items()}
+    kw = dict(n_components=K, covariance_type=cov, random_state=2, max_iter=30,
+              n_init=n_init, init_params="k-means++", backend=batch_backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stacked = fit_many(Xs, **kw, **values)
+        shared = fit_many(Xs, **kw, **{name: v[0] for name, v in values.items()})
+        assert not stacked.fallback_.any() and not shared.fallback_.any()
+        for i, X in enumerate(Xs):
+            mine = GaussianMixture(**kw, **{name: v[i] for name, v in values.items()}).fit(X)
+            assert_same_fit(_of_batch(stacked, i), _of_model(mine), cov, one_run=n_init == 1)
+            first = GaussianMixture(**kw, **{name: v[0] for name, v in values.items()}).fit(X)
+            assert_same_fit(_of_batch(shared, i), _of_model(first), cov, one_run=n_init == 1)
+    for name, v in values.items():
+        assert np.array_equal(v, copies[name])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weights_and_inits_thread_count_bit_identical(batch_backend, weighted):
+    Xs = _problems(seed=10, sizes=(50, 90, 31, 64, 77, 40))
+    means = np.random.RandomState(0).uniform(0.0, 4.0, size=(len(Xs), 2, 2))
+    kw = dict(n_components=2, n_init=2, random_state=0, backend=batch_backend,
+              sample_weight=_weights(Xs) if weighted else None, means_init=means)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = (fit_many(Xs, n_threads=t, **kw) for t in (1, 2))
+    assert a.fallback_.all() == weighted
+    for name in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.mark.parametrize("X, kw, match", [
+    ("list", dict(sample_weight=np.ones(40)), "list of 1-D arrays"),
+    ("list", dict(sample_weight=[np.ones(20)] * 2), "2 arrays for 3 problems"),
+    ("list", dict(sample_weight=[np.ones(20), np.ones(19), np.ones(20)]),
+     r"problem 1: sample_weight.shape == \(19,\)"),
+    ("list", dict(sample_weight=[np.ones(20), -np.ones(20), np.ones(20)]),
+     "problem 1: Negative values"),
+    ("list", dict(sample_weight=[np.ones(20), np.ones(20), np.full(20, np.nan)]),
+     "problem 2: sample_weight contains NaN"),
+    ("list", dict(sample_weight=[np.zeros(20), np.ones(20), np.ones(20)]),
+     "problem 0: sample_weight is all zero"),
+    ("list", dict(sample_weight=[np.ones(20), np.r_[1.0, np.zeros(19)], np.ones(20)]),
+     "problem 1: Expected at least n_components = 2 samples with a positive"),
+    ("cube", dict(sample_weight=np.ones((3, 19))), r"expected \(3, 20\)"),
+    ("flat", dict(sample_weight=np.ones(59)), r"expected \(60,\)"),
+    ("list", dict(weights_init=[0.5, 0.6]), "should be normalized"),
+    ("list", dict(weights_init=[[0.5, 0.5]] * 2), "3 entries"),
+    ("list", dict(weights_init=[[0.5, 0.5], [0.5, 0.5], [1.5, -0.5]]),
+     r"problem 2: The parameter 'weights' should be in the range \[0, 1\]"),
+    ("list", dict(means_init=np.zeros((3, 2))), "means_init"),
+    ("list", dict(precisions_init=np.stack([np.eye(2), -np.eye(2)])),
+     "'full precision' must be symmetric, positive-definite"),
+    ("list", dict(warm_start=True), "does not support warm_start"),
+])
+def test_bad_weights_and_inits(X, kw, match):
+    Xs = _problems(seed=11, sizes=(20, 20, 20))
+    X = {"list": Xs, "cube": np.stack(Xs), "flat": np.concatenate(Xs)}[X]
+    lengths = [20] * 3 if isinstance(X, np.ndarray) and X.ndim == 2 else None
+    with pytest.raises(ValueError, match=match):
+        fit_many(X, lengths, n_components=2, **kw)

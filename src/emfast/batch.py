@@ -29,6 +29,7 @@ from emfast import kernels
 from emfast._config import get_backend
 from emfast._em import restart_rngs
 from emfast.exceptions import ConvergenceWarning, compatible
+from emfast.mixture import _gaussian as G
 from emfast.mixture._gaussian_mixture import GaussianMixture
 from emfast.mixture._kmeans import SAMPLE_ROWS
 
@@ -37,6 +38,9 @@ __all__ = ["fit_many", "GaussianMixtureBatch"]
 INIT_CODES = {"kmeans": 0, "k-means++": 1, "random": 2, "random_from_data": 3}
 # the kernel's status_ codes
 FITTED, FALLBACK = 0, 1
+# the kernel's `given` bits: which of weights_init, means_init, precisions_init it gets
+GIVEN_BITS = dict(weights_init=1, means_init=2, precisions_init=4)
+ALL_GIVEN = 7
 
 
 class GaussianMixtureBatch:
@@ -87,35 +91,55 @@ class GaussianMixtureBatch:
         return gm
 
 
-def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-3,
-             reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans", random_state=None,
-             backend="auto", n_threads=None):
+def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_type="full",
+             tol=1e-3, reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
+             weights_init=None, means_init=None, precisions_init=None, random_state=None,
+             warm_start=False, backend="auto", n_threads=None):
     """Fit one Gaussian mixture per problem, the whole EM of each in compiled code.
 
     ``X``: a list of 2-D arrays (one per problem, any numbers of rows, the same number of
     features), a 3-D array (problems of equal size), or one 2-D array with ``lengths`` (the
     number of rows of each problem, in order, as the HMMs take sequences). The other
     parameters are GaussianMixture's, the same for every problem. Problem i's result is
-    ``GaussianMixture(..., random_state=s_i).fit(X_i)`` to rounding, where s_i is ``random_state`` itself when it is an int (every
-    problem gets the same seed, as a loop ``GaussianMixture(random_state=0).fit(X_i)``
-    would), and otherwise an int drawn for problem i from ``random_state`` (None: NumPy's
-    global RandomState); ``fits.random_states_`` holds them. Rows are used in float64
-    (a float32 problem is fitted as its float64 copy). Inputs are not modified.
+    ``GaussianMixture(..., random_state=s_i).fit(X_i)`` to rounding, where s_i is
+    ``random_state`` itself when it is an int (every problem gets the same seed, as a loop
+    ``GaussianMixture(random_state=0).fit(X_i)`` would), and otherwise an int drawn for
+    problem i from ``random_state`` (None: NumPy's global RandomState);
+    ``fits.random_states_`` holds them. Rows are used in float64 (a float32 problem is
+    fitted as its float64 copy). Inputs are not modified.
+
+    ``sample_weight`` (per-row weights; problem i's result is then that of
+    ``.fit(X_i, sample_weight=w_i)``): a list of 1-D arrays (one per problem) with a list
+    ``X``, one (P, N) array with a 3-D ``X``, one 1-D array over all rows with ``X`` and
+    ``lengths``. ``weights_init``, ``means_init``, ``precisions_init``: GaussianMixture's,
+    either one value for every problem (GaussianMixture's shapes) or one per problem
+    stacked on a leading (P,) axis; what is not given comes from ``init_params``, as in
+    GaussianMixture (with all three given, no initialisation runs), in the kernel. The
+    problems of a call with sample weights are fitted by GaussianMixture itself, one after
+    the other (``fallback_`` marks them): the batch kernels do not take weights yet.
+    ``warm_start`` is not supported (there is no previous fit to continue): ``True``
+    raises ValueError.
 
     ``n_threads`` (None: all usable CPUs): problems run one per thread at a time; results do
     not depend on it. Returns a :class:`GaussianMixtureBatch`; its ``fallback_`` marks the
     problems that were degenerate for the batch kernel (see the module docstring) and were
-    fitted by GaussianMixture alone, with its warnings. Without sample weights, warm starts
-    or *_init parameters (GaussianMixture takes them; fit_many does not).
+    fitted by GaussianMixture alone, with its warnings.
     """
+    if not isinstance(warm_start, (bool, np.bool_)) or warm_start:
+        raise ValueError(f"fit_many does not support warm_start (got {warm_start!r}): it "
+                         "continues a previous fit of one model; give weights_init, "
+                         "means_init and precisions_init to start from known parameters")
     params = dict(n_components=n_components, covariance_type=covariance_type, tol=tol,
                   reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
                   init_params=init_params, backend=backend, n_threads=n_threads)
     # GaussianMixture's own parameter checks, and its wording
     n_threads = GaussianMixture(**params)._check_parameters()
     params["n_threads"] = None if params["n_threads"] is None else n_threads
-    X, offsets = _check_problems(X, lengths, n_components)
+    X, offsets, form = _check_problems(X, lengths, n_components)
     P, (D, K) = len(offsets) - 1, (X.shape[1], int(n_components))
+    weights = _problem_weights(sample_weight, form, offsets, K)
+    inits, given = _problem_inits(dict(weights_init=weights_init, means_init=means_init,
+                                       precisions_init=precisions_init), params, P, D)
     seeds = _problem_seeds(random_state, P)
     sizes = np.diff(offsets)
     draws = _Draws(init_params, K, int(n_init), seeds, sizes)
@@ -126,18 +150,22 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
                lower_bound_=np.empty(P), lower_bounds_=np.empty((P, max(int(max_iter), 1))),
                n_iter_=np.empty(P, dtype=np.int64), converged_=np.zeros(P, dtype=np.int8))
     status = np.zeros(P, dtype=np.int8)
-    if init_params == "kmeans":       # GaussianMixture's k-means samples rows above this
-        status[sizes > SAMPLE_ROWS] = FALLBACK
+    if init_params == "kmeans" and given.bits != ALL_GIVEN:
+        status[sizes > SAMPLE_ROWS] = FALLBACK     # GaussianMixture's k-means samples rows
+    if weights is not None:           # not in the kernels: GaussianMixture's
+        status[:] = FALLBACK
     get_backend(backend, "batch").fit_many(
         X, offsets, K, kernels._cov_code(covariance_type), float(reg_covar), float(tol),
         int(max_iter), int(n_init), INIT_CODES[init_params], draws.n_trials, draws.draw_of,
-        draws.idx, draws.u, draws.resp, draws.resp_off, out["weights_"], out["means_"],
+        draws.idx, draws.u, draws.resp, draws.resp_off, given.bits, given.weights,
+        given.means, given.covariances, given.prec_chol, out["weights_"], out["means_"],
         out["covariances_"].reshape(P, -1), out["precisions_cholesky_"].reshape(P, -1),
         out["lower_bound_"], out["lower_bounds_"], out["n_iter_"], out["converged_"], status,
         n_threads)
     out["lower_bounds_"] = out["lower_bounds_"][:, :int(max_iter)]
     for i in np.flatnonzero(status != FITTED):
-        _fit_alone(out, i, X[offsets[i]:offsets[i + 1]], params, seeds[i])
+        _fit_alone(out, i, X[offsets[i]:offsets[i + 1]], params, seeds[i],
+                   None if weights is None else weights[i], {} if inits is None else inits[i])
     out["converged_"] = out["converged_"].astype(bool)
     out["fallback_"] = status != FITTED
     out["precisions_"] = _precisions(out["precisions_cholesky_"], covariance_type)
@@ -150,10 +178,12 @@ def fit_many(X, lengths=None, *, n_components=1, covariance_type="full", tol=1e-
 
 
 def _check_problems(X, lengths, n_components):
-    """(rows stacked as one float64 C-contiguous array, offsets (P + 1,) int64), checked
-    with GaussianMixture's rules for each problem (finite, at least max(2, K) rows)."""
+    """(rows stacked as one float64 C-contiguous array, offsets (P + 1,) int64, the form of
+    X: "list", "3d" or "stacked"), checked with GaussianMixture's rules for each problem
+    (finite, at least max(2, K) rows)."""
+    form = "list"
     if isinstance(X, np.ndarray) and X.ndim == 3:
-        X = list(X)
+        X, form = list(X), "3d"
     if isinstance(X, (list, tuple)):
         if lengths is not None:
             raise ValueError("lengths is for one stacked array; a list of arrays gives each "
@@ -179,13 +209,111 @@ def _check_problems(X, lengths, n_components):
             raise ValueError("one array of stacked problems needs lengths (rows per problem); "
                              "or pass a list of arrays")
         offsets = V.lengths_to_offsets(lengths, rows.shape[0])
+        form = "stacked"
     sizes = np.diff(offsets)
     need = max(2, int(n_components))
     if sizes.min() < need:
         i = int(np.argmin(sizes))
         raise ValueError(f"problem {i} has {int(sizes[i])} row(s); each problem needs at least "
                          f"{need} (n_samples >= n_components = {int(n_components)}, and 2)")
-    return np.ascontiguousarray(rows), offsets
+    return np.ascontiguousarray(rows), offsets, form
+
+
+def _problem_weights(sample_weight, form, offsets, n_components):
+    """Each problem's sample weights as float64 copies (None: unweighted), checked with
+    GaussianMixture's rules (finite, >= 0, at least n_components positive) and its wording,
+    prefixed with the problem."""
+    if sample_weight is None:
+        return None
+    P, sizes = len(offsets) - 1, np.diff(offsets)
+    if form == "list":
+        if isinstance(sample_weight, np.ndarray) or not isinstance(sample_weight, (list, tuple)):
+            raise ValueError("with X a list of arrays, sample_weight must be a list of 1-D "
+                             f"arrays (one per problem), got {type(sample_weight).__name__}")
+        parts = list(sample_weight)
+    else:
+        try:
+            sw = np.array(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample_weight must be numeric: {exc}") from exc
+        if form == "3d" and sw.shape != (P, int(sizes[0])):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected "
+                             f"({P}, {int(sizes[0])}) with a 3-D X of {P} problems")
+        if form == "stacked" and sw.shape != (int(offsets[-1]),):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected "
+                             f"({int(offsets[-1])},): one weight per row of X")
+        parts = list(sw) if form == "3d" else np.split(sw, offsets[1:-1])
+    if len(parts) != P:
+        raise ValueError(f"sample_weight has {len(parts)} arrays for {P} problems")
+    out = []
+    for i, (w, n) in enumerate(zip(parts, sizes.tolist())):
+        try:
+            w = V.check_sample_weight(np.array(w, dtype=np.float64), n)
+        except ValueError as exc:
+            raise ValueError(f"problem {i}: {exc}") from exc
+        if np.count_nonzero(w) < n_components:
+            raise ValueError(f"problem {i}: Expected at least n_components = {n_components} "
+                             f"samples with a positive sample_weight, got "
+                             f"{np.count_nonzero(w)}")
+        out.append(w)
+    return out
+
+
+def _problem_inits(given, params, n_problems, n_features):
+    """(each problem's *_init keyword arguments, or None when none is given; the kernel's
+    _GivenParams), each value either shared (GaussianMixture's shape) or problem i's slice
+    of a stacked one, checked by GaussianMixture._check_inits (its wording; prefixed with
+    the problem when stacked)."""
+    given = {name: value for name, value in given.items() if value is not None}
+    K, ct = int(params["n_components"]), params["covariance_type"]
+    shapes = dict(weights_init=(K,), means_init=(K, n_features),
+                  precisions_init=kernels.prec_chol_shape(ct, K, n_features))
+    if not given:
+        return None, _GivenParams(shapes, ct, [{}])
+    stacked = set()
+    for name, value in given.items():
+        try:
+            value = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be numeric: {exc}") from exc
+        if value.ndim == len(shapes[name]) + 1:
+            if len(value) != n_problems:
+                raise ValueError(f"{name} stacked per problem must have {n_problems} "
+                                 f"entries (one per problem), got {len(value)}")
+            stacked.add(name)
+        given[name] = value          # a copy: the caller's array is never used
+    inits = [{name: value[i] if name in stacked else value for name, value in given.items()}
+             for i in range(n_problems if stacked else 1)]
+    for i, kw in enumerate(inits):
+        try:
+            GaussianMixture(**params, **kw)._check_inits(n_features)
+        except ValueError as exc:
+            raise (ValueError(f"problem {i}: {exc}") if stacked else exc) from None
+    return (inits if stacked else inits * n_problems), _GivenParams(shapes, ct, inits)
+
+
+class _GivenParams:
+    """The kernel's starting parameters from *_init: ``bits`` (GIVEN_BITS of those given),
+    ``weights`` (R, K), ``means`` (R, K, D), ``covariances`` and ``prec_chol`` (R, S) as
+    GaussianMixture._initial_params derives them from precisions_init; R = 1 (shared, or
+    nothing given: zeros) or P (stacked), the kernel takes row 0 or row p."""
+
+    def __init__(self, shapes, covariance_type, inits):
+        self.bits = sum(GIVEN_BITS[name] for name in inits[0])
+        R, prec_shape = len(inits), shapes["precisions_init"]
+        self.weights = np.zeros((R,) + shapes["weights_init"])
+        self.means = np.zeros((R,) + shapes["means_init"])
+        self.prec_chol = np.zeros((R, int(np.prod(prec_shape))))
+        self.covariances = np.zeros_like(self.prec_chol)
+        for r, kw in enumerate(inits):
+            if "weights_init" in kw:
+                self.weights[r] = kw["weights_init"]
+            if "means_init" in kw:
+                self.means[r] = kw["means_init"]
+            if "precisions_init" in kw:
+                pc = G.prec_chol_from_precisions(kw["precisions_init"], covariance_type)
+                self.prec_chol[r] = pc.ravel()
+                self.covariances[r] = G.covariances_from_chol(pc, covariance_type).ravel()
 
 
 def _problem_seeds(random_state, n_problems):
@@ -233,10 +361,11 @@ class _Draws:
         self.resp = np.concatenate(resp) if resp else np.empty(0)
 
 
-def _fit_alone(out, i, X, params, seed):
+def _fit_alone(out, i, X, params, seed, sample_weight, inits):
     """Problem i fitted by GaussianMixture itself (its degenerate-case handling and
-    warnings), written into the stacked outputs."""
-    gm = GaussianMixture(**params, random_state=int(seed)).fit(X)
+    warnings; its sample weights and *_init parameters), written into the stacked outputs."""
+    gm = GaussianMixture(**params, **inits, random_state=int(seed)).fit(
+        X, sample_weight=sample_weight)
     out["weights_"][i] = gm.weights_
     out["means_"][i] = gm.means_
     out["covariances_"][i] = gm.covariances_

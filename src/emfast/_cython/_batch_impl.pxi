@@ -41,8 +41,15 @@ cdef double LLOYD_TOL = 1e-4
 cdef double HALF_LOG_2PI = 0.9189385332046727       # 0.5 * log(2 pi)
 
 
+cdef enum Given:             # emfast.batch.GIVEN_BITS: the *_init parameters given
+    GIVEN_WEIGHTS = 1
+    GIVEN_MEANS = 2
+    GIVEN_PRECISIONS = 4
+    GIVEN_ALL = 7
+
+
 ctypedef struct Spec:        # what every problem of the call shares
-    int K, D, cov, init, max_iter, n_init, T
+    int K, D, cov, init, max_iter, n_init, T, given
     Py_ssize_t S             # doubles of one covariance (and precision factor) array
     double reg, tol
 
@@ -482,7 +489,6 @@ cdef int _precisions(const Spec* s, Work* W) noexcept nogil:
     """W.cur.pc from W.cur.cov, and W.logc; FALLBACK where a covariance is not positive
     definite (GaussianMixture regularises it)."""
     cdef int K = s.K, D = s.D, k, i, n_mat
-    cdef double ld
     cdef Params* p = &W.cur
     if s.cov == FULL or s.cov == TIED:
         n_mat = K if s.cov == FULL else 1
@@ -494,6 +500,15 @@ cdef int _precisions(const Spec* s, Work* W) noexcept nogil:
             if not p.cov[i] > 0.0:
                 return FALLBACK
             p.pc[i] = 1.0 / sqrt(p.cov[i])
+    _log_norms(s, W)
+    return OK
+
+
+cdef void _log_norms(const Spec* s, Work* W) noexcept nogil:
+    """W.logc from W.cur.w and W.cur.pc."""
+    cdef int K = s.K, D = s.D, k, i
+    cdef double ld
+    cdef Params* p = &W.cur
     for k in range(K):
         ld = 0.0
         if s.cov == FULL or s.cov == TIED:
@@ -505,7 +520,6 @@ cdef int _precisions(const Spec* s, Work* W) noexcept nogil:
         else:
             ld = D * log(p.pc[k])
         W.logc[k] = (ld - D * HALF_LOG_2PI) + log(p.w[k])
-    return OK
 
 
 # ---------------------------------------------------------------------------------------
@@ -686,8 +700,30 @@ cdef double _estep(const Spec* s, Work* W, Py_ssize_t N) noexcept nogil:
 # one restart, one problem
 
 cdef int _initialise(const Spec* s, Work* W, const double* X, Py_ssize_t N,
-                     const int64_t* idx, const double* u, const double* resp) noexcept nogil:
-    """W.cur from init_params (emfast.GaussianMixture._initial_stats, _initial_params)."""
+                     const int64_t* idx, const double* u, const double* resp,
+                     const Params* given) noexcept nogil:
+    """W.cur from init_params and the given *_init parameters
+    (emfast.GaussianMixture._initial_params): with all three given no initialisation runs;
+    otherwise the given ones replace those of the initial M-step."""
+    if s.given != GIVEN_ALL:
+        if _initial_stats(s, W, X, N, idx, u, resp) != OK:
+            return FALLBACK
+        _mstep(s, W, N, True)
+    if s.given & GIVEN_WEIGHTS:
+        _copy(W.cur.w, given.w, s.K)
+    if s.given & GIVEN_MEANS:
+        _copy(W.cur.mu, given.mu, s.K * s.D)
+    if s.given & GIVEN_PRECISIONS:
+        _copy(W.cur.cov, given.cov, s.S)
+        _copy(W.cur.pc, given.pc, s.S)
+        _log_norms(s, W)
+        return OK
+    return _precisions(s, W)
+
+
+cdef int _initial_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
+                        const int64_t* idx, const double* u, const double* resp) noexcept nogil:
+    """The statistics of init_params' start (emfast.GaussianMixture._initial_stats)."""
     cdef Py_ssize_t n
     cdef int D = s.D, i, k
     cdef double sq = 0.0
@@ -715,8 +751,7 @@ cdef int _initialise(const Spec* s, Work* W, const double* X, Py_ssize_t N,
         for k in range(s.K):
             _copy(W.centre + k * D, X + idx[k] * D, D)
         _unit_stats(s, W)
-    _mstep(s, W, N, True)
-    return _precisions(s, W)
+    return OK
 
 
 cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lower_bound,
@@ -749,9 +784,9 @@ cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lowe
 
 cdef int _fit_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
                       const int64_t* idx, const double* u, Py_ssize_t u_stride,
-                      const double* resp, double* w, double* mu, double* cov, double* pc,
-                      double* lower_bound, double* hist, int64_t* n_iter,
-                      int8_t* converged) noexcept nogil:
+                      const double* resp, const Params* given, double* w, double* mu,
+                      double* cov, double* pc, double* lower_bound, double* hist,
+                      int64_t* n_iter, int8_t* converged) noexcept nogil:
     """All restarts of one problem; the best (highest lower bound, the first on ties) into
     the outputs (emfast._em.best_run)."""
     cdef int r, it, i, n_it = 0
@@ -763,7 +798,7 @@ cdef int _fit_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
             W.xT[i * N + n] = X[n * s.D + i]
     for r in range(s.n_init):
         if _initialise(s, W, X, N, idx + r * s.K, u + r * u_stride,
-                       NULL if resp == NULL else resp + r * N * s.K) != OK:
+                       NULL if resp == NULL else resp + r * N * s.K, given) != OK:
             return FALLBACK
         if _em(s, W, X, N, &lb, &n_it, &conv) != OK:
             return FALLBACK
@@ -778,6 +813,16 @@ cdef int _fit_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
             for it in range(s.max_iter):
                 hist[it] = W.hist[it] if it < n_it else NAN
     return OK
+
+
+cdef inline Params _params_of(const double* w, const double* mu, const double* cov,
+                              const double* pc) noexcept nogil:
+    cdef Params p
+    p.w = <double*> w
+    p.mu = <double*> mu
+    p.cov = <double*> cov
+    p.pc = <double*> pc
+    return p
 
 
 def fit_many(
@@ -796,6 +841,12 @@ def fit_many(
                                         #     uniforms, round by round
     const double[::1] resp,             # IN  random: responsibilities, set s at resp_off[s],
     const int64_t[::1] resp_off,        #     (n_init, N, K) rows normalised; else (0,)
+    int given_bits,                     # IN  which *_init are given: 1 weights, 2 means,
+                                        #     4 precisions (emfast.batch.GIVEN_BITS)
+    const double[:, ::1] w_init,        # IN  (R, K) weights_init; R = 1 (every problem) or P
+    const double[:, :, ::1] mu_init,    # IN  (R, K, D) means_init
+    const double[:, ::1] cov_init,      # IN  (R, S) covariances of precisions_init
+    const double[:, ::1] pc_init,       # IN  (R, S) its upper-triangular factors
     double[:, ::1] weights,             # OUT (P, K)
     double[:, :, ::1] means,            # OUT (P, K, D)
     double[:, ::1] covariances,         # OUT (P, S) each problem's covariances, by type
@@ -818,6 +869,7 @@ def fit_many(
     s.max_iter = max_iter
     s.n_init = n_init
     s.T = n_trials
+    s.given = given_bits
     s.S = cov_size(cov_code, K, s.D)
     s.reg = reg_covar
     s.tol = tol
@@ -826,6 +878,8 @@ def fit_many(
     cdef const double* rp = &resp[0] if resp.shape[0] > 0 else NULL
     cdef Py_ssize_t u_stride = u.shape[2]
     cdef Work* W = NULL
+    cdef Params given
+    cdef Py_ssize_t g
     if P == 0:
         return
     with nogil, parallel(num_threads=n_threads):
@@ -834,9 +888,13 @@ def fit_many(
             if status[p] != OK:
                 continue
             N = offsets[p + 1] - offsets[p]
+            g = p if w_init.shape[0] == P else 0
+            # assigned whole (not field by field), so that prange makes it thread-private
+            given = _params_of(&w_init[g, 0], &mu_init[g, 0, 0], &cov_init[g, 0],
+                               &pc_init[g, 0])
             status[p] = _fit_problem(
                 &s, W, &X[offsets[p], 0], N, &idx[draw_of[p], 0, 0], &u[draw_of[p], 0, 0],
-                u_stride, NULL if rp == NULL else rp + resp_off[draw_of[p]],
+                u_stride, NULL if rp == NULL else rp + resp_off[draw_of[p]], &given,
                 &weights[p, 0], &means[p, 0, 0], &covariances[p, 0], &prec_chol[p, 0],
                 &lower_bound[p], &lower_bounds[p, 0], &n_iter[p], &converged[p])
         _work_free(W)

@@ -31,6 +31,7 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 KMEANS, PLUSPLUS, RANDOM, FROM_DATA = 0, 1, 2, 3
 OK, FALLBACK = 0, 1
+GIVEN_WEIGHTS, GIVEN_MEANS, GIVEN_PRECISIONS, GIVEN_ALL = 1, 2, 4, 7   # emfast.batch.GIVEN_BITS
 MAX_GROUPS = 256             # groups of problems (scratch is allocated once per group)
 
 _I64 = types.int64
@@ -39,6 +40,7 @@ _IN_I1 = array_arg(types.int64, 1, True)
 _SIG = types.void(
     IN2, _IN_I1, _I64, _I64, _F64, _F64, _I64, _I64, _I64, _I64, _IN_I1,
     array_arg(types.int64, 3, True), array_arg(types.float64, 3, True), IN1, _IN_I1,
+    _I64, IN2, array_arg(types.float64, 3, True), IN2, IN2,
     OUT2, array_arg(types.float64, 3, False), OUT2, OUT2, OUT1, OUT2,
     array_arg(types.int64, 1, False), array_arg(types.int8, 1, False),
     array_arg(types.int8, 1, False), _I64, _I64)
@@ -299,6 +301,13 @@ def _precisions(cov, K, D, w, covs, pc, logc, L):
             if not covs[i] > 0.0:
                 return FALLBACK
             pc[i] = 1.0 / math.sqrt(covs[i])
+    _log_norms(cov, K, D, w, pc, logc)
+    return OK
+
+
+@njit(**JIT)
+def _log_norms(cov, K, D, w, pc, logc):
+    """logc from the weights w and the precision factors pc."""
     for k in range(K):
         ld = 0.0
         if cov == FULL or cov == TIED:
@@ -311,7 +320,6 @@ def _precisions(cov, K, D, w, covs, pc, logc, L):
         else:
             ld = D * math.log(pc[k])
         logc[k] = (ld - D * HALF_LOG_2PI) + math.log(w[k])
-    return OK
 
 
 @njit(**JIT)
@@ -445,10 +453,12 @@ def _estep(cov, xT, N, mu, pc, logc, nk, s1, s2, centre, blk):
 
 # ----------------------------------------------------------------------------- one problem
 @njit(**JIT)
-def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
-                 w_out, mu_out, cov_out, pc_out, hist_out, res, scratch, blk, labels, cand):
+def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp, given,
+                 w0, mu0, cov0, pc0, w_out, mu_out, cov_out, pc_out, hist_out, res, scratch,
+                 blk, labels, cand):
     """All restarts of one problem, the best into the outputs; res = [lower bound, n_iter,
-    converged]. Returns OK or FALLBACK."""
+    converged]. given, w0, mu0, cov0, pc0: the *_init parameters (the Cython kernel's
+    _initialise). Returns OK or FALLBACK."""
     N, D = X.shape
     S = cov_out.shape[0]
     (closest, block_pot, pots, d, logc, nk, w, hist, s2, covs, pc, s1, centre, mu,
@@ -458,58 +468,20 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
             xT[i, n] = X[n, i]
     for r in range(n_init):
         # ------------------------------------------------------------ the start
-        if init == KMEANS:
-            mean = np.zeros(D)
-            for n in range(N):
-                for i in range(D):
-                    mean[i] += X[n, i]
-            mean /= N
-            sq = 0.0
-            for n in range(N):
-                for i in range(D):
-                    xc[n, i] = X[n, i] - mean[i]
-                    sq += xc[n, i] * xc[n, i]
-            Xc = xc[:N]
-            if _kmeans_plusplus(Xc, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
-                                centre) != OK:
+        if given != GIVEN_ALL:
+            if _initial_stats(X, K, cov, N, D, r, init, T, idx, u, resp, scratch, labels,
+                              cand) != OK:
                 return FALLBACK
-            if _lloyd(Xc, centre, LLOYD_TOL * sq / (N * D), labels, counts, sums) != OK:
-                return FALLBACK
-            centre += mean
-            nk[:] = 0.0
-            s1[:] = 0.0
-            s2[:] = 0.0
-            for n in range(N):
-                k, _d = _nearest(X, n, centre)
-                _add_row(cov, X, n, k, 1.0, centre, nk, s1, s2, d)
-            _mirror(cov, K, D, s2)
-        elif init == RANDOM:
-            for i in range(D):
-                m = 0.0
-                for n in range(N):
-                    m += X[n, i]
-                for k in range(K):
-                    centre[k, i] = m / N
-            nk[:] = 0.0
-            s1[:] = 0.0
-            s2[:] = 0.0
-            for n in range(N):
-                for k in range(K):
-                    _add_row(cov, X, n, k, resp[(r * N + n) * K + k], centre, nk, s1, s2, d)
-            _mirror(cov, K, D, s2)
-        else:
-            if init == PLUSPLUS:
-                if _kmeans_plusplus(X, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
-                                    centre) != OK:
-                    return FALLBACK
-            else:
-                for k in range(K):
-                    centre[k] = X[idx[r, k]]
-            nk[:] = 1.0
-            s1[:] = 0.0
-            s2[:] = 0.0
-        _mstep(cov, reg, N, True, nk, s1, s2, centre, w, mu, covs, d)
-        if _precisions(cov, K, D, w, covs, pc, logc, L) != OK:
+            _mstep(cov, reg, N, True, nk, s1, s2, centre, w, mu, covs, d)
+        if given & GIVEN_WEIGHTS:
+            w[:] = w0
+        if given & GIVEN_MEANS:
+            mu[:] = mu0
+        if given & GIVEN_PRECISIONS:
+            covs[:S] = cov0
+            pc[:S] = pc0
+            _log_norms(cov, K, D, w, pc, logc)
+        elif _precisions(cov, K, D, w, covs, pc, logc, L) != OK:
             return FALLBACK
         # ------------------------------------------------------------ EM
         prev, lower, n_it, conv = -np.inf, -np.inf, 0, False
@@ -539,10 +511,70 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
     return OK
 
 
+@njit(**JIT)
+def _initial_stats(X, K, cov, N, D, r, init, T, idx, u, resp, scratch, labels, cand):
+    """The statistics (nk, s1, s2 about centre, in scratch) of init_params' start for
+    restart r. Returns OK or FALLBACK."""
+    (closest, block_pot, pots, d, logc, nk, w, hist, s2, covs, pc, s1, centre, mu,
+     counts, sums, xc, L, xT) = scratch
+    if init == KMEANS:
+        mean = np.zeros(D)
+        for n in range(N):
+            for i in range(D):
+                mean[i] += X[n, i]
+        mean /= N
+        sq = 0.0
+        for n in range(N):
+            for i in range(D):
+                xc[n, i] = X[n, i] - mean[i]
+                sq += xc[n, i] * xc[n, i]
+        Xc = xc[:N]
+        if _kmeans_plusplus(Xc, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
+                            centre) != OK:
+            return FALLBACK
+        if _lloyd(Xc, centre, LLOYD_TOL * sq / (N * D), labels, counts, sums) != OK:
+            return FALLBACK
+        centre += mean
+        nk[:] = 0.0
+        s1[:] = 0.0
+        s2[:] = 0.0
+        for n in range(N):
+            k, _d = _nearest(X, n, centre)
+            _add_row(cov, X, n, k, 1.0, centre, nk, s1, s2, d)
+        _mirror(cov, K, D, s2)
+    elif init == RANDOM:
+        for i in range(D):
+            m = 0.0
+            for n in range(N):
+                m += X[n, i]
+            for k in range(K):
+                centre[k, i] = m / N
+        nk[:] = 0.0
+        s1[:] = 0.0
+        s2[:] = 0.0
+        for n in range(N):
+            for k in range(K):
+                _add_row(cov, X, n, k, resp[(r * N + n) * K + k], centre, nk, s1, s2, d)
+        _mirror(cov, K, D, s2)
+    else:
+        if init == PLUSPLUS:
+            if _kmeans_plusplus(X, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
+                                centre) != OK:
+                return FALLBACK
+        else:
+            for k in range(K):
+                centre[k] = X[idx[r, k]]
+        nk[:] = 1.0
+        s1[:] = 0.0
+        s2[:] = 0.0
+    return OK
+
+
 @outlined(_GROUP_SIG)
 def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u,
-               resp, resp_off, weights, means, covariances, prec_chol, lower_bound,
-               lower_bounds, n_iter, converged, status, lo, hi):
+               resp, resp_off, given, w_init, mu_init, cov_init, pc_init, weights, means,
+               covariances, prec_chol, lower_bound, lower_bounds, n_iter, converged, status,
+               lo, hi):
     """Problems lo..hi-1, in order, with scratch allocated once for the group."""
     P, D = offsets.shape[0] - 1, X.shape[1]
     S = covariances.shape[1]
@@ -564,9 +596,11 @@ def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of,
         if status[p] != OK:
             continue
         s = draw_of[p]
+        g = p if w_init.shape[0] == P else 0
         rows = X[offsets[p]:offsets[p + 1]]
         st = _fit_problem(rows, K, cov, reg, tol, max_iter, n_init, init, T, idx[s], u[s],
-                          resp[resp_off[s]:resp_off[s + 1]], weights[p], means[p],
+                          resp[resp_off[s]:resp_off[s + 1]], given, w_init[g], mu_init[g],
+                          cov_init[g], pc_init[g], weights[p], means[p],
                           covariances[p], prec_chol[p], lower_bounds[p], res, scratch, blk,
                           labels, cand)
         status[p] = st
@@ -578,26 +612,29 @@ def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of,
 
 @parallel_driver(_SIG, calls=[(_fit_group, [_GROUP_SIG])])
 def _driver(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u, resp,
-            resp_off, weights, means, covariances, prec_chol, lower_bound, lower_bounds,
-            n_iter, converged, status, n_groups, fn):
+            resp_off, given, w_init, mu_init, cov_init, pc_init, weights, means, covariances,
+            prec_chol, lower_bound, lower_bounds, n_iter, converged, status, n_groups, fn):
     """The problems in n_groups contiguous groups, one group per thread at a time. fn: the
     address of _fit_group (compiled once on its own instead of into each of the four
     modules numba makes of a prange driver: see _settings.outlined)."""
     P = offsets.shape[0] - 1
     for g in prange(n_groups):
         _fit_group(fn, X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx,
-                   u, resp, resp_off, weights, means, covariances, prec_chol, lower_bound,
-                   lower_bounds, n_iter, converged, status, g * P // n_groups,
+                   u, resp, resp_off, given, w_init, mu_init, cov_init, pc_init, weights,
+                   means, covariances, prec_chol, lower_bound, lower_bounds, n_iter,
+                   converged, status, g * P // n_groups,
                    (g + 1) * P // n_groups)
 
 
 def fit_many(X, offsets, K, cov_code, reg_covar, tol, max_iter, n_init, init_code, n_trials,
-             draw_of, idx, u, resp, resp_off, weights, means, covariances, prec_chol,
-             lower_bound, lower_bounds, n_iter, converged, status, n_threads):
+             draw_of, idx, u, resp, resp_off, given_bits, w_init, mu_init, cov_init, pc_init,
+             weights, means, covariances, prec_chol, lower_bound, lower_bounds, n_iter,
+             converged, status, n_threads):
     """The Cython kernel's contract (emfast._cython._batch.fit_many)."""
     P = offsets.shape[0] - 1
     if P == 0:
         return
     run(_driver, n_threads, X, offsets, K, cov_code, reg_covar, tol, max_iter, n_init,
-        init_code, n_trials, draw_of, idx, u, resp, resp_off, weights, means, covariances,
+        init_code, n_trials, draw_of, idx, u, resp, resp_off, given_bits, w_init, mu_init,
+        cov_init, pc_init, weights, means, covariances,
         prec_chol, lower_bound, lower_bounds, n_iter, converged, status, min(P, MAX_GROUPS))
