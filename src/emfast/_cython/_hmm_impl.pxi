@@ -6,7 +6,7 @@
 
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport log, INFINITY
+from libc.math cimport fmax, log, INFINITY
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
@@ -32,6 +32,26 @@ cdef extern from *:
 
 cdef double LN2 = 0.6931471805599453094
 
+# Lost precision (a sequence the scaled passes leave to emfast._hmm_logspace). A reachable
+# state k (predicted mass q_k > 0) whose scaled mass u_k = q_k b_k falls below LOST_REL
+# times the frame's total c_t is near (or past) the bottom of the double range: its alpha
+# may be denormal or 0, and so may b_k (exp underflows at e^-708 > B_FLOOR). That is
+# harmless when the transitions mix: every state's future is then at most R = max A / min A
+# times more likely than any other's, so the mass lost, at most q_k max(b_k, B_FLOOR) per
+# state and frame, is bounded relative to the likelihood. The sequence is flagged when that
+# bound reaches c_t / (R 2^80) (or either underflows to 0) -- always when A has a zero (R
+# infinite: left-right models, where the lost path may be the only one left).
+# H.inv_r = 1 / (R 2^80), 0 with a zero.
+cdef double LOST_REL = 2.0 ** -1000
+cdef double B_FLOOR = 2.0 ** -1020
+
+
+cdef double _inv_r(const double[:, ::1] A):
+    """min A / (max A 2^80) (see LOST_REL), 0 when A has a zero (or is all zero)."""
+    a = np.asarray(A)
+    lo, hi = a.min(), a.max()
+    return float(lo / hi * 2.0 ** -80) if lo > 0.0 else 0.0
+
 cdef extern from "_fastexp.h":
     # exp(x) for x <= 0 as branch-free arithmetic, so loops calling it vectorise (see there)
     double emfast_exp_nonpos(double x) noexcept nogil
@@ -54,8 +74,8 @@ cdef extern from "_hmm_lanes.h":
     int64_t emfast_lanes_scratch(int K, int D, int64_t Tb) noexcept nogil
     void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                          const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                         const double* sp, const double* A, const double* AT, double* post,
-                         double* scratch, double* ll) noexcept nogil
+                         const double* sp, const double* A, const double* AT, double inv_r,
+                         double* post, double* scratch, double* ll) noexcept nogil
     int64_t emfast_lanes_acc_size(int K, int D) noexcept nogil
     void emfast_lanes_accumulate(int K, int D, const double* scratch, int64_t Tb,
                                  const int64_t* ok, double* acc) noexcept nogil
@@ -94,6 +114,7 @@ ctypedef struct Hmm:
     const double* sp            # (K,) start probabilities (Viterbi: their logs)
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
     const double* AT            # (K, K) its transpose (forward-backward only)
+    double inv_r                # forward passes: 1 / (R 2^80) of LOST_REL
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
     Py_ssize_t n_units          # U units of work: one per sequence, or (FB) _plan_units's
     const int64_t* ustart       # (U + 1,) FB: first sequence of each unit ...
@@ -319,8 +340,9 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     al: (T, K) normalised alphas out, or NULL (not stored).
     keep: store per frame what the backward pass needs (W.m, W.ic; W.b rows if cache_b).
     Returns the sequence's log-likelihood sum_t (log c_t + m_t); -inf when it is impossible
-    (some c_t == 0), NaN when a NaN came in. Then W.fail is the first such frame and no
-    alpha from it on has been written.
+    (some c_t == 0), NaN when a NaN came in; +inf when precision may have been lost (see
+    LOST_REL: the caller leaves the sequence to log space). Then W.fail is the first such
+    frame and no alpha from it on has been written.
     """
     cdef int K = H.K, k
     cdef bint cache = keep and H.cache_b
@@ -332,25 +354,38 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     cdef double* tmp
     cdef double* b
     cdef double* a
-    cdef double m, c, ic = 1.0, icp = 1.0, msum = 0.0, lsmall = 0.0, pr = 1.0
+    cdef const double* q                  # predicted mass (c_{t-1} alpha_{t-1}) A
+    cdef double m, c, ic = 1.0, icp = 1.0, cp = 1.0, msum = 0.0, lsmall = 0.0, pr = 1.0
     cdef int64_t ex = 0
     cdef Py_ssize_t t
+    cdef bint lost
     for t in range(T):
         b = W.b + t * K if cache else W.b
         m = _frame_b(le + t * K, K, b)
         if t == 0:
+            q = sp
             for k in range(K):
                 u[k] = sp[k] * b[k]
         else:
             # (c_{t-1} alpha_{t-1}) A, then times 1 / c_{t-1}: the division of the previous
             # frame is not on the chain from one frame's matrix-vector product to the next.
-            _vecmat(up, A, K, u)
+            _vecmat(up, A, K, W.pred)
+            q = W.pred
             for k in range(K):
-                u[k] = u[k] * (b[k] * icp)
+                u[k] = q[k] * (b[k] * icp)
         c = _sum(u, K)
         if not c > 0.0:                  # 0: impossible; NaN: propagate
             W.fail = t
             return c - INFINITY if c == c else c
+        # precision lost (see _lost_mass): recompute in log space, not here
+        lost = False
+        for k in range(K):
+            lost |= ((u[k] < c * LOST_REL) & (q[k] > 0.0)
+                     & (q[k] * fmax(b[k], B_FLOOR) >= c * cp * H.inv_r))
+        if lost:
+            W.fail = t
+            return INFINITY
+        cp = c
         ic = 1.0 / c
         if al != NULL:
             a = al + t * K
@@ -566,6 +601,14 @@ cdef void _cat_counts(const int64_t* sym, int K, Py_ssize_t t0, Py_ssize_t T,
 # One group of sequences (one task of the parallel loop)
 
 
+cdef inline bint _sums_wanted(double ll, double* acc) noexcept nogil:
+    """A sequence's log-likelihood ll added to acc[0] unless it is flagged (+inf, left to
+    log space); whether its backward pass and statistics are wanted (ll finite)."""
+    if ll != INFINITY:
+        acc[0] += ll
+    return ll == ll and ll != -INFINITY and ll != INFINITY
+
+
 cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double* post,
                     double* seq_ll, double* acc) noexcept nogil:
     """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]
@@ -606,15 +649,14 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             if H.cat != NULL:
                 cl.nl = <int> nl
             emfast_lanes_fb(K, H.le, H.gauss, &cl if H.cat != NULL else NULL, base, Tl, H.sp,
-                            H.A, H.AT, post, W.lanes, lll)
+                            H.A, H.AT, H.inv_r, post, W.lanes, lll)
             for l in range(L):
                 ok[l] = 0
                 if l < nl:
                     ll = lll[l]
                     seq_ll[s + l] = ll
-                    acc[0] += ll
-                    ok[l] = ll == ll and ll != -INFINITY
-                    if not ok[l] and post != NULL:
+                    ok[l] = _sums_wanted(ll, acc)
+                    if not ok[l] and post != NULL and ll != INFINITY:
                         memset(post + base[l] * K, 0, Tl[l] * K * sizeof(double))
             emfast_lanes_accumulate(K, D, W.lanes, Tb, ok, W.lacc)
             continue
@@ -624,8 +666,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             _gauss_log_emission(H.gauss, K, t0, T, W.le)
             ll = _forward(&Hs, W, 0, T, W.alpha, True)
             seq_ll[s] = ll
-            acc[0] += ll
-            if ll == ll and ll != -INFINITY:
+            if _sums_wanted(ll, acc):
                 _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
                 _gauss_stats(H.gauss, K, t0, T, W.alpha, emis)
             continue
@@ -633,19 +674,17 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             _cat_log_emission(H.cat.sym, H.logBT, K, t0, T, W.le)
             ll = _forward(&Hs, W, 0, T, W.alpha, True)
             seq_ll[s] = ll
-            acc[0] += ll
-            if ll == ll and ll != -INFINITY:
+            if _sums_wanted(ll, acc):
                 _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
                 _cat_counts(H.cat.sym, K, t0, T, W.alpha, emis)
             continue
         al = post + t0 * K if post != NULL else W.alpha
         ll = _forward(H, W, t0, T, al, True)
         seq_ll[s] = ll
-        acc[0] += ll
-        if ll == ll and ll != -INFINITY:
+        if _sums_wanted(ll, acc):
             _backward(H, W, t0, T, al, post + t0 * K if post != NULL else NULL,
                       acc + 1, acc + 1 + K)
-        elif post != NULL:
+        elif post != NULL and ll != INFINITY:
             memset(post + t0 * K, 0, T * K * sizeof(double))
     if batched:
         emfast_lanes_reduce(emfast_lanes_acc_size(K, D) // L, W.lacc, acc + 1)
@@ -664,8 +703,7 @@ cdef void _filter_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, dou
         T = H.off[s + 1] - t0
         ll = _forward(H, W, t0, T, out + t0 * K if out != NULL else NULL, False)
         seq_ll[s] = ll
-        acc[0] += ll
-        if not (ll == ll and ll != -INFINITY) and out != NULL:
+        if not _sums_wanted(ll, acc) and out != NULL and ll != INFINITY:
             memset(out + (t0 + W.fail) * K, 0, (T - W.fail) * K * sizeof(double))
 
 
@@ -817,6 +855,7 @@ cdef Hmm _hmm(int K, const double* le, const int64_t[::1] offsets, const double[
     H.sp = &sp[0]
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
+    H.inv_r = _inv_r(A)
     H.gauss = NULL
     H.cat = NULL
     H.logBT = NULL

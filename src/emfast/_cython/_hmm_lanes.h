@@ -42,6 +42,8 @@
 #define EMFAST_LANES 2
 #endif
 #define EMFAST_LRANK 4
+#define EMFAST_LOST_REL 0x1p-1000   /* LOST_REL and B_FLOOR of _hmm_impl.pxi */
+#define EMFAST_B_FLOOR 0x1p-1020
 #define EMFAST_LANES_MAX_K 64   /* the caller batches sequences only up to this many states */
 
 /* Every helper of the batch is inlined into it: lane vectors passed to an out-of-line
@@ -467,8 +469,8 @@ EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* r
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                      const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                     const double* sp, const double* A, const double* AT, double* post,
-                     double* scratch, double* ll)
+                     const double* sp, const double* A, const double* AT, double inv_r,
+                     double* post, double* scratch, double* ll)
 {
     int D = g ? g->D : 0;
     int64_t Tb = 0;
@@ -499,8 +501,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv beta[EMFAST_LANES_MAX_K], wt[EMFAST_LANES_MAX_K];   /* beta_t, w_t */
     emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
     emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
-    emfast_lv failv = emfast_lv_splat(0.0);
-    emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0};
+    emfast_lv failv = emfast_lv_splat(0.0), cp = emfast_lv_splat(1.0);
+    emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0}, lost = (emfast_li) {0};
     for (int l = 0; l < EMFAST_LANES; l++) Tv[l] = (double) Tl[l];
     for (int64_t e = 0; e < (K <= EMFAST_LANES_SPLAT_MAX_K ? (int64_t) K * K : 0); e++) {
         Av[e] = emfast_lv_splat(A[e]);
@@ -552,18 +554,33 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     /* the recursion */
     for (int64_t t = 0; t < Tb; t++) {
         const emfast_lv* b = bc + t * K;
+        emfast_lv q[EMFAST_LANES_MAX_K];      /* predicted mass (c_{t-1} alpha_{t-1}) A */
         if (t == 0) {
+            for (int k = 0; k < K; k++) q[k] = emfast_lv_splat(sp[k]);
             for (int k = 0; k < K; k++) u[k] = sp[k] * b[k];
         } else {
-            emfast_lv_vecmat(up, Av, A, K, u);
-            for (int k = 0; k < K; k++) u[k] = (u[k] * b[k]) * icp;   /* icp comes last */
+            emfast_lv_vecmat(up, Av, A, K, q);
+            for (int k = 0; k < K; k++) u[k] = (q[k] * b[k]) * icp;   /* icp comes last */
         }
         emfast_lv c = emfast_lv_sum(u, K);
+        /* precision lost (LOST_REL in _hmm_impl.pxi): the lane is left to log space */
+        emfast_lv thr = c * EMFAST_LOST_REL, cr = (c * cp) * inv_r;
+        emfast_li lk = (emfast_li) {0};
+        for (int k = 0; k < K; k++) {
+            emfast_lv bf = emfast_lv_sel((emfast_li) (b[k] > EMFAST_B_FLOOR), b[k],
+                                         emfast_lv_splat(EMFAST_B_FLOOR));
+            lk |= (emfast_li) (u[k] < thr) & (emfast_li) (q[k] > 0.0)
+                  & (emfast_li) (q[k] * bf >= cr);
+        }
+        cp = c;
         emfast_lv ic = 1.0 / c;
         emfast_lv* a = al + t * K;
         for (int k = 0; k < K; k++) a[k] = u[k] * ic;
         ics[t] = ic;
         emfast_li on = (emfast_li) ((double) t < Tv);
+        /* not masked by on or failed (that select crashes GCC 12's baseline build): a
+         * lane's padding frames or frames after a failure may flag it, a false positive */
+        lost |= lk;
         emfast_li bad = on & ~(emfast_li) (c > 0.0) & ~failed;   /* first failure: 0 or NaN */
         failv = emfast_lv_sel(bad, c, failv);
         failed |= bad;
@@ -583,9 +600,10 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     }
     emfast_lv lpr = emfast_lv_log_1_2(pr);
     for (int l = 0; l < EMFAST_LANES; l++)
-        ll[l] = failed[l] ? failv[l] - INFINITY
+        ll[l] = lost[l] ? INFINITY : failed[l] ? failv[l] - INFINITY
                           : msum[l] + ((lpr[l] + (double) ex[l] * 0.6931471805599453094)
                                        + lsmall[l]);
+    failed |= lost;                           /* from here: lanes whose sums are unwanted */
 
     /* backward */
     for (int64_t e = 0; e < (int64_t) K * K; e++) R[e] = emfast_lv_splat(0.0);
@@ -658,15 +676,18 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
                                      const emfast_lanes_cat* c, const int64_t* base,          \
                                      const int64_t* Tl, const double* sp, const double* A,    \
-                                     const double* AT, double* post, double* scratch,         \
-                                     double* ll)                                              \
+                                     const double* AT, double inv_r, double* post,           \
+                                     double* scratch, double* ll)                                              \
     {                                                                                         \
         if (g)                                                                                \
-            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, post, scratch, ll);  \
+            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, inv_r, post, scratch,   \
+                                 ll);                                                         \
         else if (c)                                                                           \
-            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, post, scratch, ll);  \
+            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, inv_r, post, scratch,   \
+                                 ll);                                                         \
         else                                                                                  \
-            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, post, scratch, ll); \
+            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, inv_r, post, scratch,  \
+                                 ll);                                                         \
     }
 EMFAST_LANES_FB_K(2)
 EMFAST_LANES_FB_K(3)
@@ -687,27 +708,29 @@ EMFAST_LANES_FB_K(16)
  *     or c: categorical symbols (then le is not read; c->counts is added to); base[l],
  *     Tl[l] first frame and length of lane l's sequence
  *     (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose; scratch of
- *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles.
+ *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles; inv_r as H.inv_r (LOST_REL in
+ *     _hmm_impl.pxi).
  * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
- *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible) or NaN; and in scratch
+ *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible), NaN, or +inf (precision
+ *     lost: left to log space, its sums garbage); and in scratch
  *     (see emfast_lanes_add) gamma_0, R and (g) the Gaussian statistics of every lane.
  */
 static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                             const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                            const double* sp, const double* A, const double* AT, double* post,
-                            double* scratch, double* ll)
+                            const double* sp, const double* A, const double* AT,
+                            double inv_r, double* post, double* scratch, double* ll)
 {
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
-        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, post, scratch, ll);               \
+        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, inv_r, post, scratch, ll);        \
         return;
     EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
     default:
-        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, post, scratch, ll);
+        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, inv_r, post, scratch, ll);
     }
 }
 
