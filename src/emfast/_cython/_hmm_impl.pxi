@@ -32,25 +32,22 @@ cdef extern from *:
 
 cdef double LN2 = 0.6931471805599453094
 
-# Lost precision (a sequence the scaled passes leave to emfast._hmm_logspace). A reachable
-# state k (predicted mass q_k > 0) whose scaled mass u_k = q_k b_k falls below LOST_REL
-# times the frame's total c_t is near (or past) the bottom of the double range: its alpha
-# may be denormal or 0, and so may b_k (exp underflows at e^-708 > B_FLOOR). That is
-# harmless when the transitions mix: every state's future is then at most R = max A / min A
-# times more likely than any other's, so the mass lost, at most q_k max(b_k, B_FLOOR) per
-# state and frame, is bounded relative to the likelihood. The sequence is flagged when that
-# bound reaches c_t / (R 2^80) (or either underflows to 0) -- always when A has a zero (R
-# infinite: left-right models, where the lost path may be the only one left).
-# H.inv_r = 1 / (R 2^80), 0 with a zero.
+# Lost precision (a sequence the scaled passes leave to emfast._hmm_logspace). A state k
+# whose scaled mass u_k = q_k b_k (q_k its predicted mass) falls below LOST_REL times the
+# frame's total c_t is near (or past) the bottom of the double range: its alpha may be
+# denormal or 0, and so may b_k (exp underflows at e^-708 > B_FLOOR). At most
+# q_k max(b_k, B_FLOOR) is lost, a fraction d_t of the frame. Whatever A is, a lost path
+# can gain at most a factor 1 per later frame (b <= 1 after the shift, rows of A sum to 1)
+# while the kept ones gain c_s, so the loss is below d_t / prod_{s>t} c_s of the
+# likelihood. A sequence is flagged when that reaches 2^-73 for some t (in log2, rounded
+# down: worst_t log2(d_t 2^1000) + sum_{s<=t} log2 c_s, minus sum_s log2 c_s, above
+# LOST_LOG2 = 1000 - 73), or when it becomes impossible after a loss.
 cdef double LOST_REL = 2.0 ** -1000
 cdef double B_FLOOR = 2.0 ** -1020
+cdef double LOST_SCALE = 2.0 ** 1000
+cdef double LOST_LOG2 = 927.0
+cdef double LOG2E = 1.4426950408889634
 
-
-cdef double _inv_r(const double[:, ::1] A):
-    """min A / (max A 2^80) (see LOST_REL), 0 when A has a zero (or is all zero)."""
-    a = np.asarray(A)
-    lo, hi = a.min(), a.max()
-    return float(lo / hi * 2.0 ** -80) if lo > 0.0 else 0.0
 
 cdef extern from "_fastexp.h":
     # exp(x) for x <= 0 as branch-free arithmetic, so loops calling it vectorise (see there)
@@ -74,8 +71,8 @@ cdef extern from "_hmm_lanes.h":
     int64_t emfast_lanes_scratch(int K, int D, int64_t Tb) noexcept nogil
     void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                          const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                         const double* sp, const double* A, const double* AT, double inv_r,
-                         double* post, double* scratch, double* ll) noexcept nogil
+                         const double* sp, const double* A, const double* AT, double* post,
+                         double* scratch, double* ll) noexcept nogil
     int64_t emfast_lanes_acc_size(int K, int D) noexcept nogil
     void emfast_lanes_accumulate(int K, int D, const double* scratch, int64_t Tb,
                                  const int64_t* ok, double* acc) noexcept nogil
@@ -114,7 +111,6 @@ ctypedef struct Hmm:
     const double* sp            # (K,) start probabilities (Viterbi: their logs)
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
     const double* AT            # (K, K) its transpose (forward-backward only)
-    double inv_r                # forward passes: 1 / (R 2^80) of LOST_REL
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
     Py_ssize_t n_units          # U units of work: one per sequence, or (FB) _plan_units's
     const int64_t* ustart       # (U + 1,) FB: first sequence of each unit ...
@@ -340,9 +336,9 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     al: (T, K) normalised alphas out, or NULL (not stored).
     keep: store per frame what the backward pass needs (W.m, W.ic; W.b rows if cache_b).
     Returns the sequence's log-likelihood sum_t (log c_t + m_t); -inf when it is impossible
-    (some c_t == 0), NaN when a NaN came in; +inf when precision may have been lost (see
-    LOST_REL: the caller leaves the sequence to log space). Then W.fail is the first such
-    frame and no alpha from it on has been written.
+    (some c_t == 0), NaN when a NaN came in. Then W.fail is the first such frame and no
+    alpha from it on has been written. +inf when precision may have been lost (see
+    LOST_REL): the caller leaves the sequence to log space (alphas, W.fail: garbage).
     """
     cdef int K = H.K, k
     cdef bint cache = keep and H.cache_b
@@ -355,10 +351,10 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     cdef double* b
     cdef double* a
     cdef const double* q                  # predicted mass (c_{t-1} alpha_{t-1}) A
-    cdef double m, c, ic = 1.0, icp = 1.0, cp = 1.0, msum = 0.0, lsmall = 0.0, pr = 1.0
+    cdef double m, c, ic = 1.0, icp = 1.0, msum = 0.0, lsmall = 0.0, pr = 1.0
+    cdef double lm, worst = -INFINITY     # see LOST_REL
     cdef int64_t ex = 0
     cdef Py_ssize_t t
-    cdef bint lost
     for t in range(T):
         b = W.b + t * K if cache else W.b
         m = _frame_b(le + t * K, K, b)
@@ -374,18 +370,14 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
             for k in range(K):
                 u[k] = q[k] * (b[k] * icp)
         c = _sum(u, K)
-        if not c > 0.0:                  # 0: impossible; NaN: propagate
+        if not c > 0.0:                  # 0: impossible (unless after a loss); NaN: propagate
             W.fail = t
+            if c == c and worst > -INFINITY:
+                return INFINITY
             return c - INFINITY if c == c else c
-        # precision lost (see _lost_mass): recompute in log space, not here
-        lost = False
+        lm = 0.0                         # the mass that may be lost, times 2^1000
         for k in range(K):
-            lost |= ((u[k] < c * LOST_REL) & (q[k] > 0.0)
-                     & (q[k] * fmax(b[k], B_FLOOR) >= c * cp * H.inv_r))
-        if lost:
-            W.fail = t
-            return INFINITY
-        cp = c
+            lm += q[k] * LOST_SCALE * fmax(b[k], B_FLOOR) if u[k] < c * LOST_REL else 0.0
         ic = 1.0 / c
         if al != NULL:
             a = al + t * K
@@ -401,10 +393,14 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
             pr = emfast_split_exponent(pr * c, &ex)
         else:
             lsmall += log(c)
+        if lm > 0.0:                     # see LOST_REL
+            worst = fmax(worst, LOG2E * (log(lm * icp / c) + log(pr) + lsmall) + <double> ex)
         icp = ic
         tmp = up
         up = u
         u = tmp
+    if worst - (LOG2E * (log(pr) + lsmall) + <double> ex) > LOST_LOG2:
+        return INFINITY
     return msum + ((log(pr) + <double> ex * LN2) + lsmall)
 cdef void _backward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, const double* al,
                     double* post, double* start, double* R) noexcept nogil:
@@ -649,7 +645,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             if H.cat != NULL:
                 cl.nl = <int> nl
             emfast_lanes_fb(K, H.le, H.gauss, &cl if H.cat != NULL else NULL, base, Tl, H.sp,
-                            H.A, H.AT, H.inv_r, post, W.lanes, lll)
+                            H.A, H.AT, post, W.lanes, lll)
             for l in range(L):
                 ok[l] = 0
                 if l < nl:
@@ -855,7 +851,6 @@ cdef Hmm _hmm(int K, const double* le, const int64_t[::1] offsets, const double[
     H.sp = &sp[0]
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
-    H.inv_r = _inv_r(A)
     H.gauss = NULL
     H.cat = NULL
     H.logBT = NULL

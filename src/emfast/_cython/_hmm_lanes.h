@@ -42,8 +42,9 @@
 #define EMFAST_LANES 2
 #endif
 #define EMFAST_LRANK 4
-#define EMFAST_LOST_REL 0x1p-1000   /* LOST_REL and B_FLOOR of _hmm_impl.pxi */
+#define EMFAST_LOST_REL 0x1p-1000   /* LOST_REL, B_FLOOR and LOST_LOG2 of _hmm_impl.pxi */
 #define EMFAST_B_FLOOR 0x1p-1020
+#define EMFAST_LOST_LOG2 927.0
 #define EMFAST_LANES_MAX_K 64   /* the caller batches sequences only up to this many states */
 
 /* Every helper of the batch is inlined into it: lane vectors passed to an out-of-line
@@ -469,8 +470,8 @@ EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* r
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                      const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                     const double* sp, const double* A, const double* AT, double inv_r,
-                     double* post, double* scratch, double* ll)
+                     const double* sp, const double* A, const double* AT, double* post,
+                     double* scratch, double* ll)
 {
     int D = g ? g->D : 0;
     int64_t Tb = 0;
@@ -501,8 +502,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv beta[EMFAST_LANES_MAX_K], wt[EMFAST_LANES_MAX_K];   /* beta_t, w_t */
     emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
     emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
-    emfast_lv failv = emfast_lv_splat(0.0), cp = emfast_lv_splat(1.0);
-    emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0}, lost = (emfast_li) {0};
+    emfast_lv failv = emfast_lv_splat(0.0), worst = emfast_lv_splat(-INFINITY);
+    emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0};
     for (int l = 0; l < EMFAST_LANES; l++) Tv[l] = (double) Tl[l];
     for (int64_t e = 0; e < (K <= EMFAST_LANES_SPLAT_MAX_K ? (int64_t) K * K : 0); e++) {
         Av[e] = emfast_lv_splat(A[e]);
@@ -563,24 +564,20 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
             for (int k = 0; k < K; k++) u[k] = (q[k] * b[k]) * icp;   /* icp comes last */
         }
         emfast_lv c = emfast_lv_sum(u, K);
-        /* precision lost (LOST_REL in _hmm_impl.pxi): the lane is left to log space */
-        emfast_lv thr = c * EMFAST_LOST_REL, cr = (c * cp) * inv_r;
-        emfast_li lk = (emfast_li) {0};
+        /* a bound on the mass that may have been lost, times 2^1000 (LOST_REL in
+         * _hmm_impl.pxi) */
+        emfast_lv thr = c * EMFAST_LOST_REL, lm = emfast_lv_splat(0.0);
         for (int k = 0; k < K; k++) {
             emfast_lv bf = emfast_lv_sel((emfast_li) (b[k] > EMFAST_B_FLOOR), b[k],
                                          emfast_lv_splat(EMFAST_B_FLOOR));
-            lk |= (emfast_li) (u[k] < thr) & (emfast_li) (q[k] > 0.0)
-                  & (emfast_li) (q[k] * bf >= cr);
+            lm += emfast_lv_sel((emfast_li) (u[k] < thr), (q[k] * 0x1p1000) * bf,
+                                emfast_lv_splat(0.0));
         }
-        cp = c;
         emfast_lv ic = 1.0 / c;
         emfast_lv* a = al + t * K;
         for (int k = 0; k < K; k++) a[k] = u[k] * ic;
         ics[t] = ic;
         emfast_li on = (emfast_li) ((double) t < Tv);
-        /* not masked by on or failed (that select crashes GCC 12's baseline build): a
-         * lane's padding frames or frames after a failure may flag it, a false positive */
-        lost |= lk;
         emfast_li bad = on & ~(emfast_li) (c > 0.0) & ~failed;   /* first failure: 0 or NaN */
         failv = emfast_lv_sel(bad, c, failv);
         failed |= bad;
@@ -595,15 +592,29 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         if (emfast_li_any(sm))
             for (int l = 0; l < EMFAST_LANES; l++)
                 if (sm[l]) lsmall[l] += log(c[l]);
+        /* log2 of the lost mass relative to the frame plus sum_s<=t log2 c_s, both rounded
+         * down (the exponents of lm / c_t and of the product of the scales) */
+        emfast_li rb = (emfast_li) ((lm * icp) * ic);
+        emfast_lv cand = __builtin_convertvector(((rb >> 52) & 0x7ff) - 1023 + ex, emfast_lv)
+                         + lsmall * 1.4426950408889634;
+        worst = emfast_lv_sel(on & (emfast_li) (lm > 0.0) & (emfast_li) (cand > worst), cand,
+                              worst);
         icp = ic;
         for (int k = 0; k < K; k++) up[k] = u[k];
     }
     emfast_lv lpr = emfast_lv_log_1_2(pr);
-    for (int l = 0; l < EMFAST_LANES; l++)
-        ll[l] = lost[l] ? INFINITY : failed[l] ? failv[l] - INFINITY
-                          : msum[l] + ((lpr[l] + (double) ex[l] * 0.6931471805599453094)
-                                       + lsmall[l]);
-    failed |= lost;                           /* from here: lanes whose sums are unwanted */
+    for (int l = 0; l < EMFAST_LANES; l++) {
+        /* log2 of the product of all the scales, rounded down like the candidates */
+        double rest = (double) ex[l] + lsmall[l] * 1.4426950408889634;
+        if (worst[l] > -INFINITY && (failed[l] || worst[l] - rest > EMFAST_LOST_LOG2)) {
+            ll[l] = INFINITY;
+            failed[l] = -1;                   /* from here: lanes whose sums are unwanted */
+        } else {
+            ll[l] = failed[l] ? failv[l] - INFINITY
+                              : msum[l] + ((lpr[l] + (double) ex[l] * 0.6931471805599453094)
+                                           + lsmall[l]);
+        }
+    }
 
     /* backward */
     for (int64_t e = 0; e < (int64_t) K * K; e++) R[e] = emfast_lv_splat(0.0);
@@ -676,18 +687,15 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
                                      const emfast_lanes_cat* c, const int64_t* base,          \
                                      const int64_t* Tl, const double* sp, const double* A,    \
-                                     const double* AT, double inv_r, double* post,           \
-                                     double* scratch, double* ll)                                              \
+                                     const double* AT, double* post, double* scratch,         \
+                                     double* ll)                                              \
     {                                                                                         \
         if (g)                                                                                \
-            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, inv_r, post, scratch,   \
-                                 ll);                                                         \
+            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, post, scratch, ll);  \
         else if (c)                                                                           \
-            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, inv_r, post, scratch,   \
-                                 ll);                                                         \
+            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, post, scratch, ll);  \
         else                                                                                  \
-            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, inv_r, post, scratch,  \
-                                 ll);                                                         \
+            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, post, scratch, ll); \
     }
 EMFAST_LANES_FB_K(2)
 EMFAST_LANES_FB_K(3)
@@ -708,8 +716,7 @@ EMFAST_LANES_FB_K(16)
  *     or c: categorical symbols (then le is not read; c->counts is added to); base[l],
  *     Tl[l] first frame and length of lane l's sequence
  *     (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose; scratch of
- *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles; inv_r as H.inv_r (LOST_REL in
- *     _hmm_impl.pxi).
+ *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles.
  * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
  *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible), NaN, or +inf (precision
  *     lost: left to log space, its sums garbage); and in scratch
@@ -717,20 +724,20 @@ EMFAST_LANES_FB_K(16)
  */
 static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                             const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                            const double* sp, const double* A, const double* AT,
-                            double inv_r, double* post, double* scratch, double* ll)
+                            const double* sp, const double* A, const double* AT, double* post,
+                            double* scratch, double* ll)
 {
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
-        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, inv_r, post, scratch, ll);        \
+        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, post, scratch, ll);               \
         return;
     EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
     default:
-        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, inv_r, post, scratch, ll);
+        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, post, scratch, ll);
     }
 }
 

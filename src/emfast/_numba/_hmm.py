@@ -198,13 +198,9 @@ def _emissions(le, t0, n, mch, bch):
 # emfast._hmm_logspace (its seq_ll is +inf); see LOST_REL in _cython/_hmm_impl.pxi.
 LOST_REL = 2.0 ** -1000
 B_FLOOR = 2.0 ** -1020
-
-
-@njit(**JIT)
-def _inv_r(A):
-    """min A / (max A 2^80), 0 when A has a zero (see LOST_REL); once per group."""
-    lo, hi = A.min(), A.max()
-    return lo / hi * 2.0 ** -80 if lo > 0.0 else 0.0
+LOST_SCALE = 2.0 ** 1000
+LOST_LOG2 = 927.0
+LOG2E = 1.4426950408889634
 
 
 @njit(**JIT)
@@ -214,19 +210,18 @@ def _finite(ll):
 
 
 @njit(**JIT)
-def _lost(a, q, b, o, c, cr):
-    """Whether a reachable state's (q[k] > 0) scaled mass a[k] = q[k] b[o + k] fell below
-    LOST_REL c while its bound q[k] max(b, B_FLOOR) reaches cr (see LOST_REL; >=: a bound
-    or a cr that underflowed to 0 flags)."""
-    lost = False
+def _lost_mass(a, q, b, o, c):
+    """A bound on the mass lost in a frame, times 2^1000: q[k] max(b[o + k], B_FLOOR) summed
+    over the states whose scaled mass a[k] = q[k] b[o + k] fell below LOST_REL c."""
+    lm = 0.0
     thr = c * LOST_REL
     for k in range(a.shape[0]):
-        lost |= (a[k] < thr) & (q[k] > 0.0) & (q[k] * max(b[o + k], B_FLOOR) >= cr)
-    return lost
+        lm += q[k] * LOST_SCALE * max(b[o + k], B_FLOOR) if a[k] < thr else 0.0
+    return lm
 
 
 @njit(**JIT)
-def _forward_seq(le, s0, L, sp, A, ir, al, base, wrap, cs, pred, mch, bch):
+def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
     """Scaled forward pass of the sequence le[s0 : s0 + L].
 
     IN: le (T, K); sp (K,) startprob; A (K, K) transmat; pred (K,), mch (CHUNK,),
@@ -235,11 +230,13 @@ def _forward_seq(le, s0, L, sp, A, ir, al, base, wrap, cs, pred, mch, bch):
     last two rows are kept); cs[t] = c_t when cs has room (cs.shape[0] > 0).
     Returns the log-likelihood, or -inf when the sequence is impossible; then, unless wrap,
     the rows of al from the failing frame on are set to 0. +inf: precision may have been
-    lost (ir = _inv_r(A), see LOST_REL); the sequence is left to log space.
+    lost (see LOST_REL); the sequence is left to log space.
     """
     K = sp.shape[0]
     keep = cs.shape[0] > 0
     ll = 0.0
+    lcs = 0.0  # sum_t log c_t
+    worst = _NEG_INF  # see LOST_REL
     for t0 in range(0, L, CHUNK):
         n = min(CHUNK, L - t0)
         _emissions(le, s0 + t0, n, mch, bch)
@@ -250,20 +247,21 @@ def _forward_seq(le, s0, L, sp, A, ir, al, base, wrap, cs, pred, mch, bch):
             m = mch[f]
             o = f * K
             c = 0.0
+            lm = 0.0
             if m != _NEG_INF:
                 if t == 0:
                     for k in range(K):
                         a[k] = sp[k] * bch[o + k]
                     c = _sum(a)
-                    lost = c > 0.0 and _lost(a, sp, bch, o, c, c * ir)
+                    lm = _lost_mass(a, sp, bch, o, c)
                 else:
                     _vecmat(al[((t - 1) & 1) if wrap else r - 1], A, pred)
                     for k in range(K):
                         a[k] = pred[k] * bch[o + k]
                     c = _sum(a)
-                    lost = c > 0.0 and _lost(a, pred, bch, o, c, c * ir)
-                if lost:
-                    return np.inf
+                    lm = _lost_mass(a, pred, bch, o, c)
+            if c == 0.0 and worst > _NEG_INF:  # impossible after a loss: to log space
+                return np.inf
             if c == 0.0:  # every path has probability 0 (NaN input propagates instead)
                 if not wrap:
                     for u in range(base + t, base + L):
@@ -275,7 +273,13 @@ def _forward_seq(le, s0, L, sp, A, ir, al, base, wrap, cs, pred, mch, bch):
                 a[k] *= inv
             if keep:
                 cs[t] = c
-            ll += np.log(c) + m
+            lc = np.log(c)
+            lcs += lc
+            ll += lc + m
+            if lm > 0.0:  # see LOST_REL
+                worst = max(worst, LOG2E * (np.log(lm / c) + lcs))
+    if worst - LOG2E * lcs > LOST_LOG2:
+        return np.inf
     return ll
 
 
@@ -283,7 +287,7 @@ def _forward_seq(le, s0, L, sp, A, ir, al, base, wrap, cs, pred, mch, bch):
 # Forward-backward
 # --------------------------------------------------------------------------------------------
 @njit(**JIT_ORDERED)
-def _fb_seq(le, s0, L, sp, A, ir, At, al, base, has_post, cs, pred, mch, bch, v, beta,
+def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, beta,
             start, acc):
     """Forward-backward of the sequence le[s0 : s0 + L].
 
@@ -294,7 +298,7 @@ def _fb_seq(le, s0, L, sp, A, ir, At, al, base, has_post, cs, pred, mch, bch, v,
     Returns the log-likelihood; -inf (zero posteriors, nothing added) when impossible.
     """
     K = sp.shape[0]
-    ll = _forward_seq(le, s0, L, sp, A, ir, al, base, False, cs, pred, mch, bch)
+    ll = _forward_seq(le, s0, L, sp, A, al, base, False, cs, pred, mch, bch)
     if ll == np.inf:   # left to log space: its rows are rewritten there
         return ll
     if ll == _NEG_INF:
@@ -377,7 +381,6 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     Scratch is allocated once here, sized by the longest sequence of the group.
     """
     K = sp.shape[0]
-    ir = _inv_r(A)
     has_post = post.shape[0] > 0
     Lmax = 0
     for s in range(s_lo, s_hi):
@@ -395,7 +398,7 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
-        ll = _fb_seq(le, s0, L, sp, A, ir, At, al, s0 if has_post else 0, has_post, cs, pred,
+        ll = _fb_seq(le, s0, L, sp, A, At, al, s0 if has_post else 0, has_post, cs, pred,
                      mch, bch, v, beta, start, acc)
         seq_ll[s] = ll
         if ll != np.inf:  # flagged: left to log space
@@ -476,14 +479,13 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     sized by the group's longest sequence, its statistics added to this group's slots.
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
-    ir = _inv_r(A)
     le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
         _gauss_log_emission(X, s0, L, muT, pT, lc, le)
-        ll = _fb_seq(le, 0, L, sp, A, ir, At, post, 0, True, cs, pred, mch, bch, v, beta,
+        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta,
                      start, acc)
         if _finite(ll):
             _gauss_stats(X, s0, L, muT, post, nk, s1T, s2T)
@@ -535,7 +537,6 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     posteriors in scratch, its posterior-weighted symbol counts added to counts (F, K).
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
-    ir = _inv_r(A)
     le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
@@ -543,7 +544,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
         L = offsets[s + 1] - s0
         for t in range(L):
             le[t, :] = logBT[sym[s0 + t]]
-        ll = _fb_seq(le, 0, L, sp, A, ir, At, post, 0, True, cs, pred, mch, bch, v, beta,
+        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta,
                      start, acc)
         if _finite(ll):
             for t in range(L):
@@ -593,7 +594,6 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     """Scaled forward pass of sequences [s_lo, s_hi). OUT: their rows of out (when out has
     rows) and seq_ll. Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
-    ir = _inv_r(A)
     has_out = out.shape[0] > 0
     ring = np.empty((2, K))
     none = np.empty(0)
@@ -605,9 +605,9 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
         if has_out:
-            ll = _forward_seq(le, s0, L, sp, A, ir, out, s0, False, none, pred, mch, bch)
+            ll = _forward_seq(le, s0, L, sp, A, out, s0, False, none, pred, mch, bch)
         else:
-            ll = _forward_seq(le, s0, L, sp, A, ir, ring, 0, True, none, pred, mch, bch)
+            ll = _forward_seq(le, s0, L, sp, A, ring, 0, True, none, pred, mch, bch)
         seq_ll[s] = ll
         if ll != np.inf:  # flagged: left to log space
             total += ll
