@@ -36,17 +36,29 @@ cdef double LN2 = 0.6931471805599453094
 # whose scaled mass u_k = q_k b_k (q_k its predicted mass) falls below LOST_REL times the
 # frame's total c_t is near (or past) the bottom of the double range: its alpha may be
 # denormal or 0, and so may b_k (exp underflows at e^-708 > B_FLOOR). At most
-# q_k max(b_k, B_FLOOR) is lost, a fraction d_t of the frame. Whatever A is, a lost path
-# can gain at most a factor 1 per later frame (b <= 1 after the shift, rows of A sum to 1)
-# while the kept ones gain c_s, so the loss is below d_t / prod_{s>t} c_s of the
-# likelihood. A sequence is flagged when that reaches 2^-73 for some t (in log2, rounded
-# down: worst_t log2(d_t 2^1000) + sum_{s<=t} log2 c_s, minus sum_s log2 c_s, above
-# LOST_LOG2 = 1000 - 73), or when it becomes impossible after a loss.
+# q_k max(b_k, B_FLOOR) is lost, a fraction d_t of the frame. Two bounds on what that costs
+# the likelihood, relative to it:
+# - d_t R, R = max A / min A: every state's future is at most R times more likely than any
+#   other's, so a lost path counts as one of the kept ones (infinite when A has a zero);
+# - d_t / prod_{s>t} c_s: a lost path gains at most a factor 1 per later frame (b <= 1
+#   after the shift, rows of A sum to 1), the kept ones c_s.
+# A sequence is flagged when both reach 2^-73 for some t (or when it becomes impossible
+# after a frame that passed the first): d_t 2^1000 > H.rfloor = 2^927 / R (0 when A has a
+# zero), and, in log2 rounded down, worst_t [log2(d_t 2^1000) + sum_{s<=t} log2 c_s] minus
+# sum_s log2 c_s above LOST_LOG2 = 1000 - 73. Mixing transitions with emissions far apart
+# (one state's b underflowing every frame) stop at the first test.
 cdef double LOST_REL = 2.0 ** -1000
 cdef double B_FLOOR = 2.0 ** -1020
 cdef double LOST_SCALE = 2.0 ** 1000
 cdef double LOST_LOG2 = 927.0
 cdef double LOG2E = 1.4426950408889634
+
+
+cdef double _rfloor(const double[:, ::1] A):
+    """2^927 min A / max A (see LOST_REL), 0 when A has a zero."""
+    a = np.asarray(A)
+    lo, hi = a.min(), a.max()
+    return float(lo / hi * 2.0 ** 927) if lo > 0.0 else 0.0
 
 
 cdef extern from "_fastexp.h":
@@ -71,8 +83,8 @@ cdef extern from "_hmm_lanes.h":
     int64_t emfast_lanes_scratch(int K, int D, int64_t Tb) noexcept nogil
     void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                          const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                         const double* sp, const double* A, const double* AT, double* post,
-                         double* scratch, double* ll) noexcept nogil
+                         const double* sp, const double* A, const double* AT, double rfloor,
+                         double* post, double* scratch, double* ll) noexcept nogil
     int64_t emfast_lanes_acc_size(int K, int D) noexcept nogil
     void emfast_lanes_accumulate(int K, int D, const double* scratch, int64_t Tb,
                                  const int64_t* ok, double* acc) noexcept nogil
@@ -111,6 +123,7 @@ ctypedef struct Hmm:
     const double* sp            # (K,) start probabilities (Viterbi: their logs)
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
     const double* AT            # (K, K) its transpose (forward-backward only)
+    double rfloor               # forward passes: 2^927 / R (see LOST_REL)
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
     Py_ssize_t n_units          # U units of work: one per sequence, or (FB) _plan_units's
     const int64_t* ustart       # (U + 1,) FB: first sequence of each unit ...
@@ -393,8 +406,9 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
             pr = emfast_split_exponent(pr * c, &ex)
         else:
             lsmall += log(c)
-        if lm > 0.0:                     # see LOST_REL
-            worst = fmax(worst, LOG2E * (log(lm * icp / c) + log(pr) + lsmall) + <double> ex)
+        lm = lm * icp * ic               # d_t 2^1000 (see LOST_REL)
+        if lm > H.rfloor:
+            worst = fmax(worst, LOG2E * (log(lm) + log(pr) + lsmall) + <double> ex)
         icp = ic
         tmp = up
         up = u
@@ -645,7 +659,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             if H.cat != NULL:
                 cl.nl = <int> nl
             emfast_lanes_fb(K, H.le, H.gauss, &cl if H.cat != NULL else NULL, base, Tl, H.sp,
-                            H.A, H.AT, post, W.lanes, lll)
+                            H.A, H.AT, H.rfloor, post, W.lanes, lll)
             for l in range(L):
                 ok[l] = 0
                 if l < nl:
@@ -851,6 +865,7 @@ cdef Hmm _hmm(int K, const double* le, const int64_t[::1] offsets, const double[
     H.sp = &sp[0]
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
+    H.rfloor = _rfloor(A)
     H.gauss = NULL
     H.cat = NULL
     H.logBT = NULL

@@ -470,8 +470,8 @@ EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* r
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                      const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                     const double* sp, const double* A, const double* AT, double* post,
-                     double* scratch, double* ll)
+                     const double* sp, const double* A, const double* AT, double rfloor,
+                     double* post, double* scratch, double* ll)
 {
     int D = g ? g->D : 0;
     int64_t Tb = 0;
@@ -597,8 +597,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         emfast_li rb = (emfast_li) ((lm * icp) * ic);
         emfast_lv cand = __builtin_convertvector(((rb >> 52) & 0x7ff) - 1023 + ex, emfast_lv)
                          + lsmall * 1.4426950408889634;
-        worst = emfast_lv_sel(on & (emfast_li) (lm > 0.0) & (emfast_li) (cand > worst), cand,
-                              worst);
+        worst = emfast_lv_sel(on & (emfast_li) ((lm * icp) * ic > rfloor)
+                              & (emfast_li) (cand > worst), cand, worst);
         icp = ic;
         for (int k = 0; k < K; k++) up[k] = u[k];
     }
@@ -687,15 +687,18 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
                                      const emfast_lanes_cat* c, const int64_t* base,          \
                                      const int64_t* Tl, const double* sp, const double* A,    \
-                                     const double* AT, double* post, double* scratch,         \
-                                     double* ll)                                              \
+                                     const double* AT, double rfloor, double* post,           \
+                                     double* scratch, double* ll)                             \
     {                                                                                         \
         if (g)                                                                                \
-            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, post, scratch, ll);  \
+            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, rfloor, post, scratch,\
+                                 ll);                                                         \
         else if (c)                                                                           \
-            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, post, scratch, ll);  \
+            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, rfloor, post, scratch,\
+                                 ll);                                                         \
         else                                                                                  \
-            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, post, scratch, ll); \
+            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, rfloor, post, scratch,\
+                                 ll);                                                         \
     }
 EMFAST_LANES_FB_K(2)
 EMFAST_LANES_FB_K(3)
@@ -716,7 +719,8 @@ EMFAST_LANES_FB_K(16)
  *     or c: categorical symbols (then le is not read; c->counts is added to); base[l],
  *     Tl[l] first frame and length of lane l's sequence
  *     (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose; scratch of
- *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles.
+ *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles; rfloor: H.rfloor (LOST_REL in
+ *     _hmm_impl.pxi).
  * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
  *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible), NaN, or +inf (precision
  *     lost: left to log space, its sums garbage); and in scratch
@@ -724,20 +728,20 @@ EMFAST_LANES_FB_K(16)
  */
 static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                             const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                            const double* sp, const double* A, const double* AT, double* post,
-                            double* scratch, double* ll)
+                            const double* sp, const double* A, const double* AT,
+                            double rfloor, double* post, double* scratch, double* ll)
 {
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
-        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, post, scratch, ll);               \
+        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, rfloor, post, scratch, ll);       \
         return;
     EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
     default:
-        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, post, scratch, ll);
+        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, rfloor, post, scratch, ll);
     }
 }
 

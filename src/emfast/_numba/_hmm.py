@@ -204,6 +204,13 @@ LOG2E = 1.4426950408889634
 
 
 @njit(**JIT)
+def _rfloor(A):
+    """2^927 min A / max A (see LOST_REL), 0 when A has a zero; once per group."""
+    lo, hi = A.min(), A.max()
+    return lo / hi * 2.0 ** 927 if lo > 0.0 else 0.0
+
+
+@njit(**JIT)
 def _finite(ll):
     """A sequence's log-likelihood neither impossible, NaN nor flagged: its sums wanted."""
     return ll == ll and ll != _NEG_INF and ll != np.inf
@@ -221,7 +228,7 @@ def _lost_mass(a, q, b, o, c):
 
 
 @njit(**JIT)
-def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
+def _forward_seq(le, s0, L, sp, A, rf, al, base, wrap, cs, pred, mch, bch):
     """Scaled forward pass of the sequence le[s0 : s0 + L].
 
     IN: le (T, K); sp (K,) startprob; A (K, K) transmat; pred (K,), mch (CHUNK,),
@@ -230,7 +237,7 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
     last two rows are kept); cs[t] = c_t when cs has room (cs.shape[0] > 0).
     Returns the log-likelihood, or -inf when the sequence is impossible; then, unless wrap,
     the rows of al from the failing frame on are set to 0. +inf: precision may have been
-    lost (see LOST_REL); the sequence is left to log space.
+    lost (see LOST_REL; rf = _rfloor(A)); the sequence is left to log space.
     """
     K = sp.shape[0]
     keep = cs.shape[0] > 0
@@ -276,7 +283,7 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
             lc = np.log(c)
             lcs += lc
             ll += lc + m
-            if lm > 0.0:  # see LOST_REL
+            if lm / c > rf:  # see LOST_REL
                 worst = max(worst, LOG2E * (np.log(lm / c) + lcs))
     if worst - LOG2E * lcs > LOST_LOG2:
         return np.inf
@@ -287,7 +294,7 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
 # Forward-backward
 # --------------------------------------------------------------------------------------------
 @njit(**JIT_ORDERED)
-def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, beta,
+def _fb_seq(le, s0, L, sp, A, rf, At, al, base, has_post, cs, pred, mch, bch, v, beta,
             start, acc):
     """Forward-backward of the sequence le[s0 : s0 + L].
 
@@ -298,7 +305,7 @@ def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, bet
     Returns the log-likelihood; -inf (zero posteriors, nothing added) when impossible.
     """
     K = sp.shape[0]
-    ll = _forward_seq(le, s0, L, sp, A, al, base, False, cs, pred, mch, bch)
+    ll = _forward_seq(le, s0, L, sp, A, rf, al, base, False, cs, pred, mch, bch)
     if ll == np.inf:   # left to log space: its rows are rewritten there
         return ll
     if ll == _NEG_INF:
@@ -381,6 +388,7 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     Scratch is allocated once here, sized by the longest sequence of the group.
     """
     K = sp.shape[0]
+    rf = _rfloor(A)
     has_post = post.shape[0] > 0
     Lmax = 0
     for s in range(s_lo, s_hi):
@@ -398,7 +406,7 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
-        ll = _fb_seq(le, s0, L, sp, A, At, al, s0 if has_post else 0, has_post, cs, pred,
+        ll = _fb_seq(le, s0, L, sp, A, rf, At, al, s0 if has_post else 0, has_post, cs, pred,
                      mch, bch, v, beta, start, acc)
         seq_ll[s] = ll
         if ll != np.inf:  # flagged: left to log space
@@ -479,13 +487,14 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     sized by the group's longest sequence, its statistics added to this group's slots.
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
+    rf = _rfloor(A)
     le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
         _gauss_log_emission(X, s0, L, muT, pT, lc, le)
-        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta,
+        ll = _fb_seq(le, 0, L, sp, A, rf, At, post, 0, True, cs, pred, mch, bch, v, beta,
                      start, acc)
         if _finite(ll):
             _gauss_stats(X, s0, L, muT, post, nk, s1T, s2T)
@@ -537,6 +546,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     posteriors in scratch, its posterior-weighted symbol counts added to counts (F, K).
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
+    rf = _rfloor(A)
     le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
@@ -544,7 +554,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
         L = offsets[s + 1] - s0
         for t in range(L):
             le[t, :] = logBT[sym[s0 + t]]
-        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta,
+        ll = _fb_seq(le, 0, L, sp, A, rf, At, post, 0, True, cs, pred, mch, bch, v, beta,
                      start, acc)
         if _finite(ll):
             for t in range(L):
@@ -594,6 +604,7 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     """Scaled forward pass of sequences [s_lo, s_hi). OUT: their rows of out (when out has
     rows) and seq_ll. Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
+    rf = _rfloor(A)
     has_out = out.shape[0] > 0
     ring = np.empty((2, K))
     none = np.empty(0)
@@ -605,9 +616,9 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
         if has_out:
-            ll = _forward_seq(le, s0, L, sp, A, out, s0, False, none, pred, mch, bch)
+            ll = _forward_seq(le, s0, L, sp, A, rf, out, s0, False, none, pred, mch, bch)
         else:
-            ll = _forward_seq(le, s0, L, sp, A, ring, 0, True, none, pred, mch, bch)
+            ll = _forward_seq(le, s0, L, sp, A, rf, ring, 0, True, none, pred, mch, bch)
         seq_ll[s] = ll
         if ll != np.inf:  # flagged: left to log space
             total += ll
