@@ -12,6 +12,7 @@ from conftest import assert_close
 from emfast import kernels
 from emfast._config import available_backends, get_backend
 from emfast.hmm import CategoricalHMM, GaussianHMM
+from test_dispatch import HMM_MODULES
 from test_hmm_gaussian_kernel import _case, _reference
 
 HMM_BACKENDS = available_backends("hmm")
@@ -141,3 +142,23 @@ def test_gaussian_and_categorical_hmm_estimators(backend):
     sym = np.argmax(le, axis=1)
     want_c = ref.forward_backward(np.log(cat.emissionprob_[:, sym].T), lengths, sp, A)
     assert_close(cat.score(sym[:, None], lengths), want_c[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("hmm_module", HMM_MODULES,
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_build_flags_the_same_sequences(hmm_module):
+    """Every Cython build (lane batches of 2, 4 or 8 sequences) flags exactly the sequences
+    that need log space and gives the others their scaled results."""
+    rng = np.random.default_rng(11)
+    K = 3
+    sp, A = _left_right(K)
+    lengths = np.array([12] * 19 + [30, 2, 12])
+    flag = (rng.random(len(lengths)) < 0.4) & (lengths >= 10)
+    le = np.vstack([_flagged_log_emission(rng, T, K) if f else rng.normal(size=(T, K))
+                    for T, f in zip(lengths, flag)])
+    off = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    seq_ll, start, trans = np.empty(len(lengths)), np.empty(K), np.empty((K, K))
+    hmm_module.forward_backward(le, off, sp, A, np.empty((0, K)), start, trans, seq_ll, 2)
+    np.testing.assert_array_equal(np.flatnonzero(seq_ll == np.inf), np.flatnonzero(flag))
+    want = ref.forward_backward(le, lengths, sp, A)[1]
+    assert_close(seq_ll[~flag], want[~flag], rtol=1e-9)
