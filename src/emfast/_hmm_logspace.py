@@ -1,16 +1,17 @@
 """Exact log-space forward-backward for the few sequences the scaled kernels flag.
 
 The compiled HMM kernels run scaled (per-frame max-shifted emission likelihoods, normalised
-alphas). When a reachable state's scaled forward mass falls below double range while the
-transition matrix could later make it matter (structural zeros, left-right models), they
-stop on that sequence, mark its log-likelihood +inf ("recompute me") and add nothing of it
-to their sums. emfast.kernels then recomputes exactly those sequences here and adds their
-contributions after the kernel's sums, in sequence order, so the totals do not depend on
-the thread count.
+alphas). When a state's scaled forward mass falls below the double range while it could
+still matter (structural zeros in the transitions, left-right models: the lost path may be
+the only one left later), they stop on that sequence, mark its log-likelihood +inf
+("recompute me") and add nothing of it to their sums (see LOST_REL in
+_cython/_hmm_impl.pxi). emfast.kernels then recomputes exactly those sequences here and adds
+their contributions after the kernel's sums, in sequence order, so the totals do not depend
+on the thread count.
 
-NumPy, one frame per step: flagged sequences are rare (the kernels flag only when the lost
-mass could exceed about 2^-80 of the likelihood), so a compiled twin of every kernel is not
-worth its weight; the per-frame work is vectorised over the K x K transitions.
+NumPy, one frame per step (the K x K work of a frame vectorised): flagged sequences are rare
+-- the kernels flag only when the lost mass could reach 2^-73 of the likelihood -- so a
+compiled log-space twin of every kernel, in both backends, is not worth its weight.
 """
 
 import numpy as np

@@ -346,7 +346,9 @@ def _hmm_inputs(log_emission, lengths, startprob, transmat):
 
 def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posteriors=True,
                          out=None, backend="auto", n_threads=None):
-    """Scaled forward-backward over all sequences at once.
+    """Scaled forward-backward over all sequences at once (a sequence whose scaling could
+    lose a path, e.g. with zeros in transmat and emissions far apart, is recomputed in log
+    space: the results are those of the log-space recursions).
 
     Parameters
     ----------
@@ -521,10 +523,13 @@ def _categorical_forward_backward(sym, offsets, startprob, transmat, emissionpro
     ll = get_backend(backend, "hmm").categorical_forward_backward(
         sym, offsets, startprob, transmat, emissionprob, start, trans, seq_ll, counts,
         resolve_n_threads(n_threads))
-    with np.errstate(divide="ignore"):
-        logBT = np.log(emissionprob.T)
-    for s, rows, gamma in _redo_flagged(lambda rows: logBT[sym[rows]], offsets, startprob,
-                                        transmat, seq_ll, start, trans):
+
+    def log_emission_of(rows):
+        with np.errstate(divide="ignore"):
+            return np.log(emissionprob.T[sym[rows]])
+
+    for s, rows, gamma in _redo_flagged(log_emission_of, offsets, startprob, transmat, seq_ll,
+                                        start, trans):
         ll += seq_ll[s]
         np.add.at(counts, sym[rows], gamma)
     return float(ll), seq_ll, start, trans, counts
