@@ -48,6 +48,7 @@ cdef double LN2 = 0.6931471805599453094
 # sum_s log2 c_s above LOST_LOG2 = 1000 - 73. Mixing transitions with emissions far apart
 # (one state's b underflowing every frame) stop at the first test.
 cdef double LOST_REL = 2.0 ** -1000
+cdef double LOST_PRETEST = 2.0 ** -999     # c_t <= 1, so u_k >= this has lost nothing
 cdef double B_FLOOR = 2.0 ** -1020
 cdef double LOST_SCALE = 2.0 ** 1000
 cdef double LOST_LOG2 = 927.0
@@ -342,6 +343,17 @@ cdef double _frame_b(const double* le, int K, double* b) noexcept nogil:
 # One sequence
 
 
+cdef double _lost_mass(const double* q, const double* b, const double* u, double c,
+                       int K) noexcept nogil:
+    """2^1000 times a bound on the mass a frame lost (see LOST_REL): q_k max(b_k, B_FLOOR)
+    summed over the states whose scaled mass u_k fell below LOST_REL c."""
+    cdef double lm = 0.0
+    cdef int k
+    for k in range(K):
+        lm += q[k] * LOST_SCALE * fmax(b[k], B_FLOOR) if u[k] < c * LOST_REL else 0.0
+    return lm
+
+
 cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double* al,
                      bint keep) noexcept nogil:
     """Scaled forward pass over frames [t0, t0 + T) of log_emission.
@@ -368,13 +380,16 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     cdef double lm, worst = -INFINITY     # see LOST_REL
     cdef int64_t ex = 0
     cdef Py_ssize_t t
+    cdef bint small
     for t in range(T):
         b = W.b + t * K if cache else W.b
         m = _frame_b(le + t * K, K, b)
+        small = False                    # some u_k < LOST_PRETEST (see LOST_REL)
         if t == 0:
             q = sp
             for k in range(K):
                 u[k] = sp[k] * b[k]
+                small |= u[k] < LOST_PRETEST
         else:
             # (c_{t-1} alpha_{t-1}) A, then times 1 / c_{t-1}: the division of the previous
             # frame is not on the chain from one frame's matrix-vector product to the next.
@@ -382,15 +397,13 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
             q = W.pred
             for k in range(K):
                 u[k] = q[k] * (b[k] * icp)
+                small |= u[k] < LOST_PRETEST
         c = _sum(u, K)
         if not c > 0.0:                  # 0: impossible (unless after a loss); NaN: propagate
             W.fail = t
             if c == c and worst > -INFINITY:
                 return INFINITY
             return c - INFINITY if c == c else c
-        lm = 0.0                         # the mass that may be lost, times 2^1000
-        for k in range(K):
-            lm += q[k] * LOST_SCALE * fmax(b[k], B_FLOOR) if u[k] < c * LOST_REL else 0.0
         ic = 1.0 / c
         if al != NULL:
             a = al + t * K
@@ -406,9 +419,10 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
             pr = emfast_split_exponent(pr * c, &ex)
         else:
             lsmall += log(c)
-        lm = lm * icp * ic               # d_t 2^1000 (see LOST_REL)
-        if lm > H.rfloor:
-            worst = fmax(worst, LOG2E * (log(lm) + log(pr) + lsmall) + <double> ex)
+        if small:
+            lm = _lost_mass(q, b, u, c, K) * icp * ic    # d_t 2^1000 (see LOST_REL)
+            if lm > H.rfloor:
+                worst = fmax(worst, LOG2E * (log(lm) + log(pr) + lsmall) + <double> ex)
         icp = ic
         tmp = up
         up = u

@@ -44,6 +44,7 @@
 #define EMFAST_LRANK 4
 #define EMFAST_LOST_REL 0x1p-1000   /* LOST_REL, B_FLOOR and LOST_LOG2 of _hmm_impl.pxi */
 #define EMFAST_B_FLOOR 0x1p-1020
+#define EMFAST_LOST_PRETEST 0x1p-999
 #define EMFAST_LOST_LOG2 927.0
 #define EMFAST_LANES_MAX_K 64   /* the caller batches sequences only up to this many states */
 
@@ -466,6 +467,31 @@ EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* r
                                       + (ra[2][i] * rw[2 * K + j] + ra[3][i] * rw[3 * K + j]);
 }
 
+/* A frame where some state's scaled mass u_k fell below 2^-999 (LOST_REL in _hmm_impl.pxi):
+ * lm = 2^1000 times a bound on the mass lost, q_k max(b_k, B_FLOOR) over the states with
+ * u_k < LOST_REL c_t (q: the predicted mass, times c_{t-1} = 1 / icp); where the fraction
+ * of the frame lm icp / c_t exceeds rfloor, worst takes its log2 plus that of the product
+ * of the scales so far (2^ex e^lsmall), both rounded down, if that is larger. */
+EMFAST_LV_INLINE emfast_lv emfast_lanes_lost(int K, const emfast_lv* q, const emfast_lv* b,
+                                             const emfast_lv* u, emfast_lv c, emfast_lv icp,
+                                             emfast_li ex, emfast_lv lsmall, emfast_li on,
+                                             double rfloor, emfast_lv worst)
+{
+    emfast_lv thr = c * EMFAST_LOST_REL, lm = emfast_lv_splat(0.0);
+    for (int k = 0; k < K; k++) {
+        emfast_lv bf = emfast_lv_sel((emfast_li) (b[k] > EMFAST_B_FLOOR), b[k],
+                                     emfast_lv_splat(EMFAST_B_FLOOR));
+        lm += emfast_lv_sel((emfast_li) (u[k] < thr), (q[k] * 0x1p1000) * bf,
+                            emfast_lv_splat(0.0));
+    }
+    emfast_lv r = (lm * icp) / c;
+    emfast_li rb = (emfast_li) r;
+    emfast_lv cand = __builtin_convertvector(((rb >> 52) & 0x7ff) - 1023 + ex, emfast_lv)
+                     + lsmall * 1.4426950408889634;
+    return emfast_lv_sel(on & (emfast_li) (r > rfloor) & (emfast_li) (cand > worst), cand,
+                         worst);
+}
+
 /* The body of emfast_lanes_fb (below), for any K. */
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
@@ -564,15 +590,10 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
             for (int k = 0; k < K; k++) u[k] = (q[k] * b[k]) * icp;   /* icp comes last */
         }
         emfast_lv c = emfast_lv_sum(u, K);
-        /* a bound on the mass that may have been lost, times 2^1000 (LOST_REL in
-         * _hmm_impl.pxi) */
-        emfast_lv thr = c * EMFAST_LOST_REL, lm = emfast_lv_splat(0.0);
-        for (int k = 0; k < K; k++) {
-            emfast_lv bf = emfast_lv_sel((emfast_li) (b[k] > EMFAST_B_FLOOR), b[k],
-                                         emfast_lv_splat(EMFAST_B_FLOOR));
-            lm += emfast_lv_sel((emfast_li) (u[k] < thr), (q[k] * 0x1p1000) * bf,
-                                emfast_lv_splat(0.0));
-        }
+        /* c_t <= 1 (b <= 1, rows of A sum to 1): a state whose u_k is not below 2^-999
+         * has lost nothing (LOST_REL in _hmm_impl.pxi); one compare per state */
+        emfast_li small = (emfast_li) (u[0] < EMFAST_LOST_PRETEST);
+        for (int k = 1; k < K; k++) small |= (emfast_li) (u[k] < EMFAST_LOST_PRETEST);
         emfast_lv ic = 1.0 / c;
         emfast_lv* a = al + t * K;
         for (int k = 0; k < K; k++) a[k] = u[k] * ic;
@@ -592,13 +613,8 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         if (emfast_li_any(sm))
             for (int l = 0; l < EMFAST_LANES; l++)
                 if (sm[l]) lsmall[l] += log(c[l]);
-        /* log2 of the lost mass relative to the frame plus sum_s<=t log2 c_s, both rounded
-         * down (the exponents of lm / c_t and of the product of the scales) */
-        emfast_li rb = (emfast_li) ((lm * icp) * ic);
-        emfast_lv cand = __builtin_convertvector(((rb >> 52) & 0x7ff) - 1023 + ex, emfast_lv)
-                         + lsmall * 1.4426950408889634;
-        worst = emfast_lv_sel(on & (emfast_li) ((lm * icp) * ic > rfloor)
-                              & (emfast_li) (cand > worst), cand, worst);
+        if (emfast_li_any(small))
+            worst = emfast_lanes_lost(K, q, b, u, c, icp, ex, lsmall, on, rfloor, worst);
         icp = ic;
         for (int k = 0; k < K; k++) up[k] = u[k];
     }

@@ -197,6 +197,7 @@ def _emissions(le, t0, n, mch, bch):
 # Lost precision: a sequence whose scaled arithmetic may have dropped a path is left to
 # emfast._hmm_logspace (its seq_ll is +inf); see LOST_REL in _cython/_hmm_impl.pxi.
 LOST_REL = 2.0 ** -1000
+LOST_PRETEST = 2.0 ** -999  # c_t <= 1, so a state with a[k] >= this has lost nothing
 B_FLOOR = 2.0 ** -1020
 LOST_SCALE = 2.0 ** 1000
 LOST_LOG2 = 927.0
@@ -220,10 +221,14 @@ def _finite(ll):
 def _lost_mass(a, q, b, o, c):
     """A bound on the mass lost in a frame, times 2^1000: q[k] max(b[o + k], B_FLOOR) summed
     over the states whose scaled mass a[k] = q[k] b[o + k] fell below LOST_REL c."""
-    lm = 0.0
-    thr = c * LOST_REL
+    small = False
     for k in range(a.shape[0]):
-        lm += q[k] * LOST_SCALE * max(b[o + k], B_FLOOR) if a[k] < thr else 0.0
+        small |= a[k] < LOST_PRETEST
+    lm = 0.0
+    if small:
+        thr = c * LOST_REL
+        for k in range(a.shape[0]):
+            lm += q[k] * LOST_SCALE * max(b[o + k], B_FLOOR) if a[k] < thr else 0.0
     return lm
 
 
