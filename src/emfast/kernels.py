@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from emfast import _hmm_logspace as LS
 from emfast import _validation as V
 from emfast._config import get_backend, resolve_n_threads
 from emfast._patterns import precision_inputs
@@ -345,7 +346,9 @@ def _hmm_inputs(log_emission, lengths, startprob, transmat):
 
 def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posteriors=True,
                          out=None, backend="auto", n_threads=None):
-    """Scaled forward-backward over all sequences at once.
+    """Scaled forward-backward over all sequences at once (a sequence whose scaling could
+    lose a path, e.g. with zeros in transmat and emissions far apart, is recomputed in log
+    space: the results are those of the log-space recursions).
 
     Parameters
     ----------
@@ -376,7 +379,26 @@ def hmm_forward_backward(log_emission, lengths, startprob, transmat, *, posterio
     mod = get_backend(backend, "hmm")
     ll = mod.forward_backward(le, offsets, sp, tm, post, start_counts, trans_counts, seq_ll,
                               resolve_n_threads(n_threads))
+    for s, rows, gamma in _redo_flagged(lambda rows: le[rows], offsets, sp, tm, seq_ll,
+                                        start_counts, trans_counts):
+        ll += seq_ll[s]
+        if posteriors:
+            post[rows] = gamma
     return float(ll), seq_ll, (post if posteriors else None), start_counts, trans_counts
+
+
+def _redo_flagged(log_emission_of, offsets, sp, tm, seq_ll, start_counts, trans_counts):
+    """The sequences a forward-backward kernel flagged (seq_ll = +inf: its scaled
+    arithmetic may have lost a path, see emfast._hmm_logspace), recomputed exactly in log
+    space, in sequence order: seq_ll[s] set, the start and transition counts added to.
+    log_emission_of(rows) gives a sequence's (T, K) log-emissions. Yields (s, rows, gamma)
+    for the caller to add its log-likelihood and emission statistics in the same order."""
+    for s in LS.flagged(seq_ll):
+        rows = slice(offsets[s], offsets[s + 1])
+        seq_ll[s], gamma, xi = LS.forward_backward(log_emission_of(rows), sp, tm)
+        start_counts += gamma[0]
+        trans_counts += xi
+        yield s, rows, gamma
 
 
 def hmm_gaussian_forward_backward(X, lengths, startprob, transmat, means, prec_chol,
@@ -435,10 +457,21 @@ def _gaussian_forward_backward(X, offsets, startprob, transmat, means, prec_chol
     S = len(offsets) - 1
     seq_ll, start, trans = np.empty(S), np.empty(K), np.empty((K, K))
     nk, s1, s2 = np.empty(K), np.empty((K, D)), np.empty((K, D))
+    X64 = np.ascontiguousarray(X, dtype=np.float64)
     ll = get_backend(backend, "hmm").gaussian_forward_backward(
-        np.ascontiguousarray(X, dtype=np.float64), offsets, startprob, transmat, means,
-        np.ascontiguousarray(prec), log_const, start, trans, seq_ll, nk, s1, s2,
-        resolve_n_threads(n_threads))
+        X64, offsets, startprob, transmat, means, np.ascontiguousarray(prec), log_const, start,
+        trans, seq_ll, nk, s1, s2, resolve_n_threads(n_threads))
+
+    def log_emission_of(rows):           # the kernel's densities, in NumPy
+        return log_const - 0.5 * (((X64[rows, None, :] - means) * prec) ** 2).sum(axis=2)
+
+    for s, rows, gamma in _redo_flagged(log_emission_of, offsets, startprob, transmat, seq_ll,
+                                        start, trans):
+        ll += seq_ll[s]
+        diff = X64[rows, None, :] - means                  # (T, K, D) about the means
+        nk += gamma.sum(axis=0)
+        s1 += np.einsum("tk,tkd->kd", gamma, diff)
+        s2 += np.einsum("tk,tkd->kd", gamma, diff * diff)
     return float(ll), seq_ll, start, trans, nk, s1, s2
 
 
@@ -490,6 +523,15 @@ def _categorical_forward_backward(sym, offsets, startprob, transmat, emissionpro
     ll = get_backend(backend, "hmm").categorical_forward_backward(
         sym, offsets, startprob, transmat, emissionprob, start, trans, seq_ll, counts,
         resolve_n_threads(n_threads))
+
+    def log_emission_of(rows):
+        with np.errstate(divide="ignore"):
+            return np.log(emissionprob.T[sym[rows]])
+
+    for s, rows, gamma in _redo_flagged(log_emission_of, offsets, startprob, transmat, seq_ll,
+                                        start, trans):
+        ll += seq_ll[s]
+        np.add.at(counts, sym[rows], gamma)
     return float(ll), seq_ll, start, trans, counts
 
 
@@ -524,6 +566,12 @@ def hmm_filter(log_emission, lengths, startprob, transmat, *, filtered=True, bac
     seq_ll = np.empty(len(offsets) - 1)
     mod = get_backend(backend, "hmm")
     ll = mod.forward_filter(le, offsets, sp, tm, out, seq_ll, resolve_n_threads(n_threads))
+    for s in LS.flagged(seq_ll):         # see _redo_flagged
+        rows = slice(offsets[s], offsets[s + 1])
+        seq_ll[s], probs = LS.filtered(le[rows], sp, tm)
+        ll += seq_ll[s]
+        if filtered:
+            out[rows] = probs
     return float(ll), (out if filtered else None), seq_ll
 
 

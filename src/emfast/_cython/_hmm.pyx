@@ -15,6 +15,12 @@ Forward pass, per frame t of a sequence (K small: 4..32):
    four rows at a time; alpha_t = b_t * pred / c_t with c_t = sum(b_t * pred);
 3. loglik += log c_t + m_t. c_t == 0 (or a frame whose emissions are all -inf): the
    sequence is impossible: loglik -inf, posteriors 0, nothing added to the counts.
+4. lost precision: per frame, a bound on the mass of the states whose scaled mass fell
+   below 2^-1000 of the frame (a masked sum; logs only in frames where it could matter).
+   A sequence where that mass could reach 2^-73 of the likelihood (see LOST_REL in
+   _hmm_impl.pxi: zeros in A and emissions far apart) gets loglik +inf, no backward pass
+   and nothing added; emfast.kernels recomputes it in log space (emfast._hmm_logspace)
+   and adds it after the kernel's sums, in sequence order.
 
 Backward pass with the same scales, beta_{T-1} = 1; per frame t = T-1 .. 1:
 w_t = b_t * beta_t / c_t (0 where alpha_t == 0, see _backward), gamma_t = alpha_t * beta_t,

@@ -6,7 +6,7 @@
 
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport log, INFINITY
+from libc.math cimport fmax, log, INFINITY
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
@@ -32,6 +32,36 @@ cdef extern from *:
 
 cdef double LN2 = 0.6931471805599453094
 
+# Lost precision (a sequence the scaled passes leave to emfast._hmm_logspace). A state k
+# whose scaled mass u_k = q_k b_k (q_k its predicted mass) falls below LOST_REL times the
+# frame's total c_t is near (or past) the bottom of the double range: its alpha may be
+# denormal or 0, and so may b_k (exp underflows at e^-708 > B_FLOOR). At most
+# q_k max(b_k, B_FLOOR) is lost, a fraction d_t of the frame. Two bounds on what that costs
+# the likelihood, relative to it:
+# - d_t R, R = max A / min A: every state's future is at most R times more likely than any
+#   other's, so a lost path counts as one of the kept ones (infinite when A has a zero);
+# - d_t / prod_{s>t} c_s: a lost path gains at most a factor 1 per later frame (b <= 1
+#   after the shift, rows of A sum to 1), the kept ones c_s.
+# A sequence is flagged when both reach 2^-73 for some t (or when it becomes impossible
+# after a frame that passed the first): d_t 2^1000 > H.rfloor = 2^927 / R (0 when A has a
+# zero), and, in log2 rounded down, worst_t [log2(d_t 2^1000) + sum_{s<=t} log2 c_s] minus
+# sum_s log2 c_s above LOST_LOG2 = 1000 - 73. Mixing transitions with emissions far apart
+# (one state's b underflowing every frame) stop at the first test.
+cdef double LOST_REL = 2.0 ** -1000
+cdef double LOST_PRETEST = 2.0 ** -999     # c_t <= 1, so u_k >= this has lost nothing
+cdef double B_FLOOR = 2.0 ** -1020
+cdef double LOST_SCALE = 2.0 ** 1000
+cdef double LOST_LOG2 = 927.0
+cdef double LOG2E = 1.4426950408889634
+
+
+cdef double _rfloor(const double[:, ::1] A):
+    """2^927 min A / max A (see LOST_REL), 0 when A has a zero."""
+    a = np.asarray(A)
+    lo, hi = a.min(), a.max()
+    return float(lo / hi * 2.0 ** 927) if lo > 0.0 else 0.0
+
+
 cdef extern from "_fastexp.h":
     # exp(x) for x <= 0 as branch-free arithmetic, so loops calling it vectorise (see there)
     double emfast_exp_nonpos(double x) noexcept nogil
@@ -54,8 +84,8 @@ cdef extern from "_hmm_lanes.h":
     int64_t emfast_lanes_scratch(int K, int D, int64_t Tb) noexcept nogil
     void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                          const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                         const double* sp, const double* A, const double* AT, double* post,
-                         double* scratch, double* ll) noexcept nogil
+                         const double* sp, const double* A, const double* AT, double rfloor,
+                         double* post, double* scratch, double* ll) noexcept nogil
     int64_t emfast_lanes_acc_size(int K, int D) noexcept nogil
     void emfast_lanes_accumulate(int K, int D, const double* scratch, int64_t Tb,
                                  const int64_t* ok, double* acc) noexcept nogil
@@ -94,6 +124,7 @@ ctypedef struct Hmm:
     const double* sp            # (K,) start probabilities (Viterbi: their logs)
     const double* A             # (K, K) transition matrix, row-major (Viterbi: its log)
     const double* AT            # (K, K) its transpose (forward-backward only)
+    double rfloor               # forward passes: 2^927 / R (see LOST_REL)
     bint cache_b                # keep b_t from the forward pass (see CACHE_B_MAX)
     Py_ssize_t n_units          # U units of work: one per sequence, or (FB) _plan_units's
     const int64_t* ustart       # (U + 1,) FB: first sequence of each unit ...
@@ -312,6 +343,17 @@ cdef double _frame_b(const double* le, int K, double* b) noexcept nogil:
 # One sequence
 
 
+cdef double _lost_mass(const double* q, const double* b, const double* u, double c,
+                       int K) noexcept nogil:
+    """2^1000 times a bound on the mass a frame lost (see LOST_REL): q_k max(b_k, B_FLOOR)
+    summed over the states whose scaled mass u_k fell below LOST_REL c."""
+    cdef double lm = 0.0
+    cdef int k
+    for k in range(K):
+        lm += q[k] * LOST_SCALE * fmax(b[k], B_FLOOR) if u[k] < c * LOST_REL else 0.0
+    return lm
+
+
 cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double* al,
                      bint keep) noexcept nogil:
     """Scaled forward pass over frames [t0, t0 + T) of log_emission.
@@ -320,7 +362,8 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     keep: store per frame what the backward pass needs (W.m, W.ic; W.b rows if cache_b).
     Returns the sequence's log-likelihood sum_t (log c_t + m_t); -inf when it is impossible
     (some c_t == 0), NaN when a NaN came in. Then W.fail is the first such frame and no
-    alpha from it on has been written.
+    alpha from it on has been written. +inf when precision may have been lost (see
+    LOST_REL): the caller leaves the sequence to log space (alphas, W.fail: garbage).
     """
     cdef int K = H.K, k
     cdef bint cache = keep and H.cache_b
@@ -332,24 +375,34 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
     cdef double* tmp
     cdef double* b
     cdef double* a
+    cdef const double* q                  # predicted mass (c_{t-1} alpha_{t-1}) A
     cdef double m, c, ic = 1.0, icp = 1.0, msum = 0.0, lsmall = 0.0, pr = 1.0
+    cdef double lm, worst = -INFINITY     # see LOST_REL
     cdef int64_t ex = 0
     cdef Py_ssize_t t
+    cdef bint small
     for t in range(T):
         b = W.b + t * K if cache else W.b
         m = _frame_b(le + t * K, K, b)
+        small = False                    # some u_k < LOST_PRETEST (see LOST_REL)
         if t == 0:
+            q = sp
             for k in range(K):
                 u[k] = sp[k] * b[k]
+                small |= u[k] < LOST_PRETEST
         else:
             # (c_{t-1} alpha_{t-1}) A, then times 1 / c_{t-1}: the division of the previous
             # frame is not on the chain from one frame's matrix-vector product to the next.
-            _vecmat(up, A, K, u)
+            _vecmat(up, A, K, W.pred)
+            q = W.pred
             for k in range(K):
-                u[k] = u[k] * (b[k] * icp)
+                u[k] = q[k] * (b[k] * icp)
+                small |= u[k] < LOST_PRETEST
         c = _sum(u, K)
-        if not c > 0.0:                  # 0: impossible; NaN: propagate
+        if not c > 0.0:                  # 0: impossible (unless after a loss); NaN: propagate
             W.fail = t
+            if c == c and worst > -INFINITY:
+                return INFINITY
             return c - INFINITY if c == c else c
         ic = 1.0 / c
         if al != NULL:
@@ -366,10 +419,16 @@ cdef double _forward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, double*
             pr = emfast_split_exponent(pr * c, &ex)
         else:
             lsmall += log(c)
+        if small:
+            lm = _lost_mass(q, b, u, c, K) * icp * ic    # d_t 2^1000 (see LOST_REL)
+            if lm > H.rfloor:
+                worst = fmax(worst, LOG2E * (log(lm) + log(pr) + lsmall) + <double> ex)
         icp = ic
         tmp = up
         up = u
         u = tmp
+    if worst - (LOG2E * (log(pr) + lsmall) + <double> ex) > LOST_LOG2:
+        return INFINITY
     return msum + ((log(pr) + <double> ex * LN2) + lsmall)
 cdef void _backward(const Hmm* H, Work* W, Py_ssize_t t0, Py_ssize_t T, const double* al,
                     double* post, double* start, double* R) noexcept nogil:
@@ -566,6 +625,14 @@ cdef void _cat_counts(const int64_t* sym, int K, Py_ssize_t t0, Py_ssize_t T,
 # One group of sequences (one task of the parallel loop)
 
 
+cdef inline bint _sums_wanted(double ll, double* acc) noexcept nogil:
+    """A sequence's log-likelihood ll added to acc[0] unless it is flagged (+inf, left to
+    log space); whether its backward pass and statistics are wanted (ll finite)."""
+    if ll != INFINITY:
+        acc[0] += ll
+    return ll == ll and ll != -INFINITY and ll != INFINITY
+
+
 cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double* post,
                     double* seq_ll, double* acc) noexcept nogil:
     """Units [u0, u1) in order: seq_ll, posteriors; acc = [loglik, start (K), R (K, K)]
@@ -606,15 +673,14 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             if H.cat != NULL:
                 cl.nl = <int> nl
             emfast_lanes_fb(K, H.le, H.gauss, &cl if H.cat != NULL else NULL, base, Tl, H.sp,
-                            H.A, H.AT, post, W.lanes, lll)
+                            H.A, H.AT, H.rfloor, post, W.lanes, lll)
             for l in range(L):
                 ok[l] = 0
                 if l < nl:
                     ll = lll[l]
                     seq_ll[s + l] = ll
-                    acc[0] += ll
-                    ok[l] = ll == ll and ll != -INFINITY
-                    if not ok[l] and post != NULL:
+                    ok[l] = _sums_wanted(ll, acc)
+                    if not ok[l] and post != NULL and ll != INFINITY:
                         memset(post + base[l] * K, 0, Tl[l] * K * sizeof(double))
             emfast_lanes_accumulate(K, D, W.lanes, Tb, ok, W.lacc)
             continue
@@ -624,8 +690,7 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             _gauss_log_emission(H.gauss, K, t0, T, W.le)
             ll = _forward(&Hs, W, 0, T, W.alpha, True)
             seq_ll[s] = ll
-            acc[0] += ll
-            if ll == ll and ll != -INFINITY:
+            if _sums_wanted(ll, acc):
                 _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
                 _gauss_stats(H.gauss, K, t0, T, W.alpha, emis)
             continue
@@ -633,19 +698,17 @@ cdef void _fb_group(const Hmm* H, Work* W, Py_ssize_t u0, Py_ssize_t u1, double*
             _cat_log_emission(H.cat.sym, H.logBT, K, t0, T, W.le)
             ll = _forward(&Hs, W, 0, T, W.alpha, True)
             seq_ll[s] = ll
-            acc[0] += ll
-            if ll == ll and ll != -INFINITY:
+            if _sums_wanted(ll, acc):
                 _backward(&Hs, W, 0, T, W.alpha, W.alpha, acc + 1, acc + 1 + K)
                 _cat_counts(H.cat.sym, K, t0, T, W.alpha, emis)
             continue
         al = post + t0 * K if post != NULL else W.alpha
         ll = _forward(H, W, t0, T, al, True)
         seq_ll[s] = ll
-        acc[0] += ll
-        if ll == ll and ll != -INFINITY:
+        if _sums_wanted(ll, acc):
             _backward(H, W, t0, T, al, post + t0 * K if post != NULL else NULL,
                       acc + 1, acc + 1 + K)
-        elif post != NULL:
+        elif post != NULL and ll != INFINITY:
             memset(post + t0 * K, 0, T * K * sizeof(double))
     if batched:
         emfast_lanes_reduce(emfast_lanes_acc_size(K, D) // L, W.lacc, acc + 1)
@@ -664,8 +727,7 @@ cdef void _filter_group(const Hmm* H, Work* W, Py_ssize_t s0, Py_ssize_t s1, dou
         T = H.off[s + 1] - t0
         ll = _forward(H, W, t0, T, out + t0 * K if out != NULL else NULL, False)
         seq_ll[s] = ll
-        acc[0] += ll
-        if not (ll == ll and ll != -INFINITY) and out != NULL:
+        if not _sums_wanted(ll, acc) and out != NULL and ll != INFINITY:
             memset(out + (t0 + W.fail) * K, 0, (T - W.fail) * K * sizeof(double))
 
 
@@ -817,6 +879,7 @@ cdef Hmm _hmm(int K, const double* le, const int64_t[::1] offsets, const double[
     H.sp = &sp[0]
     H.A = &A[0, 0]
     H.AT = &AT[0, 0] if AT is not None else NULL
+    H.rfloor = _rfloor(A)
     H.gauss = NULL
     H.cat = NULL
     H.logBT = NULL

@@ -42,6 +42,10 @@
 #define EMFAST_LANES 2
 #endif
 #define EMFAST_LRANK 4
+#define EMFAST_LOST_REL 0x1p-1000   /* LOST_REL, B_FLOOR and LOST_LOG2 of _hmm_impl.pxi */
+#define EMFAST_B_FLOOR 0x1p-1020
+#define EMFAST_LOST_PRETEST 0x1p-999
+#define EMFAST_LOST_LOG2 927.0
 #define EMFAST_LANES_MAX_K 64   /* the caller batches sequences only up to this many states */
 
 /* Every helper of the batch is inlined into it: lane vectors passed to an out-of-line
@@ -463,12 +467,37 @@ EMFAST_LV_INLINE void emfast_lanes_rank4(emfast_lv* R, const emfast_lv* const* r
                                       + (ra[2][i] * rw[2 * K + j] + ra[3][i] * rw[3 * K + j]);
 }
 
+/* A frame where some state's scaled mass u_k fell below 2^-999 (LOST_REL in _hmm_impl.pxi):
+ * lm = 2^1000 times a bound on the mass lost, q_k max(b_k, B_FLOOR) over the states with
+ * u_k < LOST_REL c_t (q: the predicted mass, times c_{t-1} = 1 / icp); where the fraction
+ * of the frame lm icp / c_t exceeds rfloor, worst takes its log2 plus that of the product
+ * of the scales so far (2^ex e^lsmall), both rounded down, if that is larger. */
+EMFAST_LV_INLINE emfast_lv emfast_lanes_lost(int K, const emfast_lv* q, const emfast_lv* b,
+                                             const emfast_lv* u, emfast_lv c, emfast_lv icp,
+                                             emfast_li ex, emfast_lv lsmall, emfast_li on,
+                                             double rfloor, emfast_lv worst)
+{
+    emfast_lv thr = c * EMFAST_LOST_REL, lm = emfast_lv_splat(0.0);
+    for (int k = 0; k < K; k++) {
+        emfast_lv bf = emfast_lv_sel((emfast_li) (b[k] > EMFAST_B_FLOOR), b[k],
+                                     emfast_lv_splat(EMFAST_B_FLOOR));
+        lm += emfast_lv_sel((emfast_li) (u[k] < thr), (q[k] * 0x1p1000) * bf,
+                            emfast_lv_splat(0.0));
+    }
+    emfast_lv r = (lm * icp) / c;
+    emfast_li rb = (emfast_li) r;
+    emfast_lv cand = __builtin_convertvector(((rb >> 52) & 0x7ff) - 1023 + ex, emfast_lv)
+                     + lsmall * 1.4426950408889634;
+    return emfast_lv_sel(on & (emfast_li) (r > rfloor) & (emfast_li) (cand > worst), cand,
+                         worst);
+}
+
 /* The body of emfast_lanes_fb (below), for any K. */
 EMFAST_LV_INLINE void
 emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
                      const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                     const double* sp, const double* A, const double* AT, double* post,
-                     double* scratch, double* ll)
+                     const double* sp, const double* A, const double* AT, double rfloor,
+                     double* post, double* scratch, double* ll)
 {
     int D = g ? g->D : 0;
     int64_t Tb = 0;
@@ -499,7 +528,7 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     emfast_lv beta[EMFAST_LANES_MAX_K], wt[EMFAST_LANES_MAX_K];   /* beta_t, w_t */
     emfast_lv Tv, icp = emfast_lv_splat(1.0), pr = emfast_lv_splat(1.0);
     emfast_lv lsmall = emfast_lv_splat(0.0), msum = emfast_lv_splat(0.0);
-    emfast_lv failv = emfast_lv_splat(0.0);
+    emfast_lv failv = emfast_lv_splat(0.0), worst = emfast_lv_splat(-INFINITY);
     emfast_li failed = (emfast_li) {0}, ex = (emfast_li) {0};
     for (int l = 0; l < EMFAST_LANES; l++) Tv[l] = (double) Tl[l];
     for (int64_t e = 0; e < (K <= EMFAST_LANES_SPLAT_MAX_K ? (int64_t) K * K : 0); e++) {
@@ -552,13 +581,19 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     /* the recursion */
     for (int64_t t = 0; t < Tb; t++) {
         const emfast_lv* b = bc + t * K;
+        emfast_lv q[EMFAST_LANES_MAX_K];      /* predicted mass (c_{t-1} alpha_{t-1}) A */
         if (t == 0) {
+            for (int k = 0; k < K; k++) q[k] = emfast_lv_splat(sp[k]);
             for (int k = 0; k < K; k++) u[k] = sp[k] * b[k];
         } else {
-            emfast_lv_vecmat(up, Av, A, K, u);
-            for (int k = 0; k < K; k++) u[k] = (u[k] * b[k]) * icp;   /* icp comes last */
+            emfast_lv_vecmat(up, Av, A, K, q);
+            for (int k = 0; k < K; k++) u[k] = (q[k] * b[k]) * icp;   /* icp comes last */
         }
         emfast_lv c = emfast_lv_sum(u, K);
+        /* c_t <= 1 (b <= 1, rows of A sum to 1): a state whose u_k is not below 2^-999
+         * has lost nothing (LOST_REL in _hmm_impl.pxi); one compare per state */
+        emfast_li small = (emfast_li) (u[0] < EMFAST_LOST_PRETEST);
+        for (int k = 1; k < K; k++) small |= (emfast_li) (u[k] < EMFAST_LOST_PRETEST);
         emfast_lv ic = 1.0 / c;
         emfast_lv* a = al + t * K;
         for (int k = 0; k < K; k++) a[k] = u[k] * ic;
@@ -578,14 +613,24 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
         if (emfast_li_any(sm))
             for (int l = 0; l < EMFAST_LANES; l++)
                 if (sm[l]) lsmall[l] += log(c[l]);
+        if (emfast_li_any(small))
+            worst = emfast_lanes_lost(K, q, b, u, c, icp, ex, lsmall, on, rfloor, worst);
         icp = ic;
         for (int k = 0; k < K; k++) up[k] = u[k];
     }
     emfast_lv lpr = emfast_lv_log_1_2(pr);
-    for (int l = 0; l < EMFAST_LANES; l++)
-        ll[l] = failed[l] ? failv[l] - INFINITY
-                          : msum[l] + ((lpr[l] + (double) ex[l] * 0.6931471805599453094)
-                                       + lsmall[l]);
+    for (int l = 0; l < EMFAST_LANES; l++) {
+        /* log2 of the product of all the scales, rounded down like the candidates */
+        double rest = (double) ex[l] + lsmall[l] * 1.4426950408889634;
+        if (worst[l] > -INFINITY && (failed[l] || worst[l] - rest > EMFAST_LOST_LOG2)) {
+            ll[l] = INFINITY;
+            failed[l] = -1;                   /* from here: lanes whose sums are unwanted */
+        } else {
+            ll[l] = failed[l] ? failv[l] - INFINITY
+                              : msum[l] + ((lpr[l] + (double) ex[l] * 0.6931471805599453094)
+                                           + lsmall[l]);
+        }
+    }
 
     /* backward */
     for (int64_t e = 0; e < (int64_t) K * K; e++) R[e] = emfast_lv_splat(0.0);
@@ -658,15 +703,18 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
     static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
                                      const emfast_lanes_cat* c, const int64_t* base,          \
                                      const int64_t* Tl, const double* sp, const double* A,    \
-                                     const double* AT, double* post, double* scratch,         \
-                                     double* ll)                                              \
+                                     const double* AT, double rfloor, double* post,           \
+                                     double* scratch, double* ll)                             \
     {                                                                                         \
         if (g)                                                                                \
-            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, post, scratch, ll);  \
+            emfast_lanes_fb_body(KK, NULL, g, NULL, base, Tl, sp, A, AT, rfloor, post, scratch,\
+                                 ll);                                                         \
         else if (c)                                                                           \
-            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, post, scratch, ll);  \
+            emfast_lanes_fb_body(KK, NULL, NULL, c, base, Tl, sp, A, AT, rfloor, post, scratch,\
+                                 ll);                                                         \
         else                                                                                  \
-            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, post, scratch, ll); \
+            emfast_lanes_fb_body(KK, le, NULL, NULL, base, Tl, sp, A, AT, rfloor, post, scratch,\
+                                 ll);                                                         \
     }
 EMFAST_LANES_FB_K(2)
 EMFAST_LANES_FB_K(3)
@@ -687,27 +735,29 @@ EMFAST_LANES_FB_K(16)
  *     or c: categorical symbols (then le is not read; c->counts is added to); base[l],
  *     Tl[l] first frame and length of lane l's sequence
  *     (Tl >= 1); sp (K,); A (K, K) row-major; AT its transpose; scratch of
- *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles.
+ *     emfast_lanes_scratch(K, g ? g->D : 0, max Tl) doubles; rfloor: H.rfloor (LOST_REL in
+ *     _hmm_impl.pxi).
  * OUT post (T, K) rows of the lanes' sequences: posteriors (garbage for a failed lane), or
- *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible) or NaN; and in scratch
+ *     NULL; ll[l] the log-likelihood of lane l, -inf (impossible), NaN, or +inf (precision
+ *     lost: left to log space, its sums garbage); and in scratch
  *     (see emfast_lanes_add) gamma_0, R and (g) the Gaussian statistics of every lane.
  */
 static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g,
                             const emfast_lanes_cat* c, const int64_t* base, const int64_t* Tl,
-                            const double* sp, const double* A, const double* AT, double* post,
-                            double* scratch, double* ll)
+                            const double* sp, const double* A, const double* AT,
+                            double rfloor, double* post, double* scratch, double* ll)
 {
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
-        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, post, scratch, ll);               \
+        emfast_lanes_fb_##KK(le, g, c, base, Tl, sp, A, AT, rfloor, post, scratch, ll);       \
         return;
     EMFAST_CASE(2) EMFAST_CASE(3) EMFAST_CASE(4) EMFAST_CASE(5) EMFAST_CASE(6)
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
     default:
-        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, post, scratch, ll);
+        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, rfloor, post, scratch, ll);
     }
 }
 

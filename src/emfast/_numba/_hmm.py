@@ -194,8 +194,46 @@ def _emissions(le, t0, n, mch, bch):
         bch[e] = _exp_nonpos(bch[e])
 
 
+# Lost precision: a sequence whose scaled arithmetic may have dropped a path is left to
+# emfast._hmm_logspace (its seq_ll is +inf); see LOST_REL in _cython/_hmm_impl.pxi.
+LOST_REL = 2.0 ** -1000
+LOST_PRETEST = 2.0 ** -999  # c_t <= 1, so a state with a[k] >= this has lost nothing
+B_FLOOR = 2.0 ** -1020
+LOST_SCALE = 2.0 ** 1000
+LOST_LOG2 = 927.0
+LOG2E = 1.4426950408889634
+
+
 @njit(**JIT)
-def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
+def _rfloor(A):
+    """2^927 min A / max A (see LOST_REL), 0 when A has a zero; once per group."""
+    lo, hi = A.min(), A.max()
+    return lo / hi * 2.0 ** 927 if lo > 0.0 else 0.0
+
+
+@njit(**JIT)
+def _finite(ll):
+    """A sequence's log-likelihood neither impossible, NaN nor flagged: its sums wanted."""
+    return ll == ll and ll != _NEG_INF and ll != np.inf
+
+
+@njit(**JIT)
+def _lost_mass(a, q, b, o, c):
+    """A bound on the mass lost in a frame, times 2^1000: q[k] max(b[o + k], B_FLOOR) summed
+    over the states whose scaled mass a[k] = q[k] b[o + k] fell below LOST_REL c."""
+    small = False
+    for k in range(a.shape[0]):
+        small |= a[k] < LOST_PRETEST
+    lm = 0.0
+    if small:
+        thr = c * LOST_REL
+        for k in range(a.shape[0]):
+            lm += q[k] * LOST_SCALE * max(b[o + k], B_FLOOR) if a[k] < thr else 0.0
+    return lm
+
+
+@njit(**JIT)
+def _forward_seq(le, s0, L, sp, A, rf, al, base, wrap, cs, pred, mch, bch):
     """Scaled forward pass of the sequence le[s0 : s0 + L].
 
     IN: le (T, K); sp (K,) startprob; A (K, K) transmat; pred (K,), mch (CHUNK,),
@@ -203,11 +241,14 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
     OUT: al[base + t] = alpha_t normalised (wrap False), or al[t & 1] (wrap True: only the
     last two rows are kept); cs[t] = c_t when cs has room (cs.shape[0] > 0).
     Returns the log-likelihood, or -inf when the sequence is impossible; then, unless wrap,
-    the rows of al from the failing frame on are set to 0.
+    the rows of al from the failing frame on are set to 0. +inf: precision may have been
+    lost (see LOST_REL; rf = _rfloor(A)); the sequence is left to log space.
     """
     K = sp.shape[0]
     keep = cs.shape[0] > 0
     ll = 0.0
+    lcs = 0.0  # sum_t log c_t
+    worst = _NEG_INF  # see LOST_REL
     for t0 in range(0, L, CHUNK):
         n = min(CHUNK, L - t0)
         _emissions(le, s0 + t0, n, mch, bch)
@@ -218,15 +259,21 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
             m = mch[f]
             o = f * K
             c = 0.0
+            lm = 0.0
             if m != _NEG_INF:
                 if t == 0:
                     for k in range(K):
                         a[k] = sp[k] * bch[o + k]
+                    c = _sum(a)
+                    lm = _lost_mass(a, sp, bch, o, c)
                 else:
                     _vecmat(al[((t - 1) & 1) if wrap else r - 1], A, pred)
                     for k in range(K):
                         a[k] = pred[k] * bch[o + k]
-                c = _sum(a)
+                    c = _sum(a)
+                    lm = _lost_mass(a, pred, bch, o, c)
+            if c == 0.0 and worst > _NEG_INF:  # impossible after a loss: to log space
+                return np.inf
             if c == 0.0:  # every path has probability 0 (NaN input propagates instead)
                 if not wrap:
                     for u in range(base + t, base + L):
@@ -238,7 +285,13 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
                 a[k] *= inv
             if keep:
                 cs[t] = c
-            ll += np.log(c) + m
+            lc = np.log(c)
+            lcs += lc
+            ll += lc + m
+            if lm / c > rf:  # see LOST_REL
+                worst = max(worst, LOG2E * (np.log(lm / c) + lcs))
+    if worst - LOG2E * lcs > LOST_LOG2:
+        return np.inf
     return ll
 
 
@@ -246,8 +299,8 @@ def _forward_seq(le, s0, L, sp, A, al, base, wrap, cs, pred, mch, bch):
 # Forward-backward
 # --------------------------------------------------------------------------------------------
 @njit(**JIT_ORDERED)
-def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, beta, start,
-            acc):
+def _fb_seq(le, s0, L, sp, A, rf, At, al, base, has_post, cs, pred, mch, bch, v, beta,
+            start, acc):
     """Forward-backward of the sequence le[s0 : s0 + L].
 
     IN: le, sp, A as :func:`_fb_kernel`; At = A^T; al the alpha storage (the posterior array
@@ -257,7 +310,9 @@ def _fb_seq(le, s0, L, sp, A, At, al, base, has_post, cs, pred, mch, bch, v, bet
     Returns the log-likelihood; -inf (zero posteriors, nothing added) when impossible.
     """
     K = sp.shape[0]
-    ll = _forward_seq(le, s0, L, sp, A, al, base, False, cs, pred, mch, bch)
+    ll = _forward_seq(le, s0, L, sp, A, rf, al, base, False, cs, pred, mch, bch)
+    if ll == np.inf:   # left to log space: its rows are rewritten there
+        return ll
     if ll == _NEG_INF:
         for u in range(base, base + L):  # rows before the failing frame hold alphas
             for k in range(K):
@@ -338,6 +393,7 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     Scratch is allocated once here, sized by the longest sequence of the group.
     """
     K = sp.shape[0]
+    rf = _rfloor(A)
     has_post = post.shape[0] > 0
     Lmax = 0
     for s in range(s_lo, s_hi):
@@ -355,10 +411,11 @@ def _fb_group(le, offsets, sp, A, At, post, s_lo, s_hi, seq_ll, start, acc):
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
-        ll = _fb_seq(le, s0, L, sp, A, At, al, s0 if has_post else 0, has_post, cs, pred, mch,
-                     bch, v, beta, start, acc)
+        ll = _fb_seq(le, s0, L, sp, A, rf, At, al, s0 if has_post else 0, has_post, cs, pred,
+                     mch, bch, v, beta, start, acc)
         seq_ll[s] = ll
-        total += ll
+        if ll != np.inf:  # flagged: left to log space
+            total += ll
     return total
 
 
@@ -435,18 +492,20 @@ def _gfb_group(X, offsets, sp, A, At, muT, pT, lc, s_lo, s_hi, seq_ll, start, ac
     sized by the group's longest sequence, its statistics added to this group's slots.
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
+    rf = _rfloor(A)
     le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
         _gauss_log_emission(X, s0, L, muT, pT, lc, le)
-        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta, start,
-                     acc)
-        if ll == ll and ll != _NEG_INF:
+        ll = _fb_seq(le, 0, L, sp, A, rf, At, post, 0, True, cs, pred, mch, bch, v, beta,
+                     start, acc)
+        if _finite(ll):
             _gauss_stats(X, s0, L, muT, post, nk, s1T, s2T)
         seq_ll[s] = ll
-        total += ll
+        if ll != np.inf:  # flagged: left to log space
+            total += ll
     return total
 
 
@@ -492,6 +551,7 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
     posteriors in scratch, its posterior-weighted symbol counts added to counts (F, K).
     Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
+    rf = _rfloor(A)
     le, post, cs, pred, mch, bch, v, beta = _fused_scratch(offsets, s_lo, s_hi, K)
     total = 0.0
     for s in range(s_lo, s_hi):
@@ -499,15 +559,16 @@ def _cfb_group(sym, offsets, sp, A, At, logBT, s_lo, s_hi, seq_ll, start, acc, c
         L = offsets[s + 1] - s0
         for t in range(L):
             le[t, :] = logBT[sym[s0 + t]]
-        ll = _fb_seq(le, 0, L, sp, A, At, post, 0, True, cs, pred, mch, bch, v, beta, start,
-                     acc)
-        if ll == ll and ll != _NEG_INF:
+        ll = _fb_seq(le, 0, L, sp, A, rf, At, post, 0, True, cs, pred, mch, bch, v, beta,
+                     start, acc)
+        if _finite(ll):
             for t in range(L):
                 row = counts[sym[s0 + t]]
                 for k in range(K):
                     row[k] += post[t, k]
         seq_ll[s] = ll
-        total += ll
+        if ll != np.inf:  # flagged: left to log space
+            total += ll
     return total
 
 
@@ -548,6 +609,7 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
     """Scaled forward pass of sequences [s_lo, s_hi). OUT: their rows of out (when out has
     rows) and seq_ll. Returns the sum of their log-likelihoods in order."""
     K = sp.shape[0]
+    rf = _rfloor(A)
     has_out = out.shape[0] > 0
     ring = np.empty((2, K))
     none = np.empty(0)
@@ -559,11 +621,12 @@ def _filter_group(le, offsets, sp, A, out, s_lo, s_hi, seq_ll):
         s0 = offsets[s]
         L = offsets[s + 1] - s0
         if has_out:
-            ll = _forward_seq(le, s0, L, sp, A, out, s0, False, none, pred, mch, bch)
+            ll = _forward_seq(le, s0, L, sp, A, rf, out, s0, False, none, pred, mch, bch)
         else:
-            ll = _forward_seq(le, s0, L, sp, A, ring, 0, True, none, pred, mch, bch)
+            ll = _forward_seq(le, s0, L, sp, A, rf, ring, 0, True, none, pred, mch, bch)
         seq_ll[s] = ll
-        total += ll
+        if ll != np.inf:  # flagged: left to log space
+            total += ll
     return total
 
 
