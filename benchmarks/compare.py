@@ -280,6 +280,15 @@ def version(mod):
         return "not installed"
 
 
+def chosen_cases(parser, text, known, what="case"):
+    """The comma-separated names in ``text``, each one of ``known`` (else a usage error)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        parser.error(f"unknown {what}(s) {unknown}; choose from {list(known)}")
+    return names
+
+
 def print_header(threads):
     from threadpoolctl import threadpool_info
     print(f"# machine: {cpu_model()}; {os.cpu_count()} logical CPUs, {usable_cpus()} usable; "
@@ -680,11 +689,7 @@ def main(argv=None):
             + (["--threads", str(args.threads)] if args.threads else [])
             + ["--backends", args.backends])
     if args.dask:
-        names = ([c.strip() for c in args.cases.split(",") if c.strip()] if args.cases
-                 else list(DASK_CASES))
-        unknown = [c for c in names if c not in DASK_CASES]
-        if unknown:
-            p.error(f"unknown Dask case(s) {unknown}; choose from {list(DASK_CASES)}")
+        names = chosen_cases(p, args.cases or ",".join(DASK_CASES), DASK_CASES, "Dask case")
         threads = args.threads or usable_cpus()
         quiet_convergence()
         print_header(threads)
@@ -699,12 +704,8 @@ def main(argv=None):
             + (["--repeat", str(args.repeat)] if args.repeat else [])
             + (["--threads", str(args.threads)] if args.threads else []))
     if args.end_to_end:
-        names = ([c.strip() for c in args.cases.split(",") if c.strip()] if args.cases
-                 else list(END_TO_END_CASES) + list(REAL_DATASETS))
-        unknown = [c for c in names if c not in END_TO_END_CASES and c not in REAL_DATASETS]
-        if unknown:
-            p.error(f"unknown end-to-end case(s) {unknown}; choose from "
-                    f"{list(END_TO_END_CASES) + list(REAL_DATASETS)}")
+        known = list(END_TO_END_CASES) + list(REAL_DATASETS)
+        names = chosen_cases(p, args.cases or ",".join(known), known, "end-to-end case")
         threads = args.threads or usable_cpus()
         quiet_convergence()
         print_header(threads)
@@ -714,14 +715,12 @@ def main(argv=None):
                        [b for b in emfast_backends() if b in wanted], args.random_state)
         return 0
     if args.cases:
-        cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+        cases = args.cases
     elif args.scaling:
-        cases = list(SCALING_CASES)
+        cases = ",".join(SCALING_CASES)
     else:
-        cases = ([] if args.hmm else list(CASES)) + list(HMM_CASES)
-    unknown = [c for c in cases if c not in CASES and c not in HMM_CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES) + list(HMM_CASES)}")
+        cases = ",".join(([] if args.hmm else list(CASES)) + list(HMM_CASES))
+    cases = chosen_cases(p, cases, list(CASES) + list(HMM_CASES))
     hmm_cases = [c for c in cases if c in HMM_CASES]
     cases = [c for c in cases if c in CASES]
     if args.hmm and cases:

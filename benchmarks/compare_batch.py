@@ -130,7 +130,7 @@ def run_case(name, repeat, threads, loop_problems, backends):
 
 
 def main(argv=None):
-    from compare import print_header, quiet_convergence, usable_cpus
+    from compare import chosen_cases, print_header, quiet_convergence, usable_cpus
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default="B1", help=f"comma-separated subset of {list(BATCH_CASES)}")
@@ -141,10 +141,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from emfast._config import available_backends
     backends = [b for b in args.backends.split(",") if b in available_backends("batch")]
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in BATCH_CASES]
-    if unknown:
-        p.error(f"unknown batch case(s) {unknown}; choose from {list(BATCH_CASES)}")
+    cases = chosen_cases(p, args.cases, BATCH_CASES, "batch case")
     threads = args.threads or usable_cpus()
     quiet_convergence()
     warnings.filterwarnings("ignore", message=r"(?s).*did not converge")

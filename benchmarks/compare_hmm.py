@@ -347,10 +347,7 @@ def main(argv):
                    help="hmmlearn implementations to time (\"scaling\" alone saves most of "
                         "the time: \"log\" is the slower one on every case; \"\": none)")
     args = p.parse_args(argv)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in HMM_CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(HMM_CASES)}")
+    cases = C.chosen_cases(p, args.cases, HMM_CASES)
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
     threads = args.threads or C.usable_cpus()

@@ -186,10 +186,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--backends", default=",".join(C.EMFAST_BACKENDS))
     args = p.parse_args(argv)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    cases = C.chosen_cases(p, args.cases, CASES)
     threads = args.threads or C.usable_cpus()
     C.print_header(threads)
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]

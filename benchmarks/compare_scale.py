@@ -179,10 +179,7 @@ def main(argv=None):
     if args.b4_child:
         b4_child(args.b4_child, threads, backends[0])
         return 0
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    cases = C.chosen_cases(p, args.cases, CASES)
     C.quiet_convergence()
     C.print_header(threads)
     if "B2" in cases:
