@@ -32,11 +32,9 @@ from emfast.impute._em_imputer import EMImputer, _MissingNormalFamily, _Normal, 
 from emfast.mixture import _gaussian as G
 from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture._gaussian_mixture import GaussianMixture, _GaussianFamily
-
-# Rows drawn (uniformly, without replacement) from X for the starting point of a
-# GaussianMixture or GaussianHMM: as many as GaussianMixture's in-memory k-means uses. With
-# fewer rows than this, the sample is all of X, in order, and the start is the in-memory one.
-SAMPLE_ROWS = 16384
+# the default start sample: as many rows as GaussianMixture's in-memory k-means uses, so
+# with fewer rows than this the sample is all of X, in order, and the start is the in-memory one
+from emfast.mixture._kmeans import SAMPLE_ROWS
 
 
 def fit(estimator, X, lengths=None, *, sample_rows=SAMPLE_ROWS):

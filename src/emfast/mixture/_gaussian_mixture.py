@@ -52,15 +52,18 @@ class _GaussianFamily:
         b = self._bound
         if not (getattr(b, "X", None) is X and b.sw is sample_weight
                 and b.n_threads == n_threads):
-            if self.filled_rows is None:
-                b.estep = G.EStep(X, sample_weight, self.covariance_type, self.n_components,
-                                  self.backend, n_threads, self.weight_sum,
-                                  self._x_blocks(X, n_threads))
-            else:
-                b.estep = GM.MissingEStep(X, sample_weight, self.n_components, self.backend,
-                                          n_threads, self.weight_sum)
+            b.estep = self._bind(X, sample_weight, n_threads)
             b.X, b.sw, b.n_threads = X, sample_weight, n_threads
         return b.estep(params)
+
+    def _bind(self, X, sample_weight, n_threads):
+        """The E-step bound to X and the weights (the complete-data or missing-value one)."""
+        if self.filled_rows is None:
+            return G.EStep(X, sample_weight, self.covariance_type, self.n_components,
+                           self.backend, n_threads, self.weight_sum,
+                           self._x_blocks(X, n_threads))
+        return GM.MissingEStep(X, sample_weight, self.n_components, self.backend, n_threads,
+                               self.weight_sum)
 
     def _x_blocks(self, X, n_threads):
         """X's estep_blocks (None where the backend keeps none), made by the first thread
@@ -111,10 +114,10 @@ class _ChunkedGaussianFamily(_GaussianFamily):
     """The Gaussian family over X read in pieces (_chunked.ChunkedRows): the same M-step,
     the E-step of :class:`_chunked.ChunkedEStep` (the in-memory one's statistics)."""
 
-    def e_step(self, X, sample_weight, params, n_threads):
+    def _bind(self, X, sample_weight, n_threads):
         return _chunked.ChunkedEStep(X, sample_weight, self.covariance_type,
                                      self.n_components, self.backend, n_threads,
-                                     self.weight_sum)(params)
+                                     self.weight_sum)
 
 
 class GaussianMixture(ParamsMixin):
