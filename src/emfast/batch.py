@@ -168,7 +168,7 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
                    None if weights is None else weights[i], {} if inits is None else inits[i])
     out["converged_"] = out["converged_"].astype(bool)
     out["fallback_"] = status != FITTED
-    out["precisions_"] = _precisions(out["precisions_cholesky_"], covariance_type)
+    out["precisions_"] = G.precisions_from_chol(out["precisions_cholesky_"], covariance_type)
     n_bad = int(np.count_nonzero(~out["converged_"]))
     if n_bad and max_iter > 0:
         warnings.warn(f"{n_bad} of {P} problems did not converge. Try different init "
@@ -375,10 +375,3 @@ def _fit_alone(out, i, X, params, seed, sample_weight, inits):
     out["lower_bounds_"][i, :len(gm.lower_bounds_)] = gm.lower_bounds_
     out["n_iter_"][i] = gm.n_iter_
     out["converged_"][i] = gm.converged_
-
-
-def _precisions(prec_chol, covariance_type):
-    """precisions from the stacked factors (P, ...)."""
-    if covariance_type in ("full", "tied"):
-        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
-    return prec_chol ** 2

@@ -272,10 +272,9 @@ def prec_chol_from_precisions(precisions, covariance_type):
 
 
 def precisions_from_chol(prec_chol, covariance_type):
-    if covariance_type == "full":
-        return prec_chol @ prec_chol.transpose(0, 2, 1)
-    if covariance_type == "tied":
-        return prec_chol @ prec_chol.T
+    """The precisions of the factors (also of a stack of models' factors, any leading axes)."""
+    if covariance_type in ("full", "tied"):
+        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
     return prec_chol ** 2
 
 
