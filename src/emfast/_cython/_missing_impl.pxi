@@ -16,7 +16,6 @@ from scipy.linalg.cython_blas cimport dgemm, dsyrk
 cdef extern from "_missing_lanes.h":
     ctypedef struct emfast_ml_batch:
         pass
-    int emfast_ml_size(int m) noexcept nogil
     double emfast_ml_dinv(const double* q, int m, int i) noexcept nogil
     double emfast_ml_logdet(const double* q, int m) noexcept nogil
     double emfast_ml_linv(const double* q, int m, int i, int j) noexcept nogil
