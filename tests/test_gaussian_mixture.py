@@ -241,6 +241,23 @@ def test_random_state_instance_and_reproducibility(blobs):
     assert_same_fit(a, c)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 5, 2**31, 2**32 - 1, np.int64(7), np.uint32(9)])
+def test_int_random_state_is_randomstate_of_that_seed(seed):
+    # check_random_state builds the generator without the entropy seeding that
+    # RandomState(seed) does first; the state must still be RandomState(seed)'s exactly
+    from emfast._validation import check_random_state
+    want, got = np.random.RandomState(seed).get_state(), check_random_state(seed).get_state()
+    assert want[0] == got[0] and want[2:] == got[2:]
+    np.testing.assert_array_equal(want[1], got[1])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**40])
+def test_out_of_range_int_random_state_raises_as_numpy(seed):
+    from emfast._validation import check_random_state
+    with pytest.raises(ValueError, match="Seed must be between"):
+        check_random_state(seed)
+
+
 # ---------------------------------------------------------------- threads and restarts
 @pytest.fixture(scope="module")
 def big_blobs():
