@@ -143,6 +143,27 @@ def test_chunked_fit_reads_each_pass_once_and_warm_starts():
     assert_same_fit(gm.fit(chunks), ref.fit(X))
 
 
+def test_list_chunks_are_scanned_once_function_chunks_every_pass(monkeypatch):
+    from emfast import _validation
+    X = blobs(3000)
+    scanned = []
+    check_array = _validation.check_array
+
+    def counting(A, **kw):
+        scanned.append(kw.get("name"))
+        return check_array(A, **kw)
+
+    monkeypatch.setattr(_validation, "check_array", counting)
+    as_int = np.round(X[2000:] * 100).astype(np.int64)     # converted: scanned every pass
+    kw = dict(max_iter=3, tol=0, random_state=0, init_params="random_from_data")
+    GM(3, **kw).fit([X[:1000], X[1000:2000], as_int])
+    per_chunk = {c: scanned.count(f"chunk {c} of X") for c in range(3)}
+    assert per_chunk[0] == per_chunk[1] == 1 and per_chunk[2] > 3
+    scanned.clear()
+    GM(3, **kw).fit(lambda: [X[:1000], X[1000:]])
+    assert scanned.count("chunk 0 of X") > 3
+
+
 def test_chunked_rows_take_and_reseeding_rows(tmp_path):
     from emfast.mixture._chunked import ChunkedRows
     X = blobs(3000)

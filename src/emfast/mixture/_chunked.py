@@ -43,10 +43,11 @@ def is_chunked(X):
 class ChunkedRows:
     """X as pieces of rows: ``n_samples``, ``n_features``, ``dtype``, the row ranges of
     :meth:`ranges` in order, and :meth:`take` of given rows. The whole source is read and
-    checked here (shapes, one float dtype, finite values within the Gaussian range), and
-    chunks again at every pass (a function may give other arrays each time); rows with
-    NaN are refused (the missing-value fit needs its rows grouped by pattern, in
-    memory).
+    checked here (shapes, one float dtype, finite values within the Gaussian range); at
+    every later pass, a chunk is checked again unless it is the very array that passed
+    the first check as it was (a function may give other arrays each time; a list's
+    arrays are not scanned for finiteness at every iteration). Rows with NaN are refused
+    (the missing-value fit needs its rows grouped by pattern, in memory).
     """
 
     def __init__(self, source, estimator):
@@ -62,6 +63,11 @@ class ChunkedRows:
                     "iterator of chunks at each call")
             self._memmap = None
             self._chunks = source if callable(source) else (lambda: source)
+        # a list's chunks that passed the first check unconverted, by index: the same
+        # object at a later pass needs no new scan (a function's chunks are not kept: they
+        # may be read from files, one pass at a time)
+        self._keep_checked = not callable(source)
+        self._checked = {}
         self.n_samples, self.n_features, self.dtype = self._scan()
         self.shape = (self.n_samples, self.n_features)
 
@@ -88,6 +94,8 @@ class ChunkedRows:
                             f"of rows); it returned {type(chunks).__name__}") from None
 
     def _check_chunk(self, chunk, index):
+        if self._checked.get(index) is chunk:
+            return chunk
         chunk = V.check_array(chunk, name=f"chunk {index} of X", min_samples=0,
                               estimator=self._estimator,
                               max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
@@ -108,8 +116,10 @@ class ChunkedRows:
             return self._memmap.shape + (self._memmap.dtype,)
         n = 0
         self.n_features = None
-        for i, chunk in enumerate(self._chunk_iter()):
-            chunk = self._check_chunk(chunk, i)
+        for i, given in enumerate(self._chunk_iter()):
+            chunk = self._check_chunk(given, i)
+            if chunk is given and self._keep_checked:
+                self._checked[i] = chunk
             if self.n_features is None:
                 self.n_features, self.dtype = chunk.shape[1], chunk.dtype
             n += len(chunk)
