@@ -5,6 +5,8 @@ Both numbers depend on the shapes only, never on the thread count: that is what 
 kernel's results bit-identical for any number of threads.
 """
 
+import numpy as np
+
 MAX_GROUPS = 64                # fixed-order partial sums; more than any thread count we use
 MAX_GROUP_BYTES = 64 << 20     # all groups' slots together stay under this
 _MISSING_MAX_BLOCK = 256
@@ -24,6 +26,15 @@ def n_groups(n_blocks, slot_doubles):
     at least 1."""
     by_memory = MAX_GROUP_BYTES // (8 * max(slot_doubles, 1))
     return max(1, min(n_blocks, MAX_GROUPS, by_memory))
+
+
+def group_offsets(n_rows, block_rows, slot_doubles):
+    """Row offsets (G + 1,) of the :func:`n_groups` groups of n_rows rows in blocks of
+    ``block_rows``: group g is rows [offsets[g], offsets[g + 1]) (a kernel's
+    ``estep_groups``, for passes over X in pieces that keep the in-memory sums)."""
+    n_blocks = -(-n_rows // block_rows)
+    G = n_groups(n_blocks, slot_doubles)
+    return np.minimum(np.arange(G + 1, dtype=np.int64) * n_blocks // G * block_rows, n_rows)
 
 
 def missing_block_rows(D, K):

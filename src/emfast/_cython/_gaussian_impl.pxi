@@ -13,6 +13,8 @@ from libc.stdlib cimport malloc, free
 
 import numpy as np
 
+from emfast import _layout
+
 include "_openmp.pxi"
 
 include "_gaussian_simd.pxi"
@@ -352,11 +354,9 @@ def estep_groups(Py_ssize_t N, int D, int K, int cov_code):
     that group's sums exactly (the sum of one group buffer starts from 0, and the unpacking
     rounds nothing: a spherical buffer holds its sums in column 0, the other columns 0), so
     adding the groups' results in group order from 0 reproduces estep_stats on all N rows
-    bit for bit: a pass over X in pieces can keep the in-memory result."""
-    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t G = _n_groups(n_blocks, _stats_size(cov_code, D, K))
-    blk = np.arange(G + 1, dtype=np.int64) * n_blocks // G
-    return np.minimum(blk * BLOCK, N)
+    bit for bit: a pass over X in pieces can keep the in-memory result. (_n_groups is
+    emfast._layout.n_groups, restated for the nogil code.)"""
+    return _layout.group_offsets(N, BLOCK, _stats_size(cov_code, D, K))
 
 
 cdef Py_ssize_t _blocks_size(Py_ssize_t N, Py_ssize_t D) noexcept nogil:

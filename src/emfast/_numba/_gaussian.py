@@ -44,7 +44,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
-from emfast._layout import n_groups
+from emfast._layout import group_offsets, n_groups
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      as_output, outlined, parallel_driver)
@@ -767,11 +767,16 @@ def estep_blocks(X, n_threads):
     return None
 
 
-def _estep_n_groups(N, D, K, cov_code):
-    """The number of groups of the E-step over N rows (a function of the shapes only)."""
+def _estep_slot_doubles(D, K, cov_code):
+    """Doubles of one group's slot of the E-step: loglik, nk, s1 and s2 by type."""
     S = K * D * D if cov_code == FULL else (D * D if cov_code == TIED else
                                              K * D if cov_code == DIAG else K)
-    return n_groups((N + BLOCK - 1) // BLOCK, 1 + K + K * D + S)
+    return 1 + K + K * D + S
+
+
+def _estep_n_groups(N, D, K, cov_code):
+    """The number of groups of the E-step over N rows (a function of the shapes only)."""
+    return n_groups((N + BLOCK - 1) // BLOCK, _estep_slot_doubles(D, K, cov_code))
 
 
 def estep_groups(N, D, K, cov_code):
@@ -780,9 +785,7 @@ def estep_groups(N, D, K, cov_code):
     that group's sums exactly (the sum of one group's slot starts from 0), so adding the
     groups' results in group order from 0 reproduces estep_stats on all N rows bit for
     bit: a pass over X in pieces can keep the in-memory result."""
-    n_blocks = (N + BLOCK - 1) // BLOCK
-    G = _estep_n_groups(N, D, K, cov_code)
-    return np.minimum(np.arange(G + 1, dtype=np.int64) * n_blocks // G * BLOCK, N)
+    return group_offsets(N, BLOCK, _estep_slot_doubles(D, K, cov_code))
 
 
 def estep_stats(X, sample_weight, log_const, means, prec_chol, cov_code, nk, s1, s2, n_threads,
