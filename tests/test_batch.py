@@ -349,7 +349,7 @@ def test_weights_and_inits_thread_count_bit_identical(batch_backend, weighted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, b = (fit_many(Xs, n_threads=t, **kw) for t in (1, 2))
-    assert a.fallback_.all() == weighted
+    assert not a.fallback_.any()          # weighted problems too: in the kernel
     for name in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
