@@ -119,8 +119,8 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
     GaussianMixture's, either one value for every problem (GaussianMixture's shapes) or one
     per problem stacked on a leading (P,) axis; what is not given comes from
     ``init_params``, as in GaussianMixture (with all three given, no initialisation runs),
-    in the kernel. ``warm_start`` is not supported (there is no previous fit to continue): ``True``
-    raises ValueError.
+    in the kernel. ``warm_start`` is not supported (there is no previous fit to continue):
+    ``True`` raises ValueError.
 
     ``n_threads`` (None: all usable CPUs): problems run one per thread at a time; results do
     not depend on it. Returns a :class:`GaussianMixtureBatch`; its ``fallback_`` marks the
@@ -161,10 +161,11 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
         sample_weight = np.concatenate(weights)
         weight_sum = np.array([float(w.sum()) for w in weights])   # GaussianMixture's sums
     get_backend(backend, "batch").fit_many(
-        X, offsets, sample_weight, weight_sum, K, kernels._cov_code(covariance_type), float(reg_covar), float(tol),
-        int(max_iter), int(n_init), INIT_CODES[init_params], draws.n_trials, draws.draw_of,
-        draws.idx, draws.u, draws.resp, draws.resp_off, given.bits, given.weights,
-        given.means, given.covariances, given.prec_chol, out["weights_"], out["means_"],
+        X, offsets, sample_weight, weight_sum, K, kernels._cov_code(covariance_type),
+        float(reg_covar), float(tol), int(max_iter), int(n_init), INIT_CODES[init_params],
+        draws.n_trials, draws.draw_of, draws.idx, draws.u, draws.resp, draws.resp_off,
+        given.bits, given.weights, given.means, given.covariances, given.prec_chol,
+        out["weights_"], out["means_"],
         out["covariances_"].reshape(P, -1), out["precisions_cholesky_"].reshape(P, -1),
         out["lower_bound_"], out["lower_bounds_"], out["n_iter_"], out["converged_"], status,
         n_threads)

@@ -837,12 +837,12 @@ cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lowe
 
 
 cdef int _fit_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
-                      const double* sw, double wsum, const int64_t* idx, const double* u, Py_ssize_t u_stride,
-                      const double* resp, const Params* given, double* w, double* mu,
-                      double* cov, double* pc, double* lower_bound, double* hist,
+                      const double* sw, double wsum, const int64_t* idx, const double* u,
+                      Py_ssize_t u_stride, const double* resp, const Params* given, double* w,
+                      double* mu, double* cov, double* pc, double* lower_bound, double* hist,
                       int64_t* n_iter, int8_t* converged) noexcept nogil:
-    """All restarts of one problem; the best (highest lower bound, the first on ties) into
-    the outputs (emfast._em.best_run)."""
+    """All restarts of one problem (sample weights sw, NULL: all 1; wsum their sum); the
+    best (highest lower bound, the first on ties) into the outputs (emfast._em.best_run)."""
     cdef int r, it, n_it = 0
     cdef bint conv = False
     cdef double lb = -INFINITY
