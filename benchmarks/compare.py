@@ -42,7 +42,7 @@ Usage:
                                                  # see compare_missing.py
     python benchmarks/compare.py --scale         # model selection (B2), EM on a memmap
                                                  # (B4); see compare_scale.py
-    python benchmarks/compare.py --cases B1s     # batch fitting (fit_many): B1, B1s;
+    python benchmarks/compare.py --cases B1s     # batch fitting (fit_many): B1, B1s, B1sw;
                                                  # see compare_batch.py
     python benchmarks/compare.py --dask          # B3: emfast.dask on 2 local workers vs
                                                  # in-memory emfast (needs dask[distributed])

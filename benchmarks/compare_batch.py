@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Batch fitting: ``emfast.fit_many`` beside fitting the same problems one by one.
 
-    python benchmarks/compare_batch.py [--cases B1,B1s] [--repeat 3] [--threads 2]
+    python benchmarks/compare_batch.py [--cases B1,B1s,B1sw] [--repeat 3] [--threads 2]
     python benchmarks/compare.py --cases B1s         (the same)
 
 B1: 10,000 problems of N=500 rows, D=2, K=3 components, full covariances, each from three
 Gaussian blobs at random places; every fit runs exactly 100 EM iterations (``tol=0``,
 ``max_iter=100``) from GaussianMixture's default start (k-means, ``n_init=1``,
-``random_state=0``). B1s: the same with 1,000 problems (a quick run).
+``random_state=0``). B1s: the same with 1,000 problems (a quick run). B1sw: B1s with
+sample weights (uniform in [0.5, 2), one row in ten of weight 0); scikit-learn's
+GaussianMixture takes no weights, so only emfast's rows are timed.
 
 Timed, each in this one process on the same problems:
 
@@ -36,7 +38,9 @@ import numpy as np
 BATCH_CASES = {
     "B1": (10_000, 500, 2, 3, "full", 100),
     "B1s": (1_000, 500, 2, 3, "full", 100),
+    "B1sw": (1_000, 500, 2, 3, "full", 100),
 }
+WEIGHTED_CASES = {"B1sw"}
 SEED = 12345
 
 
@@ -50,14 +54,24 @@ def make_problems(P, N, D, K, seed=SEED):
     return X.reshape(P * N, D)
 
 
+def make_weights(P, N, seed=SEED):
+    """Per-row sample weights for P problems of N rows: uniform in [0.5, 2), a tenth 0."""
+    rng = np.random.RandomState(seed + 1)
+    return rng.uniform(0.5, 2.0, size=P * N) * (rng.uniform(size=P * N) >= 0.1)
+
+
 def _params(K, cov, max_iter):
     return dict(n_components=K, covariance_type=cov, tol=0.0, max_iter=max_iter,
                 random_state=0)
 
 
-def _loop(cls, X, N, P, kw):
-    """Fit P problems one by one; mean lower bound."""
-    lbs = [cls(**kw).fit(X[i * N:(i + 1) * N]).lower_bound_ for i in range(P)]
+def _loop(cls, X, N, P, kw, sw=None):
+    """Fit P problems one by one (sample weights sw over all rows, or None); mean lower
+    bound."""
+    weights = ({} if sw is None else dict(sample_weight=sw[i * N:(i + 1) * N])
+               for i in range(P))       # scikit-learn's fit takes no sample_weight
+    lbs = [cls(**kw).fit(X[i * N:(i + 1) * N], **w).lower_bound_
+           for i, w in enumerate(weights)]
     return float(np.mean(lbs))
 
 
@@ -96,32 +110,36 @@ def run_case(name, repeat, threads, loop_problems, backends):
 
     P, N, D, K, cov, max_iter = BATCH_CASES[name]
     X = make_problems(P, N, D, K)
+    sw = make_weights(P, N) if name in WEIGHTED_CASES else None
     kw = _params(K, cov, max_iter)
     lengths = np.full(P, N)
     Pl = min(loop_problems, P)
     rows = []
     for be in backends:
-        emfast.fit_many(X[:50 * N], lengths[:50], backend=be, n_threads=threads, **kw)
+        emfast.fit_many(X[:50 * N], lengths[:50], backend=be, n_threads=threads,
+                        sample_weight=None if sw is None else sw[:50 * N], **kw)
         t, fits = _timed(lambda: emfast.fit_many(X, lengths, backend=be, n_threads=threads,
-                                                 **kw), repeat)
+                                                 sample_weight=sw, **kw), repeat)
         rows.append((f"emfast.fit_many ({be}, {threads} threads)", t, "measured",
                      float(fits.lower_bound_[:Pl].mean()), P))
     base = rows[0][1]
     scale = P / Pl
-    with threadpool_limits(1):
-        t, lb = _timed(lambda: _loop(SkGM, X, N, Pl, kw), repeat)
-    rows.append(("scikit-learn GaussianMixture, Python loop", t * scale, "scaled", lb, Pl))
-    _joblib_loop(X[:8 * N], N, 8, kw)      # start the workers
-    t, lb = _timed(lambda: _joblib_loop(X, N, Pl, kw), repeat)
-    rows.append(("scikit-learn, joblib over 2 processes", t * scale, "scaled", lb, Pl))
+    if sw is None:               # scikit-learn's GaussianMixture takes no sample weights
+        with threadpool_limits(1):
+            t, lb = _timed(lambda: _loop(SkGM, X, N, Pl, kw), repeat)
+        rows.append(("scikit-learn GaussianMixture, Python loop", t * scale, "scaled", lb,
+                     Pl))
+        _joblib_loop(X[:8 * N], N, 8, kw)      # start the workers
+        t, lb = _timed(lambda: _joblib_loop(X, N, Pl, kw), repeat)
+        rows.append(("scikit-learn, joblib over 2 processes", t * scale, "scaled", lb, Pl))
     for be in backends:
         emfast.GaussianMixture(**kw, backend=be, n_threads=1).fit(X[:N])
         t, lb = _timed(lambda: _loop(lambda **a: emfast.GaussianMixture(
-            **a, backend=be, n_threads=1), X, N, Pl, kw), repeat)
+            **a, backend=be, n_threads=1), X, N, Pl, kw, sw), repeat)
         rows.append((f"emfast GaussianMixture ({be}), Python loop", t * scale, "scaled", lb,
                      Pl))
     print(f"\n## {name}: {P:,} problems, N={N}, D={D}, K={K}, {cov}, {max_iter} iterations "
-          f"each (tol=0); median of {repeat}")
+          f"each (tol=0){', sample weights' if sw is not None else ''}; median of {repeat}")
     print("| method | seconds | | problems timed | mean lower bound (first "
           f"{Pl}) | fit_many is faster by |")
     print("|---|---:|---|---:|---:|---:|")

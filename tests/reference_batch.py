@@ -4,7 +4,9 @@ plain NumPy, written from scikit-learn's formulas, not from the kernels. It is t
 both backends' ``fit_many`` (tests/test_batch.py), which must agree with it to rounding.
 
 ``fit_problem`` takes the kernel's arguments for one problem and returns the kernel's
-outputs for it, or None where the kernel must hand the problem back (FALLBACK)."""
+outputs for it, or None where the kernel must hand the problem back (FALLBACK). Sample
+weights ``w`` (N,) weigh every step: k-means++ draws by w times the squared distance,
+Lloyd's means and tolerance, the responsibilities and the mean log-likelihood."""
 
 import numpy as np
 
@@ -17,36 +19,37 @@ def _sqdist(X, c):
     return ((X - c) ** 2).sum(axis=1)
 
 
-def _plusplus(X, first, u, K, T):
-    """Greedy k-means++ from the given first row and uniforms ((K - 1) * T,); None when the
-    potential is 0."""
-    centres = [X[first]]
+def _plusplus(X, w, first, u, K, T):
+    """Greedy weighted k-means++ from the given first row and uniforms ((K - 1) * T,): the
+    rows chosen, or None when the potential is 0."""
+    rows = [first]
     closest = _sqdist(X, X[first])
     for c in range(1, K):
-        pot = closest.sum()
+        pot = (w * closest).sum()
         if not pot > 0:
             return None
-        cum = np.cumsum(closest)
+        cum = np.cumsum(w * closest)
         cand = np.minimum(np.searchsorted(cum, u[(c - 1) * T:c * T] * pot, side="left"),
                           len(X) - 1)
-        pots = [np.minimum(closest, _sqdist(X, X[j])).sum() for j in cand]
+        pots = [(w * np.minimum(closest, _sqdist(X, X[j]))).sum() for j in cand]
         best = cand[int(np.argmin(pots))]
-        centres.append(X[best])
+        rows.append(best)
         closest = np.minimum(closest, _sqdist(X, X[best]))
-    return np.array(centres)
+    return np.array(rows)
 
 
-def _lloyd(X, centres, abs_tol, max_iter=300):
+def _lloyd(X, w, centres, abs_tol, max_iter=300):
     labels = np.full(len(X), -1)
     for _ in range(max_iter):
         new_labels = np.argmin([_sqdist(X, c) for c in centres], axis=0)
         if np.array_equal(new_labels, labels):
             return centres
         labels = new_labels
-        counts = np.bincount(labels, minlength=len(centres))
+        counts = np.bincount(labels, weights=w, minlength=len(centres))
         if np.any(counts == 0):
             return None
-        new = np.array([X[labels == k].mean(axis=0) for k in range(len(centres))])
+        new = np.array([np.average(X[labels == k], axis=0, weights=w[labels == k])
+                        for k in range(len(centres))])
         shift = ((new - centres) ** 2).sum()
         centres = new
         if shift <= abs_tol:
@@ -54,23 +57,24 @@ def _lloyd(X, centres, abs_tol, max_iter=300):
     return centres
 
 
-def _initial_resp(X, init, K, T, idx, u, resp):
-    """The start: (N, K) responsibilities, or ("rows", centres) for components of one row
-    each, or None (FALLBACK)."""
+def _initial_resp(X, w, init, K, T, idx, u, resp):
+    """The start: (N, K) responsibilities (unweighted), or ("rows", row indices) for
+    components of one row each, or None (FALLBACK)."""
     N = len(X)
     if init == "random":
         return resp
     if init == "random_from_data":       # components of one row each (see _em_run)
-        return ("rows", X[idx])
+        return ("rows", idx)
     if init == "k-means++":
-        centres = _plusplus(X, idx[0], u, K, T)
-        return None if centres is None else ("rows", centres)
-    mean = X.mean(axis=0)
+        rows = _plusplus(X, w, idx[0], u, K, T)
+        return None if rows is None else ("rows", rows)
+    mean = np.average(X, axis=0, weights=w)
     Xc = X - mean
-    centres = _plusplus(Xc, idx[0], u, K, T)
-    if centres is None:
+    rows = _plusplus(Xc, w, idx[0], u, K, T)
+    if rows is None:
         return None
-    centres = _lloyd(Xc, centres, 1e-4 * (Xc ** 2).mean())
+    variance = (w * (Xc ** 2).sum(axis=1)).sum() / (w.sum() * X.shape[1])
+    centres = _lloyd(Xc, w, Xc[rows], 1e-4 * variance)
     if centres is None:
         return None
     labels = np.argmin([_sqdist(X, c + mean) for c in centres], axis=0)
@@ -80,12 +84,13 @@ def _initial_resp(X, init, K, T, idx, u, resp):
 
 
 def _moments(X, R, cov, reg):
-    """scikit-learn's M-step from responsibilities: (nk, means, covariances)."""
+    """scikit-learn's M-step from responsibilities (times the sample weights): (nk, means,
+    covariances)."""
     nk = R.sum(axis=0) + NK_EPS
     means = R.T @ X / nk[:, None]
     K, D = means.shape
     if cov == "tied":
-        c = X.T @ X - (nk * means.T) @ means
+        c = (X.T * R.sum(axis=1)) @ X - (nk * means.T) @ means     # R's rows sum to w
         c = c / nk.sum()
         return nk, means, c + reg * np.eye(D)
     covs = np.empty((K, D, D))
@@ -127,17 +132,18 @@ def _log_prob(X, w, means, pc, cov):
     return out
 
 
-def _em_run(X, start, cov, reg, tol, max_iter):
+def _em_run(X, sw, start, cov, reg, tol, max_iter):
     N, D = X.shape
-    if isinstance(start, tuple):         # one row per component: nk = 1, covariance reg
-        means = start[1].copy()
+    total = sw.sum()
+    if isinstance(start, tuple):         # one row per component: nk its weight, cov reg
+        means = X[start[1]]
         K = len(means)
-        w = np.full(K, (1 + NK_EPS) / N)
+        w = (sw[start[1]] + NK_EPS) / total
         covs = {"full": np.tile(reg * np.eye(D), (K, 1, 1)), "tied": reg * np.eye(D),
                 "diag": np.full((K, D), reg), "spherical": np.full(K, reg)}[cov]
     else:
-        nk, means, covs = _moments(X, start, cov, reg)
-        w = nk / N
+        nk, means, covs = _moments(X, start * sw[:, None], cov, reg)
+        w = nk / total
     pc = _prec_chol(covs, cov)
     if pc is None:
         return None
@@ -147,14 +153,14 @@ def _em_run(X, start, cov, reg, tol, max_iter):
         mx = lp.max(axis=1, keepdims=True)
         ll = mx[:, 0] + np.log(np.exp(lp - mx).sum(axis=1))
         R = np.exp(lp - ll[:, None])
-        nk, means, covs = _moments(X, R, cov, reg)
-        if np.any(nk - NK_EPS <= 1e-8 * N):
+        nk, means, covs = _moments(X, R * sw[:, None], cov, reg)
+        if np.any(nk - NK_EPS <= 1e-8 * total):
             return None
         w = nk / nk.sum()
         pc = _prec_chol(covs, cov)
         if pc is None:
             return None
-        lb = ll.sum() / N
+        lb = (sw * ll).sum() / total
         hist.append(lb)
         if abs(lb - prev) < tol:
             converged = True
@@ -164,16 +170,19 @@ def _em_run(X, start, cov, reg, tol, max_iter):
                 lower_bounds=hist, n_iter=n_iter, converged=converged)
 
 
-def fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, idx, u, resp):
+def fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, idx, u, resp, sw=None):
     """The best of n_init runs (highest lower bound, the first on ties), or None.
-    idx (n_init, K), u (n_init, (K - 1) T), resp (n_init, N, K) or None: as the kernel's."""
+    idx (n_init, K), u (n_init, (K - 1) T), resp (n_init, N, K) or None: as the kernel's;
+    sw (N,) the sample weights (None: all 1)."""
     T = 2 + int(np.log(K))
+    sw = np.ones(len(X)) if sw is None else sw
     best = None
     for r in range(n_init):
-        start = _initial_resp(X, init, K, T, idx[r], u[r], None if resp is None else resp[r])
+        start = _initial_resp(X, sw, init, K, T, idx[r], u[r],
+                              None if resp is None else resp[r])
         if start is None:
             return None
-        run = _em_run(X, start, cov, reg, tol, max_iter)
+        run = _em_run(X, sw, start, cov, reg, tol, max_iter)
         if run is None:
             return None
         if best is None or run["lower_bound"] > best["lower_bound"]:

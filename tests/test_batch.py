@@ -1,7 +1,8 @@
 """emfast.fit_many: each problem's fit is GaussianMixture's with the same seed (all covariance
-types, all init_params, restarts), both backends against the NumPy reference of the whole
-small-problem EM (reference_batch.py), thread-count independence, ragged input in both
-forms, degenerate problems handed to GaussianMixture, bad input."""
+types, all init_params, restarts, with and without sample weights), both backends against
+the NumPy reference of the whole small-problem EM (reference_batch.py), thread-count
+independence, ragged input in both forms, degenerate problems handed to GaussianMixture,
+bad input."""
 
 import warnings
 
@@ -11,7 +12,9 @@ from hypothesis import given, settings, strategies as st
 
 from emfast import GaussianMixture, fit_many
 from emfast._config import available_backends
+from emfast._validation import check_sample_weight
 from emfast.batch import _Draws
+from emfast.exceptions import ConvergenceWarning
 
 import reference_batch as ref
 
@@ -96,24 +99,28 @@ def test_matches_gaussian_mixture(batch_backend, cov, init, n_init):
 
 @pytest.mark.parametrize("cov", COV)
 @pytest.mark.parametrize("init", INIT)
-def test_kernel_matches_reference(batch_backend, cov, init):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kernel_matches_reference(batch_backend, cov, init, weighted):
     """The kernel, given the random numbers, against the NumPy reference of the whole EM
-    (a tight tol: most problems converge, some run to max_iter)."""
+    (a tight tol: most problems converge, some run to max_iter); weighted: sample weights
+    with zeros, as GaussianMixture rescales them."""
     Xs = _problems(seed=3, sizes=(30, 64, 257, 90), D=3)
     K, n_init, max_iter, tol = 3, 2, 30, 1e-6
+    ws = _weights(Xs, seed=4, zeros=0.2) if weighted else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fits = fit_many(Xs, n_components=K, covariance_type=cov, init_params=init,
-                        n_init=n_init, max_iter=max_iter, tol=tol, random_state=1,
-                        backend=batch_backend)
+        fits = fit_many(Xs, sample_weight=ws, n_components=K, covariance_type=cov,
+                        init_params=init, n_init=n_init, max_iter=max_iter, tol=tol,
+                        random_state=1, backend=batch_backend)
     sizes = np.array([len(X) for X in Xs])
-    draws = _Draws(init, K, n_init, fits.random_states_, sizes)
+    checked = None if ws is None else [check_sample_weight(w, len(w)) for w in ws]
+    draws = _Draws(init, K, n_init, fits.random_states_, sizes, checked)
     for i, X in enumerate(Xs):
         s = draws.draw_of[i]
         resp = (draws.resp[draws.resp_off[s]:draws.resp_off[s + 1]].reshape(n_init, len(X), K)
                 if init == "random" else None)
         want = ref.fit_problem(X, K, cov, 1e-6, tol, max_iter, n_init, init, draws.idx[s],
-                               draws.u[s], resp)
+                               draws.u[s], resp, None if ws is None else checked[i])
         assert want is not None and not fits.fallback_[i]
         assert_same_fit(_of_batch(fits, i), want, cov, one_run=False)
 
@@ -177,19 +184,48 @@ def test_random_state_none_records_seeds():
     assert_same_fit(_of_batch(fits, 2), _of_model(gm), "full")
 
 
-def test_degenerate_problems_follow_gaussian_mixture():
-    """Fewer distinct rows than components, and a component that empties: handed to
-    GaussianMixture (its warnings, its re-seeding); the others stay in the batch."""
+@pytest.mark.parametrize("weighted", [False, True])
+def test_degenerate_problems_follow_gaussian_mixture(weighted):
+    """Fewer distinct rows (of positive weight) than components: handed to GaussianMixture
+    (its warnings, its re-seeding); the others stay in the batch."""
     rng = np.random.RandomState(0)
     dup = np.repeat(rng.standard_normal((2, 2)), 10, axis=0)     # 2 distinct rows, K = 3
     ok = _blobs(rng, 60)
+    sw = None
+    if weighted:     # a third distinct row, of weight 0: still 2 that count
+        dup[0] += 1.0
+        sw = [np.ones(len(ok)), np.r_[0.0, np.full(len(dup) - 1, 2.0)]]
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        fits = fit_many([ok, dup], n_components=3, random_state=0)
-        want = GaussianMixture(3, random_state=0).fit(dup)
+        fits = fit_many([ok, dup], sample_weight=sw, n_components=3, random_state=0)
+        want = GaussianMixture(3, random_state=0).fit(
+            dup, sample_weight=None if sw is None else sw[1])
     assert list(fits.fallback_) == [False, True]
     assert_same_fit(_of_batch(fits, 1), _of_model(want), "full")
     assert np.all(np.isfinite(fits.means_))
+
+
+def test_fallback_problem_warns_once():
+    """A problem fitted by GaussianMixture that does not converge: one ConvergenceWarning
+    for the call (counting it), not its own fit's as well."""
+    rng = np.random.RandomState(0)
+    dup = np.repeat(rng.standard_normal((2, 2)), 10, axis=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fits = fit_many([_blobs(rng, 60), dup], n_components=3, random_state=0, max_iter=1)
+    assert list(fits.fallback_) == [False, True] and not fits.converged_.any()
+    msgs = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(msgs) == 1 and msgs[0].startswith("2 of 2 problems")
+
+
+def test_no_draws_for_problems_left_to_gaussian_mixture():
+    """Problems the kernel does not fit draw no random numbers: no set of their own."""
+    seeds, sizes = np.array([0, 1, 2]), np.array([30, 40, 50])
+    draws = _Draws("kmeans", 3, 2, seeds, sizes, todo=np.array([True, False, True]))
+    assert draws.idx.shape[0] == 2 and list(draws.draw_of) == [0, 0, 1]
+    alone = _Draws("kmeans", 3, 2, seeds[2:], sizes[2:])
+    assert np.array_equal(draws.idx[1], alone.idx[0])
+    assert np.array_equal(draws.u[1], alone.u[0])
 
 
 def test_kmeans_on_a_large_problem_is_gaussian_mixtures():
@@ -271,21 +307,25 @@ def test_any_shapes_fit_or_raise(sizes, D, K, cov, init):
     assert_same_fit(_of_batch(fits, 0), _of_model(gm), cov, rtol=1e-6, atol=1e-8)
 
 
-def _weights(Xs, seed=0):
+def _weights(Xs, seed=0, zeros=0.0):
+    """Uniform weights in [0, 3), a fraction ``zeros`` of them set to 0."""
     rng = np.random.RandomState(seed)
-    return [rng.uniform(0.0, 3.0, size=len(X)) for X in Xs]
+    return [rng.uniform(0.0, 3.0, size=len(X)) * (rng.uniform(size=len(X)) >= zeros)
+            for X in Xs]
 
 
 @pytest.mark.parametrize("cov", COV)
-@pytest.mark.parametrize("init, n_init", [("kmeans", 1), ("k-means++", 3),
-                                          ("random_from_data", 3), ("random", 1)])
+@pytest.mark.parametrize("init", INIT)
+@pytest.mark.parametrize("n_init", [1, 3])
 def test_sample_weight_matches_gaussian_mixture(batch_backend, cov, init, n_init):
-    """Problem i with weights w_i is GaussianMixture's fit(X_i, sample_weight=w_i): the
-    weighted k-means(++) and random_from_data draws and the weighted M-step; the three
-    forms of the weights give the same fits; the weights are not modified."""
+    """Problem i with weights w_i is GaussianMixture's fit(X_i, sample_weight=w_i), in the
+    kernel (no fallback): the weighted k-means(++) and random_from_data draws, the weighted
+    statistics and lower bounds; the three forms of the weights give the same fits; the
+    weights are not modified."""
     Xs = _problems(seed=8, sizes=(40, 40, 40))
     ws = _weights(Xs)
     ws[1][:5] = 0.0
+    ws[2] *= 1e-300       # GaussianMixture rescales weights by a power of two: so must we
     copies = [w.copy() for w in ws]
     kw = dict(n_components=3, covariance_type=cov, init_params=init, n_init=n_init,
               random_state=3, max_iter=30, backend=batch_backend)
@@ -294,14 +334,75 @@ def test_sample_weight_matches_gaussian_mixture(batch_backend, cov, init, n_init
         fits = fit_many(Xs, sample_weight=ws, **kw)
         cube = fit_many(np.stack(Xs), sample_weight=np.stack(ws), **kw)
         flat = fit_many(np.concatenate(Xs), [40] * 3, sample_weight=np.concatenate(ws), **kw)
+        assert not fits.fallback_.any()
         for i, X in enumerate(Xs):
             gm = GaussianMixture(**kw).fit(X, sample_weight=ws[i])
             assert_same_fit(_of_batch(fits, i), _of_model(gm), cov, one_run=n_init == 1)
+            if n_init == 1:
+                np.testing.assert_allclose(fits.lower_bounds_[i, :fits.n_iter_[i]],
+                                           gm.lower_bounds_, rtol=1e-8)
     for other in (cube, flat):
         assert np.array_equal(other.means_, fits.means_)
         assert np.array_equal(other.lower_bound_, fits.lower_bound_)
     for w, c in zip(ws, copies):
         assert np.array_equal(w, c)
+
+
+@pytest.mark.parametrize("cov", COV)
+def test_integer_weights_are_repeated_rows(batch_backend, cov):
+    """Integer weights (zeros included) fit as the rows repeated that many times, to
+    rounding (from given starting parameters: the random draws of the two differ)."""
+    Xs = _problems(seed=12, sizes=(30, 45))
+    rng = np.random.RandomState(5)
+    counts = [rng.randint(0, 4, size=len(X)) for X in Xs]
+    K, D = 2, 2
+    prec = {"full": np.tile(np.eye(D), (K, 1, 1)), "tied": np.eye(D),
+            "diag": np.ones((K, D)), "spherical": np.ones(K)}[cov]
+    kw = dict(n_components=K, covariance_type=cov, max_iter=50, tol=1e-8,
+              backend=batch_backend, weights_init=[0.4, 0.6],
+              means_init=[[0.0, 0.0], [4.0, 4.0]], precisions_init=prec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        weighted = fit_many(Xs, sample_weight=[c.astype(float) for c in counts], **kw)
+        repeated = fit_many([np.repeat(X, c, axis=0) for X, c in zip(Xs, counts)], **kw)
+    assert not weighted.fallback_.any()
+    for i in range(len(Xs)):
+        assert_same_fit(_of_batch(weighted, i), _of_batch(repeated, i), cov, rtol=1e-7)
+        np.testing.assert_allclose(weighted.lower_bounds_[i], repeated.lower_bounds_[i],
+                                   rtol=1e-7)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(2, 12), min_size=1, max_size=4),
+       D=st.integers(1, 3), K=st.integers(1, 3), cov=st.sampled_from(COV),
+       init=st.sampled_from(INIT), data=st.data())
+def test_weighted_tiny_shapes_match_gaussian_mixture(sizes, D, K, cov, init, data):
+    """Tiny problems with random weights, zeros included: the ValueError of GaussianMixture
+    (fewer than K rows of positive weight, prefixed with the problem), else problem i is
+    GaussianMixture's fit."""
+    rng = np.random.RandomState(sum(sizes) + 10 * D + K)
+    Xs = [rng.standard_normal((n, D)) for n in sizes]
+    ws = [np.array(data.draw(st.lists(st.sampled_from([0.0, 0.25, 1.0, 3.0, 7.5]),
+                                      min_size=n, max_size=n))) for n in sizes]
+    kw = dict(n_components=K, covariance_type=cov, init_params=init, random_state=0,
+              max_iter=10)
+    if min(sizes) < K:
+        return                                  # test_any_shapes_fit_or_raise's case
+    short = [i for i, w in enumerate(ws) if np.count_nonzero(w) < K]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if short:
+            i = short[0]
+            with pytest.raises(ValueError) as want:
+                GaussianMixture(**kw).fit(Xs[i], sample_weight=ws[i])
+            with pytest.raises(ValueError) as got:
+                fit_many(Xs, sample_weight=ws, **kw)
+            assert str(got.value) == f"problem {i}: {want.value}"
+            return
+        fits = fit_many(Xs, sample_weight=ws, **kw)
+        for i, X in enumerate(Xs):
+            gm = GaussianMixture(**kw).fit(X, sample_weight=ws[i])
+            assert_same_fit(_of_batch(fits, i), _of_model(gm), cov, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("cov", COV)
@@ -341,16 +442,19 @@ def test_inits_match_gaussian_mixture(batch_backend, cov, given, n_init):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_weights_and_inits_thread_count_bit_identical(batch_backend, weighted):
+@pytest.mark.parametrize("init", INIT)
+def test_weights_and_inits_thread_count_bit_identical(batch_backend, weighted, init):
     Xs = _problems(seed=10, sizes=(50, 90, 31, 64, 77, 40))
     means = np.random.RandomState(0).uniform(0.0, 4.0, size=(len(Xs), 2, 2))
     kw = dict(n_components=2, n_init=2, random_state=0, backend=batch_backend,
-              sample_weight=_weights(Xs) if weighted else None, means_init=means)
+              init_params=init, means_init=means,
+              sample_weight=_weights(Xs, zeros=0.2) if weighted else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, b = (fit_many(Xs, n_threads=t, **kw) for t in (1, 2))
-    assert a.fallback_.all() == weighted
-    for name in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_"):
+    assert np.count_nonzero(a.fallback_) <= 1     # (the one degenerate problem: k-means++)
+    for name in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_",
+                 "fallback_"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
 

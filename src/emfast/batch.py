@@ -7,9 +7,12 @@ per iteration. The result of problem i is that of ``GaussianMixture(**params).fi
 with problem i's random state, to rounding:
 
 * the random numbers of each start are drawn here, from each problem's RandomState, exactly
-  as GaussianMixture draws them (they depend on the seed and the problem's shape only: the
-  first k-means++ row, the uniforms of the later k-means++ rounds, the rows of
-  "random_from_data", the responsibilities of "random"); the kernel only uses them;
+  as GaussianMixture draws them (they depend on the seed, the problem's number of rows and
+  its sample weights only: the first k-means++ row, the uniforms of the later k-means++
+  rounds, the rows of "random_from_data", the responsibilities of "random"); the kernel
+  only uses them;
+* sample weights are the kernel's too (weighted k-means++, Lloyd, statistics and
+  log-likelihood), rescaled per problem as GaussianMixture rescales them;
 * a problem that would need GaussianMixture's degenerate-case machinery (a cluster emptied
   by Lloyd, fewer distinct rows than components, a component losing all its rows, a
   covariance not positive definite) is handed back by the kernel and fitted here by
@@ -111,19 +114,19 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
     ``sample_weight`` (per-row weights; problem i's result is then that of
     ``.fit(X_i, sample_weight=w_i)``): a list of 1-D arrays (one per problem) with a list
     ``X``, one (P, N) array with a 3-D ``X``, one 1-D array over all rows with ``X`` and
-    ``lengths``. ``weights_init``, ``means_init``, ``precisions_init``: GaussianMixture's,
-    either one value for every problem (GaussianMixture's shapes) or one per problem
-    stacked on a leading (P,) axis; what is not given comes from ``init_params``, as in
-    GaussianMixture (with all three given, no initialisation runs), in the kernel. The
-    problems of a call with sample weights are fitted by GaussianMixture itself, one after
-    the other (``fallback_`` marks them): the batch kernels do not take weights yet.
-    ``warm_start`` is not supported (there is no previous fit to continue): ``True``
-    raises ValueError.
+    ``lengths``; zero weights are allowed, each problem needs at least ``n_components`` rows
+    of positive weight. ``weights_init``, ``means_init``, ``precisions_init``:
+    GaussianMixture's, either one value for every problem (GaussianMixture's shapes) or one
+    per problem stacked on a leading (P,) axis; what is not given comes from
+    ``init_params``, as in GaussianMixture (with all three given, no initialisation runs),
+    in the kernel. ``warm_start`` is not supported (there is no previous fit to continue):
+    ``True`` raises ValueError.
 
     ``n_threads`` (None: all usable CPUs): problems run one per thread at a time; results do
     not depend on it. Returns a :class:`GaussianMixtureBatch`; its ``fallback_`` marks the
     problems that were degenerate for the batch kernel (see the module docstring) and were
-    fitted by GaussianMixture alone, with its warnings.
+    fitted by GaussianMixture alone, with its warnings (but one ConvergenceWarning for the
+    whole call, counting every problem that did not converge).
     """
     if not isinstance(warm_start, (bool, np.bool_)) or warm_start:
         raise ValueError(f"fit_many does not support warm_start (got {warm_start!r}): it "
@@ -142,23 +145,27 @@ def fit_many(X, lengths=None, *, sample_weight=None, n_components=1, covariance_
                                        precisions_init=precisions_init), params, P, D)
     seeds = _problem_seeds(random_state, P)
     sizes = np.diff(offsets)
-    draws = _Draws(init_params, K, int(n_init), seeds, sizes)
+    status = np.zeros(P, dtype=np.int8)
+    if init_params == "kmeans" and given.bits != ALL_GIVEN:
+        status[sizes > SAMPLE_ROWS] = FALLBACK     # GaussianMixture's k-means samples rows
+    draws = _Draws(init_params, K, int(n_init), seeds, sizes, weights, status == FITTED)
 
     S = kernels.prec_chol_shape(covariance_type, K, D)
     out = dict(weights_=np.empty((P, K)), means_=np.empty((P, K, D)),
                covariances_=np.empty((P,) + S), precisions_cholesky_=np.empty((P,) + S),
                lower_bound_=np.empty(P), lower_bounds_=np.empty((P, max(int(max_iter), 1))),
                n_iter_=np.empty(P, dtype=np.int64), converged_=np.zeros(P, dtype=np.int8))
-    status = np.zeros(P, dtype=np.int8)
-    if init_params == "kmeans" and given.bits != ALL_GIVEN:
-        status[sizes > SAMPLE_ROWS] = FALLBACK     # GaussianMixture's k-means samples rows
-    if weights is not None:           # not in the kernels: GaussianMixture's
-        status[:] = FALLBACK
+    if weights is None:
+        sample_weight, weight_sum = np.empty(0), sizes.astype(np.float64)
+    else:
+        sample_weight = np.concatenate(weights)
+        weight_sum = np.array([float(w.sum()) for w in weights])   # GaussianMixture's sums
     get_backend(backend, "batch").fit_many(
-        X, offsets, K, kernels._cov_code(covariance_type), float(reg_covar), float(tol),
-        int(max_iter), int(n_init), INIT_CODES[init_params], draws.n_trials, draws.draw_of,
-        draws.idx, draws.u, draws.resp, draws.resp_off, given.bits, given.weights,
-        given.means, given.covariances, given.prec_chol, out["weights_"], out["means_"],
+        X, offsets, sample_weight, weight_sum, K, kernels._cov_code(covariance_type),
+        float(reg_covar), float(tol), int(max_iter), int(n_init), INIT_CODES[init_params],
+        draws.n_trials, draws.draw_of, draws.idx, draws.u, draws.resp, draws.resp_off,
+        given.bits, given.weights, given.means, given.covariances, given.prec_chol,
+        out["weights_"], out["means_"],
         out["covariances_"].reshape(P, -1), out["precisions_cholesky_"].reshape(P, -1),
         out["lower_bound_"], out["lower_bounds_"], out["n_iter_"], out["converged_"], status,
         n_threads)
@@ -220,9 +227,10 @@ def _check_problems(X, lengths, n_components):
 
 
 def _problem_weights(sample_weight, form, offsets, n_components):
-    """Each problem's sample weights as float64 copies (None: unweighted), checked with
-    GaussianMixture's rules (finite, >= 0, at least n_components positive) and its wording,
-    prefixed with the problem."""
+    """Each problem's sample weights as float64 copies (None: unweighted), checked and
+    rescaled by a power of two with GaussianMixture's rules (finite, >= 0, at least
+    n_components positive; _validation.check_sample_weight) and its wording, prefixed
+    with the problem."""
     if sample_weight is None:
         return None
     P, sizes = len(offsets) - 1, np.diff(offsets)
@@ -327,31 +335,44 @@ def _problem_seeds(random_state, n_problems):
 
 class _Draws:
     """The random numbers of every problem's starts, as GaussianMixture draws them from
-    ``RandomState(seed)`` (restart 0) and the restart streams of emfast._em.restart_rngs;
-    problems with the same seed and number of rows share one set (they draw the same)."""
+    ``RandomState(seed)`` (restart 0) and the restart streams of emfast._em.restart_rngs.
+    ``weights``: each problem's (checked) sample weights, or None; ``todo``: the problems
+    the kernel will fit (the others draw nothing: GaussianMixture fits them). Problems with
+    the same seed, number of rows and (where the draws use them) weights share one set
+    (they draw the same); ``draw_of`` of a problem not fitted is 0, a set it never reads."""
 
-    def __init__(self, init_params, K, n_init, seeds, sizes):
+    def __init__(self, init_params, K, n_init, seeds, sizes, weights=None, todo=None):
         self.n_trials = 2 + int(np.log(K))
-        keys = {}
-        self.draw_of = np.empty(len(seeds), dtype=np.int64)
-        for p, key in enumerate(zip(seeds.tolist(), sizes.tolist())):
+        # "random" draws uniform responsibilities whatever the weights
+        weighted_draws = weights is not None and init_params != "random"
+        keys, first = {}, {}
+        self.draw_of = np.zeros(len(seeds), dtype=np.int64)
+        for p, (seed, N) in enumerate(zip(seeds.tolist(), sizes.tolist())):
+            if todo is not None and not todo[p]:
+                continue
+            key = (seed, N, weights[p].tobytes() if weighted_draws else None)
             self.draw_of[p] = keys.setdefault(key, len(keys))
-        n_sets, T = len(keys), self.n_trials
+            first.setdefault(self.draw_of[p], p)
+        n_sets, T = max(len(keys), 1), self.n_trials
         self.idx = np.zeros((n_sets, n_init, K), dtype=np.int64)
         self.u = np.zeros((n_sets, n_init, max((K - 1) * T, 1)))
         resp = []
         self.resp_off = np.zeros(n_sets + 1, dtype=np.int64)
-        for (seed, N), s in keys.items():
+        for (seed, N, _), s in keys.items():
+            w = None if weights is None else weights[first[s]]
             for r, rng in enumerate(restart_rngs(np.random.RandomState(seed), n_init)):
                 if init_params in ("kmeans", "k-means++"):
-                    # emfast.mixture._kmeans.kmeans_plusplus: the first row, then per round
-                    # T uniforms (while the potential is positive; else the kernel hands
-                    # the problem back)
-                    self.idx[s, r, 0] = rng.choice(N, p=np.full(N, 1.0 / N))
+                    # emfast.mixture._kmeans.kmeans_plusplus: the first row (p by weight),
+                    # then per round T uniforms (while the potential is positive; else the
+                    # kernel hands the problem back)
+                    p = np.full(N, 1.0 / N) if w is None else w / w.sum()
+                    self.idx[s, r, 0] = rng.choice(N, p=p)
                     for c in range(1, K):
                         self.u[s, r, (c - 1) * T:c * T] = rng.uniform(size=T)
                 elif init_params == "random_from_data":
-                    self.idx[s, r] = rng.choice(N, size=K, replace=False)
+                    # GaussianMixture._initial_stats
+                    p = None if w is None else w / w.sum()
+                    self.idx[s, r] = rng.choice(N, size=K, replace=False, p=p)
                 else:   # GaussianMixture._random_resp_chunks: the same stream in one draw
                     part = rng.uniform(size=(N, K))
                     part /= part.sum(axis=1)[:, None]
@@ -363,9 +384,12 @@ class _Draws:
 
 def _fit_alone(out, i, X, params, seed, sample_weight, inits):
     """Problem i fitted by GaussianMixture itself (its degenerate-case handling and
-    warnings; its sample weights and *_init parameters), written into the stacked outputs."""
-    gm = GaussianMixture(**params, **inits, random_state=int(seed)).fit(
-        X, sample_weight=sample_weight)
+    warnings, but ConvergenceWarning: fit_many warns once for all problems; its sample
+    weights and *_init parameters), written into the stacked outputs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        gm = GaussianMixture(**params, **inits, random_state=int(seed)).fit(
+            X, sample_weight=sample_weight)
     out["weights_"][i] = gm.weights_
     out["means_"][i] = gm.means_
     out["covariances_"][i] = gm.covariances_

@@ -9,7 +9,11 @@ step (k-means on the rows less their mean, scikit-learn's stopping rules, the M-
 ``emfast.mixture._gaussian.mstep_moments``, ``NK_EPS``), so the same random numbers give
 the same fit to rounding. The random numbers themselves come in (drawn by ``emfast.batch``
 from each problem's RandomState exactly as GaussianMixture draws them): the kernel draws
-nothing.
+nothing. Sample weights (optional, rescaled by the caller as GaussianMixture rescales them)
+weigh every step as in GaussianMixture's weighted fit: k-means++ draws by weight times
+squared distance, Lloyd's weighted means and tolerance, the statistics, and the lower bound
+(the weighted mean log-likelihood); unweighted, every weight is 1 and the arithmetic the
+same bit for bit.
 
 What GaussianMixture would resolve with its degenerate-case machinery (an empty cluster in
 Lloyd, fewer distinct rows than components in k-means++, a component losing all its rows,

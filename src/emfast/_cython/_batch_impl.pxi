@@ -63,6 +63,9 @@ ctypedef struct Params:
 
 ctypedef struct Work:        # per-thread scratch, allocated once per call and thread
     Params cur               # the running restart's parameters
+    const double* sw         # the running problem's sample weights (NULL: all 1)
+    double wsum              # their sum (N when unweighted)
+    double kmeans_tol        # the running problem's Lloyd tolerance on the squared shift
     double* logc             # (K,) log w + log det U - D/2 log 2 pi
     double* nk               # (K,) statistics about `centre`
     double* s1               # (K, D)
@@ -70,8 +73,8 @@ ctypedef struct Work:        # per-thread scratch, allocated once per call and t
     double* centre           # (K, D)
     double* counts           # (K,) Lloyd
     double* sums             # (K, D)
-    double* mean             # (D,) column mean
-    double* xc               # (N_max, D) the rows less their mean (k-means)
+    double* mean             # (D,) the problem's (weighted) column mean
+    double* xc               # (N_max, D) the problem's rows less their mean (k-means)
     double* closest          # (N_max,) k-means++ distance to the nearest centre
     double* block_pot        # (blocks of N_max,) its per-block sums
     int64_t* labels          # (N_max,)
@@ -87,6 +90,7 @@ ctypedef struct Work:        # per-thread scratch, allocated once per call and t
     double* chol             # (D, D) one Cholesky factor
     double* pots             # (T,)
     int64_t* cand            # (T,)
+    int64_t* rows            # (K,) the rows k-means++ chose
 
 
 cdef Py_ssize_t cov_size(int cov, int K, int D) noexcept nogil:
@@ -133,8 +137,9 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     W.rdk = W.dk + D * BLOCK
     W.chol = W.rdk + D * BLOCK
     W.pots = W.chol + D * D
-    W.labels = <int64_t*> malloc((n_max + T) * sizeof(int64_t))
+    W.labels = <int64_t*> malloc((n_max + T + K) * sizeof(int64_t))
     W.cand = W.labels + n_max
+    W.rows = W.cand + T
     return W
 
 
@@ -170,16 +175,26 @@ cdef int _nearest(const double* x, const double* c, int K, int D, double* best) 
     return arg
 
 
-cdef void _column_mean(const double* X, Py_ssize_t N, int D, double* mean) noexcept nogil:
+cdef inline double _wt(const double* sw, Py_ssize_t n) noexcept nogil:
+    """Row n's sample weight (sw NULL: unweighted, 1; x * 1.0 is exact, so the unweighted
+    fit is bit for bit what it was before weights)."""
+    return 1.0 if sw == NULL else sw[n]
+
+
+cdef void _column_mean(const Work* W, const double* X, Py_ssize_t N, int D,
+                       double* mean) noexcept nogil:
+    """The weighted column mean sum_n w_n x_n / W.wsum."""
     cdef Py_ssize_t n
     cdef int i
+    cdef double w
     for i in range(D):
         mean[i] = 0.0
     for n in range(N):
+        w = _wt(W.sw, n)
         for i in range(D):
-            mean[i] += X[n * D + i]
+            mean[i] += w * X[n * D + i]
     for i in range(D):
-        mean[i] /= N
+        mean[i] /= W.wsum
 
 
 cdef void _zero(double* a, Py_ssize_t n) noexcept nogil:
@@ -197,9 +212,10 @@ cdef void _copy(double* dst, const double* src, Py_ssize_t n) noexcept nogil:
 # ---------------------------------------------------------------------------------------
 # k-means (emfast.mixture._kmeans: kmeans_plusplus, lloyd)
 
-cdef void _fold_centre(const double* X, Py_ssize_t N, int D, const double* c, double* closest,
-                       double* block_pot) noexcept nogil:
-    """closest = min(closest, d(x, c)); block_pot: per 256-row block, its sum in row order."""
+cdef void _fold_centre(const double* X, const double* sw, Py_ssize_t N, int D, const double* c,
+                       double* closest, double* block_pot) noexcept nogil:
+    """closest = min(closest, d(x, c)); block_pot: per 256-row block, its sum of w closest
+    in row order."""
     cdef Py_ssize_t n, blk
     cdef double d
     for blk in range((N + BLOCK - 1) // BLOCK):
@@ -208,27 +224,28 @@ cdef void _fold_centre(const double* X, Py_ssize_t N, int D, const double* c, do
             d = _sqdist(X + n * D, c, D)
             if d < closest[n]:
                 closest[n] = d
-            block_pot[blk] += closest[n]
+            block_pot[blk] += _wt(sw, n) * closest[n]
 
 
-cdef double _potential(const double* X, Py_ssize_t N, int D, const double* c,
+cdef double _potential(const double* X, const double* sw, Py_ssize_t N, int D, const double* c,
                        const double* closest) noexcept nogil:
-    """sum_n min(closest_n, d(x_n, c)): per block in row order, the blocks in order."""
+    """sum_n w_n min(closest_n, d(x_n, c)): per block in row order, the blocks in order."""
     cdef Py_ssize_t n, blk
     cdef double d, part, total = 0.0
     for blk in range((N + BLOCK - 1) // BLOCK):
         part = 0.0
         for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
             d = _sqdist(X + n * D, c, D)
-            part += d if d < closest[n] else closest[n]
+            part += _wt(sw, n) * (d if d < closest[n] else closest[n])
         total += part
     return total
 
 
-cdef Py_ssize_t _draw_row(double value, const double* closest, const double* block_pot,
-                          Py_ssize_t N) noexcept nogil:
-    """The row where the cumulative potential first reaches value (the k-means kernels'
-    _draw_rows: the block from the running sum of the block sums, then the row within it)."""
+cdef Py_ssize_t _draw_row(double value, const double* closest, const double* sw,
+                          const double* block_pot, Py_ssize_t N) noexcept nogil:
+    """The row where the cumulative potential sum_n w_n closest_n first reaches value (the
+    k-means kernels' _draw_rows: the block from the running sum of the block sums, then the
+    row within it)."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk = 0, lo, j, found = 0, m
     cdef double base = 0.0, run = block_pot[0]
     while blk < n_blocks - 1 and run < value:
@@ -239,24 +256,26 @@ cdef Py_ssize_t _draw_row(double value, const double* closest, const double* blo
     m = min(<Py_ssize_t> BLOCK, N - lo)
     run = 0.0
     for j in range(m):
-        run += closest[lo + j]
+        run += _wt(sw, lo + j) * closest[lo + j]
         found += base + run < value
     return lo + min(found, m - 1)
 
 
 cdef int _kmeans_plusplus(const Spec* s, Work* W, const double* X, Py_ssize_t N,
                           int64_t first, const double* u, double* centres) noexcept nogil:
-    """Greedy k-means++ from the first row and the uniforms u ((K - 1) x T): each round's
-    candidates are drawn at u * potential, the one leaving the lowest potential kept (the
-    first on ties). FALLBACK when the potential is 0 (fewer distinct rows than K: there
+    """Greedy weighted k-means++ (weights W.sw) from the first row and the uniforms u
+    ((K - 1) x T): each round's candidates are drawn at u * potential, the one leaving the
+    lowest potential kept (the first on ties); the rows chosen into W.rows. FALLBACK when
+    the potential is 0 (fewer distinct rows of positive weight than K: there
     GaussianMixture draws other random numbers)."""
     cdef int K = s.K, D = s.D, T = s.T, c, t, best
     cdef Py_ssize_t n, blk
     cdef double pot
     for n in range(N):
         W.closest[n] = INFINITY
+    W.rows[0] = first
     _copy(centres, X + first * D, D)
-    _fold_centre(X, N, D, centres, W.closest, W.block_pot)
+    _fold_centre(X, W.sw, N, D, centres, W.closest, W.block_pot)
     for c in range(1, K):
         pot = 0.0
         for blk in range((N + BLOCK - 1) // BLOCK):
@@ -264,25 +283,26 @@ cdef int _kmeans_plusplus(const Spec* s, Work* W, const double* X, Py_ssize_t N,
         if not pot > 0.0:
             return FALLBACK
         for t in range(T):
-            W.cand[t] = _draw_row(u[(c - 1) * T + t] * pot, W.closest, W.block_pot, N)
-            W.pots[t] = _potential(X, N, D, X + W.cand[t] * D, W.closest)
+            W.cand[t] = _draw_row(u[(c - 1) * T + t] * pot, W.closest, W.sw, W.block_pot, N)
+            W.pots[t] = _potential(X, W.sw, N, D, X + W.cand[t] * D, W.closest)
         best = 0
         for t in range(1, T):
             if W.pots[t] < W.pots[best]:
                 best = t
+        W.rows[c] = W.cand[best]
         _copy(centres + c * D, X + W.cand[best] * D, D)
-        _fold_centre(X, N, D, centres + c * D, W.closest, W.block_pot)
+        _fold_centre(X, W.sw, N, D, centres + c * D, W.closest, W.block_pot)
     return OK
 
 
 cdef int _lloyd(const Spec* s, Work* W, const double* X, Py_ssize_t N, double abs_tol,
                 double* c) noexcept nogil:
-    """Lloyd from the centres c (moved in place): stop when no label changes or the summed
-    squared move is <= abs_tol, or after 300 passes. FALLBACK when a pass leaves a cluster
-    empty (GaussianMixture relocates it)."""
+    """Weighted Lloyd (weights W.sw) from the centres c (moved in place): stop when no label
+    changes or the summed squared move is <= abs_tol, or after 300 passes. FALLBACK when a
+    pass leaves a cluster of weight 0 (GaussianMixture relocates it)."""
     cdef int K = s.K, D = s.D, k, i, it
     cdef Py_ssize_t n, changed
-    cdef double d, shift, new
+    cdef double d, shift, new, w
     for n in range(N):
         W.labels[n] = -1
     for it in range(LLOYD_MAX_ITER):
@@ -293,9 +313,10 @@ cdef int _lloyd(const Spec* s, Work* W, const double* X, Py_ssize_t N, double ab
             k = _nearest(X + n * D, c, K, D, &d)
             changed += W.labels[n] != k
             W.labels[n] = k
-            W.counts[k] += 1.0
+            w = _wt(W.sw, n)
+            W.counts[k] += w
             for i in range(D):
-                W.sums[k * D + i] += X[n * D + i]
+                W.sums[k * D + i] += w * X[n * D + i]
         if changed == 0:
             return OK
         for k in range(K):
@@ -364,45 +385,49 @@ cdef void _stats_end(const Spec* s, Work* W) noexcept nogil:
 
 
 cdef void _label_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N) noexcept nogil:
-    """Statistics of every row assigned to its nearest centre (W.centre), about it."""
+    """Statistics of every row (with its weight) assigned to its nearest centre (W.centre),
+    about it."""
     cdef Py_ssize_t n
     cdef double d
     _stats_begin(s, W)
     for n in range(N):
-        _add_row(s, W, X + n * s.D, _nearest(X + n * s.D, W.centre, s.K, s.D, &d), 1.0)
+        _add_row(s, W, X + n * s.D, _nearest(X + n * s.D, W.centre, s.K, s.D, &d),
+                 _wt(W.sw, n))
     _stats_end(s, W)
 
 
 cdef void _resp_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
                       const double* resp) noexcept nogil:
-    """Statistics of the responsibilities resp (N, K) about the column mean."""
+    """Statistics of the responsibilities resp (N, K), times the sample weights, about the
+    (weighted) column mean W.mean."""
     cdef Py_ssize_t n
     cdef int k
-    _column_mean(X, N, s.D, W.mean)
+    cdef double w
     for k in range(s.K):
         _copy(W.centre + k * s.D, W.mean, s.D)
     _stats_begin(s, W)
     for n in range(N):
+        w = _wt(W.sw, n)
         for k in range(s.K):
-            _add_row(s, W, X + n * s.D, k, resp[n * s.K + k])
+            _add_row(s, W, X + n * s.D, k, resp[n * s.K + k] * w)
     _stats_end(s, W)
 
 
-cdef void _unit_stats(const Spec* s, Work* W) noexcept nogil:
-    """Components of one row each (W.centre), centred on it: nk = 1, s1 = s2 = 0
-    (emfast.mixture._gaussian.stats_from_rows)."""
+cdef void _unit_stats(const Spec* s, Work* W, const int64_t* rows) noexcept nogil:
+    """Components of one row each (W.centre, from the rows ``rows``), centred on it: nk =
+    the row's weight, s1 = s2 = 0 (emfast.mixture._gaussian.stats_from_rows)."""
     cdef int k
     _stats_begin(s, W)
     for k in range(s.K):
-        W.nk[k] = 1.0
+        W.nk[k] = _wt(W.sw, rows[k])
 
 
 # ---------------------------------------------------------------------------------------
 # M-step (emfast.mixture._gaussian.mstep_moments, precision_cholesky)
 
-cdef void _mstep(const Spec* s, Work* W, Py_ssize_t N, bint initial) noexcept nogil:
+cdef void _mstep(const Spec* s, Work* W, bint initial) noexcept nogil:
     """W.cur's weights, means, covariances from the statistics. ``initial``: scikit-learn's
-    unnormalised starting weights (nk + eps) / N."""
+    unnormalised starting weights (nk + eps) / (the sum of the sample weights)."""
     cdef int K = s.K, D = s.D, k, i, j
     cdef double tot = 0.0, nke, a, corr
     cdef double* d = W.diff
@@ -451,7 +476,7 @@ cdef void _mstep(const Spec* s, Work* W, Py_ssize_t N, bint initial) noexcept no
             for i in range(D):
                 cov[k * D * D + i * D + i] += s.reg
     for k in range(K):
-        W.cur.w[k] = (W.nk[k] + NK_EPS) / N if initial else W.cur.w[k] / tot
+        W.cur.w[k] = (W.nk[k] + NK_EPS) / W.wsum if initial else W.cur.w[k] / tot
 
 
 cdef int _cholesky_prec(const double* A, int D, double* L, double* U) noexcept nogil:
@@ -569,9 +594,9 @@ cdef void _block_logp(const Spec* s, Work* W, Py_ssize_t N, Py_ssize_t n0,
             lp[b] = c - 0.5 * q[b]
 
 
-cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t m) noexcept nogil:
-    """W.lp to responsibilities (log-sum-exp, the row max subtracted); returns the block's
-    log-likelihood."""
+cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t n0, Py_ssize_t m) noexcept nogil:
+    """W.lp (rows n0..n0+m) to responsibilities times the sample weights (log-sum-exp, the
+    row max subtracted); returns the block's weighted log-likelihood."""
     cdef int k
     cdef Py_ssize_t b
     cdef double* lp
@@ -591,17 +616,23 @@ cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t m) noexcept nogil:
         for b in range(m):
             lp[b] = emfast_exp_nonpos(lp[b] - mx[b])
             tot[b] += lp[b]
-    for b in range(m):
-        loglik += mx[b]
-    # each row sum is in [1, K] (its largest term is 1): the log of a product of LOG_GROUP
-    # of them cannot overflow for any K below 10**19, and costs one log instead of 16
-    for g in range((m + LOG_GROUP - 1) // LOG_GROUP):
-        prod = 1.0
-        for b in range(g * LOG_GROUP, min((g + 1) * LOG_GROUP, m)):
-            prod *= tot[b]
-        loglik += log(prod)
-    for b in range(m):
-        tot[b] = 1.0 / tot[b]
+    if W.sw != NULL:         # each row's log-likelihood times its weight
+        for b in range(m):
+            loglik += W.sw[n0 + b] * (mx[b] + log(tot[b]))
+            tot[b] = W.sw[n0 + b] / tot[b]
+    else:
+        for b in range(m):
+            loglik += mx[b]
+        # each row sum is in [1, K] (its largest term is 1): the log of a product of
+        # LOG_GROUP of them cannot overflow for any K below 10**19, and costs one log
+        # instead of 16
+        for g in range((m + LOG_GROUP - 1) // LOG_GROUP):
+            prod = 1.0
+            for b in range(g * LOG_GROUP, min((g + 1) * LOG_GROUP, m)):
+                prod *= tot[b]
+            loglik += log(prod)
+        for b in range(m):
+            tot[b] = 1.0 / tot[b]
     for k in range(s.K):
         lp = W.lp + k * BLOCK
         for b in range(m):
@@ -680,7 +711,7 @@ cdef void _block_stats(const Spec* s, Work* W, Py_ssize_t N, Py_ssize_t n0,
 
 
 cdef double _estep(const Spec* s, Work* W, Py_ssize_t N) noexcept nogil:
-    """Statistics about the current means, block by block of rows; returns the
+    """Statistics about the current means, block by block of rows; returns the (weighted)
     log-likelihood."""
     cdef Py_ssize_t blk, n0, m
     cdef double loglik = 0.0
@@ -690,7 +721,7 @@ cdef double _estep(const Spec* s, Work* W, Py_ssize_t N) noexcept nogil:
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
         _block_logp(s, W, N, n0, m)
-        loglik += _block_resp(s, W, m)
+        loglik += _block_resp(s, W, n0, m)
         _block_stats(s, W, N, n0, m)
     _stats_end(s, W)
     return loglik
@@ -708,7 +739,7 @@ cdef int _initialise(const Spec* s, Work* W, const double* X, Py_ssize_t N,
     if s.given != GIVEN_ALL:
         if _initial_stats(s, W, X, N, idx, u, resp) != OK:
             return FALLBACK
-        _mstep(s, W, N, True)
+        _mstep(s, W, True)
     if s.given & GIVEN_WEIGHTS:
         _copy(W.cur.w, given.w, s.K)
     if s.given & GIVEN_MEANS:
@@ -723,19 +754,13 @@ cdef int _initialise(const Spec* s, Work* W, const double* X, Py_ssize_t N,
 
 cdef int _initial_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
                         const int64_t* idx, const double* u, const double* resp) noexcept nogil:
-    """The statistics of init_params' start (emfast.GaussianMixture._initial_stats)."""
-    cdef Py_ssize_t n
+    """The statistics of init_params' start (emfast.GaussianMixture._initial_stats), from
+    the problem's centred rows of _prepare_problem."""
     cdef int D = s.D, i, k
-    cdef double sq = 0.0
     if s.init == KMEANS:
-        _column_mean(X, N, D, W.mean)
-        for n in range(N):
-            for i in range(D):
-                W.xc[n * D + i] = X[n * D + i] - W.mean[i]
-                sq += W.xc[n * D + i] * W.xc[n * D + i]
         if _kmeans_plusplus(s, W, W.xc, N, idx[0], u, W.centre) != OK:
             return FALLBACK
-        if _lloyd(s, W, W.xc, N, LLOYD_TOL * sq / (N * D), W.centre) != OK:
+        if _lloyd(s, W, W.xc, N, W.kmeans_tol, W.centre) != OK:
             return FALLBACK
         for k in range(s.K):
             for i in range(D):
@@ -744,20 +769,49 @@ cdef int _initial_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
     elif s.init == PLUSPLUS:
         if _kmeans_plusplus(s, W, X, N, idx[0], u, W.centre) != OK:
             return FALLBACK
-        _unit_stats(s, W)
+        _unit_stats(s, W, W.rows)
     elif s.init == RANDOM:
         _resp_stats(s, W, X, N, resp)
     else:
         for k in range(s.K):
             _copy(W.centre + k * D, X + idx[k] * D, D)
-        _unit_stats(s, W)
+        _unit_stats(s, W, idx)
     return OK
+
+
+cdef void _prepare_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
+                           const double* sw, double wsum) noexcept nogil:
+    """What every restart of the problem shares: its weights (W.sw, W.wsum), its rows
+    feature-major (W.xT, the E-step's layout) and, for the starts that use them, its
+    weighted column mean (W.mean) and for k-means its rows less that mean (W.xc, the rows
+    emfast.mixture._kmeans.kmeans clusters) and Lloyd's tolerance: 1e-4 times their mean
+    weighted variance (_kmeans._mean_square)."""
+    cdef Py_ssize_t n
+    cdef int D = s.D, i
+    cdef double sq = 0.0, w
+    W.sw = sw
+    W.wsum = wsum
+    for n in range(N):
+        for i in range(D):
+            W.xT[i * N + n] = X[n * D + i]
+    if s.given == GIVEN_ALL or (s.init != KMEANS and s.init != RANDOM):
+        return
+    _column_mean(W, X, N, D, W.mean)
+    if s.init != KMEANS:
+        return
+    for n in range(N):
+        w = _wt(sw, n)
+        for i in range(D):
+            W.xc[n * D + i] = X[n * D + i] - W.mean[i]
+            sq += w * (W.xc[n * D + i] * W.xc[n * D + i])
+    W.kmeans_tol = LLOYD_TOL * sq / (wsum * D)
 
 
 cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lower_bound,
              int* n_iter, bint* converged) noexcept nogil:
     """EM from W.cur (emfast._em.em_loop with ToleranceRule): E-step, M-step, then the
-    lower bound of the E-step (mean log-likelihood) checked against the previous one.
+    lower bound of the E-step (weighted mean log-likelihood) checked against the previous
+    one.
     FALLBACK where GaussianMixture would re-seed a component or regularise a covariance."""
     cdef int it, k
     cdef double prev = -INFINITY, lower = -INFINITY, loglik
@@ -766,13 +820,13 @@ cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lowe
     for it in range(1, s.max_iter + 1):
         n_iter[0] = it
         loglik = _estep(s, W, N)
-        _mstep(s, W, N, False)
+        _mstep(s, W, False)
         for k in range(s.K):
-            if W.nk[k] <= EMPTY_FRACTION * N:
+            if W.nk[k] <= EMPTY_FRACTION * W.wsum:
                 return FALLBACK
         if _precisions(s, W) != OK:
             return FALLBACK
-        lower = loglik / N
+        lower = loglik / W.wsum
         W.hist[it - 1] = lower
         if fabs(lower - prev) < s.tol:
             converged[0] = True
@@ -783,19 +837,16 @@ cdef int _em(const Spec* s, Work* W, const double* X, Py_ssize_t N, double* lowe
 
 
 cdef int _fit_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
-                      const int64_t* idx, const double* u, Py_ssize_t u_stride,
-                      const double* resp, const Params* given, double* w, double* mu,
-                      double* cov, double* pc, double* lower_bound, double* hist,
+                      const double* sw, double wsum, const int64_t* idx, const double* u,
+                      Py_ssize_t u_stride, const double* resp, const Params* given, double* w,
+                      double* mu, double* cov, double* pc, double* lower_bound, double* hist,
                       int64_t* n_iter, int8_t* converged) noexcept nogil:
-    """All restarts of one problem; the best (highest lower bound, the first on ties) into
-    the outputs (emfast._em.best_run)."""
-    cdef int r, it, i, n_it = 0
+    """All restarts of one problem (sample weights sw, NULL: all 1; wsum their sum); the
+    best (highest lower bound, the first on ties) into the outputs (emfast._em.best_run)."""
+    cdef int r, it, n_it = 0
     cdef bint conv = False
     cdef double lb = -INFINITY
-    cdef Py_ssize_t n
-    for n in range(N):               # the E-step's layout
-        for i in range(s.D):
-            W.xT[i * N + n] = X[n * s.D + i]
+    _prepare_problem(s, W, X, N, sw, wsum)
     for r in range(s.n_init):
         if _initialise(s, W, X, N, idx + r * s.K, u + r * u_stride,
                        NULL if resp == NULL else resp + r * N * s.K, given) != OK:
@@ -829,6 +880,8 @@ def fit_many(
     const double[:, ::1] X,             # IN  (total rows, D) the problems' rows, stacked
     const int64_t[::1] offsets,         # IN  (P + 1,) problem p: rows offsets[p]..offsets[p+1]
                                         #     (at least max(2, K) rows each)
+    const double[::1] sample_weight,    # IN  (total rows,) the rows' weights, or (0,): all 1
+    const double[::1] weight_sum,       # IN  (P,) each problem's sum of its weights (or N)
     int K, int cov_code,                # IN  components; 0 full, 1 tied, 2 diag, 3 spherical
     double reg_covar, double tol,       # IN  GaussianMixture's
     int max_iter, int n_init,           # IN  GaussianMixture's
@@ -876,6 +929,7 @@ def fit_many(
     for p in range(P):
         n_max = max(n_max, offsets[p + 1] - offsets[p])
     cdef const double* rp = &resp[0] if resp.shape[0] > 0 else NULL
+    cdef const double* swp = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef Py_ssize_t u_stride = u.shape[2]
     cdef Work* W = NULL
     cdef Params given
@@ -893,7 +947,8 @@ def fit_many(
             given = _params_of(&w_init[g, 0], &mu_init[g, 0, 0], &cov_init[g, 0],
                                &pc_init[g, 0])
             status[p] = _fit_problem(
-                &s, W, &X[offsets[p], 0], N, &idx[draw_of[p], 0, 0], &u[draw_of[p], 0, 0],
+                &s, W, &X[offsets[p], 0], N, NULL if swp == NULL else swp + offsets[p],
+                weight_sum[p], &idx[draw_of[p], 0, 0], &u[draw_of[p], 0, 0],
                 u_stride, NULL if rp == NULL else rp + resp_off[draw_of[p]], &given,
                 &weights[p, 0], &means[p, 0, 0], &covariances[p, 0], &prec_chol[p, 0],
                 &lower_bound[p], &lower_bounds[p, 0], &n_iter[p], &converged[p])

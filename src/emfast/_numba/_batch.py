@@ -14,21 +14,20 @@ import math
 import numpy as np
 from numba import njit, prange, types
 
-from emfast._numba._gaussian import _exp_nonpos
+from emfast._numba._gaussian import (BLOCK, DIAG, FULL, TIED, _exp_normalise_block,
+                                     _mirror_lower)
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, array_arg, outlined,
                                      parallel_driver)
+from emfast.mixture._gaussian import EMPTY_FRACTION, NK_EPS
 
 __all__ = ["fit_many"]
 
-BLOCK = 256                  # the k-means kernels' rows per block (their summation order)
-LLOYD_MAX_ITER = 300
-LOG_GROUP = 16               # E-step: rows whose log-sum-exp share one log (_block_resp)
+# BLOCK (256 rows) is also the k-means kernels' block, their summation order
+LLOYD_MAX_ITER = 300         # emfast.mixture._kmeans.kmeans defaults (scikit-learn's)
 LLOYD_TOL = 1e-4
-NK_EPS = 10 * np.finfo(np.float64).eps
-EMPTY_FRACTION = 1e-8
+LOG_GROUP = 16               # E-step: rows whose log-sum-exp share one log (_block_resp)
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 KMEANS, PLUSPLUS, RANDOM, FROM_DATA = 0, 1, 2, 3
 OK, FALLBACK = 0, 1
 GIVEN_WEIGHTS, GIVEN_MEANS, GIVEN_PRECISIONS, GIVEN_ALL = 1, 2, 4, 7   # emfast.batch.GIVEN_BITS
@@ -38,7 +37,7 @@ _I64 = types.int64
 _F64 = types.float64
 _IN_I1 = array_arg(types.int64, 1, True)
 _SIG = types.void(
-    IN2, _IN_I1, _I64, _I64, _F64, _F64, _I64, _I64, _I64, _I64, _IN_I1,
+    IN2, _IN_I1, IN1, IN1, _I64, _I64, _F64, _F64, _I64, _I64, _I64, _I64, _IN_I1,
     array_arg(types.int64, 3, True), array_arg(types.float64, 3, True), IN1, _IN_I1,
     _I64, IN2, array_arg(types.float64, 3, True), IN2, IN2,
     OUT2, array_arg(types.float64, 3, False), OUT2, OUT2, OUT1, OUT2,
@@ -51,6 +50,13 @@ _GROUP_SIG = types.void(*_SIG.args[:-2], _I64, _I64)
 
 # Rows are passed as (array, index), never as views X[n]: a view in a loop over the rows
 # costs two reference-count updates (atomic) per row, ten times the arithmetic at D = 2.
+# Sample weights: sw (N,), or (0,) for all 1 (x * 1.0 is exact: the unweighted fit is bit
+# for bit what it was before weights).
+@njit(**JIT)
+def _wt(sw, n):
+    return 1.0 if sw.shape[0] == 0 else sw[n]
+
+
 @njit(**JIT)
 def _sqdist(X, n, C, k):
     """||X[n] - C[k]||^2, in feature order."""
@@ -74,8 +80,9 @@ def _nearest(X, n, C):
 
 # ----------------------------------------------------------------------------- k-means
 @njit(**JIT)
-def _fold_centre(X, C, c, closest, block_pot):
-    """closest = min(closest, d(x, C[c])); block_pot: per block, its sum in row order."""
+def _fold_centre(X, sw, C, c, closest, block_pot):
+    """closest = min(closest, d(x, C[c])); block_pot: per block, its sum of w closest in row
+    order."""
     N = X.shape[0]
     for blk in range((N + BLOCK - 1) // BLOCK):
         s = 0.0
@@ -83,26 +90,27 @@ def _fold_centre(X, C, c, closest, block_pot):
             d = _sqdist(X, n, C, c)
             if d < closest[n]:
                 closest[n] = d
-            s += closest[n]
+            s += _wt(sw, n) * closest[n]
         block_pot[blk] = s
 
 
 @njit(**JIT)
-def _potential(X, c, closest):
-    """sum_n min(closest_n, d(x_n, X[c])): per block in row order, the blocks in order."""
+def _potential(X, sw, c, closest):
+    """sum_n w_n min(closest_n, d(x_n, X[c])): per block in row order, the blocks in order."""
     N = X.shape[0]
     total = 0.0
     for blk in range((N + BLOCK - 1) // BLOCK):
         part = 0.0
         for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
             d = _sqdist(X, n, X, c)
-            part += d if d < closest[n] else closest[n]
+            part += _wt(sw, n) * (d if d < closest[n] else closest[n])
         total += part
     return total
 
 
 @njit(**JIT)
-def _draw_row(value, closest, block_pot, N):
+def _draw_row(value, closest, sw, block_pot, N):
+    """The row where the cumulative potential sum_n w_n closest_n first reaches value."""
     n_blocks = (N + BLOCK - 1) // BLOCK
     blk, base, run_ = 0, 0.0, block_pot[0]
     while blk < n_blocks - 1 and run_ < value:
@@ -113,18 +121,20 @@ def _draw_row(value, closest, block_pot, N):
     m = min(BLOCK, N - lo)
     run_, found = 0.0, 0
     for j in range(m):
-        run_ += closest[lo + j]
+        run_ += _wt(sw, lo + j) * closest[lo + j]
         if base + run_ < value:
             found += 1
     return lo + min(found, m - 1)
 
 
 @njit(**JIT)
-def _kmeans_plusplus(X, first, u, T, closest, block_pot, cand, pots, centres):
+def _kmeans_plusplus(X, sw, first, u, T, closest, block_pot, cand, pots, centres, rows):
+    """Greedy weighted k-means++; the rows chosen into rows (K,)."""
     N, K = X.shape[0], centres.shape[0]
     closest[:N] = np.inf
+    rows[0] = first
     centres[0] = X[first]
-    _fold_centre(X, centres, 0, closest, block_pot)
+    _fold_centre(X, sw, centres, 0, closest, block_pot)
     for c in range(1, K):
         pot = 0.0
         for blk in range((N + BLOCK - 1) // BLOCK):
@@ -132,19 +142,22 @@ def _kmeans_plusplus(X, first, u, T, closest, block_pot, cand, pots, centres):
         if not pot > 0.0:
             return FALLBACK
         for t in range(T):
-            cand[t] = _draw_row(u[(c - 1) * T + t] * pot, closest, block_pot, N)
-            pots[t] = _potential(X, cand[t], closest)
+            cand[t] = _draw_row(u[(c - 1) * T + t] * pot, closest, sw, block_pot, N)
+            pots[t] = _potential(X, sw, cand[t], closest)
         best = 0
         for t in range(1, T):
             if pots[t] < pots[best]:
                 best = t
+        rows[c] = cand[best]
         centres[c] = X[cand[best]]
-        _fold_centre(X, centres, c, closest, block_pot)
+        _fold_centre(X, sw, centres, c, closest, block_pot)
     return OK
 
 
 @njit(**JIT)
-def _lloyd(X, c, abs_tol, labels, counts, sums):
+def _lloyd(X, sw, c, abs_tol, labels, counts, sums):
+    """Weighted Lloyd from the centres c (moved in place); FALLBACK when a pass leaves a
+    cluster of weight 0."""
     N, K, D = X.shape[0], c.shape[0], c.shape[1]
     labels[:N] = -1
     for _ in range(LLOYD_MAX_ITER):
@@ -156,9 +169,10 @@ def _lloyd(X, c, abs_tol, labels, counts, sums):
             if labels[n] != k:
                 changed += 1
             labels[n] = k
-            counts[k] += 1.0
+            w = _wt(sw, n)
+            counts[k] += w
             for i in range(D):
-                sums[k, i] += X[n, i]
+                sums[k, i] += w * X[n, i]
         if changed == 0:
             return OK
         for k in range(K):
@@ -178,7 +192,7 @@ def _lloyd(X, c, abs_tol, labels, counts, sums):
 
 # ----------------------------------------------------------------------------- statistics
 # nk (K,), s1 (K, D), s2 flat (S,) by type, about centre (K, D); full and tied accumulate
-# the upper triangle (_mirror).
+# the lower triangle, element (i, j) as the Cython kernel's (j, i) (_mirror_lower).
 @njit(**JIT)
 def _add_row(cov, X, n, k, r, centre, nk, s1, s2, d):
     """Row X[n] with weight r into component k's statistics."""
@@ -189,10 +203,10 @@ def _add_row(cov, X, n, k, r, centre, nk, s1, s2, d):
         s1[k, i] += r * d[i]
     if cov == FULL or cov == TIED:
         o = k * D * D if cov == FULL else 0
-        for i in range(D):
-            a = r * d[i]
-            for j in range(i, D):
-                s2[o + i * D + j] += a * d[j]
+        for j in range(D):
+            a = r * d[j]
+            for i in range(j, D):
+                s2[o + i * D + j] += a * d[i]
     elif cov == DIAG:
         for i in range(D):
             s2[k * D + i] += r * d[i] * d[i]
@@ -204,19 +218,15 @@ def _add_row(cov, X, n, k, r, centre, nk, s1, s2, d):
 
 
 @njit(**JIT)
-def _mirror(cov, K, D, s2):
-    if cov != FULL and cov != TIED:
-        return
-    for k in range(K if cov == FULL else 1):
-        o = k * D * D
-        for i in range(D):
-            for j in range(i):
-                s2[o + i * D + j] = s2[o + j * D + i]
+def _mirror(cov, s2, D):
+    if cov == FULL or cov == TIED:
+        _mirror_lower(s2, D)
 
 
 @njit(**JIT)
-def _mstep(cov, reg, N, initial, nk, s1, s2, centre, w, mu, covs, d):
-    """mstep_moments into w, mu, covs (flat); ``initial``: weights (nk + eps) / N."""
+def _mstep(cov, reg, wsum, initial, nk, s1, s2, centre, w, mu, covs, d):
+    """mstep_moments into w, mu, covs (flat); ``initial``: weights (nk + eps) / wsum (the sum
+    of the sample weights)."""
     K, D = mu.shape
     tot = 0.0
     if cov == TIED:
@@ -259,7 +269,7 @@ def _mstep(cov, reg, N, initial, nk, s1, s2, centre, w, mu, covs, d):
             for i in range(D):
                 covs[k * D * D + i * D + i] += reg
     for k in range(K):
-        w[k] = (nk[k] + NK_EPS) / N if initial else w[k] / tot
+        w[k] = (nk[k] + NK_EPS) / wsum if initial else w[k] / tot
 
 
 @njit(**JIT)
@@ -355,31 +365,27 @@ def _block_logp(cov, xT, n0, m, mu, pc, logc, lp, q, y):
 
 
 @njit(**JIT)
-def _block_resp(m, lp, mx, tot):
-    """lp to responsibilities (log-sum-exp, the row max subtracted); returns the block's
-    log-likelihood."""
+def _block_resp(sw, n0, m, lp, mx, tot):
+    """lp (rows n0..n0+m) to responsibilities times the sample weights (log-sum-exp, the row
+    max subtracted); returns the block's weighted log-likelihood."""
     K = lp.shape[0]
-    for b in range(m):
-        mx[b] = lp[0, b]
-        tot[b] = 0.0
-    for k in range(1, K):
-        for b in range(m):
-            mx[b] = max(mx[b], lp[k, b])
-    for k in range(K):
-        for b in range(m):
-            lp[k, b] = _exp_nonpos(lp[k, b] - mx[b])
-            tot[b] += lp[k, b]
+    _exp_normalise_block(lp, m, mx, tot)
     loglik = 0.0
-    for b in range(m):
-        loglik += mx[b]
-    # one log per LOG_GROUP rows, as the Cython kernel (each row sum is in [1, K])
-    for b0 in range(0, m, LOG_GROUP):
-        prod = 1.0
-        for b in range(b0, min(b0 + LOG_GROUP, m)):
-            prod *= tot[b]
-        loglik += math.log(prod)
-    for b in range(m):
-        tot[b] = 1.0 / tot[b]
+    if sw.shape[0] > 0:           # each row's log-likelihood times its weight
+        for b in range(m):
+            loglik += sw[n0 + b] * (mx[b] + math.log(tot[b]))
+            tot[b] = sw[n0 + b] / tot[b]
+    else:
+        for b in range(m):
+            loglik += mx[b]
+        # one log per LOG_GROUP rows, as the Cython kernel (each row sum is in [1, K])
+        for b0 in range(0, m, LOG_GROUP):
+            prod = 1.0
+            for b in range(b0, min(b0 + LOG_GROUP, m)):
+                prod *= tot[b]
+            loglik += math.log(prod)
+        for b in range(m):
+            tot[b] = 1.0 / tot[b]
     for k in range(K):
         for b in range(m):
             lp[k, b] *= tot[b]
@@ -419,9 +425,9 @@ def _block_stats(cov, xT, n0, m, lp, centre, nk, s1, s2, dk, rdk):
             s1[k, i] += _sum(rdk[i], m)
         if cov == FULL or cov == TIED:
             o = k * D * D if cov == FULL else 0
-            for i in range(D):
-                for j in range(i, D):
-                    s2[o + i * D + j] += _dot(rdk[i], dk[j], m)
+            for j in range(D):
+                for i in range(j, D):
+                    s2[o + i * D + j] += _dot(rdk[j], dk[i], m)
         elif cov == DIAG:
             for i in range(D):
                 s2[k * D + i] += _dot(rdk[i], dk[i], m)
@@ -431,9 +437,9 @@ def _block_stats(cov, xT, n0, m, lp, centre, nk, s1, s2, dk, rdk):
 
 
 @njit(**JIT)
-def _estep(cov, xT, N, mu, pc, logc, nk, s1, s2, centre, blk):
+def _estep(cov, xT, sw, N, mu, pc, logc, nk, s1, s2, centre, blk):
     """Statistics about the means mu (copied to centre), block by block of rows; returns
-    the log-likelihood. blk: the block scratch (lp (K, BLOCK), q, mx, y (BLOCK,), dk, rdk
+    the (weighted) log-likelihood. blk: the block scratch (lp (K, BLOCK), q, mx, y (BLOCK,), dk, rdk
     (D, BLOCK))."""
     lp, q, mx, y, dk, rdk = blk
     K, D = mu.shape
@@ -445,34 +451,32 @@ def _estep(cov, xT, N, mu, pc, logc, nk, s1, s2, centre, blk):
     for n0 in range(0, N, BLOCK):
         m = min(BLOCK, N - n0)
         _block_logp(cov, xT, n0, m, mu, pc, logc, lp, q, y)
-        loglik += _block_resp(m, lp, mx, q)
+        loglik += _block_resp(sw, n0, m, lp, mx, q)
         _block_stats(cov, xT, n0, m, lp, centre, nk, s1, s2, dk, rdk)
-    _mirror(cov, K, D, s2)
+    _mirror(cov, s2, D)
     return loglik
 
 
 # ----------------------------------------------------------------------------- one problem
 @njit(**JIT)
-def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp, given,
-                 w0, mu0, cov0, pc0, w_out, mu_out, cov_out, pc_out, hist_out, res, scratch,
-                 blk, labels, cand):
-    """All restarts of one problem, the best into the outputs; res = [lower bound, n_iter,
-    converged]. given, w0, mu0, cov0, pc0: the *_init parameters (the Cython kernel's
-    _initialise). Returns OK or FALLBACK."""
+def _fit_problem(X, sw, wsum, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp,
+                 given, w0, mu0, cov0, pc0, w_out, mu_out, cov_out, pc_out, hist_out, res,
+                 scratch, blk, labels, cand):
+    """All restarts of one problem (sample weights sw, or (0,); wsum their sum), the best
+    into the outputs; res = [lower bound, n_iter, converged]. given, w0, mu0, cov0, pc0:
+    the *_init parameters (the Cython kernel's _initialise). Returns OK or FALLBACK."""
     N, D = X.shape
     S = cov_out.shape[0]
     (closest, block_pot, pots, d, logc, nk, w, hist, s2, covs, pc, s1, centre, mu,
-     counts, sums, xc, L, xT) = scratch
-    for n in range(N):                 # the E-step's layout
-        for i in range(D):
-            xT[i, n] = X[n, i]
+     counts, sums, xc, L, xT, mean) = scratch
+    kmeans_tol = _prepare_problem(X, sw, wsum, init, given, xT, xc, mean)
     for r in range(n_init):
         # ------------------------------------------------------------ the start
         if given != GIVEN_ALL:
-            if _initial_stats(X, K, cov, N, D, r, init, T, idx, u, resp, scratch, labels,
-                              cand) != OK:
+            if _initial_stats(X, sw, K, cov, N, D, r, init, T, idx, u, resp, kmeans_tol,
+                              scratch, labels, cand) != OK:
                 return FALLBACK
-            _mstep(cov, reg, N, True, nk, s1, s2, centre, w, mu, covs, d)
+            _mstep(cov, reg, wsum, True, nk, s1, s2, centre, w, mu, covs, d)
         if given & GIVEN_WEIGHTS:
             w[:] = w0
         if given & GIVEN_MEANS:
@@ -487,14 +491,14 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp, g
         prev, lower, n_it, conv = -np.inf, -np.inf, 0, False
         for it in range(1, max_iter + 1):
             n_it = it
-            loglik = _estep(cov, xT, N, mu, pc, logc, nk, s1, s2, centre, blk)
-            _mstep(cov, reg, N, False, nk, s1, s2, centre, w, mu, covs, d)
+            loglik = _estep(cov, xT, sw, N, mu, pc, logc, nk, s1, s2, centre, blk)
+            _mstep(cov, reg, wsum, False, nk, s1, s2, centre, w, mu, covs, d)
             for k in range(K):
-                if nk[k] <= EMPTY_FRACTION * N:
+                if nk[k] <= EMPTY_FRACTION * wsum:
                     return FALLBACK
             if _precisions(cov, K, D, w, covs, pc, logc, L) != OK:
                 return FALLBACK
-            lower = loglik / N
+            lower = loglik / wsum
             hist[it - 1] = lower
             if abs(lower - prev) < tol:
                 conv = True
@@ -512,69 +516,85 @@ def _fit_problem(X, K, cov, reg, tol, max_iter, n_init, init, T, idx, u, resp, g
 
 
 @njit(**JIT)
-def _initial_stats(X, K, cov, N, D, r, init, T, idx, u, resp, scratch, labels, cand):
+def _prepare_problem(X, sw, wsum, init, given, xT, xc, mean):
+    """What every restart of the problem shares (the Cython kernel's _prepare_problem): its
+    rows feature-major (xT), for "kmeans" and "random" starts its weighted column mean,
+    for "kmeans" its rows less that mean (xc); returns Lloyd's tolerance (1e-4 times their
+    mean weighted variance; 0 when unused)."""
+    N, D = X.shape
+    for n in range(N):                 # the E-step's layout
+        for i in range(D):
+            xT[i, n] = X[n, i]
+    if given == GIVEN_ALL or (init != KMEANS and init != RANDOM):
+        return 0.0
+    mean[:] = 0.0
+    for n in range(N):
+        w = _wt(sw, n)
+        for i in range(D):
+            mean[i] += w * X[n, i]
+    for i in range(D):
+        mean[i] /= wsum
+    if init != KMEANS:
+        return 0.0
+    sq = 0.0
+    for n in range(N):
+        w = _wt(sw, n)
+        for i in range(D):
+            xc[n, i] = X[n, i] - mean[i]
+            sq += w * (xc[n, i] * xc[n, i])
+    return LLOYD_TOL * sq / (wsum * D)
+
+
+@njit(**JIT)
+def _initial_stats(X, sw, K, cov, N, D, r, init, T, idx, u, resp, kmeans_tol, scratch,
+                   labels, cand):
     """The statistics (nk, s1, s2 about centre, in scratch) of init_params' start for
-    restart r. Returns OK or FALLBACK."""
+    restart r, from _prepare_problem's mean and centred rows. Returns OK or FALLBACK."""
     (closest, block_pot, pots, d, logc, nk, w, hist, s2, covs, pc, s1, centre, mu,
-     counts, sums, xc, L, xT) = scratch
+     counts, sums, xc, L, xT, mean) = scratch
+    rows = labels[N:N + K]            # the rows k-means++ chooses (after Lloyd's labels)
+    nk[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
     if init == KMEANS:
-        mean = np.zeros(D)
-        for n in range(N):
-            for i in range(D):
-                mean[i] += X[n, i]
-        mean /= N
-        sq = 0.0
-        for n in range(N):
-            for i in range(D):
-                xc[n, i] = X[n, i] - mean[i]
-                sq += xc[n, i] * xc[n, i]
         Xc = xc[:N]
-        if _kmeans_plusplus(Xc, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
-                            centre) != OK:
+        if _kmeans_plusplus(Xc, sw, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
+                            centre, rows) != OK:
             return FALLBACK
-        if _lloyd(Xc, centre, LLOYD_TOL * sq / (N * D), labels, counts, sums) != OK:
+        if _lloyd(Xc, sw, centre, kmeans_tol, labels, counts, sums) != OK:
             return FALLBACK
         centre += mean
-        nk[:] = 0.0
-        s1[:] = 0.0
-        s2[:] = 0.0
         for n in range(N):
             k, _d = _nearest(X, n, centre)
-            _add_row(cov, X, n, k, 1.0, centre, nk, s1, s2, d)
-        _mirror(cov, K, D, s2)
+            _add_row(cov, X, n, k, _wt(sw, n), centre, nk, s1, s2, d)
+        _mirror(cov, s2, D)
     elif init == RANDOM:
-        for i in range(D):
-            m = 0.0
-            for n in range(N):
-                m += X[n, i]
-            for k in range(K):
-                centre[k, i] = m / N
-        nk[:] = 0.0
-        s1[:] = 0.0
-        s2[:] = 0.0
+        for k in range(K):
+            centre[k] = mean
         for n in range(N):
+            wn = _wt(sw, n)
             for k in range(K):
-                _add_row(cov, X, n, k, resp[(r * N + n) * K + k], centre, nk, s1, s2, d)
-        _mirror(cov, K, D, s2)
+                _add_row(cov, X, n, k, resp[(r * N + n) * K + k] * wn, centre, nk, s1, s2, d)
+        _mirror(cov, s2, D)
     else:
         if init == PLUSPLUS:
-            if _kmeans_plusplus(X, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
-                                centre) != OK:
+            if _kmeans_plusplus(X, sw, idx[r, 0], u[r], T, closest, block_pot, cand, pots,
+                                centre, rows) != OK:
                 return FALLBACK
         else:
+            rows[:] = idx[r]
             for k in range(K):
                 centre[k] = X[idx[r, k]]
-        nk[:] = 1.0
-        s1[:] = 0.0
-        s2[:] = 0.0
+        for k in range(K):            # components of one row each: nk its weight
+            nk[k] = _wt(sw, rows[k])
     return OK
 
 
 @outlined(_GROUP_SIG)
-def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u,
-               resp, resp_off, given, w_init, mu_init, cov_init, pc_init, weights, means,
-               covariances, prec_chol, lower_bound, lower_bounds, n_iter, converged, status,
-               lo, hi):
+def _fit_group(X, offsets, sample_weight, weight_sum, K, cov, reg, tol, max_iter, n_init,
+               init, T, draw_of, idx, u, resp, resp_off, given, w_init, mu_init, cov_init,
+               pc_init, weights, means, covariances, prec_chol, lower_bound, lower_bounds,
+               n_iter, converged, status, lo, hi):
     """Problems lo..hi-1, in order, with scratch allocated once for the group."""
     P, D = offsets.shape[0] - 1, X.shape[1]
     S = covariances.shape[1]
@@ -586,23 +606,25 @@ def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of,
                np.empty(max(max_iter, 1)), np.empty(S), np.empty(S), np.empty(S),
                np.empty((K, D)), np.empty((K, D)), np.empty((K, D)), np.empty(K),
                np.empty((K, D)), np.empty((n_max, D)), np.zeros((D, D)),
-               np.empty((D, n_max)))
+               np.empty((D, n_max)), np.empty(D))
     blk = (np.empty((K, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
            np.empty((D, BLOCK)), np.empty((D, BLOCK)))
-    labels = np.empty(n_max, dtype=np.int64)
+    labels = np.empty(n_max + K, dtype=np.int64)    # Lloyd's labels, then k-means++'s rows
     cand = np.empty(T, dtype=np.int64)
     res = np.empty(3)
+    weighted = sample_weight.shape[0] > 0
     for p in range(lo, hi):
         if status[p] != OK:
             continue
         s = draw_of[p]
         g = p if w_init.shape[0] == P else 0
         rows = X[offsets[p]:offsets[p + 1]]
-        st = _fit_problem(rows, K, cov, reg, tol, max_iter, n_init, init, T, idx[s], u[s],
-                          resp[resp_off[s]:resp_off[s + 1]], given, w_init[g], mu_init[g],
-                          cov_init[g], pc_init[g], weights[p], means[p],
-                          covariances[p], prec_chol[p], lower_bounds[p], res, scratch, blk,
-                          labels, cand)
+        sw = sample_weight[offsets[p]:offsets[p + 1]] if weighted else sample_weight
+        st = _fit_problem(rows, sw, weight_sum[p], K, cov, reg, tol, max_iter, n_init, init,
+                          T, idx[s], u[s], resp[resp_off[s]:resp_off[s + 1]], given,
+                          w_init[g], mu_init[g], cov_init[g], pc_init[g], weights[p],
+                          means[p], covariances[p], prec_chol[p], lower_bounds[p], res,
+                          scratch, blk, labels, cand)
         status[p] = st
         if st == OK:
             lower_bound[p] = res[0]
@@ -611,30 +633,31 @@ def _fit_group(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of,
 
 
 @parallel_driver(_SIG, calls=[(_fit_group, [_GROUP_SIG])])
-def _driver(X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx, u, resp,
-            resp_off, given, w_init, mu_init, cov_init, pc_init, weights, means, covariances,
-            prec_chol, lower_bound, lower_bounds, n_iter, converged, status, n_groups, fn):
+def _driver(X, offsets, sample_weight, weight_sum, K, cov, reg, tol, max_iter, n_init, init,
+            T, draw_of, idx, u, resp, resp_off, given, w_init, mu_init, cov_init, pc_init,
+            weights, means, covariances, prec_chol, lower_bound, lower_bounds, n_iter,
+            converged, status, n_groups, fn):
     """The problems in n_groups contiguous groups, one group per thread at a time. fn: the
     address of _fit_group (compiled once on its own instead of into each of the four
     modules numba makes of a prange driver: see _settings.outlined)."""
     P = offsets.shape[0] - 1
     for g in prange(n_groups):
-        _fit_group(fn, X, offsets, K, cov, reg, tol, max_iter, n_init, init, T, draw_of, idx,
-                   u, resp, resp_off, given, w_init, mu_init, cov_init, pc_init, weights,
-                   means, covariances, prec_chol, lower_bound, lower_bounds, n_iter,
-                   converged, status, g * P // n_groups,
+        _fit_group(fn, X, offsets, sample_weight, weight_sum, K, cov, reg, tol, max_iter,
+                   n_init, init, T, draw_of, idx, u, resp, resp_off, given, w_init, mu_init,
+                   cov_init, pc_init, weights, means, covariances, prec_chol, lower_bound,
+                   lower_bounds, n_iter, converged, status, g * P // n_groups,
                    (g + 1) * P // n_groups)
 
 
-def fit_many(X, offsets, K, cov_code, reg_covar, tol, max_iter, n_init, init_code, n_trials,
-             draw_of, idx, u, resp, resp_off, given_bits, w_init, mu_init, cov_init, pc_init,
-             weights, means, covariances, prec_chol, lower_bound, lower_bounds, n_iter,
-             converged, status, n_threads):
+def fit_many(X, offsets, sample_weight, weight_sum, K, cov_code, reg_covar, tol, max_iter,
+             n_init, init_code, n_trials, draw_of, idx, u, resp, resp_off, given_bits, w_init,
+             mu_init, cov_init, pc_init, weights, means, covariances, prec_chol, lower_bound,
+             lower_bounds, n_iter, converged, status, n_threads):
     """The Cython kernel's contract (emfast._cython._batch.fit_many)."""
     P = offsets.shape[0] - 1
     if P == 0:
         return
-    run(_driver, n_threads, X, offsets, K, cov_code, reg_covar, tol, max_iter, n_init,
-        init_code, n_trials, draw_of, idx, u, resp, resp_off, given_bits, w_init, mu_init,
-        cov_init, pc_init, weights, means, covariances,
+    run(_driver, n_threads, X, offsets, sample_weight, weight_sum, K, cov_code, reg_covar,
+        tol, max_iter, n_init, init_code, n_trials, draw_of, idx, u, resp, resp_off,
+        given_bits, w_init, mu_init, cov_init, pc_init, weights, means, covariances,
         prec_chol, lower_bound, lower_bounds, n_iter, converged, status, min(P, MAX_GROUPS))
