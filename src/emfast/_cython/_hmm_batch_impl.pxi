@@ -394,9 +394,9 @@ cdef int _fit_problem(const Spec* s, BWork* W, const double* X, Py_ssize_t N,
 
 def fit_many_hmm(
     const double[:, ::1] X,             # IN  (total rows, D) every problem's frames, stacked
-    const int64_t[::1] offsets,         # IN  (P + 1,) problem p: rows offsets[p]..offsets[p+1]
-    const int64_t[::1] seq_offsets,     # IN  (S + 1,) the sequences' first rows (global)
-    const int64_t[::1] prob_seq,        # IN  (P + 1,) problem p: sequences prob_seq[p]..[p+1]
+    const int64_t[::1] seq_offsets,     # IN  (S + 1,) sequence q: rows seq_offsets[q]..[q+1]
+    const int64_t[:, ::1] runs,         # IN  (P, 2) run p: its first sequence and how many
+                                        #     (consecutive; runs may share sequences)
     int cov_code,                       # IN  0 full, 1 tied, 2 diag, 3 spherical
     int letters,                        # IN  the parameters EM updates (LETTER_BITS)
     int max_iter, double tol,           # IN  GaussianHMM's n_iter and tol
@@ -418,7 +418,7 @@ def fit_many_hmm(
     int n_threads,                      # IN  OpenMP threads
 ):
     """Fit the P problems, one per thread at a time (schedule dynamic: sizes may differ)."""
-    cdef Py_ssize_t P = offsets.shape[0] - 1, p, n_max = 0, t_max = 0, q
+    cdef Py_ssize_t P = runs.shape[0], p, n_max = 0, t_max = 0, q
     cdef Spec s
     s.K = startprob.shape[1]
     s.D = X.shape[1]
@@ -436,7 +436,7 @@ def fit_many_hmm(
     if P == 0:
         return
     for p in range(P):
-        n_max = max(n_max, offsets[p + 1] - offsets[p])
+        n_max = max(n_max, seq_offsets[runs[p, 0] + runs[p, 1]] - seq_offsets[runs[p, 0]])
     for q in range(seq_offsets.shape[0] - 1):
         t_max = max(t_max, seq_offsets[q + 1] - seq_offsets[q])
     cdef BWork* W = NULL
@@ -448,9 +448,10 @@ def fit_many_hmm(
             if W == NULL:           # out of memory: the problem goes back to GaussianHMM
                 status[p] = FALLBACK
                 continue
+            q = runs[p, 0]
             status[p] = _fit_problem(
-                &s, W, &X[offsets[p], 0], offsets[p + 1] - offsets[p],
-                &seq_offsets[prob_seq[p]], prob_seq[p + 1] - prob_seq[p],
+                &s, W, &X[seq_offsets[q], 0], seq_offsets[q + runs[p, 1]] - seq_offsets[q],
+                &seq_offsets[q], runs[p, 1],
                 &startprob[p, 0], &transmat[p, 0, 0], &means[p, 0, 0], &covars[p, 0],
                 &history[p, 0], &n_iter[p], &converged[p])
         _bwork_free(W)
