@@ -136,7 +136,7 @@ def fit_many_hmm(problems, *, n_components=1, covariance_type="diag", min_covar=
                   n_init=n_init, backend=backend, n_threads=n_threads)
     # GaussianHMM's own parameter checks, and its wording
     n_threads = GaussianHMM(**params)._check_parameters()
-    get_backend(backend, "hmm_batch")
+    kernel = get_backend(backend, "hmm_batch")
     K, ct, R = int(n_components), covariance_type, int(n_init)
     X, lengths = _check_problems(problems, K)
     P, D = len(X), X[0].shape[1]
@@ -155,17 +155,12 @@ def fit_many_hmm(problems, *, n_components=1, covariance_type="diag", min_covar=
     if priors is None:
         status[:] = FALLBACK
 
-    seq_offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(lengths), out=seq_offsets[1:])
-    first_seq = np.cumsum([0] + [len(x) for x in lengths[:-1]])
-    runs = np.empty((P * R, 2), dtype=np.int64)
-    runs[:, 0] = np.repeat(first_seq, R)
-    runs[:, 1] = np.repeat([len(x) for x in lengths], R)
+    seq_offsets, runs = _layout(lengths, R)
     history = np.full((P * R, max(int(n_iter), 1)), np.nan)
     n_iter_ = np.zeros(P * R, dtype=np.int64)
     converged = np.zeros(P * R, dtype=np.int8)
     if priors is not None:
-        get_backend(backend, "hmm_batch").fit_many_hmm(
+        kernel.fit_many_hmm(
             np.ascontiguousarray(np.concatenate(X)), seq_offsets, runs,
             kernels._cov_code(ct), letters, int(n_iter), float(tol), *priors,
             start["startprob"], start["transmat"], start["means"], start["covars"], history,
@@ -212,6 +207,19 @@ def _check_problems(problems, n_components):
         X.append(np.array(x, dtype=np.float64, order="C"))
         lengths.append(np.diff(offsets))
     return X, lengths
+
+
+def _layout(lengths, n_init):
+    """(seq_offsets (S + 1,): the rows of every sequence of every problem, stacked; runs
+    (P * n_init, 2): each kernel problem's first sequence and number of sequences, the
+    n_init restarts of a problem on the same sequences)."""
+    n_seq = np.array([len(x) for x in lengths], dtype=np.int64)
+    seq_offsets = np.zeros(int(n_seq.sum()) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lengths), out=seq_offsets[1:])
+    runs = np.empty((len(lengths) * n_init, 2), dtype=np.int64)
+    runs[:, 0] = np.repeat(np.cumsum(n_seq) - n_seq, n_init)
+    runs[:, 1] = np.repeat(n_seq, n_init)
+    return seq_offsets, runs
 
 
 def _starts(params, X, seed, start, rows):
