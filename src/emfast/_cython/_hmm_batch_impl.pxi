@@ -24,7 +24,7 @@ cdef enum Letter:            # emfast.hmm_batch.LETTER_BITS: the parameters EM u
     UPDATE_M = 4
     UPDATE_C = 8
 
-cdef double HALF_LOG_2PI = 0.91893853320467274178
+cdef double LOG_2PI = 1.8378770664093453   # math.log(2 pi), as kernels.log_normalizer
 cdef double COV_DENOM_FLOOR = 1e-5     # GaussianEmission.m_step: max(c_d, 1e-5), diag
 
 include "_cholesky.pxi"
@@ -136,7 +136,7 @@ cdef int _precisions(const Spec* s, BWork* W, const double* cov) noexcept nogil:
                 ld += log(W.pc[k * D + i])
         else:
             ld = D * log(W.pc[k])
-        W.logc[k] = ld - 0.5 * D * (2.0 * HALF_LOG_2PI)
+        W.logc[k] = ld - 0.5 * D * LOG_2PI
     return OK
 
 

@@ -27,7 +27,7 @@ __all__ = ["fit_many_hmm"]
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3          # emfast.kernels.COVARIANCE_TYPES
 OK, FALLBACK = 0, 1                               # emfast.hmm_batch status codes
 UPDATE_S, UPDATE_T, UPDATE_M, UPDATE_C = 1, 2, 4, 8   # emfast.hmm_batch.LETTER_BITS
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)      # kernels.log_normalizer's
 COV_DENOM_FLOOR = 1e-5        # GaussianEmission.m_step: max(c_d, 1e-5), diag
 MAX_GROUPS = 256              # groups of problems (scratch is allocated once per group)
 
@@ -67,7 +67,7 @@ def _precisions(cov, K, D, covs, pc, logc, L):
                 ld += math.log(pc[k * D + i])
         else:
             ld = D * math.log(pc[k])
-        logc[k] = ld - 0.5 * D * (2.0 * HALF_LOG_2PI)
+        logc[k] = ld - 0.5 * D * LOG_2PI
     return OK
 
 
