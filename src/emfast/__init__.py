@@ -9,9 +9,10 @@ __version__ = "0.1.0"
 
 from emfast._info import show_config
 from emfast.batch import fit_many
+from emfast.hmm_batch import fit_many_hmm
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
 from emfast.mixture import GaussianMixture
 from emfast.selection import select_gaussian_mixture
 
-__all__ = ["GaussianMixture", "fit_many", "select_gaussian_mixture", "show_config",
+__all__ = ["GaussianMixture", "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config",
            "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]

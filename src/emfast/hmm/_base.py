@@ -338,17 +338,41 @@ class BaseHMM(ParamsMixin):
         fitted attributes. ``make_family(emission, startprob_prior, transmat_prior)``: the
         EM family. ``emfast.dask`` calls it with a family whose E-step runs on Dask, X a
         Dask array and ``X_start`` a sample of its rows."""
+        emission = self._emission_model(self.n_features)
+        rng = V.check_random_state(self.random_state)
+        init = self._initializer(X_start, labels, emission, rng)
+        self._warn_few_data(X, emission)
+        family = make_family(emission, *self._priors(self.n_components))
+        n_init = self.n_init
+
+        monitor = self.monitor_
+        monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
+
+        def make_rule(index):
+            mon = monitor if n_init == 1 else copy.deepcopy(monitor)
+            mon._reset()
+            return _MonitorRule(mon)
+
+        with single_threaded_blas():
+            run = fit_restarts(family, X, None, init, make_rule, n_init=n_init, rng=rng,
+                               max_iter=self.n_iter, n_threads=n_threads,
+                               sequential=bool(self.verbose))
+        self.startprob_ = run.params.startprob
+        self.transmat_ = run.params.transmat
+        self._set_emission_attrs(run.params.emission)
+        self.monitor_ = run.rule.monitor
+
+    def _initializer(self, X_start, labels, emission, rng):
+        """``init(X_, sw_, rng_, threads) -> HMMParams``: the starting parameters of a
+        restart drawing from ``rng_`` (``rng``: the fit's own stream), from ``X_start``;
+        what ``init_params`` names (or is not set yet) is initialised, the rest kept.
+        emfast.fit_many_hmm starts its problems with it too."""
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}
         for code, name in self._emission_attrs.items():
             todo[code] = self._needs_init(code, name)
-        emission = self._emission_model(self.n_features)
         fixed = self._params_from_attrs(todo)
-        self._warn_few_data(X, emission)
-        family = make_family(emission, *self._priors(K))
-        rng = V.check_random_state(self.random_state)
-        n_init = self.n_init
 
         def init(X_, sw_, rng_, threads):
             # hmmlearn draws startprob and transmat from check_random_state(random_state),
@@ -368,22 +392,7 @@ class BaseHMM(ParamsMixin):
                 em = emission.means_from_labels(X_start, labels, em)
             return HMMParams(sp, tm, emission.prepare(em))
 
-        monitor = self.monitor_
-        monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
-
-        def make_rule(index):
-            mon = monitor if n_init == 1 else copy.deepcopy(monitor)
-            mon._reset()
-            return _MonitorRule(mon)
-
-        with single_threaded_blas():
-            run = fit_restarts(family, X, None, init, make_rule, n_init=n_init, rng=rng,
-                               max_iter=self.n_iter, n_threads=n_threads,
-                               sequential=bool(self.verbose))
-        self.startprob_ = run.params.startprob
-        self.transmat_ = run.params.transmat
-        self._set_emission_attrs(run.params.emission)
-        self.monitor_ = run.rule.monitor
+        return init
 
     def _warn_few_data(self, X, emission):
         counts = self._get_n_fit_scalars_per_param()
