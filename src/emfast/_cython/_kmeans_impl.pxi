@@ -24,6 +24,11 @@ cdef extern from "_kmeans_dist.h":
     # the same from the rows directly (d: (K, ld) scratch)
     void emfast_nearest_T(const double* xT, Py_ssize_t ld, int D, const double* c, int K,
                           Py_ssize_t m, double* best, int64_t* arg, double* d) noexcept nogil
+    # d[k * ld + b] = (xsq[b] - 2 xb[b].c[k]) + csq[k], clamped at 0, for b < m rounded up
+    # to 4: the dgemm distances without dgemm
+    void emfast_sqdist_rows(const double* xb, int D, const double* xsq, const double* c,
+                            const double* csq, int K, Py_ssize_t m, Py_ssize_t ld,
+                            double* d) noexcept nogil
     # out[b] = ||xb[b]||^2 for the m rows of a row-major block
     void emfast_row_sqnorms(const double* xb, int D, Py_ssize_t m, double* out) noexcept nogil
     # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
@@ -37,6 +42,7 @@ import numpy as np
 
 cdef enum:
     BLOCK = 256           # rows per block: the unit of the fixed summation order
+    SUB_BLOCK = 64        # rows per step of a wide-row Lloyd pass (divides BLOCK)
     MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
 
 cdef enum Cov:
@@ -52,11 +58,16 @@ cdef Py_ssize_t MAX_GROUP_BYTES = 64 * 1024 * 1024
 # (||x||^2 - 2 x.c + ||c||^2); below it the direct sum of (x_i - c_i)^2, vectorised over the
 # block's rows, is faster than the call (measured on a 2-core Zen 5, OpenBLAS 0.3, K 1..32).
 cdef int GEMM_MIN_D = 16
+# Up to this many centres those distances come from a direct multiply-add kernel over the
+# rows (emfast_sqdist_rows) instead of dgemm, whose kernels run a (256 x D) by (D x K)
+# product with few columns far below peak.
+cdef int DIRECT_MAX_K = 8
 
 
 ctypedef struct Centres:
     int K, D
-    bint gemm                   # distances by dgemm (D >= GEMM_MIN_D)
+    bint gemm                   # distances ||x||^2 - 2 x.c + ||c||^2 (D >= GEMM_MIN_D)
+    bint direct                 # ... with x.c by emfast_sqdist_rows, not dgemm (K small)
     const double* c             # (K, D) row-major
     const double* csq           # (K,) ||c_k||^2 (gemm only)
 
@@ -147,14 +158,17 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     cdef double* d
     cdef const double* xsq
     if C.gemm:
-        # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
-        dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
-              W.dist, &ld)
         if W.xsq != NULL:
             xsq = W.xsq + W.n0
         else:
             emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
             xsq = W.best
+        if C.direct:
+            emfast_sqdist_rows(W.xb, D, xsq, C.c, C.csq, K, m, BLOCK, W.dist)
+            return
+        # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
+        dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
+              W.dist, &ld)
         for k in range(K):
             d = W.dist + k * BLOCK
             for b in range(m):
@@ -195,6 +209,7 @@ cdef class _CentreSet:
         self.s.K = <int> K
         self.s.D = <int> D
         self.s.gemm = D >= GEMM_MIN_D
+        self.s.direct = self.s.gemm and K <= DIRECT_MAX_K
         self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
         self.s.csq = &qv[0] if K > 0 else NULL
         if self.s.gemm and K > 0:    # a loop, not einsum: per-call overhead of a Lloyd step
@@ -389,42 +404,62 @@ def plusplus_step(
 # Lloyd
 
 
+cdef int64_t _lloyd_rows(const Centres* C, Work* W, const floating* X, const double* sw,
+                         int64_t* labels, Py_ssize_t n0, Py_ssize_t m, double* counts,
+                         double* sums, double* inertia) noexcept nogil:
+    """The rows [n0, n0 + m) of a block, in order: nearest centres into labels, their
+    weighted distances into inertia, weights into counts (K), rows into sums (K, D).
+    Returns how many labels changed."""
+    cdef Py_ssize_t b
+    cdef int D = C.D, K = C.K, k, i
+    cdef int64_t changed = 0
+    cdef double w
+    cdef double* sk
+    cdef const double* x
+    _load_block(C, X, sw, n0, m, False, W)
+    _block_nearest(C, W, m)
+    for b in range(m):
+        k = W.arg[b]
+        w = W.w[b]
+        changed += labels[n0 + b] != k
+        labels[n0 + b] = k
+        inertia[0] += w * W.best[b]
+        counts[k] += w
+        if not C.gemm:      # narrow rows, feature-major
+            sk = sums + k * D
+            x = W.xT + b
+            for i in range(D):
+                sk[i] += w * x[i * BLOCK]
+    if C.gemm:              # wide rows: a cluster's rows at a time, sums in registers
+        _order_by_cluster(W, W.arg, m, K)
+        for k in range(K):
+            emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
+                            W.w, sums + k * D)
+    return changed
+
+
 cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const double* sw,
                           int64_t* labels, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
                           double* acc) noexcept nogil:
     """Blocks [b0, b1) in order: nearest centres into labels, and into acc = [inertia,
-    counts (K), sums (K, D)] their weighted sums. Returns how many labels changed."""
-    cdef Py_ssize_t blk, n0, m, b
-    cdef int D = C.D, K = C.K, k, i
+    counts (K), sums (K, D)] their weighted sums. Returns how many labels changed.
+
+    Wide rows go SUB_BLOCK rows at a time (the same additions in the same order, but for
+    the pairing of rows inside emfast_add_rows): the cluster sums then read rows that the
+    distances have just brought into L1, where a whole block (128 KiB at D = 64) came
+    from L2 or L3 a second time."""
+    cdef Py_ssize_t step = SUB_BLOCK if C.gemm else BLOCK, blk, n0, m, s0
     cdef int64_t changed = 0
-    cdef double w, inertia
-    cdef double* counts = acc + 1
-    cdef double* sums = acc + 1 + K
-    cdef double* sk
-    cdef const double* x
+    cdef double inertia
     for blk in range(b0, b1):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
-        _load_block(C, X, sw, n0, m, False, W)
-        _block_nearest(C, W, m)
         inertia = 0.0
-        for b in range(m):
-            k = W.arg[b]
-            w = W.w[b]
-            changed += labels[n0 + b] != k
-            labels[n0 + b] = k
-            inertia += w * W.best[b]
-            counts[k] += w
-            if not C.gemm:      # narrow rows, feature-major
-                sk = sums + k * D
-                x = W.xT + b
-                for i in range(D):
-                    sk[i] += w * x[i * BLOCK]
-        if C.gemm:              # wide rows: a cluster's rows at a time, sums in registers
-            _order_by_cluster(W, W.arg, m, K)
-            for k in range(K):
-                emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
-                                W.w, sums + k * D)
+        s0 = n0
+        while s0 < n0 + m:
+            changed += _lloyd_rows(C, W, X, sw, labels, s0, min(step, n0 + m - s0),
+                                   acc + 1, acc + 1 + C.K, &inertia)
+            s0 += step
         acc[0] += inertia
     return changed
 
@@ -772,6 +807,16 @@ def label_stats(
         S[:, iu[0], iu[1]] = packed
         S[:, iu[1], iu[0]] = packed
         s2[...] = S if cov_code == FULL else S[0]
+
+
+def _set_direct_max_k(int direct_max_k):
+    """Tuning hook for benchmarks and tests: the most centres whose dgemm-style distances
+    come from the direct kernel instead of dgemm. Returns the old value. Not part of the
+    kernel contract."""
+    global DIRECT_MAX_K
+    old = DIRECT_MAX_K
+    DIRECT_MAX_K = direct_max_k
+    return old
 
 
 def _set_gemm_min_d(int gemm_min_d):
