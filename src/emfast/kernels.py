@@ -635,6 +635,7 @@ __all__ += ["kmeans_plusplus_update", "kmeans_plusplus_potentials", "kmeans_lloy
             "kmeans_label_stats"]
 
 KMEANS_BLOCK = 256
+_NO_NORMS = np.empty(0)   # the k-means++ kernels' row norms: computed per pass
 
 
 def _kmeans_inputs(X, sample_weight, min_features=1):
@@ -692,8 +693,8 @@ def kmeans_plusplus_update(X, centre, closest, sample_weight=None, *, block_pot=
     centre = _centre_array("centre", np.reshape(centre, (1, -1)), D)[0]
     closest = _check_inout("closest", closest, (N,), np.float64)
     block_pot = _check_out("block_pot", block_pot, (-(-N // KMEANS_BLOCK),))
-    get_backend(backend, "kmeans").plusplus_update(X, sw, centre, closest, block_pot,
-                                                   _threads_for(N, n_threads))
+    get_backend(backend, "kmeans").plusplus_update(X, sw, _NO_NORMS, centre, closest,
+                                                   block_pot, _threads_for(N, n_threads))
     return closest, block_pot
 
 
@@ -706,8 +707,8 @@ def kmeans_plusplus_potentials(X, closest, candidates, sample_weight=None, *, ou
     candidates = _centre_array("candidates", candidates, D)
     closest = _as_param("closest", closest, (N,))
     pots = _check_out("out", out, (len(candidates),))
-    get_backend(backend, "kmeans").plusplus_potentials(X, sw, closest, candidates, pots,
-                                                       _threads_for(N, n_threads))
+    get_backend(backend, "kmeans").plusplus_potentials(X, sw, _NO_NORMS, closest, candidates,
+                                                       pots, _threads_for(N, n_threads))
     return pots
 
 

@@ -109,61 +109,37 @@ static inline emfast_km_v4d emfast_km_hsum4(emfast_km_v4d a0, emfast_km_v4d a1,
 #define EMFAST_KM_UNROLL _Pragma("GCC unroll 16")
 #endif
 
-/* The direct distances' vectors: 8 lanes in the AVX-512 build, else 4. Per tile 4 rows x
- * J centres of sums, J centre vectors and a row vector: J = 3 fits AVX2's 16 registers
- * (J = 4 spills), J = 6 AVX-512's 32. */
-#ifdef __AVX512F__
-#define EMFAST_KM_W 8
-#define EMFAST_KM_DIRECT_J 6
-#else
-#define EMFAST_KM_W 4
+/* Centres per tile of the direct distances: 4 rows x J centres of sums, J centre vectors
+ * and a row vector fit AVX2's 16 registers at J = 3 (J = 4 spills). */
 #define EMFAST_KM_DIRECT_J 3
-#endif
-/* Vectors per chunk of the cluster sums: two rows' worth of sums in registers (16 of
- * AVX-512's 32, 8 of AVX2's 16) */
-#define EMFAST_KM_SUM_V (EMFAST_KM_W == 8 ? 8 : 4)
-typedef double emfast_km_vd __attribute__((vector_size(8 * EMFAST_KM_W)));
-typedef double emfast_km_vd_mem __attribute__((vector_size(8 * EMFAST_KM_W), aligned(8),
-                                               may_alias));
+/* Vectors per chunk of the cluster sums: two rows' worth of sums, 8 registers */
+#define EMFAST_KM_SUM_V 4
+#define EMFAST_KM_W 4                 /* doubles per vector */
 
-/* The n doubles at p, 0 < n <= EMFAST_KM_W, zeros after them */
-static inline __attribute__((always_inline)) emfast_km_vd emfast_km_ld(const double* p, int n)
+/* The n doubles at p, 0 < n <= 4, zeros after them */
+static inline __attribute__((always_inline)) emfast_km_v4d emfast_km_ld(const double* p, int n)
 {
     if (n >= EMFAST_KM_W)
-        return *(const emfast_km_vd_mem*)p;
-#ifdef __AVX512F__
-    return (emfast_km_vd)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), p);
-#elif defined(__AVX2__)
-    return (emfast_km_vd)_mm256_maskload_pd(
+        return *(const emfast_km_v4d_mem*)p;
+#ifdef __AVX2__
+    return (emfast_km_v4d)_mm256_maskload_pd(
         p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
 #else
     {
-        emfast_km_vd v;
-        memset(&v, 0, sizeof v);
+        emfast_km_v4d v = {0.0, 0.0, 0.0, 0.0};
         memcpy(&v, p, (size_t)n * sizeof(double));
         return v;
     }
 #endif
 }
 
-/* The 4-lane vector whose lane sums are those of v: lane l + lane l + 4 in the AVX-512 build */
-static inline emfast_km_v4d emfast_km_fold4(emfast_km_vd v)
-{
-#ifdef __AVX512F__
-    return (emfast_km_v4d)_mm256_add_pd(_mm512_castpd512_pd256((__m512d)v),
-                                        _mm512_extractf64x4_pd((__m512d)v, 1));
-#else
-    return v;
-#endif
-}
-
-/* a[j][r] += x_r . c_j over the n features at i (n <= EMFAST_KM_W; the same multiply-adds
- * with zeros past n) */
+/* a[j][r] += x_r . c_j over the n features at i (n <= 4; the same multiply-adds with
+ * zeros past n) */
 static inline __attribute__((always_inline)) void emfast_km_dot_step(
     const int J, const double* const xr[4], const double* const cj[], int i, int n,
-    emfast_km_vd a[][4])
+    emfast_km_v4d a[][4])
 {
-    emfast_km_vd x, c[EMFAST_KM_DIRECT_J];
+    emfast_km_v4d x, c[EMFAST_KM_DIRECT_J];
     int j, r;
     EMFAST_KM_UNROLL
     for (j = 0; j < J; j++)
@@ -178,29 +154,28 @@ static inline __attribute__((always_inline)) void emfast_km_dot_step(
 }
 
 /* dot[j][r] = x_r . c_j for the 4 rows xr and J (a constant once inlined) centres cj: per
- * pair EMFAST_KM_W lane sums over the features i = l mod EMFAST_KM_W (in order), the last
- * partial vector zero-filled, the lanes then added in a fixed order (emfast_km_fold4,
- * emfast_km_hsum4). Each row vector loaded feeds J multiply-adds, each centre vector 4, and
- * the 4 J independent sums keep both FMA pipes busy. */
+ * pair 4 lane sums over the features i = l mod 4 (in order), the last partial vector
+ * zero-filled, the lanes then added as emfast_km_hsum4 does. Each row vector loaded feeds
+ * J multiply-adds, each centre vector 4, and the 4 J independent sums keep both FMA pipes
+ * busy. */
 static inline __attribute__((always_inline)) void emfast_km_dot_tile(
     const int J, const double* const xr[4], const double* const cj[], int D,
     emfast_km_v4d dot[])
 {
-    emfast_km_vd a[EMFAST_KM_DIRECT_J][4];
+    emfast_km_v4d a[EMFAST_KM_DIRECT_J][4];
     int i, j, r;
     EMFAST_KM_UNROLL
     for (j = 0; j < J; j++)
         EMFAST_KM_UNROLL
         for (r = 0; r < 4; r++)
-            a[j][r] = (emfast_km_vd){0.0};
+            a[j][r] = (emfast_km_v4d){0.0};
     for (i = 0; i + EMFAST_KM_W <= D; i += EMFAST_KM_W)
         emfast_km_dot_step(J, xr, cj, i, EMFAST_KM_W, a);
     if (i < D)
         emfast_km_dot_step(J, xr, cj, i, D - i, a);
     EMFAST_KM_UNROLL
     for (j = 0; j < J; j++)
-        dot[j] = emfast_km_hsum4(emfast_km_fold4(a[j][0]), emfast_km_fold4(a[j][1]),
-                                 emfast_km_fold4(a[j][2]), emfast_km_fold4(a[j][3]));
+        dot[j] = emfast_km_hsum4(a[j][0], a[j][1], a[j][2], a[j][3]);
 }
 
 /* d[k * ld + b] = (xsq[b] - 2 x_b.c_k) + csq[k], clamped at 0 (cancellation can leave
@@ -231,11 +206,6 @@ static inline void emfast_sqdist_rows(const double* xb, int D, const double* xsq
             switch (J) {     /* a constant J per instance: the sums stay in registers */
             case 1: emfast_km_dot_tile(1, xr, cj, D, dot); break;
             case 2: emfast_km_dot_tile(2, xr, cj, D, dot); break;
-#if EMFAST_KM_DIRECT_J > 3
-            case 3: emfast_km_dot_tile(3, xr, cj, D, dot); break;
-            case 4: emfast_km_dot_tile(4, xr, cj, D, dot); break;
-            case 5: emfast_km_dot_tile(5, xr, cj, D, dot); break;
-#endif
             default: emfast_km_dot_tile(EMFAST_KM_DIRECT_J, xr, cj, D, dot); break;
             }
             for (j = 0; j < J; j++) {
@@ -475,12 +445,12 @@ static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
     const int V, int f, const double* x, int D, int i, const int* rows, int n,
     const double* w, double* s)
 {
-    emfast_km_vd a[EMFAST_KM_SUM_V], e[EMFAST_KM_SUM_V];
+    emfast_km_v4d a[EMFAST_KM_SUM_V], e[EMFAST_KM_SUM_V];
     int j, r;
     EMFAST_KM_UNROLL
     for (j = 0; j < V; j++) {
         a[j] = emfast_km_ld(s + i + j * EMFAST_KM_W, j < V - 1 ? EMFAST_KM_W : f);
-        e[j] = (emfast_km_vd){0.0};
+        e[j] = (emfast_km_v4d){0.0};
     }
     for (r = 0; r + 2 <= n; r += 2) {
         const double* x0 = x + (ptrdiff_t)rows[r] * D + i;
@@ -501,7 +471,7 @@ static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
     }
     EMFAST_KM_UNROLL
     for (j = 0; j < V; j++) {
-        emfast_km_vd t = a[j] + e[j];
+        emfast_km_v4d t = a[j] + e[j];
         memcpy(s + i + j * EMFAST_KM_W, &t, (size_t)(j < V - 1 ? EMFAST_KM_W : f) * sizeof(double));
     }
 }
@@ -510,11 +480,16 @@ static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
  * i < D: features in chunks of EMFAST_KM_SUM_V vectors, then vector by vector, the last
  * one partial (emfast_km_add_rows_chunk). Storing and reloading every sum per row instead
  * (each waiting on the last row's store) made the cluster sums the slowest part of a
- * Lloyd pass at D = 64. */
+ * Lloyd pass at D = 64. And count[0] += w[r], r in that order (the weight a row-by-row
+ * loop adds, in a register instead of through memory). */
 static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
-                                   const double* w, double* s)
+                                   const double* w, double* s, double* count)
 {
-    int i = 0;
+    double c = count[0];
+    int i = 0, r;
+    for (r = 0; r < n; r++)
+        c += w[rows[r]];
+    count[0] = c;
     for (; i + EMFAST_KM_SUM_V * EMFAST_KM_W <= D; i += EMFAST_KM_SUM_V * EMFAST_KM_W)
         emfast_km_add_rows_chunk(EMFAST_KM_SUM_V, EMFAST_KM_W, x, D, i, rows, n, w, s);
     for (; i + EMFAST_KM_W <= D; i += EMFAST_KM_W)
@@ -524,12 +499,14 @@ static inline void emfast_add_rows(const double* x, int D, const int* rows, int 
 }
 #else
 static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
-                                   const double* w, double* s)
+                                   const double* w, double* s, double* count)
 {
     int i, r;
-    for (r = 0; r < n; r++)
+    for (r = 0; r < n; r++) {
+        count[0] += w[rows[r]];
         for (i = 0; i < D; i++)
             s[i] += w[rows[r]] * x[(ptrdiff_t)rows[r] * D + i];
+    }
 }
 static inline void emfast_row_sqnorms(const double* xb, int D, ptrdiff_t m, double* out)
 {

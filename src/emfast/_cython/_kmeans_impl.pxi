@@ -34,9 +34,10 @@ cdef extern from "_kmeans_dist.h":
     # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
     double emfast_min_wsum(const double* d, const double* closest, const double* w,
                            Py_ssize_t m, double* out) noexcept nogil
-    # s[i] += w[r] x[r * D + i] for the n rows r = rows[0..n) of a row-major block, in order
+    # s[i] += w[r] x[r * D + i] for the n rows r = rows[0..n) of a row-major block, in a
+    # fixed order; count[0] += w[r] in order
     void emfast_add_rows(const double* x, int D, const int* rows, int n, const double* w,
-                         double* s) noexcept nogil
+                         double* s, double* count) noexcept nogil
 
 import numpy as np
 
@@ -241,15 +242,36 @@ cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n
 # k-means++ seeding
 
 
+cdef const double* _norms_arg(const double[::1] xsq) noexcept nogil:
+    """The kernels' row norms argument: (N,) the norms of row_norms, (0,) none given."""
+    return &xsq[0] if xsq.shape[0] > 0 else NULL
+
+
+def row_norms(const floating[:, ::1] X, int n_threads):
+    """(N,) ||x_n||^2 as the k-means++ distance passes use them (the same bits as their
+    own), or (0,) where those passes use none (narrow rows): computed once per k-means++
+    run instead of once per pass, like lloyd_run's."""
+    cdef Py_ssize_t N = X.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.zeros((1, X.shape[1])))
+    if not cs.s.gemm or N == 0:
+        return np.empty(0)
+    xsq = np.empty(N)
+    cdef double[::1] xv = xsq
+    with nogil:
+        _row_sqnorms(&cs.s, &X[0, 0], N, &xv[0], n_threads)
+    return xsq
+
+
 cdef void _update_pass(const Centres* C, const floating* X, const double* sw,
-                       double* closest, double* block_pot, Py_ssize_t N,
+                       const double* xsq, double* closest, double* block_pot, Py_ssize_t N,
                        int n_threads) noexcept nogil:
     """closest = min(closest, d(x, the one centre of C)); block_pot the per-block sums of w
-    closest."""
+    closest. xsq: the rows' squared norms (row_norms) or NULL."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
     cdef Work* W = NULL
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
+        W.xsq = xsq
         for blk in prange(n_blocks, schedule="static"):
             n0 = blk * BLOCK
             m = min(<Py_ssize_t> BLOCK, N - n0)
@@ -262,6 +284,7 @@ cdef void _update_pass(const Centres* C, const floating* X, const double* sw,
 def plusplus_update(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     const double[::1] centre,           # IN  (D,) the centre just chosen
     double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
                                         #     so far (+inf before the first); min'ed with centre
@@ -274,7 +297,8 @@ def plusplus_update(
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     if N > 0:
         with nogil:
-            _update_pass(&cs.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
+            _update_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], &block_pot[0], N,
+                         n_threads)
 
 
 cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
@@ -293,14 +317,16 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
 
 
 cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw,
-                           const double* closest, Py_ssize_t N, double[:, ::1] pv,
-                           double* pots, int n_threads) noexcept nogil:
-    """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten)."""
+                           const double* xsq, const double* closest, Py_ssize_t N,
+                           double[:, ::1] pv, double* pots, int n_threads) noexcept nogil:
+    """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten);
+    xsq: the rows' squared norms (row_norms) or NULL."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
     cdef Work* W = NULL
     memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
+        W.xsq = xsq
         for g in prange(G, schedule="dynamic"):
             _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
                               (g + 1) * n_blocks // G, &pv[g, 0])
@@ -311,6 +337,7 @@ cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw
 def plusplus_potentials(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     const double[::1] closest,          # IN  (N,) squared distance to the nearest centre
     const double[:, ::1] candidates,    # IN  (T, D) candidate centres
     double[::1] pots,                   # OUT (T,) sum_n w_n min(closest_n, ||x_n - cand_t||^2)
@@ -328,7 +355,8 @@ def plusplus_potentials(
         np.asarray(pots)[:] = 0.0
         return
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], N, pv,
+                         &pots[0], n_threads)
 
 
 cdef void _draw_rows(const double* values, int T, const double* block_pot,
@@ -365,6 +393,7 @@ cdef void _draw_rows(const double* values, int T, const double* block_pot,
 def plusplus_step(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
     double[::1] block_pot,              # IN/OUT (ceil(N / 256),) sum w closest per block
     const double[::1] values,           # IN  (T,) draws from [0, sum block_pot); or (0,)
@@ -390,13 +419,15 @@ def plusplus_step(
     cdef _CentreSet cs = _CentreSet(np.asarray(cx))
     cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), T))
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], N, pv,
+                         &pots[0], n_threads)
     for t in range(1, T):
         if pots[t] < pots[best]:
             best = t
     cdef _CentreSet chosen = _CentreSet(np.asarray(cx[best:best + 1]))
     with nogil:
-        _update_pass(&chosen.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
+        _update_pass(&chosen.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], &block_pot[0], N,
+                     n_threads)
     return best
 
 
@@ -424,8 +455,8 @@ cdef int64_t _lloyd_rows(const Centres* C, Work* W, const floating* X, const dou
         changed += labels[n0 + b] != k
         labels[n0 + b] = k
         inertia[0] += w * W.best[b]
-        counts[k] += w
         if not C.gemm:      # narrow rows, feature-major
+            counts[k] += w
             sk = sums + k * D
             x = W.xT + b
             for i in range(D):
@@ -434,7 +465,7 @@ cdef int64_t _lloyd_rows(const Centres* C, Work* W, const floating* X, const dou
         _order_by_cluster(W, W.arg, m, K)
         for k in range(K):
             emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
-                            W.w, sums + k * D)
+                            W.w, sums + k * D, counts + k)
     return changed
 
 
