@@ -628,8 +628,9 @@ def _symbol_counts(sym, w, out, backend, n_threads):
 # arithmetic is float64. Squared distances are ||x - c||^2; for D below about 16 they are
 # summed directly, from there on computed as ||x||^2 - 2 x.c + ||c||^2 (clamped at 0) with
 # BLAS or, for a few centres, a multiply-add kernel, so they may differ from the direct sum
-# by rounding. A row is assigned to its nearest centre, ties to the lowest index. Rows travel in 256-row blocks whose partial sums are added
-# in a fixed order: results do not depend on the thread count. No (N, K) array is formed.
+# by rounding. A row is assigned to its nearest centre, ties to the lowest index. Rows travel
+# in 256-row blocks whose partial sums are added in a fixed order: results do not depend on
+# the thread count. No (N, K) array is formed.
 
 __all__ += ["kmeans_plusplus_update", "kmeans_plusplus_potentials", "kmeans_lloyd_step",
             "kmeans_label_stats"]
