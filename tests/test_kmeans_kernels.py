@@ -126,18 +126,21 @@ def test_random_shapes_match_reference(N, D, K, weighted, f32, seed):
         assert_close(pots, R.plusplus_potentials(X, np.full(N, 1.0), centres, w), rtol=1e-10)
 
 
-def _plusplus_step(backend, X, closest, values, cand, w=None, n_threads=1):
+def _plusplus_step(backend, X, closest, values, cand, w=None, n_threads=1, norms=True):
     """The backend's plusplus_step (internal: called by k-means++, not in the facade) on
-    copies; returns what the reference returns."""
+    copies, with the row norms of row_norms (norms) or none; returns what the reference
+    returns."""
     from emfast._config import get_backend
 
+    mod = get_backend(backend, "kmeans")
+    xsq = mod.row_norms(X, n_threads) if norms else np.empty(0)
     closest = closest.copy()
     block_pot = np.add.reduceat(closest * (1.0 if w is None else w),
                                 np.arange(0, len(X), 256))
     cand = np.array(cand, dtype=np.int64)
     pots = np.empty(len(cand))
-    best = get_backend(backend, "kmeans").plusplus_step(
-        X, np.empty(0) if w is None else w, closest, block_pot,
+    best = mod.plusplus_step(
+        X, np.empty(0) if w is None else w, xsq, closest, block_pot,
         np.empty(0) if values is None else values, cand, pots, n_threads)
     return cand, pots, best, closest, block_pot
 
@@ -162,6 +165,66 @@ def test_plusplus_step_matches_reference(backend, dtype, D, weighted, drawn):
     assert got[2] == want[2]
     for g, r in zip(got[3:], want[3:]):
         assert_close(g, r, rtol=1e-10)
+    # the norms given once per run are those each pass would compute: the same bits
+    without = _plusplus_step(backend, X, closest, values if drawn else None, cand, w,
+                             norms=False)
+    for g, r in zip(got, without):
+        np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("D", [3, 15, 16, 30])
+def test_row_norms(backend, D):
+    """(N,) squared norms where the backend's distances use them (Cython from D = 16 on, as
+    ||x||^2 - 2 x.c + ||c||^2), else (0,)."""
+    from emfast._config import get_backend
+
+    X = np.random.default_rng(D).normal(size=(700, D))
+    got = get_backend(backend, "kmeans").row_norms(X, 2)
+    if backend == "cython" and D >= 16:
+        assert_close(got, (X * X).sum(axis=1), rtol=1e-13)
+    else:
+        assert got.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("D", [16, 17, 19, 30, 64])    # the direct kernel's partial vectors
+@pytest.mark.parametrize("K", [1, 2, 3, 4, 7, 8, 9, 12])   # its tiles, the dgemm crossover
+def test_wide_distances_direct_and_dgemm(dtype, D, K):
+    """Cython's wide-row distances, by the direct kernel (few centres) and by dgemm: Lloyd
+    steps and k-means++ potentials match the reference either way, and each other up to
+    rounding, on 1 and 2 threads bit for bit."""
+    from emfast._cython import _kmeans as base
+    from emfast._config import get_backend
+
+    mod = get_backend("cython", "kmeans")
+    rng = np.random.default_rng(10 * D + K)
+    N = 3 * 256 + 70                     # partial 64-row steps and blocks
+    X, w = _data(rng, N, D, dtype, True)
+    centres = rng.normal(scale=2.0, size=(K, D))
+    want = R.lloyd_step(X, centres, np.full(N, -1), w)
+    want_pots = R.plusplus_potentials(X, np.full(N, 50.0), centres, w)
+    runs = {}
+    for direct_max_k in (0, 64):         # dgemm for every K; direct for every K
+        olds = [m._set_direct_max_k(direct_max_k) for m in (mod, base)]
+        try:
+            for nt in (1, 2):
+                labels, counts, sums = np.full(N, -1), np.empty(K), np.empty((K, D))
+                changed, inertia = mod.lloyd_step(X, w, centres, labels, counts, sums, nt)
+                pots = np.empty(K)
+                mod.plusplus_potentials(X, w, np.empty(0), np.full(N, 50.0), centres, pots, nt)
+                runs[direct_max_k, nt] = (labels, counts, sums, inertia, pots)
+        finally:
+            for m, old in zip((mod, base), olds):
+                m._set_direct_max_k(old)
+    for direct_max_k in (0, 64):
+        labels, counts, sums, inertia, pots = runs[direct_max_k, 1]
+        for g, r in zip(runs[direct_max_k, 1], runs[direct_max_k, 2]):
+            np.testing.assert_array_equal(g, r)
+        np.testing.assert_array_equal(labels, want[0])
+        assert_close(counts, want[1], rtol=1e-12)
+        assert_close(sums, want[2], rtol=1e-10)
+        assert_close(inertia, want[4], rtol=1e-10)
+        assert_close(pots, want_pots, rtol=1e-10)
 
 
 def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads=1):

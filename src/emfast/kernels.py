@@ -627,14 +627,16 @@ def _symbol_counts(sym, w, out, backend, n_threads):
 # ``X`` (N, D) float32 or float64 and ``sample_weight`` (N,) (None: all 1) as above; all
 # arithmetic is float64. Squared distances are ||x - c||^2; for D below about 16 they are
 # summed directly, from there on computed as ||x||^2 - 2 x.c + ||c||^2 (clamped at 0) with
-# BLAS, so they may differ from the direct sum by rounding. A row is assigned to its nearest
-# centre, ties to the lowest index. Rows travel in 256-row blocks whose partial sums are added
-# in a fixed order: results do not depend on the thread count. No (N, K) array is formed.
+# BLAS or, for a few centres, a multiply-add kernel, so they may differ from the direct sum
+# by rounding. A row is assigned to its nearest centre, ties to the lowest index. Rows travel
+# in 256-row blocks whose partial sums are added in a fixed order: results do not depend on
+# the thread count. No (N, K) array is formed.
 
 __all__ += ["kmeans_plusplus_update", "kmeans_plusplus_potentials", "kmeans_lloyd_step",
             "kmeans_label_stats"]
 
 KMEANS_BLOCK = 256
+_NO_NORMS = np.empty(0)   # the k-means++ kernels' row norms: computed per pass
 
 
 def _kmeans_inputs(X, sample_weight, min_features=1):
@@ -692,8 +694,8 @@ def kmeans_plusplus_update(X, centre, closest, sample_weight=None, *, block_pot=
     centre = _centre_array("centre", np.reshape(centre, (1, -1)), D)[0]
     closest = _check_inout("closest", closest, (N,), np.float64)
     block_pot = _check_out("block_pot", block_pot, (-(-N // KMEANS_BLOCK),))
-    get_backend(backend, "kmeans").plusplus_update(X, sw, centre, closest, block_pot,
-                                                   _threads_for(N, n_threads))
+    get_backend(backend, "kmeans").plusplus_update(X, sw, _NO_NORMS, centre, closest,
+                                                   block_pot, _threads_for(N, n_threads))
     return closest, block_pot
 
 
@@ -706,8 +708,8 @@ def kmeans_plusplus_potentials(X, closest, candidates, sample_weight=None, *, ou
     candidates = _centre_array("candidates", candidates, D)
     closest = _as_param("closest", closest, (N,))
     pots = _check_out("out", out, (len(candidates),))
-    get_backend(backend, "kmeans").plusplus_potentials(X, sw, closest, candidates, pots,
-                                                       _threads_for(N, n_threads))
+    get_backend(backend, "kmeans").plusplus_potentials(X, sw, _NO_NORMS, closest, candidates,
+                                                       pots, _threads_for(N, n_threads))
     return pots
 
 

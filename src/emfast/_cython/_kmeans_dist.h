@@ -1,6 +1,7 @@
 /* emfast: squared distances of a feature-major block of rows to a set of centres, for the
- * k-means kernels (_kmeans_impl.pxi); the k-means++ potential sums; the row norms of the
- * dgemm-distance path; the cluster sums of a block's rows.
+ * k-means kernels (_kmeans_impl.pxi); the same as ||x||^2 - 2 x.c + ||c||^2 from row-major
+ * rows (emfast_sqdist_rows, the dgemm distances without dgemm); the k-means++ potential
+ * sums; the row norms of those distances; the cluster sums of a block's rows.
  *
  * d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2, summed over i in feature order, for
  * b < m rounded up to a multiple of 4 (the caller's buffers are ld >= that wide; the extra
@@ -83,6 +84,142 @@ static inline void emfast_sqdist_T(const double* xT, ptrdiff_t ld, int D, const 
     }
 }
 typedef long long emfast_km_v4i __attribute__((vector_size(32)));
+typedef double emfast_km_v4d_mem __attribute__((vector_size(32), aligned(8), may_alias));
+
+/* [the lane sum of a0, ..., of a3], each (l0 + l1) + (l2 + l3) */
+static inline emfast_km_v4d emfast_km_hsum4(emfast_km_v4d a0, emfast_km_v4d a1,
+                                            emfast_km_v4d a2, emfast_km_v4d a3)
+{
+#ifdef __AVX__
+    /* hadd: [a0 l0+l1, a1 l0+l1, a0 l2+l3, a1 l2+l3]; the halves of the two, added */
+    __m256d h01 = _mm256_hadd_pd((__m256d)a0, (__m256d)a1);
+    __m256d h23 = _mm256_hadd_pd((__m256d)a2, (__m256d)a3);
+    return (emfast_km_v4d)_mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
+                                        _mm256_permute2f128_pd(h01, h23, 0x31));
+#else
+    emfast_km_v4d s = {(a0[0] + a0[1]) + (a0[2] + a0[3]), (a1[0] + a1[1]) + (a1[2] + a1[3]),
+                       (a2[0] + a2[1]) + (a2[2] + a2[3]), (a3[0] + a3[1]) + (a3[2] + a3[3])};
+    return s;
+#endif
+}
+
+/* Unroll the next loop fully (loops over a tile's sums: rolled, the sums live in memory) */
+#if defined(__clang__)
+#define EMFAST_KM_UNROLL _Pragma("unroll")
+#else
+#define EMFAST_KM_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+/* Centres per tile of the direct distances: 4 rows x J centres of sums, J centre vectors
+ * and a row vector fit AVX2's 16 registers at J = 3 (J = 4 spills). */
+#define EMFAST_KM_DIRECT_J 3
+/* Vectors per chunk of the cluster sums: two rows' worth of sums, 8 registers */
+#define EMFAST_KM_SUM_V 4
+#define EMFAST_KM_W 4                 /* doubles per vector */
+
+/* The n doubles at p, 0 < n <= 4, zeros after them */
+static inline __attribute__((always_inline)) emfast_km_v4d emfast_km_ld(const double* p,
+                                                                         int n)
+{
+    if (n >= EMFAST_KM_W)
+        return *(const emfast_km_v4d_mem*)p;
+#ifdef __AVX2__
+    return (emfast_km_v4d)_mm256_maskload_pd(
+        p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+#else
+    {
+        emfast_km_v4d v = {0.0, 0.0, 0.0, 0.0};
+        memcpy(&v, p, (size_t)n * sizeof(double));
+        return v;
+    }
+#endif
+}
+
+/* a[j][r] += x_r . c_j over the n features at i (n <= 4; the same multiply-adds with
+ * zeros past n) */
+static inline __attribute__((always_inline)) void emfast_km_dot_step(
+    const int J, const double* const xr[4], const double* const cj[], int i, int n,
+    emfast_km_v4d a[][4])
+{
+    emfast_km_v4d x, c[EMFAST_KM_DIRECT_J];
+    int j, r;
+    EMFAST_KM_UNROLL
+    for (j = 0; j < J; j++)
+        c[j] = emfast_km_ld(cj[j] + i, n);
+    EMFAST_KM_UNROLL
+    for (r = 0; r < 4; r++) {
+        x = emfast_km_ld(xr[r] + i, n);
+        EMFAST_KM_UNROLL
+        for (j = 0; j < J; j++)
+            a[j][r] += x * c[j];
+    }
+}
+
+/* dot[j][r] = x_r . c_j for the 4 rows xr and J (a constant once inlined) centres cj: per
+ * pair 4 lane sums over the features i = l mod 4 (in order), the last partial vector
+ * zero-filled, the lanes then added as emfast_km_hsum4 does. Each row vector loaded feeds
+ * J multiply-adds, each centre vector 4, and the 4 J independent sums keep both FMA pipes
+ * busy. */
+static inline __attribute__((always_inline)) void emfast_km_dot_tile(
+    const int J, const double* const xr[4], const double* const cj[], int D,
+    emfast_km_v4d dot[])
+{
+    emfast_km_v4d a[EMFAST_KM_DIRECT_J][4];
+    int i, j, r;
+    EMFAST_KM_UNROLL
+    for (j = 0; j < J; j++)
+        EMFAST_KM_UNROLL
+        for (r = 0; r < 4; r++)
+            a[j][r] = (emfast_km_v4d){0.0};
+    for (i = 0; i + EMFAST_KM_W <= D; i += EMFAST_KM_W)
+        emfast_km_dot_step(J, xr, cj, i, EMFAST_KM_W, a);
+    if (i < D)
+        emfast_km_dot_step(J, xr, cj, i, D - i, a);
+    EMFAST_KM_UNROLL
+    for (j = 0; j < J; j++)
+        dot[j] = emfast_km_hsum4(a[j][0], a[j][1], a[j][2], a[j][3]);
+}
+
+/* d[k * ld + b] = (xsq[b] - 2 x_b.c_k) + csq[k], clamped at 0 (cancellation can leave
+ * -1e-16; NaN gives 0), for the m rows x_b of the row-major block xb (D features) and the
+ * K centres c (K, D), for b < m rounded up to 4 (the extra entries: the last row's): what
+ * the dgemm distances compute, from the rows as they lie. For a few centres, dgemm runs
+ * such a thin (m x D) by (D x K) product well below the multiply-add units' peak, which
+ * this tile reaches (AVX2, 2-core Zen 5: 1.1 to 1.5 times faster Lloyd passes at K <= 8,
+ * D = 16..64). */
+static inline void emfast_sqdist_rows(const double* xb, int D, const double* xsq,
+                                      const double* c, const double* csq, int K, ptrdiff_t m,
+                                      ptrdiff_t ld, double* d)
+{
+    const emfast_km_v4d zero = {0.0, 0.0, 0.0, 0.0};
+    ptrdiff_t b, row;
+    int k0, j, r, J;
+    for (b = 0; b < m; b += 4) {
+        const double* xr[4];
+        const double* cj[EMFAST_KM_DIRECT_J];
+        emfast_km_v4d q, dot[EMFAST_KM_DIRECT_J], t;
+        for (r = 0; r < 4; r++) {   /* past the last row: the last row again */
+            row = b + r < m ? b + r : m - 1;
+            xr[r] = xb + row * D;
+            q[r] = xsq[row];
+        }
+        for (k0 = 0; k0 < K; k0 += J) {
+            J = K - k0 < EMFAST_KM_DIRECT_J ? K - k0 : EMFAST_KM_DIRECT_J;
+            for (j = 0; j < J; j++)
+                cj[j] = c + (ptrdiff_t)(k0 + j) * D;
+            switch (J) {     /* a constant J per instance: the sums stay in registers */
+            case 1: emfast_km_dot_tile(1, xr, cj, D, dot); break;
+            case 2: emfast_km_dot_tile(2, xr, cj, D, dot); break;
+            default: emfast_km_dot_tile(EMFAST_KM_DIRECT_J, xr, cj, D, dot); break;
+            }
+            for (j = 0; j < J; j++) {
+                t = (q - 2.0 * dot[j]) + csq[k0 + j];
+                t = (emfast_km_v4d)((emfast_km_v4i)t & (emfast_km_v4i)(t > zero));
+                memcpy(d + (ptrdiff_t)(k0 + j) * ld + b, &t, sizeof t);
+            }
+        }
+    }
+}
 
 /* out[b] = ||x_b||^2 for the m rows of the row-major block xb (D features each). Two
  * 4-lane partial sums per row, lanes and halves added in a fixed order: a plain running sum
@@ -302,51 +439,80 @@ static inline void emfast_nearest_T(const double* xT, ptrdiff_t ld, int D, const
     }
 }
 
-/* s[i] += w[r] * x[r * D + i] for i < D and the rows r = rows[0], ..., rows[n - 1] in that
- * order: each s[i] gets the additions of a row-by-row loop in the same order (the same
- * bits), but 32 of the sums stay in registers across all n rows instead of a load and a
- * store of every sum per row, each waiting on the last row's store (what made the cluster
- * sums the slowest part of a Lloyd pass at D = 64). */
-static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
-                                   const double* w, double* s)
+/* s[l] += sum over the n rows r = rows[0..n) of w[r] x[r * D + i + l], for the V vectors of
+ * features at i (the last holding f <= EMFAST_KM_W of them): the rows in pairs, the first
+ * of each pair (and an odd last row) into sums started from s, the second into sums
+ * started from 0, the two added at the end; an order fixed by n. The sums stay in
+ * registers for all n rows, and the two chains of each vector keep the FMA pipes busy
+ * (one chain waits a multiply-add's latency per row). */
+static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
+    const int V, int f, const double* x, int D, int i, const int* rows, int n,
+    const double* w, double* s)
 {
-    int i = 0, r, j;
-    for (; i + 32 <= D; i += 32) {
-        emfast_km_v4d a[8], v;
-        for (j = 0; j < 8; j++)
-            memcpy(&a[j], s + i + 4 * j, sizeof v);
-        for (r = 0; r < n; r++) {
-            const double* xr = x + (ptrdiff_t)rows[r] * D + i;
-            double wr = w[rows[r]];
-            for (j = 0; j < 8; j++) {
-                memcpy(&v, xr + 4 * j, sizeof v);
-                a[j] += wr * v;
-            }
-        }
-        for (j = 0; j < 8; j++)
-            memcpy(s + i + 4 * j, &a[j], sizeof v);
+    emfast_km_v4d a[EMFAST_KM_SUM_V], e[EMFAST_KM_SUM_V];
+    int j, r;
+    EMFAST_KM_UNROLL
+    for (j = 0; j < V; j++) {
+        a[j] = emfast_km_ld(s + i + j * EMFAST_KM_W, j < V - 1 ? EMFAST_KM_W : f);
+        e[j] = (emfast_km_v4d){0.0};
     }
-    for (; i + 4 <= D; i += 4) {
-        emfast_km_v4d a, v;
-        memcpy(&a, s + i, sizeof a);
-        for (r = 0; r < n; r++) {
-            memcpy(&v, x + (ptrdiff_t)rows[r] * D + i, sizeof v);
-            a += w[rows[r]] * v;
+    for (r = 0; r + 2 <= n; r += 2) {
+        const double* x0 = x + (ptrdiff_t)rows[r] * D + i;
+        const double* x1 = x + (ptrdiff_t)rows[r + 1] * D + i;
+        double w0 = w[rows[r]], w1 = w[rows[r + 1]];
+        EMFAST_KM_UNROLL
+        for (j = 0; j < V; j++) {
+            int fj = j < V - 1 ? EMFAST_KM_W : f;
+            a[j] += w0 * emfast_km_ld(x0 + j * EMFAST_KM_W, fj);
+            e[j] += w1 * emfast_km_ld(x1 + j * EMFAST_KM_W, fj);
         }
-        memcpy(s + i, &a, sizeof a);
     }
-    for (; i < D; i++)
-        for (r = 0; r < n; r++)
-            s[i] += w[rows[r]] * x[(ptrdiff_t)rows[r] * D + i];
+    if (r < n) {
+        const double* x0 = x + (ptrdiff_t)rows[r] * D + i;
+        EMFAST_KM_UNROLL
+        for (j = 0; j < V; j++)
+            a[j] += w[rows[r]] * emfast_km_ld(x0 + j * EMFAST_KM_W,
+                                              j < V - 1 ? EMFAST_KM_W : f);
+    }
+    EMFAST_KM_UNROLL
+    for (j = 0; j < V; j++) {
+        emfast_km_v4d t = a[j] + e[j];
+        memcpy(s + i + j * EMFAST_KM_W, &t,
+               (size_t)(j < V - 1 ? EMFAST_KM_W : f) * sizeof(double));
+    }
+}
+
+/* s[i] += sum of w[r] * x[r * D + i] over the n rows r = rows[0], ..., rows[n - 1], for
+ * i < D: features in chunks of EMFAST_KM_SUM_V vectors, then vector by vector, the last
+ * one partial (emfast_km_add_rows_chunk). Storing and reloading every sum per row instead
+ * (each waiting on the last row's store) made the cluster sums the slowest part of a
+ * Lloyd pass at D = 64. And count[0] += w[r], r in that order (the weight a row-by-row
+ * loop adds, in a register instead of through memory). */
+static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
+                                   const double* w, double* s, double* count)
+{
+    double c = count[0];
+    int i = 0, r;
+    for (r = 0; r < n; r++)
+        c += w[rows[r]];
+    count[0] = c;
+    for (; i + EMFAST_KM_SUM_V * EMFAST_KM_W <= D; i += EMFAST_KM_SUM_V * EMFAST_KM_W)
+        emfast_km_add_rows_chunk(EMFAST_KM_SUM_V, EMFAST_KM_W, x, D, i, rows, n, w, s);
+    for (; i + EMFAST_KM_W <= D; i += EMFAST_KM_W)
+        emfast_km_add_rows_chunk(1, EMFAST_KM_W, x, D, i, rows, n, w, s);
+    if (i < D)
+        emfast_km_add_rows_chunk(1, D - i, x, D, i, rows, n, w, s);
 }
 #else
 static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
-                                   const double* w, double* s)
+                                   const double* w, double* s, double* count)
 {
     int i, r;
-    for (r = 0; r < n; r++)
+    for (r = 0; r < n; r++) {
+        count[0] += w[rows[r]];
         for (i = 0; i < D; i++)
             s[i] += w[rows[r]] * x[(ptrdiff_t)rows[r] * D + i];
+    }
 }
 static inline void emfast_row_sqnorms(const double* xb, int D, ptrdiff_t m, double* out)
 {
@@ -358,6 +524,23 @@ static inline void emfast_row_sqnorms(const double* xb, int D, ptrdiff_t m, doub
             s += xb[b * (ptrdiff_t)D + i] * xb[b * (ptrdiff_t)D + i];
         out[b] = s;
     }
+}
+
+static inline void emfast_sqdist_rows(const double* xb, int D, const double* xsq,
+                                      const double* c, const double* csq, int K, ptrdiff_t m,
+                                      ptrdiff_t ld, double* d)
+{
+    ptrdiff_t b;
+    int k, i;
+    double s, t;
+    for (k = 0; k < K; k++)
+        for (b = 0; b < m; b++) {
+            s = 0.0;
+            for (i = 0; i < D; i++)
+                s += xb[b * (ptrdiff_t)D + i] * c[(ptrdiff_t)k * D + i];
+            t = (xsq[b] - 2.0 * s) + csq[k];
+            d[(ptrdiff_t)k * ld + b] = t > 0.0 ? t : 0.0;
+        }
 }
 
 static inline void emfast_sqdist_T(const double* xT, ptrdiff_t ld, int D, const double* c,

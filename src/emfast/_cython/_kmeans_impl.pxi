@@ -24,19 +24,26 @@ cdef extern from "_kmeans_dist.h":
     # the same from the rows directly (d: (K, ld) scratch)
     void emfast_nearest_T(const double* xT, Py_ssize_t ld, int D, const double* c, int K,
                           Py_ssize_t m, double* best, int64_t* arg, double* d) noexcept nogil
+    # d[k * ld + b] = (xsq[b] - 2 xb[b].c[k]) + csq[k], clamped at 0, for b < m rounded up
+    # to 4: the dgemm distances without dgemm
+    void emfast_sqdist_rows(const double* xb, int D, const double* xsq, const double* c,
+                            const double* csq, int K, Py_ssize_t m, Py_ssize_t ld,
+                            double* d) noexcept nogil
     # out[b] = ||xb[b]||^2 for the m rows of a row-major block
     void emfast_row_sqnorms(const double* xb, int D, Py_ssize_t m, double* out) noexcept nogil
     # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
     double emfast_min_wsum(const double* d, const double* closest, const double* w,
                            Py_ssize_t m, double* out) noexcept nogil
-    # s[i] += w[r] x[r * D + i] for the n rows r = rows[0..n) of a row-major block, in order
+    # s[i] += w[r] x[r * D + i] for the n rows r = rows[0..n) of a row-major block, in a
+    # fixed order; count[0] += w[r] in order
     void emfast_add_rows(const double* x, int D, const int* rows, int n, const double* w,
-                         double* s) noexcept nogil
+                         double* s, double* count) noexcept nogil
 
 import numpy as np
 
 cdef enum:
     BLOCK = 256           # rows per block: the unit of the fixed summation order
+    SUB_BLOCK = 64        # rows per step of a wide-row Lloyd pass (divides BLOCK)
     MAX_GROUPS = 64       # fixed-order partial sums; more than any thread count we use
 
 cdef enum Cov:
@@ -52,11 +59,16 @@ cdef Py_ssize_t MAX_GROUP_BYTES = 64 * 1024 * 1024
 # (||x||^2 - 2 x.c + ||c||^2); below it the direct sum of (x_i - c_i)^2, vectorised over the
 # block's rows, is faster than the call (measured on a 2-core Zen 5, OpenBLAS 0.3, K 1..32).
 cdef int GEMM_MIN_D = 16
+# Up to this many centres those distances come from a direct multiply-add kernel over the
+# rows (emfast_sqdist_rows) instead of dgemm, whose kernels run a (256 x D) by (D x K)
+# product with few columns far below peak.
+cdef int DIRECT_MAX_K = 8
 
 
 ctypedef struct Centres:
     int K, D
-    bint gemm                   # distances by dgemm (D >= GEMM_MIN_D)
+    bint gemm                   # distances ||x||^2 - 2 x.c + ||c||^2 (D >= GEMM_MIN_D)
+    bint direct                 # ... with x.c by emfast_sqdist_rows, not dgemm (K small)
     const double* c             # (K, D) row-major
     const double* csq           # (K,) ||c_k||^2 (gemm only)
 
@@ -147,14 +159,17 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
     cdef double* d
     cdef const double* xsq
     if C.gemm:
-        # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
-        dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
-              W.dist, &ld)
         if W.xsq != NULL:
             xsq = W.xsq + W.n0
         else:
             emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
             xsq = W.best
+        if C.direct:
+            emfast_sqdist_rows(W.xb, D, xsq, C.c, C.csq, K, m, BLOCK, W.dist)
+            return
+        # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
+        dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
+              W.dist, &ld)
         for k in range(K):
             d = W.dist + k * BLOCK
             for b in range(m):
@@ -195,6 +210,7 @@ cdef class _CentreSet:
         self.s.K = <int> K
         self.s.D = <int> D
         self.s.gemm = D >= GEMM_MIN_D
+        self.s.direct = self.s.gemm and K <= DIRECT_MAX_K
         self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
         self.s.csq = &qv[0] if K > 0 else NULL
         if self.s.gemm and K > 0:    # a loop, not einsum: per-call overhead of a Lloyd step
@@ -226,15 +242,36 @@ cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n
 # k-means++ seeding
 
 
+cdef const double* _norms_arg(const double[::1] xsq) noexcept nogil:
+    """The kernels' row norms argument: (N,) the norms of row_norms, (0,) none given."""
+    return &xsq[0] if xsq.shape[0] > 0 else NULL
+
+
+def row_norms(const floating[:, ::1] X, int n_threads):
+    """(N,) ||x_n||^2 as the k-means++ distance passes use them (the same bits as their
+    own), or (0,) where those passes use none (narrow rows): computed once per k-means++
+    run instead of once per pass, like lloyd_run's."""
+    cdef Py_ssize_t N = X.shape[0]
+    cdef _CentreSet cs = _CentreSet(np.zeros((1, X.shape[1])))
+    if not cs.s.gemm or N == 0:
+        return np.empty(0)
+    xsq = np.empty(N)
+    cdef double[::1] xv = xsq
+    with nogil:
+        _row_sqnorms(&cs.s, &X[0, 0], N, &xv[0], n_threads)
+    return xsq
+
+
 cdef void _update_pass(const Centres* C, const floating* X, const double* sw,
-                       double* closest, double* block_pot, Py_ssize_t N,
+                       const double* xsq, double* closest, double* block_pot, Py_ssize_t N,
                        int n_threads) noexcept nogil:
     """closest = min(closest, d(x, the one centre of C)); block_pot the per-block sums of w
-    closest."""
+    closest. xsq: the rows' squared norms (row_norms) or NULL."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0, m
     cdef Work* W = NULL
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
+        W.xsq = xsq
         for blk in prange(n_blocks, schedule="static"):
             n0 = blk * BLOCK
             m = min(<Py_ssize_t> BLOCK, N - n0)
@@ -247,6 +284,7 @@ cdef void _update_pass(const Centres* C, const floating* X, const double* sw,
 def plusplus_update(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     const double[::1] centre,           # IN  (D,) the centre just chosen
     double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
                                         #     so far (+inf before the first); min'ed with centre
@@ -259,7 +297,8 @@ def plusplus_update(
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     if N > 0:
         with nogil:
-            _update_pass(&cs.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
+            _update_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], &block_pot[0], N,
+                         n_threads)
 
 
 cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
@@ -278,14 +317,16 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
 
 
 cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw,
-                           const double* closest, Py_ssize_t N, double[:, ::1] pv,
-                           double* pots, int n_threads) noexcept nogil:
-    """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten)."""
+                           const double* xsq, const double* closest, Py_ssize_t N,
+                           double[:, ::1] pv, double* pots, int n_threads) noexcept nogil:
+    """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten);
+    xsq: the rows' squared norms (row_norms) or NULL."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
     cdef Work* W = NULL
     memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
+        W.xsq = xsq
         for g in prange(G, schedule="dynamic"):
             _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
                               (g + 1) * n_blocks // G, &pv[g, 0])
@@ -296,6 +337,7 @@ cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw
 def plusplus_potentials(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     const double[::1] closest,          # IN  (N,) squared distance to the nearest centre
     const double[:, ::1] candidates,    # IN  (T, D) candidate centres
     double[::1] pots,                   # OUT (T,) sum_n w_n min(closest_n, ||x_n - cand_t||^2)
@@ -313,7 +355,8 @@ def plusplus_potentials(
         np.asarray(pots)[:] = 0.0
         return
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], N, pv,
+                         &pots[0], n_threads)
 
 
 cdef void _draw_rows(const double* values, int T, const double* block_pot,
@@ -350,6 +393,7 @@ cdef void _draw_rows(const double* values, int T, const double* block_pot,
 def plusplus_step(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
     double[::1] block_pot,              # IN/OUT (ceil(N / 256),) sum w closest per block
     const double[::1] values,           # IN  (T,) draws from [0, sum block_pot); or (0,)
@@ -375,13 +419,15 @@ def plusplus_step(
     cdef _CentreSet cs = _CentreSet(np.asarray(cx))
     cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), T))
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, &closest[0], N, pv, &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], N, pv,
+                         &pots[0], n_threads)
     for t in range(1, T):
         if pots[t] < pots[best]:
             best = t
     cdef _CentreSet chosen = _CentreSet(np.asarray(cx[best:best + 1]))
     with nogil:
-        _update_pass(&chosen.s, &X[0, 0], sw, &closest[0], &block_pot[0], N, n_threads)
+        _update_pass(&chosen.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], &block_pot[0], N,
+                     n_threads)
     return best
 
 
@@ -389,42 +435,74 @@ def plusplus_step(
 # Lloyd
 
 
+cdef int64_t _lloyd_rows(const Centres* C, Work* W, const floating* X, const double* sw,
+                         int64_t* labels, Py_ssize_t n0, Py_ssize_t m, double* counts,
+                         double* sums, double* inertia) noexcept nogil:
+    """The rows [n0, n0 + m) of a block, in order: nearest centres into labels, their
+    weighted distances into inertia, weights into counts (K), rows into sums (K, D).
+    Returns how many labels changed."""
+    cdef Py_ssize_t b
+    cdef int D = C.D, K = C.K, k, i
+    cdef int64_t changed = 0
+    cdef double w
+    cdef double* sk
+    cdef const double* x
+    _load_block(C, X, sw, n0, m, False, W)
+    _block_nearest(C, W, m)
+    # sum_b w best in emfast_min_wsum's vector order (min(best, best) = best): a running
+    # sum waited an add's latency per row
+    inertia[0] += emfast_min_wsum(W.best, W.best, W.w, m, NULL)
+    for b in range(m):
+        k = W.arg[b]
+        w = W.w[b]
+        changed += labels[n0 + b] != k
+        labels[n0 + b] = k
+        if not C.gemm:      # narrow rows, feature-major
+            counts[k] += w
+            sk = sums + k * D
+            x = W.xT + b
+            for i in range(D):
+                sk[i] += w * x[i * BLOCK]
+    if C.gemm:              # wide rows: a cluster's rows at a time, sums in registers
+        _order_by_cluster(W, W.arg, m, K)
+        for k in range(K):
+            emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
+                            W.w, sums + k * D, counts + k)
+    return changed
+
+
+cdef Py_ssize_t _lloyd_step_rows(const Centres* C) noexcept nogil:
+    """Rows per step of a Lloyd pass: SUB_BLOCK where the cluster sums then read rows that
+    the distances have just brought into L1 instead of a whole block (128 KiB at D = 64)
+    from L2 or L3 a second time, and the distances' cost per call allows: the direct ones
+    always; dgemm from D = 48 with up to 16 centres (16,384 rows, 1 thread: 1.3x faster at
+    D = 64, K = 16; 6% slower at D = 16..30, K = 16..24 and 10% at D = 64, K = 32, its
+    per-call cost then outweighing the reads)."""
+    if C.direct or (C.gemm and C.D >= 48 and C.K <= 16):
+        return SUB_BLOCK
+    return BLOCK
+
+
 cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const double* sw,
                           int64_t* labels, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
                           double* acc) noexcept nogil:
     """Blocks [b0, b1) in order: nearest centres into labels, and into acc = [inertia,
-    counts (K), sums (K, D)] their weighted sums. Returns how many labels changed."""
-    cdef Py_ssize_t blk, n0, m, b
-    cdef int D = C.D, K = C.K, k, i
+    counts (K), sums (K, D)] their weighted sums. Returns how many labels changed.
+
+    Rows go _lloyd_step_rows(C) at a time (the same additions in the same order, but for
+    the pairing of rows inside emfast_add_rows)."""
+    cdef Py_ssize_t step = _lloyd_step_rows(C), blk, n0, m, s0
     cdef int64_t changed = 0
-    cdef double w, inertia
-    cdef double* counts = acc + 1
-    cdef double* sums = acc + 1 + K
-    cdef double* sk
-    cdef const double* x
+    cdef double inertia
     for blk in range(b0, b1):
         n0 = blk * BLOCK
         m = min(<Py_ssize_t> BLOCK, N - n0)
-        _load_block(C, X, sw, n0, m, False, W)
-        _block_nearest(C, W, m)
         inertia = 0.0
-        for b in range(m):
-            k = W.arg[b]
-            w = W.w[b]
-            changed += labels[n0 + b] != k
-            labels[n0 + b] = k
-            inertia += w * W.best[b]
-            counts[k] += w
-            if not C.gemm:      # narrow rows, feature-major
-                sk = sums + k * D
-                x = W.xT + b
-                for i in range(D):
-                    sk[i] += w * x[i * BLOCK]
-        if C.gemm:              # wide rows: a cluster's rows at a time, sums in registers
-            _order_by_cluster(W, W.arg, m, K)
-            for k in range(K):
-                emfast_add_rows(W.xb, D, W.perm + W.start[k], W.start[k + 1] - W.start[k],
-                                W.w, sums + k * D)
+        s0 = n0
+        while s0 < n0 + m:
+            changed += _lloyd_rows(C, W, X, sw, labels, s0, min(step, n0 + m - s0),
+                                   acc + 1, acc + 1 + C.K, &inertia)
+            s0 += step
         acc[0] += inertia
     return changed
 
@@ -772,6 +850,16 @@ def label_stats(
         S[:, iu[0], iu[1]] = packed
         S[:, iu[1], iu[0]] = packed
         s2[...] = S if cov_code == FULL else S[0]
+
+
+def _set_direct_max_k(int direct_max_k):
+    """Tuning hook for benchmarks and tests: the most centres whose dgemm-style distances
+    come from the direct kernel instead of dgemm. Returns the old value. Not part of the
+    kernel contract."""
+    global DIRECT_MAX_K
+    old = DIRECT_MAX_K
+    DIRECT_MAX_K = direct_max_k
+    return old
 
 
 def _set_gemm_min_d(int gemm_min_d):

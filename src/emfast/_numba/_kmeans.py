@@ -1,11 +1,13 @@
 """Numba backend of the k-means kernels (contract: the "k-means" section of
 :mod:`emfast.kernels`; judge: ``tests/reference_kmeans.py``).
 
-Exports six plain Python functions, called positionally with validated, C-contiguous arrays:
+Exports seven plain Python functions, called positionally with validated, C-contiguous arrays:
 
-    plusplus_update(X, sample_weight, centre, closest, block_pot, n_threads)
-    plusplus_potentials(X, sample_weight, closest, candidates, pots, n_threads)
-    plusplus_step(X, sample_weight, closest, block_pot, values, cand, pots, n_threads) -> best
+    row_norms(X, n_threads) -> xsq
+    plusplus_update(X, sample_weight, xsq, centre, closest, block_pot, n_threads)
+    plusplus_potentials(X, sample_weight, xsq, closest, candidates, pots, n_threads)
+    plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots, n_threads)
+        -> best
     lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads) -> (changed, inertia)
     lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads)
         -> (passes, stop code, inertia)
@@ -20,10 +22,11 @@ loops over those passes here, with the results of the Cython backend's compiled 
 
 As in the Gaussian kernels: rows in fixed blocks of ``BLOCK``, each copied transposed into a
 float64 scratch (D, B) so that the distance loops run over the block's rows (long, contiguous,
-vectorised); squared distances are the direct sum of (x_i - c_i)^2; the blocks go into
-contiguous groups whose number depends on the shapes only, ``prange`` runs over the groups,
-each group adds its blocks in order into its own slot, and the slots are summed in group
-order: bit-identical results for any thread count. No (N, K) array.
+vectorised); squared distances are the direct sum of (x_i - c_i)^2 (so no row norms: row_norms
+gives (0,), and the k-means++ kernels take xsq only to keep the backends' one contract); the
+blocks go into contiguous groups whose number depends on the shapes only, ``prange`` runs over
+the groups, each group adds its blocks in order into its own slot, and the slots are summed in
+group order: bit-identical results for any thread count. No (N, K) array.
 """
 
 import numpy as np
@@ -38,7 +41,7 @@ from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      as_output, outlined, parallel_driver)
 
-__all__ = ["plusplus_update", "plusplus_potentials", "plusplus_step", "lloyd_step",
+__all__ = ["row_norms", "plusplus_update", "plusplus_potentials", "plusplus_step", "lloyd_step",
            "lloyd_run", "label_stats"]
 
 # Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
@@ -166,16 +169,25 @@ def _plusplus_kernel(X, sw, cand, closest, new_closest, pots, block_pot, fn):
                 pots[t] += parts[g, t]
 
 
-def plusplus_update(X, sample_weight, centre, closest, block_pot, n_threads):
-    """IN: X (N, D) f32/f64; sample_weight (N,) or (0,); centre (D,). IN/OUT: closest (N,)
+_NO_NORMS = np.empty(0)
+
+
+def row_norms(X, n_threads):
+    """The rows' squared norms the k-means++ kernels take: none here (direct distances)."""
+    return _NO_NORMS
+
+
+def plusplus_update(X, sample_weight, xsq, centre, closest, block_pot, n_threads):
+    """IN: X (N, D) f32/f64; sample_weight (N,) or (0,); xsq (unused); centre (D,). IN/OUT:
+    closest (N,)
     min'ed with ||x - centre||^2. OUT: block_pot (ceil(N/256),) per-block sum w closest."""
     if X.shape[0]:
         run(_plusplus_kernel, n_threads, X, sample_weight, centre.reshape(1, -1), closest,
             closest, _UNUSED, block_pot)
 
 
-def plusplus_potentials(X, sample_weight, closest, candidates, pots, n_threads):
-    """IN: X, sample_weight, closest (N,), candidates (T, D). OUT: pots (T,)
+def plusplus_potentials(X, sample_weight, xsq, closest, candidates, pots, n_threads):
+    """IN: X, sample_weight, xsq (unused), closest (N,), candidates (T, D). OUT: pots (T,)
     sum_n w_n min(closest_n, ||x_n - cand_t||^2)."""
     run(_plusplus_kernel, n_threads, X, sample_weight, candidates, closest, _UNUSED, pots,
         _UNUSED)
@@ -204,19 +216,19 @@ def _draw_rows(values, block_cum, closest, w, rows):
     return lo + np.minimum(found, np.minimum(rows - lo, BLOCK) - 1)
 
 
-def plusplus_step(X, sample_weight, closest, block_pot, values, cand, pots, n_threads):
-    """One greedy k-means++ round. IN: X, sample_weight, values (T,) draws from [0, sum
-    block_pot) or (0,) (then cand holds the candidate rows). IN/OUT: closest (N,), block_pot
-    (n_blocks,) (the best candidate folded in), cand (T,) int64 (the rows where the
-    cumulative potential first reaches each value). OUT: pots (T,). Returns the index in
-    cand of the best candidate (lowest potential, the first on ties)."""
+def plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots, n_threads):
+    """One greedy k-means++ round. IN: X, sample_weight, xsq (unused), values (T,) draws
+    from [0, sum block_pot) or (0,) (then cand holds the candidate rows). IN/OUT: closest
+    (N,), block_pot (n_blocks,) (the best candidate folded in), cand (T,) int64 (the rows
+    where the cumulative potential first reaches each value). OUT: pots (T,). Returns the
+    index in cand of the best candidate (lowest potential, the first on ties)."""
     if len(values):
         w = sample_weight if len(sample_weight) else None
         cand[:] = _draw_rows(values, np.cumsum(block_pot), closest, w, X.shape[0])
     cand_x = np.ascontiguousarray(X[cand], dtype=np.float64)
-    plusplus_potentials(X, sample_weight, closest, cand_x, pots, n_threads)
+    plusplus_potentials(X, sample_weight, xsq, closest, cand_x, pots, n_threads)
     best = int(np.argmin(pots))
-    plusplus_update(X, sample_weight, cand_x[best], closest, block_pot, n_threads)
+    plusplus_update(X, sample_weight, xsq, cand_x[best], closest, block_pot, n_threads)
     return best
 
 

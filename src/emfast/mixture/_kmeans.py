@@ -50,7 +50,8 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     block_pot = np.empty(-(-N // BLOCK))
     pots = np.empty(n_trials)
     cand = np.empty(n_trials, dtype=np.int64)
-    mod.plusplus_update(X, sw, centres[0], closest, block_pot, n_threads)
+    xsq = mod.row_norms(X, n_threads)   # once per run, not once per distance pass
+    mod.plusplus_update(X, sw, xsq, centres[0], closest, block_pot, n_threads)
     for c in range(1, n_clusters):
         # the running sum's last value, as the kernel's draw adds the blocks up
         pot = np.cumsum(block_pot)[-1]
@@ -61,7 +62,7 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
             values = rng.uniform(size=n_trials) * pot
         # the draw, the trials and the fold of the best in one call: per round, the Python
         # and call overhead of the three steps cost as much as their passes on 2,000 rows
-        best = mod.plusplus_step(X, sw, closest, block_pot, values, cand, pots, n_threads)
+        best = mod.plusplus_step(X, sw, xsq, closest, block_pot, values, cand, pots, n_threads)
         indices[c] = cand[best]
         centres[c] = X[cand[best]]
     return centres, indices
