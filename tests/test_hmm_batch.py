@@ -169,6 +169,13 @@ def test_not_positive_definite_falls_back(backend):
                         atol=0 if fits.fallback_[i] else 1e-10)
 
 
+def _given_starts(n_rows, n_runs, K):
+    """The kernel's start arguments (order, draw_of, first, u, n_trials, min_covar) for runs
+    whose starts are all given."""
+    return (np.zeros(n_rows, dtype=np.int64), np.full(n_runs, -1, dtype=np.int64),
+            np.zeros((1, 10), dtype=np.int64), np.zeros((1, 1)), 2 + int(np.log(K)), 1e-3)
+
+
 def test_lost_precision_hands_the_problem_back(backend):
     """A sequence the estimators' scaled forward pass flags for the log-space recompute
     (tests/test_hmm_lost_precision.py's reported case) ends its problem with FALLBACK; a
@@ -186,8 +193,8 @@ def test_lost_precision_hands_the_problem_back(backend):
     status = np.zeros(2, dtype=np.int8)
     get_backend(backend, "hmm_batch").fit_many_hmm(
         X2, seq, runs, 2, sum(LETTER_BITS.values()), 3, 1e-2, *priors, start["startprob"],
-        start["transmat"], start["means"], start["covars"], np.empty((2, 3)),
-        np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int8), status, 1)
+        start["transmat"], start["means"], start["covars"], *_given_starts(20, 2, K),
+        np.empty((2, 3)), np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int8), status, 1)
     np.testing.assert_array_equal(status, [FALLBACK, 0])
 
 

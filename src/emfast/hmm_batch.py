@@ -32,9 +32,10 @@ from emfast._config import get_backend
 from emfast._em import restart_rngs
 from emfast.batch import _problem_seeds
 from emfast.hmm._base import ConvergenceMonitor
-from emfast.hmm._emissions import _prior
+from emfast.hmm._emissions import KMEANS, _prior
 from emfast.hmm._hmm import GaussianHMM
 from emfast.mixture import _gaussian as G
+from emfast.mixture._kmeans import SAMPLE_ROWS, _lexicographic_order
 
 __all__ = ["fit_many_hmm", "GaussianHMMBatch"]
 
@@ -143,28 +144,37 @@ def fit_many_hmm(problems, *, n_components=1, covariance_type="diag", min_covar=
     seeds = _problem_seeds(random_state, P)
     letters = sum(bit for c, bit in LETTER_BITS.items() if c in params["params"])
 
-    # each problem's starts (R per problem), by GaussianHMM's own initialisation
+    # each problem's starts (R per problem): the random numbers drawn here, as GaussianHMM
+    # draws them; the means and covariances made in the kernel from them, or here by
+    # GaussianHMM's own initialisation where the kernel's k-means would not be GaussianHMM's
     S = kernels.prec_chol_shape(ct, K, D)
     start = dict(startprob=np.empty((P * R, K)), transmat=np.empty((P * R, K, K)),
                  means=np.empty((P * R, K, D)), covars=np.empty((P * R, int(np.prod(S)))))
     status = np.zeros(P * R, dtype=np.int8)
-    for i in range(P):
-        if not _starts(params, X[i], int(seeds[i]), start, slice(i * R, (i + 1) * R)):
-            status[i * R:(i + 1) * R] = FALLBACK
     priors = _kernel_priors(params, K, D)
     if priors is None:
         status[:] = FALLBACK
+    sizes = np.array([len(x) for x in X])
+    # k-means samples the rows of larger problems; np.cov of one row warns
+    in_kernel = (sizes >= 2) & (sizes <= SAMPLE_ROWS) & (priors is not None)
+    draws = _StartDraws(seeds, sizes, in_kernel, K, R, start)
+    for i in np.flatnonzero(~in_kernel & (priors is not None)):
+        if not _starts(params, X[i], int(seeds[i]), start, slice(i * R, (i + 1) * R)):
+            status[i * R:(i + 1) * R] = FALLBACK
 
     seq_offsets, runs = _layout(lengths, R)
     history = np.full((P * R, max(int(n_iter), 1)), np.nan)
     n_iter_ = np.zeros(P * R, dtype=np.int64)
     converged = np.zeros(P * R, dtype=np.int8)
     if priors is not None:
+        order = np.concatenate([_lexicographic_order(x) if ok else np.zeros(len(x), np.int64)
+                                for x, ok in zip(X, in_kernel)])
         kernel.fit_many_hmm(
             np.ascontiguousarray(np.concatenate(X)), seq_offsets, runs,
             kernels._cov_code(ct), letters, int(n_iter), float(tol), *priors,
-            start["startprob"], start["transmat"], start["means"], start["covars"], history,
-            n_iter_, converged, status, n_threads)
+            start["startprob"], start["transmat"], start["means"], start["covars"],
+            order, draws.draw_of, draws.first, draws.u, draws.n_trials, float(min_covar),
+            history, n_iter_, converged, status, n_threads)
 
     best = _best_runs(history, n_iter_, status, P, R)
     out = dict(startprob_=start["startprob"][best], transmat_=start["transmat"][best],
@@ -220,6 +230,59 @@ def _layout(lengths, n_init):
     runs[:, 0] = np.repeat(np.cumsum(n_seq) - n_seq, n_init)
     runs[:, 1] = np.repeat(n_seq, n_init)
     return seq_offsets, runs
+
+
+class _StartDraws:
+    """The random numbers of the starts the kernel makes (problems ``in_kernel``, R restarts
+    each), drawn as GaussianHMM's initialisation (``BaseHMM._initializer``) draws them.
+
+    Restart r's stream is restart_rngs(RandomState(seed), R)[r]. From it, startprob and
+    transmat (Dirichlet draws, written into ``start`` here); then the emission start's
+    k-means draws, from a second RandomState(seed) for restart 0 (hmmlearn's two
+    check_random_state calls) and from the same stream after the Dirichlet draws for the
+    others: per k-means restart (KMEANS["n_init"] of them) the first k-means++ row, one
+    uniform through rng.choice(N, p=uniform), then T = 2 + int(log K) uniforms per later
+    round -- one run of uniforms in all, drawn at once. The streams depend on the seed
+    alone, the first rows also on N: problems sharing both share a set (``draw_of``, -1
+    for a run whose start is made by GaussianHMM: the kernel then takes it as given)."""
+
+    def __init__(self, seeds, sizes, in_kernel, K, R, start):
+        self.n_trials = T = 2 + int(np.log(K))
+        M, per_round = KMEANS["n_init"], (K - 1) * T
+        streams, sets = {}, {}
+        self.draw_of = np.full(len(seeds) * R, -1, dtype=np.int64)
+        for i in np.flatnonzero(in_kernel):
+            seed = int(seeds[i])
+            if seed not in streams:
+                streams[seed] = _restart_draws(seed, K, R, M * (1 + per_round))
+            for r, (sp, tm, _) in enumerate(streams[seed]):
+                start["startprob"][i * R + r] = sp
+                start["transmat"][i * R + r] = tm
+                self.draw_of[i * R + r] = sets.setdefault((seed, r, int(sizes[i])), len(sets))
+        self.first = np.zeros((max(len(sets), 1), M), dtype=np.int64)
+        self.u = np.zeros((max(len(sets), 1), max(M * per_round, 1)))
+        cdfs = {}
+        for (seed, r, N), s in sets.items():
+            v = streams[seed][r][2].reshape(M, 1 + per_round)
+            if N not in cdfs:            # rng.choice(N, p=uniform)'s search, exactly
+                cdf = np.full(N, 1.0 / N).cumsum()
+                cdfs[N] = cdf / cdf[-1]
+            self.first[s] = cdfs[N].searchsorted(v[:, 0], side="right")
+            self.u[s, :M * per_round] = v[:, 1:].ravel()
+
+
+def _restart_draws(seed, K, R, n_uniforms):
+    """[(startprob, transmat, the k-means uniforms)] of each of the R restarts from
+    ``seed`` (see _StartDraws)."""
+    rng = V.check_random_state(seed)
+    alpha = np.full(K, 1.0 / K)
+    out = []
+    for r, stream in enumerate(restart_rngs(rng, R)):
+        sp = stream.dirichlet(alpha)
+        tm = stream.dirichlet(alpha, size=K)
+        em = V.check_random_state(seed) if r == 0 else stream
+        out.append((sp, tm, em.random_sample(n_uniforms)))
+    return out
 
 
 def _starts(params, X, seed, start, rows):
