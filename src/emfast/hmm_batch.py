@@ -142,40 +142,9 @@ def fit_many_hmm(problems, *, n_components=1, covariance_type="diag", min_covar=
     X, lengths = _check_problems(problems, K)
     P, D = len(X), X[0].shape[1]
     seeds = _problem_seeds(random_state, P)
-    letters = sum(bit for c, bit in LETTER_BITS.items() if c in params["params"])
-
-    # each problem's starts (R per problem): the random numbers drawn here, as GaussianHMM
-    # draws them; the means and covariances made in the kernel from them, or here by
-    # GaussianHMM's own initialisation where the kernel's k-means would not be GaussianHMM's
+    start, history, n_iter_, converged, status = _fit_runs(params, X, lengths, seeds,
+                                                            kernel, n_threads)
     S = kernels.prec_chol_shape(ct, K, D)
-    start = dict(startprob=np.empty((P * R, K)), transmat=np.empty((P * R, K, K)),
-                 means=np.empty((P * R, K, D)), covars=np.empty((P * R, int(np.prod(S)))))
-    status = np.zeros(P * R, dtype=np.int8)
-    priors = _kernel_priors(params, K, D)
-    if priors is None:
-        status[:] = FALLBACK
-    sizes = np.array([len(x) for x in X])
-    # k-means samples the rows of larger problems; np.cov of one row warns
-    in_kernel = (sizes >= 2) & (sizes <= SAMPLE_ROWS) & (priors is not None)
-    draws = _StartDraws(seeds, sizes, in_kernel, K, R, start)
-    for i in np.flatnonzero(~in_kernel & (priors is not None)):
-        if not _starts(params, X[i], int(seeds[i]), start, slice(i * R, (i + 1) * R)):
-            status[i * R:(i + 1) * R] = FALLBACK
-
-    seq_offsets, runs = _layout(lengths, R)
-    history = np.full((P * R, max(int(n_iter), 1)), np.nan)
-    n_iter_ = np.zeros(P * R, dtype=np.int64)
-    converged = np.zeros(P * R, dtype=np.int8)
-    if priors is not None:
-        order = np.concatenate([_lexicographic_order(x) if ok else np.zeros(len(x), np.int64)
-                                for x, ok in zip(X, in_kernel)])
-        kernel.fit_many_hmm(
-            np.ascontiguousarray(np.concatenate(X)), seq_offsets, runs,
-            kernels._cov_code(ct), letters, int(n_iter), float(tol), *priors,
-            start["startprob"], start["transmat"], start["means"], start["covars"],
-            order, draws.draw_of, draws.first, draws.u, draws.n_trials, float(min_covar),
-            history, n_iter_, converged, status, n_threads)
-
     best = _best_runs(history, n_iter_, status, P, R)
     out = dict(startprob_=start["startprob"][best], transmat_=start["transmat"][best],
                means_=start["means"][best],
@@ -217,6 +186,48 @@ def _check_problems(problems, n_components):
         X.append(np.array(x, dtype=np.float64, order="C"))
         lengths.append(np.diff(offsets))
     return X, lengths
+
+
+def _fit_runs(params, X, lengths, seeds, kernel, n_threads):
+    """Every run (n_init per problem, run i * n_init + r restart r of problem i) fitted by
+    the kernel: (start: the runs' parameters, fitted in place of their starts; history;
+    n_iter; converged; status, FALLBACK where GaussianHMM must fit the problem).
+
+    Each start's random numbers are drawn here, as GaussianHMM draws them; its means and
+    covariances are made in the kernel from them, or here by GaussianHMM's own
+    initialisation where the kernel's k-means would not be GaussianHMM's (k-means samples
+    the rows of a problem of more than SAMPLE_ROWS rows; np.cov of one row warns)."""
+    K, ct, R, n_iter = (int(params["n_components"]), params["covariance_type"],
+                        int(params["n_init"]), int(params["n_iter"]))
+    P, D = len(X), X[0].shape[1]
+    letters = sum(bit for c, bit in LETTER_BITS.items() if c in params["params"])
+    S = kernels.prec_chol_shape(ct, K, D)
+    start = dict(startprob=np.empty((P * R, K)), transmat=np.empty((P * R, K, K)),
+                 means=np.empty((P * R, K, D)), covars=np.empty((P * R, int(np.prod(S)))))
+    status = np.zeros(P * R, dtype=np.int8)
+    history = np.full((P * R, max(n_iter, 1)), np.nan)
+    n_iter_ = np.zeros(P * R, dtype=np.int64)
+    converged = np.zeros(P * R, dtype=np.int8)
+    priors = _kernel_priors(params, K, D)
+    if priors is None:
+        status[:] = FALLBACK
+        return start, history, n_iter_, converged, status
+    sizes = np.array([len(x) for x in X])
+    in_kernel = (sizes >= 2) & (sizes <= SAMPLE_ROWS)
+    draws = _StartDraws(seeds, sizes, in_kernel, K, R, start)
+    for i in np.flatnonzero(~in_kernel):
+        if not _starts(params, X[i], int(seeds[i]), start, slice(i * R, (i + 1) * R)):
+            status[i * R:(i + 1) * R] = FALLBACK
+    seq_offsets, runs = _layout(lengths, R)
+    order = np.concatenate([_lexicographic_order(x) if ok else np.zeros(len(x), np.int64)
+                            for x, ok in zip(X, in_kernel)])
+    kernel.fit_many_hmm(
+        np.ascontiguousarray(np.concatenate(X)), seq_offsets, runs, kernels._cov_code(ct),
+        letters, n_iter, float(params["tol"]), *priors, start["startprob"],
+        start["transmat"], start["means"], start["covars"], order, draws.draw_of,
+        draws.first, draws.u, draws.n_trials, float(params["min_covar"]), history, n_iter_,
+        converged, status, n_threads)
+    return start, history, n_iter_, converged, status
 
 
 def _layout(lengths, n_init):
