@@ -2,21 +2,27 @@
 Baum-Welch iterations of all of them in one compiled call.
 
 The design is :func:`emfast.fit_many`'s (one problem per thread at a time, the whole EM of
-a problem inside the kernel, degenerate problems handed back), with one difference: each
-problem's *start* is made here, by GaussianHMM's own initialisation
-(``BaseHMM._initializer``: Dirichlet draws of startprob and transmat, k-means with
-restarts on the sorted rows for the means, the data's covariance for the covariances)
-from the problem's RandomState, so the start is GaussianHMM's exactly. The kernels
+a problem inside the kernel, degenerate problems handed back). Each problem's *start* is
+GaussianHMM's (``BaseHMM._initializer``: Dirichlet draws of startprob and transmat,
+k-means with restarts on the sorted rows for the means, the data's covariance for the
+covariances): its random numbers are drawn here from the problem's RandomState exactly as
+GaussianHMM draws them (``_StartDraws``), the rest -- k-means++ and Lloyd of every k-means
+restart, the covariances -- runs in the kernel, with the GMM batch kernel's k-means. A
+problem of more rows than k-means clusters whole (``SAMPLE_ROWS``: GaussianHMM's k-means
+then samples rows), or of one row, gets its start here from GaussianHMM's own
+initialisation instead. The kernels
 (``emfast._cython._hmm_batch`` / ``emfast._numba._hmm_batch``) then run every iteration:
 scaled forward-backward per sequence (the estimators' own single-sequence passes), the
 Gaussian statistics, the M-step with hmmlearn's priors and the monitor's stopping rule.
 Problem i's result is ``GaussianHMM(**params, random_state=s_i).fit(X_i, lengths_i)`` to
 rounding.
 
-A problem the kernel cannot finish as GaussianHMM would -- a sequence whose scaled forward
-pass lost precision (GaussianHMM recomputes it in log space), an impossible sequence, a
-covariance that is not positive definite, a start that warned, priors of a shape the
-kernel does not take -- is fitted by GaussianHMM itself, with its warnings and errors;
+A problem the kernel cannot finish as GaussianHMM would -- a k-means start short of
+distinct rows or with a cluster emptied by Lloyd (GaussianHMM's k-means draws other random
+numbers or relocates it), a sequence whose scaled forward pass lost precision (GaussianHMM
+recomputes it in log space), an impossible sequence, a covariance that is not positive
+definite, a start that warned, priors of a shape the kernel does not take -- is fitted by
+GaussianHMM itself, with its warnings and errors;
 ``fallback_`` marks those problems.
 """
 

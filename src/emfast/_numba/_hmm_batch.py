@@ -5,7 +5,8 @@ The contract is the Cython kernel's (``emfast._cython._hmm_batch.fit_many_hmm``:
 layouts, status codes) and so is the arithmetic, step for step (see that module's
 docstring): the scaled forward-backward of each sequence is this backend's own
 single-sequence pass (``_fb_seq`` of emfast._numba._hmm, with its lost-precision flag), the
-precision factors the GMM batch kernel's (``_cholesky_prec``). The problems are split into
+precision factors and the start's k-means++ and Lloyd the GMM batch kernel's
+(``_cholesky_prec``, ``_kmeans_plusplus``, ``_lloyd``). The problems are split into
 a fixed number of contiguous groups (a function of the number of problems only); each group
 allocates its scratch once and fits its problems in order, so results do not depend on the
 thread count.
