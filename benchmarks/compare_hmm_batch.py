@@ -11,9 +11,9 @@ The problems: a sticky 3-state chain per problem, Gaussian emissions at random p
 Timed, each in this one process on the same problems (median of ``--repeat``):
 
 * ``emfast.fit_many_hmm`` on all problems, with ``n_threads`` threads, and its
-  initialisation alone (the same call with ``n_iter=0``: each problem's start is made in
-  Python by GaussianHMM's own initialisation, k-means with 10 restarts included); the
-  difference is the compiled Baum-Welch;
+  initialisation alone (the same call with ``n_iter=0``: each problem's start, its random
+  numbers drawn in Python as GaussianHMM draws them, its k-means with 10 restarts and its
+  covariances in the kernel); the difference is the compiled Baum-Welch;
 * emfast's GaussianHMM in a Python loop (``n_threads=1``), on the first
   ``--loop-problems`` problems (default 200), scaled to the full count;
 * hmmlearn's GaussianHMM in a Python loop (BLAS limited to 1 thread) on the first 100
@@ -87,7 +87,7 @@ def run_case(name, repeat, threads, loop_problems, backends):
                                                    **dict(kw, n_iter=0)), repeat)
         rows.append((f"emfast.fit_many_hmm ({be}, {threads} threads)", t, "measured",
                      float(fits.log_likelihood_[:Pl].mean()), P))
-        rows.append((f"... of which the starts (n_iter=0, Python)", t0, "measured", np.nan, P))
+        rows.append((f"... of which the starts (n_iter=0)", t0, "measured", np.nan, P))
         rows.append((f"... of which Baum-Welch (the kernel)", t - t0, "difference", np.nan,
                      P))
     base = rows[0][1]

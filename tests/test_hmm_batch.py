@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from emfast import fit_many_hmm
+from emfast import fit_many_hmm, hmm_batch
 from emfast._config import available_backends, get_backend
 from emfast.hmm import GaussianHMM
 from emfast.hmm_batch import FALLBACK, LETTER_BITS
@@ -64,12 +64,20 @@ def assert_same_fit(got, want, rtol=1e-8, atol=1e-10):
                                    atol=atol, err_msg=name)
 
 
+def _no_python_start(*args):
+    raise AssertionError("a start was made in Python, not in the kernel")
+
+
 @pytest.mark.parametrize("covariance_type", COV)
-def test_matches_gaussian_hmm(backend, covariance_type):
+def test_matches_gaussian_hmm(backend, covariance_type, monkeypatch):
+    """Each problem's fit is GaussianHMM's; an ordinary batch makes every start in the
+    kernel and hands no problem back."""
     problems = _problems()
     params = dict(n_components=3, covariance_type=covariance_type, n_iter=20, tol=1e-3,
                   backend=backend)
+    monkeypatch.setattr(hmm_batch, "_starts", _no_python_start)
     fits = fit_many_hmm(problems, random_state=7, **params)
+    monkeypatch.undo()
     assert not fits.fallback_.any()
     for i, (X, lengths) in enumerate(problems):
         want = _alone(X, lengths, 7, **params)
@@ -90,6 +98,62 @@ def test_priors_and_params_subsets(backend, covariance_type):
         assert not fits.fallback_.any()
         for i, (X, lengths) in enumerate(problems):
             assert_same_fit(fits[i], _alone(X, lengths, 3, **params))
+
+
+@pytest.mark.parametrize("covariance_type", COV)
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_compiled_starts_are_gaussian_hmms(backend, covariance_type, n_init, monkeypatch):
+    """Every run's start as the kernel makes it (n_iter=0; restarts included, problems of
+    other sizes and seeds, one of more than 256 rows) is GaussianHMM's own initialisation
+    (hmm_batch._starts: BaseHMM._initializer): the same random draws, so the same k-means
+    restarts and the same kept one."""
+    problems = _problems(seed=8, shapes=((60, 40), (100,), (7,), (300, 200)))
+    K, R = 3, n_init
+    params = GaussianHMM(n_components=K, covariance_type=covariance_type, n_iter=0,
+                         n_init=R, backend=backend).get_params()
+    del params["random_state"], params["verbose"]
+    X, lengths = hmm_batch._check_problems(problems, K)
+    seeds = hmm_batch._problem_seeds(np.random.RandomState(11), len(X))
+    monkeypatch.setattr(hmm_batch, "_starts", _no_python_start)
+    got, _, _, _, status = hmm_batch._fit_runs(params, X, lengths, seeds,
+                                               get_backend(backend, "hmm_batch"), 1)
+    monkeypatch.undo()
+    assert not status.any()
+    want = {name: np.empty_like(a) for name, a in got.items()}
+    for i in range(len(X)):
+        assert hmm_batch._starts(params, X[i], int(seeds[i]), want, slice(i * R, (i + 1) * R))
+    for name in ("startprob", "transmat"):
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    for name in ("means", "covars"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+
+
+def test_python_starts_beside_compiled_ones(backend, monkeypatch):
+    """A problem of more rows than k-means clusters whole (SAMPLE_ROWS, lowered here) takes
+    GaussianHMM's Python start, then the kernel's Baum-Welch; its fit is still GaussianHMM's
+    (which, at these sizes, clusters all rows)."""
+    problems = _problems(seed=9)
+    monkeypatch.setattr(hmm_batch, "SAMPLE_ROWS", 90)
+    params = dict(n_components=3, covariance_type="full", n_init=2, backend=backend)
+    fits = fit_many_hmm(problems, random_state=4, **params)
+    assert not fits.fallback_.any()
+    for i, (X, lengths) in enumerate(problems):
+        assert_same_fit(fits[i], _alone(X, lengths, 4, **params))
+
+
+def test_too_few_distinct_rows_falls_back(backend):
+    """k-means++ short of distinct rows (2 for 3 states) draws other random numbers in
+    GaussianHMM: the kernel hands the problem back, its neighbour stays."""
+    rng = np.random.RandomState(10)
+    problems = [rng.standard_normal((40, 2)), np.repeat([[0.0, 1.0], [2.0, 0.5]], 20, axis=0)]
+    params = dict(n_components=3, covariance_type="diag", backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many_hmm(problems, random_state=0, **params)
+        np.testing.assert_array_equal(fits.fallback_, [False, True])
+        for i, X in enumerate(problems):
+            assert_same_fit(fits[i], _alone(X, None, 0, **params))
 
 
 def test_restarts(backend):
@@ -169,6 +233,13 @@ def test_not_positive_definite_falls_back(backend):
                         atol=0 if fits.fallback_[i] else 1e-10)
 
 
+def _given_starts(n_rows, n_runs, K):
+    """The kernel's start arguments (order, draw_of, first, u, n_trials, min_covar) for runs
+    whose starts are all given."""
+    return (np.zeros(n_rows, dtype=np.int64), np.full(n_runs, -1, dtype=np.int64),
+            np.zeros((1, 10), dtype=np.int64), np.zeros((1, 1)), 2 + int(np.log(K)), 1e-3)
+
+
 def test_lost_precision_hands_the_problem_back(backend):
     """A sequence the estimators' scaled forward pass flags for the log-space recompute
     (tests/test_hmm_lost_precision.py's reported case) ends its problem with FALLBACK; a
@@ -186,8 +257,8 @@ def test_lost_precision_hands_the_problem_back(backend):
     status = np.zeros(2, dtype=np.int8)
     get_backend(backend, "hmm_batch").fit_many_hmm(
         X2, seq, runs, 2, sum(LETTER_BITS.values()), 3, 1e-2, *priors, start["startprob"],
-        start["transmat"], start["means"], start["covars"], np.empty((2, 3)),
-        np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int8), status, 1)
+        start["transmat"], start["means"], start["covars"], *_given_starts(20, 2, K),
+        np.empty((2, 3)), np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int8), status, 1)
     np.testing.assert_array_equal(status, [FALLBACK, 0])
 
 

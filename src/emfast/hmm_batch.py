@@ -2,21 +2,27 @@
 Baum-Welch iterations of all of them in one compiled call.
 
 The design is :func:`emfast.fit_many`'s (one problem per thread at a time, the whole EM of
-a problem inside the kernel, degenerate problems handed back), with one difference: each
-problem's *start* is made here, by GaussianHMM's own initialisation
-(``BaseHMM._initializer``: Dirichlet draws of startprob and transmat, k-means with
-restarts on the sorted rows for the means, the data's covariance for the covariances)
-from the problem's RandomState, so the start is GaussianHMM's exactly. The kernels
+a problem inside the kernel, degenerate problems handed back). Each problem's *start* is
+GaussianHMM's (``BaseHMM._initializer``: Dirichlet draws of startprob and transmat,
+k-means with restarts on the sorted rows for the means, the data's covariance for the
+covariances): its random numbers are drawn here from the problem's RandomState exactly as
+GaussianHMM draws them (``_StartDraws``), the rest -- k-means++ and Lloyd of every k-means
+restart, the covariances -- runs in the kernel, with the GMM batch kernel's k-means. A
+problem of more rows than k-means clusters whole (``SAMPLE_ROWS``: GaussianHMM's k-means
+then samples rows), or of one row, gets its start here from GaussianHMM's own
+initialisation instead. The kernels
 (``emfast._cython._hmm_batch`` / ``emfast._numba._hmm_batch``) then run every iteration:
 scaled forward-backward per sequence (the estimators' own single-sequence passes), the
 Gaussian statistics, the M-step with hmmlearn's priors and the monitor's stopping rule.
 Problem i's result is ``GaussianHMM(**params, random_state=s_i).fit(X_i, lengths_i)`` to
 rounding.
 
-A problem the kernel cannot finish as GaussianHMM would -- a sequence whose scaled forward
-pass lost precision (GaussianHMM recomputes it in log space), an impossible sequence, a
-covariance that is not positive definite, a start that warned, priors of a shape the
-kernel does not take -- is fitted by GaussianHMM itself, with its warnings and errors;
+A problem the kernel cannot finish as GaussianHMM would -- a k-means start short of
+distinct rows or with a cluster emptied by Lloyd (GaussianHMM's k-means draws other random
+numbers or relocates it), a sequence whose scaled forward pass lost precision (GaussianHMM
+recomputes it in log space), an impossible sequence, a covariance that is not positive
+definite, a start that warned, priors of a shape the kernel does not take -- is fitted by
+GaussianHMM itself, with its warnings and errors;
 ``fallback_`` marks those problems.
 """
 
@@ -32,9 +38,10 @@ from emfast._config import get_backend
 from emfast._em import restart_rngs
 from emfast.batch import _problem_seeds
 from emfast.hmm._base import ConvergenceMonitor
-from emfast.hmm._emissions import _prior
+from emfast.hmm._emissions import KMEANS, _prior
 from emfast.hmm._hmm import GaussianHMM
 from emfast.mixture import _gaussian as G
+from emfast.mixture._kmeans import SAMPLE_ROWS, _lexicographic_order
 
 __all__ = ["fit_many_hmm", "GaussianHMMBatch"]
 
@@ -141,31 +148,9 @@ def fit_many_hmm(problems, *, n_components=1, covariance_type="diag", min_covar=
     X, lengths = _check_problems(problems, K)
     P, D = len(X), X[0].shape[1]
     seeds = _problem_seeds(random_state, P)
-    letters = sum(bit for c, bit in LETTER_BITS.items() if c in params["params"])
-
-    # each problem's starts (R per problem), by GaussianHMM's own initialisation
+    start, history, n_iter_, converged, status = _fit_runs(params, X, lengths, seeds,
+                                                            kernel, n_threads)
     S = kernels.prec_chol_shape(ct, K, D)
-    start = dict(startprob=np.empty((P * R, K)), transmat=np.empty((P * R, K, K)),
-                 means=np.empty((P * R, K, D)), covars=np.empty((P * R, int(np.prod(S)))))
-    status = np.zeros(P * R, dtype=np.int8)
-    for i in range(P):
-        if not _starts(params, X[i], int(seeds[i]), start, slice(i * R, (i + 1) * R)):
-            status[i * R:(i + 1) * R] = FALLBACK
-    priors = _kernel_priors(params, K, D)
-    if priors is None:
-        status[:] = FALLBACK
-
-    seq_offsets, runs = _layout(lengths, R)
-    history = np.full((P * R, max(int(n_iter), 1)), np.nan)
-    n_iter_ = np.zeros(P * R, dtype=np.int64)
-    converged = np.zeros(P * R, dtype=np.int8)
-    if priors is not None:
-        kernel.fit_many_hmm(
-            np.ascontiguousarray(np.concatenate(X)), seq_offsets, runs,
-            kernels._cov_code(ct), letters, int(n_iter), float(tol), *priors,
-            start["startprob"], start["transmat"], start["means"], start["covars"], history,
-            n_iter_, converged, status, n_threads)
-
     best = _best_runs(history, n_iter_, status, P, R)
     out = dict(startprob_=start["startprob"][best], transmat_=start["transmat"][best],
                means_=start["means"][best],
@@ -209,6 +194,48 @@ def _check_problems(problems, n_components):
     return X, lengths
 
 
+def _fit_runs(params, X, lengths, seeds, kernel, n_threads):
+    """Every run (n_init per problem, run i * n_init + r restart r of problem i) fitted by
+    the kernel: (start: the runs' parameters, fitted in place of their starts; history;
+    n_iter; converged; status, FALLBACK where GaussianHMM must fit the problem).
+
+    Each start's random numbers are drawn here, as GaussianHMM draws them; its means and
+    covariances are made in the kernel from them, or here by GaussianHMM's own
+    initialisation where the kernel's k-means would not be GaussianHMM's (k-means samples
+    the rows of a problem of more than SAMPLE_ROWS rows; np.cov of one row warns)."""
+    K, ct, R, n_iter = (int(params["n_components"]), params["covariance_type"],
+                        int(params["n_init"]), int(params["n_iter"]))
+    P, D = len(X), X[0].shape[1]
+    letters = sum(bit for c, bit in LETTER_BITS.items() if c in params["params"])
+    S = kernels.prec_chol_shape(ct, K, D)
+    start = dict(startprob=np.empty((P * R, K)), transmat=np.empty((P * R, K, K)),
+                 means=np.empty((P * R, K, D)), covars=np.empty((P * R, int(np.prod(S)))))
+    status = np.zeros(P * R, dtype=np.int8)
+    history = np.full((P * R, max(n_iter, 1)), np.nan)
+    n_iter_ = np.zeros(P * R, dtype=np.int64)
+    converged = np.zeros(P * R, dtype=np.int8)
+    priors = _kernel_priors(params, K, D)
+    if priors is None:
+        status[:] = FALLBACK
+        return start, history, n_iter_, converged, status
+    sizes = np.array([len(x) for x in X])
+    in_kernel = (sizes >= 2) & (sizes <= SAMPLE_ROWS)
+    draws = _StartDraws(seeds, sizes, in_kernel, K, R, start)
+    for i in np.flatnonzero(~in_kernel):
+        if not _starts(params, X[i], int(seeds[i]), start, slice(i * R, (i + 1) * R)):
+            status[i * R:(i + 1) * R] = FALLBACK
+    seq_offsets, runs = _layout(lengths, R)
+    order = np.concatenate([_lexicographic_order(x) if ok else np.zeros(len(x), np.int64)
+                            for x, ok in zip(X, in_kernel)])
+    kernel.fit_many_hmm(
+        np.ascontiguousarray(np.concatenate(X)), seq_offsets, runs, kernels._cov_code(ct),
+        letters, n_iter, float(params["tol"]), *priors, start["startprob"],
+        start["transmat"], start["means"], start["covars"], order, draws.draw_of,
+        draws.first, draws.u, draws.n_trials, float(params["min_covar"]), history, n_iter_,
+        converged, status, n_threads)
+    return start, history, n_iter_, converged, status
+
+
 def _layout(lengths, n_init):
     """(seq_offsets (S + 1,): the rows of every sequence of every problem, stacked; runs
     (P * n_init, 2): each kernel problem's first sequence and number of sequences, the
@@ -220,6 +247,59 @@ def _layout(lengths, n_init):
     runs[:, 0] = np.repeat(np.cumsum(n_seq) - n_seq, n_init)
     runs[:, 1] = np.repeat(n_seq, n_init)
     return seq_offsets, runs
+
+
+class _StartDraws:
+    """The random numbers of the starts the kernel makes (problems ``in_kernel``, R restarts
+    each), drawn as GaussianHMM's initialisation (``BaseHMM._initializer``) draws them.
+
+    Restart r's stream is restart_rngs(RandomState(seed), R)[r]. From it, startprob and
+    transmat (Dirichlet draws, written into ``start`` here); then the emission start's
+    k-means draws, from a second RandomState(seed) for restart 0 (hmmlearn's two
+    check_random_state calls) and from the same stream after the Dirichlet draws for the
+    others: per k-means restart (KMEANS["n_init"] of them) the first k-means++ row, one
+    uniform through rng.choice(N, p=uniform), then T = 2 + int(log K) uniforms per later
+    round -- one run of uniforms in all, drawn at once. The streams depend on the seed
+    alone, the first rows also on N: problems sharing both share a set (``draw_of``, -1
+    for a run whose start is made by GaussianHMM: the kernel then takes it as given)."""
+
+    def __init__(self, seeds, sizes, in_kernel, K, R, start):
+        self.n_trials = T = 2 + int(np.log(K))
+        M, per_round = KMEANS["n_init"], (K - 1) * T
+        streams, sets = {}, {}
+        self.draw_of = np.full(len(seeds) * R, -1, dtype=np.int64)
+        for i in np.flatnonzero(in_kernel):
+            seed = int(seeds[i])
+            if seed not in streams:
+                streams[seed] = _restart_draws(seed, K, R, M * (1 + per_round))
+            for r, (sp, tm, _) in enumerate(streams[seed]):
+                start["startprob"][i * R + r] = sp
+                start["transmat"][i * R + r] = tm
+                self.draw_of[i * R + r] = sets.setdefault((seed, r, int(sizes[i])), len(sets))
+        self.first = np.zeros((max(len(sets), 1), M), dtype=np.int64)
+        self.u = np.zeros((max(len(sets), 1), max(M * per_round, 1)))
+        cdfs = {}
+        for (seed, r, N), s in sets.items():
+            v = streams[seed][r][2].reshape(M, 1 + per_round)
+            if N not in cdfs:            # rng.choice(N, p=uniform)'s search, exactly
+                cdf = np.full(N, 1.0 / N).cumsum()
+                cdfs[N] = cdf / cdf[-1]
+            self.first[s] = cdfs[N].searchsorted(v[:, 0], side="right")
+            self.u[s, :M * per_round] = v[:, 1:].ravel()
+
+
+def _restart_draws(seed, K, R, n_uniforms):
+    """[(startprob, transmat, the k-means uniforms)] of each of the R restarts from
+    ``seed`` (see _StartDraws)."""
+    rng = V.check_random_state(seed)
+    alpha = np.full(K, 1.0 / K)
+    out = []
+    for r, stream in enumerate(restart_rngs(rng, R)):
+        sp = stream.dirichlet(alpha)
+        tm = stream.dirichlet(alpha, size=K)
+        em = V.check_random_state(seed) if r == 0 else stream
+        out.append((sp, tm, em.random_sample(n_uniforms)))
+    return out
 
 
 def _starts(params, X, seed, start, rows):

@@ -15,8 +15,6 @@ cdef extern from "_fastexp.h":
     double emfast_exp_nonpos(double x) noexcept nogil
 
 cdef enum:
-    BLOCK = 256              # the k-means kernels' rows per block (their summation order)
-    LLOYD_MAX_ITER = 300     # emfast.mixture._kmeans.kmeans defaults (scikit-learn's)
     LOG_GROUP = 16           # E-step: rows whose log-sum-exp share one log (_block_resp)
 
 cdef enum Cov:
@@ -37,7 +35,6 @@ cdef enum Status:            # emfast.batch: status_ codes
 
 cdef double NK_EPS = 10 * 2.220446049250313e-16     # emfast.mixture._gaussian.NK_EPS
 cdef double EMPTY_FRACTION = 1e-8                    # ... .EMPTY_FRACTION
-cdef double LLOYD_TOL = 1e-4
 cdef double HALF_LOG_2PI = 0.9189385332046727       # 0.5 * log(2 pi)
 
 
@@ -46,6 +43,9 @@ cdef enum Given:             # emfast.batch.GIVEN_BITS: the *_init parameters gi
     GIVEN_MEANS = 2
     GIVEN_PRECISIONS = 4
     GIVEN_ALL = 7
+
+
+include "_kmeans_batch.pxi"
 
 
 ctypedef struct Spec:        # what every problem of the call shares
@@ -63,7 +63,7 @@ ctypedef struct Params:
 
 ctypedef struct Work:        # per-thread scratch, allocated once per call and thread
     Params cur               # the running restart's parameters
-    const double* sw         # the running problem's sample weights (NULL: all 1)
+    KMeans km                # k-means scratch, and the running problem's sample weights
     double wsum              # their sum (N when unweighted)
     double kmeans_tol        # the running problem's Lloyd tolerance on the squared shift
     double* logc             # (K,) log w + log det U - D/2 log 2 pi
@@ -71,13 +71,8 @@ ctypedef struct Work:        # per-thread scratch, allocated once per call and t
     double* s1               # (K, D)
     double* s2               # (S,) second moments, upper triangle mirrored for full/tied
     double* centre           # (K, D)
-    double* counts           # (K,) Lloyd
-    double* sums             # (K, D)
     double* mean             # (D,) the problem's (weighted) column mean
     double* xc               # (N_max, D) the problem's rows less their mean (k-means)
-    double* closest          # (N_max,) k-means++ distance to the nearest centre
-    double* block_pot        # (blocks of N_max,) its per-block sums
-    int64_t* labels          # (N_max,)
     double* hist             # (max_iter,) lower bounds of the running restart
     double* xT               # (D, N_max) the problem's rows, feature-major (E-step)
     double* lp               # (K, BLOCK) a block's log-probabilities, then responsibilities
@@ -88,9 +83,6 @@ ctypedef struct Work:        # per-thread scratch, allocated once per call and t
     double* dk               # (D, BLOCK) a block's rows less a mean, feature-major
     double* rdk              # (D, BLOCK) the same times the responsibilities
     double* chol             # (D, D) one Cholesky factor
-    double* pots             # (T,)
-    int64_t* cand            # (T,)
-    int64_t* rows            # (K,) the rows k-means++ chose
 
 
 cdef Py_ssize_t cov_size(int cov, int K, int D) noexcept nogil:
@@ -105,12 +97,13 @@ cdef Py_ssize_t cov_size(int cov, int K, int D) noexcept nogil:
 
 cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     cdef int K = s.K, D = s.D, T = s.T
-    cdef Py_ssize_t S = s.S, blocks = (n_max + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t size = ((K + K * D + 2 * S) + K + K + K * D + S + K * D + K + K * D
-                            + D + 2 * n_max * D + n_max + blocks + max(s.max_iter, 1)
-                            + (K + 3 + 2 * D) * BLOCK + D + D * D + T)
+    cdef Py_ssize_t S = s.S
+    cdef Py_ssize_t size = ((K + K * D + 2 * S) + K + K + K * D + S + K * D
+                            + D + 2 * n_max * D + max(s.max_iter, 1)
+                            + (K + 3 + 2 * D) * BLOCK + D + D * D)
     cdef Work* W = <Work*> malloc(sizeof(Work))
-    cdef double* p = <double*> malloc(size * sizeof(double))
+    cdef double* p = <double*> malloc((size + _kmeans_doubles(K, D, T, n_max))
+                                      * sizeof(double))
     W.cur.w = p
     W.cur.mu = p + K
     W.cur.cov = W.cur.mu + K * D
@@ -120,13 +113,9 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     W.s1 = W.nk + K
     W.s2 = W.s1 + K * D
     W.centre = W.s2 + S
-    W.counts = W.centre + K * D
-    W.sums = W.counts + K
-    W.mean = W.sums + K * D
+    W.mean = W.centre + K * D
     W.xc = W.mean + D
-    W.closest = W.xc + n_max * D
-    W.block_pot = W.closest + n_max
-    W.hist = W.block_pot + blocks
+    W.hist = W.xc + n_max * D
     W.xT = W.hist + max(s.max_iter, 1)
     W.lp = W.xT + n_max * D
     W.q = W.lp + K * BLOCK
@@ -136,202 +125,15 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     W.dk = W.diff + D
     W.rdk = W.dk + D * BLOCK
     W.chol = W.rdk + D * BLOCK
-    W.pots = W.chol + D * D
-    W.labels = <int64_t*> malloc((n_max + T + K) * sizeof(int64_t))
-    W.cand = W.labels + n_max
-    W.rows = W.cand + T
+    _kmeans_init(&W.km, K, D, T, n_max, W.chol + D * D,
+                 <int64_t*> malloc(_kmeans_ints(K, T, n_max) * sizeof(int64_t)))
     return W
 
 
 cdef void _work_free(Work* W) noexcept nogil:
     free(W.cur.w)
-    free(W.labels)
+    free(W.km.labels)
     free(W)
-
-
-# ---------------------------------------------------------------------------------------
-# small helpers
-
-cdef inline double _sqdist(const double* x, const double* c, int D) noexcept nogil:
-    """sum_i (x_i - c_i)^2 in feature order (the k-means kernels' bits for D < 16)."""
-    cdef double s = 0.0, t
-    cdef int i
-    for i in range(D):
-        t = x[i] - c[i]
-        s += t * t
-    return s
-
-
-cdef int _nearest(const double* x, const double* c, int K, int D, double* best) noexcept nogil:
-    """Index of the nearest of the K centres c (ties: the lowest), its distance in best."""
-    cdef int k, arg = 0
-    cdef double d, m = _sqdist(x, c, D)
-    for k in range(1, K):
-        d = _sqdist(x, c + k * D, D)
-        if d < m:
-            m = d
-            arg = k
-    best[0] = m
-    return arg
-
-
-cdef inline double _wt(const double* sw, Py_ssize_t n) noexcept nogil:
-    """Row n's sample weight (sw NULL: unweighted, 1; x * 1.0 is exact, so the unweighted
-    fit is bit for bit what it was before weights)."""
-    return 1.0 if sw == NULL else sw[n]
-
-
-cdef void _column_mean(const Work* W, const double* X, Py_ssize_t N, int D,
-                       double* mean) noexcept nogil:
-    """The weighted column mean sum_n w_n x_n / W.wsum."""
-    cdef Py_ssize_t n
-    cdef int i
-    cdef double w
-    for i in range(D):
-        mean[i] = 0.0
-    for n in range(N):
-        w = _wt(W.sw, n)
-        for i in range(D):
-            mean[i] += w * X[n * D + i]
-    for i in range(D):
-        mean[i] /= W.wsum
-
-
-cdef void _zero(double* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        a[i] = 0.0
-
-
-cdef void _copy(double* dst, const double* src, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        dst[i] = src[i]
-
-
-# ---------------------------------------------------------------------------------------
-# k-means (emfast.mixture._kmeans: kmeans_plusplus, lloyd)
-
-cdef void _fold_centre(const double* X, const double* sw, Py_ssize_t N, int D, const double* c,
-                       double* closest, double* block_pot) noexcept nogil:
-    """closest = min(closest, d(x, c)); block_pot: per 256-row block, its sum of w closest
-    in row order."""
-    cdef Py_ssize_t n, blk
-    cdef double d
-    for blk in range((N + BLOCK - 1) // BLOCK):
-        block_pot[blk] = 0.0
-        for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
-            d = _sqdist(X + n * D, c, D)
-            if d < closest[n]:
-                closest[n] = d
-            block_pot[blk] += _wt(sw, n) * closest[n]
-
-
-cdef double _potential(const double* X, const double* sw, Py_ssize_t N, int D, const double* c,
-                       const double* closest) noexcept nogil:
-    """sum_n w_n min(closest_n, d(x_n, c)): per block in row order, the blocks in order."""
-    cdef Py_ssize_t n, blk
-    cdef double d, part, total = 0.0
-    for blk in range((N + BLOCK - 1) // BLOCK):
-        part = 0.0
-        for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
-            d = _sqdist(X + n * D, c, D)
-            part += _wt(sw, n) * (d if d < closest[n] else closest[n])
-        total += part
-    return total
-
-
-cdef Py_ssize_t _draw_row(double value, const double* closest, const double* sw,
-                          const double* block_pot, Py_ssize_t N) noexcept nogil:
-    """The row where the cumulative potential sum_n w_n closest_n first reaches value (the
-    k-means kernels' _draw_rows: the block from the running sum of the block sums, then the
-    row within it)."""
-    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk = 0, lo, j, found = 0, m
-    cdef double base = 0.0, run = block_pot[0]
-    while blk < n_blocks - 1 and run < value:
-        base = run
-        blk += 1
-        run += block_pot[blk]
-    lo = blk * BLOCK
-    m = min(<Py_ssize_t> BLOCK, N - lo)
-    run = 0.0
-    for j in range(m):
-        run += _wt(sw, lo + j) * closest[lo + j]
-        found += base + run < value
-    return lo + min(found, m - 1)
-
-
-cdef int _kmeans_plusplus(const Spec* s, Work* W, const double* X, Py_ssize_t N,
-                          int64_t first, const double* u, double* centres) noexcept nogil:
-    """Greedy weighted k-means++ (weights W.sw) from the first row and the uniforms u
-    ((K - 1) x T): each round's candidates are drawn at u * potential, the one leaving the
-    lowest potential kept (the first on ties); the rows chosen into W.rows. FALLBACK when
-    the potential is 0 (fewer distinct rows of positive weight than K: there
-    GaussianMixture draws other random numbers)."""
-    cdef int K = s.K, D = s.D, T = s.T, c, t, best
-    cdef Py_ssize_t n, blk
-    cdef double pot
-    for n in range(N):
-        W.closest[n] = INFINITY
-    W.rows[0] = first
-    _copy(centres, X + first * D, D)
-    _fold_centre(X, W.sw, N, D, centres, W.closest, W.block_pot)
-    for c in range(1, K):
-        pot = 0.0
-        for blk in range((N + BLOCK - 1) // BLOCK):
-            pot += W.block_pot[blk]
-        if not pot > 0.0:
-            return FALLBACK
-        for t in range(T):
-            W.cand[t] = _draw_row(u[(c - 1) * T + t] * pot, W.closest, W.sw, W.block_pot, N)
-            W.pots[t] = _potential(X, W.sw, N, D, X + W.cand[t] * D, W.closest)
-        best = 0
-        for t in range(1, T):
-            if W.pots[t] < W.pots[best]:
-                best = t
-        W.rows[c] = W.cand[best]
-        _copy(centres + c * D, X + W.cand[best] * D, D)
-        _fold_centre(X, W.sw, N, D, centres + c * D, W.closest, W.block_pot)
-    return OK
-
-
-cdef int _lloyd(const Spec* s, Work* W, const double* X, Py_ssize_t N, double abs_tol,
-                double* c) noexcept nogil:
-    """Weighted Lloyd (weights W.sw) from the centres c (moved in place): stop when no label
-    changes or the summed squared move is <= abs_tol, or after 300 passes. FALLBACK when a
-    pass leaves a cluster of weight 0 (GaussianMixture relocates it)."""
-    cdef int K = s.K, D = s.D, k, i, it
-    cdef Py_ssize_t n, changed
-    cdef double d, shift, new, w
-    for n in range(N):
-        W.labels[n] = -1
-    for it in range(LLOYD_MAX_ITER):
-        _zero(W.counts, K)
-        _zero(W.sums, K * D)
-        changed = 0
-        for n in range(N):
-            k = _nearest(X + n * D, c, K, D, &d)
-            changed += W.labels[n] != k
-            W.labels[n] = k
-            w = _wt(W.sw, n)
-            W.counts[k] += w
-            for i in range(D):
-                W.sums[k * D + i] += w * X[n * D + i]
-        if changed == 0:
-            return OK
-        for k in range(K):
-            if not W.counts[k] > 0.0:
-                return FALLBACK
-        shift = 0.0
-        for k in range(K):
-            for i in range(D):
-                new = W.sums[k * D + i] / W.counts[k]
-                d = new - c[k * D + i]
-                shift += d * d
-                c[k * D + i] = new
-        if shift <= abs_tol:
-            return OK
-    return OK
 
 
 # ---------------------------------------------------------------------------------------
@@ -392,7 +194,7 @@ cdef void _label_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N) no
     _stats_begin(s, W)
     for n in range(N):
         _add_row(s, W, X + n * s.D, _nearest(X + n * s.D, W.centre, s.K, s.D, &d),
-                 _wt(W.sw, n))
+                 _wt(W.km.sw, n))
     _stats_end(s, W)
 
 
@@ -407,7 +209,7 @@ cdef void _resp_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
         _copy(W.centre + k * s.D, W.mean, s.D)
     _stats_begin(s, W)
     for n in range(N):
-        w = _wt(W.sw, n)
+        w = _wt(W.km.sw, n)
         for k in range(s.K):
             _add_row(s, W, X + n * s.D, k, resp[n * s.K + k] * w)
     _stats_end(s, W)
@@ -419,7 +221,7 @@ cdef void _unit_stats(const Spec* s, Work* W, const int64_t* rows) noexcept nogi
     cdef int k
     _stats_begin(s, W)
     for k in range(s.K):
-        W.nk[k] = _wt(W.sw, rows[k])
+        W.nk[k] = _wt(W.km.sw, rows[k])
 
 
 # ---------------------------------------------------------------------------------------
@@ -588,10 +390,10 @@ cdef double _block_resp(const Spec* s, Work* W, Py_ssize_t n0, Py_ssize_t m) noe
         for b in range(m):
             lp[b] = emfast_exp_nonpos(lp[b] - mx[b])
             tot[b] += lp[b]
-    if W.sw != NULL:         # each row's log-likelihood times its weight
+    if W.km.sw != NULL:      # each row's log-likelihood times its weight
         for b in range(m):
-            loglik += W.sw[n0 + b] * (mx[b] + log(tot[b]))
-            tot[b] = W.sw[n0 + b] / tot[b]
+            loglik += W.km.sw[n0 + b] * (mx[b] + log(tot[b]))
+            tot[b] = W.km.sw[n0 + b] / tot[b]
     else:
         for b in range(m):
             loglik += mx[b]
@@ -730,18 +532,18 @@ cdef int _initial_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
     the problem's centred rows of _prepare_problem."""
     cdef int D = s.D, i, k
     if s.init == KMEANS:
-        if _kmeans_plusplus(s, W, W.xc, N, idx[0], u, W.centre) != OK:
+        if _kmeans_plusplus(&W.km, W.xc, N, idx[0], u, W.centre) != OK:
             return FALLBACK
-        if _lloyd(s, W, W.xc, N, W.kmeans_tol, W.centre) != OK:
+        if _lloyd(&W.km, W.xc, N, W.kmeans_tol, W.centre) != OK:
             return FALLBACK
         for k in range(s.K):
             for i in range(D):
                 W.centre[k * D + i] += W.mean[i]
         _label_stats(s, W, X, N)
     elif s.init == PLUSPLUS:
-        if _kmeans_plusplus(s, W, X, N, idx[0], u, W.centre) != OK:
+        if _kmeans_plusplus(&W.km, X, N, idx[0], u, W.centre) != OK:
             return FALLBACK
-        _unit_stats(s, W, W.rows)
+        _unit_stats(s, W, W.km.rows)
     elif s.init == RANDOM:
         _resp_stats(s, W, X, N, resp)
     else:
@@ -753,7 +555,7 @@ cdef int _initial_stats(const Spec* s, Work* W, const double* X, Py_ssize_t N,
 
 cdef void _prepare_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N,
                            const double* sw, double wsum) noexcept nogil:
-    """What every restart of the problem shares: its weights (W.sw, W.wsum), its rows
+    """What every restart of the problem shares: its weights (W.km.sw, W.wsum), its rows
     feature-major (W.xT, the E-step's layout) and, for the starts that use them, its
     weighted column mean (W.mean) and for k-means its rows less that mean (W.xc, the rows
     emfast.mixture._kmeans.kmeans clusters) and Lloyd's tolerance: 1e-4 times their mean
@@ -761,14 +563,14 @@ cdef void _prepare_problem(const Spec* s, Work* W, const double* X, Py_ssize_t N
     cdef Py_ssize_t n
     cdef int D = s.D, i
     cdef double sq = 0.0, w
-    W.sw = sw
+    W.km.sw = sw
     W.wsum = wsum
     for n in range(N):
         for i in range(D):
             W.xT[i * N + n] = X[n * D + i]
     if s.given == GIVEN_ALL or (s.init != KMEANS and s.init != RANDOM):
         return
-    _column_mean(W, X, N, D, W.mean)
+    _column_mean(X, sw, wsum, N, D, W.mean)
     if s.init != KMEANS:
         return
     for n in range(N):

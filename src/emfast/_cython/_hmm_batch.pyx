@@ -4,8 +4,14 @@ HMMs in one call, one problem per thread at a time.
 The contract (arguments, layouts, status codes) is the argument list of
 :func:`fit_many_hmm` below and ``emfast.hmm_batch``; ``tests/reference_hmm_batch.py``
 (NumPy, log space) and ``emfast.hmm.GaussianHMM`` fitted problem by problem are the judges.
-Each problem starts from the parameters GaussianHMM's own initialisation gives (computed by
-the caller); per iteration the kernel runs, serially within the problem:
+Each problem starts from the parameters GaussianHMM's own initialisation gives: the caller
+draws its random numbers (startprob and transmat, the k-means++ first rows and uniforms)
+and the kernel makes the means and covariances from them (_start_emissions:
+GaussianEmission.init's k-means restarts on the sorted rows, with the GMM batch kernel's
+k-means++ and Lloyd of _kmeans_batch.pxi, and the data's covariance), or the caller gives
+them (draw_of -1: GaussianHMM's own start, where the kernel's k-means would not be its).
+A k-means++ round short of distinct rows, or a cluster emptied by Lloyd, ends the problem
+with status FALLBACK. Per iteration the kernel runs, serially within the problem:
 
 * the log-emissions of the problem's frames (all four covariance types), into per-thread
   (N, K) scratch that then holds alphas and posteriors;

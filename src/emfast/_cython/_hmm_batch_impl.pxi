@@ -28,12 +28,15 @@ cdef double LOG_2PI = 1.8378770664093453   # math.log(2 pi), as kernels.log_norm
 cdef double COV_DENOM_FLOOR = 1e-5     # GaussianEmission.m_step: max(c_d, 1e-5), diag
 
 include "_cholesky.pxi"
+include "_kmeans_batch.pxi"
 
 
 ctypedef struct Spec:        # what every problem of a call shares
     int K, D, cov, letters, max_iter
+    int n_kmeans             # the start's k-means restarts (GaussianEmission's KMEANS)
     Py_ssize_t S             # compact covariance size by type
     double tol
+    double min_covar         # GaussianHMM's, added to the start's covariances
     const double* sp_prior   # (K,)
     const double* tp_prior   # (K, K)
     const double* m0         # (K, D) means_prior
@@ -57,6 +60,10 @@ ctypedef struct BWork:       # per-thread scratch, allocated once per thread
     double* L                # (D, D) Cholesky scratch
     double* d                # (D,)
     double* y                # (D,)
+    KMeans km                # the start's k-means scratch
+    double* xc               # (Nmax, D) the problem's rows, sorted, less their mean
+    double* mean             # (D,) their column mean
+    double* centre           # (K, D) a k-means restart's centres
 
 
 cdef Py_ssize_t cov_size(int cov, int K, int D) noexcept nogil:
@@ -72,18 +79,22 @@ cdef Py_ssize_t s2_size(int cov, int K, int D) noexcept nogil:
     return K * D * D if cov == FULL else (D * D if cov == TIED else K * D)
 
 
-cdef BWork* _bwork_alloc(const Spec* s, Py_ssize_t n_max, Py_ssize_t t_max) noexcept nogil:
+cdef BWork* _bwork_alloc(const Spec* s, Py_ssize_t n_max, Py_ssize_t t_max,
+                        int n_trials) noexcept nogil:
     cdef int K = s.K, D = s.D
     cdef BWork* W = <BWork*> malloc(sizeof(BWork))
     if W == NULL:
         return NULL
     W.fb = _work_alloc(K, t_max, False, True, False, 0, 0, False)
     cdef Py_ssize_t n = (n_max * K + 3 * K * K + 3 * K + 2 * K * D
-                         + s2_size(s.cov, K, D) + s.S + D * D + 2 * D)
+                         + s2_size(s.cov, K, D) + s.S + D * D + 2 * D
+                         + n_max * D + D + K * D + _kmeans_doubles(K, D, n_trials, n_max))
     W.le = <double*> malloc(n * sizeof(double))
-    if W.fb == NULL or W.le == NULL:
+    cdef int64_t* q = <int64_t*> malloc(_kmeans_ints(K, n_trials, n_max) * sizeof(int64_t))
+    if W.fb == NULL or W.le == NULL or q == NULL:
         _work_free(W.fb)
         free(W.le)
+        free(q)
         free(W)
         return NULL
     W.AT = W.le + n_max * K
@@ -98,6 +109,10 @@ cdef BWork* _bwork_alloc(const Spec* s, Py_ssize_t n_max, Py_ssize_t t_max) noex
     W.L = W.logc + K
     W.d = W.L + D * D
     W.y = W.d + D
+    W.xc = W.y + D
+    W.mean = W.xc + n_max * D
+    W.centre = W.mean + D
+    _kmeans_init(&W.km, K, D, n_trials, n_max, W.centre + K * D, q)
     return W
 
 
@@ -105,6 +120,7 @@ cdef void _bwork_free(BWork* W) noexcept nogil:
     if W != NULL:
         _work_free(W.fb)
         free(W.le)
+        free(W.km.labels)
         free(W)
 
 
@@ -204,6 +220,88 @@ cdef void _emission_stats(const Spec* s, BWork* W, const double* X, Py_ssize_t N
             for i in range(D):
                 for j in range(i):
                     s2[i * D + j] = s2[j * D + i]
+
+
+# ---------------------------------------------------------------------------------------
+# The start's emissions (GaussianEmission.init)
+
+cdef double _inertia(const double* X, Py_ssize_t N, int K, int D,
+                     const double* c) noexcept nogil:
+    """sum_n min_k d(x_n, c_k): the inertia by which k-means keeps the best of its restarts
+    (the k-means kernels' to rounding), per 256-row block in row order, the blocks in order."""
+    cdef Py_ssize_t n, blk
+    cdef double d, part, total = 0.0
+    for blk in range((N + BLOCK - 1) // BLOCK):
+        part = 0.0
+        for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
+            _nearest(X + n * D, c, K, D, &d)
+            part += d
+        total += part
+    return total
+
+
+cdef int _start_emissions(const Spec* s, BWork* W, const double* X, const int64_t* order,
+                          Py_ssize_t N, const int64_t* first, const double* u, double* mu,
+                          double* cov) noexcept nogil:
+    """The start's means and covariances, as GaussianEmission.init makes them: k-means
+    (emfast.mixture._kmeans.kmeans with sort_rows) on the rows in lexicographic order
+    (``order``), less their column mean: s.n_kmeans restarts of k-means++ (first rows
+    ``first``, uniforms ``u``, (K - 1) T per restart) and Lloyd, the lowest inertia kept
+    (the first on ties), its centres plus the mean the means; the rows' covariance (N - 1
+    in the denominator, np.cov) plus min_covar on the diagonal, shaped by the type
+    (emfast.mixture._gaussian.covariances_from_template). FALLBACK where the Python start
+    does what the kernel does not (k-means++ short of distinct rows, an emptied Lloyd
+    cluster): GaussianHMM then fits the problem."""
+    cdef int K = s.K, D = s.D, T = W.km.T, r, k, i, j
+    cdef Py_ssize_t n
+    cdef double sq = 0.0, inertia, best = INFINITY, a
+    cdef double* C = W.L                       # the (D, D) data covariance
+    for n in range(N):
+        _copy(W.xc + n * D, X + order[n] * D, D)
+    _column_mean(W.xc, NULL, <double> N, N, D, W.mean)
+    for n in range(N):
+        for i in range(D):
+            W.xc[n * D + i] -= W.mean[i]
+            sq += W.xc[n * D + i] * W.xc[n * D + i]
+    for r in range(s.n_kmeans):
+        if _kmeans_plusplus(&W.km, W.xc, N, first[r], u + r * (K - 1) * T, W.centre) != OK:
+            return FALLBACK
+        if _lloyd(&W.km, W.xc, N, LLOYD_TOL * (sq / (N * D)), W.centre) != OK:
+            return FALLBACK
+        inertia = _inertia(W.xc, N, K, D, W.centre)
+        if inertia < best:
+            best = inertia
+            _copy(mu, W.centre, K * D)
+    for k in range(K):
+        for i in range(D):
+            mu[k * D + i] += W.mean[i]
+    _zero(C, D * D)
+    for n in range(N):
+        for i in range(D):
+            for j in range(i, D):
+                C[i * D + j] += W.xc[n * D + i] * W.xc[n * D + j]
+    a = 1.0 / (N - 1)                          # np.cov multiplies by it
+    for i in range(D):
+        for j in range(i, D):
+            C[i * D + j] *= a
+            C[j * D + i] = C[i * D + j]
+        C[i * D + i] += s.min_covar
+    if s.cov == FULL:
+        for k in range(K):
+            _copy(cov + k * D * D, C, D * D)
+    elif s.cov == TIED:
+        _copy(cov, C, D * D)
+    elif s.cov == DIAG:
+        for k in range(K):
+            for i in range(D):
+                cov[k * D + i] = C[i * D + i]
+    else:                                      # the mean of the whole matrix, as hmmlearn
+        a = 0.0
+        for i in range(D * D):
+            a += C[i]
+        for k in range(K):
+            cov[k] = a / (D * D)
+    return OK
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,6 +508,16 @@ def fit_many_hmm(
     double[:, :, ::1] transmat,         # IN/OUT (P, K, K)
     double[:, :, ::1] means,            # IN/OUT (P, K, D)
     double[:, ::1] covars,              # IN/OUT (P, S) compact by type, flat
+    const int64_t[::1] order,           # IN  (total rows,) each problem's rows in
+                                        #     lexicographic order (0-based in the problem)
+    const int64_t[::1] draw_of,         # IN  (P,) run p's set of start draws, s; -1: its
+                                        #     means and covars are given (the start is made
+                                        #     here from set s otherwise)
+    const int64_t[:, ::1] first,        # IN  (sets, n_kmeans) k-means++ first rows
+    const double[:, ::1] u,             # IN  (sets, >= n_kmeans (K - 1) n_trials) k-means++
+                                        #     uniforms, restart by restart, round by round
+    int n_trials,                       # IN  k-means++ local trials, 2 + int(log K)
+    double min_covar,                   # IN  GaussianHMM's
     double[:, ::1] history,             # OUT (P, max(max_iter, 1)) log-likelihood per iteration
     int64_t[::1] n_iter,                # OUT (P,)
     int8_t[::1] converged,              # OUT (P,)
@@ -427,6 +535,8 @@ def fit_many_hmm(
     s.max_iter = max_iter
     s.S = cov_size(cov_code, s.K, s.D)
     s.tol = tol
+    s.n_kmeans = first.shape[1]
+    s.min_covar = min_covar
     s.sp_prior = &sp_prior[0]
     s.tp_prior = &tp_prior[0, 0]
     s.m0 = &means_prior[0, 0]
@@ -441,7 +551,7 @@ def fit_many_hmm(
         t_max = max(t_max, seq_offsets[q + 1] - seq_offsets[q])
     cdef BWork* W = NULL
     with nogil, parallel(num_threads=n_threads):
-        W = _bwork_alloc(&s, n_max, t_max)
+        W = _bwork_alloc(&s, n_max, t_max, n_trials)
         for p in prange(P, schedule="dynamic"):
             if status[p] != OK:
                 continue
@@ -449,6 +559,12 @@ def fit_many_hmm(
                 status[p] = FALLBACK
                 continue
             q = runs[p, 0]
+            if draw_of[p] >= 0 and _start_emissions(
+                    &s, W, &X[seq_offsets[q], 0], &order[seq_offsets[q]],
+                    seq_offsets[q + runs[p, 1]] - seq_offsets[q], &first[draw_of[p], 0],
+                    &u[draw_of[p], 0], &means[p, 0, 0], &covars[p, 0]) != OK:
+                status[p] = FALLBACK
+                continue
             status[p] = _fit_problem(
                 &s, W, &X[seq_offsets[q], 0], seq_offsets[q + runs[p, 1]] - seq_offsets[q],
                 &seq_offsets[q], runs[p, 1],

@@ -5,7 +5,8 @@ The contract is the Cython kernel's (``emfast._cython._hmm_batch.fit_many_hmm``:
 layouts, status codes) and so is the arithmetic, step for step (see that module's
 docstring): the scaled forward-backward of each sequence is this backend's own
 single-sequence pass (``_fb_seq`` of emfast._numba._hmm, with its lost-precision flag), the
-precision factors the GMM batch kernel's (``_cholesky_prec``). The problems are split into
+precision factors and the start's k-means++ and Lloyd the GMM batch kernel's
+(``_cholesky_prec``, ``_kmeans_plusplus``, ``_lloyd``). The problems are split into
 a fixed number of contiguous groups (a function of the number of problems only); each group
 allocates its scratch once and fits its problems in order, so results do not depend on the
 thread count.
@@ -16,7 +17,8 @@ import math
 import numpy as np
 from numba import njit, prange, types
 
-from emfast._numba._batch import _cholesky_prec
+from emfast._numba._batch import (BLOCK, LLOYD_TOL, _cholesky_prec, _kmeans_plusplus, _lloyd,
+                                  _nearest)
 from emfast._numba._hmm import CHUNK, _fb_seq, _rfloor
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT2, array_arg, outlined,
@@ -36,7 +38,9 @@ _F64 = types.float64
 _SIG = types.void(
     IN2, array_arg(types.int64, 1, True), array_arg(types.int64, 2, True), _I64, _I64, _I64,
     _F64, IN1, IN2, IN2, IN2, IN1, IN1, OUT2, array_arg(types.float64, 3, False),
-    array_arg(types.float64, 3, False), OUT2, OUT2, array_arg(types.int64, 1, False),
+    array_arg(types.float64, 3, False), OUT2, array_arg(types.int64, 1, True),
+    array_arg(types.int64, 1, True), array_arg(types.int64, 2, True), IN2, _I64, _F64, OUT2,
+    array_arg(types.int64, 1, False),
     array_arg(types.int8, 1, False), array_arg(types.int8, 1, False), _I64, _I64)
 # _fit_group: the driver's arguments but n_groups and fn, then the group's first and last
 # problem
@@ -259,6 +263,86 @@ def _m_step_emissions(cov, letters, m0, mw, cp, cw, nk, s1, s2, mu, covs, new_mu
 
 
 @njit(**JIT)
+def _inertia(X, c):
+    """sum_n min_k d(x_n, c_k), the Cython kernel's _inertia (the same order)."""
+    N = X.shape[0]
+    total = 0.0
+    for blk in range((N + BLOCK - 1) // BLOCK):
+        part = 0.0
+        for n in range(blk * BLOCK, min(N, (blk + 1) * BLOCK)):
+            part += _nearest(X, n, c)[1]
+        total += part
+    return total
+
+
+@njit(**JIT)
+def _start_emissions(cov, T, min_covar, X, order, first, u, mu, covs, km):
+    """The start's means and covariances (the Cython kernel's _start_emissions, step for
+    step: GaussianEmission.init); km: the k-means scratch. Returns OK or FALLBACK."""
+    xc, mean, centre, C, closest, block_pot, cand, pots, rows, labels, counts, sums, sw = km
+    N, D = X.shape
+    K = mu.shape[0]
+    xc = xc[:N]
+    for n in range(N):
+        for i in range(D):
+            xc[n, i] = X[order[n], i]
+    mean[:] = 0.0
+    for n in range(N):
+        for i in range(D):
+            mean[i] += xc[n, i]
+    for i in range(D):
+        mean[i] /= N
+    sq = 0.0
+    for n in range(N):
+        for i in range(D):
+            xc[n, i] -= mean[i]
+            sq += xc[n, i] * xc[n, i]
+    best = np.inf
+    per_restart = (K - 1) * T
+    for r in range(first.shape[0]):
+        if _kmeans_plusplus(xc, sw, first[r], u[r * per_restart:(r + 1) * per_restart], T,
+                            closest, block_pot, cand, pots, centre, rows) != OK:
+            return FALLBACK
+        if _lloyd(xc, sw, centre, LLOYD_TOL * (sq / (N * D)), labels, counts, sums) != OK:
+            return FALLBACK
+        inertia = _inertia(xc, centre)
+        if inertia < best:
+            best = inertia
+            mu[:, :] = centre
+    for k in range(K):
+        for i in range(D):
+            mu[k, i] += mean[i]
+    C[:, :] = 0.0
+    for n in range(N):
+        for i in range(D):
+            for j in range(i, D):
+                C[i, j] += xc[n, i] * xc[n, j]
+    a = 1.0 / (N - 1)                  # np.cov multiplies by it
+    for i in range(D):
+        for j in range(i, D):
+            C[i, j] *= a
+            C[j, i] = C[i, j]
+        C[i, i] += min_covar
+    if cov == FULL or cov == TIED:
+        for k in range(K if cov == FULL else 1):
+            for i in range(D):
+                for j in range(D):
+                    covs[k * D * D + i * D + j] = C[i, j]
+    elif cov == DIAG:
+        for k in range(K):
+            for i in range(D):
+                covs[k * D + i] = C[i, i]
+    else:                              # the mean of the whole matrix, as hmmlearn
+        a = 0.0
+        for i in range(D):
+            for j in range(D):
+                a += C[i, j]
+        for k in range(K):
+            covs[k] = a / (D * D)
+    return OK
+
+
+@njit(**JIT)
 def _fit_problem(cov, letters, max_iter, tol, priors, X, seq, sp, A, mu, covs, history, res,
                  w, m):
     """Baum-Welch from the given start (sp, A, mu, covs: updated in place) with hmmlearn's
@@ -293,8 +377,8 @@ def _fit_problem(cov, letters, max_iter, tol, priors, X, seq, sp, A, mu, covs, h
 
 @outlined(_GROUP_SIG)
 def _fit_group(X, seq_offsets, runs, cov, letters, max_iter, tol, sp_prior, tp_prior, m0, mw,
-               cp, cw, startprob, transmat, means, covars, history, n_iter, converged,
-               status, lo, hi):
+               cp, cw, startprob, transmat, means, covars, order, draw_of, first, u, T,
+               min_covar, history, n_iter, converged, status, lo, hi):
     """Problems lo..hi-1, in order, with scratch allocated once for the group."""
     K, D = means.shape[1], means.shape[2]
     S2 = K * D * D if cov == FULL else (D * D if cov == TIED else K * D)
@@ -313,6 +397,12 @@ def _fit_group(X, seq_offsets, runs, cov, letters, max_iter, tol, sp_prior, tp_p
     # pc, logc, Cholesky scratch, new means, y
     m = (np.empty(covars.shape[1]), np.empty(K), np.zeros((D, D)), np.empty((K, D)),
          np.empty(D))
+    # the start's xc, mean, centre, C, then k-means' closest, block_pot, cand, pots, rows,
+    # labels, counts, sums, sample weights (none)
+    km = (np.empty((n_max, D)), np.empty(D), np.empty((K, D)), np.empty((D, D)),
+          np.empty(n_max), np.empty((n_max + BLOCK - 1) // BLOCK), np.empty(T, np.int64),
+          np.empty(T), np.empty(K, np.int64), np.empty(n_max, np.int64), np.empty(K),
+          np.empty((K, D)), np.empty(0))
     priors = (sp_prior, tp_prior, m0, mw, cp, cw)
     res = np.zeros(2, dtype=np.int64)
     for p in range(lo, hi):
@@ -320,6 +410,11 @@ def _fit_group(X, seq_offsets, runs, cov, letters, max_iter, tol, sp_prior, tp_p
             continue
         q = runs[p, 0]
         r0, r1 = seq_offsets[q], seq_offsets[q + runs[p, 1]]
+        if draw_of[p] >= 0 and _start_emissions(
+                cov, T, min_covar, X[r0:r1], order[r0:r1], first[draw_of[p]],
+                u[draw_of[p]], means[p], covars[p], km) != OK:
+            status[p] = FALLBACK
+            continue
         st = _fit_problem(cov, letters, max_iter, tol, priors, X[r0:r1],
                           seq_offsets[q:q + runs[p, 1] + 1] - r0, startprob[p], transmat[p],
                           means[p], covars[p], history[p], res, w, m)
@@ -330,24 +425,27 @@ def _fit_group(X, seq_offsets, runs, cov, letters, max_iter, tol, sp_prior, tp_p
 
 @parallel_driver(_SIG, calls=[(_fit_group, [_GROUP_SIG])])
 def _driver(X, seq_offsets, runs, cov, letters, max_iter, tol, sp_prior, tp_prior, m0, mw,
-            cp, cw, startprob, transmat, means, covars, history, n_iter, converged, status,
-            n_groups, fn):
+            cp, cw, startprob, transmat, means, covars, order, draw_of, first, u, T, min_covar,
+            history, n_iter, converged, status, n_groups, fn):
     """The problems in n_groups contiguous groups, one group per thread at a time. fn: the
     address of _fit_group."""
     P = runs.shape[0]
     for g in prange(n_groups):
         _fit_group(fn, X, seq_offsets, runs, cov, letters, max_iter, tol, sp_prior, tp_prior,
-                   m0, mw, cp, cw, startprob, transmat, means, covars, history, n_iter,
-                   converged, status, g * P // n_groups, (g + 1) * P // n_groups)
+                   m0, mw, cp, cw, startprob, transmat, means, covars, order, draw_of, first,
+                   u, T, min_covar, history, n_iter, converged, status, g * P // n_groups,
+                   (g + 1) * P // n_groups)
 
 
 def fit_many_hmm(X, seq_offsets, runs, cov_code, letters, max_iter, tol, sp_prior, tp_prior,
                  means_prior, means_weight, covars_prior, covars_weight, startprob, transmat,
-                 means, covars, history, n_iter, converged, status, n_threads):
+                 means, covars, order, draw_of, first, u, n_trials, min_covar, history, n_iter,
+                 converged, status, n_threads):
     """The Cython kernel's contract (emfast._cython._hmm_batch.fit_many_hmm)."""
     P = runs.shape[0]
     if P == 0:
         return
     run(_driver, n_threads, X, seq_offsets, runs, cov_code, letters, max_iter, tol, sp_prior,
         tp_prior, means_prior, means_weight, covars_prior, covars_weight, startprob, transmat,
-        means, covars, history, n_iter, converged, status, min(P, MAX_GROUPS))
+        means, covars, order, draw_of, first, u, n_trials, min_covar, history, n_iter,
+        converged, status, min(P, MAX_GROUPS))

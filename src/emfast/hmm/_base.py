@@ -366,7 +366,8 @@ class BaseHMM(ParamsMixin):
         """``init(X_, sw_, rng_, threads) -> HMMParams``: the starting parameters of a
         restart drawing from ``rng_`` (``rng``: the fit's own stream), from ``X_start``;
         what ``init_params`` names (or is not set yet) is initialised, the rest kept.
-        emfast.fit_many_hmm starts its problems with it too."""
+        emfast.fit_many_hmm draws its random numbers the same way (hmm_batch._StartDraws:
+        change both together), and starts with it the problems its kernel does not."""
         K = self.n_components
         todo = {"s": self._needs_init("s", "startprob_"),
                 "t": self._needs_init("t", "transmat_")}

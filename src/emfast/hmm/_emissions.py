@@ -45,7 +45,8 @@ from emfast.hmm._stats import ArrayStats
 # k-means restarts (the lowest inertia kept) for the initial emission means, as hmmlearn's
 # KMeans(n_init=10): a single start can seed a mixture component where it collapses. The
 # rows are clustered in sorted order, so the means do not depend on the order of the
-# sequences.
+# sequences. emfast.fit_many_hmm's kernels repeat this k-means (n_init from here, the other
+# options kmeans' defaults): change them together.
 KMEANS = dict(n_init=10, sort_rows=True)
 
 # hmmlearn's retry floor when a covariance is not positive definite.
