@@ -272,15 +272,22 @@ def _mstep(cov, reg, wsum, initial, nk, s1, s2, centre, w, mu, covs, d):
         w[k] = (nk[k] + NK_EPS) / wsum if initial else w[k] / tot
 
 
+# A pivot below this fraction of its diagonal entry hands the problem back: the estimator's
+# LAPACK Cholesky may then fail where this one passes (or the reverse) by rounding alone, and
+# regularise, so near-singular covariances are left to the estimator's own handling (scaled
+# by the entry: no absolute floor). The Cython kernels' _cholesky.pxi has the same rule.
+MIN_PIVOT = 1e-10
+
+
 @njit(**JIT)
 def _cholesky_prec(A, o, D, L, U):
     """U[o:o + D*D]: the upper-triangular precision factor of A[o:o + D*D]; FALLBACK when A
-    is not positive definite."""
+    is not positive definite, or nearly not (MIN_PIVOT)."""
     for j in range(D):
         acc = A[o + j * D + j]
         for k in range(j):
             acc -= L[j, k] * L[j, k]
-        if not acc > 0.0:
+        if not acc > MIN_PIVOT * A[o + j * D + j]:
             return FALLBACK
         L[j, j] = math.sqrt(acc)
         for i in range(j + 1, D):
