@@ -46,7 +46,31 @@ GIVEN_BITS = dict(weights_init=1, means_init=2, precisions_init=4)
 ALL_GIVEN = 7
 
 
-class GaussianMixtureBatch:
+class ProblemBatch:
+    """What the batch results share: the stacked arrays as attributes, ``params`` (the
+    estimator's constructor parameters), ``random_states_``, ``len`` and iteration over the
+    problems as fitted estimators (a subclass's ``__getitem__``)."""
+
+    def __init__(self, params, arrays, random_states):
+        self.params = params
+        for name, value in arrays.items():
+            setattr(self, name, value)
+        self.random_states_ = random_states
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def _problem_index(self, i):
+        """``i`` as an index in [0, P), negative counting from the end."""
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"problem index must be an integer, got {i!r}")
+        P = len(self)
+        if not -P <= i < P:
+            raise IndexError(f"problem index {i} out of range for {P} problems")
+        return int(i) % P
+
+
+class GaussianMixtureBatch(ProblemBatch):
     """The fits of :func:`fit_many`: stacked arrays with a leading problem axis, and
     ``fits[i]``, problem i as a fitted :class:`emfast.GaussianMixture`.
 
@@ -59,27 +83,13 @@ class GaussianMixtureBatch:
     the int seed of each problem, and ``params`` (GaussianMixture's constructor parameters).
     """
 
-    def __init__(self, params, arrays, random_states):
-        self.params = params
-        for name, value in arrays.items():
-            setattr(self, name, value)
-        self.random_states_ = random_states
-
     def __len__(self):
         return len(self.lower_bound_)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
 
     def __getitem__(self, i):
         """Problem ``i`` as a fitted emfast.GaussianMixture (its random_state: the seed it
         was fitted with)."""
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"problem index must be an integer, got {i!r}")
-        P = len(self)
-        if not -P <= i < P:
-            raise IndexError(f"problem index {i} out of range for {P} problems")
-        i = int(i) % P
+        i = self._problem_index(i)
         gm = GaussianMixture(**self.params, random_state=int(self.random_states_[i]))
         gm.weights_ = self.weights_[i].copy()
         gm.means_ = self.means_[i].copy()

@@ -26,7 +26,6 @@ GaussianHMM itself, with its warnings and errors;
 ``fallback_`` marks those problems.
 """
 
-import numbers
 import warnings
 from collections import deque
 
@@ -36,7 +35,7 @@ from emfast import _validation as V
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._em import restart_rngs
-from emfast.batch import _problem_seeds
+from emfast.batch import ProblemBatch, _problem_seeds
 from emfast.hmm._base import ConvergenceMonitor
 from emfast.hmm._emissions import KMEANS, _prior
 from emfast.hmm._hmm import GaussianHMM
@@ -51,7 +50,7 @@ FITTED, FALLBACK = 0, 1
 LETTER_BITS = dict(s=1, t=2, m=4, c=8)
 
 
-class GaussianHMMBatch:
+class GaussianHMMBatch(ProblemBatch):
     """The fits of :func:`fit_many_hmm`: stacked arrays with a leading problem axis, and
     ``fits[i]``, problem i as a fitted :class:`emfast.hmm.GaussianHMM`.
 
@@ -67,17 +66,8 @@ class GaussianHMMBatch:
     (GaussianHMM's constructor parameters).
     """
 
-    def __init__(self, params, arrays, random_states):
-        self.params = params
-        for name, value in arrays.items():
-            setattr(self, name, value)
-        self.random_states_ = random_states
-
     def __len__(self):
         return len(self.n_iter_)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
 
     @property
     def covars_(self):
@@ -91,12 +81,7 @@ class GaussianHMMBatch:
     def __getitem__(self, i):
         """Problem ``i`` as a fitted emfast.hmm.GaussianHMM (its random_state: the seed it
         was fitted with; its monitor_ holds the problem's history)."""
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"problem index must be an integer, got {i!r}")
-        P = len(self)
-        if not -P <= i < P:
-            raise IndexError(f"problem index {i} out of range for {P} problems")
-        i = int(i) % P
+        i = self._problem_index(i)
         hmm = GaussianHMM(**self.params, random_state=int(self.random_states_[i]))
         hmm.n_features = self.means_.shape[2]
         hmm.startprob_ = self.startprob_[i].copy()

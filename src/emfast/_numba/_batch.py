@@ -323,8 +323,9 @@ def _precisions(cov, K, D, w, covs, pc, logc, L):
 
 
 @njit(**JIT)
-def _log_norms(cov, K, D, w, pc, logc):
-    """logc from the weights w and the precision factors pc."""
+def _log_dets(cov, K, D, pc, logc):
+    """logc[k] = log|det U_k| - D/2 log(2 pi) from the precision factors pc (flat, compact):
+    emfast.kernels.log_normalizer without the weights (the HMM batch kernel's too)."""
     for k in range(K):
         ld = 0.0
         if cov == FULL or cov == TIED:
@@ -336,7 +337,15 @@ def _log_norms(cov, K, D, w, pc, logc):
                 ld += math.log(pc[k * D + i])
         else:
             ld = D * math.log(pc[k])
-        logc[k] = (ld - D * HALF_LOG_2PI) + math.log(w[k])
+        logc[k] = ld - D * HALF_LOG_2PI
+
+
+@njit(**JIT)
+def _log_norms(cov, K, D, w, pc, logc):
+    """logc from the weights w and the precision factors pc."""
+    _log_dets(cov, K, D, pc, logc)
+    for k in range(K):
+        logc[k] += math.log(w[k])
 
 
 @njit(**JIT)

@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import njit, prange, types
 
-from emfast._numba._batch import (BLOCK, LLOYD_TOL, _cholesky_prec, _kmeans_plusplus, _lloyd,
-                                  _nearest)
+from emfast._numba._batch import (BLOCK, LLOYD_TOL, _add_row, _cholesky_prec, _kmeans_plusplus,
+                                  _lloyd, _log_dets, _mirror, _nearest)
 from emfast._numba._hmm import CHUNK, _fb_seq, _rfloor
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT2, array_arg, outlined,
@@ -29,7 +29,6 @@ __all__ = ["fit_many_hmm"]
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3          # emfast.kernels.COVARIANCE_TYPES
 OK, FALLBACK = 0, 1                               # emfast.hmm_batch status codes
 UPDATE_S, UPDATE_T, UPDATE_M, UPDATE_C = 1, 2, 4, 8   # emfast.hmm_batch.LETTER_BITS
-LOG_2PI = math.log(2.0 * math.pi)      # kernels.log_normalizer's
 COV_DENOM_FLOOR = 1e-5        # GaussianEmission.m_step: max(c_d, 1e-5), diag
 MAX_GROUPS = 256              # groups of problems (scratch is allocated once per group)
 
@@ -60,18 +59,7 @@ def _precisions(cov, K, D, covs, pc, logc, L):
             if not covs[i] > 0.0:
                 return FALLBACK
             pc[i] = 1.0 / math.sqrt(covs[i])
-    for k in range(K):           # emfast.kernels.log_normalizer
-        ld = 0.0
-        if cov == FULL or cov == TIED:
-            o = k * D * D if cov == FULL else 0
-            for i in range(D):
-                ld += math.log(pc[o + i * D + i])
-        elif cov == DIAG:
-            for i in range(D):
-                ld += math.log(pc[k * D + i])
-        else:
-            ld = D * math.log(pc[k])
-        logc[k] = ld - 0.5 * D * LOG_2PI
+    _log_dets(cov, K, D, pc, logc)
     return OK
 
 
@@ -104,33 +92,17 @@ def _log_emissions(cov, X, mu, pc, logc, le, d):
 
 @njit(**JIT)
 def _emission_stats(cov, X, post, mu, nk, s1, s2, d):
-    """nk, s1, s2 (flat by type): the rows weighted by their posteriors, about mu."""
-    K, D = mu.shape
+    """nk, s1, s2 (flat by type; spherical per feature (K, D), what the HMM's spherical
+    M-step averages): the rows weighted by their posteriors, about mu; the mixture batch
+    kernel's row statistics."""
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
+    kind = DIAG if cov == SPHERICAL else cov
     for n in range(X.shape[0]):
-        for k in range(K):
-            g = post[n, k]
-            nk[k] += g
-            for i in range(D):
-                d[i] = X[n, i] - mu[k, i]
-                s1[k, i] += g * d[i]
-            if cov == FULL or cov == TIED:
-                o = k * D * D if cov == FULL else 0
-                for i in range(D):
-                    a = g * d[i]
-                    for j in range(i, D):
-                        s2[o + i * D + j] += a * d[j]
-            else:
-                for i in range(D):
-                    s2[k * D + i] += g * d[i] * d[i]
-    if cov == FULL or cov == TIED:             # the lower triangles
-        for k in range(K if cov == FULL else 1):
-            o = k * D * D
-            for i in range(D):
-                for j in range(i):
-                    s2[o + i * D + j] = s2[o + j * D + i]
+        for k in range(mu.shape[0]):
+            _add_row(kind, X, n, k, post[n, k], mu, nk, s1, s2, d)
+    _mirror(cov, s2, mu.shape[1])
 
 
 @njit(**JIT)
