@@ -308,7 +308,9 @@ def _cholesky_prec(A, o, D, L, U):
 
 
 @njit(**JIT)
-def _precisions(cov, K, D, w, covs, pc, logc, L):
+def _precision_factors(cov, K, D, covs, pc, L):
+    """pc from the covariances (flat, compact); FALLBACK where one is not positive definite
+    (the estimators regularise it, with a warning). The HMM batch kernel's too."""
     if cov == FULL or cov == TIED:
         for k in range(K if cov == FULL else 1):
             if _cholesky_prec(covs, k * D * D, D, L, pc) != OK:
@@ -318,6 +320,13 @@ def _precisions(cov, K, D, w, covs, pc, logc, L):
             if not covs[i] > 0.0:
                 return FALLBACK
             pc[i] = 1.0 / math.sqrt(covs[i])
+    return OK
+
+
+@njit(**JIT)
+def _precisions(cov, K, D, w, covs, pc, logc, L):
+    if _precision_factors(cov, K, D, covs, pc, L) != OK:
+        return FALLBACK
     _log_norms(cov, K, D, w, pc, logc)
     return OK
 

@@ -5,20 +5,19 @@ The contract is the Cython kernel's (``emfast._cython._hmm_batch.fit_many_hmm``:
 layouts, status codes) and so is the arithmetic, step for step (see that module's
 docstring): the scaled forward-backward of each sequence is this backend's own
 single-sequence pass (``_fb_seq`` of emfast._numba._hmm, with its lost-precision flag), the
-precision factors and the start's k-means++ and Lloyd the GMM batch kernel's
-(``_cholesky_prec``, ``_kmeans_plusplus``, ``_lloyd``). The problems are split into
+precision factors, log-determinants, row statistics and the start's k-means++ and Lloyd
+the GMM batch kernel's (``_precision_factors``, ``_log_dets``, ``_add_row``,
+``_kmeans_plusplus``, ``_lloyd``). The problems are split into
 a fixed number of contiguous groups (a function of the number of problems only); each group
 allocates its scratch once and fits its problems in order, so results do not depend on the
 thread count.
 """
 
-import math
-
 import numpy as np
 from numba import njit, prange, types
 
-from emfast._numba._batch import (BLOCK, LLOYD_TOL, _add_row, _cholesky_prec, _kmeans_plusplus,
-                                  _lloyd, _log_dets, _mirror, _nearest)
+from emfast._numba._batch import (BLOCK, LLOYD_TOL, _add_row, _kmeans_plusplus, _lloyd,
+                                  _log_dets, _mirror, _nearest, _precision_factors)
 from emfast._numba._hmm import CHUNK, _fb_seq, _rfloor
 from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT2, array_arg, outlined,
@@ -50,15 +49,8 @@ _GROUP_SIG = types.void(*_SIG.args[:-2], _I64, _I64)
 def _precisions(cov, K, D, covs, pc, logc, L):
     """pc and logc from the covariances (flat, compact); FALLBACK where one is not positive
     definite (GaussianHMM regularises it, with a warning)."""
-    if cov == FULL or cov == TIED:
-        for k in range(K if cov == FULL else 1):
-            if _cholesky_prec(covs, k * D * D, D, L, pc) != OK:
-                return FALLBACK
-    else:
-        for i in range(covs.shape[0]):
-            if not covs[i] > 0.0:
-                return FALLBACK
-            pc[i] = 1.0 / math.sqrt(covs[i])
+    if _precision_factors(cov, K, D, covs, pc, L) != OK:
+        return FALLBACK
     _log_dets(cov, K, D, pc, logc)
     return OK
 
