@@ -172,6 +172,24 @@ def test_plusplus_step_matches_reference(backend, dtype, D, weighted, drawn):
         np.testing.assert_array_equal(g, r)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N", [0, 1, 255, 700])
+def test_centre_rows_is_numpys_subtraction(backend, dtype, N):
+    """The rows k-means runs on: X - offset in float64, exactly NumPy's values, for any
+    thread count; the input untouched."""
+    from emfast._config import get_backend
+
+    X = np.random.default_rng(N).normal(3.0, 2.0, size=(N, 7)).astype(dtype)
+    before = X.copy()
+    offset = np.linspace(-1.0, 2.0, 7)
+    want = X.astype(np.float64) - offset
+    for threads in (1, 2):
+        got = get_backend(backend, "kmeans").centre_rows(X, offset, threads)
+        assert got.dtype == np.float64 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(X, before)
+
+
 @pytest.mark.parametrize("D", [3, 15, 16, 30])
 def test_row_norms(backend, D):
     """(N,) squared norms where the backend's distances use them (Cython from D = 16 on, as

@@ -247,6 +247,26 @@ cdef const double* _norms_arg(const double[::1] xsq) noexcept nogil:
     return &xsq[0] if xsq.shape[0] > 0 else NULL
 
 
+def centre_rows(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64
+    const double[::1] offset,           # IN  (D,)
+    int n_threads,                      # IN  OpenMP threads
+):
+    """X - offset as a new (N, D) float64 array: the rows k-means runs on. Row blocks in
+    parallel: NumPy's broadcast subtraction runs on one core, bound by its stores into the
+    new array (a tenth of a default fit on 1,797 x 64)."""
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], n_blocks = (N + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t blk, n, i
+    out = np.empty((N, D))
+    cdef double[:, ::1] ov = out
+    with nogil:
+        for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+            for n in range(blk * BLOCK, min(N, blk * BLOCK + BLOCK)):
+                for i in range(D):
+                    ov[n, i] = X[n, i] - offset[i]
+    return out
+
+
 def row_norms(const floating[:, ::1] X, int n_threads):
     """(N,) ||x_n||^2 as the k-means++ distance passes use them (the same bits as their
     own), or (0,) where those passes use none (narrow rows): computed once per k-means++

@@ -1,8 +1,9 @@
 """Numba backend of the k-means kernels (contract: the "k-means" section of
 :mod:`emfast.kernels`; judge: ``tests/reference_kmeans.py``).
 
-Exports seven plain Python functions, called positionally with validated, C-contiguous arrays:
+Exports eight plain Python functions, called positionally with validated, C-contiguous arrays:
 
+    centre_rows(X, offset, n_threads) -> X - offset (float64)
     row_norms(X, n_threads) -> xsq
     plusplus_update(X, sample_weight, xsq, centre, closest, block_pot, n_threads)
     plusplus_potentials(X, sample_weight, xsq, closest, candidates, pots, n_threads)
@@ -41,7 +42,7 @@ from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      as_output, outlined, parallel_driver)
 
-__all__ = ["row_norms", "plusplus_update", "plusplus_potentials", "plusplus_step", "lloyd_step",
+__all__ = ["centre_rows", "row_norms", "plusplus_update", "plusplus_potentials", "plusplus_step", "lloyd_step",
            "lloyd_run", "label_stats"]
 
 # Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
@@ -170,6 +171,11 @@ def _plusplus_kernel(X, sw, cand, closest, new_closest, pots, block_pot, fn):
 
 
 _NO_NORMS = np.empty(0)
+
+
+def centre_rows(X, offset, n_threads):
+    """X - offset as a new (N, D) float64 array (NumPy's subtraction: the same values)."""
+    return np.subtract(X, offset, dtype=np.float64)
 
 
 def row_norms(X, n_threads):

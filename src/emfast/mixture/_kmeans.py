@@ -242,7 +242,7 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     # k-means on the rows less their mean, as scikit-learn's KMeans: ||x||^2 - 2 x.c + ||c||^2
     # (the dgemm distances) then loses less to cancellation, and ties fall the same way
     offset = _column_mean(Xs, ws)
-    Xs = np.ascontiguousarray(np.asarray(Xs, dtype=np.float64) - offset)
+    Xs = mod.centre_rows(np.ascontiguousarray(Xs), offset, _threads_for(len(Xs), n_threads))
     abs_tol = tol * _mean_square(Xs, ws)
     best = None
     for _ in range(n_init):
