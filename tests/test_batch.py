@@ -284,17 +284,18 @@ def test_bad_parameters(kw):
         fit_many([np.random.RandomState(0).standard_normal((20, 2))], **kw)
 
 
+@pytest.mark.parametrize("backend", BATCH_BACKENDS)
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(1, 12), min_size=1, max_size=5),
        D=st.integers(1, 3), K=st.integers(1, 4),
        cov=st.sampled_from(COV), init=st.sampled_from(INIT))
-def test_any_shapes_fit_or_raise(sizes, D, K, cov, init):
+def test_any_shapes_fit_or_raise(backend, sizes, D, K, cov, init):
     """Tiny problems of any shape: a clear ValueError (too few rows), else finite fits
     whose problem i equals GaussianMixture's."""
     rng = np.random.RandomState(sum(sizes) + D + K)
     Xs = [rng.standard_normal((n, D)) for n in sizes]
     kw = dict(n_components=K, covariance_type=cov, init_params=init, random_state=0,
-              max_iter=10)
+              max_iter=10, backend=backend)
     if min(sizes) < max(2, K):
         with pytest.raises(ValueError, match="needs at least"):
             fit_many(Xs, **kw)
@@ -372,11 +373,12 @@ def test_integer_weights_are_repeated_rows(batch_backend, cov):
                                    rtol=1e-7)
 
 
+@pytest.mark.parametrize("backend", BATCH_BACKENDS)
 @settings(max_examples=30, deadline=None)
 @given(sizes=st.lists(st.integers(2, 12), min_size=1, max_size=4),
        D=st.integers(1, 3), K=st.integers(1, 3), cov=st.sampled_from(COV),
        init=st.sampled_from(INIT), data=st.data())
-def test_weighted_tiny_shapes_match_gaussian_mixture(sizes, D, K, cov, init, data):
+def test_weighted_tiny_shapes_match_gaussian_mixture(backend, sizes, D, K, cov, init, data):
     """Tiny problems with random weights, zeros included: the ValueError of GaussianMixture
     (fewer than K rows of positive weight, prefixed with the problem), else problem i is
     GaussianMixture's fit."""
@@ -385,7 +387,7 @@ def test_weighted_tiny_shapes_match_gaussian_mixture(sizes, D, K, cov, init, dat
     ws = [np.array(data.draw(st.lists(st.sampled_from([0.0, 0.25, 1.0, 3.0, 7.5]),
                                       min_size=n, max_size=n))) for n in sizes]
     kw = dict(n_components=K, covariance_type=cov, init_params=init, random_state=0,
-              max_iter=10)
+              max_iter=10, backend=backend)
     if min(sizes) < K:
         return                                  # test_any_shapes_fit_or_raise's case
     short = [i for i, w in enumerate(ws) if np.count_nonzero(w) < K]

@@ -297,12 +297,13 @@ def test_no_iterations():
     assert np.all(fits.log_likelihood_ == -np.inf)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=20, deadline=None)
 @given(lengths=st.lists(st.lists(st.integers(1, 12), min_size=1, max_size=3), min_size=1,
                         max_size=4),
        K=st.integers(1, 3), D=st.integers(1, 3), cov=st.sampled_from(COV),
        seed=st.integers(0, 2 ** 16))
-def test_tiny_shapes_match_gaussian_hmm(lengths, K, D, cov, seed):
+def test_tiny_shapes_match_gaussian_hmm(backend, lengths, K, D, cov, seed):
     rng = np.random.RandomState(seed)
     problems = [(_sequences(rng, ln, D, K), ln) for ln in lengths]
     problems = [p for p in problems if len(p[0]) >= K]
@@ -311,9 +312,9 @@ def test_tiny_shapes_match_gaussian_hmm(lengths, K, D, cov, seed):
     params = dict(n_components=K, covariance_type=cov, n_iter=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fits = fit_many_hmm(problems, random_state=seed, **params)
+        fits = fit_many_hmm(problems, random_state=seed, backend=backend, **params)
         for i, (X, ln) in enumerate(problems):
-            want = _alone(X, ln, seed, **params)
+            want = _alone(X, ln, seed, backend=backend, **params)
             if fits.fallback_[i]:
                 assert_same_fit(fits[i], want, rtol=0, atol=0)
             else:

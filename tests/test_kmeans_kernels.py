@@ -190,6 +190,21 @@ def test_centre_rows_is_numpys_subtraction(backend, dtype, N):
     np.testing.assert_array_equal(X, before)
 
 
+def test_centre_rows_and_row_norms_arguments_of_another_length_are_refused(backend):
+    from emfast._config import get_backend
+
+    mod = get_backend(backend, "kmeans")
+    X = np.random.default_rng(0).normal(size=(10, 20))
+    for offset in (np.zeros(3), np.zeros(1), np.zeros(21)):
+        with pytest.raises(ValueError, match="offset"):
+            mod.centre_rows(X, offset, 1)
+    if backend == "cython":     # (Numba computes its distances directly: xsq unused)
+        closest, block_pot = np.full(10, np.inf), np.empty(1)
+        with pytest.raises(ValueError, match="xsq"):
+            mod.plusplus_update(X, np.empty(0), np.zeros(3), X[0].copy(), closest,
+                                block_pot, 1)
+
+
 @pytest.mark.parametrize("D", [3, 15, 16, 30])
 def test_row_norms(backend, D):
     """(N,) squared norms where the backend's distances use them (Cython from D = 16 on, as

@@ -15,7 +15,8 @@ with problem i's random state, to rounding:
   log-likelihood), rescaled per problem as GaussianMixture rescales them;
 * a problem that would need GaussianMixture's degenerate-case machinery (a cluster emptied
   by Lloyd, fewer distinct rows than components, a component losing all its rows, a
-  covariance not positive definite) is handed back by the kernel and fitted here by
+  covariance not positive definite, or nearly not: a Cholesky pivot below 1e-10 of its
+  diagonal entry) is handed back by the kernel and fitted here by
   ``GaussianMixture`` itself: its re-seeding, regularisation and warnings are the same.
   ``fallback_[i]`` says which problems were.
 

@@ -20,10 +20,11 @@ rounding.
 A problem the kernel cannot finish as GaussianHMM would -- a k-means start short of
 distinct rows or with a cluster emptied by Lloyd (GaussianHMM's k-means draws other random
 numbers or relocates it), a sequence whose scaled forward pass lost precision (GaussianHMM
-recomputes it in log space), an impossible sequence, a covariance that is not positive
-definite, a start that warned, priors of a shape the kernel does not take -- is fitted by
-GaussianHMM itself, with its warnings and errors;
-``fallback_`` marks those problems.
+recomputes it in log space), an impossible sequence, a covariance that is not, or nearly
+not, positive definite, a start that warned, priors of a shape the kernel does not take --
+is fitted by GaussianHMM itself, with its warnings and errors; ``fallback_`` marks those
+problems. Problems fitted in the kernel log none of GaussianHMM's fit-time messages ("not
+converging", rows of transmat_ with zero sum, too few data for the free parameters).
 """
 
 import warnings

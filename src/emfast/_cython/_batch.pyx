@@ -17,8 +17,8 @@ same bit for bit.
 
 What GaussianMixture would resolve with its degenerate-case machinery (an empty cluster in
 Lloyd, fewer distinct rows than components in k-means++, a component losing all its rows,
-a covariance that is not positive definite) ends the problem with status FALLBACK; the
-caller then fits that problem with GaussianMixture itself, so its behaviour (re-seeding,
+a covariance that is not, or nearly not, positive definite) ends the problem with status
+FALLBACK; the caller then fits that problem with GaussianMixture itself, so its behaviour (re-seeding,
 regularisation, warnings) is GaussianMixture's exactly. Nothing here allocates per problem
 or touches Python inside the parallel loop; problems are independent, so results do not
 depend on the thread count.

@@ -110,8 +110,16 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
                             + (K + 3 + 2 * D) * BLOCK + D + D * D
                             + 4 * 8)          # what _line skips: at most 7 doubles, 4 times
     cdef Work* W = <Work*> malloc(sizeof(Work))
+    if W == NULL:
+        return NULL
     cdef double* p = <double*> malloc((size + _kmeans_doubles(K, D, T, n_max))
                                       * sizeof(double))
+    cdef int64_t* q = <int64_t*> malloc(_kmeans_ints(K, T, n_max) * sizeof(int64_t))
+    if p == NULL or q == NULL:
+        free(p)
+        free(q)
+        free(W)
+        return NULL
     W.cur.w = p
     W.cur.mu = p + K
     W.cur.cov = W.cur.mu + K * D
@@ -133,15 +141,15 @@ cdef Work* _work_alloc(const Spec* s, Py_ssize_t n_max) noexcept nogil:
     W.dk = _line(W.diff + D)
     W.rdk = W.dk + D * BLOCK
     W.chol = W.rdk + D * BLOCK
-    _kmeans_init(&W.km, K, D, T, n_max, W.chol + D * D,
-                 <int64_t*> malloc(_kmeans_ints(K, T, n_max) * sizeof(int64_t)))
+    _kmeans_init(&W.km, K, D, T, n_max, W.chol + D * D, q)
     return W
 
 
 cdef void _work_free(Work* W) noexcept nogil:
-    free(W.cur.w)
-    free(W.km.labels)
-    free(W)
+    if W != NULL:
+        free(W.cur.w)
+        free(W.km.labels)
+        free(W)
 
 
 # ---------------------------------------------------------------------------------------
@@ -722,6 +730,9 @@ def fit_many(
         W = _work_alloc(&s, n_max)
         for p in prange(P, schedule="dynamic"):
             if status[p] != OK:
+                continue
+            if W == NULL:           # out of memory: the problem goes back to GaussianMixture
+                status[p] = FALLBACK
                 continue
             N = offsets[p + 1] - offsets[p]
             g = p if w_init.shape[0] == P else 0

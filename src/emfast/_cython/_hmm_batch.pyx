@@ -24,10 +24,10 @@ with status FALLBACK. Per iteration the kernel runs, serially within the problem
   startprob and transmat from the counts with their Dirichlet priors;
 * hmmlearn's monitor rule (stop at n_iter, or when the gain is below tol).
 
-What GaussianHMM resolves with a warning (a covariance that is not positive definite, a
-full or tied M-step denominator <= 0) ends the problem with status FALLBACK too; the
-caller then fits it with GaussianHMM itself. Problems are independent and each is serial,
-so results do not depend on the thread count.
+What GaussianHMM resolves with a warning (a covariance that is not, or nearly not,
+positive definite, a full or tied M-step denominator <= 0) ends the problem with status
+FALLBACK too; the caller then fits it with GaussianHMM itself. Problems are independent
+and each is serial, so results do not depend on the thread count.
 """
 
 # Everything is in _hmm_batch_impl.pxi, which _hmm_batch_avx2.pyx includes too.

@@ -86,7 +86,7 @@ cdef BWork* _bwork_alloc(const Spec* s, Py_ssize_t n_max, Py_ssize_t t_max,
     if W == NULL:
         return NULL
     W.fb = _work_alloc(K, t_max, False, True, False, 0, 0, False)
-    cdef Py_ssize_t n = (n_max * K + 3 * K * K + 3 * K + 2 * K * D
+    cdef Py_ssize_t n = (n_max * K + 2 * K * K + 3 * K + 2 * K * D
                          + s2_size(s.cov, K, D) + s.S + D * D + 2 * D
                          + n_max * D + D + K * D + _kmeans_doubles(K, D, n_trials, n_max))
     W.le = <double*> malloc(n * sizeof(double))

@@ -242,8 +242,12 @@ cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n
 # k-means++ seeding
 
 
-cdef const double* _norms_arg(const double[::1] xsq) noexcept nogil:
-    """The kernels' row norms argument: (N,) the norms of row_norms, (0,) none given."""
+cdef const double* _norms_arg(const double[::1] xsq, Py_ssize_t N) except? NULL:
+    """The kernels' row norms argument: (N,) the norms of row_norms, (0,) none given; any
+    other length is refused (the passes would read past it)."""
+    if xsq.shape[0] not in (0, N):
+        raise ValueError(f"xsq must have shape ({N},) (row_norms of X) or (0,), got "
+                         f"({xsq.shape[0]},)")
     return &xsq[0] if xsq.shape[0] > 0 else NULL
 
 
@@ -257,6 +261,8 @@ def centre_rows(
     new array (a tenth of a default fit on 1,797 x 64)."""
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], n_blocks = (N + BLOCK - 1) // BLOCK
     cdef Py_ssize_t blk, n, i
+    if offset.shape[0] != D:
+        raise ValueError(f"offset must have shape ({D},), got ({offset.shape[0]},)")
     out = np.empty((N, D))
     cdef double[:, ::1] ov = out
     with nogil:
@@ -315,10 +321,10 @@ def plusplus_update(
     cdef Py_ssize_t N = X.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(centre).reshape(1, -1))
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef const double* xp = _norms_arg(xsq, N)
     if N > 0:
         with nogil:
-            _update_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], &block_pot[0], N,
-                         n_threads)
+            _update_pass(&cs.s, &X[0, 0], sw, xp, &closest[0], &block_pot[0], N, n_threads)
 
 
 cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
@@ -369,14 +375,14 @@ def plusplus_potentials(
     cdef _CentreSet cs = _CentreSet(np.asarray(candidates))
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), max(T, 1)))
+    cdef const double* xp = _norms_arg(xsq, N)
     if T == 0:
         return
     if N == 0:
         np.asarray(pots)[:] = 0.0
         return
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], N, pv,
-                         &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, xp, &closest[0], N, pv, &pots[0], n_threads)
 
 
 cdef void _draw_rows(const double* values, int T, const double* block_pot,
@@ -429,6 +435,7 @@ def plusplus_step(
     cdef int D = X.shape[1], T = cand.shape[0], t, best = 0
     cdef double[::1] block_cum = np.empty(n_blocks)
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef const double* xp = _norms_arg(xsq, N)
     if values.shape[0] > 0:
         _draw_rows(&values[0], T, &block_pot[0], n_blocks, &closest[0], sw, N,
                    &block_cum[0], &cand[0])
@@ -439,14 +446,13 @@ def plusplus_step(
     cdef _CentreSet cs = _CentreSet(np.asarray(cx))
     cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), T))
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], N, pv,
-                         &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, xp, &closest[0], N, pv, &pots[0], n_threads)
     for t in range(1, T):
         if pots[t] < pots[best]:
             best = t
     cdef _CentreSet chosen = _CentreSet(np.asarray(cx[best:best + 1]))
     with nogil:
-        _update_pass(&chosen.s, &X[0, 0], sw, _norms_arg(xsq), &closest[0], &block_pot[0], N,
+        _update_pass(&chosen.s, &X[0, 0], sw, xp, &closest[0], &block_pot[0], N,
                      n_threads)
     return best
 
@@ -509,8 +515,10 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
     """Blocks [b0, b1) in order: nearest centres into labels, and into acc = [inertia,
     counts (K), sums (K, D)] their weighted sums. Returns how many labels changed.
 
-    Rows go _lloyd_step_rows(C) at a time (the same additions in the same order, but for
-    the pairing of rows inside emfast_add_rows)."""
+    Rows go _lloyd_step_rows(C) at a time: the sums add the same rows in the same order
+    (but for the pairing of rows inside emfast_add_rows), the inertia is summed per step
+    in emfast_min_wsum's vector order, so its bits depend on the step size (never on the
+    thread count)."""
     cdef Py_ssize_t step = _lloyd_step_rows(C), blk, n0, m, s0
     cdef int64_t changed = 0
     cdef double inertia

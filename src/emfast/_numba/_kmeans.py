@@ -42,8 +42,8 @@ from emfast._numba._launch import run
 from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_arg,
                                      as_output, outlined, parallel_driver)
 
-__all__ = ["centre_rows", "row_norms", "plusplus_update", "plusplus_potentials", "plusplus_step", "lloyd_step",
-           "lloyd_run", "label_stats"]
+__all__ = ["centre_rows", "row_norms", "plusplus_update", "plusplus_potentials",
+           "plusplus_step", "lloyd_step", "lloyd_run", "label_stats"]
 
 # Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
 # may pass that instead (the kernels widen every value to float64: the same results).
@@ -175,6 +175,8 @@ _NO_NORMS = np.empty(0)
 
 def centre_rows(X, offset, n_threads):
     """X - offset as a new (N, D) float64 array (NumPy's subtraction: the same values)."""
+    if offset.shape != (X.shape[1],):
+        raise ValueError(f"offset must have shape ({X.shape[1]},), got {offset.shape}")
     return np.subtract(X, offset, dtype=np.float64)
 
 
@@ -184,9 +186,9 @@ def row_norms(X, n_threads):
 
 
 def plusplus_update(X, sample_weight, xsq, centre, closest, block_pot, n_threads):
-    """IN: X (N, D) f32/f64; sample_weight (N,) or (0,); xsq (unused); centre (D,). IN/OUT:
-    closest (N,)
-    min'ed with ||x - centre||^2. OUT: block_pot (ceil(N/256),) per-block sum w closest."""
+    """IN: X (N, D) f32/f64; sample_weight (N,) or (0,); xsq (unused); centre (D,).
+    IN/OUT: closest (N,) min'ed with ||x - centre||^2. OUT: block_pot (ceil(N/256),)
+    per-block sum w closest."""
     if X.shape[0]:
         run(_plusplus_kernel, n_threads, X, sample_weight, centre.reshape(1, -1), closest,
             closest, _UNUSED, block_pot)
