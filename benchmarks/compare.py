@@ -280,6 +280,28 @@ def version(mod):
         return "not installed"
 
 
+def side_parser(doc, default_cases, known=None):
+    """The parser of a comparison script beside this one: the arguments they all take (and
+    this script passes on with :func:`side_argv`), --cases (``known``: the choices, for the
+    help), --repeat, --threads, --backends; each script adds its own."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--cases", default=default_cases,
+                   help=None if known is None else f"comma-separated subset of {list(known)}")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backends", default=",".join(EMFAST_BACKENDS))
+    return p
+
+
+def side_argv(args, cases):
+    """This script's --cases (``cases``, or the side script's default when empty),
+    --repeat, --threads and --backends as a side script's command line."""
+    return ((["--cases", cases] if cases else [])
+            + (["--repeat", str(args.repeat)] if args.repeat else [])
+            + (["--threads", str(args.threads)] if args.threads else [])
+            + ["--backends", args.backends])
+
+
 def chosen_cases(parser, text, known, what="case"):
     """The comma-separated names in ``text``, each one of ``known`` (else a usage error)."""
     names = [c.strip() for c in text.split(",") if c.strip()]
@@ -675,19 +697,11 @@ def main(argv=None):
     if args.missing:
         import compare_missing
 
-        return compare_missing.main(
-            (["--cases", args.cases] if args.cases else [])
-            + (["--repeat", str(args.repeat)] if args.repeat else [])
-            + (["--threads", str(args.threads)] if args.threads else [])
-            + ["--backends", args.backends])
+        return compare_missing.main(side_argv(args, args.cases))
     if args.scale:
         import compare_scale
 
-        return compare_scale.main(
-            (["--cases", args.cases] if args.cases else [])
-            + (["--repeat", str(args.repeat)] if args.repeat else [])
-            + (["--threads", str(args.threads)] if args.threads else [])
-            + ["--backends", args.backends])
+        return compare_scale.main(side_argv(args, args.cases))
     if args.dask:
         names = chosen_cases(p, args.cases or ",".join(DASK_CASES), DASK_CASES, "Dask case")
         threads = args.threads or usable_cpus()
@@ -699,10 +713,7 @@ def main(argv=None):
     if batch:
         import compare_batch
 
-        return compare_batch.main(
-            ["--cases", ",".join(batch), "--backends", args.backends]
-            + (["--repeat", str(args.repeat)] if args.repeat else [])
-            + (["--threads", str(args.threads)] if args.threads else []))
+        return compare_batch.main(side_argv(args, ",".join(batch)))
     if args.end_to_end:
         known = list(END_TO_END_CASES) + list(REAL_DATASETS)
         names = chosen_cases(p, args.cases or ",".join(known), known, "end-to-end case")

@@ -26,7 +26,6 @@ are printed beside the times: the libraries end at the same optima (emfast's loo
 fit_many to rounding).
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -148,14 +147,10 @@ def run_case(name, repeat, threads, loop_problems, backends):
 
 
 def main(argv=None):
-    from compare import chosen_cases, print_header, quiet_convergence, usable_cpus
+    from compare import chosen_cases, print_header, quiet_convergence, side_parser, usable_cpus
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default="B1", help=f"comma-separated subset of {list(BATCH_CASES)}")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
+    p = side_parser(__doc__, "B1", BATCH_CASES)
     p.add_argument("--loop-problems", type=int, default=500)
-    p.add_argument("--backends", default="cython,numba")
     args = p.parse_args(argv)
     from emfast._config import available_backends
     backends = [b for b in args.backends.split(",") if b in available_backends("batch")]

@@ -23,7 +23,6 @@ The mean final log-likelihoods of the timed problems are printed beside the time
 (hmmlearn starts from its own k-means, so its optima may differ).
 """
 
-import argparse
 import statistics
 import time
 import warnings
@@ -116,15 +115,10 @@ def run_case(name, repeat, threads, loop_problems, backends):
 
 
 def main(argv=None):
-    from compare import chosen_cases, print_header, usable_cpus
+    from compare import chosen_cases, print_header, side_parser, usable_cpus
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default="HB1,HB1f",
-                   help=f"comma-separated subset of {list(HMM_BATCH_CASES)}")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
+    p = side_parser(__doc__, "HB1,HB1f", HMM_BATCH_CASES)
     p.add_argument("--loop-problems", type=int, default=200)
-    p.add_argument("--backends", default="cython,numba")
     args = p.parse_args(argv)
     from emfast._config import available_backends
     backends = [b for b in args.backends.split(",") if b in available_backends("hmm_batch")]

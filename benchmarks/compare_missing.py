@@ -26,7 +26,6 @@ M3: as M1, but every row has its own pattern of missing values (no two rows alik
 row needs its own conditional regression; its per-iteration time is set beside M1's.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -180,11 +179,7 @@ def run(cases, threads, repeats, backends):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default=",".join(CASES))
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--backends", default=",".join(C.EMFAST_BACKENDS))
+    p = C.side_parser(__doc__, ",".join(CASES), CASES)
     args = p.parse_args(argv)
     cases = C.chosen_cases(p, args.cases, CASES)
     threads = args.threads or C.usable_cpus()

@@ -164,11 +164,7 @@ def run_b4(threads, gb, directory, backends):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default=",".join(CASES))
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--backends", default=",".join(C.EMFAST_BACKENDS))
+    p = C.side_parser(__doc__, ",".join(CASES), CASES)
     p.add_argument("--b4-gb", type=float, default=0.5, help="size of B4's file (default 0.5 GB)")
     p.add_argument("--b4-dir", default=None, help="where B4's file goes (default: the temp dir)")
     p.add_argument("--_b4-child", dest="b4_child", default=None, help=argparse.SUPPRESS)
