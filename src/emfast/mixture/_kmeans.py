@@ -24,7 +24,8 @@ def _kernel_weights(sample_weight):
     return np.empty(0) if sample_weight is None else sample_weight
 
 
-def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1):
+def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1,
+                    xsq=None):
     """Greedy k-means++ (Arthur & Vassilvitskii, with 2 + log k local trials), weighted.
 
     The first centre is a row drawn with probability proportional to its weight; each
@@ -32,6 +33,9 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     probability proportional to w_n times the squared distance to the nearest centre so
     far. The random numbers are drawn as scikit-learn draws them, so the same random state
     picks the same rows (up to rounding of the potentials).
+
+    ``xsq``: the backend's ``row_norms(X)``, for a caller that starts several runs on X
+    (None: computed here, once per run).
 
     Returns (centres (K, D) float64, indices (K,) of the rows chosen).
     """
@@ -50,7 +54,8 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     block_pot = np.empty(-(-N // BLOCK))
     pots = np.empty(n_trials)
     cand = np.empty(n_trials, dtype=np.int64)
-    xsq = mod.row_norms(X, n_threads)   # once per run, not once per distance pass
+    if xsq is None:
+        xsq = mod.row_norms(X, n_threads)   # once per run, not once per distance pass
     mod.plusplus_update(X, sw, xsq, centres[0], closest, block_pot, n_threads)
     for c in range(1, n_clusters):
         # the running sum's last value, as the kernel's draw adds the blocks up
@@ -244,10 +249,11 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     offset = _column_mean(Xs, ws)
     Xs = mod.centre_rows(np.ascontiguousarray(Xs), offset, _threads_for(len(Xs), n_threads))
     abs_tol = tol * _mean_square(Xs, ws)
+    xsq = mod.row_norms(Xs, _threads_for(len(Xs), n_threads))     # once for all starts
     best = None
     for _ in range(n_init):
         start, _ = kmeans_plusplus(Xs, n_clusters, rng, ws, backend=backend,
-                                   n_threads=n_threads)
+                                   n_threads=n_threads, xsq=xsq)
         run = _lloyd(Xs, start, ws, max_iter, abs_tol, final_labels or sampled, mod,
                      n_threads)
         if best is None or run[2] < best[2]:
