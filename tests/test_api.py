@@ -191,8 +191,19 @@ def test_import_emfast_does_not_import_sklearn():
     assert res.returncode == 0, res.stderr
 
 
+def test_import_emfast_leaves_the_hmm_package_for_later():
+    # import emfast stays light: emfast.fit_many_hmm imports the HMM package on first use
+    code = ("import sys, emfast; "
+            "assert 'emfast.hmm' not in sys.modules and 'scipy.special' not in sys.modules; "
+            "f = emfast.fit_many_hmm; assert 'emfast.hmm' in sys.modules; "
+            "from emfast import fit_many_hmm; assert fit_many_hmm is f")
+    res = _run("-c", code)
+    assert res.returncode == 0, res.stderr
+
+
 def test_public_names():
-    for name in ("GaussianMixture", "show_config", "ConvergenceWarning",
+    for name in ("GaussianMixture", "fit_many", "fit_many_hmm", "show_config",
+                 "ConvergenceWarning",
                  "DegenerateComponentWarning", "NotFittedError", "__version__"):
         assert hasattr(emfast, name)
         assert name in emfast.__all__
