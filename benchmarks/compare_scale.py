@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -116,7 +117,8 @@ def b4_child(path, threads, backend):
     from threadpoolctl import threadpool_limits
 
     from emfast import GaussianMixture
-    C.quiet_convergence()
+    # (not C.quiet_convergence: it imports scikit-learn, 130 MiB of this process's peak)
+    warnings.filterwarnings("ignore", message=r"(?s).*did not converge")
     D, K, cov = B4_SHAPE
     with threadpool_limits(limits=threads):
         GaussianMixture(K, covariance_type=cov, max_iter=1, backend=backend,
@@ -170,11 +172,13 @@ def main(argv=None):
     p.add_argument("--_b4-child", dest="b4_child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     threads = args.threads or C.usable_cpus()
+    if args.b4_child:
+        # the one backend the parent chose: asking which are usable here would import
+        # Numba (over 150 MiB) into the process whose memory is measured, Cython's too
+        b4_child(args.b4_child, threads, args.backends)
+        return 0
     backends = [b for b in C.emfast_backends()
                 if b in [x.strip() for x in args.backends.split(",")]]
-    if args.b4_child:
-        b4_child(args.b4_child, threads, backends[0])
-        return 0
     cases = C.chosen_cases(p, args.cases, CASES)
     C.quiet_convergence()
     C.print_header(threads)
