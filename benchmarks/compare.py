@@ -44,6 +44,8 @@ Usage:
                                                  # (B4); see compare_scale.py
     python benchmarks/compare.py --cases B1s     # batch fitting (fit_many): B1, B1s, B1sw;
                                                  # see compare_batch.py
+    python benchmarks/compare.py --latent        # latent classes L1, P1 vs a NumPy EM and
+                                                 # SQUAREM S1; see compare_latent.py
     python benchmarks/compare.py --dask          # B3: emfast.dask on 2 local workers vs
                                                  # in-memory emfast (needs dask[distributed])
 
@@ -684,6 +686,10 @@ def main(argv=None):
     p.add_argument("--scale", action="store_true",
                    help="model selection (B2: select_gaussian_mixture vs scikit-learn's loop) "
                         "and exact EM on a memmap (B4: peak memory); see compare_scale.py")
+    p.add_argument("--latent", action="store_true",
+                   help="latent classes and acceleration: L1 (CategoricalMixture), P1 "
+                        "(PoissonMixture) vs a NumPy EM, S1 (SQUAREM evaluations); see "
+                        "compare_latent.py")
     p.add_argument("--dask", action="store_true",
                    help=f"{','.join(DASK_CASES)}: emfast.dask.fit on a local Dask cluster vs "
                         "in-memory emfast (needs dask[distributed])")
@@ -698,6 +704,10 @@ def main(argv=None):
         import compare_missing
 
         return compare_missing.main(side_argv(args, args.cases))
+    if args.latent:
+        import compare_latent
+
+        return compare_latent.main(side_argv(args, args.cases))
     if args.scale:
         import compare_scale
 

@@ -1,0 +1,319 @@
+#!/usr/bin/env python
+"""Latent classes and acceleration: emfast's CategoricalMixture and PoissonMixture per EM
+iteration beside a vectorised NumPy EM (and pomegranate where it is installed), and the
+number of EM-map evaluations with and without SQUAREM.
+
+    python benchmarks/compare_latent.py [--cases L1,P1,S1] [--repeat 5] [--threads 2]
+    python benchmarks/compare.py --latent        (the same)
+
+L1: latent class analysis, N=200,000 rows, J=10 items of 4 categories each, K=6 classes.
+P1: Poisson mixture, N=1,000,000 rows, D=5 counts, K=4.
+Per iteration means compare.py's definition: (T_b - T_a) / (b - a) of two fits with
+``tol=0`` and ``max_iter`` a and b from the same start (the same ``random_state``), the
+median of ``--repeat``, so that validation and initialisation cancel. The NumPy EM is the
+textbook vectorised one with BLAS for the heavy products: for L1 the one-hot encoding of X
+(N x 40, made once, outside the timing) times the log-probability table, the log-sum-exp
+over K, then the responsibilities' transpose times the one-hot matrix for the counts; for
+P1 X times log(lambda)', the log-sum-exp, then R' X. It starts from emfast's parameters
+after a iterations and runs b - a more; the log-likelihoods of the two after b iterations are
+printed side by side, so that the table shows that both ran the same EM.
+
+pomegranate (1.x, on PyTorch) is timed where ``EMFAST_POMEGRANATE_PYTHON`` names a Python
+that has it (a separate environment: its CUDA-enabled PyTorch wheels are several GB): a fit
+of ``max_iter`` a and b from the same parameters, in a child process.
+
+S1: EM-map evaluations (``n_iter_``, one E-step each) and wall time to ``tol=1e-8``, with
+``accelerate=None`` and ``accelerate="squarem"`` from the same start, on slow-converging
+fits: a GaussianMixture with heavily overlapping components, an EMImputer (a correlated
+normal with 30% of the values missing), a latent class model whose classes overlap, and a
+GaussianHMM with similar states. The final log-likelihoods are printed beside them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+if os.path.dirname(os.path.abspath(__file__)) not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import compare as C  # noqa: E402
+
+SEED = 2026
+CASES = ("L1", "P1", "S1")
+L1_SHAPE = (200_000, 10, 4, 6)      # N, J, categories per item, K
+P1_SHAPE = (1_000_000, 5, 4)        # N, D, K
+ITERS = (2, 12)
+WARM_UP_ROWS = 2_000
+
+
+def latent_class_data(N, J, C_, K, seed=SEED, concentration=0.5):
+    """(codes (N, J) int64, classes (N,)) from K classes with Dirichlet(concentration)
+    category probabilities per item."""
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.full(K, 5.0))
+    probs = rng.dirichlet(np.full(C_, concentration), size=(K, J))      # (K, J, C)
+    z = rng.choice(K, size=N, p=weights)
+    u = rng.random((N, J, 1))
+    codes = (u > np.cumsum(probs[z], axis=2)).sum(axis=2)
+    return np.minimum(codes, C_ - 1), z
+
+
+def poisson_data(N, D, K, seed=SEED):
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(2.0, 3.0, size=(K, D))
+    z = rng.choice(K, size=N, p=rng.dirichlet(np.full(K, 5.0)))
+    return rng.poisson(lam[z]).astype(np.float64), z
+
+
+def _logsumexp_rows(A):
+    m = A.max(axis=1, keepdims=True)
+    return (m + np.log(np.exp(A - m).sum(axis=1, keepdims=True)))[:, 0]
+
+
+class NumpyLatentClassEM:
+    """Vectorised EM of a latent class model on a one-hot matrix (N, sum C_j)."""
+
+    def __init__(self, onehot, item_of_column):
+        self.H = onehot
+        self.item = item_of_column
+
+    def run(self, weights, log_theta, n_iter):
+        """n_iter EM iterations from (weights (K,), log_theta (K, sum C_j)); returns the
+        log-likelihood per row at the last E-step and the final parameters."""
+        for _ in range(n_iter):
+            A = self.H @ log_theta.T + np.log(weights)
+            norm = _logsumexp_rows(A)
+            R = np.exp(A - norm[:, None])
+            nk = R.sum(axis=0)
+            counts = R.T @ self.H                                     # (K, sum C_j)
+            totals = np.zeros((len(nk), self.item.max() + 1))
+            np.add.at(totals.T, self.item, counts.T)
+            weights = nk / nk.sum()
+            with np.errstate(divide="ignore"):
+                log_theta = np.log(counts / totals[:, self.item])
+        return norm.mean(), weights, log_theta
+
+
+class NumpyPoissonEM:
+    def __init__(self, X):
+        from scipy.special import gammaln
+
+        self.X = X
+        self.row_const = -gammaln(X + 1.0).sum(axis=1)
+
+    def run(self, weights, lam, n_iter):
+        for _ in range(n_iter):
+            A = self.X @ np.log(lam).T - lam.sum(axis=1) + np.log(weights)
+            A += self.row_const[:, None]
+            norm = _logsumexp_rows(A)
+            R = np.exp(A - norm[:, None])
+            nk = R.sum(axis=0)
+            weights = nk / nk.sum()
+            lam = (R.T @ self.X) / nk[:, None]
+        return norm.mean(), weights, lam
+
+
+def median_time(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), out
+
+
+def per_iteration(make, X, repeats):
+    """(T_b - T_a) / (b - a) of fit(tol=0, max_iter=a and b), medians of ``repeats``; and
+    the estimators fitted with a and with b iterations."""
+    a, b = ITERS
+    ta, est_a = median_time(lambda: make(tol=0.0, max_iter=a).fit(X), repeats)
+    tb, est_b = median_time(lambda: make(tol=0.0, max_iter=b).fit(X), repeats)
+    return (tb - ta) / (b - a), est_a, est_b
+
+
+def pomegranate_per_iteration(case, X, start, repeats, threads):
+    """pomegranate's seconds per iteration in a child process of EMFAST_POMEGRANATE_PYTHON,
+    or None when that is not set."""
+    python = os.environ.get("EMFAST_POMEGRANATE_PYTHON")
+    if not python:
+        return None, "set EMFAST_POMEGRANATE_PYTHON to a Python with pomegranate to time it"
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pomegranate_child.py")
+    np.save("/tmp/emfast_pom_X.npy", X)
+    np.savez("/tmp/emfast_pom_start.npz", **start)
+    out = subprocess.run([python, path, case, "/tmp/emfast_pom_X.npy",
+                          "/tmp/emfast_pom_start.npz", str(repeats), str(threads),
+                          str(ITERS[0]), str(ITERS[1])],
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        return None, f"pomegranate failed: {out.stderr.strip().splitlines()[-1:]}"
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return res["seconds_per_iter"], res["note"]
+
+
+def run_l1(threads, repeats, backends):
+    from emfast import CategoricalMixture
+
+    N, J, C_, K = L1_SHAPE
+    X, _ = latent_class_data(N, J, C_, K)
+    onehot = np.zeros((N, J * C_))
+    onehot[np.arange(N)[:, None], X + C_ * np.arange(J)] = 1.0
+    numpy_em = NumpyLatentClassEM(onehot, np.repeat(np.arange(J), C_))
+    a, b = ITERS
+    rows = []
+    for backend in backends:
+        def make(**kw):
+            return CategoricalMixture(K, random_state=0, backend=backend, n_threads=threads,
+                                      **kw)
+
+        make(max_iter=1).fit(X[:WARM_UP_ROWS])
+        t_em, est_a, est_b = per_iteration(make, X, repeats)
+        rows.append([f"emfast CategoricalMixture ({backend})", C.fmt_ms(t_em),
+                     f"{est_b.lower_bound_:.6f}"])
+    log_theta = np.log(np.concatenate(est_a.probabilities_, axis=1))
+    t_np, (ll, _, _) = median_time(lambda: numpy_em.run(est_a.weights_, log_theta, b - a),
+                                   repeats)
+    t_np /= b - a
+    rows.append(["NumPy EM (vectorised, BLAS)", C.fmt_ms(t_np), f"{ll:.6f}"])
+    t_pom, note = pomegranate_per_iteration(
+        "L1", X, {"weights": est_a.weights_, "probs": np.stack(est_a.probabilities_, axis=1)},
+        repeats, threads)
+    if t_pom is not None:
+        rows.append(["pomegranate GeneralMixtureModel(Categorical)", C.fmt_ms(t_pom), ""])
+    for row in rows:
+        row.append(f"{t_np / (float(row[1]) / 1e3):.1f}×")
+    C.print_table(["L1 latent class", "ms / iteration", "log-likelihood after b",
+                   "NumPy EM / this"], 1, rows)
+    print(f"\nN={N:,}, J={J} items x {C_} categories, K={K}; per iteration = (T_{b} - T_{a}) / "
+          f"{b - a}, medians of {repeats}; {note}\n")
+
+
+def run_p1(threads, repeats, backends):
+    from emfast import PoissonMixture
+
+    N, D, K = P1_SHAPE
+    X, _ = poisson_data(N, D, K)
+    numpy_em = NumpyPoissonEM(X)
+    a, b = ITERS
+    rows = []
+    for backend in backends:
+        def make(**kw):
+            return PoissonMixture(K, random_state=0, backend=backend, n_threads=threads, **kw)
+
+        make(max_iter=1).fit(X[:WARM_UP_ROWS])
+        t_em, est_a, est_b = per_iteration(make, X, repeats)
+        rows.append([f"emfast PoissonMixture ({backend})", C.fmt_ms(t_em),
+                     f"{est_b.lower_bound_:.6f}"])
+    t_np, (ll, _, _) = median_time(lambda: numpy_em.run(est_a.weights_, est_a.lambdas_, b - a),
+                                   repeats)
+    t_np /= b - a
+    rows.append(["NumPy EM (vectorised, BLAS)", C.fmt_ms(t_np), f"{ll:.6f}"])
+    t_pom, note = pomegranate_per_iteration(
+        "P1", X, {"weights": est_a.weights_, "lambdas": est_a.lambdas_}, repeats, threads)
+    if t_pom is not None:
+        rows.append(["pomegranate GeneralMixtureModel(Poisson)", C.fmt_ms(t_pom), ""])
+    for row in rows:
+        row.append(f"{t_np / (float(row[1]) / 1e3):.1f}×")
+    C.print_table(["P1 Poisson mixture", "ms / iteration", "log-likelihood after b",
+                   "NumPy EM / this"], 1, rows)
+    print(f"\nN={N:,}, D={D}, K={K}; per iteration = (T_{b} - T_{a}) / {b - a}, medians of "
+          f"{repeats}; {note}\n")
+
+
+def s1_cases(threads):
+    """(name, X, fit(accelerate) -> (fitted estimator, n_iter, final log-likelihood))."""
+    from emfast import CategoricalMixture, GaussianMixture
+    from emfast.hmm import GaussianHMM
+    from emfast.impute import EMImputer
+
+    rng = np.random.default_rng(SEED)
+    cases = []
+    # three heavily overlapping 2-D Gaussians
+    X = np.concatenate([rng.normal(m, 1.0, size=(4000, 2)) for m in ([0, 0], [1, 0.5],
+                                                                    [0.5, 1.2])])
+
+    def gm(acc, X=X):
+        est = GaussianMixture(3, tol=1e-8, max_iter=100_000, random_state=0, n_threads=threads,
+                              accelerate=acc).fit(X)
+        return est.n_iter_, est.lower_bound_
+
+    cases.append(("GaussianMixture, 3 overlapping components, N=12,000, D=2, full", gm))
+    D = 10
+    A = rng.normal(size=(D, D))
+    cov = A @ A.T / D + 0.2 * np.eye(D)
+    Xm = rng.multivariate_normal(np.zeros(D), cov, size=5000)
+    Xm[rng.random(Xm.shape) < 0.3] = np.nan
+
+    def imp(acc, Xm=Xm):
+        est = EMImputer(tol=1e-8, max_iter=100_000, n_threads=threads, accelerate=acc).fit(Xm)
+        return est.n_iter_, est.lower_bound_
+
+    cases.append(("EMImputer (MVN), N=5,000, D=10, 30% missing", imp))
+    codes, _ = latent_class_data(20_000, 8, 3, 4, seed=SEED + 1, concentration=3.0)
+
+    def lca(acc, codes=codes):
+        est = CategoricalMixture(4, tol=1e-8, max_iter=100_000, random_state=0,
+                                 n_threads=threads, accelerate=acc).fit(codes)
+        return est.n_iter_, est.lower_bound_
+
+    cases.append(("CategoricalMixture, 4 overlapping classes, N=20,000, 8 items x 3", lca))
+    states = np.repeat(rng.integers(0, 3, size=400), 10)
+    Xh = rng.normal(states[:, None] * 0.6, 1.0, size=(len(states), 2))
+
+    def hmm(acc, Xh=Xh):
+        est = GaussianHMM(3, tol=1e-8, n_iter=100_000, random_state=0, n_threads=threads,
+                          accelerate=acc).fit(Xh, [100] * 40)
+        return est.monitor_.iter, est.monitor_.history[-1]
+
+    cases.append(("GaussianHMM, 3 similar states, 40 x 100 frames, D=2, diag", hmm))
+    return cases
+
+
+def run_s1(threads, repeats):
+    rows = []
+    for name, fit in s1_cases(threads):
+        res = {}
+        for acc in (None, "squarem"):
+            fit(acc)                                    # warm-up (imports, kernels)
+            seconds, (n_iter, ll) = median_time(lambda acc=acc: fit(acc), repeats)
+            res[acc] = (seconds, n_iter, ll)
+        (t0, n0, l0), (t1, n1, l1) = res[None], res["squarem"]
+        rows.append([name, str(n0), str(n1), f"{n0 / n1:.1f}×", C.fmt_ms(t0), C.fmt_ms(t1),
+                     f"{t0 / t1:.1f}×", f"{l0:.8f}", f"{l1:.8f}", f"{l1 - l0:+.1e}"])
+    C.print_table(["S1 (tol=1e-8)", "EM evaluations", "SQUAREM evaluations", "fewer",
+                   "EM ms", "SQUAREM ms", "faster", "EM log-lik", "SQUAREM log-lik",
+                   "difference"], 1, rows)
+    print(f"\nevaluations = n_iter_ (E-steps); times are medians of {repeats}; log-lik: the "
+          "fit's final lower_bound_ (GaussianHMM: the monitor's last value)\n")
+
+
+def run(cases, threads, repeats, backends):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "L1" in cases:
+            run_l1(threads, repeats, backends)
+        if "P1" in cases:
+            run_p1(threads, repeats, backends)
+        if "S1" in cases:
+            run_s1(threads, repeats)
+
+
+def main(argv=None):
+    p = C.side_parser(__doc__, ",".join(CASES), CASES)
+    args = p.parse_args(argv)
+    cases = C.chosen_cases(p, args.cases, CASES)
+    threads = args.threads or C.usable_cpus()
+    C.print_header(threads)
+    wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+    run(cases, threads, args.repeat or 5, [b for b in C.emfast_backends() if b in wanted])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
