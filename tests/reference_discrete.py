@@ -34,7 +34,8 @@ def _estep(logp, sample_weight):
     shift = np.where(possible, top, 0.0)
     with np.errstate(divide="ignore"):
         norm = shift + np.log(np.exp(logp - shift[:, None]).sum(axis=1))
-    resp = np.where(possible[:, None], np.exp(logp - norm[:, None]), 0.0) * w[:, None]
+    safe_norm = np.where(possible, norm, 0.0)                  # (-inf - -inf would be NaN)
+    resp = np.where(possible[:, None], np.exp(logp - safe_norm[:, None]), 0.0) * w[:, None]
     counted = w != 0
     loglik = float(np.sum(w[counted] * norm[counted]))
     return loglik, resp
