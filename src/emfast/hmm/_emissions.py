@@ -36,7 +36,9 @@ from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
 from emfast.exceptions import DegenerateComponentWarning
+from emfast.mixture import _categorical as CAT
 from emfast.mixture import _gaussian as G
+from emfast.mixture import _poisson as POI
 from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture._kmeans import kmeans
 from emfast.mixture._semi_supervised import component
@@ -67,13 +69,6 @@ def _prior(value, shape, name):
                          f"{shape} (or ({K},), one value per state)") from None
 
 
-def _normalize_rows(a):
-    """Rows divided by their sums; a row summing to 0 stays 0 (hmmlearn's guard)."""
-    s = a.sum(axis=-1, keepdims=True)
-    s[s == 0] = 1.0
-    return a / s
-
-
 def _f64(a):
     """a as a C-contiguous float64 array (no copy when it is one already): what the
     kernels' unchecked entry points take."""
@@ -83,17 +78,6 @@ def _f64(a):
 def _log0(a):
     with np.errstate(divide="ignore"):
         return np.log(a)
-
-
-def _xlogp(X, P):
-    """sum_j x_nj log p_kj as an (N, K) array, with 0 log 0 = 0 (no NaN from 0 * -inf)."""
-    zero = P <= 0
-    logP = np.where(zero, 0.0, _log0(np.where(zero, 1.0, P)))
-    out = X @ logP.T
-    if zero.any():
-        hit = (np.asarray(X > 0, dtype=np.float64) @ zero.T.astype(np.float64)) > 0
-        out[hit] = -np.inf
-    return np.ascontiguousarray(out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -650,12 +634,12 @@ class CategoricalEmission(_EmissionProbEmission):
 
     def prepare(self, p):
         p = dict(p)
-        p["log_emissionprob_T"] = np.ascontiguousarray(_log0(p["emissionprob"]).T)
+        p["log_emissionprob_T"] = CAT.log_table_T(p["emissionprob"])
         return p
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
-        # the symbols were range-checked with X; "clip" lets take write straight into out
-        return np.take(p["log_emissionprob_T"], X[:, 0], axis=0, out=out, mode="clip")
+        # the symbols were range-checked with X
+        return CAT.item_log_prob(X[:, 0], p["log_emissionprob_T"], out)
 
     def stats(self, X, post, p, backend, n_threads):
         # the symbols were range-checked when the fit began
@@ -682,15 +666,12 @@ class CategoricalEmission(_EmissionProbEmission):
         out = dict(p)
         if "e" in letters:
             prior = _prior(self.emissionprob_prior, (self.K, self.F), "emissionprob_prior")
-            out["emissionprob"] = _normalize_rows(np.maximum(prior - 1.0 + st["obs"], 0.0))
+            out["emissionprob"] = CAT.mstep_probabilities(st["obs"], prior,
+                                                          np.array([0, self.F]))
         return self.prepare(out)
 
     def sample(self, p, states, rng):
-        X = np.empty((len(states), 1), dtype=np.int64)
-        for k in np.unique(states):
-            idx = np.flatnonzero(states == k)
-            X[idx, 0] = rng.choice(self.F, size=len(idx), p=p["emissionprob"][k])
-        return X
+        return CAT.draw([p["emissionprob"]], states, rng)
 
 
 class MultinomialEmission(_EmissionProbEmission):
@@ -701,7 +682,7 @@ class MultinomialEmission(_EmissionProbEmission):
         Xf = np.asarray(X, dtype=np.float64)
         n = Xf.sum(axis=1)
         const = gammaln(n + 1.0) - gammaln(Xf + 1.0).sum(axis=1)
-        out = _xlogp(Xf, p["emissionprob"])
+        out = POI.xlogp(Xf, p["emissionprob"])
         out += const[:, None]
         return out
 
@@ -749,12 +730,7 @@ class PoissonEmission:
         return p
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
-        Xf = np.asarray(X, dtype=np.float64)
-        lam = p["lambdas"]
-        out = _xlogp(Xf, lam)
-        out -= lam.sum(axis=1)[None, :]
-        out -= gammaln(Xf + 1.0).sum(axis=1)[:, None]
-        return out
+        return POI.log_prob(X, p["lambdas"])
 
     def stats(self, X, post, p, backend, n_threads):
         return ArrayStats(post=post.sum(axis=0), obs=post.T @ np.asarray(X, dtype=np.float64))
@@ -765,21 +741,12 @@ class PoissonEmission:
             K, D = p["lambdas"].shape
             alphas = _prior(self.lambdas_prior, (K, D), "lambdas_prior")
             betas = _prior(self.lambdas_weight, (K, D), "lambdas_weight")
-            post, obs = st["post"], st["obs"]
-            n = post.sum()
-            with np.errstate(invalid="ignore", divide="ignore"):
-                y_bar = obs / post[:, None]
-                lam = (alphas + n * y_bar) / (betas + n)
-            out["lambdas"] = np.where(np.isfinite(lam), lam, p["lambdas"])
+            out["lambdas"] = POI.mstep_lambdas(st["post"], st["obs"], alphas, betas,
+                                               p["lambdas"])
         return out
 
     def sample(self, p, states, rng):
-        lam = p["lambdas"]
-        X = np.empty((len(states), lam.shape[1]), dtype=np.int64)
-        for k in np.unique(states):
-            idx = np.flatnonzero(states == k)
-            X[idx] = rng.poisson(lam[k], size=(len(idx), lam.shape[1]))
-        return X
+        return POI.draw(p["lambdas"], states, rng)
 
     def n_fit_scalars(self, n_features):
         return {"l": self.K * n_features}

@@ -36,13 +36,17 @@ class CategoricalParams:
         return log0(self.weights)
 
     def log_prob_T(self):
-        """The kernels' (C, K) table of log P(category | component)."""
-        return np.ascontiguousarray(log0(self.probs).T)
+        return log_table_T(self.probs)
 
     def blocks(self):
         """The probabilities as a list of J arrays (K, C_j)."""
         o = self.offsets
         return [self.probs[:, o[j]:o[j + 1]] for j in range(len(o) - 1)]
+
+
+def log_table_T(probs):
+    """The kernels' (C, K) table of log P(category | component) from probs (K, C)."""
+    return np.ascontiguousarray(log0(probs).T)
 
 
 def offsets_of(n_categories):

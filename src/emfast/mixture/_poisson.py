@@ -43,19 +43,28 @@ def n_parameters(n_components, n_features):
     return n_components - 1 + n_components * n_features
 
 
+def xlogp(X, P):
+    """sum_j x_nj log p_kj as an (N, K) array, with 0 log 0 = 0 (no NaN from 0 * -inf):
+    a positive count at rate (or probability) 0 gives -inf."""
+    zero = P <= 0
+    logP = np.where(zero, 0.0, log0(np.where(zero, 1.0, P)))
+    out = X @ logP.T
+    if zero.any():
+        hit = (np.asarray(X > 0, dtype=np.float64) @ zero.T.astype(np.float64)) > 0
+        out[hit] = -np.inf
+    return np.ascontiguousarray(out)
+
+
 def log_prob(X, lambdas):
-    """(N, K) log P(x_n | component) in NumPy (0 log 0 = 0; a positive count at rate 0
-    is -inf)."""
+    """(N, K) log P(x_n | component) in NumPy (the HMM's emissions; the mixture's fit and
+    inference use the compiled kernels)."""
     from scipy.special import gammaln  # only the HMM's path needs it: import emfast stays light
 
     Xf = np.asarray(X, dtype=np.float64)
-    zero = lambdas <= 0
-    out = Xf @ np.where(zero, 0.0, log0(np.where(zero, 1.0, lambdas))).T
-    if zero.any():
-        out[(np.asarray(Xf > 0, dtype=np.float64) @ zero.T.astype(np.float64)) > 0] = -np.inf
+    out = xlogp(Xf, lambdas)
     out -= lambdas.sum(axis=1)[None, :]
     out -= gammaln(Xf + 1.0).sum(axis=1)[:, None]
-    return np.ascontiguousarray(out)
+    return out
 
 
 def draw(lambdas, labels, rng):
