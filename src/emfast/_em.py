@@ -9,6 +9,10 @@ A convergence rule is an object with ``lower_bound(stats) -> float``,
 has converged) and ``finish(lower_bound, converged)``. :class:`ToleranceRule` is
 scikit-learn's (mean log-likelihood, ``|change| < tol``); the HMMs pass hmmlearn's monitor
 as a rule. The rule travels back in ``EMRun.rule`` with its history.
+
+``accelerate="squarem"`` runs SQUAREM around the same EM map (:func:`squarem_loop`); the
+family then also provides ``pack(params) -> vector`` and ``unpack(vector, like) ->
+params`` (``emfast._unconstrained``).
 """
 
 import math
@@ -88,14 +92,32 @@ class ToleranceRule:
             self.monitor.init_end(lower_bound, converged)
 
 
-def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
+ACCELERATIONS = (None, "squarem")
+
+
+def check_accelerate(accelerate):
+    """``accelerate`` checked: None (plain EM) or "squarem"."""
+    if not (accelerate is None or (isinstance(accelerate, str)
+                                   and accelerate in ACCELERATIONS)):
+        raise ValueError("The 'accelerate' parameter must be None (plain EM) or 'squarem', "
+                         f"got {accelerate!r}")
+    return accelerate
+
+
+def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule,
+            accelerate=None):
     """Batch EM from ``params`` for at most ``max_iter`` iterations.
 
     Each iteration is one E-step pass (statistics at the current parameters, whose
     log-likelihood gives the lower bound) followed by the M-step, which comes before the
     convergence check so that even one iteration updates the parameters. ``n_threads``:
     the E-steps' thread count, or a :class:`ThreadShare` asked before each E-step.
+    ``accelerate="squarem"``: :func:`squarem_loop` instead (``max_iter`` then bounds the
+    E-steps).
     """
+    if check_accelerate(accelerate) == "squarem":
+        return squarem_loop(family, X, sample_weight, params, max_iter=max_iter,
+                            n_threads=n_threads, rng=rng, rule=rule)
     lower_bounds = []
     lower_bound = -math.inf
     converged = False
@@ -112,6 +134,159 @@ def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule)
     if max_iter > 0:
         rule.finish(lower_bound, converged)
     return EMRun(params, lower_bound, lower_bounds, n_iter, converged, rule)
+
+
+# SQUAREM's step-length safeguards (Varadhan & Roland 2008; the R package's defaults): the
+# step starts at most 1 (a plain EM double step), grows by MSTEP whenever the bound binds
+# and shrinks by it when such a step is rejected. A step within SKIP_STEP of 1 is the
+# EM double step itself, taken without an extrapolation.
+MSTEP = 4.0
+SKIP_STEP = 0.01
+
+
+def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
+    """SQUAREM (Varadhan & Roland 2008, scheme S3) around the family's EM map F, on the
+    family's unconstrained vector (``family.pack``/``family.unpack``).
+
+    One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with
+    r = x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to
+    [-step_max, -1], the extrapolated point x' = x0 - 2 alpha r + alpha^2 v (alpha = -1
+    gives x2). The E-step at x' gives its log-likelihood; when it is finite and not below
+    that of x1 (the last EM iterate), the next cycle starts from F(x') (SQUAREM's
+    stabilising EM step, whose log-likelihood the next cycle's first E-step gives);
+    otherwise x' is rejected and the next cycle starts from x2, the plain EM result (its
+    M-step is skipped). A step within 1% of -1, or an undefined one (v = 0 near
+    convergence, a non-finite vector), is the plain double step: the next cycle starts
+    from x2 without evaluating x'. Every E-step yields the log-likelihood of the point it
+    was taken at, so a cycle costs three E-steps (two after a plain step), none wasted.
+
+    Convergence: the rule is told the log-likelihood of every point on the path (x0, x1
+    and an accepted x'; not a rejected x', so what it sees never decreases), and its
+    verdict counts only for a point that is the EM image of the point before it -- x1
+    after x0, and F(x') or x2 after x' or x1 -- never for x' itself (an extrapolation
+    jump says nothing about EM's progress). SQUAREM therefore stops exactly when plain EM
+    would: when one EM step changes the lower bound by less than ``tol`` (or hmmlearn's
+    monitor says so for a step), or after ``max_iter`` E-steps, wherever in a cycle that
+    falls. As in plain EM, the result is the M-step of the last accepted point
+    (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower bound at x).
+    ``EMRun.n_iter`` counts E-steps (map evaluations) and ``EMRun.lower_bounds`` has one
+    entry per E-step, rejected extrapolations included (those can be lower than the entry
+    before).
+
+    Empty components re-seeded by an M-step make the map jump; an extrapolation through
+    the jump is then most likely rejected by the log-likelihood test, which is what guards
+    every step.
+    """
+    path = _Path(family, X, sample_weight, n_threads, rng, rule, max_iter)
+    step_max = 1.0
+    x0 = params
+    while not path.done():
+        x1 = path.em_step(x0)
+        if path.done():
+            x0 = x1
+            break
+        x2 = path.em_step(x1)
+        if path.done():
+            x0 = x2
+            break
+        floor = path.lower_bound          # x1's: what an accepted x' must reach
+        p0 = family.pack(x0)
+        r = family.pack(x1) - p0
+        v = family.pack(x2) - p0 - 2.0 * r
+        alpha, bound = _step_length(r, v, step_max)
+        x0 = x2                           # the next start, unless x' is accepted
+        if alpha < -1.0 - SKIP_STEP:
+            x_new = _unpack(family, p0 - 2.0 * alpha * r + alpha * alpha * v, x2)
+            x_new = None if x_new is None else path.try_point(x_new, floor)
+            if x_new is not None:
+                x0 = x_new
+            elif bound:
+                step_max = max(1.0, step_max / MSTEP)
+                bound = False
+        if bound:
+            step_max *= MSTEP
+    return path.result(x0)
+
+
+class _Path:
+    """The E-steps of one SQUAREM run, with the bookkeeping that :func:`squarem_loop`
+    describes: the evaluation count, every lower bound, what the rule is told."""
+
+    def __init__(self, family, X, sample_weight, n_threads, rng, rule, max_iter):
+        self.family = family
+        self.X = X
+        self.sample_weight = sample_weight
+        self.n_threads = n_threads
+        self.rng = rng
+        self.rule = rule
+        self.max_iter = max_iter
+        self.n_iter = 0
+        self.lower_bounds = []
+        self.lower_bound = -math.inf      # at the last accepted point
+        self.converged = False
+
+    def done(self):
+        return self.converged or self.n_iter >= self.max_iter
+
+    def _e_step(self, params):
+        threads = self.n_threads() if isinstance(self.n_threads, ThreadShare) \
+            else self.n_threads
+        stats = self.family.e_step(self.X, self.sample_weight, params, threads)
+        self.n_iter += 1
+        lower_bound = self.rule.lower_bound(stats)
+        self.lower_bounds.append(lower_bound)
+        return stats, lower_bound
+
+    def _accept(self, stats, lower_bound):
+        """The M-step of an accepted point; the rule told; its verdict returned."""
+        params = self.family.m_step(self.X, self.sample_weight, stats, self.rng)
+        self.lower_bound = lower_bound
+        return params, self.rule.update(self.n_iter, lower_bound, params)
+
+    def em_step(self, params):
+        """F(params): an EM step whose convergence verdict counts."""
+        params, self.converged = self._accept(*self._e_step(params))
+        return params
+
+    def try_point(self, params, floor):
+        """F(params) when the lower bound at ``params`` is finite and at least ``floor``
+        (the rule told, its verdict ignored); None when it is not (nothing told)."""
+        stats, lower_bound = self._e_step(params)
+        if not (math.isfinite(lower_bound) and lower_bound >= floor):
+            return None
+        return self._accept(stats, lower_bound)[0]
+
+    def result(self, params):
+        if self.max_iter > 0:
+            self.rule.finish(self.lower_bound, self.converged)
+        return EMRun(params, self.lower_bound, self.lower_bounds, self.n_iter,
+                     self.converged, self.rule)
+
+
+def _step_length(r, v, step_max):
+    """(alpha, whether the bound -step_max binds): S3's -|r| / |v| clamped to
+    [-step_max, -1]; -1 (the plain double step) where it is undefined (v = 0, non-finite
+    norms)."""
+    nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+    if not (nv > 0 and math.isfinite(nr) and math.isfinite(nv)):
+        return -1.0, False
+    alpha = nr / nv
+    if alpha >= step_max:
+        return -step_max, True
+    return -max(alpha, 1.0), False
+
+
+def _unpack(family, vec, like):
+    """``family.unpack(vec, like)``, or None when the extrapolated vector is not finite or
+    its parameters cannot be formed (a covariance that is numerically not positive
+    definite): SQUAREM then takes the plain EM step."""
+    if not np.all(np.isfinite(vec)):
+        return None
+    try:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return family.unpack(vec, like)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
 
 
 def restart_rngs(rng, n):
@@ -154,7 +329,7 @@ class ThreadShare:
 
 
 def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rng, max_iter,
-                 n_threads, sequential=False):
+                 n_threads, sequential=False, accelerate=None):
     """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
 
     ``init_params(X, sample_weight, rng, n_threads) -> params`` (``n_threads``: the restart's
@@ -164,8 +339,9 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
     those left at the end take the threads of finished ones); each restart has its own
     random stream (:func:`restart_rngs`: restart 0 is the run ``n_init=1`` would make), so
     the result does not depend on the scheduling. ``sequential`` runs them one after
-    another (verbose output stays in order).
+    another (verbose output stays in order). ``accelerate``: as :func:`em_loop`'s.
     """
+    check_accelerate(accelerate)
     rngs = restart_rngs(rng, n_init)
     workers = 1 if sequential else max(1, min(n_init, n_threads))
 
@@ -178,7 +354,8 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
             if max_iter == 0:
                 return EMRun(params, -math.inf, [], 0, False, rule)
             return em_loop(family, X, sample_weight, params, max_iter=max_iter,
-                           n_threads=share, rng=rngs[index], rule=rule)
+                           n_threads=share, rng=rngs[index], rule=rule,
+                           accelerate=accelerate)
         finally:
             share.finished()
 
