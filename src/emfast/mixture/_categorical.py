@@ -11,10 +11,11 @@ table's transposed log, ``log_prob_T`` (C, K).
 
 import numpy as np
 
+from emfast import _unconstrained as U
 from emfast import _validation as V
 from emfast._config import get_backend
 from emfast.kernels import _threads_for
-from emfast.mixture._discrete import LOG_TINY, BoundFamily, CountStats, log0, mstep_weights
+from emfast.mixture._discrete import BoundFamily, CountStats, log0, mstep_weights
 
 # Codes index a (C, K) table: refused beyond this many categories in all (a typo such as a
 # code of 10**9 would otherwise allocate gigabytes).
@@ -204,22 +205,17 @@ class CategoricalFamily(BoundFamily):
         return CategoricalParams(weights, normalize_blocks(frequencies, self.offsets),
                                  self.offsets)
 
-    # SQUAREM (emfast._em): log-weights and log-probabilities, re-normalised on unpacking
+    # SQUAREM (emfast._em): log-weights and log-probabilities, re-normalised on unpacking;
+    # a probability of 0 stays 0 (emfast._unconstrained)
     def pack(self, params):
-        return np.concatenate([np.maximum(log0(params.weights), LOG_TINY),
-                               np.maximum(log0(params.probs), LOG_TINY).ravel()])
+        return np.concatenate([U.log_floor(params.weights), U.log_floor(params.probs).ravel()])
 
     def unpack(self, vector, like):
-        K = len(like.weights)
-        weights = _softmax(vector[:K])
-        logp = vector[K:].reshape(like.probs.shape)
+        r = U.Reader(vector)
+        weights = U.simplex(r.take(len(like.weights)), like.weights)
+        logp = r.take(like.probs.shape)
+        r.done()
         probs = np.empty_like(logp)
         for lo, hi in zip(self.offsets[:-1], self.offsets[1:]):
-            probs[:, lo:hi] = _softmax(logp[:, lo:hi])
+            probs[:, lo:hi] = U.simplex(logp[:, lo:hi], like.probs[:, lo:hi])
         return CategoricalParams(weights, probs, self.offsets)
-
-
-def _softmax(v):
-    """exp(v) normalised along the last axis, the max subtracted first."""
-    e = np.exp(v - v.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)

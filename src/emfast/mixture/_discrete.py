@@ -1,7 +1,7 @@
 """What the discrete mixture families (Bernoulli, categorical, Poisson) share: their
 statistics, the E-step kernel bound once per EM run and thread, the weights' M-step, the
-re-seeding of empty components, the start from cluster frequencies and the unconstrained
-parameter vector that SQUAREM extrapolates. Pure NumPy on small (K x C) arrays.
+re-seeding of empty components and the start from cluster frequencies. Pure NumPy on
+small (K x C) arrays.
 
 A family's data come encoded once per fit (see the family modules): int32 codes with the
 item offsets added for categorical and Bernoulli data, the count matrix for Poisson data.
@@ -22,8 +22,6 @@ EMPTY_FRACTION = 1e-8
 # The start shrinks each cluster's frequencies this far towards the whole data's, so that
 # no probability or rate the data support starts at 0: EM can never move off a 0.
 START_SHRINK = 0.1
-# Zero probabilities and rates in the packed vector (SQUAREM): a finite log, never -inf.
-LOG_TINY = float(np.log(np.finfo(np.float64).tiny))
 
 
 def log0(a):

@@ -12,7 +12,7 @@ import numpy as np
 
 from emfast import _validation as V
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import ToleranceRule, VerboseMonitor, em_loop, fit_restarts
+from emfast._em import ToleranceRule, VerboseMonitor, check_accelerate, em_loop, fit_restarts
 from emfast._estimator import ParamsMixin
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, compatible
@@ -24,7 +24,6 @@ from emfast.mixture._discrete import log0
 from emfast.mixture._kmeans import SAMPLE_ROWS, kmeans, kmeans_plusplus
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-_ACCELERATE = (None, "squarem")
 
 _COMMON_DOC = """
     Constructor parameters, fitted attributes and methods follow
@@ -86,9 +85,7 @@ class _DiscreteMixture(ParamsMixin):
         V.check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
                     else self.verbose, 0)
         V.check_int("verbose_interval", self.verbose_interval, 1)
-        if not any(self.accelerate is a or self.accelerate == a for a in _ACCELERATE):
-            raise ValueError("The 'accelerate' parameter must be one of [None, 'squarem'], "
-                             f"got {self.accelerate!r}")
+        check_accelerate(self.accelerate)
         self._check_priors()
         get_backend(self.backend, "discrete")
         return resolve_n_threads(self.n_threads)
@@ -201,11 +198,11 @@ class _DiscreteMixture(ParamsMixin):
             if warm:
                 run = em_loop(family, X, sw, self._fitted_params(), max_iter=self.max_iter,
                               n_threads=n_threads, rng=rng,
-                              rule=make_rule(0, self.lower_bound_))
+                              rule=make_rule(0, self.lower_bound_), accelerate=self.accelerate)
             else:
                 run = fit_restarts(family, X, sw, start, make_rule, n_init=self.n_init,
                                    rng=rng, max_iter=self.max_iter, n_threads=n_threads,
-                                   sequential=bool(self.verbose))
+                                   sequential=bool(self.verbose), accelerate=self.accelerate)
         if not run.converged and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different "
                           "init parameters, or increase max_iter, tol, or check for "

@@ -5,10 +5,11 @@ sampling and log-likelihood helpers; emfast.hmm's PoissonEmission uses the same 
 
 import numpy as np
 
+from emfast import _unconstrained as U
 from emfast import _validation as V
 from emfast._config import get_backend
 from emfast.kernels import _threads_for
-from emfast.mixture._discrete import LOG_TINY, BoundFamily, CountStats, log0, mstep_weights
+from emfast.mixture._discrete import BoundFamily, CountStats, log0, mstep_weights
 
 
 class PoissonParams:
@@ -140,13 +141,15 @@ class PoissonFamily(BoundFamily):
     def _from_frequencies(self, weights, frequencies):
         return PoissonParams(weights, frequencies)
 
-    # SQUAREM (emfast._em): log-weights and log-rates
+    # SQUAREM (emfast._em): log-weights and log-rates; a rate of 0 stays 0
+    # (emfast._unconstrained)
     def pack(self, params):
-        return np.concatenate([np.maximum(log0(params.weights), LOG_TINY),
-                               np.maximum(log0(params.lambdas), LOG_TINY).ravel()])
+        return np.concatenate([U.log_floor(params.weights),
+                               U.log_floor(params.lambdas).ravel()])
 
     def unpack(self, vector, like):
-        K = len(like.weights)
-        v = vector[:K]
-        w = np.exp(v - v.max())
-        return PoissonParams(w / w.sum(), np.exp(vector[K:]).reshape(like.lambdas.shape))
+        r = U.Reader(vector)
+        weights = U.simplex(r.take(len(like.weights)), like.weights)
+        lambdas = U.positive(r.take(like.lambdas.shape), like.lambdas)
+        r.done()
+        return PoissonParams(weights, lambdas)
