@@ -117,6 +117,9 @@ def check_codes(X, estimator, n_categories=None):
     n_categories (J,) int64). The caller's X is not modified.
     """
     X = V.check_array(X, estimator=estimator, allow_nan=True)
+    if n_categories is not None and X.shape[1] != len(n_categories):
+        raise ValueError(f"X has {X.shape[1]} features, but {estimator} is expecting "
+                         f"{len(n_categories)} features as input.")
     missing = np.isnan(X)
     seen = np.where(missing, 0.0, X)
     if np.any(seen != np.floor(seen)):
