@@ -323,6 +323,8 @@ class CategoricalMixture(_DiscreteMixture):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
         return tags
 
     def _check_priors(self):
@@ -467,6 +469,12 @@ class PoissonMixture(_DiscreteMixture):
                           warm_start, verbose, verbose_interval, backend, n_threads, accelerate)
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True       # integer counts
+        tags.input_tags.positive_only = True
+        return tags
 
     def _check_priors(self):
         V.check_real("lambdas_prior", self.lambdas_prior, 0.0)
