@@ -68,7 +68,7 @@ def _responsibilities(lp, nb, sw, r0, scale, row_ll):
     r0 the block's first row. OUT: lp[:nb] = exp(lp - row max); scale[:nb] = w / sum_k of
     those (lp * scale = w r), 0 for an impossible row (all -inf) or a row of weight 0.
     Returns sum_n w_n logsumexp_k lp[n]: -inf when an impossible row has weight > 0; a
-    row of weight 0 adds nothing. row_ll (B,) scratch.
+    row of weight 0 adds nothing. row_ll (B,) scratch: the row maxima, then the terms.
     """
     K = lp.shape[1]
     has_w = sw.shape[0] > 0
@@ -77,9 +77,14 @@ def _responsibilities(lp, nb, sw, r0, scale, row_ll):
         for k in range(1, K):
             v = lp[b, k]
             m = v if v > m else m
+        row_ll[b] = m
         shift = m if m > -np.inf else 0.0   # impossible: exp(-inf - 0) = 0, sum 0
         for k in range(K):
-            lp[b, k] = _exp_nonpos(lp[b, k] - shift)
+            lp[b, k] -= shift
+    flat = lp.reshape(lp.size)
+    for i in range(nb * K):   # one flat loop over the block: vectorised
+        flat[i] = _exp_nonpos(flat[i])
+    for b in range(nb):
         s = 0.0
         for k in range(K):   # a loop that stores nothing: one summation order
             s += lp[b, k]
@@ -89,7 +94,7 @@ def _responsibilities(lp, nb, sw, r0, scale, row_ll):
             row_ll[b] = 0.0
         elif s > 0.0:
             scale[b] = w / s
-            row_ll[b] = w * (m + _log_pos(s))
+            row_ll[b] = w * (row_ll[b] + _log_pos(s))
         else:
             scale[b] = 0.0
             row_ll[b] = -np.inf
