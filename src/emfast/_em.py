@@ -160,18 +160,18 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     from x2 without evaluating x'. Every E-step yields the log-likelihood of the point it
     was taken at, so a cycle costs three E-steps (two after a plain step), none wasted.
 
-    Convergence: the rule is told the log-likelihood of every point on the path (x0, x1
-    and an accepted x'; not a rejected x', so what it sees never decreases), and its
-    verdict counts only for a point that is the EM image of the point before it -- x1
-    after x0, and F(x') or x2 after x' or x1 -- never for x' itself (an extrapolation
-    jump says nothing about EM's progress). SQUAREM therefore stops exactly when plain EM
-    would: when one EM step changes the lower bound by less than ``tol`` (or hmmlearn's
-    monitor says so for a step), or after ``max_iter`` E-steps, wherever in a cycle that
-    falls. As in plain EM, the result is the M-step of the last accepted point
-    (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower bound at x).
-    ``EMRun.n_iter`` counts E-steps (map evaluations) and ``EMRun.lower_bounds`` has one
-    entry per E-step, rejected extrapolations included (those can be lower than the entry
-    before).
+    Convergence: the rule sees the sequence of SQUAREM iterates -- the log-likelihood of
+    each cycle's start x0, which the cycle's first E-step gives -- as plain EM's rule sees
+    the EM iterates; it never decreases. SQUAREM therefore stops when one cycle gains
+    less than ``tol`` (or hmmlearn's monitor says so of a cycle), or after ``max_iter``
+    E-steps, wherever in a cycle that falls. A cycle gains at least what the plain EM step
+    from its start gains, so SQUAREM stops only at a point where plain EM would stop too,
+    and usually much closer to the optimum than plain EM stops: on a flat likelihood one
+    EM step gains little far from the optimum. As in plain EM, the result is the M-step
+    of the last accepted point (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower
+    bound at x). ``EMRun.n_iter`` counts E-steps (map evaluations) and
+    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x' of each cycle;
+    a rejected x' can be lower than the entry before).
 
     Empty components re-seeded by an M-step make the map jump; an extrapolation through
     the jump is then most likely rejected by the log-likelihood test, which is what guards
@@ -181,7 +181,7 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     step_max = 1.0
     x0 = params
     while not path.done():
-        x1 = path.em_step(x0)
+        x1 = path.em_step(x0, report=True)
         if path.done():
             x0 = x1
             break
@@ -237,24 +237,27 @@ class _Path:
         self.lower_bounds.append(lower_bound)
         return stats, lower_bound
 
-    def _accept(self, stats, lower_bound):
-        """The M-step of an accepted point; the rule told; its verdict returned."""
-        params = self.family.m_step(self.X, self.sample_weight, stats, self.rng)
-        self.lower_bound = lower_bound
-        return params, self.rule.update(self.n_iter, lower_bound, params)
-
-    def em_step(self, params):
-        """F(params): an EM step whose convergence verdict counts."""
-        params, self.converged = self._accept(*self._e_step(params))
-        return params
+    def em_step(self, params, report=False):
+        """F(params), by an E-step at ``params`` and the M-step; ``report``: the rule is
+        told the lower bound at ``params`` (a cycle's start) and says whether EM has
+        converged."""
+        stats, lower_bound = self._e_step(params)
+        return self._m_step(stats, lower_bound, report)
 
     def try_point(self, params, floor):
-        """F(params) when the lower bound at ``params`` is finite and at least ``floor``
-        (the rule told, its verdict ignored); None when it is not (nothing told)."""
+        """F(params) when the lower bound at ``params`` is finite and at least ``floor``;
+        None when it is not (its M-step skipped)."""
         stats, lower_bound = self._e_step(params)
         if not (math.isfinite(lower_bound) and lower_bound >= floor):
             return None
-        return self._accept(stats, lower_bound)[0]
+        return self._m_step(stats, lower_bound, False)
+
+    def _m_step(self, stats, lower_bound, report):
+        params = self.family.m_step(self.X, self.sample_weight, stats, self.rng)
+        self.lower_bound = lower_bound
+        if report:
+            self.converged = self.rule.update(self.n_iter, lower_bound, params)
+        return params
 
     def result(self, params):
         if self.max_iter > 0:

@@ -86,6 +86,12 @@ class Reader:
         self._at += n
         return out
 
+    def rest(self):
+        """All the entries not read yet."""
+        out = self._vec[self._at:]
+        self._at = len(self._vec)
+        return out
+
     def done(self):
         """Check that every entry was read (a family whose pack and unpack disagree)."""
         if self._at != len(self._vec):

@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 from scipy.special import gammaln
 
+from emfast import _unconstrained as U
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import get_backend
@@ -330,6 +331,29 @@ class GaussianEmission:
         K, D = self.K, n_features
         return {"m": K * D, "c": G.n_covariance_parameters(self.covariance_type, K, D)}
 
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def pack(self, p, letters):
+        """The fitted parameters (``letters``) as an unconstrained vector: the means, the
+        covariances as G.pack_covariances."""
+        parts = [np.ravel(p["means"])] if "m" in letters else []
+        if "c" in letters:
+            parts.append(G.pack_covariances(p["covars"], self.covariance_type))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def unpack(self, vec, like, letters):
+        """The prepared parameters of :meth:`pack`'s vector; the others from ``like``."""
+        K, D = like["means"].shape
+        read = U.Reader(vec)
+        p = dict(like)
+        if "m" in letters:
+            p["means"] = read.take((K, D)).copy()
+        if "c" in letters:
+            ct = self.covariance_type
+            p["covars"] = G.unpack_covariances(
+                read.take(G.n_covariance_parameters(ct, K, D)), ct, K, D)[0]
+        read.done()
+        return self.prepare(p)
+
 
 def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
     """A validated float64 copy of covariances in compact form; ValueError when the shape
@@ -582,6 +606,45 @@ class GMMEmission:
                 "c": K * G.n_covariance_parameters(self.covariance_type, M, D),
                 "w": M - 1}
 
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def _stacked_type(self):
+        """The covariances as one stack of mixture components: the covariance type of the
+        stack (a state's tied matrix is one full matrix) and its number of matrices."""
+        if self.covariance_type == "tied":
+            return "full", self.K
+        return self.covariance_type, self.K * self.M
+
+    def pack(self, p, letters):
+        """The fitted parameters (``letters``) as an unconstrained vector: the log-weights,
+        the means, the covariances of all components as one G.pack_covariances stack."""
+        parts = [U.log_floor(p["weights"]).ravel()] if "w" in letters else []
+        if "m" in letters:
+            parts.append(np.ravel(p["means"]))
+        if "c" in letters:
+            ct, n = self._stacked_type()
+            D = p["means"].shape[-1]
+            parts.append(G.pack_covariances(
+                np.reshape(p["covars"], kernels.prec_chol_shape(ct, n, D)), ct))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def unpack(self, vec, like, letters):
+        """The prepared parameters of :meth:`pack`'s vector (weights re-normalised per
+        state, zero weights kept); the others from ``like``."""
+        K, M, D = like["means"].shape
+        read = U.Reader(vec)
+        p = dict(like)
+        if "w" in letters:
+            p["weights"] = U.simplex(read.take((K, M)), like["weights"])
+        if "m" in letters:
+            p["means"] = read.take((K, M, D)).copy()
+        if "c" in letters:
+            ct, n = self._stacked_type()
+            cov = G.unpack_covariances(read.take(G.n_covariance_parameters(ct, n, D)), ct,
+                                       n, D)[0]
+            p["covars"] = cov.reshape(np.shape(like["covars"]))
+        read.done()
+        return self.prepare(p)
+
 
 def check_gmm_covars(covars, covariance_type, K, M, D):
     cv = np.array(covars, dtype=np.float64)
@@ -625,6 +688,23 @@ class _EmissionProbEmission:
 
     def n_fit_scalars(self, n_features):
         return {"e": self.K * (n_features - 1)}
+
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def pack(self, p, letters):
+        """The log-probabilities of the symbols, when "e" is fitted."""
+        if "e" not in letters:
+            return np.empty(0)
+        return U.log_floor(p["emissionprob"]).ravel()
+
+    def unpack(self, vec, like, letters):
+        """The prepared parameters of :meth:`pack`'s vector: rows re-normalised, the
+        zeros of ``like`` kept."""
+        p = dict(like)
+        read = U.Reader(vec)
+        if "e" in letters:
+            p["emissionprob"] = U.simplex(read.take((self.K, self.F)), like["emissionprob"])
+        read.done()
+        return self.prepare(p)
 
 
 class CategoricalEmission(_EmissionProbEmission):
@@ -750,6 +830,22 @@ class PoissonEmission:
 
     def n_fit_scalars(self, n_features):
         return {"l": self.K * n_features}
+
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def pack(self, p, letters):
+        """The log-rates, when "l" is fitted."""
+        if "l" not in letters:
+            return np.empty(0)
+        return U.log_floor(p["lambdas"]).ravel()
+
+    def unpack(self, vec, like, letters):
+        """The parameters of :meth:`pack`'s vector, the zero rates of ``like`` kept."""
+        p = dict(like)
+        read = U.Reader(vec)
+        if "l" in letters:
+            p["lambdas"] = U.positive(read.take(np.shape(like["lambdas"])), like["lambdas"])
+        read.done()
+        return self.prepare(p)
 
 
 __all__ = ["GaussianEmission", "GMMEmission", "CategoricalEmission", "MultinomialEmission",
