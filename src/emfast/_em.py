@@ -137,9 +137,11 @@ def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule,
 
 
 # SQUAREM's step-length safeguards (Varadhan & Roland 2008; the R package's defaults): the
-# step starts at most 1 (a plain EM double step), grows by MSTEP whenever the bound binds
-# and shrinks by it when such a step is rejected. A step within SKIP_STEP of 1 is the
-# EM double step itself, taken without an extrapolation.
+# step is at most 1 at first (a plain EM double step), and its bound grows by MSTEP
+# whenever it binds. A rejected step cuts the bound to the step / MSTEP (the R package
+# cuts it only when the bound bound; a free step that overshoots was then retried at
+# about the same length cycle after cycle: 2x the E-steps on a Poisson HMM). A step
+# within SKIP_STEP of 1 is the EM double step itself, taken without an extrapolation.
 MSTEP = 4.0
 SKIP_STEP = 0.01
 
@@ -151,61 +153,86 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with
     r = x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to
     [-step_max, -1], the extrapolated point x' = x0 - 2 alpha r + alpha^2 v (alpha = -1
-    gives x2). The E-step at x' gives its log-likelihood; when it is finite and not below
-    that of x1 (the last EM iterate), the next cycle starts from F(x') (SQUAREM's
-    stabilising EM step, whose log-likelihood the next cycle's first E-step gives);
-    otherwise x' is rejected and the next cycle starts from x2, the plain EM result (its
-    M-step is skipped). A step within 1% of -1, or an undefined one (v = 0 near
-    convergence, a non-finite vector), is the plain double step: the next cycle starts
-    from x2 without evaluating x'. Every E-step yields the log-likelihood of the point it
-    was taken at, so a cycle costs three E-steps (two after a plain step), none wasted.
+    gives x2). The next cycle starts from F(x') (SQUAREM's stabilising EM step) when x'
+    or F(x') is at least as good as x1, the last EM iterate: the E-step at x' gives its
+    log-likelihood, and when that is finite but below x1's, the E-step at F(x') decides
+    (and, when F(x') wins, is the next cycle's first, not repeated). Otherwise the
+    extrapolation is rejected and the next cycle starts from x2, the plain EM result. A
+    step within 1% of -1, or an undefined one (v = 0 near convergence, a non-finite
+    vector), is the plain double step: the next cycle starts from x2 without evaluating
+    x'. Every E-step yields the log-likelihood of the point it was taken at: a cycle costs
+    three E-steps (two after a plain step, four or five after a rejection), none repeated.
 
     Convergence: the rule sees the sequence of SQUAREM iterates -- the log-likelihood of
     each cycle's start x0, which the cycle's first E-step gives -- as plain EM's rule sees
     the EM iterates; it never decreases. SQUAREM therefore stops when one cycle gains
     less than ``tol`` (or hmmlearn's monitor says so of a cycle), or after ``max_iter``
     E-steps, wherever in a cycle that falls. A cycle gains at least what the plain EM step
-    from its start gains, so SQUAREM stops only at a point where plain EM would stop too,
+    from its start gains (an extrapolation must beat x1 = F(x0)), so SQUAREM stops only
+    at a point where plain EM would stop too,
     and usually much closer to the optimum than plain EM stops: on a flat likelihood one
     EM step gains little far from the optimum. As in plain EM, the result is the M-step
     of the last accepted point (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower
     bound at x). ``EMRun.n_iter`` counts E-steps (map evaluations) and
-    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x' of each cycle;
-    a rejected x' can be lower than the entry before).
+    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x', F(x') of each
+    cycle: an extrapolated point can be lower than the entry before).
 
     Empty components re-seeded by an M-step make the map jump; an extrapolation through
     the jump is then most likely rejected by the log-likelihood test, which is what guards
     every step.
     """
+    if not (hasattr(family, "pack") and hasattr(family, "unpack")):
+        raise ValueError(f"accelerate='squarem' needs an EM family with pack and unpack; "
+                         f"{type(family).__name__} has none")
     path = _Path(family, X, sample_weight, n_threads, rng, rule, max_iter)
     step_max = 1.0
-    x0 = params
-    while not path.done():
-        x1 = path.em_step(x0, report=True)
+    x0, taken = params, None     # taken: x0's E-step (statistics, lower bound), when done
+    result = (params, -math.inf)  # what stopping now returns: F(x), and the bound at x
+    while taken is not None or not path.done():
+        stats, bound0 = path.e_step(x0) if taken is None else taken
+        x1 = path.m_step(stats)
+        result = (x1, bound0)
+        path.report(bound0, x1)
         if path.done():
-            x0 = x1
             break
-        x2 = path.em_step(x1)
+        stats, floor = path.e_step(x1)     # x1's bound: what an extrapolation must reach
+        x2 = path.m_step(stats)
+        result = (x2, floor)
         if path.done():
-            x0 = x2
             break
-        floor = path.lower_bound          # x1's: what an accepted x' must reach
         p0 = family.pack(x0)
         r = family.pack(x1) - p0
         v = family.pack(x2) - p0 - 2.0 * r
         alpha, bound = _step_length(r, v, step_max)
-        x0 = x2                           # the next start, unless x' is accepted
+        x0, taken = x2, None               # the next start, unless an extrapolation wins
         if alpha < -1.0 - SKIP_STEP:
             x_new = _unpack(family, p0 - 2.0 * alpha * r + alpha * alpha * v, x2)
-            x_new = None if x_new is None else path.try_point(x_new, floor)
-            if x_new is not None:
-                x0 = x_new
-            elif bound:
-                step_max = max(1.0, step_max / MSTEP)
+            won = None if x_new is None else _stabilise(path, x_new, floor)
+            if won is not None:
+                x0, taken, result = won
+            else:
+                step_max = max(1.0, -alpha / MSTEP)
                 bound = False
         if bound:
             step_max *= MSTEP
-    return path.result(x0)
+    return path.result(*result)
+
+
+def _stabilise(path, x_new, floor):
+    """The extrapolated point x' tried: (the next cycle's start, its E-step or None, the
+    result if SQUAREM stopped now) when x' or its EM image F(x') reaches ``floor``, None
+    when neither does (or the bound at x' is not finite). F(x') is evaluated only when
+    x' falls short; its E-step is then the next cycle's first."""
+    stats, bound = path.e_step(x_new)
+    if not math.isfinite(bound):
+        return None
+    x_stab = path.m_step(stats)
+    if bound >= floor:
+        return x_stab, None, (x_stab, bound)
+    if path.done():
+        return None
+    taken = path.e_step(x_stab)
+    return (x_stab, taken, (x_stab, bound)) if taken[1] >= floor else None
 
 
 class _Path:
@@ -222,13 +249,13 @@ class _Path:
         self.max_iter = max_iter
         self.n_iter = 0
         self.lower_bounds = []
-        self.lower_bound = -math.inf      # at the last accepted point
         self.converged = False
 
     def done(self):
         return self.converged or self.n_iter >= self.max_iter
 
-    def _e_step(self, params):
+    def e_step(self, params):
+        """(statistics at ``params``, the lower bound there); one map evaluation."""
         threads = self.n_threads() if isinstance(self.n_threads, ThreadShare) \
             else self.n_threads
         stats = self.family.e_step(self.X, self.sample_weight, params, threads)
@@ -237,33 +264,18 @@ class _Path:
         self.lower_bounds.append(lower_bound)
         return stats, lower_bound
 
-    def em_step(self, params, report=False):
-        """F(params), by an E-step at ``params`` and the M-step; ``report``: the rule is
-        told the lower bound at ``params`` (a cycle's start) and says whether EM has
-        converged."""
-        stats, lower_bound = self._e_step(params)
-        return self._m_step(stats, lower_bound, report)
+    def m_step(self, stats):
+        return self.family.m_step(self.X, self.sample_weight, stats, self.rng)
 
-    def try_point(self, params, floor):
-        """F(params) when the lower bound at ``params`` is finite and at least ``floor``;
-        None when it is not (its M-step skipped)."""
-        stats, lower_bound = self._e_step(params)
-        if not (math.isfinite(lower_bound) and lower_bound >= floor):
-            return None
-        return self._m_step(stats, lower_bound, False)
+    def report(self, lower_bound, params):
+        """Tell the rule the bound at a cycle's start (``params``: its EM image)."""
+        self.converged = self.rule.update(self.n_iter, lower_bound, params)
 
-    def _m_step(self, stats, lower_bound, report):
-        params = self.family.m_step(self.X, self.sample_weight, stats, self.rng)
-        self.lower_bound = lower_bound
-        if report:
-            self.converged = self.rule.update(self.n_iter, lower_bound, params)
-        return params
-
-    def result(self, params):
+    def result(self, params, lower_bound):
         if self.max_iter > 0:
-            self.rule.finish(self.lower_bound, self.converged)
-        return EMRun(params, self.lower_bound, self.lower_bounds, self.n_iter,
-                     self.converged, self.rule)
+            self.rule.finish(lower_bound, self.converged)
+        return EMRun(params, lower_bound, self.lower_bounds, self.n_iter, self.converged,
+                     self.rule)
 
 
 def _step_length(r, v, step_max):
