@@ -497,3 +497,10 @@ def test_params_and_clone():
                                                   "init_params", "n_threads", "backend"}
     assert type(m)(**params).get_params() == params
     assert "probabilities_prior=2.0" in repr(m)
+
+
+def test_exported_from_emfast():
+    import emfast
+
+    for name in ("BernoulliMixture", "CategoricalMixture", "PoissonMixture"):
+        assert name in emfast.__all__ and getattr(emfast, name) is globals()[name]
