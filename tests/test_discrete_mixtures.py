@@ -504,3 +504,30 @@ def test_exported_from_emfast():
 
     for name in ("BernoulliMixture", "CategoricalMixture", "PoissonMixture"):
         assert name in emfast.__all__ and getattr(emfast, name) is globals()[name]
+
+
+def test_an_empty_component_is_reseeded_with_a_warning():
+    X = np.array([[0.0, 0.0]] * 50 + [[1.0, 1.0]] * 50)     # two distinct rows, K = 3
+    for cls in (BernoulliMixture, CategoricalMixture, PoissonMixture):
+        with pytest.warns(DegenerateComponentWarning, match="re-seeded"):
+            m = fit_quiet(cls(3, random_state=0, max_iter=5), X)
+        np.testing.assert_allclose(m.weights_.sum(), 1.0)
+        assert np.all(np.isfinite(m.score_samples(X)))
+
+
+def test_verbose_reports_the_iterations(capsys):
+    X = poisson_data(1, 300, 2, 3)[0]
+    PoissonMixture(2, verbose=2, verbose_interval=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 1" in out and "converged" in out
+
+
+def test_warm_start_continues_from_the_fitted_parameters():
+    X = lca_data(6, 500, 2, [3, 3, 4], concentration=1.0)[0]
+    full = fit_quiet(CategoricalMixture(2, tol=0.0, max_iter=20, random_state=0), X)
+    half = fit_quiet(CategoricalMixture(2, tol=0.0, max_iter=10, random_state=0), X)
+    fit_quiet(half.set_params(warm_start=True), X)
+    np.testing.assert_allclose(np.hstack(half.probabilities_), np.hstack(full.probabilities_),
+                               rtol=1e-10)
+    with pytest.raises(ValueError, match="category code 4"):
+        half.fit(np.array([[0.0, 0.0, 4.0]] * 3))
