@@ -101,7 +101,7 @@ class _DiscreteMixture(ParamsMixin):
                 raise ValueError("The feature names should match those that were passed "
                                  "during fit.")
         data, info = self._encode(X, fitting)
-        if not fitting and data.shape[1] != self._data_width():
+        if not fitting and data.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {data.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         if data.dtype == np.int32:
@@ -293,7 +293,32 @@ def _check_concentration(name, value):
                          f"got {value!r}")
 
 
-class CategoricalMixture(_DiscreteMixture):
+class _CodedMixture(_DiscreteMixture):
+    """Categorical and Bernoulli data: int32 codes for the categorical kernels, NaN
+    missing, a symmetric Dirichlet (Beta) prior."""
+
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", probabilities_prior=1.0, random_state=None,
+                 warm_start=False, verbose=0, verbose_interval=10, backend="auto",
+                 n_threads=None, accelerate=None):
+        self._init_common(n_components, tol, max_iter, n_init, init_params, random_state,
+                          warm_start, verbose, verbose_interval, backend, n_threads, accelerate)
+        self.probabilities_prior = probabilities_prior
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def _check_priors(self):
+        _check_concentration("probabilities_prior", self.probabilities_prior)
+
+    def _log_prob_kernel(self, codes, params, out, n_threads):
+        get_backend(self.backend, "discrete").categorical_log_prob(
+            codes, params.log_prob_T(), params.log_weights(), out, n_threads)
+
+
+class CategoricalMixture(_CodedMixture):
     __doc__ = """Latent class analysis: a mixture of independent categorical items.
 
     X (n_samples, J) holds integer category codes 0, 1, ..., C_j - 1 per item j (ints, or
@@ -312,29 +337,14 @@ class CategoricalMixture(_DiscreteMixture):
     ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``, ``n_features_in_``.
 """ + _COMMON_DOC % {"encoding": "one-hot per item, a missing item its frequencies"}
 
-    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
-                 init_params="kmeans", probabilities_prior=1.0, random_state=None,
-                 warm_start=False, verbose=0, verbose_interval=10, backend="auto",
-                 n_threads=None, accelerate=None):
-        self._init_common(n_components, tol, max_iter, n_init, init_params, random_state,
-                          warm_start, verbose, verbose_interval, backend, n_threads, accelerate)
-        self.probabilities_prior = probabilities_prior
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         tags.input_tags.positive_only = True
         return tags
 
-    def _check_priors(self):
-        _check_concentration("probabilities_prior", self.probabilities_prior)
-
     def _encode(self, X, fitting):
         return C.check_codes(X, type(self).__name__, None if fitting else self.n_categories_)
-
-    def _data_width(self):
-        return len(self.n_categories_)
 
     def _set_shape(self, codes, n_categories):
         self.n_categories_ = n_categories
@@ -365,10 +375,6 @@ class CategoricalMixture(_DiscreteMixture):
         self.weights_ = params.weights
         self.probabilities_ = [np.ascontiguousarray(b) for b in params.blocks()]
 
-    def _log_prob_kernel(self, codes, params, out, n_threads):
-        get_backend(self.backend, "discrete").categorical_log_prob(
-            codes, params.log_prob_T(), params.log_weights(), out, n_threads)
-
     def _n_parameters(self):
         return C.n_parameters(self.n_components, self.n_categories_)
 
@@ -376,7 +382,7 @@ class CategoricalMixture(_DiscreteMixture):
         return C.sample(params, n_samples, rng)
 
 
-class BernoulliMixture(_DiscreteMixture):
+class BernoulliMixture(_CodedMixture):
     __doc__ = """Mixture of independent Bernoulli features.
 
     X (n_samples, D) holds 0 and 1 (bool, int or float); NaN marks a missing value,
@@ -391,27 +397,8 @@ class BernoulliMixture(_DiscreteMixture):
     ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``, ``n_features_in_``.
 """ + _COMMON_DOC % {"encoding": "the 0/1 values, a missing value its feature's mean"}
 
-    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
-                 init_params="kmeans", probabilities_prior=1.0, random_state=None,
-                 warm_start=False, verbose=0, verbose_interval=10, backend="auto",
-                 n_threads=None, accelerate=None):
-        self._init_common(n_components, tol, max_iter, n_init, init_params, random_state,
-                          warm_start, verbose, verbose_interval, backend, n_threads, accelerate)
-        self.probabilities_prior = probabilities_prior
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
-    def _check_priors(self):
-        _check_concentration("probabilities_prior", self.probabilities_prior)
-
     def _encode(self, X, fitting):
         return B.check_binary(X, type(self).__name__, fitting), None
-
-    def _data_width(self):
-        return self.n_features_in_
 
     def _set_shape(self, codes, info):
         self.n_features_in_ = codes.shape[1]
@@ -434,10 +421,6 @@ class BernoulliMixture(_DiscreteMixture):
     def _set_params(self, params):
         self.weights_ = params.weights
         self.probabilities_ = B.probabilities(params)
-
-    def _log_prob_kernel(self, codes, params, out, n_threads):
-        get_backend(self.backend, "discrete").categorical_log_prob(
-            codes, params.log_prob_T(), params.log_weights(), out, n_threads)
 
     def _n_parameters(self):
         return B.n_parameters(self.n_components, self.n_features_in_)
@@ -482,9 +465,6 @@ class PoissonMixture(_DiscreteMixture):
 
     def _encode(self, X, fitting):
         return P.check_counts(X, type(self).__name__), None
-
-    def _data_width(self):
-        return self.n_features_in_
 
     def _set_shape(self, X, info):
         self.n_features_in_ = X.shape[1]
