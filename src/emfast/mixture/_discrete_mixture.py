@@ -147,6 +147,8 @@ class _DiscreteMixture(ParamsMixin):
             self._set_shape(data, info)
         sample = _even_rows(data.shape[0])
         enc_w = None if sw is None else sw[sample]
+        if enc_w is not None and not enc_w.any():   # the strided rows all weigh 0
+            enc_w = None
         family = self._family(data, sw, float(data.shape[0] if sw is None else sw.sum()),
                               self._frequencies(data[sample], enc_w), enc_w, n_threads)
 
