@@ -153,7 +153,8 @@ def check_codes(X, estimator, n_categories=None):
 
 def frequency_encoding(codes, n_categories, sample_weight):
     """One-hot rows (N, C) float64; a missing item's block holds the item's (weighted)
-    frequencies, as a missing value's column mean."""
+    frequencies in these rows, as a missing value's column mean (uniform where no row
+    answered it)."""
     N = codes.shape[0]
     C = int(np.sum(n_categories))
     onehot = np.zeros((N, C))
@@ -167,7 +168,8 @@ def frequency_encoding(codes, n_categories, sample_weight):
             miss = ~observed[:, j]
             if miss.any():
                 lo, hi = offsets[j], offsets[j + 1]
-                block = freq[lo:hi] / freq[lo:hi].sum()
+                total = freq[lo:hi].sum()    # 0: the item is unanswered in these rows
+                block = freq[lo:hi] / total if total > 0 else 1.0 / (hi - lo)
                 onehot[np.ix_(miss, np.arange(lo, hi))] = block
     return onehot
 
