@@ -65,13 +65,15 @@ def check_binary(X, estimator, fitting):
 
 
 def frequency_encoding(codes, sample_weight):
-    """The 0/1 rows (N, D) float64; a missing value is its feature's (weighted) mean."""
+    """The 0/1 rows (N, D) float64; a missing value is its feature's (weighted) mean over
+    these rows (1/2 where none has it)."""
     D = codes.shape[1]
     observed = codes >= 0
     x = np.where(observed, codes - 2 * np.arange(D), 0).astype(np.float64)
     if not observed.all():
         w = np.ones(len(x)) if sample_weight is None else sample_weight
-        mean = (w @ x) / (w @ observed)
+        answered = w @ observed      # 0: the feature is missing in all these rows
+        mean = np.where(answered > 0, w @ x, 0.5) / np.where(answered > 0, answered, 1.0)
         x = np.where(observed, x, mean)
     return x
 
