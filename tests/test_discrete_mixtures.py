@@ -531,3 +531,10 @@ def test_warm_start_continues_from_the_fitted_parameters():
                                rtol=1e-10)
     with pytest.raises(ValueError, match="category code 4"):
         half.fit(np.array([[0.0, 0.0, 4.0]] * 3))
+
+
+def test_convergence_warning_points_at_the_callers_fit():
+    X = poisson_data(1, 300, 2, 3)[0]
+    with pytest.warns(ConvergenceWarning) as record:
+        PoissonMixture(2, max_iter=1, tol=0.0, random_state=0).fit(X)
+    assert record[0].filename == __file__

@@ -17,10 +17,15 @@ params`` (``emfast._unconstrained``).
 
 import math
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 
 import numpy as np
+
+from emfast._threads import single_threaded_blas
+from emfast._validation import check_random_state
+from emfast.exceptions import ConvergenceWarning, compatible
 
 
 class EMRun:
@@ -389,3 +394,43 @@ def best_run(runs):
         if run.lower_bound > best.lower_bound:
             best = run
     return best
+
+
+def fit_mixture(est, family, X, sample_weight, start, warm_params, *, n_threads, sequential):
+    """EM for a mixture estimator with scikit-learn's conventions, and its fitted run
+    attributes (``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``); returns
+    the best run (its parameters are the estimator's to store).
+
+    ``warm_params`` not None: a warm start, EM from them with the rule starting at
+    ``est.lower_bound_``; else ``est.n_init`` restarts from ``start`` (fit_restarts).
+    Reads ``est``'s tol, max_iter, n_init, random_state, verbose, verbose_interval and
+    accelerate; warns as scikit-learn does when the best run did not converge (its
+    stacklevel is the user's call of ``est.fit`` -> ``_fit`` -> ``_run_em`` -> here).
+    """
+    rng = check_random_state(est.random_state)
+
+    def make_rule(index, lower_bound=-math.inf):
+        if not est.verbose:
+            return ToleranceRule(est.tol, lower_bound)
+        monitor = VerboseMonitor(est.verbose, est.verbose_interval)
+        monitor.init_begin(index)
+        return ToleranceRule(est.tol, lower_bound, monitor)
+
+    with single_threaded_blas():
+        if warm_params is not None:
+            run = em_loop(family, X, sample_weight, warm_params, max_iter=est.max_iter,
+                          n_threads=n_threads, rng=rng, rule=make_rule(0, est.lower_bound_),
+                          accelerate=est.accelerate)
+        else:
+            run = fit_restarts(family, X, sample_weight, start, make_rule, n_init=est.n_init,
+                               rng=rng, max_iter=est.max_iter, n_threads=n_threads,
+                               sequential=sequential, accelerate=est.accelerate)
+    if not run.converged and est.max_iter > 0:
+        warnings.warn("Best performing initialization did not converge. Try different "
+                      "init parameters, or increase max_iter, tol, or check for "
+                      "degenerate data.", compatible(ConvergenceWarning), stacklevel=5)
+    est.converged_ = run.converged
+    est.n_iter_ = run.n_iter
+    est.lower_bound_ = run.lower_bound
+    est.lower_bounds_ = run.lower_bounds
+    return run

@@ -6,21 +6,17 @@ One base class does the fitting, inference and checks; each subclass names its f
 """
 
 import math
-import warnings
 
 import numpy as np
 
 from emfast import _validation as V
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import ToleranceRule, VerboseMonitor, check_accelerate, em_loop, fit_restarts
+from emfast._em import check_accelerate, fit_mixture
 from emfast._estimator import ParamsMixin
-from emfast._threads import single_threaded_blas
-from emfast.exceptions import ConvergenceWarning, compatible
 from emfast.kernels import _threads_for
 from emfast.mixture import _bernoulli as B
 from emfast.mixture import _categorical as C
 from emfast.mixture import _poisson as P
-from emfast.mixture._discrete import log0
 from emfast.mixture._kmeans import SAMPLE_ROWS, kmeans, kmeans_plusplus
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -187,33 +183,9 @@ class _DiscreteMixture(ParamsMixin):
         return family.start(np.full(K, 1.0 / K), centres)
 
     def _run_em(self, family, X, sw, start, n_threads, warm):
-        rng = V.check_random_state(self.random_state)
-
-        def make_rule(index, lower_bound=-math.inf):
-            if not self.verbose:
-                return ToleranceRule(self.tol, lower_bound)
-            monitor = VerboseMonitor(self.verbose, self.verbose_interval)
-            monitor.init_begin(index)
-            return ToleranceRule(self.tol, lower_bound, monitor)
-
-        with single_threaded_blas():
-            if warm:
-                run = em_loop(family, X, sw, self._fitted_params(), max_iter=self.max_iter,
-                              n_threads=n_threads, rng=rng,
-                              rule=make_rule(0, self.lower_bound_), accelerate=self.accelerate)
-            else:
-                run = fit_restarts(family, X, sw, start, make_rule, n_init=self.n_init,
-                                   rng=rng, max_iter=self.max_iter, n_threads=n_threads,
-                                   sequential=bool(self.verbose), accelerate=self.accelerate)
-        if not run.converged and self.max_iter > 0:
-            warnings.warn("Best performing initialization did not converge. Try different "
-                          "init parameters, or increase max_iter, tol, or check for "
-                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=4)
+        run = fit_mixture(self, family, X, sw, start, self._fitted_params() if warm else None,
+                          n_threads=n_threads, sequential=bool(self.verbose))
         self._set_params(run.params)
-        self.converged_ = run.converged
-        self.n_iter_ = run.n_iter
-        self.lower_bound_ = run.lower_bound
-        self.lower_bounds_ = run.lower_bounds
 
     # ------------------------------------------------------------------ inference
     def _weighted_log_prob(self, data):

@@ -9,11 +9,11 @@ import numpy as np
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import ToleranceRule, VerboseMonitor, check_accelerate, em_loop, fit_restarts
+from emfast._em import check_accelerate, fit_mixture
 from emfast._estimator import ParamsMixin
 from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
-from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, compatible
+from emfast.exceptions import DegenerateComponentWarning
 from emfast.mixture import _gaussian as G
 from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture import _chunked, _kmeans
@@ -488,34 +488,11 @@ class GaussianMixture(ParamsMixin):
         the fitted attributes from its best run. ``sequential``: restarts one after another.
         The chunked fit and ``emfast.dask`` call it with their own families (and, for Dask,
         X a sample of the rows, for the M-step's re-seeding)."""
-        rng = V.check_random_state(self.random_state)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        def make_rule(index, lower_bound=-math.inf):
-            if not self.verbose:
-                return ToleranceRule(self.tol, lower_bound)
-            monitor = VerboseMonitor(self.verbose, self.verbose_interval)
-            monitor.init_begin(index)
-            return ToleranceRule(self.tol, lower_bound, monitor)
-
-        with single_threaded_blas():
-            if warm:
-                run = em_loop(family, X, sw, self._warm_params(X.shape[1]),
-                              max_iter=self.max_iter, n_threads=n_threads, rng=rng,
-                              rule=make_rule(0, self.lower_bound_),
-                              accelerate=self.accelerate)
-            else:
-                run = fit_restarts(family, X, sw, start, make_rule, n_init=self.n_init,
-                                   rng=rng, max_iter=self.max_iter, n_threads=n_threads,
-                                   sequential=sequential, accelerate=self.accelerate)
-        if not run.converged and self.max_iter > 0:
-            warnings.warn("Best performing initialization did not converge. Try different "
-                          "init parameters, or increase max_iter, tol, or check for "
-                          "degenerate data.", compatible(ConvergenceWarning), stacklevel=4)
+        run = fit_mixture(self, family, X, sw, start,
+                          self._warm_params(X.shape[1]) if warm else None,
+                          n_threads=n_threads, sequential=sequential)
         self._set_params(run.params)
-        self.converged_ = run.converged
-        self.n_iter_ = run.n_iter
-        self.lower_bound_ = run.lower_bound
-        self.lower_bounds_ = run.lower_bounds
         self.n_features_in_ = X.shape[1]
         if names is not None:
             self.feature_names_in_ = names
