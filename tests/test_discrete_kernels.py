@@ -96,7 +96,8 @@ def test_categorical_matches_reference(mod, N, n_cats, K, weights):
     rng = np.random.default_rng(N + K + len(n_cats))
     codes, lpT, lw = _categorical(rng, N, n_cats, K)
     sw = _weights(rng, weights, N)
-    _assert_stats(_cat_estep(mod, codes, sw, lpT, lw), R.categorical_estep_stats(codes, sw, lpT, lw))
+    _assert_stats(_cat_estep(mod, codes, sw, lpT, lw),
+                  R.categorical_estep_stats(codes, sw, lpT, lw))
     assert_close(_cat_log_prob(mod, codes, lpT, lw), R.categorical_log_prob(codes, lpT, lw))
 
 
