@@ -9,6 +9,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, lgamma, log
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -73,13 +74,18 @@ ctypedef struct Scratch:        # per-thread, allocated once per thread and call
     double* lp                  # (BLOCK, K) log-probabilities, then w r
     double* scale               # (BLOCK,) w / sum_k exp(lp - max)
     double* row_ll              # (BLOCK,) per-row log-likelihood terms
+    double* acc                 # (width,) the sums of the group the thread runs, copied to
+                                #     the group's slot at its end: adjacent slots share cache
+                                #     lines, and adding rows into them from two threads made
+                                #     two threads slower than one
 
 
-cdef Scratch _scratch_alloc(int K) noexcept nogil:
+cdef Scratch _scratch_alloc(int K, Py_ssize_t width) noexcept nogil:
     cdef Scratch S
-    S.lp = <double*> malloc((BLOCK * K + 2 * BLOCK) * sizeof(double))
+    S.lp = <double*> malloc((BLOCK * K + 2 * BLOCK + width) * sizeof(double))
     S.scale = S.lp + BLOCK * K
     S.row_ll = S.scale + BLOCK
+    S.acc = S.row_ll + BLOCK
     return S
 
 
@@ -186,12 +192,13 @@ def categorical_estep_stats(
     with nogil:
         if N > 0:
             with parallel(num_threads=n_threads):
-                S = _scratch_alloc(K)
+                S = _scratch_alloc(K, width)
                 for g in prange(G, schedule="dynamic"):
-                    slots[g, 0] = _cat_group(
+                    memset(S.acc, 0, width * sizeof(double))
+                    S.acc[0] = _cat_group(
                         &codes[0, 0], N, J, sw, &log_prob_T[0, 0], &log_weights[0], K,
-                        g * nblk // G, (g + 1) * nblk // G, &S, &slots[g, 1],
-                        &slots[g, 1 + K])
+                        g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
+                    memcpy(&slots[g, 0], S.acc, width * sizeof(double))
                 free(S.lp)
         ll = _sum_slots(slots, &nk[0], K, &counts[0, 0], C * K)
     return ll
@@ -298,12 +305,13 @@ def poisson_estep_stats(
     with nogil:
         if N > 0:
             with parallel(num_threads=n_threads):
-                S = _scratch_alloc(K)
+                S = _scratch_alloc(K, width)
                 for g in prange(G, schedule="dynamic"):
-                    slots[g, 0] = _poi_group(
+                    memset(S.acc, 0, width * sizeof(double))
+                    S.acc[0] = _poi_group(
                         &X[0, 0], N, D, sw, &log_lam[0, 0], &log_const[0], &row_const[0], K,
-                        g * nblk // G, (g + 1) * nblk // G, &S, &slots[g, 1],
-                        &slots[g, 1 + K])
+                        g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
+                    memcpy(&slots[g, 0], S.acc, width * sizeof(double))
                 free(S.lp)
         ll = _sum_slots(slots, &nk[0], K, &s1[0, 0], D * K)
     return ll

@@ -114,6 +114,17 @@ def _zero(a):
 
 
 @njit(**JIT)
+def _store(acc, slot):
+    """OUT: slot = acc (same shape), through their flat views. A group adds its rows into
+    its own scratch and stores the sums in its slot once at the end: the slots of
+    neighbouring groups share cache lines, and adding rows into them from two threads made
+    two threads slower than one."""
+    src, dst = acc.reshape(acc.size), slot.reshape(slot.size)
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(**JIT)
 def _sum_slots(ll_g, nk_g, st_g, nk, st):
     """Serial sum of the group slots in group order (the order behind thread-independence).
     IN: ll_g (G,), nk_g (G, K), st_g (G, S) flat statistics. OUT (overwritten): nk (K,),
@@ -156,8 +167,8 @@ def _cat_log_prob_rows(codes, lpT, logw, r0, nb, lp, l0):
 @outlined(_CAT_GROUP_SIG)
 def _cat_group(codes, sw, lpT, logw, nk, counts, out, blk_lo, blk_hi):
     """Blocks [blk_lo, blk_hi) in order. With out (N, K): OUT its rows of those blocks (the
-    log-probabilities), returns 0. With out (0, K): OUT (added to, this group's slot) nk (K,),
-    counts (C, K); returns the blocks' sum_n w_n logsumexp."""
+    log-probabilities), returns 0. With out (0, K): OUT (overwritten, this group's slot) nk
+    (K,), counts (C, K); returns the blocks' sum_n w_n logsumexp."""
     N, J = codes.shape
     K = logw.shape[0]
     if out.shape[0] > 0:
@@ -168,6 +179,7 @@ def _cat_group(codes, sw, lpT, logw, nk, counts, out, blk_lo, blk_hi):
     lp = np.empty((BLOCK, K))
     scale = np.empty(BLOCK)
     row_ll = np.empty(BLOCK)
+    nk_acc, counts_acc = np.zeros(K), np.zeros(counts.shape)   # see _store
     ll = 0.0
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
@@ -181,13 +193,15 @@ def _cat_group(codes, sw, lpT, logw, nk, counts, out, blk_lo, blk_hi):
             r = lp[b]
             for k in range(K):
                 r[k] *= sc
-                nk[k] += r[k]
+                nk_acc[k] += r[k]
             for j in range(J):
                 c = codes[r0 + b, j]
                 if c >= 0:
-                    dst = counts[c]
+                    dst = counts_acc[c]
                     for k in range(K):
                         dst[k] += r[k]
+    _store(nk_acc, nk)
+    _store(counts_acc, counts)
     return ll
 
 
@@ -237,8 +251,8 @@ def _poi_log_prob_rows(X, log_lam, log_const, row_const, r0, nb, lp, l0):
 
 @outlined(*_POI_GROUP_SIGS)
 def _poi_group(X, sw, log_lam, log_const, row_const, nk, s1, out, blk_lo, blk_hi):
-    """As :func:`_cat_group` for the Poisson family: OUT (E-step) nk (K,) and s1 (K, D) =
-    sum w r x."""
+    """As :func:`_cat_group` for the Poisson family: OUT (E-step, overwritten) nk (K,) and
+    s1 (K, D) = sum w r x."""
     N, D = X.shape
     K = log_const.shape[0]
     if out.shape[0] > 0:
@@ -250,6 +264,7 @@ def _poi_group(X, sw, log_lam, log_const, row_const, nk, s1, out, blk_lo, blk_hi
     lp = np.empty((BLOCK, K))
     scale = np.empty(BLOCK)
     row_ll = np.empty(BLOCK)
+    nk_acc, s1_acc = np.zeros(K), np.zeros((K, D))   # see _store
     ll = 0.0
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
@@ -263,13 +278,15 @@ def _poi_group(X, sw, log_lam, log_const, row_const, nk, s1, out, blk_lo, blk_hi
             r = lp[b]
             for k in range(K):
                 r[k] *= sc
-                nk[k] += r[k]
+                nk_acc[k] += r[k]
             xr = X[r0 + b]
             for k in range(K):    # r is finite: a zero count adds exact zeros
                 rk = r[k]
-                dst = s1[k]
+                dst = s1_acc[k]
                 for d in range(D):
                     dst[d] += rk * xr[d]
+    _store(nk_acc, nk)
+    _store(s1_acc, s1)
     return ll
 
 
