@@ -1,12 +1,16 @@
 """The discrete-data kernels (kernel kind "discrete": categorical, Bernoulli, Poisson) of both
 backends against the NumPy reference; impossible rows, zero rates, missing codes, sample
-weights; thread-count independence; inputs left unmodified."""
+weights; thread-count independence; inputs left unmodified; the checked facade in
+emfast.kernels (any shape, bad input)."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import reference_discrete as R
 from conftest import assert_close
+from emfast import kernels
 from emfast._config import available_backends, get_backend
 
 # a partial last block, and more 256-row blocks than threads
@@ -32,7 +36,7 @@ def _categorical(rng, N, n_cats, K, missing=0.1, zero_probs=0):
     codes[rng.random(codes.shape) < missing] = -1
     lpT = np.ascontiguousarray(np.concatenate([np.log(rng.dirichlet(np.ones(c), size=K).T)
                                                for c in n_cats]))
-    lpT.ravel()[rng.choice(lpT.size, zero_probs, replace=False)] = -np.inf
+    lpT.ravel()[rng.choice(lpT.size, min(zero_probs, lpT.size), replace=False)] = -np.inf
     log_weights = np.log(rng.dirichlet(np.ones(K)))
     return np.ascontiguousarray(codes, dtype=np.int32), lpT, log_weights
 
@@ -96,7 +100,8 @@ def test_categorical_matches_reference(mod, N, n_cats, K, weights):
     rng = np.random.default_rng(N + K + len(n_cats))
     codes, lpT, lw = _categorical(rng, N, n_cats, K)
     sw = _weights(rng, weights, N)
-    _assert_stats(_cat_estep(mod, codes, sw, lpT, lw), R.categorical_estep_stats(codes, sw, lpT, lw))
+    _assert_stats(_cat_estep(mod, codes, sw, lpT, lw),
+                  R.categorical_estep_stats(codes, sw, lpT, lw))
     assert_close(_cat_log_prob(mod, codes, lpT, lw), R.categorical_log_prob(codes, lpT, lw))
 
 
@@ -239,3 +244,160 @@ def test_inputs_unmodified(mod):
     _poi_log_prob(mod, X, log_lam, log_const, rc)
     for a, b in zip(inputs, before):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ the checked facade
+@st.composite
+def categorical_problems(draw):
+    K = draw(st.integers(1, 5))
+    n_cats = draw(st.lists(st.integers(1, 5), min_size=1, max_size=6))
+    N = draw(st.integers(1, 700))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    codes, lpT, lw = _categorical(rng, N, n_cats, K, missing=draw(st.sampled_from([0, 0.3])),
+                                  zero_probs=draw(st.integers(0, 2)))
+    dtype = draw(st.sampled_from([np.int8, np.int32, np.int64]))
+    sw = draw(st.sampled_from([None, "uniform", "zeros"]))
+    sw = None if sw is None else _weights(rng, sw, N)
+    return codes.astype(dtype), lpT, lw, sw, draw(st.sampled_from(available_backends()))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(categorical_problems())
+def test_categorical_facade_any_shape(problem):
+    codes, lpT, lw, sw, backend = problem
+    before = [a.copy() for a in (codes, lpT, lw) + (() if sw is None else (sw,))]
+    ll, nk, counts = kernels.categorical_estep_stats(codes, lpT, lw, sw, backend=backend)
+    lp = kernels.categorical_log_prob(codes, lpT, lw, backend=backend)
+    _assert_stats((ll, nk, counts), R.categorical_estep_stats(codes, sw, lpT, lw))
+    assert_close(lp, R.categorical_log_prob(codes, lpT, lw))
+    assert isinstance(ll, float) and nk.shape == (lpT.shape[1],) and counts.shape == lpT.shape
+    for a, b in zip((codes, lpT, lw) + (() if sw is None else (sw,)), before):
+        np.testing.assert_array_equal(a, b)
+
+
+@st.composite
+def poisson_problems(draw):
+    K, D, N = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 700))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    X, log_lam, log_const = _poisson(rng, N, D, K, zero_rates=draw(st.integers(0, K * D)))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int64, np.uint8]))
+    with np.errstate(over="ignore"):
+        log_weights = log_const + np.exp(log_lam).sum(axis=1)
+    sw = draw(st.sampled_from([None, "uniform", "zeros"]))
+    sw = None if sw is None else _weights(rng, sw, N)
+    return X.astype(dtype), log_lam, log_weights, sw, draw(st.sampled_from(available_backends()))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(poisson_problems())
+def test_poisson_facade_any_shape(problem):
+    X, log_lam, log_weights, sw, backend = problem
+    before = [a.copy() for a in (X, log_lam, log_weights) + (() if sw is None else (sw,))]
+    ll, nk, s1 = kernels.poisson_estep_stats(X, log_lam, log_weights, sw, backend=backend)
+    lp = kernels.poisson_log_prob(X, log_lam, log_weights, backend=backend)
+    rc = R.poisson_row_const(X)
+    log_const = log_weights - np.exp(log_lam).sum(axis=1)
+    _assert_stats((ll, nk, s1), R.poisson_estep_stats(X, sw, log_lam, log_const, rc))
+    assert_close(lp, R.poisson_log_prob(X, log_lam, log_const, rc))
+    # a given row_const is used as is
+    lp2 = kernels.poisson_log_prob(X, log_lam, log_weights, row_const=rc + 1.0, backend=backend)
+    assert_close(lp2, lp + 1.0)
+    for a, b in zip((X, log_lam, log_weights) + (() if sw is None else (sw,)), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_facade_out_arrays_are_overwritten():
+    rng = np.random.default_rng(10)
+    codes, lpT, lw = _categorical(rng, 300, [3, 2], 2)
+    nk, counts = np.full(2, 7.0), np.full(lpT.shape, 7.0)
+    ll, nk2, counts2 = kernels.categorical_estep_stats(codes, lpT, lw, out=(nk, counts))
+    assert nk2 is nk and counts2 is counts
+    _assert_stats((ll, nk, counts), R.categorical_estep_stats(codes, None, lpT, lw))
+    out = np.empty((300, 2))
+    assert kernels.categorical_log_prob(codes, lpT, lw, out=out) is out
+    with pytest.raises(ValueError, match="counts"):
+        kernels.categorical_estep_stats(codes, lpT, lw, out=(nk, np.empty((2, 2))))
+
+
+def test_facade_is_public():
+    names = ("categorical_estep_stats", "categorical_log_prob", "poisson_estep_stats",
+             "poisson_log_prob")
+    assert set(names) <= set(kernels.__all__)
+    for name in names:
+        assert name in kernels.__doc__ or getattr(kernels, name).__doc__
+
+
+_CODES = np.array([[0, 2], [1, -1], [1, 3]])
+_LPT = np.log(np.full((4, 2), 0.5))
+_LW = np.log([0.5, 0.5])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(codes=np.zeros((0, 2), int)), "rows of codes is 0"),
+    (dict(codes=np.zeros((3, 0), int)), "items"),
+    (dict(codes=_CODES[:, 0]), "2-D integer"),
+    (dict(codes=_CODES.astype(float)), "2-D integer"),
+    (dict(codes=_CODES.astype(bool)), "2-D integer"),
+    (dict(codes=np.array([["a"]])), "2-D integer"),
+    (dict(codes=_CODES - 1), r"\[-1, 4\).*codes\[1, 1\] = -2"),
+    (dict(codes=_CODES + 1), r"codes\[2, 1\] = 4"),
+    (dict(codes=np.array([[2**40]])), "codes"),
+    (dict(log_prob_T=_LPT[:0]), "categories"),
+    (dict(log_prob_T=_LPT[:, :0]), "no components"),
+    (dict(log_prob_T=_LPT[0]), "2-D"),
+    (dict(log_prob_T=np.where(_LPT == _LPT[0, 0], np.nan, _LPT)), "NaN"),
+    (dict(log_prob_T=np.full((4, 2), np.inf)), r"\+inf"),
+    (dict(log_prob_T=np.full((4, 2), "x")), "real numbers"),
+    (dict(log_weights=_LW[:1]), r"shape \(2,\)"),
+    (dict(log_weights=[np.nan, 0.0]), "NaN"),
+    (dict(sample_weight=np.ones(2)), "sample_weight"),
+    (dict(sample_weight=[1.0, -1.0, 1.0]), "non-negative"),
+    (dict(sample_weight=[1.0, np.nan, 1.0]), "finite"),
+])
+def test_categorical_bad_input(backend, kwargs, match):
+    args = dict(codes=_CODES, log_prob_T=_LPT, log_weights=_LW)
+    args.update(kwargs)
+    sw = args.pop("sample_weight", None)
+    with pytest.raises(ValueError, match=match):
+        kernels.categorical_estep_stats(**args, sample_weight=sw, backend=backend)
+    if sw is None:
+        with pytest.raises(ValueError, match=match):
+            kernels.categorical_log_prob(**args, backend=backend)
+
+
+_X = np.array([[0, 2], [1, 0], [3, 1]])
+_LL = np.log([[1.0, 2.0], [0.5, 3.0]])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(X=np.zeros((0, 2))), "rows of X is 0"),
+    (dict(X=np.zeros((3, 0))), "features"),
+    (dict(X=_X[:, 0]), "2-D array of counts"),
+    (dict(X=_X.astype(complex)), "2-D array of counts"),
+    (dict(X=_X - 1.0), "non-negative integer"),
+    (dict(X=_X + 0.5), "non-negative integer"),
+    (dict(X=np.where(_X == 3, np.nan, _X)), "finite"),
+    (dict(X=np.where(_X == 3, np.inf, _X)), "finite"),
+    (dict(X=_X * 2.0**60), "2\\*\\*53"),
+    (dict(log_lam=_LL[:, :1]), r"shape \(K, 2\)"),
+    (dict(log_lam=_LL[:0]), "no components"),
+    (dict(log_lam=np.full((2, 2), np.nan)), "NaN"),
+    (dict(log_lam=np.full((2, 2), np.inf)), r"\+inf"),
+    (dict(log_lam=np.full((2, 2), 800.0)), "finite"),
+    (dict(log_weights=_LW[:1]), r"shape \(2,\)"),
+    (dict(log_weights=[np.inf, 0.0]), r"\+inf"),
+    (dict(row_const=np.zeros(2)), "row_const"),
+    (dict(row_const=np.full(3, -np.inf)), "row_const"),
+    (dict(sample_weight=np.ones(4)), "sample_weight"),
+    (dict(sample_weight=[1.0, -1.0, 1.0]), "non-negative"),
+])
+def test_poisson_bad_input(backend, kwargs, match):
+    args = dict(X=_X, log_lam=_LL, log_weights=_LW)
+    args.update(kwargs)
+    sw = args.pop("sample_weight", None)
+    rc = args.pop("row_const", None)
+    with pytest.raises(ValueError, match=match):
+        kernels.poisson_estep_stats(**args, sample_weight=sw, row_const=rc, backend=backend)
+    if sw is None:
+        with pytest.raises(ValueError, match=match):
+            kernels.poisson_log_prob(**args, row_const=rc, backend=backend)

@@ -14,11 +14,12 @@ Exports five plain Python functions, called positionally with validated, C-conti
 
 One parallel driver per family serves both its E-step and its log-probabilities (each driver
 costs seconds to compile): ``out`` of shape (0, K) asks for the E-step. A block's
-log-probabilities are built row by row in a (BLOCK, K) scratch, each row a sum of
-K-contiguous rows: of ``log_prob_T`` at the row's codes (categorical), of log(lambda)
-transposed to (D, K) times the row's non-zero counts (Poisson; a zero count adds nothing,
-also where log(lambda) = -inf). Then the log-sum-exp with the row max, and the statistics
-scattered into the group's slot: ``counts[code]`` rows, or ``s1`` kept transposed (D, K).
+log-probabilities are built row by row into a (BLOCK, K) scratch, one sum per class in a
+register: of ``log_prob_T[code, k]`` over the row's codes (categorical: a gather from
+K-contiguous rows), or the short dot product of the row's counts with ``log_lam[k]``
+(Poisson; a zero count adds 0 also where log(lambda) = -inf). Then the log-sum-exp with the
+row max, and the weighted responsibilities scattered into the group's slot: into the
+``counts`` rows of the row's codes, or ``s1``.
 
 Rows go in fixed blocks of ``BLOCK``, blocks in contiguous groups whose number depends on the
 shapes only (:func:`emfast._layout.n_groups`, the Cython backend's rule too); ``prange`` runs
@@ -113,6 +114,17 @@ def _zero(a):
 
 
 @njit(**JIT)
+def _store(acc, slot):
+    """OUT: slot = acc (same shape), through their flat views. A group adds its rows into
+    its own scratch and stores the sums in its slot once at the end: the slots of
+    neighbouring groups share cache lines, and adding rows into them from two threads made
+    two threads slower than one."""
+    src, dst = acc.reshape(acc.size), slot.reshape(slot.size)
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(**JIT)
 def _sum_slots(ll_g, nk_g, st_g, nk, st):
     """Serial sum of the group slots in group order (the order behind thread-independence).
     IN: ll_g (G,), nk_g (G, K), st_g (G, S) flat statistics. OUT (overwritten): nk (K,),
@@ -137,26 +149,26 @@ def _sum_slots(ll_g, nk_g, st_g, nk, st):
 @njit(**JIT)
 def _cat_log_prob_rows(codes, lpT, logw, r0, nb, lp, l0):
     """OUT: lp[l0 + b] = logw + sum of lpT[codes[r0 + b, j]] over the non-missing codes
-    (>= 0), for b < nb."""
+    (>= 0), for b < nb. One sum per class in a register (a row kept in memory would make
+    each code wait for the previous code's store)."""
     J = codes.shape[1]
     K = logw.shape[0]
     for b in range(nb):
-        row = lp[l0 + b]
+        code = codes[r0 + b]
         for k in range(K):
-            row[k] = logw[k]
-        for j in range(J):
-            c = codes[r0 + b, j]
-            if c >= 0:
-                src = lpT[c]
-                for k in range(K):
-                    row[k] += src[k]
+            acc = logw[k]
+            for j in range(J):
+                c = code[j]
+                if c >= 0:
+                    acc += lpT[c, k]
+            lp[l0 + b, k] = acc
 
 
 @outlined(_CAT_GROUP_SIG)
 def _cat_group(codes, sw, lpT, logw, nk, counts, out, blk_lo, blk_hi):
     """Blocks [blk_lo, blk_hi) in order. With out (N, K): OUT its rows of those blocks (the
-    log-probabilities), returns 0. With out (0, K): OUT (added to, this group's slot) nk (K,),
-    counts (C, K); returns the blocks' sum_n w_n logsumexp."""
+    log-probabilities), returns 0. With out (0, K): OUT (overwritten, this group's slot) nk
+    (K,), counts (C, K); returns the blocks' sum_n w_n logsumexp."""
     N, J = codes.shape
     K = logw.shape[0]
     if out.shape[0] > 0:
@@ -167,6 +179,7 @@ def _cat_group(codes, sw, lpT, logw, nk, counts, out, blk_lo, blk_hi):
     lp = np.empty((BLOCK, K))
     scale = np.empty(BLOCK)
     row_ll = np.empty(BLOCK)
+    nk_acc, counts_acc = np.zeros(K), np.zeros(counts.shape)   # see _store
     ll = 0.0
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
@@ -180,13 +193,15 @@ def _cat_group(codes, sw, lpT, logw, nk, counts, out, blk_lo, blk_hi):
             r = lp[b]
             for k in range(K):
                 r[k] *= sc
-                nk[k] += r[k]
+                nk_acc[k] += r[k]
             for j in range(J):
                 c = codes[r0 + b, j]
                 if c >= 0:
-                    dst = counts[c]
+                    dst = counts_acc[c]
                     for k in range(K):
                         dst[k] += r[k]
+    _store(nk_acc, nk)
+    _store(counts_acc, counts)
     return ll
 
 
@@ -216,43 +231,45 @@ def _cat_kernel(codes, sw, lpT, logw, nk, counts, out, G, fn):
 # Poisson
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _poi_log_prob_rows(X, llT, log_const, row_const, r0, nb, lp, l0):
-    """OUT: lp[l0 + b] = log_const + row_const[r0 + b] + sum_d x_d llT[d] over the d with
-    x_d != 0 (so a zero count adds 0 where log(lambda) = -inf), for b < nb."""
-    D = X.shape[1]
-    K = log_const.shape[0]
+def _poi_log_prob_rows(X, log_lam, log_const, row_const, r0, nb, lp, l0):
+    """OUT: lp[l0 + b, k] = log_const[k] + row_const[r0 + b] + sum_d x_d log_lam[k, d], a
+    term with x_d = 0 adding 0 also where log(lambda) = -inf, for b < nb: one short dot
+    product per class, summed in a register."""
+    K, D = log_lam.shape
     for b in range(nb):
-        row = lp[l0 + b]
-        rc = row_const[r0 + b]
+        xr = X[r0 + b]
         for k in range(K):
-            row[k] = log_const[k] + rc
-        for d in range(D):
-            x = np.float64(X[r0 + b, d])
-            if x != 0.0:
-                src = llT[d]
-                for k in range(K):
-                    row[k] += x * src[k]
+            acc = log_const[k] + row_const[r0 + b]
+            for d in range(D):
+                # a select, not a branch (whether a count is 0 is unpredictable): x * -inf
+                # is NaN where x = 0, replaced by the 0 that term adds
+                x = np.float64(xr[d])
+                t = x * log_lam[k, d]
+                acc += t if x != 0.0 else 0.0
+            lp[l0 + b, k] = acc
 
 
 @outlined(*_POI_GROUP_SIGS)
-def _poi_group(X, sw, llT, log_const, row_const, nk, s1T, out, blk_lo, blk_hi):
-    """As :func:`_cat_group` for the Poisson family: OUT (E-step) nk (K,) and s1T (D, K) =
-    sum w r x, transposed."""
+def _poi_group(X, sw, log_lam, log_const, row_const, nk, s1, out, blk_lo, blk_hi):
+    """As :func:`_cat_group` for the Poisson family: OUT (E-step, overwritten) nk (K,) and
+    s1 (K, D) = sum w r x."""
     N, D = X.shape
     K = log_const.shape[0]
     if out.shape[0] > 0:
         for blk in range(blk_lo, blk_hi):
             r0 = blk * BLOCK
-            _poi_log_prob_rows(X, llT, log_const, row_const, r0, min(BLOCK, N - r0), out, r0)
+            _poi_log_prob_rows(X, log_lam, log_const, row_const, r0, min(BLOCK, N - r0), out,
+                               r0)
         return 0.0
     lp = np.empty((BLOCK, K))
     scale = np.empty(BLOCK)
     row_ll = np.empty(BLOCK)
+    nk_acc, s1_acc = np.zeros(K), np.zeros((K, D))   # see _store
     ll = 0.0
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
         nb = min(BLOCK, N - r0)
-        _poi_log_prob_rows(X, llT, log_const, row_const, r0, nb, lp, 0)
+        _poi_log_prob_rows(X, log_lam, log_const, row_const, r0, nb, lp, 0)
         ll += _responsibilities(lp, nb, sw, r0, scale, row_ll)
         for b in range(nb):
             sc = scale[b]
@@ -261,19 +278,21 @@ def _poi_group(X, sw, llT, log_const, row_const, nk, s1T, out, blk_lo, blk_hi):
             r = lp[b]
             for k in range(K):
                 r[k] *= sc
-                nk[k] += r[k]
-            for d in range(D):
-                x = np.float64(X[r0 + b, d])
-                if x != 0.0:
-                    dst = s1T[d]
-                    for k in range(K):
-                        dst[k] += r[k] * x
+                nk_acc[k] += r[k]
+            xr = X[r0 + b]
+            for k in range(K):    # r is finite: a zero count adds exact zeros
+                rk = r[k]
+                dst = s1_acc[k]
+                for d in range(D):
+                    dst[d] += rk * xr[d]
+    _store(nk_acc, nk)
+    _store(s1_acc, s1)
     return ll
 
 
 @parallel_driver(*_POI_SIGS, calls=[(_poi_group, _POI_GROUP_SIGS)])
-def _poi_kernel(X, sw, llT, log_const, row_const, nk, s1T, out, G, fn):
-    """As :func:`_cat_kernel` for the Poisson family (OUT nk, s1T (D, K))."""
+def _poi_kernel(X, sw, log_lam, log_const, row_const, nk, s1, out, G, fn):
+    """As :func:`_cat_kernel` for the Poisson family (OUT nk, s1 (K, D))."""
     N, D = X.shape
     K = log_const.shape[0]
     n_blocks = (N + BLOCK - 1) // BLOCK
@@ -283,12 +302,12 @@ def _poi_kernel(X, sw, llT, log_const, row_const, nk, s1T, out, G, fn):
     nk_g = np.zeros((G, K if stats else 0))
     s1_g = np.zeros((G, S))
     for g in prange(G):
-        ll_g[g] = _poi_group(fn, X, sw, llT, log_const, row_const, as_output(nk_g[g]),
-                             as_output(s1_g[g].reshape((D, S // D))), out,
+        ll_g[g] = _poi_group(fn, X, sw, log_lam, log_const, row_const, as_output(nk_g[g]),
+                             as_output(s1_g[g].reshape((S // D, D))), out,
                              g * n_blocks // G, (g + 1) * n_blocks // G)
     if not stats:
         return 0.0
-    return _sum_slots(ll_g, nk_g, s1_g, nk, s1T.reshape(S))
+    return _sum_slots(ll_g, nk_g, s1_g, nk, s1.reshape(S))
 
 
 @parallel_driver(*_ROW_CONST_SIGS)
@@ -333,19 +352,14 @@ def poisson_estep_stats(X, sample_weight, log_lam, log_const, row_const, nk, s1,
     (K,); row_const (N,) (poisson_row_const). OUT (overwritten): nk (K,), s1 (K, D).
     Returns the weighted log-likelihood."""
     K, D = log_lam.shape
-    s1T = np.empty((D, K))
-    ll = run(_poi_kernel, n_threads, X, sample_weight, np.ascontiguousarray(log_lam.T),
-             log_const, row_const, nk, s1T, np.empty((0, K)),
-             _groups(X.shape[0], 1 + K + D * K))
-    s1[...] = s1T.T
-    return ll
+    return run(_poi_kernel, n_threads, X, sample_weight, log_lam, log_const, row_const, nk, s1,
+               np.empty((0, K)), _groups(X.shape[0], 1 + K + D * K))
 
 
 def poisson_log_prob(X, log_lam, log_const, row_const, out, n_threads):
     """IN: as poisson_estep_stats. OUT: out (N, K) the per-class log-probabilities."""
-    K = log_lam.shape[0]
-    run(_poi_kernel, n_threads, X, _NO_WEIGHTS, np.ascontiguousarray(log_lam.T), log_const,
-        row_const, np.empty(0), np.empty((0, K)), out, _groups(X.shape[0], 1))
+    run(_poi_kernel, n_threads, X, _NO_WEIGHTS, log_lam, log_const, row_const, np.empty(0),
+        np.empty((0, log_lam.shape[1])), out, _groups(X.shape[0], 1))
 
 
 def poisson_row_const(X, out, n_threads):
