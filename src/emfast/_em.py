@@ -158,15 +158,17 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with
     r = x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to
     [-step_max, -1], the extrapolated point x' = x0 - 2 alpha r + alpha^2 v (alpha = -1
-    gives x2). The next cycle starts from F(x') (SQUAREM's stabilising EM step) when x'
-    or F(x') is at least as good as x1, the last EM iterate: the E-step at x' gives its
-    log-likelihood, and when that is finite but below x1's, the E-step at F(x') decides
-    (and, when F(x') wins, is the next cycle's first, not repeated). Otherwise the
-    extrapolation is rejected and the next cycle starts from x2, the plain EM result. A
-    step within 1% of -1, or an undefined one (v = 0 near convergence, a non-finite
-    vector), is the plain double step: the next cycle starts from x2 without evaluating
-    x'. Every E-step yields the log-likelihood of the point it was taken at: a cycle costs
-    three E-steps (two after a plain step, four or five after a rejection), none repeated.
+    gives x2). The E-step at x' gives its log-likelihood: when that is at least x1's (the
+    last EM iterate; a stricter test than the R package's, which compares F(x') with x0
+    and allows a small loss), the next cycle starts from F(x') (SQUAREM's stabilising EM
+    step, whose log-likelihood the next cycle's first E-step gives); otherwise (or when
+    not finite) x' is rejected, its M-step skipped, and the next cycle starts from x2,
+    the plain EM result. Testing x' itself rather than F(x') costs no E-step when x' wins
+    and one when it loses, and no M-step runs at a losing point (a point that empties a
+    component would warn there). A step within 1% of -1, or an undefined one (v = 0 near
+    convergence, a non-finite vector), is the plain double step: the next cycle starts
+    from x2 without evaluating x'. Every E-step yields the log-likelihood of the point it
+    was taken at: a cycle costs three E-steps (two after a plain step), none repeated.
 
     Convergence: the rule sees the sequence of SQUAREM iterates -- the log-likelihood of
     each cycle's start x0, which the cycle's first E-step gives -- as plain EM's rule sees
@@ -174,27 +176,26 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     less than ``tol`` (or hmmlearn's monitor says so of a cycle), or after ``max_iter``
     E-steps, wherever in a cycle that falls. A cycle gains at least what the plain EM step
     from its start gains (an extrapolation must beat x1 = F(x0)), so SQUAREM stops only
-    at a point where plain EM would stop too,
-    and usually much closer to the optimum than plain EM stops: on a flat likelihood one
-    EM step gains little far from the optimum. As in plain EM, the result is the M-step
+    at a point where plain EM would stop too, and usually much closer to the optimum
+    than plain EM stops: on a flat likelihood one EM step gains little far from it. As in plain EM, the result is the M-step
     of the last accepted point (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower
     bound at x). ``EMRun.n_iter`` counts E-steps (map evaluations) and
-    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x', F(x') of each
-    cycle: an extrapolated point can be lower than the entry before).
+    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x' of each cycle: a
+    rejected x' is lower than the entry before).
 
     Empty components re-seeded by an M-step make the map jump; an extrapolation through
     the jump is then most likely rejected by the log-likelihood test, which is what guards
-    every step.
+    every step; an accepted point whose EM image is not finite is rejected too.
     """
     if not (hasattr(family, "pack") and hasattr(family, "unpack")):
         raise ValueError(f"accelerate='squarem' needs an EM family with pack and unpack; "
                          f"{type(family).__name__} has none")
     path = _Path(family, X, sample_weight, n_threads, rng, rule, max_iter)
     step_max = 1.0
-    x0, taken = params, None     # taken: x0's E-step (statistics, lower bound), when done
+    x0 = params
     result = (params, -math.inf)  # what stopping now returns: F(x), and the bound at x
-    while taken is not None or not path.done():
-        stats, bound0 = path.e_step(x0) if taken is None else taken
+    while not path.done():
+        stats, bound0 = path.e_step(x0)
         x1 = path.m_step(stats)
         result = (x1, bound0)
         path.report(bound0, x1)
@@ -209,12 +210,13 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
         r = family.pack(x1) - p0
         v = family.pack(x2) - p0 - 2.0 * r
         alpha, bound = _step_length(r, v, step_max)
-        x0, taken = x2, None               # the next start, unless an extrapolation wins
+        x0 = x2                            # the next start, unless the extrapolation wins
         if alpha < -1.0 - SKIP_STEP:
             x_new = _unpack(family, p0 - 2.0 * alpha * r + alpha * alpha * v, x2)
-            won = None if x_new is None else _stabilise(path, x_new, floor)
+            won = None if x_new is None else _try(path, x_new, floor)
             if won is not None:
-                x0, taken, result = won
+                x0 = won[0]
+                result = won
             else:
                 step_max = max(1.0, -alpha / MSTEP)
                 bound = False
@@ -223,21 +225,15 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     return path.result(*result)
 
 
-def _stabilise(path, x_new, floor):
-    """The extrapolated point x' tried: (the next cycle's start, its E-step or None, the
-    result if SQUAREM stopped now) when x' or its EM image F(x') reaches ``floor``, None
-    when neither does (or the bound at x' is not finite). F(x') is evaluated only when
-    x' falls short; its E-step is then the next cycle's first."""
+def _try(path, x_new, floor):
+    """(F(x'), the bound at x') when the bound at the extrapolated point x' is at least
+    ``floor`` and its EM image is finite (an extrapolation can empty a state or component,
+    which the M-step leaves undefined); None otherwise, without the M-step."""
     stats, bound = path.e_step(x_new)
-    if not math.isfinite(bound):
+    if not bound >= floor:                 # NaN too
         return None
     x_stab = path.m_step(stats)
-    if bound >= floor:
-        return x_stab, None, (x_stab, bound)
-    if path.done():
-        return None
-    taken = path.e_step(x_stab)
-    return (x_stab, taken, (x_stab, bound)) if taken[1] >= floor else None
+    return (x_stab, bound) if np.all(np.isfinite(path.family.pack(x_stab))) else None
 
 
 class _Path:
