@@ -31,12 +31,13 @@ _COMMON_DOC = """
     (X, labels), components in order). ``accelerate="squarem"`` runs SQUAREM around the EM
     map (``n_iter_`` then counts EM-map evaluations); None is plain EM.
 
-    Start (``init_params``): every row has a float "frequency encoding" (%(encoding)s); its
-    mean over a cluster of rows is that cluster's estimate of the parameters. "kmeans"
+    Start (``init_params``): every row has a float "frequency encoding"
+    (%(encoding)s); its mean over a cluster of rows is that cluster's estimate of the
+    parameters. "kmeans"
     (default) runs k-means (one k-means++ start, Lloyd) on the encoded rows, "k-means++"
     and "random_from_data" take K encoded rows, "random" draws uniform random
     responsibilities (scikit-learn's); the start is the clusters' weights and mean
-    encodings, moved 10%% of the way to the whole data's mean encoding so that no
+    encodings, moved 10%% of the way to those rows' mean encoding so that no
     probability or rate that the data support starts at 0 (EM never leaves a 0). The
     start uses all rows up to 16,384, else 16,384 rows at a fixed even stride.
 
@@ -50,8 +51,6 @@ _COMMON_DOC = """
 
 class _DiscreteMixture(ParamsMixin):
     """The shared fitting, inference and checks; subclasses provide the family."""
-
-    _ENCODING = ""
 
     def _init_common(self, n_components, tol, max_iter, n_init, init_params, random_state,
                      warm_start, verbose, verbose_interval, backend, n_threads, accelerate):
@@ -297,9 +296,11 @@ class CategoricalMixture(_CodedMixture):
 
     X (n_samples, J) holds integer category codes 0, 1, ..., C_j - 1 per item j (ints, or
     floats with integer values); NaN marks a missing answer, skipped in the likelihood
-    (poLCA's ``na.rm=FALSE``). C_j is the largest code of item j seen in fit plus one
-    (``n_categories_``); a larger code at predict time is an error, and a smaller code that
-    fit never saw has probability 0 (with the default prior).
+    (poLCA's ``na.rm=FALSE``); a row with no answer at all says nothing and is left out
+    of fit (predict_proba gives it the weights, score_samples 0). C_j is the largest code
+    of item j seen in fit plus one (``n_categories_``); a larger code at predict time is an
+    error, and a smaller code that fit never saw has probability 0 (with the default
+    prior).
 
     ``probabilities_prior`` (default 1.0: none, the maximum-likelihood estimate): a
     symmetric Dirichlet concentration a per item and component, as hmmlearn's
@@ -360,7 +361,8 @@ class BernoulliMixture(_CodedMixture):
     __doc__ = """Mixture of independent Bernoulli features.
 
     X (n_samples, D) holds 0 and 1 (bool, int or float); NaN marks a missing value,
-    skipped in the likelihood.
+    skipped in the likelihood; a row with no value at all says nothing and is left out of
+    fit (predict_proba gives it the weights, score_samples 0).
 
     ``probabilities_prior`` (default 1.0: none, the maximum-likelihood estimate): a
     symmetric Beta(a, a) per feature and component, the two-category case of
