@@ -31,9 +31,9 @@ _COMMON_DOC = """
     (X, labels), components in order). ``accelerate="squarem"`` runs SQUAREM around the EM
     map (``n_iter_`` then counts EM-map evaluations); None is plain EM.
 
-    Start (``init_params``): every row has a float "frequency encoding"
-    (%(encoding)s); its mean over a cluster of rows is that cluster's estimate of the
-    parameters. "kmeans"
+    Start (``init_params``): every row has a float "frequency encoding":
+    %(encoding)s.
+    Its mean over a cluster of rows is that cluster's estimate of the parameters. "kmeans"
     (default) runs k-means (one k-means++ start, Lloyd) on the encoded rows, "k-means++"
     and "random_from_data" take K encoded rows, "random" draws uniform random
     responsibilities (scikit-learn's); the start is the clusters' weights and mean
