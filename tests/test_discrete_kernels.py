@@ -3,6 +3,8 @@ backends against the NumPy reference; impossible rows, zero rates, missing codes
 weights; thread-count independence; inputs left unmodified; the checked facade in
 emfast.kernels (any shape, bad input)."""
 
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,15 +13,27 @@ from hypothesis import strategies as st
 import reference_discrete as R
 from conftest import assert_close
 from emfast import kernels
-from emfast._config import available_backends, get_backend
+from emfast._config import _cpu_has_avx2_fma, available_backends, get_backend
 
 # a partial last block, and more 256-row blocks than threads
 N_THREADED = 23 * 256 + 45
 
 
-@pytest.fixture(params=available_backends("discrete"))
+def _modules():
+    """The Numba kernels and every build of the Cython ones this CPU runs (each must match
+    the reference, not only the one get_backend picks)."""
+    mods = [get_backend("numba", "discrete")]
+    if "cython" in available_backends("discrete"):
+        mods.append(importlib.import_module("emfast._cython._discrete"))
+        if _cpu_has_avx2_fma():
+            mods.append(importlib.import_module("emfast._cython._discrete_avx2"))
+    return mods
+
+
+@pytest.fixture(params=_modules(), ids=lambda m: m.__name__.rsplit(".", 2)[-2].strip("_") + "."
+                + m.__name__.rsplit(".", 1)[-1].strip("_"))
 def mod(request):
-    return get_backend(request.param, "discrete")
+    return request.param
 
 
 def _weights(rng, kind, N):
@@ -94,7 +108,7 @@ def _assert_stats(got, want):
 # --------------------------------------------------------------------- categorical
 @pytest.mark.parametrize("N", [1, 300, 1000])
 @pytest.mark.parametrize("n_cats, K", [([2] * 7, 1), ([2] * 7, 3), ([4] * 10, 6),
-                                       ([3, 5, 2, 7], 4)])
+                                       ([3, 5, 2, 7], 4), ([3] * 4, 100)])
 @pytest.mark.parametrize("weights", ["none", "uniform", "zeros"])
 def test_categorical_matches_reference(mod, N, n_cats, K, weights):
     rng = np.random.default_rng(N + K + len(n_cats))
