@@ -286,7 +286,8 @@ def test_hmm_reaches_plain_optimum_sooner(hmm_evaluations, make, X, speedup):
     assert fast.monitor_.history[0] == pytest.approx(score, rel=1e-12)
 
 
-@pytest.mark.filterwarnings("error")
+@pytest.mark.filterwarnings("error::emfast.exceptions.DegenerateComponentWarning")
+@pytest.mark.filterwarnings("error:invalid value:RuntimeWarning")
 def test_gmmhmm_reaches_plain_optimum(hmm_evaluations):
     """No M-step runs at a rejected trial point: no warnings about components an
     extrapolation emptied."""

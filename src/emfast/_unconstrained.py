@@ -67,11 +67,6 @@ def unpack_cholesky(vec, K, D):
     return L
 
 
-def cholesky_size(K, D):
-    """The length of :func:`pack_cholesky`'s vector for K factors of order D."""
-    return K * D * (D + 1) // 2
-
-
 class Reader:
     """Consecutive pieces of a packed vector, in the order they were packed."""
 

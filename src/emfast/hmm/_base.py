@@ -251,12 +251,12 @@ class BaseHMM(ParamsMixin):
     model's unconstrained parameters (log-probabilities, log-rates, Cholesky factors of the
     covariances), only those whose letter is in ``params``. It reaches the same optimum
     (never a lower log-likelihood than plain Baum-Welch from the same start, up to ``tol``)
-    in far fewer passes over the data when Baum-Welch crawls (states that look alike). It
-    stops when one EM step gains less than ``tol``, as plain Baum-Welch does, or after
-    ``n_iter`` E-steps (``emfast._em.squarem_loop``). ``monitor_.history`` then holds the
-    log-likelihoods of the points the fit moved through (it never decreases);
-    ``monitor_.iter`` counts them, and may be lower than the number of E-steps when
-    extrapolations were rejected.
+    in far fewer passes over the data when Baum-Welch crawls (states that look alike). The
+    monitor sees SQUAREM's iterates: ``monitor_.history`` holds the log-likelihood at the
+    start of each SQUAREM cycle (two EM steps and an extrapolation; it never decreases)
+    and ``monitor_.iter`` counts cycles, so the fit stops when one cycle gains less than
+    ``tol`` -- only at a point where plain Baum-Welch would stop too, usually much nearer
+    the optimum -- or after ``n_iter`` E-steps (``emfast._em.squarem_loop``).
 
     Subclasses define the constructor, ``_emission_model(n_features)``, ``_emission_attrs``
     (letter -> attribute name), ``_check_X``, ``_emission_from_attrs`` and

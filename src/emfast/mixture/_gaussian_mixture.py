@@ -168,8 +168,9 @@ class GaussianMixture(ParamsMixin):
       extrapolating over log-weights, means and the covariances' Cholesky factors; the same
       optimum (never a lower ``lower_bound_`` than plain EM's from the same start, up to
       ``tol``) in far fewer iterations on slowly converging fits (overlapping components).
-      It stops when one EM step changes the lower bound by less than ``tol``, as plain EM
-      does (``emfast._em.squarem_loop``). ``n_iter_`` then counts E-steps (``max_iter``
+      It stops when one SQUAREM cycle (two EM steps and an extrapolation) changes the
+      lower bound by less than ``tol``: only at a point where plain EM would stop too,
+      usually much nearer the optimum (``emfast._em.squarem_loop``). ``n_iter_`` then counts E-steps (``max_iter``
       bounds them) and ``lower_bounds_`` has one entry per E-step, rejected extrapolations
       included. It applies to every ``fit`` (missing values, chunks, semi-supervised,
       ``emfast.dask``), not to ``partial_fit``. None (default): plain EM.
