@@ -75,7 +75,7 @@ def test_get_params_lists_every_constructor_parameter():
         "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
         "init_params", "weights_init", "means_init", "precisions_init", "random_state",
         "warm_start", "verbose", "verbose_interval", "semi_supervised", "unlabeled_weight",
-        "learning_decay", "learning_offset", "backend", "n_threads"}
+        "learning_decay", "learning_offset", "backend", "n_threads", "accelerate"}
     assert params["n_components"] == 1 and params["covariance_type"] == "full"
     assert params["backend"] == "auto" and params["n_threads"] is None
 

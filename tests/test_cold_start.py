@@ -74,7 +74,8 @@ import emfast
 from emfast._numba import _settings
 drivers = {{}}
 helpers = []
-for modname in ("emfast._numba._gaussian", "emfast._numba._hmm", "emfast._numba._kmeans"):
+for modname in ("emfast._numba._gaussian", "emfast._numba._hmm", "emfast._numba._kmeans",
+                "emfast._numba._discrete"):
     mod = sys.modules.get(modname)
     for name in dir(mod) if mod else ():
         disp = getattr(mod, name)

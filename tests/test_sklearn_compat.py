@@ -1,5 +1,5 @@
-"""scikit-learn's own estimator checks (check_estimator) on emfast.GaussianMixture and
-emfast.impute.EMImputer."""
+"""scikit-learn's own estimator checks (check_estimator) on emfast.GaussianMixture,
+emfast.impute.EMImputer and the discrete mixtures (Bernoulli, categorical, Poisson)."""
 
 import pytest
 
@@ -20,6 +20,37 @@ EXPECTED_FAILED = {
 }
 
 
+# CategoricalMixture and PoissonMixture declare the "categorical" and "positive_only" input
+# tags, so scikit-learn's checks hand them non-negative whole numbers; this check makes its
+# own continuous data regardless.
+CONTINUOUS_DATA = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the check fits on continuous random data whatever the input tags; category codes "
+        "and counts must be whole numbers (a ValueError). Equivalence of integer weights "
+        "and repeated rows is tested in "
+        "test_discrete_mixtures.py::test_integer_sample_weight_equals_repeated_rows."),
+}
+
+# No input tag makes scikit-learn's checks generate 0/1 data: each of these fits on its
+# continuous (or integer) data, which BernoulliMixture refuses with a ValueError by design.
+# Its 0/1 behaviour is tested in test_discrete_mixtures.py.
+BERNOULLI_DOMAIN = "fits on continuous data; BernoulliMixture accepts only 0/1 (and NaN)"
+BERNOULLI_EXPECTED_FAILED = {check: BERNOULLI_DOMAIN for check in (
+    "check_fit_score_takes_y", "check_estimators_overwrite_params",
+    "check_dont_overwrite_parameters", "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit", "check_estimators_dtypes",
+    "check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
+    "check_sample_weights_list", "check_all_zero_sample_weights_error",
+    "check_sample_weights_shape", "check_sample_weights_not_overwritten",
+    "check_sample_weight_equivalence_on_dense_data", "check_dtype_object",
+    "check_pipeline_consistency", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature",
+    "check_dict_unchanged", "check_fit_idempotent", "check_fit_check_is_fitted",
+    "check_n_features_in", "check_fit2d_predict1d")}
+
+
 def _estimators():
     from emfast.impute import EMImputer
 
@@ -27,10 +58,16 @@ def _estimators():
     for backend in BACKENDS:
         ests.append(emfast.GaussianMixture(n_components=2, covariance_type="diag",
                                            backend=backend, n_threads=2, max_iter=50))
+    for cls in (emfast.CategoricalMixture, emfast.PoissonMixture, emfast.BernoulliMixture):
+        ests += [cls(), cls(n_components=2, n_threads=2, max_iter=50)]
     return ests
 
 
 def _expected_failed(estimator):
+    if isinstance(estimator, emfast.BernoulliMixture):
+        return BERNOULLI_EXPECTED_FAILED
+    if isinstance(estimator, (emfast.CategoricalMixture, emfast.PoissonMixture)):
+        return CONTINUOUS_DATA
     if getattr(estimator, "n_components", 1) == 1:  # weights cannot change the fit
         return {}
     return EXPECTED_FAILED

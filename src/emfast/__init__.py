@@ -10,10 +10,11 @@ __version__ = "0.1.0"
 from emfast._info import show_config
 from emfast.batch import fit_many
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
-from emfast.mixture import GaussianMixture
+from emfast.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, PoissonMixture
 from emfast.selection import select_gaussian_mixture
 
-__all__ = ["GaussianMixture", "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config",
+__all__ = ["GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture",
+           "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config",
            "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]
 
 

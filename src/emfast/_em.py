@@ -9,14 +9,23 @@ A convergence rule is an object with ``lower_bound(stats) -> float``,
 has converged) and ``finish(lower_bound, converged)``. :class:`ToleranceRule` is
 scikit-learn's (mean log-likelihood, ``|change| < tol``); the HMMs pass hmmlearn's monitor
 as a rule. The rule travels back in ``EMRun.rule`` with its history.
+
+``accelerate="squarem"`` runs SQUAREM around the same EM map (:func:`squarem_loop`); the
+family then also provides ``pack(params) -> vector`` and ``unpack(vector, like) ->
+params`` (``emfast._unconstrained``).
 """
 
 import math
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 
 import numpy as np
+
+from emfast._threads import single_threaded_blas
+from emfast._validation import check_random_state
+from emfast.exceptions import ConvergenceWarning, compatible
 
 
 class EMRun:
@@ -88,14 +97,32 @@ class ToleranceRule:
             self.monitor.init_end(lower_bound, converged)
 
 
-def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
+ACCELERATIONS = (None, "squarem")
+
+
+def check_accelerate(accelerate):
+    """``accelerate`` checked: None (plain EM) or "squarem"."""
+    if not (accelerate is None or (isinstance(accelerate, str)
+                                   and accelerate in ACCELERATIONS)):
+        raise ValueError("The 'accelerate' parameter must be None (plain EM) or 'squarem', "
+                         f"got {accelerate!r}")
+    return accelerate
+
+
+def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule,
+            accelerate=None):
     """Batch EM from ``params`` for at most ``max_iter`` iterations.
 
     Each iteration is one E-step pass (statistics at the current parameters, whose
     log-likelihood gives the lower bound) followed by the M-step, which comes before the
     convergence check so that even one iteration updates the parameters. ``n_threads``:
     the E-steps' thread count, or a :class:`ThreadShare` asked before each E-step.
+    ``accelerate="squarem"``: :func:`squarem_loop` instead (``max_iter`` then bounds the
+    E-steps).
     """
+    if check_accelerate(accelerate) == "squarem":
+        return squarem_loop(family, X, sample_weight, params, max_iter=max_iter,
+                            n_threads=n_threads, rng=rng, rule=rule)
     lower_bounds = []
     lower_bound = -math.inf
     converged = False
@@ -112,6 +139,170 @@ def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule)
     if max_iter > 0:
         rule.finish(lower_bound, converged)
     return EMRun(params, lower_bound, lower_bounds, n_iter, converged, rule)
+
+
+# SQUAREM's step-length safeguards (Varadhan & Roland 2008; the R package's defaults): the
+# step is at most 1 at first (a plain EM double step), and its bound grows by MSTEP
+# whenever it binds. A rejected step cuts the bound to the step / MSTEP (the R package
+# cuts it only when the bound bound; a free step that overshoots was then retried at
+# about the same length cycle after cycle: 2x the E-steps on a Poisson HMM). A step
+# within SKIP_STEP of 1 is the EM double step itself, taken without an extrapolation.
+MSTEP = 4.0
+SKIP_STEP = 0.01
+
+
+def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
+    """SQUAREM (Varadhan & Roland 2008, scheme S3) around the family's EM map F, on the
+    family's unconstrained vector (``family.pack``/``family.unpack``).
+
+    One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with
+    r = x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to
+    [-step_max, -1], the extrapolated point x' = x0 - 2 alpha r + alpha^2 v (alpha = -1
+    gives x2). The E-step at x' gives its log-likelihood: when that is at least x1's (the
+    last EM iterate; a stricter test than the R package's, which compares F(x') with x0
+    and allows a small loss), the next cycle starts from F(x') (SQUAREM's stabilising EM
+    step, whose log-likelihood the next cycle's first E-step gives); otherwise (or when
+    not finite) x' is rejected, its M-step skipped, and the next cycle starts from x2,
+    the plain EM result. Testing x' itself rather than F(x') costs no E-step when x' wins
+    and one when it loses, and no M-step runs at a losing point (a point that empties a
+    component would warn there). A step within 1% of -1, or an undefined one (v = 0 near
+    convergence, a non-finite vector), is the plain double step: the next cycle starts
+    from x2 without evaluating x'. Every E-step yields the log-likelihood of the point it
+    was taken at: a cycle costs three E-steps (two after a plain step), none repeated.
+
+    Convergence: the rule sees the sequence of SQUAREM iterates -- the log-likelihood of
+    each cycle's start x0, which the cycle's first E-step gives -- as plain EM's rule sees
+    the EM iterates; it never decreases. SQUAREM therefore stops when one cycle gains
+    less than ``tol`` (or hmmlearn's monitor says so of a cycle), or after ``max_iter``
+    E-steps, wherever in a cycle that falls. A cycle gains at least what the plain EM step
+    from its start gains (an extrapolation must beat x1 = F(x0)), so SQUAREM stops only
+    at a point where plain EM would stop too, and usually much closer to the optimum
+    than plain EM stops: on a flat likelihood one EM step gains little far from it. As in plain EM, the result is the M-step
+    of the last accepted point (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower
+    bound at x). ``EMRun.n_iter`` counts E-steps (map evaluations) and
+    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x' of each cycle: a
+    rejected x' is lower than the entry before).
+
+    Empty components re-seeded by an M-step make the map jump; an extrapolation through
+    the jump is then most likely rejected by the log-likelihood test, which is what guards
+    every step; an accepted point whose EM image is not finite is rejected too.
+    """
+    if not (hasattr(family, "pack") and hasattr(family, "unpack")):
+        raise ValueError(f"accelerate='squarem' needs an EM family with pack and unpack; "
+                         f"{type(family).__name__} has none")
+    path = _Path(family, X, sample_weight, n_threads, rng, rule, max_iter)
+    step_max = 1.0
+    x0 = params
+    result = (params, -math.inf)  # what stopping now returns: F(x), and the bound at x
+    while not path.done():
+        stats, bound0 = path.e_step(x0)
+        x1 = path.m_step(stats)
+        result = (x1, bound0)
+        path.report(bound0, x1)
+        if path.done():
+            break
+        stats, floor = path.e_step(x1)     # x1's bound: what an extrapolation must reach
+        x2 = path.m_step(stats)
+        result = (x2, floor)
+        if path.done():
+            break
+        p0 = family.pack(x0)
+        r = family.pack(x1) - p0
+        v = family.pack(x2) - p0 - 2.0 * r
+        alpha, bound = _step_length(r, v, step_max)
+        x0 = x2                            # the next start, unless the extrapolation wins
+        if alpha < -1.0 - SKIP_STEP:
+            x_new = _unpack(family, p0 - 2.0 * alpha * r + alpha * alpha * v, x2)
+            won = None if x_new is None else _try(path, x_new, floor)
+            if won is not None:
+                x0 = won[0]
+                result = won
+            else:
+                step_max = max(1.0, -alpha / MSTEP)
+                bound = False
+        if bound:
+            step_max *= MSTEP
+    return path.result(*result)
+
+
+def _try(path, x_new, floor):
+    """(F(x'), the bound at x') when the bound at the extrapolated point x' is at least
+    ``floor`` and its EM image is finite (an extrapolation can empty a state or component,
+    which the M-step leaves undefined); None otherwise, without the M-step."""
+    stats, bound = path.e_step(x_new)
+    if not bound >= floor:                 # NaN too
+        return None
+    x_stab = path.m_step(stats)
+    return (x_stab, bound) if np.all(np.isfinite(path.family.pack(x_stab))) else None
+
+
+class _Path:
+    """The E-steps of one SQUAREM run, with the bookkeeping that :func:`squarem_loop`
+    describes: the evaluation count, every lower bound, what the rule is told."""
+
+    def __init__(self, family, X, sample_weight, n_threads, rng, rule, max_iter):
+        self.family = family
+        self.X = X
+        self.sample_weight = sample_weight
+        self.n_threads = n_threads
+        self.rng = rng
+        self.rule = rule
+        self.max_iter = max_iter
+        self.n_iter = 0
+        self.lower_bounds = []
+        self.converged = False
+
+    def done(self):
+        return self.converged or self.n_iter >= self.max_iter
+
+    def e_step(self, params):
+        """(statistics at ``params``, the lower bound there); one map evaluation."""
+        threads = self.n_threads() if isinstance(self.n_threads, ThreadShare) \
+            else self.n_threads
+        stats = self.family.e_step(self.X, self.sample_weight, params, threads)
+        self.n_iter += 1
+        lower_bound = self.rule.lower_bound(stats)
+        self.lower_bounds.append(lower_bound)
+        return stats, lower_bound
+
+    def m_step(self, stats):
+        return self.family.m_step(self.X, self.sample_weight, stats, self.rng)
+
+    def report(self, lower_bound, params):
+        """Tell the rule the bound at a cycle's start (``params``: its EM image)."""
+        self.converged = self.rule.update(self.n_iter, lower_bound, params)
+
+    def result(self, params, lower_bound):
+        if self.max_iter > 0:
+            self.rule.finish(lower_bound, self.converged)
+        return EMRun(params, lower_bound, self.lower_bounds, self.n_iter, self.converged,
+                     self.rule)
+
+
+def _step_length(r, v, step_max):
+    """(alpha, whether the bound -step_max binds): S3's -|r| / |v| clamped to
+    [-step_max, -1]; -1 (the plain double step) where it is undefined (v = 0, non-finite
+    norms)."""
+    nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+    if not (nv > 0 and math.isfinite(nr) and math.isfinite(nv)):
+        return -1.0, False
+    alpha = nr / nv
+    if alpha >= step_max:
+        return -step_max, True
+    return -max(alpha, 1.0), False
+
+
+def _unpack(family, vec, like):
+    """``family.unpack(vec, like)``, or None when the extrapolated vector is not finite or
+    its parameters cannot be formed (a covariance that is numerically not positive
+    definite): SQUAREM then takes the plain EM step."""
+    if not np.all(np.isfinite(vec)):
+        return None
+    try:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return family.unpack(vec, like)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
 
 
 def restart_rngs(rng, n):
@@ -154,7 +345,7 @@ class ThreadShare:
 
 
 def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rng, max_iter,
-                 n_threads, sequential=False):
+                 n_threads, sequential=False, accelerate=None):
     """Run EM from ``n_init`` starting points and keep the best (scikit-learn's choice rule).
 
     ``init_params(X, sample_weight, rng, n_threads) -> params`` (``n_threads``: the restart's
@@ -164,8 +355,9 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
     those left at the end take the threads of finished ones); each restart has its own
     random stream (:func:`restart_rngs`: restart 0 is the run ``n_init=1`` would make), so
     the result does not depend on the scheduling. ``sequential`` runs them one after
-    another (verbose output stays in order).
+    another (verbose output stays in order). ``accelerate``: as :func:`em_loop`'s.
     """
+    check_accelerate(accelerate)
     rngs = restart_rngs(rng, n_init)
     workers = 1 if sequential else max(1, min(n_init, n_threads))
 
@@ -178,7 +370,8 @@ def fit_restarts(family, X, sample_weight, init_params, make_rule, *, n_init, rn
             if max_iter == 0:
                 return EMRun(params, -math.inf, [], 0, False, rule)
             return em_loop(family, X, sample_weight, params, max_iter=max_iter,
-                           n_threads=share, rng=rngs[index], rule=rule)
+                           n_threads=share, rng=rngs[index], rule=rule,
+                           accelerate=accelerate)
         finally:
             share.finished()
 
@@ -197,3 +390,43 @@ def best_run(runs):
         if run.lower_bound > best.lower_bound:
             best = run
     return best
+
+
+def fit_mixture(est, family, X, sample_weight, start, warm_params, *, n_threads, sequential):
+    """EM for a mixture estimator with scikit-learn's conventions, and its fitted run
+    attributes (``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``); returns
+    the best run (its parameters are the estimator's to store).
+
+    ``warm_params`` not None: a warm start, EM from them with the rule starting at
+    ``est.lower_bound_``; else ``est.n_init`` restarts from ``start`` (fit_restarts).
+    Reads ``est``'s tol, max_iter, n_init, random_state, verbose, verbose_interval and
+    accelerate; warns as scikit-learn does when the best run did not converge (its
+    stacklevel is the user's call of ``est.fit`` -> ``_fit`` -> ``_run_em`` -> here).
+    """
+    rng = check_random_state(est.random_state)
+
+    def make_rule(index, lower_bound=-math.inf):
+        if not est.verbose:
+            return ToleranceRule(est.tol, lower_bound)
+        monitor = VerboseMonitor(est.verbose, est.verbose_interval)
+        monitor.init_begin(index)
+        return ToleranceRule(est.tol, lower_bound, monitor)
+
+    with single_threaded_blas():
+        if warm_params is not None:
+            run = em_loop(family, X, sample_weight, warm_params, max_iter=est.max_iter,
+                          n_threads=n_threads, rng=rng, rule=make_rule(0, est.lower_bound_),
+                          accelerate=est.accelerate)
+        else:
+            run = fit_restarts(family, X, sample_weight, start, make_rule, n_init=est.n_init,
+                               rng=rng, max_iter=est.max_iter, n_threads=n_threads,
+                               sequential=sequential, accelerate=est.accelerate)
+    if not run.converged and est.max_iter > 0:
+        warnings.warn("Best performing initialization did not converge. Try different "
+                      "init parameters, or increase max_iter, tol, or check for "
+                      "degenerate data.", compatible(ConvergenceWarning), stacklevel=5)
+    est.converged_ = run.converged
+    est.n_iter_ = run.n_iter
+    est.lower_bound_ = run.lower_bound
+    est.lower_bounds_ = run.lower_bounds
+    return run

@@ -307,6 +307,13 @@ class _DaskFamily:
     def m_step(self, X, sample_weight, stats, rng):
         return self.family.m_step(X, sample_weight, stats, rng)
 
+    # SQUAREM works on the client, on the family's own parameter vector
+    def pack(self, params):
+        return self.family.pack(params)
+
+    def unpack(self, vec, like):
+        return self.family.unpack(vec, like)
+
 
 def _persist_chunks(X, make_chunk, args):
     """X's non-empty row blocks as persisted ``make_chunk(block, *args[i])`` (Delayed;

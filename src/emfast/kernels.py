@@ -1,4 +1,6 @@
-"""Public low-level kernels: Gaussian log-densities and the fused E-step statistics pass.
+"""Public low-level kernels: Gaussian log-densities and the fused E-step statistics pass;
+below them the HMM, k-means, missing-value and discrete-data (categorical, Bernoulli,
+Poisson) kernels, each section with its own conventions.
 
 These functions take plain NumPy arrays and are what emfast's own estimators use. Another
 library can build its own EM on them: compute ``log_const`` for its parameters, call
@@ -870,3 +872,229 @@ def missing_estep(X, means, covariances, weights=None, sample_weight=None, *, fi
             _threads_for(N, n_threads))
     return ((float(ll), nk, s1, s2) + ((out,) if filled else ()) + ((lp,) if logp else ())
             + ((rs,) if resp else ()))
+
+
+# ------------------------------------------------------------------------------------------
+# Discrete data: categorical (Bernoulli: two categories) and Poisson mixtures.
+#
+# Categorical: J items, item j with C_j categories. ``codes`` (N, J) holds each row's
+# categories as GLOBAL codes: item j's category c is code offset_j + c, offset_j = C_0 + ...
+# + C_{j-1}, so one (C, K) table ``log_prob_T`` (C = sum_j C_j; row offset_j + c holds
+# log P(item j = c | class k)) serves all items; -1 marks a missing value, which adds
+# nothing. A Bernoulli mixture over D binary features is the case C_j = 2: code = 2 d + x.
+# Poisson: ``X`` (N, D) counts, ``log_lam`` (K, D) the log-rates (-inf: rate 0, under which
+# only a count of 0 is possible).
+#
+# Both: ``log_weights`` (K,) the log mixing weights (-inf: an empty class). A row that is
+# impossible under every class (log-probability -inf under all of them) adds -inf to the
+# log-likelihood and nothing to the statistics; a row of weight 0 adds nothing at all. Rows
+# travel in 256-row blocks whose partial sums are added in a fixed order: results do not
+# depend on the thread count. No (N, K) array is formed by the E-steps.
+
+__all__ += ["categorical_estep_stats", "categorical_log_prob", "poisson_estep_stats",
+            "poisson_log_prob"]
+
+# codes are int32 and the kernels index with C int dimensions
+_MAX_DIM = np.iinfo(np.int32).max
+_MAX_COUNT = 2.0 ** 53
+
+
+def _check_dims(**dims):
+    for name, n in dims.items():
+        if n == 0:
+            raise ValueError(f"{name} is 0; at least one is needed")
+        if n > _MAX_DIM:
+            raise ValueError(f"{name} = {n} is more than the kernels index ({_MAX_DIM})")
+
+
+def _log_table(name, a, ndim):
+    """A float64 C-contiguous copy-if-needed of log-probabilities: ``ndim``-D, no NaN and no
+    +inf (-inf, a probability or rate of 0, is allowed)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "fiu" or a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array of real numbers, got dtype {a.dtype} "
+                         f"and shape {a.shape}")
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if np.isnan(a).any() or np.isposinf(a).any():
+        raise ValueError(f"{name} must not hold NaN or +inf (-inf is allowed)")
+    return a
+
+
+def _check_codes(codes, n_codes):
+    """codes as the kernels take them: (N, J) int32 C-contiguous, N and J >= 1, values in
+    [-1, n_codes) (checked before the cast, which would wrap large values)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.dtype.kind not in "iu":
+        raise ValueError(f"codes must be a 2-D integer array (n_samples, n_items), got dtype "
+                         f"{codes.dtype} and shape {codes.shape}")
+    _check_dims(**{"the number of rows of codes": codes.shape[0],
+                   "the number of items (columns of codes)": codes.shape[1]})
+    bad = (codes < -1) | (codes >= n_codes)
+    if bad.any():
+        n, j = np.argwhere(bad)[0]
+        raise ValueError(f"codes must lie in [-1, {n_codes}) (-1: missing): codes[{n}, {j}] = "
+                         f"{codes[n, j]}")
+    return np.ascontiguousarray(codes, dtype=np.int32)
+
+
+def _categorical_inputs(codes, log_prob_T, log_weights):
+    lpT = _log_table("log_prob_T", log_prob_T, 2)
+    C, K = lpT.shape
+    _check_dims(**{"the number of categories (rows of log_prob_T)": C})
+    _check_n_states(K, "log_prob_T")
+    _check_dims(K=K)
+    lw = _log_table("log_weights", log_weights, 1)
+    if lw.shape != (K,):
+        raise ValueError(f"log_weights must have shape ({K},), got {lw.shape}")
+    return _check_codes(codes, C), lpT, lw
+
+
+def categorical_log_prob(codes, log_prob_T, log_weights, *, out=None, backend="auto",
+                         n_threads=None):
+    """Per-row, per-class log-probabilities of categorical data (see the section's notes).
+
+    Parameters
+    ----------
+    codes : (N, J) integers in [-1, C), global category codes; -1 = missing.
+    log_prob_T : (C, K) log P(category | class); -inf allowed, NaN and +inf not.
+    log_weights : (K,) log mixing weights; -inf allowed.
+    out : (N, K) float64 C-contiguous array, optional; written in place.
+
+    Returns out: ``out[n, k] = log_weights[k] + sum over the non-missing j of
+    log_prob_T[codes[n, j], k]``.
+    """
+    codes, lpT, lw = _categorical_inputs(codes, log_prob_T, log_weights)
+    out = _check_out("out", out, (codes.shape[0], lpT.shape[1]))
+    get_backend(backend, "discrete").categorical_log_prob(
+        codes, lpT, lw, out, _threads_for(codes.shape[0], n_threads))
+    return out
+
+
+def categorical_estep_stats(codes, log_prob_T, log_weights, sample_weight=None, *, out=None,
+                            backend="auto", n_threads=None):
+    """The fused E-step of a categorical (or Bernoulli) mixture: one pass over the rows.
+
+    With ``r[n, k]`` the responsibilities (the normalised exp of
+    :func:`categorical_log_prob`) and ``w[n]`` the sample weights (1 when None):
+
+    * ``nk[k] = sum_n w[n] r[n, k]``, shape (K,)
+    * ``counts[c, k] = sum_n w[n] r[n, k] * #{j : codes[n, j] == c}``, shape (C, K): the
+      expected category counts per class (the M-step normalises them per item)
+    * ``loglik = sum_n w[n] logsumexp_k categorical_log_prob[n, k]``
+
+    Parameters
+    ----------
+    codes, log_prob_T, log_weights : as :func:`categorical_log_prob`.
+    sample_weight : (N,) finite, non-negative, optional.
+    out : tuple (nk, counts) of float64 C-contiguous arrays, optional; overwritten.
+
+    Returns
+    -------
+    loglik, nk, counts
+    """
+    codes, lpT, lw = _categorical_inputs(codes, log_prob_T, log_weights)
+    N = codes.shape[0]
+    sw = _weights_input(sample_weight, N)
+    C, K = lpT.shape
+    nk_out, counts_out = (None, None) if out is None else out
+    nk = _check_out("nk", nk_out, (K,))
+    counts = _check_out("counts", counts_out, (C, K))
+    ll = get_backend(backend, "discrete").categorical_estep_stats(
+        codes, sw, lpT, lw, nk, counts, _threads_for(N, n_threads))
+    return float(ll), nk, counts
+
+
+def _poisson_inputs(X, log_lam, log_weights, row_const, backend, n_threads):
+    """(X, log_lam, log_const, row_const) as the Poisson kernels take them."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind not in "fiub":
+        raise ValueError(f"X must be a 2-D array of counts (n_samples, n_features), got dtype "
+                         f"{X.dtype} and shape {X.shape}")
+    _check_dims(**{"the number of rows of X": X.shape[0],
+                   "the number of features of X": X.shape[1]})
+    X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype.kind == "f" and X.itemsize in (4, 8)
+                             else np.float64)
+    if not np.isfinite(X).all() or (X < 0).any() or (X != np.floor(X)).any():
+        raise ValueError("X must hold finite, non-negative integer counts")
+    if (X > _MAX_COUNT).any():   # beyond it a count is not exact, x log(lambda) near overflow
+        raise ValueError(f"X holds counts above 2**53 = {_MAX_COUNT}: not exact in float64")
+    N, D = X.shape
+    ll = _log_table("log_lam", log_lam, 2)
+    K = ll.shape[0]
+    _check_n_states(K, "log_lam")
+    _check_dims(K=K)
+    if ll.shape != (K, D):
+        raise ValueError(f"log_lam must have shape (K, {D}), got {ll.shape}")
+    with np.errstate(over="ignore"):
+        lam_sum = np.exp(ll).sum(axis=1)
+    if not np.isfinite(lam_sum).all():
+        raise ValueError("the rates exp(log_lam) must be finite (and so sum to a finite value)")
+    lw = _log_table("log_weights", log_weights, 1)
+    if lw.shape != (K,):
+        raise ValueError(f"log_weights must have shape ({K},), got {lw.shape}")
+    if row_const is None:
+        row_const = np.empty(N)
+        get_backend(backend, "discrete").poisson_row_const(X, row_const,
+                                                           _threads_for(N, n_threads))
+    else:
+        row_const = _log_table("row_const", row_const, 1)
+        if row_const.shape != (N,) or np.isneginf(row_const).any():
+            raise ValueError(f"row_const must have shape ({N},) and be finite")
+    return X, ll, lw - lam_sum, row_const
+
+
+def poisson_log_prob(X, log_lam, log_weights, *, row_const=None, out=None, backend="auto",
+                     n_threads=None):
+    """Per-row, per-class log-probabilities of a Poisson mixture (independent features).
+
+    Parameters
+    ----------
+    X : (N, D) non-negative integer counts (any integer dtype, or float32/float64 holding
+        integers).
+    log_lam : (K, D) log-rates; -inf (rate 0) allowed, NaN and +inf not.
+    log_weights : (K,) log mixing weights; -inf allowed.
+    row_const : (N,) float64, optional: ``-sum_d log(x_nd!)``, e.g.
+        ``-scipy.special.gammaln(X + 1).sum(axis=1)``; computed when None (an EM loop
+        computes it once).
+    out : (N, K) float64 C-contiguous array, optional; written in place.
+
+    Returns out: ``out[n, k] = log_weights[k] - sum_d lam[k, d] + sum_d (x_nd log lam[k, d]
+    - log x_nd!)``, a term with x_nd = 0 being 0 also where lam[k, d] = 0.
+    """
+    X, ll, log_const, rc = _poisson_inputs(X, log_lam, log_weights, row_const, backend,
+                                           n_threads)
+    out = _check_out("out", out, (X.shape[0], ll.shape[0]))
+    get_backend(backend, "discrete").poisson_log_prob(X, ll, log_const, rc, out,
+                                                      _threads_for(X.shape[0], n_threads))
+    return out
+
+
+def poisson_estep_stats(X, log_lam, log_weights, sample_weight=None, *, row_const=None,
+                        out=None, backend="auto", n_threads=None):
+    """The fused E-step of a Poisson mixture: one pass over the rows.
+
+    * ``nk[k] = sum_n w[n] r[n, k]``, shape (K,)
+    * ``s1[k] = sum_n w[n] r[n, k] x_n``, shape (K, D) (the M-step's rates are s1 / nk)
+    * ``loglik = sum_n w[n] logsumexp_k poisson_log_prob[n, k]``
+
+    Parameters
+    ----------
+    X, log_lam, log_weights, row_const : as :func:`poisson_log_prob`.
+    sample_weight : (N,) finite, non-negative, optional.
+    out : tuple (nk, s1) of float64 C-contiguous arrays, optional; overwritten.
+
+    Returns
+    -------
+    loglik, nk, s1
+    """
+    X, ll, log_const, rc = _poisson_inputs(X, log_lam, log_weights, row_const, backend,
+                                           n_threads)
+    N, D = X.shape
+    K = ll.shape[0]
+    sw = _weights_input(sample_weight, N)
+    nk_out, s1_out = (None, None) if out is None else out
+    nk = _check_out("nk", nk_out, (K,))
+    s1 = _check_out("s1", s1_out, (K, D))
+    loglik = get_backend(backend, "discrete").poisson_estep_stats(
+        X, sw, ll, log_const, rc, nk, s1, _threads_for(N, n_threads))
+    return float(loglik), nk, s1

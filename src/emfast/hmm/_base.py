@@ -26,10 +26,11 @@ from collections import deque
 
 import numpy as np
 
+from emfast import _unconstrained as U
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import fit_restarts
+from emfast._em import check_accelerate, fit_restarts
 from emfast._estimator import ParamsMixin
 from emfast._patterns import fill_with_column_means
 from emfast._threads import single_threaded_blas
@@ -212,9 +213,50 @@ class _HMMFamily:
             emission = self.emission.m_step(stats.emission, old.emission, self.letters)
         return HMMParams(startprob, transmat, emission)
 
+    def pack(self, params):
+        """SQUAREM's unconstrained vector of the parameters being fitted: the logs of
+        startprob ("s") and transmat ("t"), then the emission model's ``pack``."""
+        parts = []
+        if "s" in self.letters:
+            parts.append(U.log_floor(params.startprob))
+        if "t" in self.letters:
+            parts.append(U.log_floor(params.transmat).ravel())
+        if self.fit_emission:
+            parts.append(self.emission.pack(params.emission, self.letters))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def unpack(self, vec, like):
+        """The HMMParams of :meth:`pack`'s vector: probabilities re-normalised (by row),
+        the zeros of ``like`` kept (forbidden states and transitions stay forbidden), the
+        parameters not being fitted taken from ``like``."""
+        K = len(like.startprob)
+        read = U.Reader(vec)
+        startprob, transmat, emission = like.startprob, like.transmat, like.emission
+        if "s" in self.letters:
+            startprob = U.simplex(read.take(K), like.startprob)
+        if "t" in self.letters:
+            transmat = U.simplex(read.take((K, K)), like.transmat)
+        if self.fit_emission:
+            emission = self.emission.unpack(read.rest(), like.emission, self.letters)
+        read.done()
+        return HMMParams(startprob, transmat, emission)
+
 
 class BaseHMM(ParamsMixin):
     """Shared machinery of the HMM estimators (see ``emfast.hmm``).
+
+    ``accelerate="squarem"`` (every HMM estimator; default None, plain Baum-Welch) runs
+    SQUAREM (Varadhan & Roland 2008) around the same EM map, extrapolating over the logs of
+    startprob and transmat rows (re-normalised; zero entries stay 0) and the emission
+    model's unconstrained parameters (log-probabilities, log-rates, Cholesky factors of the
+    covariances), only those whose letter is in ``params``. It reaches the same optimum
+    (never a lower log-likelihood than plain Baum-Welch from the same start, up to ``tol``)
+    in far fewer passes over the data when Baum-Welch crawls (states that look alike). The
+    monitor sees SQUAREM's iterates: ``monitor_.history`` holds the log-likelihood at the
+    start of each SQUAREM cycle (two EM steps and an extrapolation; it never decreases)
+    and ``monitor_.iter`` counts cycles, so the fit stops when one cycle gains less than
+    ``tol`` -- only at a point where plain Baum-Welch would stop too, usually much nearer
+    the optimum -- or after ``n_iter`` E-steps (``emfast._em.squarem_loop``).
 
     Subclasses define the constructor, ``_emission_model(n_features)``, ``_emission_attrs``
     (letter -> attribute name), ``_check_X``, ``_emission_from_attrs`` and
@@ -225,7 +267,7 @@ class BaseHMM(ParamsMixin):
 
     def _base_init(self, n_components, startprob_prior, transmat_prior, algorithm,
                    random_state, n_iter, tol, verbose, params, init_params, implementation,
-                   n_init, n_threads, backend):
+                   n_init, n_threads, backend, accelerate):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
@@ -240,6 +282,7 @@ class BaseHMM(ParamsMixin):
         self.n_init = n_init
         self.n_threads = n_threads
         self.backend = backend
+        self.accelerate = accelerate
         self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
 
     # ------------------------------------------------------------------ checks
@@ -254,6 +297,7 @@ class BaseHMM(ParamsMixin):
         V.check_option("algorithm", self.algorithm, DECODER_ALGORITHMS)
         V.check_option("implementation", self.implementation, IMPLEMENTATIONS)
         V.check_option("backend", self.backend, BACKENDS)
+        check_accelerate(self.accelerate)
         for name in ("params", "init_params"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"The '{name}' parameter must be a string of letters, got "
@@ -356,7 +400,7 @@ class BaseHMM(ParamsMixin):
         with single_threaded_blas():
             run = fit_restarts(family, X, None, init, make_rule, n_init=n_init, rng=rng,
                                max_iter=self.n_iter, n_threads=n_threads,
-                               sequential=bool(self.verbose))
+                               sequential=bool(self.verbose), accelerate=self.accelerate)
         self.startprob_ = run.params.startprob
         self.transmat_ = run.params.transmat
         self._set_emission_attrs(run.params.emission)

@@ -31,12 +31,15 @@ import warnings
 import numpy as np
 from scipy.special import gammaln
 
+from emfast import _unconstrained as U
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
 from emfast.exceptions import DegenerateComponentWarning
+from emfast.mixture import _categorical as CAT
 from emfast.mixture import _gaussian as G
+from emfast.mixture import _poisson as POI
 from emfast.mixture import _gaussian_missing as GM
 from emfast.mixture._kmeans import kmeans
 from emfast.mixture._semi_supervised import component
@@ -67,13 +70,6 @@ def _prior(value, shape, name):
                          f"{shape} (or ({K},), one value per state)") from None
 
 
-def _normalize_rows(a):
-    """Rows divided by their sums; a row summing to 0 stays 0 (hmmlearn's guard)."""
-    s = a.sum(axis=-1, keepdims=True)
-    s[s == 0] = 1.0
-    return a / s
-
-
 def _f64(a):
     """a as a C-contiguous float64 array (no copy when it is one already): what the
     kernels' unchecked entry points take."""
@@ -83,17 +79,6 @@ def _f64(a):
 def _log0(a):
     with np.errstate(divide="ignore"):
         return np.log(a)
-
-
-def _xlogp(X, P):
-    """sum_j x_nj log p_kj as an (N, K) array, with 0 log 0 = 0 (no NaN from 0 * -inf)."""
-    zero = P <= 0
-    logP = np.where(zero, 0.0, _log0(np.where(zero, 1.0, P)))
-    out = X @ logP.T
-    if zero.any():
-        hit = (np.asarray(X > 0, dtype=np.float64) @ zero.T.astype(np.float64)) > 0
-        out[hit] = -np.inf
-    return np.ascontiguousarray(out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -345,6 +330,29 @@ class GaussianEmission:
     def n_fit_scalars(self, n_features):
         K, D = self.K, n_features
         return {"m": K * D, "c": G.n_covariance_parameters(self.covariance_type, K, D)}
+
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def pack(self, p, letters):
+        """The fitted parameters (``letters``) as an unconstrained vector: the means, the
+        covariances as G.pack_covariances."""
+        parts = [np.ravel(p["means"])] if "m" in letters else []
+        if "c" in letters:
+            parts.append(G.pack_covariances(p["covars"], self.covariance_type))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def unpack(self, vec, like, letters):
+        """The prepared parameters of :meth:`pack`'s vector; the others from ``like``."""
+        K, D = like["means"].shape
+        read = U.Reader(vec)
+        p = dict(like)
+        if "m" in letters:
+            p["means"] = read.take((K, D)).copy()
+        if "c" in letters:
+            ct = self.covariance_type
+            p["covars"] = G.unpack_covariances(
+                read.take(G.n_covariance_parameters(ct, K, D)), ct, K, D)[0]
+        read.done()
+        return self.prepare(p)
 
 
 def check_gaussian_covars(covars, covariance_type, K, name="covars_"):
@@ -598,6 +606,45 @@ class GMMEmission:
                 "c": K * G.n_covariance_parameters(self.covariance_type, M, D),
                 "w": M - 1}
 
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def _stacked_type(self):
+        """The covariances as one stack of mixture components: the covariance type of the
+        stack (a state's tied matrix is one full matrix) and its number of matrices."""
+        if self.covariance_type == "tied":
+            return "full", self.K
+        return self.covariance_type, self.K * self.M
+
+    def pack(self, p, letters):
+        """The fitted parameters (``letters``) as an unconstrained vector: the log-weights,
+        the means, the covariances of all components as one G.pack_covariances stack."""
+        parts = [U.log_floor(p["weights"]).ravel()] if "w" in letters else []
+        if "m" in letters:
+            parts.append(np.ravel(p["means"]))
+        if "c" in letters:
+            ct, n = self._stacked_type()
+            D = p["means"].shape[-1]
+            parts.append(G.pack_covariances(
+                np.reshape(p["covars"], kernels.prec_chol_shape(ct, n, D)), ct))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def unpack(self, vec, like, letters):
+        """The prepared parameters of :meth:`pack`'s vector (weights re-normalised per
+        state, zero weights kept); the others from ``like``."""
+        K, M, D = like["means"].shape
+        read = U.Reader(vec)
+        p = dict(like)
+        if "w" in letters:
+            p["weights"] = U.simplex(read.take((K, M)), like["weights"])
+        if "m" in letters:
+            p["means"] = read.take((K, M, D)).copy()
+        if "c" in letters:
+            ct, n = self._stacked_type()
+            cov = G.unpack_covariances(read.take(G.n_covariance_parameters(ct, n, D)), ct,
+                                       n, D)[0]
+            p["covars"] = cov.reshape(np.shape(like["covars"]))
+        read.done()
+        return self.prepare(p)
+
 
 def check_gmm_covars(covars, covariance_type, K, M, D):
     cv = np.array(covars, dtype=np.float64)
@@ -642,6 +689,23 @@ class _EmissionProbEmission:
     def n_fit_scalars(self, n_features):
         return {"e": self.K * (n_features - 1)}
 
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def pack(self, p, letters):
+        """The log-probabilities of the symbols, when "e" is fitted."""
+        if "e" not in letters:
+            return np.empty(0)
+        return U.log_floor(p["emissionprob"]).ravel()
+
+    def unpack(self, vec, like, letters):
+        """The prepared parameters of :meth:`pack`'s vector: rows re-normalised, the
+        zeros of ``like`` kept."""
+        p = dict(like)
+        read = U.Reader(vec)
+        if "e" in letters:
+            p["emissionprob"] = U.simplex(read.take((self.K, self.F)), like["emissionprob"])
+        read.done()
+        return self.prepare(p)
+
 
 class CategoricalEmission(_EmissionProbEmission):
     def __init__(self, n_components, n_features, emissionprob_prior=1.0):
@@ -650,12 +714,12 @@ class CategoricalEmission(_EmissionProbEmission):
 
     def prepare(self, p):
         p = dict(p)
-        p["log_emissionprob_T"] = np.ascontiguousarray(_log0(p["emissionprob"]).T)
+        p["log_emissionprob_T"] = CAT.log_table_T(p["emissionprob"])
         return p
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
-        # the symbols were range-checked with X; "clip" lets take write straight into out
-        return np.take(p["log_emissionprob_T"], X[:, 0], axis=0, out=out, mode="clip")
+        # the symbols were range-checked with X
+        return CAT.item_log_prob(X[:, 0], p["log_emissionprob_T"], out)
 
     def stats(self, X, post, p, backend, n_threads):
         # the symbols were range-checked when the fit began
@@ -682,15 +746,12 @@ class CategoricalEmission(_EmissionProbEmission):
         out = dict(p)
         if "e" in letters:
             prior = _prior(self.emissionprob_prior, (self.K, self.F), "emissionprob_prior")
-            out["emissionprob"] = _normalize_rows(np.maximum(prior - 1.0 + st["obs"], 0.0))
+            out["emissionprob"] = CAT.mstep_probabilities(st["obs"], prior,
+                                                          np.array([0, self.F]))
         return self.prepare(out)
 
     def sample(self, p, states, rng):
-        X = np.empty((len(states), 1), dtype=np.int64)
-        for k in np.unique(states):
-            idx = np.flatnonzero(states == k)
-            X[idx, 0] = rng.choice(self.F, size=len(idx), p=p["emissionprob"][k])
-        return X
+        return CAT.draw([p["emissionprob"]], states, rng)
 
 
 class MultinomialEmission(_EmissionProbEmission):
@@ -701,7 +762,7 @@ class MultinomialEmission(_EmissionProbEmission):
         Xf = np.asarray(X, dtype=np.float64)
         n = Xf.sum(axis=1)
         const = gammaln(n + 1.0) - gammaln(Xf + 1.0).sum(axis=1)
-        out = _xlogp(Xf, p["emissionprob"])
+        out = POI.xlogp(Xf, p["emissionprob"])
         out += const[:, None]
         return out
 
@@ -749,12 +810,7 @@ class PoissonEmission:
         return p
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
-        Xf = np.asarray(X, dtype=np.float64)
-        lam = p["lambdas"]
-        out = _xlogp(Xf, lam)
-        out -= lam.sum(axis=1)[None, :]
-        out -= gammaln(Xf + 1.0).sum(axis=1)[:, None]
-        return out
+        return POI.log_prob(X, p["lambdas"])
 
     def stats(self, X, post, p, backend, n_threads):
         return ArrayStats(post=post.sum(axis=0), obs=post.T @ np.asarray(X, dtype=np.float64))
@@ -765,24 +821,31 @@ class PoissonEmission:
             K, D = p["lambdas"].shape
             alphas = _prior(self.lambdas_prior, (K, D), "lambdas_prior")
             betas = _prior(self.lambdas_weight, (K, D), "lambdas_weight")
-            post, obs = st["post"], st["obs"]
-            n = post.sum()
-            with np.errstate(invalid="ignore", divide="ignore"):
-                y_bar = obs / post[:, None]
-                lam = (alphas + n * y_bar) / (betas + n)
-            out["lambdas"] = np.where(np.isfinite(lam), lam, p["lambdas"])
+            out["lambdas"] = POI.mstep_lambdas(st["post"], st["obs"], alphas, betas,
+                                               p["lambdas"])
         return out
 
     def sample(self, p, states, rng):
-        lam = p["lambdas"]
-        X = np.empty((len(states), lam.shape[1]), dtype=np.int64)
-        for k in np.unique(states):
-            idx = np.flatnonzero(states == k)
-            X[idx] = rng.poisson(lam[k], size=(len(idx), lam.shape[1]))
-        return X
+        return POI.draw(p["lambdas"], states, rng)
 
     def n_fit_scalars(self, n_features):
         return {"l": self.K * n_features}
+
+    # SQUAREM (emfast._unconstrained) ------------------------------------------------
+    def pack(self, p, letters):
+        """The log-rates, when "l" is fitted."""
+        if "l" not in letters:
+            return np.empty(0)
+        return U.log_floor(p["lambdas"]).ravel()
+
+    def unpack(self, vec, like, letters):
+        """The parameters of :meth:`pack`'s vector, the zero rates of ``like`` kept."""
+        p = dict(like)
+        read = U.Reader(vec)
+        if "l" in letters:
+            p["lambdas"] = U.positive(read.take(np.shape(like["lambdas"])), like["lambdas"])
+        read.done()
+        return self.prepare(p)
 
 
 __all__ = ["GaussianEmission", "GMMEmission", "CategoricalEmission", "MultinomialEmission",

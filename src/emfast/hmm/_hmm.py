@@ -56,6 +56,8 @@ class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     ``n_threads`` (None: all usable CPUs), ``backend`` ("auto", "cython", "numba") and
     :meth:`filter`. Spherical ``_covars_`` stays (K,) after fitting (hmmlearn's becomes
     (K, D)), so ``covars_`` is (K, D, D) as documented.
+
+    ``accelerate="squarem"``: SQUAREM around Baum-Welch (see ``emfast.hmm.BaseHMM``).
     """
 
     _emission_attrs = {"m": "means_", "c": "covars_"}
@@ -64,10 +66,11 @@ class GaussianHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0, means_weight=0,
                  covars_prior=1e-2, covars_weight=1, algorithm="viterbi", random_state=None,
                  n_iter=10, tol=1e-2, verbose=False, params="stmc", init_params="stmc",
-                 implementation="log", *, n_init=1, n_threads=None, backend="auto"):
+                 implementation="log", *, n_init=1, n_threads=None, backend="auto",
+                 accelerate=None):
         self._base_init(n_components, startprob_prior, transmat_prior, algorithm,
                         random_state, n_iter, tol, verbose, params, init_params,
-                        implementation, n_init, n_threads, backend)
+                        implementation, n_init, n_threads, backend, accelerate)
         self.covariance_type = covariance_type
         self.min_covar = min_covar
         self.means_prior = means_prior
@@ -138,6 +141,8 @@ class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
     covariance priors depend on ``covariance_type`` when ``covars_prior``/``covars_weight``
     are None); emission statistics come from emfast's fused mixture kernel with the state
     posteriors as sample weights.
+
+    ``accelerate="squarem"``: SQUAREM around Baum-Welch (see ``emfast.hmm.BaseHMM``).
     """
 
     _emission_attrs = {"w": "weights_", "m": "means_", "c": "covars_"}
@@ -147,10 +152,10 @@ class GMMHMM(_CovarianceTypeMixin, _FeatureCountMixin, BaseHMM):
                  covars_prior=None, covars_weight=None, algorithm="viterbi",
                  covariance_type="diag", random_state=None, n_iter=10, tol=1e-2,
                  verbose=False, params="stmcw", init_params="stmcw", implementation="log",
-                 *, n_init=1, n_threads=None, backend="auto"):
+                 *, n_init=1, n_threads=None, backend="auto", accelerate=None):
         self._base_init(n_components, startprob_prior, transmat_prior, algorithm,
                         random_state, n_iter, tol, verbose, params, init_params,
-                        implementation, n_init, n_threads, backend)
+                        implementation, n_init, n_threads, backend, accelerate)
         self.n_mix = n_mix
         self.min_covar = min_covar
         self.weights_prior = weights_prior
@@ -223,16 +228,18 @@ class CategoricalHMM(_EmissionProbAttrs, BaseHMM):
 
     Fitted attributes: ``startprob_``, ``transmat_``, ``emissionprob_`` (K, n_features),
     ``n_features`` (inferred from X when None, as hmmlearn) and ``monitor_``.
+
+    ``accelerate="squarem"``: SQUAREM around Baum-Welch (see ``emfast.hmm.BaseHMM``).
     """
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, n_features=None, algorithm="viterbi",
                  random_state=None, n_iter=10, tol=1e-2, verbose=False, params="ste",
                  init_params="ste", implementation="log", n_init=1, n_threads=None,
-                 backend="auto"):
+                 backend="auto", accelerate=None):
         self._base_init(n_components, startprob_prior, transmat_prior, algorithm,
                         random_state, n_iter, tol, verbose, params, init_params,
-                        implementation, n_init, n_threads, backend)
+                        implementation, n_init, n_threads, backend, accelerate)
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
 
@@ -272,15 +279,18 @@ class MultinomialHMM(_EmissionProbAttrs, _FeatureCountMixin, BaseHMM):
     ``n_features`` and ``monitor_``. As in hmmlearn 0.3.3, ``fit`` with ``n_trials=None``
     sets ``n_trials`` to the row sums of the training X (an array), which a later ``fit``
     then checks its X against and ``sample`` draws with when they are all equal.
+
+    ``accelerate="squarem"``: SQUAREM around Baum-Welch (see ``emfast.hmm.BaseHMM``).
     """
 
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0,
                  transmat_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10,
                  tol=1e-2, verbose=False, params="ste", init_params="ste",
-                 implementation="log", *, n_init=1, n_threads=None, backend="auto"):
+                 implementation="log", *, n_init=1, n_threads=None, backend="auto",
+                 accelerate=None):
         self._base_init(n_components, startprob_prior, transmat_prior, algorithm,
                         random_state, n_iter, tol, verbose, params, init_params,
-                        implementation, n_init, n_threads, backend)
+                        implementation, n_init, n_threads, backend, accelerate)
         self.n_trials = n_trials
 
     def _emission_model(self, n_features):
@@ -313,6 +323,8 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
 
     Fitted attributes: ``startprob_``, ``transmat_``, ``lambdas_`` (K, n_features),
     ``n_features`` and ``monitor_``.
+
+    ``accelerate="squarem"``: SQUAREM around Baum-Welch (see ``emfast.hmm.BaseHMM``).
     """
 
     _emission_attrs = {"l": "lambdas_"}
@@ -321,10 +333,10 @@ class PoissonHMM(_FeatureCountMixin, BaseHMM):
                  lambdas_prior=0.0, lambdas_weight=0.0, algorithm="viterbi",
                  random_state=None, n_iter=10, tol=1e-2, verbose=False, params="stl",
                  init_params="stl", implementation="log", *, n_init=1, n_threads=None,
-                 backend="auto"):
+                 backend="auto", accelerate=None):
         self._base_init(n_components, startprob_prior, transmat_prior, algorithm,
                         random_state, n_iter, tol, verbose, params, init_params,
-                        implementation, n_init, n_threads, backend)
+                        implementation, n_init, n_threads, backend, accelerate)
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
 

@@ -8,13 +8,13 @@ import numpy as np
 
 from emfast import _validation as V
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import ToleranceRule, VerboseMonitor, em_loop
+from emfast._em import ToleranceRule, VerboseMonitor, check_accelerate, em_loop
 from emfast._estimator import ParamsMixin
 from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, compatible
 from emfast._patterns import observed_rows, precision_inputs
-from emfast.mixture._gaussian import scatter_about
+from emfast.mixture._gaussian import pack_covariances, scatter_about, unpack_covariances
 from emfast.mixture._gaussian_missing import infer_arrays
 
 _OUTPUTS = ("default", "pandas")
@@ -73,6 +73,16 @@ class _MissingNormalFamily:
         cov = (scatter + self.ridge * self.prior_scale) / (n + self.ridge)
         return _Normal(stats.centre[0] + shift[0], 0.5 * (cov + cov.T))
 
+    def pack(self, params):
+        """SQUAREM's unconstrained vector: the mean, then the covariance's Cholesky factor
+        with a log-diagonal."""
+        return np.concatenate([params.mean, pack_covariances(params.covariance[None], "full")])
+
+    def unpack(self, vec, like):
+        D = len(like.mean)
+        cov = unpack_covariances(vec[D:], "full", 1, D)[0][0]
+        return _Normal(np.array(vec[:D]), cov)
+
 
 class EMImputer(ParamsMixin):
     """Impute missing values (NaN) from the maximum-likelihood multivariate normal.
@@ -105,6 +115,14 @@ class EMImputer(ParamsMixin):
     backend : {"auto", "cython", "numba"}
     n_threads : int or None (all usable CPUs)
     verbose : int
+    accelerate : None or "squarem", default=None
+        "squarem": SQUAREM (Varadhan & Roland 2008) around the same EM map, over the mean
+        and the covariance's Cholesky factor: the same maximum in far fewer passes when
+        many values are missing (EM's rate is the fraction of missing information). It
+        stops when one SQUAREM cycle gains less than ``tol`` (``emfast._em.squarem_loop``);
+        ``n_iter_`` then counts E-steps (at most ``max_iter``) and ``loglik_history_`` has
+        one entry per E-step, rejected extrapolations included. Bootstrap EM in
+        ``sample_imputations`` uses it too.
 
     Attributes
     ----------
@@ -121,7 +139,7 @@ class EMImputer(ParamsMixin):
     """
 
     def __init__(self, *, max_iter=100, tol=1e-6, ridge=0.0, random_state=None,
-                 backend="auto", n_threads=None, verbose=0):
+                 backend="auto", n_threads=None, verbose=0, accelerate=None):
         self.max_iter = max_iter
         self.tol = tol
         self.ridge = ridge
@@ -129,6 +147,7 @@ class EMImputer(ParamsMixin):
         self.backend = backend
         self.n_threads = n_threads
         self.verbose = verbose
+        self.accelerate = accelerate
 
     def __sklearn_tags__(self):
         # Only scikit-learn calls this, so importing it here costs emfast users nothing.
@@ -144,6 +163,7 @@ class EMImputer(ParamsMixin):
         V.check_real("ridge", self.ridge, 0.0)
         V.check_int("verbose", self.verbose, 0)
         V.check_option("backend", self.backend, BACKENDS)
+        check_accelerate(self.accelerate)
         return resolve_n_threads(self.n_threads)
 
     def _validate_fit_data(self, X):
@@ -207,7 +227,7 @@ class EMImputer(ParamsMixin):
         rule = ToleranceRule(self.tol, monitor=monitor)
         with single_threaded_blas():
             run = em_loop(family, X, None, start, max_iter=self.max_iter, n_threads=n_threads,
-                          rng=None, rule=rule)
+                          rng=None, rule=rule, accelerate=self.accelerate)
             params = run.params
             stats = final_pass(params)
         if not run.converged:
@@ -264,7 +284,8 @@ class EMImputer(ParamsMixin):
             family.weight_sum = float(len(Xs))
             with single_threaded_blas():
                 run = em_loop(family, Xs, counts, self._params(), max_iter=self.max_iter,
-                              n_threads=n_threads, rng=None, rule=ToleranceRule(self.tol))
+                              n_threads=n_threads, rng=None, rule=ToleranceRule(self.tol),
+                              accelerate=self.accelerate)
             noise = rng.standard_normal(Xc.shape)
             out[m] = self._impute(Xc, run.params, noise, n_threads)
         return out

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from emfast import _unconstrained as U
 from emfast import kernels
 from emfast._config import get_backend
 from emfast._stats import GaussianStats
@@ -284,6 +285,51 @@ def covariances_from_chol(prec_chol, covariance_type):
         return 1.0 / prec_chol ** 2
     prec = precisions_from_chol(prec_chol, covariance_type)
     return np.linalg.inv(prec)
+
+
+def pack_covariances(covariances, covariance_type):
+    """Covariances in the compact form of their type as an unconstrained vector (SQUAREM,
+    ``emfast._unconstrained``): full and tied by the lower Cholesky factor with a
+    log-diagonal, diag and spherical by the log-variances; its length is
+    :func:`n_covariance_parameters`."""
+    if covariance_type in ("diag", "spherical"):
+        return np.log(np.asarray(covariances, dtype=np.float64)).ravel()
+    stack = covariances if covariance_type == "full" else covariances[None]
+    return U.pack_cholesky(np.linalg.cholesky(stack))
+
+
+def unpack_covariances(vec, covariance_type, n_components, n_features):
+    """(covariances, prec_chol) of the vector made by :func:`pack_covariances`: positive
+    (definite) by construction, the precision factor as the M-step makes it (the inverse
+    of the covariance's Cholesky factor, transposed)."""
+    ct, K, D = covariance_type, n_components, n_features
+    if ct in ("diag", "spherical"):
+        with np.errstate(over="ignore"):
+            cov = np.exp(np.reshape(vec, (K, D) if ct == "diag" else (K,)))
+        return cov, 1.0 / np.sqrt(cov)
+    L = U.unpack_cholesky(vec, K if ct == "full" else 1, D)
+    cov, prec = L @ np.swapaxes(L, -1, -2), _inverse_transposed(L)
+    return (cov, prec) if ct == "full" else (cov[0], prec[0])
+
+
+def pack_params(params):
+    """GaussianParams as an unconstrained vector: log-weights, means, then
+    :func:`pack_covariances`."""
+    return np.concatenate([U.log_floor(params.weights), np.ravel(params.means),
+                           pack_covariances(params.covariances, params.covariance_type)])
+
+
+def unpack_params(vec, like):
+    """The GaussianParams of :func:`pack_params`' vector (``like``: parameters of the same
+    shapes): weights re-normalised, prec_chol as the M-step gives it."""
+    ct = like.covariance_type
+    K, D = like.means.shape
+    read = U.Reader(vec)
+    weights = U.simplex(read.take(K), like.weights)
+    means = read.take((K, D)).copy()
+    cov, prec_chol = unpack_covariances(read.take(n_covariance_parameters(ct, K, D)), ct, K, D)
+    read.done()
+    return GaussianParams(ct, weights, means, cov, prec_chol)
 
 
 def n_covariance_parameters(covariance_type, n_components, n_features):

@@ -88,3 +88,9 @@ class SemiSupervisedFamily:
 
     def m_step(self, X, sample_weight, stats, rng):
         return self.family.m_step(X, sample_weight, stats, rng)
+
+    def pack(self, params):
+        return self.family.pack(params)
+
+    def unpack(self, vec, like):
+        return self.family.unpack(vec, like)

@@ -1,0 +1,375 @@
+# The body of the Cython + OpenMP discrete-data kernels, shared by the two extension modules
+# built from it (see setup.py and emfast._config): _discrete.pyx (baseline instruction set) and
+# _discrete_avx2.pyx (-mavx2 -mfma, imported when the CPU has both). The design notes are the
+# docstring of _discrete.pyx.
+
+include "_openmp.pxi"
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport INFINITY, lgamma
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from emfast._layout import n_groups
+
+cdef extern from "_fastexp.h":
+    double emfast_exp_nonpos(double x) noexcept nogil
+
+cdef extern from *:
+    """
+    /* log(s) for s >= 1 (the row sums of the log-sum-exp), inline and branch-free: a
+     * tenth of the Poisson E-step went to libm's log. s = 2^e m, m in [1, 2), halved above
+     * sqrt 2 (e + 1); log m = 2 atanh((m - 1) / (m + 1)) by _fastexp.h's series. The
+     * scalar twin of _gaussian_simd.h's gv_log_ge1 (relative error < 3e-16). */
+    static inline double emfast_discrete_log_ge1(double s)
+    {
+        uint64_t bits, mb;
+        double m, e;
+        memcpy(&bits, &s, sizeof bits);
+        mb = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+        memcpy(&m, &mb, sizeof m);
+        e = (double) ((int64_t) (bits >> 52) - 1023);
+        if (m > 1.4142135623730951) { m *= 0.5; e += 1.0; }
+        double sv = (m - 1.0) / (m + 1.0), z = sv * sv;
+        return e * EMFAST_EXP_LN2_HI + (EMFAST_LOG_ATANH_SERIES(sv, z) + e * EMFAST_EXP_LN2_LO);
+    }
+    """
+    double emfast_discrete_log_ge1(double s) noexcept nogil
+
+cdef enum:
+    BLOCK = 256           # rows per block: the unit of the fixed summation order
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by both families
+# --------------------------------------------------------------------------------------------
+cdef double _responsibilities(double* lp, Py_ssize_t nb, int K, const double* sw,
+                              Py_ssize_t r0, double* scale, double* row_ll) noexcept nogil:
+    """Log-sum-exp of each row with its max subtracted, and the weighted responsibilities.
+
+    IN: lp (nb, K) log-probabilities of the block's rows; sw (N,) or NULL (weights 1); r0
+    the block's first row. OUT: lp = exp(lp - row max); scale[:nb] = w / sum_k of those
+    (lp * scale = w r), 0 for an impossible row (all -inf) or a row of weight 0. Returns
+    sum_n w_n logsumexp_k lp[n]: -inf when an impossible row has weight > 0; a row of
+    weight 0 adds nothing. row_ll (BLOCK,) scratch: the row maxima, then the terms.
+    """
+    cdef Py_ssize_t b, i
+    cdef int k
+    cdef double m, shift, s, w, ll = 0.0
+    cdef double* row
+    for b in range(nb):
+        row = lp + b * K
+        m = row[0]
+        for k in range(1, K):
+            m = row[k] if row[k] > m else m
+        row_ll[b] = m
+        shift = m if m > -INFINITY else 0.0     # impossible: exp(-inf - 0) = 0, sum 0
+        for k in range(K):
+            row[k] -= shift
+    for i in range(nb * K):                     # one flat loop over the block: vectorised
+        lp[i] = emfast_exp_nonpos(lp[i])
+    for b in range(nb):
+        row = lp + b * K
+        s = 0.0
+        for k in range(K):
+            s += row[k]
+        w = 1.0 if sw == NULL else sw[r0 + b]
+        if w == 0.0:
+            scale[b] = 0.0
+            row_ll[b] = 0.0
+        elif s > 0.0:
+            scale[b] = w / s
+            row_ll[b] = w * (row_ll[b] + emfast_discrete_log_ge1(s))
+        else:
+            scale[b] = 0.0
+            row_ll[b] = -INFINITY
+    for b in range(nb):
+        ll += row_ll[b]
+    return ll
+
+
+ctypedef struct Scratch:        # per-thread, allocated once per thread and call
+    double* lp                  # (BLOCK, K) log-probabilities, then w r
+    double* scale               # (BLOCK,) w / sum_k exp(lp - max)
+    double* row_ll              # (BLOCK,) per-row log-likelihood terms
+    double* acc                 # (width,) the sums of the group the thread runs, copied to
+                                #     the group's slot at its end: adjacent slots share cache
+                                #     lines, and adding rows into them from two threads made
+                                #     two threads slower than one
+
+
+cdef Scratch _scratch_alloc(int K, Py_ssize_t width) noexcept nogil:
+    cdef Scratch S
+    S.lp = <double*> malloc((BLOCK * K + 2 * BLOCK + width) * sizeof(double))
+    S.scale = S.lp + BLOCK * K
+    S.row_ll = S.scale + BLOCK
+    S.acc = S.row_ll + BLOCK
+    return S
+
+
+cdef double _sum_slots(double[:, ::1] slots, double* nk, int K, double* stats,
+                       Py_ssize_t S) noexcept nogil:
+    """Sum of the group slots (G, 1 + K + S) = [loglik, nk (K), stats (S)] in group order
+    (the order behind thread-independence). OUT (overwritten): nk (K,), stats (S,).
+    Returns the log-likelihood."""
+    cdef Py_ssize_t g, i
+    cdef int k
+    cdef double ll = 0.0
+    for k in range(K):
+        nk[k] = 0.0
+    for i in range(S):
+        stats[i] = 0.0
+    for g in range(slots.shape[0]):
+        ll += slots[g, 0]
+        for k in range(K):
+            nk[k] += slots[g, 1 + k]
+        for i in range(S):
+            stats[i] += slots[g, 1 + K + i]
+    return ll
+
+
+cdef inline Py_ssize_t _n_blocks(Py_ssize_t N) noexcept nogil:
+    return (N + BLOCK - 1) // BLOCK
+
+
+# --------------------------------------------------------------------------------------------
+# Categorical (and Bernoulli)
+# --------------------------------------------------------------------------------------------
+cdef void _cat_rows(const int* codes, int J, const double* lpT, const double* logw, int K,
+                    Py_ssize_t r0, Py_ssize_t nb, double* lp) noexcept nogil:
+    """OUT: lp (nb, K) row b = logw + sum of lpT[codes[r0 + b, j]] over the non-missing
+    codes (>= 0). One sum per class in a register (a row kept in memory would make each
+    code wait for the previous code's store); the classes' sums are independent chains."""
+    cdef Py_ssize_t b
+    cdef int j, k, c
+    cdef double acc
+    cdef const int* code
+    for b in range(nb):
+        code = codes + (r0 + b) * J
+        for k in range(K):
+            acc = logw[k]
+            for j in range(J):
+                c = code[j]
+                if c >= 0:
+                    acc += lpT[<Py_ssize_t> c * K + k]
+            lp[b * K + k] = acc
+
+
+cdef double _cat_group(const int* codes, Py_ssize_t N, int J, const double* sw,
+                       const double* lpT, const double* logw, int K, Py_ssize_t blk_lo,
+                       Py_ssize_t blk_hi, Scratch* S, double* nk,
+                       double* counts) noexcept nogil:
+    """The E-step over blocks [blk_lo, blk_hi) in order. OUT (added to, this group's slot):
+    nk (K,), counts (C, K). Returns the blocks' sum_n w_n logsumexp."""
+    cdef Py_ssize_t blk, r0, nb, b
+    cdef int j, k, c
+    cdef double sc, ll = 0.0
+    cdef double* r
+    cdef double* dst
+    for blk in range(blk_lo, blk_hi):
+        r0 = blk * BLOCK
+        nb = min(<Py_ssize_t> BLOCK, N - r0)
+        _cat_rows(codes, J, lpT, logw, K, r0, nb, S.lp)
+        ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll)
+        for b in range(nb):
+            sc = S.scale[b]
+            if sc == 0.0:               # impossible or weight 0: no statistics
+                continue
+            r = S.lp + b * K
+            for k in range(K):
+                r[k] *= sc
+                nk[k] += r[k]
+            for j in range(J):
+                c = codes[(r0 + b) * J + j]
+                if c >= 0:
+                    dst = counts + <Py_ssize_t> c * K
+                    for k in range(K):
+                        dst[k] += r[k]
+    return ll
+
+
+def categorical_estep_stats(
+    const int[:, ::1] codes,            # IN  (N, J) global codes in [0, C); -1: missing
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[:, ::1] log_prob_T,    # IN  (C, K) log P(category | class), may hold -inf
+    const double[::1] log_weights,      # IN  (K,) log class weights, may hold -inf
+    double[::1] nk,                     # OUT (K,) sum_n w_n r_nk
+    double[:, ::1] counts,              # OUT (C, K) sum_n w_n r_nk [code_nj == c] over j
+    int n_threads,                      # IN  OpenMP threads
+):
+    """The fused categorical E-step. Returns sum_n w_n logsumexp_k (log_weights_k + sum_j
+    log_prob_T[code_nj, k])."""
+    cdef Py_ssize_t N = codes.shape[0], C = log_prob_T.shape[0], nblk = _n_blocks(N), g
+    cdef int J = codes.shape[1], K = log_prob_T.shape[1]
+    cdef Py_ssize_t width = 1 + K + C * K
+    cdef Py_ssize_t G = n_groups(nblk, width)
+    cdef double[:, ::1] slots = np.zeros((G, width))
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef Scratch S
+    cdef double ll
+    with nogil:
+        if N > 0:
+            with parallel(num_threads=n_threads):
+                S = _scratch_alloc(K, width)
+                for g in prange(G, schedule="dynamic"):
+                    memset(S.acc, 0, width * sizeof(double))
+                    S.acc[0] = _cat_group(
+                        &codes[0, 0], N, J, sw, &log_prob_T[0, 0], &log_weights[0], K,
+                        g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
+                    memcpy(&slots[g, 0], S.acc, width * sizeof(double))
+                free(S.lp)
+        ll = _sum_slots(slots, &nk[0], K, &counts[0, 0], C * K)
+    return ll
+
+
+def categorical_log_prob(
+    const int[:, ::1] codes,            # IN  (N, J) global codes in [0, C); -1: missing
+    const double[:, ::1] log_prob_T,    # IN  (C, K)
+    const double[::1] log_weights,      # IN  (K,)
+    double[:, ::1] out,                 # OUT (N, K) log_weights_k + sum_j log_prob_T[code, k]
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Per-row, per-class log-probabilities (each row on its own: any split is exact)."""
+    cdef Py_ssize_t N = codes.shape[0], nblk = _n_blocks(N), blk
+    cdef int J = codes.shape[1], K = log_prob_T.shape[1]
+    if N == 0:
+        return
+    with nogil:
+        for blk in prange(nblk, schedule="static", num_threads=n_threads):
+            _cat_rows(&codes[0, 0], J, &log_prob_T[0, 0], &log_weights[0], K, blk * BLOCK,
+                      min(<Py_ssize_t> BLOCK, N - blk * BLOCK), &out[blk * BLOCK, 0])
+
+
+# --------------------------------------------------------------------------------------------
+# Poisson
+# --------------------------------------------------------------------------------------------
+cdef void _poi_rows(const floating* X, int D, const double* log_lam,
+                    const double* log_const, const double* row_const, int K, Py_ssize_t r0,
+                    Py_ssize_t nb, double* lp) noexcept nogil:
+    """OUT: lp (nb, K) row b = log_const + row_const[r0 + b] + sum_d x_d log_lam[k, d], a
+    term with x_d = 0 adding 0 also where log(lambda) = -inf. One short dot product per
+    class, summed in a register."""
+    cdef Py_ssize_t b
+    cdef int d, k
+    cdef double x, t, acc
+    cdef const double* ll
+    cdef const floating* xr
+    for b in range(nb):
+        xr = X + (r0 + b) * D
+        for k in range(K):
+            ll = log_lam + k * D
+            acc = log_const[k] + row_const[r0 + b]
+            for d in range(D):
+                # a select, not a branch (whether a count is 0 is unpredictable): x * -inf
+                # is NaN where x = 0, replaced by the 0 that term adds
+                x = xr[d]
+                t = x * ll[d]
+                acc += t if x != 0.0 else 0.0
+            lp[b * K + k] = acc
+
+
+cdef double _poi_group(const floating* X, Py_ssize_t N, int D, const double* sw,
+                       const double* log_lam, const double* log_const,
+                       const double* row_const, int K, Py_ssize_t blk_lo, Py_ssize_t blk_hi,
+                       Scratch* S, double* nk, double* s1) noexcept nogil:
+    """As _cat_group for the Poisson family: OUT (added to) nk (K,), s1 (K, D) = sum w r x."""
+    cdef Py_ssize_t blk, r0, nb, b
+    cdef int d, k
+    cdef double sc, rk, ll = 0.0
+    cdef double* r
+    cdef double* dst
+    cdef const floating* xr
+    for blk in range(blk_lo, blk_hi):
+        r0 = blk * BLOCK
+        nb = min(<Py_ssize_t> BLOCK, N - r0)
+        _poi_rows(X, D, log_lam, log_const, row_const, K, r0, nb, S.lp)
+        ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll)
+        for b in range(nb):
+            sc = S.scale[b]
+            if sc == 0.0:
+                continue
+            r = S.lp + b * K
+            for k in range(K):
+                r[k] *= sc
+                nk[k] += r[k]
+            xr = X + (r0 + b) * D
+            for k in range(K):     # r is finite: a zero count adds exact zeros
+                rk = r[k]
+                dst = s1 + k * D
+                for d in range(D):
+                    dst[d] += rk * xr[d]
+    return ll
+
+
+def poisson_estep_stats(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64 non-negative counts
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[:, ::1] log_lam,       # IN  (K, D) log rates, may hold -inf (rate 0)
+    const double[::1] log_const,        # IN  (K,) log w_k - sum_d lambda_kd
+    const double[::1] row_const,        # IN  (N,) -sum_d log(x_nd!) (poisson_row_const)
+    double[::1] nk,                     # OUT (K,) sum_n w_n r_nk
+    double[:, ::1] s1,                  # OUT (K, D) sum_n w_n r_nk x_n
+    int n_threads,                      # IN  OpenMP threads
+):
+    """The fused Poisson E-step. Returns the weighted log-likelihood."""
+    cdef Py_ssize_t N = X.shape[0], nblk = _n_blocks(N), g
+    cdef int K = log_lam.shape[0], D = log_lam.shape[1]
+    cdef Py_ssize_t width = 1 + K + D * K
+    cdef Py_ssize_t G = n_groups(nblk, width)
+    cdef double[:, ::1] slots = np.zeros((G, width))
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef Scratch S
+    cdef double ll
+    with nogil:
+        if N > 0:
+            with parallel(num_threads=n_threads):
+                S = _scratch_alloc(K, width)
+                for g in prange(G, schedule="dynamic"):
+                    memset(S.acc, 0, width * sizeof(double))
+                    S.acc[0] = _poi_group(
+                        &X[0, 0], N, D, sw, &log_lam[0, 0], &log_const[0], &row_const[0], K,
+                        g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
+                    memcpy(&slots[g, 0], S.acc, width * sizeof(double))
+                free(S.lp)
+        ll = _sum_slots(slots, &nk[0], K, &s1[0, 0], D * K)
+    return ll
+
+
+def poisson_log_prob(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64 counts
+    const double[:, ::1] log_lam,       # IN  (K, D)
+    const double[::1] log_const,        # IN  (K,)
+    const double[::1] row_const,        # IN  (N,)
+    double[:, ::1] out,                 # OUT (N, K) per-class log-probabilities
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Per-row, per-class Poisson log-probabilities (each row on its own)."""
+    cdef Py_ssize_t N = X.shape[0], nblk = _n_blocks(N), blk
+    cdef int K = log_lam.shape[0], D = log_lam.shape[1]
+    if N == 0:
+        return
+    with nogil:
+        for blk in prange(nblk, schedule="static", num_threads=n_threads):
+            _poi_rows(&X[0, 0], D, &log_lam[0, 0], &log_const[0], &row_const[0], K, blk * BLOCK,
+                      min(<Py_ssize_t> BLOCK, N - blk * BLOCK), &out[blk * BLOCK, 0])
+
+
+def poisson_row_const(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64 counts
+    double[::1] out,                    # OUT (N,) -sum_d lgamma(x_nd + 1)
+    int n_threads,                      # IN  OpenMP threads
+):
+    """The rows' constant of the Poisson log-probabilities (each row on its own). lgamma's
+    write of the global signgam races between threads; its value is never read."""
+    cdef Py_ssize_t N = X.shape[0], n
+    cdef int D = X.shape[1], d
+    cdef double s
+    with nogil:
+        for n in prange(N, schedule="static", num_threads=n_threads):
+            s = 0.0
+            for d in range(D):
+                s = s + lgamma(<double> X[n, d] + 1.0)
+            out[n] = -s

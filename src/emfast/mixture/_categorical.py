@@ -1,0 +1,226 @@
+"""Categorical mixture family (latent class analysis): J items, item j with C_j categories,
+independent within a component. The one place of its maths: parameters, M-step with the
+Dirichlet prior, parameter count, sampling, log-likelihood helpers and the data encoding.
+emfast.hmm's CategoricalEmission (one item) uses the same functions.
+
+The probabilities live in one (K, C) table, C = sum_j C_j: item j's categories are columns
+``offsets[j]:offsets[j + 1]``. The kernels (emfast._cython/_numba ``_discrete``) read the
+data as int32 codes with the item's offset added (-1: missing), so one code indexes the
+table's transposed log, ``log_prob_T`` (C, K).
+"""
+
+import numpy as np
+
+from emfast import _unconstrained as U
+from emfast import _validation as V
+from emfast._config import get_backend
+from emfast.kernels import _threads_for
+from emfast.mixture._discrete import BoundFamily, CountStats, log0, mstep_weights
+
+# Codes index a (C, K) table: refused beyond this many categories in all (a typo such as a
+# code of 10**9 would otherwise allocate gigabytes).
+MAX_CATEGORIES = 2 ** 24
+
+
+class CategoricalParams:
+    """weights (K,), probs (K, C) (each item's block of columns sums to 1 per component),
+    offsets (J + 1,) int64."""
+
+    __slots__ = ("weights", "probs", "offsets")
+
+    def __init__(self, weights, probs, offsets):
+        self.weights = weights
+        self.probs = probs
+        self.offsets = offsets
+
+    def log_weights(self):
+        return log0(self.weights)
+
+    def log_prob_T(self):
+        return log_table_T(self.probs)
+
+    def blocks(self):
+        """The probabilities as a list of J arrays (K, C_j)."""
+        o = self.offsets
+        return [self.probs[:, o[j]:o[j + 1]] for j in range(len(o) - 1)]
+
+
+def log_table_T(probs):
+    """The kernels' (C, K) table of log P(category | component) from probs (K, C)."""
+    return np.ascontiguousarray(log0(probs).T)
+
+
+def offsets_of(n_categories):
+    """Item offsets (J + 1,) int64 from the category counts (J,)."""
+    return np.concatenate([[0], np.cumsum(n_categories)]).astype(np.int64)
+
+
+def normalize_blocks(a, offsets):
+    """Each component's block of each item divided by its sum; a block summing to 0 stays 0
+    (hmmlearn's guard: a state no frame visits keeps an all-zero row)."""
+    out = np.empty_like(a)
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        block = a[:, lo:hi]
+        s = block.sum(axis=-1, keepdims=True)
+        s[s == 0] = 1.0
+        out[:, lo:hi] = block / s
+    return out
+
+
+def mstep_probabilities(counts, prior, offsets):
+    """MAP probabilities (K, C) from the weighted category counts (K, C) under a symmetric
+    Dirichlet(``prior``) per item and component: (counts + prior - 1) / sum, negative
+    numerators cut to 0 (hmmlearn's emissionprob_prior; 1 is the maximum-likelihood
+    estimate). With missing values each item's sum runs over the rows that answered it."""
+    return normalize_blocks(np.maximum(prior - 1.0 + counts, 0.0), offsets)
+
+
+def n_parameters(n_components, n_categories):
+    """Free scalars: K - 1 weights and K (C_j - 1) probabilities per item."""
+    K = n_components
+    return K - 1 + K * int(np.sum(np.asarray(n_categories) - 1))
+
+
+def item_log_prob(codes, log_prob_T, out=None):
+    """(N, K) log P(x_n | component) of one item's codes (N,) int64, checked in range:
+    the table's rows picked, written into ``out`` where given."""
+    # "clip" lets take write straight into out; the codes were range-checked
+    return np.take(log_prob_T, codes, axis=0, out=out, mode="clip")
+
+
+def draw(blocks, labels, rng):
+    """Codes (N, J) int64 drawn for components ``labels`` (N,): per component (in order),
+    per item, ``rng.choice`` from its probabilities (the stream of hmmlearn's sampler)."""
+    X = np.empty((len(labels), len(blocks)), dtype=np.int64)
+    for k in np.unique(labels):
+        idx = np.flatnonzero(labels == k)
+        for j, p in enumerate(blocks):
+            X[idx, j] = rng.choice(p.shape[1], size=len(idx), p=p[k])
+    return X
+
+
+def sample(params, n_samples, rng):
+    """(X (n, J) float64 codes, labels): components in order, as GaussianMixture's."""
+    counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return draw(params.blocks(), labels, rng).astype(np.float64), labels
+
+
+# ------------------------------------------------------------------------- data
+def check_codes(X, estimator, n_categories=None):
+    """Validate categorical data (N, J) (integer codes, or floats with integer values; NaN
+    missing) and encode it for the kernels.
+
+    ``n_categories`` None (fit): C_j = the largest code of item j + 1 (an item with no
+    observed value is an error); given (predict): a code >= C_j is an error.
+    Returns (codes (N, J) int32 with item offsets added and -1 where missing,
+    n_categories (J,) int64). The caller's X is not modified.
+    """
+    X = V.check_array(X, estimator=estimator, allow_nan=True)
+    if n_categories is not None and X.shape[1] != len(n_categories):
+        raise ValueError(f"X has {X.shape[1]} features, but {estimator} is expecting "
+                         f"{len(n_categories)} features as input.")
+    missing = np.isnan(X)
+    seen = np.where(missing, 0.0, X)
+    if seen.min() < 0:     # scikit-learn's wording first: its checks grep for it
+        raise ValueError(f"Negative values in data passed to {estimator}: category codes "
+                         f"must be non-negative; X has {seen.min():g}")
+    if np.any(seen != np.floor(seen)):
+        raise ValueError(f"{estimator}: category codes must be integers (0, 1, ..., C_j - 1; "
+                         "NaN for missing); X has non-integer values")
+    top = np.where(missing, -1.0, X).max(axis=0)
+    if n_categories is None:
+        never = np.flatnonzero(top < 0)
+        if len(never):
+            raise ValueError(f"{estimator}: item(s) {never[:10].tolist()} of X are missing "
+                             "(NaN) in every row")
+        if top.sum() + len(top) > MAX_CATEGORIES:
+            raise ValueError(f"{estimator}: the items have {int(top.sum() + len(top))} "
+                             f"categories in all, more than {MAX_CATEGORIES}; recode each "
+                             "item's categories as 0, 1, ..., C_j - 1")
+        n_categories = top.astype(np.int64) + 1
+    else:
+        over = np.flatnonzero(top >= n_categories)
+        if len(over):
+            j = int(over[0])
+            raise ValueError(f"{estimator}: item {j} has category code {int(top[j])}, but fit "
+                             f"saw codes 0..{int(n_categories[j]) - 1} only (C_j = "
+                             f"{int(n_categories[j])})")
+    codes = (seen + offsets_of(n_categories)[:-1]).astype(np.int32)
+    codes[missing] = -1
+    return codes, n_categories
+
+
+def frequency_encoding(codes, n_categories, sample_weight):
+    """One-hot rows (N, C) float64; a missing item's block holds the item's (weighted)
+    frequencies in these rows, as a missing value's column mean (uniform where no row
+    answered it)."""
+    N = codes.shape[0]
+    C = int(np.sum(n_categories))
+    onehot = np.zeros((N, C))
+    observed = codes >= 0
+    rows = np.nonzero(observed)[0]
+    onehot[rows, codes[observed]] = 1.0
+    if not observed.all():
+        freq = np.average(onehot, axis=0, weights=sample_weight)
+        offsets = offsets_of(n_categories)
+        for j in range(codes.shape[1]):
+            miss = ~observed[:, j]
+            if miss.any():
+                lo, hi = offsets[j], offsets[j + 1]
+                total = freq[lo:hi].sum()    # 0: the item is unanswered in these rows
+                block = freq[lo:hi] / total if total > 0 else 1.0 / (hi - lo)
+                onehot[np.ix_(miss, np.arange(lo, hi))] = block
+    return onehot
+
+
+# ------------------------------------------------------------------------- EM family
+class CategoricalFamily(BoundFamily):
+    """E-step (the compiled ``categorical_estep_stats``), M-step with the Dirichlet prior,
+    and SQUAREM's pack/unpack, for emfast._em's drivers. X: the int32 codes."""
+
+    def __init__(self, n_components, n_categories, prior, backend, weight_sum, encoded,
+                 encoded_weight):
+        super().__init__(n_components, backend, weight_sum, encoded, encoded_weight)
+        self.offsets = offsets_of(n_categories)
+        self.prior = float(prior)
+
+    def _bind(self, codes, sample_weight, n_threads):
+        kernel = get_backend(self.backend, "discrete").categorical_estep_stats
+        threads = _threads_for(codes.shape[0], n_threads)
+        sw = np.empty(0) if sample_weight is None else sample_weight   # (0,): weights 1
+        nk = np.empty(self.n_components)
+        counts = np.empty((int(self.offsets[-1]), self.n_components))
+
+        def estep(params):
+            loglik = kernel(codes, sw, params.log_prob_T(), params.log_weights(), nk, counts,
+                            threads)
+            return CountStats(nk, counts, loglik, self.weight_sum)
+        return estep
+
+    def _mstep(self, stats):
+        return CategoricalParams(mstep_weights(stats.nk),
+                                 mstep_probabilities(stats.sums.T, self.prior, self.offsets),
+                                 self.offsets)
+
+    def _frequencies(self, params):
+        return params.probs.copy()
+
+    def _from_frequencies(self, weights, frequencies):
+        return CategoricalParams(weights, normalize_blocks(frequencies, self.offsets),
+                                 self.offsets)
+
+    # SQUAREM (emfast._em): log-weights and log-probabilities, re-normalised on unpacking;
+    # a probability of 0 stays 0 (emfast._unconstrained)
+    def pack(self, params):
+        return np.concatenate([U.log_floor(params.weights), U.log_floor(params.probs).ravel()])
+
+    def unpack(self, vector, like):
+        r = U.Reader(vector)
+        weights = U.simplex(r.take(len(like.weights)), like.weights)
+        logp = r.take(like.probs.shape)
+        r.done()
+        probs = np.empty_like(logp)
+        for lo, hi in zip(self.offsets[:-1], self.offsets[1:]):
+            probs[:, lo:hi] = U.simplex(logp[:, lo:hi], like.probs[:, lo:hi])
+        return CategoricalParams(weights, probs, self.offsets)
