@@ -1,6 +1,8 @@
 """Public low-level kernels: Gaussian log-densities and the fused E-step statistics pass;
-below them the HMM, k-means, missing-value and discrete-data (categorical, Bernoulli,
-Poisson) kernels, each section with its own conventions.
+below them the HMM, k-means, missing-value and discrete-data kernels, each section with its
+own conventions (the discrete ones: :func:`categorical_estep_stats` and
+:func:`categorical_log_prob` for categorical and Bernoulli mixtures,
+:func:`poisson_estep_stats` and :func:`poisson_log_prob` for Poisson mixtures).
 
 These functions take plain NumPy arrays and are what emfast's own estimators use. Another
 library can build its own EM on them: compute ``log_const`` for its parameters, call
