@@ -186,6 +186,11 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     Empty components re-seeded by an M-step make the map jump; an extrapolation through
     the jump is then most likely rejected by the log-likelihood test, which is what guards
     every step; an accepted point whose EM image is not finite is rejected too.
+
+    Like any accelerator, SQUAREM can converge to a saddle point that plain EM, crawling,
+    would have drifted past (measured: a 3-state GaussianHMM whose states start alike sat
+    at a saddle that plain EM left after some 15,000 iterations); restarts (``n_init``)
+    are the remedy there as for any local optimum.
     """
     if not (hasattr(family, "pack") and hasattr(family, "unpack")):
         raise ValueError(f"accelerate='squarem' needs an EM family with pack and unpack; "

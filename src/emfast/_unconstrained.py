@@ -90,5 +90,5 @@ class Reader:
     def done(self):
         """Check that every entry was read (a family whose pack and unpack disagree)."""
         if self._at != len(self._vec):
-            raise ValueError(f"the parameter vector has {len(self._vec)} entries; unpacking "
-                             f"read {self._at}")
+            raise RuntimeError(f"the parameter vector has {len(self._vec)} entries; unpacking "
+                               f"read {self._at}")
