@@ -39,6 +39,12 @@ cdef extern from *:
     """
     double emfast_discrete_log_ge1(double s) noexcept nogil
 
+cdef extern from "_discrete_rows.h":
+    void emfast_cat_row_sums(const int* code, int J, const double* lpT, const double* logw,
+                             int K, double* out) noexcept nogil
+    void emfast_cat_scatter(const int* code, int J, const double* r, int K,
+                            double* counts) noexcept nogil
+
 cdef enum:
     BLOCK = 256           # rows per block: the unit of the fixed summation order
 
@@ -141,21 +147,10 @@ cdef inline Py_ssize_t _n_blocks(Py_ssize_t N) noexcept nogil:
 cdef void _cat_rows(const int* codes, int J, const double* lpT, const double* logw, int K,
                     Py_ssize_t r0, Py_ssize_t nb, double* lp) noexcept nogil:
     """OUT: lp (nb, K) row b = logw + sum of lpT[codes[r0 + b, j]] over the non-missing
-    codes (>= 0). One sum per class in a register (a row kept in memory would make each
-    code wait for the previous code's store); the classes' sums are independent chains."""
+    codes (>= 0), across the classes in vectors (_discrete_rows.h)."""
     cdef Py_ssize_t b
-    cdef int j, k, c
-    cdef double acc
-    cdef const int* code
     for b in range(nb):
-        code = codes + (r0 + b) * J
-        for k in range(K):
-            acc = logw[k]
-            for j in range(J):
-                c = code[j]
-                if c >= 0:
-                    acc += lpT[<Py_ssize_t> c * K + k]
-            lp[b * K + k] = acc
+        emfast_cat_row_sums(codes + (r0 + b) * J, J, lpT, logw, K, lp + b * K)
 
 
 cdef double _cat_group(const int* codes, Py_ssize_t N, int J, const double* sw,
@@ -165,10 +160,9 @@ cdef double _cat_group(const int* codes, Py_ssize_t N, int J, const double* sw,
     """The E-step over blocks [blk_lo, blk_hi) in order. OUT (added to, this group's slot):
     nk (K,), counts (C, K). Returns the blocks' sum_n w_n logsumexp."""
     cdef Py_ssize_t blk, r0, nb, b
-    cdef int j, k, c
+    cdef int k
     cdef double sc, ll = 0.0
     cdef double* r
-    cdef double* dst
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
         nb = min(<Py_ssize_t> BLOCK, N - r0)
@@ -182,12 +176,7 @@ cdef double _cat_group(const int* codes, Py_ssize_t N, int J, const double* sw,
             for k in range(K):
                 r[k] *= sc
                 nk[k] += r[k]
-            for j in range(J):
-                c = codes[(r0 + b) * J + j]
-                if c >= 0:
-                    dst = counts + <Py_ssize_t> c * K
-                    for k in range(K):
-                        dst[k] += r[k]
+            emfast_cat_scatter(codes + (r0 + b) * J, J, r, K, counts)
     return ll
 
 

@@ -149,19 +149,25 @@ def _sum_slots(ll_g, nk_g, st_g, nk, st):
 @njit(**JIT)
 def _cat_log_prob_rows(codes, lpT, logw, r0, nb, lp, l0):
     """OUT: lp[l0 + b] = logw + sum of lpT[codes[r0 + b, j]] over the non-missing codes
-    (>= 0), for b < nb. One sum per class in a register (a row kept in memory would make
-    each code wait for the previous code's store)."""
+    (>= 0), for b < nb. Per class, the even and the odd items in two register sums added
+    at the end (one sum made each row a chain of J dependent adds per class; a row kept in
+    memory would make each code wait for the previous code's store): the Cython kernel's
+    order of adds (_discrete_rows.h)."""
     J = codes.shape[1]
     K = logw.shape[0]
     for b in range(nb):
         code = codes[r0 + b]
         for k in range(K):
-            acc = logw[k]
-            for j in range(J):
-                c = code[j]
-                if c >= 0:
-                    acc += lpT[c, k]
-            lp[l0 + b, k] = acc
+            even = logw[k]
+            odd = 0.0
+            for j in range(0, J - 1, 2):
+                if code[j] >= 0:
+                    even += lpT[code[j], k]
+                if code[j + 1] >= 0:
+                    odd += lpT[code[j + 1], k]
+            if J % 2 == 1 and code[J - 1] >= 0:
+                even += lpT[code[J - 1], k]
+            lp[l0 + b, k] = even + odd
 
 
 @outlined(_CAT_GROUP_SIG)
