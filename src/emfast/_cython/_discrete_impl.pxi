@@ -53,14 +53,16 @@ cdef enum:
 # Shared by both families
 # --------------------------------------------------------------------------------------------
 cdef double _responsibilities(double* lp, Py_ssize_t nb, int K, const double* sw,
-                              Py_ssize_t r0, double* scale, double* row_ll) noexcept nogil:
+                              Py_ssize_t r0, double* scale, double* row_ll,
+                              double* log_s) noexcept nogil:
     """Log-sum-exp of each row with its max subtracted, and the weighted responsibilities.
 
     IN: lp (nb, K) log-probabilities of the block's rows; sw (N,) or NULL (weights 1); r0
     the block's first row. OUT: lp = exp(lp - row max); scale[:nb] = w / sum_k of those
     (lp * scale = w r), 0 for an impossible row (all -inf) or a row of weight 0. Returns
     sum_n w_n logsumexp_k lp[n]: -inf when an impossible row has weight > 0; a row of
-    weight 0 adds nothing. row_ll (BLOCK,) scratch: the row maxima, then the terms.
+    weight 0 adds nothing. row_ll (BLOCK,) scratch: the row maxima, then the terms;
+    log_s (BLOCK,) scratch: the log of each row's sum.
     """
     cdef Py_ssize_t b, i
     cdef int k
@@ -82,13 +84,18 @@ cdef double _responsibilities(double* lp, Py_ssize_t nb, int K, const double* sw
         s = 0.0
         for k in range(K):
             s += row[k]
+        scale[b] = s
+    for b in range(nb):                         # flat again (a row's log was a long chain)
+        log_s[b] = emfast_discrete_log_ge1(scale[b] if scale[b] > 1.0 else 1.0)
+    for b in range(nb):
+        s = scale[b]
         w = 1.0 if sw == NULL else sw[r0 + b]
         if w == 0.0:
             scale[b] = 0.0
             row_ll[b] = 0.0
         elif s > 0.0:
             scale[b] = w / s
-            row_ll[b] = w * (row_ll[b] + emfast_discrete_log_ge1(s))
+            row_ll[b] = w * (row_ll[b] + log_s[b])
         else:
             scale[b] = 0.0
             row_ll[b] = -INFINITY
@@ -101,6 +108,7 @@ ctypedef struct Scratch:        # per-thread, allocated once per thread and call
     double* lp                  # (BLOCK, K) log-probabilities, then w r
     double* scale               # (BLOCK,) w / sum_k exp(lp - max)
     double* row_ll              # (BLOCK,) per-row log-likelihood terms
+    double* log_s               # (BLOCK,) the log of each row's sum
     double* acc                 # (width,) the sums of the group the thread runs, copied to
                                 #     the group's slot at its end: adjacent slots share cache
                                 #     lines, and adding rows into them from two threads made
@@ -109,10 +117,11 @@ ctypedef struct Scratch:        # per-thread, allocated once per thread and call
 
 cdef Scratch _scratch_alloc(int K, Py_ssize_t width) noexcept nogil:
     cdef Scratch S
-    S.lp = <double*> malloc((BLOCK * K + 2 * BLOCK + width) * sizeof(double))
+    S.lp = <double*> malloc((BLOCK * K + 3 * BLOCK + width) * sizeof(double))
     S.scale = S.lp + BLOCK * K
     S.row_ll = S.scale + BLOCK
-    S.acc = S.row_ll + BLOCK
+    S.log_s = S.row_ll + BLOCK
+    S.acc = S.log_s + BLOCK
     return S
 
 
@@ -167,7 +176,7 @@ cdef double _cat_group(const int* codes, Py_ssize_t N, int J, const double* sw,
         r0 = blk * BLOCK
         nb = min(<Py_ssize_t> BLOCK, N - r0)
         _cat_rows(codes, J, lpT, logw, K, r0, nb, S.lp)
-        ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll)
+        ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll, S.log_s)
         for b in range(nb):
             sc = S.scale[b]
             if sc == 0.0:               # impossible or weight 0: no statistics
@@ -275,7 +284,7 @@ cdef double _poi_group(const floating* X, Py_ssize_t N, int D, const double* sw,
         r0 = blk * BLOCK
         nb = min(<Py_ssize_t> BLOCK, N - r0)
         _poi_rows(X, D, log_lam, log_const, row_const, K, r0, nb, S.lp)
-        ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll)
+        ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll, S.log_s)
         for b in range(nb):
             sc = S.scale[b]
             if sc == 0.0:

@@ -9,6 +9,8 @@ data as int32 codes with the item's offset added (-1: missing), so one code inde
 table's transposed log, ``log_prob_T`` (C, K).
 """
 
+import threading
+
 import numpy as np
 
 from emfast import _unconstrained as U
@@ -174,6 +176,88 @@ def frequency_encoding(codes, n_categories, sample_weight):
     return onehot
 
 
+# ------------------------------------------------------------------------- item groups
+# The kernels spend a gather of K log-probabilities on each code of a row, and a scatter of
+# K responsibilities on its statistics. They run on groups of neighbouring items instead:
+# one "super-item" per group, whose categories are the group's combinations of its items'
+# categories (at most MAX_COMBINATIONS), whose log-probability table is the sum of its
+# items' tables, and whose counts, summed over the other items of the group, are each
+# item's counts. This is exact (only the order of the adds changes) and cuts the gathers
+# and scatters by the group size: 10 items of 4 categories are 3 groups (256, 256, 16).
+# A missing answer is one more category of its item (where the item has any), with
+# log-probability 0 and its counts dropped, so grouped codes are never missing.
+MAX_COMBINATIONS = 256
+
+
+class ItemGroups:
+    """The grouped codes of one data set and the maps between item and group tables.
+
+    codes (N, J) int32 (item offsets added, -1 missing) and offsets (J + 1,) give
+    ``self.codes`` (N, G) int32, each a row of the (sum of the groups' combinations, K)
+    table that :meth:`table` builds from the items' (C, K) table; :meth:`item_counts` maps
+    the group counts back to the items' (C, K)."""
+
+    def __init__(self, codes, offsets):
+        N, J = codes.shape
+        sizes = np.diff(offsets)
+        radix = sizes + (codes < 0).any(axis=0)      # a missing slot where there is NaN
+        bounds = [0]
+        while bounds[-1] < J:
+            stop, combos = bounds[-1] + 1, int(radix[bounds[-1]])
+            while stop < J and combos * int(radix[stop]) <= MAX_COMBINATIONS:
+                combos *= int(radix[stop])
+                stop += 1
+            bounds.append(stop)
+        self.offsets, self.sizes, self.radix = offsets, sizes, radix
+        self.bounds = bounds
+        self.group_sizes = [int(np.prod(radix[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+        grouped = np.empty((N, len(bounds) - 1), dtype=np.int32)
+        start = 0
+        for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            value = np.zeros(N, dtype=np.int64)
+            for j in range(a, b):        # row-major over the group's items
+                c = codes[:, j]
+                value = value * int(radix[j]) + np.where(c >= 0, c - offsets[j], sizes[j])
+            grouped[:, g] = value + start
+            start += self.group_sizes[g]
+        self.codes = grouped
+
+    def _items(self, g):
+        return range(self.bounds[g], self.bounds[g + 1])
+
+    def table(self, log_prob_T):
+        """The groups' (combinations, K) log-probability table from the items' (C, K)."""
+        K = log_prob_T.shape[1]
+        parts = []
+        for g in range(len(self.group_sizes)):
+            items = self._items(g)
+            shape = [int(self.radix[j]) for j in items]
+            t = np.zeros(shape + [K])
+            for axis, j in enumerate(items):
+                rows = np.zeros((int(self.radix[j]), K))       # the missing slot adds 0
+                rows[:self.sizes[j]] = log_prob_T[self.offsets[j]:self.offsets[j + 1]]
+                view = [1] * len(shape) + [K]
+                view[axis] = int(self.radix[j])
+                t += rows.reshape(view)
+            parts.append(t.reshape(-1, K))
+        return np.ascontiguousarray(np.concatenate(parts))
+
+    def item_counts(self, group_counts):
+        """The items' (C, K) counts from the groups' (combinations, K) counts."""
+        K = group_counts.shape[1]
+        out = np.empty((int(self.offsets[-1]), K))
+        start = 0
+        for g, size in enumerate(self.group_sizes):
+            items = self._items(g)
+            t = group_counts[start:start + size].reshape([int(self.radix[j]) for j in items]
+                                                         + [K])
+            for axis, j in enumerate(items):
+                others = tuple(a for a in range(len(items)) if a != axis)
+                out[self.offsets[j]:self.offsets[j + 1]] = t.sum(axis=others)[:self.sizes[j]]
+            start += size
+        return out
+
+
 # ------------------------------------------------------------------------- EM family
 class CategoricalFamily(BoundFamily):
     """E-step (the compiled ``categorical_estep_stats``), M-step with the Dirichlet prior,
@@ -184,18 +268,29 @@ class CategoricalFamily(BoundFamily):
         super().__init__(n_components, backend, weight_sum, encoded, encoded_weight)
         self.offsets = offsets_of(n_categories)
         self.prior = float(prior)
+        self._groups_lock = threading.Lock()
+        self._grouped_of = self._grouped = None
+
+    def _groups(self, codes):
+        """The ItemGroups of ``codes``, made by the first thread that asks (once per fit)."""
+        with self._groups_lock:
+            if self._grouped_of is not codes:
+                self._grouped = ItemGroups(codes, self.offsets)
+                self._grouped_of = codes
+            return self._grouped
 
     def _bind(self, codes, sample_weight, n_threads):
         kernel = get_backend(self.backend, "discrete").categorical_estep_stats
         threads = _threads_for(codes.shape[0], n_threads)
         sw = np.empty(0) if sample_weight is None else sample_weight   # (0,): weights 1
+        groups = self._groups(codes)
         nk = np.empty(self.n_components)
-        counts = np.empty((int(self.offsets[-1]), self.n_components))
+        group_counts = np.empty((sum(groups.group_sizes), self.n_components))
 
         def estep(params):
-            loglik = kernel(codes, sw, params.log_prob_T(), params.log_weights(), nk, counts,
-                            threads)
-            return CountStats(nk, counts, loglik, self.weight_sum)
+            loglik = kernel(groups.codes, sw, groups.table(params.log_prob_T()),
+                            params.log_weights(), nk, group_counts, threads)
+            return CountStats(nk, groups.item_counts(group_counts), loglik, self.weight_sum)
         return estep
 
     def _mstep(self, stats):
