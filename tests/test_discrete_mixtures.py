@@ -394,6 +394,62 @@ def test_hmm_emission_statistics_and_mstep_equal_the_mixture_family():
                                + np.log(p.weights_), p._weighted_log_prob(Xp), rtol=1e-10)
 
 
+# ----------------------------------------------------------------------------- binarize
+def test_binarize_equals_fitting_the_thresholded_array(backend):
+    """binarize=t fits, predicts and scores as the 0/1 array (X > t) does, at every call;
+    NaN stays missing and the caller's X is not modified."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 5)) + 2.0 * (rng.random((300, 1)) < 0.4)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    before = X.copy()
+    for t in (0.5, -1, np.float32(1.0)):
+        by_hand = np.where(np.isnan(X), np.nan, X > t)
+        got = BernoulliMixture(2, binarize=t, random_state=0, backend=backend).fit(X)
+        want = BernoulliMixture(2, random_state=0, backend=backend).fit(by_hand)
+        np.testing.assert_array_equal(got.weights_, want.weights_)
+        np.testing.assert_array_equal(got.probabilities_, want.probabilities_)
+        assert got.n_iter_ == want.n_iter_
+        np.testing.assert_array_equal(got.predict_proba(X), want.predict_proba(by_hand))
+        np.testing.assert_array_equal(got.score_samples(X), want.score_samples(by_hand))
+        assert got.bic(X) == want.bic(by_hand)
+        np.testing.assert_array_equal(got.fit_predict(X), want.fit_predict(by_hand))
+    np.testing.assert_array_equal(X, before)
+
+
+def test_binarize_keeps_nan_missing():
+    """A NaN is a missing value, not a 0 (NaN > t is False): the row with only a NaN is
+    scored 0 and gets the weights, a NaN feature is marginalised."""
+    X = np.array([[0.2, 3.0], [-1.0, 0.5], [2.0, -4.0], [0.9, 1.1]])
+    m = BernoulliMixture(2, binarize=1.0, random_state=0).fit(X)
+    nan_rows = np.array([[np.nan, np.nan], [np.nan, 2.0]])
+    assert m.score_samples(nan_rows)[0] == 0.0
+    np.testing.assert_array_equal(m.predict_proba(nan_rows)[0], m.weights_)
+    np.testing.assert_allclose(m.score_samples(nan_rows)[1],
+                               np.log(m.weights_ @ m.probabilities_[:, 1]))
+    with pytest.raises(ValueError, match="missing .* every row"):
+        BernoulliMixture(1, binarize=0.0).fit(np.array([[np.nan, 1.0], [np.nan, 2.0]]))
+
+
+def test_binarize_compares_float32_data_exactly():
+    """0.1f is above 0.1 (float64); 0.1 must not be rounded to float32 for the test."""
+    X = np.array([[0.1], [0.0], [1.0]], dtype=np.float32)
+    m = BernoulliMixture(1, binarize=0.1).fit(X)
+    np.testing.assert_allclose(m.probabilities_, [[2 / 3]])
+
+
+@pytest.mark.parametrize("binarize, error", [
+    (True, TypeError), ("0.5", TypeError), ([0.5], TypeError),
+    (np.nan, ValueError), (np.inf, ValueError), (-np.inf, ValueError)])
+def test_bad_binarize_is_refused_naming_the_parameter(binarize, error):
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(error, match="'binarize'"):
+        BernoulliMixture(1, binarize=binarize).fit(X)
+    m = BernoulliMixture(1).fit(X)
+    m.set_params(binarize=binarize)     # predict reads binarize too: checked there as well
+    with pytest.raises(error, match="'binarize'"):
+        m.predict(X)
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("cls, X, match", [
     (CategoricalMixture, [[0, 1.5], [1, 0]], "integer"),

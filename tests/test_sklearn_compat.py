@@ -1,6 +1,7 @@
 """scikit-learn's own estimator checks (check_estimator) on emfast.GaussianMixture,
 emfast.impute.EMImputer and the discrete mixtures (Bernoulli, categorical, Poisson)."""
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")
@@ -31,26 +32,6 @@ CONTINUOUS_DATA = {
         "test_discrete_mixtures.py::test_integer_sample_weight_equals_repeated_rows."),
 }
 
-# No input tag makes scikit-learn's checks generate 0/1 data: each of these fits on its
-# continuous (or integer) data, which BernoulliMixture refuses with a ValueError by design.
-# Its 0/1 behaviour is tested in test_discrete_mixtures.py.
-BERNOULLI_DOMAIN = "fits on continuous data; BernoulliMixture accepts only 0/1 (and NaN)"
-BERNOULLI_EXPECTED_FAILED = {check: BERNOULLI_DOMAIN for check in (
-    "check_fit_score_takes_y", "check_estimators_overwrite_params",
-    "check_dont_overwrite_parameters", "check_estimators_fit_returns_self",
-    "check_readonly_memmap_input", "check_n_features_in_after_fitting",
-    "check_positive_only_tag_during_fit", "check_estimators_dtypes",
-    "check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
-    "check_sample_weights_list", "check_all_zero_sample_weights_error",
-    "check_sample_weights_shape", "check_sample_weights_not_overwritten",
-    "check_sample_weight_equivalence_on_dense_data", "check_dtype_object",
-    "check_pipeline_consistency", "check_estimators_pickle",
-    "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature",
-    "check_dict_unchanged", "check_fit_idempotent", "check_fit_check_is_fitted",
-    "check_n_features_in", "check_fit2d_predict1d")}
-
-
 def _estimators():
     from emfast.impute import EMImputer
 
@@ -58,14 +39,18 @@ def _estimators():
     for backend in BACKENDS:
         ests.append(emfast.GaussianMixture(n_components=2, covariance_type="diag",
                                            backend=backend, n_threads=2, max_iter=50))
-    for cls in (emfast.CategoricalMixture, emfast.PoissonMixture, emfast.BernoulliMixture):
+    for cls in (emfast.CategoricalMixture, emfast.PoissonMixture):
         ests += [cls(), cls(n_components=2, n_threads=2, max_iter=50)]
+    # No input tag makes the checks generate 0/1 data; binarize reads their continuous data
+    # as 0/1 (the strict default's error is tested below)
+    ests += [emfast.BernoulliMixture(binarize=0.0),
+             emfast.BernoulliMixture(n_components=2, n_threads=2, max_iter=50, binarize=0.0)]
     return ests
 
 
 def _expected_failed(estimator):
-    if isinstance(estimator, emfast.BernoulliMixture):
-        return BERNOULLI_EXPECTED_FAILED
+    if isinstance(estimator, emfast.BernoulliMixture):   # binarize=0.0: every check passes
+        return {}
     if isinstance(estimator, (emfast.CategoricalMixture, emfast.PoissonMixture)):
         return CONTINUOUS_DATA
     if getattr(estimator, "n_components", 1) == 1:  # weights cannot change the fit
@@ -76,3 +61,10 @@ def _expected_failed(estimator):
 @parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failed)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_bernoulli_default_refuses_continuous_data_with_a_clear_error():
+    """Without binarize, the checks' continuous data is a ValueError that names the fix."""
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="0 and 1 only.*binarize"):
+        emfast.BernoulliMixture(2).fit(X)

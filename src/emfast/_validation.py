@@ -202,11 +202,13 @@ def check_int(name, value, low, high=None):
     return int(value)
 
 
-def check_real(name, value, low):
+def check_real(name, value, low=None):
+    """A finite real number (not a bool), >= ``low`` unless it is None; returns a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"The '{name}' parameter must be a float, got {value!r}")
-    if not np.isfinite(value) or value < low:
-        raise ValueError(f"The '{name}' parameter must be a finite float >= {low}, got {value!r}")
+    if not np.isfinite(value) or (low is not None and value < low):
+        bound = "" if low is None else f" >= {low}"
+        raise ValueError(f"The '{name}' parameter must be a finite float{bound}, got {value!r}")
     return float(value)
 
 

@@ -44,22 +44,31 @@ def sample(weights, p, n_samples, rng):
     return np.vstack(parts), np.repeat(np.arange(len(counts)), counts)
 
 
-def check_binary(X, estimator, fitting):
+def check_binary(X, estimator, fitting, threshold=None):
     """Validate binary data (N, D) (bool, integer or float 0/1; NaN missing) and encode it
-    for the kernels: codes (N, D) int32 = 2 d + x, -1 where missing. A feature missing in
-    every row is an error when ``fitting``. The caller's X is not modified."""
+    for the kernels: codes (N, D) int32 = 2 d + x, -1 where missing. With a ``threshold``
+    (BernoulliMixture's ``binarize``) any finite values are accepted and x = value >
+    threshold. A feature missing in every row is an error when ``fitting``. The caller's X
+    is not modified."""
     X = V.check_array(X, estimator=estimator, allow_nan=True)
     missing = np.isnan(X)
-    bad = ~(missing | (X == 0) | (X == 1))
-    if bad.any():
-        raise ValueError(f"{estimator}: X must hold 0 and 1 only (NaN for missing); it has "
-                         f"{np.unique(X[bad])[:5].tolist()}")
+    if threshold is None:
+        bad = ~(missing | (X == 0) | (X == 1))
+        if bad.any():
+            raise ValueError(f"{estimator}: X must hold 0 and 1 only (NaN for missing), or "
+                             "set binarize=<threshold>; it has "
+                             f"{np.unique(X[bad])[:5].tolist()}")
+        ones = X == 1
+    else:
+        # False where missing (NaN); a float64 threshold, or NumPy would compare float32
+        # X in float32 (0.1f > 0.1 is True, but not against 0.1 rounded to float32)
+        ones = X > np.float64(threshold)
     if fitting:
         never = np.flatnonzero(missing.all(axis=0))
         if len(never):
             raise ValueError(f"{estimator}: feature(s) {never[:10].tolist()} of X are missing "
                              "(NaN) in every row")
-    codes = (np.where(missing, 0.0, X) + 2 * np.arange(X.shape[1])).astype(np.int32)
+    codes = (ones + 2 * np.arange(X.shape[1])).astype(np.int32)
     codes[missing] = -1
     return codes
 

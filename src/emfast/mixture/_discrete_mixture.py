@@ -364,6 +364,11 @@ class BernoulliMixture(_CodedMixture):
     skipped in the likelihood; a row with no value at all says nothing and is left out of
     fit (predict_proba gives it the weights, score_samples 0).
 
+    ``binarize`` (default None), as scikit-learn's BernoulliNB: None requires 0/1 data
+    (any other value is a ValueError); a float threshold t instead reads each value as 1
+    if it is > t, else 0, in fit and in every later call (predict, score, ...); NaN stays
+    missing and the caller's X is not modified.
+
     ``probabilities_prior`` (default 1.0: none, the maximum-likelihood estimate): a
     symmetric Beta(a, a) per feature and component, the two-category case of
     CategoricalMixture's Dirichlet; the M-step is the MAP (n_1 + a - 1) / (n + 2 (a - 1)).
@@ -373,8 +378,22 @@ class BernoulliMixture(_CodedMixture):
     ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``, ``n_features_in_``.
 """ + _COMMON_DOC % {"encoding": "the 0/1 values, a missing value its feature's mean"}
 
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", probabilities_prior=1.0, binarize=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 backend="auto", n_threads=None, accelerate=None):
+        super().__init__(n_components, tol=tol, max_iter=max_iter, n_init=n_init,
+                         init_params=init_params, probabilities_prior=probabilities_prior,
+                         random_state=random_state, warm_start=warm_start, verbose=verbose,
+                         verbose_interval=verbose_interval, backend=backend,
+                         n_threads=n_threads, accelerate=accelerate)
+        self.binarize = binarize
+
     def _encode(self, X, fitting):
-        return B.check_binary(X, type(self).__name__, fitting), None
+        # binarize is checked here, not in _check_priors: predict reads it too, and it may
+        # have been set (set_params) since fit
+        threshold = None if self.binarize is None else V.check_real("binarize", self.binarize)
+        return B.check_binary(X, type(self).__name__, fitting, threshold), None
 
     def _set_shape(self, codes, info):
         self.n_features_in_ = codes.shape[1]
