@@ -279,7 +279,8 @@ def test_hmm_reaches_plain_optimum_sooner(hmm_evaluations, make, X, speedup):
     # the monitor sees SQUAREM's iterates: never decreasing, one per cycle
     history = np.array(fast.monitor_.history)
     assert np.all(np.diff(history) >= 0)
-    assert fast.monitor_.iter == len(history) < len(hmm_evaluations)
+    assert fast.monitor_.iter == len(history) < len(hmm_evaluations) == fast.n_iter_
+    assert plain.n_iter_ == plain.monitor_.iter == len(plain_evals)
     # score() is the log-likelihood at the fitted parameters: what an E-step there gives
     score = fast.score(X)
     fast.set_params(init_params="", n_iter=1, accelerate=None).fit(X)
@@ -427,9 +428,9 @@ def test_hmm_n_iter_bounds_evaluations(hmm_evaluations):
     X = alike_counts()
     for n_iter in (1, 2, 3, 7, 50):
         hmm_evaluations.clear()
-        PoissonHMM(2, tol=-math.inf, n_iter=n_iter, random_state=0,
-                   accelerate="squarem").fit(X)
-        assert len(hmm_evaluations) == n_iter
+        hmm = PoissonHMM(2, tol=-math.inf, n_iter=n_iter, random_state=0,
+                         accelerate="squarem").fit(X)
+        assert len(hmm_evaluations) == n_iter == hmm.n_iter_
 
 
 def test_step_length():

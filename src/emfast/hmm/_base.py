@@ -254,7 +254,8 @@ class BaseHMM(ParamsMixin):
     in far fewer passes over the data when Baum-Welch crawls (states that look alike). The
     monitor sees SQUAREM's iterates: ``monitor_.history`` holds the log-likelihood at the
     start of each SQUAREM cycle (two EM steps and an extrapolation; it never decreases)
-    and ``monitor_.iter`` counts cycles, so the fit stops when one cycle gains less than
+    and ``monitor_.iter`` counts cycles (``n_iter_``, set by every fit, counts the E-steps,
+    the EM-map evaluations), so the fit stops when one cycle gains less than
     ``tol`` -- only at a point where plain Baum-Welch would stop too, usually much nearer
     the optimum -- or after ``n_iter`` E-steps (``emfast._em.squarem_loop``).
 
@@ -405,6 +406,7 @@ class BaseHMM(ParamsMixin):
         self.transmat_ = run.params.transmat
         self._set_emission_attrs(run.params.emission)
         self.monitor_ = run.rule.monitor
+        self.n_iter_ = run.n_iter      # E-steps (monitor_.iter counts SQUAREM's cycles)
 
     def _initializer(self, X_start, labels, emission, rng):
         """``init(X_, sw_, rng_, threads) -> HMMParams``: the starting parameters of a
