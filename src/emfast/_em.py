@@ -28,6 +28,25 @@ from emfast._validation import check_random_state
 from emfast.exceptions import ConvergenceWarning, compatible
 
 
+class BoundEStep:
+    """``e_step`` for families whose E-step is a kernel bound to X once per EM run and
+    thread (restarts run concurrently, each on its own thread with its own statistics
+    buffers; a new thread count binds again). A subclass sets up ``self._bound =
+    threading.local()`` (:meth:`_init_binding`) and provides ``_bind(X, sample_weight,
+    n_threads) -> callable(params) -> stats``."""
+
+    def _init_binding(self):
+        self._bound = threading.local()
+
+    def e_step(self, X, sample_weight, params, n_threads):
+        b = self._bound
+        if not (getattr(b, "X", None) is X and b.sw is sample_weight
+                and b.n_threads == n_threads):
+            b.estep = self._bind(X, sample_weight, n_threads)
+            b.X, b.sw, b.n_threads = X, sample_weight, n_threads
+        return b.estep(params)
+
+
 class EMRun:
     """Result of one EM run from one starting point."""
 

@@ -218,6 +218,22 @@ def check_option(name, value, options):
     return value
 
 
+def check_em_parameters(est, init_params_choices, backends):
+    """The constructor parameters every mixture estimator shares (GaussianMixture's):
+    n_components, tol, max_iter, n_init, init_params, backend, warm_start, verbose,
+    verbose_interval."""
+    check_int("n_components", est.n_components, 1)
+    check_real("tol", est.tol, 0.0)
+    check_int("max_iter", est.max_iter, 0)
+    check_int("n_init", est.n_init, 1)
+    check_option("init_params", est.init_params, init_params_choices)
+    check_option("backend", est.backend, backends)
+    if not isinstance(est.warm_start, (bool, np.bool_)):
+        raise TypeError(f"The 'warm_start' parameter must be a bool, got {est.warm_start!r}")
+    check_int("verbose", int(est.verbose) if isinstance(est.verbose, bool) else est.verbose, 0)
+    check_int("verbose_interval", est.verbose_interval, 1)
+
+
 class _NoEntropy(ISeedSequence):
     """Zeros for a bit generator's first state: ``RandomState(seed)`` first seeds its
     MT19937 from fresh OS entropy (624 words through a SeedSequence, about 60 us, a few

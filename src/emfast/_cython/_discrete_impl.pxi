@@ -26,13 +26,19 @@ cdef extern from *:
      * scalar twin of _gaussian_simd.h's gv_log_ge1 (relative error < 3e-16). */
     static inline double emfast_discrete_log_ge1(double s)
     {
-        uint64_t bits, mb;
+        uint64_t bits, mb, eb;
         double m, e;
         memcpy(&bits, &s, sizeof bits);
         mb = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
         memcpy(&m, &mb, sizeof m);
-        e = (double) ((int64_t) (bits >> 52) - 1023);
-        if (m > 1.4142135623730951) { m *= 0.5; e += 1.0; }
+        /* the exponent as a double through the bits of 2^52 + e (no int64 -> double
+         * conversion, which AVX2 lacks: the loop over a block's rows then vectorises) */
+        eb = ((bits >> 52) - 1023) + 0x4330000000000000ULL;
+        memcpy(&e, &eb, sizeof e);
+        e -= 4503599627370496.0;
+        int big = m > 1.4142135623730951;
+        m = big ? m * 0.5 : m;
+        e = big ? e + 1.0 : e;
         double sv = (m - 1.0) / (m + 1.0), z = sv * sv;
         return e * EMFAST_EXP_LN2_HI + (EMFAST_LOG_ATANH_SERIES(sv, z) + e * EMFAST_EXP_LN2_LO);
     }

@@ -10,11 +10,11 @@ counts): k-means clusters it to start EM, and the mean of a cluster's encoded ro
 cluster's own parameter estimate.
 """
 
-import threading
 import warnings
 
 import numpy as np
 
+from emfast._em import BoundEStep
 from emfast.exceptions import DegenerateComponentWarning
 
 # A component whose weighted count falls below this fraction of the total is empty.
@@ -80,7 +80,7 @@ def warn_reseeded(empty):
         DegenerateComponentWarning, stacklevel=5)
 
 
-class BoundFamily:
+class BoundFamily(BoundEStep):
     """The EM family protocol of emfast._em for a discrete mixture: the E-step kernel
     bound to X once per EM run and thread (restarts run concurrently, each on its own
     thread, with their own statistics buffers), the family's M-step, and the re-seeding of
@@ -99,15 +99,7 @@ class BoundFamily:
         self.encoded = encoded
         self.encoded_weight = encoded_weight
         self.marginal = np.average(encoded, axis=0, weights=encoded_weight)
-        self._bound = threading.local()
-
-    def e_step(self, X, sample_weight, params, n_threads):
-        b = self._bound
-        if not (getattr(b, "X", None) is X and b.sw is sample_weight
-                and b.n_threads == n_threads):
-            b.estep = self._bind(X, sample_weight, n_threads)
-            b.X, b.sw, b.n_threads = X, sample_weight, n_threads
-        return b.estep(params)
+        self._init_binding()
 
     def m_step(self, X, sample_weight, stats, rng):
         params = self._mstep(stats)

@@ -69,17 +69,7 @@ class _DiscreteMixture(ParamsMixin):
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
-        V.check_int("n_components", self.n_components, 1)
-        V.check_real("tol", self.tol, 0.0)
-        V.check_int("max_iter", self.max_iter, 0)
-        V.check_int("n_init", self.n_init, 1)
-        V.check_option("init_params", self.init_params, _INIT_PARAMS)
-        V.check_option("backend", self.backend, BACKENDS)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise TypeError(f"The 'warm_start' parameter must be a bool, got {self.warm_start!r}")
-        V.check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
-                    else self.verbose, 0)
-        V.check_int("verbose_interval", self.verbose_interval, 1)
+        V.check_em_parameters(self, _INIT_PARAMS, BACKENDS)
         check_accelerate(self.accelerate)
         self._check_priors()
         get_backend(self.backend, "discrete")

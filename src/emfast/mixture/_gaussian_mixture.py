@@ -9,7 +9,7 @@ import numpy as np
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
-from emfast._em import check_accelerate, fit_mixture
+from emfast._em import BoundEStep, check_accelerate, fit_mixture
 from emfast._estimator import ParamsMixin
 from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
@@ -23,7 +23,7 @@ from emfast.mixture._kmeans import kmeans, kmeans_plusplus
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-class _GaussianFamily:
+class _GaussianFamily(BoundEStep):
     """E-step and M-step of a Gaussian mixture, as the EM drivers want them.
 
     The drivers hand every E-step the same X and weights; each thread (restarts run
@@ -44,17 +44,9 @@ class _GaussianFamily:
         # row; the E-step is then the missing-value kernel's, and empty components are
         # re-seeded from these rows
         self.filled_rows = filled_rows
-        self._bound = threading.local()
+        self._init_binding()
         self._blocks_lock = threading.Lock()
         self._blocks_of = self._blocks = None
-
-    def e_step(self, X, sample_weight, params, n_threads):
-        b = self._bound
-        if not (getattr(b, "X", None) is X and b.sw is sample_weight
-                and b.n_threads == n_threads):
-            b.estep = self._bind(X, sample_weight, n_threads)
-            b.X, b.sw, b.n_threads = X, sample_weight, n_threads
-        return b.estep(params)
 
     def _bind(self, X, sample_weight, n_threads):
         """The E-step bound to X and the weights (the complete-data or missing-value one)."""
@@ -229,19 +221,9 @@ class GaussianMixture(ParamsMixin):
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self):
-        V.check_int("n_components", self.n_components, 1)
+        V.check_em_parameters(self, _INIT_PARAMS, BACKENDS)
         V.check_option("covariance_type", self.covariance_type, kernels.COVARIANCE_TYPES)
-        V.check_real("tol", self.tol, 0.0)
         V.check_real("reg_covar", self.reg_covar, 0.0)
-        V.check_int("max_iter", self.max_iter, 0)
-        V.check_int("n_init", self.n_init, 1)
-        V.check_option("init_params", self.init_params, _INIT_PARAMS)
-        V.check_option("backend", self.backend, BACKENDS)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise TypeError(f"The 'warm_start' parameter must be a bool, got {self.warm_start!r}")
-        V.check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
-                    else self.verbose, 0)
-        V.check_int("verbose_interval", self.verbose_interval, 1)
         if not isinstance(self.semi_supervised, (bool, np.bool_)):
             raise TypeError("The 'semi_supervised' parameter must be a bool, got "
                             f"{self.semi_supervised!r}")
