@@ -50,6 +50,16 @@ cdef extern from "_discrete_rows.h":
                              int K, double* out) noexcept nogil
     void emfast_cat_scatter(const int* code, int J, const double* r, int K,
                             double* counts) noexcept nogil
+    void emfast_poi_row_sums_f32(const float* x, int D, const double* logT,
+                                 const double* log_const, double row_const, int K,
+                                 double* out) noexcept nogil
+    void emfast_poi_row_sums_f64(const double* x, int D, const double* logT,
+                                 const double* log_const, double row_const, int K,
+                                 double* out) noexcept nogil
+    void emfast_poi_scatter_f32(const float* x, int D, const double* r, int K,
+                                double* s1T) noexcept nogil
+    void emfast_poi_scatter_f64(const double* x, int D, const double* r, int K,
+                                double* s1T) noexcept nogil
 
 cdef enum:
     BLOCK = 256           # rows per block: the unit of the fixed summation order
@@ -250,46 +260,36 @@ def categorical_log_prob(
 # --------------------------------------------------------------------------------------------
 # Poisson
 # --------------------------------------------------------------------------------------------
-cdef void _poi_rows(const floating* X, int D, const double* log_lam,
+cdef void _poi_rows(const floating* X, int D, const double* logT,
                     const double* log_const, const double* row_const, int K, Py_ssize_t r0,
                     Py_ssize_t nb, double* lp) noexcept nogil:
     """OUT: lp (nb, K) row b = log_const + row_const[r0 + b] + sum_d x_d log_lam[k, d], a
-    term with x_d = 0 adding 0 also where log(lambda) = -inf. One short dot product per
-    class, summed in a register."""
+    term with x_d = 0 adding 0 also where log(lambda) = -inf; logT (D, K) is log_lam
+    transposed: across the classes in vectors (_discrete_rows.h)."""
     cdef Py_ssize_t b
-    cdef int d, k
-    cdef double x, t, acc
-    cdef const double* ll
-    cdef const floating* xr
     for b in range(nb):
-        xr = X + (r0 + b) * D
-        for k in range(K):
-            ll = log_lam + k * D
-            acc = log_const[k] + row_const[r0 + b]
-            for d in range(D):
-                # a select, not a branch (whether a count is 0 is unpredictable): x * -inf
-                # is NaN where x = 0, replaced by the 0 that term adds
-                x = xr[d]
-                t = x * ll[d]
-                acc += t if x != 0.0 else 0.0
-            lp[b * K + k] = acc
+        if floating is float:
+            emfast_poi_row_sums_f32(X + (r0 + b) * D, D, logT, log_const, row_const[r0 + b],
+                                    K, lp + b * K)
+        else:
+            emfast_poi_row_sums_f64(X + (r0 + b) * D, D, logT, log_const, row_const[r0 + b],
+                                    K, lp + b * K)
 
 
 cdef double _poi_group(const floating* X, Py_ssize_t N, int D, const double* sw,
-                       const double* log_lam, const double* log_const,
+                       const double* logT, const double* log_const,
                        const double* row_const, int K, Py_ssize_t blk_lo, Py_ssize_t blk_hi,
-                       Scratch* S, double* nk, double* s1) noexcept nogil:
-    """As _cat_group for the Poisson family: OUT (added to) nk (K,), s1 (K, D) = sum w r x."""
+                       Scratch* S, double* nk, double* s1T) noexcept nogil:
+    """As _cat_group for the Poisson family: OUT (added to) nk (K,), s1T (D, K) = sum w x r
+    (the transpose of the statistic s1, so that a row adds K contiguous values per count)."""
     cdef Py_ssize_t blk, r0, nb, b
-    cdef int d, k
-    cdef double sc, rk, ll = 0.0
+    cdef int k
+    cdef double sc, ll = 0.0
     cdef double* r
-    cdef double* dst
-    cdef const floating* xr
     for blk in range(blk_lo, blk_hi):
         r0 = blk * BLOCK
         nb = min(<Py_ssize_t> BLOCK, N - r0)
-        _poi_rows(X, D, log_lam, log_const, row_const, K, r0, nb, S.lp)
+        _poi_rows(X, D, logT, log_const, row_const, K, r0, nb, S.lp)
         ll += _responsibilities(S.lp, nb, K, sw, r0, S.scale, S.row_ll, S.log_s)
         for b in range(nb):
             sc = S.scale[b]
@@ -299,12 +299,11 @@ cdef double _poi_group(const floating* X, Py_ssize_t N, int D, const double* sw,
             for k in range(K):
                 r[k] *= sc
                 nk[k] += r[k]
-            xr = X + (r0 + b) * D
-            for k in range(K):     # r is finite: a zero count adds exact zeros
-                rk = r[k]
-                dst = s1 + k * D
-                for d in range(D):
-                    dst[d] += rk * xr[d]
+            # r is finite: a zero count adds exact zeros
+            if floating is float:
+                emfast_poi_scatter_f32(X + (r0 + b) * D, D, r, K, s1T)
+            else:
+                emfast_poi_scatter_f64(X + (r0 + b) * D, D, r, K, s1T)
     return ll
 
 
@@ -320,10 +319,12 @@ def poisson_estep_stats(
 ):
     """The fused Poisson E-step. Returns the weighted log-likelihood."""
     cdef Py_ssize_t N = X.shape[0], nblk = _n_blocks(N), g
-    cdef int K = log_lam.shape[0], D = log_lam.shape[1]
+    cdef int K = log_lam.shape[0], D = log_lam.shape[1], k, d
     cdef Py_ssize_t width = 1 + K + D * K
     cdef Py_ssize_t G = n_groups(nblk, width)
     cdef double[:, ::1] slots = np.zeros((G, width))
+    cdef const double[:, ::1] logT = np.ascontiguousarray(np.asarray(log_lam).T)
+    cdef double[:, ::1] s1T = np.empty((D, K))
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef Scratch S
     cdef double ll
@@ -334,11 +335,14 @@ def poisson_estep_stats(
                 for g in prange(G, schedule="dynamic"):
                     memset(S.acc, 0, width * sizeof(double))
                     S.acc[0] = _poi_group(
-                        &X[0, 0], N, D, sw, &log_lam[0, 0], &log_const[0], &row_const[0], K,
+                        &X[0, 0], N, D, sw, &logT[0, 0], &log_const[0], &row_const[0], K,
                         g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
                     memcpy(&slots[g, 0], S.acc, width * sizeof(double))
                 free(S.lp)
-        ll = _sum_slots(slots, &nk[0], K, &s1[0, 0], D * K)
+        ll = _sum_slots(slots, &nk[0], K, &s1T[0, 0], D * K)
+        for k in range(K):
+            for d in range(D):
+                s1[k, d] = s1T[d, k]
     return ll
 
 
@@ -353,11 +357,12 @@ def poisson_log_prob(
     """Per-row, per-class Poisson log-probabilities (each row on its own)."""
     cdef Py_ssize_t N = X.shape[0], nblk = _n_blocks(N), blk
     cdef int K = log_lam.shape[0], D = log_lam.shape[1]
+    cdef const double[:, ::1] logT = np.ascontiguousarray(np.asarray(log_lam).T)
     if N == 0:
         return
     with nogil:
         for blk in prange(nblk, schedule="static", num_threads=n_threads):
-            _poi_rows(&X[0, 0], D, &log_lam[0, 0], &log_const[0], &row_const[0], K, blk * BLOCK,
+            _poi_rows(&X[0, 0], D, &logT[0, 0], &log_const[0], &row_const[0], K, blk * BLOCK,
                       min(<Py_ssize_t> BLOCK, N - blk * BLOCK), &out[blk * BLOCK, 0])
 
 
