@@ -594,3 +594,78 @@ def test_convergence_warning_points_at_the_callers_fit():
     with pytest.warns(ConvergenceWarning) as record:
         PoissonMixture(2, max_iter=1, tol=0.0, random_state=0).fit(X)
     assert record[0].filename == __file__
+
+
+# ------------------------------------------------------------------- item groups, edges
+@pytest.mark.parametrize("n_categories, missing", [
+    ([4] * 10, 0.0), ([4] * 10, 0.2), ([2] * 9, 0.1), ([3, 300, 2, 2, 5], 0.1), ([7], 0.3)])
+def test_item_groups_give_the_items_statistics(n_categories, missing):
+    """The kernels on grouped items (super-items) give the ungrouped statistics: the same
+    log-likelihood and counts, with and without missing answers; binary items whose grouped
+    table would outgrow the items' stay alone (the identity)."""
+    from emfast._config import get_backend
+    from emfast.mixture import _categorical as CAT
+
+    X, _, _, _ = lca_data(7, 3000, 3, n_categories, missing=missing)
+    offsets = CAT.offsets_of(np.asarray(n_categories))
+    codes = np.where(np.isnan(X), -1, X + offsets[:-1]).astype(np.int32)
+    rng = np.random.default_rng(1)
+    K = 3
+    log_prob_T = np.log(rng.dirichlet(np.ones(int(offsets[-1])), size=K)).T.copy()
+    log_w = np.log(np.array([0.2, 0.3, 0.5]))
+    groups = CAT.ItemGroups(codes, offsets, K)
+    kernel = get_backend("auto", "discrete").categorical_estep_stats
+    nk0, c0 = np.empty(K), np.empty((int(offsets[-1]), K))
+    ll0 = kernel(codes, np.empty(0), log_prob_T, log_w, nk0, c0, 2)
+    nk1, c1 = np.empty(K), np.empty((sum(groups.group_sizes), K))
+    ll1 = kernel(groups.codes, np.empty(0), groups.table(log_prob_T), log_w, nk1, c1, 2)
+    assert ll1 == pytest.approx(ll0, rel=1e-12)
+    np.testing.assert_allclose(nk1, nk0, rtol=1e-12)
+    np.testing.assert_allclose(groups.item_counts(c1), c0, rtol=1e-11, atol=1e-9)
+    if n_categories == [4] * 10:      # 4 x 4 x 4 x 4 combinations; 5 x 5 x 5 with NaN
+        assert groups.codes.shape[1] == (3 if missing == 0 else 4) and not groups.identity
+    if n_categories == [7]:
+        assert groups.identity
+
+
+def test_binary_items_beyond_the_table_budget_stay_alone():
+    from emfast.mixture import _categorical as CAT
+
+    codes = (np.random.default_rng(0).integers(0, 2, size=(50, 2000))
+             + 2 * np.arange(2000)).astype(np.int32)
+    groups = CAT.ItemGroups(codes, CAT.offsets_of(np.full(2000, 2)), 20)
+    assert groups.identity and groups.codes is codes
+
+
+@pytest.mark.parametrize("cls, low", [(CategoricalMixture, 4), (BernoulliMixture, 2)])
+def test_prior_below_one_leaves_a_usable_model(cls, low):
+    """A Dirichlet prior below 1 can cut every numerator of a block: that block is then its
+    counts' maximum-likelihood estimate, never all zero (which predict would refuse, or a
+    Bernoulli model would read as P(x = 1) = 0)."""
+    rng = np.random.default_rng(3)
+    for seed in range(20):
+        X = rng.integers(0, low, size=(40, 5)).astype(float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m = cls(8, probabilities_prior=0.05, max_iter=1 + seed % 5,
+                    random_state=seed).fit(X)
+        if cls is CategoricalMixture:
+            for p in m.probabilities_:
+                np.testing.assert_allclose(p.sum(axis=1), 1.0)
+        else:   # no block read as P(x = 1) = 0 for want of a distribution
+            assert np.all((m.probabilities_ >= 0) & (m.probabilities_ <= 1))
+        # a MAP below 1 may make rows impossible (-inf), never NaN
+        assert not np.any(np.isnan(m.score_samples(X)))
+        assert not np.any(np.isnan(m.predict_proba(X)))
+        m.predict(X)
+
+
+def test_random_from_data_with_few_weighted_rows():
+    """Fewer than K weighted rows among the rows the start is drawn from: the start still
+    draws K distinct rows (the fit's weights then decide)."""
+    X, _, _, _ = lca_data(5, 20000, 3, [3, 3, 3, 3])
+    w = np.zeros(len(X))
+    w[[0, 5, 17000]] = 1.0
+    m = CategoricalMixture(3, init_params="random_from_data", random_state=0,
+                           max_iter=5).fit(X, sample_weight=w)
+    assert np.isclose(m.weights_.sum(), 1.0)

@@ -132,8 +132,9 @@ ctypedef struct Scratch:        # per-thread, allocated once per thread and call
 
 
 cdef Scratch _scratch_alloc(int K, Py_ssize_t width) noexcept nogil:
+    """A thread's scratch; S.lp is NULL when out of memory (the caller raises)."""
     cdef Scratch S
-    S.lp = <double*> malloc((BLOCK * K + 3 * BLOCK + width) * sizeof(double))
+    S.lp = <double*> malloc((<Py_ssize_t> BLOCK * K + 3 * BLOCK + width) * sizeof(double))
     S.scale = S.lp + BLOCK * K
     S.row_ll = S.scale + BLOCK
     S.log_s = S.row_ll + BLOCK
@@ -224,17 +225,25 @@ def categorical_estep_stats(
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef Scratch S
     cdef double ll
+    cdef int failed = 0
     with nogil:
         if N > 0:
-            with parallel(num_threads=n_threads):
+            # no more threads than groups: each holds a scratch of the slot's size
+            with parallel(num_threads=min(n_threads, G)):
                 S = _scratch_alloc(K, width)
                 for g in prange(G, schedule="dynamic"):
+                    if S.lp == NULL:
+                        failed += 1
+                        continue
                     memset(S.acc, 0, width * sizeof(double))
                     S.acc[0] = _cat_group(
                         &codes[0, 0], N, J, sw, &log_prob_T[0, 0], &log_weights[0], K,
                         g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
                     memcpy(&slots[g, 0], S.acc, width * sizeof(double))
                 free(S.lp)
+    if failed:
+        raise MemoryError("categorical_estep_stats: no memory for the threads' scratch")
+    with nogil:
         ll = _sum_slots(slots, &nk[0], K, &counts[0, 0], C * K)
     return ll
 
@@ -328,17 +337,24 @@ def poisson_estep_stats(
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef Scratch S
     cdef double ll
+    cdef int failed = 0
     with nogil:
         if N > 0:
-            with parallel(num_threads=n_threads):
+            with parallel(num_threads=min(n_threads, G)):
                 S = _scratch_alloc(K, width)
                 for g in prange(G, schedule="dynamic"):
+                    if S.lp == NULL:
+                        failed += 1
+                        continue
                     memset(S.acc, 0, width * sizeof(double))
                     S.acc[0] = _poi_group(
                         &X[0, 0], N, D, sw, &logT[0, 0], &log_const[0], &row_const[0], K,
                         g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
                     memcpy(&slots[g, 0], S.acc, width * sizeof(double))
                 free(S.lp)
+    if failed:
+        raise MemoryError("poisson_estep_stats: no memory for the threads' scratch")
+    with nogil:
         ll = _sum_slots(slots, &nk[0], K, &s1T[0, 0], D * K)
         for k in range(K):
             for d in range(D):

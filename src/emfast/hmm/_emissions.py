@@ -41,6 +41,7 @@ from emfast.mixture import _categorical as CAT
 from emfast.mixture import _gaussian as G
 from emfast.mixture import _poisson as POI
 from emfast.mixture import _gaussian_missing as GM
+from emfast.mixture._discrete import log0
 from emfast.mixture._kmeans import kmeans
 from emfast.mixture._semi_supervised import component
 from emfast.hmm._stats import ArrayStats
@@ -74,11 +75,6 @@ def _f64(a):
     """a as a C-contiguous float64 array (no copy when it is one already): what the
     kernels' unchecked entry points take."""
     return np.ascontiguousarray(a, dtype=np.float64)
-
-
-def _log0(a):
-    with np.errstate(divide="ignore"):
-        return np.log(a)
 
 
 # ----------------------------------------------------------------------------------------
@@ -456,7 +452,7 @@ class GMMEmission:
             pc, cv = _spd_factor(cov[k], kt)
             pcs.append(pc)
             covs.append(cv)
-            consts.append(kernels.log_normalizer(pc, kt, D, _log0(p["weights"][k]))
+            consts.append(kernels.log_normalizer(pc, kt, D, log0(p["weights"][k]))
                           * np.ones(M))
         p["prec_chol"] = np.stack(pcs)
         p["log_const"] = np.stack(consts)

@@ -73,8 +73,15 @@ def mstep_probabilities(counts, prior, offsets):
     """MAP probabilities (K, C) from the weighted category counts (K, C) under a symmetric
     Dirichlet(``prior``) per item and component: (counts + prior - 1) / sum, negative
     numerators cut to 0 (hmmlearn's emissionprob_prior; 1 is the maximum-likelihood
-    estimate). With missing values each item's sum runs over the rows that answered it."""
-    return normalize_blocks(np.maximum(prior - 1.0 + counts, 0.0), offsets)
+    estimate). With missing values each item's sum runs over the rows that answered it.
+    Where a prior below 1 cuts every numerator of a block that has counts, the block is
+    its counts' maximum-likelihood estimate instead (an all-zero block is no distribution)."""
+    numerators = np.maximum(prior - 1.0 + counts, 0.0)
+    if np.any(np.asarray(prior) < 1.0):
+        for lo, hi in zip(offsets[:-1], offsets[1:]):
+            cut = (numerators[:, lo:hi].sum(axis=-1) == 0) & (counts[:, lo:hi].sum(axis=-1) > 0)
+            numerators[cut, lo:hi] = counts[cut, lo:hi]
+    return normalize_blocks(numerators, offsets)
 
 
 def n_parameters(n_components, n_categories):
@@ -185,8 +192,12 @@ def frequency_encoding(codes, n_categories, sample_weight):
 # item's counts. This is exact (only the order of the adds changes) and cuts the gathers
 # and scatters by the group size: 10 items of 4 categories are 3 groups (256, 256, 16).
 # A missing answer is one more category of its item (where the item has any), with
-# log-probability 0 and its counts dropped, so grouped codes are never missing.
+# log-probability 0 and its counts dropped, so grouped codes are never missing. Binary items
+# make a group's table much larger than its items' (256 rows for 8 items of 2 rows each):
+# where the grouped table would exceed both the items' table and GROUPED_TABLE_DOUBLES, the
+# items stay alone (a table beyond the caches costs more than the gathers it saves).
 MAX_COMBINATIONS = 256
+GROUPED_TABLE_DOUBLES = 32768
 
 
 class ItemGroups:
@@ -197,7 +208,7 @@ class ItemGroups:
     table that :meth:`table` builds from the items' (C, K) table; :meth:`item_counts` maps
     the group counts back to the items' (C, K)."""
 
-    def __init__(self, codes, offsets):
+    def __init__(self, codes, offsets, n_components):
         N, J = codes.shape
         sizes = np.diff(offsets)
         radix = sizes + (codes < 0).any(axis=0)      # a missing slot where there is NaN
@@ -209,8 +220,15 @@ class ItemGroups:
                 stop += 1
             bounds.append(stop)
         self.offsets, self.sizes, self.radix = offsets, sizes, radix
-        self.bounds = bounds
         self.group_sizes = [int(np.prod(radix[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+        grouped_doubles = sum(self.group_sizes) * n_components
+        # every item alone: the codes and tables as they are (no work per E-step)
+        self.identity = (len(bounds) == J + 1 or grouped_doubles > max(
+            int(offsets[-1]) * n_components, GROUPED_TABLE_DOUBLES))
+        if self.identity:
+            self.codes, self.group_sizes = codes, [int(offsets[-1])]
+            return
+        self.bounds = bounds
         grouped = np.empty((N, len(bounds) - 1), dtype=np.int32)
         start = 0
         for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -227,6 +245,8 @@ class ItemGroups:
 
     def table(self, log_prob_T):
         """The groups' (combinations, K) log-probability table from the items' (C, K)."""
+        if self.identity:
+            return log_prob_T
         K = log_prob_T.shape[1]
         parts = []
         for g in range(len(self.group_sizes)):
@@ -244,6 +264,8 @@ class ItemGroups:
 
     def item_counts(self, group_counts):
         """The items' (C, K) counts from the groups' (combinations, K) counts."""
+        if self.identity:
+            return group_counts
         K = group_counts.shape[1]
         out = np.empty((int(self.offsets[-1]), K))
         start = 0
@@ -275,7 +297,7 @@ class CategoricalFamily(BoundFamily):
         """The ItemGroups of ``codes``, made by the first thread that asks (once per fit)."""
         with self._groups_lock:
             if self._grouped_of is not codes:
-                self._grouped = ItemGroups(codes, self.offsets)
+                self._grouped = ItemGroups(codes, self.offsets, self.n_components)
                 self._grouped_of = codes
             return self._grouped
 
@@ -294,9 +316,12 @@ class CategoricalFamily(BoundFamily):
         return estep
 
     def _mstep(self, stats):
-        return CategoricalParams(mstep_weights(stats.nk),
-                                 mstep_probabilities(stats.sums.T, self.prior, self.offsets),
-                                 self.offsets)
+        probs = mstep_probabilities(stats.sums.T, self.prior, self.offsets)
+        for lo, hi in zip(self.offsets[:-1], self.offsets[1:]):
+            # a component that no row answering the item reaches: uniform, not all zero
+            # (hmmlearn's all-zero row is no distribution for predict to use)
+            probs[probs[:, lo:hi].sum(axis=-1) == 0, lo:hi] = 1.0 / (hi - lo)
+        return CategoricalParams(mstep_weights(stats.nk), probs, self.offsets)
 
     def _frequencies(self, params):
         return params.probs.copy()

@@ -15,10 +15,9 @@ import warnings
 import numpy as np
 
 from emfast._em import BoundEStep
+from emfast.mixture._gaussian import empty_components
 from emfast.exceptions import DegenerateComponentWarning
 
-# A component whose weighted count falls below this fraction of the total is empty.
-EMPTY_FRACTION = 1e-8
 # The start shrinks each cluster's frequencies this far towards the whole data's, so that
 # no probability or rate the data support starts at 0: EM can never move off a 0.
 START_SHRINK = 0.1
@@ -63,11 +62,6 @@ def mstep_weights(nk):
     return nk / nk.sum()
 
 
-def empty_components(stats):
-    """Indices of components whose weighted count is (numerically) zero."""
-    return np.flatnonzero(stats.nk <= EMPTY_FRACTION * stats.weight_sum)
-
-
 def shrunk(centres, marginal):
     """Cluster frequencies (K, E) moved START_SHRINK of the way to the data's (E,)."""
     return (1.0 - START_SHRINK) * centres + START_SHRINK * marginal
@@ -87,7 +81,7 @@ class BoundFamily(BoundEStep):
     empty components from the frequency encoding of random rows.
 
     A subclass provides ``_bind(X, sample_weight, n_threads) -> callable(params) ->
-    CountStats``, ``_mstep(stats, params_like) -> params`` and ``_from_frequencies(weights,
+    CountStats``, ``_mstep(stats) -> params`` and ``_from_frequencies(weights,
     frequencies) -> params``; ``encoded`` is the frequency encoding of (a sample of) the rows
     and ``marginal`` its weighted mean, for the re-seeding.
     """

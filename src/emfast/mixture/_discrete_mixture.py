@@ -167,8 +167,11 @@ class _DiscreteMixture(ParamsMixin):
             centres, _ = kmeans_plusplus(E, K, rng, w, backend=self.backend,
                                          n_threads=n_threads)
         else:
-            centres = E[rng.choice(S, size=K, replace=False,
-                                   p=None if w is None else w / w.sum())]
+            # K distinct rows, drawn by weight; with fewer than K weighted rows among the
+            # encoded ones, the weighted rows each once and the rest uniformly
+            weighted = S if w is None else np.count_nonzero(w)
+            p = None if w is None or weighted < K else w / w.sum()
+            centres = E[rng.choice(S, size=K, replace=False, p=p)]
         return family.start(np.full(K, 1.0 / K), centres)
 
     def _run_em(self, family, X, sw, start, n_threads, warm):

@@ -31,7 +31,10 @@ def mstep_lambdas(nk, sums, prior, weight, old):
     """hmmlearn's PoissonHMM M-step (Hyvonen & Tolonen's Gamma-prior update):
     lambda = (prior + n y_bar) / (weight + n), y_bar = sums / nk the component's mean
     counts and n = sum(nk) the total weight; ``prior``, ``weight`` broadcast to (K, D)
-    (0, 0: the maximum-likelihood y_bar). A component with no weight keeps ``old``."""
+    (0, 0: the maximum-likelihood y_bar). A component with no weight keeps ``old``. Kept
+    as hmmlearn has it so that PoissonHMM's fits stay hmmlearn's: with a prior, this is
+    not the per-component Gamma MAP (prior + sums) / (weight + nk) -- every rate is pulled
+    by the same n / (weight + n), whatever its component's size."""
     n = nk.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         y_bar = sums / nk[:, None]
@@ -118,6 +121,9 @@ class PoissonFamily(BoundFamily):
         self.row_const = row_const
 
     def _bind(self, X, sample_weight, n_threads):
+        if len(self.row_const) != X.shape[0]:     # the kernel reads one per row of X
+            raise ValueError(f"PoissonFamily was made for {len(self.row_const)} rows, not "
+                             f"{X.shape[0]}")
         kernel = get_backend(self.backend, "discrete").poisson_estep_stats
         threads = _threads_for(X.shape[0], n_threads)
         sw = np.empty(0) if sample_weight is None else sample_weight   # (0,): weights 1
