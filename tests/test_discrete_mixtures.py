@@ -669,3 +669,23 @@ def test_random_from_data_with_few_weighted_rows():
     m = CategoricalMixture(3, init_params="random_from_data", random_state=0,
                            max_iter=5).fit(X, sample_weight=w)
     assert np.isclose(m.weights_.sum(), 1.0)
+
+
+def test_wide_data_starts_from_fewer_rows(monkeypatch):
+    """The start's encoding stays within START_DOUBLES: wide data starts from fewer rows."""
+    from emfast.mixture import _discrete_mixture as DM
+
+    monkeypatch.setattr(DM, "START_DOUBLES", 600 * 50)
+    seen = []
+    frequencies = DM.BernoulliMixture._frequencies
+
+    def spy(self, codes, sample_weight):
+        out = frequencies(self, codes, sample_weight)
+        seen.append(out.shape)
+        return out
+
+    monkeypatch.setattr(DM.BernoulliMixture, "_frequencies", spy)
+    X = (np.random.default_rng(0).random((2000, 50)) < 0.3).astype(float)
+    m = BernoulliMixture(3, random_state=0, max_iter=5).fit(X)
+    assert seen == [(600, 50)]
+    assert np.all(np.isfinite(m.score_samples(X)))

@@ -39,7 +39,8 @@ _COMMON_DOC = """
     responsibilities (scikit-learn's); the start is the clusters' weights and mean
     encodings, moved 10%% of the way to those rows' mean encoding so that no
     probability or rate that the data support starts at 0 (EM never leaves a 0). The
-    start uses all rows up to 16,384, else 16,384 rows at a fixed even stride.
+    start uses all rows up to 16,384, else 16,384 rows at a fixed even stride (fewer on
+    wide data: the encoding of the rows it uses stays within 256 MiB).
 
     A component that loses all its samples is re-seeded at a random row (encoded, moved
     as a start is) with a ``DegenerateComponentWarning``. Rows impossible under every
@@ -130,7 +131,7 @@ class _DiscreteMixture(ParamsMixin):
                              f"sample_weight, got {np.count_nonzero(sw)}")
         if not warm:
             self._set_shape(data, info)
-        sample = _even_rows(data.shape[0])
+        sample = _even_rows(data.shape[0], self._encoding_width(), K)
         enc_w = None if sw is None else sw[sample]
         if enc_w is not None and not enc_w.any():   # the strided rows all weigh 0
             enc_w = None
@@ -245,12 +246,19 @@ class _DiscreteMixture(ParamsMixin):
         return V.check_probabilities("weights_", self.weights_, (self.n_components,))
 
 
-def _even_rows(n):
-    """The rows the start and the re-seeding see: all up to SAMPLE_ROWS, else SAMPLE_ROWS
-    rows at an even stride (fixed: every restart draws from the same rows)."""
-    if n <= SAMPLE_ROWS:
+# The start's frequency encoding (rows x encoded columns, float64) stays within this many
+# doubles (256 MiB): with wide data (a binary feature per word, say) it takes fewer rows.
+START_DOUBLES = 2 ** 25
+
+
+def _even_rows(n, width, n_components):
+    """The rows the start and the re-seeding see: all up to SAMPLE_ROWS (fewer where their
+    encoding of ``width`` columns would exceed START_DOUBLES, but at least n_components),
+    else that many rows at an even stride (fixed: every restart draws from the same rows)."""
+    limit = min(SAMPLE_ROWS, max(n_components, START_DOUBLES // max(width, 1)))
+    if n <= limit:
         return slice(None)
-    return np.arange(SAMPLE_ROWS) * n // SAMPLE_ROWS
+    return np.arange(limit) * n // limit
 
 
 def _check_concentration(name, value):
@@ -320,6 +328,9 @@ class CategoricalMixture(_CodedMixture):
 
     def _frequencies(self, codes, sample_weight):
         return C.frequency_encoding(codes, self.n_categories_, sample_weight)
+
+    def _encoding_width(self):
+        return int(np.sum(self.n_categories_))
 
     def _family(self, codes, sw, weight_sum, encoded, encoded_weight, n_threads):
         return C.CategoricalFamily(self.n_components, self.n_categories_,
@@ -394,6 +405,9 @@ class BernoulliMixture(_CodedMixture):
     def _frequencies(self, codes, sample_weight):
         return B.frequency_encoding(codes, sample_weight)
 
+    def _encoding_width(self):
+        return self.n_features_in_
+
     def _family(self, codes, sw, weight_sum, encoded, encoded_weight, n_threads):
         return B.BernoulliFamily(self.n_components, self.n_features_in_,
                                  self.probabilities_prior, self.backend, weight_sum, encoded,
@@ -459,6 +473,9 @@ class PoissonMixture(_DiscreteMixture):
 
     def _frequencies(self, X, sample_weight):
         return np.asarray(X, dtype=np.float64)
+
+    def _encoding_width(self):
+        return self.n_features_in_
 
     def _family(self, X, sw, weight_sum, encoded, encoded_weight, n_threads):
         return P.PoissonFamily(self.n_components, float(self.lambdas_prior),
