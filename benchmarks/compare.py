@@ -304,6 +304,20 @@ def side_argv(args, cases):
             + ["--backends", args.backends])
 
 
+def side_main(argv, doc, known, run):
+    """The whole ``main`` of a comparison script beside this one whose cases are ``known``:
+    parse :func:`side_parser`'s arguments, print the header, then
+    ``run(cases, threads, repeats, backends)``."""
+    p = side_parser(doc, ",".join(known), known)
+    args = p.parse_args(argv)
+    cases = chosen_cases(p, args.cases, known)
+    threads = args.threads or usable_cpus()
+    print_header(threads)
+    wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+    run(cases, threads, args.repeat, [b for b in emfast_backends() if b in wanted])
+    return 0
+
+
 def chosen_cases(parser, text, known, what="case"):
     """The comma-separated names in ``text``, each one of ``known`` (else a usage error)."""
     names = [c.strip() for c in text.split(",") if c.strip()]

@@ -3,7 +3,7 @@
 iteration beside a vectorised NumPy EM (and pomegranate where it is installed), and the
 number of EM-map evaluations with and without SQUAREM.
 
-    python benchmarks/compare_latent.py [--cases L1,P1,S1] [--repeat 5] [--threads 2]
+    python benchmarks/compare_latent.py [--cases L1,P1,S1] [--repeat 3] [--threads 2]
     python benchmarks/compare.py --latent        (the same)
 
 L1: latent class analysis, N=200,000 rows, J=10 items of 4 categories each, K=6 classes.
@@ -322,14 +322,7 @@ def run(cases, threads, repeats, backends):
 
 
 def main(argv=None):
-    p = C.side_parser(__doc__, ",".join(CASES), CASES)
-    args = p.parse_args(argv)
-    cases = C.chosen_cases(p, args.cases, CASES)
-    threads = args.threads or C.usable_cpus()
-    C.print_header(threads)
-    wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
-    run(cases, threads, args.repeat or 5, [b for b in C.emfast_backends() if b in wanted])
-    return 0
+    return C.side_main(argv, __doc__, CASES, run)
 
 
 if __name__ == "__main__":

@@ -179,14 +179,7 @@ def run(cases, threads, repeats, backends):
 
 
 def main(argv=None):
-    p = C.side_parser(__doc__, ",".join(CASES), CASES)
-    args = p.parse_args(argv)
-    cases = C.chosen_cases(p, args.cases, CASES)
-    threads = args.threads or C.usable_cpus()
-    C.print_header(threads)
-    wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
-    run(cases, threads, args.repeat, [b for b in C.emfast_backends() if b in wanted])
-    return 0
+    return C.side_main(argv, __doc__, CASES, run)
 
 
 if __name__ == "__main__":
