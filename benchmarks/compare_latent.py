@@ -156,6 +156,36 @@ def pomegranate_per_iteration(case, X, start, repeats, threads):
     return res["seconds_per_iter"], res["note"]
 
 
+def side_by_side(case, title, shape, cls, K, X, numpy_em, pom_start, threads, repeats,
+                 backends):
+    """One per-iteration table: emfast's ``cls`` on each backend, the NumPy EM from emfast's
+    parameters after a iterations (``numpy_em(fitted) -> log-likelihood after b - a more``)
+    and pomegranate from the same parameters (``pom_start(fitted)``), where it is set up."""
+    a, b = ITERS
+    rows = []
+    for backend in backends:
+        def make(**kw):
+            return cls(K, random_state=0, backend=backend, n_threads=threads, **kw)
+
+        make(max_iter=1).fit(X[:WARM_UP_ROWS])
+        t_em, est_a, est_b = per_iteration(make, X, repeats)
+        rows.append([f"emfast {cls.__name__} ({backend})", C.fmt_ms(t_em),
+                     f"{est_b.lower_bound_:.6f}"])
+    t_np, ll = median_time(lambda: numpy_em(est_a), repeats)
+    t_np /= b - a
+    rows.append(["NumPy EM (vectorised, BLAS)", C.fmt_ms(t_np), f"{ll:.6f}"])
+    t_pom, note = pomegranate_per_iteration(case, X, pom_start(est_a), repeats, threads)
+    if t_pom is not None:
+        family = "Categorical" if case == "L1" else "Poisson"
+        rows.append([f"pomegranate GeneralMixtureModel({family})", C.fmt_ms(t_pom), ""])
+    for row in rows:
+        row.append(f"{t_np / (float(row[1]) / 1e3):.1f}×")
+    C.print_table([title, "ms / iteration", "log-likelihood after b", "NumPy EM / this"], 1,
+                  rows)
+    print(f"\n{shape}; per iteration = (T_{b} - T_{a}) / {b - a}, medians of {repeats}; "
+          f"{note}\n")
+
+
 def run_l1(threads, repeats, backends):
     from emfast import CategoricalMixture
 
@@ -163,34 +193,18 @@ def run_l1(threads, repeats, backends):
     X, _ = latent_class_data(N, J, C_, K)
     onehot = np.zeros((N, J * C_))
     onehot[np.arange(N)[:, None], X + C_ * np.arange(J)] = 1.0
-    numpy_em = NumpyLatentClassEM(onehot, np.repeat(np.arange(J), C_))
-    a, b = ITERS
-    rows = []
-    for backend in backends:
-        def make(**kw):
-            return CategoricalMixture(K, random_state=0, backend=backend, n_threads=threads,
-                                      **kw)
+    em = NumpyLatentClassEM(onehot, np.repeat(np.arange(J), C_))
+    steps = ITERS[1] - ITERS[0]
 
-        make(max_iter=1).fit(X[:WARM_UP_ROWS])
-        t_em, est_a, est_b = per_iteration(make, X, repeats)
-        rows.append([f"emfast CategoricalMixture ({backend})", C.fmt_ms(t_em),
-                     f"{est_b.lower_bound_:.6f}"])
-    log_theta = np.log(np.concatenate(est_a.probabilities_, axis=1))
-    t_np, (ll, _, _) = median_time(lambda: numpy_em.run(est_a.weights_, log_theta, b - a),
-                                   repeats)
-    t_np /= b - a
-    rows.append(["NumPy EM (vectorised, BLAS)", C.fmt_ms(t_np), f"{ll:.6f}"])
-    t_pom, note = pomegranate_per_iteration(
-        "L1", X, {"weights": est_a.weights_, "probs": np.stack(est_a.probabilities_, axis=1)},
-        repeats, threads)
-    if t_pom is not None:
-        rows.append(["pomegranate GeneralMixtureModel(Categorical)", C.fmt_ms(t_pom), ""])
-    for row in rows:
-        row.append(f"{t_np / (float(row[1]) / 1e3):.1f}×")
-    C.print_table(["L1 latent class", "ms / iteration", "log-likelihood after b",
-                   "NumPy EM / this"], 1, rows)
-    print(f"\nN={N:,}, J={J} items x {C_} categories, K={K}; per iteration = (T_{b} - T_{a}) / "
-          f"{b - a}, medians of {repeats}; {note}\n")
+    def numpy_em(est):
+        log_theta = np.log(np.concatenate(est.probabilities_, axis=1))
+        return em.run(est.weights_, log_theta, steps)[0]
+
+    side_by_side("L1", "L1 latent class", f"N={N:,}, J={J} items x {C_} categories, K={K}",
+                 CategoricalMixture, K, X, numpy_em,
+                 lambda est: {"weights": est.weights_,
+                              "probs": np.stack(est.probabilities_, axis=1)},
+                 threads, repeats, backends)
 
 
 def run_p1(threads, repeats, backends):
@@ -198,31 +212,12 @@ def run_p1(threads, repeats, backends):
 
     N, D, K = P1_SHAPE
     X, _ = poisson_data(N, D, K)
-    numpy_em = NumpyPoissonEM(X)
-    a, b = ITERS
-    rows = []
-    for backend in backends:
-        def make(**kw):
-            return PoissonMixture(K, random_state=0, backend=backend, n_threads=threads, **kw)
-
-        make(max_iter=1).fit(X[:WARM_UP_ROWS])
-        t_em, est_a, est_b = per_iteration(make, X, repeats)
-        rows.append([f"emfast PoissonMixture ({backend})", C.fmt_ms(t_em),
-                     f"{est_b.lower_bound_:.6f}"])
-    t_np, (ll, _, _) = median_time(lambda: numpy_em.run(est_a.weights_, est_a.lambdas_, b - a),
-                                   repeats)
-    t_np /= b - a
-    rows.append(["NumPy EM (vectorised, BLAS)", C.fmt_ms(t_np), f"{ll:.6f}"])
-    t_pom, note = pomegranate_per_iteration(
-        "P1", X, {"weights": est_a.weights_, "lambdas": est_a.lambdas_}, repeats, threads)
-    if t_pom is not None:
-        rows.append(["pomegranate GeneralMixtureModel(Poisson)", C.fmt_ms(t_pom), ""])
-    for row in rows:
-        row.append(f"{t_np / (float(row[1]) / 1e3):.1f}×")
-    C.print_table(["P1 Poisson mixture", "ms / iteration", "log-likelihood after b",
-                   "NumPy EM / this"], 1, rows)
-    print(f"\nN={N:,}, D={D}, K={K}; per iteration = (T_{b} - T_{a}) / {b - a}, medians of "
-          f"{repeats}; {note}\n")
+    em = NumpyPoissonEM(X)
+    steps = ITERS[1] - ITERS[0]
+    side_by_side("P1", "P1 Poisson mixture", f"N={N:,}, D={D}, K={K}", PoissonMixture, K, X,
+                 lambda est: em.run(est.weights_, est.lambdas_, steps)[0],
+                 lambda est: {"weights": est.weights_, "lambdas": est.lambdas_},
+                 threads, repeats, backends)
 
 
 def s1_cases(threads):
