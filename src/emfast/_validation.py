@@ -218,6 +218,16 @@ def check_option(name, value, options):
     return value
 
 
+def check_whole_numbers(values, estimator, what, not_integer):
+    """ValueError unless every value is a non-negative whole number (category codes, counts);
+    the negative case in scikit-learn's wording, which its checks grep for."""
+    if values.min() < 0:
+        raise ValueError(f"Negative values in data passed to {estimator}: {what} must be "
+                         f"non-negative; X has {values.min():g}")
+    if np.any(values != np.floor(values)):
+        raise ValueError(f"{estimator}: {not_integer}")
+
+
 def check_em_parameters(est, init_params_choices, backends):
     """The constructor parameters every mixture estimator shares (GaussianMixture's):
     n_components, tol, max_iter, n_init, init_params, backend, warm_start, verbose,

@@ -939,15 +939,21 @@ def _check_codes(codes, n_codes):
     return np.ascontiguousarray(codes, dtype=np.int32)
 
 
-def _categorical_inputs(codes, log_prob_T, log_weights):
-    lpT = _log_table("log_prob_T", log_prob_T, 2)
-    C, K = lpT.shape
-    _check_dims(**{"the number of categories (rows of log_prob_T)": C})
-    _check_n_states(K, "log_prob_T")
+def _class_log_weights(log_weights, K, table):
+    """log_weights checked against the K classes of ``table`` (checked too: K >= 1)."""
+    _check_n_states(K, table)
     _check_dims(K=K)
     lw = _log_table("log_weights", log_weights, 1)
     if lw.shape != (K,):
         raise ValueError(f"log_weights must have shape ({K},), got {lw.shape}")
+    return lw
+
+
+def _categorical_inputs(codes, log_prob_T, log_weights):
+    lpT = _log_table("log_prob_T", log_prob_T, 2)
+    C, K = lpT.shape
+    _check_dims(**{"the number of categories (rows of log_prob_T)": C})
+    lw = _class_log_weights(log_weights, K, "log_prob_T")
     return _check_codes(codes, C), lpT, lw
 
 
@@ -1023,17 +1029,13 @@ def _poisson_inputs(X, log_lam, log_weights, row_const, backend, n_threads):
     N, D = X.shape
     ll = _log_table("log_lam", log_lam, 2)
     K = ll.shape[0]
-    _check_n_states(K, "log_lam")
-    _check_dims(K=K)
+    lw = _class_log_weights(log_weights, K, "log_lam")
     if ll.shape != (K, D):
         raise ValueError(f"log_lam must have shape (K, {D}), got {ll.shape}")
     with np.errstate(over="ignore"):
         lam_sum = np.exp(ll).sum(axis=1)
     if not np.isfinite(lam_sum).all():
         raise ValueError("the rates exp(log_lam) must be finite (and so sum to a finite value)")
-    lw = _log_table("log_weights", log_weights, 1)
-    if lw.shape != (K,):
-        raise ValueError(f"log_weights must have shape ({K},), got {lw.shape}")
     if row_const is None:
         row_const = np.empty(N)
         get_backend(backend, "discrete").poisson_row_const(X, row_const,

@@ -131,12 +131,9 @@ def check_codes(X, estimator, n_categories=None):
                          f"{len(n_categories)} features as input.")
     missing = np.isnan(X)
     seen = np.where(missing, 0.0, X)
-    if seen.min() < 0:     # scikit-learn's wording first: its checks grep for it
-        raise ValueError(f"Negative values in data passed to {estimator}: category codes "
-                         f"must be non-negative; X has {seen.min():g}")
-    if np.any(seen != np.floor(seen)):
-        raise ValueError(f"{estimator}: category codes must be integers (0, 1, ..., C_j - 1; "
-                         "NaN for missing); X has non-integer values")
+    V.check_whole_numbers(seen, estimator, "category codes",
+                          "category codes must be integers (0, 1, ..., C_j - 1; NaN for "
+                          "missing); X has non-integer values")
     top = np.where(missing, -1.0, X).max(axis=0)
     if n_categories is None:
         never = np.flatnonzero(top < 0)

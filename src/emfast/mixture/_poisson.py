@@ -92,12 +92,8 @@ def check_counts(X, estimator):
     """Counts (N, D) as a C-contiguous float array (float32 kept): non-negative integer
     values, no NaN; ValueError otherwise. The caller's X is not modified."""
     X = V.check_array(X, estimator=estimator)
-    if X.min() < 0:        # scikit-learn's wording first: its checks grep for it
-        raise ValueError(f"Negative values in data passed to {estimator}: counts must be "
-                         f"non-negative; X has {X.min():g}")
-    if np.any(X != np.floor(X)):
-        raise ValueError(f"{estimator}: X must hold integer counts; it has non-integer "
-                         "values")
+    V.check_whole_numbers(X, estimator, "counts",
+                          "X must hold integer counts; it has non-integer values")
     return X
 
 
