@@ -227,6 +227,16 @@ def timed_fit(lib, X, K, cov, start, max_iter, threads):
 COOL_DOWN = 0.5
 
 
+def median_time(fn, repeats):
+    """(median seconds of ``repeats`` calls of fn, the last call's result)."""
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
 def cool_down():
     time.sleep(COOL_DOWN)
 

@@ -26,12 +26,16 @@ are printed beside the times: the libraries end at the same optima (emfast's loo
 fit_many to rounding).
 """
 
-import statistics
+import os
 import sys
-import time
 import warnings
 
 import numpy as np
+
+if os.path.dirname(os.path.abspath(__file__)) not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from compare import median_time  # noqa: E402
 
 # name: (problems, N, D, K, covariance_type, max_iter)
 BATCH_CASES = {
@@ -93,15 +97,6 @@ def _joblib_loop(X, N, P, kw, workers=2):
     return float(np.mean([v for part in parts for v in part]))
 
 
-def _timed(fn, repeat):
-    times, value = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), value
-
-
 def run_case(name, repeat, threads, loop_problems, backends):
     from threadpoolctl import threadpool_limits
     import emfast
@@ -117,7 +112,7 @@ def run_case(name, repeat, threads, loop_problems, backends):
     for be in backends:
         emfast.fit_many(X[:50 * N], lengths[:50], backend=be, n_threads=threads,
                         sample_weight=None if sw is None else sw[:50 * N], **kw)
-        t, fits = _timed(lambda: emfast.fit_many(X, lengths, backend=be, n_threads=threads,
+        t, fits = median_time(lambda: emfast.fit_many(X, lengths, backend=be, n_threads=threads,
                                                  sample_weight=sw, **kw), repeat)
         rows.append((f"emfast.fit_many ({be}, {threads} threads)", t, "measured",
                      float(fits.lower_bound_[:Pl].mean()), P))
@@ -125,15 +120,15 @@ def run_case(name, repeat, threads, loop_problems, backends):
     scale = P / Pl
     if sw is None:               # scikit-learn's GaussianMixture takes no sample weights
         with threadpool_limits(1):
-            t, lb = _timed(lambda: _loop(SkGM, X, N, Pl, kw), repeat)
+            t, lb = median_time(lambda: _loop(SkGM, X, N, Pl, kw), repeat)
         rows.append(("scikit-learn GaussianMixture, Python loop", t * scale, "scaled", lb,
                      Pl))
         _joblib_loop(X[:8 * N], N, 8, kw)      # start the workers
-        t, lb = _timed(lambda: _joblib_loop(X, N, Pl, kw), repeat)
+        t, lb = median_time(lambda: _joblib_loop(X, N, Pl, kw), repeat)
         rows.append(("scikit-learn, joblib over 2 processes", t * scale, "scaled", lb, Pl))
     for be in backends:
         emfast.GaussianMixture(**kw, backend=be, n_threads=1).fit(X[:N])
-        t, lb = _timed(lambda: _loop(lambda **a: emfast.GaussianMixture(
+        t, lb = median_time(lambda: _loop(lambda **a: emfast.GaussianMixture(
             **a, backend=be, n_threads=1), X, N, Pl, kw, sw), repeat)
         rows.append((f"emfast GaussianMixture ({be}), Python loop", t * scale, "scaled", lb,
                      Pl))

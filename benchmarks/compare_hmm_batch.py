@@ -23,11 +23,16 @@ The mean final log-likelihoods of the timed problems are printed beside the time
 (hmmlearn starts from its own k-means, so its optima may differ).
 """
 
-import statistics
-import time
+import os
+import sys
 import warnings
 
 import numpy as np
+
+if os.path.dirname(os.path.abspath(__file__)) not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from compare import median_time  # noqa: E402
 
 # name: (problems, sequences, frames per sequence, D, K, covariance_type, n_iter)
 HMM_BATCH_CASES = {
@@ -53,15 +58,6 @@ def make_problems(P, S, T, D, K, seed=SEED):
     return problems
 
 
-def _timed(fn, repeat):
-    times, value = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), value
-
-
 def _loop(make, problems):
     """Fit the problems one by one; the mean final log-likelihood."""
     return float(np.mean([make().fit(X, ln).monitor_.history[-1] for X, ln in problems]))
@@ -80,9 +76,9 @@ def run_case(name, repeat, threads, loop_problems, backends):
     rows = []
     for be in backends:
         emfast.fit_many_hmm(problems[:20], backend=be, n_threads=threads, **kw)   # warm-up
-        t, fits = _timed(lambda: emfast.fit_many_hmm(problems, backend=be,
+        t, fits = median_time(lambda: emfast.fit_many_hmm(problems, backend=be,
                                                      n_threads=threads, **kw), repeat)
-        t0, _ = _timed(lambda: emfast.fit_many_hmm(problems, backend=be, n_threads=threads,
+        t0, _ = median_time(lambda: emfast.fit_many_hmm(problems, backend=be, n_threads=threads,
                                                    **dict(kw, n_iter=0)), repeat)
         rows.append((f"emfast.fit_many_hmm ({be}, {threads} threads)", t, "measured",
                      float(fits.log_likelihood_[:Pl].mean()), P))
@@ -92,7 +88,7 @@ def run_case(name, repeat, threads, loop_problems, backends):
     base = rows[0][1]
     for be in backends:
         GaussianHMM(**kw, backend=be, n_threads=1).fit(*problems[0])
-        t, ll = _timed(lambda: _loop(lambda: GaussianHMM(**kw, backend=be, n_threads=1),
+        t, ll = median_time(lambda: _loop(lambda: GaussianHMM(**kw, backend=be, n_threads=1),
                                      problems[:Pl]), repeat)
         rows.append((f"emfast GaussianHMM ({be}), Python loop", t * P / Pl, "scaled", ll, Pl))
     try:
@@ -102,7 +98,7 @@ def run_case(name, repeat, threads, loop_problems, backends):
     if HlHMM is not None:
         Ph = min(100, P)
         with threadpool_limits(1):
-            t, ll = _timed(lambda: _loop(lambda: HlHMM(**kw), problems[:Ph]), repeat)
+            t, ll = median_time(lambda: _loop(lambda: HlHMM(**kw), problems[:Ph]), repeat)
         rows.append(("hmmlearn GaussianHMM, Python loop", t * P / Ph, "scaled", ll, Ph))
     print(f"\n## {name}: {P:,} problems of {S} sequences x {T} frames, D={D}, K={K}, {cov}, "
           f"{n_iter} iterations each (tol=-inf); median of {repeat}")

@@ -34,7 +34,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -119,21 +118,12 @@ class NumpyPoissonEM:
         return norm.mean(), weights, lam
 
 
-def median_time(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)), out
-
-
 def per_iteration(make, X, repeats):
     """(T_b - T_a) / (b - a) of fit(tol=0, max_iter=a and b), medians of ``repeats``; and
     the estimators fitted with a and with b iterations."""
     a, b = ITERS
-    ta, est_a = median_time(lambda: make(tol=0.0, max_iter=a).fit(X), repeats)
-    tb, est_b = median_time(lambda: make(tol=0.0, max_iter=b).fit(X), repeats)
+    ta, est_a = C.median_time(lambda: make(tol=0.0, max_iter=a).fit(X), repeats)
+    tb, est_b = C.median_time(lambda: make(tol=0.0, max_iter=b).fit(X), repeats)
     return (tb - ta) / (b - a), est_a, est_b
 
 
@@ -171,7 +161,7 @@ def side_by_side(case, title, shape, cls, K, X, numpy_em, pom_start, threads, re
         t_em, est_a, est_b = per_iteration(make, X, repeats)
         rows.append([f"emfast {cls.__name__} ({backend})", C.fmt_ms(t_em),
                      f"{est_b.lower_bound_:.6f}"])
-    t_np, ll = median_time(lambda: numpy_em(est_a), repeats)
+    t_np, ll = C.median_time(lambda: numpy_em(est_a), repeats)
     t_np /= b - a
     rows.append(["NumPy EM (vectorised, BLAS)", C.fmt_ms(t_np), f"{ll:.6f}"])
     t_pom, note = pomegranate_per_iteration(case, X, pom_start(est_a), repeats, threads)
@@ -281,7 +271,7 @@ def run_s1(threads, repeats):
         res = {}
         for acc in (None, "squarem"):
             fit(acc)                                    # warm-up (imports, kernels)
-            seconds, out = median_time(lambda acc=acc: fit(acc), repeats)
+            seconds, out = C.median_time(lambda acc=acc: fit(acc), repeats)
             res[acc] = (seconds,) + out
         (t0, n0, l0, _), (t1, n1, l1, path) = res[None], res["squarem"]
         # E-steps until SQUAREM's log-likelihood first reaches plain EM's final one
