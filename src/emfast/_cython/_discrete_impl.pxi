@@ -7,7 +7,7 @@ include "_openmp.pxi"
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, lgamma
+from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -46,6 +46,7 @@ cdef extern from *:
     double emfast_discrete_log_ge1(double s) noexcept nogil
 
 cdef extern from "_discrete_rows.h":
+    double emfast_lgamma(double x) noexcept nogil
     void emfast_cat_row_sums(const int* code, int J, const double* lpT, const double* logw,
                              int K, double* out) noexcept nogil
     void emfast_cat_scatter(const int* code, int J, const double* r, int K,
@@ -387,8 +388,7 @@ def poisson_row_const(
     double[::1] out,                    # OUT (N,) -sum_d lgamma(x_nd + 1)
     int n_threads,                      # IN  OpenMP threads
 ):
-    """The rows' constant of the Poisson log-probabilities (each row on its own). lgamma's
-    write of the global signgam races between threads; its value is never read."""
+    """The rows' constant of the Poisson log-probabilities (each row on its own)."""
     cdef Py_ssize_t N = X.shape[0], n
     cdef int D = X.shape[1], d
     cdef double s
@@ -396,5 +396,5 @@ def poisson_row_const(
         for n in prange(N, schedule="static", num_threads=n_threads):
             s = 0.0
             for d in range(D):
-                s = s + lgamma(<double> X[n, d] + 1.0)
+                s = s + emfast_lgamma(<double> X[n, d] + 1.0)
             out[n] = -s

@@ -8,6 +8,8 @@
 #ifndef EMFAST_DISCRETE_ROWS_H
 #define EMFAST_DISCRETE_ROWS_H
 
+#include <math.h>
+
 typedef double emfast_d4 __attribute__((vector_size(32), aligned(8)));
 typedef double emfast_d2 __attribute__((vector_size(16), aligned(8)));
 
@@ -144,5 +146,14 @@ typedef long long emfast_i2 __attribute__((vector_size(16), aligned(8)));
 
 EMFAST_DEFINE_POI_ROW(f32, float)
 EMFAST_DEFINE_POI_ROW(f64, double)
+
+/* log Gamma(x) without lgamma's write of the global signgam, a data race between threads:
+ * lgamma_r (its sign out of an argument) wherever the C library has it. */
+#if defined(_WIN32)
+static inline double emfast_lgamma(double x) { return lgamma(x); }
+#else
+extern double lgamma_r(double, int*);
+static inline double emfast_lgamma(double x) { int sign; return lgamma_r(x, &sign); }
+#endif
 
 #endif
