@@ -56,8 +56,30 @@ def openmp_flags(compiler):
     return None
 
 
+CYTHON_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+}
+
+
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:   # pip and python -m build ask for no -j: use every core
+            self.parallel = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+                else os.cpu_count() or 1
+
     def build_extensions(self):
+        # Cython runs here, when extensions are built, and not when setup.py is merely
+        # loaded (an sdist or egg_info needs no C)
+        c_sources = {ext.name: ext.sources for ext in cythonize(
+            self.extensions, compiler_directives=CYTHON_DIRECTIVES,
+            nthreads=int(self.parallel or 0))}
+        for ext in self.extensions:      # setuptools has set up these objects: keep them
+            ext.sources = c_sources[ext.name]
         flags = openmp_flags(self.compiler)
         if flags is None:
             reason = ("EMFAST_NO_OPENMP is set" if os.environ.get("EMFAST_NO_OPENMP", "") not in ("", "0")
@@ -125,40 +147,41 @@ def _local_includes(path, seen=None):
 
 
 def extensions():
+    """The Extension of every .pyx, not yet cythonized (BuildExt does that, so that making
+    an sdist runs no Cython)."""
     # -fno-trapping-math: without it GCC keeps every branch-free select (a ? b : c on
     # doubles) out of vector loops, to preserve floating-point exception flags nobody reads.
-    # It changes no result.
-    opt = [] if sys.platform == "win32" else ["-O3", "-fno-trapping-math"]
+    # It changes no result. -g0: Python's own CFLAGS ask for debug information, which was
+    # three quarters of each extension's size.
+    opt = [] if sys.platform == "win32" else ["-O3", "-fno-trapping-math", "-g0"]
     exts = []
     for pyx in sorted(glob("src/emfast/_cython/*.pyx")):
         name = pyx[len("src/"):-len(".pyx")].replace("/", ".")
         args = list(opt)
         suffix = next((x for x in ISA_FLAGS if name.endswith(x)), None)
+        macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         if suffix is not None:
             flags = ISA_FLAGS[suffix]()
             if flags is None:  # an instruction set this platform does not have
                 continue
             args += flags
+        elif avx2_flags() is not None:
+            # the x86-64 baseline build runs only on CPUs without AVX2: no K-specialised
+            # copies of the HMM forward-backward there (_hmm_lanes.h)
+            macros.append(("EMFAST_LANES_GENERIC_ONLY", "1"))
         exts.append(
             Extension(
                 name,
                 [pyx],
                 include_dirs=[np.get_include(), "src/emfast/_cython"],
-                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                define_macros=macros,
                 extra_compile_args=args,
+                # a release build: no symbol table either (what remains is the code)
+                extra_link_args=["-s"] if sys.platform.startswith("linux") else [],
                 depends=_local_includes(pyx),
             )
         )
-    return cythonize(
-        exts,
-        compiler_directives={
-            "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": False,
-        },
-    )
+    return exts
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -698,7 +698,11 @@ emfast_lanes_fb_body(int K, const double* le, const emfast_lanes_gauss* g,
 
 /* One copy of the body per small K, where the compiler unrolls every K-long loop and
  * keeps the state vectors in registers (a run-time K cost half the instructions in loop
- * control and reloads); any other K takes the generic copy. */
+ * control and reloads); any other K takes the generic copy. These copies are two thirds of
+ * the compile time of a build of the HMM kernels: the x86-64 baseline build, which only
+ * CPUs without AVX2 run (setup.py defines EMFAST_LANES_GENERIC_ONLY there), has the
+ * generic copy alone. */
+#ifndef EMFAST_LANES_GENERIC_ONLY
 #define EMFAST_LANES_FB_K(KK)                                                                 \
     static void emfast_lanes_fb_##KK(const double* le, const emfast_lanes_gauss* g,          \
                                      const emfast_lanes_cat* c, const int64_t* base,          \
@@ -728,6 +732,7 @@ EMFAST_LANES_FB_K(10)
 EMFAST_LANES_FB_K(11)
 EMFAST_LANES_FB_K(12)
 EMFAST_LANES_FB_K(16)
+#endif
 
 /* Forward-backward of one batch.
  *
@@ -747,6 +752,7 @@ static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g
                             const double* sp, const double* A, const double* AT,
                             double rfloor, double* post, double* scratch, double* ll)
 {
+#ifndef EMFAST_LANES_GENERIC_ONLY
     switch (K) {
 #define EMFAST_CASE(KK)                                                                       \
     case KK:                                                                                  \
@@ -756,9 +762,9 @@ static void emfast_lanes_fb(int K, const double* le, const emfast_lanes_gauss* g
     EMFAST_CASE(7) EMFAST_CASE(8) EMFAST_CASE(9) EMFAST_CASE(10) EMFAST_CASE(11)
     EMFAST_CASE(12) EMFAST_CASE(16)
 #undef EMFAST_CASE
-    default:
-        emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, rfloor, post, scratch, ll);
     }
+#endif
+    emfast_lanes_fb_body(K, le, g, c, base, Tl, sp, A, AT, rfloor, post, scratch, ll);
 }
 
 /* Lane-vector sums of a group's batches: acc holds, per lane, start (K,), R (K, K) and
