@@ -1,6 +1,6 @@
 """Public low-level kernels: Gaussian log-densities and the fused E-step statistics pass;
-below them the HMM, k-means, missing-value and discrete-data kernels, each section with its
-own conventions (the discrete ones: :func:`categorical_estep_stats` and
+below them the HMM, k-means, missing-value, discrete-data and LDA kernels, each section with
+its own conventions (the discrete ones: :func:`categorical_estep_stats` and
 :func:`categorical_log_prob` for categorical and Bernoulli mixtures,
 :func:`poisson_estep_stats` and :func:`poisson_log_prob` for Poisson mixtures).
 
@@ -1159,6 +1159,8 @@ def _lda_corpus(X):
         raise ValueError(f"X has {N} documents, more than the kernels index ({_MAX_DIM})")
     indptr = np.asarray(X.indptr)
     nnz = X.indices.shape[0]
+    if indptr.dtype.kind == "u" and indptr[-1] > np.iinfo(np.int64).max:
+        raise ValueError("X.indptr holds offsets beyond the int64 range the kernels index")
     if (indptr.shape != (N + 1,) or indptr[0] != 0 or indptr[-1] != nnz
             or X.data.shape != (nnz,) or np.any(np.diff(indptr.astype(np.int64)) < 0)):
         raise ValueError("X is not a well-formed CSR matrix: indptr must rise from 0 to "

@@ -98,8 +98,8 @@ def _digamma(x):
 
 @njit(**JIT)
 def _exp_dirichlet(g, K, e):
-    """OUT: e[:K] = exp(psi(g[:K]) - psi(sum g[:K])) (each <= 1: psi increases and g_k <=
-    sum g); e[K:] (the padding) is left as it is. IN: g (K_pad,) > 0. The sum is a loop that
+    """OUT: e[:K] = exp(psi(g) - psi(sum g)) (each <= 1: psi increases and g_k <= sum g);
+    e[K:] (the padding) is left as it is. IN: g (K,) > 0. The sum is a loop that
     stores nothing (one order)."""
     total = 0.0
     for k in range(K):
@@ -159,7 +159,7 @@ def _wsum(x, base, idx, c, lo, hi, eps, acc):
 @njit(**JIT)
 def _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, acc, alpha, max_iter, tol, eps):
     """One document's iteration. IN: its terms data/indices[lo:hi]; BT (V, K_pad). IN/OUT:
-    g (K_pad,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on. acc
+    g (K,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on. acc
     (K_pad,) scratch."""
     for _ in range(max_iter):
         _wsum(e, BT, indices, data, lo, hi, eps, acc)
@@ -181,7 +181,7 @@ def _doc_group(data, indices, indptr, BT, doc_topic, alpha, max_iter, tol, eps, 
     cal_bound)."""
     N, K = doc_topic.shape
     Kp = BT.shape[1]
-    g, acc = np.ones(Kp), np.empty(Kp)
+    g, acc = np.empty(K), np.empty(Kp)
     bound = 0.0
     for d in range(blk_lo * LDA_DOC_BLOCK, min(blk_hi * LDA_DOC_BLOCK, N)):
         e = doc_exp[d]
