@@ -1288,6 +1288,9 @@ def lda_estep(X, exp_topic_word, doc_topic, doc_topic_prior, *, max_doc_update_i
     cal_sstats, cal_bound : whether to compute sstats and word_bound.
     n_threads, backend : as the other kernels (backend None: "auto").
 
+    Memory beyond the inputs: as :class:`LDABoundEStep` (O(nnz + (N + V) K); no per-thread
+    (K, V) buffer).
+
     Returns
     -------
     LDAEStep(sstats, word_bound)
