@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from emfast.mixture._gaussian import full_covariances
+
 __all__ = ["plot_mixture", "plot_convergence", "plot_selection", "plot_hmm_states",
            "plot_benchmark"]
 
@@ -44,20 +46,6 @@ def component_colors(n):
 
 
 # ------------------------------------------------------------------------------ mixtures
-def _full_covariances(covariances, covariance_type, n_components, n_features):
-    """(K, D, D) covariance matrices from a mixture's ``covariances_`` of any type."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return cov
-    if covariance_type == "tied":
-        return np.broadcast_to(cov, (n_components, n_features, n_features))
-    if covariance_type == "diag":
-        return cov[:, :, None] * np.eye(n_features)
-    if covariance_type == "spherical":
-        return cov[:, None, None] * np.eye(n_features)
-    raise ValueError(f"unknown covariance_type {covariance_type!r}")
-
-
 def _principal_axes(X):
     """(mean (D,), basis (2, D)): the data's first two principal directions, each signed so
     that its largest entry is positive (the picture does not flip between runs)."""
@@ -108,7 +96,8 @@ def plot_mixture(model, X, ax=None, *, n_std=(1, 2), point_size=8):
     if n_stds.ndim != 1 or not np.all(np.isfinite(n_stds) & (n_stds > 0)):
         raise ValueError(f"n_std must be positive numbers, got {n_std!r}")
     labels = model.predict(X)
-    covs = _full_covariances(model.covariances_, model.covariance_type, K, D)
+    covs = full_covariances(np.asarray(model.covariances_, dtype=np.float64),
+                            model.covariance_type, K, D)
     points = np.asarray(X, dtype=np.float64)
     if D == 2:
         names = ("x0", "x1")
