@@ -154,6 +154,17 @@ def test_plot_convergence_traces(blobs):
         plot.plot_convergence(GaussianMixture(2))
 
 
+def test_plot_convergence_of_a_batch(blobs):
+    from emfast import fit_many
+
+    X, _ = blobs
+    batch = fit_many(X, [500, 500, 500], n_components=2, random_state=0)
+    with pytest.raises(ValueError, match=r"result\[i\]"):
+        plot.plot_convergence(batch)
+    line = plot.plot_convergence(batch[1]).lines[0]
+    np.testing.assert_array_equal(line.get_ydata(), batch.lower_bounds_[1, :batch.n_iter_[1]])
+
+
 def test_plot_selection(blobs):
     X, _ = blobs
     sel = select_gaussian_mixture(X, [1, 2, 4, 6], ("full", "diag"), random_state=0)
@@ -257,3 +268,15 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     X = np.random.default_rng(0).normal(size=(40, 2))
     with pytest.raises(ImportError, match=r"emfast\[plot\]"):
         plot.plot_convergence(GaussianMixture(2, random_state=0).fit(X))
+
+
+def test_plot_mixture_of_scikit_learn(blobs):
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    X, _ = blobs
+    X2 = X[:, :2]
+    sk = SkGaussianMixture(3, covariance_type="tied", random_state=0).fit(X2)
+    ax = plot.plot_mixture(sk, X2, n_std=(2,))
+    for k, e in enumerate(ellipses(ax)):
+        check_ellipse(e, sk.means_[k], sk.covariances_, 2)
+    check_points(ax.collections[0], X2, sk.predict(X2), 3)

@@ -144,6 +144,9 @@ def convergence_trace(model):
         if trace is None:
             continue
         values = np.asarray(trace.history if attr == "monitor_" else trace, dtype=np.float64)
+        if values.ndim != 1:
+            raise ValueError(f"{type(model).__name__} holds the traces of many fits: plot "
+                             "one of them (fit_many's result[i] is a fitted model)")
         if values.size:
             return values, label
     raise ValueError(f"{type(model).__name__} has no convergence trace (lower_bounds_, "
