@@ -122,6 +122,8 @@ def test_plot_mixture_bad_input(blobs):
         plot.plot_mixture(gm, X[:, :2])
     with pytest.raises(ValueError, match="fitted Gaussian mixture"):
         plot.plot_mixture(GaussianMixture(2), X)
+    with pytest.raises(ValueError, match="NaN"):
+        plot.plot_mixture(gm, np.where(X > 3, np.nan, X))
     with pytest.raises(ValueError, match="n_std"):
         plot.plot_mixture(gm, X, n_std=(1, -2))
     gm1 = GaussianMixture(2, random_state=0).fit(X[:, :1])

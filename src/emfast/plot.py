@@ -92,6 +92,9 @@ def plot_mixture(model, X, ax=None, *, n_std=(1, 2), point_size=8):
                          f"got {X.shape}")
     if D < 2:
         raise ValueError("plot_mixture draws 2-D pictures: the model has 1 feature")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("plot_mixture draws complete rows: X has NaN or infinite values "
+                         "(drop or impute those rows first)")
     n_stds = np.atleast_1d(np.asarray(n_std, dtype=np.float64))
     if n_stds.ndim != 1 or not np.all(np.isfinite(n_stds) & (n_stds > 0)):
         raise ValueError(f"n_std must be positive numbers, got {n_std!r}")
