@@ -218,6 +218,7 @@ class LatentDirichletAllocation(ParamsMixin):
         n_threads = self._check_parameters()
         X = self._counts(X_in, "fit", fitting=True)
         N, n_features = X.shape
+        _word_count(X)       # an error now, not after the passes, if X has no words
         self._init_latent_vars(n_features, X.dtype)
         self._set_features(X_in, n_features)
         whole = _EStep(self, X, n_threads)
@@ -322,8 +323,8 @@ class LatentDirichletAllocation(ParamsMixin):
 
     def _perplexity(self, estep, X, sub_sampling=False):
         """(perplexity of X, X's gamma) from one inference E-step bound in ``estep``."""
+        words = _word_count(X)
         gamma, word_bound = estep.infer(self.exp_dirichlet_component_, cal_bound=True)
-        words = float(X.data.sum(dtype=np.float64))
         if sub_sampling:
             words *= float(self.total_samples) / X.shape[0]
         bound = self._approx_bound(gamma, word_bound, sub_sampling)
@@ -403,6 +404,16 @@ class _EStep:
         """(gamma, word bound or None) from the E-step started at gamma = 1."""
         gamma = np.ones((self.n_docs, exp_topic_word.shape[0]), dtype=exp_topic_word.dtype)
         return gamma, self(exp_topic_word, gamma, cal_bound=cal_bound)[1]
+
+
+def _word_count(X):
+    """The number of words in the documents X (> 0, else a ValueError: the perplexity
+    divides by it)."""
+    words = float(X.data.sum(dtype=np.float64))
+    if words <= 0:
+        raise ValueError("X has no words (every document is empty): the perplexity and "
+                         "the fit's bound_ are undefined")
+    return words
 
 
 def _batches(n, size):
