@@ -380,25 +380,20 @@ class LatentDirichletAllocation(ParamsMixin):
 
 
 class _EStep:
-    """The compiled E-step bound to one batch of documents (a checked CSR matrix) for the
-    model's backend and threads: bound once per fit and batch, then called every pass."""
+    """The compiled E-step (``kernels.bind_lda_estep``) bound to one batch of documents (a
+    checked CSR matrix) with the model's priors, tolerances, backend and threads: bound
+    once per fit and batch, then called every pass without checking X again."""
 
     def __init__(self, model, X, n_threads):
-        self.X = X
         self.n_docs = X.shape[0]
-        self.alpha = model.doc_topic_prior_
-        self.max_doc_update_iter = model.max_doc_update_iter
-        self.mean_change_tol = model.mean_change_tol
-        self.backend = model.backend
-        self.n_threads = n_threads
+        self._kernel = kernels.bind_lda_estep(X, n_threads=n_threads, backend=model.backend)
+        self._args = (model.doc_topic_prior_, model.max_doc_update_iter,
+                      model.mean_change_tol)
 
     def __call__(self, exp_topic_word, gamma, *, cal_sstats=False, cal_bound=False):
         """(statistics or None, word bound or None); ``gamma`` is updated in place."""
-        return kernels.lda_estep(self.X, exp_topic_word, gamma, self.alpha,
-                                 max_doc_update_iter=self.max_doc_update_iter,
-                                 mean_change_tol=self.mean_change_tol, cal_sstats=cal_sstats,
-                                 cal_bound=cal_bound, n_threads=self.n_threads,
-                                 backend=self.backend)
+        return self._kernel(exp_topic_word, gamma, *self._args, cal_sstats=cal_sstats,
+                            cal_bound=cal_bound)
 
     def infer(self, exp_topic_word, cal_bound):
         """(gamma, word bound or None) from the E-step started at gamma = 1."""
