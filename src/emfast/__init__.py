@@ -10,11 +10,12 @@ __version__ = "0.1.0"
 from emfast._info import show_config
 from emfast.batch import fit_many
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
+from emfast.io import load
 from emfast.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, PoissonMixture
 from emfast.selection import select_gaussian_mixture
 
 __all__ = ["GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture",
-           "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config",
+           "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config", "load",
            "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]
 
 
