@@ -49,7 +49,7 @@ def test_fit_gmm_saves_the_estimators_fit_and_predict_prints_it(capsys, data_csv
     want = emfast.GaussianMixture(2, covariance_type="diag", random_state=3).fit(X)
     got = emfast.load(model)
     np.testing.assert_array_equal(got.means_, want.means_)
-    assert got.verbose == 0                       # the progress hook is not saved
+    assert (got.verbose, got.verbose_interval) == (0, 10)   # the progress hook: not saved
 
     code, out, _ = _run(capsys, "predict", model, data_csv)
     names, labels = _read_csv(out)

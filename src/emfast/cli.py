@@ -50,12 +50,13 @@ def main(argv=None):
     parser = build_parser()
     try:
         args, rest = parser.parse_known_args(argv)
-        if rest and args.command != "benchmark":
-            raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+        args.rest = rest                          # compare.py's options (benchmark)
+        if args.rest and args.command != "benchmark":
+            raise UsageError(f"unrecognized arguments: {' '.join(args.rest)}")
         out_dir = os.path.dirname(getattr(args, "out", None) or "") or "."
         if not os.path.isdir(out_dir):            # found out before the fit, not after
             raise UsageError(f"--out: no directory {out_dir}")
-        return args.run(args, *([rest] if args.command == "benchmark" else [])) or 0
+        return args.run(args) or 0
     except (ValueError, OSError) as exc:     # the files' and the estimators' checks
         print(f"emfast: error: {_message(exc)}", file=sys.stderr)
         return 2
@@ -240,8 +241,9 @@ class _Progress:
 def _fit(est, args, *fit_args, **fit_kwargs):
     """``est.fit(*fit_args, **fit_kwargs)`` with its progress on stderr (``est``'s verbose
     output read by _Progress) and its warnings as one line each; returns ``est``."""
-    verbose = est.get_params()["verbose"]
-    est.set_params(**_verbose_params(est))
+    hooks = _verbose_params(est)
+    saved = {name: value for name, value in est.get_params().items() if name in hooks}
+    est.set_params(**hooks)
     progress = _Progress(sys.stderr, args.quiet)
     try:
         with warnings.catch_warnings(record=True) as caught, \
@@ -249,7 +251,7 @@ def _fit(est, args, *fit_args, **fit_kwargs):
             warnings.simplefilter("always")
             est.fit(*fit_args, **fit_kwargs)
     finally:
-        est.set_params(verbose=verbose)        # the saved model prints nothing
+        est.set_params(**saved)                # the saved model prints nothing
     if not args.quiet:
         for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
             print(f"emfast: warning: {message}", file=sys.stderr)
@@ -398,13 +400,13 @@ def _compare_script():
                                          "benchmarks", "compare.py"))
 
 
-def _benchmark(args, rest):
+def _benchmark(args):
     script = _compare_script()
     if not os.path.isfile(script):
         raise UsageError("emfast benchmark runs benchmarks/compare.py from a source checkout "
                          "of emfast (git clone, then pip install -e .); this emfast is "
                          f"installed at {os.path.dirname(__file__)} without it")
-    return subprocess.call([sys.executable, script, *rest])
+    return subprocess.call([sys.executable, script, *args.rest])
 
 
 # ---------------------------------------------------------------------- helpers
