@@ -13,9 +13,11 @@ from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, No
 from emfast.io import load
 from emfast.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, PoissonMixture
 from emfast.selection import select_gaussian_mixture
+from emfast.topics import LatentDirichletAllocation
 
 __all__ = ["GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture",
-           "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config", "load",
+           "LatentDirichletAllocation", "fit_many", "fit_many_hmm", "select_gaussian_mixture",
+           "show_config", "load",
            "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]
 
 
