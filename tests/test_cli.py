@@ -154,6 +154,25 @@ def test_fit_lca_prints_weights_and_item_probabilities(capsys, tmp_path):
                                   want.probabilities_[1])
 
 
+def test_fit_lda_prints_top_words_and_saves(capsys, tmp_path):
+    sparse = pytest.importorskip("scipy.sparse")
+    words = np.random.RandomState(1).poisson(np.repeat([[6.0, 3, 0.1, 0.1, 0.1],
+                                                        [0.1, 0.1, 0.1, 3, 6]], 30, axis=0))
+    sparse.save_npz(tmp_path / "counts.npz", sparse.csr_matrix(words))
+    code, out, _ = _run(capsys, "fit-lda", tmp_path / "counts.npz", "--topics", 2,
+                        "--top-words", 2, "--out", tmp_path / "lda.json", "-q")
+    want = emfast.LatentDirichletAllocation(2, random_state=0).fit(words)
+    assert code == 0 and "2 topics, 60 documents x 5 words" in out
+    tops = {ln.split(":")[1].strip() for ln in out.splitlines() if "topic " in ln}
+    assert tops == {"0 1", "4 3"}
+    np.testing.assert_array_equal(emfast.load(tmp_path / "lda.json").components_,
+                                  want.components_)
+    _run(capsys, "fit-lda", tmp_path / "counts.npz", "--topics", 2, "--tol", 0.5,
+         "--out", tmp_path / "lda.json", "-q")
+    lda = emfast.load(tmp_path / "lda.json")
+    assert (lda.perp_tol, lda.evaluate_every) == (0.5, 1)
+
+
 def test_progress_line_on_stderr_and_quiet(capsys, data_csv, monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.0)
@@ -161,6 +180,9 @@ def test_progress_line_on_stderr_and_quiet(capsys, data_csv, monkeypatch, tmp_pa
     assert "emfast: iteration 2  change" in err and "emfast: iteration" not in out
     _, _, err = _run(capsys, "fit-hmm", data_csv, "--states", 2)
     assert "emfast: iteration 2  log-likelihood" in err
+    np.save(tmp_path / "counts.npy", (np.abs(X) * 3).astype(int))
+    _, _, err = _run(capsys, "fit-lda", tmp_path / "counts.npy", "--topics", 2, "--tol", 0.1)
+    assert "emfast: iteration 2  perplexity" in err
     _, out, err = _run(capsys, "fit-gmm", data_csv, "--components", 3, "--max-iter", 1, "-q")
     assert err == ""                                   # no progress, no warning
     _, _, err = _run(capsys, "fit-gmm", data_csv, "--components", 3, "--max-iter", 1)

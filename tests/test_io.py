@@ -23,6 +23,7 @@ BINARY = (X > 0).astype(float)
 CODES = np.digitize(X, [-1.0, 1.0]).astype(float)
 COUNTS = rng.poisson(np.where(X > 0, 5.0, 1.0))
 SYMBOLS = CODES[:, :1].astype(int)
+WORDS = rng.poisson(np.repeat([[4.0, 1, 0.2, 0.1], [0.1, 0.2, 1, 4]], 60, axis=0))
 LENGTHS = [50, 70]
 
 # (estimator, fit data, fit keyword arguments, the methods compared after loading)
@@ -47,6 +48,11 @@ CASES = {
     "MultinomialHMM": (hmm.MultinomialHMM(2, random_state=0), COUNTS, {}, HMM),
     "PoissonHMM": (hmm.PoissonHMM(2, random_state=0), COUNTS, {}, HMM),
     "EMImputer": (impute.EMImputer(), X_NAN, {}, ("transform",)),
+    "LatentDirichletAllocation": (emfast.LatentDirichletAllocation(2, random_state=0), WORDS,
+                                  {}, ("transform", "score", "perplexity")),
+    "LatentDirichletAllocation-online": (
+        emfast.LatentDirichletAllocation(2, learning_method="online", batch_size=50,
+                                         random_state=0), WORDS, {}, ("transform",)),
 }
 
 
@@ -101,7 +107,7 @@ def test_pickle_keeps_working(name):
 def test_every_estimator_is_registered_and_tested():
     """A new estimator in a public module must be saveable and in CASES above."""
     tested = {type(case[0]) for case in CASES.values()}
-    for module in (emfast, hmm, impute):
+    for module in (emfast, hmm, impute, emfast.topics):
         for name in module.__all__:
             cls = getattr(module, name)
             if inspect.isclass(cls) and issubclass(cls, ParamsMixin):
@@ -132,6 +138,16 @@ def test_loaded_hmm_continues_with_init_params_empty():
     loaded = io.loads(est.to_json())
     for model in (est, loaded):
         model.set_params(init_params="", n_iter=3).fit(data)
+    _assert_same_state(est, loaded)
+
+
+def test_loaded_lda_continues_its_online_fit():
+    """LDA's random_state_ (a RandomState) and n_batch_iter_ are saved: partial_fit after
+    loading takes the same steps as the saved model would."""
+    est, data, _ = _fitted("LatentDirichletAllocation-online")
+    loaded = io.loads(est.to_json())
+    for model in (est, loaded):
+        model.partial_fit(data[:50])
     _assert_same_state(est, loaded)
 
 

@@ -6,6 +6,7 @@
     emfast fit-hmm data.csv --lengths-column seq_id --states 4 --out hmm.json
     emfast impute data.csv --out filled.csv
     emfast fit-lca answers.csv --classes 3 [--out lca.json]
+    emfast fit-lda counts.npz --topics 20 --out lda.json
     emfast benchmark [compare.py's options]
     emfast demo | emfast config
 
@@ -28,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from emfast._files import read_table
+from emfast._files import read_counts, read_table
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 # a progress line appears once a fit has run this long, then at most once per interval
@@ -133,6 +134,16 @@ def build_parser():
     p.add_argument("--n-init", type=_positive, default=1, help="EM restarts (best kept)")
     p.add_argument("--out", help="save the model (JSON) here")
 
+    p = command("fit-lda", _fit_lda, "topics of a document x word count matrix (LDA)",
+                data="counts")
+    p.add_argument("--topics", type=_positive, default=10)
+    p.add_argument("--method", choices=("batch", "online"), default="batch")
+    p.add_argument("--top-words", type=_positive, default=10,
+                   help="words (column numbers) printed per topic")
+    p.add_argument("--out", help="save the model (JSON) here")
+    p.epilog = ("--tol: the perplexity (evaluated after every pass) changing by less stops "
+                "the fit")
+
     command("benchmark", _benchmark, "the comparison tables of benchmarks/compare.py "
             "(from a source checkout; its options, -h too, follow)", data=None,
             add_help=False)
@@ -178,14 +189,14 @@ def _covariances(text):
     return types
 
 
-def _estimator_options(args, max_iter="max_iter"):
-    """The common options as estimator parameters (``max_iter``: the estimator's name of
-    it, n_iter for the HMMs)."""
+def _estimator_options(args, max_iter="max_iter", tol="tol"):
+    """The common options as estimator parameters (``max_iter`` and ``tol``: the
+    estimator's names of them)."""
     out = {"random_state": args.seed, "n_threads": args.threads}
     if args.max_iter is not None:
         out[max_iter] = args.max_iter
     if args.tol is not None:
-        out["tol"] = args.tol
+        out[tol] = args.tol
     return out
 
 
@@ -196,9 +207,16 @@ class _Progress:
     it, change), once the fit has run ``PROGRESS_DELAY`` seconds and at most once per
     ``PROGRESS_EVERY``; other lines (logged warnings) pass through."""
 
-    # GaussianMixture and the discrete mixtures (verbose=2) and EMImputer; the HMM monitor
-    _MIXTURE = re.compile(r"Iteration (\d+)\t.*ll change (\S+)")
-    _HMM = re.compile(r"^\s*(\d+)\s+(-?[\d.]+(?:e[-+]\d+)?|-?inf)\s+([-+]\S+)\s*$")
+    _LINES = (
+        # GaussianMixture and the discrete mixtures (verbose=2), EMImputer
+        re.compile(r"Iteration (?P<it>\d+)\t.*ll change (?P<change>\S+)"),
+        # the HMMs' ConvergenceMonitor
+        re.compile(r"^\s*(?P<it>\d+)\s+(?P<loglik>-?(?:[\d.]+(?:e[-+]\d+)?|inf))\s+"
+                   r"(?P<change>[-+]\S+)\s*$"),
+        # LatentDirichletAllocation
+        re.compile(r"^iteration: (?P<it>\d+) of max_iter: \d+"
+                   r"(?:, perplexity: (?P<perplexity>\S+))?$"),
+    )
 
     def __init__(self, stream, quiet):
         self.stream = stream
@@ -218,12 +236,8 @@ class _Progress:
         self.stream.flush()
 
     def _line(self, line):
-        hmm, mixture = self._HMM.match(line), self._MIXTURE.search(line)
-        if hmm:
-            it, loglik, change = hmm.groups()
-        elif mixture:
-            (it, change), loglik = mixture.groups(), None
-        else:
+        found = next((m for m in map(lambda p: p.search(line), self._LINES) if m), None)
+        if found is None:
             if line.strip() and not line.startswith("Initialization") and not self.quiet:
                 print(line, file=self.stream)
             return
@@ -232,10 +246,15 @@ class _Progress:
                 self.shown is not None and now - self.shown < PROGRESS_EVERY):
             return
         self.shown = now
-        ll = "" if loglik is None else f"  log-likelihood {float(loglik):.6g}"
-        change = float(change)       # the first iteration's is inf or nan: not shown
-        delta = f"  change {change:+.3g}" if np.isfinite(change) else ""
-        print(f"emfast: iteration {it}{ll}{delta}", file=self.stream)
+        values = found.groupdict()
+        parts = [f"iteration {values['it']}"]
+        for name, label, fmt in (("loglik", "log-likelihood", ".6g"),
+                                 ("perplexity", "perplexity", ".6g"),
+                                 ("change", "change", "+.3g")):
+            value = float(values.get(name) or "nan")
+            if np.isfinite(value):       # the first iteration's change is inf or nan
+                parts.append(f"{label} {value:{fmt}}")
+        print(f"emfast: {'  '.join(parts)}", file=self.stream)
 
 
 def _fit(est, args, *fit_args, **fit_kwargs):
@@ -363,6 +382,25 @@ def _impute(args):
     if not args.quiet:
         print(f"emfast: {int(np.isnan(X).sum())} missing values filled "
               f"({_run_summary(imputer.n_iter_, imputer.converged_)})", file=sys.stderr)
+
+
+def _fit_lda(args):
+    from emfast import LatentDirichletAllocation
+
+    counts = read_counts(args.counts)
+    options = _estimator_options(args, tol="perp_tol")
+    if args.tol is not None:
+        options["evaluate_every"] = 1
+    lda = _fit(LatentDirichletAllocation(args.topics, learning_method=args.method,
+                                         **options), args, counts)
+    print(f"LatentDirichletAllocation: {lda.n_components} topics, {counts.shape[0]} "
+          f"documents x {counts.shape[1]} words")
+    print(f"{lda.n_iter_} passes ({lda.learning_method}), perplexity {lda.bound_:.6g}")
+    print(f"top {min(args.top_words, counts.shape[1])} words (column numbers) per topic:")
+    for k, row in enumerate(lda.components_):
+        top = np.argsort(-row, kind="stable")[:args.top_words]
+        print(f"  topic {k:>3}: {' '.join(map(str, top))}")
+    _save(lda, args)
 
 
 def _predict(args):

@@ -60,7 +60,8 @@ LIST_MAX = 64
 # The public name of every class a file may hold: module -> class names. Nothing else is
 # built, and these modules are the only ones imported (lazily: emfast.hmm costs 18 MiB).
 CLASSES = {
-    "emfast": ("GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture"),
+    "emfast": ("GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture",
+               "LatentDirichletAllocation"),
     "emfast.hmm": ("GaussianHMM", "GMMHMM", "CategoricalHMM", "MultinomialHMM", "PoissonHMM",
                    "ConvergenceMonitor"),
     "emfast.impute": ("EMImputer",),
