@@ -236,7 +236,7 @@ class _Progress:
         self.stream.flush()
 
     def _line(self, line):
-        found = next((m for m in map(lambda p: p.search(line), self._LINES) if m), None)
+        found = next((m for m in (p.search(line) for p in self._LINES) if m), None)
         if found is None:
             if line.strip() and not line.startswith("Initialization") and not self.quiet:
                 print(line, file=self.stream)
@@ -260,7 +260,8 @@ class _Progress:
 def _fit(est, args, *fit_args, **fit_kwargs):
     """``est.fit(*fit_args, **fit_kwargs)`` with its progress on stderr (``est``'s verbose
     output read by _Progress) and its warnings as one line each; returns ``est``."""
-    hooks = _verbose_params(est)
+    # quiet: no verbose output to read (and the restarts of a verbose fit run one by one)
+    hooks = {} if args.quiet else _verbose_params(est)
     saved = {name: value for name, value in est.get_params().items() if name in hooks}
     est.set_params(**hooks)
     progress = _Progress(sys.stderr, args.quiet)
@@ -468,11 +469,13 @@ def _run_summary(n_iter, converged):
     return f"{n_iter} iterations, {'converged' if converged else 'not converged'}"
 
 
-def _print_rows(label, columns, values):
-    """A small table: one row per component (state, class) of ``values``."""
-    print(f"{label:>10} " + " ".join(f"{c:>11}" for c in columns))
+def _print_rows(label, columns, values, max_columns=8):
+    """A small table: one row per component (state, class) of ``values``, its first
+    ``max_columns`` columns (and "..." when there are more)."""
+    more = " ..." if len(columns) > max_columns else ""
+    print(f"{label:>10} " + " ".join(f"{c:>11}" for c in columns[:max_columns]) + more)
     for k, row in enumerate(np.atleast_2d(values)):
-        print(f"{k:>10} " + " ".join(f"{v:>11.4g}" for v in row))
+        print(f"{k:>10} " + " ".join(f"{v:>11.4g}" for v in row[:max_columns]) + more)
 
 
 def _write_csv(path, names, values):
