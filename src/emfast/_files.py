@@ -29,7 +29,7 @@ class Table:
         self.path = os.fspath(path)
         self.names = names
         self.columns = columns
-        self.first_line = first_line       # the file line of row 0 (CSV), for messages
+        self.first_line = first_line       # the file line of row 0, for a text cell's error
 
     @property
     def n_rows(self):
@@ -60,16 +60,18 @@ class Table:
         col = self.columns[j]
         if col.dtype.kind in "biuf":
             return col
-        text = np.char.strip(col.astype(str))
-        missing = np.isin(np.char.lower(text), MISSING)
-        try:
-            return np.where(missing, "nan", text).astype(np.float64)
-        except ValueError:
-            row = next(i for i, v in enumerate(text)
-                       if not missing[i] and not _is_number(v))
-            name = self.names[j] if self.names is not None else str(j)
-            raise FileError(f"{self.path}: line {self.first_line + row}, column {name!r}: "
-                            f"{str(text[row])[:40]!r} is not a number") from None
+        out = np.empty(len(col))
+        for i, text in enumerate(col.tolist()):
+            try:
+                out[i] = float(text)
+            except ValueError:
+                if text.strip().lower() not in MISSING:
+                    name = self.names[j] if self.names is not None else str(j)
+                    raise FileError(f"{self.path}: line {self.first_line + i}, column "
+                                    f"{name!r}: {text.strip()[:40]!r} is not a number"
+                                    ) from None
+                out[i] = np.nan
+        return out
 
 
 def read_table(path):
@@ -97,30 +99,51 @@ def read_counts(path):
 
 
 def _read_csv(path, delimiter):
+    """The Table of a CSV: all numbers read by NumPy's compiled reader, the rest (missing
+    values, text, ragged or quoted rows) by the csv module, which also finds the line of an
+    error."""
+    first, line = _first_row(path, delimiter)
+    header = not all(_is_number(v) or v.strip().lower() in MISSING for v in first)
+    names = [v.strip() for v in first] if header else None
+    try:
+        a = np.loadtxt(path, delimiter=delimiter, skiprows=line if header else line - 1,
+                       comments=None, ndmin=2, encoding="utf-8-sig")
+    except ValueError:
+        a = None
+    if a is not None and a.shape[0] and a.shape[1] == len(first):
+        return Table(path, names, list(a.T))
+    return _read_csv_cells(path, delimiter, names)
+
+
+def _csv_rows(path, delimiter):
+    """(file line, fields) of each non-blank row."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows, lines = [], []
             reader = csv.reader(f, delimiter=delimiter)
             for row in reader:
                 if row:                            # blank lines are skipped
-                    rows.append(row)
-                    lines.append(reader.line_num)
+                    yield reader.line_num, row
     except (UnicodeDecodeError, csv.Error) as exc:
         raise FileError(f"{path}: not a CSV text file ({exc})") from None
+
+
+def _first_row(path, delimiter):
+    for line, row in _csv_rows(path, delimiter):
+        return row, line
+    raise FileError(f"{path}: empty file")
+
+
+def _read_csv_cells(path, delimiter, names):
+    """The Table of a CSV whose cells are kept as text (see Table.matrix)."""
+    rows = list(_csv_rows(path, delimiter))[names is not None:]
     if not rows:
-        raise FileError(f"{path}: empty file")
-    names = None
-    if not all(_is_number(v) or v.strip().lower() in MISSING for v in rows[0]):
-        names = [v.strip() for v in rows[0]]
-        rows, lines = rows[1:], lines[1:]
-        if not rows:
-            raise FileError(f"{path}: a header and no data rows")
-    width = len(names) if names is not None else len(rows[0])
-    for row, line in zip(rows, lines):
+        raise FileError(f"{path}: a header and no data rows")
+    width = len(names) if names is not None else len(rows[0][1])
+    for line, row in rows:
         if len(row) != width:
             raise FileError(f"{path}: line {line} has {len(row)} fields, expected {width}")
-    cells = np.array(rows, dtype=str)
-    return Table(path, names, list(cells.T), first_line=lines[0])
+    columns = [np.array(col, dtype=object) for col in zip(*(row for _, row in rows))]
+    return Table(path, names, columns, first_line=rows[0][0])
 
 
 def _is_number(text):
