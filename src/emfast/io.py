@@ -44,6 +44,7 @@ refused with a ValueError. A reader of format version 1 is kept by later emfast 
 """
 
 import base64
+import functools
 import importlib
 import json
 import math
@@ -132,8 +133,9 @@ def load(path):
 
 
 # ---------------------------------------------------------------------- classes
+@functools.cache
 def _registry():
-    """{public name: class} of :data:`CLASSES`."""
+    """{public name: class} of :data:`CLASSES` (imported on first use)."""
     out = {}
     for module, names in CLASSES.items():
         mod = importlib.import_module(module)
