@@ -122,14 +122,17 @@ def test_unfitted_model_round_trips_and_is_not_fitted():
         loaded.predict(X)
 
 
-def test_warm_start_continues_from_the_loaded_parameters():
-    est = emfast.GaussianMixture(2, max_iter=2, warm_start=True, random_state=0)
+@pytest.mark.parametrize("cls, data", [(emfast.GaussianMixture, X),
+                                       (emfast.PoissonMixture, COUNTS)])
+def test_warm_start_continues_from_the_loaded_parameters(cls, data):
+    est = cls(2, max_iter=2, warm_start=True, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est.fit(X)
+        est.fit(data)
         loaded = io.loads(est.to_json())
-        est.fit(X)
-        loaded.fit(X)
+        est.fit(data)
+        loaded.fit(data)
+    assert est.n_iter_ >= 1          # the warm fit ran EM steps from the saved state
     _assert_same_state(est, loaded)
 
 
