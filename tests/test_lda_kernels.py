@@ -132,6 +132,22 @@ def test_one_word_and_zero_iterations(backend):
     assert_close(got.sstats, R.lda_estep(X, B, gamma0, 0.1, 0)[1])
 
 
+def test_non_canonical_csr(mod):
+    """Unsorted word ids and a word listed twice in a document (a CSR matrix as scipy keeps
+    it before sum_duplicates): each entry is a term, as in the reference."""
+    data = np.array([2.0, 1.0, 3.0, 1.0, 4.0, 2.0])
+    indices = np.array([5, 1, 5, 0, 3, 2])
+    X = sp.csr_matrix((data, indices, np.array([0, 3, 3, 6])), shape=(3, 6))
+    assert not X.has_canonical_format
+    rng = np.random.default_rng(7)
+    B = np.exp(R.dirichlet_expectation(rng.gamma(1.0, 1.0, (3, 6))))
+    gamma0 = rng.gamma(100.0, 0.01, (3, 3))
+    want = R.lda_estep(X, B, gamma0, 0.1, 50, 0.0, True, True)
+    got = _run_module(mod, X, B, gamma0, 0.1, 50, 0.0, True, 1)
+    for g, w in zip(got, want):
+        assert_close(g, w)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_thread_count_independence(mod, dtype):
     """Bit for bit: the word bound's groups are fixed by the shapes, each column of sstats is

@@ -176,10 +176,16 @@ def check_like_fit(estimator, X):
     name = type(estimator).__name__
     check_feature_names(estimator, X)
     X = check_array(X, estimator=name, allow_nan=True, max_magnitude=MAX_GAUSSIAN_MAGNITUDE)
-    if X.shape[1] != estimator.n_features_in_:
-        raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting "
-                         f"{estimator.n_features_in_} features as input.")
+    check_n_features(name, X.shape[1], estimator.n_features_in_)
     return X
+
+
+def check_n_features(estimator_name, n_features, expected):
+    """ValueError, in scikit-learn's wording, when X's number of features is not the
+    fitted one."""
+    if n_features != expected:
+        raise ValueError(f"X has {n_features} features, but {estimator_name} is expecting "
+                         f"{expected} features as input.")
 
 
 def check_partial_labels(y, n_samples, n_labels, name="y"):

@@ -25,20 +25,17 @@
 
 #define EMFAST_LDA_PAD 8     /* K_pad is a multiple of this: of every build's vector width */
 
-/* psi(x) for x > 0, lane by lane: psi(x) = psi(x + 6) - sum_{i<6} 1/(x + i) moves x < 6 to
- * [6, 12) (each shift a select), then log x - 1/(2x) - sum_k B_2k / (2k x^2k) to x^-14
- * (truncation < 2e-13 at x = 6). The Numba backend's _digamma, the same arithmetic.
+/* psi(x) for x > 0, lane by lane: psi(x + 6) - sum_{i<6} 1/(x + i) for every x (no select),
+ * psi(y), y = x + 6 >= 6, by the asymptotic series log y - 1/(2y) - sum_k B_2k / (2k y^2k) to
+ * y^-14 (truncation < 2e-13 at y = 6). The Numba backend's _digamma, the same arithmetic.
  * |error| < 1e-12 max(|psi(x)|, 0.1) on [1e-6, 1e300] (tests/test_lda_kernels.py). */
 G_INLINE emfast_gv lda_psi(emfast_gv x)
 {
-    emfast_gv shift = gv_set(0.0), zero = gv_set(0.0), one = gv_set(1.0);
-    G_UNROLL
-    for (int i = 0; i < 6; i++) {
-        emfast_gi small = (emfast_gi) (x < 6.0);
-        shift += gv_sel(small, one / x, zero);
-        x += gv_sel(small, one, zero);
-    }
-    emfast_gv r = one / x, z = r * r;
+    emfast_gv one = gv_set(1.0);
+    emfast_gv shift = ((one / x + one / (x + 1.0)) + (one / (x + 2.0) + one / (x + 3.0)))
+                      + (one / (x + 4.0) + one / (x + 5.0));
+    emfast_gv y = x + 6.0;
+    emfast_gv r = one / y, z = r * r;
     emfast_gv p = gv_set(1.0 / 12.0);
     p = -691.0 / 32760.0 + z * p;
     p = 1.0 / 132.0 + z * p;
@@ -46,7 +43,7 @@ G_INLINE emfast_gv lda_psi(emfast_gv x)
     p = 1.0 / 252.0 + z * p;
     p = -1.0 / 120.0 + z * p;
     p = 1.0 / 12.0 + z * p;
-    return (gv_log_ge1(x) - 0.5 * r) - z * p - shift;
+    return (gv_log_ge1(y) - 0.5 * r) - z * p - shift;
 }
 
 static inline double emfast_lda_psi1(double x)

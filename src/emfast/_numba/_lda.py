@@ -67,14 +67,13 @@ _DIGAMMA_SIGS = [types.void(array_arg(types.float64, 1, True), array_arg(types.f
 # --------------------------------------------------------------------------------------------
 # digamma
 # --------------------------------------------------------------------------------------------
-# psi(x) = psi(x + 6) - sum_{i<6} 1/(x + i) moves x < 6 to [6, 12); there the asymptotic
-# series log x - 1/(2x) - sum_k B_2k / (2k x^2k) to x^-14 leaves < 2e-13 (the next term,
-# 3617 / (8160 x^16) at x = 6). Each shift is a select, not a branch: a loop over K digammas
-# vectorises. Tested against scipy.special.digamma on [1e-6, 1e300] (tests/test_lda_kernels.py):
-# |error| < 1e-12 max(|psi(x)|, 0.1), i.e. relative 1e-12 except near the root 1.4616...
-# (x in about [1.33, 1.6]), where no relative bound can hold and the absolute error is < 1e-13.
-_PSI_SHIFT = 6.0
-# B_2k / (2k) for k = 1..7, the coefficients of x^-2k
+# psi(x) = psi(x + 6) - sum_{i<6} 1/(x + i), for every x (no branch, no select: a loop over
+# K digammas vectorises), and at y = x + 6 >= 6 the asymptotic series log y - 1/(2y) -
+# sum_k B_2k / (2k y^2k) to y^-14 (truncation < 2e-13 at y = 6). Tested against
+# scipy.special.digamma on [1e-6, 1e300] (tests/test_lda_kernels.py): |error| < 1e-12
+# max(|psi(x)|, 0.1), i.e. relative 1e-12 except near the root 1.4616... (x in about
+# [1.33, 1.6]), where no relative bound can hold and the absolute error is < 1e-13.
+# B_2k / (2k) for k = 1..7, the coefficients of y^-2k
 _PSI_C = (1.0 / 12.0, -1.0 / 120.0, 1.0 / 252.0, -1.0 / 240.0, 1.0 / 132.0, -691.0 / 32760.0,
           1.0 / 12.0)
 
@@ -82,12 +81,10 @@ _PSI_C = (1.0 / 12.0, -1.0 / 120.0, 1.0 / 252.0, -1.0 / 240.0, 1.0 / 132.0, -691
 @njit(**JIT)
 def _digamma(x):
     """psi(x) for x > 0 (float64). NaN stays NaN; +inf gives +inf."""
-    shift = 0.0
-    for _ in range(6):
-        small = x < _PSI_SHIFT
-        shift += 1.0 / x if small else 0.0
-        x = x + 1.0 if small else x
-    r = 1.0 / x
+    shift = ((1.0 / x + 1.0 / (x + 1.0)) + (1.0 / (x + 2.0) + 1.0 / (x + 3.0))) \
+        + (1.0 / (x + 4.0) + 1.0 / (x + 5.0))
+    y = x + 6.0
+    r = 1.0 / y
     z = r * r
     p = _PSI_C[6]
     p = _PSI_C[5] + z * p
@@ -96,13 +93,13 @@ def _digamma(x):
     p = _PSI_C[2] + z * p
     p = _PSI_C[1] + z * p
     p = _PSI_C[0] + z * p
-    return (_log_pos(x) - 0.5 * r) - z * p - shift
+    return (_log_pos(y) - 0.5 * r) - z * p - shift
 
 
 @njit(**JIT)
 def _exp_dirichlet(g, K, e):
-    """OUT: e[:K] = exp(psi(g[:K]) - psi(sum g[:K])) (each <= 1: psi increases and g_k <=
-    sum g); e[K:] (the padding) is left as it is. IN: g (K_pad,) > 0. The sum is a loop that
+    """OUT: e[:K] = exp(psi(g) - psi(sum g)) (each <= 1: psi increases and g_k <= sum g);
+    e[K:] (the padding) is left as it is. IN: g (K,) > 0. The sum is a loop that
     stores nothing (one order)."""
     total = 0.0
     for k in range(K):
@@ -128,11 +125,28 @@ def _dot(a, b):
 def _wsum(x, base, idx, c, lo, hi, eps, acc):
     """OUT: acc (K_pad,) = sum_{lo<=j<hi} c[j] R_j / (x . R_j + eps), R_j = base[idx[j]]: a
     document's sums (x its e, the rows of its words) and a word's statistics (x its row, the
-    e of its documents) alike."""
+    e of its documents) alike. Four rows per step, as the Cython kernel (_lda.h): their dot
+    products in four chains, then one update of acc with the four rows."""
     Kp = acc.shape[0]
     for k in range(Kp):
         acc[k] = 0.0
-    for j in range(lo, hi):
+    j = lo
+    while j + 4 <= hi:
+        r0, r1, r2, r3 = base[idx[j]], base[idx[j + 1]], base[idx[j + 2]], base[idx[j + 3]]
+        s0 = s1 = s2 = s3 = 0.0
+        for k in range(Kp):       # stores nothing: one summation order
+            s0 += x[k] * r0[k]
+            s1 += x[k] * r1[k]
+            s2 += x[k] * r2[k]
+            s3 += x[k] * r3[k]
+        f0 = np.float64(c[j]) / (s0 + eps)
+        f1 = np.float64(c[j + 1]) / (s1 + eps)
+        f2 = np.float64(c[j + 2]) / (s2 + eps)
+        f3 = np.float64(c[j + 3]) / (s3 + eps)
+        for k in range(Kp):
+            acc[k] += (f0 * r0[k] + f1 * r1[k]) + (f2 * r2[k] + f3 * r3[k])
+        j += 4
+    for j in range(j, hi):
         row = base[idx[j]]
         f = np.float64(c[j]) / (_dot(x, row) + eps)
         for k in range(Kp):
@@ -145,7 +159,7 @@ def _wsum(x, base, idx, c, lo, hi, eps, acc):
 @njit(**JIT)
 def _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, acc, alpha, max_iter, tol, eps):
     """One document's iteration. IN: its terms data/indices[lo:hi]; BT (V, K_pad). IN/OUT:
-    g (K_pad,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on. acc
+    g (K,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on. acc
     (K_pad,) scratch."""
     for _ in range(max_iter):
         _wsum(e, BT, indices, data, lo, hi, eps, acc)
@@ -167,7 +181,7 @@ def _doc_group(data, indices, indptr, BT, doc_topic, alpha, max_iter, tol, eps, 
     cal_bound)."""
     N, K = doc_topic.shape
     Kp = BT.shape[1]
-    g, acc = np.ones(Kp), np.empty(Kp)
+    g, acc = np.empty(K), np.empty(Kp)
     bound = 0.0
     for d in range(blk_lo * LDA_DOC_BLOCK, min(blk_hi * LDA_DOC_BLOCK, N)):
         e = doc_exp[d]

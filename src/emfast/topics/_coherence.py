@@ -35,6 +35,8 @@ def umass_coherence(topics, X, top_n=10):
     if weights.ndim != 2 or 0 in weights.shape:
         raise ValueError(f"topics must be a 2-D (n_topics, n_features) array or a fitted "
                          f"model with components_, got shape {weights.shape}")
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("topics must hold finite weights")
     counts = V.check_count_matrix(X, estimator="umass_coherence")
     K, n_features = weights.shape
     if counts.shape[1] != n_features:
@@ -54,5 +56,5 @@ def umass_coherence(topics, X, top_n=10):
                          "X: UMass coherence needs D(v) > 0 for the top words; compute it "
                          "on the documents the topics were fitted on")
     pairs = co[pos[:, :, None], pos[:, None, :]]                          # (K, M, M)
-    m, l = np.tril_indices(M, k=-1)                                       # m > l
-    return np.log((pairs[:, m, l] + 1.0) / doc_freq[pos[:, l]]).sum(axis=1)
+    later, earlier = np.tril_indices(M, k=-1)                             # m > l
+    return np.log((pairs[:, later, earlier] + 1.0) / doc_freq[pos[:, earlier]]).sum(axis=1)

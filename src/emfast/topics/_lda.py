@@ -170,9 +170,8 @@ class LatentDirichletAllocation(ParamsMixin):
             V.check_feature_names(self, X)
         X = V.check_count_matrix(X, estimator=name, whom=whom,
                                  dtype=None if fitting else self.components_.dtype)
-        if not fitting and X.shape[1] != self.components_.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting "
-                             f"{self.components_.shape[1]} features as input.")
+        if not fitting:
+            V.check_n_features(name, X.shape[1], self.components_.shape[1])
         return X
 
     def _set_features(self, X_in, n_features):
