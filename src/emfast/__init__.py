@@ -10,13 +10,14 @@ __version__ = "0.1.0"
 from emfast._info import show_config
 from emfast.batch import fit_many
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
+from emfast.io import load
 from emfast.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, PoissonMixture
 from emfast.selection import select_gaussian_mixture
 from emfast.topics import LatentDirichletAllocation
 
 __all__ = ["GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture",
            "LatentDirichletAllocation", "fit_many", "fit_many_hmm", "select_gaussian_mixture",
-           "show_config",
+           "show_config", "load",
            "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]
 
 

@@ -3,10 +3,12 @@
 import inspect
 
 from emfast.exceptions import NotFittedError, compatible
+from emfast.io import JSONMixin
 
 
-class ParamsMixin:
-    """The part of scikit-learn's BaseEstimator protocol that ``clone`` and grids need."""
+class ParamsMixin(JSONMixin):
+    """The part of scikit-learn's BaseEstimator protocol that ``clone`` and grids need, and
+    ``to_json`` (emfast.io)."""
 
     @classmethod
     def _param_names(cls):

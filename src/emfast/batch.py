@@ -33,6 +33,7 @@ from emfast import kernels
 from emfast._config import get_backend
 from emfast._em import restart_rngs
 from emfast.exceptions import ConvergenceWarning, compatible
+from emfast.io import JSONMixin
 from emfast.mixture import _gaussian as G
 from emfast.mixture._gaussian_mixture import GaussianMixture
 from emfast.mixture._kmeans import SAMPLE_ROWS
@@ -47,10 +48,10 @@ GIVEN_BITS = dict(weights_init=1, means_init=2, precisions_init=4)
 ALL_GIVEN = 7
 
 
-class ProblemBatch:
+class ProblemBatch(JSONMixin):
     """What the batch results share: the stacked arrays as attributes, ``params`` (the
-    estimator's constructor parameters), ``random_states_``, ``len`` and iteration over the
-    problems as fitted estimators (a subclass's ``__getitem__``)."""
+    estimator's constructor parameters), ``random_states_``, ``len``, iteration over the
+    problems as fitted estimators (a subclass's ``__getitem__``) and ``to_json``."""
 
     def __init__(self, params, arrays, random_states):
         self.params = params

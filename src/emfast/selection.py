@@ -23,6 +23,7 @@ import numpy as np
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import resolve_n_threads
+from emfast.io import JSONMixin
 from emfast.mixture import GaussianMixture
 from emfast.mixture import _gaussian as G
 from emfast.mixture._kmeans import KMeansMemo
@@ -39,8 +40,8 @@ _CANDIDATE_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 _COST = {"full": 4, "tied": 3, "diag": 2, "spherical": 1}
 
 
-class GaussianMixtureSelection:
-    """The result of :func:`select_gaussian_mixture`.
+class GaussianMixtureSelection(JSONMixin):
+    """The result of :func:`select_gaussian_mixture` (``to_json`` saves it, emfast.io).
 
     Attributes
     ----------
