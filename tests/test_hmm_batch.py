@@ -298,6 +298,23 @@ def test_no_iterations():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_transition_row_with_subnormal_mass(backend):
+    """A state whose transition counts underflow to subnormals (3 frames, 3 states): the
+    row still normalises to [0, 0, 1], as the one-model fit gives (Numba's arcp once made
+    it x * (1 / s) = [nan, nan, inf])."""
+    seed, K, D = 41725, 3, 3
+    rng = np.random.RandomState(seed)
+    X, ln = _sequences(rng, [3], D, K), [3]
+    params = dict(n_components=K, covariance_type="spherical", n_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_many_hmm([(X, ln)], random_state=seed, backend=backend, **params)
+        want = _alone(X, ln, seed, backend=backend, **params)
+    assert np.all(np.isfinite(fits[0].transmat_))
+    assert_same_fit(fits[0], want, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=20, deadline=None)
 @given(lengths=st.lists(st.lists(st.integers(1, 12), min_size=1, max_size=3), min_size=1,
                         max_size=4),

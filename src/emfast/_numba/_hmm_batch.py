@@ -20,8 +20,8 @@ from emfast._numba._batch import (BLOCK, LLOYD_TOL, _add_row, _kmeans_plusplus, 
                                   _log_dets, _mirror, _nearest, _precision_factors)
 from emfast._numba._hmm import CHUNK, _fb_seq, _rfloor
 from emfast._numba._launch import run
-from emfast._numba._settings import (IN1, IN2, JIT, OUT2, array_arg, outlined,
-                                     parallel_driver)
+from emfast._numba._settings import (IN1, IN2, JIT, JIT_EXACT_DIVISION, OUT2, array_arg,
+                                     outlined, parallel_driver)
 
 __all__ = ["fit_many_hmm"]
 
@@ -123,7 +123,7 @@ def _e_step(cov, letters, X, seq, sp, A, mu, pc, logc, w):
     return ll
 
 
-@njit(**JIT)
+@njit(**JIT_EXACT_DIVISION)
 def _m_step_transitions(letters, sp_prior, tp_prior, start, R, sp, A):
     """startprob and transmat from the counts with their Dirichlet priors (zeros stay
     zeros; a transmat row with no mass stays 0); FALLBACK when startprob has no mass."""

@@ -86,6 +86,11 @@ JIT = dict(
 # lie, and on which thread allocated them.
 JIT_ORDERED = dict(JIT, fastmath=FASTMATH - {"reassoc"})
 
+# The same without arcp, for functions that divide by a sum which can be subnormal (a
+# probability row whose mass underflowed): arcp turns x / s into x * (1 / s), and 1 / s
+# overflows to inf for a subnormal s (an HMM's transition row became [nan, nan, inf]).
+JIT_EXACT_DIVISION = dict(JIT, fastmath=FASTMATH - {"arcp"})
+
 
 # parallel=True would also turn each whole-array NumPy call of a driver (the np.zeros of its
 # per-group slots) into a parallel loop compiled as a function of its own: about a fifth of the
