@@ -12,9 +12,11 @@ from emfast.batch import fit_many
 from emfast.exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
 from emfast.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, PoissonMixture
 from emfast.selection import select_gaussian_mixture
+from emfast.topics import LatentDirichletAllocation
 
 __all__ = ["GaussianMixture", "BernoulliMixture", "CategoricalMixture", "PoissonMixture",
-           "fit_many", "fit_many_hmm", "select_gaussian_mixture", "show_config",
+           "LatentDirichletAllocation", "fit_many", "fit_many_hmm", "select_gaussian_mixture",
+           "show_config",
            "ConvergenceWarning", "DegenerateComponentWarning", "NotFittedError", "__version__"]
 
 

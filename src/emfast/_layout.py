@@ -45,3 +45,9 @@ def missing_block_rows(D, K):
     while B > 16 and 2 * K * B * D > _MISSING_SCRATCH_DOUBLES:
         B //= 2
     return B
+
+
+# LDA E-step (both backends): documents per block of the document pass, and columns (words)
+# per block of the word pass; the groups of blocks come from n_groups.
+LDA_DOC_BLOCK = 64
+LDA_WORD_BLOCK = 256

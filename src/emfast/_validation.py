@@ -26,6 +26,20 @@ def feature_names(X):
     return None
 
 
+def _check_shape(shape, min_samples, where):
+    n, d = shape
+    if n < min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={shape}) while a minimum of "
+            f"{min_samples} is required{where}."
+        )
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is "
+            f"required{where}."
+        )
+
+
 def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
                 allow_nan=False, estimator=None, max_magnitude=None):
     """Return X as a 2-D C-contiguous float array (float32 kept), or raise.
@@ -75,17 +89,7 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
         if arr.ndim == 0:
             raise ValueError(f"Expected 2D array, got scalar array instead: {name}={arr!r}.")
         raise ValueError(f"Found array with dim {arr.ndim}. Expected 2D array for {name}.")
-    n, d = arr.shape
-    if n < min_samples:
-        raise ValueError(
-            f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
-            f"{min_samples} is required{where}."
-        )
-    if d < 1:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
-            f"required{where}."
-        )
+    _check_shape(arr.shape, min_samples, where)
     # NaN and infinities reach the min or the max: one pass, no (N, D) temporary. With
     # allow_nan, NaN marks a missing value: fmin/fmax skip it, and infinity is still an error.
     if not arr.size:
@@ -156,15 +160,21 @@ def _check_integral(arr, message, kinds):
         raise ValueError(f"{message}, got dtype {arr.dtype}")
 
 
+def check_feature_names(estimator, X):
+    """ValueError when both X (a DataFrame) and the fitted estimator have feature names and
+    they differ."""
+    names = feature_names(X)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if names is not None and fitted is not None and not np.array_equal(names, fitted):
+        raise ValueError("The feature names should match those that were passed during fit.")
+
+
 def check_like_fit(estimator, X):
     """X for a fitted estimator's predict/transform/score: the checks of ``check_array``
     (NaN allowed: a missing value), the number of features it was fitted on, and the same
     feature names when both have them."""
     name = type(estimator).__name__
-    names = feature_names(X)
-    fitted = getattr(estimator, "feature_names_in_", None)
-    if names is not None and fitted is not None and not np.array_equal(names, fitted):
-        raise ValueError("The feature names should match those that were passed during fit.")
+    check_feature_names(estimator, X)
     X = check_array(X, estimator=name, allow_nan=True, max_magnitude=MAX_GAUSSIAN_MAGNITUDE)
     if X.shape[1] != estimator.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting "
@@ -202,12 +212,15 @@ def check_int(name, value, low, high=None):
     return int(value)
 
 
-def check_real(name, value, low=None):
-    """A finite real number (not a bool), >= ``low`` unless it is None; returns a float."""
+def check_real(name, value, low=None, high=None):
+    """A finite real number (not a bool) in [``low``, ``high``] (None: no bound on that
+    side); returns a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"The '{name}' parameter must be a float, got {value!r}")
-    if not np.isfinite(value) or (low is not None and value < low):
-        bound = "" if low is None else f" >= {low}"
+    if not np.isfinite(value) or (low is not None and value < low) or (
+            high is not None and value > high):
+        bound = ("" if low is None and high is None else f" >= {low}" if high is None
+                 else f" in [{low}, {high}]")
         raise ValueError(f"The '{name}' parameter must be a finite float{bound}, got {value!r}")
     return float(value)
 
@@ -394,3 +407,46 @@ def check_probabilities(name, value, shape):
             raise ValueError(f"{name} must sum to 1 (got {float(s):.4f})")
         raise ValueError(f"{name} rows must sum to 1 (got row sums of {s})")
     return arr
+
+
+def check_count_matrix(X, *, estimator, whom=None, dtype=None):
+    """Documents x words counts as a CSR matrix in canonical form (sorted indices, no
+    duplicate entries: duplicates summed), float64 or float32 (other dtypes: float64), or a
+    ValueError/TypeError.
+
+    ``dtype`` not None: X is converted to it (a fitted model's dtype). Dense arrays and any
+    scipy.sparse format are accepted; the counts may be any non-negative finite numbers
+    (tf-idf weights too, as scikit-learn's LatentDirichletAllocation). ``whom`` (default
+    ``estimator``) names the method in the negative-values message, scikit-learn's wording.
+    A copy is made only where a conversion or the summing of duplicates needs one: the
+    caller's matrix is never modified.
+    """
+    import scipy.sparse as sp
+
+    where = f" by {estimator}"
+    if _is_sparse(X):
+        if getattr(X, "ndim", 2) != 2:
+            raise ValueError(f"Expected a 2D sparse matrix, got {X.ndim} dimension(s){where}.")
+        _check_shape(X.shape, 1, where)
+        csr = X.tocsr()
+        if np.iscomplexobj(csr.data):
+            raise ValueError("Complex data not supported in X")
+    else:
+        csr = sp.csr_matrix(check_array(X, estimator=estimator))
+    target = dtype if dtype is not None else (
+        csr.dtype if csr.dtype in (np.float64, np.float32) else np.float64)
+    if csr.dtype != target:
+        csr = csr.astype(target)
+    if not csr.has_canonical_format:
+        if csr is X:
+            csr = csr.copy()
+        csr.sum_duplicates()
+    if csr.nnz:
+        lo, hi = float(csr.data.min()), float(csr.data.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            what = "NaN" if np.isnan(csr.data).any() else "infinity"
+            raise ValueError(f"Input X contains {what}: word counts must be finite.")
+        if lo < 0:
+            raise ValueError(f"Negative values in data passed to {whom or estimator}: word "
+                             f"counts must be non-negative; X has {lo:g}")
+    return csr
