@@ -9,7 +9,7 @@ import numpy as np
 
 from .common import BACKENDS, lda_corpus, require_backend
 
-N_DOCS, N_WORDS, N_TOPICS, DOC_LENGTH = 4_000, 5_000, 20, 100
+N_DOCS, N_WORDS, N_TOPICS, DOC_LENGTH = 2_000, 5_000, 20, 100
 N_ITER = 3
 ONLINE_BATCH = 1_000
 
