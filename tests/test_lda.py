@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import digamma
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,34 @@ sklearn_lda = pytest.importorskip("sklearn.decomposition").LatentDirichletAlloca
 
 # float64 trajectories agree to this (issue 12); float32 rounds every array to 7 digits and
 # scikit-learn computes its digamma in float32 there
-RTOL = {np.float64: 1e-8, np.float32: 2e-3}
+RTOL = {np.float64: 1e-8, np.float32: 5e-4}
+
+
+@pytest.fixture
+def sklearn_accurate_digamma(monkeypatch):
+    """scikit-learn's LatentDirichletAllocation with an accurate digamma (scipy's).
+
+    scikit-learn's digamma is a short asymptotic series with errors up to about 3e-9 (at
+    x = 6, where it switches to the series); emfast's is accurate to 1e-12 (see
+    emfast.kernels), as scipy's. The fixed-point iterations amplify the difference (to
+    1e-8 relative and more after a few iterations: test_trajectory_close_to_plain_sklearn),
+    so the trajectory tests swap scikit-learn's two Dirichlet-expectation helpers (module
+    globals of sklearn.decomposition._lda) for scipy-based ones: every other step is
+    scikit-learn's own.
+    """
+    import sklearn.decomposition._lda as sk
+
+    def expectation_2d(arr):
+        arr = np.asarray(arr)
+        return (digamma(arr) - digamma(arr.sum(axis=1))[:, None]).astype(arr.dtype)
+
+    def expectation_1d(doc_topic, prior, out):       # adds the prior in place, as sklearn's
+        doc_topic += prior
+        out[:] = np.exp(digamma(doc_topic) - digamma(doc_topic.sum()))
+
+    monkeypatch.setattr(sk, "_dirichlet_expectation_2d", expectation_2d)
+    monkeypatch.setattr(sk, "cy_dirichlet_expectation_1d",
+                        {"float": expectation_1d, "double": expectation_1d})
 
 
 def simulate(n_docs=120, n_words=40, n_topics=4, length=60, seed=0, word_conc=0.1):
@@ -50,9 +78,9 @@ def assert_same_model(ours, theirs, X, rtol):
 
 # ---------------------------------------------------------------- scikit-learn's trajectory
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_batch_trajectory_equals_sklearn(corpus, backend, dtype):
+def test_batch_trajectory_equals_sklearn(corpus, backend, dtype, sklearn_accurate_digamma):
     X = corpus.astype(dtype)
-    for max_iter in range(1, 6):
+    for max_iter in (1, 2, 5):
         kw = dict(n_components=4, max_iter=max_iter, random_state=0)
         ours = LDA(backend=backend, n_threads=2, **kw).fit(X)
         theirs = sklearn_lda(**kw).fit(X)
@@ -63,9 +91,10 @@ def test_batch_trajectory_equals_sklearn(corpus, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_online_trajectory_equals_sklearn(corpus, backend, dtype):
+def test_online_trajectory_equals_sklearn(corpus, backend, dtype,
+                                          sklearn_accurate_digamma):
     X = corpus.astype(dtype)
-    for max_iter in (1, 3):
+    for max_iter in (1, 2):
         kw = dict(n_components=4, learning_method="online", batch_size=32, max_iter=max_iter,
                   random_state=1)
         ours = LDA(backend=backend, **kw).fit(X)
@@ -83,7 +112,17 @@ def test_online_trajectory_equals_sklearn(corpus, backend, dtype):
                                    theirs.perplexity(X, sub_sampling=True), rtol=RTOL[dtype])
 
 
-def test_evaluate_every_stops_and_counts_as_sklearn(corpus, capsys):
+def test_trajectory_close_to_plain_sklearn(corpus):
+    """With scikit-learn's own digamma the trajectories differ by that digamma's error,
+    amplified (about 1e-8 here after 1 to 5 batch iterations, 4e-8 online)."""
+    for kw in (dict(max_iter=5), dict(learning_method="online", batch_size=32, max_iter=3)):
+        ours = LDA(4, random_state=0, **kw).fit(corpus)
+        theirs = sklearn_lda(4, random_state=0, **kw).fit(corpus)
+        np.testing.assert_allclose(ours.components_, theirs.components_, rtol=1e-6)
+        np.testing.assert_allclose(ours.bound_, theirs.bound_, rtol=1e-8)
+
+
+def test_evaluate_every_stops_and_counts_as_sklearn(corpus, capsys, sklearn_accurate_digamma):
     """perp_tol stops fit at an evaluation (n_iter_ not counting that pass, as
     scikit-learn), and verbose prints scikit-learn's lines."""
     kw = dict(n_components=4, max_iter=30, evaluate_every=2, perp_tol=0.5, random_state=0,

@@ -1,5 +1,6 @@
 """scikit-learn's own estimator checks (check_estimator) on emfast.GaussianMixture,
-emfast.impute.EMImputer and the discrete mixtures (Bernoulli, categorical, Poisson)."""
+emfast.impute.EMImputer, the discrete mixtures (Bernoulli, categorical, Poisson) and
+emfast.LatentDirichletAllocation."""
 
 import numpy as np
 import pytest
@@ -45,11 +46,16 @@ def _estimators():
     # as 0/1 (the strict default's error is tested below)
     ests += [emfast.BernoulliMixture(binarize=0.0),
              emfast.BernoulliMixture(n_components=2, n_threads=2, max_iter=50, binarize=0.0)]
+    ests.append(emfast.LatentDirichletAllocation())
+    for backend in BACKENDS:
+        ests.append(emfast.LatentDirichletAllocation(n_components=3, learning_method="online",
+                                                     backend=backend, n_threads=2))
     return ests
 
 
 def _expected_failed(estimator):
-    if isinstance(estimator, emfast.BernoulliMixture):   # binarize=0.0: every check passes
+    if isinstance(estimator, (emfast.BernoulliMixture,     # binarize=0.0: every check passes
+                              emfast.LatentDirichletAllocation)):
         return {}
     if isinstance(estimator, (emfast.CategoricalMixture, emfast.PoissonMixture)):
         return CONTINUOUS_DATA

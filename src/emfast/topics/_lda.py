@@ -211,7 +211,7 @@ class LatentDirichletAllocation(ParamsMixin):
     def fit_transform(self, X, y=None, *, normalize=True):
         """Fit, then return the documents' topic proportions, as ``fit(X).transform(X)``
         (from the E-step that computed ``bound_``: no extra pass)."""
-        return self._finish(self._fit(X), normalize)
+        return self._finish(self._fit(X), normalize, X)
 
     def _fit(self, X_in):
         """Fit; returns the training documents' topic parameters (gamma) under the fit."""
@@ -298,16 +298,16 @@ class LatentDirichletAllocation(ParamsMixin):
         return _EStep(self, X, resolve_n_threads(self.n_threads)).infer(
             self.exp_dirichlet_component_, cal_bound)
 
-    def _finish(self, gamma, normalize):
+    def _finish(self, gamma, normalize, X_in):
         if normalize:
             gamma /= gamma.sum(axis=1)[:, None]
-        return self._output(gamma, None)
+        return self._output(gamma, X_in)
 
     def transform(self, X, *, normalize=True):
         """The topic proportions of each document of X (n_samples, n_components); with
         ``normalize=False`` the variational Dirichlet parameters gamma themselves."""
-        X = self._counts(X, "transform", fitting=False)
-        return self._finish(self._inference(X, cal_bound=False)[0], normalize)
+        counts = self._counts(X, "transform", fitting=False)
+        return self._finish(self._inference(counts, cal_bound=False)[0], normalize, X)
 
     def _approx_bound(self, gamma, word_bound, sub_sampling):
         """The variational lower bound on the log-likelihood of the documents whose topic
@@ -371,34 +371,30 @@ class LatentDirichletAllocation(ParamsMixin):
             self._output_kind = transform
         return self
 
-    def _output(self, values, index):
+    def _output(self, values, X_in):
         if getattr(self, "_output_kind", "default") != "pandas":
             return values
         import pandas as pd
 
+        index = X_in.index if hasattr(X_in, "iloc") else None
         return pd.DataFrame(values, columns=self.get_feature_names_out(), index=index)
 
 
 class _EStep:
-    """The compiled E-step bound to one batch of documents (a checked CSR matrix) for the
-    model's backend and threads: bound once per fit and batch, then called every pass."""
+    """The compiled E-step (``kernels.bind_lda_estep``) bound to one batch of documents (a
+    checked CSR matrix) with the model's priors, tolerances, backend and threads: bound
+    once per fit and batch, then called every pass without checking X again."""
 
     def __init__(self, model, X, n_threads):
-        self.X = X
         self.n_docs = X.shape[0]
-        self.alpha = model.doc_topic_prior_
-        self.max_doc_update_iter = model.max_doc_update_iter
-        self.mean_change_tol = model.mean_change_tol
-        self.backend = model.backend
-        self.n_threads = n_threads
+        self._kernel = kernels.bind_lda_estep(X, n_threads=n_threads, backend=model.backend)
+        self._args = (model.doc_topic_prior_, model.max_doc_update_iter,
+                      model.mean_change_tol)
 
     def __call__(self, exp_topic_word, gamma, *, cal_sstats=False, cal_bound=False):
         """(statistics or None, word bound or None); ``gamma`` is updated in place."""
-        return kernels.lda_estep(self.X, exp_topic_word, gamma, self.alpha,
-                                 max_doc_update_iter=self.max_doc_update_iter,
-                                 mean_change_tol=self.mean_change_tol, cal_sstats=cal_sstats,
-                                 cal_bound=cal_bound, n_threads=self.n_threads,
-                                 backend=self.backend)
+        return self._kernel(exp_topic_word, gamma, *self._args, cal_sstats=cal_sstats,
+                            cal_bound=cal_bound)
 
     def infer(self, exp_topic_word, cal_bound):
         """(gamma, word bound or None) from the E-step started at gamma = 1."""
