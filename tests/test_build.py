@@ -15,7 +15,7 @@ def test_numba_backend_imports():
 
 @pytest.mark.skipif(not REQUIRED, reason="only where the build must include the extension")
 @pytest.mark.parametrize("kind", ["gaussian", "hmm", "kmeans", "missing", "batch", "hmm_batch",
-                                  "discrete"])
+                                  "discrete", "lda"])
 def test_cython_backend_built_with_openmp(kind):
     from emfast._config import get_backend
 

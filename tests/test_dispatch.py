@@ -55,11 +55,12 @@ MODULES = _cython_modules("gaussian")
 HMM_MODULES = _cython_modules("hmm")
 MISSING_MODULES = _cython_modules("missing")
 DISCRETE_MODULES = _cython_modules("discrete")
+LDA_MODULES = _cython_modules("lda")
 pytestmark = pytest.mark.skipif(not MODULES and not REQUIRED,
                                 reason="the Cython extension is not built")
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "hmm", "missing", "discrete"])
+@pytest.mark.parametrize("kind", ["gaussian", "hmm", "missing", "discrete", "lda"])
 def test_kernels_in_use_are_the_widest_build(monkeypatch, kind):
     """No silent fallback: where the extension is built, the kernels in use are the widest
     build this CPU runs (a broken wider build would have failed the import above)."""
@@ -68,7 +69,7 @@ def test_kernels_in_use_are_the_widest_build(monkeypatch, kind):
     monkeypatch.delenv("EMFAST_CYTHON_BASELINE", raising=False)
     monkeypatch.delenv("EMFAST_CYTHON_NO_AVX512", raising=False)
     mods = {"gaussian": MODULES, "hmm": HMM_MODULES, "missing": MISSING_MODULES,
-            "discrete": DISCRETE_MODULES}[kind]
+            "discrete": DISCRETE_MODULES, "lda": LDA_MODULES}[kind]
     assert _config._load_cython(kind) is mods[-1]
 
 

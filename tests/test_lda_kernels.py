@@ -16,7 +16,7 @@ from scipy.special import digamma as scipy_digamma
 import reference_lda as R
 from conftest import assert_close
 from emfast import kernels
-from emfast._config import _cpu_has_avx2_fma, available_backends, get_backend
+from emfast._config import _cpu_has_avx2_fma, _cpu_has_avx512, available_backends, get_backend
 from emfast._layout import LDA_DOC_BLOCK
 
 BACKENDS = available_backends("lda")
@@ -31,6 +31,8 @@ def _modules():
         mods.append(importlib.import_module("emfast._cython._lda"))
         if _cpu_has_avx2_fma():
             mods.append(importlib.import_module("emfast._cython._lda_avx2"))
+        if _cpu_has_avx512():
+            mods.append(importlib.import_module("emfast._cython._lda_avx512"))
     return mods
 
 
@@ -75,9 +77,9 @@ def _run_module(mod, X, B, gamma, alpha, max_iter, tol, cal_bound, n_threads):
     """(gamma, sstats, word_bound) of a backend module's two passes on a CSR X."""
     eps = np.finfo(X.dtype).eps
     N, V = X.shape
-    BT = np.ascontiguousarray(B.T)
+    BT = kernels._lda_topic_word_T(B)
     g = gamma.copy()
-    doc_exp = np.empty((N, B.shape[0]))
+    doc_exp = np.empty((N, BT.shape[1]))
     bound = mod.lda_doc_pass(X.data, X.indices.astype(np.int32), X.indptr.astype(np.int64),
                              BT, g, alpha, max_iter, tol, eps, doc_exp, cal_bound, n_threads)
     C = X.tocsc()
@@ -254,7 +256,7 @@ def _bad_inputs():
         "B 1-D": lambda X, B, g, k: (X, B[0].copy(), g, k),
         "gamma zero": lambda X, B, g, k: (X, B, np.zeros_like(g), k),
         "gamma NaN": lambda X, B, g, k: (X, B, np.full_like(g, np.nan), k),
-        "gamma not contiguous": lambda X, B, g, k: (X, B, np.asfortranarray(g), k),
+        "gamma not contiguous": lambda X, B, g, k: (X, B, np.repeat(g, 2, axis=1)[:, ::2], k),
         "gamma read-only": lambda X, B, g, k: (X, B, np.broadcast_to(g[:1], g.shape), k),
         "gamma a list": lambda X, B, g, k: (X, B, g.tolist(), k),
         "alpha 0": with_kw(doc_topic_prior=0.0),

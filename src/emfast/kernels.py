@@ -1172,6 +1172,19 @@ def _lda_corpus(X):
             np.ascontiguousarray(indptr, dtype=np.int64), (N, n_words))
 
 
+_LDA_PAD = 8     # K_pad: K rounded up to a multiple of this (of every SIMD width)
+
+
+def _lda_topic_word_T(exp_topic_word):
+    """exp_topic_word (K, V) as the kernels take it: transposed, word-major (V, K_pad) float64
+    with K padded by zero lanes, so that a word's row is contiguous and every loop over K is
+    a whole number of vectors."""
+    K, n_words = exp_topic_word.shape
+    BT = np.zeros((n_words, -(-K // _LDA_PAD) * _LDA_PAD))
+    BT[:, :K] = exp_topic_word.T
+    return BT
+
+
 class LDABoundEStep:
     """The LDA E-step bound to one X (see the section's notes): X checked and laid out once
     (CSR arrays; the CSC copy the statistics pass reads, made on the first call that asks
@@ -1183,12 +1196,13 @@ class LDABoundEStep:
 
     exp_topic_word (K, V) of ``dtype`` (IN: finite, >= 0, not checked here); doc_topic
     (N, K) of ``dtype``, C-contiguous (IN/OUT: gamma, > 0 and finite, not checked here);
-    doc_topic_prior > 0. Each call transposes exp_topic_word into a (V, K) word-major copy
-    (the kernels' inner loops run over K, contiguous).
+    doc_topic_prior > 0. Each call makes a word-major (V, K_pad) float64 copy of
+    exp_topic_word, K_pad = K rounded up to a multiple of 8 (the kernels' inner loops run
+    over K, contiguous, in whole vectors).
 
-    Memory beyond X: the CSC copy (nnz values and int32 ids), (V, K) for the transpose,
-    (N, K) float64 for the documents' final exp(E[log theta]), the (K, V) result and O(K)
-    per thread: no per-thread (K, V) buffer.
+    Memory beyond X: the CSC copy (nnz values and int32 ids), (V, K_pad) float64 for the
+    transpose, (N, K_pad) float64 for the documents' final exp(E[log theta]), the (K, V)
+    result and O(K) per thread: no per-thread (K, V) buffer.
     """
 
     def __init__(self, X, *, n_threads=None, backend="auto"):
@@ -1222,9 +1236,9 @@ class LDABoundEStep:
                              f"(K, {n_words}), K >= 1, got {exp_topic_word.dtype} "
                              f"{exp_topic_word.shape}")
         _check_inout("doc_topic", doc_topic, (N, K), self.dtype)
-        if self._doc_exp is None or self._doc_exp.shape[1] != K:
-            self._doc_exp = np.empty((N, K))
-        BT = np.ascontiguousarray(exp_topic_word.T)
+        BT = _lda_topic_word_T(exp_topic_word)
+        if self._doc_exp is None or self._doc_exp.shape != (N, BT.shape[1]):
+            self._doc_exp = np.empty((N, BT.shape[1]))
         bound = self._mod.lda_doc_pass(
             self.data, self.indices, self.indptr, BT, doc_topic, float(doc_topic_prior),
             int(max_doc_update_iter), float(mean_change_tol), self._eps, self._doc_exp,

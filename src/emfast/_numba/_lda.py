@@ -2,8 +2,8 @@
 expectation (contract: the "Topic models (LDA)" section of :mod:`emfast.kernels`; judge:
 ``tests/reference_lda.py``).
 
-Exports three plain Python functions, called positionally with validated, C-contiguous
-arrays (float arrays all of X's dtype, float32 or float64; integers as stated):
+Exports four plain Python functions, called positionally with validated, C-contiguous
+arrays (X, gamma and the statistics of X's dtype, float32 or float64; the rest as stated):
 
     lda_doc_pass(data, indices, indptr, topic_word_T, doc_topic, alpha, max_iter, tol, eps,
                  doc_exp, cal_bound, n_threads) -> word_bound
@@ -11,12 +11,13 @@ arrays (float arrays all of X's dtype, float32 or float64; integers as stated):
     dirichlet_expectation(alpha, out, exp, n_threads)
     digamma(x, out, n_threads)
 
-The document pass runs each document's fixed-point iteration in float64 scratch of K values:
-the normaliser of word j is a dot product with row w_j of ``topic_word_T`` (V, K), the
-transpose the binding makes once per M-step, so the loops over K read contiguous memory and
-vectorise. It leaves each document's final exp(E[log theta]) in ``doc_exp`` (N, K). The word
-pass then builds the statistics column by column from the CSC copy of X: column w of S is
-written by one thread, from its documents in index order; no per-thread (K, V) buffer.
+exp_topic_word comes transposed, word-major (V, K_pad) in float64 with K padded to a
+multiple of 8 by zero lanes (the binding makes it once per M-step): the row of a word is
+contiguous and the loops over K_pad vectorise with no remainder. The document pass runs each
+document's fixed point in float64 scratch of K_pad values and leaves its final
+exp(E[log theta]) in ``doc_exp`` (N, K_pad). The word pass then builds the statistics column
+by column from the CSC copy of X: column w of S is written by one thread, from its documents
+in index order; no per-thread (K, V) buffer. Both passes are one weighted sum (_wsum).
 
 Documents go in fixed blocks of ``LDA_DOC_BLOCK``, blocks in contiguous groups whose number
 depends on the shapes only (:func:`emfast._layout.n_groups`); the word bound is summed per
@@ -30,7 +31,7 @@ from numba.core import types
 from emfast._layout import LDA_DOC_BLOCK, LDA_WORD_BLOCK, n_groups
 from emfast._numba._gaussian import _exp_nonpos, _log_pos
 from emfast._numba._launch import run
-from emfast._numba._settings import JIT, array_arg, outlined, parallel_driver
+from emfast._numba._settings import IN2, JIT, OUT2, array_arg, outlined, parallel_driver
 
 __all__ = ["digamma", "dirichlet_expectation", "lda_doc_pass", "lda_word_pass"]
 
@@ -39,8 +40,6 @@ _F64 = types.float64
 _FLOATS = (types.float64, types.float32)
 _IDX = array_arg(types.int32, 1, True)
 _PTR = array_arg(types.int64, 1, True)
-_E_ALL_IN = array_arg(types.float64, 2, True)
-_E_ALL_OUT = array_arg(types.float64, 2, False)
 
 
 def _in(t, ndim):
@@ -53,14 +52,14 @@ def _out(t, ndim):
 
 # Declared signatures (see _settings.parallel_driver), one per dtype of X. The drivers' last
 # argument is the address of their outlined group function, passed by run.
-_DOC_GROUP_SIGS = [_F64(_in(t, 1), _IDX, _PTR, _in(t, 2), _out(t, 2), _F64, _I64, _F64, _F64,
-                        _E_ALL_OUT, _I64, _I64, _I64) for t in _FLOATS]
-_DOC_SIGS = [_F64(_in(t, 1), _IDX, _PTR, _in(t, 2), _out(t, 2), _F64, _I64, _F64, _F64,
-                  _E_ALL_OUT, _I64, _I64, _I64) for t in _FLOATS]
-_WORD_GROUP_SIGS = [types.void(_in(t, 1), _IDX, _PTR, _in(t, 2), _E_ALL_IN, _F64, _out(t, 2),
-                               _I64, _I64) for t in _FLOATS]
-_WORD_SIGS = [types.void(_in(t, 1), _IDX, _PTR, _in(t, 2), _E_ALL_IN, _F64, _out(t, 2), _I64,
-                         _I64) for t in _FLOATS]
+_DOC_GROUP_SIGS = [_F64(_in(t, 1), _IDX, _PTR, IN2, _out(t, 2), _F64, _I64, _F64, _F64, OUT2,
+                        _I64, _I64, _I64) for t in _FLOATS]
+_DOC_SIGS = [_F64(_in(t, 1), _IDX, _PTR, IN2, _out(t, 2), _F64, _I64, _F64, _F64, OUT2, _I64,
+                  _I64, _I64) for t in _FLOATS]
+_WORD_GROUP_SIGS = [types.void(_in(t, 1), _IDX, _PTR, IN2, IN2, _F64, _out(t, 2), _I64, _I64)
+                    for t in _FLOATS]
+_WORD_SIGS = [types.void(_in(t, 1), _IDX, _PTR, IN2, IN2, _F64, _out(t, 2), _I64, _I64)
+              for t in _FLOATS]
 _DIRICHLET_SIGS = [types.void(_in(t, 2), _out(t, 2), _I64) for t in _FLOATS]
 _DIGAMMA_SIGS = [types.void(array_arg(types.float64, 1, True), array_arg(types.float64, 1, False))]
 
@@ -101,51 +100,61 @@ def _digamma(x):
 
 
 @njit(**JIT)
-def _exp_dirichlet(g, e, psi):
-    """OUT: e = exp(psi(g) - psi(sum g)) (each <= 1: psi increases and g_k <= sum g).
-    IN: g (K,) > 0. psi (K,) scratch. The sum is a loop that stores nothing (one order)."""
-    K = g.shape[0]
+def _exp_dirichlet(g, K, e):
+    """OUT: e[:K] = exp(psi(g[:K]) - psi(sum g[:K])) (each <= 1: psi increases and g_k <=
+    sum g); e[K:] (the padding) is left as it is. IN: g (K_pad,) > 0. The sum is a loop that
+    stores nothing (one order)."""
     total = 0.0
     for k in range(K):
         total += g[k]
     psi_total = _digamma(total)
     for k in range(K):
-        psi[k] = _digamma(g[k])
-    for k in range(K):
-        e[k] = _exp_nonpos(min(psi[k] - psi_total, 0.0))
+        e[k] = _exp_nonpos(min(_digamma(g[k]) - psi_total, 0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# The weighted sum of both passes
+# --------------------------------------------------------------------------------------------
+@njit(**JIT)
+def _dot(a, b):
+    """sum_k a[k] b[k] over the K_pad lanes (a loop that stores nothing: one order)."""
+    s = 0.0
+    for k in range(a.shape[0]):
+        s += a[k] * b[k]
+    return s
+
+
+@njit(**JIT)
+def _wsum(x, base, idx, c, lo, hi, eps, acc):
+    """OUT: acc (K_pad,) = sum_{lo<=j<hi} c[j] R_j / (x . R_j + eps), R_j = base[idx[j]]: a
+    document's sums (x its e, the rows of its words) and a word's statistics (x its row, the
+    e of its documents) alike."""
+    Kp = acc.shape[0]
+    for k in range(Kp):
+        acc[k] = 0.0
+    for j in range(lo, hi):
+        row = base[idx[j]]
+        f = np.float64(c[j]) / (_dot(x, row) + eps)
+        for k in range(Kp):
+            acc[k] += f * row[k]
 
 
 # --------------------------------------------------------------------------------------------
 # Document pass
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _normaliser(e, row):
-    """sum_k e[k] row[k] (a loop that stores nothing: one summation order)."""
-    s = 0.0
-    for k in range(e.shape[0]):
-        s += e[k] * row[k]
-    return s
-
-
-@njit(**JIT)
-def _doc_fixed_point(data, indices, lo, hi, BT, g, e, acc, psi, alpha, max_iter, tol, eps):
-    """One document's iteration. IN: its terms data/indices[lo:hi]; BT (V, K). IN/OUT: g
-    (K,) float64 gamma; e (K,) its exp(E[log theta]). acc, psi (K,) scratch."""
-    K = g.shape[0]
+def _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, acc, alpha, max_iter, tol, eps):
+    """One document's iteration. IN: its terms data/indices[lo:hi]; BT (V, K_pad). IN/OUT:
+    g (K_pad,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on. acc
+    (K_pad,) scratch."""
     for _ in range(max_iter):
-        for k in range(K):
-            acc[k] = 0.0
-        for j in range(lo, hi):
-            row = BT[indices[j]]
-            f = np.float64(data[j]) / (_normaliser(e, row) + eps)
-            for k in range(K):
-                acc[k] += f * row[k]
+        _wsum(e, BT, indices, data, lo, hi, eps, acc)
         change = 0.0
         for k in range(K):
             new = alpha + e[k] * acc[k]
             change += abs(new - g[k])
             g[k] = new
-        _exp_dirichlet(g, e, psi)
+        _exp_dirichlet(g, K, e)
         if change / K < tol:
             break
 
@@ -154,24 +163,28 @@ def _doc_fixed_point(data, indices, lo, hi, BT, g, e, acc, psi, alpha, max_iter,
 def _doc_group(data, indices, indptr, BT, doc_topic, alpha, max_iter, tol, eps, doc_exp,
                cal_bound, blk_lo, blk_hi):
     """Documents of blocks [blk_lo, blk_hi) in order. IN/OUT: doc_topic rows (gamma). OUT:
-    doc_exp rows (the final e). Returns the blocks' word bound (0 unless cal_bound)."""
+    doc_exp rows (the final e, K_pad lanes). Returns the blocks' word bound (0 unless
+    cal_bound)."""
     N, K = doc_topic.shape
-    g, e, acc, psi = np.empty(K), np.empty(K), np.empty(K), np.empty(K)
+    Kp = BT.shape[1]
+    g, acc = np.ones(Kp), np.empty(Kp)
     bound = 0.0
     for d in range(blk_lo * LDA_DOC_BLOCK, min(blk_hi * LDA_DOC_BLOCK, N)):
+        e = doc_exp[d]
         for k in range(K):
             g[k] = doc_topic[d, k]
-        _exp_dirichlet(g, e, psi)
+        for k in range(K, Kp):
+            e[k] = 0.0
+        _exp_dirichlet(g, K, e)
         lo, hi = indptr[d], indptr[d + 1]
-        _doc_fixed_point(data, indices, lo, hi, BT, g, e, acc, psi, alpha, max_iter, tol, eps)
+        _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, acc, alpha, max_iter, tol, eps)
         for k in range(K):
             doc_topic[d, k] = g[k]
-            doc_exp[d, k] = e[k]
         if cal_bound:
             for j in range(lo, hi):
                 c = np.float64(data[j])
                 if c != 0.0:   # an explicit zero adds 0, even where the normaliser is 0
-                    bound += c * np.log(_normaliser(e, BT[indices[j]]))
+                    bound += c * np.log(_dot(e, BT[indices[j]]))
     return bound
 
 
@@ -198,18 +211,12 @@ def _doc_kernel(data, indices, indptr, BT, doc_topic, alpha, max_iter, tol, eps,
 @outlined(*_WORD_GROUP_SIGS)
 def _word_group(cdata, cindices, cindptr, BT, doc_exp, eps, sstats, w_lo, w_hi):
     """OUT: columns [w_lo, w_hi) of sstats (K, V): S[k, w] = B[k, w] * sum over the
-    documents d of column w of e[d, k] c_dw / (sum_k e[d, k] B[k, w] + eps)."""
-    K = doc_exp.shape[1]
-    acc = np.empty(K)
+    documents d of column w of e[d, k] c_dw / (e_d . B[:, w] + eps)."""
+    K = sstats.shape[0]
+    acc = np.empty(BT.shape[1])
     for w in range(w_lo, w_hi):
         row = BT[w]
-        for k in range(K):
-            acc[k] = 0.0
-        for j in range(cindptr[w], cindptr[w + 1]):
-            e = doc_exp[cindices[j]]
-            f = np.float64(cdata[j]) / (_normaliser(e, row) + eps)
-            for k in range(K):
-                acc[k] += f * e[k]
+        _wsum(row, doc_exp, cindices, cdata, cindptr[w], cindptr[w + 1], eps, acc)
         for k in range(K):
             sstats[k, w] = acc[k] * row[k]
 
@@ -260,8 +267,9 @@ def _digamma_kernel(x, out):
 def lda_doc_pass(data, indices, indptr, topic_word_T, doc_topic, alpha, max_iter, tol, eps,
                  doc_exp, cal_bound, n_threads):
     """IN: CSR data (nnz,) f32/f64, indices (nnz,) int32, indptr (N + 1,) int64;
-    topic_word_T (V, K) exp(E[log beta]) transposed; alpha, tol, eps floats; max_iter int.
-    IN/OUT: doc_topic (N, K) gamma. OUT: doc_exp (N, K) float64, the final exp(E[log theta]).
+    topic_word_T (V, K_pad) float64 exp(E[log beta]) transposed, K padded to a multiple of 8
+    by zero lanes; alpha, tol, eps floats; max_iter int. IN/OUT: doc_topic (N, K) gamma.
+    OUT: doc_exp (N, K_pad) float64, the final exp(E[log theta]) (0 from lane K on).
     Returns the word bound when cal_bound (else 0.0)."""
     N = doc_topic.shape[0]
     G = n_groups((N + LDA_DOC_BLOCK - 1) // LDA_DOC_BLOCK, 1)
@@ -271,7 +279,8 @@ def lda_doc_pass(data, indices, indptr, topic_word_T, doc_topic, alpha, max_iter
 
 def lda_word_pass(cdata, cindices, cindptr, topic_word_T, doc_exp, eps, sstats, n_threads):
     """IN: CSC data (nnz,), cindices (nnz,) int32 document ids, cindptr (V + 1,) int64;
-    topic_word_T (V, K); doc_exp (N, K) from lda_doc_pass. OUT: sstats (K, V)."""
+    topic_word_T (V, K_pad) as lda_doc_pass's; doc_exp (N, K_pad) from lda_doc_pass. OUT:
+    sstats (K, V)."""
     V = topic_word_T.shape[0]
     G = n_groups((V + LDA_WORD_BLOCK - 1) // LDA_WORD_BLOCK, 1)
     run(_word_kernel, n_threads, cdata, cindices, cindptr, topic_word_T, doc_exp, float(eps),
