@@ -55,9 +55,11 @@ library's own figure is printed beside it: emfast's and scikit-learn's ``perplex
 same definition), gensim's exp(-``log_perplexity(held_out, total_docs)``) (the per-word bound
 in nats; gensim's log line prints 2^ of it instead).
 
-A full run (T1, T2, T3 with --repeat 1) takes about 20 minutes on 2 cores, most of it
-scikit-learn's and gensim's; results are printed as they come, the tables at the end of each
-case.
+A full run (T1, T2, T3 with --repeat 1) takes roughly half an hour on 2 idle cores (an
+estimate from scikit-learn's ~10 s per T1 iteration and gensim's ~25 s per pass; T2 the
+longest), nearly all of it scikit-learn's and gensim's, and much longer on a busy machine (T1
+alone took 15 minutes at a load average of 12). Each library's result is printed (to stderr)
+as it comes, each case's table when the case ends.
 """
 
 import argparse
