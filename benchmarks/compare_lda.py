@@ -19,7 +19,10 @@ T1 (K=50) and T2 (K=200): batch VB. Per iteration means compare.py's definition,
 (T_b - T_a) / (b - a) of two fits with ``max_iter`` a and b from the same ``random_state``
 (``evaluate_every=-1``, so that exactly that many iterations run), so that validation,
 initialisation and the final E-step cancel. a=1, b=3 (``--iters``): scikit-learn takes about
-10 s per iteration on T1 on 2 cores, and a fit of b iterations costs b + 1 E-steps.
+10 s per iteration on T1 on 2 cores, and a fit of b iterations costs b + 1 E-steps. The cost
+of an iteration grows as the topics sharpen (each document's fixed point needs more updates,
+up to 100), so early iterations are the cheapest for every library: ``--iters 5,8`` times
+later ones.
 - emfast: ``learning_method="batch"``, ``n_threads`` = --threads, on each backend.
 - scikit-learn 1.9: ``learning_method="batch"``, ``n_jobs=-1`` (all cores: joblib processes).
 - gensim 4.4 ``LdaMulticore(workers=threads, batch=True, decay=0)``, time per pass with
