@@ -46,6 +46,8 @@ Usage:
                                                  # see compare_batch.py
     python benchmarks/compare.py --latent        # latent classes L1, P1 vs a NumPy EM and
                                                  # SQUAREM S1; see compare_latent.py
+    python benchmarks/compare.py --lda           # LDA T1..T3 vs scikit-learn and gensim
+                                                 # (--quick: small corpora); see compare_lda.py
     python benchmarks/compare.py --dask          # B3: emfast.dask on 2 local workers vs
                                                  # in-memory emfast (needs dask[distributed])
 
@@ -714,6 +716,9 @@ def main(argv=None):
                    help="latent classes and acceleration: L1 (CategoricalMixture), P1 "
                         "(PoissonMixture) vs a NumPy EM, S1 (SQUAREM evaluations); see "
                         "compare_latent.py")
+    p.add_argument("--lda", action="store_true",
+                   help="Latent Dirichlet Allocation: T1, T2 (batch VB, K=50, 200), T3 "
+                        "(online) vs scikit-learn and gensim; see compare_lda.py")
     p.add_argument("--dask", action="store_true",
                    help=f"{','.join(DASK_CASES)}: emfast.dask.fit on a local Dask cluster vs "
                         "in-memory emfast (needs dask[distributed])")
@@ -732,6 +737,10 @@ def main(argv=None):
         import compare_latent
 
         return compare_latent.main(side_argv(args, args.cases))
+    if args.lda:
+        import compare_lda
+
+        return compare_lda.main(side_argv(args, args.cases) + (["--small"] if args.quick else []))
     if args.scale:
         import compare_scale
 

@@ -154,3 +154,35 @@ def set_hmm_params(model, params):
     for name, value in params.items():
         setattr(model, name, np.array(value, dtype=np.float64))
     return model
+
+
+# ------------------------------------------------------------------------------------- LDA
+def _draw_categorical(cdf, rows, u):
+    """One draw per entry of ``rows`` from the categorical distribution whose cumulative
+    probabilities are ``cdf[rows[i]]``, by inverse CDF: all rows at once by one binary search
+    in the rows' CDFs laid end to end (row r shifted by +r), ``u`` uniform on [0, 1)."""
+    n_rows, n_cols = cdf.shape
+    flat = (cdf + np.arange(n_rows)[:, None]).ravel()
+    # side="right": a zero-probability category (a flat step of the CDF) is never drawn
+    idx = np.searchsorted(flat, u + rows, side="right") - rows * n_cols
+    return np.minimum(idx, n_cols - 1)          # u above a row's last CDF value (rounding)
+
+
+def lda_corpus(n_docs, n_topics, n_words, doc_length, seed=0, topic_word_concentration=0.05,
+               doc_topic_concentration=0.1):
+    """(counts (n_docs, n_words) CSR float64, topics (n_topics, n_words)) drawn from an LDA
+    model: topics ~ Dirichlet(topic_word_concentration), each document's proportions ~
+    Dirichlet(doc_topic_concentration) and length ~ Poisson(doc_length); each token's topic
+    from its document's proportions, then its word from that topic. No per-token Python:
+    about 1.5 s for 3 million tokens."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    topics = rng.dirichlet(np.full(n_words, topic_word_concentration), size=n_topics)
+    theta = rng.dirichlet(np.full(n_topics, doc_topic_concentration), size=n_docs)
+    doc = np.repeat(np.arange(n_docs), rng.poisson(doc_length, size=n_docs))
+    z = _draw_categorical(np.cumsum(theta, axis=1), doc, rng.random(doc.size))
+    word = _draw_categorical(np.cumsum(topics, axis=1), z, rng.random(doc.size))
+    X = sp.csr_matrix((np.ones(doc.size), (doc, word)), shape=(n_docs, n_words))
+    X.sum_duplicates()                          # a word's tokens in a document: one count
+    return X, topics
