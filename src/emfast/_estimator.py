@@ -2,6 +2,7 @@
 
 import inspect
 
+from emfast import _validation as V
 from emfast.exceptions import NotFittedError, compatible
 from emfast.io import JSONMixin
 
@@ -62,3 +63,24 @@ class ParamsMixin(JSONMixin):
             raise compatible(NotFittedError)(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator.")
+
+
+class OutputMixin:
+    """scikit-learn's ``set_output`` for a transformer: ``transform="pandas"`` makes
+    ``transform`` and ``fit_transform`` return DataFrames (columns from
+    ``get_feature_names_out``, the input's index), "default" (or None: unchanged) NumPy
+    arrays. The transformer passes its result through ``self._output(values, X_in)``."""
+
+    def set_output(self, *, transform=None):
+        if transform is not None:
+            V.check_option("transform", transform, ("default", "pandas"))
+            self._output_kind = transform
+        return self
+
+    def _output(self, values, X_in):
+        if getattr(self, "_output_kind", "default") != "pandas":
+            return values
+        import pandas as pd
+
+        index = X_in.index if hasattr(X_in, "iloc") else None
+        return pd.DataFrame(values, columns=self.get_feature_names_out(), index=index)

@@ -9,7 +9,7 @@ import numpy as np
 from emfast import _validation as V
 from emfast._config import BACKENDS, get_backend, resolve_n_threads
 from emfast._em import ToleranceRule, VerboseMonitor, check_accelerate, em_loop
-from emfast._estimator import ParamsMixin
+from emfast._estimator import OutputMixin, ParamsMixin
 from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, compatible
@@ -17,7 +17,6 @@ from emfast._patterns import observed_rows, precision_inputs
 from emfast.mixture._gaussian import pack_covariances, scatter_about, unpack_covariances
 from emfast.mixture._gaussian_missing import infer_arrays
 
-_OUTPUTS = ("default", "pandas")
 _NONE = np.empty((0, 0))
 
 
@@ -84,7 +83,7 @@ class _MissingNormalFamily:
         return _Normal(np.array(vec[:D]), cov)
 
 
-class EMImputer(ParamsMixin):
+class EMImputer(OutputMixin, ParamsMixin):
     """Impute missing values (NaN) from the maximum-likelihood multivariate normal.
 
     ``fit`` finds the mean and covariance that maximise the observed-data log-likelihood by
@@ -304,22 +303,6 @@ class EMImputer(ParamsMixin):
         if fitted is not None:
             return fitted.copy()
         return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
-
-    def set_output(self, *, transform=None):
-        """``transform="pandas"``: transform and fit_transform return DataFrames;
-        "default" (or None: unchanged) NumPy arrays."""
-        if transform is not None:
-            V.check_option("transform", transform, _OUTPUTS)
-            self._output_kind = transform
-        return self
-
-    def _output(self, values, X_in):
-        if getattr(self, "_output_kind", "default") != "pandas":
-            return values
-        import pandas as pd
-
-        index = X_in.index if hasattr(X_in, "iloc") else None
-        return pd.DataFrame(values, columns=self.get_feature_names_out(), index=index)
 
 
 def _refuse_columns(cols, what):

@@ -14,17 +14,16 @@ import numpy as np
 from emfast import _validation as V
 from emfast import kernels
 from emfast._config import BACKENDS, resolve_n_threads
-from emfast._estimator import ParamsMixin
+from emfast._estimator import OutputMixin, ParamsMixin
 from emfast.exceptions import ConvergenceWarning, compatible
 
 # scikit-learn's starting draws: Gamma(shape 100, scale 1/100), mean 1 and sd 0.1, for the
 # topic-word parameters and for every training E-step's document-topic parameters
 _INIT_SHAPE, _INIT_SCALE = 100.0, 0.01
 _METHODS = ("batch", "online")
-_OUTPUTS = ("default", "pandas")
 
 
-class LatentDirichletAllocation(ParamsMixin):
+class LatentDirichletAllocation(OutputMixin, ParamsMixin):
     """Latent Dirichlet Allocation by variational Bayes, batch or online.
 
     A drop-in for ``sklearn.decomposition.LatentDirichletAllocation`` (scikit-learn 1.9):
@@ -361,22 +360,6 @@ class LatentDirichletAllocation(ParamsMixin):
                                  f"features ({self.n_features_in_}), got {len(names)}")
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{k}" for k in range(self._n_features_out)], dtype=object)
-
-    def set_output(self, *, transform=None):
-        """``transform="pandas"``: transform and fit_transform return DataFrames;
-        "default" (or None: unchanged) NumPy arrays."""
-        if transform is not None:
-            V.check_option("transform", transform, _OUTPUTS)
-            self._output_kind = transform
-        return self
-
-    def _output(self, values, X_in):
-        if getattr(self, "_output_kind", "default") != "pandas":
-            return values
-        import pandas as pd
-
-        index = X_in.index if hasattr(X_in, "iloc") else None
-        return pd.DataFrame(values, columns=self.get_feature_names_out(), index=index)
 
 
 class _EStep:
