@@ -102,6 +102,19 @@ def test_estep_matches_reference(mod, dtype, rtol, tol):
     assert np.all(got[1] >= 0)
 
 
+def test_at_the_fixed_point_one_step_stops(mod):
+    """K = 5 leaves padding lanes in every build; with alpha != 1 they must not count in the
+    mean change: a document started at its fixed point stops after one step, so at most
+    100 steps give exactly what one step gives (the padding once kept every document
+    going for a second step)."""
+    rng = np.random.default_rng(4)
+    X, B, gamma0 = _corpus(rng, 40, 30, 5)
+    fixed = _run_module(mod, X, B, gamma0, 0.2, 1000, 1e-13, False, 1)[0]
+    one = _run_module(mod, X, B, fixed, 0.2, 1, 1e-3, False, 1)[0]
+    many = _run_module(mod, X, B, fixed, 0.2, 100, 1e-3, False, 1)[0]
+    np.testing.assert_array_equal(many, one)
+
+
 def test_facade_matches_reference(backend):
     rng = np.random.default_rng(2)
     X, B, gamma0 = _corpus(rng, 70, 30, 4)

@@ -70,7 +70,9 @@ cdef double _doc_group(const floating* data, const int32_t* indices, const int64
         for k in range(K):
             g[k] = doc_topic[d * K + k]
         for k in range(K, Kp):
-            g[k] = 1.0                  # a positive filler: these lanes of e are 0
+            # a positive filler that each step leaves as it is (a step sets these lanes to
+            # alpha, their e being 0), so that they add nothing to the mean change
+            g[k] = alpha
         emfast_lda_exp_dirichlet(g, K, Kp, e)
         lo = indptr[d]
         n = indptr[d + 1] - lo
