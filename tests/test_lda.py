@@ -143,6 +143,9 @@ def test_convergence_warning_when_perplexity_never_settles(corpus):
     with warnings.catch_warnings():          # no evaluation asked for: no warning
         warnings.simplefilter("error")
         LDA(2, max_iter=3, random_state=0).fit(corpus)
+        # fewer than two evaluations: no change was measured, so no convergence test ran
+        LDA(2, max_iter=2, evaluate_every=5, perp_tol=0.0, random_state=0).fit(corpus)
+        LDA(2, max_iter=3, evaluate_every=2, perp_tol=0.0, random_state=0).fit(corpus)
 
 
 # ---------------------------------------------------------------- properties of the fit

@@ -55,8 +55,9 @@ class LatentDirichletAllocation(OutputMixin, ParamsMixin):
     evaluate_every : int, default=-1
         > 0: the perplexity of the training data is computed every ``evaluate_every``
         passes, and ``fit`` stops when it changed by less than ``perp_tol`` since the last
-        evaluation. If it never does, ``fit`` ends at ``max_iter`` with a
-        ``ConvergenceWarning`` (scikit-learn ends silently). <= 0: no evaluation.
+        evaluation. If it never does after two evaluations or more, ``fit`` ends at
+        ``max_iter`` with a ``ConvergenceWarning`` (scikit-learn ends silently). <= 0: no
+        evaluation.
     total_samples : float > 0, default=1e6
         The number of documents that ``partial_fit``'s batches are a sample of.
     perp_tol : float >= 0, default=0.1
@@ -225,7 +226,7 @@ class LatentDirichletAllocation(OutputMixin, ParamsMixin):
         else:
             passes = [_EStep(self, X[s], n_threads) for s in _batches(N, self.batch_size)]
         evaluate = self.evaluate_every > 0
-        last, converged = None, False
+        last, converged, compared = None, False, False
         for i in range(self.max_iter):
             for estep in passes:
                 self._em_step(estep, N, batch=self.learning_method == "batch")
@@ -234,14 +235,16 @@ class LatentDirichletAllocation(OutputMixin, ParamsMixin):
                 if self.verbose:
                     print("iteration: %d of max_iter: %d, perplexity: %.4f"
                           % (i + 1, self.max_iter, perplexity))
-                if last is not None and abs(last - perplexity) < self.perp_tol:
-                    converged = True
-                    break      # before counting the pass, as scikit-learn
+                if last is not None:
+                    compared = True
+                    if abs(last - perplexity) < self.perp_tol:
+                        converged = True
+                        break      # before counting the pass, as scikit-learn
                 last = perplexity
             elif self.verbose:
                 print("iteration: %d of max_iter: %d" % (i + 1, self.max_iter))
             self.n_iter_ += 1
-        if evaluate and not converged and self.max_iter > 0:
+        if compared and not converged:      # two evaluations at least, and still moving
             warnings.warn(f"LatentDirichletAllocation did not converge: the perplexity "
                           f"changed by more than perp_tol={self.perp_tol} between the last "
                           f"evaluations in max_iter={self.max_iter} passes. Increase "
