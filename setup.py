@@ -75,9 +75,12 @@ class BuildExt(build_ext):
     def build_extensions(self):
         # Cython runs here, when extensions are built, and not when setup.py is merely
         # loaded (an sdist or egg_info needs no C)
+        # Cython in worker processes only where they fork: a spawned worker would run this
+        # setup.py again (macOS, Windows)
+        forks = sys.platform.startswith("linux")
         c_sources = {ext.name: ext.sources for ext in cythonize(
             self.extensions, compiler_directives=CYTHON_DIRECTIVES,
-            nthreads=int(self.parallel or 0))}
+            nthreads=int(self.parallel or 0) if forks else 0)}
         for ext in self.extensions:      # setuptools has set up these objects: keep them
             ext.sources = c_sources[ext.name]
         flags = openmp_flags(self.compiler)

@@ -59,10 +59,14 @@ echo "wheel contents that are not Python modules, shared objects or data:"
 "$WORK/tools/bin/python" - "$WHEEL" <<'EOF'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
-odd = [n for n in names if not n.endswith((".py", ".so", ".csv", "RECORD", "METADATA", "WHEEL",
-                                           "entry_points.txt", "top_level.txt", "LICENSE"))
-       and ".libs/" not in n]
+sources = [n for n in names if n.endswith((".pyx", ".pxd", ".pxi", ".h", ".c"))]
+odd = [n for n in names if not n.endswith((".py", ".so", ".csv", ".md", "RECORD", "METADATA",
+                                           "WHEEL", "entry_points.txt", "top_level.txt",
+                                           "LICENSE", "/"))
+       and ".libs/" not in n and n not in sources]
 print("\n".join(odd) if odd else "  (none)")
+if sources:
+    sys.exit("the wheel carries sources nothing in an installed emfast reads: " + ", ".join(sources))
 EOF
 
 # A PATH without compilers: the venv's bin plus a folder with only the tools the tests call.
@@ -100,10 +104,14 @@ if [ "$OLDEST" = 1 ]; then
     OLDEST_NUMPY="$("$WORK/tools/bin/python" - "$ROOT/pyproject.toml" <<'EOF'
 import re, sys, tomllib
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-print(next(re.search(r">=\s*([\d.]+)", d).group(1) for d in deps if d.startswith("numpy")))
+floor = next(re.search(r">=\s*([\d.]+)", d).group(1) for d in deps if d.startswith("numpy"))
+# the first NumPy with wheels for this Python, where the floor has none
+first = {(3, 12): "1.26", (3, 13): "2.1"}.get(sys.version_info[:2], floor)
+as_tuple = lambda v: tuple(map(int, v.split(".")))
+print(max(floor, first, key=as_tuple))
 EOF
 )"
-    step "the same wheel with the oldest NumPy the metadata allows (numpy==$OLDEST_NUMPY.*)"
+    step "the same wheel with the oldest NumPy the metadata allows for this Python (numpy==$OLDEST_NUMPY.*)"
     "$PY" -m venv "$WORK/oldest-env"
     "$WORK/oldest-env/bin/pip" install -q "$WHEEL[test]" "numpy==$OLDEST_NUMPY.*"
     "$WORK/oldest-env/bin/python" -c "import numpy, scipy, numba, sklearn; \
