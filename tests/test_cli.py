@@ -214,6 +214,12 @@ def _bad_files(tmp):
     data = _csv(tmp / "data.csv", X.tolist(), ["a", "b"])
     three = _csv(tmp / "three.csv", np.hstack([X, X[:, :1]]).tolist())
     emfast.GaussianMixture(2).fit(X).to_json(tmp / "gm.json")
+    np.save(tmp / "array.npy", X)
+    (tmp / "array.npy").rename(tmp / "renamed.npz")
+    np.savez(tmp / "cut.npz", a=X)
+    (tmp / "cut.npz").write_bytes((tmp / "cut.npz").read_bytes()[:40])
+    np.save(tmp / "cut.npy", X)
+    (tmp / "cut.npy").write_bytes((tmp / "cut.npy").read_bytes()[:140])
     return {
         "missing file": (["fit-gmm", tmp / "nope.csv"], "nope.csv: no such file"),
         "ragged csv": (["fit-gmm", ragged], "line 3 has 1 fields, expected 2"),
@@ -241,13 +247,17 @@ def _bad_files(tmp):
                         "not a Parquet file" if _has_pyarrow() else "needs pyarrow"),
         "unwritable out": (["fit-gmm", data, "-q", "--out", tmp / "no" / "m.json"],
                            "--out: no directory"),
+        "npy named npz": (["fit-lda", tmp / "renamed.npz"], "not an .npz archive"),
+        "truncated npz": (["fit-gmm", tmp / "cut.npz"], "not a NumPy .npz file"),
+        "truncated npy": (["fit-gmm", tmp / "cut.npy"], "not a NumPy .npy file"),
     }
 
 
 BAD = ("missing file", "ragged csv", "non-numeric", "two arrays", "strings npy", "empty",
        "no column", "not a model", "missing model", "wrong columns", "lengths not hmm",
        "bad int", "bad choice", "bad range", "bad type", "too many K", "bad tol",
-       "unknown option", "no command", "bad parquet", "unwritable out")
+       "unknown option", "no command", "bad parquet", "unwritable out", "npy named npz",
+       "truncated npz", "truncated npy")
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -243,6 +243,9 @@ def _doc():
     (lambda d: d["fitted"]["weights_"]["ndarray"].update(shape=[-1]), "valid 'shape'"),
     (lambda d: d["fitted"].update(w_={"ndarray": {"dtype": "<f8", "shape": [2],
                                                   "base64": "!!"}}), "does not fit"),
+    (lambda d: d["fitted"].update(rs_={"RandomState": {"tuple": ["XX19937", 1]}}),
+     "not a random state"),
+    (lambda d: d["fitted"].update(rs_={"RandomState": {"list": []}}), "not a random state"),
 ])
 def test_bad_files_are_refused(change, message):
     doc = _doc()
@@ -258,6 +261,8 @@ def test_not_json_is_refused(tmp_path):
         emfast.load(path)
     with pytest.raises(ValueError, match="not an emfast model file"):
         io.loads("[1, 2]")
+    with pytest.raises(ValueError, match="nested too deeply"):
+        io.loads("[" * 100_000)
 
 
 def test_only_emfast_objects_are_saved():

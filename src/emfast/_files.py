@@ -9,6 +9,8 @@ and value where there is one), for the command line to print as one line.
 import csv
 import os
 
+import zipfile
+
 import numpy as np
 
 # CSV fields read as a missing value (NaN), compared without case or surrounding spaces
@@ -154,17 +156,28 @@ def _is_number(text):
     return True
 
 
+# what np.load raises on a file that is not what its name says: a truncated one (EOFError),
+# a damaged zip (zipfile.BadZipFile), a .npy where an .npz was expected (no mapping)
+_LOAD_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+
+
 def _load_npy(path):
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+        a = np.load(path, allow_pickle=False)
+    except _LOAD_ERRORS as exc:
         raise FileError(f"{path}: not a NumPy .npy file of numbers ({exc})") from None
+    if not isinstance(a, np.ndarray):
+        raise FileError(f"{path}: an .npz archive, not a .npy array")
+    return a
 
 
 def _load_npz(path, sparse_ok, dense=True):
     """The one array of an .npz (a scipy sparse matrix's as dense when ``dense``)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise FileError(f"{path}: a .npy array, not an .npz archive")
+        with npz:
             keys = list(npz.keys())
             if sparse_ok and {"format", "shape", "data"} <= set(keys):
                 import scipy.sparse
@@ -175,7 +188,7 @@ def _load_npz(path, sparse_ok, dense=True):
                 raise FileError(f"{path}: expected one array in the .npz, found "
                                 f"{len(keys)} ({', '.join(keys[:10])})")
             return npz[keys[0]]
-    except (ValueError, OSError) as exc:
+    except _LOAD_ERRORS as exc:
         if isinstance(exc, FileError):
             raise
         raise FileError(f"{path}: not a NumPy .npz file of numbers ({exc})") from None

@@ -113,6 +113,8 @@ def loads(text):
         doc = json.loads(text)
     except ValueError as exc:          # UnicodeDecodeError too
         raise ValueError(f"not an emfast model file: not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("not an emfast model file: JSON nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"not an emfast model file (its 'format' is not {FORMAT!r})")
     version = doc.get("version")
@@ -123,7 +125,10 @@ def loads(text):
             f"this emfast model file has format version {version}, written by emfast "
             f"{doc.get('emfast_version', '?')}; this emfast ({_emfast_version()}) reads "
             f"versions up to {VERSION}: upgrade emfast")
-    return _decode_object(doc)
+    try:
+        return _decode_object(doc)
+    except RecursionError:
+        raise ValueError("emfast model file: values nested too deeply") from None
 
 
 def load(path):
@@ -249,7 +254,10 @@ def _decode(doc):
         return _decode_array(body)[()]
     if kind == "RandomState":
         rs = np.random.RandomState()
-        rs.set_state(_decode(body))
+        try:
+            rs.set_state(_decode(body))
+        except (TypeError, IndexError, ValueError) as exc:
+            raise ValueError(f"emfast model file: not a random state ({exc})") from None
         return rs
     if kind == "object" and isinstance(body, dict):
         return _decode_object(body)
