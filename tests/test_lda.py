@@ -378,3 +378,20 @@ def test_umass_coherence_bad_input(corpus):
     weights[:, 0] = 2.0                       # word 0: every topic's first word
     with pytest.raises(ValueError, match="word 0 .*never occurs"):
         umass_coherence(weights, absent.tocsr())
+
+
+def test_score_of_a_word_unseen_in_training(backend, sklearn_accurate_digamma):
+    """Under a small topic_word_prior a word never seen in training has exp(E[log beta])
+    = 0 in float64 in every topic; the bound is still finite (the kernels' log(e . B) was
+    -inf, so the word term is then taken in logs), as scikit-learn's."""
+    X, _ = simulate(60, 20, 3, seed=5)
+    X[:, -1] = 0.0
+    held = X[:10].copy()
+    held[:, -1] = 2.0
+    kw = dict(n_components=3, topic_word_prior=1e-3, max_iter=3, random_state=0)
+    ours = LDA(backend=backend, **kw).fit(X)
+    theirs = sklearn_lda(**kw).fit(X)
+    assert np.all(ours.exp_dirichlet_component_[:, -1] == 0.0)
+    assert np.isfinite(ours.score(held))
+    np.testing.assert_allclose(ours.score(held), theirs.score(held), rtol=1e-8)
+    np.testing.assert_allclose(ours.perplexity(held), theirs.perplexity(held), rtol=1e-8)

@@ -296,8 +296,7 @@ class LatentDirichletAllocation(OutputMixin, ParamsMixin):
     def _inference(self, X, cal_bound):
         """(gamma, word_bound) of the documents X (checked) under the fitted topics, the
         E-step from gamma = 1 (scikit-learn's, for transform and the bound)."""
-        return _EStep(self, X, resolve_n_threads(self.n_threads)).infer(
-            self.exp_dirichlet_component_, cal_bound)
+        return _EStep(self, X, resolve_n_threads(self.n_threads)).infer(self, cal_bound)
 
     def _finish(self, gamma, normalize, X_in):
         if normalize:
@@ -325,7 +324,7 @@ class LatentDirichletAllocation(OutputMixin, ParamsMixin):
     def _perplexity(self, estep, X, sub_sampling=False):
         """(perplexity of X, X's gamma) from one inference E-step bound in ``estep``."""
         words = _word_count(X)
-        gamma, word_bound = estep.infer(self.exp_dirichlet_component_, cal_bound=True)
+        gamma, word_bound = estep.infer(self, cal_bound=True)
         if sub_sampling:
             words *= float(self.total_samples) / X.shape[0]
         bound = self._approx_bound(gamma, word_bound, sub_sampling)
@@ -372,6 +371,7 @@ class _EStep:
 
     def __init__(self, model, X, n_threads):
         self.n_docs = X.shape[0]
+        self._X = X
         self._kernel = kernels.bind_lda_estep(X, n_threads=n_threads, backend=model.backend)
         self._args = (model.doc_topic_prior_, model.max_doc_update_iter,
                       model.mean_change_tol)
@@ -381,10 +381,38 @@ class _EStep:
         return self._kernel(exp_topic_word, gamma, *self._args, cal_sstats=cal_sstats,
                             cal_bound=cal_bound)
 
-    def infer(self, exp_topic_word, cal_bound):
-        """(gamma, word bound or None) from the E-step started at gamma = 1."""
+    def infer(self, model, cal_bound):
+        """(gamma, word bound or None) from the E-step started at gamma = 1 under
+        ``model``'s topics."""
+        exp_topic_word = model.exp_dirichlet_component_
         gamma = np.ones((self.n_docs, exp_topic_word.shape[0]), dtype=exp_topic_word.dtype)
-        return gamma, self(exp_topic_word, gamma, cal_bound=cal_bound)[1]
+        bound = self(exp_topic_word, gamma, cal_bound=cal_bound)[1]
+        if cal_bound and bound == -np.inf:
+            # a word whose exp(E[log beta]) underflowed to 0 in every topic (a word unseen
+            # in training under a small topic_word_prior): the kernel's log(e . B) is -inf
+            # where the bound is finite; the word term again, in logs
+            bound = _word_bound_in_logs(self._X, gamma, model.components_, model.backend)
+        return gamma, bound
+
+
+def _word_bound_in_logs(X, gamma, components, backend, chunk=1 << 22):
+    """sum_{d,w} X[d, w] logsumexp_k(E[log theta_dk] + E[log beta_kw]), the word term of the
+    bound that the kernels compute as log(exp(E[log theta_d]) . exp(E[log beta_w])), in logs
+    (no underflow); at most ``chunk`` numbers at a time."""
+    from scipy.special import logsumexp
+
+    e_theta = kernels.dirichlet_expectation(gamma.astype(np.float64), backend=backend)
+    e_beta_T = np.ascontiguousarray(
+        kernels.dirichlet_expectation(components.astype(np.float64), backend=backend).T)
+    rows_per_chunk = max(1, chunk // max(1, gamma.shape[1] * max(1, X.nnz // X.shape[0])))
+    total = 0.0
+    for lo in range(0, X.shape[0], rows_per_chunk):
+        hi = min(lo + rows_per_chunk, X.shape[0])
+        a, b = X.indptr[lo], X.indptr[hi]
+        docs = np.repeat(np.arange(lo, hi), np.diff(X.indptr[lo:hi + 1]))
+        terms = logsumexp(e_theta[docs] + e_beta_T[X.indices[a:b]], axis=1)
+        total += float(np.dot(X.data[a:b].astype(np.float64), terms))
+    return total
 
 
 def _word_count(X):
