@@ -291,3 +291,15 @@ def test_console_entry_runs_as_a_module(tmp_path, data_csv):
                          timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("emfast: error:")
     assert "Traceback" not in res.stderr
+
+
+def test_csv_header_names_are_quoted(tmp_path):
+    import csv
+
+    from emfast import cli
+
+    path = tmp_path / "out.csv"
+    cli._write_csv(path, ["a,b", 'say "x"', "c"], np.array([[1.0, 2.0, 3.0]]))
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["a,b", 'say "x"', "c"] and rows[1] == ["1.0", "2.0", "3.0"]

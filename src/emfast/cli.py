@@ -20,6 +20,8 @@ exit code 2.
 
 import argparse
 import contextlib
+import csv
+import io
 import os
 import re
 import subprocess
@@ -481,7 +483,10 @@ def _print_rows(label, columns, values, max_columns=8):
 def _write_csv(path, names, values):
     """``values`` (N, D) as CSV to ``path`` (stdout when None), with the header ``names``
     when given; numbers written exactly (shortest round-trip form)."""
-    lines = [] if names is None else [",".join(names)]
+    header = io.StringIO()
+    if names is not None:        # quoted where a name holds a comma or a quote
+        csv.writer(header, lineterminator="").writerow(names)
+    lines = [] if names is None else [header.getvalue()]
     lines.extend(",".join(map(repr, row)) for row in values.tolist())
     text = "\n".join(lines) + "\n"
     if path is None:

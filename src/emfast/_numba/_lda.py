@@ -50,16 +50,15 @@ def _out(t, ndim):
     return array_arg(t, ndim, False)
 
 
-# Declared signatures (see _settings.parallel_driver), one per dtype of X. The drivers' last
-# argument is the address of their outlined group function, passed by run.
-_DOC_GROUP_SIGS = [_F64(_in(t, 1), _IDX, _PTR, IN2, _out(t, 2), _F64, _I64, _F64, _F64, OUT2,
-                        _I64, _I64, _I64) for t in _FLOATS]
+# Declared signatures (see _settings.parallel_driver), one per dtype of X. A driver and its
+# outlined group function take the same arguments: the group function's last two are its
+# blocks, the driver's the number of groups and the group function's address (passed by
+# run).
 _DOC_SIGS = [_F64(_in(t, 1), _IDX, _PTR, IN2, _out(t, 2), _F64, _I64, _F64, _F64, OUT2, _I64,
                   _I64, _I64) for t in _FLOATS]
-_WORD_GROUP_SIGS = [types.void(_in(t, 1), _IDX, _PTR, IN2, IN2, _F64, _out(t, 2), _I64, _I64)
-                    for t in _FLOATS]
 _WORD_SIGS = [types.void(_in(t, 1), _IDX, _PTR, IN2, IN2, _F64, _out(t, 2), _I64, _I64)
               for t in _FLOATS]
+_DOC_GROUP_SIGS, _WORD_GROUP_SIGS = _DOC_SIGS, _WORD_SIGS
 _DIRICHLET_SIGS = [types.void(_in(t, 2), _out(t, 2), _I64) for t in _FLOATS]
 _DIGAMMA_SIGS = [types.void(array_arg(types.float64, 1, True), array_arg(types.float64, 1, False))]
 
