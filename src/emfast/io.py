@@ -198,6 +198,13 @@ def _decode_object(doc):
         obj = cls(**params)
     else:
         obj = cls.__new__(cls)
+    # fitted state is the instance's own attributes: never a parameter, a method or another
+    # attribute of the class (a file could otherwise hide predict)
+    clash = sorted(n for n in fitted if not n.isidentifier() or hasattr(cls, n)
+                   or (hasattr(cls, "get_params") and n in cls._param_names()))
+    if clash:
+        raise ValueError(f"emfast model file: {name} cannot have the fitted attribute(s) "
+                         f"{', '.join(map(repr, clash[:5]))}")
     vars(obj).update(fitted)      # as saved: bypasses properties (GaussianHMM.covars_)
     return obj
 
@@ -311,6 +318,10 @@ def _decode_array(doc):
     return a.astype(dtype.newbyteorder("="))     # native byte order, writable, owned
 
 
+# The widest item a saved array may have (a feature name of 16,384 characters as UTF-32)
+_MAX_ITEMSIZE = 1 << 16
+
+
 def _decode_dtype(spec):
     """A NumPy dtype from a saved dtype string or field list, numbers, booleans and strings
     only (never object)."""
@@ -325,6 +336,8 @@ def _decode_dtype(spec):
         raise ValueError(f"emfast model file: invalid dtype {spec!r}") from None
     if dtype.hasobject or (dtype.names is None and dtype.kind not in "biufcUS"):
         raise ValueError(f"emfast model file: unsupported dtype {spec!r}")
+    if dtype.itemsize > _MAX_ITEMSIZE:      # a few bytes of JSON must not allocate gigabytes
+        raise ValueError(f"emfast model file: dtype {spec!r} of {dtype.itemsize} bytes an item")
     return dtype
 
 
