@@ -248,7 +248,7 @@ def _doc():
     (lambda d: d["fitted"].update(rs_={"RandomState": {"list": []}}), "not a random state"),
     (lambda d: d["fitted"].update(predict=1), "cannot have the fitted attribute"),
     (lambda d: d["fitted"].update(n_components=5), "cannot have the fitted attribute"),
-    (lambda d: d["fitted"].update(w_={"ndarray": {"dtype": "<U2000000000", "shape": [1],
+    (lambda d: d["fitted"].update(w_={"ndarray": {"dtype": "<U100000000", "shape": [1],
                                                   "data": ["a"]}}), "bytes an item"),
 ])
 def test_bad_files_are_refused(change, message):
