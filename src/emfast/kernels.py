@@ -1247,6 +1247,7 @@ class LDABoundEStep:
             raise ValueError(f"exp_topic_word must be a {self.dtype.name} array of shape "
                              f"(K, {n_words}), K >= 1, got {exp_topic_word.dtype} "
                              f"{exp_topic_word.shape}")
+        _check_dims(**{"the number of topics": K})      # K is a C int in the kernels
         _check_inout("doc_topic", doc_topic, (N, K), self.dtype)
         BT = _lda_topic_word_T(exp_topic_word)
         if self._doc_exp is None or self._doc_exp.shape != (N, BT.shape[1]):
