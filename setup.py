@@ -73,10 +73,9 @@ class BuildExt(build_ext):
                 else os.cpu_count() or 1
 
     def build_extensions(self):
-        # Cython runs here, when extensions are built, and not when setup.py is merely
-        # loaded (an sdist or egg_info needs no C)
-        # Cython in worker processes only where they fork: a spawned worker would run this
-        # setup.py again (macOS, Windows)
+        # Cython runs here, when extensions are built, not when setup.py is merely loaded
+        # (an sdist or egg_info needs no C); in worker processes only where they fork (a
+        # spawned worker would run this setup.py again: macOS, Windows)
         forks = sys.platform.startswith("linux")
         c_sources = {ext.name: ext.sources for ext in cythonize(
             self.extensions, compiler_directives=CYTHON_DIRECTIVES,
