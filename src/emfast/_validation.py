@@ -169,6 +169,15 @@ def check_feature_names(estimator, X):
         raise ValueError("The feature names should match those that were passed during fit.")
 
 
+def set_feature_names(estimator, names):
+    """``estimator.feature_names_in_`` = ``names`` (from :func:`feature_names` of fit's X),
+    or no such attribute when X had none (a refit on an array drops a DataFrame's names)."""
+    if names is not None:
+        estimator.feature_names_in_ = names
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+
+
 def check_like_fit(estimator, X):
     """X for a fitted estimator's predict/transform/score: the checks of ``check_array``
     (NaN allowed: a missing value), the number of features it was fitted on, and the same

@@ -240,10 +240,7 @@ class EMImputer(OutputMixin, ParamsMixin):
         self.converged_ = run.converged
         self.loglik_history_ = run.lower_bounds
         self.n_features_in_ = len(params.mean)
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        V.set_feature_names(self, names)
         return params
 
     # ------------------------------------------------------------------ imputing

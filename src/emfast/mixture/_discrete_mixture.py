@@ -81,11 +81,7 @@ class _DiscreteMixture(ParamsMixin):
         the family's shape information from fit's data)."""
         if not fitting:
             self._check_is_fitted("weights_")
-            names = V.feature_names(X)
-            fitted = getattr(self, "feature_names_in_", None)
-            if names is not None and fitted is not None and not np.array_equal(names, fitted):
-                raise ValueError("The feature names should match those that were passed "
-                                 "during fit.")
+            V.check_feature_names(self, X)
         data, info = self._encode(X, fitting)
         if not fitting and data.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {data.shape[1]} features, but {type(self).__name__} is "
@@ -142,10 +138,7 @@ class _DiscreteMixture(ParamsMixin):
             return self._start(family, rng, threads)
 
         self._run_em(family, data, sw, start, n_threads, warm)
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        V.set_feature_names(self, names)
         return data_all
 
     def _start(self, family, rng, n_threads):

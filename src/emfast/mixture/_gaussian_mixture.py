@@ -477,10 +477,7 @@ class GaussianMixture(ParamsMixin):
                           n_threads=n_threads, sequential=sequential)
         self._set_params(run.params)
         self.n_features_in_ = X.shape[1]
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        V.set_feature_names(self, names)
         self.__dict__.pop("_online", None)       # partial_fit's running statistics
 
     def _family(self, X, sw, start_X, y, has_nan, inits):

@@ -176,11 +176,7 @@ class LatentDirichletAllocation(OutputMixin, ParamsMixin):
 
     def _set_features(self, X_in, n_features):
         self.n_features_in_ = n_features
-        names = V.feature_names(X_in)
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        V.set_feature_names(self, V.feature_names(X_in))
 
     # ------------------------------------------------------------------ fitting
     def _init_latent_vars(self, n_features, dtype):
