@@ -1,6 +1,6 @@
 """A regime change found by a 2-state Gaussian HMM: the annual flow of the Nile, 1871-1970.
 
-The flow of the Nile at Aswan (10^8 m^3 a year; bundled as ``emfast/data/nile.csv``, public
+The flow of the Nile at Aswan (10^8 m^3 a year; ``emfast.datasets.load_nile()``, public
 domain, provenance in ``src/emfast/data/README.md``) is the classic change-point series
 (Cobb 1978): the mean flow drops after 1898, when work on the first Aswan dam began. An
 HMM knows nothing of dates or dams; a 2-state ``emfast.hmm.GaussianHMM`` fitted to the
@@ -12,18 +12,11 @@ series coloured by state over the stacked posterior state probabilities).
 """
 
 import argparse
-from importlib import resources
 
 import numpy as np
 
+from emfast.datasets import load_nile
 from emfast.hmm import GaussianHMM
-
-
-def load_nile():
-    """(years (100,), flow (100,)) from the copy bundled with emfast."""
-    with resources.files("emfast").joinpath("data/nile.csv").open() as f:
-        year, flow = np.loadtxt(f, delimiter=",", comments="#", skiprows=3, unpack=True)
-    return year.astype(int), flow
 
 
 def main(argv=None):
