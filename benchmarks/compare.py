@@ -239,6 +239,15 @@ def median_time(fn, repeats):
     return statistics.median(times), out
 
 
+def median_per_iteration(fit, a, b, repeats):
+    """((T_b - T_a) / (b - a) of ``fit(a)`` and ``fit(b)``, their medians of ``repeats``
+    calls, in seconds; the model fitted with a; the one fitted with b). ``fit(n)`` fits
+    with exactly n iterations (or passes) from the same start."""
+    ta, fitted_a = median_time(lambda: fit(a), repeats)
+    tb, fitted_b = median_time(lambda: fit(b), repeats)
+    return (tb - ta) / (b - a), fitted_a, fitted_b
+
+
 def cool_down():
     time.sleep(COOL_DOWN)
 

@@ -118,15 +118,6 @@ class NumpyPoissonEM:
         return norm.mean(), weights, lam
 
 
-def per_iteration(make, X, repeats):
-    """(T_b - T_a) / (b - a) of fit(tol=0, max_iter=a and b), medians of ``repeats``; and
-    the estimators fitted with a and with b iterations."""
-    a, b = ITERS
-    ta, est_a = C.median_time(lambda: make(tol=0.0, max_iter=a).fit(X), repeats)
-    tb, est_b = C.median_time(lambda: make(tol=0.0, max_iter=b).fit(X), repeats)
-    return (tb - ta) / (b - a), est_a, est_b
-
-
 def pomegranate_per_iteration(case, X, start, repeats, threads):
     """pomegranate's seconds per iteration in a child process of EMFAST_POMEGRANATE_PYTHON,
     or None when that is not set."""
@@ -158,7 +149,8 @@ def side_by_side(case, title, shape, cls, K, X, numpy_em, pom_start, threads, re
             return cls(K, random_state=0, backend=backend, n_threads=threads, **kw)
 
         make(max_iter=1).fit(X[:WARM_UP_ROWS])
-        t_em, est_a, est_b = per_iteration(make, X, repeats)
+        t_em, est_a, est_b = C.median_per_iteration(
+            lambda n: make(tol=0.0, max_iter=n).fit(X), *ITERS, repeats)
         rows.append([f"emfast {cls.__name__} ({backend})", C.fmt_ms(t_em),
                      f"{est_b.lower_bound_:.6f}"])
     t_np, ll = C.median_time(lambda: numpy_em(est_a), repeats)

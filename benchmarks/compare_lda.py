@@ -189,15 +189,6 @@ def gensim_perplexities(model, held_bow, X_held, n_train):
 
 
 # -------------------------------------------------------------------------------- timings
-def per_iteration(fit, iters, repeats):
-    """(T_b - T_a) / (b - a) of ``fit(a)`` and ``fit(b)`` (medians of ``repeats``), and the
-    model fitted with b."""
-    a, b = iters
-    ta, _ = C.median_time(lambda: fit(a), repeats)
-    tb, model = C.median_time(lambda: fit(b), repeats)
-    return (tb - ta) / (b - a), model
-
-
 def check_iterations(est, n):
     if est.n_iter_ != n:
         raise RuntimeError(f"{type(est).__module__}: ran {est.n_iter_} iterations, not {n}")
@@ -234,7 +225,7 @@ def run_batch(case, threads, repeats, backends, small, iters):
 
         emfast_lda(K, backend, threads, max_iter=1).fit(X[:WARM_UP_DOCS])   # JIT, threads
         C.cool_down()
-        t, est = per_iteration(fit, iters, repeats)
+        t, _, est = C.median_per_iteration(fit, *iters, repeats)
         results.append((f"emfast ({backend}, {threads} threads)", t,
                         sklearn_api_perplexities(est, X_held, n_train)))
         report(f"{case} {results[-1][0]}", t, results[-1][2])
@@ -245,16 +236,16 @@ def run_batch(case, threads, repeats, backends, small, iters):
 
     sklearn_lda(K, max_iter=1).fit(X[:WARM_UP_DOCS])              # the worker processes
     C.cool_down()
-    t, est = per_iteration(sk_fit, iters, repeats)
+    t, _, est = C.median_per_iteration(sk_fit, *iters, repeats)
     results.append(("scikit-learn (n_jobs=-1)", t,
                     sklearn_api_perplexities(est, X_held, n_train)))
     report(f"{case} {results[-1][0]}", t, results[-1][2])
 
     corpus, held_bow = bag_of_words(X), bag_of_words(X_held)
     C.cool_down()
-    t, model = per_iteration(
+    t, _, model = C.median_per_iteration(
         lambda n: gensim_lda(corpus, K, threads, passes=n, batch=True, decay=0.0,
-                             chunksize=GENSIM_BATCH_CHUNK), iters, repeats)
+                             chunksize=GENSIM_BATCH_CHUNK), *iters, repeats)
     results.append((f"gensim LdaMulticore (batch, {threads} workers)", t,
                     gensim_perplexities(model, held_bow, X_held, n_train)))
     report(f"{case} {results[-1][0]}", t, results[-1][2])
