@@ -131,6 +131,16 @@ def test_plot_mixture_bad_input(blobs):
         plot.plot_mixture(gm1, X[:, :1])
 
 
+def test_plot_mixture_of_one_row_in_3d(blobs):
+    # one row has no spread to take principal axes from: a picture, not a LinAlgError
+    X, _ = blobs
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    ax = plot.plot_mixture(gm, X[:1])
+    assert np.asarray(ax.collections[0].get_offsets()).shape == (1, 2)
+    assert np.all(np.isfinite(ax.collections[0].get_offsets()))
+    assert len(ellipses(ax)) == 3 * 2
+
+
 def test_plot_mixture_on_given_axes(blobs):
     X, _ = blobs
     gm = GaussianMixture(4, random_state=0).fit(X)
