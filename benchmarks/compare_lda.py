@@ -5,6 +5,7 @@ held-out perplexity each one reaches.
 
     python benchmarks/compare_lda.py [--cases T1,T2,T3] [--repeat 1] [--threads 2] [--small]
     python benchmarks/compare.py --lda           (the same; --quick runs --small)
+    python benchmarks/compare_lda.py --cases T1,T2 --seeds 5 --iters 1,10   (quality only)
 
 The corpora are simulated from an LDA model (seeded): K topics beta_k ~ Dirichlet(0.05) over
 V=10,000 words (a small concentration, so that topics are distinct), document proportions
@@ -43,6 +44,11 @@ learning_offset=10, learning_decay=0.7, scikit-learn's defaults; scikit-learn wi
 documents, so that it too makes one update per 1,000 documents, their E-steps split over its
 workers. gensim's step size is its own: rho = (offset + pass + n / chunksize)^-decay, n the
 documents seen so far in the first pass (it stops growing after it).
+
+``--seeds S`` times nothing: it fits each library from random_state 0 .. S-1 for b batch
+iterations (gensim: passes) and prints the median, range and each seed's held-out
+perplexity, so that quality is compared beyond one draw (each library draws its start its
+own way; scikit-learn with n_jobs=-1 draws otherwise than with n_jobs=None).
 
 Held-out perplexity: ONE evaluator for all three, scikit-learn's
 ``perplexity(X_held, sub_sampling=True)`` with each model's variational topic-word
@@ -129,20 +135,20 @@ def priors(K):
     return {"doc_topic_prior": 1.0 / K, "topic_word_prior": 1.0 / K}
 
 
-def emfast_lda(K, backend, threads, **kw):
+def emfast_lda(K, backend, threads, seed=0, **kw):
     from emfast import LatentDirichletAllocation
 
-    return LatentDirichletAllocation(K, **priors(K), random_state=0, backend=backend,
+    return LatentDirichletAllocation(K, **priors(K), random_state=seed, backend=backend,
                                      n_threads=threads, **kw)
 
 
-def sklearn_lda(K, **kw):
+def sklearn_lda(K, seed=0, **kw):
     from sklearn.decomposition import LatentDirichletAllocation
 
-    return LatentDirichletAllocation(K, **priors(K), random_state=0, n_jobs=-1, **kw)
+    return LatentDirichletAllocation(K, **priors(K), random_state=seed, n_jobs=-1, **kw)
 
 
-def gensim_lda(corpus, K, threads, **kw):
+def gensim_lda(corpus, K, threads, seed=0, **kw):
     """gensim's LdaMulticore trained on ``corpus`` (its constructor trains) with the same
     priors and E-step as the others, no evaluation during training."""
     from gensim.models import LdaMulticore
@@ -150,7 +156,7 @@ def gensim_lda(corpus, K, threads, **kw):
     return LdaMulticore(corpus, num_topics=K, id2word={w: str(w) for w in range(N_WORDS)},
                         workers=threads, alpha=1.0 / K, eta=1.0 / K,
                         iterations=MAX_DOC_UPDATE_ITER, gamma_threshold=MEAN_CHANGE_TOL,
-                        eval_every=0, random_state=0, **kw)
+                        eval_every=0, random_state=seed, **kw)
 
 
 def held_out_perplexity(topic_word, doc_topic_prior, topic_word_prior, X_held, n_train):
@@ -256,6 +262,39 @@ def run_batch(case, threads, repeats, backends, small, iters):
                f"perplexities after {b} iterations / passes")
 
 
+def run_seeds(case, threads, seeds, backends, small, n_iter):
+    """Quality without one draw deciding: the evaluator's held-out perplexity after
+    ``n_iter`` batch iterations (gensim: passes) from ``random_state`` 0 .. seeds - 1, per
+    library (one emfast backend: both give the same numbers)."""
+    K = BATCH_K[case]
+    X, X_held = train_and_held_out(K, small)
+    n_train, corpus, held_bow = X.shape[0], bag_of_words(X), bag_of_words(X_held)
+    batch = {"learning_method": "batch", "max_iter": n_iter, "evaluate_every": -1}
+    libraries = [(f"emfast ({b})", lambda s, b=b: sklearn_api_perplexities(
+                     check_iterations(emfast_lda(K, b, threads, s, **batch).fit(X), n_iter),
+                     X_held, n_train)) for b in backends[:1]]
+    libraries.append(("scikit-learn (n_jobs=-1)", lambda s: sklearn_api_perplexities(
+        check_iterations(sklearn_lda(K, s, **batch).fit(X), n_iter), X_held, n_train)))
+    libraries.append(("gensim LdaMulticore (batch)", lambda s: gensim_perplexities(
+        gensim_lda(corpus, K, threads, s, passes=n_iter, batch=True, decay=0.0,
+                   chunksize=GENSIM_BATCH_CHUNK), held_bow, X_held, n_train)))
+    rows = []
+    for label, perplexities in libraries:
+        found = []
+        for seed in range(seeds):
+            found.append(perplexities(seed)[0])
+            print(f"# {case} {label} seed {seed}: held-out perplexity {found[-1]:.2f}",
+                  file=sys.stderr, flush=True)
+        rows.append([label, f"{np.median(found):.2f}", f"{min(found):.2f}", f"{max(found):.2f}",
+                     " ".join(f"{p:.1f}" for p in found)])
+    print()
+    C.print_table([f"{case} batch VB, K={K}", "median held-out perplexity", "min", "max",
+                   "per seed"], 1, rows)
+    print(f"\n{X.shape[0]:,} documents (+{X_held.shape[0]:,} held out), V={N_WORDS:,}, K={K}; "
+          f"after {n_iter} iterations / passes; random_state 0..{seeds - 1}; one evaluator "
+          "(scikit-learn's perplexity, sub_sampling=True)\n", flush=True)
+
+
 def online_passes(make, chunks):
     """ONLINE_PASSES passes of ``partial_fit`` over ``chunks`` on ``make()``'s estimator."""
     est = make()
@@ -300,14 +339,16 @@ def run_online(threads, repeats, backends, small):
                f"{ONLINE_PASSES} passes")
 
 
-def run(cases, threads, repeats, backends, small=False, iters=ITERS):
+def run(cases, threads, repeats, backends, small=False, iters=ITERS, seeds=0):
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for case in cases:
             t = time.perf_counter()
-            if case in BATCH_K:
+            if seeds:
+                run_seeds(case, threads, seeds, backends, small, iters[1])
+            elif case in BATCH_K:
                 run_batch(case, threads, repeats, backends, small, iters)
             else:
                 run_online(threads, repeats, backends, small)
@@ -329,15 +370,20 @@ def main(argv=None):
                    help=f"{SMALL_DOCS:,} training and {SMALL_HELD_OUT} held-out documents")
     p.add_argument("--iters", type=iteration_pair, default=ITERS,
                    help="a,b: the two max_iter / passes of the batch cases (default 1,3)")
+    p.add_argument("--seeds", type=int, default=0,
+                   help="instead of timing: the held-out perplexity of each library after b "
+                        "batch iterations (--iters a,b) from random_state 0 .. SEEDS-1 (T1, T2)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     cases = C.chosen_cases(p, args.cases, CASES)
+    if args.seeds < 0 or (args.seeds and "T3" in cases):
+        p.error("--seeds takes a positive count and the batch cases only (--cases T1,T2)")
     threads = args.threads or C.usable_cpus()
     C.print_header(threads)
     print(f"# gensim {C.version('gensim')}")
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
-    run(cases, threads, args.repeat, lda_backends(wanted), args.small, args.iters)
+    run(cases, threads, args.repeat, lda_backends(wanted), args.small, args.iters, args.seeds)
     return 0
 
 
