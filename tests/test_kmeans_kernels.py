@@ -540,6 +540,8 @@ def _bad_calls(X, C):
         "labels of another length": lambda: kernels.kmeans_label_stats(X, C, "full", lab[1:]),
         "huge unsigned labels": lambda: kernels.kmeans_label_stats(
             X, C, "full", np.full(N, 2**64 - 1, dtype=np.uint64)),
+        "unsigned labels of 2**63": lambda: kernels.kmeans_label_stats(  # float64 == 2**63 - 1
+            X, C, "full", np.full(N, 2**63, dtype=np.uint64)),
         "unknown backend": lambda: kernels.kmeans_lloyd_step(X, C, lab.copy(),
                                                              backend="fortran"),
     }

@@ -361,7 +361,8 @@ def check_count_array(X, *, estimator, what="counts"):
         raise ValueError(f"{estimator}: {what} should be nonnegative; X has negative values "
                          f"(min {arr.min()})")
     top = arr.max()
-    if (top > _INT64_MAX) if arr.dtype.kind in "iu" else (top >= 2.0 ** 63):
+    # int(): NumPy 1 compares a uint64 with a Python int in float64, where 2**63 == 2**63 - 1
+    if (int(top) > _INT64_MAX) if arr.dtype.kind in "iu" else (top >= 2.0 ** 63):
         raise ValueError(f"{estimator}: {what} must be below 2**63 (they are used as int64); "
                          f"X has {top}")
     return arr.astype(np.int64)

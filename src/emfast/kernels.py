@@ -782,7 +782,7 @@ def kmeans_label_stats(X, centres, covariance_type, labels=None, sample_weight=N
         if lab.shape != (N,) or lab.dtype.kind not in "iu":
             raise ValueError(f"labels must be a 1-D integer array of shape ({N},), got "
                              f"dtype {lab.dtype} and shape {lab.shape}")
-        if lab.dtype.kind == "u" and lab.size and lab.max() > np.iinfo(np.int64).max:
+        if lab.dtype.kind == "u" and lab.size and int(lab.max()) > np.iinfo(np.int64).max:
             raise ValueError("labels must be below 2**63")
         labels = np.array(lab, dtype=np.int64)   # a copy: the kernel may write it
     if out is None:
@@ -1159,7 +1159,7 @@ def _lda_corpus(X):
         raise ValueError(f"X has {N} documents, more than the kernels index ({_MAX_DIM})")
     indptr = np.asarray(X.indptr)
     nnz = X.indices.shape[0]
-    if indptr.dtype.kind == "u" and indptr[-1] > np.iinfo(np.int64).max:
+    if indptr.dtype.kind == "u" and int(indptr[-1]) > np.iinfo(np.int64).max:
         raise ValueError("X.indptr holds offsets beyond the int64 range the kernels index")
     if (indptr.shape != (N + 1,) or indptr[0] != 0 or indptr[-1] != nnz
             or X.data.shape != (nnz,) or np.any(np.diff(indptr.astype(np.int64)) < 0)):

@@ -49,9 +49,11 @@ def component_colors(n):
 def _principal_axes(X):
     """(mean (D,), basis (2, D)): the data's first two principal directions, each signed so
     that its largest entry is positive (the picture does not flip between runs). The scatter
-    is divided by n, not n - 1, so that one row (no spread: any basis) is no division by 0."""
+    is divided by n, not n - 1, so that one row (no spread: any basis) is no division by 0
+    (nor np.cov, which takes a single row for one variable)."""
     center = X.mean(axis=0)
-    _, vecs = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
+    Xc = X - center
+    _, vecs = np.linalg.eigh(Xc.T @ Xc / len(X))
     basis = vecs[:, ::-1][:, :2].T                      # eigh sorts ascending
     signs = np.sign(basis[np.arange(2), np.argmax(np.abs(basis), axis=1)])
     return center, basis * signs[:, None]

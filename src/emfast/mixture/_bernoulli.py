@@ -60,9 +60,10 @@ def check_binary(X, estimator, fitting, threshold=None):
                              f"{np.unique(X[bad])[:5].tolist()}")
         ones = X == 1
     else:
-        # False where missing (NaN); a float64 threshold, or NumPy would compare float32
-        # X in float32 (0.1f > 0.1 is True, but not against 0.1 rounded to float32)
-        ones = X > np.float64(threshold)
+        # False where missing (NaN); compared in float64 whatever X's dtype, or NumPy would
+        # compare float32 X in float32 (0.1f > 0.1 is True, but not against 0.1 rounded to
+        # float32); NumPy 1 does so even for a float64 scalar threshold
+        ones = X.astype(np.float64, copy=False) > float(threshold)
     if fitting:
         never = np.flatnonzero(missing.all(axis=0))
         if len(never):
