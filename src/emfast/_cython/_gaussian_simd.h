@@ -438,6 +438,19 @@ G_INLINE void g_lp_scaled(const int SCALED, const double* xT, const double* mu,
     if (b < mp) g_lp_rows(2, SCALED, xT, mu, s, f, D, lc, b, lp);
 }
 
+/* Diagonal or spherical log-densities of component k for NV row vectors from row b */
+G_INLINE void g_lp_component(const emfast_gmodel* M, const int NV, int k, const double* xT,
+                             int64_t b, double* lp)
+{
+    const int D = M->D;
+    const double* mu = M->means + (int64_t) k * D;
+    const double* s = M->scale + (int64_t) k * D;
+    if (M->cov == 2)
+        g_lp_rows(NV, 1, xT, mu, s, 1.0, D, M->log_const[k], b, lp);
+    else
+        g_lp_rows(NV, 0, xT, mu, NULL, s[0] * s[0], D, M->log_const[k], b, lp);
+}
+
 /* W->lp[k] = log_const[k] - 0.5 maha(row, k) for the mp rows in W->xT */
 static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
 {
@@ -456,6 +469,19 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
         }
         return;
     }
+    if (M->cov >= 2) {
+        /* rows outer, components inner: a strip of 4 row vectors (D x 32 rows, 16 KiB at
+         * D = 64) stays in L1 for every component, where a whole block (135 KiB) would be
+         * read from L2 once per component. The same sums per row either way. */
+        int64_t b = 0;
+        for (; b + 2 * EMFAST_GSTEP <= mp; b += 2 * EMFAST_GSTEP)
+            for (int k = 0; k < K; k++)
+                g_lp_component(M, 4, k, W->xT, b, W->lp + k * B);
+        if (b < mp)
+            for (int k = 0; k < K; k++)
+                g_lp_component(M, 2, k, W->xT, b, W->lp + k * B);
+        return;
+    }
     if (M->cov == 1)                   /* tied: one transform, then distances to the means */
         emfast_g_transform(W->xT, M->center, M->U, D, mp, W->c + B, W->y, NULL);
     for (int k = 0; k < K; k++) {
@@ -464,11 +490,6 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
         const double* mu = M->means + (int64_t) k * D;
         if (M->cov == 1) {
             g_lp_scaled(0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, mp, lp);
-        } else if (M->cov == 2) {
-            g_lp_scaled(1, W->xT, mu, M->scale + (int64_t) k * D, 1.0, D, lc, mp, lp);
-        } else if (M->cov == 3) {
-            double p = M->scale[(int64_t) k * D];
-            g_lp_scaled(0, W->xT, mu, NULL, p * p, D, lc, mp, lp);
         } else {
             emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp,
                                D <= EMFAST_GCFLY_MAX_D ? NULL : W->c + B, NULL, lp);
@@ -608,14 +629,21 @@ G_INLINE void g_sph_tile(const int NF, const double* xT, const double* mu, const
     *s2 += gv_hsum(a2);
 }
 
-/* Diagonal (sph = 0) or spherical (sph = 1: the sum over features goes to s2[0]) statistics
- * of one component over all D features: tiles of 4 features, then one of D % 4, so that NF
- * is a constant in every tile. */
+/* Diagonal (sph = 0) or spherical (sph = 1: component k's sum over features goes to
+ * s2[k D]) statistics of the K components (means mu (K, D), responsibilities r (K, BLOCK),
+ * s1 and s2 (K, D)) over all D features: tiles of 4 features, then one of D % 4, so that
+ * NF is a constant in every tile. Features outer, components inner: a tile's rows (4 x 256,
+ * 8 KiB) stay in L1 for every component instead of the whole block coming from L2 once per
+ * component; each sum adds the same terms in the same order either way. */
 G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const double* r,
-                           int mp, int D, double* s1, double* s2)
+                           int mp, int D, int K, double* s1, double* s2)
 {
-#define G_TILE(NF) (sph ? g_sph_tile(NF, xT, mu, r, mp, i0, s1, s2) \
-                        : g_diag_tile(NF, xT, mu, r, mp, i0, s1, s2))
+#define G_TILE(NF) for (int k = 0; k < K; k++) {                                           \
+        const double* muk = mu + (int64_t) k * D, *rk = r + (int64_t) k * EMFAST_GLD;    \
+        double* s1k = s1 + (int64_t) k * D, *s2k = s2 + (int64_t) k * D;                 \
+        if (sph) g_sph_tile(NF, xT, muk, rk, mp, i0, s1k, s2k);                           \
+        else g_diag_tile(NF, xT, muk, rk, mp, i0, s1k, s2k);                              \
+    }
     int i0 = 0;
     for (; i0 + 4 <= D; i0 += 4) G_TILE(4);
     switch (D - i0) {
@@ -730,21 +758,23 @@ static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, cons
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
-    for (int k = 0; k < K; k++) {
-        const double* r = resp + k * B;
-        const double* mu = M->means + (int64_t) k * D;
-        double* s1k = s1 + (int64_t) k * D;
-        if (M->cov >= 2) {
-            double* s2k = s2 + (int64_t) k * D;
+    if (M->cov >= 2) {
+        for (int k = 0; k < K; k++) {
+            const double* r = resp + k * B;
             emfast_gv n0 = gv_set(0.0), n1 = n0;
             for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
                 n0 += gv_ld(r + b);
                 n1 += gv_ld(r + b + EMFAST_GW);
             }
             nk[k] += gv_hsum(n0 + n1);
-            g_diag_stats(M->cov == 3, W->xT, mu, r, mp, D, s1k, s2k);
-            continue;
         }
+        g_diag_stats(M->cov == 3, W->xT, M->means, resp, mp, D, K, s1, s2);
+        return;
+    }
+    for (int k = 0; k < K; k++) {
+        const double* r = resp + k * B;
+        const double* mu = M->means + (int64_t) k * D;
+        double* s1k = s1 + (int64_t) k * D;
         double* s2k = s2 + (M->cov == 0 ? (int64_t) k * D * D : 0);
         if (D <= EMFAST_SMALL_D) {
             switch (D) {
