@@ -217,9 +217,11 @@ typedef struct {
 /* With more features, but at most this many, the full transform still centres on the fly,
  * and so do the statistics for the Gram matrix's C rows, storing only the A rows, r (x -
  * mu): half the stores of storing both, for the subtractions of the rows loaded beside
- * each tile. Measured on AVX-512 against storing everything: the E-step 12-19% faster at
- * D = 20-30, 5% at D = 40-48 (AVX2: 3-8%); at D = 64 the statistics 1-2% slower. */
-#define EMFAST_GCFLY_MAX_D 48
+ * each tile. Measured against storing everything: on AVX-512 (Zen 5) the E-step 12-19%
+ * faster at D = 20-30, 5% at D = 40-48; on AVX-512 (Xeon, 200,000 rows, K = 20) 12% at
+ * D = 50 and 7% at D = 64; with AVX2 (Zen 5) 3-8% at D = 20-48, (Xeon) 4% at D = 50 but
+ * 5% slower at D = 64. */
+#define EMFAST_GCFLY_MAX_D (EMFAST_GW == 8 ? 64 : 48)
 
 static inline int emfast_g_fly(const emfast_gmodel* M)
 {
