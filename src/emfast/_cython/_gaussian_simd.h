@@ -428,29 +428,21 @@ G_INLINE void g_lp_rows(const int NV, const int SCALED, const double* xT, const 
         gv_st(lp + b + v * EMFAST_GW, lc - (0.5 * f) * (e[v] + o[v]));
 }
 
-/* g_lp_rows over the mp rows (a multiple of EMFAST_GSTEP): four row vectors per step (on
- * AVX2, two left the loop bound by the broadcasts and the short feature loop's overhead:
- * measured 8% of the diagonal E-step at D = 10, K = 16), two in the last one if needed. */
-G_INLINE void g_lp_scaled(const int SCALED, const double* xT, const double* mu,
-                          const double* s, double f, int D, double lc, int mp, double* lp)
-{
-    int64_t b = 0;
-    for (; b + 2 * EMFAST_GSTEP <= mp; b += 2 * EMFAST_GSTEP)
-        g_lp_rows(4, SCALED, xT, mu, s, f, D, lc, b, lp);
-    if (b < mp) g_lp_rows(2, SCALED, xT, mu, s, f, D, lc, b, lp);
-}
-
-/* Diagonal or spherical log-densities of component k for NV row vectors from row b */
-G_INLINE void g_lp_component(const emfast_gmodel* M, const int NV, int k, const double* xT,
-                             int64_t b, double* lp)
+/* Tied, diagonal or spherical log-densities of component k for NV row vectors from row b:
+ * tied from the transformed block W->y and the transformed means, the others from the block */
+G_INLINE void g_lp_component(const emfast_gmodel* M, const emfast_gwork* W, const int NV,
+                             int k, int64_t b)
 {
     const int D = M->D;
-    const double* mu = M->means + (int64_t) k * D;
+    const double lc = M->log_const[k];
     const double* s = M->scale + (int64_t) k * D;
-    if (M->cov == 2)
-        g_lp_rows(NV, 1, xT, mu, s, 1.0, D, M->log_const[k], b, lp);
+    double* lp = W->lp + k * EMFAST_GLD;
+    if (M->cov == 1)
+        g_lp_rows(NV, 0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, b, lp);
+    else if (M->cov == 2)
+        g_lp_rows(NV, 1, W->xT, M->means + (int64_t) k * D, s, 1.0, D, lc, b, lp);
     else
-        g_lp_rows(NV, 0, xT, mu, NULL, s[0] * s[0], D, M->log_const[k], b, lp);
+        g_lp_rows(NV, 0, W->xT, M->means + (int64_t) k * D, NULL, s[0] * s[0], D, lc, b, lp);
 }
 
 /* W->lp[k] = log_const[k] - 0.5 maha(row, k) for the mp rows in W->xT */
@@ -471,34 +463,29 @@ static void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp)
         }
         return;
     }
-    if (M->cov >= 2) {
+    if (M->cov >= 1) {
+        if (M->cov == 1)               /* tied: one transform, then distances to the means */
+            emfast_g_transform(W->xT, M->center, M->U, D, mp, W->c + B, W->y, NULL);
         /* rows outer, components inner: a strip of 4 row vectors (D x 32 rows, 16 KiB at
          * D = 64) stays in L1 for every component, where a whole block (135 KiB) would be
-         * read from L2 once per component. The same sums per row either way. */
+         * read from L2 once per component; the same sums per row either way. Four row
+         * vectors per step (on AVX2, two left the loop bound by the broadcasts and the short
+         * feature loop's overhead: measured 8% of the diagonal E-step at D = 10, K = 16),
+         * two in the last one if the mp rows (a multiple of EMFAST_GSTEP) need it. */
         int64_t b = 0;
         for (; b + 2 * EMFAST_GSTEP <= mp; b += 2 * EMFAST_GSTEP)
-            for (int k = 0; k < K; k++)
-                g_lp_component(M, 4, k, W->xT, b, W->lp + k * B);
+            for (int k = 0; k < K; k++) g_lp_component(M, W, 4, k, b);
         if (b < mp)
-            for (int k = 0; k < K; k++)
-                g_lp_component(M, 2, k, W->xT, b, W->lp + k * B);
+            for (int k = 0; k < K; k++) g_lp_component(M, W, 2, k, b);
         return;
     }
-    if (M->cov == 1)                   /* tied: one transform, then distances to the means */
-        emfast_g_transform(W->xT, M->center, M->U, D, mp, W->c + B, W->y, NULL);
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < K; k++) {      /* full: a transform per component */
         double* lp = W->lp + k * B;
-        double lc = M->log_const[k];
-        const double* mu = M->means + (int64_t) k * D;
-        if (M->cov == 1) {
-            g_lp_scaled(0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, mp, lp);
-        } else {
-            emfast_g_transform(W->xT, mu, M->U + (int64_t) k * D * D, D, mp,
-                               D <= EMFAST_GCFLY_MAX_D ? NULL : W->c + B, NULL, lp);
-            emfast_gv c = gv_set(lc);
-            for (int64_t b = 0; b < mp; b += EMFAST_GW)
-                gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
-        }
+        emfast_g_transform(W->xT, M->means + (int64_t) k * D, M->U + (int64_t) k * D * D, D,
+                           mp, D <= EMFAST_GCFLY_MAX_D ? NULL : W->c + B, NULL, lp);
+        emfast_gv c = gv_set(M->log_const[k]);
+        for (int64_t b = 0; b < mp; b += EMFAST_GW)
+            gv_st(lp + b, c - 0.5 * gv_ld(lp + b));
     }
 }
 
