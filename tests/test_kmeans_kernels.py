@@ -440,6 +440,70 @@ def test_fewer_distinct_points_than_clusters(backend):
     assert {tuple(X[i]) for i in idx} == {(0.0, 0.0), (5.0, 5.0)}
 
 
+def _plusplus_rounds(X, K, rng, w, backend):
+    """k-means++ round by round through plusplus_step (the loop plusplus_run replaces):
+    (indices, closest, block_pot), leaving rng where the rounds leave it."""
+    from emfast._config import get_backend
+
+    mod = get_backend(backend, "kmeans")
+    N, T = len(X), 2 + int(np.log(K))
+    sw = np.empty(0) if w is None else w
+    xsq = mod.row_norms(X, 1)
+    idx = np.empty(K, dtype=np.int64)
+    idx[0] = rng.choice(N, p=np.full(N, 1.0 / N) if w is None else w / w.sum())
+    closest, block_pot = np.full(N, np.inf), np.empty(-(-N // 256))
+    mod.plusplus_update(X, sw, xsq, X[idx[0]].astype(np.float64), closest, block_pot, 1)
+    cand, pots = np.empty(T, dtype=np.int64), np.empty(T)
+    for c in range(1, K):
+        pot = np.cumsum(block_pot)[-1]
+        if pot <= 0:
+            cand[:] = rng.choice(N, size=T)
+            values = np.empty(0)
+        else:
+            values = rng.uniform(size=T) * pot
+        idx[c] = cand[mod.plusplus_step(X, sw, xsq, closest, block_pot, values, cand, pots,
+                                        1)]
+    return idx, closest, block_pot
+
+
+@pytest.mark.parametrize("D", [3, 30])     # 30: the candidates' distances kept (T <= D)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_plusplus_run_is_a_loop_of_plusplus_steps_bit_for_bit(backend, D, weighted, n_threads):
+    from emfast._config import get_backend
+
+    mod = get_backend(backend, "kmeans")
+    X, w = _data(np.random.default_rng(D), N_THREADED, D, np.float64, weighted)
+    K = 12
+    want_idx, want_closest, want_pot = _plusplus_rounds(X, K, np.random.RandomState(3), w,
+                                                        backend)
+    rng = np.random.RandomState(3)
+    idx = np.empty(K, dtype=np.int64)
+    idx[0] = rng.choice(len(X), p=np.full(len(X), 1.0 / len(X)) if w is None else w / w.sum())
+    sw = np.empty(0) if w is None else w
+    xsq = mod.row_norms(X, n_threads)
+    closest, block_pot = np.full(len(X), np.inf), np.empty(-(-len(X) // 256))
+    mod.plusplus_update(X, sw, xsq, X[idx[0]].copy(), closest, block_pot, n_threads)
+    draws = rng.uniform(size=(K - 1, 2 + int(np.log(K))))
+    assert mod.plusplus_run(X, sw, xsq, closest, block_pot, draws, idx, n_threads) == K
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(closest, want_closest)
+    np.testing.assert_array_equal(block_pot, want_pot)
+
+
+def test_plusplus_with_no_potential_left_draws_as_round_by_round(backend):
+    """Three distinct rows, six centres: the rounds stop having rows to draw by their
+    potential, and the driver goes on round by round from the same random stream."""
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 9.0]]), 40, axis=0)
+    for seed in range(4):
+        want_idx = _plusplus_rounds(X, 6, want_rng := np.random.RandomState(seed), None,
+                                    backend)[0]
+        _, idx = _kmeans.kmeans_plusplus(X, 6, rng := np.random.RandomState(seed),
+                                         backend=backend)
+        np.testing.assert_array_equal(idx, want_idx)
+        assert rng.randint(1 << 30) == want_rng.randint(1 << 30)   # the stream left alike
+
+
 def test_zero_weight_rows_are_not_seeds_and_do_not_count(backend):
     X, _, _ = make_blobs(n_samples=300, n_features=2, n_components=3, seed=4)
     X = np.vstack([X, np.full((20, 2), 1e4)])

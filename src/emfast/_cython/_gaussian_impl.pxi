@@ -131,7 +131,9 @@ cdef void _stats_block(const emfast_gmodel* M, Work* W, const floating* X, const
         st[0] += emfast_g_resp(K, mp, W.g.lp, W.g.w, NULL, 1)
     else:
         _load_resp(resp, n0, m, K, mp, W.g.lp)
-    emfast_g_stats(M, &W.g, mp, W.g.lp, st + 1, st + 1 + K, st + 1 + K + K * D)
+    # the squared distances of the log-densities computed here serve the statistics
+    emfast_g_stats(M, &W.g, mp, W.g.lp, W.g.maha if resp == NULL else NULL, st + 1,
+                   st + 1 + K, st + 1 + K + K * D)
 
 
 cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double* sw,

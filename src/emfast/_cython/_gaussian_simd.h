@@ -237,12 +237,14 @@ typedef struct {                /* per-thread scratch, rows of EMFAST_GLD double
     double* y;                  /* (D,) tied: the centred block times U */
     double* w;                  /* (1,) row weights, 0 on padding rows */
     double* norm;               /* (1,) per-row log-sum-exp */
+    double* maha;               /* (K,) spherical: the squared distances to the means that
+                                 * the log-densities summed (the statistics' s2 reuses them) */
 } emfast_gwork;
 
 /* doubles of scratch emfast_g_work_init needs for the model M */
 static inline int64_t emfast_g_work_size(const emfast_gmodel* M)
 {
-    return (4 * (int64_t) M->D + M->K + 4) * EMFAST_GLD;
+    return (4 * (int64_t) M->D + 2 * (int64_t) M->K + 4) * EMFAST_GLD;
 }
 
 static inline void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast_gmodel* M)
@@ -256,6 +258,7 @@ static inline void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast
     W->y = W->a + D * B;
     W->w = W->y + D * B;
     W->norm = W->w + B;
+    W->maha = W->norm + B;
     for (int64_t b = 0; b < B; b++) W->xT[b - B] = W->c[b] = 1.0;
 }
 
@@ -394,10 +397,12 @@ G_INLINE void g_small_log_prob(const int D, const double* xT, const double* mu,
 /* lp = lc - 0.5 f maha for the NV row vectors from row b, with maha = sum_i ((x_i - mu_i)
  * s_i)^2 (SCALED: diag) or sum_i (x_i - mu_i)^2 (spherical: f = 1 / sigma^2, one multiply
  * per row instead of one per feature; tied: x the transformed rows, f = 1); even and odd
- * features in separate sums. Each row vector's sums are the same whatever NV: NV only sets
- * how many vectors share a feature's broadcast mu_i, s_i and the loop's overhead. */
+ * features in separate sums; maha itself into mh where non-NULL. Each row vector's sums are
+ * the same whatever NV: NV only sets how many vectors share a feature's broadcast mu_i, s_i
+ * and the loop's overhead. */
 G_INLINE void g_lp_rows(const int NV, const int SCALED, const double* xT, const double* mu,
-                        const double* s, double f, int D, double lc, int64_t b, double* lp)
+                        const double* s, double f, int D, double lc, int64_t b, double* lp,
+                        double* mh)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv e[4], o[4];
@@ -424,8 +429,10 @@ G_INLINE void g_lp_rows(const int NV, const int SCALED, const double* xT, const 
             e[v] += t * t;
         }
     }
-    for (int v = 0; v < NV; v++)
+    for (int v = 0; v < NV; v++) {
         gv_st(lp + b + v * EMFAST_GW, lc - (0.5 * f) * (e[v] + o[v]));
+        if (mh != NULL) gv_st(mh + b + v * EMFAST_GW, e[v] + o[v]);
+    }
 }
 
 /* Tied, diagonal or spherical log-densities of component k for NV row vectors from row b:
@@ -438,11 +445,12 @@ G_INLINE void g_lp_component(const emfast_gmodel* M, const emfast_gwork* W, cons
     const double* s = M->scale + (int64_t) k * D;
     double* lp = W->lp + k * EMFAST_GLD;
     if (M->cov == 1)
-        g_lp_rows(NV, 0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, b, lp);
+        g_lp_rows(NV, 0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, b, lp, NULL);
     else if (M->cov == 2)
-        g_lp_rows(NV, 1, W->xT, M->means + (int64_t) k * D, s, 1.0, D, lc, b, lp);
+        g_lp_rows(NV, 1, W->xT, M->means + (int64_t) k * D, s, 1.0, D, lc, b, lp, NULL);
     else
-        g_lp_rows(NV, 0, W->xT, M->means + (int64_t) k * D, NULL, s[0] * s[0], D, lc, b, lp);
+        g_lp_rows(NV, 0, W->xT, M->means + (int64_t) k * D, NULL, s[0] * s[0], D, lc, b, lp,
+                  W->maha + k * EMFAST_GLD);
 }
 
 /* W->lp[k] = log_const[k] - 0.5 maha(row, k) for the mp rows in W->xT */
@@ -597,10 +605,13 @@ G_INLINE void g_small_stats(const int D, const double* xT, const double* mu, con
 }
 
 /* Spherical statistics of NF features i0.. of one component: s1[i] += sum r (x_i - mu_i)
- * and *s2 += sum r q with q the row's sum of those features' (x_i - mu_i)^2 (one multiply
- * by r per row, not per feature). */
-G_INLINE void g_sph_tile(const int NF, const double* xT, const double* mu, const double* r,
-                         int mp, int i0, double* s1, double* s2)
+ * and, if Q, *s2 += sum r q with q the row's sum of those features' (x_i - mu_i)^2 (one
+ * multiply by r per row, not per feature). Without Q (s2 comes from the log-densities'
+ * distances), s1 is sum r x_i - mu_i sum r: a multiply-add per value instead of a
+ * subtraction and a multiply-add (the block's sum is at most 256 rows' worth; its rounding
+ * moves the new mean by about one unit in the last place of the data's values). */
+G_INLINE void g_sph_tile(const int NF, const int Q, const double* xT, const double* mu,
+                         const double* r, int mp, int i0, double* s1, double* s2)
 {
     const int64_t B = EMFAST_GLD;
     emfast_gv a1[4], a2 = gv_set(0.0);
@@ -608,20 +619,25 @@ G_INLINE void g_sph_tile(const int NF, const double* xT, const double* mu, const
     for (int64_t b = 0; b < mp; b += EMFAST_GW) {
         emfast_gv rv = gv_ld(r + b), q = gv_set(0.0);
         for (int f = 0; f < NF; f++) {
-            emfast_gv d = gv_ld(xT + (i0 + f) * B + b) - mu[i0 + f];
-            a1[f] += rv * d;
-            q += d * d;
+            if (Q) {
+                emfast_gv d = gv_ld(xT + (i0 + f) * B + b) - mu[i0 + f];
+                a1[f] += rv * d;
+                q += d * d;
+            } else {
+                a1[f] += rv * gv_ld(xT + (i0 + f) * B + b);
+            }
         }
-        a2 += rv * q;
+        a2 += Q ? rv * q : rv;     /* without Q: the sum of r */
     }
-    for (int f = 0; f < NF; f++) s1[i0 + f] += gv_hsum(a1[f]);
-    *s2 += gv_hsum(a2);
+    const double n = Q ? 0.0 : gv_hsum(a2);
+    for (int f = 0; f < NF; f++) s1[i0 + f] += Q ? gv_hsum(a1[f]) : gv_hsum(a1[f]) - mu[i0 + f] * n;
+    if (Q) *s2 += gv_hsum(a2);
 }
 
-/* Diagonal (sph = 0) or spherical (sph = 1: component k's sum over features goes to
- * s2[k D]) statistics of the K components (means mu (K, D), responsibilities r (K, BLOCK),
- * s1 and s2 (K, D)) over all D features: tiles of 4 features, then one of D % 4, so that
- * NF is a constant in every tile. Features outer, components inner: a tile's rows (4 x 256,
+/* Diagonal (sph = 0) or spherical (component k's sum over features goes to s2[k D]: sph =
+ * 1 from the block, sph = 2 s1 only, s2 being the caller's) statistics of the K components
+ * (means mu (K, D), responsibilities r (K, BLOCK), s1 and s2 (K, D)) over all D features:
+ * tiles of 4 features, then one of D % 4, so that NF is a constant in every tile. Features outer, components inner: a tile's rows (4 x 256,
  * 8 KiB) stay in L1 for every component instead of the whole block coming from L2 once per
  * component; each sum adds the same terms in the same order either way. */
 G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const double* r,
@@ -630,7 +646,8 @@ G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const do
 #define G_TILE(NF) for (int k = 0; k < K; k++) {                                           \
         const double* muk = mu + (int64_t) k * D, *rk = r + (int64_t) k * EMFAST_GLD;    \
         double* s1k = s1 + (int64_t) k * D, *s2k = s2 + (int64_t) k * D;                 \
-        if (sph) g_sph_tile(NF, xT, muk, rk, mp, i0, s1k, s2k);                           \
+        if (sph == 1) g_sph_tile(NF, 1, xT, muk, rk, mp, i0, s1k, s2k);                   \
+        else if (sph == 2) g_sph_tile(NF, 0, xT, muk, rk, mp, i0, s1k, s2k);              \
         else g_diag_tile(NF, xT, muk, rk, mp, i0, s1k, s2k);                              \
     }
     int i0 = 0;
@@ -741,23 +758,32 @@ G_INLINE void g_gram(const int FLY, const double* r, const double* a, const doub
 
 /* Add the statistics of the mp rows in W->xT with w * responsibilities resp (K, BLOCK) to
  * nk (K,), s1 (K, D) and s2: full (K, D, D) and tied (D, D) lower triangles, diag (K, D),
- * spherical (K, D) with everything in column 0 (the caller sums each row). */
+ * spherical (K, D) with everything in column 0 (the caller sums each row). maha: W->maha
+ * where emfast_g_log_prob has just filled it for these rows and means (spherical), so that
+ * s2 sums r maha, a multiply-add per row and component instead of one per feature; else
+ * NULL. */
 static void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, const double* resp,
-                           double* nk, double* s1, double* s2)
+                           const double* maha, double* nk, double* s1, double* s2)
 {
     const int64_t B = EMFAST_GLD;
     const int D = M->D, K = M->K;
     if (M->cov >= 2) {
+        const int sph = M->cov == 3 ? (maha != NULL ? 2 : 1) : 0;
         for (int k = 0; k < K; k++) {
             const double* r = resp + k * B;
-            emfast_gv n0 = gv_set(0.0), n1 = n0;
+            emfast_gv n0 = gv_set(0.0), n1 = n0, q0 = n0, q1 = n0;
             for (int64_t b = 0; b < mp; b += EMFAST_GSTEP) {
                 n0 += gv_ld(r + b);
                 n1 += gv_ld(r + b + EMFAST_GW);
+                if (sph == 2) {
+                    q0 += gv_ld(r + b) * gv_ld(maha + k * B + b);
+                    q1 += gv_ld(r + b + EMFAST_GW) * gv_ld(maha + k * B + b + EMFAST_GW);
+                }
             }
             nk[k] += gv_hsum(n0 + n1);
+            if (sph == 2) s2[(int64_t) k * D] += gv_hsum(q0 + q1);
         }
-        g_diag_stats(M->cov == 3, W->xT, M->means, resp, mp, D, K, s1, s2);
+        g_diag_stats(sph, W->xT, M->means, resp, mp, D, K, s1, s2);
         return;
     }
     for (int k = 0; k < K; k++) {

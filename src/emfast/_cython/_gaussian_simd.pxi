@@ -22,13 +22,14 @@ cdef extern from "_gaussian_simd.h":
         double* lp
         double* w
         double* norm
+        double* maha
     int64_t emfast_g_work_size(const emfast_gmodel* M) noexcept nogil
     void emfast_g_work_init(emfast_gwork* W, double* mem, const emfast_gmodel* M) noexcept nogil
     void emfast_g_log_prob(const emfast_gmodel* M, emfast_gwork* W, int mp) noexcept nogil
     double emfast_g_resp(int K, int mp, double* lp, const double* w, double* norm,
                          int to_resp) noexcept nogil
     void emfast_g_stats(const emfast_gmodel* M, emfast_gwork* W, int mp, const double* resp,
-                        double* nk, double* s1, double* s2) noexcept nogil
+                        const double* maha, double* nk, double* s1, double* s2) noexcept nogil
     # xT[i * LD + b] = x[b * D + i] as float64 for i < D, b < m
     void emfast_g_load_T_double(const double* x, int D, int m, double* xT) noexcept nogil
     void emfast_g_load_T_float(const float* x, int D, int m, double* xT) noexcept nogil

@@ -24,7 +24,8 @@ leaves a cluster empty. k-means++ keeps one (N,) array of each row's distance to
 nearest centre; plusplus_potentials scores the local trials, plusplus_update folds the
 chosen one in and returns per-block potentials, from which the next candidates are drawn
 without a cumulative sum over all N rows; plusplus_step is one whole round (draw, trials,
-fold) in one call.
+fold) in one call, and plusplus_run all the rounds of a seeding from the draws made up front
+(the trials' distances kept, so that the chosen one's fold reads no X).
 
 Determinism: the blocks are split into contiguous groups whose number depends only on the
 shapes; each group adds its blocks in order into its own buffer, groups run in parallel, and

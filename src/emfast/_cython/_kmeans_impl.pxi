@@ -9,7 +9,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport dgemm, dsyrk
 from libc.math cimport sqrt
@@ -207,14 +207,21 @@ cdef class _CentreSet:
         cdef Py_ssize_t K = cv.shape[0], D = cv.shape[1]
         self.csq = np.empty(K)
         cdef double[::1] qv = self.csq
-        self.s.K = <int> K
-        self.s.D = <int> D
-        self.s.gemm = D >= GEMM_MIN_D
-        self.s.direct = self.s.gemm and K <= DIRECT_MAX_K
-        self.s.c = &cv[0, 0] if K > 0 and D > 0 else NULL
-        self.s.csq = &qv[0] if K > 0 else NULL
-        if self.s.gemm and K > 0:    # a loop, not einsum: per-call overhead of a Lloyd step
-            _centre_norms(&cv[0, 0], <int> K, <int> D, &qv[0])
+        _centres_init(&self.s, &cv[0, 0] if K > 0 and D > 0 else NULL,
+                      &qv[0] if K > 0 else NULL, <int> K, <int> D)
+
+
+cdef void _centres_init(Centres* C, const double* c, double* csq, int K, int D) noexcept nogil:
+    """C for the K centres c (K, D), with their norms into csq (K,) where the distances
+    need them."""
+    C.K = K
+    C.D = D
+    C.gemm = D >= GEMM_MIN_D
+    C.direct = C.gemm and K <= DIRECT_MAX_K
+    C.c = c
+    C.csq = csq
+    if C.gemm and K > 0:    # a loop, not einsum: per-call overhead of a Lloyd step
+        _centre_norms(c, K, D, csq)
 
 
 cdef void _centre_norms(const double* c, int K, int D, double* csq) noexcept nogil:
@@ -329,8 +336,9 @@ def plusplus_update(
 
 cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const double* sw,
                             const double* closest, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
-                            double* pot) noexcept nogil:
-    """pot[t] += sum over blocks [b0, b1), in order, of sum_b w min(closest, d(x, cand t))."""
+                            double* pot, double* keep) noexcept nogil:
+    """pot[t] += sum over blocks [b0, b1), in order, of sum_b w min(closest, d(x, cand t));
+    the distances d(x_n, cand t) into keep[t * N + n] unless keep is NULL."""
     cdef Py_ssize_t blk, n0, m
     cdef int t
     for blk in range(b0, b1):
@@ -340,13 +348,17 @@ cdef void _potentials_group(const Centres* C, Work* W, const floating* X, const 
         _block_sqdist(C, W, m)
         for t in range(C.K):
             pot[t] += emfast_min_wsum(W.dist + t * BLOCK, closest + n0, W.w, m, NULL)
+            if keep != NULL:
+                memcpy(keep + t * N + n0, W.dist + t * BLOCK, m * sizeof(double))
 
 
 cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw,
                            const double* xsq, const double* closest, Py_ssize_t N,
-                           double[:, ::1] pv, double* pots, int n_threads) noexcept nogil:
+                           double[:, ::1] pv, double* pots, int n_threads,
+                           double* keep) noexcept nogil:
     """pots[t] for the C.K candidates, through the group buffers pv (G, K) (overwritten);
-    xsq: the rows' squared norms (row_norms) or NULL."""
+    xsq: the rows' squared norms (row_norms) or NULL; keep: (K, N) for the distances, or
+    NULL."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
     cdef Work* W = NULL
     memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
@@ -355,7 +367,7 @@ cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw
         W.xsq = xsq
         for g in prange(G, schedule="dynamic"):
             _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
-                              (g + 1) * n_blocks // G, &pv[g, 0])
+                              (g + 1) * n_blocks // G, &pv[g, 0], keep)
         _work_free(W)
     _sum_groups(pv, 0, C.K, pots)
 
@@ -382,7 +394,8 @@ def plusplus_potentials(
         np.asarray(pots)[:] = 0.0
         return
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, xp, &closest[0], N, pv, &pots[0], n_threads)
+        _potentials_pass(&cs.s, &X[0, 0], sw, xp, &closest[0], N, pv, &pots[0], n_threads,
+                         NULL)
 
 
 cdef void _draw_rows(const double* values, int T, const double* block_pot,
@@ -416,6 +429,69 @@ cdef void _draw_rows(const double* values, int T, const double* block_pot,
         rows[t] = lo + min(found, min(<Py_ssize_t> BLOCK, N - lo) - 1)
 
 
+cdef void _fold_kept(const double* d, const double* sw, const double* ones, double* closest,
+                     double* block_pot, Py_ssize_t N, int n_threads) noexcept nogil:
+    """_update_pass for a centre whose distances d (N,) were kept by the potentials pass:
+    the same sums of the same values."""
+    cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, blk, n0
+    for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+        n0 = blk * BLOCK
+        block_pot[blk] = emfast_min_wsum(d + n0, closest + n0, ones if sw == NULL else sw + n0,
+                                         min(<Py_ssize_t> BLOCK, N - n0), closest + n0)
+
+
+cdef int _plusplus_round(const floating* X, Py_ssize_t N, int D, const double* sw,
+                         const double* xp, double* closest, double* block_pot,
+                         Py_ssize_t n_blocks, const double* values, int64_t* cand,
+                         double* pots, int T, double* block_cum, double* cx, double* csq,
+                         double[:, ::1] pv, double* kept, const double* ones,
+                         int n_threads) noexcept nogil:
+    """One greedy k-means++ round (plusplus_step) with the caller's buffers: block_cum
+    (n_blocks,), cx (T, D), csq (T + 1,), pv (groups, T), kept (T, N) or NULL (then the best
+    candidate's distances are computed again), ones (BLOCK,) where sw is NULL and kept is
+    not. Returns the best candidate's index in cand."""
+    cdef Centres cands, chosen
+    cdef Py_ssize_t i
+    cdef int t, best = 0
+    if values != NULL:
+        _draw_rows(values, T, block_pot, n_blocks, closest, sw, N, block_cum, cand)
+    for t in range(T):
+        for i in range(D):
+            cx[t * D + i] = X[cand[t] * D + i]
+    _centres_init(&cands, cx, csq, T, D)
+    _potentials_pass(&cands, X, sw, xp, closest, N, pv, pots, n_threads, kept)
+    for t in range(1, T):
+        if pots[t] < pots[best]:
+            best = t
+    if kept != NULL:
+        _fold_kept(kept + best * N, sw, ones, closest, block_pot, N, n_threads)
+    else:
+        _centres_init(&chosen, cx + best * D, csq + T, 1, D)
+        _update_pass(&chosen, X, sw, xp, closest, block_pot, N, n_threads)
+    return best
+
+
+cdef class _RoundBuffers:
+    """The buffers of k-means++ rounds with T candidates over N rows of D features. The
+    candidates' distances are kept (so that the best one's are folded in without a second
+    pass over X) where they take no more memory than X."""
+    cdef double[::1] block_cum, cx, csq, ones
+    cdef double[:, ::1] pv, kept
+    cdef double* kept_p
+    cdef const double* ones_p
+
+    def __init__(self, Py_ssize_t N, int D, int T, bint unweighted):
+        cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
+        self.block_cum = np.empty(max(n_blocks, 1))
+        self.cx = np.empty(max(T * D, 1))
+        self.csq = np.empty(T + 1)
+        self.pv = np.empty((_n_groups(n_blocks, T), max(T, 1)))
+        self.kept = np.empty((T if T <= D else 1, N if T <= D else 1))
+        self.kept_p = &self.kept[0, 0] if T <= D else NULL
+        self.ones = np.ones(BLOCK)
+        self.ones_p = &self.ones[0] if unweighted else NULL
+
+
 def plusplus_step(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -431,30 +507,61 @@ def plusplus_step(
     cumulative potential first reaches each value, as _draw_rows), their potentials
     (plusplus_potentials), and the best (lowest potential, the first on ties) folded in
     (plusplus_update). Returns its index in cand."""
-    cdef Py_ssize_t N = X.shape[0], n_blocks = block_pot.shape[0], i
-    cdef int D = X.shape[1], T = cand.shape[0], t, best = 0
-    cdef double[::1] block_cum = np.empty(n_blocks)
+    cdef Py_ssize_t N = X.shape[0]
+    cdef int D = X.shape[1], T = cand.shape[0], best
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef const double* xp = _norms_arg(xsq, N)
-    if values.shape[0] > 0:
-        _draw_rows(&values[0], T, &block_pot[0], n_blocks, &closest[0], sw, N,
-                   &block_cum[0], &cand[0])
-    cdef double[:, ::1] cx = np.empty((T, D))
-    for t in range(T):
-        for i in range(D):
-            cx[t, i] = X[cand[t], i]
-    cdef _CentreSet cs = _CentreSet(np.asarray(cx))
-    cdef double[:, ::1] pv = np.empty((_n_groups(n_blocks, T), T))
+    cdef _RoundBuffers R = _RoundBuffers(N, D, T, sw == NULL)
     with nogil:
-        _potentials_pass(&cs.s, &X[0, 0], sw, xp, &closest[0], N, pv, &pots[0], n_threads)
-    for t in range(1, T):
-        if pots[t] < pots[best]:
-            best = t
-    cdef _CentreSet chosen = _CentreSet(np.asarray(cx[best:best + 1]))
-    with nogil:
-        _update_pass(&chosen.s, &X[0, 0], sw, xp, &closest[0], &block_pot[0], N,
-                     n_threads)
+        best = _plusplus_round(&X[0, 0], N, D, sw, xp, &closest[0], &block_pot[0],
+                               block_pot.shape[0], &values[0] if values.shape[0] > 0 else NULL,
+                               &cand[0], &pots[0], T, &R.block_cum[0], &R.cx[0], &R.csq[0],
+                               R.pv, R.kept_p, R.ones_p, n_threads)
     return best
+
+
+def plusplus_run(
+    const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
+    const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
+    const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
+    double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
+    double[::1] block_pot,              # IN/OUT (ceil(N / 256),) sum w closest per block
+    const double[:, ::1] draws,         # IN  (K - 1, T) uniform draws from [0, 1)
+    int64_t[::1] indices,               # IN/OUT (K,) the centres' rows; indices[0] IN
+    int n_threads,                      # IN  OpenMP threads
+):
+    """Rounds 1, 2, ... of greedy k-means++ in one call, each plusplus_step's with the values
+    draws[c - 1] * pot, pot the sum of block_pot (the last value of its running sum, as
+    np.cumsum gives it); indices[c] = the best candidate's row. Stops before a round whose
+    pot is <= 0 (no row left to draw by its potential: fewer distinct rows than centres)
+    and returns that round's number c; returns K when every round ran."""
+    cdef Py_ssize_t N = X.shape[0], n_blocks = block_pot.shape[0], blk
+    cdef int D = X.shape[1], T = draws.shape[1], K = indices.shape[0], c = 1, t, best
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef const double* xp = _norms_arg(xsq, N)
+    cdef _RoundBuffers R = _RoundBuffers(N, D, T, sw == NULL)
+    cdef double[::1] values = np.empty(max(T, 1))
+    cdef int64_t[::1] cand = np.empty(max(T, 1), dtype=np.int64)
+    cdef double[::1] pots = np.empty(max(T, 1))
+    cdef double pot
+    if draws.shape[0] < K - 1:
+        raise ValueError(f"draws must have {K - 1} rows (one per round), got {draws.shape[0]}")
+    with nogil:
+        while c < K:
+            pot = 0.0
+            for blk in range(n_blocks):
+                pot += block_pot[blk]
+            if pot <= 0.0:
+                break
+            for t in range(T):
+                values[t] = draws[c - 1, t] * pot
+            best = _plusplus_round(&X[0, 0], N, D, sw, xp, &closest[0], &block_pot[0],
+                                   n_blocks, &values[0], &cand[0], &pots[0], T,
+                                   &R.block_cum[0], &R.cx[0], &R.csq[0], R.pv, R.kept_p,
+                                   R.ones_p, n_threads)
+            indices[c] = cand[best]
+            c += 1
+    return c
 
 
 # ---------------------------------------------------------------------------------------

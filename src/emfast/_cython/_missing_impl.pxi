@@ -752,7 +752,7 @@ cdef void _subspace_block(const Model* M, Subspace* S, const floating* X, const 
     for k in range(K):                      # w r; 0 on the padding rows
         for b in range(mp):
             lp[k * LD + b] *= w[b]
-    emfast_g_stats(&S.gm, &S.g, mp, lp, S.st, S.st + K, S.st + K + K * o)
+    emfast_g_stats(&S.gm, &S.g, mp, lp, NULL, S.st, S.st + K, S.st + K + K * o)
 
 
 cdef int _run(const Model* M, Subspace* S, const floating* X, const double* sw,

@@ -1,7 +1,7 @@
 """Numba backend of the k-means kernels (contract: the "k-means" section of
 :mod:`emfast.kernels`; judge: ``tests/reference_kmeans.py``).
 
-Exports eight plain Python functions, called positionally with validated, C-contiguous arrays:
+Exports nine plain Python functions, called positionally with validated, C-contiguous arrays:
 
     centre_rows(X, offset, n_threads) -> X - offset (float64)
     row_norms(X, n_threads) -> xsq
@@ -9,6 +9,8 @@ Exports eight plain Python functions, called positionally with validated, C-cont
     plusplus_potentials(X, sample_weight, xsq, closest, candidates, pots, n_threads)
     plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots, n_threads)
         -> best
+    plusplus_run(X, sample_weight, xsq, closest, block_pot, draws, indices, n_threads)
+        -> rounds done
     lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads) -> (changed, inertia)
     lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads)
         -> (passes, stop code, inertia)
@@ -18,8 +20,9 @@ Two parallel drivers serve the four passes, since each driver costs seconds to c
 a fit that starts from k-means calls all four: :func:`_plusplus_kernel` (the k-means++ update
 is the potentials pass of the one chosen candidate that also keeps its distances), and
 :func:`_assign_kernel` (a Lloyd step is the label statistics of the nearest centres, the counts and
-plain sums only). plusplus_step (a k-means++ round) and lloyd_run (a Lloyd run) are Python
-loops over those passes here, with the results of the Cython backend's compiled loops.
+plain sums only). plusplus_step (a k-means++ round), plusplus_run (its rounds) and lloyd_run
+(a Lloyd run) are Python loops over those passes here, with the results of the Cython
+backend's compiled loops.
 
 As in the Gaussian kernels: rows in fixed blocks of ``BLOCK``, each copied transposed into a
 float64 scratch (D, B) so that the distance loops run over the block's rows (long, contiguous,
@@ -43,7 +46,7 @@ from emfast._numba._settings import (IN1, IN2, JIT, OUT1, OUT2, X_TYPES, array_a
                                      as_output, outlined, parallel_driver)
 
 __all__ = ["centre_rows", "row_norms", "plusplus_update", "plusplus_potentials",
-           "plusplus_step", "lloyd_step", "lloyd_run", "label_stats"]
+           "plusplus_step", "plusplus_run", "lloyd_step", "lloyd_run", "label_stats"]
 
 # Each dtype of X costs a compile of seconds: a caller holding a float64 copy of a float32 X
 # may pass that instead (the kernels widen every value to float64: the same results).
@@ -238,6 +241,26 @@ def plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots,
     best = int(np.argmin(pots))
     plusplus_update(X, sample_weight, xsq, cand_x[best], closest, block_pot, n_threads)
     return best
+
+
+def plusplus_run(X, sample_weight, xsq, closest, block_pot, draws, indices, n_threads):
+    """Rounds 1, 2, ... of greedy k-means++: round c is plusplus_step with the values
+    draws[c - 1] * pot, pot = np.cumsum(block_pot)[-1], and sets indices[c] to the best
+    candidate's row. IN: draws (K - 1, T) uniforms from [0, 1). IN/OUT: closest, block_pot,
+    indices (K,) int64 (indices[0] IN). Stops before a round whose pot is <= 0 (fewer
+    distinct rows than centres) and returns its number; returns K when every round ran."""
+    K, T = len(indices), draws.shape[1]
+    if draws.shape[0] < K - 1:
+        raise ValueError(f"draws must have {K - 1} rows (one per round), got {draws.shape[0]}")
+    cand, pots = np.empty(T, dtype=np.int64), np.empty(T)
+    for c in range(1, K):
+        pot = np.cumsum(block_pot)[-1]
+        if pot <= 0:
+            return c
+        best = plusplus_step(X, sample_weight, xsq, closest, block_pot, draws[c - 1] * pot,
+                             cand, pots, n_threads)
+        indices[c] = cand[best]
+    return K
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,36 +40,43 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     Returns (centres (K, D) float64, indices (K,) of the rows chosen).
     """
     mod = get_backend(backend, "kmeans")
-    N, D = X.shape
+    N = X.shape[0]
     n_threads = _threads_for(N, n_threads)
     sw = _kernel_weights(sample_weight)
     w = sample_weight
     n_trials = 2 + int(np.log(n_clusters))
     p = np.full(N, 1.0 / N) if w is None else w / w.sum()
     indices = np.empty(n_clusters, dtype=np.int64)
-    centres = np.empty((n_clusters, D))
     indices[0] = rng.choice(N, p=p)
-    centres[0] = X[indices[0]]
     closest = np.full(N, np.inf)
     block_pot = np.empty(-(-N // BLOCK))
-    pots = np.empty(n_trials)
-    cand = np.empty(n_trials, dtype=np.int64)
     if xsq is None:
         xsq = mod.row_norms(X, n_threads)   # once per run, not once per distance pass
-    mod.plusplus_update(X, sw, xsq, centres[0], closest, block_pot, n_threads)
-    for c in range(1, n_clusters):
-        # the running sum's last value, as the kernel's draw adds the blocks up
-        pot = np.cumsum(block_pot)[-1]
-        if pot <= 0:  # fewer distinct points than clusters: any row will do
-            cand[:] = rng.choice(N, size=n_trials)
-            values = _NO_DRAWS
-        else:
-            values = rng.uniform(size=n_trials) * pot
-        # the draw, the trials and the fold of the best in one call: per round, the Python
-        # and call overhead of the three steps cost as much as their passes on 2,000 rows
-        best = mod.plusplus_step(X, sw, xsq, closest, block_pot, values, cand, pots, n_threads)
-        indices[c] = cand[best]
-        centres[c] = X[cand[best]]
+    mod.plusplus_update(X, sw, xsq, np.asarray(X[indices[0]], dtype=np.float64), closest,
+                        block_pot, n_threads)
+    # every round's draws at once and the rounds in one call (a round's Python and call
+    # overhead cost as much as its passes on 2,000 rows); the stream is the one that
+    # round-by-round draws take, up to a round with no potential left
+    state = rng.get_state()
+    draws = rng.uniform(size=(n_clusters - 1, n_trials))
+    done = mod.plusplus_run(X, sw, xsq, closest, block_pot, draws, indices, n_threads)
+    if done < n_clusters:   # fewer distinct points than clusters: round by round from there
+        rng.set_state(state)
+        rng.uniform(size=(done - 1, n_trials))      # the draws of the rounds that ran
+        pots = np.empty(n_trials)
+        cand = np.empty(n_trials, dtype=np.int64)
+        for c in range(done, n_clusters):
+            # the running sum's last value, as the kernel's draw adds the blocks up
+            pot = np.cumsum(block_pot)[-1]
+            if pot <= 0:  # any row will do
+                cand[:] = rng.choice(N, size=n_trials)
+                values = _NO_DRAWS
+            else:
+                values = rng.uniform(size=n_trials) * pot
+            best = mod.plusplus_step(X, sw, xsq, closest, block_pot, values, cand, pots,
+                                     n_threads)
+            indices[c] = cand[best]
+    centres = np.asarray(X[indices], dtype=np.float64)
     return centres, indices
 
 
