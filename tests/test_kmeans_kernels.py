@@ -260,7 +260,8 @@ def test_wide_distances_direct_and_dgemm(dtype, D, K):
         assert_close(pots, want_pots, rtol=1e-10)
 
 
-def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads=1):
+def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads=1,
+               incremental=False):
     """The backend's lloyd_run (internal: called by the k-means driver, not in the facade)
     on copies; returns what the reference returns."""
     from emfast._config import get_backend
@@ -272,7 +273,7 @@ def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads
     counts, sums = np.empty(K), np.empty((K, D))
     n, stop, inertia = get_backend(backend, "kmeans").lloyd_run(
         X, np.empty(0) if w is None else w, centres, labels, counts, sums, max_iter, abs_tol,
-        n_threads)
+        n_threads, incremental)
     return centres, labels, counts, sums, n, stop, inertia
 
 
@@ -296,22 +297,39 @@ def test_lloyd_run_matches_reference(backend, dtype, D, K, weighted, max_iter, t
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("D", [3, 30])   # 30: the dgemm distances, row norms kept per run
-def test_lloyd_run_is_a_loop_of_lloyd_steps_bit_for_bit(backend, dtype, D):
+@pytest.mark.parametrize("offset", [0.0, 300.0])
+@pytest.mark.parametrize("incremental", [False, True])
+def test_lloyd_run_is_a_loop_of_lloyd_steps(backend, dtype, D, offset, incremental):
+    """Every pass's labels are lloyd_step's from the same centres, also where the bounds
+    skip rows (many passes over data without clusters; and far from the origin, where the
+    dgemm-form distances lose digits to cancellation and the bounds must allow for it):
+    bit for bit, centres, sums and inertia too; with sums moved by the rows that moved
+    (incremental), the centres between passes to rounding."""
     from emfast._config import get_backend
 
     mod = get_backend(backend, "kmeans")
-    # no clusters to find: many passes before the labels settle
     X, w = _data(np.random.default_rng(D), 700, D, dtype)
+    X = (X + offset).astype(dtype)
     start = X[::140].astype(np.float64) + 0.1
     labels, c = np.full(700, -1), start.copy()
     counts, sums = np.empty(5), np.empty((5, D))
-    for n in range(1, 5):
+    for n in range(1, 13):
         _, inertia = mod.lloyd_step(X, w, c, labels, counts, sums, 1)
-        got = _lloyd_run(backend, X, start, np.full(700, -1), n, -1.0, w)
+        got = _lloyd_run(backend, X, start, np.full(700, -1), n, -1.0, w,
+                         incremental=incremental)
         assert got[4:6] == (n, R.MAX_ITER)
+        np.testing.assert_array_equal(got[1], labels)
         c = sums / counts[:, None]
-        for a, b in zip(got[:4] + got[6:], (c, labels, counts, sums, inertia)):
-            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        want = (c, counts, sums, inertia)
+        if not incremental:
+            for a, b in zip(got[:1] + got[2:4] + got[6:], want):
+                assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+            continue
+        for a, b in zip(got[:1] + got[2:4], want):
+            assert_close(a, b, rtol=1e-12)
+        # the inertia of dgemm-form distances, which cancel far from the origin: centres a
+        # unit in the last place apart move it by about offset^2 / distance units
+        assert_close(got[6], inertia, rtol=1e-9)
 
 
 def test_lloyd_run_stops_its_rules(backend):

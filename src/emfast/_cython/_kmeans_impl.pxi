@@ -83,7 +83,9 @@ ctypedef struct Work:           # per-thread scratch, allocated once per thread
     double* w                   # (BLOCK,) the block's sample weights
     int64_t* arg                # (BLOCK,) index of the nearest centre
     double* xr                  # (D,) one row centred on its centre (statistics)
-    double* z                   # (BLOCK, D) one cluster's rows, sqrt(w) (x - c) (dsyrk)
+    double* z                   # (BLOCK, D) one cluster's rows, sqrt(w) (x - c) (dsyrk);
+                                #     a bounded Lloyd pass's rows in doubt, compact
+    double* zsq                 # (BLOCK,) their norms
     int* perm                   # (BLOCK,) the block's rows ordered by cluster (dsyrk)
     int* start                  # (K + 1,) where each cluster's rows begin in perm
     const double* xsq           # (N,) ||x_n||^2 of all rows (dgemm distances), or NULL:
@@ -96,7 +98,7 @@ cdef Work* _work_alloc(const Centres* C) noexcept nogil:
     cdef Py_ssize_t D = C.D, K = C.K, bd = BLOCK * D
     cdef Work* W = <Work*> malloc(sizeof(Work))
     # not calloc: zeroing all of it cost a quarter of a Lloyd pass at 1,797 x 64
-    cdef double* mem = <double*> malloc((3 * bd + BLOCK * K + 2 * BLOCK + D) * sizeof(double))
+    cdef double* mem = <double*> malloc((3 * bd + BLOCK * K + 3 * BLOCK + D) * sizeof(double))
     W.buf = mem
     W.xb = mem
     W.xT = W.buf + bd
@@ -105,10 +107,12 @@ cdef Work* _work_alloc(const Centres* C) noexcept nogil:
     W.w = W.best + BLOCK
     W.xr = W.w + BLOCK
     W.z = W.xr + D
+    W.zsq = W.z + bd
     if not C.gemm:
-        # the distance tile reads xT up to a multiple of 4 rows; keep those entries defined
-        # (they are never used)
+        # the distance tile reads xT (and z, compact rows) up to a multiple of 4 rows; keep
+        # those entries defined (they are never used)
         memset(W.xT, 0, bd * sizeof(double))
+        memset(W.z, 0, bd * sizeof(double))
     W.arg = <int64_t*> malloc(BLOCK * sizeof(int64_t))
     W.perm = <int*> malloc((BLOCK + K + 1) * sizeof(int))
     W.start = W.perm + BLOCK
@@ -234,15 +238,16 @@ cdef void _centre_norms(const double* c, int K, int D, double* csq) noexcept nog
 
 
 cdef void _sum_groups(const double[:, ::1] parts, Py_ssize_t start, Py_ssize_t n,
-                      double* out) noexcept nogil:
+                      double* out, bint add=False) noexcept nogil:
     """out[j] = sum over groups g, in order, of parts[g, start + j], j < n (numpy's
-    parts.sum(axis=0) without its per-call cost)."""
+    parts.sum(axis=0) without its per-call cost); with add, out[j] += that sum."""
     cdef Py_ssize_t g, j
+    cdef double t
     for j in range(n):
-        out[j] = parts[0, start + j]
-    for g in range(1, parts.shape[0]):
-        for j in range(n):
-            out[j] += parts[g, start + j]
+        t = parts[0, start + j]
+        for g in range(1, parts.shape[0]):
+            t += parts[g, start + j]
+        out[j] = out[j] + t if add else t
 
 
 # ---------------------------------------------------------------------------------------
@@ -568,28 +573,157 @@ def plusplus_run(
 # Lloyd
 
 
+ctypedef struct Bounds:          # Hamerly's bounds of one Lloyd run (lloyd_run)
+    double* upper               # (N,) >= the distance (not squared) to the row's centre
+    double* lower               # (N,) <= its distance to every other centre
+    const double* xnorm         # (N,) >= ||x_n||
+    const double* xsq           # (N,) ||x_n||^2 as the distances compute it
+    double* move                # (K,) >= how far each centre moved in the last update
+    double* other               # (K,) >= the farthest move of any other centre
+    double kappa                # bound on a computed squared distance's error, relative
+                                #     to (||x|| + ||c||)^2
+    double slack                # relative slack that keeps rounded bounds on their side
+    double cmax                 # >= max_k ||c_k||
+    bint fresh                  # no bounds yet: every row is computed (and the inertia)
+    bint incremental            # counts and sums updated by the rows that moved, not
+                                #     summed again
+
+
+cdef inline void _set_bounds(const Centres* C, const double* dist, Bounds* Bd, Py_ssize_t n,
+                             int64_t a) noexcept nogil:
+    """Row n's bounds from its computed squared distances dist[k * BLOCK] and its nearest
+    centre a: each computed distance is within e of the true one, so the true distances
+    lie within the bounds. A NaN distance leaves no lower bound."""
+    cdef int k
+    cdef bint nan = False
+    cdef double second = INFINITY, d, r = Bd.xnorm[n] + Bd.cmax
+    cdef double e = Bd.kappa * r * r
+    for k in range(C.K):            # selects, not branches: which k wins is data
+        d = dist[k * BLOCK] if k != a else INFINITY
+        nan |= d != d
+        second = d if d < second else second
+    Bd.upper[n] = sqrt(dist[a * BLOCK] + e) * (1.0 + Bd.slack)
+    d = second - e
+    Bd.lower[n] = sqrt(d) * (1.0 - Bd.slack) if d > 0.0 and not nan else 0.0
+
+
+cdef int64_t _lloyd_rows_bounded(const Centres* C, Work* W, const floating* X,
+                                 const double* sw, int64_t* labels, Py_ssize_t n0,
+                                 Py_ssize_t m, double* counts, double* sums,
+                                 Bounds* Bd) noexcept nogil:
+    """The rows [n0, n0 + m) of a Lloyd pass with bounds: the label of each row is the one
+    the plain pass (_lloyd_rows) gives it, and with Bd.incremental counts (K) and sums
+    (K, D) get the changes (a row that moved leaves its old cluster's sums for its new
+    one's). A row whose bounds
+    (moved by the centres' last moves) put its centre nearer than any other by more than
+    the distances' rounding keeps its label without a distance; the others are copied
+    compact, computed as the plain pass computes them (the same bits), and get new bounds.
+    Returns how many labels changed."""
+    cdef int* mark = W.perm
+    cdef Py_ssize_t b, j, n, nm = 0
+    cdef int D = C.D, K = C.K, i
+    cdef int64_t a, k, changed = 0
+    cdef double up, lo, r, w
+    cdef double* upper = Bd.upper
+    cdef double* lower = Bd.lower
+    cdef const double* xnorm = Bd.xnorm
+    cdef const double* move = Bd.move
+    cdef const double* other = Bd.other
+    cdef double grow = 1.0 + Bd.slack, shrink = 1.0 - Bd.slack, kappa2 = 2.0 * Bd.kappa
+    cdef double cmax = Bd.cmax
+    cdef double* xT = W.xT
+    cdef const double* xb = W.xb
+    cdef const double* xsq = W.xsq
+    for b in range(m):
+        n = n0 + b
+        a = labels[n]
+        up = (upper[n] + move[a]) * grow
+        lo = (lower[n] - other[a]) * shrink
+        upper[n] = up
+        lower[n] = lo
+        r = xnorm[n] + cmax
+        mark[nm] = <int> b              # kept (counted) where the bounds leave a doubt
+        nm += not (lo > 0.0 and up * up + kappa2 * r * r < lo * lo)
+    if nm == 0:
+        return 0
+    # the rows in doubt, compact in W.z as the distances read a block: row-major with their
+    # norms (dgemm form), else feature-major
+    for j in range(nm):
+        n = n0 + mark[j]
+        if C.gemm:
+            for i in range(D):
+                W.z[j * D + i] = X[n * D + i]
+            W.zsq[j] = Bd.xsq[n]
+        else:
+            for i in range(D):
+                W.z[i * BLOCK + j] = X[n * D + i]
+    if C.gemm:
+        W.xb, W.xsq, W.n0 = W.z, W.zsq, 0
+    else:
+        W.xT = W.z
+    _block_sqdist(C, W, nm)
+    emfast_argmin_cols(W.dist, BLOCK, K, nm, W.best, W.arg)
+    W.xT, W.xb, W.xsq = xT, xb, xsq
+    for j in range(nm):
+        n = n0 + mark[j]
+        k = W.arg[j]
+        _set_bounds(C, W.dist + j, Bd, n, k)
+        a = labels[n]
+        if k == a:
+            continue
+        changed += 1
+        labels[n] = k
+        if not Bd.incremental:
+            continue
+        w = 1.0 if sw == NULL else sw[n]
+        counts[k] += w
+        counts[a] -= w
+        for i in range(D):
+            r = w * (W.z[j * D + i] if C.gemm else W.z[i * BLOCK + j])
+            sums[k * D + i] += r
+            sums[a * D + i] -= r
+    return changed
+
+
 cdef int64_t _lloyd_rows(const Centres* C, Work* W, const floating* X, const double* sw,
                          int64_t* labels, Py_ssize_t n0, Py_ssize_t m, double* counts,
-                         double* sums, double* inertia) noexcept nogil:
+                         double* sums, double* inertia, Bounds* Bd) noexcept nogil:
     """The rows [n0, n0 + m) of a block, in order: nearest centres into labels, their
     weighted distances into inertia, weights into counts (K), rows into sums (K, D).
-    Returns how many labels changed."""
+    Returns how many labels changed. Bd: the run's bounds, NULL for none, set here from
+    every row's distances when fresh, else _lloyd_rows_bounded (no inertia; the counts and
+    sums only of the rows that moved if Bd.incremental)."""
     cdef Py_ssize_t b
     cdef int D = C.D, K = C.K, k, i
     cdef int64_t changed = 0
     cdef double w
     cdef double* sk
     cdef const double* x
-    _load_block(C, X, sw, n0, m, False, W)
-    _block_nearest(C, W, m)
-    # sum_b w best in emfast_min_wsum's vector order (min(best, best) = best): a running
-    # sum waited an add's latency per row
-    inertia[0] += emfast_min_wsum(W.best, W.best, W.w, m, NULL)
+    if Bd != NULL and not Bd.fresh:
+        changed = _lloyd_rows_bounded(C, W, X, sw, labels, n0, m, counts, sums, Bd)
+        if Bd.incremental:
+            return changed
+        _load_block(C, X, sw, n0, m, False, W)
+        for b in range(m):
+            W.arg[b] = labels[n0 + b]
+    else:
+        _load_block(C, X, sw, n0, m, False, W)
+        if Bd == NULL:
+            _block_nearest(C, W, m)
+        else:               # the distances kept: each row's second-nearest sets its bounds
+            _block_sqdist(C, W, m)
+            emfast_argmin_cols(W.dist, BLOCK, K, m, W.best, W.arg)
+            for b in range(m):
+                _set_bounds(C, W.dist + b, Bd, n0 + b, W.arg[b])
+        # sum_b w best in emfast_min_wsum's vector order (min(best, best) = best): a
+        # running sum waited an add's latency per row
+        inertia[0] += emfast_min_wsum(W.best, W.best, W.w, m, NULL)
+        for b in range(m):
+            changed += labels[n0 + b] != W.arg[b]
+            labels[n0 + b] = W.arg[b]
     for b in range(m):
         k = W.arg[b]
         w = W.w[b]
-        changed += labels[n0 + b] != k
-        labels[n0 + b] = k
         if not C.gemm:      # narrow rows, feature-major
             counts[k] += w
             sk = sums + k * D
@@ -618,7 +752,7 @@ cdef Py_ssize_t _lloyd_step_rows(const Centres* C) noexcept nogil:
 
 cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const double* sw,
                           int64_t* labels, Py_ssize_t N, Py_ssize_t b0, Py_ssize_t b1,
-                          double* acc) noexcept nogil:
+                          double* acc, Bounds* Bd) noexcept nogil:
     """Blocks [b0, b1) in order: nearest centres into labels, and into acc = [inertia,
     counts (K), sums (K, D)] their weighted sums. Returns how many labels changed.
 
@@ -636,7 +770,7 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
         s0 = n0
         while s0 < n0 + m:
             changed += _lloyd_rows(C, W, X, sw, labels, s0, min(step, n0 + m - s0),
-                                   acc + 1, acc + 1 + C.K, &inertia)
+                                   acc + 1, acc + 1 + C.K, &inertia, Bd)
             s0 += step
         acc[0] += inertia
     return changed
@@ -645,11 +779,13 @@ cdef int64_t _lloyd_group(const Centres* C, Work* W, const floating* X, const do
 cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
                         const double* xsq, int64_t* labels, Py_ssize_t N, double[:, ::1] pv,
                         int64_t[::1] cv, double* counts, double* sums, int n_threads,
-                        int64_t* changed) noexcept nogil:
+                        int64_t* changed, Bounds* Bd) noexcept nogil:
     """One Lloyd pass over the N rows into the group buffers pv (G, 1 + K + K D) and cv (G,)
     (overwritten), summed in group order into counts (K,) and sums (K, D); changed: how
     many labels changed; xsq: the rows' squared norms (_row_sqnorms) or NULL. Returns the
-    inertia."""
+    inertia. Bd: the run's bounds (_lloyd_rows), or NULL; a pass with bounds that are not
+    fresh returns no inertia (0), and if incremental adds the changes to counts and sums."""
+    cdef bint add = Bd != NULL and not Bd.fresh and Bd.incremental
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
     cdef int D = C.D, K = C.K
     cdef double inertia = 0.0
@@ -660,12 +796,12 @@ cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
         W.xsq = xsq
         for g in prange(G, schedule="dynamic"):
             cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
-                                 (g + 1) * n_blocks // G, &pv[g, 0])
+                                 (g + 1) * n_blocks // G, &pv[g, 0], Bd)
         _work_free(W)
     _sum_groups(pv, 0, 1, &inertia)
-    _sum_groups(pv, 1, K, counts)
+    _sum_groups(pv, 1, K, counts, add)
     if D > 0:
-        _sum_groups(pv, 1 + K, K * D, sums)
+        _sum_groups(pv, 1 + K, K * D, sums, add)
     changed[0] = 0
     for g in range(G):
         changed[0] += cv[g]
@@ -725,7 +861,7 @@ def lloyd_step(
     with nogil:
         inertia = _lloyd_pass(&cs.s, &X[0, 0], sw, NULL, &labels[0], N, buf.pv, buf.cv,
                               &counts[0], &sums[0, 0] if D > 0 else NULL, n_threads,
-                              &changed)
+                              &changed, NULL)
     return changed, inertia
 
 
@@ -755,6 +891,38 @@ cdef bint _move_centres(double* c, const double* counts, const double* sums, int
     return True
 
 
+# Lloyd passes of a run before the bounds: they cost a pass's worth of square roots to set
+# (two Lloyd passes at D = 10, K = 10, which many runs take in all)
+cdef int PLAIN_PASSES = 2
+
+
+cdef void _update_bounds(const double* c, const double* prev, int K, int D,
+                         Bounds* Bd) noexcept nogil:
+    """Bd.move, Bd.other and Bd.cmax for centres moved from prev to c (both (K, D)),
+    rounded up."""
+    cdef int k, i, arg = -1
+    cdef double d, s, up = 1.0 + Bd.slack, first = 0.0, second = 0.0, cmax = 0.0
+    for k in range(K):
+        s = 0.0
+        for i in range(D):
+            d = c[k * D + i] - prev[k * D + i]
+            s += d * d
+        Bd.move[k] = sqrt(s) * up
+        if Bd.move[k] > first:
+            second = first
+            first = Bd.move[k]
+            arg = k
+        elif Bd.move[k] > second:
+            second = Bd.move[k]
+        s = 0.0
+        for i in range(D):
+            s += c[k * D + i] * c[k * D + i]
+        cmax = max(cmax, s)
+    for k in range(K):
+        Bd.other[k] = second if k == arg else first
+    Bd.cmax = sqrt(cmax) * up
+
+
 def lloyd_run(
     const floating[:, ::1] X,           # IN  (N, D) float32 or float64, N >= 1
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -765,11 +933,27 @@ def lloyd_run(
     Py_ssize_t max_iter,                # IN  at most this many passes (>= 1)
     double abs_tol,                     # IN  stop once the squared move is <= this
     int n_threads,                      # IN  OpenMP threads
+    bint incremental=False,             # IN  counts and sums moved by the rows that moved
 ):
     """Lloyd iterations in one call: lloyd_step, then the centres to their clusters' means,
     until a stopping rule holds (LloydStop). Returns (passes run, LloydStop code, inertia
-    of the last pass)."""
-    cdef Py_ssize_t N = X.shape[0], it = 0
+    of the last pass).
+
+    Every pass gives each row the label lloyd_step would give it with the same centres,
+    from fewer distances (Hamerly 2010): after PLAIN_PASSES passes and the one that sets
+    the bounds, a row is computed only where
+    its bounds (an upper bound on the distance to its centre, a lower bound on the distance
+    to every other, moved by the centres' moves) leave its nearest centre in doubt by more
+    than the rounding of the computed squared distances (at most kappa (||x|| + ||c||)^2,
+    Higham's bound for sums of D + 3 terms with room to spare). The counts and sums are
+    summed as lloyd_step sums them (the results are a loop of lloyd_steps', bit for bit),
+    or with ``incremental`` updated by the rows that moved, not summed again (no pass
+    over the rows that stayed; the centres may then differ from lloyd_step's in the last
+    bits, and two runs that end at one partition in their last bits: for a caller that
+    does not compare runs' inertias). When the last pass skipped rows, it is run again
+    plainly with its centres: the returned counts, sums and inertia are lloyd_step's with
+    the centres of that pass."""
+    cdef Py_ssize_t N = X.shape[0], it = 0, n
     cdef int D = X.shape[1], K = centres.shape[0]
     cdef _CentreSet cs = _CentreSet(np.asarray(centres))
     cdef Centres C = cs.s
@@ -778,16 +962,39 @@ def lloyd_run(
     cdef int64_t changed = 0
     cdef double inertia = 0.0, shift = 0.0
     cdef int stop = MAX_ITER
-    cdef double[::1] xsq = np.empty(N if C.gemm else 1)
-    cdef const double* xsqp = &xsq[0] if C.gemm else NULL
+    cdef bint have_inertia = False
+    cdef double[::1] xsq = np.empty(N)
+    cdef double[:, ::1] bv = np.empty((3, N))                    # upper, lower, xnorm
+    cdef double[::1] kv = np.empty(2 * K)                         # move, other
+    cdef double[:, ::1] prev = np.empty((K, D))
+    cdef _CentreSet prev_set
+    cdef Bounds Bd
     C.c = &centres[0, 0]        # moved in place (the set's norms are kept up to date)
+    Bd.upper, Bd.lower, Bd.xnorm, Bd.xsq = &bv[0, 0], &bv[1, 0], &bv[2, 0], &xsq[0]
+    Bd.move, Bd.other = &kv[0], &kv[K]
+    Bd.slack = (D + 16) * 2.0 ** -50
+    Bd.kappa = (D + 4) * 2.0 ** -51
+    Bd.fresh = True
+    Bd.incremental = incremental
+    _update_bounds(&centres[0, 0], &centres[0, 0], K, D, &Bd)     # no move; cmax
     with nogil:
         if C.gemm:              # every pass's dgemm distances need them: once per run
             _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
         while it < max_iter:
             it += 1
-            inertia = _lloyd_pass(&C, &X[0, 0], sw, xsqp, &labels[0], N, buf.pv, buf.cv,
-                                  &counts[0], &sums[0, 0], n_threads, &changed)
+            if it == PLAIN_PASSES + 1:  # the bounds' margins need the rows' norms
+                if not C.gemm:
+                    _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
+                for n in range(N):
+                    bv[2, n] = sqrt(xsq[n]) * (1.0 + Bd.slack)
+            memcpy(&prev[0, 0], &centres[0, 0], K * D * sizeof(double))
+            # the first passes plain: a short run (well-separated clusters, a start near its
+            # end) costs no bounds
+            inertia = _lloyd_pass(&C, &X[0, 0], sw, &xsq[0] if C.gemm else NULL, &labels[0],
+                                  N, buf.pv, buf.cv, &counts[0], &sums[0, 0], n_threads,
+                                  &changed, &Bd if it > PLAIN_PASSES else NULL)
+            have_inertia = it <= PLAIN_PASSES or Bd.fresh
+            Bd.fresh = it <= PLAIN_PASSES       # the next pass sets the bounds
             if changed == 0:
                 stop = SAME_LABELS
                 break
@@ -796,9 +1003,16 @@ def lloyd_run(
                 break
             if C.gemm:
                 _centre_norms(C.c, K, D, <double*> C.csq)
+            _update_bounds(&centres[0, 0], &prev[0, 0], K, D, &Bd)
             if shift <= abs_tol:
                 stop = SMALL_SHIFT
                 break
+    if not have_inertia:        # the last pass again, plainly: its sums and inertia
+        prev_set = _CentreSet(np.asarray(prev))
+        with nogil:
+            inertia = _lloyd_pass(&prev_set.s, &X[0, 0], sw, &xsq[0] if C.gemm else NULL,
+                                  &labels[0], N, buf.pv, buf.cv, &counts[0], &sums[0, 0],
+                                  n_threads, &changed, NULL)
     return it, stop, inertia
 
 

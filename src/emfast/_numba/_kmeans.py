@@ -397,12 +397,15 @@ def _move_centres(centres, counts, sums):
     return True, float(np.cumsum(d * d)[-1])
 
 
-def lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads):
+def lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads,
+              incremental=False):
     """Lloyd iterations: lloyd_step, then the centres to their clusters' means, until the
     last pass changed no label (SAME_LABELS), left a cluster empty (EMPTY, centres not
     moved), moved the centres by at most abs_tol (SMALL_SHIFT, squared and summed) or
     max_iter (>= 1) passes ran (MAX_ITER). IN/OUT: centres (K, D), labels (N,). OUT: counts,
-    sums of the last pass. Returns (passes run, stop code, inertia of the last pass)."""
+    sums of the last pass. Returns (passes run, stop code, inertia of the last pass).
+    ``incremental`` allows the Cython backend's sums by the rows that moved; here every
+    pass sums (the results that allows, to rounding)."""
     inertia = 0.0
     for it in range(1, max_iter + 1):
         changed, inertia = lloyd_step(X, sample_weight, centres, labels, counts, sums,

@@ -149,12 +149,17 @@ def lloyd(X, centres, sample_weight=None, *, max_iter=300, tol=1e-4, final_label
 SAME_LABELS, EMPTY, SMALL_SHIFT, MAX_ITER = range(4)
 
 
-def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_threads):
+def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_threads,
+           incremental=False):
     """:func:`lloyd` with the tolerance on the squared shift given in absolute terms.
 
     The iterations run inside the backend's ``lloyd_run`` (one compiled call instead of a
     Python loop around ``lloyd_step``: the loop cost as much as the pass on small data); it
     hands back only when a pass leaves a cluster empty, which is resolved here.
+    ``incremental``: the backend may move the clusters' sums by the rows that changed
+    cluster instead of summing them again (centres to rounding: for a run whose inertia is
+    compared with no other run's, where a tie between two runs that end at one partition
+    must fall as the plain sums make it fall).
     """
     N, D = X.shape
     n_threads = _threads_for(N, n_threads)
@@ -166,7 +171,7 @@ def _lloyd(X, centres, sample_weight, max_iter, abs_tol, final_labels, mod, n_th
     stop, n_iter, inertia = MAX_ITER, 0, np.inf
     while n_iter < max_iter:
         n, stop, inertia = mod.lloyd_run(X, sw, centres, labels, counts, sums,
-                                         max_iter - n_iter, abs_tol, n_threads)
+                                         max_iter - n_iter, abs_tol, n_threads, incremental)
         n_iter += n
         if stop != EMPTY:
             break
@@ -261,15 +266,16 @@ def kmeans(X, n_clusters, rng, sample_weight=None, *, n_init=1, max_iter=300, to
     for _ in range(n_init):
         start, _ = kmeans_plusplus(Xs, n_clusters, rng, ws, backend=backend,
                                    n_threads=n_threads, xsq=xsq)
+        # sums moved by the rows that moved only where no other start's inertia is compared
         run = _lloyd(Xs, start, ws, max_iter, abs_tol, final_labels or sampled, mod,
-                     n_threads)
+                     n_threads, incremental=n_init == 1)
         if best is None or run[2] < best[2]:
             best = run
     best = (best[0] + offset,) + best[1:]
     if sampled:
         best = _lloyd(X, best[0], sample_weight,
                       max_iter if full_iter is None else full_iter, abs_tol, final_labels,
-                      mod, n_threads)
+                      mod, n_threads, incremental=True)
     return best[0], best[1], best[2]
 
 
