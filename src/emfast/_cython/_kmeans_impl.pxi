@@ -28,7 +28,7 @@ cdef extern from "_kmeans_dist.h":
     # to 4: the dgemm distances without dgemm
     void emfast_sqdist_rows(const double* xb, int D, const double* xsq, const double* c,
                             const double* csq, int K, Py_ssize_t m, Py_ssize_t ld,
-                            double* d) noexcept nogil
+                            double* d, const int* rows) noexcept nogil
     # out[b] = ||xb[b]||^2 for the m rows of a row-major block
     void emfast_row_sqnorms(const double* xb, int D, Py_ssize_t m, double* out) noexcept nogil
     # sum_b w[b] min(d[b], closest[b]) for b < m in a fixed order; out (or NULL) = the mins
@@ -169,7 +169,7 @@ cdef void _block_sqdist(const Centres* C, Work* W, Py_ssize_t m) noexcept nogil:
             emfast_row_sqnorms(W.xb, D, m, W.best)   # borrowed until the nearest-centre search
             xsq = W.best
         if C.direct:
-            emfast_sqdist_rows(W.xb, D, xsq, C.c, C.csq, K, m, BLOCK, W.dist)
+            emfast_sqdist_rows(W.xb, D, xsq, C.c, C.csq, K, m, BLOCK, W.dist, NULL)
             return
         # column-major: dist (m x K, ld BLOCK) = -2 xb^T c, xb being (D x m), c (D x K)
         dgemm(b"T", b"N", &mm, &K, &D, &minus2, <double*> W.xb, &D, <double*> C.c, &D, &zero,
@@ -646,24 +646,28 @@ cdef int64_t _lloyd_rows_bounded(const Centres* C, Work* W, const floating* X,
         nm += not (lo > 0.0 and up * up + kappa2 * r * r < lo * lo)
     if nm == 0:
         return 0
-    # the rows in doubt, compact in W.z as the distances read a block: row-major with their
-    # norms (dgemm form), else feature-major
-    for j in range(nm):
-        n = n0 + mark[j]
-        if C.gemm:
-            for i in range(D):
-                W.z[j * D + i] = X[n * D + i]
-            W.zsq[j] = Bd.xsq[n]
-        else:
-            for i in range(D):
-                W.z[i * BLOCK + j] = X[n * D + i]
-    if C.gemm:
-        W.xb, W.xsq, W.n0 = W.z, W.zsq, 0
+    if floating is double and C.direct:     # the direct distances read the rows in place
+        emfast_sqdist_rows(<const double*> X + n0 * D, D, Bd.xsq + n0, C.c, C.csq, K, nm,
+                           BLOCK, W.dist, mark)
     else:
-        W.xT = W.z
-    _block_sqdist(C, W, nm)
+        # the rows in doubt, compact in W.z as the distances read a block: row-major with
+        # their norms (dgemm form), else feature-major
+        for j in range(nm):
+            n = n0 + mark[j]
+            if C.gemm:
+                for i in range(D):
+                    W.z[j * D + i] = X[n * D + i]
+                W.zsq[j] = Bd.xsq[n]
+            else:
+                for i in range(D):
+                    W.z[i * BLOCK + j] = X[n * D + i]
+        if C.gemm:
+            W.xb, W.xsq, W.n0 = W.z, W.zsq, 0
+        else:
+            W.xT = W.z
+        _block_sqdist(C, W, nm)
+        W.xT, W.xb, W.xsq = xT, xb, xsq
     emfast_argmin_cols(W.dist, BLOCK, K, nm, W.best, W.arg)
-    W.xT, W.xb, W.xsq = xT, xb, xsq
     for j in range(nm):
         n = n0 + mark[j]
         k = W.arg[j]
@@ -679,7 +683,7 @@ cdef int64_t _lloyd_rows_bounded(const Centres* C, Work* W, const floating* X,
         counts[k] += w
         counts[a] -= w
         for i in range(D):
-            r = w * (W.z[j * D + i] if C.gemm else W.z[i * BLOCK + j])
+            r = w * X[n * D + i]
             sums[k * D + i] += r
             sums[a * D + i] -= r
     return changed
