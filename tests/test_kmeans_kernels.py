@@ -493,8 +493,8 @@ def test_plusplus_run_is_a_loop_of_plusplus_steps_bit_for_bit(backend, D, weight
     mod = get_backend(backend, "kmeans")
     X, w = _data(np.random.default_rng(D), N_THREADED, D, np.float64, weighted)
     K = 12
-    want_idx, want_closest, want_pot = _plusplus_rounds(X, K, np.random.RandomState(3), w,
-                                                        backend)
+    want_rng = np.random.RandomState(3)
+    want_idx, want_closest, want_pot = _plusplus_rounds(X, K, want_rng, w, backend)
     rng = np.random.RandomState(3)
     idx = np.empty(K, dtype=np.int64)
     idx[0] = rng.choice(len(X), p=np.full(len(X), 1.0 / len(X)) if w is None else w / w.sum())
@@ -502,11 +502,13 @@ def test_plusplus_run_is_a_loop_of_plusplus_steps_bit_for_bit(backend, D, weight
     xsq = mod.row_norms(X, n_threads)
     closest, block_pot = np.full(len(X), np.inf), np.empty(-(-len(X) // 256))
     mod.plusplus_update(X, sw, xsq, X[idx[0]].copy(), closest, block_pot, n_threads)
-    draws = rng.uniform(size=(K - 1, 2 + int(np.log(K))))
-    assert mod.plusplus_run(X, sw, xsq, closest, block_pot, draws, idx, n_threads) == K
+    assert mod.plusplus_run(X, sw, xsq, closest, block_pot, rng, 2 + int(np.log(K)), idx,
+                            n_threads) == K
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(closest, want_closest)
     np.testing.assert_array_equal(block_pot, want_pot)
+    # the draws are RandomState.uniform's: the stream is left where the rounds leave it
+    assert rng.randint(1 << 30) == want_rng.randint(1 << 30)
 
 
 def test_plusplus_with_no_potential_left_draws_as_round_by_round(backend):

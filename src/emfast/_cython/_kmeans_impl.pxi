@@ -12,6 +12,14 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport dgemm, dsyrk
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
+cdef extern from "numpy/random/bitgen.h":
+    # NumPy's bit generator interface (a documented, stable C struct; no NumPy C-API): the
+    # uniform doubles that RandomState.uniform draws
+    ctypedef struct bitgen_t:
+        void* state
+        double (*next_double)(void* st) noexcept nogil
 from libc.math cimport sqrt
 
 cdef extern from "_kmeans_dist.h":
@@ -531,17 +539,19 @@ def plusplus_run(
     const double[::1] xsq,              # IN  (N,) row_norms(X), or (0,): computed per block
     double[::1] closest,                # IN/OUT (N,) squared distance to the nearest centre
     double[::1] block_pot,              # IN/OUT (ceil(N / 256),) sum w closest per block
-    const double[:, ::1] draws,         # IN  (K - 1, T) uniform draws from [0, 1)
+    rng,                                # IN/OUT numpy RandomState: the rounds' draws
+    int n_trials,                       # IN  candidates per round (T)
     int64_t[::1] indices,               # IN/OUT (K,) the centres' rows; indices[0] IN
     int n_threads,                      # IN  OpenMP threads
 ):
     """Rounds 1, 2, ... of greedy k-means++ in one call, each plusplus_step's with the values
-    draws[c - 1] * pot, pot the sum of block_pot (the last value of its running sum, as
-    np.cumsum gives it); indices[c] = the best candidate's row. Stops before a round whose
-    pot is <= 0 (no row left to draw by its potential: fewer distinct rows than centres)
-    and returns that round's number c; returns K when every round ran."""
+    rng.uniform(size=T) * pot, pot the sum of block_pot (the last value of its running sum,
+    as np.cumsum gives it), drawn from rng's bit generator as RandomState.uniform draws
+    them; indices[c] = the best candidate's row. Stops before a round whose pot is <= 0 (no
+    row left to draw by its potential: fewer distinct rows than centres), with nothing
+    drawn for it, and returns that round's number c; returns K when every round ran."""
     cdef Py_ssize_t N = X.shape[0], n_blocks = block_pot.shape[0], blk
-    cdef int D = X.shape[1], T = draws.shape[1], K = indices.shape[0], c = 1, t, best
+    cdef int D = X.shape[1], T = n_trials, K = indices.shape[0], c = 1, t, best
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef const double* xp = _norms_arg(xsq, N)
     cdef _RoundBuffers R = _RoundBuffers(N, D, T, sw == NULL)
@@ -549,17 +559,17 @@ def plusplus_run(
     cdef int64_t[::1] cand = np.empty(max(T, 1), dtype=np.int64)
     cdef double[::1] pots = np.empty(max(T, 1))
     cdef double pot
-    if draws.shape[0] < K - 1:
-        raise ValueError(f"draws must have {K - 1} rows (one per round), got {draws.shape[0]}")
-    with nogil:
+    bit_generator = rng._bit_generator
+    cdef bitgen_t* bg = <bitgen_t*> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    with bit_generator.lock, nogil:
         while c < K:
             pot = 0.0
             for blk in range(n_blocks):
                 pot += block_pot[blk]
             if pot <= 0.0:
                 break
-            for t in range(T):
-                values[t] = draws[c - 1, t] * pot
+            for t in range(T):      # uniform(0, 1) is 0 + 1 * next_double: the double itself
+                values[t] = bg.next_double(bg.state) * pot
             best = _plusplus_round(&X[0, 0], N, D, sw, xp, &closest[0], &block_pot[0],
                                    n_blocks, &values[0], &cand[0], &pots[0], T,
                                    &R.block_cum[0], &R.cx[0], &R.csq[0], R.pv, R.kept_p,

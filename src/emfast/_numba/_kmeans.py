@@ -9,7 +9,7 @@ Exports nine plain Python functions, called positionally with validated, C-conti
     plusplus_potentials(X, sample_weight, xsq, closest, candidates, pots, n_threads)
     plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots, n_threads)
         -> best
-    plusplus_run(X, sample_weight, xsq, closest, block_pot, draws, indices, n_threads)
+    plusplus_run(X, sample_weight, xsq, closest, block_pot, rng, n_trials, indices, n_threads)
         -> rounds done
     lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads) -> (changed, inertia)
     lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads)
@@ -243,24 +243,22 @@ def plusplus_step(X, sample_weight, xsq, closest, block_pot, values, cand, pots,
     return best
 
 
-def plusplus_run(X, sample_weight, xsq, closest, block_pot, draws, indices, n_threads):
+def plusplus_run(X, sample_weight, xsq, closest, block_pot, rng, n_trials, indices, n_threads):
     """Rounds 1, 2, ... of greedy k-means++: round c is plusplus_step with the values
-    draws[c - 1] * pot, pot = np.cumsum(block_pot)[-1], and sets indices[c] to the best
-    candidate's row. IN: draws (K - 1, T) uniforms from [0, 1). IN/OUT: closest, block_pot,
-    indices (K,) int64 (indices[0] IN). Stops before a round whose pot is <= 0 (fewer
-    distinct rows than centres) and returns its number; returns K when every round ran."""
-    K, T = len(indices), draws.shape[1]
-    if draws.shape[0] < K - 1:
-        raise ValueError(f"draws must have {K - 1} rows (one per round), got {draws.shape[0]}")
-    cand, pots = np.empty(T, dtype=np.int64), np.empty(T)
-    for c in range(1, K):
+    rng.uniform(size=n_trials) * pot, pot = np.cumsum(block_pot)[-1], and sets indices[c] to
+    the best candidate's row. IN/OUT: closest, block_pot, rng, indices (K,) int64
+    (indices[0] IN). Stops before a round whose pot is <= 0 (fewer distinct rows than
+    centres), with nothing drawn for it, and returns its number; returns K when every round
+    ran."""
+    cand, pots = np.empty(n_trials, dtype=np.int64), np.empty(n_trials)
+    for c in range(1, len(indices)):
         pot = np.cumsum(block_pot)[-1]
         if pot <= 0:
             return c
-        best = plusplus_step(X, sample_weight, xsq, closest, block_pot, draws[c - 1] * pot,
-                             cand, pots, n_threads)
+        best = plusplus_step(X, sample_weight, xsq, closest, block_pot,
+                             rng.uniform(size=n_trials) * pot, cand, pots, n_threads)
         indices[c] = cand[best]
-    return K
+    return len(indices)
 
 
 # --------------------------------------------------------------------------------------------

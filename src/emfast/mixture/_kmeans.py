@@ -54,15 +54,10 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
         xsq = mod.row_norms(X, n_threads)   # once per run, not once per distance pass
     mod.plusplus_update(X, sw, xsq, np.asarray(X[indices[0]], dtype=np.float64), closest,
                         block_pot, n_threads)
-    # every round's draws at once and the rounds in one call (a round's Python and call
-    # overhead cost as much as its passes on 2,000 rows); the stream is the one that
-    # round-by-round draws take, up to a round with no potential left
-    state = rng.get_state()
-    draws = rng.uniform(size=(n_clusters - 1, n_trials))
-    done = mod.plusplus_run(X, sw, xsq, closest, block_pot, draws, indices, n_threads)
+    # the rounds in one call (a round's Python and call overhead cost as much as its passes
+    # on 2,000 rows), drawing from rng as the rounds one by one do
+    done = mod.plusplus_run(X, sw, xsq, closest, block_pot, rng, n_trials, indices, n_threads)
     if done < n_clusters:   # fewer distinct points than clusters: round by round from there
-        rng.set_state(state)
-        rng.uniform(size=(done - 1, n_trials))      # the draws of the rounds that ran
         pots = np.empty(n_trials)
         cand = np.empty(n_trials, dtype=np.int64)
         for c in range(done, n_clusters):
