@@ -12,6 +12,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport dgemm, dsyrk
+from libc.math cimport sqrt
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 cdef extern from "numpy/random/bitgen.h":
@@ -20,7 +21,6 @@ cdef extern from "numpy/random/bitgen.h":
     ctypedef struct bitgen_t:
         void* state
         double (*next_double)(void* st) noexcept nogil
-from libc.math cimport sqrt
 
 cdef extern from "_kmeans_dist.h":
     # d[k * ld + b] = sum_i (xT[i * ld + b] - c[k * D + i])^2 for b < m rounded up to 4
@@ -1155,10 +1155,8 @@ cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const
                 s2k = s2 + k * D
                 for i in range(D):
                     s2k[i] += w * xr[i] * xr[i]
-            else:
-                q = 0.0
-                for i in range(D):
-                    q += xr[i] * xr[i]
+            else:           # the row's sum in vector lanes: a running sum of D terms
+                emfast_row_sqnorms(xr, D, 1, &q)    # waited an add's latency per term
                 s2[k] += w * q
 
 
