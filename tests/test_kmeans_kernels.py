@@ -332,6 +332,27 @@ def test_lloyd_run_is_a_loop_of_lloyd_steps(backend, dtype, D, offset, increment
         assert_close(got[6], inertia, rtol=1e-9)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_incremental_lloyd_summed_again_is_the_plain_run(weighted):
+    """A pass whose moved counts leave some cluster suspect of being empty is summed again
+    as lloyd_step sums it; with every pass suspect (the hook), the incremental run is the
+    plain one bit for bit."""
+    from emfast._config import get_backend
+
+    mod = get_backend("cython", "kmeans")
+    X, w = _data(np.random.default_rng(5), 700, 30, np.float64, weighted)
+    start = X[::140] + 0.1
+    old = mod._set_empty_suspect(2.0)
+    try:
+        got = _lloyd_run("cython", X, start, np.full(700, -1), 40, 0.0, w, incremental=True)
+    finally:
+        mod._set_empty_suspect(old)
+    want = _lloyd_run("cython", X, start, np.full(700, -1), 40, 0.0, w)
+    assert got[4] > 4          # passes with bounds ran
+    for a, b in zip(got, want):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
 def test_lloyd_run_stops_its_rules(backend):
     X, _, _ = make_blobs(n_samples=700, n_features=3, n_components=4, seed=5)
     start = X[::175] + 0.1          # one row of each blob
