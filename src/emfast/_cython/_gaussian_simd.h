@@ -630,16 +630,18 @@ G_INLINE void g_sph_tile(const int NF, const int Q, const double* xT, const doub
         a2 += Q ? rv * q : rv;     /* without Q: the sum of r */
     }
     const double n = Q ? 0.0 : gv_hsum(a2);
-    for (int f = 0; f < NF; f++) s1[i0 + f] += Q ? gv_hsum(a1[f]) : gv_hsum(a1[f]) - mu[i0 + f] * n;
+    for (int f = 0; f < NF; f++)
+        s1[i0 + f] += Q ? gv_hsum(a1[f]) : gv_hsum(a1[f]) - mu[i0 + f] * n;
     if (Q) *s2 += gv_hsum(a2);
 }
 
 /* Diagonal (sph = 0) or spherical (component k's sum over features goes to s2[k D]: sph =
  * 1 from the block, sph = 2 s1 only, s2 being the caller's) statistics of the K components
  * (means mu (K, D), responsibilities r (K, BLOCK), s1 and s2 (K, D)) over all D features:
- * tiles of 4 features, then one of D % 4, so that NF is a constant in every tile. Features outer, components inner: a tile's rows (4 x 256,
- * 8 KiB) stay in L1 for every component instead of the whole block coming from L2 once per
- * component; each sum adds the same terms in the same order either way. */
+ * tiles of 4 features, then one of D % 4, so that NF is a constant in every tile. Features
+ * outer, components inner: a tile's rows (4 x 256, 8 KiB) stay in L1 for every component
+ * instead of the whole block coming from L2 once per component; each sum adds the same
+ * terms in the same order either way. */
 G_INLINE void g_diag_stats(int sph, const double* xT, const double* mu, const double* r,
                            int mp, int D, int K, double* s1, double* s2)
 {

@@ -624,11 +624,11 @@ cdef int64_t _lloyd_rows_bounded(const Centres* C, Work* W, const floating* X,
     """The rows [n0, n0 + m) of a Lloyd pass with bounds: the label of each row is the one
     the plain pass (_lloyd_rows) gives it, and with Bd.incremental counts (K) and sums
     (K, D) get the changes (a row that moved leaves its old cluster's sums for its new
-    one's). A row whose bounds
-    (moved by the centres' last moves) put its centre nearer than any other by more than
-    the distances' rounding keeps its label without a distance; the others are copied
-    compact, computed as the plain pass computes them (the same bits), and get new bounds.
-    Returns how many labels changed."""
+    one's). A row whose bounds (moved by the centres' last moves) put its centre nearer
+    than any other by more than the distances' rounding keeps its label without a
+    distance; the others are computed as the plain pass computes them (the same bits: in
+    place for the direct distances of float64 rows, else copied compact) and get new
+    bounds. Returns how many labels changed."""
     cdef int* mark = W.perm
     cdef Py_ssize_t b, j, n, nm = 0
     cdef int D = C.D, K = C.K, i
@@ -926,10 +926,10 @@ cdef bint _suspect_empty(const double* counts, int K) noexcept nogil:
     return False
 
 
-cdef void _update_bounds(const double* c, const double* prev, int K, int D,
-                         Bounds* Bd) noexcept nogil:
-    """Bd.move, Bd.other and Bd.cmax for centres moved from prev to c (both (K, D)),
-    rounded up."""
+cdef void _update_bounds(const double* c, const double* prev, const double* csq, int K,
+                         int D, Bounds* Bd) noexcept nogil:
+    """Bd.move, Bd.other and Bd.cmax for centres moved from prev to c (both (K, D)), whose
+    squared norms are csq (K,) (_centre_norms), rounded up."""
     cdef int k, i, arg = -1
     cdef double d, s, up = 1.0 + Bd.slack, first = 0.0, second = 0.0, cmax = 0.0
     for k in range(K):
@@ -944,10 +944,7 @@ cdef void _update_bounds(const double* c, const double* prev, int K, int D,
             arg = k
         elif Bd.move[k] > second:
             second = Bd.move[k]
-        s = 0.0
-        for i in range(D):
-            s += c[k * D + i] * c[k * D + i]
-        cmax = max(cmax, s)
+        cmax = max(cmax, csq[k])
     for k in range(K):
         Bd.other[k] = second if k == arg else first
     Bd.cmax = sqrt(cmax) * up
@@ -971,10 +968,9 @@ def lloyd_run(
 
     Every pass gives each row the label lloyd_step would give it with the same centres,
     from fewer distances (Hamerly 2010): after PLAIN_PASSES passes and the one that sets
-    the bounds, a row is computed only where
-    its bounds (an upper bound on the distance to its centre, a lower bound on the distance
-    to every other, moved by the centres' moves) leave its nearest centre in doubt by more
-    than the rounding of the computed squared distances (at most kappa (||x|| + ||c||)^2,
+    the bounds, a row is computed only where its bounds (an upper bound on the distance to
+    its centre, a lower bound on the distance to every other, moved by the centres' moves)
+    leave its nearest centre in doubt by more than the rounding of the computed squared distances (at most kappa (||x|| + ||c||)^2,
     Higham's bound for sums of D + 3 terms with room to spare). The counts and sums are
     summed as lloyd_step sums them (the results are a loop of lloyd_steps', bit for bit),
     or with ``incremental`` updated by the rows that moved, not summed again (no pass
@@ -1006,7 +1002,9 @@ def lloyd_run(
     Bd.kappa = (D + 4) * 2.0 ** -51
     Bd.fresh = True
     Bd.incremental = incremental
-    _update_bounds(&centres[0, 0], &centres[0, 0], K, D, &Bd)     # no move; cmax
+    # the centres' norms on every path: the dgemm distances' and the bounds' cmax
+    _centre_norms(C.c, K, D, <double*> C.csq)
+    _update_bounds(C.c, C.c, C.csq, K, D, &Bd)      # no move yet; cmax
     with nogil:
         if C.gemm:              # every pass's dgemm distances need them: once per run
             _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
@@ -1036,9 +1034,8 @@ def lloyd_run(
             if not _move_centres(&centres[0, 0], &counts[0], &sums[0, 0], K, D, &shift):
                 stop = EMPTY
                 break
-            if C.gemm:
-                _centre_norms(C.c, K, D, <double*> C.csq)
-            _update_bounds(&centres[0, 0], &prev[0, 0], K, D, &Bd)
+            _centre_norms(C.c, K, D, <double*> C.csq)
+            _update_bounds(C.c, &prev[0, 0], C.csq, K, D, &Bd)
             if shift <= abs_tol:
                 stop = SMALL_SHIFT
                 break

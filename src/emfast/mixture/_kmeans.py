@@ -57,20 +57,15 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     # the rounds in one call (a round's Python and call overhead cost as much as its passes
     # on 2,000 rows), drawing from rng as the rounds one by one do
     done = mod.plusplus_run(X, sw, xsq, closest, block_pot, rng, n_trials, indices, n_threads)
-    if done < n_clusters:   # fewer distinct points than clusters: round by round from there
-        pots = np.empty(n_trials)
-        cand = np.empty(n_trials, dtype=np.int64)
-        for c in range(done, n_clusters):
-            # the running sum's last value, as the kernel's draw adds the blocks up
-            pot = np.cumsum(block_pot)[-1]
-            if pot <= 0:  # any row will do
-                cand[:] = rng.choice(N, size=n_trials)
-                values = _NO_DRAWS
-            else:
-                values = rng.uniform(size=n_trials) * pot
-            best = mod.plusplus_step(X, sw, xsq, closest, block_pot, values, cand, pots,
-                                     n_threads)
-            indices[c] = cand[best]
+    # fewer distinct points than clusters: no potential is left, and a new centre (one of
+    # those points again) leaves none either, so every remaining round takes any rows
+    pots = np.empty(n_trials)
+    cand = np.empty(n_trials, dtype=np.int64)
+    for c in range(done, n_clusters):
+        cand[:] = rng.choice(N, size=n_trials)
+        best = mod.plusplus_step(X, sw, xsq, closest, block_pot, _NO_DRAWS, cand, pots,
+                                 n_threads)
+        indices[c] = cand[best]
     centres = np.asarray(X[indices], dtype=np.float64)
     return centres, indices
 
