@@ -85,6 +85,25 @@ def test_label_stats_match_reference(backend, covariance_type, dtype, D):
         assert_close(g, r, rtol=1e-10, err_msg=name)
 
 
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_label_stats_far_from_the_origin(backend, covariance_type):
+    """Rows 1e6 from the origin, centres near their clusters' means: the new means c + s1 /
+    nk are the reference's to about an ulp of the data's values (Cython sums a block's w x
+    and subtracts c times its weight), and the scatter, summed centred, loses nothing to
+    the offset."""
+    rng = np.random.default_rng(11)
+    X, w = _data(rng, 900, 20, np.float64)
+    X += 1e6
+    labels = rng.integers(0, 3, size=900)
+    centres = np.array([X[labels == k].mean(axis=0) for k in range(3)]) + 0.25
+    got = kernels.kmeans_label_stats(X, centres, covariance_type, labels, w, backend=backend)
+    want = R.label_stats(X, centres, covariance_type, labels, w)
+    nk = got[1][:, None]
+    # 1e-15 of the values: a few units in the last place of 1e6
+    assert_close(centres + got[2] / nk, centres + want[1] / nk, rtol=1e-15)
+    assert_close(got[3], want[2], rtol=1e-10)
+
+
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_numba_statistics_of_float32_rows_are_those_of_their_float64_copy(covariance_type):
     """GaussianMixture hands the Numba kernel a float64 copy of a small float32 X, so that a
@@ -176,18 +195,21 @@ def test_plusplus_step_matches_reference(backend, dtype, D, weighted, drawn):
 @pytest.mark.parametrize("N", [0, 1, 255, 700])
 def test_centre_rows_is_numpys_subtraction(backend, dtype, N):
     """The rows k-means runs on: X - offset in float64, exactly NumPy's values, for any
-    thread count; the input untouched."""
+    thread count, with their row_norms (the same bits); the input untouched."""
     from emfast._config import get_backend
 
-    X = np.random.default_rng(N).normal(3.0, 2.0, size=(N, 7)).astype(dtype)
-    before = X.copy()
-    offset = np.linspace(-1.0, 2.0, 7)
-    want = X.astype(np.float64) - offset
-    for threads in (1, 2):
-        got = get_backend(backend, "kmeans").centre_rows(X, offset, threads)
-        assert got.dtype == np.float64 and got.flags.c_contiguous
-        np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(X, before)
+    mod = get_backend(backend, "kmeans")
+    for D in (7, 16, 37):
+        X = np.random.default_rng(N).normal(3.0, 2.0, size=(N, D)).astype(dtype)
+        before = X.copy()
+        offset = np.linspace(-1.0, 2.0, D)
+        want = X.astype(np.float64) - offset
+        for threads in (1, 2):
+            got, xsq = mod.centre_rows(X, offset, threads)
+            assert got.dtype == np.float64 and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(xsq, mod.row_norms(want, threads))
+        np.testing.assert_array_equal(X, before)
 
 
 def test_centre_rows_and_row_norms_arguments_of_another_length_are_refused(backend):
@@ -261,7 +283,7 @@ def test_wide_distances_direct_and_dgemm(dtype, D, K):
 
 
 def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads=1,
-               incremental=False):
+               incremental=False, xsq=None):
     """The backend's lloyd_run (internal: called by the k-means driver, not in the facade)
     on copies; returns what the reference returns."""
     from emfast._config import get_backend
@@ -273,8 +295,28 @@ def _lloyd_run(backend, X, centres, labels, max_iter, abs_tol, w=None, n_threads
     counts, sums = np.empty(K), np.empty((K, D))
     n, stop, inertia = get_backend(backend, "kmeans").lloyd_run(
         X, np.empty(0) if w is None else w, centres, labels, counts, sums, max_iter, abs_tol,
-        n_threads, incremental)
+        n_threads, incremental, xsq)
     return centres, labels, counts, sums, n, stop, inertia
+
+
+@pytest.mark.parametrize("D", [5, 30])
+@pytest.mark.parametrize("incremental", [False, True])
+def test_lloyd_run_with_the_row_norms_given_is_the_same_run(backend, D, incremental):
+    """Row norms passed in (centre_rows gives them with the centred rows) are those the
+    run would compute: the same run bit for bit; norms of another length are refused."""
+    from emfast._config import get_backend
+
+    X, w = _data(np.random.default_rng(D), 700, D, np.float64, True)
+    start = X[::140] + 0.1
+    xsq = get_backend(backend, "kmeans").row_norms(X, 2)
+    want = _lloyd_run(backend, X, start, np.full(700, -1), 40, 0.0, w, 2, incremental)
+    got = _lloyd_run(backend, X, start, np.full(700, -1), 40, 0.0, w, 2, incremental, xsq)
+    for a, b in zip(got, want):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    if backend == "cython":     # (Numba's distances are direct: xsq unused)
+        with pytest.raises(ValueError, match="xsq"):
+            _lloyd_run(backend, X, start, np.full(700, -1), 40, 0.0, w, 2, incremental,
+                       np.zeros(699))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

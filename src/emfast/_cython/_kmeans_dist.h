@@ -442,15 +442,27 @@ static inline void emfast_nearest_T(const double* xT, ptrdiff_t ld, int D, const
     }
 }
 
-/* s[l] += sum over the n rows r = rows[0..n) of w[r] x[r * D + i + l], for the V vectors of
- * features at i (the last holding f <= EMFAST_KM_W of them): the rows in pairs, the first
- * of each pair (and an odd last row) into sums started from s, the second into sums
- * started from 0, the two added at the end; an order fixed by n. The sums stay in
- * registers for all n rows, and the two chains of each vector keep the FMA pipes busy
- * (one chain waits a multiply-add's latency per row). */
+/* s[l] += sum over the n rows r = rows[0..n) of w[r] v_r, v_r = x[r * D + i + l] (c NULL)
+ * or (x[r * D + i + l] - c[i + l])^2, for the V vectors of features at i (the last holding
+ * f <= EMFAST_KM_W of them): the rows in pairs, the first of each pair (and an odd last
+ * row) into sums started from s, the second into sums started from 0, the two added at the
+ * end; an order fixed by n. The sums stay in registers for all n rows, and the two chains
+ * of each vector keep the FMA pipes busy (one chain waits a multiply-add's latency per
+ * row). */
+static inline __attribute__((always_inline)) emfast_km_v4d emfast_km_term(
+    const double* x, const double* c, int f)
+{
+    emfast_km_v4d v = emfast_km_ld(x, f);
+    if (c != NULL) {
+        v -= emfast_km_ld(c, f);
+        v *= v;
+    }
+    return v;
+}
+
 static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
     const int V, int f, const double* x, int D, int i, const int* rows, int n,
-    const double* w, double* s)
+    const double* w, const double* c, double* s)
 {
     emfast_km_v4d a[EMFAST_KM_SUM_V], e[EMFAST_KM_SUM_V];
     int j, r;
@@ -466,16 +478,18 @@ static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
         EMFAST_KM_UNROLL
         for (j = 0; j < V; j++) {
             int fj = j < V - 1 ? EMFAST_KM_W : f;
-            a[j] += w0 * emfast_km_ld(x0 + j * EMFAST_KM_W, fj);
-            e[j] += w1 * emfast_km_ld(x1 + j * EMFAST_KM_W, fj);
+            const double* cj = c == NULL ? NULL : c + i + j * EMFAST_KM_W;
+            a[j] += w0 * emfast_km_term(x0 + j * EMFAST_KM_W, cj, fj);
+            e[j] += w1 * emfast_km_term(x1 + j * EMFAST_KM_W, cj, fj);
         }
     }
     if (r < n) {
         const double* x0 = x + (ptrdiff_t)rows[r] * D + i;
         EMFAST_KM_UNROLL
         for (j = 0; j < V; j++)
-            a[j] += w[rows[r]] * emfast_km_ld(x0 + j * EMFAST_KM_W,
-                                              j < V - 1 ? EMFAST_KM_W : f);
+            a[j] += w[rows[r]] * emfast_km_term(x0 + j * EMFAST_KM_W,
+                                                c == NULL ? NULL : c + i + j * EMFAST_KM_W,
+                                                j < V - 1 ? EMFAST_KM_W : f);
     }
     EMFAST_KM_UNROLL
     for (j = 0; j < V; j++) {
@@ -491,20 +505,35 @@ static inline __attribute__((always_inline)) void emfast_km_add_rows_chunk(
  * (each waiting on the last row's store) made the cluster sums the slowest part of a
  * Lloyd pass at D = 64. And count[0] += w[r], r in that order (the weight a row-by-row
  * loop adds, in a register instead of through memory). */
+static inline void emfast_km_add_terms(const double* x, int D, const int* rows, int n,
+                                       const double* w, const double* c, double* s)
+{
+    int i = 0;
+    for (; i + EMFAST_KM_SUM_V * EMFAST_KM_W <= D; i += EMFAST_KM_SUM_V * EMFAST_KM_W)
+        emfast_km_add_rows_chunk(EMFAST_KM_SUM_V, EMFAST_KM_W, x, D, i, rows, n, w, c, s);
+    for (; i + EMFAST_KM_W <= D; i += EMFAST_KM_W)
+        emfast_km_add_rows_chunk(1, EMFAST_KM_W, x, D, i, rows, n, w, c, s);
+    if (i < D)
+        emfast_km_add_rows_chunk(1, D - i, x, D, i, rows, n, w, c, s);
+}
+
 static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
                                    const double* w, double* s, double* count)
 {
     double c = count[0];
-    int i = 0, r;
+    int r;
     for (r = 0; r < n; r++)
         c += w[rows[r]];
     count[0] = c;
-    for (; i + EMFAST_KM_SUM_V * EMFAST_KM_W <= D; i += EMFAST_KM_SUM_V * EMFAST_KM_W)
-        emfast_km_add_rows_chunk(EMFAST_KM_SUM_V, EMFAST_KM_W, x, D, i, rows, n, w, s);
-    for (; i + EMFAST_KM_W <= D; i += EMFAST_KM_W)
-        emfast_km_add_rows_chunk(1, EMFAST_KM_W, x, D, i, rows, n, w, s);
-    if (i < D)
-        emfast_km_add_rows_chunk(1, D - i, x, D, i, rows, n, w, s);
+    emfast_km_add_terms(x, D, rows, n, w, NULL, s);
+}
+
+/* s[i] += sum of w[r] (x[r * D + i] - c[i])^2 over the n rows r = rows[0], ...,
+ * rows[n - 1], for i < D: the cluster scatter's diagonal, in emfast_add_rows' order */
+static inline void emfast_add_sq_rows(const double* x, int D, const int* rows, int n,
+                                      const double* w, const double* c, double* s)
+{
+    emfast_km_add_terms(x, D, rows, n, w, c, s);
 }
 #else
 static inline void emfast_add_rows(const double* x, int D, const int* rows, int n,
@@ -516,6 +545,16 @@ static inline void emfast_add_rows(const double* x, int D, const int* rows, int 
         for (i = 0; i < D; i++)
             s[i] += w[rows[r]] * x[(ptrdiff_t)rows[r] * D + i];
     }
+}
+static inline void emfast_add_sq_rows(const double* x, int D, const int* rows, int n,
+                                      const double* w, const double* c, double* s)
+{
+    int i, r;
+    for (r = 0; r < n; r++)
+        for (i = 0; i < D; i++) {
+            double d = x[(ptrdiff_t)rows[r] * D + i] - c[i];
+            s[i] += w[rows[r]] * d * d;
+        }
 }
 static inline void emfast_row_sqnorms(const double* xb, int D, ptrdiff_t m, double* out)
 {

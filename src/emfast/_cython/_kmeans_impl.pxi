@@ -46,6 +46,9 @@ cdef extern from "_kmeans_dist.h":
     # fixed order; count[0] += w[r] in order
     void emfast_add_rows(const double* x, int D, const int* rows, int n, const double* w,
                          double* s, double* count) noexcept nogil
+    # s[i] += w[r] (x[r * D + i] - c[i])^2 for those rows, in emfast_add_rows' order
+    void emfast_add_sq_rows(const double* x, int D, const int* rows, int n, const double* w,
+                            const double* c, double* s) noexcept nogil
 
 import numpy as np
 
@@ -276,21 +279,29 @@ def centre_rows(
     const double[::1] offset,           # IN  (D,)
     int n_threads,                      # IN  OpenMP threads
 ):
-    """X - offset as a new (N, D) float64 array: the rows k-means runs on. Row blocks in
-    parallel: NumPy's broadcast subtraction runs on one core, bound by its stores into the
-    new array (a tenth of a default fit on 1,797 x 64)."""
+    """(Xc, xsq): Xc = X - offset as a new (N, D) float64 array, the rows k-means runs on,
+    and xsq = row_norms(Xc) (the same bits), taken from each block while it is in cache
+    instead of in a pass of their own. Row blocks in parallel: NumPy's broadcast
+    subtraction runs on one core, bound by its stores into the new array (a tenth of a
+    default fit on 1,797 x 64)."""
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], n_blocks = (N + BLOCK - 1) // BLOCK
     cdef Py_ssize_t blk, n, i
+    cdef bint norms = D >= GEMM_MIN_D and N > 0      # row_norms' rule
     if offset.shape[0] != D:
         raise ValueError(f"offset must have shape ({D},), got ({offset.shape[0]},)")
     out = np.empty((N, D))
+    xsq = np.empty(N if norms else 0)
     cdef double[:, ::1] ov = out
+    cdef double[::1] qv = xsq
     with nogil:
         for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
             for n in range(blk * BLOCK, min(N, blk * BLOCK + BLOCK)):
                 for i in range(D):
                     ov[n, i] = X[n, i] - offset[i]
-    return out
+            if norms:
+                emfast_row_sqnorms(&ov[blk * BLOCK, 0], <int> D,
+                                   min(<Py_ssize_t> BLOCK, N - blk * BLOCK), &qv[blk * BLOCK])
+    return out, xsq
 
 
 def row_norms(const floating[:, ::1] X, int n_threads):
@@ -961,6 +972,8 @@ def lloyd_run(
     double abs_tol,                     # IN  stop once the squared move is <= this
     int n_threads,                      # IN  OpenMP threads
     bint incremental=False,             # IN  counts and sums moved by the rows that moved
+    const double[::1] xsq=None,         # IN  (N,) row_norms(X) (centre_rows gives them), or
+                                        #     None / (0,): computed here
 ):
     """Lloyd iterations in one call: lloyd_step, then the centres to their clusters' means,
     until a stopping rule holds (LloydStop). Returns (passes run, LloydStop code, inertia
@@ -989,14 +1002,16 @@ def lloyd_run(
     cdef double inertia = 0.0, shift = 0.0
     cdef int stop = MAX_ITER
     cdef bint have_inertia = False
-    cdef double[::1] xsq = np.empty(N)
+    cdef bint norms_given = xsq is not None and _norms_arg(xsq, N) != NULL
+    if not norms_given:
+        xsq = np.empty(N)
     cdef double[:, ::1] bv = np.empty((3, N))                    # upper, lower, xnorm
     cdef double[::1] kv = np.empty(2 * K)                         # move, other
     cdef double[:, ::1] prev = np.empty((K, D))
     cdef _CentreSet prev_set
     cdef Bounds Bd
     C.c = &centres[0, 0]        # moved in place (the set's norms are kept up to date)
-    Bd.upper, Bd.lower, Bd.xnorm, Bd.xsq = &bv[0, 0], &bv[1, 0], &bv[2, 0], &xsq[0]
+    Bd.upper, Bd.lower, Bd.xnorm, Bd.xsq = &bv[0, 0], &bv[1, 0], &bv[2, 0], <double*> &xsq[0]
     Bd.move, Bd.other = &kv[0], &kv[K]
     Bd.slack = (D + 16) * 2.0 ** -50
     Bd.kappa = (D + 4) * 2.0 ** -51
@@ -1006,13 +1021,13 @@ def lloyd_run(
     _centre_norms(C.c, K, D, <double*> C.csq)
     _update_bounds(C.c, C.c, C.csq, K, D, &Bd)      # no move yet; cmax
     with nogil:
-        if C.gemm:              # every pass's dgemm distances need them: once per run
-            _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
+        if C.gemm and not norms_given:  # every pass's dgemm distances need them: once
+            _row_sqnorms(&C, &X[0, 0], N, <double*> &xsq[0], n_threads)
         while it < max_iter:
             it += 1
             if it == PLAIN_PASSES + 1:  # the bounds' margins need the rows' norms
-                if not C.gemm:
-                    _row_sqnorms(&C, &X[0, 0], N, &xsq[0], n_threads)
+                if not C.gemm and not norms_given:
+                    _row_sqnorms(&C, &X[0, 0], N, <double*> &xsq[0], n_threads)
                 for n in range(N):
                     bv[2, n] = sqrt(xsq[n]) * (1.0 + Bd.slack)
             memcpy(&prev[0, 0], &centres[0, 0], K * D * sizeof(double))
@@ -1122,6 +1137,43 @@ cdef void _block_scatter_blas(const Centres* C, Work* W, const int64_t* lab, Py_
         dsyrk(b"U", b"N", &D, &n, &one, W.z, &D, &one, s2 + (0 if tied else k * D * D), &D)
 
 
+cdef void _block_scatter_diag(const Centres* C, Work* W, const int64_t* lab, Py_ssize_t m,
+                              bint spherical, double* nk, double* s1, double* s2) noexcept nogil:
+    """The block's rows into nk, s1 and the diagonal s2 (K, D), or with ``spherical`` its
+    sum over the features (K,), cluster by cluster with the sums in registers
+    (emfast_add_rows). s1 about the centre is the block's sum w x less c times its weight:
+    one multiply-add per value instead of a subtraction and a multiply-add, the rounding of
+    at most BLOCK rows' sum (about an ulp of the data's values in the mean); s2 is summed
+    centred."""
+    cdef int D = C.D, K = C.K, k, i, n
+    cdef double cnt, q
+    cdef const int* rows
+    cdef const double* c
+    cdef double* xr = W.xr
+    _order_by_cluster(W, lab, m, K)
+    for k in range(K):
+        n = W.start[k + 1] - W.start[k]
+        if n == 0:
+            continue
+        rows = W.perm + W.start[k]
+        c = C.c + k * D
+        memset(xr, 0, D * sizeof(double))
+        cnt = 0.0
+        emfast_add_rows(W.xb, D, rows, n, W.w, xr, &cnt)
+        nk[k] += cnt
+        for i in range(D):
+            s1[k * D + i] += xr[i] - c[i] * cnt
+        if not spherical:
+            emfast_add_sq_rows(W.xb, D, rows, n, W.w, c, s2 + k * D)
+            continue
+        memset(xr, 0, D * sizeof(double))
+        emfast_add_sq_rows(W.xb, D, rows, n, W.w, c, xr)
+        q = 0.0
+        for i in range(D):
+            q += xr[i]
+        s2[k] += q
+
+
 cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const double* sw,
                              int64_t* labels, bint assign, int cov, bint blas, Py_ssize_t N,
                              Py_ssize_t b0, Py_ssize_t b1, double* st) noexcept nogil:
@@ -1129,7 +1181,7 @@ cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const
     belong to no cluster. assign: labels are first set to the nearest centre."""
     cdef Py_ssize_t blk, n0, m, b
     cdef int D = C.D, K = C.K, P = D * (D + 1) // 2, k, i, j
-    cdef double w, a, q
+    cdef double w, a
     cdef double* nk = st
     cdef double* s1 = st + K
     cdef double* s2 = s1 + K * D
@@ -1149,6 +1201,9 @@ cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const
         if blas:
             _block_scatter_blas(C, W, labels + n0, m, cov == TIED, nk, s1, s2)
             continue
+        if cov == DIAG or cov == SPHERICAL:
+            _block_scatter_diag(C, W, labels + n0, m, cov == SPHERICAL, nk, s1, s2)
+            continue
         for b in range(m):
             if labels[n0 + b] < 0 or labels[n0 + b] >= K:
                 continue
@@ -1161,21 +1216,13 @@ cdef void _label_stats_group(const Centres* C, Work* W, const floating* X, const
             for i in range(D):
                 xr[i] = x[i] - c[i]
                 s1k[i] += w * xr[i]
-            if cov == FULL or cov == TIED:
-                # row i of the packed upper triangle starts at s2k + i after the shift
-                s2k = s2 + (k * P if cov == FULL else 0)
-                for i in range(D):
-                    a = w * xr[i]
-                    for j in range(i, D):
-                        s2k[j] += a * xr[j]
-                    s2k += D - i - 1
-            elif cov == DIAG:
-                s2k = s2 + k * D
-                for i in range(D):
-                    s2k[i] += w * xr[i] * xr[i]
-            else:           # the row's sum in vector lanes: a running sum of D terms
-                emfast_row_sqnorms(xr, D, 1, &q)    # waited an add's latency per term
-                s2[k] += w * q
+            # row i of the packed upper triangle starts at s2k + i after the shift
+            s2k = s2 + (k * P if cov == FULL else 0)
+            for i in range(D):
+                a = w * xr[i]
+                for j in range(i, D):
+                    s2k[j] += a * xr[j]
+                s2k += D - i - 1
 
 
 def label_stats(

@@ -3,7 +3,7 @@
 
 Exports nine plain Python functions, called positionally with validated, C-contiguous arrays:
 
-    centre_rows(X, offset, n_threads) -> X - offset (float64)
+    centre_rows(X, offset, n_threads) -> (X - offset (float64), row_norms of it)
     row_norms(X, n_threads) -> xsq
     plusplus_update(X, sample_weight, xsq, centre, closest, block_pot, n_threads)
     plusplus_potentials(X, sample_weight, xsq, closest, candidates, pots, n_threads)
@@ -12,7 +12,8 @@ Exports nine plain Python functions, called positionally with validated, C-conti
     plusplus_run(X, sample_weight, xsq, closest, block_pot, rng, n_trials, indices, n_threads)
         -> rounds done
     lloyd_step(X, sample_weight, centres, labels, counts, sums, n_threads) -> (changed, inertia)
-    lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads)
+    lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads,
+              incremental, xsq)
         -> (passes, stop code, inertia)
     label_stats(X, sample_weight, centres, cov_code, labels, assign, nk, s1, s2, n_threads)
 
@@ -177,10 +178,11 @@ _NO_NORMS = np.empty(0)
 
 
 def centre_rows(X, offset, n_threads):
-    """X - offset as a new (N, D) float64 array (NumPy's subtraction: the same values)."""
+    """(X - offset as a new (N, D) float64 array (NumPy's subtraction: the same values),
+    its row_norms: none here)."""
     if offset.shape != (X.shape[1],):
         raise ValueError(f"offset must have shape ({X.shape[1]},), got {offset.shape}")
-    return np.subtract(X, offset, dtype=np.float64)
+    return np.subtract(X, offset, dtype=np.float64), _NO_NORMS
 
 
 def row_norms(X, n_threads):
@@ -396,14 +398,15 @@ def _move_centres(centres, counts, sums):
 
 
 def lloyd_run(X, sample_weight, centres, labels, counts, sums, max_iter, abs_tol, n_threads,
-              incremental=False):
+              incremental=False, xsq=None):
     """Lloyd iterations: lloyd_step, then the centres to their clusters' means, until the
     last pass changed no label (SAME_LABELS), left a cluster empty (EMPTY, centres not
     moved), moved the centres by at most abs_tol (SMALL_SHIFT, squared and summed) or
     max_iter (>= 1) passes ran (MAX_ITER). IN/OUT: centres (K, D), labels (N,). OUT: counts,
     sums of the last pass. Returns (passes run, stop code, inertia of the last pass).
     ``incremental`` allows the Cython backend's sums by the rows that moved; here every
-    pass sums (the results that allows, to rounding)."""
+    pass sums (the results that allows, to rounding). ``xsq``: row_norms(X), unused (the
+    distances here are direct)."""
     inertia = 0.0
     for it in range(1, max_iter + 1):
         changed, inertia = lloyd_step(X, sample_weight, centres, labels, counts, sums,
