@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import reference_discrete as R
 from conftest import assert_close
 from emfast import kernels
-from emfast._config import _cpu_has_avx2_fma, available_backends, get_backend
+from emfast._config import _cpu_has_avx2_fma, _cpu_has_avx512, available_backends, get_backend
 
 # a partial last block, and more 256-row blocks than threads
 N_THREADED = 23 * 256 + 45
@@ -27,6 +27,8 @@ def _modules():
         mods.append(importlib.import_module("emfast._cython._discrete"))
         if _cpu_has_avx2_fma():
             mods.append(importlib.import_module("emfast._cython._discrete_avx2"))
+        if _cpu_has_avx512():
+            mods.append(importlib.import_module("emfast._cython._discrete_avx512"))
     return mods
 
 
@@ -107,8 +109,11 @@ def _assert_stats(got, want):
 
 # --------------------------------------------------------------------- categorical
 @pytest.mark.parametrize("N", [1, 300, 1000])
+# K: one vector or two of the row-vector path (4 lanes; 8 in the AVX-512 build), the
+# class loops beyond
 @pytest.mark.parametrize("n_cats, K", [([2] * 7, 1), ([2] * 7, 3), ([4] * 10, 6),
-                                       ([3, 5, 2, 7], 4), ([3] * 4, 100)])
+                                       ([3, 5, 2, 7], 4), ([2] * 5, 8), ([3] * 3, 11),
+                                       ([2] * 6, 16), ([2] * 4, 17), ([3] * 4, 100)])
 @pytest.mark.parametrize("weights", ["none", "uniform", "zeros"])
 def test_categorical_matches_reference(mod, N, n_cats, K, weights):
     rng = np.random.default_rng(N + K + len(n_cats))

@@ -54,7 +54,7 @@ def _cpu_has_avx512():
 
 
 # Kernel kinds that also have an AVX-512 build (see setup.py).
-_AVX512_KINDS = ("hmm", "gaussian", "missing", "lda")
+_AVX512_KINDS = ("hmm", "gaussian", "missing", "lda", "discrete")
 
 
 def _load_cython(kind):

@@ -51,6 +51,11 @@ cdef extern from "_discrete_rows.h":
                              int K, double* out) noexcept nogil
     void emfast_cat_scatter(const int* code, int J, const double* r, int K,
                             double* counts) noexcept nogil
+    int EMFAST_CAT_LANES
+    void emfast_cat_exp_v(int NV, const int* codes, int J, Py_ssize_t nb, const double* T,
+                          const double* logw, double* e, double* mx, double* s) noexcept nogil
+    void emfast_cat_add_v(int NV, const int* codes, int J, Py_ssize_t nb, const double* e,
+                          const double* scale, double* nk, double* counts) noexcept nogil
     void emfast_poi_row_sums_f32(const float* x, int D, const double* logT,
                                  const double* log_const, double row_const, int K,
                                  double* out) noexcept nogil
@@ -83,7 +88,7 @@ cdef double _responsibilities(double* lp, Py_ssize_t nb, int K, const double* sw
     """
     cdef Py_ssize_t b, i
     cdef int k
-    cdef double m, shift, s, w, ll = 0.0
+    cdef double m, shift, s
     cdef double* row
     for b in range(nb):
         row = lp + b * K
@@ -102,7 +107,16 @@ cdef double _responsibilities(double* lp, Py_ssize_t nb, int K, const double* sw
         for k in range(K):
             s += row[k]
         scale[b] = s
-    for b in range(nb):                         # flat again (a row's log was a long chain)
+    return _scales(nb, sw, r0, scale, row_ll, log_s)
+
+
+cdef double _scales(Py_ssize_t nb, const double* sw, Py_ssize_t r0, double* scale,
+                    double* row_ll, double* log_s) noexcept nogil:
+    """From each row's sum of exps (scale) and max (row_ll): scale = w / sum, row_ll = w
+    (max + log sum), and their total (see _responsibilities)."""
+    cdef Py_ssize_t b
+    cdef double s, w, ll = 0.0
+    for b in range(nb):                         # flat (a row's log was a long chain)
         log_s[b] = emfast_discrete_log_ge1(scale[b] if scale[b] > 1.0 else 1.0)
     for b in range(nb):
         s = scale[b]
@@ -207,6 +221,27 @@ cdef double _cat_group(const int* codes, Py_ssize_t N, int J, const double* sw,
     return ll
 
 
+# Up to this many classes a row's classes are two vectors or one (_discrete_rows.h)
+cdef int VECTOR_MAX_K = 2 * EMFAST_CAT_LANES
+
+
+cdef double _cat_group_v(const int* codes, Py_ssize_t N, int J, const double* sw,
+                         const double* T, const double* logw, int NV, Py_ssize_t blk_lo,
+                         Py_ssize_t blk_hi, Scratch* S, double* nk,
+                         double* counts) noexcept nogil:
+    """_cat_group with the classes in NV vectors: T (C, KP) and logw (KP,) padded with
+    -inf; nk (KP,) and counts (C, KP) padded likewise (their padding gets 0)."""
+    cdef Py_ssize_t blk, r0, nb
+    cdef double ll = 0.0
+    for blk in range(blk_lo, blk_hi):
+        r0 = blk * BLOCK
+        nb = min(<Py_ssize_t> BLOCK, N - r0)
+        emfast_cat_exp_v(NV, codes + r0 * J, J, nb, T, logw, S.lp, S.row_ll, S.scale)
+        ll += _scales(nb, sw, r0, S.scale, S.row_ll, S.log_s)
+        emfast_cat_add_v(NV, codes + r0 * J, J, nb, S.lp, S.scale, nk, counts)
+    return ll
+
+
 def categorical_estep_stats(
     const int[:, ::1] codes,            # IN  (N, J) global codes in [0, C); -1: missing
     const double[::1] sample_weight,    # IN  (N,), or (0,): all weights 1
@@ -220,32 +255,58 @@ def categorical_estep_stats(
     log_prob_T[code_nj, k])."""
     cdef Py_ssize_t N = codes.shape[0], C = log_prob_T.shape[0], nblk = _n_blocks(N), g
     cdef int J = codes.shape[1], K = log_prob_T.shape[1]
-    cdef Py_ssize_t width = 1 + K + C * K
+    # up to VECTOR_MAX_K classes: the table, the log-weights and the sums padded to KP
+    cdef int NV = (K + EMFAST_CAT_LANES - 1) // EMFAST_CAT_LANES if 0 < K <= VECTOR_MAX_K else 0
+    cdef int KP = EMFAST_CAT_LANES * NV if NV else K
+    cdef Py_ssize_t width = 1 + KP + C * KP
     cdef Py_ssize_t G = n_groups(nblk, width)
-    cdef double[:, ::1] slots = np.zeros((G, width))
+    cdef double[:, ::1] slots = np.empty((G, width))   # every slot written whole
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef const double[:, ::1] T = log_prob_T
+    cdef const double[::1] logw = log_weights
     cdef Scratch S
     cdef double ll
     cdef int failed = 0
+    if NV:
+        Tp = np.full((C, KP), -np.inf)
+        Tp[:, :K] = log_prob_T
+        wp = np.full(KP, -np.inf)
+        wp[:K] = log_weights
+        T, logw = Tp, wp
     with nogil:
         if N > 0:
             # no more threads than groups: each holds a scratch of the slot's size
             with parallel(num_threads=min(n_threads, G)):
-                S = _scratch_alloc(K, width)
+                S = _scratch_alloc(KP, width)
                 for g in prange(G, schedule="dynamic"):
                     if S.lp == NULL:
                         failed += 1
                         continue
                     memset(S.acc, 0, width * sizeof(double))
-                    S.acc[0] = _cat_group(
-                        &codes[0, 0], N, J, sw, &log_prob_T[0, 0], &log_weights[0], K,
-                        g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
+                    if NV:
+                        S.acc[0] = _cat_group_v(
+                            &codes[0, 0], N, J, sw, &T[0, 0], &logw[0], NV,
+                            g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1,
+                            S.acc + 1 + KP)
+                    else:
+                        S.acc[0] = _cat_group(
+                            &codes[0, 0], N, J, sw, &T[0, 0], &logw[0], K,
+                            g * nblk // G, (g + 1) * nblk // G, &S, S.acc + 1, S.acc + 1 + K)
                     memcpy(&slots[g, 0], S.acc, width * sizeof(double))
                 free(S.lp)
     if failed:
         raise MemoryError("categorical_estep_stats: no memory for the threads' scratch")
+    if not NV:
+        with nogil:
+            ll = _sum_slots(slots, &nk[0], K, &counts[0, 0], C * K)
+        return ll
+    nkp, countsp = np.empty(KP), np.empty((C, KP))
+    cdef double[::1] nkv = nkp
+    cdef double[:, ::1] cv = countsp
     with nogil:
-        ll = _sum_slots(slots, &nk[0], K, &counts[0, 0], C * K)
+        ll = _sum_slots(slots, &nkv[0], KP, &cv[0, 0] if C > 0 else NULL, C * KP)
+    np.asarray(nk)[:] = nkp[:K]
+    np.asarray(counts)[...] = countsp[:, :K]
     return ll
 
 
@@ -332,7 +393,7 @@ def poisson_estep_stats(
     cdef int K = log_lam.shape[0], D = log_lam.shape[1], k, d
     cdef Py_ssize_t width = 1 + K + D * K
     cdef Py_ssize_t G = n_groups(nblk, width)
-    cdef double[:, ::1] slots = np.zeros((G, width))
+    cdef double[:, ::1] slots = np.empty((G, width))   # every slot written whole
     cdef const double[:, ::1] logT = np.ascontiguousarray(np.asarray(log_lam).T)
     cdef double[:, ::1] s1T = np.empty((D, K))
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL

@@ -57,16 +57,18 @@ def offsets_of(n_categories):
     return np.concatenate([[0], np.cumsum(n_categories)]).astype(np.int64)
 
 
+def block_sums(a, offsets):
+    """(K, J): the sum of each component's block of each item of ``a`` (K, C), in one
+    reduction (a loop over the items cost more than a latent class E-step's kernel)."""
+    return np.add.reduceat(a, offsets[:-1], axis=-1)
+
+
 def normalize_blocks(a, offsets):
     """Each component's block of each item divided by its sum; a block summing to 0 stays 0
     (hmmlearn's guard: a state no frame visits keeps an all-zero row)."""
-    out = np.empty_like(a)
-    for lo, hi in zip(offsets[:-1], offsets[1:]):
-        block = a[:, lo:hi]
-        s = block.sum(axis=-1, keepdims=True)
-        s[s == 0] = 1.0
-        out[:, lo:hi] = block / s
-    return out
+    s = block_sums(a, offsets)
+    s[s == 0] = 1.0
+    return a / np.repeat(s, np.diff(offsets), axis=-1)
 
 
 def mstep_probabilities(counts, prior, offsets):
@@ -78,9 +80,10 @@ def mstep_probabilities(counts, prior, offsets):
     its counts' maximum-likelihood estimate instead (an all-zero block is no distribution)."""
     numerators = np.maximum(prior - 1.0 + counts, 0.0)
     if np.any(np.asarray(prior) < 1.0):
-        for lo, hi in zip(offsets[:-1], offsets[1:]):
-            cut = (numerators[:, lo:hi].sum(axis=-1) == 0) & (counts[:, lo:hi].sum(axis=-1) > 0)
-            numerators[cut, lo:hi] = counts[cut, lo:hi]
+        cut = (block_sums(numerators, offsets) == 0) & (block_sums(counts, offsets) > 0)
+        if cut.any():
+            cut = np.repeat(cut, np.diff(offsets), axis=-1)
+            numerators[cut] = counts[cut]
     return normalize_blocks(numerators, offsets)
 
 
@@ -227,12 +230,19 @@ class ItemGroups:
             return
         self.bounds = bounds
         grouped = np.empty((N, len(bounds) - 1), dtype=np.int32)
+        # the items' counts from the groups': combination r of a group adds to the row of
+        # each of its items' categories (not to a missing slot), one matrix product
+        self._to_items = np.zeros((int(offsets[-1]), sum(self.group_sizes)))
         start = 0
         for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             value = np.zeros(N, dtype=np.int64)
+            combos = np.arange(self.group_sizes[g])
             for j in range(a, b):        # row-major over the group's items
                 c = codes[:, j]
                 value = value * int(radix[j]) + np.where(c >= 0, c - offsets[j], sizes[j])
+                digit = combos // int(np.prod(radix[j + 1:b])) % int(radix[j])
+                real = digit < sizes[j]
+                self._to_items[offsets[j] + digit[real], start + combos[real]] = 1.0
             grouped[:, g] = value + start
             start += self.group_sizes[g]
         self.codes = grouped
@@ -263,18 +273,7 @@ class ItemGroups:
         """The items' (C, K) counts from the groups' (combinations, K) counts."""
         if self.identity:
             return group_counts
-        K = group_counts.shape[1]
-        out = np.empty((int(self.offsets[-1]), K))
-        start = 0
-        for g, size in enumerate(self.group_sizes):
-            items = self._items(g)
-            t = group_counts[start:start + size].reshape([int(self.radix[j]) for j in items]
-                                                         + [K])
-            for axis, j in enumerate(items):
-                others = tuple(a for a in range(len(items)) if a != axis)
-                out[self.offsets[j]:self.offsets[j + 1]] = t.sum(axis=others)[:self.sizes[j]]
-            start += size
-        return out
+        return self._to_items @ group_counts
 
 
 # ------------------------------------------------------------------------- EM family
@@ -314,10 +313,13 @@ class CategoricalFamily(BoundFamily):
 
     def _mstep(self, stats):
         probs = mstep_probabilities(stats.sums.T, self.prior, self.offsets)
-        for lo, hi in zip(self.offsets[:-1], self.offsets[1:]):
-            # a component that no row answering the item reaches: uniform, not all zero
-            # (hmmlearn's all-zero row is no distribution for predict to use)
-            probs[probs[:, lo:hi].sum(axis=-1) == 0, lo:hi] = 1.0 / (hi - lo)
+        # a component that no row answering the item reaches: uniform, not all zero
+        # (hmmlearn's all-zero row is no distribution for predict to use)
+        empty = block_sums(probs, self.offsets) == 0
+        if empty.any():
+            sizes = np.diff(self.offsets)
+            uniform = np.repeat(empty / sizes, sizes, axis=-1)
+            probs = np.where(np.repeat(empty, sizes, axis=-1), uniform, probs)
         return CategoricalParams(mstep_weights(stats.nk), probs, self.offsets)
 
     def _frequencies(self, params):
