@@ -628,6 +628,57 @@ def test_item_groups_give_the_items_statistics(n_categories, missing):
         assert groups.identity
 
 
+@pytest.mark.filterwarnings("ignore::emfast.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("n_categories, missing", [([4] * 6, 0.0), ([4] * 6, 0.1),
+                                                   ([2] * 9, 0.05), ([3, 2], 0.2), ([7], 0.0)])
+def test_repeated_answer_patterns_are_one_weighted_row(n_categories, missing):
+    """Rows that repeat earlier answers run once with their weights summed: the patterns
+    are the distinct rows (grouped or not, missing answers too), every row maps to its own
+    pattern, and a weighted fit is the fit on every row to rounding."""
+    from emfast.mixture import _categorical as CAT
+
+    X, _, _, _ = lca_data(3, 6000, 3, n_categories, missing=missing)
+    offsets = CAT.offsets_of(np.asarray(n_categories))
+    codes = np.where(np.isnan(X), -1, X + offsets[:-1]).astype(np.int32)
+    groups = CAT.ItemGroups(codes, offsets, 3)
+    assert groups.patterns is not None
+    np.testing.assert_array_equal(groups.patterns[groups.inverse], groups.codes)
+    assert len(np.unique(groups.patterns, axis=0)) == len(groups.patterns)
+    w = np.random.default_rng(2).uniform(0.0, 2.0, size=len(X))
+    rows, pw = groups.pattern_weights(w)
+    assert rows is groups.patterns
+    np.testing.assert_allclose(pw, np.bincount(groups.inverse, weights=w), rtol=1e-15)
+    assert groups.pattern_weights(None)[1].sum() == len(X)
+    fits = []
+    for share in (CAT.PATTERN_SHARE, 0.0):          # 0: every row on its own
+        old, CAT.PATTERN_SHARE = CAT.PATTERN_SHARE, share
+        try:
+            est = CategoricalMixture(3, max_iter=15, tol=0.0, random_state=0).fit(X, w)
+        finally:
+            CAT.PATTERN_SHARE = old
+        fits.append(est)
+    assert fits[0].lower_bound_ == pytest.approx(fits[1].lower_bound_, rel=1e-12)
+    np.testing.assert_allclose(fits[0].weights_, fits[1].weights_, rtol=1e-9)
+    for a, b in zip(fits[0].probabilities_, fits[1].probabilities_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_distinct_rows_counted_or_sorted_alike():
+    """Keys below 8 N are counted, larger ones sorted: the same patterns either way."""
+    from emfast.mixture import _categorical as CAT
+
+    rng = np.random.default_rng(5)
+    digits = [rng.integers(0, 3, size=2000) for _ in range(4)]      # 81 keys: counted
+    rows, inverse = CAT._distinct_rows(2000, [3, 3, 3, 3], iter(digits))
+    wide = [3, 3, 3, 3 * 10**6]                                     # the same digits, sorted
+    rows2, inverse2 = CAT._distinct_rows(2000, wide, iter(digits))
+    np.testing.assert_array_equal(inverse, inverse2)
+    key = sum(d * 3 ** (3 - i) for i, d in enumerate(digits))
+    np.testing.assert_array_equal(key[rows], np.unique(key))
+    # distinct rows only: none
+    assert CAT._distinct_rows(2000, [2000], iter([np.arange(2000)])) is None
+
+
 def test_binary_items_beyond_the_table_budget_stay_alone():
     from emfast.mixture import _categorical as CAT
 

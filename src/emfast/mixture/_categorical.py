@@ -198,6 +198,15 @@ def frequency_encoding(codes, n_categories, sample_weight):
 # items stay alone (a table beyond the caches costs more than the gathers it saves).
 MAX_COMBINATIONS = 256
 GROUPED_TABLE_DOUBLES = 32768
+# Rows that repeat an earlier row's answers are one row of the E-step, with the weights of
+# its repeats summed (survey data repeats itself: 200,000 rows of 10 items of 4 categories
+# held 73,000 distinct patterns), where the patterns are at most PATTERN_SHARE of the rows;
+# not looked for (no sort of all the keys) where PATTERN_SAMPLE rows spread over the data
+# are more than SAMPLE_SHARE distinct (a sample repeats itself less than the whole: those
+# 200,000 rows' sample was 86% distinct).
+PATTERN_SHARE = 0.7
+PATTERN_SAMPLE = 4096
+SAMPLE_SHARE = 0.95
 
 
 class ItemGroups:
@@ -206,12 +215,15 @@ class ItemGroups:
     codes (N, J) int32 (item offsets added, -1 missing) and offsets (J + 1,) give
     ``self.codes`` (N, G) int32, each a row of the (sum of the groups' combinations, K)
     table that :meth:`table` builds from the items' (C, K) table; :meth:`item_counts` maps
-    the group counts back to the items' (C, K)."""
+    the group counts back to the items' (C, K). ``self.inverse`` (N,): each row's pattern,
+    the row ``self.patterns[inverse]`` of the distinct rows of ``self.codes``; None where
+    the rows repeat too little (:data:`PATTERN_SHARE`)."""
 
     def __init__(self, codes, offsets, n_components):
         N, J = codes.shape
         sizes = np.diff(offsets)
         radix = sizes + (codes < 0).any(axis=0)      # a missing slot where there is NaN
+        self.patterns = self.inverse = None
         bounds = [0]
         while bounds[-1] < J:
             stop, combos = bounds[-1] + 1, int(radix[bounds[-1]])
@@ -227,6 +239,9 @@ class ItemGroups:
             int(offsets[-1]) * n_components, GROUPED_TABLE_DOUBLES))
         if self.identity:
             self.codes, self.group_sizes = codes, [int(offsets[-1])]
+            # digits: an answer's category, a missing one the digit past the categories
+            self._keep_patterns(radix, (np.where(codes[:, j] >= 0, codes[:, j] - offsets[j],
+                                                 sizes[j]) for j in range(J)))
             return
         self.bounds = bounds
         grouped = np.empty((N, len(bounds) - 1), dtype=np.int32)
@@ -246,6 +261,25 @@ class ItemGroups:
             grouped[:, g] = value + start
             start += self.group_sizes[g]
         self.codes = grouped
+        starts = np.cumsum([0] + self.group_sizes)
+        self._keep_patterns(np.array(self.group_sizes),
+                            (grouped[:, g] - starts[g] for g in range(len(self.group_sizes))))
+
+    def _keep_patterns(self, radix, digits):
+        """self.patterns and self.inverse from each row's digits (a generator of (N,)
+        columns) in the radices ``radix``."""
+        found = _distinct_rows(self.codes.shape[0], radix, digits)
+        if found is not None:
+            self.patterns = np.ascontiguousarray(self.codes[found[0]])
+            self.inverse = found[1]
+
+    def pattern_weights(self, sample_weight):
+        """(rows, weights) the E-step runs on: the distinct rows with the summed weights of
+        their repeats, or the rows themselves with ``sample_weight`` ((0,): all 1)."""
+        if self.inverse is None:
+            return self.codes, np.empty(0) if sample_weight is None else sample_weight
+        return self.patterns, np.bincount(self.inverse, weights=sample_weight,
+                                          minlength=len(self.patterns)).astype(np.float64)
 
     def _items(self, g):
         return range(self.bounds[g], self.bounds[g + 1])
@@ -276,6 +310,36 @@ class ItemGroups:
         return self._to_items @ group_counts
 
 
+def _distinct_rows(N, radix, digits):
+    """(rows, inverse): one row of each distinct pattern (in the order of their keys) and
+    each row's pattern, from the rows' digits (a generator of (N,) columns) in the radices
+    ``radix``; None where their keys would not fit an int64, or where the patterns are more
+    than PATTERN_SHARE of the rows (or SAMPLE_SHARE of a sample). Keys below 8 N are
+    counted in place of a sort."""
+    if N < 2 or np.sum(np.log2(np.asarray(radix, dtype=np.float64))) >= 62:
+        return None
+    key = np.zeros(N, dtype=np.int64)
+    for r, d in zip(radix, digits):
+        key *= int(r)
+        key += d
+    step = max(1, N // PATTERN_SAMPLE)
+    sample = key[::step]
+    if len(sample) < N and len(np.unique(sample)) > SAMPLE_SHARE * len(sample):
+        return None
+    space = int(np.prod(np.asarray(radix, dtype=np.float64)))
+    if space <= 8 * N:
+        present = np.bincount(key, minlength=space) > 0
+        pattern = np.cumsum(present) - 1
+        inverse = pattern[key]
+        rows = np.empty(int(pattern[-1]) + 1, dtype=np.int64)
+        rows[inverse] = np.arange(N)          # any row of a pattern: they are alike
+    else:
+        _, rows, inverse = np.unique(key, return_index=True, return_inverse=True)
+    if len(rows) > PATTERN_SHARE * N:
+        return None
+    return rows, inverse
+
+
 # ------------------------------------------------------------------------- EM family
 class CategoricalFamily(BoundFamily):
     """E-step (the compiled ``categorical_estep_stats``), M-step with the Dirichlet prior,
@@ -299,14 +363,14 @@ class CategoricalFamily(BoundFamily):
 
     def _bind(self, codes, sample_weight, n_threads):
         kernel = get_backend(self.backend, "discrete").categorical_estep_stats
-        threads = _threads_for(codes.shape[0], n_threads)
-        sw = np.empty(0) if sample_weight is None else sample_weight   # (0,): weights 1
         groups = self._groups(codes)
+        rows, sw = groups.pattern_weights(sample_weight)     # sw (0,): weights 1
+        threads = _threads_for(rows.shape[0], n_threads)
         nk = np.empty(self.n_components)
         group_counts = np.empty((sum(groups.group_sizes), self.n_components))
 
         def estep(params):
-            loglik = kernel(groups.codes, sw, groups.table(params.log_prob_T()),
+            loglik = kernel(rows, sw, groups.table(params.log_prob_T()),
                             params.log_weights(), nk, group_counts, threads)
             return CountStats(nk, groups.item_counts(group_counts), loglik, self.weight_sum)
         return estep
