@@ -260,7 +260,7 @@ def categorical_estep_stats(
     cdef int KP = EMFAST_CAT_LANES * NV if NV else K
     cdef Py_ssize_t width = 1 + KP + C * KP
     cdef Py_ssize_t G = n_groups(nblk, width)
-    cdef double[:, ::1] slots = np.empty((G, width))   # every slot written whole
+    cdef double[:, ::1] slots = np.zeros((G, width))
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
     cdef const double[:, ::1] T = log_prob_T
     cdef const double[::1] logw = log_weights
@@ -393,7 +393,7 @@ def poisson_estep_stats(
     cdef int K = log_lam.shape[0], D = log_lam.shape[1], k, d
     cdef Py_ssize_t width = 1 + K + D * K
     cdef Py_ssize_t G = n_groups(nblk, width)
-    cdef double[:, ::1] slots = np.empty((G, width))   # every slot written whole
+    cdef double[:, ::1] slots = np.zeros((G, width))
     cdef const double[:, ::1] logT = np.ascontiguousarray(np.asarray(log_lam).T)
     cdef double[:, ::1] s1T = np.empty((D, K))
     cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
