@@ -211,6 +211,36 @@ def test_hmm_unpack_keeps_zeros():
             np.testing.assert_allclose(got.emission[key].sum(axis=1), 1.0, rtol=1e-14)
 
 
+def test_natural_coordinates_refuse_what_no_model_has():
+    """The imputer and the categorical mixtures extrapolate on their own parameters: a
+    covariance that is not positive definite, or a negative weight or probability, is
+    refused (SQUAREM's _unpack then gives None: the plain EM step), and a valid point
+    comes back normalised."""
+    from emfast.mixture._categorical import CategoricalFamily, CategoricalParams, offsets_of
+
+    family = _MissingNormalFamily(None, 1.0, 0.0, np.eye(3))
+    like = _Normal(np.zeros(3), np.eye(3))
+    vec = family.pack(like)
+    bad = vec.copy()
+    bad[3] = -1.0                                   # a negative variance
+    assert _em._unpack(family, bad, like) is None
+    offsets = offsets_of(np.array([2, 3]))
+    cat = CategoricalFamily.__new__(CategoricalFamily)
+    cat.offsets = offsets
+    like = CategoricalParams(np.array([0.4, 0.6]),
+                             np.array([[0.5, 0.5, 0.2, 0.3, 0.5], [0.1, 0.9, 0.0, 0.5, 0.5]]),
+                             offsets)
+    vec = cat.pack(like)
+    for i in (0, 3):                                # a weight, a probability
+        bad = vec.copy()
+        bad[i] = -0.01
+        assert _em._unpack(cat, bad, like) is None
+    got = cat.unpack(vec * 2.0, like)              # scaled: normalised again
+    np.testing.assert_allclose(got.weights, like.weights, rtol=1e-15)
+    np.testing.assert_allclose(got.probs, like.probs, rtol=1e-15)
+    assert got.probs[1, 2] == 0.0
+
+
 def test_imputer_round_trip():
     rng = np.random.RandomState(0)
     A = rng.randn(4, 4)

@@ -393,17 +393,22 @@ class CategoricalFamily(BoundFamily):
         return CategoricalParams(weights, normalize_blocks(frequencies, self.offsets),
                                  self.offsets)
 
-    # SQUAREM (emfast._em): log-weights and log-probabilities, re-normalised on unpacking;
-    # a probability of 0 stays 0 (emfast._unconstrained)
+    # SQUAREM (emfast._em) on the weights and probabilities themselves: the M-step is a
+    # ratio of expected counts, and along the probabilities the EM map is nearer a line
+    # than along their logs (E-steps to tol=1e-8, 20,000 rows of 8 items of 3 categories,
+    # K = 4, four data sets: 3.4x, 5.4x, 0.7x and 3.6x fewer than plain EM through the logs,
+    # 3.7x, 6.8x, 0.8x and 4.0x here). A probability of 0 stays 0 (EM never moves it, so
+    # neither does the extrapolation); a negative one is refused (a ValueError: SQUAREM then
+    # takes the plain EM step).
     def pack(self, params):
-        return np.concatenate([U.log_floor(params.weights), U.log_floor(params.probs).ravel()])
+        return np.concatenate([params.weights, params.probs.ravel()])
 
     def unpack(self, vector, like):
         r = U.Reader(vector)
-        weights = U.simplex(r.take(len(like.weights)), like.weights)
-        logp = r.take(like.probs.shape)
+        weights = r.take(len(like.weights))
+        probs = r.take(like.probs.shape)
         r.done()
-        probs = np.empty_like(logp)
-        for lo, hi in zip(self.offsets[:-1], self.offsets[1:]):
-            probs[:, lo:hi] = U.simplex(logp[:, lo:hi], like.probs[:, lo:hi])
-        return CategoricalParams(weights, probs, self.offsets)
+        if np.any(weights < 0) or np.any(probs < 0) or not weights.sum() > 0:
+            raise ValueError("the extrapolated weights or probabilities are negative")
+        return CategoricalParams(weights / weights.sum(), normalize_blocks(probs, self.offsets),
+                                 self.offsets)
