@@ -128,18 +128,26 @@ def test_gaussian_mixture_round_trip(ct):
 
 
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
-def test_gaussian_unpack_is_valid_anywhere(ct):
-    """Any vector gives weights on the simplex and positive definite covariances whose
-    precision factor is the one the M-step would compute."""
+def test_gaussian_unpack_gives_models_or_refuses(ct):
+    """The mixture extrapolates along its weights, means and covariances: a vector near a
+    model unpacks to weights on the simplex and the precision factor the M-step would
+    compute; a negative weight, a negative variance or a covariance that is not positive
+    definite is refused (SQUAREM's _unpack gives None: the plain EM step)."""
     like = GaussianMixture(3, covariance_type=ct, max_iter=2, tol=1.0, random_state=0).fit(
         overlapping_blobs(300))._params()
-    vec = np.random.RandomState(1).normal(size=len(G.pack_params(like)))
-    p = G.unpack_params(vec, like)
+    vec = G.pack_params(like)
+    moved = vec + 1e-3 * np.random.RandomState(1).normal(size=len(vec))
+    p = G.unpack_params(moved, like)
     assert np.all(p.weights > 0) and abs(p.weights.sum() - 1) < 1e-12
     want, cov = G.precision_cholesky(p.covariances, ct, 0.0)
     np.testing.assert_allclose(p.prec_chol, want, rtol=1e-10)
     full = G.full_covariances(p.covariances, ct, 3, 2)
     assert np.all(np.linalg.eigvalsh(full) > 0)
+    family = _GaussianFamily(ct, 3, 1e-6, "auto", 300.0)
+    for at in (0, 3 + 3 * 2):                     # the first weight, the first variance
+        bad = vec.copy()
+        bad[at] = -1.0
+        assert _em._unpack(family, bad, like) is None
 
 
 def hmm_cases():

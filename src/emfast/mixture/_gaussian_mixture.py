@@ -80,7 +80,7 @@ class _GaussianFamily(BoundEStep):
         return G.GaussianParams(self.covariance_type, weights, means, cov, prec_chol)
 
     def pack(self, params):
-        """The unconstrained vector of ``params`` (SQUAREM): G.pack_params."""
+        """SQUAREM's vector of ``params``: G.pack_params."""
         return G.pack_params(params)
 
     def unpack(self, vec, like):
