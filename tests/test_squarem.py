@@ -247,6 +247,16 @@ def test_natural_coordinates_refuse_what_no_model_has():
     np.testing.assert_allclose(got.weights, like.weights, rtol=1e-15)
     np.testing.assert_allclose(got.probs, like.probs, rtol=1e-15)
     assert got.probs[1, 2] == 0.0
+    from emfast.mixture._poisson import PoissonFamily, PoissonParams
+
+    poi = PoissonFamily.__new__(PoissonFamily)
+    like = PoissonParams(np.array([0.4, 0.6]), np.array([[1.0, 0.0], [2.5, 3.0]]))
+    vec = poi.pack(like)
+    bad = vec.copy()
+    bad[3] = -0.5                                   # a negative rate
+    assert _em._unpack(poi, bad, like) is None
+    got = poi.unpack(vec, like)
+    np.testing.assert_array_equal(got.lambdas, like.lambdas)
 
 
 def test_imputer_round_trip():

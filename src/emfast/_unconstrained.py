@@ -7,9 +7,9 @@ therefore ``pack`` their parameters into a vector of unconstrained coordinates a
 the way back), positive values as logs, covariances as Cholesky factors with a
 log-diagonal. These are the shared pieces.
 
-The mixtures (Gaussian, categorical and Bernoulli) and the EM imputer are the exception:
-their M-steps are ratios of expected counts or moments, so their EM maps are nearer a line
-in the weights, probabilities and covariances themselves, where SQUAREM's extrapolations go further
+The mixtures (Gaussian, categorical, Bernoulli and Poisson) and the EM imputer are the
+exception: their M-steps are ratios of expected counts or moments, so their EM maps are
+nearer a line in the weights, probabilities, rates and covariances themselves, where SQUAREM's extrapolations go further
 (their ``pack`` docstrings give the measurements); an extrapolated point outside the valid
 set is refused by their ``unpack`` and SQUAREM takes the plain EM step instead.
 

@@ -144,15 +144,20 @@ class PoissonFamily(BoundFamily):
     def _from_frequencies(self, weights, frequencies):
         return PoissonParams(weights, frequencies)
 
-    # SQUAREM (emfast._em): log-weights and log-rates; a rate of 0 stays 0
-    # (emfast._unconstrained)
+    # SQUAREM (emfast._em) on the weights and rates themselves, whose M-step is a ratio of
+    # expected counts (E-steps to tol=1e-8, 20,000 rows, D = 4, K = 3, three data sets:
+    # 87, 747 and 24 along log-weights and log-rates, 87, 426 and 24 here, against 318,
+    # 1226 and 49 for plain EM). A rate of 0 stays 0 (EM never moves it, nor then the
+    # extrapolation); a negative weight or rate is refused (a ValueError: SQUAREM then
+    # takes the plain EM step).
     def pack(self, params):
-        return np.concatenate([U.log_floor(params.weights),
-                               U.log_floor(params.lambdas).ravel()])
+        return np.concatenate([params.weights, params.lambdas.ravel()])
 
     def unpack(self, vector, like):
         r = U.Reader(vector)
-        weights = U.simplex(r.take(len(like.weights)), like.weights)
-        lambdas = U.positive(r.take(like.lambdas.shape), like.lambdas)
+        weights = r.take(len(like.weights))
+        lambdas = r.take(like.lambdas.shape).copy()
         r.done()
-        return PoissonParams(weights, lambdas)
+        if np.any(weights < 0) or np.any(lambdas < 0) or not weights.sum() > 0:
+            raise ValueError("the extrapolated weights or rates are negative")
+        return PoissonParams(weights / weights.sum(), lambdas)
