@@ -223,10 +223,8 @@ cdef class _Params:
                     # distances to (mu_k - center) U (removes the data's common offset)
                     center = means.mean(axis=0)
                     tmeans = np.ascontiguousarray((means - center) @ U)
-            elif cov == DIAG:
+            else:                   # diag (K, D), spherical (K,)
                 scale = np.ascontiguousarray(prec_chol)
-            else:
-                scale = np.ascontiguousarray(np.repeat(prec_chol[:, None], D, axis=1))
         self.keep = [log_const, means, U, scale, center, tmeans]
         self.m.cov = cov
         self.m.D = D

@@ -202,7 +202,7 @@ typedef struct {
     const double* means;        /* (K, D) the statistics are centred on these */
     const double* U;            /* full (K, D, D), tied (D, D): Cholesky factors of the
                                  * precisions, upper triangle, zeros below */
-    const double* scale;        /* diag, spherical (K, D): 1 / sigma per feature */
+    const double* scale;        /* 1 / sigma: diag (K, D) per feature, spherical (K,) */
     const double* center;       /* tied (D,): rows are centred on it, then transformed once */
     const double* tmeans;       /* tied (K, D): (mu_k - center) U */
 } emfast_gmodel;
@@ -442,7 +442,7 @@ G_INLINE void g_lp_component(const emfast_gmodel* M, const emfast_gwork* W, cons
 {
     const int D = M->D;
     const double lc = M->log_const[k];
-    const double* s = M->scale + (int64_t) k * D;
+    const double* s = M->scale + (M->cov == 3 ? (int64_t) k : (int64_t) k * D);
     double* lp = W->lp + k * EMFAST_GLD;
     if (M->cov == 1)
         g_lp_rows(NV, 0, W->y, M->tmeans + (int64_t) k * D, NULL, 1.0, D, lc, b, lp, NULL);

@@ -180,7 +180,7 @@ def _add_diag(a, value):
 
 def empty_components(stats):
     """Indices of components whose weighted count is (numerically) zero."""
-    return np.flatnonzero(stats.nk <= EMPTY_FRACTION * stats.weight_sum)
+    return (stats.nk <= EMPTY_FRACTION * stats.weight_sum).nonzero()[0]
 
 
 def precision_cholesky(covariances, covariance_type, reg_covar):
