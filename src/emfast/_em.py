@@ -12,7 +12,8 @@ as a rule. The rule travels back in ``EMRun.rule`` with its history.
 
 ``accelerate="squarem"`` runs SQUAREM around the same EM map (:func:`squarem_loop`); the
 family then also provides ``pack(params) -> vector`` and ``unpack(vector, like) ->
-params`` (``emfast._unconstrained``).
+params`` (``emfast._unconstrained``; ``unpack`` may raise ValueError or LinAlgError for a
+vector that is no model, which the loop treats as a rejected extrapolation).
 """
 
 import math
@@ -172,7 +173,7 @@ SKIP_STEP = 0.01
 
 def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule):
     """SQUAREM (Varadhan & Roland 2008, scheme S3) around the family's EM map F, on the
-    family's unconstrained vector (``family.pack``/``family.unpack``).
+    family's parameter vector (``family.pack``/``family.unpack``).
 
     One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with
     r = x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to

@@ -127,7 +127,8 @@ class EMImputer(OutputMixin, ParamsMixin):
     verbose : int
     accelerate : None or "squarem", default=None
         "squarem": SQUAREM (Varadhan & Roland 2008) around the same EM map, over the mean
-        and the covariance's Cholesky factor: the same maximum in far fewer passes when
+        and the covariance (a covariance that is not positive definite is refused for the
+        plain EM step): the same maximum in far fewer passes when
         many values are missing (EM's rate is the fraction of missing information). It
         stops when one SQUAREM cycle gains less than ``tol`` (``emfast._em.squarem_loop``);
         ``n_iter_`` then counts E-steps (at most ``max_iter``) and ``loglik_history_`` has

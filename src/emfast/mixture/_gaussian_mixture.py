@@ -157,7 +157,8 @@ class GaussianMixture(ParamsMixin):
       (:meth:`partial_fit`, which says when to use which).
 
     * ``accelerate="squarem"``: SQUAREM (Varadhan & Roland 2008) around the same EM map,
-      extrapolating over log-weights, means and the covariances' Cholesky factors; the same
+      extrapolating over the weights, means and covariances (a point that is no model is
+      refused for the plain EM step: :func:`emfast.mixture._gaussian.pack_params`); the same
       optimum (never a lower ``lower_bound_`` than plain EM's from the same start, up to
       ``tol``) in far fewer iterations on slowly converging fits (overlapping components).
       It stops when one SQUAREM cycle (two EM steps and an extrapolation) changes the
