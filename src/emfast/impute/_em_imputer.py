@@ -14,7 +14,7 @@ from emfast._stats import GaussianStats
 from emfast._threads import single_threaded_blas
 from emfast.exceptions import ConvergenceWarning, compatible
 from emfast._patterns import observed_rows, precision_inputs
-from emfast.mixture._gaussian import scatter_about
+from emfast.mixture._gaussian import pack_compact, scatter_about, unpack_compact
 from emfast.mixture._gaussian_missing import infer_arrays
 
 _NONE = np.empty((0, 0))
@@ -79,18 +79,13 @@ class _MissingNormalFamily:
         extrapolations go further (E-steps to tol=1e-8 with the halves of 10 features
         seen together in 5%, 2% and 1% of 5,000 rows: 3.2x, 3.7x and 3.7x fewer than
         plain EM through a log-Cholesky factor, 4.1x, 4.2x and 4.7x here)."""
-        rows, cols = np.triu_indices(len(params.mean))
-        return np.concatenate([params.mean, params.covariance[rows, cols]])
+        return np.concatenate([params.mean, pack_compact(params.covariance[None], "full")])
 
     def unpack(self, vec, like):
         """The mean and covariance of :meth:`pack`'s vector; a LinAlgError where that
         covariance is not positive definite (SQUAREM then takes the plain EM step)."""
         D = len(like.mean)
-        rows, cols = np.triu_indices(D)
-        cov = np.empty((D, D))
-        cov[rows, cols] = vec[D:]
-        cov[cols, rows] = vec[D:]
-        np.linalg.cholesky(cov)
+        cov = unpack_compact(vec[D:], "full", 1, D)[0][0]
         return _Normal(np.array(vec[:D]), cov)
 
 

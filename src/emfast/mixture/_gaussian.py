@@ -312,22 +312,47 @@ def unpack_covariances(vec, covariance_type, n_components, n_features):
     return (cov, prec) if ct == "full" else (cov[0], prec[0])
 
 
-def pack_params(params):
-    """GaussianParams as SQUAREM's vector (``emfast._em``): the weights, the means, then the
-    covariances in the compact form of their type (full and tied: upper triangles row by
-    row; diag and spherical: the variances). The M-step is ratios of moments, and along
-    these coordinates the EM map is nearer a line than along log-weights and Cholesky
-    factors (:func:`pack_covariances`, which the HMMs keep): from the same starts, E-steps
-    to plain EM's final log-likelihood over 8 fits (2 data sets x 4 covariance types):
-    5.3, 6.2, 5.1, 11.4, 3.4, 5.0, 3.2, 4.5x fewer than plain EM through the logs and
-    factors; 7.5, 6.7, 5.9, 11.4, 4.5, 5.0, 3.7, 5.1x here. Its length is
-    :func:`n_parameters` + 1."""
-    ct, cov = params.covariance_type, np.asarray(params.covariances, dtype=np.float64)
+def pack_compact(covariances, covariance_type):
+    """Covariances as the vector SQUAREM extrapolates the mixtures and the imputer along:
+    their compact form (full and tied: upper triangles row by row; diag and spherical:
+    the variances), length :func:`n_covariance_parameters`."""
+    ct, cov = covariance_type, np.asarray(covariances, dtype=np.float64)
     if ct in ("full", "tied"):
         stack = cov if ct == "full" else cov[None]
         rows, cols = np.triu_indices(stack.shape[-1])
         cov = stack[:, rows, cols]
-    return np.concatenate([params.weights, np.ravel(params.means), cov.ravel()])
+    return cov.ravel()
+
+
+def unpack_compact(vec, covariance_type, n_components, n_features):
+    """(covariances, prec_chol) of :func:`pack_compact`'s vector, the precision factor as
+    the M-step makes it; a ValueError (a variance not positive) or LinAlgError (a
+    covariance not positive definite) where the vector holds none."""
+    ct, K, D = covariance_type, n_components, n_features
+    if ct in ("diag", "spherical"):
+        cov = np.reshape(vec, (K, D) if ct == "diag" else (K,)).copy()
+        if not np.all(cov > 0):
+            raise ValueError("the extrapolated variances are not positive")
+        return cov, 1.0 / np.sqrt(cov)
+    n = K if ct == "full" else 1
+    rows, cols = np.triu_indices(D)
+    stack = np.empty((n, D, D))
+    stack[:, rows, cols] = np.reshape(vec, (n, -1))
+    stack[:, cols, rows] = np.reshape(vec, (n, -1))
+    prec = _inverse_transposed(np.linalg.cholesky(stack))
+    return (stack, prec) if ct == "full" else (stack[0], prec[0])
+
+
+def pack_params(params):
+    """GaussianParams as SQUAREM's vector (``emfast._em``): the weights, the means, then
+    :func:`pack_compact`. The M-step is ratios of moments, and along these coordinates the
+    EM map is nearer a line than along log-weights and Cholesky factors
+    (:func:`pack_covariances`, which the HMMs keep): from the same starts, E-steps to plain
+    EM's final log-likelihood over 8 fits (2 data sets x 4 covariance types): 5.3, 6.2,
+    5.1, 11.4, 3.4, 5.0, 3.2, 4.5x fewer than plain EM through the logs and factors; 7.5,
+    6.7, 5.9, 11.4, 4.5, 5.0, 3.7, 5.1x here. Its length is :func:`n_parameters` + 1."""
+    return np.concatenate([params.weights, np.ravel(params.means),
+                           pack_compact(params.covariances, params.covariance_type)])
 
 
 def unpack_params(vec, like):
@@ -344,19 +369,7 @@ def unpack_params(vec, like):
     read.done()
     if np.any(weights < 0) or not weights.sum() > 0:
         raise ValueError("the extrapolated weights are negative")
-    if ct in ("diag", "spherical"):
-        cov = compact.reshape((K, D) if ct == "diag" else (K,)).copy()
-        if not np.all(cov > 0):
-            raise ValueError("the extrapolated variances are not positive")
-        prec_chol = 1.0 / np.sqrt(cov)
-    else:
-        n = K if ct == "full" else 1
-        rows, cols = np.triu_indices(D)
-        stack = np.empty((n, D, D))
-        stack[:, rows, cols] = compact.reshape(n, -1)
-        stack[:, cols, rows] = compact.reshape(n, -1)
-        prec = _inverse_transposed(np.linalg.cholesky(stack))
-        cov, prec_chol = (stack, prec) if ct == "full" else (stack[0], prec[0])
+    cov, prec_chol = unpack_compact(compact, ct, K, D)
     return GaussianParams(ct, weights / weights.sum(), means, cov, prec_chol)
 
 
