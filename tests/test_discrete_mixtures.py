@@ -628,6 +628,28 @@ def test_item_groups_give_the_items_statistics(n_categories, missing):
         assert groups.identity
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint64])
+def test_integer_codes_fit_as_their_float_values(dtype):
+    """Integer codes are checked and encoded without a float copy: the same fit as the
+    same codes in float64; a negative code or codes past any category table (uint64 at
+    2**63, whose sum would wrap around) are refused."""
+    X, _, _, _ = lca_data(4, 800, 3, [3, 4, 2])
+    a = CategoricalMixture(3, max_iter=20, random_state=0).fit(X)
+    b = CategoricalMixture(3, max_iter=20, random_state=0).fit(X.astype(dtype))
+    assert a.lower_bound_ == b.lower_bound_
+    for p, q in zip(a.probabilities_, b.probabilities_):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X.astype(dtype)))
+    if np.dtype(dtype).kind == "i":
+        bad = X.astype(dtype)
+        bad[0, 0] = -1
+        with pytest.raises(ValueError, match="Negative values"):
+            CategoricalMixture(2).fit(bad)
+    huge = np.array([[2**63, 0], [2**63, 1], [0, 1]], dtype=np.uint64)
+    with pytest.raises(ValueError, match="categories in all"):
+        CategoricalMixture(2).fit(huge)
+
+
 @pytest.mark.filterwarnings("ignore::emfast.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("n_categories, missing", [([4] * 6, 0.0), ([4] * 6, 0.1),
                                                    ([2] * 9, 0.05), ([3, 2], 0.2), ([7], 0.0)])

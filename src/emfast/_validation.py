@@ -252,7 +252,7 @@ def check_whole_numbers(values, estimator, what, not_integer):
     if values.min() < 0:
         raise ValueError(f"Negative values in data passed to {estimator}: {what} must be "
                          f"non-negative; X has {values.min():g}")
-    if np.any(values != np.floor(values)):
+    if values.dtype.kind == "f" and np.any(values != np.floor(values)):
         raise ValueError(f"{estimator}: {not_integer}")
 
 

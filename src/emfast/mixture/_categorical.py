@@ -119,6 +119,11 @@ def sample(params, n_samples, rng):
 
 
 # ------------------------------------------------------------------------- data
+# The dtypes check_codes keeps as they are: floats (NaN: missing) and integers
+CODE_DTYPES = (np.float64, np.float32, np.int8, np.int16, np.int32, np.int64, np.uint8,
+               np.uint16, np.uint32, np.uint64)
+
+
 def check_codes(X, estimator, n_categories=None):
     """Validate categorical data (N, J) (integer codes, or floats with integer values; NaN
     missing) and encode it for the kernels.
@@ -128,16 +133,19 @@ def check_codes(X, estimator, n_categories=None):
     Returns (codes (N, J) int32 with item offsets added and -1 where missing,
     n_categories (J,) int64). The caller's X is not modified.
     """
-    X = V.check_array(X, estimator=estimator, allow_nan=True)
+    # integer codes stay integers: no NaN to look for, no fractions, no float copy of X (a
+    # third of a default fit on 200,000 x 10 codes went to those passes)
+    X = V.check_array(X, estimator=estimator, allow_nan=True, dtypes=CODE_DTYPES)
     if n_categories is not None and X.shape[1] != len(n_categories):
         raise ValueError(f"X has {X.shape[1]} features, but {estimator} is expecting "
                          f"{len(n_categories)} features as input.")
-    missing = np.isnan(X)
-    seen = np.where(missing, 0.0, X)
+    missing = np.isnan(X) if X.dtype.kind == "f" else None
+    seen = X if missing is None else np.where(missing, 0.0, X)
     V.check_whole_numbers(seen, estimator, "category codes",
                           "category codes must be integers (0, 1, ..., C_j - 1; NaN for "
                           "missing); X has non-integer values")
-    top = np.where(missing, -1.0, X).max(axis=0)
+    # as floats: the checks below add them up (uint64 codes would wrap around)
+    top = (X if missing is None else np.where(missing, -1.0, X)).max(axis=0).astype(np.float64)
     if n_categories is None:
         never = np.flatnonzero(top < 0)
         if len(never):
@@ -156,7 +164,8 @@ def check_codes(X, estimator, n_categories=None):
                              f"saw codes 0..{int(n_categories[j]) - 1} only (C_j = "
                              f"{int(n_categories[j])})")
     codes = (seen + offsets_of(n_categories)[:-1]).astype(np.int32)
-    codes[missing] = -1
+    if missing is not None:
+        codes[missing] = -1
     return codes, n_categories
 
 
