@@ -4,17 +4,22 @@ import contextlib
 import threading
 
 _lock = threading.Lock()
-_controller = None
+_blas = None        # threadpoolctl's controllers of the BLAS libraries loaded
+_saved = []         # (controller, its thread count) to restore when the outermost block ends
 _depth = 0
 
 
-def _get_controller():
-    global _controller
-    if _controller is None:
+def _blas_libraries():
+    global _blas
+    if _blas is None:
         from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController()  # scans the loaded libraries once
-    return _controller
+        # scans the loaded libraries once; the controllers' own get/set calls are then a
+        # few microseconds in all, where ThreadpoolController.limit built and scanned anew
+        # at each call (7 us, twice per fit: a sixth of a millisecond fit's Python time)
+        _blas = [lib for lib in ThreadpoolController().lib_controllers
+                 if lib.user_api == "blas"]
+    return _blas
 
 
 @contextlib.contextmanager
@@ -28,11 +33,17 @@ def single_threaded_blas():
     with _lock:
         _depth += 1
         if _depth == 1:
-            single_threaded_blas._limiter = _get_controller().limit(limits=1, user_api="blas")
+            for lib in _blas_libraries():
+                n = lib.get_num_threads()
+                if n != 1:
+                    lib.set_num_threads(1)
+                    _saved.append((lib, n))
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                single_threaded_blas._limiter.restore_original_limits()
+                while _saved:
+                    lib, n = _saved.pop()
+                    lib.set_num_threads(n)
