@@ -55,8 +55,8 @@ class _FakeBlas:
 
 def test_concurrent_blocks_restore_once_all_have_ended(monkeypatch):
     """Two threads' blocks overlap; the first to end leaves BLAS on one thread for the
-    other, the last restores. (A fake library: OpenBLAS 0.3.31 keeps a count that the
-    main thread set when another thread sets its own.)"""
+    other, the last restores. (A fake library: threadpoolctl lets one Python thread at a
+    time set OpenBLAS's process-wide count, and ignores the others.)"""
     import emfast._threads as T
 
     lib = _FakeBlas(4)
@@ -84,3 +84,22 @@ def test_concurrent_blocks_restore_once_all_have_ended(monkeypatch):
     u.join(20)
     assert seen == {"both inside": 1, "after first": 1}
     assert lib.n == 4
+
+
+def test_a_library_without_a_thread_count_is_left_alone(monkeypatch):
+    """A library whose get_num_threads gives None (threadpoolctl: the symbol is missing) is
+    neither set nor restored."""
+    import emfast._threads as T
+
+    class NoCount(_FakeBlas):
+        def get_num_threads(self):
+            return None
+
+        def set_num_threads(self, n):
+            raise AssertionError("set_num_threads called")
+
+    counted, uncounted = _FakeBlas(3), NoCount(None)
+    monkeypatch.setattr(T, "_blas", [uncounted, counted])
+    with single_threaded_blas():
+        assert counted.n == 1
+    assert counted.n == 3

@@ -27,7 +27,9 @@ def single_threaded_blas():
     """BLAS limited to one thread for the duration (re-entrant, thread-safe).
 
     The kernels call BLAS from inside their own OpenMP/Numba threads, where a threaded
-    BLAS would oversubscribe the cores.
+    BLAS would oversubscribe the cores. OpenBLAS's count is process-wide, and threadpoolctl
+    lets only one Python thread at a time set it (the first that did, while it lives): from
+    another thread this leaves OpenBLAS as it is.
     """
     global _depth
     with _lock:
@@ -35,7 +37,7 @@ def single_threaded_blas():
         if _depth == 1:
             for lib in _blas_libraries():
                 n = lib.get_num_threads()
-                if n != 1:
+                if n is not None and n != 1:      # None: the library gives no count
                     lib.set_num_threads(1)
                     _saved.append((lib, n))
     try:
