@@ -60,7 +60,7 @@ def test_concurrent_blocks_restore_once_all_have_ended(monkeypatch):
     import emfast._threads as T
 
     lib = _FakeBlas(4)
-    monkeypatch.setattr(T, "_blas", [lib])
+    monkeypatch.setattr(T, "_blas", [(lib, T._setter(lib))])
     first_in, first_out = threading.Event(), threading.Event()
     seen = {}
 
@@ -99,7 +99,49 @@ def test_a_library_without_a_thread_count_is_left_alone(monkeypatch):
             raise AssertionError("set_num_threads called")
 
     counted, uncounted = _FakeBlas(3), NoCount(None)
-    monkeypatch.setattr(T, "_blas", [uncounted, counted])
+    monkeypatch.setattr(T, "_blas", [(b, T._setter(b)) for b in (uncounted, counted)])
     with single_threaded_blas():
         assert counted.n == 1
     assert counted.n == 3
+
+
+def test_from_a_thread_other_than_the_one_that_set_a_limit(threaded_blas):
+    """threadpoolctl lets the first thread that set OpenBLAS's count keep that right; a fit
+    from another thread (a pool's) must still hold BLAS at one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    before = _blas_threads()
+    with threadpool_limits(limits=2, user_api="blas"):   # this thread takes control
+        with single_threaded_blas():                     # ... and keeps it
+            pass
+
+        def inside():
+            with single_threaded_blas():
+                return set(_blas_threads())
+
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(inside).result() == {1}
+    assert _blas_threads() == before
+
+
+def test_a_library_that_refuses_leaves_nothing_set(monkeypatch):
+    """A set that raises: the libraries already set are restored, and the next block starts
+    afresh (no block is left counted as open)."""
+    import emfast._threads as T
+
+    class Refuses(_FakeBlas):
+        def set_num_threads(self, n):
+            raise OSError("refused")
+
+    first, bad = _FakeBlas(3), Refuses(2)
+    monkeypatch.setattr(T, "_blas", [(b, T._setter(b)) for b in (first, bad)])
+    with pytest.raises(OSError):
+        with single_threaded_blas():
+            pass
+    assert first.n == 3
+    monkeypatch.setattr(T, "_blas", [(first, T._setter(first))])
+    with single_threaded_blas():
+        assert first.n == 1
+    assert first.n == 3
