@@ -217,6 +217,26 @@ def run_p1(threads, repeats, backends):
                  threads, repeats, backends)
 
 
+def correlated_cov(rng, D):
+    """A random (D, D) covariance with correlated features."""
+    A = rng.normal(size=(D, D))
+    return A @ A.T / D + 0.2 * np.eye(D)
+
+
+def halves_apart(rng, cov, N, together):
+    """N rows of N(0, cov) whose two halves of the features are seen together in a
+    fraction ``together`` of the rows only, each other row missing one half (chosen at
+    random): their cross-covariance is learnt slowly (EM's rate is the fraction of missing
+    information)."""
+    D = len(cov)
+    X = rng.multivariate_normal(np.zeros(D), cov, size=N)
+    half = rng.random(N) < 0.5
+    both = rng.random(N) < together
+    X[half & ~both, D // 2:] = np.nan
+    X[~half & ~both, :D // 2] = np.nan
+    return X
+
+
 def s1_cases(threads):
     """(name, fit(accelerate) -> (E-steps, final mean log-likelihood, the mean log-likelihood
     at every E-step or None where the estimator keeps none))."""
@@ -236,16 +256,8 @@ def s1_cases(threads):
         return est.n_iter_, est.lower_bound_, est.lower_bounds_
 
     cases.append(("GaussianMixture, 3 overlapping components, N=12,000, D=2, full", gm))
-    D = 10
-    A = rng.normal(size=(D, D))
-    cov = A @ A.T / D + 0.2 * np.eye(D)
-    Xm = rng.multivariate_normal(np.zeros(D), cov, size=5000)
-    # the two halves of the features are seen together in 5% of the rows only: their
-    # cross-covariance is learnt slowly (EM's rate is the fraction of missing information)
-    half = rng.random(len(Xm)) < 0.5
-    together = rng.random(len(Xm)) < 0.05
-    Xm[half & ~together, D // 2:] = np.nan
-    Xm[~half & ~together, :D // 2] = np.nan
+    cov = correlated_cov(rng, 10)
+    Xm = halves_apart(rng, cov, 5000, 0.05)
 
     def imp(acc, Xm=Xm):
         est = EMImputer(tol=1e-8, max_iter=100_000, n_threads=threads, accelerate=acc).fit(Xm)
@@ -329,18 +341,12 @@ def s2_cases(threads):
             for K in (2, 3):
                 cases.append(("GaussianMixture", f"separation {sep}, K={K}", seed,
                               mixture(GaussianMixture, K, X, seed)))
-        D = 10
-        A = rng.normal(size=(D, D))
-        cov = A @ A.T / D + 0.2 * np.eye(D)
+        cov = correlated_cov(rng, 10)
         for together in (0.05, 0.02):
-            X = rng.multivariate_normal(np.zeros(D), cov, size=5000)
-            half = rng.random(len(X)) < 0.5
-            both = rng.random(len(X)) < together
-            X[half & ~both, D // 2:] = np.nan
-            X[~half & ~both, :D // 2] = np.nan
-            cases.append(("EMImputer", f"halves together in {together:.0%}", seed, imputer(X)))
+            cases.append(("EMImputer", f"halves together in {together:.0%}", seed,
+                          imputer(halves_apart(rng, cov, 5000, together))))
         for frac in (0.3, 0.5):
-            X = rng.multivariate_normal(np.zeros(D), cov, size=5000)
+            X = rng.multivariate_normal(np.zeros(len(cov)), cov, size=5000)
             X[rng.random(X.shape) < frac] = np.nan
             X = X[~np.all(np.isnan(X), axis=1)]
             cases.append(("EMImputer", f"{frac:.0%} missing at random", seed, imputer(X)))
@@ -367,6 +373,7 @@ def run_s2(threads):
         n0, l0, _ = fit(None)
         n1, l1, path = fit("squarem")
         # the first E-step at which SQUAREM's log-likelihood is at least plain EM's final one
+        # (its own final one, should SQUAREM end lower: the difference column shows that)
         reach = next(i + 1 for i, v in enumerate(path) if v >= min(l0, l1))
         fits.append((n0, n0 / n1, n0 / reach, l1 - l0))
         rows.append([family, setting, str(seed), str(n0), str(n1), f"{n0 / n1:.1f}×",

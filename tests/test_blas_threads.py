@@ -55,8 +55,8 @@ class _FakeBlas:
 
 def test_concurrent_blocks_restore_once_all_have_ended(monkeypatch):
     """Two threads' blocks overlap; the first to end leaves BLAS on one thread for the
-    other, the last restores. (A fake library: threadpoolctl lets one Python thread at a
-    time set OpenBLAS's process-wide count, and ignores the others.)"""
+    other, the last restores. (A fake library, so that the count each thread sees is
+    exactly the one the blocks set.)"""
     import emfast._threads as T
 
     lib = _FakeBlas(4)

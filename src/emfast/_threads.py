@@ -26,10 +26,9 @@ def _setter(lib):
     """The library's own thread-count setter. threadpoolctl's ``set_num_threads`` lets one
     Python thread at a time set OpenBLAS's process-wide count (the first that did, while it
     lives) and silently ignores the others: a fit from any other thread (a thread pool, a
-    threaded Dask worker) kept OpenBLAS's threads, which then fought the kernels' spinning
-    OpenMP threads (a digits fit took 5.9 instead of 1.8 ms). The blocks here are counted
-    under one lock, the first sets and the last restores, so they need no such rule; the
-    public method stands in where threadpoolctl has no private one."""
+    threaded Dask worker) kept OpenBLAS's threads beside the kernels' own. The blocks here
+    are counted under one lock, the first sets and the last restores, so they need no such
+    rule; the public method stands in where threadpoolctl has no private one."""
     return getattr(lib, "_real_set_num_threads", None) or lib.set_num_threads
 
 
