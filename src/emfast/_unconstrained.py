@@ -24,6 +24,15 @@ import numpy as np
 LOG_FLOOR = float(np.log(np.finfo(np.float64).tiny))
 
 
+def mixture_weights(w):
+    """The mixtures' extrapolated weights (their own coordinates, not logs) divided by their
+    sum; a ValueError where one is negative or none is positive: the vector is no model,
+    and SQUAREM takes the plain EM step."""
+    if np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("the extrapolated weights are negative")
+    return w / w.sum()
+
+
 def log_floor(a):
     """log(a), with entries <= 0 packed as :data:`LOG_FLOOR` (float64, a new array)."""
     a = np.asarray(a, dtype=np.float64)

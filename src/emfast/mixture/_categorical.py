@@ -63,12 +63,18 @@ def block_sums(a, offsets):
     return np.add.reduceat(a, offsets[:-1], axis=-1)
 
 
+def spread_blocks(a, offsets):
+    """(K, C): each item's value of ``a`` (K, J) repeated over the item's categories (the
+    converse of :func:`block_sums`)."""
+    return np.repeat(a, np.diff(offsets), axis=-1)
+
+
 def normalize_blocks(a, offsets):
     """Each component's block of each item divided by its sum; a block summing to 0 stays 0
     (hmmlearn's guard: a state no frame visits keeps an all-zero row)."""
     s = block_sums(a, offsets)
     s[s == 0] = 1.0
-    return a / np.repeat(s, np.diff(offsets), axis=-1)
+    return a / spread_blocks(s, offsets)
 
 
 def mstep_probabilities(counts, prior, offsets):
@@ -82,7 +88,7 @@ def mstep_probabilities(counts, prior, offsets):
     if np.any(np.asarray(prior) < 1.0):
         cut = (block_sums(numerators, offsets) == 0) & (block_sums(counts, offsets) > 0)
         if cut.any():
-            cut = np.repeat(cut, np.diff(offsets), axis=-1)
+            cut = spread_blocks(cut, offsets)
             numerators[cut] = counts[cut]
     return normalize_blocks(numerators, offsets)
 
@@ -389,10 +395,8 @@ class CategoricalFamily(BoundFamily):
         # a component that no row answering the item reaches: uniform, not all zero
         # (hmmlearn's all-zero row is no distribution for predict to use)
         empty = block_sums(probs, self.offsets) == 0
-        if empty.any():
-            sizes = np.diff(self.offsets)
-            uniform = np.repeat(empty / sizes, sizes, axis=-1)
-            probs = np.where(np.repeat(empty, sizes, axis=-1), uniform, probs)
+        if empty.any():      # those blocks are all 0: 1 / C_j added there, 0 elsewhere
+            probs = probs + spread_blocks(empty / np.diff(self.offsets), self.offsets)
         return CategoricalParams(mstep_weights(stats.nk), probs, self.offsets)
 
     def _frequencies(self, params):
@@ -414,10 +418,9 @@ class CategoricalFamily(BoundFamily):
 
     def unpack(self, vector, like):
         r = U.Reader(vector)
-        weights = r.take(len(like.weights))
+        weights = U.mixture_weights(r.take(len(like.weights)))
         probs = r.take(like.probs.shape)
         r.done()
-        if np.any(weights < 0) or np.any(probs < 0) or not weights.sum() > 0:
-            raise ValueError("the extrapolated weights or probabilities are negative")
-        return CategoricalParams(weights / weights.sum(), normalize_blocks(probs, self.offsets),
-                                 self.offsets)
+        if np.any(probs < 0):
+            raise ValueError("the extrapolated probabilities are negative")
+        return CategoricalParams(weights, normalize_blocks(probs, self.offsets), self.offsets)

@@ -363,14 +363,12 @@ def unpack_params(vec, like):
     ct = like.covariance_type
     K, D = like.means.shape
     read = U.Reader(vec)
-    weights = read.take(K)
+    weights = U.mixture_weights(read.take(K))
     means = read.take((K, D)).copy()
     compact = read.take(n_covariance_parameters(ct, K, D))
     read.done()
-    if np.any(weights < 0) or not weights.sum() > 0:
-        raise ValueError("the extrapolated weights are negative")
     cov, prec_chol = unpack_compact(compact, ct, K, D)
-    return GaussianParams(ct, weights / weights.sum(), means, cov, prec_chol)
+    return GaussianParams(ct, weights, means, cov, prec_chol)
 
 
 def n_covariance_parameters(covariance_type, n_components, n_features):

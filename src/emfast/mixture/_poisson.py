@@ -155,9 +155,9 @@ class PoissonFamily(BoundFamily):
 
     def unpack(self, vector, like):
         r = U.Reader(vector)
-        weights = r.take(len(like.weights))
+        weights = U.mixture_weights(r.take(len(like.weights)))
         lambdas = r.take(like.lambdas.shape).copy()
         r.done()
-        if np.any(weights < 0) or np.any(lambdas < 0) or not weights.sum() > 0:
-            raise ValueError("the extrapolated weights or rates are negative")
-        return PoissonParams(weights / weights.sum(), lambdas)
+        if np.any(lambdas < 0):
+            raise ValueError("the extrapolated rates are negative")
+        return PoissonParams(weights, lambdas)
