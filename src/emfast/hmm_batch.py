@@ -41,7 +41,7 @@ from emfast.hmm._base import ConvergenceMonitor
 from emfast.hmm._emissions import KMEANS, _prior
 from emfast.hmm._hmm import GaussianHMM
 from emfast.mixture import _gaussian as G
-from emfast.mixture._kmeans import SAMPLE_ROWS, _lexicographic_order
+from emfast.mixture._kmeans import SAMPLE_ROWS, _lexicographic_order, choice_cdf
 
 __all__ = ["fit_many_hmm", "GaussianHMMBatch"]
 
@@ -267,9 +267,8 @@ class _StartDraws:
         cdfs = {}
         for (seed, r, N), s in sets.items():
             v = streams[seed][r][2].reshape(M, 1 + per_round)
-            if N not in cdfs:            # rng.choice(N, p=uniform)'s search, exactly
-                cdf = np.full(N, 1.0 / N).cumsum()
-                cdfs[N] = cdf / cdf[-1]
+            if N not in cdfs:
+                cdfs[N] = choice_cdf(np.full(N, 1.0 / N))
             self.first[s] = cdfs[N].searchsorted(v[:, 0], side="right")
             self.u[s, :M * per_round] = v[:, 1:].ravel()
 

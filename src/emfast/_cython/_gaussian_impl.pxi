@@ -149,7 +149,7 @@ cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double*
         W = _work_alloc(M)
         if W == NULL:
             failed[0] = 1
-        for g in prange(G, schedule="dynamic"):
+        for g in prange(G, schedule="static"):
             if W != NULL:
                 for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
                     n0 = blk * BLOCK

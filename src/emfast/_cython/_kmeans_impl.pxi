@@ -389,7 +389,7 @@ cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
         W.xsq = xsq
-        for g in prange(G, schedule="dynamic"):
+        for g in prange(G, schedule="static"):
             _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
                               (g + 1) * n_blocks // G, &pv[g, 0], keep)
         _work_free(W)
@@ -819,7 +819,7 @@ cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
         W.xsq = xsq
-        for g in prange(G, schedule="dynamic"):
+        for g in prange(G, schedule="static"):
             cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
                                  (g + 1) * n_blocks // G, &pv[g, 0], Bd)
         _work_free(W)
@@ -1253,7 +1253,7 @@ def label_stats(
     if N > 0 and K > 0:
         with nogil, parallel(num_threads=n_threads):
             W = _work_alloc(&C)
-            for g in prange(G, schedule="dynamic"):
+            for g in prange(G, schedule="static"):
                 _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code, blas, N,
                                    g * n_blocks // G, (g + 1) * n_blocks // G, &pv[g, 0])
             _work_free(W)

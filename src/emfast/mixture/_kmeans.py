@@ -24,6 +24,16 @@ def _kernel_weights(sample_weight):
     return np.empty(0) if sample_weight is None else sample_weight
 
 
+def choice_cdf(p):
+    """The cumulative distribution ``RandomState.choice(len(p), p=p)`` searches: a uniform
+    u from the same stream then picks ``choice_cdf(p).searchsorted(u, side="right")``, the
+    row ``choice`` would pick, without its checks of p (a quarter of a k-means++ run on
+    2,000 rows)."""
+    cdf = p.cumsum()
+    cdf /= cdf[-1]
+    return cdf
+
+
 def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1,
                     xsq=None):
     """Greedy k-means++ (Arthur & Vassilvitskii, with 2 + log k local trials), weighted.
@@ -47,7 +57,7 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     n_trials = 2 + int(np.log(n_clusters))
     p = np.full(N, 1.0 / N) if w is None else w / w.sum()
     indices = np.empty(n_clusters, dtype=np.int64)
-    indices[0] = rng.choice(N, p=p)
+    indices[0] = choice_cdf(p).searchsorted(rng.random_sample(), side="right")
     closest = np.full(N, np.inf)
     block_pot = np.empty(-(-N // BLOCK))
     if xsq is None:
