@@ -117,6 +117,12 @@ def check_array(X, *, name="X", min_samples=1, dtypes=(np.float64, np.float32),
     return np.ascontiguousarray(arr)
 
 
+def has_nan(X):
+    """Whether the float array X holds a NaN (a missing value): NaN propagates to the
+    min, one pass with no temporary."""
+    return bool(np.isnan(X.min()))
+
+
 def check_sample_weight(sample_weight, n_samples):
     """None -> None; otherwise a float64 (n_samples,) array, finite, >= 0, not all zero,
     scaled by a power of two so that its mean lies in [1/sqrt(2), sqrt(2)].

@@ -183,7 +183,7 @@ class _MixtureChunk(_Chunk):
         super().__init__(n_threads)
         X = V.check_array(X, estimator="GaussianMixture", allow_nan=True,
                           max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-        self.missing = bool(np.isnan(X.min()))       # (empty blocks are never chunks)
+        self.missing = V.has_nan(X)       # (empty blocks are never chunks)
         self.X = np.ascontiguousarray(X[observed_rows(np.isnan(X))]) if self.missing else X
         self.covariance_type = covariance_type
         self.n_components = n_components
@@ -239,7 +239,7 @@ class _SequenceChunk(_Chunk):
 
     def _bind(self, n_threads):
         est = self.estimator
-        has_nan = bool(np.isnan(self.X.min()))
+        has_nan = V.has_nan(self.X)
         family = _HMMFamily(est._emission_model(est.n_features), self.offsets, est.params,
                             *est._priors(est.n_components), est.backend, has_nan)
 

@@ -190,7 +190,7 @@ def _criteria(est, X):
     """(L, p, BIC, AIC, ICL) of a fitted candidate on X. One fused E-step pass at the
     fitted parameters gives L and the statistics whose expected log-joint leaves the
     entropy (no (N, K) array); with NaN, the responsibilities of the observed values."""
-    if np.isnan(X.min()):
+    if V.has_nan(X):
         resp, logp = est._log_prob(X, responsibilities=True)
         L = float(np.sum(logp))
         log_r = np.maximum(resp, 1e-300)           # 0 ln 0 = 0

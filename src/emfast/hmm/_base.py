@@ -369,7 +369,7 @@ class BaseHMM(ParamsMixin):
         offsets = V.lengths_to_offsets(lengths, X.shape[0])
         labels = V.check_partial_labels(y, X.shape[0], self.n_components)
         V.check_real("unlabeled_weight", unlabeled_weight, 0.0)
-        has_nan = X.dtype.kind == "f" and bool(np.isnan(X.min()))
+        has_nan = X.dtype.kind == "f" and V.has_nan(X)
         # the starting point comes from complete rows: each missing value its column's mean
         X_start = fill_with_column_means(X) if has_nan else X
         self._run_em(X, X_start, n_threads, labels, lambda emission, sp_prior, tp_prior: (

@@ -81,11 +81,6 @@ def _f64(a):
 # Gaussian
 
 
-def has_nan(X):
-    """Whether the (validated, float) frames X hold missing values."""
-    return bool(np.isnan(X.min()))
-
-
 def _missing_log_likelihood(X, states, backend, n_threads, out=None):
     """(T, K) log-densities of each frame's observed values under each state's emission
     (``states``: a GaussianParams per state: one Gaussian, or the state's mixture)."""
@@ -208,7 +203,7 @@ class GaussianEmission:
         return [component(gp, k) for k in range(self.K)]
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
-        if has_nan(X):
+        if V.has_nan(X):
             return _missing_log_likelihood(X, self._states(p), backend, n_threads, out)
         # only the log-densities: forward-backward does its own per-frame shift
         out, _ = kernels.gaussian_log_prob(X, p["means"], p["prec_chol"],
@@ -217,7 +212,7 @@ class GaussianEmission:
         return out
 
     def stats(self, X, post, p, backend, n_threads):
-        if has_nan(X):
+        if V.has_nan(X):
             return self._stats_with_nan(X, post, p, backend, n_threads)
         return gaussian_posterior_stats(X, post, p["means"], self.covariance_type, backend,
                                         n_threads)
@@ -506,7 +501,7 @@ class GMMEmission:
                 for k in range(self.K)]
 
     def log_likelihood(self, X, p, backend, n_threads, out=None):
-        if has_nan(X):
+        if V.has_nan(X):
             return _missing_log_likelihood(X, self._states(p), backend, n_threads, out)
         K = self.K
         norms = np.empty((K, X.shape[0]))
@@ -524,7 +519,7 @@ class GMMEmission:
         nk = np.empty((K, M))
         s1 = np.empty((K, M, D))
         s2 = np.empty((K,) + kernels.prec_chol_shape(kt, M, D))
-        if has_nan(X):
+        if V.has_nan(X):
             for k, st in enumerate(_missing_state_stats(X, post, self._states(p), backend,
                                                         n_threads)):
                 nk[k], s1[k], s2[k] = st.nk, st.s1, st.s2

@@ -370,7 +370,7 @@ def _check_gaussian_X(est, X, fitting):
     every frame has nothing to be learnt from and is refused when fitting)."""
     X = V.check_array(X, estimator=type(est).__name__, allow_nan=True,
                       max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
-    if fitting and np.isnan(X.min()):
+    if fitting and V.has_nan(X):
         empty = np.flatnonzero(np.isnan(X).all(axis=0))
         if len(empty):
             raise ValueError(f"feature(s) {', '.join(map(str, empty[:10]))} of X are "

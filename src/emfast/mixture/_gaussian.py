@@ -127,8 +127,10 @@ def scatter_about(covariance_type, s1, s2, nk, shift):
         correction = outer_ds + outer_ds.transpose(0, 2, 1) - nk[:, None, None] * (
             shift[:, :, None] * shift[:, None, :])
         return s2 - (correction if covariance_type == "full" else correction.sum(axis=0))
-    correction = 2.0 * shift * s1 - nk[:, None] * shift * shift
-    return s2 - (correction if np.ndim(s2) == 2 else correction.sum(axis=1))
+    # shift (2 s1 - nk shift): four operations on (K, D) arrays, the M-step's largest cost
+    # at small K and D (each costs its call, not its arithmetic)
+    correction = shift * (s1 + s1 - nk[:, None] * shift)
+    return s2 - (correction if s2.ndim == 2 else np.add.reduce(correction, axis=1))
 
 
 def expected_log_joint(params, stats):

@@ -272,7 +272,7 @@ class GaussianMixture(ParamsMixin):
         N, D = X.shape
         sw = V.check_sample_weight(sample_weight, N)
         missing = None
-        if np.isnan(X.min()):                      # NaN propagates: one pass, no copy
+        if V.has_nan(X):
             empty = np.flatnonzero(np.isnan(X).all(axis=0))
             if len(empty):
                 raise ValueError(f"feature(s) {', '.join(map(str, empty[:10]))} of X are "
@@ -394,7 +394,7 @@ class GaussianMixture(ParamsMixin):
                               max_magnitude=V.MAX_GAUSSIAN_MAGNITUDE)
         else:
             X = V.check_like_fit(self, X)
-            if np.isnan(X.min()):
+            if V.has_nan(X):
                 raise ValueError("partial_fit does not handle missing values (NaN): impute "
                                  "them, or fit X in memory")
         sw = V.check_sample_weight(sample_weight, X.shape[0])
@@ -599,7 +599,7 @@ class GaussianMixture(ParamsMixin):
         """(weighted log-probabilities or responsibilities (N, K), per-row log-likelihood
         or None when ``norm`` is False). X with NaN: the responsibilities either way (they
         rank the components as the log-probabilities do) from the observed values."""
-        if np.isnan(X.min()):
+        if V.has_nan(X):
             out = GM.infer(X, self._params(), self.backend, resolve_n_threads(self.n_threads),
                            logp=norm, resp=True)
             return out["resp"], out.get("logp")
@@ -624,7 +624,7 @@ class GaussianMixture(ParamsMixin):
         """X with each missing value (NaN) replaced by its conditional mean under the fitted
         mixture, E[x_M | x_O] = sum_k r_k(x_O) E_k[x_M | x_O]; observed values are kept."""
         X = self._validate_data(X)
-        if not np.isnan(X.min()):
+        if not V.has_nan(X):
             return X.copy()
         out = GM.infer(X, self._params(), self.backend, resolve_n_threads(self.n_threads),
                        filled=True)
