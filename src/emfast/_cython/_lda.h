@@ -25,16 +25,26 @@
 
 #define EMFAST_LDA_PAD 8     /* K_pad is a multiple of this: of every build's vector width */
 
-/* psi(x) for x > 0, lane by lane: psi(x + 6) - sum_{i<6} 1/(x + i) for every x (no select),
- * psi(y), y = x + 6 >= 6, by the asymptotic series log y - 1/(2y) - sum_k B_2k / (2k y^2k) to
- * y^-14 (truncation < 2e-13 at y = 6). The Numba backend's _digamma, the same arithmetic.
- * |error| < 1e-12 max(|psi(x)|, 0.1) on [1e-6, 1e300] (tests/test_lda_kernels.py). */
+/* psi(x) for x > 0, lane by lane: below 6, psi(x + 6) - sum_{i<6} 1/(x + i), the sum as one
+ * quotient Q'(x) / Q(x) of Q = prod_{i<6} (x + i) (two divisions in all where six
+ * reciprocals took seven: the divisions were most of a document step's exps); from 6 on,
+ * psi(x) itself. psi(y), y >= 6, by the asymptotic series log y - 1/(2y) - sum_k B_2k /
+ * (2k y^2k) to y^-14 (truncation < 2e-13 at y = 6). The Numba backend's _digamma, the same
+ * arithmetic. |error| < 1e-12 max(|psi(x)|, 0.1) on [1e-6, 1e300]
+ * (tests/test_lda_kernels.py); NaN stays NaN, +inf gives +inf. */
 G_INLINE emfast_gv lda_psi(emfast_gv x)
 {
-    emfast_gv one = gv_set(1.0);
-    emfast_gv shift = ((one / x + one / (x + 1.0)) + (one / (x + 2.0) + one / (x + 3.0)))
-                      + (one / (x + 4.0) + one / (x + 5.0));
-    emfast_gv y = x + 6.0;
+    emfast_gv one = gv_set(1.0), six = gv_set(6.0), zero = gv_set(0.0);
+    emfast_gi small = (emfast_gi) (x < six);
+    emfast_gv xs = gv_sel(small, x, six);   /* bounded: Q(6) = 332640 */
+    emfast_gv q = xs, dq = one;
+    for (int i = 1; i < 6; i++) {
+        emfast_gv t = xs + (double) i;
+        dq = dq * t + q;
+        q = q * t;
+    }
+    emfast_gv shift = gv_sel(small, dq / q, zero);
+    emfast_gv y = gv_sel(small, x + 6.0, x);
     emfast_gv r = one / y, z = r * r;
     emfast_gv p = gv_set(1.0 / 12.0);
     p = -691.0 / 32760.0 + z * p;
@@ -92,21 +102,26 @@ G_INLINE double lda_dot(const double* a, const double* b, int Kp)
 }
 
 /* acc (K_pad, overwritten) = sum_{j<n} c[j] R_j / (x . R_j + eps), R_j = base + idx[j] K_pad.
- * IN: x (K_pad); counts c of type T. Four rows per step: their dot products in four chains,
- * then acc += f0 R0 + f1 R1 + f2 R2 + f3 R3 (one load and store of acc per four rows). */
+ * IN: x (K_pad); counts c of type T; rev: take the rows from the last (a document's fixed
+ * point alternates, so that each step starts on the rows the last one left in L1: its 145
+ * rows of 448 bytes at K = 50 overflow L1, and in one order every row came from L2). Four
+ * rows per step: their dot products in four chains, then acc += f0 R0 + f1 R1 + f2 R2 +
+ * f3 R3 (one load and store of acc per four rows). */
 #define EMFAST_DEFINE_LDA_WSUM(NAME, T)                                                        \
     static void NAME(const double* x, const double* base, const int32_t* idx, const T* c,     \
-                     int64_t n, int Kp, double eps, double* acc)                              \
+                     int64_t n, int Kp, double eps, int rev, double* acc)                     \
     {                                                                                         \
         int64_t j = 0;                                                                        \
+        int64_t s = rev ? -1 : 1, o = rev ? n - 1 : 0;   /* row j is o + s j */              \
         int k;                                                                                \
         for (k = 0; k < Kp; k += EMFAST_GW)                                                   \
             gv_st(acc + k, gv_set(0.0));                                                      \
         for (; j + 4 <= n; j += 4) {                                                          \
-            const double* r0 = base + (int64_t) idx[j] * Kp;                                  \
-            const double* r1 = base + (int64_t) idx[j + 1] * Kp;                              \
-            const double* r2 = base + (int64_t) idx[j + 2] * Kp;                              \
-            const double* r3 = base + (int64_t) idx[j + 3] * Kp;                              \
+            int64_t j0 = o + s * j, j1 = j0 + s, j2 = j1 + s, j3 = j2 + s;                    \
+            const double* r0 = base + (int64_t) idx[j0] * Kp;                                 \
+            const double* r1 = base + (int64_t) idx[j1] * Kp;                                 \
+            const double* r2 = base + (int64_t) idx[j2] * Kp;                                 \
+            const double* r3 = base + (int64_t) idx[j3] * Kp;                                 \
             emfast_gv xv = gv_ld(x);                                                          \
             emfast_gv s0 = xv * gv_ld(r0), s1 = xv * gv_ld(r1);                               \
             emfast_gv s2 = xv * gv_ld(r2), s3 = xv * gv_ld(r3);                               \
@@ -117,17 +132,18 @@ G_INLINE double lda_dot(const double* a, const double* b, int Kp)
                 s2 += xv * gv_ld(r2 + k);                                                     \
                 s3 += xv * gv_ld(r3 + k);                                                     \
             }                                                                                 \
-            double f0 = (double) c[j] / (gv_hsum(s0) + eps);                                  \
-            double f1 = (double) c[j + 1] / (gv_hsum(s1) + eps);                              \
-            double f2 = (double) c[j + 2] / (gv_hsum(s2) + eps);                              \
-            double f3 = (double) c[j + 3] / (gv_hsum(s3) + eps);                              \
+            double f0 = (double) c[j0] / (gv_hsum(s0) + eps);                                 \
+            double f1 = (double) c[j1] / (gv_hsum(s1) + eps);                                 \
+            double f2 = (double) c[j2] / (gv_hsum(s2) + eps);                                 \
+            double f3 = (double) c[j3] / (gv_hsum(s3) + eps);                                 \
             for (k = 0; k < Kp; k += EMFAST_GW)                                               \
                 gv_st(acc + k, gv_ld(acc + k) + ((f0 * gv_ld(r0 + k) + f1 * gv_ld(r1 + k))    \
                                                  + (f2 * gv_ld(r2 + k) + f3 * gv_ld(r3 + k))));\
         }                                                                                     \
         for (; j < n; j++) {                                                                  \
-            const double* r0 = base + (int64_t) idx[j] * Kp;                                  \
-            double f0 = (double) c[j] / (lda_dot(x, r0, Kp) + eps);                           \
+            int64_t j0 = o + s * j;                                                           \
+            const double* r0 = base + (int64_t) idx[j0] * Kp;                                 \
+            double f0 = (double) c[j0] / (lda_dot(x, r0, Kp) + eps);                          \
             for (k = 0; k < Kp; k += EMFAST_GW)                                               \
                 gv_st(acc + k, gv_ld(acc + k) + f0 * gv_ld(r0 + k));                          \
         }                                                                                     \
@@ -146,7 +162,7 @@ EMFAST_DEFINE_LDA_WSUM(emfast_lda_wsum_f32, float)
                      double* g, double* e, double* acc)                                       \
     {                                                                                         \
         for (int64_t it = 0; it < max_iter; it++) {                                           \
-            WSUM(e, BT, ids, c, n, Kp, eps, acc);                                             \
+            WSUM(e, BT, ids, c, n, Kp, eps, (int) (it & 1), acc);                             \
             emfast_gv change = gv_set(0.0);                                                   \
             for (int k = 0; k < Kp; k += EMFAST_GW) {                                         \
                 emfast_gv old = gv_ld(g + k);                                                 \

@@ -22,10 +22,10 @@ cdef extern from "_lda.h":
     void emfast_lda_digamma(const double* x, int64_t n, double* out) noexcept nogil
     void emfast_lda_exp_dirichlet(const double* g, int K, int Kp, double* e) noexcept nogil
     void emfast_lda_wsum_f64(const double* x, const double* base, const int32_t* idx,
-                             const double* c, int64_t n, int Kp, double eps,
+                             const double* c, int64_t n, int Kp, double eps, int rev,
                              double* acc) noexcept nogil
     void emfast_lda_wsum_f32(const double* x, const double* base, const int32_t* idx,
-                             const float* c, int64_t n, int Kp, double eps,
+                             const float* c, int64_t n, int Kp, double eps, int rev,
                              double* acc) noexcept nogil
     void emfast_lda_doc_f64(const int32_t* ids, const double* c, int64_t n, const double* BT,
                             int K, int Kp, double alpha, int64_t max_iter, double tol,
@@ -156,10 +156,10 @@ cdef void _word_group(const floating* cdata, const int32_t* cindices, const int6
         lo = cindptr[w]
         if floating is double:
             emfast_lda_wsum_f64(row, doc_exp, cindices + lo, cdata + lo, cindptr[w + 1] - lo,
-                                Kp, eps, acc)
+                                Kp, eps, 0, acc)
         else:
             emfast_lda_wsum_f32(row, doc_exp, cindices + lo, cdata + lo, cindptr[w + 1] - lo,
-                                Kp, eps, acc)
+                                Kp, eps, 0, acc)
         for k in range(K):
             sstats[k * V + w] = <floating> (acc[k] * row[k])
 

@@ -79,10 +79,19 @@ _PSI_C = (1.0 / 12.0, -1.0 / 120.0, 1.0 / 252.0, -1.0 / 240.0, 1.0 / 132.0, -691
 
 @njit(**JIT)
 def _digamma(x):
-    """psi(x) for x > 0 (float64). NaN stays NaN; +inf gives +inf."""
-    shift = ((1.0 / x + 1.0 / (x + 1.0)) + (1.0 / (x + 2.0) + 1.0 / (x + 3.0))) \
-        + (1.0 / (x + 4.0) + 1.0 / (x + 5.0))
-    y = x + 6.0
+    """psi(x) for x > 0 (float64), the Cython kernels' lda_psi: below 6, psi(x + 6) less
+    sum_{i<6} 1/(x + i) as one quotient Q'(x) / Q(x), Q = prod_{i<6} (x + i). NaN stays
+    NaN; +inf gives +inf."""
+    shift = 0.0
+    y = x
+    if x < 6.0:
+        q, dq = x, 1.0
+        for i in range(1, 6):
+            t = x + i
+            dq = dq * t + q
+            q = q * t
+        shift = dq / q
+        y = x + 6.0
     r = 1.0 / y
     z = r * r
     p = _PSI_C[6]
