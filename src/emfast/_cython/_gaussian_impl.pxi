@@ -136,6 +136,17 @@ cdef void _stats_block(const emfast_gmodel* M, Work* W, const floating* X, const
                    st + 1 + K, st + 1 + K + K * D)
 
 
+cdef void _stats_group(const emfast_gmodel* M, Work* W, const floating* X, const double* sw,
+                       const double* resp, const double* blocks, Py_ssize_t N,
+                       Py_ssize_t n_blocks, Py_ssize_t G, Py_ssize_t g,
+                       double* st) noexcept nogil:
+    """Group g's contiguous run of blocks, in order, into its buffer st."""
+    cdef Py_ssize_t blk, n0
+    for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
+        n0 = blk * BLOCK
+        _stats_block(M, W, X, sw, resp, blocks, n0, min(<Py_ssize_t> BLOCK, N - n0), st)
+
+
 cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double* sw,
                         const double* resp, const double* blocks, Py_ssize_t N, Py_ssize_t G,
                         double* st, Py_ssize_t stride, int n_threads,
@@ -143,18 +154,21 @@ cdef void _stats_groups(const emfast_gmodel* M, const floating* X, const double*
     """All N rows into G group buffers st (G, stride): group g takes the g-th contiguous run
     of blocks, in order. Groups run in parallel, each thread allocating its scratch once."""
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t g, blk, n0
+    cdef Py_ssize_t g
     cdef Work* W = NULL
+    cdef bint static = static_rows(N * M.D * sizeof(floating), n_threads)
     with parallel(num_threads=n_threads):
         W = _work_alloc(M)
         if W == NULL:
             failed[0] = 1
-        for g in prange(G, schedule="static"):
-            if W != NULL:
-                for blk in range(g * n_blocks // G, (g + 1) * n_blocks // G):
-                    n0 = blk * BLOCK
-                    _stats_block(M, W, X, sw, resp, blocks, n0,
-                                 min(<Py_ssize_t> BLOCK, N - n0), st + g * stride)
+        if static:
+            for g in prange(G, schedule="static"):
+                if W != NULL:
+                    _stats_group(M, W, X, sw, resp, blocks, N, n_blocks, G, g, st + g * stride)
+        else:
+            for g in prange(G, schedule="dynamic"):
+                if W != NULL:
+                    _stats_group(M, W, X, sw, resp, blocks, N, n_blocks, G, g, st + g * stride)
         _work_free(W)
 
 

@@ -386,12 +386,18 @@ cdef void _potentials_pass(const Centres* C, const floating* X, const double* sw
     cdef Py_ssize_t n_blocks = (N + BLOCK - 1) // BLOCK, G = pv.shape[0], g
     cdef Work* W = NULL
     memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
+    cdef bint static = static_rows(N * C.D * sizeof(floating), n_threads)
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
         W.xsq = xsq
-        for g in prange(G, schedule="static"):
-            _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
-                              (g + 1) * n_blocks // G, &pv[g, 0], keep)
+        if static:
+            for g in prange(G, schedule="static"):
+                _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
+                                  (g + 1) * n_blocks // G, &pv[g, 0], keep)
+        else:
+            for g in prange(G, schedule="dynamic"):
+                _potentials_group(C, W, X, sw, closest, N, g * n_blocks // G,
+                                  (g + 1) * n_blocks // G, &pv[g, 0], keep)
         _work_free(W)
     _sum_groups(pv, 0, C.K, pots)
 
@@ -816,12 +822,18 @@ cdef double _lloyd_pass(const Centres* C, const floating* X, const double* sw,
     cdef double inertia = 0.0
     cdef Work* W = NULL
     memset(&pv[0, 0], 0, G * pv.shape[1] * sizeof(double))
+    cdef bint static = static_rows(N * D * sizeof(floating), n_threads)
     with parallel(num_threads=n_threads):
         W = _work_alloc(C)
         W.xsq = xsq
-        for g in prange(G, schedule="static"):
-            cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
-                                 (g + 1) * n_blocks // G, &pv[g, 0], Bd)
+        if static:
+            for g in prange(G, schedule="static"):
+                cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
+                                     (g + 1) * n_blocks // G, &pv[g, 0], Bd)
+        else:
+            for g in prange(G, schedule="dynamic"):
+                cv[g] = _lloyd_group(C, W, X, sw, labels, N, g * n_blocks // G,
+                                     (g + 1) * n_blocks // G, &pv[g, 0], Bd)
         _work_free(W)
     _sum_groups(pv, 0, 1, &inertia)
     _sum_groups(pv, 1, K, counts, add)
@@ -1250,12 +1262,20 @@ def label_stats(
     parts = np.zeros((G, size))
     cdef double[:, ::1] pv = parts
     cdef Work* W = NULL
+    cdef bint static = static_rows(N * D * sizeof(floating), n_threads)
     if N > 0 and K > 0:
         with nogil, parallel(num_threads=n_threads):
             W = _work_alloc(&C)
-            for g in prange(G, schedule="static"):
-                _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code, blas, N,
-                                   g * n_blocks // G, (g + 1) * n_blocks // G, &pv[g, 0])
+            if static:
+                for g in prange(G, schedule="static"):
+                    _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code,
+                                       blas, N, g * n_blocks // G, (g + 1) * n_blocks // G,
+                                       &pv[g, 0])
+            else:
+                for g in prange(G, schedule="dynamic"):
+                    _label_stats_group(&C, W, &X[0, 0], sw, &labels[0], assign, cov_code,
+                                       blas, N, g * n_blocks // G, (g + 1) * n_blocks // G,
+                                       &pv[g, 0])
             _work_free(W)
     tot = parts.sum(axis=0)
     np.asarray(nk)[:] = tot[:K]

@@ -16,6 +16,20 @@ cdef extern from *:
     int EMFAST_OPENMP
 
 
+# Row passes that read at most this many bytes per thread run their row groups on a static
+# schedule: each thread then takes the same rows every pass and finds them in its own L2
+# (1,797 x 64 float64 on 2 threads: a Lloyd run 25% and an E-step 13% faster than with
+# dynamic). Larger passes stream from memory either way; they keep the dynamic schedule,
+# which lets a thread that runs slower take fewer groups (200,000 x 50: static 10% slower).
+cdef enum:
+    STATIC_MAX_BYTES_PER_THREAD = 1048576
+
+
+cdef inline bint static_rows(Py_ssize_t n_bytes, int n_threads) noexcept nogil:
+    """Whether a pass over n_bytes of rows runs its groups on the static schedule."""
+    return n_bytes <= <Py_ssize_t> STATIC_MAX_BYTES_PER_THREAD * n_threads
+
+
 def openmp_enabled():
     """Whether this extension was compiled with OpenMP (False: the kernels run serially)."""
     return bool(EMFAST_OPENMP)
