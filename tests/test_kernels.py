@@ -30,6 +30,21 @@ def _rtol(dtype):
     return 1e-10 if dtype == np.float64 else 1e-4
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_schedule_does_not_change_results(backend, covariance_type):
+    """3.07 MB of rows: the Cython passes run their groups on the dynamic schedule on 1 and
+    2 threads and on the static one on 3 (at most 1 MiB of rows per thread); the sums are
+    the same to the bit."""
+    X, means, pc, lc, rng = _data((4000, 96, 3), covariance_type, np.float64, seed=5)
+    sw = rng.uniform(0, 2, size=len(X))
+    runs = [gaussian_estep_stats(X, means, pc, covariance_type, lc, sw, backend=backend,
+                                 n_threads=n) for n in (1, 2, 3)]
+    for other in runs[1:]:
+        assert runs[0][0] == other[0]
+        for a, b in zip(runs[0][1:], other[1:]):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
