@@ -461,6 +461,20 @@ def test_results_do_not_depend_on_the_thread_count(backend, D):
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
+@pytest.mark.parametrize("N", [1, 2, 7, 1797, 100_000])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_choice_cdf_picks_the_row_choice_picks(N, weighted):
+    """kmeans_plusplus's first row: choice_cdf's search with one uniform is
+    RandomState.choice(N, p=p), row and stream."""
+    for seed in range(20):
+        w = np.random.RandomState(seed + 100).rand(N) if weighted else np.ones(N)
+        p = w / w.sum()
+        a, b = np.random.RandomState(seed), np.random.RandomState(seed)
+        assert a.choice(N, p=p) == _kmeans.choice_cdf(p).searchsorted(b.random_sample(),
+                                                                        side="right")
+        assert a.random_sample() == b.random_sample()
+
+
 def test_schedule_does_not_change_results(backend):
     """3.07 MB of rows: the Cython passes run their groups on the dynamic schedule on 1 and
     2 threads and on the static one on 3 (at most 1 MiB of rows per thread)."""
