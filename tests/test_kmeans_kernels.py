@@ -463,15 +463,14 @@ def test_results_do_not_depend_on_the_thread_count(backend, D):
 
 @pytest.mark.parametrize("N", [1, 2, 7, 1797, 100_000])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_choice_cdf_picks_the_row_choice_picks(N, weighted):
-    """kmeans_plusplus's first row: choice_cdf's search with one uniform is
-    RandomState.choice(N, p=p), row and stream."""
+def test_draw_row_picks_the_row_choice_picks(N, weighted):
+    """kmeans_plusplus's (and the batch's) first row: draw_row, choice_cdf's search with one
+    uniform, is RandomState.choice(N, p=p), row and stream."""
     for seed in range(20):
         w = np.random.RandomState(seed + 100).rand(N) if weighted else np.ones(N)
         p = w / w.sum()
         a, b = np.random.RandomState(seed), np.random.RandomState(seed)
-        assert a.choice(N, p=p) == _kmeans.choice_cdf(p).searchsorted(b.random_sample(),
-                                                                        side="right")
+        assert a.choice(N, p=p) == _kmeans.draw_row(b, p)
         assert a.random_sample() == b.random_sample()
 
 

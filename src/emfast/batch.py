@@ -36,7 +36,7 @@ from emfast.exceptions import ConvergenceWarning, compatible
 from emfast.io import JSONMixin
 from emfast.mixture import _gaussian as G
 from emfast.mixture._gaussian_mixture import GaussianMixture
-from emfast.mixture._kmeans import SAMPLE_ROWS
+from emfast.mixture._kmeans import SAMPLE_ROWS, draw_row
 
 __all__ = ["fit_many", "GaussianMixtureBatch"]
 
@@ -378,7 +378,7 @@ class _Draws:
                     # then per round T uniforms (while the potential is positive; else the
                     # kernel hands the problem back)
                     p = np.full(N, 1.0 / N) if w is None else w / w.sum()
-                    self.idx[s, r, 0] = rng.choice(N, p=p)
+                    self.idx[s, r, 0] = draw_row(rng, p)
                     for c in range(1, K):
                         self.u[s, r, (c - 1) * T:c * T] = rng.uniform(size=T)
                 elif init_params == "random_from_data":

@@ -34,6 +34,11 @@ def choice_cdf(p):
     return cdf
 
 
+def draw_row(rng, p):
+    """``rng.choice(len(p), p=p)``: the same row, the same one uniform drawn from rng."""
+    return int(choice_cdf(p).searchsorted(rng.random_sample(), side="right"))
+
+
 def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n_threads=1,
                     xsq=None):
     """Greedy k-means++ (Arthur & Vassilvitskii, with 2 + log k local trials), weighted.
@@ -57,7 +62,7 @@ def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, *, backend="auto", n
     n_trials = 2 + int(np.log(n_clusters))
     p = np.full(N, 1.0 / N) if w is None else w / w.sum()
     indices = np.empty(n_clusters, dtype=np.int64)
-    indices[0] = choice_cdf(p).searchsorted(rng.random_sample(), side="right")
+    indices[0] = draw_row(rng, p)
     closest = np.full(N, np.inf)
     block_pot = np.empty(-(-N // BLOCK))
     if xsq is None:
