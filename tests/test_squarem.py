@@ -483,11 +483,123 @@ def test_hmm_n_iter_bounds_evaluations(hmm_evaluations):
 
 def test_step_length():
     r, v = np.array([3.0, 4.0]), np.array([0.3, 0.4])
-    assert _em._step_length(r, v, 64.0) == (-10.0, False)
-    assert _em._step_length(r, v, 4.0) == (-4.0, True)
-    assert _em._step_length(r, 100 * v, 4.0) == (-1.0, False)       # never below 1
-    assert _em._step_length(r, 0 * v, 4.0) == (-1.0, False)         # v = 0: plain
-    assert _em._step_length(r * np.nan, v, 4.0) == (-1.0, False)
+    assert _em._ratio(r, v) == pytest.approx(10.0)
+    assert _em._step_length(10.0, 64.0) == (-10.0, False)
+    assert _em._step_length(10.0, 4.0) == (-4.0, True)
+    assert _em._step_length(_em._ratio(r, 100 * v), 4.0) == (-1.0, False)  # never below 1
+    assert math.isnan(_em._ratio(r, 0 * v))                               # v = 0: plain
+    assert math.isnan(_em._ratio(r * np.nan, v))
+    assert _em._step_length(math.nan, 4.0) == (-1.0, False)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.9, 0.999])
+def test_gain_to_come_is_exact_for_a_linear_map(lam):
+    """For x -> 2 + lam (x - 2) with lower bound -(x - 2)^2, the estimate from x0's EM step
+    and |r| / |v| is the whole gain still to come from x0, -L(x0)."""
+    x0 = 7.0
+    x1 = 2 + lam * (x0 - 2)
+    x2 = 2 + lam * (x1 - 2)
+    r, v = np.array([x1 - x0]), np.array([x2 - 2 * x1 + x0])
+    gain = (x0 - 2) ** 2 - (x1 - 2) ** 2
+    assert _em._gain_to_come(gain, _em._ratio(r, v)) == pytest.approx((x0 - 2) ** 2,
+                                                                       rel=1e-9)
+    assert _em._gain_to_come(gain, math.nan) == gain       # undefined: the EM step's own
+
+
+class _TwoRates:
+    """A linear EM map x -> lam * x in two coordinates of different rates, lower bound
+    -sum(w x^2), recording every point an E-step is taken at. S3's one step length
+    overshoots along the fast coordinate now and then."""
+
+    def __init__(self, lam, w):
+        self.lam, self.w, self.points = np.array(lam), np.array(w), []
+
+    class Stats:
+        def __init__(self, x, w):
+            self.loglik, self.weight_sum, self.x = -float(np.sum(w * x * x)), 1.0, x
+
+    def e_step(self, X, sample_weight, params, n_threads):
+        self.points.append(params)
+        return self.Stats(params, self.w)
+
+    def m_step(self, X, sample_weight, stats, rng):
+        return self.lam * stats.x
+
+    def pack(self, params):
+        return np.array(params, dtype=float)
+
+    def unpack(self, vec, like):
+        return np.array(vec)
+
+
+@pytest.mark.parametrize("natural", [True, False])
+def test_rejected_step_is_retried_halfway_in_natural_coordinates(natural):
+    """After a rejected x' (its bound below x1's), the next E-step is at the point of the
+    step (alpha - 1) / 2 when the family's coordinates are natural (when that one wins,
+    the cycle after starts from its EM image); otherwise the next cycle starts at x2."""
+    fam = _TwoRates([0.95, 0.3], [1.0, 100.0])
+    fam.natural_coordinates = natural
+    fit = _em.em_loop(fam, None, None, np.array([1.0, 1.0]), max_iter=60, n_threads=1,
+                      rng=None, rule=_em.ToleranceRule(1e-12), accelerate="squarem")
+    lb, pts = fit.lower_bounds, fam.points
+    drops = [i for i in range(2, len(lb) - 1) if lb[i] < lb[i - 1]]
+    rejected = [i for i in drops if i - 1 not in drops]      # not a retry that lost too
+    assert rejected
+    for i in rejected[:3]:
+        x0, x1 = pts[i - 2], pts[i - 1]
+        r, v = x1 - x0, fam.lam * x1 - 2 * x1 + x0
+        if not natural:
+            np.testing.assert_allclose(pts[i + 1], fam.lam * x1, rtol=1e-12)     # x2
+            continue
+        # alpha of the rejected x': the root of -2 a r + a^2 v = x' - x0 that fits both
+        d = pts[i] - x0
+        roots = [(r[0] + sgn * math.sqrt(r[0] ** 2 + v[0] * d[0])) / v[0] for sgn in (1, -1)]
+        alpha = next(a for a in roots if np.allclose(x0 - 2 * a * r + a * a * v, pts[i]))
+        a = (alpha - 1.0) / 2.0
+        np.testing.assert_allclose(pts[i + 1], x0 - 2 * a * r + a * a * v, rtol=1e-12)
+        if lb[i + 1] >= lb[i - 1]:                           # the retry won: F(x'') next
+            np.testing.assert_allclose(pts[i + 2], fam.lam * pts[i + 1], rtol=1e-12)
+
+
+def test_stopping_on_the_gain_to_come_tells_the_rule():
+    """A slow linear map stops on the estimated gain to come (one cycle still gains more
+    than tol): the rule's last report is x1's bound, the bound returned."""
+    class Rule(_em.ToleranceRule):
+        def __init__(self, tol):
+            super().__init__(tol)
+            self.seen = []
+
+        def update(self, n_iter, lower_bound, params):
+            self.seen.append(lower_bound)
+            return super().update(n_iter, lower_bound, params)
+
+    fam = _TwoRates([0.99, 0.99], [1.0, 1.0])
+    rule = Rule(1e-6)
+    fit = _em.em_loop(fam, None, None, np.array([1.0, 1.0]), max_iter=1000, n_threads=1,
+                      rng=None, rule=rule, accelerate="squarem")
+    assert fit.converged and fit.n_iter < 1000
+    assert rule.seen[-1] == fit.lower_bound == fit.lower_bounds[-1]     # x1's bound
+    assert rule.seen[-2] == fit.lower_bounds[-2]                        # the cycle's x0
+    assert rule.seen[-2] - rule.seen[-3] >= 1e-6         # the cycle test did not stop it
+    np.testing.assert_allclose(fit.params, fam.lam * fam.points[-1])    # x2 = F(x1)
+
+
+def test_natural_coordinates_of_each_family():
+    """The families whose vectors hold their parameters say so, and the wrappers (the
+    semi-supervised and Dask families) pass on what their family says."""
+    from emfast.dask import _DaskFamily
+    from emfast.mixture._bernoulli import BernoulliFamily
+    from emfast.mixture._categorical import CategoricalFamily
+    from emfast.mixture._poisson import PoissonFamily
+    from emfast.mixture._semi_supervised import SemiSupervisedFamily
+    for family in (_GaussianFamily, CategoricalFamily, BernoulliFamily, PoissonFamily,
+                   _MissingNormalFamily):
+        assert family.natural_coordinates is True
+    assert not getattr(_base._HMMFamily, "natural_coordinates", False)
+    for inner in (_PackedHalving(), _GaussianFamily):
+        want = getattr(inner, "natural_coordinates", False)
+        assert SemiSupervisedFamily(inner, [], 1.0, None).natural_coordinates is want
+        assert _DaskFamily(inner, []).natural_coordinates is want
 
 
 BAD = ["SQUAREM", "squarem2", "", True, 1, ["squarem"]]

@@ -6,14 +6,19 @@ drivers own everything else: the loop, restarts, and the convergence rule.
 
 A convergence rule is an object with ``lower_bound(stats) -> float``,
 ``update(n_iter, lower_bound, params) -> bool`` (record the value, report it, say whether EM
-has converged) and ``finish(lower_bound, converged)``. :class:`ToleranceRule` is
-scikit-learn's (mean log-likelihood, ``|change| < tol``); the HMMs pass hmmlearn's monitor
-as a rule. The rule travels back in ``EMRun.rule`` with its history.
+has converged), ``small(gain) -> bool`` (whether a gain this small means convergence;
+SQUAREM asks it of the gain it estimates is still to come) and ``finish(lower_bound,
+converged)``. :class:`ToleranceRule` is scikit-learn's (mean log-likelihood, ``|change| <
+tol``); the HMMs pass hmmlearn's monitor as a rule. The rule travels back in
+``EMRun.rule`` with its history.
 
 ``accelerate="squarem"`` runs SQUAREM around the same EM map (:func:`squarem_loop`); the
 family then also provides ``pack(params) -> vector`` and ``unpack(vector, like) ->
 params`` (``emfast._unconstrained``; ``unpack`` may raise ValueError or LinAlgError for a
-vector that is no model, which the loop treats as a rejected extrapolation).
+vector that is no model, which the loop treats as a rejected extrapolation), and may set
+``natural_coordinates = True`` where the vector holds the parameters themselves rather
+than logs or Cholesky factors (a rejected extrapolation is then retried at half the
+step).
 """
 
 import math
@@ -112,6 +117,13 @@ class ToleranceRule:
             self.monitor.iteration(n_iter, change)
         return abs(change) < self.tol
 
+    def small(self, gain):
+        """Whether a gain this small in the lower bound means convergence, ``|gain| <
+        tol`` as :meth:`update` judges a change (SQUAREM asks it of its estimate of the
+        gain still to come; a loss, from an M-step that re-seeded a component, is no
+        convergence)."""
+        return abs(gain) < self.tol
+
     def finish(self, lower_bound, converged):
         if self.monitor is not None:
             self.monitor.init_end(lower_bound, converged)
@@ -165,8 +177,9 @@ def em_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, rule,
 # step is at most 1 at first (a plain EM double step), and its bound grows by MSTEP
 # whenever it binds. A rejected step cuts the bound to the step / MSTEP (the R package
 # cuts it only when the bound bound; a free step that overshoots was then retried at
-# about the same length cycle after cycle: 2x the E-steps on a Poisson HMM). A step
-# within SKIP_STEP of 1 is the EM double step itself, taken without an extrapolation.
+# about the same length cycle after cycle: 2x the E-steps on a Poisson HMM), unless the
+# retry halfway that natural coordinates get wins (squarem_loop). A step within
+# SKIP_STEP of 1 is the EM double step itself, taken without an extrapolation.
 MSTEP = 4.0
 SKIP_STEP = 0.01
 
@@ -175,33 +188,56 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
     """SQUAREM (Varadhan & Roland 2008, scheme S3) around the family's EM map F, on the
     family's parameter vector (``family.pack``/``family.unpack``).
 
-    One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with
-    r = x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to
-    [-step_max, -1], the extrapolated point x' = x0 - 2 alpha r + alpha^2 v (alpha = -1
-    gives x2). The E-step at x' gives its log-likelihood: when that is at least x1's (the
-    last EM iterate; a stricter test than the R package's, which compares F(x') with x0
-    and allows a small loss), the next cycle starts from F(x') (SQUAREM's stabilising EM
-    step, whose log-likelihood the next cycle's first E-step gives); otherwise (or when
-    not finite) x' is rejected, its M-step skipped, and the next cycle starts from x2,
-    the plain EM result. Testing x' itself rather than F(x') costs no E-step when x' wins
-    and one when it loses, and no M-step runs at a losing point (a point that empties a
-    component would warn there). A step within 1% of -1, or an undefined one (v = 0 near
-    convergence, a non-finite vector), is the plain double step: the next cycle starts
-    from x2 without evaluating x'. Every E-step yields the log-likelihood of the point it
-    was taken at: a cycle costs three E-steps (two after a plain step), none repeated.
+    One cycle from x0: x1 = F(x0) and x2 = F(x1) (two E-steps, at x0 and x1), then with r =
+    x1 - x0, v = x2 - 2 x1 + x0 and the step alpha = -|r| / |v|, clamped to [-step_max, -1],
+    the extrapolated point x' = x0 - 2 alpha r + alpha^2 v (alpha = -1 gives x2). The E-step
+    at x' gives its log-likelihood: when that is at least x1's (the last EM iterate; a
+    stricter test than the R package's, which compares F(x') with x0 and allows a small
+    loss), the next cycle starts from F(x') (SQUAREM's stabilising EM step, whose
+    log-likelihood the next cycle's first E-step gives). Otherwise (or when not finite) x'
+    is rejected, its M-step skipped, the next cycle starts from x2, the plain EM result, and
+    the step bound is cut. Where the family's ``pack`` gives the parameters themselves
+    (``natural_coordinates``: the mixtures and the imputer, whose M-steps are ratios of
+    expected counts and moments, so that the EM map is near a line), a rejected step mostly
+    overshoots along the right line, and it is first tried once more at (alpha - 1) / 2,
+    halfway to the EM double step (one more E-step); when that wins, the next cycle starts
+    from its EM image and the bound stays. Over the 81 mixture and imputer fits of the
+    benchmark's S1 and S2 this took 18% fewer E-steps to reach plain EM's final
+    log-likelihood. Along logs and Cholesky factors (the HMMs) the path bends: retrying
+    there, with the bound cut or kept, gained nothing or cost E-steps on 12 HMM fits.
+    Testing x' itself rather than F(x') costs no E-step when x' wins and one when it loses,
+    and no M-step runs at a losing point (a point that empties a component would warn
+    there). A step within 1% of -1, or an undefined one (v = 0 near convergence, a
+    non-finite vector), is the plain double step: the next cycle starts from x2 without
+    evaluating x'. Every E-step yields the log-likelihood of the point it was taken at: a
+    cycle costs three E-steps (two after a plain step, four after a retry), none repeated.
 
-    Convergence: the rule sees the sequence of SQUAREM iterates -- the log-likelihood of
-    each cycle's start x0, which the cycle's first E-step gives -- as plain EM's rule sees
-    the EM iterates; it never decreases. SQUAREM therefore stops when one cycle gains
-    less than ``tol`` (or hmmlearn's monitor says so of a cycle), or after ``max_iter``
-    E-steps, wherever in a cycle that falls. A cycle gains at least what the plain EM step
-    from its start gains (an extrapolation must beat x1 = F(x0)), so SQUAREM stops only
-    at a point where plain EM would stop too, and usually much closer to the optimum
-    than plain EM stops: on a flat likelihood one EM step gains little far from it. As in plain EM, the result is the M-step
-    of the last accepted point (``EMRun.params = F(x)``, ``EMRun.lower_bound`` the lower
-    bound at x). ``EMRun.n_iter`` counts E-steps (map evaluations) and
-    ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x' of each cycle: a
-    rejected x' is lower than the entry before).
+    Convergence, two tests, either of which stops:
+
+    * the rule sees the sequence of SQUAREM iterates -- the log-likelihood of each cycle's
+      start x0, which the cycle's first E-step gives -- as plain EM's rule sees the EM
+      iterates (it never decreases), and stops when one cycle gains less than ``tol`` (or
+      hmmlearn's monitor says so of a cycle);
+    * the gain still to come: near an optimum EM converges linearly, the error shrinking
+      by a rate lam each step along its slowest direction, so |r| / |v| = 1 / (1 - lam)
+      and the log-likelihood, quadratic in the error, gains g (1 + lam^2 + lam^4 + ...)
+      = g / (1 - lam^2) from x0 on, g being the EM step's gain from x0 to x1. SQUAREM
+      stops when ``rule.small`` says that estimate is below ``tol``. With lam = 0 it is
+      plain EM's own test at x0; on a slow fit (lam near 1) it asks for a gain about
+      |r| / (2 |v|) times smaller than plain EM's test, so SQUAREM stops near the optimum
+      and not on a flat stretch, where plain EM stops with as much as g / (1 - lam^2)
+      still to gain. Stopping then keeps x2 and x1's bound (its M-step and bound, as
+      below), and the rule is told x1's bound too, so that its history ends at the bound
+      returned.
+
+    The first test alone stops only where plain EM would stop too but spends, on slow fits,
+    many cycles that each gain little more than ``tol``. With the second, those 81 fits took
+    21% fewer E-steps in all, none of them ending below plain EM's final log-likelihood.
+    SQUAREM stops after ``max_iter`` E-steps, wherever in a cycle that falls. As in plain
+    EM, the result is the M-step of the last accepted point (``EMRun.params = F(x)``,
+    ``EMRun.lower_bound`` the lower bound at x). ``EMRun.n_iter`` counts E-steps (map
+    evaluations) and ``EMRun.lower_bounds`` has one entry per E-step, in order (x0, x1, x'
+    of each cycle, and the retried x': a rejected x' is lower than the entry before).
 
     Empty components re-seeded by an M-step make the map jump; an extrapolation through
     the jump is then most likely rejected by the log-likelihood test, which is what guards
@@ -216,6 +252,7 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
         raise ValueError(f"accelerate='squarem' needs an EM family with pack and unpack; "
                          f"{type(family).__name__} has none")
     path = _Path(family, X, sample_weight, n_threads, rng, rule, max_iter)
+    natural = getattr(family, "natural_coordinates", False)
     step_max = 1.0
     x0 = params
     result = (params, -math.inf)  # what stopping now returns: F(x), and the bound at x
@@ -229,25 +266,36 @@ def squarem_loop(family, X, sample_weight, params, *, max_iter, n_threads, rng, 
         stats, floor = path.e_step(x1)     # x1's bound: what an extrapolation must reach
         x2 = path.m_step(stats)
         result = (x2, floor)
-        if path.done():
-            break
         p0 = family.pack(x0)
         r = family.pack(x1) - p0
         v = family.pack(x2) - p0 - 2.0 * r
-        alpha, bound = _step_length(r, v, step_max)
+        ratio = _ratio(r, v)
+        if rule.small(_gain_to_come(floor - bound0, ratio)):
+            path.report(floor, x2)
+            path.converged = True
+        if path.done():
+            break
+        alpha, bound = _step_length(ratio, step_max)
         x0 = x2                            # the next start, unless the extrapolation wins
         if alpha < -1.0 - SKIP_STEP:
-            x_new = _unpack(family, p0 - 2.0 * alpha * r + alpha * alpha * v, x2)
-            won = None if x_new is None else _try(path, x_new, floor)
-            if won is not None:
+            won = _extrapolate(path, p0, r, v, alpha, x2, floor)
+            if (won is None and natural and not path.done()
+                    and (alpha - 1.0) / 2.0 < -1.0 - SKIP_STEP):
+                won = _extrapolate(path, p0, r, v, (alpha - 1.0) / 2.0, x2, floor)
+            if won is None:
+                step_max, bound = max(1.0, -alpha / MSTEP), False
+            else:
                 x0 = won[0]
                 result = won
-            else:
-                step_max = max(1.0, -alpha / MSTEP)
-                bound = False
         if bound:
             step_max *= MSTEP
     return path.result(*result)
+
+
+def _extrapolate(path, p0, r, v, alpha, like, floor):
+    """:func:`_try` at x' = x0 - 2 alpha r + alpha^2 v; None where x' is no model."""
+    x_new = _unpack(path.family, p0 - 2.0 * alpha * r + alpha * alpha * v, like)
+    return None if x_new is None else _try(path, x_new, floor)
 
 
 def _try(path, x_new, floor):
@@ -304,17 +352,30 @@ class _Path:
                      self.rule)
 
 
-def _step_length(r, v, step_max):
-    """(alpha, whether the bound -step_max binds): S3's -|r| / |v| clamped to
-    [-step_max, -1]; -1 (the plain double step) where it is undefined (v = 0, non-finite
-    norms)."""
+def _ratio(r, v):
+    """|r| / |v|, NaN where it is undefined (v = 0, non-finite norms)."""
     nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
     if not (nv > 0 and math.isfinite(nr) and math.isfinite(nv)):
+        return math.nan
+    return nr / nv
+
+
+def _step_length(ratio, step_max):
+    """(alpha, whether the bound -step_max binds): S3's -|r| / |v| (``ratio``) clamped to
+    [-step_max, -1]; -1 (the plain double step) where it is undefined (NaN)."""
+    if not ratio >= 0:
         return -1.0, False
-    alpha = nr / nv
-    if alpha >= step_max:
+    if ratio >= step_max:
         return -step_max, True
-    return -max(alpha, 1.0), False
+    return -max(ratio, 1.0), False
+
+
+def _gain_to_come(gain, ratio):
+    """The log-likelihood still to gain from x0, g / (1 - lam^2) with lam = 1 - 1 / a and
+    a = |r| / |v| at least 1 (:func:`squarem_loop`); the EM step's gain g itself where
+    the ratio is undefined."""
+    a = ratio if ratio >= 1.0 else 1.0
+    return gain * a * a / (2.0 * a - 1.0)
 
 
 def _unpack(family, vec, like):

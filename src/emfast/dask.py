@@ -290,6 +290,7 @@ class _DaskFamily:
 
     def __init__(self, family, chunks):
         self.family = family
+        self.natural_coordinates = getattr(family, "natural_coordinates", False)
         self.chunks = chunks
 
     def e_step(self, X, sample_weight, params, n_threads):

@@ -43,6 +43,8 @@ class _Normal:
 class _MissingNormalFamily:
     """E-step (the missing-value kernel with K = 1) and M-step, as the EM drivers want them."""
 
+    natural_coordinates = True     # SQUAREM: pack gives the parameters themselves
+
     def __init__(self, mod, weight_sum, ridge, prior_scale):
         self.mod = mod
         self.weight_sum = weight_sum
@@ -125,7 +127,9 @@ class EMImputer(OutputMixin, ParamsMixin):
         and the covariance (a covariance that is not positive definite is refused for the
         plain EM step): the same maximum in far fewer passes when
         many values are missing (EM's rate is the fraction of missing information). It
-        stops when one SQUAREM cycle gains less than ``tol`` (``emfast._em.squarem_loop``);
+        stops when one SQUAREM cycle gains less than ``tol``, or when the gain still to
+        come, estimated from an EM step's gain and rate, is below it
+        (``emfast._em.squarem_loop``);
         ``n_iter_`` then counts E-steps (at most ``max_iter``) and ``loglik_history_`` has
         one entry per E-step, rejected extrapolations included. Bootstrap EM in
         ``sample_imputations`` uses it too.

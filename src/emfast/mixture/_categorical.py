@@ -360,6 +360,8 @@ class CategoricalFamily(BoundFamily):
     """E-step (the compiled ``categorical_estep_stats``), M-step with the Dirichlet prior,
     and SQUAREM's pack/unpack, for emfast._em's drivers. X: the int32 codes."""
 
+    natural_coordinates = True     # SQUAREM: pack gives the parameters themselves
+
     def __init__(self, n_components, n_categories, prior, backend, weight_sum, encoded,
                  encoded_weight):
         super().__init__(n_components, backend, weight_sum, encoded, encoded_weight)

@@ -109,6 +109,8 @@ class PoissonFamily(BoundFamily):
     SQUAREM's pack/unpack, for emfast._em's drivers. X: the counts; ``row_const`` its
     :func:`row_const`."""
 
+    natural_coordinates = True     # SQUAREM: pack gives the parameters themselves
+
     def __init__(self, n_components, prior, weight, row_const, backend, weight_sum, encoded,
                  encoded_weight):
         super().__init__(n_components, backend, weight_sum, encoded, encoded_weight)

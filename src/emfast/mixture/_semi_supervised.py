@@ -52,6 +52,7 @@ class SemiSupervisedFamily:
 
     def __init__(self, family, labelled, weight_sum, missing):
         self.family = family
+        self.natural_coordinates = getattr(family, "natural_coordinates", False)
         self.labelled = labelled
         self.weight_sum = weight_sum
         self.missing = missing
