@@ -408,7 +408,7 @@ def run_s2(threads):
         n1, l1, path = fit("squarem")
         # the first E-step at which SQUAREM's log-likelihood is at least plain EM's final one
         # (its own final one, should SQUAREM end lower: the difference column shows that)
-        reach = next(i + 1 for i, v in enumerate(path) if v >= min(l0, l1))
+        reach = first_at(path, min(l0, l1))
         fits.append((n0, n0 / n1, n0 / reach, l1 - l0))
         rows.append([family, setting, str(seed), str(n0), str(n1), f"{n0 / n1:.1f}×",
                      f"{reach} ({n0 / reach:.1f}×)", f"{l1 - l0:+.1e}"])

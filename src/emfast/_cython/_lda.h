@@ -27,10 +27,11 @@
 
 /* psi(x) for x > 0, lane by lane: below 6, psi(x + 6) - sum_{i<6} 1/(x + i), the sum as one
  * quotient Q'(x) / Q(x) of Q = prod_{i<6} (x + i) (two divisions in all where six
- * reciprocals took seven; T1's E-step 7% faster); from 6 on, psi(x) itself. psi(y), y >= 6, by the asymptotic series log y - 1/(2y) - sum_k B_2k /
- * (2k y^2k) to y^-14 (truncation < 2e-13 at y = 6). The Numba backend's _digamma, the same
- * arithmetic. |error| < 1e-12 max(|psi(x)|, 0.1) on [1e-6, 1e300]
- * (tests/test_lda_kernels.py); NaN stays NaN, +inf gives +inf. */
+ * reciprocals took seven; T1's E-step 7% faster); from 6 on, psi(x) itself. psi(y),
+ * y >= 6, by the asymptotic series log y - 1/(2y) - sum_k B_2k / (2k y^2k) to y^-14
+ * (truncation < 2e-13 at y = 6). The Numba backend's _digamma, the same arithmetic.
+ * |error| < 1e-12 max(|psi(x)|, 0.1) on [1e-6, 1e300] (tests/test_lda_kernels.py); NaN
+ * stays NaN, +inf gives +inf. */
 G_INLINE emfast_gv lda_psi(emfast_gv x)
 {
     emfast_gv one = gv_set(1.0), six = gv_set(6.0), zero = gv_set(0.0);
