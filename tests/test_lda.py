@@ -90,6 +90,20 @@ def test_batch_trajectory_equals_sklearn(corpus, backend, dtype, sklearn_accurat
         assert_same_model(ours, theirs, X, RTOL[dtype])
 
 
+def test_trajectory_equals_sklearn_with_topics_dropped(corpus, backend,
+                                                      sklearn_accurate_digamma):
+    """K = 60 under the default prior 1/K: most topics of each document die and the
+    kernels stop updating them (emfast.kernels, the LDA section); the fit is still
+    scikit-learn's."""
+    kw = dict(n_components=60, max_iter=3, random_state=0)
+    ours = LDA(backend=backend, n_threads=2, **kw).fit(corpus)
+    theirs = sklearn_lda(**kw).fit(corpus)
+    gamma = ours.transform(corpus, normalize=False)
+    assert np.mean(gamma - 1 / 60 < 2.0 ** -60 / 60) > 0.5      # the case this is about
+    np.testing.assert_allclose(ours.bound_, theirs.bound_, rtol=RTOL[np.float64])
+    assert_same_model(ours, theirs, corpus, RTOL[np.float64])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_online_trajectory_equals_sklearn(corpus, backend, dtype,
                                           sklearn_accurate_digamma):

@@ -17,7 +17,7 @@ import reference_lda as R
 from conftest import assert_close
 from emfast import kernels
 from emfast._config import _cpu_has_avx2_fma, _cpu_has_avx512, available_backends, get_backend
-from emfast._layout import LDA_DOC_BLOCK
+from emfast._layout import LDA_DOC_BLOCK, LDA_TOPIC_MAJOR
 
 BACKENDS = available_backends("lda")
 # several 64-document blocks per group, a partial last block
@@ -161,13 +161,55 @@ def test_non_canonical_csr(mod):
         assert_close(g, w)
 
 
+def _dropped(gamma, alpha):
+    """How many of gamma's entries are alpha to within 2^-60 of it: topics whose expected
+    count in the document fell below the kernels' drop threshold (2^-64 alpha), so that the
+    kernels stopped updating them."""
+    return int(np.sum(gamma - alpha < alpha * 2.0 ** -60))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-5)])
+@pytest.mark.parametrize("tol", [0.0, 1e-3])
+def test_dropped_topics_match_reference(mod, dtype, rtol, tol):
+    """Under a small doc_topic_prior most topics of a document die; the kernels stop
+    updating a topic once its expected count is below 2^-64 alpha. What the dense iteration
+    (the reference) would still change is under rounding: the same results to 1e-10."""
+    rng = np.random.default_rng(11)
+    X, B, gamma0 = _corpus(rng, 80, 200, 20, dtype, mean_words=40)
+    want = R.lda_estep(X, B, gamma0, 0.01, 100, tol, True, True)
+    assert _dropped(want[0], 0.01) > want[0].size // 2      # the case this test is about
+    got = _run_module(mod, X, B, gamma0, 0.01, 100, tol, True, 2)
+    for g, w, name in zip(got, want, ("gamma", "sstats", "word_bound")):
+        assert_close(g, w, rtol=rtol, err_msg=name)
+
+
+def test_long_document_stays_word_major(mod):
+    """A document of more than LDA_TOPIC_MAJOR / 8 distinct words never moves to the
+    topic-major rows: its dropped topics are masked out of the word-major steps instead.
+    Beside short documents that do move, both match the reference."""
+    rng = np.random.default_rng(12)
+    K, V = 30, 900
+    X, B, gamma0 = _corpus(rng, 6, V, K, mean_words=60)
+    long_doc = np.zeros((1, V))
+    long_doc[0, rng.choice(V, size=LDA_TOPIC_MAJOR // 8 + 100, replace=False)] = 1.0
+    long_doc[0, :K] = 50.0                   # words of a few topics dominate: topics die
+    X = sp.vstack([X, sp.csr_matrix(long_doc)]).tocsr()
+    gamma0 = np.vstack([gamma0, rng.gamma(100.0, 0.01, (1, K))])
+    want = R.lda_estep(X, B, gamma0, 0.005, 100, 1e-3, True, True)
+    assert _dropped(want[0][-1:], 0.005) > 0
+    got = _run_module(mod, X, B, gamma0, 0.005, 100, 1e-3, True, 2)
+    for g, w, name in zip(got, want, ("gamma", "sstats", "word_bound")):
+        assert_close(g, w, rtol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.01])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_thread_count_independence(mod, dtype):
+def test_thread_count_independence(mod, dtype, alpha):
     """Bit for bit: the word bound's groups are fixed by the shapes, each column of sstats is
-    summed by one thread."""
+    summed by one thread (alpha = 0.01: with topics dropped)."""
     rng = np.random.default_rng(3)
     X, B, gamma0 = _corpus(rng, N_THREADED, 300, 6, dtype, mean_words=6)
-    runs = [_run_module(mod, X, B, gamma0, 0.1, 100, 1e-3, True, t) for t in (1, 2, 3)]
+    runs = [_run_module(mod, X, B, gamma0, alpha, 100, 1e-3, True, t) for t in (1, 2, 3)]
     for other in runs[1:]:
         assert np.array_equal(runs[0][0], other[0])
         assert np.array_equal(runs[0][1], other[1])

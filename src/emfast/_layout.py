@@ -51,3 +51,8 @@ def missing_block_rows(D, K):
 # per block of the word pass; the groups of blocks come from n_groups.
 LDA_DOC_BLOCK = 64
 LDA_WORD_BLOCK = 256
+# A document's fixed point moves to its live topics' rows gathered topic-major once they fit
+# in this many doubles of a thread's scratch (32 KiB: in L1 with the rest of a step's data;
+# larger, from the start of a K = 50 document of 145 words, it was slower than the word-major
+# rows).
+LDA_TOPIC_MAJOR = 4096

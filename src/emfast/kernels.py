@@ -1118,7 +1118,13 @@ def poisson_estep_stats(X, log_lam, log_weights, sample_weight=None, *, row_cons
 # ``max_doc_update_iter`` steps sets
 #     gamma_d[k] = alpha + e_k sum_j c_j B[k, w_j] / (sum_k' e_k' B[k', w_j] + EPS)
 # (EPS: the machine epsilon of the dtype) and e from it, and stops after the step whose mean
-# |change| of gamma_d is below ``mean_change_tol``. From the final e:
+# |change| of gamma_d is below ``mean_change_tol``. A topic whose update e_k sum_j (...), its
+# expected count in the document, falls below 2^-64 min(alpha, 1) min(c_min, 1) (c_min the
+# document's smallest positive count) is no longer updated: its gamma stays, its e leaves the
+# sums. What the full update would still change is below rounding (the argument is in
+# _cython/_lda.h); under scikit-learn's default alpha = 1/K and K of about 45 or more, most
+# topics of a document go so, and the remaining steps cost only the live ones. From the
+# final e:
 #     sstats[k, w] = B[k, w] sum_d e_dk c_dw / (sum_k' e_dk' B[k', w] + EPS)
 #     word_bound = sum_{d,j} c_j log(sum_k e_dk B[k, w_j])
 # (scikit-learn's suff_stats, and the first term of its _approx_bound). Inside a document
@@ -1214,7 +1220,7 @@ class LDABoundEStep:
 
     Memory beyond X: the CSC copy (nnz values and int32 ids), (V, K_pad) float64 for the
     transpose, (N, K_pad) float64 for the documents' final exp(E[log theta]), the (K, V)
-    result and O(K) per thread: no per-thread (K, V) buffer.
+    result and O(K) doubles and 40 KiB per thread: no per-thread (K, V) buffer.
     """
 
     def __init__(self, X, *, n_threads=None, backend="auto"):

@@ -8,10 +8,12 @@ about *how*.
 exp_topic_word comes transposed, word-major (V, K_pad) in float64 with K padded to a
 multiple of 8 by zero lanes (the binding makes it once per M-step): the row of a word is
 contiguous and every loop over K is a straight vector loop (_lda.h, GCC/Clang vector
-extensions). The document pass runs each document's fixed point in a thread's scratch of
-2 K_pad doubles and leaves the final exp(E[log theta]) in doc_exp (N, K_pad); the word pass
-builds each column of the statistics from the CSC copy of X, on one thread. Memory beyond
-the inputs: O(K) per thread; no per-thread (K, V) buffer.
+extensions). The document pass runs each document's fixed point in a thread's scratch,
+dropping the topics the document no longer uses and moving to its live topics' rows
+gathered topic-major once they fit LDA_TOPIC_MAJOR doubles (_lda.h: emfast_lda_doc), and
+leaves the final exp(E[log theta]) in doc_exp (N, K_pad); the word pass builds each column
+of the statistics from the CSC copy of X, on one thread. Memory beyond the inputs: 6 K_pad
+doubles and 40 KiB per thread; no per-thread (K, V) buffer.
 
 Determinism: documents go in blocks of LDA_DOC_BLOCK, blocks in contiguous groups whose
 number depends only on the shapes (emfast._layout, the Numba backend's rule too); the word

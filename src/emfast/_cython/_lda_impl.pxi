@@ -12,11 +12,12 @@ from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-from emfast._layout import LDA_DOC_BLOCK, LDA_WORD_BLOCK, n_groups
+from emfast._layout import LDA_DOC_BLOCK, LDA_TOPIC_MAJOR, LDA_WORD_BLOCK, n_groups
 
 # the blocks' sizes, shared with the Numba backend, as C values for the nogil code
 cdef Py_ssize_t DOC_BLOCK = LDA_DOC_BLOCK
 cdef Py_ssize_t WORD_BLOCK = LDA_WORD_BLOCK
+cdef int64_t TOPIC_MAJOR = LDA_TOPIC_MAJOR
 
 cdef extern from "_lda.h":
     void emfast_lda_digamma(const double* x, int64_t n, double* out) noexcept nogil
@@ -29,10 +30,13 @@ cdef extern from "_lda.h":
                              double* acc) noexcept nogil
     void emfast_lda_doc_f64(const int32_t* ids, const double* c, int64_t n, const double* BT,
                             int K, int Kp, double alpha, int64_t max_iter, double tol,
-                            double eps, double* g, double* e, double* acc) noexcept nogil
+                            double eps, double* g, double* e, double* work,
+                            int64_t tm_cap) noexcept nogil
     void emfast_lda_doc_f32(const int32_t* ids, const float* c, int64_t n, const double* BT,
                             int K, int Kp, double alpha, int64_t max_iter, double tol,
-                            double eps, double* g, double* e, double* acc) noexcept nogil
+                            double eps, double* g, double* e, double* work,
+                            int64_t tm_cap) noexcept nogil
+    int64_t emfast_lda_work_size(int Kp, int64_t tm_cap) noexcept nogil
     double emfast_lda_bound_f64(const int32_t* ids, const double* c, int64_t n,
                                 const double* BT, int Kp, const double* e) noexcept nogil
     double emfast_lda_bound_f32(const int32_t* ids, const float* c, int64_t n,
@@ -58,8 +62,9 @@ cdef double _doc_group(const floating* data, const int32_t* indices, const int64
                        double* doc_exp, bint cal_bound, Py_ssize_t blk_lo, Py_ssize_t blk_hi,
                        double* g) noexcept nogil:
     """Documents of blocks [blk_lo, blk_hi) in order. IN/OUT: their doc_topic rows (gamma).
-    OUT: their doc_exp rows (the final e, K_pad lanes). g: 2 K_pad doubles of scratch (gamma,
-    then the sums). Returns the blocks' word bound (0 unless cal_bound)."""
+    OUT: their doc_exp rows (the final e, K_pad lanes). g: scratch, 64-byte aligned: K_pad
+    doubles (gamma), then the fixed point's work (emfast_lda_work_size). Returns the blocks'
+    word bound (0 unless cal_bound)."""
     cdef Py_ssize_t d, d_hi = min(blk_hi * DOC_BLOCK, N)
     cdef int64_t lo, n
     cdef int k
@@ -78,12 +83,12 @@ cdef double _doc_group(const floating* data, const int32_t* indices, const int64
         n = indptr[d + 1] - lo
         if floating is double:
             emfast_lda_doc_f64(indices + lo, data + lo, n, BT, K, Kp, alpha, max_iter, tol,
-                               eps, g, e, g + Kp)
+                               eps, g, e, g + Kp, TOPIC_MAJOR)
             if cal_bound:
                 bound += emfast_lda_bound_f64(indices + lo, data + lo, n, BT, Kp, e)
         else:
             emfast_lda_doc_f32(indices + lo, data + lo, n, BT, K, Kp, alpha, max_iter, tol,
-                               eps, g, e, g + Kp)
+                               eps, g, e, g + Kp, TOPIC_MAJOR)
             if cal_bound:
                 bound += emfast_lda_bound_f32(indices + lo, data + lo, n, BT, Kp, e)
         for k in range(K):
@@ -117,10 +122,11 @@ def lda_doc_pass(
     cdef double bound = 0.0
     if N == 0:
         return 0.0
+    cdef int64_t scratch = Kp + emfast_lda_work_size(Kp, TOPIC_MAJOR)
     G = n_groups(n_blocks, 1)
     cdef double[::1] bound_g = np.zeros(G)
     with nogil, parallel(num_threads=min(n_threads, G)):
-        raw = malloc((2 * Kp + 8) * sizeof(double))
+        raw = malloc((scratch + 8) * sizeof(double))
         g = _align64(raw)
         for grp in prange(G, schedule="dynamic"):
             if g == NULL:

@@ -14,8 +14,10 @@ arrays (X, gamma and the statistics of X's dtype, float32 or float64; the rest a
 exp_topic_word comes transposed, word-major (V, K_pad) in float64 with K padded to a
 multiple of 8 by zero lanes (the binding makes it once per M-step): the row of a word is
 contiguous and the loops over K_pad vectorise with no remainder. The document pass runs each
-document's fixed point in float64 scratch of K_pad values and leaves its final
-exp(E[log theta]) in ``doc_exp`` (N, K_pad). The word pass then builds the statistics column
+document's fixed point in float64 scratch (O(K) and 40 KiB per thread), dropping the topics
+the document no longer uses and moving to its live topics' rows gathered topic-major once
+they fit (the Cython kernels' rule, _lda.h), and leaves its final exp(E[log theta]) in
+``doc_exp`` (N, K_pad). The word pass then builds the statistics column
 by column from the CSC copy of X: column w of S is written by one thread, from its documents
 in index order; no per-thread (K, V) buffer. Both passes are one weighted sum (_wsum).
 
@@ -28,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
-from emfast._layout import LDA_DOC_BLOCK, LDA_WORD_BLOCK, n_groups
+from emfast._layout import LDA_DOC_BLOCK, LDA_TOPIC_MAJOR, LDA_WORD_BLOCK, n_groups
 from emfast._numba._gaussian import _exp_nonpos, _log_pos
 from emfast._numba._launch import run
 from emfast._numba._settings import IN2, JIT, OUT2, array_arg, outlined, parallel_driver
@@ -165,20 +167,102 @@ def _wsum(x, base, idx, c, lo, hi, eps, acc):
 # Document pass
 # --------------------------------------------------------------------------------------------
 @njit(**JIT)
-def _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, acc, alpha, max_iter, tol, eps):
-    """One document's iteration. IN: its terms data/indices[lo:hi]; BT (V, K_pad). IN/OUT:
-    g (K,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on. acc
-    (K_pad,) scratch."""
+def _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, alpha, max_iter, tol, eps, acc, keep,
+                     gl, el, live, slot, cp, f, S):
+    """One document's iteration, with the topics it has dropped, word-major and then
+    topic-major: the Cython kernels' emfast_lda_doc (_lda.h) says why, when a topic is
+    dropped and when the layout changes. IN: its terms data/indices[lo:hi]; BT (V, K_pad).
+    IN/OUT: g (K,) float64 gamma; e (K_pad,) its exp(E[log theta]), 0 from lane K on (on
+    return that of the final gamma, for every topic). Scratch: acc and keep (K_pad,), gl and
+    el (K,), live and slot (K,) int64, cp and f (LDA_TOPIC_MAJOR // 8,), S
+    (LDA_TOPIC_MAJOR,)."""
+    n = hi - lo
+    npad = (n + 7) // 8 * 8
+    cmin = 1.0
+    for j in range(lo, hi):
+        c = np.float64(data[j])
+        if 0.0 < c < cmin:
+            cmin = c
+    thr = min(alpha, 1.0) * cmin * 2.0 ** -64
+    for k in range(keep.shape[0]):
+        keep[k] = 1.0 if k < K else 0.0
+    A, tm, frozen = K, False, 0.0
     for _ in range(max_iter):
-        _wsum(e, BT, indices, data, lo, hi, eps, acc)
         change = 0.0
-        for k in range(K):
-            new = alpha + e[k] * acc[k]
-            change += abs(new - g[k])
-            g[k] = new
-        _exp_dirichlet(g, K, e)
+        if not tm and npad <= LDA_TOPIC_MAJOR // 8 and A * npad <= LDA_TOPIC_MAJOR:
+            A = 0
+            for k in range(K):
+                if keep[k] != 0.0:
+                    live[A] = k
+                    A += 1
+                else:
+                    frozen += g[k]
+            for j in range(npad):
+                cp[j] = np.float64(data[lo + j]) if j < n else 0.0
+            for a in range(A):
+                base = a * npad
+                for j in range(n):
+                    S[base + j] = BT[indices[lo + j], live[a]]
+                for j in range(n, npad):
+                    S[base + j] = 0.0
+                slot[a] = a
+                gl[a] = g[live[a]]
+                el[a] = e[live[a]]
+            tm = True
+        if tm:
+            for j in range(npad):
+                f[j] = 0.0
+            for a in range(A):
+                base, ea = slot[a] * npad, el[a]
+                for j in range(npad):
+                    f[j] += ea * S[base + j]
+            for j in range(npad):
+                f[j] = cp[j] / (f[j] + eps)
+            b = 0
+            for a in range(A):
+                base = slot[a] * npad
+                s = 0.0
+                for j in range(npad):     # stores nothing: one summation order
+                    s += f[j] * S[base + j]
+                v = el[a] * s
+                new = alpha + v
+                change += abs(new - gl[a])
+                if v < thr:
+                    g[live[a]] = new
+                    frozen += new
+                else:
+                    live[b] = live[a]
+                    slot[b] = slot[a]
+                    gl[b] = new
+                    b += 1
+            A = b
+            total = frozen
+            for a in range(A):
+                total += gl[a]
+            psi_total = _digamma(total)
+            for a in range(A):
+                el[a] = _exp_nonpos(min(_digamma(gl[a]) - psi_total, 0.0))
+        else:
+            _wsum(e, BT, indices, data, lo, hi, eps, acc)
+            for k in range(K):
+                if keep[k] != 0.0:
+                    v = e[k] * acc[k]
+                    new = alpha + v
+                    change += abs(new - g[k])
+                    g[k] = new
+                    if v < thr:
+                        keep[k] = 0.0
+                        A -= 1
+            _exp_dirichlet(g, K, e)
+            if A < K:
+                for k in range(K):
+                    e[k] *= keep[k]
         if change / K < tol:
             break
+    if tm:
+        for a in range(A):
+            g[live[a]] = gl[a]
+    _exp_dirichlet(g, K, e)
 
 
 @outlined(*_DOC_GROUP_SIGS)
@@ -189,7 +273,11 @@ def _doc_group(data, indices, indptr, BT, doc_topic, alpha, max_iter, tol, eps, 
     cal_bound)."""
     N, K = doc_topic.shape
     Kp = BT.shape[1]
-    g, acc = np.empty(K), np.empty(Kp)
+    g, acc, keep = np.empty(K), np.empty(Kp), np.empty(Kp)
+    gl, el = np.empty(K), np.empty(K)
+    live, slot = np.empty(K, dtype=np.int64), np.empty(K, dtype=np.int64)
+    cp, f = np.empty(LDA_TOPIC_MAJOR // 8), np.empty(LDA_TOPIC_MAJOR // 8)
+    S = np.empty(LDA_TOPIC_MAJOR)
     bound = 0.0
     for d in range(blk_lo * LDA_DOC_BLOCK, min(blk_hi * LDA_DOC_BLOCK, N)):
         e = doc_exp[d]
@@ -199,7 +287,8 @@ def _doc_group(data, indices, indptr, BT, doc_topic, alpha, max_iter, tol, eps, 
             e[k] = 0.0
         _exp_dirichlet(g, K, e)
         lo, hi = indptr[d], indptr[d + 1]
-        _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, acc, alpha, max_iter, tol, eps)
+        _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, alpha, max_iter, tol, eps, acc,
+                         keep, gl, el, live, slot, cp, f, S)
         for k in range(K):
             doc_topic[d, k] = g[k]
         if cal_bound:
