@@ -83,17 +83,16 @@ _PSI_C = (1.0 / 12.0, -1.0 / 120.0, 1.0 / 252.0, -1.0 / 240.0, 1.0 / 132.0, -691
 def _digamma(x):
     """psi(x) for x > 0 (float64), the Cython kernels' lda_psi: below 6, psi(x + 6) less
     sum_{i<6} 1/(x + i) as one quotient Q'(x) / Q(x), Q = prod_{i<6} (x + i). NaN stays
-    NaN; +inf gives +inf."""
-    shift = 0.0
-    y = x
-    if x < 6.0:
-        q, dq = x, 1.0
-        for i in range(1, 6):
-            t = x + i
-            dq = dq * t + q
-            q = q * t
-        shift = dq / q
-        y = x + 6.0
+    NaN; +inf gives +inf. Selects, not a branch, so that a loop of digammas vectorises."""
+    small = x < 6.0
+    xs = x if small else 6.0          # bounded: Q(6) = 332640
+    q, dq = xs, 1.0
+    for i in range(1, 6):
+        t = xs + i
+        dq = dq * t + q
+        q = q * t
+    shift = dq / q if small else 0.0
+    y = x + 6.0 if small else x
     r = 1.0 / y
     z = r * r
     p = _PSI_C[6]
