@@ -73,8 +73,16 @@ static void emfast_lda_digamma(const double* x, int64_t n, double* out)
         out[i] = emfast_lda_psi1(x[i]);
 }
 
+/* exp(psi(g) - psi_total) lane by lane, psi_total = psi(sum of the gammas): each value <= 1
+ * (clamped: psi increases, every g_k <= the sum). */
+G_INLINE emfast_gv lda_exp_e(emfast_gv g, emfast_gv psi_total)
+{
+    emfast_gv zero = gv_set(0.0), d = lda_psi(g) - psi_total;
+    return emfast_gv_exp_nonpos(gv_sel((emfast_gi) (d < zero), d, zero));
+}
+
 /* OUT: e = exp(psi(g) - psi(sum_{k<K} g)) on the K_pad lanes, 0 from lane K on (where g
- * holds anything positive). Each value <= 1 (clamped: psi increases, g_k <= sum g). */
+ * holds anything positive). */
 static void emfast_lda_exp_dirichlet(const double* g, int K, int Kp, double* e)
 {
     emfast_gv t = gv_set(0.0);
@@ -86,8 +94,7 @@ static void emfast_lda_exp_dirichlet(const double* g, int K, int Kp, double* e)
         total += g[k];
     emfast_gv psi_total = gv_set(emfast_lda_psi1(total)), zero = gv_set(0.0);
     for (k = 0; k < Kp; k += EMFAST_GW) {
-        emfast_gv d = lda_psi(gv_ld(g + k)) - psi_total;
-        emfast_gv v = emfast_gv_exp_nonpos(gv_sel((emfast_gi) (d < zero), d, zero));
+        emfast_gv v = lda_exp_e(gv_ld(g + k), psi_total);
         emfast_gi lane = {0};
         for (int l = 0; l < EMFAST_GW; l++)
             lane[l] = k + l < K ? -1 : 0;
@@ -285,10 +292,8 @@ static int64_t emfast_lda_work_size(int Kp, int64_t tm_cap)
                 emfast_gv psi_total = gv_set(emfast_lda_psi1(total));                         \
                 for (int a = A; a < (A + W - 1) / W * W; a++)                                 \
                     gl[a] = 1.0;                              /* a positive filler */         \
-                for (int a = 0; a < A; a += W) {                                              \
-                    emfast_gv d = lda_psi(gv_ld(gl + a)) - psi_total;                         \
-                    gv_st(el + a, emfast_gv_exp_nonpos(gv_sel((emfast_gi) (d < zero), d, zero)));\
-                }                                                                             \
+                for (int a = 0; a < A; a += W)                                                \
+                    gv_st(el + a, lda_exp_e(gv_ld(gl + a), psi_total));                       \
             } else {                                                                          \
                 WSUM(e, BT, ids, c, n, Kp, eps, (int) (it & 1), acc);                         \
                 emfast_gv ch = zero, thrv = gv_set(thr);                                      \
@@ -318,7 +323,8 @@ static int64_t emfast_lda_work_size(int Kp, int64_t tm_cap)
         if (tm)                                                                               \
             for (int a = 0; a < A; a++)                                                       \
                 g[live[a]] = gl[a];                                                           \
-        emfast_lda_exp_dirichlet(g, K, Kp, e);                                                \
+        if (tm || A < K)                    /* else e is already that of the final gamma */   \
+            emfast_lda_exp_dirichlet(g, K, Kp, e);                                            \
     }
 
 EMFAST_DEFINE_LDA_DOC(emfast_lda_doc_f64, emfast_lda_wsum_f64, double)

@@ -261,7 +261,8 @@ def _doc_fixed_point(data, indices, lo, hi, BT, K, g, e, alpha, max_iter, tol, e
     if tm:
         for a in range(A):
             g[live[a]] = gl[a]
-    _exp_dirichlet(g, K, e)
+    if tm or A < K:                 # else e is already that of the final gamma
+        _exp_dirichlet(g, K, e)
 
 
 @outlined(*_DOC_GROUP_SIGS)
